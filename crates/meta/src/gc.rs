@@ -1,0 +1,102 @@
+//! What garbage collection may remove, and the removal itself.
+//!
+//! Every removal re-checks its condition in the same statement that deletes,
+//! and foreign keys refuse a delete that a concurrent push made wrong; so a
+//! collection can run while pushes run (DESIGN invariant 5). A candidate
+//! that turns out to be in use is simply left for the next run.
+
+use std::future::Future;
+
+use sqlx::Row;
+
+use crate::{is_fk_violation, Meta, MetaError, Result};
+
+/// An untagged manifest that no index lists and whose subject (if any) is
+/// gone. Referrers (signatures, SBOMs) live as long as what they refer to.
+const UNTAGGED_MANIFEST: &str = "m.pushed_at < $1
+    AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
+    AND NOT EXISTS (SELECT 1 FROM manifest_children c WHERE c.repo = m.repo AND c.child = m.digest)
+    AND (m.subject IS NULL OR NOT EXISTS (SELECT 1 FROM manifests s WHERE s.repo = m.repo AND s.digest = m.subject))";
+
+const UNREFERENCED_LINK: &str = "l.linked_at < $1
+    AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.repo = l.repo AND mb.digest = l.digest)";
+
+const UNLINKED_BLOB: &str = "b.written_at < $1
+    AND NOT EXISTS (SELECT 1 FROM repo_blobs l WHERE l.digest = b.digest)";
+
+fn pairs(rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<(String, String)>> {
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+}
+
+impl Meta {
+    pub async fn untagged_manifests(&self, cutoff: i64, limit: i64) -> Result<Vec<(String, String)>> {
+        let sql = format!("SELECT m.repo, m.digest FROM manifests m WHERE {UNTAGGED_MANIFEST} LIMIT $2");
+        pairs(sqlx::query(&sql).bind(cutoff).bind(limit).fetch_all(&self.pool).await?)
+    }
+
+    pub async fn collect_manifest(&self, repo: &str, digest: &str, cutoff: i64) -> Result<bool> {
+        let sql = format!("DELETE FROM manifests WHERE repo = $2 AND digest = $3 AND EXISTS (SELECT 1 FROM manifests m WHERE m.repo = $2 AND m.digest = $3 AND {UNTAGGED_MANIFEST})");
+        deleted(sqlx::query(&sql).bind(cutoff).bind(repo).bind(digest).execute(&self.pool).await)
+    }
+
+    pub async fn unreferenced_links(&self, cutoff: i64, limit: i64) -> Result<Vec<(String, String)>> {
+        let sql = format!("SELECT l.repo, l.digest FROM repo_blobs l WHERE {UNREFERENCED_LINK} LIMIT $2");
+        pairs(sqlx::query(&sql).bind(cutoff).bind(limit).fetch_all(&self.pool).await?)
+    }
+
+    pub async fn collect_link(&self, repo: &str, digest: &str, cutoff: i64) -> Result<bool> {
+        let sql = format!("DELETE FROM repo_blobs WHERE repo = $2 AND digest = $3 AND EXISTS (SELECT 1 FROM repo_blobs l WHERE l.repo = $2 AND l.digest = $3 AND {UNREFERENCED_LINK})");
+        deleted(sqlx::query(&sql).bind(cutoff).bind(repo).bind(digest).execute(&self.pool).await)
+    }
+
+    pub async fn unlinked_blobs(&self, cutoff: i64, limit: i64) -> Result<Vec<String>> {
+        let sql = format!("SELECT b.digest FROM blobs b WHERE {UNLINKED_BLOB} LIMIT $2");
+        let rows = sqlx::query(&sql).bind(cutoff).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Deletes a blob row and, while its row lock is held, its bytes
+    /// (`remove`): an upload of the same digest waits for this transaction,
+    /// then writes its file and row afresh.
+    pub async fn collect_blob<F, Fut>(&self, digest: &str, cutoff: i64, remove: F) -> Result<bool>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::io::Result<()>>,
+    {
+        let mut tx = self.pool.begin().await?;
+        let sql = format!("DELETE FROM blobs WHERE digest = $2 AND EXISTS (SELECT 1 FROM blobs b WHERE b.digest = $2 AND {UNLINKED_BLOB})");
+        let gone = deleted(sqlx::query(&sql).bind(cutoff).bind(digest).execute(&mut *tx).await)?;
+        if !gone {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        remove().await.map_err(MetaError::Publish)?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Whether any row names this blob (the orphan-file sweep keeps those).
+    pub async fn blob_known(&self, digest: &str) -> Result<bool> {
+        Ok(sqlx::query("SELECT 1 FROM blobs WHERE digest = $1").bind(digest).fetch_optional(&self.pool).await?.is_some())
+    }
+
+    /// Upload sessions untouched since `cutoff`.
+    pub async fn stale_uploads(&self, cutoff: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT id FROM uploads WHERE updated_at < $1").bind(cutoff).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Whether an upload id has a session row (files without one are leftovers).
+    pub async fn upload_known(&self, id: &str) -> Result<bool> {
+        Ok(self.upload_repo(id).await?.is_some())
+    }
+}
+
+fn deleted(res: std::result::Result<sqlx::any::AnyQueryResult, sqlx::Error>) -> Result<bool> {
+    match res {
+        Ok(r) => Ok(r.rows_affected() > 0),
+        // A push started using it after we chose it: keep it.
+        Err(e) if is_fk_violation(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,537 @@
+//! The metadata database: which repositories exist, which blobs each may
+//! read, manifests and what they reference, tags, and upload sessions.
+//!
+//! One schema and one set of queries for SQLite (the embedded default) and
+//! PostgreSQL (scale-out), through `sqlx::Any`. Every write transaction starts
+//! with a write, so SQLite takes its write lock up front instead of failing
+//! a lock upgrade under concurrency.
+
+mod gc;
+mod migrations;
+
+use std::future::Future;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use portcullis_oci::{Digest, Reference};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum MetaError {
+    #[error("blob {0} is not known in this repository")]
+    BlobUnknown(String),
+    #[error("manifest {0} is not known in this repository")]
+    ManifestUnknown(String),
+    #[error("manifest {digest} is listed by index {parent}; delete the index first")]
+    ManifestReferenced { digest: String, parent: String },
+    #[error("blob {0} is referenced by a manifest in this repository; delete the manifest first")]
+    BlobReferenced(String),
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("publishing blob data failed: {0}")]
+    Publish(std::io::Error),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+pub type Result<T, E = MetaError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Milliseconds since the Unix epoch; the unit of every timestamp column.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A manifest to store, with what it references already extracted.
+pub struct NewManifest<'a> {
+    pub repo: &'a str,
+    pub digest: &'a Digest,
+    pub media_type: &'a str,
+    pub artifact_type: Option<&'a str>,
+    pub subject: Option<&'a Digest>,
+    pub annotations: Option<String>,
+    pub content: &'a [u8],
+    pub blobs: Vec<&'a Digest>,
+    pub children: Vec<&'a Digest>,
+    pub tag: Option<&'a str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    pub digest: String,
+    pub media_type: String,
+    pub content: Vec<u8>,
+}
+
+/// One entry of the referrers API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Referrer {
+    pub digest: String,
+    pub media_type: String,
+    pub size: i64,
+    pub artifact_type: Option<String>,
+    pub annotations: Option<String>,
+}
+
+pub struct Meta {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Meta {
+    /// Opens (creating if needed) the database at `url` and brings its schema up to date.
+    pub async fn connect(url: &str) -> Result<Meta> {
+        Self::connect_in_schema(url, None).await
+    }
+
+    /// As [`Meta::connect`], inside one PostgreSQL schema (created if missing),
+    /// so tests and tenants can share a database without seeing each other's rows.
+    pub async fn connect_in_schema(url: &str, schema: Option<&str>) -> Result<Meta> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(MetaError::UnsupportedUrl(url.to_string()));
+        };
+        let search_path = schema.map(|s| format!("SET search_path TO \"{}\"", s.replace('"', "")));
+        if let Some(sql) = &search_path {
+            let admin = AnyPoolOptions::new().max_connections(1).connect(url).await?;
+            let create = sql.replace("SET search_path TO", "CREATE SCHEMA IF NOT EXISTS");
+            admin.execute(create.as_str()).await?;
+            admin.close().await;
+        }
+        let options = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            .after_connect(move |conn, _| {
+                let search_path = search_path.clone();
+                Box::pin(async move {
+                    match backend {
+                        Backend::Sqlite => {
+                            // WAL lets readers run beside the one writer; FULL sync makes
+                            // an acknowledged commit survive power loss, not just a crash.
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = FULL").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            conn.execute("PRAGMA busy_timeout = 30000").await?;
+                        }
+                        Backend::Postgres => {
+                            if let Some(sql) = &search_path {
+                                conn.execute(sql.as_str()).await?;
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            });
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                format!("{url}{}mode=rwc", if url.contains('?') { "&" } else { "?" })
+            }
+            _ => url.to_string(),
+        };
+        let pool = options.connect(&url).await?;
+        let meta = Meta { pool, backend };
+        meta.migrate().await?;
+        Ok(meta)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Replicas starting together must not apply a migration twice.
+            tx.execute("SELECT pg_advisory_xact_lock(7401)").await?;
+        }
+        tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            .await?;
+        let applied: i64 = sqlx::query("SELECT COUNT(*) FROM schema_migrations").fetch_one(&mut *tx).await?.try_get(0)?;
+        for (i, migration) in migrations::MIGRATIONS.iter().enumerate().skip(applied as usize) {
+            let sql = self.dialect(migration);
+            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                tx.execute(statement).await?;
+            }
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(i as i64 + 1)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn dialect(&self, sql: &str) -> String {
+        let (text_c, bytes) = match self.backend {
+            Backend::Sqlite => ("TEXT", "BLOB"),
+            Backend::Postgres => ("TEXT COLLATE \"C\"", "BYTEA"),
+        };
+        sql.replace("{text_c}", text_c).replace("{bytes}", bytes)
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        self.pool.execute("SELECT 1").await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await
+    }
+
+    // ---- repositories -------------------------------------------------
+
+    pub async fn repository_exists(&self, repo: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM repositories WHERE name = $1").bind(repo).fetch_optional(&self.pool).await?;
+        Ok(row.is_some())
+    }
+
+    /// One page of repository names after `last`, in bytewise order.
+    pub async fn catalog(&self, last: Option<&str>, n: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
+            .bind(last.unwrap_or(""))
+            .bind(n)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    // ---- blobs --------------------------------------------------------
+
+    /// The size of a blob if it is linked to `repo` (DESIGN invariant 3).
+    pub async fn blob_in_repo(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
+        let row = sqlx::query(
+            "SELECT b.size FROM repo_blobs l JOIN blobs b ON b.digest = l.digest WHERE l.repo = $1 AND l.digest = $2",
+        )
+        .bind(repo)
+        .bind(digest.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?.map(|s| s as u64))
+    }
+
+    /// Records a newly received blob and links it to `repo`. `publish` moves
+    /// the bytes into place; it runs inside the transaction, after the blob
+    /// row is locked, so the row commits only once the file is there and a
+    /// concurrent garbage collection cannot delete the file under it.
+    pub async fn insert_blob<F, Fut>(&self, repo: &str, digest: &Digest, size: u64, publish: F) -> Result<()>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::io::Result<()>>,
+    {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO blobs (digest, size, written_at) VALUES ($1, $2, $3)
+             ON CONFLICT (digest) DO UPDATE SET written_at = excluded.written_at",
+        )
+        .bind(digest.as_str())
+        .bind(size as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        publish().await.map_err(MetaError::Publish)?;
+        ensure_repo(&mut tx, repo, now).await?;
+        link(&mut tx, repo, digest.as_str(), now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Cross-repository mount: links an already stored blob into `repo` if
+    /// `from` can read it. Returns its size, or `None` when it is not mountable.
+    pub async fn mount_blob(&self, repo: &str, from: &str, digest: &Digest) -> Result<Option<u64>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        ensure_repo(&mut tx, repo, now).await?;
+        let row = sqlx::query(
+            "SELECT b.size FROM repo_blobs l JOIN blobs b ON b.digest = l.digest WHERE l.repo = $1 AND l.digest = $2",
+        )
+        .bind(from)
+        .bind(digest.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let size: i64 = row.try_get(0)?;
+        match link(&mut tx, repo, digest.as_str(), now).await {
+            Ok(()) => {}
+            // The blob was collected between our read and our write.
+            Err(MetaError::Db(e)) if is_fk_violation(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        tx.commit().await?;
+        Ok(Some(size as u64))
+    }
+
+    /// Removes a blob from `repo`. The bytes stay while another repository
+    /// links them; garbage collection removes them after that.
+    pub async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let res = sqlx::query("DELETE FROM repo_blobs WHERE repo = $1 AND digest = $2")
+            .bind(repo)
+            .bind(digest.as_str())
+            .execute(&self.pool)
+            .await;
+        match res {
+            Ok(r) => Ok(r.rows_affected() > 0),
+            Err(e) if is_fk_violation(&e) => Err(MetaError::BlobReferenced(digest.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // ---- uploads ------------------------------------------------------
+
+    pub async fn create_upload(&self, id: &str, repo: &str) -> Result<()> {
+        let now = now_ms();
+        sqlx::query("INSERT INTO uploads (id, repo, started_at, updated_at) VALUES ($1, $2, $3, $3)")
+            .bind(id)
+            .bind(repo)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The repository an upload session belongs to.
+    pub async fn upload_repo(&self, id: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT repo FROM uploads WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    pub async fn touch_upload(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE uploads SET updated_at = $2 WHERE id = $1").bind(id).bind(now_ms()).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn delete_upload(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    // ---- manifests and tags -------------------------------------------
+
+    /// Stores a manifest (and moves its tag) in one transaction, after
+    /// checking that every blob and child manifest it names is in the repository.
+    pub async fn put_manifest(&self, m: NewManifest<'_>) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        ensure_repo(&mut tx, m.repo, now).await?;
+        for blob in &m.blobs {
+            let found = sqlx::query("SELECT 1 FROM repo_blobs WHERE repo = $1 AND digest = $2")
+                .bind(m.repo)
+                .bind(blob.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if found.is_none() {
+                return Err(MetaError::BlobUnknown(blob.to_string()));
+            }
+        }
+        for child in &m.children {
+            let found = sqlx::query("SELECT 1 FROM manifests WHERE repo = $1 AND digest = $2")
+                .bind(m.repo)
+                .bind(child.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if found.is_none() {
+                return Err(MetaError::ManifestUnknown(child.to_string()));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO manifests (repo, digest, media_type, artifact_type, subject, annotations, size, content, pushed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (repo, digest) DO UPDATE SET pushed_at = excluded.pushed_at",
+        )
+        .bind(m.repo)
+        .bind(m.digest.as_str())
+        .bind(m.media_type)
+        .bind(m.artifact_type)
+        .bind(m.subject.map(|s| s.as_str()))
+        .bind(m.annotations.as_deref())
+        .bind(m.content.len() as i64)
+        .bind(m.content)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for blob in &m.blobs {
+            let res = sqlx::query("INSERT INTO manifest_blobs (repo, manifest, digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(m.repo)
+                .bind(m.digest.as_str())
+                .bind(blob.as_str())
+                .execute(&mut *tx)
+                .await;
+            match res {
+                Err(e) if is_fk_violation(&e) => return Err(MetaError::BlobUnknown(blob.to_string())),
+                r => r?,
+            };
+        }
+        for child in &m.children {
+            let res =
+                sqlx::query("INSERT INTO manifest_children (repo, parent, child) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                    .bind(m.repo)
+                    .bind(m.digest.as_str())
+                    .bind(child.as_str())
+                    .execute(&mut *tx)
+                    .await;
+            match res {
+                Err(e) if is_fk_violation(&e) => return Err(MetaError::ManifestUnknown(child.to_string())),
+                r => r?,
+            };
+        }
+        if let Some(tag) = m.tag {
+            sqlx::query(
+                "INSERT INTO tags (repo, name, digest, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+            )
+            .bind(m.repo)
+            .bind(tag)
+            .bind(m.digest.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn get_manifest(&self, repo: &str, reference: &Reference) -> Result<Option<StoredManifest>> {
+        let row = match reference {
+            Reference::Tag(tag) => {
+                sqlx::query(
+                    "SELECT m.digest, m.media_type, m.content FROM tags t
+                     JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest
+                     WHERE t.repo = $1 AND t.name = $2",
+                )
+                .bind(repo)
+                .bind(tag.as_str())
+                .fetch_optional(&self.pool)
+                .await?
+            }
+            Reference::Digest(d) => {
+                sqlx::query("SELECT digest, media_type, content FROM manifests WHERE repo = $1 AND digest = $2")
+                    .bind(repo)
+                    .bind(d.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+        };
+        row.map(|r: AnyRow| {
+            Ok(StoredManifest { digest: r.try_get(0)?, media_type: r.try_get(1)?, content: r.try_get(2)? })
+        })
+        .transpose()
+    }
+
+    /// Deletes a manifest and every tag that points at it. Refused while an
+    /// index in the repository lists it, so no index is left incomplete.
+    pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM tags WHERE repo = $1 AND digest = $2")
+            .bind(repo)
+            .bind(digest.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let parent = sqlx::query("SELECT parent FROM manifest_children WHERE repo = $1 AND child = $2 LIMIT 1")
+            .bind(repo)
+            .bind(digest.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(p) = parent {
+            return Err(MetaError::ManifestReferenced { digest: digest.to_string(), parent: p.try_get(0)? });
+        }
+        let res = sqlx::query("DELETE FROM manifests WHERE repo = $1 AND digest = $2")
+            .bind(repo)
+            .bind(digest.as_str())
+            .execute(&mut *tx)
+            .await;
+        let deleted = match res {
+            Ok(r) => r.rows_affected() > 0,
+            Err(e) if is_fk_violation(&e) => {
+                return Err(MetaError::ManifestReferenced { digest: digest.to_string(), parent: "(concurrent)".into() })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    pub async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM tags WHERE repo = $1 AND name = $2").bind(repo).bind(tag).execute(&self.pool).await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// One page of tags after `last`, in bytewise order, by index range scan.
+    pub async fn list_tags(&self, repo: &str, last: Option<&str>, n: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT name FROM tags WHERE repo = $1 AND name > $2 ORDER BY name LIMIT $3")
+            .bind(repo)
+            .bind(last.unwrap_or(""))
+            .bind(n)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Manifests in `repo` whose `subject` is `digest`, optionally of one artifact type.
+    pub async fn referrers(&self, repo: &str, digest: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>> {
+        let rows = sqlx::query(
+            "SELECT digest, media_type, size, artifact_type, annotations FROM manifests
+             WHERE repo = $1 AND subject = $2 AND ($3 IS NULL OR artifact_type = $3) ORDER BY digest",
+        )
+        .bind(repo)
+        .bind(digest.as_str())
+        .bind(artifact_type)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Referrer {
+                    digest: r.try_get(0)?,
+                    media_type: r.try_get(1)?,
+                    size: r.try_get(2)?,
+                    artifact_type: r.try_get(3)?,
+                    annotations: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn ensure_repo(tx: &mut sqlx::Transaction<'_, sqlx::Any>, repo: &str, now: i64) -> Result<()> {
+    sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+        .bind(repo)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn link(tx: &mut sqlx::Transaction<'_, sqlx::Any>, repo: &str, digest: &str, now: i64) -> Result<()> {
+    // Re-linking refreshes `linked_at`: a blob pushed again starts a new grace period.
+    sqlx::query(
+        "INSERT INTO repo_blobs (repo, digest, linked_at) VALUES ($1, $2, $3)
+         ON CONFLICT (repo, digest) DO UPDATE SET linked_at = excluded.linked_at",
+    )
+    .bind(repo)
+    .bind(digest)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn is_fk_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.is_foreign_key_violation() || d.code().is_some_and(|c| c == "23503" || c == "787")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,17 @@
+//! The vocabulary of the OCI image and distribution specifications:
+//! digests, repository names, tags, references and manifests.
+//!
+//! Pure by design: every function takes bytes or strings and returns values,
+//! so the grammar can be tested with tables and property tests, and the
+//! server never has to trust a client's idea of what a digest or a manifest is.
+
+mod digest;
+mod error;
+mod manifest;
+pub mod media_type;
+mod name;
+
+pub use digest::{Algorithm, Digest, DigestHasher};
+pub use error::OciError;
+pub use manifest::{Descriptor, Manifest, MAX_MANIFEST_BYTES};
+pub use name::{validate_tag, Reference, RepositoryName};
