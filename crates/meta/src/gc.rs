@@ -36,7 +36,14 @@ impl Meta {
 
     pub async fn collect_manifest(&self, repo: &str, digest: &str, cutoff: i64) -> Result<bool> {
         let sql = format!("DELETE FROM manifests WHERE repo = $2 AND digest = $3 AND EXISTS (SELECT 1 FROM manifests m WHERE m.repo = $2 AND m.digest = $3 AND {UNTAGGED_MANIFEST})");
-        deleted(sqlx::query(&sql).bind(cutoff).bind(repo).bind(digest).execute(&self.pool).await)
+        deleted(
+            sqlx::query(&sql)
+                .bind(cutoff)
+                .bind(repo)
+                .bind(digest)
+                .execute(&self.pool)
+                .await,
+        )
     }
 
     pub async fn unreferenced_links(&self, cutoff: i64, limit: i64) -> Result<Vec<(String, String)>> {
@@ -46,7 +53,14 @@ impl Meta {
 
     pub async fn collect_link(&self, repo: &str, digest: &str, cutoff: i64) -> Result<bool> {
         let sql = format!("DELETE FROM repo_blobs WHERE repo = $2 AND digest = $3 AND EXISTS (SELECT 1 FROM repo_blobs l WHERE l.repo = $2 AND l.digest = $3 AND {UNREFERENCED_LINK})");
-        deleted(sqlx::query(&sql).bind(cutoff).bind(repo).bind(digest).execute(&self.pool).await)
+        deleted(
+            sqlx::query(&sql)
+                .bind(cutoff)
+                .bind(repo)
+                .bind(digest)
+                .execute(&self.pool)
+                .await,
+        )
     }
 
     pub async fn unlinked_blobs(&self, cutoff: i64, limit: i64) -> Result<Vec<String>> {
@@ -77,12 +91,19 @@ impl Meta {
 
     /// Whether any row names this blob (the orphan-file sweep keeps those).
     pub async fn blob_known(&self, digest: &str) -> Result<bool> {
-        Ok(sqlx::query("SELECT 1 FROM blobs WHERE digest = $1").bind(digest).fetch_optional(&self.pool).await?.is_some())
+        Ok(sqlx::query("SELECT 1 FROM blobs WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some())
     }
 
     /// Upload sessions untouched since `cutoff`.
     pub async fn stale_uploads(&self, cutoff: i64) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT id FROM uploads WHERE updated_at < $1").bind(cutoff).fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT id FROM uploads WHERE updated_at < $1")
+            .bind(cutoff)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
@@ -98,5 +119,15 @@ fn deleted(res: std::result::Result<sqlx::any::AnyQueryResult, sqlx::Error>) -> 
         // A push started using it after we chose it: keep it.
         Err(e) if is_fk_violation(&e) => Ok(false),
         Err(e) => Err(e.into()),
+    }
+}
+
+impl Meta {
+    /// Open upload sessions, for the uploads-in-progress gauge.
+    pub async fn count_uploads(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM uploads")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?)
     }
 }

@@ -45,7 +45,10 @@ pub enum Backend {
 
 /// Milliseconds since the Unix epoch; the unit of every timestamp column.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// A manifest to store, with what it references already extracted.
@@ -59,7 +62,8 @@ pub struct NewManifest<'a> {
     pub content: &'a [u8],
     pub blobs: Vec<&'a Digest>,
     pub children: Vec<&'a Digest>,
-    pub tag: Option<&'a str>,
+    /// Tags to point at this manifest, in the same transaction.
+    pub tags: Vec<&'a str>,
 }
 
 #[derive(Debug, Clone)]
@@ -153,9 +157,14 @@ impl Meta {
             // Replicas starting together must not apply a migration twice.
             tx.execute("SELECT pg_advisory_xact_lock(7401)").await?;
         }
-        tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-            .await?;
-        let applied: i64 = sqlx::query("SELECT COUNT(*) FROM schema_migrations").fetch_one(&mut *tx).await?.try_get(0)?;
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .await?;
+        let applied: i64 = sqlx::query("SELECT COUNT(*) FROM schema_migrations")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
         for (i, migration) in migrations::MIGRATIONS.iter().enumerate().skip(applied as usize) {
             let sql = self.dialect(migration);
             for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
@@ -191,7 +200,10 @@ impl Meta {
     // ---- repositories -------------------------------------------------
 
     pub async fn repository_exists(&self, repo: &str) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 FROM repositories WHERE name = $1").bind(repo).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT 1 FROM repositories WHERE name = $1")
+            .bind(repo)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.is_some())
     }
 
@@ -301,17 +313,27 @@ impl Meta {
 
     /// The repository an upload session belongs to.
     pub async fn upload_repo(&self, id: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT repo FROM uploads WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT repo FROM uploads WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
     pub async fn touch_upload(&self, id: &str) -> Result<()> {
-        sqlx::query("UPDATE uploads SET updated_at = $2 WHERE id = $1").bind(id).bind(now_ms()).execute(&self.pool).await?;
+        sqlx::query("UPDATE uploads SET updated_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     pub async fn delete_upload(&self, id: &str) -> Result<()> {
-        sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -360,37 +382,40 @@ impl Meta {
         .execute(&mut *tx)
         .await?;
         for blob in &m.blobs {
-            let res = sqlx::query("INSERT INTO manifest_blobs (repo, manifest, digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                .bind(m.repo)
-                .bind(m.digest.as_str())
-                .bind(blob.as_str())
-                .execute(&mut *tx)
-                .await;
+            let res = sqlx::query(
+                "INSERT INTO manifest_blobs (repo, manifest, digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(m.repo)
+            .bind(m.digest.as_str())
+            .bind(blob.as_str())
+            .execute(&mut *tx)
+            .await;
             match res {
                 Err(e) if is_fk_violation(&e) => return Err(MetaError::BlobUnknown(blob.to_string())),
                 r => r?,
             };
         }
         for child in &m.children {
-            let res =
-                sqlx::query("INSERT INTO manifest_children (repo, parent, child) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                    .bind(m.repo)
-                    .bind(m.digest.as_str())
-                    .bind(child.as_str())
-                    .execute(&mut *tx)
-                    .await;
+            let res = sqlx::query(
+                "INSERT INTO manifest_children (repo, parent, child) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(m.repo)
+            .bind(m.digest.as_str())
+            .bind(child.as_str())
+            .execute(&mut *tx)
+            .await;
             match res {
                 Err(e) if is_fk_violation(&e) => return Err(MetaError::ManifestUnknown(child.to_string())),
                 r => r?,
             };
         }
-        if let Some(tag) = m.tag {
+        for tag in &m.tags {
             sqlx::query(
                 "INSERT INTO tags (repo, name, digest, updated_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
             )
             .bind(m.repo)
-            .bind(tag)
+            .bind(*tag)
             .bind(m.digest.as_str())
             .bind(now)
             .execute(&mut *tx)
@@ -422,7 +447,11 @@ impl Meta {
             }
         };
         row.map(|r: AnyRow| {
-            Ok(StoredManifest { digest: r.try_get(0)?, media_type: r.try_get(1)?, content: r.try_get(2)? })
+            Ok(StoredManifest {
+                digest: r.try_get(0)?,
+                media_type: r.try_get(1)?,
+                content: r.try_get(2)?,
+            })
         })
         .transpose()
     }
@@ -442,7 +471,10 @@ impl Meta {
             .fetch_optional(&mut *tx)
             .await?;
         if let Some(p) = parent {
-            return Err(MetaError::ManifestReferenced { digest: digest.to_string(), parent: p.try_get(0)? });
+            return Err(MetaError::ManifestReferenced {
+                digest: digest.to_string(),
+                parent: p.try_get(0)?,
+            });
         }
         let res = sqlx::query("DELETE FROM manifests WHERE repo = $1 AND digest = $2")
             .bind(repo)
@@ -452,7 +484,10 @@ impl Meta {
         let deleted = match res {
             Ok(r) => r.rows_affected() > 0,
             Err(e) if is_fk_violation(&e) => {
-                return Err(MetaError::ManifestReferenced { digest: digest.to_string(), parent: "(concurrent)".into() })
+                return Err(MetaError::ManifestReferenced {
+                    digest: digest.to_string(),
+                    parent: "(concurrent)".into(),
+                })
             }
             Err(e) => return Err(e.into()),
         };
@@ -461,7 +496,11 @@ impl Meta {
     }
 
     pub async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM tags WHERE repo = $1 AND name = $2").bind(repo).bind(tag).execute(&self.pool).await?;
+        let r = sqlx::query("DELETE FROM tags WHERE repo = $1 AND name = $2")
+            .bind(repo)
+            .bind(tag)
+            .execute(&self.pool)
+            .await?;
         Ok(r.rows_affected() > 0)
     }
 

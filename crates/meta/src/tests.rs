@@ -12,12 +12,20 @@ pub(crate) struct TestDb {
 pub(crate) async fn backends() -> Vec<TestDb> {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("meta.db").display());
-    let mut out = vec![TestDb { meta: Meta::connect(&url).await.unwrap(), _dir: Some(dir), label: "sqlite" }];
+    let mut out = vec![TestDb {
+        meta: Meta::connect(&url).await.unwrap(),
+        _dir: Some(dir),
+        label: "sqlite",
+    }];
     match std::env::var("PORTCULLIS_TEST_POSTGRES") {
         Ok(pg) if !pg.is_empty() => {
             let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
             let meta = Meta::connect_in_schema(&pg, Some(&schema)).await.unwrap();
-            out.push(TestDb { meta, _dir: None, label: "postgres" });
+            out.push(TestDb {
+                meta,
+                _dir: None,
+                label: "postgres",
+            });
         }
         _ if std::env::var("CI").as_deref() == Ok("true") => panic!("CI=true but PORTCULLIS_TEST_POSTGRES is not set"),
         _ => eprintln!("PORTCULLIS_TEST_POSTGRES not set: PostgreSQL half of the test skipped"),
@@ -31,7 +39,9 @@ fn d(s: &str) -> Digest {
 
 async fn add_blob(meta: &Meta, repo: &str, name: &str) -> Digest {
     let dg = d(name);
-    meta.insert_blob(repo, &dg, name.len() as u64, || async { Ok(()) }).await.unwrap();
+    meta.insert_blob(repo, &dg, name.len() as u64, || async { Ok(()) })
+        .await
+        .unwrap();
     dg
 }
 
@@ -46,7 +56,7 @@ fn manifest<'a>(repo: &'a str, digest: &'a Digest, blobs: Vec<&'a Digest>, tag: 
         content: digest.as_str().as_bytes(),
         blobs,
         children: vec![],
-        tag,
+        tags: tag.into_iter().collect(),
     }
 }
 
@@ -56,9 +66,24 @@ async fn blobs_are_visible_only_where_linked() {
         let m = &db.meta;
         let a = add_blob(m, "org/a", "layer").await;
         assert_eq!(m.blob_in_repo("org/a", &a).await.unwrap(), Some(5), "{}", db.label);
-        assert_eq!(m.blob_in_repo("org/b", &a).await.unwrap(), None, "{}: invariant 3", db.label);
-        assert_eq!(m.mount_blob("org/b", "org/c", &a).await.unwrap(), None, "{}: not in source", db.label);
-        assert_eq!(m.mount_blob("org/b", "org/a", &a).await.unwrap(), Some(5), "{}", db.label);
+        assert_eq!(
+            m.blob_in_repo("org/b", &a).await.unwrap(),
+            None,
+            "{}: invariant 3",
+            db.label
+        );
+        assert_eq!(
+            m.mount_blob("org/b", "org/c", &a).await.unwrap(),
+            None,
+            "{}: not in source",
+            db.label
+        );
+        assert_eq!(
+            m.mount_blob("org/b", "org/a", &a).await.unwrap(),
+            Some(5),
+            "{}",
+            db.label
+        );
         assert_eq!(m.blob_in_repo("org/b", &a).await.unwrap(), Some(5), "{}", db.label);
         assert!(m.unlink_blob("org/a", &a).await.unwrap());
         assert_eq!(m.blob_in_repo("org/a", &a).await.unwrap(), None, "{}", db.label);
@@ -70,7 +95,10 @@ async fn blobs_are_visible_only_where_linked() {
 async fn failed_publish_leaves_no_row() {
     for db in backends().await {
         let dg = d("x");
-        let err = db.meta.insert_blob("r", &dg, 1, || async { Err(std::io::Error::other("disk full")) }).await;
+        let err = db
+            .meta
+            .insert_blob("r", &dg, 1, || async { Err(std::io::Error::other("disk full")) })
+            .await;
         assert!(matches!(err, Err(MetaError::Publish(_))), "{}", db.label);
         assert_eq!(db.meta.blob_in_repo("r", &dg).await.unwrap(), None, "{}", db.label);
         assert!(!db.meta.blob_known(dg.as_str()).await.unwrap(), "{}", db.label);
@@ -84,12 +112,32 @@ async fn manifests_need_their_blobs_and_children() {
         let layer = add_blob(m, "app", "layer").await;
         let other = add_blob(m, "elsewhere", "other").await;
         let md = d("manifest");
-        let err = m.put_manifest(manifest("app", &md, vec![&layer, &other], Some("v1"))).await.unwrap_err();
-        assert!(matches!(&err, MetaError::BlobUnknown(x) if x == other.as_str()), "{}: {err}", db.label);
-        assert!(m.get_manifest("app", &Reference::Tag("v1".into())).await.unwrap().is_none(), "{}", db.label);
+        let err = m
+            .put_manifest(manifest("app", &md, vec![&layer, &other], Some("v1")))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, MetaError::BlobUnknown(x) if x == other.as_str()),
+            "{}: {err}",
+            db.label
+        );
+        assert!(
+            m.get_manifest("app", &Reference::Tag("v1".into()))
+                .await
+                .unwrap()
+                .is_none(),
+            "{}",
+            db.label
+        );
 
-        m.put_manifest(manifest("app", &md, vec![&layer], Some("v1"))).await.unwrap();
-        let got = m.get_manifest("app", &Reference::Tag("v1".into())).await.unwrap().unwrap();
+        m.put_manifest(manifest("app", &md, vec![&layer], Some("v1")))
+            .await
+            .unwrap();
+        let got = m
+            .get_manifest("app", &Reference::Tag("v1".into()))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(got.digest, md.as_str());
         assert_eq!(got.content, md.as_str().as_bytes());
 
@@ -97,19 +145,40 @@ async fn manifests_need_their_blobs_and_children() {
         let missing = d("missing");
         let mut index = manifest("app", &idx, vec![], Some("multi"));
         index.children = vec![&md, &missing];
-        assert!(matches!(m.put_manifest(index).await, Err(MetaError::ManifestUnknown(_))), "{}", db.label);
+        assert!(
+            matches!(m.put_manifest(index).await, Err(MetaError::ManifestUnknown(_))),
+            "{}",
+            db.label
+        );
         let mut index = manifest("app", &idx, vec![], Some("multi"));
         index.children = vec![&md];
         m.put_manifest(index).await.unwrap();
 
         // A listed child cannot be deleted; the index can, then the child.
-        assert!(matches!(m.delete_manifest("app", &md).await, Err(MetaError::ManifestReferenced { .. })));
-        assert!(m.get_manifest("app", &Reference::Tag("v1".into())).await.unwrap().is_some(), "refusal rolled back");
-        assert!(matches!(m.unlink_blob("app", &layer).await, Err(MetaError::BlobReferenced(_))), "{}", db.label);
+        assert!(matches!(
+            m.delete_manifest("app", &md).await,
+            Err(MetaError::ManifestReferenced { .. })
+        ));
+        assert!(
+            m.get_manifest("app", &Reference::Tag("v1".into()))
+                .await
+                .unwrap()
+                .is_some(),
+            "refusal rolled back"
+        );
+        assert!(
+            matches!(m.unlink_blob("app", &layer).await, Err(MetaError::BlobReferenced(_))),
+            "{}",
+            db.label
+        );
         assert!(m.delete_manifest("app", &idx).await.unwrap());
         assert!(m.delete_manifest("app", &md).await.unwrap());
         assert!(!m.delete_manifest("app", &md).await.unwrap());
-        assert!(m.list_tags("app", None, 10).await.unwrap().is_empty(), "{}: tags go with the manifest", db.label);
+        assert!(
+            m.list_tags("app", None, 10).await.unwrap().is_empty(),
+            "{}: tags go with the manifest",
+            db.label
+        );
         assert!(m.unlink_blob("app", &layer).await.unwrap());
     }
 }
@@ -154,7 +223,10 @@ async fn referrers_filter_by_artifact_type() {
         let m = &db.meta;
         let subject = d("subject");
         let (sig, sbom) = (d("sig"), d("sbom"));
-        for (dg, at) in [(&sig, "application/vnd.dev.cosign.simplesigning.v1+json"), (&sbom, "application/spdx+json")] {
+        for (dg, at) in [
+            (&sig, "application/vnd.dev.cosign.simplesigning.v1+json"),
+            (&sbom, "application/spdx+json"),
+        ] {
             let mut nm = manifest("r", dg, vec![], None);
             nm.subject = Some(&subject);
             nm.artifact_type = Some(at);
@@ -180,21 +252,40 @@ async fn gc_removes_only_what_nothing_uses() {
         let tagged = d("tagged");
         let untagged = d("untagged");
         let referrer = d("referrer");
-        m.put_manifest(manifest("r", &tagged, vec![&kept], Some("v1"))).await.unwrap();
+        m.put_manifest(manifest("r", &tagged, vec![&kept], Some("v1")))
+            .await
+            .unwrap();
         m.put_manifest(manifest("r", &untagged, vec![], None)).await.unwrap();
         let mut r = manifest("r", &referrer, vec![], None);
         r.subject = Some(&tagged);
         m.put_manifest(r).await.unwrap();
 
         let before = now_ms() - 60_000;
-        assert!(m.untagged_manifests(before, 100).await.unwrap().is_empty(), "{}: grace period", db.label);
-        assert!(m.unreferenced_links(before, 100).await.unwrap().is_empty(), "{}: grace period", db.label);
+        assert!(
+            m.untagged_manifests(before, 100).await.unwrap().is_empty(),
+            "{}: grace period",
+            db.label
+        );
+        assert!(
+            m.unreferenced_links(before, 100).await.unwrap().is_empty(),
+            "{}: grace period",
+            db.label
+        );
 
         let future = now_ms() + 60_000;
         let cands = m.untagged_manifests(future, 100).await.unwrap();
-        assert_eq!(cands, vec![("r".to_string(), untagged.to_string())], "{}: referrer of a live subject stays", db.label);
+        assert_eq!(
+            cands,
+            vec![("r".to_string(), untagged.to_string())],
+            "{}: referrer of a live subject stays",
+            db.label
+        );
         assert!(m.collect_manifest("r", untagged.as_str(), future).await.unwrap());
-        assert!(!m.collect_manifest("r", tagged.as_str(), future).await.unwrap(), "{}", db.label);
+        assert!(
+            !m.collect_manifest("r", tagged.as_str(), future).await.unwrap(),
+            "{}",
+            db.label
+        );
 
         let links = m.unreferenced_links(future, 100).await.unwrap();
         assert_eq!(links, vec![("r".to_string(), loose.to_string())], "{}", db.label);
@@ -203,9 +294,18 @@ async fn gc_removes_only_what_nothing_uses() {
         let blobs = m.unlinked_blobs(future, 100).await.unwrap();
         assert_eq!(blobs, vec![loose.to_string()], "{}", db.label);
         let mut removed = false;
-        assert!(m.collect_blob(loose.as_str(), future, || async { removed = true; Ok(()) }).await.unwrap());
+        assert!(m
+            .collect_blob(loose.as_str(), future, || async {
+                removed = true;
+                Ok(())
+            })
+            .await
+            .unwrap());
         assert!(removed);
-        assert!(!m.collect_blob(kept.as_str(), future, || async { Ok(()) }).await.unwrap());
+        assert!(!m
+            .collect_blob(kept.as_str(), future, || async { Ok(()) })
+            .await
+            .unwrap());
         assert_eq!(m.blob_in_repo("r", &kept).await.unwrap(), Some(4), "{}", db.label);
     }
 }

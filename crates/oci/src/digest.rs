@@ -82,9 +82,10 @@ impl FromStr for Digest {
         let (alg, hex) = s.split_once(':').ok_or_else(invalid)?;
         // The spec's general grammar, checked before we decide whether we know the algorithm.
         let alg_ok = !alg.is_empty()
-            && alg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b));
-        let hex_ok = !hex.is_empty()
-            && hex.bytes().all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b));
+            && alg
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b));
+        let hex_ok = !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b));
         if !alg_ok || !hex_ok {
             return Err(invalid());
         }
@@ -97,7 +98,10 @@ impl FromStr for Digest {
         if hex.len() != algorithm.hex_len() || !lower_hex {
             return Err(invalid());
         }
-        Ok(Digest { text: s.to_string(), algorithm_len: alg.len() })
+        Ok(Digest {
+            text: s.to_string(),
+            algorithm_len: alg.len(),
+        })
     }
 }
 
@@ -140,7 +144,10 @@ impl DigestHasher {
             DigestHasher::Sha256(h) => (Algorithm::Sha256, hex::encode(h.finalize())),
             DigestHasher::Sha512(h) => (Algorithm::Sha512, hex::encode(h.finalize())),
         };
-        Digest { text: format!("{}:{hex}", alg.as_str()), algorithm_len: alg.as_str().len() }
+        Digest {
+            text: format!("{}:{hex}", alg.as_str()),
+            algorithm_len: alg.as_str().len(),
+        }
     }
 }
 
@@ -155,7 +162,10 @@ mod tests {
         let cases: &[(&str, Result<(), &str>)] = &[
             (EMPTY_SHA256, Ok(())),
             (&format!("sha512:{}", "ab".repeat(64)), Ok(())),
-            ("sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", Err("invalid")),
+            (
+                "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+                Err("invalid"),
+            ),
             ("sha256:abc", Err("invalid")),
             ("sha256:", Err("invalid")),
             ("sha256", Err("invalid")),

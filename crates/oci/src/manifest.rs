@@ -56,7 +56,9 @@ fn invalid(msg: impl Into<String>) -> OciError {
 }
 
 fn descriptor(raw: RawDescriptor, field: &str) -> Result<Descriptor, OciError> {
-    let media_type = raw.media_type.ok_or_else(|| invalid(format!("{field}: mediaType is required")))?;
+    let media_type = raw
+        .media_type
+        .ok_or_else(|| invalid(format!("{field}: mediaType is required")))?;
     let digest = raw
         .digest
         .ok_or_else(|| invalid(format!("{field}: digest is required")))?
@@ -64,7 +66,11 @@ fn descriptor(raw: RawDescriptor, field: &str) -> Result<Descriptor, OciError> {
         .map_err(|e| invalid(format!("{field}: {e}")))?;
     let size = raw.size.ok_or_else(|| invalid(format!("{field}: size is required")))?;
     let size = u64::try_from(size).map_err(|_| invalid(format!("{field}: size must not be negative")))?;
-    Ok(Descriptor { media_type, digest, size })
+    Ok(Descriptor {
+        media_type,
+        digest,
+        size,
+    })
 }
 
 fn descriptors(raw: Vec<RawDescriptor>, field: &str) -> Result<Vec<Descriptor>, OciError> {
@@ -90,7 +96,9 @@ impl Manifest {
             MANIFEST_TYPES.contains(ct) || *ct == media_type::DOCKER_SCHEMA1 || *ct == media_type::DOCKER_SCHEMA1_SIGNED
         });
         let schema_one = |t: &str| t == media_type::DOCKER_SCHEMA1 || t == media_type::DOCKER_SCHEMA1_SIGNED;
-        if raw.schema_version == Some(1) || header.is_some_and(schema_one) || raw.media_type.as_deref().is_some_and(schema_one)
+        if raw.schema_version == Some(1)
+            || header.is_some_and(schema_one)
+            || raw.media_type.as_deref().is_some_and(schema_one)
         {
             return Err(OciError::SchemaOne);
         }
@@ -117,12 +125,22 @@ impl Manifest {
             if raw.config.is_some() || raw.layers.is_some() {
                 return Err(invalid("an index must not have config or layers"));
             }
-            let manifests = raw.manifests.ok_or_else(|| invalid("an index needs a manifests array"))?;
+            let manifests = raw
+                .manifests
+                .ok_or_else(|| invalid("an index needs a manifests array"))?;
             (None, Vec::new(), descriptors(manifests, "manifests")?)
         } else {
-            let config = raw.config.ok_or_else(|| invalid("an image manifest needs a config descriptor"))?;
-            let layers = raw.layers.ok_or_else(|| invalid("an image manifest needs a layers array"))?;
-            (Some(descriptor(config, "config")?), descriptors(layers, "layers")?, Vec::new())
+            let config = raw
+                .config
+                .ok_or_else(|| invalid("an image manifest needs a config descriptor"))?;
+            let layers = raw
+                .layers
+                .ok_or_else(|| invalid("an image manifest needs a layers array"))?;
+            (
+                Some(descriptor(config, "config")?),
+                descriptors(layers, "layers")?,
+                Vec::new(),
+            )
         };
         Ok(Manifest {
             media_type,
@@ -141,7 +159,11 @@ impl Manifest {
         let mut out: Vec<&Digest> = self
             .config
             .iter()
-            .chain(self.layers.iter().filter(|l| !media_type::is_non_distributable(&l.media_type)))
+            .chain(
+                self.layers
+                    .iter()
+                    .filter(|l| !media_type::is_non_distributable(&l.media_type)),
+            )
             .map(|d| &d.digest)
             .collect();
         out.sort();
@@ -216,21 +238,36 @@ mod tests {
             (r#"{"schemaVersion":1,"fsLayers":[]}"#, "schema 1"),
             (r#"{"schemaVersion":3,"config":{}}"#, "schemaVersion must be 2"),
             (r#"{"schemaVersion":2,"layers":[]}"#, "needs a config"),
-            (&format!(r#"{{"schemaVersion":2,"config":{{"mediaType":"a","digest":"{dg}","size":1}}}}"#), "layers array"),
+            (
+                &format!(r#"{{"schemaVersion":2,"config":{{"mediaType":"a","digest":"{dg}","size":1}}}}"#),
+                "layers array",
+            ),
             (
                 &format!(r#"{{"schemaVersion":2,"config":{{"mediaType":"a","digest":"{dg}","size":-1}},"layers":[]}}"#),
                 "negative",
             ),
-            (r#"{"schemaVersion":2,"config":{"mediaType":"a","digest":"sha256:zz","size":1},"layers":[]}"#, "config"),
-            (&format!(r#"{{"schemaVersion":2,"config":{{"digest":"{dg}","size":1}},"layers":[]}}"#), "mediaType is required"),
-            (&format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}"}}"#), "manifests array"),
+            (
+                r#"{"schemaVersion":2,"config":{"mediaType":"a","digest":"sha256:zz","size":1},"layers":[]}"#,
+                "config",
+            ),
+            (
+                &format!(r#"{{"schemaVersion":2,"config":{{"digest":"{dg}","size":1}},"layers":[]}}"#),
+                "mediaType is required",
+            ),
+            (
+                &format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}"}}"#),
+                "manifests array",
+            ),
         ];
         for (body, frag) in cases {
             let err = Manifest::parse(body.as_bytes(), None).unwrap_err();
             assert!(err.to_string().contains(frag), "{body}: {err}");
         }
         let huge = vec![b' '; MAX_MANIFEST_BYTES + 1];
-        assert_eq!(Manifest::parse(&huge, None), Err(OciError::ManifestTooLarge(MAX_MANIFEST_BYTES + 1)));
+        assert_eq!(
+            Manifest::parse(&huge, None),
+            Err(OciError::ManifestTooLarge(MAX_MANIFEST_BYTES + 1))
+        );
     }
 
     #[test]
@@ -240,7 +277,10 @@ mod tests {
         let mut want = vec![d("c"), d("l")];
         want.sort();
         assert_eq!(blobs, want, "config and layers, duplicates once");
-        assert_eq!(m.referrer_artifact_type(), Some("application/vnd.oci.image.config.v1+json"));
+        assert_eq!(
+            m.referrer_artifact_type(),
+            Some("application/vnd.oci.image.config.v1+json")
+        );
 
         let foreign = format!(
             r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MANIFEST}","config":{{"mediaType":"a","digest":"{}","size":1}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"{}","size":5,"urls":["https://example.com"]}}]}}"#,

@@ -66,7 +66,10 @@ impl BlobStore {
     pub fn open(root: &Path) -> io::Result<BlobStore> {
         std::fs::create_dir_all(root.join("blobs"))?;
         std::fs::create_dir_all(root.join("uploads"))?;
-        Ok(BlobStore { root: root.to_path_buf(), hashes: Mutex::new(HashMap::new()) })
+        Ok(BlobStore {
+            root: root.to_path_buf(),
+            hashes: Mutex::new(HashMap::new()),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -75,7 +78,11 @@ impl BlobStore {
 
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
-        self.root.join("blobs").join(digest.algorithm().as_str()).join(&hex[..2]).join(hex)
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
     }
 
     fn upload_path(&self, id: Uuid) -> PathBuf {
@@ -103,10 +110,17 @@ impl BlobStore {
         }
     }
 
-    pub async fn start_upload(&self) -> io::Result<Uuid> {
+    /// Opens an upload session; its bytes are hashed with `algorithm` as they arrive.
+    pub async fn start_upload(&self, algorithm: Algorithm) -> io::Result<Uuid> {
         let id = Uuid::new_v4();
         tokio::fs::File::create(self.upload_path(id)).await?;
-        self.hashes.lock().unwrap().insert(id, HashState { offset: 0, hasher: Algorithm::Sha256.hasher() });
+        self.hashes.lock().unwrap().insert(
+            id,
+            HashState {
+                offset: 0,
+                hasher: algorithm.hasher(),
+            },
+        );
         Ok(id)
     }
 
@@ -127,9 +141,9 @@ impl BlobStore {
     /// Appends a request body to an upload, hashing while it streams.
     ///
     /// `start` is the first byte's offset from `Content-Range`; it must equal
-    /// the bytes held, as the spec requires chunks in order. Returns the new size.
-    /// Memory stays at about `WRITE_CHUNK * WRITE_QUEUE` whatever the body's length.
-    pub async fn append<S, E>(&self, id: Uuid, start: Option<u64>, mut body: S) -> Result<u64, StoreError>
+    /// the bytes held, as the spec requires chunks in order. Returns the new
+    /// size and the bytes this call wrote. Memory stays at about `WRITE_CHUNK * WRITE_QUEUE` whatever the body's length.
+    pub async fn append<S, E>(&self, id: Uuid, start: Option<u64>, mut body: S) -> Result<(u64, u64), StoreError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -189,7 +203,7 @@ impl BlobStore {
         match body_error {
             // What arrived is kept: a client may ask for the upload's range and resume.
             Some(e) => Err(StoreError::Body(e)),
-            None => Ok(offset),
+            None => Ok((offset, written)),
         }
     }
 
@@ -198,15 +212,20 @@ impl BlobStore {
     pub async fn verify_upload(&self, id: Uuid, expected: &Digest) -> Result<VerifiedBlob, StoreError> {
         let path = self.upload_path(id);
         let size = self.upload_size(id).await?;
-        let cached = self.take_hash(id, size).filter(|h| h.algorithm() == expected.algorithm());
+        let cached = self
+            .take_hash(id, size)
+            .filter(|h| h.algorithm() == expected.algorithm());
         let algorithm = expected.algorithm();
         let p = path.clone();
         let actual = tokio::task::spawn_blocking(move || -> io::Result<Digest> {
-            let mut file = std::fs::File::open(&p)?;
+            let mut file = std::fs::OpenOptions::new().read(true).write(true).open(&p)?;
             let digest = match cached {
                 Some(h) => h.finish(),
                 None => hash_reader(&mut file, algorithm)?,
             };
+            // A fresh mtime keeps the orphan sweep off a file published just now,
+            // however long ago its bytes were written.
+            file.set_modified(SystemTime::now())?;
             file.sync_all()?;
             Ok(digest)
         })
@@ -214,9 +233,16 @@ impl BlobStore {
         .map_err(io::Error::other)??;
         if &actual != expected {
             let _ = tokio::fs::remove_file(&path).await;
-            return Err(StoreError::DigestMismatch { expected: expected.clone(), actual });
+            return Err(StoreError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
         }
-        Ok(VerifiedBlob { digest: actual, size, temp: path })
+        Ok(VerifiedBlob {
+            digest: actual,
+            size,
+            temp: path,
+        })
     }
 
     /// Renames a verified upload into place and syncs the directory, so the
@@ -263,7 +289,11 @@ impl BlobStore {
             for prefix in std::fs::read_dir(alg.path())? {
                 for entry in std::fs::read_dir(prefix?.path())? {
                     let entry = entry?;
-                    let name = format!("{}:{}", alg.file_name().to_string_lossy(), entry.file_name().to_string_lossy());
+                    let name = format!(
+                        "{}:{}",
+                        alg.file_name().to_string_lossy(),
+                        entry.file_name().to_string_lossy()
+                    );
                     if let Ok(d) = name.parse::<Digest>() {
                         out.push((d, entry.metadata()?.modified()?));
                     }
@@ -310,11 +340,17 @@ mod tests {
     async fn chunked_upload_verifies_and_publishes() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).unwrap();
-        let id = store.start_upload().await.unwrap();
-        assert_eq!(store.append(id, Some(0), body(&[b"hello "])).await.unwrap(), 6);
+        let id = store.start_upload(Algorithm::Sha256).await.unwrap();
+        assert_eq!(store.append(id, Some(0), body(&[b"hello "])).await.unwrap(), (6, 6));
         let err = store.append(id, Some(3), body(&[b"x"])).await.unwrap_err();
-        assert!(matches!(err, StoreError::RangeMismatch { requested: 3, current: 6 }));
-        assert_eq!(store.append(id, None, body(&[b"wor", b"ld"])).await.unwrap(), 11);
+        assert!(matches!(
+            err,
+            StoreError::RangeMismatch {
+                requested: 3,
+                current: 6
+            }
+        ));
+        assert_eq!(store.append(id, None, body(&[b"wor", b"ld"])).await.unwrap(), (11, 5));
         let d = Digest::sha256_of(b"hello world");
         assert_eq!(store.blob_size(&d).await.unwrap(), None);
         let v = store.verify_upload(id, &d).await.unwrap();
@@ -329,14 +365,17 @@ mod tests {
     async fn mismatch_stores_nothing_and_sha512_rehashes() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).unwrap();
-        let id = store.start_upload().await.unwrap();
+        let id = store.start_upload(Algorithm::Sha256).await.unwrap();
         store.append(id, None, body(&[b"abc"])).await.unwrap();
         let wrong = Digest::sha256_of(b"abd");
-        assert!(matches!(store.verify_upload(id, &wrong).await, Err(StoreError::DigestMismatch { .. })));
+        assert!(matches!(
+            store.verify_upload(id, &wrong).await,
+            Err(StoreError::DigestMismatch { .. })
+        ));
         assert!(matches!(store.upload_size(id).await, Err(StoreError::UploadUnknown)));
         assert_eq!(store.blob_size(&wrong).await.unwrap(), None);
 
-        let id = store.start_upload().await.unwrap();
+        let id = store.start_upload(Algorithm::Sha256).await.unwrap();
         store.append(id, None, body(&[b"abc"])).await.unwrap();
         let d512 = Digest::of(Algorithm::Sha512, b"abc");
         let v = store.verify_upload(id, &d512).await.unwrap();
@@ -348,7 +387,7 @@ mod tests {
     async fn failed_body_keeps_received_bytes_for_resume() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).unwrap();
-        let id = store.start_upload().await.unwrap();
+        let id = store.start_upload(Algorithm::Sha256).await.unwrap();
         let broken = futures_util::stream::iter(vec![Ok(Bytes::from_static(b"abc")), Err(io::Error::other("reset"))]);
         assert!(matches!(store.append(id, None, broken).await, Err(StoreError::Body(_))));
         assert_eq!(store.upload_size(id).await.unwrap(), 3);

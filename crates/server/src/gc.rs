@@ -1,0 +1,152 @@
+//! Garbage collection over `meta` and `store`, safe while pushes run.
+//!
+//! Order matters: untagged manifests first (which frees their blob links),
+//! then links nothing references, then blobs no repository links, then
+//! leftovers on disk. Every step only removes what is older than its grace
+//! period, and `meta` re-checks each condition as it deletes.
+
+use std::time::{Duration, SystemTime};
+
+use portcullis_meta::{now_ms, Meta};
+use portcullis_store::BlobStore;
+use serde::Serialize;
+
+use crate::RegistryError;
+
+#[derive(Debug, Clone)]
+pub struct GcSettings {
+    /// How long an untagged manifest is kept (a push by digest, then a tag).
+    pub manifest_grace: Duration,
+    /// How long an unreferenced blob is kept (layers pushed before their manifest).
+    pub blob_grace: Duration,
+    /// How long an upload session may sit idle.
+    pub upload_expiry: Duration,
+}
+
+impl Default for GcSettings {
+    fn default() -> Self {
+        GcSettings {
+            manifest_grace: Duration::from_secs(24 * 3600),
+            blob_grace: Duration::from_secs(3600),
+            upload_expiry: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Serialize, PartialEq)]
+pub struct GcReport {
+    pub manifests: u64,
+    pub links: u64,
+    pub blobs: u64,
+    pub orphan_files: u64,
+    pub uploads: u64,
+}
+
+impl GcReport {
+    pub fn total(&self) -> u64 {
+        self.manifests + self.links + self.blobs + self.orphan_files + self.uploads
+    }
+}
+
+const BATCH: i64 = 500;
+
+fn cutoff(grace: Duration) -> i64 {
+    now_ms() - grace.as_millis() as i64
+}
+
+pub async fn collect_garbage(meta: &Meta, store: &BlobStore, s: &GcSettings) -> Result<GcReport, RegistryError> {
+    let mut report = GcReport::default();
+
+    // An index's children become collectable once the index is gone: repeat
+    // until a pass removes nothing.
+    loop {
+        let c = cutoff(s.manifest_grace);
+        let mut removed = 0;
+        for (repo, digest) in meta.untagged_manifests(c, BATCH).await? {
+            if meta.collect_manifest(&repo, &digest, c).await? {
+                removed += 1;
+            }
+        }
+        report.manifests += removed;
+        if removed == 0 {
+            break;
+        }
+    }
+
+    let c = cutoff(s.blob_grace);
+    loop {
+        let batch = meta.unreferenced_links(c, BATCH).await?;
+        let mut removed = 0;
+        for (repo, digest) in &batch {
+            if meta.collect_link(repo, digest, c).await? {
+                removed += 1;
+            }
+        }
+        report.links += removed;
+        if removed == 0 || (batch.len() as i64) < BATCH {
+            break;
+        }
+    }
+
+    loop {
+        let batch = meta.unlinked_blobs(c, BATCH).await?;
+        let mut removed = 0;
+        for digest in &batch {
+            let Ok(d) = digest.parse() else { continue };
+            if meta.collect_blob(digest, c, || store.remove_blob(&d)).await? {
+                removed += 1;
+            }
+        }
+        report.blobs += removed;
+        if removed == 0 || (batch.len() as i64) < BATCH {
+            break;
+        }
+    }
+
+    // Files no row names: a crash between a rename and its commit, or a
+    // collection that crashed after its commit. Only old ones: a fresh file
+    // may belong to a transaction not yet committed.
+    let old = SystemTime::now() - s.blob_grace;
+    let files = tokio::task::block_in_place(|| store.list_blobs())?;
+    for (digest, modified) in files {
+        if modified < old && !meta.blob_known(digest.as_str()).await? {
+            store.remove_blob(&digest).await?;
+            report.orphan_files += 1;
+        }
+    }
+
+    for id in meta.stale_uploads(cutoff(s.upload_expiry)).await? {
+        if let Ok(uuid) = id.parse() {
+            let _ = store.cancel_upload(uuid).await;
+        }
+        meta.delete_upload(&id).await?;
+        report.uploads += 1;
+    }
+    let stale = SystemTime::now() - s.upload_expiry;
+    let uploads = tokio::task::block_in_place(|| store.list_uploads())?;
+    for (id, modified) in uploads {
+        if modified < stale && !meta.upload_known(&id.to_string()).await? {
+            let _ = store.cancel_upload(id).await;
+            report.uploads += 1;
+        }
+    }
+    Ok(report)
+}
+
+/// One collection with its outcome logged and counted; for the background loop.
+pub async fn collect_garbage_logged(reg: &crate::Registry, s: &GcSettings) {
+    match collect_garbage(&reg.meta, &reg.store, s).await {
+        Ok(r) => {
+            reg.metrics.gc_finished(r.total());
+            tracing::info!(
+                manifests = r.manifests,
+                links = r.links,
+                blobs = r.blobs,
+                orphans = r.orphan_files,
+                uploads = r.uploads,
+                "garbage collection done"
+            );
+        }
+        Err(e) => tracing::error!(error = %e, "garbage collection failed"),
+    }
+}

@@ -1,0 +1,201 @@
+//! `GET`/`HEAD`/`PUT`/`DELETE /v2/<name>/manifests/<reference>`.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use futures_util::StreamExt;
+use portcullis_meta::NewManifest;
+use portcullis_oci::{
+    media_type, validate_tag, Algorithm, Digest, Manifest, Reference, RepositoryName, MAX_MANIFEST_BYTES,
+};
+
+use crate::{header_str, query_params, Handled, Registry, RegistryError};
+
+/// Whether a client's `Accept` headers admit `stored`. No Accept, a
+/// wildcard, or no manifest type at all listed means "anything".
+fn accepts(headers: &HeaderMap, stored: &str) -> bool {
+    let mut listed_manifest_type = false;
+    for value in headers.get_all("accept").iter().filter_map(|v| v.to_str().ok()) {
+        for item in value.split(',').map(media_type::essence) {
+            if item == stored || item == "*/*" {
+                return true;
+            }
+            listed_manifest_type |= media_type::MANIFEST_TYPES.contains(&item);
+        }
+    }
+    !listed_manifest_type
+}
+
+async fn unknown(reg: &Registry, name: &RepositoryName, reference: &Reference) -> RegistryError {
+    match reg.meta.repository_exists(name.as_str()).await {
+        Ok(false) => RegistryError::NameUnknown(format!("repository {name} is not known")),
+        _ => RegistryError::ManifestUnknown(format!("manifest {reference} is not in repository {name}")),
+    }
+}
+
+pub(crate) async fn get(
+    reg: &Registry,
+    name: &RepositoryName,
+    reference: &Reference,
+    headers: &HeaderMap,
+    head: bool,
+) -> Handled {
+    let Some(m) = reg.meta.get_manifest(name.as_str(), reference).await? else {
+        return Err(unknown(reg, name, reference).await);
+    };
+    if !accepts(headers, &m.media_type) {
+        return Err(RegistryError::ManifestUnknown(format!(
+            "manifest {reference} is {}, which the request's Accept header does not list",
+            m.media_type
+        )));
+    }
+    let len = m.content.len();
+    let mut resp = Response::new(if head { Body::empty() } else { Body::from(m.content) });
+    let h = resp.headers_mut();
+    h.insert(
+        "content-type",
+        HeaderValue::from_str(&m.media_type).unwrap_or(HeaderValue::from_static("application/json")),
+    );
+    h.insert("content-length", HeaderValue::from(len));
+    h.insert(
+        "docker-content-digest",
+        HeaderValue::from_str(&m.digest).expect("ascii"),
+    );
+    h.insert(
+        "etag",
+        HeaderValue::from_str(&format!("\"{}\"", m.digest)).expect("ascii"),
+    );
+    Ok(resp)
+}
+
+/// Reads at most `MAX_MANIFEST_BYTES`; a larger body is refused without
+/// being read to the end.
+async fn read_manifest_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, RegistryError> {
+    let too_large = |n: String| {
+        RegistryError::ManifestTooLarge(format!("manifest is {n} bytes; the limit is {MAX_MANIFEST_BYTES}"))
+    };
+    if let Some(len) = header_str(headers, "content-length").and_then(|l| l.parse::<u64>().ok()) {
+        if len > MAX_MANIFEST_BYTES as u64 {
+            return Err(too_large(len.to_string()));
+        }
+    }
+    let mut out = Vec::new();
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| RegistryError::ManifestInvalid(format!("reading the manifest failed: {e}")))?;
+        if out.len() + chunk.len() > MAX_MANIFEST_BYTES {
+            return Err(too_large(format!("more than {MAX_MANIFEST_BYTES}")));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+pub(crate) async fn put(
+    reg: &Registry,
+    name: &RepositoryName,
+    reference: &Reference,
+    query: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Handled {
+    let bytes = read_manifest_body(headers, body).await?;
+    let manifest = Manifest::parse(&bytes, header_str(headers, "content-type"))?;
+    let digest = match reference {
+        Reference::Digest(want) => {
+            let got = Digest::of(want.algorithm(), &bytes);
+            if &got != want {
+                return Err(RegistryError::DigestInvalid(format!(
+                    "the manifest's digest is {got}, not {want}"
+                )));
+            }
+            got
+        }
+        Reference::Tag(_) => Digest::of(Algorithm::Sha256, &bytes),
+    };
+    let extra_tags = query_params(query, "tag");
+    for t in &extra_tags {
+        validate_tag(t)?;
+    }
+    let mut tags: Vec<&str> = extra_tags.iter().map(String::as_str).collect();
+    if let Reference::Tag(t) = reference {
+        tags.push(t);
+    }
+    let subject = manifest.subject.as_ref().map(|s| &s.digest);
+    reg.meta
+        .put_manifest(NewManifest {
+            repo: name.as_str(),
+            digest: &digest,
+            media_type: &manifest.media_type,
+            artifact_type: manifest.referrer_artifact_type(),
+            subject,
+            annotations: manifest.annotations.as_ref().map(|a| a.to_string()),
+            content: &bytes,
+            blobs: manifest.required_blobs(),
+            children: manifest.required_manifests(),
+            tags,
+        })
+        .await?;
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::CREATED;
+    let h = resp.headers_mut();
+    h.insert(
+        "location",
+        HeaderValue::from_str(&format!("/v2/{name}/manifests/{digest}")).expect("ascii"),
+    );
+    h.insert(
+        "docker-content-digest",
+        HeaderValue::from_str(digest.as_str()).expect("ascii"),
+    );
+    h.insert("content-length", HeaderValue::from(0));
+    if let Some(s) = subject {
+        h.insert("oci-subject", HeaderValue::from_str(s.as_str()).expect("ascii"));
+    }
+    if !extra_tags.is_empty() {
+        h.insert(
+            "oci-tag",
+            HeaderValue::from_str(&extra_tags.join(", ")).expect("tags are ascii"),
+        );
+    }
+    Ok(resp)
+}
+
+pub(crate) async fn delete(reg: &Registry, name: &RepositoryName, reference: &Reference) -> Handled {
+    let deleted = match reference {
+        Reference::Digest(d) => reg.meta.delete_manifest(name.as_str(), d).await?,
+        Reference::Tag(t) => reg.meta.delete_tag(name.as_str(), t).await?,
+    };
+    if !deleted {
+        return Err(unknown(reg, name, reference).await);
+    }
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::ACCEPTED;
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use media_type::*;
+
+    #[test]
+    fn accept_table() {
+        let cases: &[(&[&str], &str, bool)] = &[
+            (&[], OCI_MANIFEST, true),
+            (&["*/*"], OCI_MANIFEST, true),
+            (&["application/json"], OCI_MANIFEST, true),
+            (&[OCI_MANIFEST], OCI_MANIFEST, true),
+            (&["application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json; q=0.9"], OCI_MANIFEST, true),
+            (&[DOCKER_MANIFEST, DOCKER_MANIFEST_LIST], OCI_MANIFEST, false),
+            (&[DOCKER_MANIFEST], OCI_INDEX, false),
+            (&[OCI_MANIFEST, OCI_INDEX], OCI_INDEX, true),
+        ];
+        for (accept, stored, want) in cases {
+            let mut h = HeaderMap::new();
+            for a in *accept {
+                h.append("accept", HeaderValue::from_str(a).unwrap());
+            }
+            assert_eq!(accepts(&h, stored), *want, "{accept:?} for {stored}");
+        }
+    }
+}

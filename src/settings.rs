@@ -1,0 +1,138 @@
+//! Configuration: embedded defaults, then a TOML file, then `PORTCULLIS_*`
+//! environment variables, then command-line flags; later wins.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use portcullis_server::{GcSettings, TlsFiles};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: String,
+    /// Directory for blobs, uploads and (by default) the SQLite database.
+    pub data: PathBuf,
+    /// `sqlite://PATH` or `postgres://…`; default `sqlite://<data>/portcullis.db`.
+    pub database: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Seconds between background garbage collections in `serve`; 0 turns them off.
+    pub gc_interval_secs: u64,
+    pub gc_manifest_grace_secs: u64,
+    pub gc_blob_grace_secs: u64,
+    pub upload_expiry_secs: u64,
+    /// `text` or `json`.
+    pub log_format: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let gc = GcSettings::default();
+        Settings {
+            listen: "127.0.0.1:5000".into(),
+            data: PathBuf::from("./portcullis-data"),
+            database: None,
+            tls_cert: None,
+            tls_key: None,
+            gc_interval_secs: 3600,
+            gc_manifest_grace_secs: gc.manifest_grace.as_secs(),
+            gc_blob_grace_secs: gc.blob_grace.as_secs(),
+            upload_expiry_secs: gc.upload_expiry.as_secs(),
+            log_format: "text".into(),
+        }
+    }
+}
+
+/// Flags that override the file and the environment when given.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gc_manifest_grace_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gc_blob_grace_secs: Option<u64>,
+}
+
+impl Settings {
+    pub fn load(config: Option<&Path>, overrides: Overrides) -> anyhow::Result<Settings> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = config {
+            anyhow::ensure!(path.exists(), "configuration file {} does not exist", path.display());
+            fig = fig.merge(Toml::file(path));
+        }
+        let fig = fig
+            .merge(Env::prefixed("PORTCULLIS_").ignore(&["test_postgres"]))
+            .merge(Serialized::defaults(overrides));
+        let s: Settings = fig.extract()?;
+        anyhow::ensure!(
+            s.tls_cert.is_some() == s.tls_key.is_some(),
+            "TLS needs both tls_cert and tls_key (or neither)"
+        );
+        Ok(s)
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data.join("portcullis.db").display()))
+    }
+
+    pub fn tls(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+        })
+    }
+
+    pub fn gc(&self) -> GcSettings {
+        GcSettings {
+            manifest_grace: Duration::from_secs(self.gc_manifest_grace_secs),
+            blob_grace: Duration::from_secs(self.gc_blob_grace_secs),
+            upload_expiry: Duration::from_secs(self.upload_expiry_secs),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error
+    fn file_then_env_then_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "p.toml",
+                "listen = \"0.0.0.0:6000\"\ndata = \"/srv/p\"\ngc_blob_grace_secs = 10\n",
+            )?;
+            jail.set_env("PORTCULLIS_DATA", "/env/p");
+            let s = Settings::load(Some(Path::new("p.toml")), Overrides::default()).unwrap();
+            assert_eq!(s.listen, "0.0.0.0:6000");
+            assert_eq!(s.data, PathBuf::from("/env/p"), "environment beats the file");
+            assert_eq!(s.gc_blob_grace_secs, 10);
+            assert_eq!(s.database_url(), "sqlite:///env/p/portcullis.db");
+            let flags = Overrides {
+                data: Some("/flag".into()),
+                ..Default::default()
+            };
+            let s = Settings::load(Some(Path::new("p.toml")), flags).unwrap();
+            assert_eq!(s.data, PathBuf::from("/flag"), "flags beat the environment");
+            assert!(Settings::load(Some(Path::new("missing.toml")), Overrides::default()).is_err());
+            jail.set_env("PORTCULLIS_TLS_CERT", "/c.pem");
+            assert!(Settings::load(None, Overrides::default()).is_err(), "cert without key");
+            Ok(())
+        });
+    }
+}
