@@ -1,0 +1,207 @@
+//! Shared set-up for the integration tests: a registry on a free loopback
+//! port, backed by SQLite in a temporary directory or by its own schema in
+//! the PostgreSQL named by `PORTCULLIS_TEST_POSTGRES`.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portcullis_meta::Meta;
+use portcullis_oci::Digest;
+use portcullis_server::Registry;
+use portcullis_store::BlobStore;
+
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+/// SQLite always; PostgreSQL when configured (and it must be under CI=true).
+pub fn backends() -> Vec<Backend> {
+    let mut out = vec![Backend::Sqlite];
+    match std::env::var("PORTCULLIS_TEST_POSTGRES") {
+        Ok(url) if !url.is_empty() => out.push(Backend::Postgres(url)),
+        _ if std::env::var("CI").as_deref() == Ok("true") => panic!("CI=true but PORTCULLIS_TEST_POSTGRES is not set"),
+        _ => eprintln!("PORTCULLIS_TEST_POSTGRES not set: PostgreSQL half skipped"),
+    }
+    out
+}
+
+/// A database URL for `backend` whose data lives under `dir` (SQLite) or in
+/// a fresh schema (PostgreSQL, via `search_path` in the URL's options).
+pub async fn open_meta(backend: &Backend, dir: &Path) -> Meta {
+    match backend {
+        Backend::Sqlite => Meta::connect(&format!("sqlite://{}", dir.join("portcullis.db").display()))
+            .await
+            .unwrap(),
+        Backend::Postgres(url) => {
+            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+            Meta::connect_in_schema(url, Some(&schema)).await.unwrap()
+        }
+    }
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub registry: Arc<Registry>,
+    pub dir: tempfile::TempDir,
+    pub backend: Backend,
+}
+
+impl TestServer {
+    pub async fn start(backend: &Backend) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = open_meta(backend, dir.path()).await;
+        let store = BlobStore::open(dir.path()).unwrap();
+        let registry = Registry::new(meta, store);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = portcullis_server::app(registry.clone());
+        tokio::spawn(portcullis_server::serve(listener, app, None, std::future::pending()));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        TestServer {
+            base,
+            http,
+            registry,
+            dir,
+            backend: backend.clone(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Pushes a blob in one POST; panics unless the registry answers 201.
+    pub async fn push_blob(&self, repo: &str, bytes: &[u8]) -> Digest {
+        let d = Digest::sha256_of(bytes);
+        let r = self
+            .http
+            .post(self.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        d
+    }
+
+    /// Pushes an OCI image manifest over `config` and `layers`; returns its digest and bytes.
+    pub async fn push_image(&self, repo: &str, reference: &str, config: &[u8], layers: &[&[u8]]) -> (Digest, Vec<u8>) {
+        let c = self.push_blob(repo, config).await;
+        let mut ls = Vec::new();
+        for l in layers {
+            ls.push((self.push_blob(repo, l).await, l.len()));
+        }
+        let body = image_manifest(&c, config.len(), &ls);
+        let r = self
+            .http
+            .put(self.url(&format!("/v2/{repo}/manifests/{reference}")))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        (Digest::sha256_of(&body), body)
+    }
+}
+
+pub fn image_manifest(config: &Digest, config_len: usize, layers: &[(Digest, usize)]) -> Vec<u8> {
+    let layers: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|(d, n)| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d.as_str(), "size": n}))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.as_str(), "size": config_len},
+        "layers": layers,
+    }))
+    .unwrap()
+}
+
+/// Runs the real binary, as users do; for tests that kill it or measure it.
+pub struct ServerProcess {
+    pub child: Child,
+    pub base: String,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl ServerProcess {
+    pub fn spawn(data: &Path, extra: &[&str]) -> ServerProcess {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(data)
+            .args(extra)
+            .env("PORTCULLIS_GC_INTERVAL_SECS", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        wait_ready(&format!("127.0.0.1:{port}"));
+        ServerProcess { child, base }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wait_ready(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("server at {addr} did not start within 30 s");
+}
+
+/// Whether an external tool is available; under `PORTCULLIS_REQUIRE_CLIENTS`
+/// (set by test.sh) its absence fails the test instead of skipping it.
+pub fn have_tool(name: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found && std::env::var_os("PORTCULLIS_REQUIRE_CLIENTS").is_some() {
+        panic!("{name} is required (PORTCULLIS_REQUIRE_CLIENTS is set) but not installed");
+    }
+    if !found {
+        eprintln!("{name} not installed: test skipped");
+    }
+    found
+}
