@@ -294,8 +294,8 @@ impl BlobStore {
                         alg.file_name().to_string_lossy(),
                         entry.file_name().to_string_lossy()
                     );
-                    if let Ok(d) = name.parse::<Digest>() {
-                        out.push((d, entry.metadata()?.modified()?));
+                    if let (Ok(d), Some(m)) = (name.parse::<Digest>(), modified(&entry)?) {
+                        out.push((d, m));
                     }
                 }
             }
@@ -308,11 +308,21 @@ impl BlobStore {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(self.root.join("uploads"))? {
             let entry = entry?;
-            if let Ok(id) = entry.file_name().to_string_lossy().parse::<Uuid>() {
-                out.push((id, entry.metadata()?.modified()?));
+            if let (Ok(id), Some(m)) = (entry.file_name().to_string_lossy().parse::<Uuid>(), modified(&entry)?) {
+                out.push((id, m));
             }
         }
         Ok(out)
+    }
+}
+
+/// An entry's modification time; `None` when it vanished since the listing
+/// (an upload published or a blob collected meanwhile).
+fn modified(entry: &std::fs::DirEntry) -> io::Result<Option<SystemTime>> {
+    match entry.metadata().and_then(|m| m.modified()) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -1,0 +1,410 @@
+//! What must survive: acknowledged pushes across SIGKILL, referenced blobs
+//! across garbage collection racing pushes and deletes, and bounded memory
+//! for large blobs (DESIGN invariants 1, 2 and 5).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{backends, image_manifest, Backend, ServerProcess, TestServer};
+use portcullis_oci::Digest;
+
+/// Deterministic pseudo-random bytes (xorshift), so no two layers collide.
+fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+struct Acked {
+    tag: String,
+    manifest: Vec<u8>,
+    blobs: Vec<Digest>,
+}
+
+/// Pushes one image: the layer by POST+PATCH+PUT (the session path), the
+/// config monolithically, then the manifest under `tag`. `Err` on any failure.
+async fn push_image(
+    http: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    tag: &str,
+    seed: u64,
+    layer_len: usize,
+) -> Result<Acked, String> {
+    let layer = bytes(seed, layer_len);
+    let config = format!("{{\"seed\":{seed}}}").into_bytes();
+    let ld = Digest::sha256_of(&layer);
+    let cd = Digest::sha256_of(&config);
+    let e = |x: reqwest::Error| x.to_string();
+    let r = http
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .map_err(e)?;
+    if r.status() != 202 {
+        return Err(format!("POST {}", r.status()));
+    }
+    let loc = format!("{base}{}", r.headers()["location"].to_str().unwrap());
+    let r = http.patch(&loc).body(layer).send().await.map_err(e)?;
+    if r.status() != 202 {
+        return Err(format!("PATCH {}", r.status()));
+    }
+    let r = http.put(format!("{loc}?digest={ld}")).send().await.map_err(e)?;
+    if r.status() != 201 {
+        return Err(format!("PUT blob {}", r.status()));
+    }
+    let r = http
+        .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={cd}"))
+        .body(config.clone())
+        .send()
+        .await
+        .map_err(e)?;
+    if r.status() != 201 {
+        return Err(format!("POST config {}", r.status()));
+    }
+    let manifest = image_manifest(&cd, config.len(), &[(ld.clone(), layer_len)]);
+    let r = http
+        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .map_err(e)?;
+    if r.status() != 201 {
+        return Err(format!(
+            "PUT manifest {}: {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        ));
+    }
+    Ok(Acked {
+        tag: tag.to_string(),
+        manifest,
+        blobs: vec![cd, ld],
+    })
+}
+
+/// Pulls an acknowledged image and checks every byte against its digest.
+async fn verify_image(http: &reqwest::Client, base: &str, repo: &str, a: &Acked) -> Result<(), String> {
+    let r = http
+        .get(format!("{base}/v2/{repo}/manifests/{}", a.tag))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status() != 200 {
+        return Err(format!("manifest {} answered {}", a.tag, r.status()));
+    }
+    if r.bytes().await.map_err(|e| e.to_string())?.as_ref() != &a.manifest[..] {
+        return Err(format!("manifest {} changed", a.tag));
+    }
+    for d in &a.blobs {
+        let r = http
+            .get(format!("{base}/v2/{repo}/blobs/{d}"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.status() != 200 {
+            return Err(format!("blob {d} of {} answered {}", a.tag, r.status()));
+        }
+        let body = r.bytes().await.map_err(|e| e.to_string())?;
+        if Digest::sha256_of(&body) != *d {
+            return Err(format!("blob {d} of {} reads back different bytes", a.tag));
+        }
+    }
+    Ok(())
+}
+
+/// Every file under blobs/ hashes to its own name: no partial blob is visible.
+fn assert_no_partial_blobs(data: &std::path::Path) {
+    let store = portcullis_store::BlobStore::open(data).unwrap();
+    for (d, _) in store.list_blobs().unwrap() {
+        let content = std::fs::read(store.blob_path(&d)).unwrap();
+        assert_eq!(
+            Digest::sha256_of(&content),
+            d,
+            "a partial or corrupt blob is stored under {d}"
+        );
+    }
+}
+
+/// A database URL for the spawned binary: SQLite in `data`, or a fresh
+/// PostgreSQL schema chosen through the connection's `search_path` option.
+async fn database_args(backend: &Backend, data: &std::path::Path) -> Vec<String> {
+    match backend {
+        Backend::Sqlite => vec![],
+        Backend::Postgres(url) => {
+            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+            portcullis_meta::Meta::connect_in_schema(url, Some(&schema))
+                .await
+                .unwrap()
+                .close()
+                .await;
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let _ = data;
+            vec![
+                "--database".into(),
+                format!("{url}{sep}options=-c%20search_path%3D{schema}"),
+            ]
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_pushes_survive_sigkill() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let db = database_args(&backend, &data).await;
+        let db: Vec<&str> = db.iter().map(String::as_str).collect();
+        let mut server = ServerProcess::spawn(&data, &db);
+        let base = server.base.clone();
+        let acked = Arc::new(Mutex::new(Vec::<Acked>::new()));
+        let failures = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut pushers = Vec::new();
+        for p in 0..16u64 {
+            let (acked, failures, stop, base) = (acked.clone(), failures.clone(), stop.clone(), base.clone());
+            pushers.push(tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                for i in 0..1000u64 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let len = 64 * 1024 + ((p * 7919 + i * 104729) % (1024 * 1024)) as usize;
+                    match push_image(&http, &base, "crash/app", &format!("p{p}-{i}"), p * 100_000 + i, len).await {
+                        Ok(a) => acked.lock().unwrap().push(a),
+                        Err(_) => {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                }
+            }));
+        }
+        // Kill mid-flight, once a fair number of pushes have been acknowledged.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acked.lock().unwrap().len() < 48 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        for p in pushers {
+            p.await.unwrap();
+        }
+        let acked = std::mem::take(&mut *acked.lock().unwrap());
+        assert!(
+            acked.len() >= 48,
+            "only {} pushes acknowledged before the deadline",
+            acked.len()
+        );
+        assert!(
+            failures.load(Ordering::Relaxed) > 0,
+            "the kill interrupted no push; the test proved nothing"
+        );
+
+        assert_no_partial_blobs(&data);
+        let server = ServerProcess::spawn(&data, &db);
+        let http = reqwest::Client::new();
+        for a in &acked {
+            verify_image(&http, &server.base, "crash/app", a).await.unwrap();
+        }
+        let fresh = push_image(&http, &server.base, "crash/app", "after-restart", 7, 300_000)
+            .await
+            .unwrap();
+        verify_image(&http, &server.base, "crash/app", &fresh).await.unwrap();
+        eprintln!("{backend:?}: {} acknowledged pushes intact after SIGKILL", acked.len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_during_pushes_and_deletes_keeps_every_referenced_blob() {
+    for backend in backends() {
+        // Grace 0: GC collects anything unreferenced at once, the harshest race
+        // for pushes whose layers are up but whose manifest is not yet.
+        for grace in [Duration::ZERO, Duration::from_secs(30)] {
+            let s = TestServer::start(&backend).await;
+            let settings = portcullis_server::GcSettings {
+                manifest_grace: grace,
+                blob_grace: grace,
+                upload_expiry: Duration::from_secs(3600),
+            };
+            let stop = Arc::new(AtomicBool::new(false));
+            let gc = {
+                let (reg, stop, settings) = (s.registry.clone(), stop.clone(), settings.clone());
+                tokio::spawn(async move {
+                    let mut runs = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        portcullis_server::gc::collect_garbage(&reg.meta, &reg.store, &settings)
+                            .await
+                            .unwrap();
+                        runs += 1;
+                    }
+                    runs
+                })
+            };
+            let mut tasks = Vec::new();
+            for p in 0..4u64 {
+                let (http, base) = (s.http.clone(), s.base.clone());
+                tasks.push(tokio::spawn(async move {
+                    let (mut kept, mut refused) = (Vec::new(), 0);
+                    for i in 0..15u64 {
+                        match push_image(&http, &base, "gc/app", &format!("p{p}-{i}"), p * 1000 + i, 20_000).await {
+                            Ok(a) if i % 3 == 0 => {
+                                // Delete every third image right away.
+                                let md = Digest::sha256_of(&a.manifest);
+                                let r = http
+                                    .delete(format!("{base}/v2/gc/app/manifests/{md}"))
+                                    .send()
+                                    .await
+                                    .unwrap();
+                                assert_eq!(r.status(), 202);
+                            }
+                            Ok(a) => kept.push(a),
+                            Err(e) => {
+                                assert!(
+                                    e.contains("MANIFEST_BLOB_UNKNOWN") || e.contains("BLOB_UPLOAD"),
+                                    "unexpected failure: {e}"
+                                );
+                                refused += 1;
+                            }
+                        }
+                    }
+                    (kept, refused)
+                }));
+            }
+            let mut kept = Vec::new();
+            let mut refused = 0;
+            for t in tasks {
+                let (k, r) = t.await.unwrap();
+                kept.extend(k);
+                refused += r;
+            }
+            stop.store(true, Ordering::Relaxed);
+            let runs = gc.await.unwrap();
+            assert!(runs > 1, "GC ran {runs} times");
+            if grace > Duration::ZERO {
+                assert_eq!(refused, 0, "{}: within the grace period no push may fail", s.label());
+            }
+            assert!(!kept.is_empty());
+            for a in &kept {
+                verify_image(&s.http, &s.base, "gc/app", a)
+                    .await
+                    .unwrap_or_else(|e| panic!("{} grace {grace:?}: {e}", s.label()));
+            }
+            // A final collection with no grace leaves exactly what tagged images use.
+            let now = portcullis_server::GcSettings {
+                manifest_grace: Duration::ZERO,
+                blob_grace: Duration::ZERO,
+                upload_expiry: Duration::ZERO,
+            };
+            portcullis_server::gc::collect_garbage(&s.registry.meta, &s.registry.store, &now)
+                .await
+                .unwrap();
+            let mut want: Vec<String> = kept
+                .iter()
+                .flat_map(|a| a.blobs.iter().map(|d| d.to_string()))
+                .collect();
+            want.sort();
+            want.dedup();
+            let mut on_disk: Vec<String> = s
+                .registry
+                .store
+                .list_blobs()
+                .unwrap()
+                .into_iter()
+                .map(|(d, _)| d.to_string())
+                .collect();
+            on_disk.sort();
+            assert_eq!(
+                on_disk,
+                want,
+                "{} grace {grace:?}: unreferenced blobs remain or referenced ones are gone",
+                s.label()
+            );
+            for a in &kept {
+                verify_image(&s.http, &s.base, "gc/app", a).await.unwrap();
+            }
+            eprintln!(
+                "{} grace {grace:?}: {} kept, {refused} refused cleanly, {runs} GC runs",
+                s.label(),
+                kept.len()
+            );
+        }
+    }
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_512_mib_blob_streams_through_bounded_memory() {
+    const MIB: usize = 1024 * 1024;
+    const TOTAL_MIB: u64 = 512;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::spawn(&dir.path().join("data"), &[]);
+    let base = server.base.clone();
+    let http = reqwest::Client::new();
+    let start_kib = vm_hwm_kib(server.pid());
+
+    let r = http.post(format!("{base}/v2/big/blobs/uploads/")).send().await.unwrap();
+    let loc = format!("{base}{}", r.headers()["location"].to_str().unwrap());
+    let hasher = Arc::new(Mutex::new(portcullis_oci::Algorithm::Sha256.hasher()));
+    let h = hasher.clone();
+    let chunks = futures_util::stream::iter(0..TOTAL_MIB).map(move |i| {
+        let chunk = bytes(i + 1, MIB);
+        h.lock().unwrap().update(&chunk);
+        Ok::<_, std::io::Error>(bytes::Bytes::from(chunk))
+    });
+    let r = http
+        .patch(&loc)
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let digest = Arc::try_unwrap(hasher).ok().unwrap().into_inner().unwrap().finish();
+    let r = http.put(format!("{loc}?digest={digest}")).send().await.unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let after_push_kib = vm_hwm_kib(server.pid());
+
+    let mut r = http.get(format!("{base}/v2/big/blobs/{digest}")).send().await.unwrap();
+    assert_eq!(
+        r.headers()["content-length"],
+        (TOTAL_MIB * MIB as u64).to_string().as_str()
+    );
+    let mut back = portcullis_oci::Algorithm::Sha256.hasher();
+    let mut n = 0u64;
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        n += chunk.len() as u64;
+        back.update(&chunk);
+    }
+    assert_eq!(n, TOTAL_MIB * MIB as u64);
+    assert_eq!(back.finish(), digest);
+    let after_pull_kib = vm_hwm_kib(server.pid());
+    eprintln!("server peak RSS: {start_kib} KiB at start, {after_push_kib} KiB after a {TOTAL_MIB} MiB push, {after_pull_kib} KiB after pulling it");
+    assert!(
+        after_pull_kib < 64 * 1024,
+        "peak RSS {after_pull_kib} KiB while moving {TOTAL_MIB} MiB"
+    );
+    assert!(
+        after_pull_kib - start_kib < 32 * 1024,
+        "RSS grew by {} KiB",
+        after_pull_kib - start_kib
+    );
+}
+
+use futures_util::StreamExt;
