@@ -1,0 +1,324 @@
+//! Hostile requests, TLS with a verifying client, graceful shutdown.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{have_tool, Backend, ServerProcess, TestServer};
+use portcullis_oci::Digest;
+
+/// Sends raw bytes, half-closes, and returns what the server answered (if anything).
+fn raw(addr: &str, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_get_errors_and_leave_stored_data_untouched() {
+    let s = TestServer::start(&Backend::Sqlite).await;
+    let (md, manifest) = s.push_image("safe/app", "v1", b"cfg", &[b"precious layer"]).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let layer = Digest::sha256_of(b"precious layer");
+
+    // A body shorter than its Content-Length, then the connection closes.
+    let short = format!(
+        "POST /v2/safe/app/blobs/uploads/?digest={layer} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b"
+    );
+    let addr2 = addr.clone();
+    tokio::task::spawn_blocking(move || raw(&addr2, short.as_bytes()))
+        .await
+        .unwrap();
+    // A body longer than its Content-Length: only the declared bytes count.
+    let d = Digest::sha256_of(b"abcdef");
+    let long = format!("POST /v2/safe/other/blobs/uploads/?digest={d} HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabcdef");
+    let addr2 = addr.clone();
+    let answer = tokio::task::spawn_blocking(move || raw(&addr2, long.as_bytes()))
+        .await
+        .unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 400") && answer.contains("DIGEST_INVALID"),
+        "{answer}"
+    );
+    // A manifest that claims 4 MiB + 1 is refused before it is read.
+    let huge = "PUT /v2/safe/app/manifests/v1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 4194305\r\nConnection: close\r\n\r\n{";
+    let addr2 = addr.clone();
+    let answer = tokio::task::spawn_blocking(move || raw(&addr2, huge.as_bytes()))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // Garbage where a request line should be.
+    let addr2 = addr.clone();
+    let answer = tokio::task::spawn_blocking(move || raw(&addr2, b"\x00\x01\x02 garbage\r\n\r\n"))
+        .await
+        .unwrap();
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 400"), "{answer}");
+    // Enormous headers.
+    let big_header = format!(
+        "GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(2 * 1024 * 1024)
+    );
+    let addr2 = addr.clone();
+    let answer = tokio::task::spawn_blocking(move || raw(&addr2, big_header.as_bytes()))
+        .await
+        .unwrap();
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431") || answer.starts_with("HTTP/1.1 400"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+
+    // Manifest replaced by garbage under the same tag: refused, the old one stays.
+    let r = s
+        .http
+        .put(s.url("/v2/safe/app/manifests/v1"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(r#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:00","size":1},"layers":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // Everything stored before is still exactly there.
+    let r = s.http.get(s.url("/v2/safe/app/manifests/v1")).send().await.unwrap();
+    assert_eq!(r.headers()["docker-content-digest"], md.as_str());
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &manifest[..]);
+    let r = s
+        .http
+        .get(s.url(&format!("/v2/safe/app/blobs/{layer}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"precious layer");
+    let r = s
+        .http
+        .head(s.url(&format!("/v2/safe/other/blobs/{d}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "nothing stored from the lying request");
+    // Blob files are all whole.
+    for (d, _) in s.registry.store.list_blobs().unwrap() {
+        assert_eq!(
+            Digest::sha256_of(&std::fs::read(s.registry.store.blob_path(&d)).unwrap()),
+            d
+        );
+    }
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_test_ca_and_a_verifying_client() {
+    if !have_tool("openssl") || !have_tool("skopeo") || !have_tool("curl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A CA, and a server certificate for 127.0.0.1 signed by it.
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=Portcullis Test CA",
+            "-days",
+            "2",
+        ],
+        d,
+    );
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        d,
+    );
+    std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+        d,
+    );
+    let server = ServerProcess::spawn(
+        &d.join("data"),
+        &[
+            "--tls-cert",
+            d.join("server.crt").to_str().unwrap(),
+            "--tls-key",
+            d.join("server.key").to_str().unwrap(),
+        ],
+    );
+    let host = server.base.trim_start_matches("http://").to_string();
+
+    let curl = |extra: &[&str]| {
+        std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let ok = curl(&[
+        "--cacert",
+        d.join("ca.crt").to_str().unwrap(),
+        &format!("https://{host}/v2/"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "200");
+    let untrusted = curl(&[&format!("https://{host}/v2/")]);
+    assert!(
+        !untrusted.status.success(),
+        "a client without the CA must refuse the certificate"
+    );
+
+    // skopeo pushes and pulls over HTTPS, verifying against the test CA.
+    let certs = d.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::copy(d.join("ca.crt"), certs.join("ca.crt")).unwrap();
+    let layout = d.join("layout");
+    for args in [
+        vec!["init", "--layout", layout.to_str().unwrap()],
+        vec!["new", "--image", &format!("{}:t", layout.display())],
+    ] {
+        assert!(std::process::Command::new("umoci")
+            .args(&args)
+            .status()
+            .unwrap()
+            .success());
+    }
+    let certs = certs.to_str().unwrap();
+    let dest = format!("docker://{host}/tls/app:t");
+    let push = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--dest-cert-dir",
+            certs,
+            &format!("oci:{}:t", layout.display()),
+            &dest,
+        ])
+        .env("HOME", d)
+        .output()
+        .unwrap();
+    assert!(push.status.success(), "{}", String::from_utf8_lossy(&push.stderr));
+    let inspect = std::process::Command::new("skopeo")
+        .args(["inspect", "--cert-dir", certs, "--raw", &dest])
+        .env("HOME", d)
+        .output()
+        .unwrap();
+    assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+    let refused = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", &dest])
+        .env("HOME", d)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "skopeo without the CA must refuse");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::spawn(&dir.path().join("data"), &[]);
+    let base = server.base.clone();
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{base}/v2/slow/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let loc = format!("{base}{}", r.headers()["location"].to_str().unwrap());
+    // A PATCH whose body trickles in over ~1.5 s; SIGTERM arrives mid-way.
+    let body = futures_util::stream::unfold(0u32, |i| async move {
+        if i == 6 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 1000])), i + 1))
+    });
+    let patch = tokio::spawn({
+        let http = http.clone();
+        async move {
+            http.patch(&loc)
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await
+                .map(|r| (r.status(), r.headers()["range"].to_str().unwrap().to_string()))
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = server.pid().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let (status, range) = patch.await.unwrap().expect("in-flight request finished");
+    assert_eq!(status, 202);
+    assert_eq!(range, "0-5999");
+    // The server then exits by itself, cleanly.
+    let mut server = server;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(code) = server.child.try_wait().unwrap() {
+            assert!(code.success(), "exit status {code}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // New connections are refused once it is gone.
+    assert!(http.get(format!("{base}/v2/")).send().await.is_err());
+}
