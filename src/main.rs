@@ -94,7 +94,11 @@ async fn open(settings: &Settings) -> anyhow::Result<Arc<Registry>> {
     let meta = Meta::connect(&settings.database_url())
         .await
         .context("opening the metadata database")?;
-    Ok(Registry::new(meta, store))
+    Ok(Registry::new(
+        meta,
+        store,
+        Duration::from_millis(settings.manifest_cache_ttl_ms),
+    ))
 }
 
 async fn shutdown_signal() {
@@ -167,8 +171,7 @@ async fn main() -> anyhow::Result<()> {
             let settings = Settings::load(state.config.as_deref(), overrides)?;
             init_logging(settings.log_format == "json");
             let registry = open(&settings).await?;
-            let report =
-                portcullis_server::gc::collect_garbage(&registry.meta, &registry.store, &settings.gc()).await?;
+            let report = portcullis_server::gc::collect_garbage(&registry, &settings.gc()).await?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string(&report)?),
                 Format::Text => println!(

@@ -24,6 +24,10 @@ pub struct Settings {
     pub gc_manifest_grace_secs: u64,
     pub gc_blob_grace_secs: u64,
     pub upload_expiry_secs: u64,
+    /// How long a cached manifest read may be served without asking the
+    /// database; bounds how stale a change made by another process can look.
+    /// 0 turns the cache off.
+    pub manifest_cache_ttl_ms: u64,
     /// `text` or `json`.
     pub log_format: String,
 }
@@ -41,6 +45,7 @@ impl Default for Settings {
             gc_manifest_grace_secs: gc.manifest_grace.as_secs(),
             gc_blob_grace_secs: gc.blob_grace.as_secs(),
             upload_expiry_secs: gc.upload_expiry.as_secs(),
+            manifest_cache_ttl_ms: 1000,
             log_format: "text".into(),
         }
     }

@@ -245,9 +245,7 @@ async fn gc_during_pushes_and_deletes_keeps_every_referenced_blob() {
                 tokio::spawn(async move {
                     let mut runs = 0;
                     while !stop.load(Ordering::Relaxed) {
-                        portcullis_server::gc::collect_garbage(&reg.meta, &reg.store, &settings)
-                            .await
-                            .unwrap();
+                        portcullis_server::gc::collect_garbage(&reg, &settings).await.unwrap();
                         runs += 1;
                     }
                     runs
@@ -308,9 +306,7 @@ async fn gc_during_pushes_and_deletes_keeps_every_referenced_blob() {
                 blob_grace: Duration::ZERO,
                 upload_expiry: Duration::ZERO,
             };
-            portcullis_server::gc::collect_garbage(&s.registry.meta, &s.registry.store, &now)
-                .await
-                .unwrap();
+            portcullis_server::gc::collect_garbage(&s.registry, &now).await.unwrap();
             let mut want: Vec<String> = kept
                 .iter()
                 .flat_map(|a| a.blobs.iter().map(|d| d.to_string()))

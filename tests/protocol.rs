@@ -824,3 +824,66 @@ async fn bad_names_and_methods_get_spec_errors() {
         assert_eq!(code(r).await, (status, want.to_string()), "{method} {path}");
     }
 }
+
+#[tokio::test]
+async fn moved_and_deleted_tags_are_seen_at_once_despite_the_cache() {
+    for b in backends() {
+        let s = TestServer::start(&b).await;
+        let (first, _) = s.push_image("cached", "v1", b"c1", &[]).await;
+        let digest_of_v1 = || async {
+            let r = s.http.get(s.url("/v2/cached/manifests/v1")).send().await.unwrap();
+            (r.status(), header(&r, "docker-content-digest"))
+        };
+        assert_eq!(digest_of_v1().await, (StatusCode::OK, first.to_string()));
+        assert_eq!(
+            digest_of_v1().await,
+            (StatusCode::OK, first.to_string()),
+            "second read from the cache"
+        );
+        let (second, _) = s.push_image("cached", "v1", b"c2", &[]).await;
+        assert_eq!(
+            digest_of_v1().await,
+            (StatusCode::OK, second.to_string()),
+            "{}: tag move",
+            s.label()
+        );
+        assert_eq!(
+            s.http
+                .delete(s.url("/v2/cached/manifests/v1"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            202
+        );
+        assert_eq!(
+            digest_of_v1().await.0,
+            StatusCode::NOT_FOUND,
+            "{}: tag delete",
+            s.label()
+        );
+        let r = s
+            .http
+            .get(s.url(&format!("/v2/cached/manifests/{second}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            s.http
+                .delete(s.url(&format!("/v2/cached/manifests/{second}")))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            202
+        );
+        let r = s
+            .http
+            .get(s.url(&format!("/v2/cached/manifests/{second}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{}: manifest delete", s.label());
+    }
+}

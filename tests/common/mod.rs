@@ -57,7 +57,7 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let meta = open_meta(backend, dir.path()).await;
         let store = BlobStore::open(dir.path()).unwrap();
-        let registry = Registry::new(meta, store);
+        let registry = Registry::new(meta, store, Duration::from_secs(1));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let app = portcullis_server::app(registry.clone());

@@ -54,7 +54,8 @@ fn cutoff(grace: Duration) -> i64 {
     now_ms() - grace.as_millis() as i64
 }
 
-pub async fn collect_garbage(meta: &Meta, store: &BlobStore, s: &GcSettings) -> Result<GcReport, RegistryError> {
+pub async fn collect_garbage(reg: &crate::Registry, s: &GcSettings) -> Result<GcReport, RegistryError> {
+    let (meta, store): (&Meta, &BlobStore) = (&reg.meta, &reg.store);
     let mut report = GcReport::default();
 
     // An index's children become collectable once the index is gone: repeat
@@ -64,6 +65,7 @@ pub async fn collect_garbage(meta: &Meta, store: &BlobStore, s: &GcSettings) -> 
         let mut removed = 0;
         for (repo, digest) in meta.untagged_manifests(c, BATCH).await? {
             if meta.collect_manifest(&repo, &digest, c).await? {
+                reg.manifests.invalidate(&repo);
                 removed += 1;
             }
         }
@@ -135,7 +137,7 @@ pub async fn collect_garbage(meta: &Meta, store: &BlobStore, s: &GcSettings) -> 
 
 /// One collection with its outcome logged and counted; for the background loop.
 pub async fn collect_garbage_logged(reg: &crate::Registry, s: &GcSettings) {
-    match collect_garbage(&reg.meta, &reg.store, s).await {
+    match collect_garbage(reg, s).await {
         Ok(r) => {
             reg.metrics.gc_finished(r.total());
             tracing::info!(

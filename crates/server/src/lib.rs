@@ -6,6 +6,7 @@
 //! every failure is a [`RegistryError`] that renders the spec's error body.
 
 mod blobs;
+mod cache;
 mod error;
 pub mod gc;
 mod listing;
@@ -43,14 +44,22 @@ pub struct Registry {
     pub meta: Meta,
     pub store: BlobStore,
     pub metrics: Metrics,
+    manifests: cache::ManifestCache,
 }
 
+/// Memory the manifest cache may use.
+const MANIFEST_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 impl Registry {
-    pub fn new(meta: Meta, store: BlobStore) -> Arc<Registry> {
+    /// A registry whose manifest reads may be cached for `manifest_cache_ttl`
+    /// (zero: every read goes to the database).
+    pub fn new(meta: Meta, store: BlobStore, manifest_cache_ttl: std::time::Duration) -> Arc<Registry> {
+        let manifests = cache::ManifestCache::new(manifest_cache_ttl, MANIFEST_CACHE_BYTES);
         Arc::new(Registry {
             meta,
             store,
             metrics: Metrics::new(),
+            manifests,
         })
     }
 }
@@ -135,7 +144,7 @@ async fn observe(State(reg): State<Arc<Registry>>, req: Request, next: Next) -> 
         .filter(|v| v.len() <= 64)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        .unwrap_or_else(request_id);
     let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
     let mut resp = next.run(req).instrument(span.clone()).await;
     let elapsed = start.elapsed();
@@ -158,6 +167,17 @@ async fn observe(State(reg): State<Arc<Registry>>, req: Request, next: Next) -> 
         }
     });
     resp
+}
+
+/// A process-unique request id: a random prefix chosen once, then a counter,
+/// so naming a request costs no system call.
+fn request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
+    format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// The value of query parameter `key`, decoded.

@@ -9,6 +9,7 @@ use portcullis_oci::{
     media_type, validate_tag, Algorithm, Digest, Manifest, Reference, RepositoryName, MAX_MANIFEST_BYTES,
 };
 
+use crate::cache::CachedManifest;
 use crate::{header_str, query_params, Handled, Registry, RegistryError};
 
 /// Whether a client's `Accept` headers admit `stored`. No Accept, a
@@ -33,6 +34,29 @@ async fn unknown(reg: &Registry, name: &RepositoryName, reference: &Reference) -
     }
 }
 
+/// A manifest by tag or digest, from the cache when it has a fresh copy.
+async fn lookup(
+    reg: &Registry,
+    name: &RepositoryName,
+    reference: &Reference,
+) -> Result<Option<CachedManifest>, RegistryError> {
+    let key = reference.to_string();
+    if let Some(m) = reg.manifests.get(name.as_str(), &key) {
+        return Ok(Some(m));
+    }
+    let generation = reg.manifests.generation();
+    let Some(m) = reg.meta.get_manifest(name.as_str(), reference).await? else {
+        return Ok(None);
+    };
+    let m = CachedManifest {
+        digest: m.digest.into(),
+        media_type: m.media_type.into(),
+        content: m.content.into(),
+    };
+    reg.manifests.put(generation, name.as_str(), &key, m.clone());
+    Ok(Some(m))
+}
+
 pub(crate) async fn get(
     reg: &Registry,
     name: &RepositoryName,
@@ -40,7 +64,7 @@ pub(crate) async fn get(
     headers: &HeaderMap,
     head: bool,
 ) -> Handled {
-    let Some(m) = reg.meta.get_manifest(name.as_str(), reference).await? else {
+    let Some(m) = lookup(reg, name, reference).await? else {
         return Err(unknown(reg, name, reference).await);
     };
     if !accepts(headers, &m.media_type) {
@@ -122,7 +146,9 @@ pub(crate) async fn put(
         tags.push(t);
     }
     let subject = manifest.subject.as_ref().map(|s| &s.digest);
-    reg.meta
+    reg.manifests.invalidate(name.as_str());
+    let stored = reg
+        .meta
         .put_manifest(NewManifest {
             repo: name.as_str(),
             digest: &digest,
@@ -135,7 +161,10 @@ pub(crate) async fn put(
             children: manifest.required_manifests(),
             tags,
         })
-        .await?;
+        .await;
+    // Again after the commit: a concurrent read may have cached the old tag meanwhile.
+    reg.manifests.invalidate(name.as_str());
+    stored?;
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::CREATED;
     let h = resp.headers_mut();
@@ -161,10 +190,13 @@ pub(crate) async fn put(
 }
 
 pub(crate) async fn delete(reg: &Registry, name: &RepositoryName, reference: &Reference) -> Handled {
+    reg.manifests.invalidate(name.as_str());
     let deleted = match reference {
-        Reference::Digest(d) => reg.meta.delete_manifest(name.as_str(), d).await?,
-        Reference::Tag(t) => reg.meta.delete_tag(name.as_str(), t).await?,
+        Reference::Digest(d) => reg.meta.delete_manifest(name.as_str(), d).await,
+        Reference::Tag(t) => reg.meta.delete_tag(name.as_str(), t).await,
     };
+    reg.manifests.invalidate(name.as_str());
+    let deleted = deleted?;
     if !deleted {
         return Err(unknown(reg, name, reference).await);
     }

@@ -1,0 +1,137 @@
+//! A small read cache for manifests, so `GET /manifests/<tag>` — the hottest
+//! request a registry serves — usually costs no database round trip.
+//!
+//! Never the truth: entries for a repository are dropped whenever this
+//! process writes to it, and every entry expires after `ttl`, which bounds
+//! how long a change made by another process (a second replica, `portcullis
+//! gc`) can go unseen. A `ttl` of zero turns the cache off.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+#[derive(Debug, Clone)]
+pub struct CachedManifest {
+    pub digest: Arc<str>,
+    pub media_type: Arc<str>,
+    pub content: Bytes,
+}
+
+struct Entry {
+    manifest: CachedManifest,
+    at: Instant,
+}
+
+pub struct ManifestCache {
+    ttl: Duration,
+    max_bytes: usize,
+    inner: RwLock<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    repos: HashMap<String, HashMap<String, Entry>>,
+    bytes: usize,
+    /// Bumped by every invalidation: a read that started before a write
+    /// must not cache what it read.
+    generation: u64,
+}
+
+impl ManifestCache {
+    pub fn new(ttl: Duration, max_bytes: usize) -> ManifestCache {
+        ManifestCache {
+            ttl,
+            max_bytes,
+            inner: RwLock::new(Inner::default()),
+        }
+    }
+
+    pub fn get(&self, repo: &str, reference: &str) -> Option<CachedManifest> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let inner = self.inner.read().unwrap();
+        let e = inner.repos.get(repo)?.get(reference)?;
+        (e.at.elapsed() < self.ttl).then(|| e.manifest.clone())
+    }
+
+    /// The generation to hand back to [`ManifestCache::put`] after reading the database.
+    pub fn generation(&self) -> u64 {
+        self.inner.read().unwrap().generation
+    }
+
+    /// Caches what a read found, unless a write happened since `generation`.
+    pub fn put(&self, generation: u64, repo: &str, reference: &str, manifest: CachedManifest) {
+        if self.ttl.is_zero() || manifest.content.len() > self.max_bytes / 16 {
+            return;
+        }
+        let mut inner = self.inner.write().unwrap();
+        if inner.generation != generation {
+            return;
+        }
+        if inner.bytes + manifest.content.len() > self.max_bytes {
+            // Rare and cheap: start over rather than track recency.
+            inner.repos.clear();
+            inner.bytes = 0;
+        }
+        inner.bytes += manifest.content.len();
+        let old = inner.repos.entry(repo.to_string()).or_default().insert(
+            reference.to_string(),
+            Entry {
+                manifest,
+                at: Instant::now(),
+            },
+        );
+        if let Some(old) = old {
+            inner.bytes -= old.manifest.content.len();
+        }
+    }
+
+    /// Forgets everything about `repo`; called on every write to it.
+    pub fn invalidate(&self, repo: &str) {
+        let mut inner = self.inner.write().unwrap();
+        inner.generation += 1;
+        if let Some(entries) = inner.repos.remove(repo) {
+            inner.bytes -= entries.values().map(|e| e.manifest.content.len()).sum::<usize>();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(body: &str) -> CachedManifest {
+        CachedManifest {
+            digest: "sha256:x".into(),
+            media_type: "t".into(),
+            content: Bytes::from(body.to_string()),
+        }
+    }
+
+    #[test]
+    fn expires_invalidates_and_stays_bounded() {
+        let c = ManifestCache::new(Duration::from_millis(50), 1600);
+        let g = c.generation();
+        c.put(g, "r", "v1", m("abc"));
+        assert_eq!(c.get("r", "v1").unwrap().content, "abc");
+        assert!(c.get("r", "v2").is_none() && c.get("other", "v1").is_none());
+        c.invalidate("r");
+        assert!(c.get("r", "v1").is_none());
+        c.put(g, "r", "v1", m("stale"));
+        assert!(c.get("r", "v1").is_none(), "a read from before the write is not cached");
+        let g = c.generation();
+        c.put(g, "r", "v1", m("abc"));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(c.get("r", "v1").is_none(), "expired");
+        for i in 0..100 {
+            c.put(g, "r", &format!("t{i}"), m(&"x".repeat(90)));
+        }
+        assert!(c.inner.read().unwrap().bytes <= 1600);
+        let off = ManifestCache::new(Duration::ZERO, 1 << 20);
+        off.put(0, "r", "v1", m("abc"));
+        assert!(off.get("r", "v1").is_none());
+    }
+}
