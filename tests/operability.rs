@@ -322,3 +322,89 @@ async fn sigterm_finishes_in_flight_requests() {
     // New connections are refused once it is gone.
     assert!(http.get(format!("{base}/v2/")).send().await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_command_runs_beside_a_live_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = ServerProcess::spawn(&data, &[]);
+    let http = reqwest::Client::new();
+    let base = &server.base;
+    let push = |path: String, body: Vec<u8>| {
+        let http = http.clone();
+        async move { http.post(path).body(body).send().await.unwrap().status() }
+    };
+    let layer = Digest::sha256_of(b"kept layer");
+    let config = Digest::sha256_of(b"{}");
+    let loose = Digest::sha256_of(b"loose blob");
+    assert_eq!(
+        push(
+            format!("{base}/v2/gc/app/blobs/uploads/?digest={layer}"),
+            b"kept layer".to_vec()
+        )
+        .await,
+        201
+    );
+    assert_eq!(
+        push(
+            format!("{base}/v2/gc/app/blobs/uploads/?digest={config}"),
+            b"{}".to_vec()
+        )
+        .await,
+        201
+    );
+    assert_eq!(
+        push(
+            format!("{base}/v2/gc/app/blobs/uploads/?digest={loose}"),
+            b"loose blob".to_vec()
+        )
+        .await,
+        201
+    );
+    let manifest = common::image_manifest(&config, 2, &[(layer.clone(), 10)]);
+    let r = http
+        .put(format!("{base}/v2/gc/app/manifests/v1"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "gc",
+            "--blob-grace",
+            "0",
+            "--manifest-grace",
+            "0",
+            "--format",
+            "json",
+            "--data",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["links"], 1, "{report}");
+    assert_eq!(report["blobs"], 1, "{report}");
+    assert_eq!(report["manifests"], 0, "{report}");
+
+    let status = |d: &Digest| {
+        let url = format!("{base}/v2/gc/app/blobs/{d}");
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().status() }
+    };
+    assert_eq!(status(&loose).await, 404);
+    assert_eq!(status(&layer).await, 200);
+    assert_eq!(status(&config).await, 200);
+    let r = http.get(format!("{base}/v2/gc/app/manifests/v1")).send().await.unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &manifest[..]);
+
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["gc", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--blob-grace"));
+}

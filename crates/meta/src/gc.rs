@@ -35,15 +35,8 @@ impl Meta {
     }
 
     pub async fn collect_manifest(&self, repo: &str, digest: &str, cutoff: i64) -> Result<bool> {
-        let sql = format!("DELETE FROM manifests WHERE repo = $2 AND digest = $3 AND EXISTS (SELECT 1 FROM manifests m WHERE m.repo = $2 AND m.digest = $3 AND {UNTAGGED_MANIFEST})");
-        deleted(
-            sqlx::query(&sql)
-                .bind(cutoff)
-                .bind(repo)
-                .bind(digest)
-                .execute(&self.pool)
-                .await,
-        )
+        self.delete_if("manifests", "m", UNTAGGED_MANIFEST, repo, digest, cutoff)
+            .await
     }
 
     pub async fn unreferenced_links(&self, cutoff: i64, limit: i64) -> Result<Vec<(String, String)>> {
@@ -52,7 +45,25 @@ impl Meta {
     }
 
     pub async fn collect_link(&self, repo: &str, digest: &str, cutoff: i64) -> Result<bool> {
-        let sql = format!("DELETE FROM repo_blobs WHERE repo = $2 AND digest = $3 AND EXISTS (SELECT 1 FROM repo_blobs l WHERE l.repo = $2 AND l.digest = $3 AND {UNREFERENCED_LINK})");
+        self.delete_if("repo_blobs", "l", UNREFERENCED_LINK, repo, digest, cutoff)
+            .await
+    }
+
+    /// Deletes the row of `table` keyed by (repo, digest) if `condition`
+    /// (written over alias `alias`, with `$1` the cutoff) still holds for it.
+    async fn delete_if(
+        &self,
+        table: &str,
+        alias: &str,
+        condition: &str,
+        repo: &str,
+        digest: &str,
+        cutoff: i64,
+    ) -> Result<bool> {
+        let sql = format!(
+            "DELETE FROM {table} WHERE repo = $2 AND digest = $3 AND EXISTS \
+             (SELECT 1 FROM {table} {alias} WHERE {alias}.repo = $2 AND {alias}.digest = $3 AND {condition})"
+        );
         deleted(
             sqlx::query(&sql)
                 .bind(cutoff)

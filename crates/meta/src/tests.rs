@@ -323,3 +323,24 @@ async fn uploads_belong_to_one_repository() {
         assert!(!m.upload_known("u1").await.unwrap(), "{}", db.label);
     }
 }
+
+/// Tag and catalog pages are index range scans, so a page costs the same
+/// with ten tags or ten million (SQLite's plan; PostgreSQL's primary key
+/// index on (repo, name) with C collation serves the same range).
+#[tokio::test]
+async fn tag_pages_are_index_range_scans() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Meta::connect(&format!("sqlite://{}", dir.path().join("m.db").display()))
+        .await
+        .unwrap();
+    for sql in [
+        "EXPLAIN QUERY PLAN SELECT name FROM tags WHERE repo = 'r' AND name > 'a' ORDER BY name LIMIT 100",
+        "EXPLAIN QUERY PLAN SELECT name FROM repositories WHERE name > 'a' ORDER BY name LIMIT 100",
+    ] {
+        let rows = sqlx::query(sql).fetch_all(&meta.pool).await.unwrap();
+        let plan: Vec<String> = rows.iter().map(|r| r.try_get::<String, _>(3).unwrap()).collect();
+        let plan = plan.join(" | ");
+        assert!(plan.contains("USING") && plan.contains("INDEX"), "{sql}: {plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{sql} sorts: {plan}");
+    }
+}

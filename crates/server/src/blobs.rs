@@ -1,19 +1,11 @@
 //! `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`.
 
-use std::io::SeekFrom;
-
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use portcullis_oci::{Digest, RepositoryName};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use crate::{header_str, Handled, Registry, RegistryError};
-
-/// Read size for streaming a blob out: a few syscalls per MiB, and bounded
-/// memory per download whatever the blob's size.
-const READ_CHUNK: usize = 256 * 1024;
 
 /// A satisfiable single byte range, inclusive.
 #[derive(Debug, PartialEq)]
@@ -83,7 +75,7 @@ pub(crate) async fn get(
         let size = reg.store.blob_size(digest).await?.ok_or_else(unknown)?;
         return Ok(blob_response(StatusCode::OK, digest, size, Body::empty()));
     }
-    let (mut file, size) = reg.store.open_blob(digest).await?.ok_or_else(unknown)?;
+    let (file, size) = reg.store.open_blob(digest).await?.ok_or_else(unknown)?;
     let range = match range.map(|h| parse_range(h, size)) {
         Some(Err(())) => {
             let mut resp = Response::new(Body::empty());
@@ -104,11 +96,8 @@ pub(crate) async fn get(
     let body = if head {
         Body::empty()
     } else {
-        if start > 0 {
-            file.seek(SeekFrom::Start(start)).await?;
-        }
         reg.metrics.add_bytes_out(len);
-        Body::from_stream(ReaderStream::with_capacity(file.take(len), READ_CHUNK))
+        Body::from_stream(portcullis_store::stream_file(file.into_std().await, start, len))
     };
     let mut resp = blob_response(status, digest, len, body);
     if let Some(r) = range {
