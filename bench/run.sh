@@ -20,7 +20,18 @@ now() { date +%s.%N; }
 rate() { python3 -c "print(f'{$1/1048576/($3-$2):.1f}')"; }   # bytes start end -> MiB/s
 
 big_bytes=$(du -sb "$W/layouts/big/blobs" | cut -f1)
-small_bytes=$(du -sb "$W/layouts/small/blobs" | cut -f1)
+# Bytes of the SMALL images actually pushed (the layout may hold more).
+small_bytes=$(python3 - "$W/layouts/small" "$SMALL" <<'PY'
+import json, os, sys
+layout, n = sys.argv[1], int(sys.argv[2])
+def size(d): return os.path.getsize(os.path.join(layout, "blobs", *d.split(":")))
+total = 0
+for m in json.load(open(os.path.join(layout, "index.json")))["manifests"][:n]:
+    man = json.load(open(os.path.join(layout, "blobs", *m["digest"].split(":"))))
+    total += m["size"] + man["config"]["size"] + sum(l["size"] for l in man["layers"])
+print(total)
+PY
+)
 
 # The machine's limits for the same bytes (sha256 of the layers, from the page cache).
 cat "$W"/layouts/big/blobs/sha256/* > /dev/null
@@ -51,6 +62,7 @@ YML
 }
 wait_up() { for _ in $(seq 100); do curl -sf "http://$1/v2/" >/dev/null && return; sleep 0.1; done; echo "server $1 did not start" >&2; exit 1; }
 hwm() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+cpu() { awk '{print ($14+$15)/100}' "/proc/$1/stat"; }   # server CPU seconds so far
 
 for name in dist pc; do
   port=port_$name; addr=127.0.0.1:${!port}
@@ -58,10 +70,15 @@ for name in dist pc; do
   kill -0 "$pid" || { echo "$name exited at start" >&2; exit 1; }
   export HOME="$W/home-$name"
   echo "== $name: 1 GiB push/pull" >&2
-  t0=$(now); skopeo copy -q --dest-tls-verify=false "oci:$W/layouts/big:big" "docker://$addr/bench/big:1"; t1=$(now)
-  R[$name,push]=$(rate "$big_bytes" "$t0" "$t1"); R[$name,rss]=$(hwm "$pid")
-  t0=$(now); skopeo copy -q --src-tls-verify=false "docker://$addr/bench/big:1" "dir:$W/pull-$name"; t1=$(now)
-  R[$name,pull]=$(rate "$big_bytes" "$t0" "$t1")
+  c0=$(cpu "$pid"); t0=$(now); skopeo copy -q --dest-tls-verify=false "oci:$W/layouts/big:big" "docker://$addr/bench/big:1"; t1=$(now)
+  R[$name,push]=$(rate "$big_bytes" "$t0" "$t1"); R[$name,rss]=$(hwm "$pid"); R[$name,push_cpu]=$(python3 -c "print(f'{$(cpu "$pid")-$c0:.2f}')")
+  c0=$(cpu "$pid"); t0=$(now); skopeo copy -q --src-tls-verify=false "docker://$addr/bench/big:1" "dir:$W/pull-$name"; t1=$(now)
+  R[$name,pull]=$(rate "$big_bytes" "$t0" "$t1"); R[$name,pull_cpu]=$(python3 -c "print(f'{$(cpu "$pid")-$c0:.2f}')")
+  # The server alone: the same layers fetched by curl, 8 at a time, to /dev/null.
+  layers=$(curl -s -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$addr/v2/bench/big/manifests/1" \
+    | python3 -c "import json,sys; print(' '.join(l['digest'] for l in json.load(sys.stdin)['layers']))")
+  t0=$(now); for l in $layers; do curl -sf -o /dev/null "http://$addr/v2/bench/big/blobs/$l" & done; wait; t1=$(now)
+  R[$name,raw]=$(rate "$big_bytes" "$t0" "$t1")
   echo "== $name: $SMALL small images, $PAR at a time" >&2
   t0=$(now)
   seq 0 $((SMALL - 1)) | xargs -P "$PAR" -I{} skopeo copy -q --dest-tls-verify=false "oci:$W/layouts/small:s{}" "docker://$addr/bench/small:s{}"
@@ -86,6 +103,9 @@ printf '\n%-38s %14s %14s %10s\n' "measure" "distribution" "portcullis" "ratio"
 row() { printf '%-38s %14s %14s %10s\n' "$1" "$2" "$3" "$4"; }
 row "push $(mib $big_bytes) MiB ($LAYERS layers), MiB/s" "${R[dist,push]}" "${R[pc,push]}" "$(ratio ${R[pc,push]} ${R[dist,push]})"
 row "pull $(mib $big_bytes) MiB, MiB/s" "${R[dist,pull]}" "${R[pc,pull]}" "$(ratio ${R[pc,pull]} ${R[dist,pull]})"
+row "  server CPU s during the push" "${R[dist,push_cpu]}" "${R[pc,push_cpu]}" ""
+row "  server CPU s during the pull" "${R[dist,pull_cpu]}" "${R[pc,pull_cpu]}" ""
+row "pull same layers with curl x8, MiB/s" "${R[dist,raw]}" "${R[pc,raw]}" "$(ratio ${R[pc,raw]} ${R[dist,raw]})"
 row "push $SMALL small images, MiB/s" "${R[dist,spush]}" "${R[pc,spush]}" "$(ratio ${R[pc,spush]} ${R[dist,spush]})"
 row "  (images/s)" "${R[dist,spush_ips]}" "${R[pc,spush_ips]}" ""
 row "pull $SMALL small images, MiB/s" "${R[dist,spull]}" "${R[pc,spull]}" "$(ratio ${R[pc,spull]} ${R[dist,spull]})"
