@@ -408,3 +408,39 @@ async fn gc_command_runs_beside_a_live_server() {
         .unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("--blob-grace"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_sweep_removes_only_old_files_without_rows() {
+    let s = TestServer::start(&Backend::Sqlite).await;
+    let store = &s.registry.store;
+    let write = |content: &[u8], age: Duration| {
+        let d = Digest::sha256_of(content);
+        let path = store.blob_path(&d);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content).unwrap();
+        let f = std::fs::File::options().write(true).open(&path).unwrap();
+        f.set_modified(std::time::SystemTime::now() - age).unwrap();
+        d
+    };
+    // Left by a crash two hours ago, and one from a commit that may still be under way.
+    let old = write(b"crash leftover", Duration::from_secs(7200));
+    let fresh = write(b"publishing now", Duration::from_secs(1));
+    let kept = s.push_blob("r", b"a real blob").await;
+    let zero = portcullis_server::GcSettings {
+        manifest_grace: Duration::ZERO,
+        blob_grace: Duration::ZERO,
+        upload_expiry: Duration::from_secs(3600),
+    };
+    let report = portcullis_server::gc::collect_garbage(&s.registry, &zero)
+        .await
+        .unwrap();
+    assert_eq!(report.orphan_files, 1, "{report:?}");
+    assert!(!store.blob_path(&old).exists());
+    assert!(
+        store.blob_path(&fresh).exists(),
+        "a fresh file may be a commit in flight"
+    );
+    // The real blob was unreferenced, so grace 0 collected it through its row.
+    assert_eq!(report.blobs, 1, "{report:?}");
+    assert!(!store.blob_path(&kept).exists());
+}

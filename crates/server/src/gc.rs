@@ -50,6 +50,12 @@ impl GcReport {
 
 const BATCH: i64 = 500;
 
+/// Files without a row are only ever left by a crash, so they can wait; but
+/// a file published a moment ago by a transaction that has not committed
+/// yet also has no row. This floor keeps the sweep off those whatever the
+/// configured grace periods (a test with grace 0 caught exactly that race).
+const ORPHAN_MIN_AGE: Duration = Duration::from_secs(3600);
+
 fn cutoff(grace: Duration) -> i64 {
     now_ms() - grace.as_millis() as i64
 }
@@ -108,7 +114,7 @@ pub async fn collect_garbage(reg: &crate::Registry, s: &GcSettings) -> Result<Gc
     // Files no row names: a crash between a rename and its commit, or a
     // collection that crashed after its commit. Only old ones: a fresh file
     // may belong to a transaction not yet committed.
-    let old = SystemTime::now() - s.blob_grace;
+    let old = SystemTime::now() - s.blob_grace.max(ORPHAN_MIN_AGE);
     let files = tokio::task::block_in_place(|| store.list_blobs())?;
     for (digest, modified) in files {
         if modified < old && !meta.blob_known(digest.as_str()).await? {
@@ -124,7 +130,8 @@ pub async fn collect_garbage(reg: &crate::Registry, s: &GcSettings) -> Result<Gc
         meta.delete_upload(&id).await?;
         report.uploads += 1;
     }
-    let stale = SystemTime::now() - s.upload_expiry;
+    // Monolithic uploads have no row while their body streams in.
+    let stale = SystemTime::now() - s.upload_expiry.max(ORPHAN_MIN_AGE);
     let uploads = tokio::task::block_in_place(|| store.list_uploads())?;
     for (id, modified) in uploads {
         if modified < stale && !meta.upload_known(&id.to_string()).await? {
