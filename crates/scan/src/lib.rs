@@ -9,7 +9,9 @@
 
 pub mod apk;
 pub mod dpkg;
+pub mod matching;
 pub mod os_release;
+pub mod osv;
 pub mod version;
 
 /// A package as a package database records it.
