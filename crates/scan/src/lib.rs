@@ -9,6 +9,7 @@
 
 pub mod apk;
 pub mod dpkg;
+pub mod layer;
 pub mod matching;
 pub mod os_release;
 pub mod osv;

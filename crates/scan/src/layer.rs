@@ -1,0 +1,284 @@
+//! Reading a layer once, streaming, into [`LayerFacts`], and merging the
+//! layers of an image with overlay semantics.
+//!
+//! A layer is data from a stranger: compression is detected from magic
+//! bytes rather than trusted from a media type; decompressed bytes, entry
+//! count and the size of any file read into memory are all bounded; paths
+//! that climb out of the root are skipped with a warning.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader, Read};
+
+use thiserror::Error;
+
+use crate::os_release::{self, OsRelease};
+use crate::{apk, dpkg, Package, Parsed};
+
+#[derive(Debug, Error)]
+pub enum LayerError {
+    #[error("layer expands past the limit of {0} bytes (a compression bomb, or raise the limit)")]
+    TooLarge(u64),
+    #[error("layer has more than {0} entries")]
+    TooManyEntries(u64),
+    #[error("layer is not a readable tar archive: {0}")]
+    Corrupt(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Uncompressed bytes a layer may expand to.
+    pub max_layer_bytes: u64,
+    /// Largest file read into memory (package databases, release files).
+    pub max_file_bytes: u64,
+    pub max_entries: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_layer_bytes: 16 << 30,
+            max_file_bytes: 64 << 20,
+            max_entries: 2_000_000,
+        }
+    }
+}
+
+/// What one layer says about the software in the image, keyed by the
+/// paths it was found at so later layers can replace or delete it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LayerFacts {
+    /// `etc/os-release` or `usr/lib/os-release`, whichever the layer holds
+    /// (the former wins, as systemd reads it first).
+    pub os_release: BTreeMap<String, OsRelease>,
+    /// Package databases by path: `var/lib/dpkg/status`,
+    /// `var/lib/dpkg/status.d/<name>`, `lib/apk/db/installed`.
+    pub package_dbs: BTreeMap<String, Parsed>,
+    /// Paths deleted by `.wh.<name>` files.
+    pub whiteouts: Vec<String>,
+    /// Directories whose lower-layer contents are hidden (`.wh..wh..opq`).
+    pub opaque_dirs: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+const DPKG_STATUS: &str = "var/lib/dpkg/status";
+const DPKG_STATUS_D: &str = "var/lib/dpkg/status.d/";
+const APK_INSTALLED: &str = "lib/apk/db/installed";
+const OS_RELEASE: [&str; 2] = ["etc/os-release", "usr/lib/os-release"];
+
+fn interesting(path: &str) -> bool {
+    path == DPKG_STATUS
+        || path == APK_INSTALLED
+        || OS_RELEASE.contains(&path)
+        || (path.starts_with(DPKG_STATUS_D)
+            && !path[DPKG_STATUS_D.len()..].contains('/')
+            && !path.ends_with(".md5sums"))
+}
+
+/// `./a/b`, `/a/b` and `a//b` all mean `a/b`; `None` for paths that climb
+/// out of the root.
+fn normalize(raw: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    for c in raw.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => return None,
+            c => parts.push(c),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// Counts what the decompressor produces and fails past the limit, so a
+/// bomb is stopped after `limit` bytes of work, not after it fills the disk.
+struct Bounded<R> {
+    inner: R,
+    read: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.limit {
+            return Err(io::Error::other(LimitExceeded));
+        }
+        Ok(n)
+    }
+}
+
+#[derive(Debug)]
+struct LimitExceeded;
+impl std::fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("decompressed size limit exceeded")
+    }
+}
+impl std::error::Error for LimitExceeded {}
+
+/// Reads a layer blob (gzip, zstd or plain tar) into its facts.
+pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, LayerError> {
+    let mut buffered = BufReader::with_capacity(256 * 1024, blob);
+    let magic = buffered
+        .fill_buf()
+        .map_err(|e| LayerError::Corrupt(e.to_string()))?
+        .to_vec();
+    let tar_stream: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(|e| LayerError::Corrupt(e.to_string()))?)
+    } else {
+        Box::new(buffered)
+    };
+    let bounded = Bounded {
+        inner: tar_stream,
+        read: 0,
+        limit: limits.max_layer_bytes,
+    };
+    let mut archive = tar::Archive::new(bounded);
+    let mut facts = LayerFacts::default();
+    let fail = |e: io::Error| -> LayerError {
+        if e.get_ref().is_some_and(|i| i.is::<LimitExceeded>()) {
+            LayerError::TooLarge(limits.max_layer_bytes)
+        } else {
+            LayerError::Corrupt(e.to_string())
+        }
+    };
+    let mut count = 0u64;
+    for entry in archive.entries().map_err(fail)? {
+        let mut entry = entry.map_err(fail)?;
+        count += 1;
+        if count > limits.max_entries {
+            return Err(LayerError::TooManyEntries(limits.max_entries));
+        }
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let Some(path) = normalize(&raw) else {
+            facts
+                .warnings
+                .push(format!("skipped {raw:?}: the path leaves the image root"));
+            continue;
+        };
+        let (dir, base) = match path.rsplit_once('/') {
+            Some((d, b)) => (d.to_string(), b),
+            None => (String::new(), path.as_str()),
+        };
+        if base == ".wh..wh..opq" {
+            facts.opaque_dirs.push(dir);
+            continue;
+        }
+        if let Some(deleted) = base.strip_prefix(".wh.") {
+            facts.whiteouts.push(if dir.is_empty() {
+                deleted.to_string()
+            } else {
+                format!("{dir}/{deleted}")
+            });
+            continue;
+        }
+        if !entry.header().entry_type().is_file() || !interesting(&path) {
+            continue;
+        }
+        let size = entry.header().size().unwrap_or(u64::MAX);
+        if size > limits.max_file_bytes {
+            facts.warnings.push(format!(
+                "skipped {path}: {size} bytes is over the {} byte limit",
+                limits.max_file_bytes
+            ));
+            continue;
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        entry
+            .by_ref()
+            .take(limits.max_file_bytes + 1)
+            .read_to_end(&mut bytes)
+            .map_err(fail)?;
+        let text = String::from_utf8_lossy(&bytes);
+        if OS_RELEASE.contains(&path.as_str()) {
+            match os_release::parse(&text) {
+                Some(o) => {
+                    facts.os_release.insert(path, o);
+                }
+                None => facts.warnings.push(format!("{path} has no ID; ignored")),
+            }
+        } else if path == APK_INSTALLED {
+            facts.package_dbs.insert(path, apk::parse_installed(&text));
+        } else {
+            facts.package_dbs.insert(path, dpkg::parse_status(&text));
+        }
+    }
+    Ok(facts)
+}
+
+/// A package in the merged image, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Component {
+    pub package: Package,
+    /// The layer whose database first listed this package at this version.
+    pub layer: String,
+    /// The database file it is recorded in.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageFacts {
+    pub os: Option<OsRelease>,
+    pub components: Vec<Component>,
+    pub warnings: Vec<String>,
+}
+
+/// Merges layers bottom to top as an overlay filesystem would: a later
+/// copy of a file replaces the earlier one, a whiteout deletes a path (and
+/// everything under it), an opaque directory hides everything below it.
+pub fn merge<'a>(layers: impl IntoIterator<Item = (&'a str, &'a LayerFacts)>) -> ImageFacts {
+    // path -> (layer digest, facts); later layers overwrite.
+    let mut dbs: BTreeMap<String, Vec<Component>> = BTreeMap::new();
+    let mut releases: BTreeMap<String, OsRelease> = BTreeMap::new();
+    let mut warnings = Vec::new();
+    for (digest, facts) in layers {
+        let hidden = |p: &str| {
+            facts
+                .whiteouts
+                .iter()
+                .any(|w| p == w || p.starts_with(&format!("{w}/")))
+                || facts
+                    .opaque_dirs
+                    .iter()
+                    .any(|d| d.is_empty() || p.starts_with(&format!("{d}/")))
+        };
+        dbs.retain(|p, _| !hidden(p));
+        releases.retain(|p, _| !hidden(p));
+        for (path, parsed) in &facts.package_dbs {
+            let before = dbs.remove(path).unwrap_or_default();
+            let components = parsed
+                .packages
+                .iter()
+                .map(|p| {
+                    // Unchanged since a lower layer: that layer introduced it.
+                    let layer = before
+                        .iter()
+                        .find(|c| c.package.name == p.name && c.package.version == p.version)
+                        .map_or(digest.to_string(), |c| c.layer.clone());
+                    Component {
+                        package: p.clone(),
+                        layer,
+                        path: path.clone(),
+                    }
+                })
+                .collect();
+            warnings.extend(parsed.warnings.iter().map(|w| format!("{digest}: {w}")));
+            dbs.insert(path.clone(), components);
+        }
+        for (path, o) in &facts.os_release {
+            releases.insert(path.clone(), o.clone());
+        }
+        warnings.extend(facts.warnings.iter().map(|w| format!("{digest}: {w}")));
+    }
+    let os = OS_RELEASE.iter().find_map(|p| releases.get(*p).cloned());
+    ImageFacts {
+        os,
+        components: dbs.into_values().flatten().collect(),
+        warnings,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,202 @@
+use std::io::Write;
+
+use super::*;
+
+const DEBIAN: &str = "ID=debian\nVERSION_ID=\"11\"\nVERSION_CODENAME=bullseye\n";
+const STATUS_1: &str = "Package: libc6\nStatus: install ok installed\nSource: glibc\nVersion: 2.31-13\n\nPackage: bash\nStatus: install ok installed\nVersion: 5.1-2\n";
+const STATUS_2: &str = "Package: libc6\nStatus: install ok installed\nSource: glibc\nVersion: 2.31-13+deb11u5\n\nPackage: bash\nStatus: install ok installed\nVersion: 5.1-2\n\nPackage: curl\nStatus: install ok installed\nVersion: 7.74.0-1.3\n";
+
+/// A tar with the given (path, contents) files; `None` contents is a directory.
+fn tar(files: &[(&str, Option<&[u8]>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, content) in files {
+        let mut h = tar::Header::new_gnu();
+        match content {
+            Some(c) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(c.len() as u64);
+                h.set_mode(0o644);
+                // set_path refuses `..`; hostile archives write raw names.
+                let name = h.as_old_mut();
+                name.name[..path.len()].copy_from_slice(path.as_bytes());
+                h.set_cksum();
+                b.append(&h, *c).unwrap();
+            }
+            None => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                h.set_mode(0o755);
+                h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+                h.set_cksum();
+                b.append(&h, &[][..]).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn zstd(data: &[u8]) -> Vec<u8> {
+    zstd::stream::encode_all(data, 3).unwrap()
+}
+
+fn base_layer() -> Vec<u8> {
+    tar(&[
+        ("etc/", None),
+        ("etc/os-release", Some(DEBIAN.as_bytes())),
+        ("var/lib/dpkg/status", Some(STATUS_1.as_bytes())),
+        ("usr/bin/bash", Some(b"\x7fELF not really")),
+    ])
+}
+
+#[test]
+fn reads_plain_gzip_and_zstd_alike() {
+    let plain = base_layer();
+    for (what, blob) in [("plain", plain.clone()), ("gzip", gzip(&plain)), ("zstd", zstd(&plain))] {
+        let facts = read_layer(&blob[..], &Limits::default()).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(facts.os_release["etc/os-release"].id, "debian", "{what}");
+        let names: Vec<&str> = facts.package_dbs["var/lib/dpkg/status"]
+            .packages
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, ["libc6", "bash"], "{what}");
+        assert!(facts.warnings.is_empty(), "{what}: {:?}", facts.warnings);
+    }
+}
+
+#[test]
+fn hostile_layers_get_clear_errors_or_warnings() {
+    let limits = Limits {
+        max_layer_bytes: 8 << 20,
+        max_file_bytes: 1024,
+        max_entries: 100,
+    };
+    // A gzip bomb: 64 MiB of zeros in ~64 KiB.
+    let bomb = gzip(&tar(&[("zeros", Some(&vec![0u8; 64 << 20]))]));
+    assert!(bomb.len() < 1 << 20);
+    assert!(matches!(read_layer(&bomb[..], &limits), Err(LayerError::TooLarge(_))));
+    let zbomb = zstd(&tar(&[("zeros", Some(&vec![0u8; 64 << 20]))]));
+    assert!(matches!(read_layer(&zbomb[..], &limits), Err(LayerError::TooLarge(_))));
+
+    let traversal = tar(&[
+        ("../../etc/os-release", Some(DEBIAN.as_bytes())),
+        ("var/lib/dpkg/status", Some(STATUS_1.as_bytes())),
+    ]);
+    let facts = read_layer(&traversal[..], &limits).unwrap();
+    assert!(facts.os_release.is_empty(), "nothing outside the root is read");
+    assert_eq!(facts.warnings.len(), 1);
+    assert!(facts.warnings[0].contains("leaves the image root"));
+
+    let absolute = tar(&[
+        ("/etc/os-release", Some(DEBIAN.as_bytes())),
+        ("./lib/apk/db/installed", Some(b"P:musl\nV:1.2\n")),
+    ]);
+    let facts = read_layer(&absolute[..], &limits).unwrap();
+    assert!(facts.os_release.contains_key("etc/os-release"));
+    assert!(facts.package_dbs.contains_key("lib/apk/db/installed"));
+
+    let big_status = format!("Package: a\nVersion: 1\nDescription: {}\n", "x".repeat(2000));
+    let oversized = tar(&[("var/lib/dpkg/status", Some(big_status.as_bytes()))]);
+    let facts = read_layer(&oversized[..], &limits).unwrap();
+    assert!(facts.package_dbs.is_empty());
+    assert!(
+        facts.warnings[0].contains("over the 1024 byte limit"),
+        "{:?}",
+        facts.warnings
+    );
+
+    let many: Vec<(String, Option<&[u8]>)> = (0..150).map(|i| (format!("f{i}"), Some(&b"x"[..]))).collect();
+    let many: Vec<(&str, Option<&[u8]>)> = many.iter().map(|(p, c)| (p.as_str(), *c)).collect();
+    assert!(matches!(
+        read_layer(&tar(&many)[..], &limits),
+        Err(LayerError::TooManyEntries(100))
+    ));
+
+    let whole = gzip(&base_layer());
+    let truncated = &whole[..whole.len() / 2];
+    assert!(matches!(read_layer(truncated, &limits), Err(LayerError::Corrupt(_))));
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+    assert!(matches!(read_layer(&garbage[..], &limits), Err(LayerError::Corrupt(_))));
+    assert_eq!(
+        read_layer(&[][..], &limits).unwrap(),
+        LayerFacts::default(),
+        "an empty layer is empty"
+    );
+}
+
+#[test]
+fn merge_follows_overlay_semantics() {
+    let l1 = read_layer(&base_layer()[..], &Limits::default()).unwrap();
+    let l2 = read_layer(
+        &tar(&[("var/lib/dpkg/status", Some(STATUS_2.as_bytes()))])[..],
+        &Limits::default(),
+    )
+    .unwrap();
+    let image = merge([("sha256:l1", &l1), ("sha256:l2", &l2)]);
+    assert_eq!(image.os.as_ref().unwrap().version_id.as_deref(), Some("11"));
+    let got: Vec<(&str, &str, &str)> = image
+        .components
+        .iter()
+        .map(|c| (c.package.name.as_str(), c.package.version.as_str(), c.layer.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("libc6", "2.31-13+deb11u5", "sha256:l2"), // upgraded in l2
+            ("bash", "5.1-2", "sha256:l1"),            // unchanged since l1
+            ("curl", "7.74.0-1.3", "sha256:l2"),       // installed in l2
+        ]
+    );
+    assert!(image.components.iter().all(|c| c.path == "var/lib/dpkg/status"));
+
+    // A whiteout deletes the database; an opaque directory hides status.d below it.
+    let wh = read_layer(&tar(&[("var/lib/dpkg/.wh.status", Some(b""))])[..], &Limits::default()).unwrap();
+    assert_eq!(wh.whiteouts, ["var/lib/dpkg/status"]);
+    assert!(merge([("a", &l1), ("b", &wh)]).components.is_empty());
+
+    let distroless = tar(&[
+        (
+            "var/lib/dpkg/status.d/tzdata",
+            Some(b"Package: tzdata\nVersion: 2021a-1\n"),
+        ),
+        (
+            "var/lib/dpkg/status.d/tzdata.md5sums",
+            Some(b"abc  usr/share/zoneinfo/UTC\n"),
+        ),
+        (
+            "var/lib/dpkg/status.d/netbase",
+            Some(b"Package: netbase\nVersion: 6.3\n"),
+        ),
+    ]);
+    let d1 = read_layer(&distroless[..], &Limits::default()).unwrap();
+    assert_eq!(d1.package_dbs.len(), 2, "md5sums are not package records");
+    let opaque = tar(&[
+        ("var/lib/dpkg/status.d/.wh..wh..opq", Some(b"")),
+        (
+            "var/lib/dpkg/status.d/base-files",
+            Some(b"Package: base-files\nVersion: 11.1\n"),
+        ),
+    ]);
+    let d2 = read_layer(&opaque[..], &Limits::default()).unwrap();
+    assert_eq!(d2.opaque_dirs, ["var/lib/dpkg/status.d"]);
+    let merged = merge([("d1", &d1), ("d2", &d2)]);
+    let names: Vec<&str> = merged.components.iter().map(|c| c.package.name.as_str()).collect();
+    assert_eq!(names, ["base-files"], "the opaque directory hid tzdata and netbase");
+    let merged = merge([("d1", &d1)]);
+    assert_eq!(merged.components.len(), 2);
+    assert!(merged.os.is_none());
+
+    // usr/lib/os-release is read when etc/os-release is absent.
+    let usr = read_layer(
+        &tar(&[("usr/lib/os-release", Some(b"ID=alpine\nVERSION_ID=3.11.6\n"))])[..],
+        &Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(merge([("u", &usr)]).os.unwrap().id, "alpine");
+}
