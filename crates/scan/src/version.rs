@@ -77,10 +77,133 @@ fn verrevcmp(a: &[u8], b: &[u8]) -> Ordering {
     Ordering::Equal
 }
 
+/// Orders Alpine package versions as apk-tools does:
+/// `1.2.3[letter][_suffix[N]]...[~hash][-rN]`. Numeric components compare
+/// as numbers (a longer list is newer); a trailing letter is newer than none;
+/// suffixes rank `_alpha < _beta < _pre < _rc < (none) < _cvs < _svn < _git
+/// < _hg < _p`; the `-rN` package revision decides last.
+pub fn apk_cmp(a: &str, b: &str) -> Ordering {
+    let (a, b) = (ApkVersion::parse(a), ApkVersion::parse(b));
+    let nums = {
+        let mut o = Ordering::Equal;
+        for i in 0..a.nums.len().max(b.nums.len()) {
+            o = match (a.nums.get(i), b.nums.get(i)) {
+                (Some(x), Some(y)) => x.cmp(y),
+                (Some(_), None) => Ordering::Greater,
+                (None, Some(_)) => Ordering::Less,
+                (None, None) => Ordering::Equal,
+            };
+            if o != Ordering::Equal {
+                break;
+            }
+        }
+        o
+    };
+    nums.then_with(|| a.letter.cmp(&b.letter))
+        .then_with(|| {
+            let none = (SUFFIX_NONE, 0);
+            for i in 0..a.suffixes.len().max(b.suffixes.len()) {
+                let x = a.suffixes.get(i).copied().unwrap_or(none);
+                let y = b.suffixes.get(i).copied().unwrap_or(none);
+                if x != y {
+                    return x.cmp(&y);
+                }
+            }
+            Ordering::Equal
+        })
+        .then_with(|| a.revision.cmp(&b.revision))
+}
+
+const SUFFIXES: [&str; 9] = ["alpha", "beta", "pre", "rc", "cvs", "svn", "git", "hg", "p"];
+/// Where "no suffix" ranks: after `rc`, before `cvs`.
+const SUFFIX_NONE: u8 = 4;
+
+struct ApkVersion {
+    nums: Vec<u64>,
+    letter: Option<u8>,
+    suffixes: Vec<(u8, u64)>,
+    revision: u64,
+}
+
+impl ApkVersion {
+    fn parse(v: &str) -> ApkVersion {
+        let v = v.trim();
+        let (v, revision) = match v.rsplit_once("-r") {
+            Some((head, r)) if !r.is_empty() && r.bytes().all(|c| c.is_ascii_digit()) => {
+                (head, r.parse().unwrap_or(u64::MAX))
+            }
+            _ => (v, 0),
+        };
+        let v = v.split('~').next().unwrap_or("");
+        let mut parts = v.split('_');
+        let head = parts.next().unwrap_or("");
+        let mut nums = Vec::new();
+        let mut letter = None;
+        for component in head.split('.') {
+            let digits: String = component.chars().take_while(|c| c.is_ascii_digit()).collect();
+            nums.push(digits.parse().unwrap_or(0));
+            if let Some(l) = component[digits.len()..].bytes().next() {
+                letter = Some(l);
+            }
+        }
+        let suffixes = parts
+            .map(|s| {
+                let name: String = s.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+                let rank = SUFFIXES.iter().position(|x| *x == name).map_or(SUFFIX_NONE, |p| {
+                    if p >= 4 {
+                        p as u8 + 1
+                    } else {
+                        p as u8
+                    }
+                });
+                (rank, s[name.len()..].parse().unwrap_or(0))
+            })
+            .collect();
+        ApkVersion {
+            nums,
+            letter,
+            suffixes,
+            revision,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use Ordering::*;
+
+    #[test]
+    fn apk_order_table() {
+        let cases: &[(&str, &str, Ordering)] = &[
+            ("1.0", "1.0.1", Less),
+            ("2.9", "2.10", Less),
+            ("1.0_alpha", "1.0_beta", Less),
+            ("1.0_beta", "1.0_pre", Less),
+            ("1.0_pre", "1.0_rc", Less),
+            ("1.0_rc1", "1.0_rc2", Less),
+            ("1.0_rc2", "1.0", Less),
+            ("1.0", "1.0_p1", Less),
+            ("1.0_cvs", "1.0_git", Less),
+            ("1.2.4_git20230717-r4", "1.2.4-r4", Greater),
+            ("1.0", "1.0a", Less),
+            ("1.0a", "1.0b", Less),
+            ("1.0-r0", "1.0-r1", Less),
+            ("3.1.4-r5", "3.1.4-r6", Less),
+            ("4.7.1-r3", "4.7.1-r5", Less),
+            ("2.9.3-r0", "2.9.2-r1", Greater),
+            ("1.0-r1", "1.0.1-r0", Less),
+            ("1.0", "1.0-r0", Equal),
+            ("1.0~abc123-r1", "1.0-r1", Equal),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(apk_cmp(a, b), *want, "{a} vs {b}");
+            assert_eq!(apk_cmp(b, a), want.reverse(), "{b} vs {a}");
+        }
+        for junk in ["", "-r", "_", "..", "~", "1.0-rx", "a.b.c"] {
+            let _ = apk_cmp(junk, "1.0");
+        }
+    }
 
     #[test]
     fn dpkg_order_table() {
