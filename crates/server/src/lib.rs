@@ -169,6 +169,23 @@ async fn observe(State(reg): State<Arc<Registry>>, req: Request, next: Next) -> 
     resp
 }
 
+/// `201 Created` for content now stored under `digest`, readable at `location`.
+fn created(location: &str, digest: &portcullis_oci::Digest) -> Response {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = axum::http::StatusCode::CREATED;
+    let h = resp.headers_mut();
+    h.insert(
+        "location",
+        HeaderValue::from_str(location).expect("paths of valid names and digests are ascii"),
+    );
+    h.insert(
+        "docker-content-digest",
+        HeaderValue::from_str(digest.as_str()).expect("digests are ascii"),
+    );
+    h.insert("content-length", HeaderValue::from(0));
+    resp
+}
+
 /// A process-unique request id: a random prefix chosen once, then a counter,
 /// so naming a request costs no system call.
 fn request_id() -> String {

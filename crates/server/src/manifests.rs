@@ -165,18 +165,8 @@ pub(crate) async fn put(
     // Again after the commit: a concurrent read may have cached the old tag meanwhile.
     reg.manifests.invalidate(name.as_str());
     stored?;
-    let mut resp = Response::new(Body::empty());
-    *resp.status_mut() = StatusCode::CREATED;
+    let mut resp = crate::created(&format!("/v2/{name}/manifests/{digest}"), &digest);
     let h = resp.headers_mut();
-    h.insert(
-        "location",
-        HeaderValue::from_str(&format!("/v2/{name}/manifests/{digest}")).expect("ascii"),
-    );
-    h.insert(
-        "docker-content-digest",
-        HeaderValue::from_str(digest.as_str()).expect("ascii"),
-    );
-    h.insert("content-length", HeaderValue::from(0));
     if let Some(s) = subject {
         h.insert("oci-subject", HeaderValue::from_str(s.as_str()).expect("ascii"));
     }

@@ -11,19 +11,7 @@ use crate::error::upload_range;
 use crate::{header_str, query_param, Handled, Registry, RegistryError};
 
 fn blob_created(name: &RepositoryName, digest: &Digest) -> Response {
-    let mut resp = Response::new(Body::empty());
-    *resp.status_mut() = StatusCode::CREATED;
-    let h = resp.headers_mut();
-    h.insert(
-        "location",
-        HeaderValue::from_str(&format!("/v2/{name}/blobs/{digest}")).expect("ascii"),
-    );
-    h.insert(
-        "docker-content-digest",
-        HeaderValue::from_str(digest.as_str()).expect("ascii"),
-    );
-    h.insert("content-length", HeaderValue::from(0));
-    resp
+    crate::created(&format!("/v2/{name}/blobs/{digest}"), digest)
 }
 
 fn session_response(status: StatusCode, name: &RepositoryName, id: &Uuid, size: u64) -> Response {
