@@ -147,10 +147,6 @@ impl Meta {
         Ok(meta)
     }
 
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
     async fn migrate(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Postgres {
@@ -339,32 +335,12 @@ impl Meta {
 
     // ---- manifests and tags -------------------------------------------
 
-    /// Stores a manifest (and moves its tag) in one transaction, after
-    /// checking that every blob and child manifest it names is in the repository.
+    /// Stores a manifest (and moves its tags) in one transaction; refused
+    /// unless every blob and child manifest it names is in the repository.
     pub async fn put_manifest(&self, m: NewManifest<'_>) -> Result<()> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         ensure_repo(&mut tx, m.repo, now).await?;
-        for blob in &m.blobs {
-            let found = sqlx::query("SELECT 1 FROM repo_blobs WHERE repo = $1 AND digest = $2")
-                .bind(m.repo)
-                .bind(blob.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if found.is_none() {
-                return Err(MetaError::BlobUnknown(blob.to_string()));
-            }
-        }
-        for child in &m.children {
-            let found = sqlx::query("SELECT 1 FROM manifests WHERE repo = $1 AND digest = $2")
-                .bind(m.repo)
-                .bind(child.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if found.is_none() {
-                return Err(MetaError::ManifestUnknown(child.to_string()));
-            }
-        }
         sqlx::query(
             "INSERT INTO manifests (repo, digest, media_type, artifact_type, subject, annotations, size, content, pushed_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -381,34 +357,21 @@ impl Meta {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        for blob in &m.blobs {
-            let res = sqlx::query(
-                "INSERT INTO manifest_blobs (repo, manifest, digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(m.repo)
-            .bind(m.digest.as_str())
-            .bind(blob.as_str())
-            .execute(&mut *tx)
-            .await;
-            match res {
-                Err(e) if is_fk_violation(&e) => return Err(MetaError::BlobUnknown(blob.to_string())),
-                r => r?,
-            };
-        }
-        for child in &m.children {
-            let res = sqlx::query(
-                "INSERT INTO manifest_children (repo, parent, child) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(m.repo)
-            .bind(m.digest.as_str())
-            .bind(child.as_str())
-            .execute(&mut *tx)
-            .await;
-            match res {
-                Err(e) if is_fk_violation(&e) => return Err(MetaError::ManifestUnknown(child.to_string())),
-                r => r?,
-            };
-        }
+        // The references' foreign keys are the check: a blob not linked to the
+        // repository, or a child manifest not in it, fails the insert, also
+        // when garbage collection removes it concurrently.
+        let blobs = "INSERT INTO manifest_blobs (repo, manifest, digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+        insert_references(&mut tx, blobs, m.repo, m.digest, &m.blobs, MetaError::BlobUnknown).await?;
+        let children = "INSERT INTO manifest_children (repo, parent, child) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+        insert_references(
+            &mut tx,
+            children,
+            m.repo,
+            m.digest,
+            &m.children,
+            MetaError::ManifestUnknown,
+        )
+        .await?;
         for tag in &m.tags {
             sqlx::query(
                 "INSERT INTO tags (repo, name, digest, updated_at) VALUES ($1, $2, $3, $4)
@@ -546,6 +509,30 @@ async fn ensure_repo(tx: &mut sqlx::Transaction<'_, sqlx::Any>, repo: &str, now:
         .bind(now)
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// Records what a manifest references; a foreign-key miss becomes `missing(digest)`.
+async fn insert_references(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    sql: &str,
+    repo: &str,
+    manifest: &Digest,
+    references: &[&Digest],
+    missing: fn(String) -> MetaError,
+) -> Result<()> {
+    for r in references {
+        let res = sqlx::query(sql)
+            .bind(repo)
+            .bind(manifest.as_str())
+            .bind(r.as_str())
+            .execute(&mut **tx)
+            .await;
+        match res {
+            Err(e) if is_fk_violation(&e) => return Err(missing(r.to_string())),
+            r => r?,
+        };
+    }
     Ok(())
 }
 

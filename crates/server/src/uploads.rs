@@ -178,12 +178,11 @@ pub(crate) async fn finish(
     })?;
     append(reg, name, id, headers, body).await?;
     let result = complete(reg, name, id, &digest).await;
-    if matches!(result, Err(RegistryError::DigestInvalid(_))) {
-        // The bytes are gone (nothing is stored on a mismatch); so is the session.
+    // Done, or its bytes are gone (a mismatch stores nothing): the session ends either way.
+    if result.is_ok() || matches!(result, Err(RegistryError::DigestInvalid(_))) {
         reg.meta.delete_upload(&id.to_string()).await?;
     }
     result?;
-    reg.meta.delete_upload(&id.to_string()).await?;
     Ok(blob_created(name, &digest))
 }
 

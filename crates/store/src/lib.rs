@@ -263,11 +263,6 @@ impl BlobStore {
         .map_err(io::Error::other)?
     }
 
-    /// Drops a verified upload that will not be published.
-    pub async fn discard(&self, blob: VerifiedBlob) {
-        let _ = tokio::fs::remove_file(&blob.temp).await;
-    }
-
     pub async fn cancel_upload(&self, id: Uuid) -> Result<(), StoreError> {
         self.hashes.lock().unwrap().remove(&id);
         match tokio::fs::remove_file(self.upload_path(id)).await {
