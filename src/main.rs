@@ -1,5 +1,6 @@
 //! `portcullis`: the command line, thin over the crates.
 
+mod manage;
 mod settings;
 
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portcullis_meta::Meta;
-use portcullis_server::{app, collect_garbage_logged, Registry};
+use portcullis_server::{app, collect_garbage_logged, Registry, RegistryOptions};
 use portcullis_store::BlobStore;
 use settings::{Overrides, Settings};
 
@@ -68,6 +69,94 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Manage accounts offline.
+    User {
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage API tokens offline.
+    Token {
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Verify or export the audit trail.
+    Audit {
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Manage the token signing keys.
+    Key {
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input with
+    /// --password-stdin, else generated and printed once.
+    Create {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's password (standard input or generated).
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List accounts: users, organizations and service accounts.
+    List,
+    /// Delete an account with its memberships, grants and tokens.
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token for an account; printed once.
+    Create {
+        account: String,
+        #[arg(long)]
+        name: String,
+        /// What it may do: `acme/*:pull,push`, `acme/app:pull`, `*:pull`. Repeatable.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Days until it expires.
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+    },
+    List { account: String },
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; exits 1 naming the first broken record.
+    Verify,
+    /// Write the trail as JSON Lines to standard output.
+    Export {
+        /// Only records after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Start signing tokens with a new key; tokens signed by the old one
+    /// stay valid until they expire.
+    Rotate,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -94,11 +183,31 @@ async fn open(settings: &Settings) -> anyhow::Result<Arc<Registry>> {
     let meta = Meta::connect(&settings.database_url())
         .await
         .context("opening the metadata database")?;
-    Ok(Registry::new(
-        meta,
-        store,
-        Duration::from_millis(settings.manifest_cache_ttl_ms),
-    ))
+    let options = RegistryOptions {
+        manifest_cache_ttl: Duration::from_millis(settings.manifest_cache_ttl_ms),
+        access: settings.access(),
+        tls: settings.tls().is_some(),
+    };
+    Ok(Registry::new(meta, store, options).context("loading the token signing keys")?)
+}
+
+/// Settings for the offline commands, which only need the data directory and database.
+fn offline_settings(state: StateArgs) -> anyhow::Result<Settings> {
+    let overrides = Overrides {
+        data: state.data,
+        database: state.database,
+        ..Default::default()
+    };
+    let settings = Settings::load(state.config.as_deref(), overrides)?;
+    init_logging(settings.log_format == "json");
+    Ok(settings)
+}
+
+async fn open_meta(settings: &Settings) -> anyhow::Result<Meta> {
+    std::fs::create_dir_all(&settings.data).with_context(|| format!("creating {}", settings.data.display()))?;
+    Meta::connect(&settings.database_url())
+        .await
+        .context("opening the metadata database")
 }
 
 async fn shutdown_signal() {
@@ -132,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
             let settings = Settings::load(state.config.as_deref(), overrides)?;
             init_logging(settings.log_format == "json");
             let registry = open(&settings).await?;
+            manage::ensure_admin(&registry.meta).await?;
             if settings.gc_interval_secs > 0 {
                 let (reg, gc, every) = (
                     registry.clone(),
@@ -179,6 +289,52 @@ async fn main() -> anyhow::Result<()> {
                     report.manifests, report.links, report.blobs, report.orphan_files, report.uploads
                 ),
             }
+        }
+        Command::User { state, command } => {
+            let meta = open_meta(&offline_settings(state)?).await?;
+            match command {
+                UserCommand::Create {
+                    name,
+                    admin,
+                    password_stdin,
+                } => manage::user_create(&meta, &name, admin, password_stdin).await?,
+                UserCommand::Passwd { name, password_stdin } => {
+                    manage::user_password(&meta, &name, password_stdin).await?
+                }
+                UserCommand::List => manage::user_list(&meta).await?,
+                UserCommand::Delete { name } => manage::user_delete(&meta, &name).await?,
+            }
+        }
+        Command::Token { state, command } => {
+            let meta = open_meta(&offline_settings(state)?).await?;
+            match command {
+                TokenCommand::Create {
+                    account,
+                    name,
+                    scopes,
+                    days,
+                } => manage::token_create(&meta, &account, &name, &scopes, days).await?,
+                TokenCommand::List { account } => manage::token_list(&meta, &account).await?,
+                TokenCommand::Revoke { id } => manage::token_revoke(&meta, &id).await?,
+            }
+        }
+        Command::Audit { state, command } => {
+            let meta = open_meta(&offline_settings(state)?).await?;
+            match command {
+                AuditCommand::Verify => {
+                    if !manage::audit_verify(&meta).await? {
+                        std::process::exit(1);
+                    }
+                }
+                AuditCommand::Export { after } => manage::audit_export(&meta, after).await?,
+            }
+        }
+        Command::Key {
+            state,
+            command: KeyCommand::Rotate,
+        } => {
+            let settings = offline_settings(state)?;
+            manage::key_rotate(&settings.key_dir(), Duration::from_secs(settings.token_ttl_secs))?;
         }
     }
     Ok(())

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use portcullis_server::{GcSettings, TlsFiles};
+use portcullis_server::{AccessSettings, Anonymous, GcSettings, TlsFiles};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,6 +30,17 @@ pub struct Settings {
     pub manifest_cache_ttl_ms: u64,
     /// `text` or `json`.
     pub log_format: String,
+    /// What callers without credentials may do everywhere: `none` (the
+    /// default), `pull` or `push`. Public repositories are pullable anyway.
+    pub anonymous: Anonymous,
+    /// The token endpoint's public URL, when clients reach the registry
+    /// through a proxy; by default built from the request's Host.
+    pub token_realm: Option<String>,
+    /// The `service` (audience) of registry tokens.
+    pub token_service: String,
+    pub token_ttl_secs: u64,
+    /// Record pulls in the audit trail.
+    pub audit_pulls: bool,
 }
 
 impl Default for Settings {
@@ -47,6 +58,11 @@ impl Default for Settings {
             upload_expiry_secs: gc.upload_expiry.as_secs(),
             manifest_cache_ttl_ms: 1000,
             log_format: "text".into(),
+            anonymous: Anonymous::None,
+            token_realm: None,
+            token_service: "portcullis".into(),
+            token_ttl_secs: 300,
+            audit_pulls: true,
         }
     }
 }
@@ -78,7 +94,7 @@ impl Settings {
             fig = fig.merge(Toml::file(path));
         }
         let fig = fig
-            .merge(Env::prefixed("PORTCULLIS_").ignore(&["test_postgres"]))
+            .merge(Env::prefixed("PORTCULLIS_").ignore(&["test_postgres", "admin_password", "require_clients"]))
             .merge(Serialized::defaults(overrides));
         let s: Settings = fig.extract()?;
         anyhow::ensure!(
@@ -99,6 +115,22 @@ impl Settings {
             cert: self.tls_cert.clone()?,
             key: self.tls_key.clone()?,
         })
+    }
+
+    pub fn access(&self) -> AccessSettings {
+        AccessSettings {
+            anonymous: self.anonymous,
+            service: self.token_service.clone(),
+            realm: self.token_realm.clone(),
+            token_ttl: Duration::from_secs(self.token_ttl_secs),
+            audit_pulls: self.audit_pulls,
+            key_dir: self.key_dir(),
+        }
+    }
+
+    /// Token signing keys: inside the data directory, owner-only.
+    pub fn key_dir(&self) -> PathBuf {
+        self.data.join("keys")
     }
 
     pub fn gc(&self) -> GcSettings {

@@ -124,7 +124,7 @@ async fn skopeo_round_trips_an_umoci_image() {
         return;
     }
     for b in backends() {
-        let s = TestServer::start(&b).await;
+        let s = TestServer::start_open(&b).await;
         let work = tempfile::tempdir().unwrap();
         let home = work.path();
         let layout = work.path().join("layout");
@@ -231,7 +231,9 @@ async fn skopeo_round_trips_an_umoci_image() {
         let synced_manifest = std::fs::read(synced.join("app:t1/manifest.json")).unwrap();
         assert_eq!(synced_manifest, manifest);
 
-        run("skopeo", &["delete", "--tls-verify=false", &dest], &env).await;
+        // Anonymous callers may push here, never delete: the admin's token does.
+        let creds = format!("admin:{}", s.admin_token);
+        run("skopeo", &["delete", "--tls-verify=false", "--creds", &creds, &dest], &env).await;
         assert!(
             fails("skopeo", &["inspect", "--tls-verify=false", "--raw", &dest], home).await,
             "deleted image still there"
@@ -245,7 +247,7 @@ async fn skopeo_copies_a_multi_arch_index_with_all() {
     if !have_tool("skopeo") || !have_tool("umoci") {
         return;
     }
-    let s = TestServer::start(&Backend::Sqlite).await;
+    let s = TestServer::start_open(&Backend::Sqlite).await;
     let work = tempfile::tempdir().unwrap();
     let layout = work.path().join("layout");
     let mut descs = Vec::new();
@@ -369,7 +371,7 @@ async fn podman_imports_pushes_and_pulls() {
     if !have_tool("podman") {
         return;
     }
-    let s = TestServer::start(&Backend::Sqlite).await;
+    let s = TestServer::start_open(&Backend::Sqlite).await;
     let e = Engine::new(&s);
     let root = rootfs(e.dir.path(), "podman");
     let tar = e.dir.path().join("rootfs.tar");
@@ -405,7 +407,7 @@ async fn buildah_builds_from_a_registry_image_and_pushes() {
     if !have_tool("buildah") || !have_tool("skopeo") || !have_tool("umoci") {
         return;
     }
-    let s = TestServer::start(&Backend::Sqlite).await;
+    let s = TestServer::start_open(&Backend::Sqlite).await;
     let e = Engine::new(&s);
     let layout = e.dir.path().join("layout");
     umoci_image(&layout, "base", &rootfs(e.dir.path(), "base"), "amd64").await;
@@ -486,7 +488,7 @@ async fn oras_pushes_and_pulls_an_artifact_in_chunks() {
         eprintln!("oras not installed: test skipped");
         return;
     }
-    let s = TestServer::start(&Backend::Sqlite).await;
+    let s = TestServer::start_open(&Backend::Sqlite).await;
     let work = tempfile::tempdir().unwrap();
     let data: Vec<u8> = (0..300_000u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)

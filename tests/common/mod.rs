@@ -8,9 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portcullis_meta::Meta;
+use portcullis_auth::ApiToken;
+use portcullis_meta::{Account, AuditEvent, Meta, StoredToken};
 use portcullis_oci::Digest;
-use portcullis_server::Registry;
+use portcullis_server::{AccessSettings, Anonymous, Registry, RegistryOptions};
 use portcullis_store::BlobStore;
 
 #[derive(Debug, Clone)]
@@ -46,29 +47,66 @@ pub async fn open_meta(backend: &Backend, dir: &Path) -> Meta {
 
 pub struct TestServer {
     pub base: String,
+    /// Sends the administrator's API token with every request.
     pub http: reqwest::Client,
+    /// Sends nothing: an anonymous caller.
+    pub anon: reqwest::Client,
+    /// `pct_…`: an unlimited API token of the system administrator `admin`.
+    pub admin_token: String,
     pub registry: Arc<Registry>,
     pub dir: tempfile::TempDir,
     pub backend: Backend,
 }
 
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
 impl TestServer {
+    /// A registry with the secure defaults: nothing anonymous.
     pub async fn start(backend: &Backend) -> TestServer {
+        Self::start_with(backend, Anonymous::None).await
+    }
+
+    /// Anonymous pull and push, for tests of clients that are not about access control.
+    pub async fn start_open(backend: &Backend) -> TestServer {
+        Self::start_with(backend, Anonymous::Push).await
+    }
+
+    pub async fn start_with(backend: &Backend, anonymous: Anonymous) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let meta = open_meta(backend, dir.path()).await;
+        let admin_token = bootstrap_admin(&meta).await;
         let store = BlobStore::open(dir.path()).unwrap();
-        let registry = Registry::new(meta, store, Duration::from_secs(1));
+        let mut access = AccessSettings::new(dir.path().join("keys"));
+        access.anonymous = anonymous;
+        let options = RegistryOptions {
+            manifest_cache_ttl: Duration::from_secs(1),
+            access,
+            tls: false,
+        };
+        let registry = Registry::new(meta, store, options).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let app = portcullis_server::app(registry.clone());
         tokio::spawn(portcullis_server::serve(listener, app, None, std::future::pending()));
+        let mut auth = reqwest::header::HeaderMap::new();
+        auth.insert(
+            "authorization",
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {admin_token}")).unwrap(),
+        );
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(auth)
+            .build()
+            .unwrap();
+        let anon = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
         TestServer {
             base,
             http,
+            anon,
+            admin_token,
             registry,
             dir,
             backend: backend.clone(),
@@ -121,6 +159,35 @@ impl TestServer {
     }
 }
 
+/// Creates `admin` (password [`ADMIN_PASSWORD`]) and an unlimited API token for it.
+pub async fn bootstrap_admin(meta: &Meta) -> String {
+    let ev = AuditEvent::ok("test", "user.create");
+    let admin = Account {
+        name: "admin".into(),
+        kind: "user".into(),
+        password_hash: Some(portcullis_auth::password::hash(ADMIN_PASSWORD).unwrap()),
+        admin: true,
+        owner: None,
+        created_at: 0,
+    };
+    meta.create_account(&admin, &ev).await.unwrap();
+    let t = ApiToken::generate();
+    let stored = StoredToken {
+        id: t.id.clone(),
+        account: "admin".into(),
+        name: "tests".into(),
+        kind: "api".into(),
+        secret_hash: t.secret_hash(),
+        scopes: "*:pull,push,delete".into(),
+        created_at: 0,
+        expires_at: None,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    meta.create_token(&stored, &ev).await.unwrap();
+    t.reveal()
+}
+
 pub fn image_manifest(config: &Digest, config_len: usize, layers: &[(Digest, usize)]) -> Vec<u8> {
     let layers: Vec<serde_json::Value> = layers
         .iter()
@@ -157,6 +224,8 @@ impl ServerProcess {
             .arg(data)
             .args(extra)
             .env("PORTCULLIS_GC_INTERVAL_SECS", "0")
+            // These tests are about storage and operations, not access control.
+            .env("PORTCULLIS_ANONYMOUS", "push")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -6,8 +6,13 @@
 //! with a write, so SQLite takes its write lock up front instead of failing
 //! a lock upgrade under concurrency.
 
+mod audit;
 mod gc;
+mod identity;
 mod migrations;
+
+pub use audit::{record_hash, AuditEvent, AuditQuery, AuditRecord, ChainBreak};
+pub use identity::{Account, Grant, RepositoryInfo, StoredToken};
 
 use std::future::Future;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,6 +36,10 @@ pub enum MetaError {
     UnsupportedUrl(String),
     #[error("publishing blob data failed: {0}")]
     Publish(std::io::Error),
+    #[error("{0}: already exists")]
+    Conflict(String),
+    #[error("{0}: refers to an account, team or repository that does not exist")]
+    Missing(String),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -281,17 +290,23 @@ impl Meta {
 
     /// Removes a blob from `repo`. The bytes stay while another repository
     /// links them; garbage collection removes them after that.
-    pub async fn unlink_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {
+    pub async fn unlink_blob(&self, repo: &str, digest: &Digest, event: &AuditEvent) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let res = sqlx::query("DELETE FROM repo_blobs WHERE repo = $1 AND digest = $2")
             .bind(repo)
             .bind(digest.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await;
-        match res {
-            Ok(r) => Ok(r.rows_affected() > 0),
-            Err(e) if is_fk_violation(&e) => Err(MetaError::BlobReferenced(digest.to_string())),
-            Err(e) => Err(e.into()),
+        let deleted = match res {
+            Ok(r) => r.rows_affected() > 0,
+            Err(e) if is_fk_violation(&e) => return Err(MetaError::BlobReferenced(digest.to_string())),
+            Err(e) => return Err(e.into()),
+        };
+        if deleted {
+            audit::append(&mut tx, event).await?;
         }
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     // ---- uploads ------------------------------------------------------
@@ -337,7 +352,7 @@ impl Meta {
 
     /// Stores a manifest (and moves its tags) in one transaction; refused
     /// unless every blob and child manifest it names is in the repository.
-    pub async fn put_manifest(&self, m: NewManifest<'_>) -> Result<()> {
+    pub async fn put_manifest(&self, m: NewManifest<'_>, event: &AuditEvent) -> Result<()> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         ensure_repo(&mut tx, m.repo, now).await?;
@@ -384,6 +399,7 @@ impl Meta {
             .execute(&mut *tx)
             .await?;
         }
+        audit::append(&mut tx, event).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -421,7 +437,7 @@ impl Meta {
 
     /// Deletes a manifest and every tag that points at it. Refused while an
     /// index in the repository lists it, so no index is left incomplete.
-    pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<bool> {
+    pub async fn delete_manifest(&self, repo: &str, digest: &Digest, event: &AuditEvent) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM tags WHERE repo = $1 AND digest = $2")
             .bind(repo)
@@ -454,17 +470,26 @@ impl Meta {
             }
             Err(e) => return Err(e.into()),
         };
+        if deleted {
+            audit::append(&mut tx, event).await?;
+        }
         tx.commit().await?;
         Ok(deleted)
     }
 
-    pub async fn delete_tag(&self, repo: &str, tag: &str) -> Result<bool> {
+    pub async fn delete_tag(&self, repo: &str, tag: &str, event: &AuditEvent) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let r = sqlx::query("DELETE FROM tags WHERE repo = $1 AND name = $2")
             .bind(repo)
             .bind(tag)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(r.rows_affected() > 0)
+        let deleted = r.rows_affected() > 0;
+        if deleted {
+            audit::append(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     /// One page of tags after `last`, in bytewise order, by index range scan.

@@ -72,4 +72,82 @@ CREATE TABLE uploads (
     started_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
+"#,
+// Identity, access and the audit trail. Names are the keys: accounts
+// (users, organizations, service accounts) share one namespace, as on
+// GitHub, so `acme/app` is owned by whichever account is called `acme`.
+r#"
+CREATE TABLE accounts (
+    name {text_c} PRIMARY KEY,
+    kind TEXT NOT NULL,
+    password_hash TEXT,
+    admin BIGINT NOT NULL DEFAULT 0,
+    owner {text_c} REFERENCES accounts(name) ON DELETE CASCADE,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE teams (
+    org {text_c} NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+    name {text_c} NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (org, name)
+);
+CREATE TABLE team_members (
+    org {text_c} NOT NULL,
+    team {text_c} NOT NULL,
+    account {text_c} NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+    PRIMARY KEY (org, team, account),
+    FOREIGN KEY (org, team) REFERENCES teams (org, name) ON DELETE CASCADE
+);
+CREATE INDEX team_members_by_account ON team_members (account);
+CREATE TABLE grants (
+    id TEXT PRIMARY KEY,
+    namespace {text_c} NOT NULL,
+    repository {text_c},
+    account {text_c} REFERENCES accounts(name) ON DELETE CASCADE,
+    team_org {text_c},
+    team {text_c},
+    role TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    FOREIGN KEY (team_org, team) REFERENCES teams (org, name) ON DELETE CASCADE,
+    CHECK ((account IS NULL) <> (team IS NULL))
+);
+CREATE INDEX grants_by_namespace ON grants (namespace);
+CREATE TABLE api_tokens (
+    id TEXT PRIMARY KEY,
+    account {text_c} NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT,
+    last_used_at BIGINT,
+    revoked_at BIGINT
+);
+CREATE INDEX api_tokens_by_account ON api_tokens (account);
+ALTER TABLE repositories ADD COLUMN visibility TEXT NOT NULL DEFAULT 'private';
+CREATE TABLE audit_log (
+    seq BIGINT PRIMARY KEY,
+    at BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    token_id TEXT,
+    action TEXT NOT NULL,
+    repository TEXT,
+    digest TEXT,
+    address TEXT,
+    result TEXT NOT NULL,
+    detail TEXT,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_by_actor ON audit_log (actor, seq);
+CREATE INDEX audit_by_repository ON audit_log (repository, seq);
+CREATE INDEX audit_by_action ON audit_log (action, seq);
+CREATE INDEX audit_by_time ON audit_log (at);
+CREATE TABLE audit_head (
+    id BIGINT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL
+);
+INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000')
 "#];

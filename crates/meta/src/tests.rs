@@ -33,6 +33,10 @@ pub(crate) async fn backends() -> Vec<TestDb> {
     out
 }
 
+fn ev() -> AuditEvent {
+    AuditEvent::ok("test", "test")
+}
+
 fn d(s: &str) -> Digest {
     Digest::sha256_of(s.as_bytes())
 }
@@ -85,7 +89,7 @@ async fn blobs_are_visible_only_where_linked() {
             db.label
         );
         assert_eq!(m.blob_in_repo("org/b", &a).await.unwrap(), Some(5), "{}", db.label);
-        assert!(m.unlink_blob("org/a", &a).await.unwrap());
+        assert!(m.unlink_blob("org/a", &a, &ev()).await.unwrap());
         assert_eq!(m.blob_in_repo("org/a", &a).await.unwrap(), None, "{}", db.label);
         assert_eq!(m.blob_in_repo("org/b", &a).await.unwrap(), Some(5), "{}", db.label);
     }
@@ -113,7 +117,7 @@ async fn manifests_need_their_blobs_and_children() {
         let other = add_blob(m, "elsewhere", "other").await;
         let md = d("manifest");
         let err = m
-            .put_manifest(manifest("app", &md, vec![&layer, &other], Some("v1")))
+            .put_manifest(manifest("app", &md, vec![&layer, &other], Some("v1")), &ev())
             .await
             .unwrap_err();
         assert!(
@@ -130,7 +134,7 @@ async fn manifests_need_their_blobs_and_children() {
             db.label
         );
 
-        m.put_manifest(manifest("app", &md, vec![&layer], Some("v1")))
+        m.put_manifest(manifest("app", &md, vec![&layer], Some("v1")), &ev())
             .await
             .unwrap();
         let got = m
@@ -146,17 +150,17 @@ async fn manifests_need_their_blobs_and_children() {
         let mut index = manifest("app", &idx, vec![], Some("multi"));
         index.children = vec![&md, &missing];
         assert!(
-            matches!(m.put_manifest(index).await, Err(MetaError::ManifestUnknown(_))),
+            matches!(m.put_manifest(index, &ev()).await, Err(MetaError::ManifestUnknown(_))),
             "{}",
             db.label
         );
         let mut index = manifest("app", &idx, vec![], Some("multi"));
         index.children = vec![&md];
-        m.put_manifest(index).await.unwrap();
+        m.put_manifest(index, &ev()).await.unwrap();
 
         // A listed child cannot be deleted; the index can, then the child.
         assert!(matches!(
-            m.delete_manifest("app", &md).await,
+            m.delete_manifest("app", &md, &ev()).await,
             Err(MetaError::ManifestReferenced { .. })
         ));
         assert!(
@@ -167,19 +171,19 @@ async fn manifests_need_their_blobs_and_children() {
             "refusal rolled back"
         );
         assert!(
-            matches!(m.unlink_blob("app", &layer).await, Err(MetaError::BlobReferenced(_))),
+            matches!(m.unlink_blob("app", &layer, &ev()).await, Err(MetaError::BlobReferenced(_))),
             "{}",
             db.label
         );
-        assert!(m.delete_manifest("app", &idx).await.unwrap());
-        assert!(m.delete_manifest("app", &md).await.unwrap());
-        assert!(!m.delete_manifest("app", &md).await.unwrap());
+        assert!(m.delete_manifest("app", &idx, &ev()).await.unwrap());
+        assert!(m.delete_manifest("app", &md, &ev()).await.unwrap());
+        assert!(!m.delete_manifest("app", &md, &ev()).await.unwrap());
         assert!(
             m.list_tags("app", None, 10).await.unwrap().is_empty(),
             "{}: tags go with the manifest",
             db.label
         );
-        assert!(m.unlink_blob("app", &layer).await.unwrap());
+        assert!(m.unlink_blob("app", &layer, &ev()).await.unwrap());
     }
 }
 
@@ -188,10 +192,10 @@ async fn tags_and_catalog_page_in_bytewise_order() {
     for db in backends().await {
         let m = &db.meta;
         let md = d("m");
-        m.put_manifest(manifest("r", &md, vec![], None)).await.unwrap();
+        m.put_manifest(manifest("r", &md, vec![], None), &ev()).await.unwrap();
         let tags = ["b", "a", "B", "_x", "a-1", "a.1", "A", "1"];
         for t in tags {
-            m.put_manifest(manifest("r", &md, vec![], Some(t))).await.unwrap();
+            m.put_manifest(manifest("r", &md, vec![], Some(t)), &ev()).await.unwrap();
         }
         let mut want: Vec<&str> = tags.to_vec();
         want.sort();
@@ -212,8 +216,8 @@ async fn tags_and_catalog_page_in_bytewise_order() {
         let names = m.catalog(None, 100).await.unwrap();
         assert_eq!(names, ["a", "a-b", "a/b", "a0", "r", "z/y"], "{}", db.label);
         assert_eq!(m.catalog(Some("a-b"), 2).await.unwrap(), ["a/b", "a0"], "{}", db.label);
-        assert!(m.delete_tag("r", "a").await.unwrap());
-        assert!(!m.delete_tag("r", "a").await.unwrap());
+        assert!(m.delete_tag("r", "a", &ev()).await.unwrap());
+        assert!(!m.delete_tag("r", "a", &ev()).await.unwrap());
     }
 }
 
@@ -231,7 +235,7 @@ async fn referrers_filter_by_artifact_type() {
             nm.subject = Some(&subject);
             nm.artifact_type = Some(at);
             nm.annotations = Some(r#"{"k":"v"}"#.into());
-            m.put_manifest(nm).await.unwrap();
+            m.put_manifest(nm, &ev()).await.unwrap();
         }
         let all = m.referrers("r", &subject, None).await.unwrap();
         assert_eq!(all.len(), 2, "{}", db.label);
@@ -252,13 +256,13 @@ async fn gc_removes_only_what_nothing_uses() {
         let tagged = d("tagged");
         let untagged = d("untagged");
         let referrer = d("referrer");
-        m.put_manifest(manifest("r", &tagged, vec![&kept], Some("v1")))
+        m.put_manifest(manifest("r", &tagged, vec![&kept], Some("v1")), &ev())
             .await
             .unwrap();
-        m.put_manifest(manifest("r", &untagged, vec![], None)).await.unwrap();
+        m.put_manifest(manifest("r", &untagged, vec![], None), &ev()).await.unwrap();
         let mut r = manifest("r", &referrer, vec![], None);
         r.subject = Some(&tagged);
-        m.put_manifest(r).await.unwrap();
+        m.put_manifest(r, &ev()).await.unwrap();
 
         let before = now_ms() - 60_000;
         assert!(
@@ -342,5 +346,167 @@ async fn tag_pages_are_index_range_scans() {
         let plan = plan.join(" | ");
         assert!(plan.contains("USING") && plan.contains("INDEX"), "{sql}: {plan}");
         assert!(!plan.contains("TEMP B-TREE"), "{sql} sorts: {plan}");
+    }
+}
+
+fn user(name: &str) -> Account {
+    Account {
+        name: name.into(),
+        kind: "user".into(),
+        password_hash: Some("$argon2id$x".into()),
+        admin: false,
+        owner: None,
+        created_at: 0,
+    }
+}
+
+#[tokio::test]
+async fn roles_come_from_direct_and_team_grants() {
+    for db in backends().await {
+        let m = &db.meta;
+        for u in ["alice", "bob", "carol"] {
+            m.create_account(&user(u), &ev()).await.unwrap();
+        }
+        assert!(matches!(
+            m.create_account(&user("alice"), &ev()).await,
+            Err(MetaError::Conflict(_))
+        ));
+        m.create_org("acme", "alice", &ev()).await.unwrap();
+        assert!(m.is_member("acme", "owners", "alice").await.unwrap());
+        m.create_team("acme", "ci", &ev()).await.unwrap();
+        m.add_member("acme", "ci", "bob", &ev()).await.unwrap();
+        assert!(matches!(
+            m.add_member("acme", "ci", "nobody", &ev()).await,
+            Err(MetaError::Missing(_))
+        ));
+        let grant = |id: &str, repo: Option<&str>, account: Option<&str>, team: bool, role: &str| Grant {
+            id: id.into(),
+            namespace: "acme".into(),
+            repository: repo.map(str::to_string),
+            account: account.map(str::to_string),
+            team: team.then(|| ("acme".to_string(), "ci".to_string())),
+            role: role.into(),
+            created_at: 0,
+        };
+        m.create_grant(&grant("g1", None, None, true, "write"), &ev()).await.unwrap();
+        m.create_grant(&grant("g2", Some("acme/app"), Some("carol"), false, "read"), &ev())
+            .await
+            .unwrap();
+        let table = [
+            ("bob", "acme/app", vec!["write"]),
+            ("bob", "acme/other", vec!["write"]),
+            ("carol", "acme/app", vec!["read"]),
+            ("carol", "acme/other", vec![]),
+            ("alice", "acme/app", vec![]),
+        ];
+        for (who, repo, want) in table {
+            assert_eq!(m.granted_roles(who, "acme", repo).await.unwrap(), want, "{who} {repo} {}", db.label);
+        }
+        assert_eq!(m.grants("acme").await.unwrap().len(), 2);
+        // Leaving the team takes the team's grant away.
+        assert!(m.remove_member("acme", "ci", "bob", &ev()).await.unwrap());
+        assert!(m.granted_roles("bob", "acme", "acme/app").await.unwrap().is_empty());
+        // Deleting the organization deletes its teams and grants' team rows.
+        assert!(m.delete_account("acme", &ev()).await.unwrap());
+        assert!(m.teams("acme").await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_revocable_and_listed_without_secrets_changing() {
+    for db in backends().await {
+        let m = &db.meta;
+        m.create_account(&user("ci"), &ev()).await.unwrap();
+        let tk = StoredToken {
+            id: "0123456789abcdef".into(),
+            account: "ci".into(),
+            name: "gitlab".into(),
+            kind: "api".into(),
+            secret_hash: "ab".repeat(32),
+            scopes: "acme/*:pull,push".into(),
+            created_at: 1,
+            expires_at: Some(now_ms() + 60_000),
+            last_used_at: None,
+            revoked_at: None,
+        };
+        m.create_token(&tk, &ev()).await.unwrap();
+        m.touch_token(&tk.id).await.unwrap();
+        let got = m.token(&tk.id).await.unwrap().unwrap();
+        assert!(got.last_used_at.is_some());
+        assert_eq!(got.secret_hash, tk.secret_hash);
+        assert!(m.revoke_token(&tk.id, &ev()).await.unwrap());
+        assert!(!m.revoke_token(&tk.id, &ev()).await.unwrap(), "{}", db.label);
+        assert!(m.token(&tk.id).await.unwrap().unwrap().revoked_at.is_some());
+        assert_eq!(m.tokens("ci").await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn audit_chain_detects_edits_and_deletions() {
+    for db in backends().await {
+        // Concurrent writers must not fork the chain.
+        let mut tasks = Vec::new();
+        let meta = std::sync::Arc::new(db.meta);
+        for i in 0..20 {
+            let meta = meta.clone();
+            tasks.push(tokio::spawn(async move {
+                meta.audit(&[AuditEvent::ok(&format!("u{i}"), "pull").repository("acme/app")])
+                    .await
+                    .unwrap()
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let m2 = &*meta;
+        m2.create_account(&user("dave"), &AuditEvent::ok("admin", "account.create"))
+            .await
+            .unwrap();
+        assert_eq!(m2.verify_audit().await.unwrap(), (21, None), "{}", db.label);
+        let q = AuditQuery {
+            action: Some("pull".into()),
+            limit: 5,
+            ..AuditQuery::default()
+        };
+        let page = m2.audit_records(&q).await.unwrap();
+        assert_eq!(page.len(), 5);
+        let next = m2
+            .audit_records(&AuditQuery {
+                after_seq: Some(page[4].seq),
+                limit: 100,
+                ..q.clone()
+            })
+            .await
+            .unwrap();
+        assert_eq!(next.len(), 15);
+
+        // Editing a record's content breaks it at that record.
+        let original: String = sqlx::query("SELECT actor FROM audit_log WHERE seq = 7")
+            .fetch_one(&m2.pool)
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+        sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE seq = 7")
+            .execute(&m2.pool)
+            .await
+            .unwrap();
+        let (_, broken) = m2.verify_audit().await.unwrap();
+        assert_eq!(broken.unwrap().seq, 7, "{}", db.label);
+        sqlx::query("UPDATE audit_log SET actor = $1 WHERE seq = 7")
+            .bind(&original)
+            .execute(&m2.pool)
+            .await
+            .unwrap();
+        assert_eq!(m2.verify_audit().await.unwrap(), (21, None), "restored");
+        // Deleting a record in the middle.
+        sqlx::query("DELETE FROM audit_log WHERE seq = 12").execute(&m2.pool).await.unwrap();
+        let (_, broken) = m2.verify_audit().await.unwrap();
+        assert_eq!(broken.unwrap().seq, 12, "{}", db.label);
+        // Deleting the tail is caught by the head.
+        sqlx::query("DELETE FROM audit_log WHERE seq >= 7").execute(&m2.pool).await.unwrap();
+        let (read, broken) = m2.verify_audit().await.unwrap();
+        assert_eq!(read, 6);
+        assert_eq!(broken.unwrap().seq, 7);
     }
 }

@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use portcullis_oci::{Digest, RepositoryName};
 
+use crate::access::Actor;
 use crate::{header_str, Handled, Registry, RegistryError};
 
 /// A satisfiable single byte range, inclusive.
@@ -122,8 +123,9 @@ fn blob_response(status: StatusCode, digest: &Digest, len: u64, body: Body) -> R
     resp
 }
 
-pub(crate) async fn delete(reg: &Registry, name: &RepositoryName, digest: &Digest) -> Handled {
-    if !reg.meta.unlink_blob(name.as_str(), digest).await? {
+pub(crate) async fn delete(reg: &Registry, actor: &Actor, name: &RepositoryName, digest: &Digest) -> Handled {
+    let ev = actor.event("blob.delete").repository(name.as_str()).digest(digest.as_str());
+    if !reg.meta.unlink_blob(name.as_str(), digest, &ev).await? {
         return Err(RegistryError::BlobUnknown(format!(
             "blob {digest} is not in repository {name}"
         )));

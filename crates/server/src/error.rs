@@ -47,6 +47,27 @@ pub enum RegistryError {
     Unsupported(String),
     #[error("the route does not exist")]
     NotFound,
+    /// No credentials, or wrong ones: 401 with a token challenge.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 401 asking for a token with `scope`; `insufficient` when the token
+    /// presented did not grant it.
+    #[error("authentication required for {scope}")]
+    Challenge { scope: String, insufficient: bool },
+    /// A known caller without the right: 403.
+    #[error("{0}")]
+    Denied(String),
+    #[error("too many failed logins; retry in {0} s")]
+    TooManyRequests(u64),
+    /// Malformed management request: 400.
+    #[error("{0}")]
+    Invalid(String),
+    /// A management object that does not exist: 404.
+    #[error("{0}")]
+    Absent(String),
+    /// A management object that already exists: 409.
+    #[error("{0}")]
+    Exists(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -72,6 +93,12 @@ impl RegistryError {
             Conflict(_) => (StatusCode::CONFLICT, "DENIED"),
             Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            Unauthorized(_) | Challenge { .. } => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+            Denied(_) => (StatusCode::FORBIDDEN, "DENIED"),
+            TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
+            Invalid(_) => (StatusCode::BAD_REQUEST, "INVALID"),
+            Absent(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            Exists(_) => (StatusCode::CONFLICT, "CONFLICT"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         }
     }
@@ -96,9 +123,27 @@ impl IntoResponse for RegistryError {
             }
             h.insert("range", HeaderValue::from_str(&upload_range(*size)).expect("ascii"));
         }
+        match self {
+            RegistryError::Unauthorized(_) => {
+                resp.extensions_mut().insert(NeedsChallenge(None, false));
+            }
+            RegistryError::Challenge { scope, insufficient } => {
+                resp.extensions_mut().insert(NeedsChallenge(Some(scope), insufficient));
+            }
+            RegistryError::TooManyRequests(secs) => {
+                resp.headers_mut().insert("retry-after", HeaderValue::from(secs));
+            }
+            _ => {}
+        }
         resp
     }
 }
+
+/// Marks a 401 whose `WWW-Authenticate` challenge the outer middleware adds
+/// (it knows the request's host): the scope to ask for, and whether the
+/// presented token fell short.
+#[derive(Debug, Clone)]
+pub(crate) struct NeedsChallenge(pub Option<String>, pub bool);
 
 /// The `Range` header of an upload holding `size` bytes: `0-<last byte>`,
 /// and `0-0` when empty, as Distribution answers and clients expect.
@@ -135,6 +180,8 @@ impl From<MetaError> for RegistryError {
             MetaError::ManifestReferenced { .. } | MetaError::BlobReferenced(_) => {
                 RegistryError::Conflict(e.to_string())
             }
+            MetaError::Conflict(_) => RegistryError::Exists(e.to_string()),
+            MetaError::Missing(_) => RegistryError::Absent(e.to_string()),
             other => RegistryError::Internal(other.to_string()),
         }
     }

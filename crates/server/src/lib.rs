@@ -5,16 +5,20 @@
 //! [`route::Route`], one function per endpoint calls `meta` and `store`, and
 //! every failure is a [`RegistryError`] that renders the spec's error body.
 
+pub mod access;
+mod api;
 mod blobs;
 mod cache;
 mod error;
 pub mod gc;
+pub mod keys;
 mod listing;
 mod manifests;
 mod metrics;
 mod ops;
 pub mod route;
 mod serve;
+mod token;
 mod uploads;
 
 use std::sync::Arc;
@@ -25,17 +29,21 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, on, MethodFilter};
 use axum::Router;
 use portcullis_meta::Meta;
 use portcullis_store::BlobStore;
 use tracing::Instrument;
 
+pub use access::{AccessSettings, Anonymous};
+pub use api::audit_json;
 pub use error::RegistryError;
 pub use gc::{collect_garbage_logged, GcReport, GcSettings};
 pub use metrics::Metrics;
 pub use serve::{serve, TlsFiles};
 
+use access::{Access, Need};
+use portcullis_auth::Actions;
 use route::Route;
 
 /// Everything a request handler can reach. Shared, never copied: the truth
@@ -45,23 +53,97 @@ pub struct Registry {
     pub store: BlobStore,
     pub metrics: Metrics,
     manifests: cache::ManifestCache,
+    access: Access,
+    /// Served over HTTPS: token realms say `https`.
+    tls: bool,
+}
+
+/// How a [`Registry`] behaves beyond where its data lives.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// How long manifest reads may be cached (zero: never).
+    pub manifest_cache_ttl: std::time::Duration,
+    pub access: AccessSettings,
+    pub tls: bool,
 }
 
 /// Memory the manifest cache may use.
 const MANIFEST_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 impl Registry {
-    /// A registry whose manifest reads may be cached for `manifest_cache_ttl`
-    /// (zero: every read goes to the database).
-    pub fn new(meta: Meta, store: BlobStore, manifest_cache_ttl: std::time::Duration) -> Arc<Registry> {
-        let manifests = cache::ManifestCache::new(manifest_cache_ttl, MANIFEST_CACHE_BYTES);
-        Arc::new(Registry {
+    /// A registry over `meta` and `store`; loads (or creates) the token
+    /// signing keys and starts the writer of pull audit records. Needs a
+    /// Tokio runtime.
+    pub fn new(meta: Meta, store: BlobStore, options: RegistryOptions) -> std::io::Result<Arc<Registry>> {
+        let manifests = cache::ManifestCache::new(options.manifest_cache_ttl, MANIFEST_CACHE_BYTES);
+        let (tx, rx) = tokio::sync::mpsc::channel(16_384);
+        let registry = Arc::new(Registry {
             meta,
             store,
             metrics: Metrics::new(),
             manifests,
-        })
+            access: Access::new(options.access, tx)?,
+            tls: options.tls,
+        });
+        tokio::spawn(access::pull_writer(registry.clone(), rx));
+        Ok(registry)
     }
+
+    /// Forgets cached reads of `repo` (after a change made outside the
+    /// registry API, such as a repository deletion).
+    pub(crate) fn invalidate(&self, repo: &str) {
+        self.manifests.invalidate(repo);
+    }
+}
+
+/// Every endpoint outside the management API, by name: the OCI
+/// Distribution routes, the token endpoint and operations. With
+/// [`api::ENDPOINTS`] this is the whole surface; the authorization matrix
+/// test has a row for each.
+pub const REGISTRY_ENDPOINTS: &[&str] = &[
+    "base",
+    "catalog",
+    "tags_list",
+    "manifest_get",
+    "manifest_put",
+    "manifest_delete",
+    "blob_get",
+    "blob_delete",
+    "upload_start",
+    "upload_status",
+    "upload_patch",
+    "upload_finish",
+    "upload_cancel",
+    "referrers",
+    "token",
+    "healthz",
+    "readyz",
+    "metrics",
+];
+
+pub use api::ENDPOINTS as API_ENDPOINTS;
+
+/// The name of the endpoint `method` on `route` reaches, and what it needs.
+fn endpoint<'a>(method: &Method, route: &'a Route) -> Option<(&'static str, Need<'a>)> {
+    let repo = |n: &'a portcullis_oci::RepositoryName, a| Need::Repository(n.as_str(), a);
+    let read = matches!(*method, Method::GET | Method::HEAD);
+    Some(match (route, method) {
+        (Route::Base, _) if read => ("base", Need::Authenticated),
+        (Route::Catalog, &Method::GET) => ("catalog", Need::Authenticated),
+        (Route::Tags(n), &Method::GET) => ("tags_list", repo(n, Actions::PULL)),
+        (Route::Manifest(n, _), _) if read => ("manifest_get", repo(n, Actions::PULL)),
+        (Route::Manifest(n, _), &Method::PUT) => ("manifest_put", repo(n, Actions::PUSH)),
+        (Route::Manifest(n, _), &Method::DELETE) => ("manifest_delete", repo(n, Actions::DELETE)),
+        (Route::Blob(n, _), _) if read => ("blob_get", repo(n, Actions::PULL)),
+        (Route::Blob(n, _), &Method::DELETE) => ("blob_delete", repo(n, Actions::DELETE)),
+        (Route::Uploads(n), &Method::POST) => ("upload_start", repo(n, Actions::PUSH)),
+        (Route::Upload(n, _), &Method::GET) => ("upload_status", repo(n, Actions::PUSH)),
+        (Route::Upload(n, _), &Method::PATCH) => ("upload_patch", repo(n, Actions::PUSH)),
+        (Route::Upload(n, _), &Method::PUT) => ("upload_finish", repo(n, Actions::PUSH)),
+        (Route::Upload(n, _), &Method::DELETE) => ("upload_cancel", repo(n, Actions::PUSH)),
+        (Route::Referrers(n, _), &Method::GET) => ("referrers", repo(n, Actions::PULL)),
+        _ => return None,
+    })
 }
 
 /// Which endpoint served a response; the metrics middleware labels by it.
@@ -70,6 +152,8 @@ struct RouteName(&'static str);
 
 pub fn app(registry: Arc<Registry>) -> Router {
     Router::new()
+        .route("/auth/token", on(MethodFilter::GET.or(MethodFilter::POST), token::token))
+        .merge(api::router())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -82,6 +166,7 @@ type Handled = Result<Response, RegistryError>;
 
 async fn dispatch(
     State(reg): State<Arc<Registry>>,
+    peer: token::Peer,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -92,35 +177,52 @@ async fn dispatch(
         Some(Err(e)) => return named("invalid", Err(e.into())),
         Some(Ok(r)) => r,
     };
+    let Some((name, need)) = endpoint(&method, &route) else {
+        return named(
+            "unsupported",
+            Err(RegistryError::Unsupported(format!("{method} is not allowed on this route"))),
+        );
+    };
+    let caller = match reg.authenticate(&headers).await {
+        Ok(c) => c,
+        Err(e) => return named(name, Err(e)),
+    };
+    if let Err(e) = reg.authorize(&caller, need).await {
+        return named(name, Err(e));
+    }
+    let actor = caller.actor(token::peer_ip(&peer));
     let query = uri.query().unwrap_or("");
     let head = method == Method::HEAD;
     let r = &reg;
-    let (name, result): (&'static str, Handled) = match (method, route) {
-        (Method::GET | Method::HEAD, Route::Base) => ("base", Ok(Body::from("{}").into_response())),
-        (Method::GET | Method::HEAD, Route::Blob(n, d)) => ("blob_get", blobs::get(r, &n, &d, &headers, head).await),
-        (Method::DELETE, Route::Blob(n, d)) => ("blob_delete", blobs::delete(r, &n, &d).await),
-        (Method::POST, Route::Uploads(n)) => ("upload_start", uploads::start(r, &n, query, body).await),
-        (Method::GET, Route::Upload(n, id)) => ("upload_status", uploads::status(r, &n, &id).await),
-        (Method::PATCH, Route::Upload(n, id)) => ("upload_patch", uploads::patch(r, &n, &id, &headers, body).await),
-        (Method::PUT, Route::Upload(n, id)) => (
-            "upload_finish",
-            uploads::finish(r, &n, &id, query, &headers, body).await,
-        ),
-        (Method::DELETE, Route::Upload(n, id)) => ("upload_cancel", uploads::cancel(r, &n, &id).await),
-        (Method::GET | Method::HEAD, Route::Manifest(n, rf)) => {
-            ("manifest_get", manifests::get(r, &n, &rf, &headers, head).await)
+    let result: Handled = match (method, route) {
+        (_, Route::Base) => Ok(Body::from("{}").into_response()),
+        (_, Route::Catalog) => listing::catalog(r, &caller, query).await,
+        (_, Route::Tags(n)) => listing::tags(r, &n, query).await,
+        (m, Route::Manifest(n, rf)) if m == Method::GET || head => {
+            let resp = manifests::get(r, &n, &rf, &headers, head).await;
+            if let (false, Ok(ok)) = (head, &resp) {
+                let digest = header_str(ok.headers(), "docker-content-digest").unwrap_or_default();
+                reg.access
+                    .audit_pull(actor.event("pull").repository(n.as_str()).digest(digest));
+            }
+            resp
         }
-        (Method::PUT, Route::Manifest(n, rf)) => {
-            ("manifest_put", manifests::put(r, &n, &rf, query, &headers, body).await)
+        (Method::PUT, Route::Manifest(n, rf)) => manifests::put(r, &actor, &n, &rf, query, &headers, body).await,
+        (_, Route::Manifest(n, rf)) => manifests::delete(r, &actor, &n, &rf).await,
+        (Method::DELETE, Route::Blob(n, d)) => blobs::delete(r, &actor, &n, &d).await,
+        (_, Route::Blob(n, d)) => blobs::get(r, &n, &d, &headers, head).await,
+        (_, Route::Uploads(n)) => {
+            let may_mount = match query_param(query, "from") {
+                Some(from) => reg.authorize(&caller, Need::Repository(&from, Actions::PULL)).await.is_ok(),
+                None => false,
+            };
+            uploads::start(r, &n, query, may_mount, body).await
         }
-        (Method::DELETE, Route::Manifest(n, rf)) => ("manifest_delete", manifests::delete(r, &n, &rf).await),
-        (Method::GET, Route::Tags(n)) => ("tags_list", listing::tags(r, &n, query).await),
-        (Method::GET, Route::Catalog) => ("catalog", listing::catalog(r, query).await),
-        (Method::GET, Route::Referrers(n, d)) => ("referrers", listing::referrers(r, &n, &d, query).await),
-        (m, _) => (
-            "unsupported",
-            Err(RegistryError::Unsupported(format!("{m} is not allowed on this route"))),
-        ),
+        (Method::GET, Route::Upload(n, id)) => uploads::status(r, &n, &id).await,
+        (Method::PATCH, Route::Upload(n, id)) => uploads::patch(r, &n, &id, &headers, body).await,
+        (Method::PUT, Route::Upload(n, id)) => uploads::finish(r, &n, &id, query, &headers, body).await,
+        (_, Route::Upload(n, id)) => uploads::cancel(r, &n, &id).await,
+        (_, Route::Referrers(n, d)) => listing::referrers(r, &n, &d, query).await,
     };
     named(name, result)
 }
@@ -146,7 +248,13 @@ async fn observe(State(reg): State<Arc<Registry>>, req: Request, next: Next) -> 
         .map(str::to_owned)
         .unwrap_or_else(request_id);
     let span = tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    let host = req.headers().get("host").cloned();
     let mut resp = next.run(req).instrument(span.clone()).await;
+    if let Some(error::NeedsChallenge(scope, insufficient)) = resp.extensions_mut().remove() {
+        let host = host.as_ref().and_then(|h| h.to_str().ok());
+        let challenge = reg.challenge(host, scope.as_deref(), insufficient);
+        resp.headers_mut().insert("www-authenticate", challenge);
+    }
     let elapsed = start.elapsed();
     let route = resp.extensions().get::<RouteName>().map_or("other", |r| r.0);
     let status = resp.status().as_u16();

@@ -6,6 +6,8 @@ use axum::response::Response;
 use portcullis_oci::{media_type, Digest, RepositoryName};
 use serde_json::json;
 
+use crate::access::Caller;
+use portcullis_auth::Actions;
 use crate::{query_param, Handled, Registry, RegistryError};
 
 /// Largest page one request returns; a larger `n` gets this many and a `Link`.
@@ -82,13 +84,30 @@ pub(crate) async fn tags(reg: &Registry, name: &RepositoryName, query: &str) -> 
     ))
 }
 
-pub(crate) async fn catalog(reg: &Registry, query: &str) -> Handled {
+/// The repositories the caller may pull from, paged. A registry token's
+/// own grants name only the repositories it was issued for, so the
+/// catalog asks about its account's live rights instead.
+pub(crate) async fn catalog(reg: &Registry, caller: &Caller, query: &str) -> Handled {
     let p = page(query)?;
-    let rows = if p.n == 0 {
-        Vec::new()
-    } else {
-        reg.meta.catalog(p.last.as_deref(), p.n + 1).await?
+    let live = match reg.principal(caller).await? {
+        Some(principal) => Caller::Account(principal),
+        None => Caller::Anonymous,
     };
+    let mut rows = Vec::new();
+    let mut last = p.last.clone();
+    while p.n > 0 && rows.len() <= p.n as usize {
+        let batch = reg.meta.catalog(last.as_deref(), p.n + 1).await?;
+        let exhausted = batch.len() <= p.n as usize;
+        last = batch.last().cloned();
+        for name in batch {
+            if rows.len() <= p.n as usize && reg.permitted(&live, &name).await?.contains(Actions::PULL) {
+                rows.push(name);
+            }
+        }
+        if exhausted {
+            break;
+        }
+    }
     let (repos, link) = paged(rows, p.n, "/v2/_catalog");
     Ok(json_response(
         "application/json",

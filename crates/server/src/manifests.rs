@@ -9,6 +9,7 @@ use portcullis_oci::{
     media_type, validate_tag, Algorithm, Digest, Manifest, Reference, RepositoryName, MAX_MANIFEST_BYTES,
 };
 
+use crate::access::Actor;
 use crate::cache::CachedManifest;
 use crate::{header_str, query_params, Handled, Registry, RegistryError};
 
@@ -117,6 +118,7 @@ async fn read_manifest_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, 
 
 pub(crate) async fn put(
     reg: &Registry,
+    actor: &Actor,
     name: &RepositoryName,
     reference: &Reference,
     query: &str,
@@ -146,6 +148,10 @@ pub(crate) async fn put(
         tags.push(t);
     }
     let subject = manifest.subject.as_ref().map(|s| &s.digest);
+    let mut event = actor.event("push").repository(name.as_str()).digest(digest.as_str());
+    if !tags.is_empty() {
+        event = event.detail(format!("tags={}", tags.join(",")));
+    }
     reg.manifests.invalidate(name.as_str());
     let stored = reg
         .meta
@@ -160,7 +166,7 @@ pub(crate) async fn put(
             blobs: manifest.required_blobs(),
             children: manifest.required_manifests(),
             tags,
-        })
+        }, &event)
         .await;
     // Again after the commit: a concurrent read may have cached the old tag meanwhile.
     reg.manifests.invalidate(name.as_str());
@@ -179,11 +185,17 @@ pub(crate) async fn put(
     Ok(resp)
 }
 
-pub(crate) async fn delete(reg: &Registry, name: &RepositoryName, reference: &Reference) -> Handled {
+pub(crate) async fn delete(reg: &Registry, actor: &Actor, name: &RepositoryName, reference: &Reference) -> Handled {
     reg.manifests.invalidate(name.as_str());
     let deleted = match reference {
-        Reference::Digest(d) => reg.meta.delete_manifest(name.as_str(), d).await,
-        Reference::Tag(t) => reg.meta.delete_tag(name.as_str(), t).await,
+        Reference::Digest(d) => {
+            let ev = actor.event("manifest.delete").repository(name.as_str()).digest(d.as_str());
+            reg.meta.delete_manifest(name.as_str(), d, &ev).await
+        }
+        Reference::Tag(t) => {
+            let ev = actor.event("tag.delete").repository(name.as_str()).detail(t.as_str());
+            reg.meta.delete_tag(name.as_str(), t, &ev).await
+        }
     };
     reg.manifests.invalidate(name.as_str());
     let deleted = deleted?;

@@ -47,7 +47,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let Some(files) = tls else {
-        return axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+        let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        return axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
     };
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&files)?));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -64,7 +65,10 @@ pub async fn serve(
                     }
                 };
                 let acceptor = acceptor.clone();
-                let service = TowerToHyperService::new(app.clone());
+                // The peer address, as `into_make_service_with_connect_info`
+                // provides it on plain HTTP: audit records and throttling use it.
+                let app = app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+                let service = TowerToHyperService::new(app);
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {

@@ -48,10 +48,12 @@ async fn complete(reg: &Registry, name: &RepositoryName, id: Uuid, digest: &Dige
     Ok(())
 }
 
-pub(crate) async fn start(reg: &Registry, name: &RepositoryName, query: &str, body: Body) -> Handled {
+/// `may_mount`: the caller may pull from the `from` repository; if not,
+/// a mount request becomes a normal upload, as if the blob were not there.
+pub(crate) async fn start(reg: &Registry, name: &RepositoryName, query: &str, may_mount: bool, body: Body) -> Handled {
     if let Some(mount) = query_param(query, "mount") {
         let digest: Digest = mount.parse()?;
-        if let Some(from) = query_param(query, "from") {
+        if let Some(from) = query_param(query, "from").filter(|_| may_mount) {
             let from: RepositoryName = from.parse()?;
             // Not mountable (unknown there, or its file is missing): a normal
             // session, as the spec's fallback says.

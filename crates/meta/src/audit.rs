@@ -1,0 +1,241 @@
+//! The audit trail: one row per event, hash-chained. Each record's hash
+//! covers its fields and the previous record's hash, so editing or deleting
+//! history breaks the chain at that record. A one-row head holds the last
+//! sequence number and hash; updating it first serialises writers on both
+//! backends (a row lock on PostgreSQL, the write lock on SQLite), so the
+//! chain never forks.
+
+use sqlx::{Any, Row, Transaction};
+
+use crate::{now_ms, Meta, Result};
+
+/// Who did what, to which repository and digest, from where, and how it ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub actor: String,
+    pub token_id: Option<String>,
+    pub action: String,
+    pub repository: Option<String>,
+    pub digest: Option<String>,
+    pub address: Option<String>,
+    /// `ok`, `denied` or `failed`.
+    pub result: String,
+    pub detail: Option<String>,
+}
+
+impl AuditEvent {
+    /// A successful `action` by `actor`.
+    pub fn ok(actor: &str, action: &str) -> AuditEvent {
+        AuditEvent {
+            actor: actor.to_string(),
+            action: action.to_string(),
+            result: "ok".into(),
+            ..AuditEvent::default()
+        }
+    }
+    pub fn repository(mut self, repo: &str) -> Self {
+        self.repository = Some(repo.to_string());
+        self
+    }
+    pub fn digest(mut self, digest: &str) -> Self {
+        self.digest = Some(digest.to_string());
+        self
+    }
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub seq: i64,
+    pub at: i64,
+    pub event: AuditEvent,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Filters for reading the trail; all optional, combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub repository: Option<String>,
+    pub action: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// Records with a sequence number greater than this (paging).
+    pub after_seq: Option<i64>,
+    pub limit: i64,
+}
+
+/// Where `audit verify` found the chain broken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainBreak {
+    pub seq: i64,
+    pub reason: String,
+}
+
+/// The hash of a record: SHA-256 over a JSON array of its fields in a fixed
+/// order, so no field boundary is ambiguous.
+pub fn record_hash(prev_hash: &str, seq: i64, at: i64, e: &AuditEvent) -> String {
+    let fields = serde_json::json!([
+        prev_hash,
+        seq,
+        at,
+        e.actor,
+        e.token_id,
+        e.action,
+        e.repository,
+        e.digest,
+        e.address,
+        e.result,
+        e.detail
+    ]);
+    let bytes = serde_json::to_vec(&fields).expect("plain JSON values serialise");
+    portcullis_oci::Digest::sha256_of(&bytes).hex().to_string()
+}
+
+/// Appends `event` inside `tx`; commits with the change it records.
+pub(crate) async fn append(tx: &mut Transaction<'_, Any>, event: &AuditEvent) -> Result<()> {
+    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+        .fetch_one(&mut **tx)
+        .await?;
+    let seq: i64 = head.try_get(0)?;
+    let prev: String = head.try_get(1)?;
+    let at = now_ms();
+    let hash = record_hash(&prev, seq, at, event);
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at, actor, token_id, action, repository, digest, address, result, detail, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(seq)
+    .bind(at)
+    .bind(&event.actor)
+    .bind(event.token_id.as_deref())
+    .bind(&event.action)
+    .bind(event.repository.as_deref())
+    .bind(event.digest.as_deref())
+    .bind(event.address.as_deref())
+    .bind(&event.result)
+    .bind(event.detail.as_deref())
+    .bind(&prev)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&hash)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const COLUMNS: &str = "seq, at, actor, token_id, action, repository, digest, address, result, detail, prev_hash, hash";
+
+fn record(r: &sqlx::any::AnyRow) -> Result<AuditRecord> {
+    Ok(AuditRecord {
+        seq: r.try_get(0)?,
+        at: r.try_get(1)?,
+        event: AuditEvent {
+            actor: r.try_get(2)?,
+            token_id: r.try_get(3)?,
+            action: r.try_get(4)?,
+            repository: r.try_get(5)?,
+            digest: r.try_get(6)?,
+            address: r.try_get(7)?,
+            result: r.try_get(8)?,
+            detail: r.try_get(9)?,
+        },
+        prev_hash: r.try_get(10)?,
+        hash: r.try_get(11)?,
+    })
+}
+
+impl Meta {
+    /// Records events that change nothing else (pulls, failed logins,
+    /// denials), several in one transaction.
+    pub async fn audit(&self, events: &[AuditEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for e in events {
+            append(&mut tx, e).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn audit_records(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM audit_log
+             WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR repository = $2) AND ($3 IS NULL OR action = $3)
+               AND at >= $4 AND at <= $5 AND seq > $6
+             ORDER BY seq LIMIT $7"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(q.actor.as_deref())
+            .bind(q.repository.as_deref())
+            .bind(q.action.as_deref())
+            .bind(q.since_ms.unwrap_or(i64::MIN))
+            .bind(q.until_ms.unwrap_or(i64::MAX))
+            .bind(q.after_seq.unwrap_or(0))
+            .bind(q.limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(record).collect()
+    }
+
+    /// Walks the whole chain in order; the first record whose sequence,
+    /// link or hash is wrong, or the head if records after the last one are
+    /// missing. `Ok(None)`: intact. Also returns how many records were read.
+    pub async fn verify_audit(&self) -> Result<(i64, Option<ChainBreak>)> {
+        let mut expect_seq = 1;
+        let mut prev = "0".repeat(64);
+        loop {
+            let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT 1000"))
+                .bind(expect_seq)
+                .fetch_all(&self.pool)
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                let rec = record(r)?;
+                let broken = |reason: String| Ok((expect_seq - 1, Some(ChainBreak { seq: rec.seq, reason })));
+                if rec.seq != expect_seq {
+                    return Ok((
+                        expect_seq - 1,
+                        Some(ChainBreak {
+                            seq: expect_seq,
+                            reason: format!("record {expect_seq} is missing (next is {})", rec.seq),
+                        }),
+                    ));
+                }
+                if rec.prev_hash != prev {
+                    return broken(format!("record {} does not link to record {}", rec.seq, rec.seq - 1));
+                }
+                if record_hash(&rec.prev_hash, rec.seq, rec.at, &rec.event) != rec.hash {
+                    return broken(format!("record {} was altered: its hash does not match its content", rec.seq));
+                }
+                prev = rec.hash;
+                expect_seq += 1;
+            }
+        }
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        let (head_seq, head_hash): (i64, String) = (head.try_get(0)?, head.try_get(1)?);
+        let read = expect_seq - 1;
+        if head_seq != read || (read > 0 && head_hash != prev) {
+            return Ok((
+                read,
+                Some(ChainBreak {
+                    seq: read + 1,
+                    reason: format!("the chain ends at record {read} but {head_seq} were written"),
+                }),
+            ));
+        }
+        Ok((read, None))
+    }
+}

@@ -1,0 +1,459 @@
+//! Accounts (users, organizations, service accounts), teams, grants, API
+//! tokens and repository settings. Every change is written together with
+//! its audit record, in one transaction.
+
+use sqlx::Row;
+
+use crate::audit::{append, AuditEvent};
+use crate::{is_fk_violation, now_ms, Meta, MetaError, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    /// `user`, `org` or `service`.
+    pub kind: String,
+    pub password_hash: Option<String>,
+    pub admin: bool,
+    /// For a service account, the user or organization that owns it.
+    pub owner: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub id: String,
+    pub namespace: String,
+    /// `None`: the whole namespace.
+    pub repository: Option<String>,
+    pub account: Option<String>,
+    /// `(organization, team)`.
+    pub team: Option<(String, String)>,
+    pub role: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    pub id: String,
+    pub account: String,
+    pub name: String,
+    /// `api` (shown once to a person or machine) or `refresh` (OAuth2).
+    pub kind: String,
+    pub secret_hash: String,
+    /// Space-separated `pattern:actions` limits.
+    pub scopes: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryInfo {
+    pub name: String,
+    pub visibility: String,
+    pub created_at: i64,
+}
+
+/// A bind value for [`Meta::write`].
+#[derive(Debug, Clone)]
+enum Value {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+fn t(s: impl Into<String>) -> Value {
+    Value::Text(Some(s.into()))
+}
+fn ot(s: Option<&str>) -> Value {
+    Value::Text(s.map(str::to_string))
+}
+
+const ACCOUNT_COLUMNS: &str = "name, kind, password_hash, admin, owner, created_at";
+const TOKEN_COLUMNS: &str =
+    "id, account, name, kind, secret_hash, scopes, created_at, expires_at, last_used_at, revoked_at";
+
+fn account(r: &sqlx::any::AnyRow) -> Result<Account> {
+    Ok(Account {
+        name: r.try_get(0)?,
+        kind: r.try_get(1)?,
+        password_hash: r.try_get(2)?,
+        admin: r.try_get::<i64, _>(3)? != 0,
+        owner: r.try_get(4)?,
+        created_at: r.try_get(5)?,
+    })
+}
+
+fn token(r: &sqlx::any::AnyRow) -> Result<StoredToken> {
+    Ok(StoredToken {
+        id: r.try_get(0)?,
+        account: r.try_get(1)?,
+        name: r.try_get(2)?,
+        kind: r.try_get(3)?,
+        secret_hash: r.try_get(4)?,
+        scopes: r.try_get(5)?,
+        created_at: r.try_get(6)?,
+        expires_at: r.try_get(7)?,
+        last_used_at: r.try_get(8)?,
+        revoked_at: r.try_get(9)?,
+    })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d.is_unique_violation() || d.code().is_some_and(|c| c == "23505" || c == "1555"),
+        _ => false,
+    }
+}
+
+impl Meta {
+    /// Runs `statements` and appends `event` in one transaction; returns the
+    /// rows each statement touched. A duplicate key is [`MetaError::Conflict`],
+    /// a dangling reference [`MetaError::Missing`].
+    async fn write(&self, statements: &[(&str, Vec<Value>)], event: &AuditEvent) -> Result<Vec<u64>> {
+        let mut tx = self.pool.begin().await?;
+        let mut touched = Vec::with_capacity(statements.len());
+        for (sql, values) in statements {
+            let mut q = sqlx::query(sql);
+            for v in values {
+                q = match v {
+                    Value::Text(s) => q.bind(s.clone()),
+                    Value::Int(i) => q.bind(*i),
+                };
+            }
+            match q.execute(&mut *tx).await {
+                Ok(r) => touched.push(r.rows_affected()),
+                Err(e) if is_unique_violation(&e) => return Err(MetaError::Conflict(event.action.clone())),
+                Err(e) if is_fk_violation(&e) => return Err(MetaError::Missing(event.action.clone())),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        append(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(touched)
+    }
+
+    // ---- accounts -----------------------------------------------------
+
+    pub async fn create_account(&self, a: &Account, event: &AuditEvent) -> Result<()> {
+        let sql = "INSERT INTO accounts (name, kind, password_hash, admin, owner, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+        let values = vec![
+            t(&a.name),
+            t(&a.kind),
+            ot(a.password_hash.as_deref()),
+            Value::Int(Some(a.admin as i64)),
+            ot(a.owner.as_deref()),
+            Value::Int(Some(now_ms())),
+        ];
+        self.write(&[(sql, values)], event).await?;
+        Ok(())
+    }
+
+    /// An organization with an `owners` team holding `owner`.
+    pub async fn create_org(&self, name: &str, owner: &str, event: &AuditEvent) -> Result<()> {
+        let now = Value::Int(Some(now_ms()));
+        self.write(
+            &[
+                (
+                    "INSERT INTO accounts (name, kind, admin, created_at) VALUES ($1, 'org', 0, $2)",
+                    vec![t(name), now.clone()],
+                ),
+                (
+                    "INSERT INTO teams (org, name, created_at) VALUES ($1, 'owners', $2)",
+                    vec![t(name), now],
+                ),
+                (
+                    "INSERT INTO team_members (org, team, account) VALUES ($1, 'owners', $2)",
+                    vec![t(name), t(owner)],
+                ),
+            ],
+            event,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn account(&self, name: &str) -> Result<Option<Account>> {
+        let row = sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(account).transpose()
+    }
+
+    /// Accounts of one kind (`user`, `org`, `service`), optionally owned by `owner`.
+    pub async fn accounts(&self, kind: &str, owner: Option<&str>) -> Result<Vec<Account>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE kind = $1 AND ($2 IS NULL OR owner = $2) ORDER BY name"
+        ))
+        .bind(kind)
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(account).collect()
+    }
+
+    pub async fn any_admin(&self) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM accounts WHERE admin <> 0 LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn set_password(&self, name: &str, hash: &str, event: &AuditEvent) -> Result<bool> {
+        let sql = "UPDATE accounts SET password_hash = $1 WHERE name = $2 AND kind = 'user'";
+        Ok(self.write(&[(sql, vec![t(hash), t(name)])], event).await?[0] > 0)
+    }
+
+    /// Deletes an account with its memberships, grants, tokens and (for an
+    /// organization) its teams and service accounts.
+    pub async fn delete_account(&self, name: &str, event: &AuditEvent) -> Result<bool> {
+        let sql = "DELETE FROM accounts WHERE name = $1";
+        Ok(self.write(&[(sql, vec![t(name)])], event).await?[0] > 0)
+    }
+
+    // ---- teams --------------------------------------------------------
+
+    pub async fn create_team(&self, org: &str, team: &str, event: &AuditEvent) -> Result<()> {
+        let sql = "INSERT INTO teams (org, name, created_at) VALUES ($1, $2, $3)";
+        self.write(&[(sql, vec![t(org), t(team), Value::Int(Some(now_ms()))])], event)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_team(&self, org: &str, team: &str, event: &AuditEvent) -> Result<bool> {
+        let sql = "DELETE FROM teams WHERE org = $1 AND name = $2";
+        Ok(self.write(&[(sql, vec![t(org), t(team)])], event).await?[0] > 0)
+    }
+
+    /// The teams of `org` with their members, by name.
+    pub async fn teams(&self, org: &str) -> Result<Vec<(String, Vec<String>)>> {
+        let rows = sqlx::query(
+            "SELECT t.name, m.account FROM teams t LEFT JOIN team_members m ON m.org = t.org AND m.team = t.name
+             WHERE t.org = $1 ORDER BY t.name, m.account",
+        )
+        .bind(org)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for r in rows {
+            let team: String = r.try_get(0)?;
+            let member: Option<String> = r.try_get(1)?;
+            if out.last().is_none_or(|(t, _)| *t != team) {
+                out.push((team, Vec::new()));
+            }
+            out.last_mut().expect("pushed").1.extend(member);
+        }
+        Ok(out)
+    }
+
+    pub async fn add_member(&self, org: &str, team: &str, account: &str, event: &AuditEvent) -> Result<()> {
+        let sql = "INSERT INTO team_members (org, team, account) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+        self.write(&[(sql, vec![t(org), t(team), t(account)])], event).await?;
+        Ok(())
+    }
+
+    pub async fn remove_member(&self, org: &str, team: &str, account: &str, event: &AuditEvent) -> Result<bool> {
+        let sql = "DELETE FROM team_members WHERE org = $1 AND team = $2 AND account = $3";
+        Ok(self.write(&[(sql, vec![t(org), t(team), t(account)])], event).await?[0] > 0)
+    }
+
+    pub async fn is_member(&self, org: &str, team: &str, account: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM team_members WHERE org = $1 AND team = $2 AND account = $3")
+            .bind(org)
+            .bind(team)
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    // ---- grants -------------------------------------------------------
+
+    /// Roles granted to `account` (directly or through its teams) on the
+    /// whole of `namespace` or on `repository` in it.
+    pub async fn granted_roles(&self, account: &str, namespace: &str, repository: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT g.role FROM grants g
+             WHERE g.namespace = $1 AND (g.repository IS NULL OR g.repository = $2)
+               AND (g.account = $3 OR EXISTS (SELECT 1 FROM team_members m
+                    WHERE m.org = g.team_org AND m.team = g.team AND m.account = $3))",
+        )
+        .bind(namespace)
+        .bind(repository)
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    pub async fn create_grant(&self, g: &Grant, event: &AuditEvent) -> Result<()> {
+        let sql = "INSERT INTO grants (id, namespace, repository, account, team_org, team, role, created_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        let (org, team) = g.team.clone().unzip();
+        let values = vec![
+            t(&g.id),
+            t(&g.namespace),
+            ot(g.repository.as_deref()),
+            ot(g.account.as_deref()),
+            Value::Text(org),
+            Value::Text(team),
+            t(&g.role),
+            Value::Int(Some(now_ms())),
+        ];
+        self.write(&[(sql, values)], event).await?;
+        Ok(())
+    }
+
+    pub async fn grants(&self, namespace: &str) -> Result<Vec<Grant>> {
+        let rows = sqlx::query(
+            "SELECT id, namespace, repository, account, team_org, team, role, created_at FROM grants
+             WHERE namespace = $1 ORDER BY created_at, id",
+        )
+        .bind(namespace)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(grant).collect()
+    }
+
+    pub async fn grant(&self, id: &str) -> Result<Option<Grant>> {
+        let row = sqlx::query(
+            "SELECT id, namespace, repository, account, team_org, team, role, created_at FROM grants WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(grant).transpose()
+    }
+
+    pub async fn delete_grant(&self, id: &str, event: &AuditEvent) -> Result<bool> {
+        Ok(self
+            .write(&[("DELETE FROM grants WHERE id = $1", vec![t(id)])], event)
+            .await?[0]
+            > 0)
+    }
+
+    // ---- API tokens ---------------------------------------------------
+
+    pub async fn create_token(&self, tk: &StoredToken, event: &AuditEvent) -> Result<()> {
+        let sql = "INSERT INTO api_tokens (id, account, name, kind, secret_hash, scopes, created_at, expires_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        let values = vec![
+            t(&tk.id),
+            t(&tk.account),
+            t(&tk.name),
+            t(&tk.kind),
+            t(&tk.secret_hash),
+            t(&tk.scopes),
+            Value::Int(Some(tk.created_at)),
+            Value::Int(tk.expires_at),
+        ];
+        self.write(&[(sql, values)], event).await?;
+        Ok(())
+    }
+
+    pub async fn token(&self, id: &str) -> Result<Option<StoredToken>> {
+        let row = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(token).transpose()
+    }
+
+    /// The API tokens of `account` (refresh tokens are not listed).
+    pub async fn tokens(&self, account: &str) -> Result<Vec<StoredToken>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE account = $1 AND kind = 'api' ORDER BY created_at, id"
+        ))
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(token).collect()
+    }
+
+    pub async fn revoke_token(&self, id: &str, event: &AuditEvent) -> Result<bool> {
+        let sql = "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
+        Ok(self
+            .write(&[(sql, vec![Value::Int(Some(now_ms())), t(id)])], event)
+            .await?[0]
+            > 0)
+    }
+
+    /// Records a token's use. Not audited: the request it served is.
+    pub async fn touch_token(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- repository settings ------------------------------------------
+
+    pub async fn repository(&self, name: &str) -> Result<Option<RepositoryInfo>> {
+        let row = sqlx::query("SELECT name, visibility, created_at FROM repositories WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(RepositoryInfo {
+                name: r.try_get(0)?,
+                visibility: r.try_get(1)?,
+                created_at: r.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Creates the repository if needed and sets its visibility.
+    pub async fn set_visibility(&self, name: &str, visibility: &str, event: &AuditEvent) -> Result<()> {
+        self.write(
+            &[
+                (
+                    "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                    vec![t(name), Value::Int(Some(now_ms()))],
+                ),
+                (
+                    "UPDATE repositories SET visibility = $1 WHERE name = $2",
+                    vec![t(visibility), t(name)],
+                ),
+            ],
+            event,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes a repository: tags, manifests, blob links, upload sessions.
+    /// Blob bytes are left to garbage collection.
+    pub async fn delete_repository(&self, name: &str, event: &AuditEvent) -> Result<bool> {
+        let statements: Vec<(&str, Vec<Value>)> = [
+            "DELETE FROM tags WHERE repo = $1",
+            "DELETE FROM manifest_children WHERE repo = $1",
+            "DELETE FROM manifest_blobs WHERE repo = $1",
+            "DELETE FROM manifests WHERE repo = $1",
+            "DELETE FROM repo_blobs WHERE repo = $1",
+            "DELETE FROM uploads WHERE repo = $1",
+            "DELETE FROM repositories WHERE name = $1",
+        ]
+        .into_iter()
+        .map(|sql| (sql, vec![t(name)]))
+        .collect();
+        Ok(*self.write(&statements, event).await?.last().expect("statements") > 0)
+    }
+}
+
+fn grant(r: &sqlx::any::AnyRow) -> Result<Grant> {
+    let org: Option<String> = r.try_get(4)?;
+    let team: Option<String> = r.try_get(5)?;
+    Ok(Grant {
+        id: r.try_get(0)?,
+        namespace: r.try_get(1)?,
+        repository: r.try_get(2)?,
+        account: r.try_get(3)?,
+        team: org.zip(team),
+        role: r.try_get(6)?,
+        created_at: r.try_get(7)?,
+    })
+}

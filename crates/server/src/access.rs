@@ -1,0 +1,464 @@
+//! Who is calling, and what they may do. Every registry route and every
+//! management route asks [`Registry::authorize`]; nothing else decides.
+//!
+//! Callers present nothing (anonymous), a registry JWT from the token
+//! endpoint, or an API token as a bearer credential. A JWT carries its
+//! grants (`access`), decided at issue time by this same module; everything
+//! else is decided live from the grants in the database.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::http::{HeaderMap, HeaderValue};
+use portcullis_auth::{Actions, ApiToken, LoginThrottle, RegistryClaims, Role, TokenKeys, TokenScope};
+use portcullis_meta::{Account, AuditEvent};
+
+use crate::{header_str, Registry, RegistryError};
+
+/// What anonymous callers may do everywhere (public repositories are
+/// always pullable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Anonymous {
+    #[default]
+    None,
+    Pull,
+    Push,
+}
+
+impl Anonymous {
+    fn actions(self) -> Actions {
+        match self {
+            Anonymous::None => Actions::NONE,
+            Anonymous::Pull => Actions::PULL,
+            Anonymous::Push => Actions::PULL.union(Actions::PUSH),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessSettings {
+    pub anonymous: Anonymous,
+    /// The `service` of issued tokens (their audience).
+    pub service: String,
+    /// The token endpoint's public URL; by default derived from the request.
+    pub realm: Option<String>,
+    pub token_ttl: Duration,
+    /// Record pulls in the audit trail.
+    pub audit_pulls: bool,
+    /// Where the token signing keys live.
+    pub key_dir: PathBuf,
+}
+
+impl AccessSettings {
+    pub fn new(key_dir: PathBuf) -> AccessSettings {
+        AccessSettings {
+            anonymous: Anonymous::None,
+            service: "portcullis".into(),
+            realm: None,
+            token_ttl: Duration::from_secs(300),
+            audit_pulls: true,
+            key_dir,
+        }
+    }
+}
+
+/// Runtime state of access control.
+pub(crate) struct Access {
+    pub settings: AccessSettings,
+    keys: RwLock<(Arc<TokenKeys>, Option<SystemTime>)>,
+    pub throttle: Mutex<LoginThrottle>,
+    pulls: tokio::sync::mpsc::Sender<AuditEvent>,
+}
+
+impl Access {
+    pub fn new(settings: AccessSettings, pulls: tokio::sync::mpsc::Sender<AuditEvent>) -> std::io::Result<Access> {
+        let keys = crate::keys::load_or_create(&settings.key_dir)?;
+        let keys = TokenKeys::new(&settings.service, &keys).map_err(std::io::Error::other)?;
+        let mtime = crate::keys::dir_mtime(&settings.key_dir);
+        Ok(Access {
+            settings,
+            keys: RwLock::new((Arc::new(keys), mtime)),
+            throttle: Mutex::new(LoginThrottle::new(5, Duration::from_secs(60))),
+            pulls,
+        })
+    }
+
+    /// The signing keys, re-read when `portcullis key rotate` changed them.
+    pub fn keys(&self) -> Arc<TokenKeys> {
+        let now = crate::keys::dir_mtime(&self.settings.key_dir);
+        {
+            let k = self.keys.read().expect("not poisoned");
+            if k.1 == now {
+                return k.0.clone();
+            }
+        }
+        match crate::keys::load_or_create(&self.settings.key_dir)
+            .map_err(|e| e.to_string())
+            .and_then(|ks| TokenKeys::new(&self.settings.service, &ks).map_err(|e| e.to_string()))
+        {
+            Ok(keys) => {
+                let keys = Arc::new(keys);
+                *self.keys.write().expect("not poisoned") = (keys.clone(), now);
+                keys
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reloading token keys failed; keeping the loaded ones");
+                self.keys.read().expect("not poisoned").0.clone()
+            }
+        }
+    }
+
+    /// Queues a pull for the audit trail; dropped (and logged) only if the
+    /// writer is thousands of records behind.
+    pub fn audit_pull(&self, event: AuditEvent) {
+        if self.settings.audit_pulls && self.pulls.try_send(event).is_err() {
+            tracing::warn!("audit queue full: a pull record was dropped");
+        }
+    }
+
+    /// Seconds to wait before `keys` may try to log in again.
+    pub fn throttled(&self, keys: &[String]) -> Option<Duration> {
+        let mut t = self.throttle.lock().expect("not poisoned");
+        keys.iter().filter_map(|k| t.wait(k, Instant::now())).max()
+    }
+}
+
+/// Writes queued pull records in batches, so pulls never wait on the
+/// audit trail's single writer.
+pub(crate) async fn pull_writer(meta: Arc<Registry>, mut rx: tokio::sync::mpsc::Receiver<AuditEvent>) {
+    let mut batch = Vec::with_capacity(256);
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        if let Err(e) = meta.meta.audit(&batch).await {
+            tracing::error!(error = %e, records = batch.len(), "writing pull audit records failed");
+        }
+        batch.clear();
+    }
+}
+
+/// An account acting, possibly limited by the API token it used.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub account: Account,
+    pub token_id: Option<String>,
+    /// `None`: not limited (a password login).
+    pub scopes: Option<Vec<TokenScope>>,
+}
+
+impl Principal {
+    fn limit(&self, repo: &str, actions: Actions) -> Actions {
+        match &self.scopes {
+            None => actions,
+            Some(s) => actions.intersect(TokenScope::allowed(s, repo)),
+        }
+    }
+    /// Account-wide management needs a password login or an unlimited token.
+    fn unlimited(&self) -> bool {
+        self.scopes
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|s| s.pattern == "*" && s.actions == Actions::ALL))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Anonymous,
+    /// A registry token: its grants are in its claims.
+    Bearer(RegistryClaims),
+    Account(Principal),
+}
+
+/// Who did it, for the audit trail.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub name: String,
+    pub token_id: Option<String>,
+    pub address: Option<String>,
+}
+
+impl Actor {
+    pub fn event(&self, action: &str) -> AuditEvent {
+        AuditEvent {
+            actor: self.name.clone(),
+            token_id: self.token_id.clone(),
+            address: self.address.clone(),
+            ..AuditEvent::ok("", action)
+        }
+    }
+}
+
+impl Caller {
+    pub fn actor(&self, address: Option<String>) -> Actor {
+        let (name, token_id) = match self {
+            Caller::Anonymous => ("anonymous".to_string(), None),
+            Caller::Bearer(c) => (c.sub.clone(), c.tid.clone()),
+            Caller::Account(p) => (p.account.name.clone(), p.token_id.clone()),
+        };
+        Actor {
+            name,
+            token_id,
+            address,
+        }
+    }
+}
+
+/// What a request needs.
+#[derive(Debug, Clone, Copy)]
+pub enum Need<'a> {
+    /// Anyone, even anonymous (health, token endpoint, catalog: filtered).
+    Nothing,
+    /// Any authenticated caller.
+    Authenticated,
+    Repository(&'a str, Actions),
+    /// A role on a namespace as a whole (its grants, teams, service accounts).
+    Namespace(&'a str, Role),
+    /// The account itself, or a system administrator.
+    Account(&'a str),
+    /// A system administrator.
+    System,
+}
+
+/// The namespace a repository lives in: the part before the first `/`.
+/// A name without one lives in no namespace: only administrators and
+/// explicit grants reach it.
+pub fn namespace_of(repo: &str) -> &str {
+    repo.split_once('/').map_or("", |(ns, _)| ns)
+}
+
+impl Registry {
+    /// Identifies the caller from the `Authorization` header. A credential
+    /// that is present but wrong is an error, never anonymous.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, RegistryError> {
+        let Some(value) = header_str(headers, "authorization") else {
+            return Ok(Caller::Anonymous);
+        };
+        let Some(bearer) = value.strip_prefix("Bearer ").map(str::trim) else {
+            return Err(RegistryError::Unauthorized(
+                "use a bearer token from the token endpoint".into(),
+            ));
+        };
+        if let Some(token) = ApiToken::parse(bearer) {
+            return Ok(Caller::Account(self.api_token_principal(&token, None).await?));
+        }
+        let claims = self
+            .access
+            .keys()
+            .verify(bearer, &self.access.settings.service)
+            .map_err(|e| RegistryError::Unauthorized(e.to_string()))?;
+        Ok(Caller::Bearer(claims))
+    }
+
+    /// The account behind an API token, if the token is live.
+    pub(crate) async fn api_token_principal(
+        &self,
+        token: &ApiToken,
+        username: Option<&str>,
+    ) -> Result<Principal, RegistryError> {
+        let bad = || RegistryError::Unauthorized("invalid, expired or revoked token".into());
+        let stored = self.meta.token(&token.id).await?.ok_or_else(bad)?;
+        let live = token.matches(&stored.secret_hash)
+            && stored.revoked_at.is_none()
+            && stored.expires_at.is_none_or(|e| e > portcullis_meta::now_ms())
+            && username.is_none_or(|u| u == stored.account);
+        if !live {
+            return Err(bad());
+        }
+        let account = self.meta.account(&stored.account).await?.ok_or_else(bad)?;
+        // Last use to the minute: a write per request would serialise every
+        // CI pull behind the database's single writer.
+        if stored.last_used_at.is_none_or(|t| portcullis_meta::now_ms() - t > 60_000) {
+            self.meta.touch_token(&stored.id).await?;
+        }
+        let scopes = parse_scopes(&stored.scopes).map_err(|_| bad())?;
+        Ok(Principal {
+            account,
+            token_id: Some(stored.id),
+            scopes: (stored.kind == "api").then_some(scopes),
+        })
+    }
+
+    /// The live account behind a caller, for management routes.
+    pub(crate) async fn principal(&self, caller: &Caller) -> Result<Option<Principal>, RegistryError> {
+        match caller {
+            Caller::Anonymous => Ok(None),
+            Caller::Account(p) => Ok(Some(p.clone())),
+            Caller::Bearer(c) => {
+                let gone = || RegistryError::Unauthorized(format!("account {} no longer exists", c.sub));
+                let account = self.meta.account(&c.sub).await?.ok_or_else(gone)?;
+                let scopes = match &c.tid {
+                    None => None,
+                    Some(tid) => {
+                        let t = self.meta.token(tid).await?.filter(|t| t.revoked_at.is_none());
+                        let t = t.ok_or_else(|| RegistryError::Unauthorized("token revoked".into()))?;
+                        (t.kind == "api")
+                            .then(|| parse_scopes(&t.scopes))
+                            .transpose()
+                            .map_err(|e| RegistryError::Internal(e.to_string()))?
+                    }
+                };
+                Ok(Some(Principal {
+                    account,
+                    token_id: c.tid.clone(),
+                    scopes,
+                }))
+            }
+        }
+    }
+
+    /// What `caller` may do to `repo`.
+    pub async fn permitted(&self, caller: &Caller, repo: &str) -> Result<Actions, RegistryError> {
+        match caller {
+            Caller::Anonymous => self.anonymous_actions(repo).await,
+            Caller::Bearer(c) => Ok(c
+                .access
+                .iter()
+                .filter(|a| a.kind == "repository" && a.name == repo)
+                .map(|a| Actions::parse_list(&a.actions.join(",")).unwrap_or(Actions::NONE))
+                .fold(Actions::NONE, Actions::union)),
+            Caller::Account(p) => {
+                let full = self.account_actions(&p.account, repo).await?;
+                Ok(p.limit(repo, full))
+            }
+        }
+    }
+
+    async fn anonymous_actions(&self, repo: &str) -> Result<Actions, RegistryError> {
+        let public = self.meta.repository(repo).await?.is_some_and(|r| r.visibility == "public");
+        let base = if public { Actions::PULL } else { Actions::NONE };
+        Ok(base.union(self.access.settings.anonymous.actions()))
+    }
+
+    /// An account's own rights on `repo`, before any token limit.
+    pub(crate) async fn account_actions(&self, account: &Account, repo: &str) -> Result<Actions, RegistryError> {
+        let role = self.namespace_role(account, namespace_of(repo), repo).await?;
+        if role == Some(Role::Admin) {
+            return Ok(Actions::ALL);
+        }
+        let anonymous = self.anonymous_actions(repo).await?;
+        Ok(anonymous.union(role.map_or(Actions::NONE, Role::actions)))
+    }
+
+    /// The highest role `account` holds on `namespace` (for `repo` in it,
+    /// or on the namespace as a whole when `repo` is empty).
+    pub(crate) async fn namespace_role(
+        &self,
+        account: &Account,
+        namespace: &str,
+        repo: &str,
+    ) -> Result<Option<Role>, RegistryError> {
+        if account.admin {
+            return Ok(Some(Role::Admin));
+        }
+        if !namespace.is_empty() {
+            if account.kind == "user" && account.name == namespace {
+                return Ok(Some(Role::Admin));
+            }
+            if self.meta.is_member(namespace, "owners", &account.name).await? {
+                return Ok(Some(Role::Admin));
+            }
+        }
+        let roles = self.meta.granted_roles(&account.name, namespace, repo).await?;
+        Ok(roles.iter().filter_map(|r| r.parse::<Role>().ok()).max())
+    }
+
+    /// The one authorization decision. `Ok` to proceed; otherwise the error
+    /// to answer with: 401 (with a challenge) when better credentials could
+    /// help, 403 `DENIED` when the caller is known and not allowed.
+    pub async fn authorize(&self, caller: &Caller, need: Need<'_>) -> Result<(), RegistryError> {
+        let scope = |repo: &str, a: Actions| format!("repository:{repo}:{a}");
+        match need {
+            Need::Nothing => Ok(()),
+            Need::Authenticated => match caller {
+                Caller::Anonymous if self.access.settings.anonymous == Anonymous::None => {
+                    Err(RegistryError::Unauthorized("authentication required".into()))
+                }
+                _ => Ok(()),
+            },
+            Need::Repository(repo, want) => {
+                if self.permitted(caller, repo).await?.contains(want) {
+                    return Ok(());
+                }
+                match caller {
+                    Caller::Anonymous => Err(RegistryError::Challenge {
+                        scope: scope(repo, want),
+                        insufficient: false,
+                    }),
+                    Caller::Bearer(_) => Err(RegistryError::Challenge {
+                        scope: scope(repo, want),
+                        insufficient: true,
+                    }),
+                    Caller::Account(_) => Err(RegistryError::Denied(format!(
+                        "{want} on {repo} is not granted to this caller"
+                    ))),
+                }
+            }
+            Need::Namespace(ns, role) => {
+                let p = self.require_principal(caller).await?;
+                let held = if p.unlimited() {
+                    self.namespace_role(&p.account, ns, "").await?
+                } else {
+                    None
+                };
+                if held.is_some_and(|h| h >= role) {
+                    Ok(())
+                } else {
+                    Err(RegistryError::Denied(format!(
+                        "{} on namespace {ns} is needed",
+                        role.as_str()
+                    )))
+                }
+            }
+            Need::Account(name) => {
+                let p = self.require_principal(caller).await?;
+                if p.unlimited() && (p.account.admin || p.account.name == name) {
+                    Ok(())
+                } else {
+                    Err(RegistryError::Denied(format!("only {name} or an administrator may do this")))
+                }
+            }
+            Need::System => {
+                let p = self.require_principal(caller).await?;
+                if p.unlimited() && p.account.admin {
+                    Ok(())
+                } else {
+                    Err(RegistryError::Denied("only a system administrator may do this".into()))
+                }
+            }
+        }
+    }
+
+    async fn require_principal(&self, caller: &Caller) -> Result<Principal, RegistryError> {
+        self.principal(caller)
+            .await?
+            .ok_or_else(|| RegistryError::Unauthorized("authentication required".into()))
+    }
+
+    /// `WWW-Authenticate` for a 401: where to get a token, and for what.
+    pub(crate) fn challenge(&self, host: Option<&str>, scope: Option<&str>, insufficient: bool) -> HeaderValue {
+        let realm = match &self.access.settings.realm {
+            Some(r) => r.clone(),
+            None => {
+                let host = host.unwrap_or("localhost");
+                let scheme = if self.tls { "https" } else { "http" };
+                format!("{scheme}://{host}/auth/token")
+            }
+        };
+        let mut v = format!(
+            "Bearer realm=\"{}\",service=\"{}\"",
+            realm.replace('"', ""),
+            self.access.settings.service
+        );
+        if let Some(s) = scope {
+            v.push_str(&format!(",scope=\"{s}\""));
+        }
+        if insufficient {
+            v.push_str(",error=\"insufficient_scope\"");
+        }
+        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+    }
+}
+
+pub(crate) fn parse_scopes(s: &str) -> Result<Vec<TokenScope>, portcullis_auth::AuthError> {
+    s.split_whitespace().map(str::parse).collect()
+}

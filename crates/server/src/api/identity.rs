@@ -1,0 +1,523 @@
+//! Users, organizations, teams, grants, service accounts, tokens and
+//! repository settings.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use portcullis_auth::{password, Actions, ApiToken, Role, TokenScope};
+use portcullis_meta::{now_ms, Account, Grant, StoredToken};
+use portcullis_oci::RepositoryName;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{json_body, reply, ApiResult, Who};
+use crate::access::{namespace_of, Need};
+use crate::{Registry, RegistryError};
+
+/// Account, organization and team names: one repository path component,
+/// so `acme/app` can name a namespace and a repository in it.
+fn valid_name(name: &str) -> Result<(), RegistryError> {
+    let ok = name.len() <= 64 && !name.contains('/') && name.parse::<RepositoryName>().is_ok();
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::Invalid(format!(
+            "{name:?} is not a valid name: lowercase letters, digits and . _ - separators"
+        )))
+    }
+}
+
+fn account_json(a: &Account) -> serde_json::Value {
+    json!({"name": a.name, "kind": a.kind, "admin": a.admin, "owner": a.owner, "created_at": a.created_at})
+}
+
+async fn must_exist(reg: &Registry, name: &str, kind: Option<&str>) -> Result<Account, RegistryError> {
+    reg.meta
+        .account(name)
+        .await?
+        .filter(|a| kind.is_none_or(|k| a.kind == k))
+        .ok_or_else(|| RegistryError::Absent(format!("no such {}: {name}", kind.unwrap_or("account"))))
+}
+
+fn done(deleted: bool, what: String) -> ApiResult {
+    if deleted {
+        Ok(reply(StatusCode::NO_CONTENT, json!(null)))
+    } else {
+        Err(RegistryError::Absent(what))
+    }
+}
+
+// ---- users ------------------------------------------------------------
+
+#[derive(Deserialize)]
+pub(crate) struct NewUser {
+    name: String,
+    password: String,
+    #[serde(default)]
+    admin: bool,
+}
+
+pub(crate) fn check_password(pw: &str) -> Result<(), RegistryError> {
+    if pw.chars().count() < 12 {
+        return Err(RegistryError::Invalid("passwords need at least 12 characters".into()));
+    }
+    Ok(())
+}
+
+pub(crate) async fn user_list(State(reg): State<Arc<Registry>>, who: Who) -> ApiResult {
+    who.need(&reg, Need::System).await?;
+    let users = reg.meta.accounts("user", None).await?;
+    Ok(reply(StatusCode::OK, json!(users.iter().map(account_json).collect::<Vec<_>>())))
+}
+
+pub(crate) async fn user_create(State(reg): State<Arc<Registry>>, who: Who, body: Bytes) -> ApiResult {
+    who.need(&reg, Need::System).await?;
+    let u: NewUser = json_body(&body)?;
+    valid_name(&u.name)?;
+    check_password(&u.password)?;
+    let pw = u.password.clone();
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
+        .await
+        .map_err(|e| RegistryError::Internal(e.to_string()))?
+        .map_err(|e| RegistryError::Internal(e.to_string()))?;
+    let account = Account {
+        name: u.name.clone(),
+        kind: "user".into(),
+        password_hash: Some(hash),
+        admin: u.admin,
+        owner: None,
+        created_at: now_ms(),
+    };
+    let ev = who.actor.event("user.create").detail(format!("{} admin={}", u.name, u.admin));
+    reg.meta.create_account(&account, &ev).await?;
+    Ok(reply(StatusCode::CREATED, account_json(&account)))
+}
+
+pub(crate) async fn user_get(State(reg): State<Arc<Registry>>, who: Who, Path(name): Path<String>) -> ApiResult {
+    who.need(&reg, Need::Account(&name)).await?;
+    let a = must_exist(&reg, &name, Some("user")).await?;
+    Ok(reply(StatusCode::OK, account_json(&a)))
+}
+
+pub(crate) async fn user_delete(State(reg): State<Arc<Registry>>, who: Who, Path(name): Path<String>) -> ApiResult {
+    who.need(&reg, Need::System).await?;
+    must_exist(&reg, &name, Some("user")).await?;
+    let ev = who.actor.event("user.delete").detail(name.clone());
+    done(reg.meta.delete_account(&name, &ev).await?, format!("no such user: {name}"))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewPassword {
+    password: String,
+}
+
+pub(crate) async fn user_password(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    who.need(&reg, Need::Account(&name)).await?;
+    let p: NewPassword = json_body(&body)?;
+    check_password(&p.password)?;
+    let hash = tokio::task::spawn_blocking(move || password::hash(&p.password))
+        .await
+        .map_err(|e| RegistryError::Internal(e.to_string()))?
+        .map_err(|e| RegistryError::Internal(e.to_string()))?;
+    let ev = who.actor.event("user.password").detail(name.clone());
+    done(
+        reg.meta.set_password(&name, &hash, &ev).await?,
+        format!("no such user: {name}"),
+    )
+}
+
+// ---- organizations and teams -------------------------------------------
+
+#[derive(Deserialize)]
+pub(crate) struct Named {
+    name: String,
+}
+
+pub(crate) async fn org_create(State(reg): State<Arc<Registry>>, who: Who, body: Bytes) -> ApiResult {
+    who.need(&reg, Need::Authenticated).await?;
+    let Some(p) = reg.principal(&who.caller).await? else {
+        return Err(RegistryError::Unauthorized("authentication required".into()));
+    };
+    if p.account.kind != "user" || p.scopes.is_some() {
+        return Err(RegistryError::Denied("organizations are created by users with a password login".into()));
+    }
+    let o: Named = json_body(&body)?;
+    valid_name(&o.name)?;
+    let ev = who.actor.event("org.create").detail(o.name.clone());
+    reg.meta.create_org(&o.name, &p.account.name, &ev).await?;
+    Ok(reply(StatusCode::CREATED, json!({"name": o.name, "owners": [p.account.name]})))
+}
+
+pub(crate) async fn org_get(State(reg): State<Arc<Registry>>, who: Who, Path(org): Path<String>) -> ApiResult {
+    who.need(&reg, Need::Namespace(&org, Role::Read)).await?;
+    must_exist(&reg, &org, Some("org")).await?;
+    let teams: Vec<_> = reg
+        .meta
+        .teams(&org)
+        .await?
+        .into_iter()
+        .map(|(name, members)| json!({"name": name, "members": members}))
+        .collect();
+    Ok(reply(StatusCode::OK, json!({"name": org, "teams": teams})))
+}
+
+pub(crate) async fn org_delete(State(reg): State<Arc<Registry>>, who: Who, Path(org): Path<String>) -> ApiResult {
+    who.need(&reg, Need::Namespace(&org, Role::Admin)).await?;
+    must_exist(&reg, &org, Some("org")).await?;
+    let ev = who.actor.event("org.delete").detail(org.clone());
+    done(reg.meta.delete_account(&org, &ev).await?, format!("no such organization: {org}"))
+}
+
+pub(crate) async fn team_create(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(org): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    who.need(&reg, Need::Namespace(&org, Role::Admin)).await?;
+    must_exist(&reg, &org, Some("org")).await?;
+    let t: Named = json_body(&body)?;
+    valid_name(&t.name)?;
+    let ev = who.actor.event("team.create").detail(format!("{org}/{}", t.name));
+    reg.meta.create_team(&org, &t.name, &ev).await?;
+    Ok(reply(StatusCode::CREATED, json!({"org": org, "name": t.name})))
+}
+
+pub(crate) async fn team_delete(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path((org, team)): Path<(String, String)>,
+) -> ApiResult {
+    who.need(&reg, Need::Namespace(&org, Role::Admin)).await?;
+    if team == "owners" {
+        return Err(RegistryError::Invalid("the owners team cannot be deleted".into()));
+    }
+    let ev = who.actor.event("team.delete").detail(format!("{org}/{team}"));
+    done(
+        reg.meta.delete_team(&org, &team, &ev).await?,
+        format!("no such team: {org}/{team}"),
+    )
+}
+
+pub(crate) async fn member_add(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path((org, team, account)): Path<(String, String, String)>,
+) -> ApiResult {
+    who.need(&reg, Need::Namespace(&org, Role::Admin)).await?;
+    let a = must_exist(&reg, &account, None).await?;
+    if a.kind == "org" {
+        return Err(RegistryError::Invalid("an organization cannot be a team member".into()));
+    }
+    if !reg.meta.teams(&org).await?.iter().any(|(t, _)| *t == team) {
+        return Err(RegistryError::Absent(format!("no such team: {org}/{team}")));
+    }
+    let ev = who.actor.event("team.member.add").detail(format!("{org}/{team} {account}"));
+    reg.meta.add_member(&org, &team, &account, &ev).await?;
+    Ok(reply(StatusCode::OK, json!({"org": org, "team": team, "member": account})))
+}
+
+pub(crate) async fn member_remove(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path((org, team, account)): Path<(String, String, String)>,
+) -> ApiResult {
+    who.need(&reg, Need::Namespace(&org, Role::Admin)).await?;
+    let ev = who.actor.event("team.member.remove").detail(format!("{org}/{team} {account}"));
+    done(
+        reg.meta.remove_member(&org, &team, &account, &ev).await?,
+        format!("{account} is not in {org}/{team}"),
+    )
+}
+
+// ---- grants -----------------------------------------------------------
+
+#[derive(Deserialize)]
+pub(crate) struct NewGrant {
+    repository: Option<String>,
+    account: Option<String>,
+    team: Option<String>,
+    role: String,
+}
+
+fn grant_json(g: &Grant) -> serde_json::Value {
+    json!({
+        "id": g.id, "namespace": g.namespace, "repository": g.repository, "account": g.account,
+        "team": g.team.as_ref().map(|(_, t)| t), "role": g.role, "created_at": g.created_at,
+    })
+}
+
+pub(crate) async fn grant_list(State(reg): State<Arc<Registry>>, who: Who, Path(ns): Path<String>) -> ApiResult {
+    who.need(&reg, Need::Namespace(&ns, Role::Admin)).await?;
+    let grants = reg.meta.grants(&ns).await?;
+    Ok(reply(StatusCode::OK, json!(grants.iter().map(grant_json).collect::<Vec<_>>())))
+}
+
+pub(crate) async fn grant_create(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(ns): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    who.need(&reg, Need::Namespace(&ns, Role::Admin)).await?;
+    let g: NewGrant = json_body(&body)?;
+    let role: Role = g.role.parse().map_err(|e: portcullis_auth::AuthError| RegistryError::Invalid(e.to_string()))?;
+    if let Some(r) = &g.repository {
+        r.parse::<RepositoryName>()?;
+        if namespace_of(r) != ns {
+            return Err(RegistryError::Invalid(format!("{r} is not in namespace {ns}")));
+        }
+    }
+    match (&g.account, &g.team) {
+        (Some(a), None) => {
+            must_exist(&reg, a, None).await?;
+        }
+        (None, Some(t)) => {
+            if !reg.meta.teams(&ns).await?.iter().any(|(name, _)| name == t) {
+                return Err(RegistryError::Absent(format!("no such team: {ns}/{t}")));
+            }
+        }
+        _ => return Err(RegistryError::Invalid("name exactly one of account or team".into())),
+    }
+    let grant = Grant {
+        id: ApiToken::generate().id,
+        namespace: ns.clone(),
+        repository: g.repository,
+        account: g.account,
+        team: g.team.map(|t| (ns.clone(), t)),
+        role: role.as_str().into(),
+        created_at: now_ms(),
+    };
+    let mut ev = who.actor.event("grant.create").detail(grant_json(&grant).to_string());
+    ev.repository = grant.repository.clone();
+    reg.meta.create_grant(&grant, &ev).await?;
+    Ok(reply(StatusCode::CREATED, grant_json(&grant)))
+}
+
+pub(crate) async fn grant_delete(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path((ns, id)): Path<(String, String)>,
+) -> ApiResult {
+    who.need(&reg, Need::Namespace(&ns, Role::Admin)).await?;
+    let found = reg.meta.grant(&id).await?.filter(|g| g.namespace == ns);
+    let Some(g) = found else {
+        return Err(RegistryError::Absent(format!("no such grant in {ns}: {id}")));
+    };
+    let ev = who.actor.event("grant.delete").detail(grant_json(&g).to_string());
+    done(reg.meta.delete_grant(&id, &ev).await?, format!("no such grant: {id}"))
+}
+
+// ---- service accounts ----------------------------------------------------
+
+pub(crate) async fn service_account_list(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(ns): Path<String>,
+) -> ApiResult {
+    who.need(&reg, Need::Namespace(&ns, Role::Admin)).await?;
+    let list = reg.meta.accounts("service", Some(&ns)).await?;
+    Ok(reply(StatusCode::OK, json!(list.iter().map(account_json).collect::<Vec<_>>())))
+}
+
+pub(crate) async fn service_account_create(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(ns): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    who.need(&reg, Need::Namespace(&ns, Role::Admin)).await?;
+    let owner = must_exist(&reg, &ns, None).await?;
+    if owner.kind == "service" {
+        return Err(RegistryError::Invalid("service accounts cannot own service accounts".into()));
+    }
+    let s: Named = json_body(&body)?;
+    valid_name(&s.name)?;
+    let account = Account {
+        name: format!("{ns}+{}", s.name),
+        kind: "service".into(),
+        password_hash: None,
+        admin: false,
+        owner: Some(ns.clone()),
+        created_at: now_ms(),
+    };
+    let ev = who.actor.event("service_account.create").detail(account.name.clone());
+    reg.meta.create_account(&account, &ev).await?;
+    Ok(reply(StatusCode::CREATED, account_json(&account)))
+}
+
+pub(crate) async fn service_account_delete(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path((ns, name)): Path<(String, String)>,
+) -> ApiResult {
+    who.need(&reg, Need::Namespace(&ns, Role::Admin)).await?;
+    let full = if name.contains('+') { name } else { format!("{ns}+{name}") };
+    let a = must_exist(&reg, &full, Some("service")).await?;
+    if a.owner.as_deref() != Some(ns.as_str()) {
+        return Err(RegistryError::Absent(format!("no such service account in {ns}: {full}")));
+    }
+    let ev = who.actor.event("service_account.delete").detail(full.clone());
+    done(reg.meta.delete_account(&full, &ev).await?, format!("no such service account: {full}"))
+}
+
+// ---- tokens -------------------------------------------------------------
+
+/// Who manages an account's tokens: a user themself, or the admins of the
+/// namespace owning a service account.
+async fn token_need(reg: &Registry, who: &Who, account: &str) -> Result<Account, RegistryError> {
+    let found = reg.meta.account(account).await?;
+    match found.as_ref().map(|a| (a.kind.as_str(), a.owner.clone())) {
+        Some(("service", Some(owner))) => who.need(reg, Need::Namespace(&owner, Role::Admin)).await?,
+        _ => who.need(reg, Need::Account(account)).await?,
+    }
+    found
+        .filter(|a| a.kind != "org")
+        .ok_or_else(|| RegistryError::Absent(format!("no such account: {account}")))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewToken {
+    name: String,
+    scopes: Vec<String>,
+    /// Days until it expires; at most 366.
+    expires_in_days: Option<u32>,
+}
+
+fn token_json(t: &StoredToken) -> serde_json::Value {
+    json!({
+        "id": t.id, "account": t.account, "name": t.name, "scopes": t.scopes.split_whitespace().collect::<Vec<_>>(),
+        "created_at": t.created_at, "expires_at": t.expires_at, "last_used_at": t.last_used_at,
+        "revoked_at": t.revoked_at,
+    })
+}
+
+pub(crate) async fn token_list(State(reg): State<Arc<Registry>>, who: Who, Path(account): Path<String>) -> ApiResult {
+    token_need(&reg, &who, &account).await?;
+    let list = reg.meta.tokens(&account).await?;
+    Ok(reply(StatusCode::OK, json!(list.iter().map(token_json).collect::<Vec<_>>())))
+}
+
+pub(crate) async fn token_create(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(account): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    token_need(&reg, &who, &account).await?;
+    let n: NewToken = json_body(&body)?;
+    let scopes = n
+        .scopes
+        .iter()
+        .map(|s| s.parse::<TokenScope>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    if scopes.is_empty() || scopes.iter().all(|s| s.actions == Actions::NONE) {
+        return Err(RegistryError::Invalid("a token needs at least one scope with actions".into()));
+    }
+    let days = n.expires_in_days.unwrap_or(90);
+    if !(1..=366).contains(&days) {
+        return Err(RegistryError::Invalid("expires_in_days must be between 1 and 366".into()));
+    }
+    let t = ApiToken::generate();
+    let stored = StoredToken {
+        id: t.id.clone(),
+        account: account.clone(),
+        name: n.name,
+        kind: "api".into(),
+        secret_hash: t.secret_hash(),
+        scopes: scopes.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+        created_at: now_ms(),
+        expires_at: Some(now_ms() + i64::from(days) * 86_400_000),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    let ev = who
+        .actor
+        .event("token.create")
+        .detail(format!("{account} {} [{}]", t.id, stored.scopes));
+    reg.meta.create_token(&stored, &ev).await?;
+    let mut body = token_json(&stored);
+    body["token"] = json!(t.reveal());
+    Ok(reply(StatusCode::CREATED, body))
+}
+
+pub(crate) async fn token_revoke(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path((account, id)): Path<(String, String)>,
+) -> ApiResult {
+    token_need(&reg, &who, &account).await?;
+    if reg.meta.token(&id).await?.is_none_or(|t| t.account != account) {
+        return Err(RegistryError::Absent(format!("no such token for {account}: {id}")));
+    }
+    let ev = who.actor.event("token.revoke").detail(format!("{account} {id}"));
+    done(reg.meta.revoke_token(&id, &ev).await?, format!("token {id} is already revoked"))
+}
+
+// ---- repositories -------------------------------------------------------
+
+fn repo_name(name: &str) -> Result<RepositoryName, RegistryError> {
+    Ok(name.trim_start_matches('/').parse::<RepositoryName>()?)
+}
+
+pub(crate) async fn repository_get(State(reg): State<Arc<Registry>>, who: Who, Path(name): Path<String>) -> ApiResult {
+    let name = repo_name(&name)?;
+    who.need(&reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
+    let r = reg
+        .meta
+        .repository(name.as_str())
+        .await?
+        .ok_or_else(|| RegistryError::Absent(format!("no such repository: {name}")))?;
+    Ok(reply(
+        StatusCode::OK,
+        json!({"name": r.name, "visibility": r.visibility, "created_at": r.created_at}),
+    ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RepositorySettings {
+    visibility: String,
+}
+
+pub(crate) async fn repository_update(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let name = repo_name(&name)?;
+    who.need(&reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
+    let s: RepositorySettings = json_body(&body)?;
+    if !["public", "private"].contains(&s.visibility.as_str()) {
+        return Err(RegistryError::Invalid("visibility is public or private".into()));
+    }
+    let ev = who
+        .actor
+        .event("repository.update")
+        .repository(name.as_str())
+        .detail(format!("visibility={}", s.visibility));
+    reg.meta.set_visibility(name.as_str(), &s.visibility, &ev).await?;
+    reg.invalidate(name.as_str());
+    Ok(reply(StatusCode::OK, json!({"name": name.as_str(), "visibility": s.visibility})))
+}
+
+pub(crate) async fn repository_delete(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let name = repo_name(&name)?;
+    who.need(&reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
+    let ev = who.actor.event("repository.delete").repository(name.as_str());
+    let deleted = reg.meta.delete_repository(name.as_str(), &ev).await?;
+    reg.invalidate(name.as_str());
+    done(deleted, format!("no such repository: {name}"))
+}

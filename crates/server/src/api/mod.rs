@@ -1,0 +1,186 @@
+//! The management API (`/api/v1/…`, JSON). Every handler names what it
+//! needs and asks [`Registry::authorize`]; the router is built from
+//! [`ENDPOINTS`], so an endpoint cannot exist without its row there (and the
+//! authorization matrix test checks it has a row of its own).
+
+mod identity;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter, MethodRouter};
+use axum::Router;
+use portcullis_meta::AuditQuery;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::access::{Actor, Caller, Need};
+use crate::{Registry, RegistryError};
+
+/// `(method, path, name)` of every management endpoint.
+pub const ENDPOINTS: &[(&str, &str, &str)] = &[
+    ("GET", "/api/v1/users", "user_list"),
+    ("POST", "/api/v1/users", "user_create"),
+    ("GET", "/api/v1/users/{name}", "user_get"),
+    ("DELETE", "/api/v1/users/{name}", "user_delete"),
+    ("PUT", "/api/v1/users/{name}/password", "user_password"),
+    ("POST", "/api/v1/orgs", "org_create"),
+    ("GET", "/api/v1/orgs/{org}", "org_get"),
+    ("DELETE", "/api/v1/orgs/{org}", "org_delete"),
+    ("POST", "/api/v1/orgs/{org}/teams", "team_create"),
+    ("DELETE", "/api/v1/orgs/{org}/teams/{team}", "team_delete"),
+    ("PUT", "/api/v1/orgs/{org}/teams/{team}/members/{account}", "member_add"),
+    ("DELETE", "/api/v1/orgs/{org}/teams/{team}/members/{account}", "member_remove"),
+    ("GET", "/api/v1/namespaces/{ns}/grants", "grant_list"),
+    ("POST", "/api/v1/namespaces/{ns}/grants", "grant_create"),
+    ("DELETE", "/api/v1/namespaces/{ns}/grants/{id}", "grant_delete"),
+    ("GET", "/api/v1/namespaces/{ns}/service-accounts", "service_account_list"),
+    ("POST", "/api/v1/namespaces/{ns}/service-accounts", "service_account_create"),
+    ("DELETE", "/api/v1/namespaces/{ns}/service-accounts/{name}", "service_account_delete"),
+    ("GET", "/api/v1/accounts/{account}/tokens", "token_list"),
+    ("POST", "/api/v1/accounts/{account}/tokens", "token_create"),
+    ("DELETE", "/api/v1/accounts/{account}/tokens/{id}", "token_revoke"),
+    ("GET", "/api/v1/repositories/{*name}", "repository_get"),
+    ("PUT", "/api/v1/repositories/{*name}", "repository_update"),
+    ("DELETE", "/api/v1/repositories/{*name}", "repository_delete"),
+    ("GET", "/api/v1/audit", "audit_list"),
+];
+
+fn handler(name: &str, m: MethodFilter) -> MethodRouter<Arc<Registry>> {
+    use identity::*;
+    match name {
+        "user_list" => on(m, user_list),
+        "user_create" => on(m, user_create),
+        "user_get" => on(m, user_get),
+        "user_delete" => on(m, user_delete),
+        "user_password" => on(m, user_password),
+        "org_create" => on(m, org_create),
+        "org_get" => on(m, org_get),
+        "org_delete" => on(m, org_delete),
+        "team_create" => on(m, team_create),
+        "team_delete" => on(m, team_delete),
+        "member_add" => on(m, member_add),
+        "member_remove" => on(m, member_remove),
+        "grant_list" => on(m, grant_list),
+        "grant_create" => on(m, grant_create),
+        "grant_delete" => on(m, grant_delete),
+        "service_account_list" => on(m, service_account_list),
+        "service_account_create" => on(m, service_account_create),
+        "service_account_delete" => on(m, service_account_delete),
+        "token_list" => on(m, token_list),
+        "token_create" => on(m, token_create),
+        "token_revoke" => on(m, token_revoke),
+        "repository_get" => on(m, repository_get),
+        "repository_update" => on(m, repository_update),
+        "repository_delete" => on(m, repository_delete),
+        "audit_list" => on(m, audit_list),
+        other => unreachable!("endpoint {other} has no handler"),
+    }
+}
+
+fn method_filter(method: &str) -> MethodFilter {
+    match method {
+        "GET" => MethodFilter::GET,
+        "POST" => MethodFilter::POST,
+        "PUT" => MethodFilter::PUT,
+        "DELETE" => MethodFilter::DELETE,
+        other => unreachable!("method {other}"),
+    }
+}
+
+pub(crate) fn router() -> Router<Arc<Registry>> {
+    let mut by_path: Vec<(&str, MethodRouter<Arc<Registry>>)> = Vec::new();
+    for (method, path, name) in ENDPOINTS {
+        let one = handler(name, method_filter(method));
+        match by_path.iter_mut().find(|(p, _)| p == path) {
+            Some((_, mr)) => *mr = std::mem::take(mr).merge(one),
+            None => by_path.push((path, one)),
+        }
+    }
+    by_path
+        .into_iter()
+        .fold(Router::new(), |r, (path, mr)| r.route(path, mr))
+}
+
+/// The authenticated (or anonymous) caller of a management request.
+pub(crate) struct Who {
+    pub caller: Caller,
+    pub actor: Actor,
+}
+
+impl FromRequestParts<Arc<Registry>> for Who {
+    type Rejection = RegistryError;
+    async fn from_request_parts(parts: &mut Parts, reg: &Arc<Registry>) -> Result<Who, RegistryError> {
+        let caller = reg.authenticate(&parts.headers).await?;
+        let addr = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        let actor = caller.actor(addr);
+        Ok(Who { caller, actor })
+    }
+}
+
+impl Who {
+    pub async fn need(&self, reg: &Registry, need: Need<'_>) -> Result<(), RegistryError> {
+        reg.authorize(&self.caller, need).await
+    }
+}
+
+pub(crate) type ApiResult = Result<Response, RegistryError>;
+
+pub(crate) fn json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RegistryError> {
+    serde_json::from_slice(bytes).map_err(|e| RegistryError::Invalid(format!("request body: {e}")))
+}
+
+pub(crate) fn reply(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, [("content-type", "application/json")], body.to_string()).into_response()
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct AuditParams {
+    actor: Option<String>,
+    repository: Option<String>,
+    action: Option<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/audit`: the trail, filtered and paged by sequence number.
+pub(crate) async fn audit_list(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    axum::extract::Query(p): axum::extract::Query<AuditParams>,
+) -> ApiResult {
+    who.need(&reg, Need::System).await?;
+    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    let records = reg
+        .meta
+        .audit_records(&AuditQuery {
+            actor: p.actor,
+            repository: p.repository,
+            action: p.action,
+            since_ms: p.since,
+            until_ms: p.until,
+            after_seq: p.after,
+            limit,
+        })
+        .await?;
+    let next = (records.len() as i64 == limit).then(|| records.last().map(|r| r.seq)).flatten();
+    let records: Vec<_> = records.iter().map(audit_json).collect();
+    Ok(reply(StatusCode::OK, json!({"records": records, "next": next})))
+}
+
+pub fn audit_json(r: &portcullis_meta::AuditRecord) -> serde_json::Value {
+    let e = &r.event;
+    json!({
+        "seq": r.seq, "at": r.at, "actor": e.actor, "token_id": e.token_id, "action": e.action,
+        "repository": e.repository, "digest": e.digest, "address": e.address, "result": e.result,
+        "detail": e.detail, "prev_hash": r.prev_hash, "hash": r.hash,
+    })
+}
