@@ -136,8 +136,12 @@ enum TokenCommand {
         #[arg(long, default_value_t = 90)]
         days: u32,
     },
-    List { account: String },
-    Revoke { id: String },
+    List {
+        account: String,
+    },
+    Revoke {
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -188,7 +192,7 @@ async fn open(settings: &Settings) -> anyhow::Result<Arc<Registry>> {
         access: settings.access(),
         tls: settings.tls().is_some(),
     };
-    Ok(Registry::new(meta, store, options).context("loading the token signing keys")?)
+    Registry::new(meta, store, options).context("loading the token signing keys")
 }
 
 /// Settings for the offline commands, which only need the data directory and database.

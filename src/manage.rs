@@ -34,14 +34,20 @@ pub async fn ensure_admin(meta: &Meta) -> anyhow::Result<()> {
         owner: None,
         created_at: now_ms(),
     };
-    meta.create_account(&account, &AuditEvent::ok("system", "user.create").detail("admin (first start)"))
-        .await
-        .context("creating the first administrator (does a non-admin account named admin exist?)")?;
+    meta.create_account(
+        &account,
+        &AuditEvent::ok("system", "user.create").detail("admin (first start)"),
+    )
+    .await
+    .context("creating the first administrator (does a non-admin account named admin exist?)")?;
     if generated {
         // Printed once, on purpose: it is the only way to learn it.
         tracing::warn!(user = "admin", password = %pw, "created the first administrator; change this password");
     } else {
-        tracing::info!(user = "admin", "created the first administrator from PORTCULLIS_ADMIN_PASSWORD");
+        tracing::info!(
+            user = "admin",
+            "created the first administrator from PORTCULLIS_ADMIN_PASSWORD"
+        );
     }
     Ok(())
 }
@@ -74,8 +80,11 @@ pub async fn user_create(meta: &Meta, name: &str, admin: bool, stdin: bool) -> a
         owner: None,
         created_at: now_ms(),
     };
-    meta.create_account(&account, &local_actor("user.create").detail(format!("{name} admin={admin}")))
-        .await?;
+    meta.create_account(
+        &account,
+        &local_actor("user.create").detail(format!("{name} admin={admin}")),
+    )
+    .await?;
     if generated {
         println!("created {name}; password: {pw}");
     } else {
@@ -106,7 +115,9 @@ pub async fn user_list(meta: &Meta) -> anyhow::Result<()> {
 }
 
 pub async fn user_delete(meta: &Meta, name: &str) -> anyhow::Result<()> {
-    let deleted = meta.delete_account(name, &local_actor("user.delete").detail(name)).await?;
+    let deleted = meta
+        .delete_account(name, &local_actor("user.delete").detail(name))
+        .await?;
     anyhow::ensure!(deleted, "no such account: {name}");
     Ok(())
 }
@@ -118,7 +129,10 @@ pub async fn token_create(meta: &Meta, account: &str, name: &str, scopes: &[Stri
         .iter()
         .map(|s| s.parse::<TokenScope>())
         .collect::<Result<Vec<_>, _>>()?;
-    anyhow::ensure!(!parsed.is_empty(), "give at least one --scope, such as acme/*:pull,push");
+    anyhow::ensure!(
+        !parsed.is_empty(),
+        "give at least one --scope, such as acme/*:pull,push"
+    );
     let t = ApiToken::generate();
     let stored = StoredToken {
         id: t.id.clone(),

@@ -233,7 +233,12 @@ async fn skopeo_round_trips_an_umoci_image() {
 
         // Anonymous callers may push here, never delete: the admin's token does.
         let creds = format!("admin:{}", s.admin_token);
-        run("skopeo", &["delete", "--tls-verify=false", "--creds", &creds, &dest], &env).await;
+        run(
+            "skopeo",
+            &["delete", "--tls-verify=false", "--creds", &creds, &dest],
+            &env,
+        )
+        .await;
         assert!(
             fails("skopeo", &["inspect", "--tls-verify=false", "--raw", &dest], home).await,
             "deleted image still there"
@@ -523,4 +528,239 @@ print(c.get_tags("{h}/art/thing"))
         .expect("chunked PATCHes were made");
     let n: u64 = patches.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(n >= 5, "300 kB in 64 KiB chunks is at least 5 PATCHes, saw {n}");
+}
+
+/// Creates `alice` (password) and service account `acme+ci` with write on
+/// `acme` and a token limited to `acme/*:pull,push`; returns the token.
+async fn accounts_for_login(s: &TestServer) -> String {
+    let call = |m: reqwest::Method, path: &str, body: serde_json::Value| {
+        let req = s.http.request(m, s.url(path)).json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+            r.json::<serde_json::Value>().await.unwrap_or_default()
+        }
+    };
+    use reqwest::Method;
+    use serde_json::json;
+    call(
+        Method::POST,
+        "/api/v1/users",
+        json!({"name": "alice", "password": LOGIN_PW}),
+    )
+    .await;
+    call(Method::POST, "/api/v1/orgs", json!({"name": "acme"})).await;
+    call(
+        Method::POST,
+        "/api/v1/namespaces/acme/service-accounts",
+        json!({"name": "ci"}),
+    )
+    .await;
+    call(
+        Method::POST,
+        "/api/v1/namespaces/acme/grants",
+        json!({"account": "acme+ci", "role": "write"}),
+    )
+    .await;
+    let t = call(
+        Method::POST,
+        "/api/v1/accounts/acme+ci/tokens",
+        json!({"name": "gitlab", "scopes": ["acme/*:pull,push"]}),
+    )
+    .await;
+    t["token"].as_str().unwrap().to_string()
+}
+
+const LOGIN_PW: &str = "alice-password-123";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_and_podman_log_in_with_a_password_and_a_service_account_token() {
+    if !have_tool("skopeo") || !have_tool("umoci") || !have_tool("podman") {
+        return;
+    }
+    for b in backends() {
+        let s = TestServer::start(&b).await;
+        let ci_token = accounts_for_login(&s).await;
+        let e = Engine::new(&s);
+        let home = e.dir.path();
+        let layout = home.join("layout");
+        umoci_image(&layout, "t", &rootfs(home, "login"), "amd64").await;
+        let src = format!("oci:{}:t", layout.display());
+        let h = host(&s);
+        let env: &[(&str, &Path)] = &[("HOME", home)];
+
+        // Without credentials nothing gets in.
+        assert!(
+            fails(
+                "skopeo",
+                &[
+                    "copy",
+                    "--dest-tls-verify=false",
+                    &src,
+                    &format!("docker://{h}/alice/app:1")
+                ],
+                home
+            )
+            .await
+        );
+        // A wrong password is refused at login.
+        assert!(
+            fails(
+                "skopeo",
+                &[
+                    "login",
+                    "--tls-verify=false",
+                    "-u",
+                    "alice",
+                    "-p",
+                    "wrong-password!",
+                    &h
+                ],
+                home
+            )
+            .await
+        );
+        // alice logs in with her password and pushes to her own namespace.
+        let auth = home.join("auth.json");
+        let auth_s = auth.to_str().unwrap();
+        run(
+            "skopeo",
+            &[
+                "login",
+                "--tls-verify=false",
+                "--authfile",
+                auth_s,
+                "-u",
+                "alice",
+                "-p",
+                LOGIN_PW,
+                &h,
+            ],
+            env,
+        )
+        .await;
+        run(
+            "skopeo",
+            &[
+                "copy",
+                "--dest-tls-verify=false",
+                "--authfile",
+                auth_s,
+                &src,
+                &format!("docker://{h}/alice/app:1"),
+            ],
+            env,
+        )
+        .await;
+        // ... but not into acme, where she has no grant.
+        assert!(
+            fails(
+                "skopeo",
+                &[
+                    "copy",
+                    "--dest-tls-verify=false",
+                    "--authfile",
+                    auth_s,
+                    &src,
+                    &format!("docker://{h}/acme/app:1")
+                ],
+                home
+            )
+            .await
+        );
+
+        // The CI pushes with its service-account token, and pulls it back.
+        let creds = format!("acme+ci:{ci_token}");
+        let acme = format!("docker://{h}/acme/app:42");
+        run(
+            "skopeo",
+            &["copy", "--dest-tls-verify=false", "--dest-creds", &creds, &src, &acme],
+            env,
+        )
+        .await;
+        let raw = run(
+            "skopeo",
+            &["inspect", "--tls-verify=false", "--raw", "--creds", &creds, &acme],
+            env,
+        )
+        .await;
+        assert!(raw.contains("schemaVersion"), "{raw}");
+        // Its token is limited to acme: alice's repository stays out of reach.
+        assert!(
+            fails(
+                "skopeo",
+                &[
+                    "inspect",
+                    "--tls-verify=false",
+                    "--raw",
+                    "--creds",
+                    &creds,
+                    &format!("docker://{h}/alice/app:1")
+                ],
+                home
+            )
+            .await
+        );
+        // A wrong token is refused.
+        let bad = format!("acme+ci:{}x", &ci_token[..ci_token.len() - 1]);
+        assert!(
+            fails(
+                "skopeo",
+                &["inspect", "--tls-verify=false", "--raw", "--creds", &bad, &acme],
+                home
+            )
+            .await
+        );
+
+        // podman logs in with the token and pulls through the token flow.
+        e.run(
+            "podman",
+            &["login", "--tls-verify=false", "-u", "acme+ci", "-p", &ci_token, &h],
+        )
+        .await;
+        e.run("podman", &["pull", "--tls-verify=false", &format!("{h}/acme/app:42")])
+            .await;
+        let images = e
+            .run("podman", &["images", "--format", "{{.Repository}}:{{.Tag}}"])
+            .await;
+        assert!(images.contains(&format!("{h}/acme/app:42")), "{images}");
+        e.run("podman", &["logout", &h]).await;
+        let refused = tokio::process::Command::new("podman")
+            .args(e.global("podman"))
+            .args([
+                "login",
+                "--tls-verify=false",
+                "-u",
+                "alice",
+                "-p",
+                "not-her-password",
+                &h,
+            ])
+            .env("HOME", home)
+            .env("CONTAINERS_REGISTRIES_CONF", &e.conf)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            !refused.status.success(),
+            "podman login with a wrong password must fail"
+        );
+
+        // The pushes are in the audit trail under the right names and token.
+        let records = s
+            .registry
+            .meta
+            .audit_records(&portcullis_meta::AuditQuery {
+                action: Some("push".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(records
+            .iter()
+            .any(|r| r.event.actor == "alice" && r.event.repository.as_deref() == Some("alice/app")));
+        let ci = records.iter().find(|r| r.event.actor == "acme+ci").unwrap();
+        assert_eq!(ci.event.token_id.as_deref(), Some(&ci_token[4..20]), "{}", s.label());
+    }
 }

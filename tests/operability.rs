@@ -21,9 +21,11 @@ fn raw(addr: &str, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).to_string()
 }
 
+const TLS_ADMIN_PW: &str = "tls-admin-password";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_requests_get_errors_and_leave_stored_data_untouched() {
-    let s = TestServer::start(&Backend::Sqlite).await;
+    let s = TestServer::start_open(&Backend::Sqlite).await;
     let (md, manifest) = s.push_image("safe/app", "v1", b"cfg", &[b"precious layer"]).await;
     let addr = s.base.trim_start_matches("http://").to_string();
     let layer = Digest::sha256_of(b"precious layer");
@@ -192,13 +194,19 @@ async fn tls_with_a_test_ca_and_a_verifying_client() {
         ],
         d,
     );
-    let server = ServerProcess::spawn(
+    // Secure defaults: nothing anonymous; the first administrator's password
+    // comes from the environment.
+    let server = ServerProcess::spawn_env(
         &d.join("data"),
         &[
             "--tls-cert",
             d.join("server.crt").to_str().unwrap(),
             "--tls-key",
             d.join("server.key").to_str().unwrap(),
+        ],
+        &[
+            ("PORTCULLIS_ANONYMOUS", "none"),
+            ("PORTCULLIS_ADMIN_PASSWORD", TLS_ADMIN_PW),
         ],
     );
     let host = server.base.trim_start_matches("http://").to_string();
@@ -215,7 +223,11 @@ async fn tls_with_a_test_ca_and_a_verifying_client() {
         d.join("ca.crt").to_str().unwrap(),
         &format!("https://{host}/v2/"),
     ]);
-    assert_eq!(String::from_utf8_lossy(&ok.stdout), "200");
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout),
+        "401",
+        "challenged, over verified TLS"
+    );
     let untrusted = curl(&[&format!("https://{host}/v2/")]);
     assert!(
         !untrusted.status.success(),
@@ -239,11 +251,14 @@ async fn tls_with_a_test_ca_and_a_verifying_client() {
     }
     let certs = certs.to_str().unwrap();
     let dest = format!("docker://{host}/tls/app:t");
+    let creds = format!("admin:{TLS_ADMIN_PW}");
     let push = std::process::Command::new("skopeo")
         .args([
             "copy",
             "--dest-cert-dir",
             certs,
+            "--dest-creds",
+            &creds,
             &format!("oci:{}:t", layout.display()),
             &dest,
         ])
@@ -252,11 +267,23 @@ async fn tls_with_a_test_ca_and_a_verifying_client() {
         .unwrap();
     assert!(push.status.success(), "{}", String::from_utf8_lossy(&push.stderr));
     let inspect = std::process::Command::new("skopeo")
-        .args(["inspect", "--cert-dir", certs, "--raw", &dest])
+        .args(["inspect", "--cert-dir", certs, "--creds", &creds, "--raw", &dest])
         .env("HOME", d)
         .output()
         .unwrap();
     assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+    // The token endpoint is on the same verified HTTPS origin; wrong
+    // credentials and no credentials are refused there.
+    for args in [vec!["--creds", "admin:wrong-password"], vec![]] {
+        let denied = std::process::Command::new("skopeo")
+            .args(["inspect", "--cert-dir", certs, "--raw"])
+            .args(&args)
+            .arg(&dest)
+            .env("HOME", d)
+            .output()
+            .unwrap();
+        assert!(!denied.status.success(), "{args:?} must be refused");
+    }
     let refused = std::process::Command::new("skopeo")
         .args(["inspect", "--raw", &dest])
         .env("HOME", d)

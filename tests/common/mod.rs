@@ -218,6 +218,11 @@ pub fn free_port() -> u16 {
 
 impl ServerProcess {
     pub fn spawn(data: &Path, extra: &[&str]) -> ServerProcess {
+        Self::spawn_env(data, extra, &[])
+    }
+
+    /// As [`ServerProcess::spawn`], with environment variables that override the defaults.
+    pub fn spawn_env(data: &Path, extra: &[&str], envs: &[(&str, &str)]) -> ServerProcess {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
@@ -226,6 +231,7 @@ impl ServerProcess {
             .env("PORTCULLIS_GC_INTERVAL_SECS", "0")
             // These tests are about storage and operations, not access control.
             .env("PORTCULLIS_ANONYMOUS", "push")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -110,7 +110,9 @@ impl TokenKeys {
         v.leeway = 5;
         v.validate_nbf = true;
         v.set_required_spec_claims(&["exp", "nbf", "aud", "iss", "sub"]);
-        Ok(jsonwebtoken::decode::<RegistryClaims>(token, &key.decoding, &v).map_err(bad)?.claims)
+        Ok(jsonwebtoken::decode::<RegistryClaims>(token, &key.decoding, &v)
+            .map_err(bad)?
+            .claims)
     }
 }
 
@@ -144,7 +146,7 @@ mod tests {
     fn sign_verify_rotate_tamper() {
         let k1 = ("k1".to_string(), TokenKeys::generate_pkcs8());
         let k2 = ("k2".to_string(), TokenKeys::generate_pkcs8());
-        let old = TokenKeys::new("portcullis", &[k1.clone()]).unwrap();
+        let old = TokenKeys::new("portcullis", std::slice::from_ref(&k1)).unwrap();
         let t1 = old.sign(&claims(300)).unwrap();
         assert_eq!(old.verify(&t1, "registry").unwrap(), claims_of(&old, &t1));
         // After rotation the old token still verifies; new ones use k2.
@@ -155,7 +157,9 @@ mod tests {
         assert!(old.verify(&t2, "registry").is_err(), "unknown key");
         // Wrong audience, expired, tampered, other key with the same kid.
         assert!(rotated.verify(&t2, "elsewhere").is_err());
-        assert!(rotated.verify(&rotated.sign(&claims(-60)).unwrap(), "registry").is_err());
+        assert!(rotated
+            .verify(&rotated.sign(&claims(-60)).unwrap(), "registry")
+            .is_err());
         let mut parts: Vec<String> = t2.split('.').map(str::to_string).collect();
         let mut c = claims(300);
         c.access[0].actions.push("push".into());
@@ -165,7 +169,9 @@ mod tests {
         );
         assert!(rotated.verify(&parts.join("."), "registry").is_err());
         let impostor = TokenKeys::new("portcullis", &[("k2".into(), TokenKeys::generate_pkcs8())]).unwrap();
-        assert!(rotated.verify(&impostor.sign(&claims(300)).unwrap(), "registry").is_err());
+        assert!(rotated
+            .verify(&impostor.sign(&claims(300)).unwrap(), "registry")
+            .is_err());
     }
 
     fn claims_of(keys: &TokenKeys, t: &str) -> RegistryClaims {

@@ -135,7 +135,11 @@ impl FromStr for Scope {
         Ok(Scope {
             kind: kind.to_string(),
             name: name.to_string(),
-            actions: actions.split(',').filter(|a| !a.is_empty()).map(str::to_string).collect(),
+            actions: actions
+                .split(',')
+                .filter(|a| !a.is_empty())
+                .map(str::to_string)
+                .collect(),
         })
     }
 }

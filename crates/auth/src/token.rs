@@ -85,7 +85,14 @@ mod tests {
 
     #[test]
     fn not_tokens() {
-        for s in ["", "pct_", "hunter2", "pct_zz_abc", "pct_0123456789abcdef_short", "xyz_0123456789abcdef_"] {
+        for s in [
+            "",
+            "pct_",
+            "hunter2",
+            "pct_zz_abc",
+            "pct_0123456789abcdef_short",
+            "xyz_0123456789abcdef_",
+        ] {
             assert_eq!(ApiToken::parse(s), None, "{s}");
         }
     }

@@ -193,10 +193,12 @@ impl Meta {
         let mut expect_seq = 1;
         let mut prev = "0".repeat(64);
         loop {
-            let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT 1000"))
-                .bind(expect_seq)
-                .fetch_all(&self.pool)
-                .await?;
+            let rows = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT 1000"
+            ))
+            .bind(expect_seq)
+            .fetch_all(&self.pool)
+            .await?;
             if rows.is_empty() {
                 break;
             }
@@ -216,7 +218,10 @@ impl Meta {
                     return broken(format!("record {} does not link to record {}", rec.seq, rec.seq - 1));
                 }
                 if record_hash(&rec.prev_hash, rec.seq, rec.at, &rec.event) != rec.hash {
-                    return broken(format!("record {} was altered: its hash does not match its content", rec.seq));
+                    return broken(format!(
+                        "record {} was altered: its hash does not match its content",
+                        rec.seq
+                    ));
                 }
                 prev = rec.hash;
                 expect_seq += 1;

@@ -9,7 +9,8 @@
 //! collection that race on the same blob fail cleanly instead of leaving a
 //! manifest that points at nothing (DESIGN invariant 5), on both backends.
 
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE repositories (
     name {text_c} PRIMARY KEY,
     created_at BIGINT NOT NULL
@@ -73,10 +74,10 @@ CREATE TABLE uploads (
     updated_at BIGINT NOT NULL
 );
 "#,
-// Identity, access and the audit trail. Names are the keys: accounts
-// (users, organizations, service accounts) share one namespace, as on
-// GitHub, so `acme/app` is owned by whichever account is called `acme`.
-r#"
+    // Identity, access and the audit trail. Names are the keys: accounts
+    // (users, organizations, service accounts) share one namespace, as on
+    // GitHub, so `acme/app` is owned by whichever account is called `acme`.
+    r#"
 CREATE TABLE accounts (
     name {text_c} PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -150,4 +151,5 @@ CREATE TABLE audit_head (
     hash TEXT NOT NULL
 );
 INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000')
-"#];
+"#,
+];

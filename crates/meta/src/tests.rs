@@ -171,7 +171,10 @@ async fn manifests_need_their_blobs_and_children() {
             "refusal rolled back"
         );
         assert!(
-            matches!(m.unlink_blob("app", &layer, &ev()).await, Err(MetaError::BlobReferenced(_))),
+            matches!(
+                m.unlink_blob("app", &layer, &ev()).await,
+                Err(MetaError::BlobReferenced(_))
+            ),
             "{}",
             db.label
         );
@@ -195,7 +198,9 @@ async fn tags_and_catalog_page_in_bytewise_order() {
         m.put_manifest(manifest("r", &md, vec![], None), &ev()).await.unwrap();
         let tags = ["b", "a", "B", "_x", "a-1", "a.1", "A", "1"];
         for t in tags {
-            m.put_manifest(manifest("r", &md, vec![], Some(t)), &ev()).await.unwrap();
+            m.put_manifest(manifest("r", &md, vec![], Some(t)), &ev())
+                .await
+                .unwrap();
         }
         let mut want: Vec<&str> = tags.to_vec();
         want.sort();
@@ -259,7 +264,9 @@ async fn gc_removes_only_what_nothing_uses() {
         m.put_manifest(manifest("r", &tagged, vec![&kept], Some("v1")), &ev())
             .await
             .unwrap();
-        m.put_manifest(manifest("r", &untagged, vec![], None), &ev()).await.unwrap();
+        m.put_manifest(manifest("r", &untagged, vec![], None), &ev())
+            .await
+            .unwrap();
         let mut r = manifest("r", &referrer, vec![], None);
         r.subject = Some(&tagged);
         m.put_manifest(r, &ev()).await.unwrap();
@@ -388,7 +395,9 @@ async fn roles_come_from_direct_and_team_grants() {
             role: role.into(),
             created_at: 0,
         };
-        m.create_grant(&grant("g1", None, None, true, "write"), &ev()).await.unwrap();
+        m.create_grant(&grant("g1", None, None, true, "write"), &ev())
+            .await
+            .unwrap();
         m.create_grant(&grant("g2", Some("acme/app"), Some("carol"), false, "read"), &ev())
             .await
             .unwrap();
@@ -400,7 +409,12 @@ async fn roles_come_from_direct_and_team_grants() {
             ("alice", "acme/app", vec![]),
         ];
         for (who, repo, want) in table {
-            assert_eq!(m.granted_roles(who, "acme", repo).await.unwrap(), want, "{who} {repo} {}", db.label);
+            assert_eq!(
+                m.granted_roles(who, "acme", repo).await.unwrap(),
+                want,
+                "{who} {repo} {}",
+                db.label
+            );
         }
         assert_eq!(m.grants("acme").await.unwrap().len(), 2);
         // Leaving the team takes the team's grant away.
@@ -500,11 +514,17 @@ async fn audit_chain_detects_edits_and_deletions() {
             .unwrap();
         assert_eq!(m2.verify_audit().await.unwrap(), (21, None), "restored");
         // Deleting a record in the middle.
-        sqlx::query("DELETE FROM audit_log WHERE seq = 12").execute(&m2.pool).await.unwrap();
+        sqlx::query("DELETE FROM audit_log WHERE seq = 12")
+            .execute(&m2.pool)
+            .await
+            .unwrap();
         let (_, broken) = m2.verify_audit().await.unwrap();
         assert_eq!(broken.unwrap().seq, 12, "{}", db.label);
         // Deleting the tail is caught by the head.
-        sqlx::query("DELETE FROM audit_log WHERE seq >= 7").execute(&m2.pool).await.unwrap();
+        sqlx::query("DELETE FROM audit_log WHERE seq >= 7")
+            .execute(&m2.pool)
+            .await
+            .unwrap();
         let (read, broken) = m2.verify_audit().await.unwrap();
         assert_eq!(read, 6);
         assert_eq!(broken.unwrap().seq, 7);

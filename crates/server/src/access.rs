@@ -154,7 +154,7 @@ impl Principal {
         }
     }
     /// Account-wide management needs a password login or an unlimited token.
-    fn unlimited(&self) -> bool {
+    pub(crate) fn unlimited(&self) -> bool {
         self.scopes
             .as_ref()
             .is_none_or(|s| s.iter().any(|s| s.pattern == "*" && s.actions == Actions::ALL))
@@ -267,7 +267,10 @@ impl Registry {
         let account = self.meta.account(&stored.account).await?.ok_or_else(bad)?;
         // Last use to the minute: a write per request would serialise every
         // CI pull behind the database's single writer.
-        if stored.last_used_at.is_none_or(|t| portcullis_meta::now_ms() - t > 60_000) {
+        if stored
+            .last_used_at
+            .is_none_or(|t| portcullis_meta::now_ms() - t > 60_000)
+        {
             self.meta.touch_token(&stored.id).await?;
         }
         let scopes = parse_scopes(&stored.scopes).map_err(|_| bad())?;
@@ -324,7 +327,11 @@ impl Registry {
     }
 
     async fn anonymous_actions(&self, repo: &str) -> Result<Actions, RegistryError> {
-        let public = self.meta.repository(repo).await?.is_some_and(|r| r.visibility == "public");
+        let public = self
+            .meta
+            .repository(repo)
+            .await?
+            .is_some_and(|r| r.visibility == "public");
         let base = if public { Actions::PULL } else { Actions::NONE };
         Ok(base.union(self.access.settings.anonymous.actions()))
     }
@@ -369,10 +376,11 @@ impl Registry {
         let scope = |repo: &str, a: Actions| format!("repository:{repo}:{a}");
         match need {
             Need::Nothing => Ok(()),
+            // Even when anonymous pushes are allowed, `/v2/` challenges
+            // anonymous callers: clients learn the token realm there, and
+            // then send their credentials (or fetch an anonymous token).
             Need::Authenticated => match caller {
-                Caller::Anonymous if self.access.settings.anonymous == Anonymous::None => {
-                    Err(RegistryError::Unauthorized("authentication required".into()))
-                }
+                Caller::Anonymous => Err(RegistryError::Unauthorized("authentication required".into())),
                 _ => Ok(()),
             },
             Need::Repository(repo, want) => {
@@ -414,7 +422,9 @@ impl Registry {
                 if p.unlimited() && (p.account.admin || p.account.name == name) {
                     Ok(())
                 } else {
-                    Err(RegistryError::Denied(format!("only {name} or an administrator may do this")))
+                    Err(RegistryError::Denied(format!(
+                        "only {name} or an administrator may do this"
+                    )))
                 }
             }
             Need::System => {

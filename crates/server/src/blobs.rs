@@ -124,7 +124,10 @@ fn blob_response(status: StatusCode, digest: &Digest, len: u64, body: Body) -> R
 }
 
 pub(crate) async fn delete(reg: &Registry, actor: &Actor, name: &RepositoryName, digest: &Digest) -> Handled {
-    let ev = actor.event("blob.delete").repository(name.as_str()).digest(digest.as_str());
+    let ev = actor
+        .event("blob.delete")
+        .repository(name.as_str())
+        .digest(digest.as_str());
     if !reg.meta.unlink_blob(name.as_str(), digest, &ev).await? {
         return Err(RegistryError::BlobUnknown(format!(
             "blob {digest} is not in repository {name}"

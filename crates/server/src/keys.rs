@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use portcullis_auth::TokenKeys;
 
 fn kid_now() -> String {
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
     format!("k{ms:015}")
 }
 
@@ -77,7 +79,10 @@ pub fn dir_mtime(dir: &Path) -> Option<SystemTime> {
 pub fn rotate(dir: &Path, keep: Duration) -> std::io::Result<(String, Vec<String>)> {
     let before = load(dir)?;
     let kid = write_new_key(dir)?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
     let mut removed = Vec::new();
     // A key stopped signing when its successor was created.
     for pair in before.windows(2) {
@@ -114,6 +119,10 @@ mod tests {
         assert_eq!(now[1].0, k2, "the new key sorts last and signs");
         std::thread::sleep(std::time::Duration::from_millis(5));
         let (_, removed) = super::rotate(&keys, std::time::Duration::ZERO).unwrap();
-        assert_eq!(removed, vec![first[0].0.clone()], "only the key that stopped signing before the window");
+        assert_eq!(
+            removed,
+            vec![first[0].0.clone()],
+            "only the key that stopped signing before the window"
+        );
     }
 }

@@ -152,7 +152,10 @@ struct RouteName(&'static str);
 
 pub fn app(registry: Arc<Registry>) -> Router {
     Router::new()
-        .route("/auth/token", on(MethodFilter::GET.or(MethodFilter::POST), token::token))
+        .route(
+            "/auth/token",
+            on(MethodFilter::GET.or(MethodFilter::POST), token::token),
+        )
         .merge(api::router())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -180,7 +183,9 @@ async fn dispatch(
     let Some((name, need)) = endpoint(&method, &route) else {
         return named(
             "unsupported",
-            Err(RegistryError::Unsupported(format!("{method} is not allowed on this route"))),
+            Err(RegistryError::Unsupported(format!(
+                "{method} is not allowed on this route"
+            ))),
         );
     };
     let caller = match reg.authenticate(&headers).await {
@@ -213,7 +218,10 @@ async fn dispatch(
         (_, Route::Blob(n, d)) => blobs::get(r, &n, &d, &headers, head).await,
         (_, Route::Uploads(n)) => {
             let may_mount = match query_param(query, "from") {
-                Some(from) => reg.authorize(&caller, Need::Repository(&from, Actions::PULL)).await.is_ok(),
+                Some(from) => reg
+                    .authorize(&caller, Need::Repository(&from, Actions::PULL))
+                    .await
+                    .is_ok(),
                 None => false,
             };
             uploads::start(r, &n, query, may_mount, body).await

@@ -7,8 +7,8 @@ use portcullis_oci::{media_type, Digest, RepositoryName};
 use serde_json::json;
 
 use crate::access::Caller;
-use portcullis_auth::Actions;
 use crate::{query_param, Handled, Registry, RegistryError};
+use portcullis_auth::Actions;
 
 /// Largest page one request returns; a larger `n` gets this many and a `Link`.
 const MAX_PAGE: i64 = 10_000;

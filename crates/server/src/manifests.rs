@@ -155,18 +155,21 @@ pub(crate) async fn put(
     reg.manifests.invalidate(name.as_str());
     let stored = reg
         .meta
-        .put_manifest(NewManifest {
-            repo: name.as_str(),
-            digest: &digest,
-            media_type: &manifest.media_type,
-            artifact_type: manifest.referrer_artifact_type(),
-            subject,
-            annotations: manifest.annotations.as_ref().map(|a| a.to_string()),
-            content: &bytes,
-            blobs: manifest.required_blobs(),
-            children: manifest.required_manifests(),
-            tags,
-        }, &event)
+        .put_manifest(
+            NewManifest {
+                repo: name.as_str(),
+                digest: &digest,
+                media_type: &manifest.media_type,
+                artifact_type: manifest.referrer_artifact_type(),
+                subject,
+                annotations: manifest.annotations.as_ref().map(|a| a.to_string()),
+                content: &bytes,
+                blobs: manifest.required_blobs(),
+                children: manifest.required_manifests(),
+                tags,
+            },
+            &event,
+        )
         .await;
     // Again after the commit: a concurrent read may have cached the old tag meanwhile.
     reg.manifests.invalidate(name.as_str());
@@ -189,7 +192,10 @@ pub(crate) async fn delete(reg: &Registry, actor: &Actor, name: &RepositoryName,
     reg.manifests.invalidate(name.as_str());
     let deleted = match reference {
         Reference::Digest(d) => {
-            let ev = actor.event("manifest.delete").repository(name.as_str()).digest(d.as_str());
+            let ev = actor
+                .event("manifest.delete")
+                .repository(name.as_str())
+                .digest(d.as_str());
             reg.meta.delete_manifest(name.as_str(), d, &ev).await
         }
         Reference::Tag(t) => {

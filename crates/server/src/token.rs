@@ -60,7 +60,12 @@ fn parse_request(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -
     let scopes = pairs
         .iter()
         .filter(|(k, _)| k == "scope")
-        .flat_map(|(_, v)| v.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>())
+        .flat_map(|(_, v)| {
+            v.split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
         .collect();
     let credentials = match get("grant_type").as_deref() {
         Some("password") => Credentials::Password {
@@ -138,8 +143,11 @@ async fn issue(
     let caller = principal.clone().map_or(Caller::Anonymous, Caller::Account);
     let mut access = Vec::new();
     for s in &req.scopes {
-        let scope: Scope = s.parse().map_err(|e: portcullis_auth::AuthError| RegistryError::Invalid(e.to_string()))?;
-        let wanted = Actions::parse_list(&scope.actions.join(",")).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+        let scope: Scope = s
+            .parse()
+            .map_err(|e: portcullis_auth::AuthError| RegistryError::Invalid(e.to_string()))?;
+        let wanted =
+            Actions::parse_list(&scope.actions.join(",")).map_err(|e| RegistryError::Invalid(e.to_string()))?;
         let granted = match scope.kind.as_str() {
             "repository" => reg.permitted(&caller, &scope.name).await?.intersect(wanted),
             // The catalog is filtered per caller; anyone may ask for it.
@@ -149,7 +157,8 @@ async fn issue(
         if granted.is_empty() {
             continue;
         }
-        let actions = if scope.kind == "registry" || (scope.actions.iter().any(|a| a == "*") && granted == Actions::ALL) {
+        let actions = if scope.kind == "registry" || (scope.actions.iter().any(|a| a == "*") && granted == Actions::ALL)
+        {
             vec!["*".to_string()]
         } else {
             granted.names()
@@ -165,7 +174,9 @@ async fn issue(
     let keys = reg.access.keys();
     let claims = RegistryClaims {
         iss: keys.issuer().to_string(),
-        sub: principal.as_ref().map_or_else(|| "anonymous".into(), |p| p.account.name.clone()),
+        sub: principal
+            .as_ref()
+            .map_or_else(|| "anonymous".into(), |p| p.account.name.clone()),
         aud: reg.access.settings.service.clone(),
         exp: now + ttl,
         nbf: now - 1,
@@ -211,7 +222,10 @@ async fn refresh_token(reg: &Registry, p: &Principal, addr: Option<String>) -> R
 /// Checks a password or API token for `user`, throttled per account and
 /// per address; every attempt is audited.
 async fn login(reg: &Registry, user: &str, secret: &str, addr: Option<String>) -> Result<Principal, RegistryError> {
-    let keys = [format!("account:{user}"), format!("address:{}", addr.as_deref().unwrap_or("?"))];
+    let keys = [
+        format!("account:{user}"),
+        format!("address:{}", addr.as_deref().unwrap_or("?")),
+    ];
     let mut ev = AuditEvent::ok(user, "login");
     ev.address = addr.clone();
     if let Some(wait) = reg.access.throttled(&keys) {

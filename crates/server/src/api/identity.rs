@@ -69,7 +69,10 @@ pub(crate) fn check_password(pw: &str) -> Result<(), RegistryError> {
 pub(crate) async fn user_list(State(reg): State<Arc<Registry>>, who: Who) -> ApiResult {
     who.need(&reg, Need::System).await?;
     let users = reg.meta.accounts("user", None).await?;
-    Ok(reply(StatusCode::OK, json!(users.iter().map(account_json).collect::<Vec<_>>())))
+    Ok(reply(
+        StatusCode::OK,
+        json!(users.iter().map(account_json).collect::<Vec<_>>()),
+    ))
 }
 
 pub(crate) async fn user_create(State(reg): State<Arc<Registry>>, who: Who, body: Bytes) -> ApiResult {
@@ -90,7 +93,10 @@ pub(crate) async fn user_create(State(reg): State<Arc<Registry>>, who: Who, body
         owner: None,
         created_at: now_ms(),
     };
-    let ev = who.actor.event("user.create").detail(format!("{} admin={}", u.name, u.admin));
+    let ev = who
+        .actor
+        .event("user.create")
+        .detail(format!("{} admin={}", u.name, u.admin));
     reg.meta.create_account(&account, &ev).await?;
     Ok(reply(StatusCode::CREATED, account_json(&account)))
 }
@@ -105,7 +111,10 @@ pub(crate) async fn user_delete(State(reg): State<Arc<Registry>>, who: Who, Path
     who.need(&reg, Need::System).await?;
     must_exist(&reg, &name, Some("user")).await?;
     let ev = who.actor.event("user.delete").detail(name.clone());
-    done(reg.meta.delete_account(&name, &ev).await?, format!("no such user: {name}"))
+    done(
+        reg.meta.delete_account(&name, &ev).await?,
+        format!("no such user: {name}"),
+    )
 }
 
 #[derive(Deserialize)]
@@ -145,14 +154,19 @@ pub(crate) async fn org_create(State(reg): State<Arc<Registry>>, who: Who, body:
     let Some(p) = reg.principal(&who.caller).await? else {
         return Err(RegistryError::Unauthorized("authentication required".into()));
     };
-    if p.account.kind != "user" || p.scopes.is_some() {
-        return Err(RegistryError::Denied("organizations are created by users with a password login".into()));
+    if p.account.kind != "user" || !p.unlimited() {
+        return Err(RegistryError::Denied(
+            "organizations are created by users with a password login or an unlimited token".into(),
+        ));
     }
     let o: Named = json_body(&body)?;
     valid_name(&o.name)?;
     let ev = who.actor.event("org.create").detail(o.name.clone());
     reg.meta.create_org(&o.name, &p.account.name, &ev).await?;
-    Ok(reply(StatusCode::CREATED, json!({"name": o.name, "owners": [p.account.name]})))
+    Ok(reply(
+        StatusCode::CREATED,
+        json!({"name": o.name, "owners": [p.account.name]}),
+    ))
 }
 
 pub(crate) async fn org_get(State(reg): State<Arc<Registry>>, who: Who, Path(org): Path<String>) -> ApiResult {
@@ -172,7 +186,10 @@ pub(crate) async fn org_delete(State(reg): State<Arc<Registry>>, who: Who, Path(
     who.need(&reg, Need::Namespace(&org, Role::Admin)).await?;
     must_exist(&reg, &org, Some("org")).await?;
     let ev = who.actor.event("org.delete").detail(org.clone());
-    done(reg.meta.delete_account(&org, &ev).await?, format!("no such organization: {org}"))
+    done(
+        reg.meta.delete_account(&org, &ev).await?,
+        format!("no such organization: {org}"),
+    )
 }
 
 pub(crate) async fn team_create(
@@ -219,9 +236,15 @@ pub(crate) async fn member_add(
     if !reg.meta.teams(&org).await?.iter().any(|(t, _)| *t == team) {
         return Err(RegistryError::Absent(format!("no such team: {org}/{team}")));
     }
-    let ev = who.actor.event("team.member.add").detail(format!("{org}/{team} {account}"));
+    let ev = who
+        .actor
+        .event("team.member.add")
+        .detail(format!("{org}/{team} {account}"));
     reg.meta.add_member(&org, &team, &account, &ev).await?;
-    Ok(reply(StatusCode::OK, json!({"org": org, "team": team, "member": account})))
+    Ok(reply(
+        StatusCode::OK,
+        json!({"org": org, "team": team, "member": account}),
+    ))
 }
 
 pub(crate) async fn member_remove(
@@ -230,7 +253,10 @@ pub(crate) async fn member_remove(
     Path((org, team, account)): Path<(String, String, String)>,
 ) -> ApiResult {
     who.need(&reg, Need::Namespace(&org, Role::Admin)).await?;
-    let ev = who.actor.event("team.member.remove").detail(format!("{org}/{team} {account}"));
+    let ev = who
+        .actor
+        .event("team.member.remove")
+        .detail(format!("{org}/{team} {account}"));
     done(
         reg.meta.remove_member(&org, &team, &account, &ev).await?,
         format!("{account} is not in {org}/{team}"),
@@ -257,7 +283,10 @@ fn grant_json(g: &Grant) -> serde_json::Value {
 pub(crate) async fn grant_list(State(reg): State<Arc<Registry>>, who: Who, Path(ns): Path<String>) -> ApiResult {
     who.need(&reg, Need::Namespace(&ns, Role::Admin)).await?;
     let grants = reg.meta.grants(&ns).await?;
-    Ok(reply(StatusCode::OK, json!(grants.iter().map(grant_json).collect::<Vec<_>>())))
+    Ok(reply(
+        StatusCode::OK,
+        json!(grants.iter().map(grant_json).collect::<Vec<_>>()),
+    ))
 }
 
 pub(crate) async fn grant_create(
@@ -268,7 +297,10 @@ pub(crate) async fn grant_create(
 ) -> ApiResult {
     who.need(&reg, Need::Namespace(&ns, Role::Admin)).await?;
     let g: NewGrant = json_body(&body)?;
-    let role: Role = g.role.parse().map_err(|e: portcullis_auth::AuthError| RegistryError::Invalid(e.to_string()))?;
+    let role: Role = g
+        .role
+        .parse()
+        .map_err(|e: portcullis_auth::AuthError| RegistryError::Invalid(e.to_string()))?;
     if let Some(r) = &g.repository {
         r.parse::<RepositoryName>()?;
         if namespace_of(r) != ns {
@@ -324,7 +356,10 @@ pub(crate) async fn service_account_list(
 ) -> ApiResult {
     who.need(&reg, Need::Namespace(&ns, Role::Admin)).await?;
     let list = reg.meta.accounts("service", Some(&ns)).await?;
-    Ok(reply(StatusCode::OK, json!(list.iter().map(account_json).collect::<Vec<_>>())))
+    Ok(reply(
+        StatusCode::OK,
+        json!(list.iter().map(account_json).collect::<Vec<_>>()),
+    ))
 }
 
 pub(crate) async fn service_account_create(
@@ -336,7 +371,9 @@ pub(crate) async fn service_account_create(
     who.need(&reg, Need::Namespace(&ns, Role::Admin)).await?;
     let owner = must_exist(&reg, &ns, None).await?;
     if owner.kind == "service" {
-        return Err(RegistryError::Invalid("service accounts cannot own service accounts".into()));
+        return Err(RegistryError::Invalid(
+            "service accounts cannot own service accounts".into(),
+        ));
     }
     let s: Named = json_body(&body)?;
     valid_name(&s.name)?;
@@ -359,13 +396,22 @@ pub(crate) async fn service_account_delete(
     Path((ns, name)): Path<(String, String)>,
 ) -> ApiResult {
     who.need(&reg, Need::Namespace(&ns, Role::Admin)).await?;
-    let full = if name.contains('+') { name } else { format!("{ns}+{name}") };
+    let full = if name.contains('+') {
+        name
+    } else {
+        format!("{ns}+{name}")
+    };
     let a = must_exist(&reg, &full, Some("service")).await?;
     if a.owner.as_deref() != Some(ns.as_str()) {
-        return Err(RegistryError::Absent(format!("no such service account in {ns}: {full}")));
+        return Err(RegistryError::Absent(format!(
+            "no such service account in {ns}: {full}"
+        )));
     }
     let ev = who.actor.event("service_account.delete").detail(full.clone());
-    done(reg.meta.delete_account(&full, &ev).await?, format!("no such service account: {full}"))
+    done(
+        reg.meta.delete_account(&full, &ev).await?,
+        format!("no such service account: {full}"),
+    )
 }
 
 // ---- tokens -------------------------------------------------------------
@@ -402,7 +448,10 @@ fn token_json(t: &StoredToken) -> serde_json::Value {
 pub(crate) async fn token_list(State(reg): State<Arc<Registry>>, who: Who, Path(account): Path<String>) -> ApiResult {
     token_need(&reg, &who, &account).await?;
     let list = reg.meta.tokens(&account).await?;
-    Ok(reply(StatusCode::OK, json!(list.iter().map(token_json).collect::<Vec<_>>())))
+    Ok(reply(
+        StatusCode::OK,
+        json!(list.iter().map(token_json).collect::<Vec<_>>()),
+    ))
 }
 
 pub(crate) async fn token_create(
@@ -420,11 +469,15 @@ pub(crate) async fn token_create(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| RegistryError::Invalid(e.to_string()))?;
     if scopes.is_empty() || scopes.iter().all(|s| s.actions == Actions::NONE) {
-        return Err(RegistryError::Invalid("a token needs at least one scope with actions".into()));
+        return Err(RegistryError::Invalid(
+            "a token needs at least one scope with actions".into(),
+        ));
     }
     let days = n.expires_in_days.unwrap_or(90);
     if !(1..=366).contains(&days) {
-        return Err(RegistryError::Invalid("expires_in_days must be between 1 and 366".into()));
+        return Err(RegistryError::Invalid(
+            "expires_in_days must be between 1 and 366".into(),
+        ));
     }
     let t = ApiToken::generate();
     let stored = StoredToken {
@@ -459,7 +512,10 @@ pub(crate) async fn token_revoke(
         return Err(RegistryError::Absent(format!("no such token for {account}: {id}")));
     }
     let ev = who.actor.event("token.revoke").detail(format!("{account} {id}"));
-    done(reg.meta.revoke_token(&id, &ev).await?, format!("token {id} is already revoked"))
+    done(
+        reg.meta.revoke_token(&id, &ev).await?,
+        format!("token {id} is already revoked"),
+    )
 }
 
 // ---- repositories -------------------------------------------------------
@@ -506,7 +562,10 @@ pub(crate) async fn repository_update(
         .detail(format!("visibility={}", s.visibility));
     reg.meta.set_visibility(name.as_str(), &s.visibility, &ev).await?;
     reg.invalidate(name.as_str());
-    Ok(reply(StatusCode::OK, json!({"name": name.as_str(), "visibility": s.visibility})))
+    Ok(reply(
+        StatusCode::OK,
+        json!({"name": name.as_str(), "visibility": s.visibility}),
+    ))
 }
 
 pub(crate) async fn repository_delete(

@@ -33,13 +33,29 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/orgs/{org}/teams", "team_create"),
     ("DELETE", "/api/v1/orgs/{org}/teams/{team}", "team_delete"),
     ("PUT", "/api/v1/orgs/{org}/teams/{team}/members/{account}", "member_add"),
-    ("DELETE", "/api/v1/orgs/{org}/teams/{team}/members/{account}", "member_remove"),
+    (
+        "DELETE",
+        "/api/v1/orgs/{org}/teams/{team}/members/{account}",
+        "member_remove",
+    ),
     ("GET", "/api/v1/namespaces/{ns}/grants", "grant_list"),
     ("POST", "/api/v1/namespaces/{ns}/grants", "grant_create"),
     ("DELETE", "/api/v1/namespaces/{ns}/grants/{id}", "grant_delete"),
-    ("GET", "/api/v1/namespaces/{ns}/service-accounts", "service_account_list"),
-    ("POST", "/api/v1/namespaces/{ns}/service-accounts", "service_account_create"),
-    ("DELETE", "/api/v1/namespaces/{ns}/service-accounts/{name}", "service_account_delete"),
+    (
+        "GET",
+        "/api/v1/namespaces/{ns}/service-accounts",
+        "service_account_list",
+    ),
+    (
+        "POST",
+        "/api/v1/namespaces/{ns}/service-accounts",
+        "service_account_create",
+    ),
+    (
+        "DELETE",
+        "/api/v1/namespaces/{ns}/service-accounts/{name}",
+        "service_account_delete",
+    ),
     ("GET", "/api/v1/accounts/{account}/tokens", "token_list"),
     ("POST", "/api/v1/accounts/{account}/tokens", "token_create"),
     ("DELETE", "/api/v1/accounts/{account}/tokens/{id}", "token_revoke"),
@@ -114,7 +130,12 @@ pub(crate) struct Who {
 impl FromRequestParts<Arc<Registry>> for Who {
     type Rejection = RegistryError;
     async fn from_request_parts(parts: &mut Parts, reg: &Arc<Registry>) -> Result<Who, RegistryError> {
-        let caller = reg.authenticate(&parts.headers).await?;
+        // Management decisions are always live: a registry token's own
+        // grants name only the repositories it was issued for.
+        let caller = match reg.principal(&reg.authenticate(&parts.headers).await?).await? {
+            Some(p) => Caller::Account(p),
+            None => Caller::Anonymous,
+        };
         let addr = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -171,7 +192,9 @@ pub(crate) async fn audit_list(
             limit,
         })
         .await?;
-    let next = (records.len() as i64 == limit).then(|| records.last().map(|r| r.seq)).flatten();
+    let next = (records.len() as i64 == limit)
+        .then(|| records.last().map(|r| r.seq))
+        .flatten();
     let records: Vec<_> = records.iter().map(audit_json).collect();
     Ok(reply(StatusCode::OK, json!({"records": records, "next": next})))
 }

@@ -1,0 +1,769 @@
+//! Access control end to end: the authorization matrix (every endpoint ×
+//! every kind of caller), the token flow's grants, the catalog filter, and
+//! the audit trail those requests leave. On SQLite and PostgreSQL.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use base64::Engine;
+use common::{backends, Backend, TestServer, ADMIN_PASSWORD};
+use portcullis_auth::{AccessEntry, ApiToken, RegistryClaims, TokenKeys};
+use portcullis_meta::{now_ms, AuditEvent, AuditQuery, StoredToken};
+use portcullis_oci::Digest;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const PW: &str = "long-enough-password";
+const SCOPE: &str = "repository:acme/app:pull,push,delete";
+
+/// The kinds of caller, in the matrix's column order.
+const CALLERS: [&str; 12] = [
+    "anonymous",
+    "reader",
+    "writer",
+    "repo_admin",
+    "outsider",
+    "sa_scoped",
+    "sa_unscoped",
+    "expired",
+    "foreign_key",
+    "tampered",
+    "revoked",
+    "admin",
+];
+
+struct Caller {
+    /// What it presents to every endpoint: `Authorization` header value.
+    bearer: Option<String>,
+    /// What it presents to the token endpoint.
+    basic: Option<(String, String)>,
+    /// Its own account, for endpoints about "self".
+    account: String,
+}
+
+async fn api(s: &TestServer, method: Method, path: &str, body: Value) -> Value {
+    let r = s
+        .http
+        .request(method.clone(), s.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(status.is_success(), "{method} {path}: {status} {text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+async fn jwt(s: &TestServer, user: &str, secret: &str, scope: &str) -> String {
+    let r = s
+        .anon
+        .get(s.url("/auth/token"))
+        .query(&[("service", "portcullis"), ("scope", scope)])
+        .basic_auth(user, Some(secret))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "login {user}");
+    r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string()
+}
+
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// The world of the matrix: organization `acme` with grants, an outsider
+/// organization, a service account, and one private image in `acme/app`.
+async fn world(s: &TestServer) -> Vec<Caller> {
+    for u in ["reader", "writer", "repoadmin", "outsider"] {
+        api(s, Method::POST, "/api/v1/users", json!({"name": u, "password": PW})).await;
+    }
+    api(s, Method::POST, "/api/v1/orgs", json!({"name": "acme"})).await;
+    let grant = |body: Value| api(s, Method::POST, "/api/v1/namespaces/acme/grants", body);
+    grant(json!({"account": "reader", "role": "read"})).await;
+    grant(json!({"account": "writer", "role": "write"})).await;
+    grant(json!({"account": "repoadmin", "repository": "acme/app", "role": "admin"})).await;
+    api(
+        s,
+        Method::POST,
+        "/api/v1/namespaces/acme/service-accounts",
+        json!({"name": "ci"}),
+    )
+    .await;
+    api(s, Method::POST, "/api/v1/orgs/acme/teams", json!({"name": "gitlab"})).await;
+    api(
+        s,
+        Method::PUT,
+        "/api/v1/orgs/acme/teams/gitlab/members/acme+ci",
+        json!(null),
+    )
+    .await;
+    grant(json!({"team": "gitlab", "role": "write"})).await;
+    let token = |scopes: Value| {
+        api(
+            s,
+            Method::POST,
+            "/api/v1/accounts/acme+ci/tokens",
+            json!({"name": "ci", "scopes": scopes, "expires_in_days": 30}),
+        )
+    };
+    let scoped = token(json!(["acme/*:pull,push"])).await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let unscoped = token(json!(["other/*:pull"])).await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let revoked = token(json!(["acme/*:pull,push"])).await;
+    api(
+        s,
+        Method::DELETE,
+        &format!("/api/v1/accounts/acme+ci/tokens/{}", revoked["id"].as_str().unwrap()),
+        json!(null),
+    )
+    .await;
+    let revoked = revoked["token"].as_str().unwrap().to_string();
+    // An expired token can only be made by hand: the API refuses past expiries.
+    let t = ApiToken::generate();
+    let expired = StoredToken {
+        id: t.id.clone(),
+        account: "acme+ci".into(),
+        name: "old".into(),
+        kind: "api".into(),
+        secret_hash: t.secret_hash(),
+        scopes: "acme/*:pull,push".into(),
+        created_at: 0,
+        expires_at: Some(now_ms() - 1000),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    s.registry
+        .meta
+        .create_token(&expired, &AuditEvent::ok("test", "token.create"))
+        .await
+        .unwrap();
+    let expired = t.reveal();
+    s.push_image("acme/app", "v1", b"app config", &[b"app layer"]).await;
+    api(s, Method::POST, "/api/v1/orgs", json!({"name": "other"})).await;
+
+    let scope = format!("{SCOPE} registry:catalog:*");
+    let mut out = vec![Caller {
+        bearer: None,
+        basic: None,
+        account: "nobody".into(),
+    }];
+    for (name, account) in [
+        ("reader", "reader"),
+        ("writer", "writer"),
+        ("repoadmin", "repoadmin"),
+        ("outsider", "outsider"),
+    ] {
+        let token = jwt(s, name, PW, &scope).await;
+        out.push(Caller {
+            bearer: Some(format!("Bearer {token}")),
+            basic: Some((name.into(), PW.into())),
+            account: account.into(),
+        });
+    }
+    // The scoped service account goes through the token flow; the unscoped
+    // one presents its API token directly.
+    let sa_jwt = jwt(s, "acme+ci", &scoped, &format!("{SCOPE} registry:catalog:*")).await;
+    let sa_claims = claims_of(&sa_jwt);
+    assert_eq!(
+        sa_claims["access"][0]["actions"],
+        json!(["pull", "push"]),
+        "granted: the requested scope ∩ the role ∩ the token's limit"
+    );
+    out.push(Caller {
+        bearer: Some(format!("Bearer {sa_jwt}")),
+        basic: Some(("acme+ci".into(), scoped.clone())),
+        account: "acme+ci".into(),
+    });
+    out.push(Caller {
+        bearer: Some(format!("Bearer {unscoped}")),
+        basic: Some(("acme+ci".into(), unscoped.clone())),
+        account: "acme+ci".into(),
+    });
+    out.push(Caller {
+        bearer: Some(format!("Bearer {expired}")),
+        basic: Some(("acme+ci".into(), expired)),
+        account: "acme+ci".into(),
+    });
+    // Signed by a key this registry never had, claiming everything.
+    let now = now_ms() / 1000;
+    let all = RegistryClaims {
+        iss: "portcullis".into(),
+        sub: "admin".into(),
+        aud: "portcullis".into(),
+        exp: now + 300,
+        nbf: now - 1,
+        iat: now,
+        jti: "forged".into(),
+        access: vec![AccessEntry {
+            kind: "repository".into(),
+            name: "acme/app".into(),
+            actions: vec!["*".into()],
+        }],
+        tid: None,
+    };
+    let foreign = TokenKeys::new(
+        "portcullis",
+        &[("k000000000000001".into(), TokenKeys::generate_pkcs8())],
+    )
+    .unwrap()
+    .sign(&all)
+    .unwrap();
+    out.push(Caller {
+        bearer: Some(format!("Bearer {foreign}")),
+        basic: None,
+        account: "admin".into(),
+    });
+    // The reader's real token with its claims widened.
+    let real = jwt(s, "reader", PW, SCOPE).await;
+    let mut parts: Vec<String> = real.split('.').map(str::to_string).collect();
+    let mut c = claims_of(&real);
+    c["sub"] = json!("admin");
+    c["access"][0]["actions"] = json!(["*"]);
+    parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(c.to_string());
+    out.push(Caller {
+        bearer: Some(format!("Bearer {}", parts.join("."))),
+        basic: None,
+        account: "admin".into(),
+    });
+    out.push(Caller {
+        bearer: Some(format!("Bearer {revoked}")),
+        basic: Some(("acme+ci".into(), revoked)),
+        account: "acme+ci".into(),
+    });
+    let admin = jwt(s, "admin", ADMIN_PASSWORD, &scope).await;
+    out.push(Caller {
+        bearer: Some(format!("Bearer {admin}")),
+        basic: Some(("admin".into(), ADMIN_PASSWORD.into())),
+        account: "admin".into(),
+    });
+    assert_eq!(out.len(), CALLERS.len());
+    out
+}
+
+/// A request for one cell: method, path, body. Targets that a success would
+/// consume (a user to delete, an upload to finish) are made fresh per cell.
+async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -> (Method, String, Option<Vec<u8>>) {
+    let n = format!("c{cell}");
+    let json_body = |v: Value| Some(serde_json::to_vec(&v).unwrap());
+    let upload = || async {
+        let r = s.http.post(s.url("/v2/acme/app/blobs/uploads/")).send().await.unwrap();
+        assert_eq!(r.status(), 202);
+        r.headers()["location"].to_str().unwrap().to_string()
+    };
+    match endpoint {
+        "base" => (Method::GET, "/v2/".into(), None),
+        "catalog" => (Method::GET, "/v2/_catalog".into(), None),
+        "tags_list" => (Method::GET, "/v2/acme/app/tags/list".into(), None),
+        "manifest_get" => (Method::GET, "/v2/acme/app/manifests/v1".into(), None),
+        "manifest_put" => {
+            let (_, m) = s.push_image("acme/app", "base", b"put config", &[b"put layer"]).await;
+            (Method::PUT, format!("/v2/acme/app/manifests/{n}"), Some(m))
+        }
+        "manifest_delete" => {
+            let (d, _) = s.push_image("acme/app", &n, n.as_bytes(), &[b"shared layer"]).await;
+            (Method::DELETE, format!("/v2/acme/app/manifests/{d}"), None)
+        }
+        "blob_get" => (
+            Method::GET,
+            format!("/v2/acme/app/blobs/{}", Digest::sha256_of(b"app layer")),
+            None,
+        ),
+        "blob_delete" => {
+            let d = s.push_blob("acme/app", format!("loose {n}").as_bytes()).await;
+            (Method::DELETE, format!("/v2/acme/app/blobs/{d}"), None)
+        }
+        "upload_start" => (Method::POST, "/v2/acme/app/blobs/uploads/".into(), None),
+        "upload_status" => (Method::GET, upload().await, None),
+        "upload_patch" => (Method::PATCH, upload().await, Some(b"chunk".to_vec())),
+        "upload_finish" => {
+            let d = Digest::sha256_of(n.as_bytes());
+            (
+                Method::PUT,
+                format!("{}?digest={d}", upload().await),
+                Some(n.into_bytes()),
+            )
+        }
+        "upload_cancel" => (Method::DELETE, upload().await, None),
+        "referrers" => (
+            Method::GET,
+            format!("/v2/acme/app/referrers/{}", Digest::sha256_of(b"x")),
+            None,
+        ),
+        "token" => (
+            Method::GET,
+            format!("/auth/token?service=portcullis&scope={SCOPE}"),
+            None,
+        ),
+        "healthz" => (Method::GET, "/healthz".into(), None),
+        "readyz" => (Method::GET, "/readyz".into(), None),
+        "metrics" => (Method::GET, "/metrics".into(), None),
+        "user_list" => (Method::GET, "/api/v1/users".into(), None),
+        "user_create" => (
+            Method::POST,
+            "/api/v1/users".into(),
+            json_body(json!({"name": format!("new{n}"), "password": PW})),
+        ),
+        "user_get" => (Method::GET, "/api/v1/users/reader".into(), None),
+        "user_delete" => {
+            api(
+                s,
+                Method::POST,
+                "/api/v1/users",
+                json!({"name": format!("victim{n}"), "password": PW}),
+            )
+            .await;
+            (Method::DELETE, format!("/api/v1/users/victim{n}"), None)
+        }
+        "user_password" => (
+            Method::PUT,
+            format!("/api/v1/users/{}/password", caller.account),
+            json_body(json!({"password": PW})),
+        ),
+        "org_create" => (
+            Method::POST,
+            "/api/v1/orgs".into(),
+            json_body(json!({"name": format!("org{n}")})),
+        ),
+        "org_get" => (Method::GET, "/api/v1/orgs/acme".into(), None),
+        "org_delete" => {
+            api(s, Method::POST, "/api/v1/orgs", json!({"name": format!("gone{n}")})).await;
+            (Method::DELETE, format!("/api/v1/orgs/gone{n}"), None)
+        }
+        "team_create" => (
+            Method::POST,
+            "/api/v1/orgs/acme/teams".into(),
+            json_body(json!({"name": format!("team{n}")})),
+        ),
+        "team_delete" => {
+            api(
+                s,
+                Method::POST,
+                "/api/v1/orgs/acme/teams",
+                json!({"name": format!("t{n}")}),
+            )
+            .await;
+            (Method::DELETE, format!("/api/v1/orgs/acme/teams/t{n}"), None)
+        }
+        "member_add" => (
+            Method::PUT,
+            "/api/v1/orgs/acme/teams/gitlab/members/reader".into(),
+            None,
+        ),
+        "member_remove" => {
+            api(
+                s,
+                Method::PUT,
+                "/api/v1/orgs/acme/teams/gitlab/members/outsider",
+                json!(null),
+            )
+            .await;
+            (
+                Method::DELETE,
+                "/api/v1/orgs/acme/teams/gitlab/members/outsider".into(),
+                None,
+            )
+        }
+        "grant_list" => (Method::GET, "/api/v1/namespaces/acme/grants".into(), None),
+        "grant_create" => (
+            Method::POST,
+            "/api/v1/namespaces/acme/grants".into(),
+            json_body(json!({"account": "outsider", "repository": format!("acme/g{n}"), "role": "read"})),
+        ),
+        "grant_delete" => {
+            let g = api(
+                s,
+                Method::POST,
+                "/api/v1/namespaces/acme/grants",
+                json!({"account": "outsider", "repository": format!("acme/d{n}"), "role": "read"}),
+            )
+            .await;
+            (
+                Method::DELETE,
+                format!("/api/v1/namespaces/acme/grants/{}", g["id"].as_str().unwrap()),
+                None,
+            )
+        }
+        "service_account_list" => (Method::GET, "/api/v1/namespaces/acme/service-accounts".into(), None),
+        "service_account_create" => (
+            Method::POST,
+            "/api/v1/namespaces/acme/service-accounts".into(),
+            json_body(json!({"name": format!("bot{n}")})),
+        ),
+        "service_account_delete" => {
+            let body = json!({"name": format!("gone{n}")});
+            api(s, Method::POST, "/api/v1/namespaces/acme/service-accounts", body).await;
+            (
+                Method::DELETE,
+                format!("/api/v1/namespaces/acme/service-accounts/gone{n}"),
+                None,
+            )
+        }
+        "token_list" => (Method::GET, "/api/v1/accounts/reader/tokens".into(), None),
+        "token_create" => (
+            Method::POST,
+            "/api/v1/accounts/reader/tokens".into(),
+            json_body(json!({"name": n, "scopes": ["acme/*:pull"]})),
+        ),
+        "token_revoke" => {
+            let body = json!({"name": n, "scopes": ["acme/*:pull"]});
+            let t = api(s, Method::POST, "/api/v1/accounts/reader/tokens", body).await;
+            (
+                Method::DELETE,
+                format!("/api/v1/accounts/reader/tokens/{}", t["id"].as_str().unwrap()),
+                None,
+            )
+        }
+        "repository_get" => (Method::GET, "/api/v1/repositories/acme/app".into(), None),
+        "repository_update" => (
+            Method::PUT,
+            "/api/v1/repositories/acme/app".into(),
+            json_body(json!({"visibility": "private"})),
+        ),
+        "repository_delete" => {
+            let repo = format!("acme/tmp{n}");
+            s.push_image(&repo, "v1", b"tmp", &[b"tmp layer"]).await;
+            (Method::DELETE, format!("/api/v1/repositories/{repo}"), None)
+        }
+        "audit_list" => (Method::GET, "/api/v1/audit?limit=5".into(), None),
+        other => panic!("the matrix has no request for endpoint {other}"),
+    }
+}
+
+/// Expected status per caller, in [`CALLERS`] order, for every endpoint.
+/// `U` = 401 (no or bad credentials, or a registry token without the scope:
+/// the client should get a better one), `D` = 403 (known caller, no right).
+fn matrix() -> Vec<(&'static str, [u16; 12])> {
+    const U: u16 = 401;
+    const D: u16 = 403;
+    // Columns: anon reader writer repo_admin outsider sa_scoped sa_unscoped expired foreign tampered revoked admin
+    vec![
+        ("base", [U, 200, 200, 200, 200, 200, 200, U, U, U, U, 200]),
+        ("catalog", [U, 200, 200, 200, 200, 200, 200, U, U, U, U, 200]),
+        ("tags_list", [U, 200, 200, 200, U, 200, D, U, U, U, U, 200]),
+        ("manifest_get", [U, 200, 200, 200, U, 200, D, U, U, U, U, 200]),
+        ("manifest_put", [U, U, 201, 201, U, 201, D, U, U, U, U, 201]),
+        ("manifest_delete", [U, U, U, 202, U, U, D, U, U, U, U, 202]),
+        ("blob_get", [U, 200, 200, 200, U, 200, D, U, U, U, U, 200]),
+        ("blob_delete", [U, U, U, 202, U, U, D, U, U, U, U, 202]),
+        ("upload_start", [U, U, 202, 202, U, 202, D, U, U, U, U, 202]),
+        ("upload_status", [U, U, 204, 204, U, 204, D, U, U, U, U, 204]),
+        ("upload_patch", [U, U, 202, 202, U, 202, D, U, U, U, U, 202]),
+        ("upload_finish", [U, U, 201, 201, U, 201, D, U, U, U, U, 201]),
+        ("upload_cancel", [U, U, 204, 204, U, 204, D, U, U, U, U, 204]),
+        ("referrers", [U, 200, 200, 200, U, 200, D, U, U, U, U, 200]),
+        ("token", [200, 200, 200, 200, 200, 200, 200, U, U, U, U, 200]),
+        ("healthz", [200; 12]),
+        ("readyz", [200; 12]),
+        ("metrics", [200; 12]),
+        ("user_list", [U, D, D, D, D, D, D, U, U, U, U, 200]),
+        ("user_create", [U, D, D, D, D, D, D, U, U, U, U, 201]),
+        ("user_get", [U, 200, D, D, D, D, D, U, U, U, U, 200]),
+        ("user_delete", [U, D, D, D, D, D, D, U, U, U, U, 204]),
+        ("user_password", [U, 204, 204, 204, 204, D, D, U, U, U, U, 204]),
+        ("org_create", [U, 201, 201, 201, 201, D, D, U, U, U, U, 201]),
+        ("org_get", [U, 200, 200, D, D, D, D, U, U, U, U, 200]),
+        ("org_delete", [U, D, D, D, D, D, D, U, U, U, U, 204]),
+        ("team_create", [U, D, D, D, D, D, D, U, U, U, U, 201]),
+        ("team_delete", [U, D, D, D, D, D, D, U, U, U, U, 204]),
+        ("member_add", [U, D, D, D, D, D, D, U, U, U, U, 200]),
+        ("member_remove", [U, D, D, D, D, D, D, U, U, U, U, 204]),
+        ("grant_list", [U, D, D, D, D, D, D, U, U, U, U, 200]),
+        ("grant_create", [U, D, D, D, D, D, D, U, U, U, U, 201]),
+        ("grant_delete", [U, D, D, D, D, D, D, U, U, U, U, 204]),
+        ("service_account_list", [U, D, D, D, D, D, D, U, U, U, U, 200]),
+        ("service_account_create", [U, D, D, D, D, D, D, U, U, U, U, 201]),
+        ("service_account_delete", [U, D, D, D, D, D, D, U, U, U, U, 204]),
+        ("token_list", [U, 200, D, D, D, D, D, U, U, U, U, 200]),
+        ("token_create", [U, 201, D, D, D, D, D, U, U, U, U, 201]),
+        ("token_revoke", [U, 204, D, D, D, D, D, U, U, U, U, 204]),
+        ("repository_get", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200]),
+        ("repository_update", [U, D, D, 200, D, D, D, U, U, U, U, 200]),
+        ("repository_delete", [U, D, D, D, D, D, D, U, U, U, U, 204]),
+        ("audit_list", [U, D, D, D, D, D, D, U, U, U, U, 200]),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_matrix() {
+    // Every endpoint the server has must have a row, and no row may name
+    // an endpoint that does not exist.
+    let rows: BTreeSet<&str> = matrix().iter().map(|(e, _)| *e).collect();
+    let endpoints: BTreeSet<&str> = portcullis_server::REGISTRY_ENDPOINTS
+        .iter()
+        .copied()
+        .chain(portcullis_server::API_ENDPOINTS.iter().map(|(_, _, n)| *n))
+        .collect();
+    assert_eq!(rows, endpoints, "the matrix and the server's endpoints differ");
+    assert_eq!(matrix().len(), rows.len(), "one row per endpoint");
+
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let callers = world(&s).await;
+        let mut failures = Vec::new();
+        let mut cell = 0;
+        for (endpoint, want) in matrix() {
+            for (i, caller) in callers.iter().enumerate() {
+                cell += 1;
+                let (method, path, body) = prepare(&s, endpoint, cell, caller).await;
+                let mut req = s.anon.request(method.clone(), s.url(&path));
+                if endpoint == "token" {
+                    if let Some((u, p)) = &caller.basic {
+                        req = req.basic_auth(u, Some(p));
+                    } else if let Some(b) = &caller.bearer {
+                        req = req.header("authorization", b);
+                    }
+                } else if let Some(b) = &caller.bearer {
+                    req = req.header("authorization", b);
+                }
+                if let Some(b) = body {
+                    let ct = if path.contains("/manifests/") {
+                        "application/vnd.oci.image.manifest.v1+json"
+                    } else {
+                        "application/json"
+                    };
+                    req = req.header("content-type", ct).body(b);
+                }
+                let r = req.send().await.unwrap();
+                let got = r.status().as_u16();
+                if got == 401 && path.starts_with("/v2/") {
+                    assert!(
+                        r.headers().contains_key("www-authenticate"),
+                        "{endpoint}: 401 without a challenge"
+                    );
+                }
+                let text = r.text().await.unwrap();
+                if got != want[i] {
+                    failures.push(format!(
+                        "{endpoint} as {}: want {}, got {got} {text}",
+                        CALLERS[i], want[i]
+                    ));
+                } else if got == 401 && path.starts_with("/v2/") {
+                    assert!(text.contains("UNAUTHORIZED"), "{endpoint} {}: {text}", CALLERS[i]);
+                } else if got == 403 {
+                    assert!(text.contains("DENIED"), "{endpoint} {}: {text}", CALLERS[i]);
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}:\n{}", s.label(), failures.join("\n"));
+
+        // Every successful change in the matrix left an audit record, and the
+        // chain is intact.
+        let records = s
+            .registry
+            .meta
+            .audit_records(&AuditQuery {
+                limit: 100_000,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        let count = |action: &str, result: &str| {
+            records
+                .iter()
+                .filter(|r| r.event.action == action && r.event.result == result)
+                .count()
+        };
+        // Deletions by repo_admin and admin; user creation by admin (plus set-up).
+        assert!(count("manifest.delete", "ok") >= 2, "{}", s.label());
+        assert!(count("blob.delete", "ok") >= 2);
+        assert!(count("user.delete", "ok") >= 1);
+        assert!(count("token.revoke", "ok") >= 2);
+        assert!(count("repository.update", "ok") >= 2);
+        assert!(count("login", "failed") >= 2, "expired and revoked tokens");
+        let push = records
+            .iter()
+            .find(|r| r.event.action == "push" && r.event.actor == "writer")
+            .unwrap();
+        assert_eq!(push.event.repository.as_deref(), Some("acme/app"));
+        assert!(push.event.address.is_some());
+        let sa_push = records
+            .iter()
+            .find(|r| r.event.action == "push" && r.event.actor == "acme+ci");
+        assert!(
+            sa_push.unwrap().event.token_id.is_some(),
+            "the token a push came with is recorded"
+        );
+        assert_eq!(s.registry.meta.verify_audit().await.unwrap().1, None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_lists_only_what_the_caller_can_read_and_public_repos_are_pullable() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        api(
+            &s,
+            Method::POST,
+            "/api/v1/users",
+            json!({"name": "alice", "password": PW}),
+        )
+        .await;
+        s.push_image("alice/mine", "v1", b"a", &[b"a1"]).await;
+        s.push_image("bob/theirs", "v1", b"b", &[b"b1"]).await;
+        s.push_image("pub/open", "v1", b"p", &[b"p1"]).await;
+        api(
+            &s,
+            Method::PUT,
+            "/api/v1/repositories/pub/open",
+            json!({"visibility": "public"}),
+        )
+        .await;
+        let alice = jwt(&s, "alice", PW, "registry:catalog:*").await;
+        let r = s
+            .anon
+            .get(s.url("/v2/_catalog?n=1"))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().contains_key("link"), "paged after filtering");
+        let all: Value = s
+            .anon
+            .get(s.url("/v2/_catalog"))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(all["repositories"], json!(["alice/mine", "pub/open"]), "{}", s.label());
+        // Anonymous pull of the public repository works through the token flow
+        // and directly; its neighbours stay hidden.
+        let anon: Value = s
+            .anon
+            .get(s.url(
+                "/auth/token?service=portcullis&scope=repository:pub/open:pull,push&scope=repository:bob/theirs:pull",
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let c = claims_of(anon["token"].as_str().unwrap());
+        assert_eq!(c["sub"], "anonymous");
+        assert_eq!(
+            c["access"],
+            json!([{"type": "repository", "name": "pub/open", "actions": ["pull"]}])
+        );
+        let r = s.anon.get(s.url("/v2/pub/open/manifests/v1")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let r = s.anon.get(s.url("/v2/bob/theirs/manifests/v1")).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_string();
+        assert!(
+            challenge.starts_with("Bearer realm=\"http://127.0.0.1:")
+                && challenge.contains("/auth/token\",service=\"portcullis\",scope=\"repository:bob/theirs:pull\""),
+            "{challenge}"
+        );
+        // A push to a public repository still needs a grant.
+        let r = s.anon.post(s.url("/v2/pub/open/blobs/uploads/")).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_password_and_refresh_grants_and_login_throttling() {
+    let s = TestServer::start(&Backend::Sqlite).await;
+    api(
+        &s,
+        Method::POST,
+        "/api/v1/users",
+        json!({"name": "carol", "password": PW}),
+    )
+    .await;
+    let form = |pairs: &[(&str, &str)]| {
+        s.anon
+            .post(s.url("/auth/token"))
+            .form(
+                &pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<Vec<_>>(),
+            )
+            .send()
+    };
+    let r = form(&[
+        ("grant_type", "password"),
+        ("username", "carol"),
+        ("password", PW),
+        ("service", "portcullis"),
+        ("scope", "repository:carol/app:pull,push"),
+        ("client_id", "docker"),
+        ("access_type", "offline"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let refresh = body["refresh_token"].as_str().unwrap().to_string();
+    let c = claims_of(body["access_token"].as_str().unwrap());
+    assert_eq!(c["access"][0]["actions"], json!(["pull", "push"]), "own namespace");
+    let r = form(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &refresh),
+        ("service", "portcullis"),
+        ("scope", "repository:carol/app:pull"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = form(&[
+        ("grant_type", "refresh_token"),
+        (
+            "refresh_token",
+            "pct_0000000000000000_nope-nope-nope-nope-nope-nope-nope",
+        ),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Five wrong passwords lock the account (and the address) for a while:
+    // even the right password is refused then.
+    for _ in 0..5 {
+        let r = form(&[
+            ("grant_type", "password"),
+            ("username", "carol"),
+            ("password", "wrong-password"),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = form(&[("grant_type", "password"), ("username", "carol"), ("password", PW)])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let failed = s
+        .registry
+        .meta
+        .audit_records(&AuditQuery {
+            actor: Some("carol".into()),
+            action: Some("login".into()),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed.iter().filter(|r| r.event.result == "failed").count(), 5);
+    assert_eq!(failed.iter().filter(|r| r.event.result == "denied").count(), 1);
+    // No secret reaches the trail.
+    assert!(failed.iter().all(|r| !format!("{r:?}").contains(PW)));
+}
