@@ -1,0 +1,171 @@
+//! The offline commands against a real data directory and a running
+//! server: first start creates `admin`, `user`/`token` manage accounts,
+//! `key rotate` keeps issued tokens valid, and `audit verify` names the
+//! first record someone edited or deleted.
+
+mod common;
+
+use std::process::Command;
+
+use common::ServerProcess;
+
+fn portcullis(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = portcullis(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+async fn token_for(base: &str, user: &str, secret: &str, scope: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{base}/auth/token"))
+        .query(&[("service", "portcullis"), ("scope", scope)])
+        .basic_auth(user, Some(secret))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_commands_rotation_and_audit_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+
+    // First start: a random administrator password, printed once to the log.
+    let log = dir.path().join("serve.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data", d])
+        .env("PORTCULLIS_GC_INTERVAL_SECS", "0")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let password = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if let Some(p) = text.split("password=").nth(1) {
+            break p.split_whitespace().next().unwrap().trim_matches('"').to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no admin password in the log:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(password.len(), 24, "{password}");
+    let users = ok(&["user", "list", "--data", d]);
+    assert!(users.contains("admin\tuser\tadmin"), "{users}");
+
+    // Offline: a CI user and a token for it.
+    let created = ok(&["user", "create", "ci", "--data", d]);
+    assert!(created.starts_with("created ci; password: "), "{created}");
+    let token = ok(&[
+        "token",
+        "create",
+        "ci",
+        "--name",
+        "pipeline",
+        "--scope",
+        "ci/*:pull,push",
+        "--data",
+        d,
+    ]);
+    let token = token.trim().to_string();
+    assert!(token.starts_with("pct_"));
+    let listed = ok(&["token", "list", "ci", "--data", d]);
+    assert!(listed.contains("pipeline\tci/*:pull,push\tactive"), "{listed}");
+    assert!(
+        !portcullis(&["token", "create", "ci", "--name", "x", "--scope", "Bad:pull", "--data", d])
+            .status
+            .success()
+    );
+
+    let server = ServerProcess::spawn_env(&data, &[], &[("PORTCULLIS_ANONYMOUS", "none")]);
+    let r = token_for(&server.base, "admin", &password, "repository:ci/app:pull").await;
+    assert_eq!(r.status(), 200, "the printed password works");
+    let r = token_for(&server.base, "ci", &token, "repository:ci/app:pull,push").await;
+    assert_eq!(r.status(), 200);
+    let before: serde_json::Value = r.json().await.unwrap();
+    let old_jwt = before["token"].as_str().unwrap().to_string();
+
+    // Rotation: new tokens use the new key, the old token still works.
+    let rotated = ok(&["key", "rotate", "--data", d]);
+    assert!(rotated.starts_with("new signing key "), "{rotated}");
+    let http = reqwest::Client::new();
+    let r = http
+        .get(format!("{}/v2/ci/app/tags/list", server.base))
+        .bearer_auth(&old_jwt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "authorized (the repository does not exist yet)");
+    let new_jwt: serde_json::Value = token_for(&server.base, "ci", &token, "repository:ci/app:pull")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let kid = |t: &str| {
+        use base64::Engine;
+        let h = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(t.split('.').next().unwrap())
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&h).unwrap()["kid"].clone()
+    };
+    assert_ne!(kid(&old_jwt), kid(new_jwt["token"].as_str().unwrap()));
+    let r = http
+        .get(format!("{}/v2/ci/app/tags/list", server.base))
+        .bearer_auth(new_jwt["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // Revoked offline: refused by the running server.
+    let id = &token[4..20];
+    ok(&["token", "revoke", id, "--data", d]);
+    let r = token_for(&server.base, "ci", &token, "repository:ci/app:pull").await;
+    assert_eq!(r.status(), 401);
+    drop(server);
+
+    // The trail verifies; editing or deleting a row breaks it at that row.
+    let intact = ok(&["audit", "verify", "--data", d]);
+    assert!(intact.starts_with("audit trail intact: "), "{intact}");
+    let export = ok(&["audit", "export", "--data", d]);
+    let lines: Vec<serde_json::Value> = export.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.iter().any(|r| r["action"] == "token.revoke"));
+    assert!(lines.iter().any(|r| r["action"] == "login" && r["result"] == "failed"));
+    let db = data.join("portcullis.db");
+    let sql = |q: &str| {
+        let st = Command::new("python3")
+            .args([
+                "-c",
+                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()",
+            ])
+            .arg(&db)
+            .arg(q)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    sql("UPDATE audit_log SET actor = 'someone-else' WHERE seq = 3");
+    let out = portcullis(&["audit", "verify", "--data", d]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("BROKEN at record 3: record 3 was altered"), "{said}");
+    sql("DELETE FROM audit_log WHERE seq = 2");
+    let said = String::from_utf8_lossy(&portcullis(&["audit", "verify", "--data", d]).stdout).to_string();
+    assert!(said.contains("BROKEN at record 2: record 2 is missing"), "{said}");
+}
