@@ -496,6 +496,35 @@ fn matrix() -> Vec<(&'static str, [u16; 12])> {
     ]
 }
 
+/// The audit action a successful call of `endpoint` records in the same
+/// transaction as its change (pulls are recorded in batches, not here).
+fn audited_action(endpoint: &str) -> Option<&'static str> {
+    Some(match endpoint {
+        "manifest_put" => "push",
+        "manifest_delete" => "manifest.delete",
+        "blob_delete" => "blob.delete",
+        "token" => "login",
+        "user_create" => "user.create",
+        "user_delete" => "user.delete",
+        "user_password" => "user.password",
+        "org_create" => "org.create",
+        "org_delete" => "org.delete",
+        "team_create" => "team.create",
+        "team_delete" => "team.delete",
+        "member_add" => "team.member.add",
+        "member_remove" => "team.member.remove",
+        "grant_create" => "grant.create",
+        "grant_delete" => "grant.delete",
+        "service_account_create" => "service_account.create",
+        "service_account_delete" => "service_account.delete",
+        "token_create" => "token.create",
+        "token_revoke" => "token.revoke",
+        "repository_update" => "repository.update",
+        "repository_delete" => "repository.delete",
+        _ => return None,
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorization_matrix() {
     // Every endpoint the server has must have a row, and no row may name
@@ -514,10 +543,24 @@ async fn authorization_matrix() {
         let callers = world(&s).await;
         let mut failures = Vec::new();
         let mut cell = 0;
+        let meta = &s.registry.meta;
+        let after = |seq: i64| async move {
+            meta.audit_records(&AuditQuery {
+                after_seq: Some(seq),
+                limit: 100_000,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap()
+        };
+        let mut last_seq = 0;
         for (endpoint, want) in matrix() {
             for (i, caller) in callers.iter().enumerate() {
                 cell += 1;
                 let (method, path, body) = prepare(&s, endpoint, cell, caller).await;
+                if let Some(r) = after(last_seq).await.last() {
+                    last_seq = r.seq;
+                }
                 let mut req = s.anon.request(method.clone(), s.url(&path));
                 if endpoint == "token" {
                     if let Some((u, p)) = &caller.basic {
@@ -545,6 +588,22 @@ async fn authorization_matrix() {
                     );
                 }
                 let text = r.text().await.unwrap();
+                // A change that succeeded left exactly its record, by this
+                // caller; one that was refused changed nothing it would record.
+                if let Some(action) = audited_action(endpoint) {
+                    let new = after(last_seq).await;
+                    let by_caller = new
+                        .iter()
+                        .any(|r| r.event.action == action && r.event.result == "ok" && r.event.actor == caller.account);
+                    let any_ok = new.iter().any(|r| r.event.action == action && r.event.result == "ok");
+                    let success = (200..300).contains(&got) && !(endpoint == "token" && i == 0);
+                    if success && !by_caller {
+                        failures.push(format!("{endpoint} as {}: no {action} record", CALLERS[i]));
+                    }
+                    if !success && any_ok {
+                        failures.push(format!("{endpoint} as {}: refused but {action} recorded", CALLERS[i]));
+                    }
+                }
                 if got != want[i] {
                     failures.push(format!(
                         "{endpoint} as {}: want {}, got {got} {text}",

@@ -133,6 +133,30 @@ async fn tls_with_a_test_ca_and_a_verifying_client() {
     if !have_tool("openssl") || !have_tool("skopeo") || !have_tool("curl") {
         return;
     }
+    for backend in common::backends() {
+        let database = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres(url) => Some(fresh_database(&url)),
+        };
+        tls_login_flow(database).await;
+    }
+}
+
+/// A new, empty PostgreSQL database next to the one `url` names, for a
+/// server process (which cannot be pointed at a schema).
+fn fresh_database(url: &str) -> String {
+    let name = format!("portcullis_t_{}", uuid::Uuid::new_v4().simple());
+    let st = std::process::Command::new("psql")
+        .args([url, "-q", "-c", &format!("CREATE DATABASE {name}")])
+        .status()
+        .expect("psql");
+    assert!(st.success(), "creating database {name}");
+    let (base, _) = url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+/// Log in and push/pull over HTTPS with a test CA, the client verifying.
+async fn tls_login_flow(database: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // A CA, and a server certificate for 127.0.0.1 signed by it.
@@ -203,7 +227,10 @@ async fn tls_with_a_test_ca_and_a_verifying_client() {
             d.join("server.crt").to_str().unwrap(),
             "--tls-key",
             d.join("server.key").to_str().unwrap(),
-        ],
+        ]
+        .into_iter()
+        .chain(database.iter().flat_map(|db| ["--database", db.as_str()]))
+        .collect::<Vec<_>>(),
         &[
             ("PORTCULLIS_ANONYMOUS", "none"),
             ("PORTCULLIS_ADMIN_PASSWORD", TLS_ADMIN_PW),
