@@ -56,7 +56,7 @@ http: {addr: 127.0.0.1:$port_dist}
 YML
     docker-registry serve "$W/dist.yml" >"$W/dist.log" 2>&1 &
   else
-    RUST_LOG=warn PORTCULLIS_GC_INTERVAL_SECS=0 target/release/portcullis serve --listen 127.0.0.1:$port_pc --data "$data" >"$W/pc.log" 2>&1 &
+    RUST_LOG=warn PORTCULLIS_GC_INTERVAL_SECS=0 PORTCULLIS_ANONYMOUS=push target/release/portcullis serve --listen 127.0.0.1:$port_pc --data "$data" >"$W/pc.log" 2>&1 &
   fi
   echo $!
 }
