@@ -66,6 +66,18 @@ pub(crate) fn check_password(pw: &str) -> Result<(), RegistryError> {
     Ok(())
 }
 
+/// argon2id off the async threads: it is deliberately slow.
+async fn hash_password(pw: String) -> Result<String, RegistryError> {
+    tokio::task::spawn_blocking(move || password::hash(&pw))
+        .await
+        .map_err(|e| RegistryError::Internal(e.to_string()))?
+        .map_err(|e| RegistryError::Internal(e.to_string()))
+}
+
+async fn team_exists(reg: &Registry, org: &str, team: &str) -> Result<bool, RegistryError> {
+    Ok(reg.meta.teams(org).await?.iter().any(|(t, _)| t == team))
+}
+
 pub(crate) async fn user_list(State(reg): State<Arc<Registry>>, who: Who) -> ApiResult {
     who.need(&reg, Need::System).await?;
     let users = reg.meta.accounts("user", None).await?;
@@ -80,11 +92,7 @@ pub(crate) async fn user_create(State(reg): State<Arc<Registry>>, who: Who, body
     let u: NewUser = json_body(&body)?;
     valid_name(&u.name)?;
     check_password(&u.password)?;
-    let pw = u.password.clone();
-    let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
-        .await
-        .map_err(|e| RegistryError::Internal(e.to_string()))?
-        .map_err(|e| RegistryError::Internal(e.to_string()))?;
+    let hash = hash_password(u.password.clone()).await?;
     let account = Account {
         name: u.name.clone(),
         kind: "user".into(),
@@ -131,10 +139,7 @@ pub(crate) async fn user_password(
     who.need(&reg, Need::Account(&name)).await?;
     let p: NewPassword = json_body(&body)?;
     check_password(&p.password)?;
-    let hash = tokio::task::spawn_blocking(move || password::hash(&p.password))
-        .await
-        .map_err(|e| RegistryError::Internal(e.to_string()))?
-        .map_err(|e| RegistryError::Internal(e.to_string()))?;
+    let hash = hash_password(p.password).await?;
     let ev = who.actor.event("user.password").detail(name.clone());
     done(
         reg.meta.set_password(&name, &hash, &ev).await?,
@@ -233,7 +238,7 @@ pub(crate) async fn member_add(
     if a.kind == "org" {
         return Err(RegistryError::Invalid("an organization cannot be a team member".into()));
     }
-    if !reg.meta.teams(&org).await?.iter().any(|(t, _)| *t == team) {
+    if !team_exists(&reg, &org, &team).await? {
         return Err(RegistryError::Absent(format!("no such team: {org}/{team}")));
     }
     let ev = who
@@ -312,7 +317,7 @@ pub(crate) async fn grant_create(
             must_exist(&reg, a, None).await?;
         }
         (None, Some(t)) => {
-            if !reg.meta.teams(&ns).await?.iter().any(|(name, _)| name == t) {
+            if !team_exists(&reg, &ns, t).await? {
                 return Err(RegistryError::Absent(format!("no such team: {ns}/{t}")));
             }
         }
