@@ -5,8 +5,8 @@ use std::io::{BufRead, Write};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use portcullis_auth::{password, ApiToken, TokenScope};
-use portcullis_meta::{now_ms, Account, AuditEvent, AuditQuery, Meta, StoredToken};
+use portcullis_auth::{password, TokenScope};
+use portcullis_meta::{now_ms, Account, AuditEvent, AuditQuery, Meta};
 
 /// Who ran the command, for the audit trail.
 fn local_actor(action: &str) -> AuditEvent {
@@ -133,19 +133,7 @@ pub async fn token_create(meta: &Meta, account: &str, name: &str, scopes: &[Stri
         !parsed.is_empty(),
         "give at least one --scope, such as acme/*:pull,push"
     );
-    let t = ApiToken::generate();
-    let stored = StoredToken {
-        id: t.id.clone(),
-        account: account.into(),
-        name: name.into(),
-        kind: "api".into(),
-        secret_hash: t.secret_hash(),
-        scopes: parsed.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
-        created_at: now_ms(),
-        expires_at: Some(now_ms() + i64::from(days) * 86_400_000),
-        last_used_at: None,
-        revoked_at: None,
-    };
+    let (t, stored) = portcullis_server::access::new_token(account, name, "api", &parsed, i64::from(days) * 86_400_000);
     let ev = local_actor("token.create").detail(format!("{account} {} [{}]", t.id, stored.scopes));
     meta.create_token(&stored, &ev).await?;
     println!("{}", t.reveal());

@@ -104,6 +104,8 @@ async fn offline_commands_rotation_and_audit_verify() {
     // Rotation: new tokens use the new key, the old token still works.
     let rotated = ok(&["key", "rotate", "--data", d]);
     assert!(rotated.starts_with("new signing key "), "{rotated}");
+    // The server looks at its key directory at most once a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let http = reqwest::Client::new();
     let r = http
         .get(format!("{}/v2/ci/app/tags/list", server.base))

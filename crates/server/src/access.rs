@@ -68,18 +68,21 @@ impl AccessSettings {
 pub(crate) struct Access {
     pub settings: AccessSettings,
     keys: RwLock<(Arc<TokenKeys>, Option<SystemTime>)>,
+    /// When the key directory was last looked at: at most once a second,
+    /// not on every request that verifies a token.
+    keys_checked: Mutex<Instant>,
     pub throttle: Mutex<LoginThrottle>,
     pulls: tokio::sync::mpsc::Sender<AuditEvent>,
 }
 
 impl Access {
     pub fn new(settings: AccessSettings, pulls: tokio::sync::mpsc::Sender<AuditEvent>) -> std::io::Result<Access> {
-        let keys = crate::keys::load_or_create(&settings.key_dir)?;
-        let keys = TokenKeys::new(&settings.service, &keys).map_err(std::io::Error::other)?;
         let mtime = crate::keys::dir_mtime(&settings.key_dir);
+        let keys = load_keys(&settings)?;
         Ok(Access {
-            settings,
             keys: RwLock::new((Arc::new(keys), mtime)),
+            keys_checked: Mutex::new(Instant::now()),
+            settings,
             throttle: Mutex::new(LoginThrottle::new(5, Duration::from_secs(60))),
             pulls,
         })
@@ -87,6 +90,13 @@ impl Access {
 
     /// The signing keys, re-read when `portcullis key rotate` changed them.
     pub fn keys(&self) -> Arc<TokenKeys> {
+        {
+            let mut checked = self.keys_checked.lock().expect("not poisoned");
+            if checked.elapsed() < Duration::from_secs(1) {
+                return self.keys.read().expect("not poisoned").0.clone();
+            }
+            *checked = Instant::now();
+        }
         let now = crate::keys::dir_mtime(&self.settings.key_dir);
         {
             let k = self.keys.read().expect("not poisoned");
@@ -94,10 +104,7 @@ impl Access {
                 return k.0.clone();
             }
         }
-        match crate::keys::load_or_create(&self.settings.key_dir)
-            .map_err(|e| e.to_string())
-            .and_then(|ks| TokenKeys::new(&self.settings.service, &ks).map_err(|e| e.to_string()))
-        {
+        match load_keys(&self.settings) {
             Ok(keys) => {
                 let keys = Arc::new(keys);
                 *self.keys.write().expect("not poisoned") = (keys.clone(), now);
@@ -123,6 +130,37 @@ impl Access {
         let mut t = self.throttle.lock().expect("not poisoned");
         keys.iter().filter_map(|k| t.wait(k, Instant::now())).max()
     }
+}
+
+fn load_keys(settings: &AccessSettings) -> std::io::Result<TokenKeys> {
+    let keys = crate::keys::load_or_create(&settings.key_dir)?;
+    TokenKeys::new(&settings.service, &keys).map_err(std::io::Error::other)
+}
+
+/// A new API or refresh token for `account`: the secret to show once, and
+/// the row that keeps only its hash.
+pub fn new_token(
+    account: &str,
+    name: &str,
+    kind: &str,
+    scopes: &[TokenScope],
+    ttl_ms: i64,
+) -> (ApiToken, portcullis_meta::StoredToken) {
+    let t = ApiToken::generate();
+    let now = portcullis_meta::now_ms();
+    let stored = portcullis_meta::StoredToken {
+        id: t.id.clone(),
+        account: account.to_string(),
+        name: name.to_string(),
+        kind: kind.to_string(),
+        secret_hash: t.secret_hash(),
+        scopes: scopes.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
+        created_at: now,
+        expires_at: Some(now + ttl_ms),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    (t, stored)
 }
 
 /// Writes queued pull records in batches, so pulls never wait on the

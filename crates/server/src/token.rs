@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use base64::Engine;
 use portcullis_auth::{password, AccessEntry, Actions, ApiToken, RegistryClaims, Scope};
-use portcullis_meta::{now_ms, AuditEvent, StoredToken};
+use portcullis_meta::{now_ms, AuditEvent};
 use serde_json::json;
 
 use crate::access::{Caller, Principal};
@@ -200,19 +200,7 @@ async fn issue(
 }
 
 async fn refresh_token(reg: &Registry, p: &Principal, addr: Option<String>) -> Result<String, RegistryError> {
-    let t = ApiToken::generate();
-    let stored = StoredToken {
-        id: t.id.clone(),
-        account: p.account.name.clone(),
-        name: "oauth2 refresh".into(),
-        kind: "refresh".into(),
-        secret_hash: t.secret_hash(),
-        scopes: String::new(),
-        created_at: now_ms(),
-        expires_at: Some(now_ms() + REFRESH_TTL_MS),
-        last_used_at: None,
-        revoked_at: None,
-    };
+    let (t, stored) = crate::access::new_token(&p.account.name, "oauth2 refresh", "refresh", &[], REFRESH_TTL_MS);
     let mut ev = AuditEvent::ok(&p.account.name, "token.refresh.create").detail(t.id.clone());
     ev.address = addr;
     reg.meta.create_token(&stored, &ev).await?;

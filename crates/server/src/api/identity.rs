@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{json_body, reply, ApiResult, Who};
-use crate::access::{namespace_of, Need};
+use crate::access::{namespace_of, new_token, Need};
 use crate::{Registry, RegistryError};
 
 /// Account, organization and team names: one repository path component,
@@ -39,6 +39,10 @@ async fn must_exist(reg: &Registry, name: &str, kind: Option<&str>) -> Result<Ac
         .await?
         .filter(|a| kind.is_none_or(|k| a.kind == k))
         .ok_or_else(|| RegistryError::Absent(format!("no such {}: {name}", kind.unwrap_or("account"))))
+}
+
+fn json_list<T>(items: &[T], render: fn(&T) -> serde_json::Value) -> serde_json::Value {
+    serde_json::Value::Array(items.iter().map(render).collect())
 }
 
 fn done(deleted: bool, what: String) -> ApiResult {
@@ -81,10 +85,7 @@ async fn team_exists(reg: &Registry, org: &str, team: &str) -> Result<bool, Regi
 pub(crate) async fn user_list(State(reg): State<Arc<Registry>>, who: Who) -> ApiResult {
     who.need(&reg, Need::System).await?;
     let users = reg.meta.accounts("user", None).await?;
-    Ok(reply(
-        StatusCode::OK,
-        json!(users.iter().map(account_json).collect::<Vec<_>>()),
-    ))
+    Ok(reply(StatusCode::OK, json_list(&users, account_json)))
 }
 
 pub(crate) async fn user_create(State(reg): State<Arc<Registry>>, who: Who, body: Bytes) -> ApiResult {
@@ -288,10 +289,7 @@ fn grant_json(g: &Grant) -> serde_json::Value {
 pub(crate) async fn grant_list(State(reg): State<Arc<Registry>>, who: Who, Path(ns): Path<String>) -> ApiResult {
     who.need(&reg, Need::Namespace(&ns, Role::Admin)).await?;
     let grants = reg.meta.grants(&ns).await?;
-    Ok(reply(
-        StatusCode::OK,
-        json!(grants.iter().map(grant_json).collect::<Vec<_>>()),
-    ))
+    Ok(reply(StatusCode::OK, json_list(&grants, grant_json)))
 }
 
 pub(crate) async fn grant_create(
@@ -361,10 +359,7 @@ pub(crate) async fn service_account_list(
 ) -> ApiResult {
     who.need(&reg, Need::Namespace(&ns, Role::Admin)).await?;
     let list = reg.meta.accounts("service", Some(&ns)).await?;
-    Ok(reply(
-        StatusCode::OK,
-        json!(list.iter().map(account_json).collect::<Vec<_>>()),
-    ))
+    Ok(reply(StatusCode::OK, json_list(&list, account_json)))
 }
 
 pub(crate) async fn service_account_create(
@@ -453,10 +448,7 @@ fn token_json(t: &StoredToken) -> serde_json::Value {
 pub(crate) async fn token_list(State(reg): State<Arc<Registry>>, who: Who, Path(account): Path<String>) -> ApiResult {
     token_need(&reg, &who, &account).await?;
     let list = reg.meta.tokens(&account).await?;
-    Ok(reply(
-        StatusCode::OK,
-        json!(list.iter().map(token_json).collect::<Vec<_>>()),
-    ))
+    Ok(reply(StatusCode::OK, json_list(&list, token_json)))
 }
 
 pub(crate) async fn token_create(
@@ -484,19 +476,7 @@ pub(crate) async fn token_create(
             "expires_in_days must be between 1 and 366".into(),
         ));
     }
-    let t = ApiToken::generate();
-    let stored = StoredToken {
-        id: t.id.clone(),
-        account: account.clone(),
-        name: n.name,
-        kind: "api".into(),
-        secret_hash: t.secret_hash(),
-        scopes: scopes.iter().map(ToString::to_string).collect::<Vec<_>>().join(" "),
-        created_at: now_ms(),
-        expires_at: Some(now_ms() + i64::from(days) * 86_400_000),
-        last_used_at: None,
-        revoked_at: None,
-    };
+    let (t, stored) = new_token(&account, &n.name, "api", &scopes, i64::from(days) * 86_400_000);
     let ev = who
         .actor
         .event("token.create")
