@@ -1,5 +1,6 @@
 //! `portcullis`: the command line, thin over the crates.
 
+mod db;
 mod manage;
 mod settings;
 
@@ -96,6 +97,34 @@ enum Command {
         state: StateArgs,
         #[command(subcommand)]
         command: KeyCommand,
+    },
+    /// The offline vulnerability database (OSV records).
+    Db {
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Import OSV records: JSON, JSON Lines, gzip of either, zip archives or
+    /// directories. Each input is a source named by its file name and
+    /// replaces an earlier source of that name; all or nothing.
+    Import {
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Drop the sources not named in this import.
+        #[arg(long)]
+        replace: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// The sources in force, their record counts and import times.
+    Status {
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
     },
 }
 
@@ -340,6 +369,13 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let settings = offline_settings(state)?;
             manage::key_rotate(&settings.key_dir(), Duration::from_secs(settings.token_ttl_secs))?;
+        }
+        Command::Db { state, command } => {
+            let settings = offline_settings(state)?;
+            match command {
+                DbCommand::Import { paths, replace, format } => db::import(&settings, &paths, replace, format)?,
+                DbCommand::Status { format } => db::status(&settings, format)?,
+            }
         }
     }
     Ok(())

@@ -41,6 +41,12 @@ pub struct Settings {
     pub token_ttl_secs: u64,
     /// Record pulls in the audit trail.
     pub audit_pulls: bool,
+    /// Bytes one layer (or one vulnerability database input) may expand
+    /// to when decompressed; past it the scan stops with an error.
+    pub scan_max_layer_bytes: u64,
+    /// The largest single file read into memory while scanning (a package
+    /// database, a manifest, one OSV record).
+    pub scan_max_file_bytes: u64,
 }
 
 impl Default for Settings {
@@ -63,6 +69,8 @@ impl Default for Settings {
             token_service: "portcullis".into(),
             token_ttl_secs: 300,
             audit_pulls: true,
+            scan_max_layer_bytes: 16 << 30,
+            scan_max_file_bytes: 64 << 20,
         }
     }
 }

@@ -1,0 +1,416 @@
+//! The offline vulnerability database, kept in `<data>/vulndb`.
+//!
+//! Layout: one directory per *generation* holding a zstd-compressed JSON
+//! Lines file per source, a `status.json`, and a `CURRENT` file naming the
+//! generation in force. An import builds the next generation beside the
+//! current one and switches `CURRENT` with a rename, so a failed or
+//! interrupted import leaves the previous database in force and a reader
+//! never sees half of one. Records are stored as the OSV JSON they came
+//! in (compacted), so a later Portcullis that understands more of OSV can
+//! read more of them without a re-import.
+
+mod input;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use portcullis_scan::osv::Advisory;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use input::Limits;
+
+#[derive(Debug, Error)]
+pub enum VulnDbError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{0}: no such file or directory")]
+    NoInput(PathBuf),
+    #[error("two inputs are both called {0:?}; a source is named by its file name")]
+    DuplicateSource(String),
+    #[error("{path}: {why}; nothing was imported, the previous database stays in force")]
+    Unreadable { path: String, why: String },
+    #[error("another import is running on {0}")]
+    Busy(PathBuf),
+    #[error("the stored database is damaged ({0}); import it again")]
+    Damaged(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> VulnDbError + '_ {
+    move |source| VulnDbError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What `db status` shows: which sources are in force and how big they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub generation: u64,
+    /// Unix seconds of the import that made this generation.
+    pub imported_at: u64,
+    pub sources: Vec<SourceStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceStatus {
+    /// The input's file name (`debian.osv.jsonl.gz`); importing a file of
+    /// the same name again replaces this source.
+    pub name: String,
+    /// The path it was imported from.
+    pub origin: String,
+    pub records: u64,
+    pub rejected: u64,
+    pub imported_at: u64,
+    file: String,
+}
+
+impl Status {
+    pub fn records(&self) -> u64 {
+        self.sources.iter().map(|s| s.records).sum()
+    }
+}
+
+/// Formats Unix seconds the way `db status` prints them.
+pub fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+}
+
+/// A record that was not imported, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    /// `file:line`, or `archive!member` for zip members.
+    pub location: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceReport {
+    pub name: String,
+    pub records: u64,
+    pub rejected_count: u64,
+    /// The first [`REJECTED_KEPT`] rejections in full.
+    pub rejected: Vec<Rejected>,
+    /// Records whose id appeared again later in the same source; the later one is kept.
+    pub duplicates: u64,
+}
+
+/// How many rejections a report lists in full; the rest are counted.
+pub const REJECTED_KEPT: usize = 1000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportReport {
+    pub generation: u64,
+    pub sources: Vec<SourceReport>,
+    /// Sources from earlier imports that are still in force.
+    pub kept: Vec<String>,
+}
+
+/// Told how far an import has read, to draw a progress bar on a terminal.
+pub trait Progress {
+    fn start(&self, source: &str, total_bytes: u64);
+    fn advance(&self, bytes: u64);
+    fn finish(&self);
+}
+
+/// For callers that show nothing.
+pub struct NoProgress;
+impl Progress for NoProgress {
+    fn start(&self, _: &str, _: u64) {}
+    fn advance(&self, _: u64) {}
+    fn finish(&self) {}
+}
+
+/// The advisories in force, with the status they were loaded under.
+pub struct Loaded {
+    pub status: Status,
+    pub advisories: Vec<Advisory>,
+}
+
+pub struct VulnDb {
+    dir: PathBuf,
+}
+
+const CURRENT: &str = "CURRENT";
+const STATUS: &str = "status.json";
+
+impl VulnDb {
+    /// The database under `data_dir/vulndb`; nothing is created until an import.
+    pub fn in_data_dir(data_dir: &Path) -> VulnDb {
+        VulnDb {
+            dir: data_dir.join("vulndb"),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The generation in force, or `None` before the first import.
+    pub fn status(&self) -> Result<Option<Status>, VulnDbError> {
+        let Some(generation) = self.current()? else {
+            return Ok(None);
+        };
+        let path = self.dir.join(generation.to_string()).join(STATUS);
+        let text = fs::read(&path).map_err(io_err(&path))?;
+        serde_json::from_slice(&text)
+            .map(Some)
+            .map_err(|e| VulnDbError::Damaged(format!("{}: {e}", path.display())))
+    }
+
+    fn current(&self) -> Result<Option<u64>, VulnDbError> {
+        let path = self.dir.join(CURRENT);
+        match fs::read_to_string(&path) {
+            Ok(s) => s
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| VulnDbError::Damaged(format!("{} says {s:?}", path.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// Every advisory in force; an empty database before the first import.
+    pub fn load(&self) -> Result<Option<Loaded>, VulnDbError> {
+        let Some(status) = self.status()? else {
+            return Ok(None);
+        };
+        let gen_dir = self.dir.join(status.generation.to_string());
+        let mut advisories = Vec::with_capacity(status.records() as usize);
+        for source in &status.sources {
+            let path = gen_dir.join(&source.file);
+            let file = File::open(&path).map_err(io_err(&path))?;
+            let reader = BufReader::new(zstd::stream::read::Decoder::new(file).map_err(io_err(&path))?);
+            for (i, line) in reader.lines().enumerate() {
+                let line = line.map_err(io_err(&path))?;
+                let advisory = Advisory::parse(&line)
+                    .map_err(|e| VulnDbError::Damaged(format!("{}:{}: {e}", path.display(), i + 1)))?;
+                advisories.push(advisory);
+            }
+        }
+        Ok(Some(Loaded { status, advisories }))
+    }
+
+    /// Imports OSV records from `inputs` (files of JSON, JSON Lines, gzip
+    /// of either, zip archives, or directories of those), each as a source
+    /// named by its file name that replaces an earlier source of that name.
+    /// With `replace_all`, sources not named here are dropped.
+    pub fn import(
+        &self,
+        inputs: &[PathBuf],
+        replace_all: bool,
+        limits: &Limits,
+        progress: &dyn Progress,
+    ) -> Result<ImportReport, VulnDbError> {
+        let mut names = Vec::new();
+        for path in inputs {
+            if !path.exists() {
+                return Err(VulnDbError::NoInput(path.clone()));
+            }
+            let name = source_name(path);
+            if names.contains(&name) {
+                return Err(VulnDbError::DuplicateSource(name));
+            }
+            names.push(name);
+        }
+        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        let lock_path = self.dir.join("import.lock");
+        let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(VulnDbError::Busy(self.dir.clone())),
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        }
+        let previous = self.status()?;
+        let generation = self.next_generation(previous.as_ref())?;
+        let building = self.dir.join(format!("{generation}.building"));
+        if building.exists() {
+            fs::remove_dir_all(&building).map_err(io_err(&building))?;
+        }
+        fs::create_dir(&building).map_err(io_err(&building))?;
+        let result = self.build(
+            generation,
+            &building,
+            inputs,
+            &names,
+            previous.as_ref(),
+            replace_all,
+            limits,
+            progress,
+        );
+        let (status, report) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&building);
+                return Err(e);
+            }
+        };
+        let status_path = building.join(STATUS);
+        write_synced(
+            &status_path,
+            &serde_json::to_vec_pretty(&status).expect("status serializes"),
+        )?;
+        let final_dir = self.dir.join(generation.to_string());
+        fs::rename(&building, &final_dir).map_err(io_err(&final_dir))?;
+        // The switch: readers see the old generation or the new one, whole.
+        let tmp = self.dir.join("CURRENT.tmp");
+        write_synced(&tmp, format!("{generation}\n").as_bytes())?;
+        let current = self.dir.join(CURRENT);
+        fs::rename(&tmp, &current).map_err(io_err(&current))?;
+        sync_dir(&self.dir);
+        self.remove_other_generations(generation);
+        Ok(report)
+    }
+
+    fn next_generation(&self, previous: Option<&Status>) -> Result<u64, VulnDbError> {
+        let mut highest = previous.map_or(0, |s| s.generation);
+        for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
+            let entry = entry.map_err(io_err(&self.dir))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let number = name.strip_suffix(".building").unwrap_or(&name);
+            if let Ok(n) = number.parse::<u64>() {
+                highest = highest.max(n);
+            }
+        }
+        Ok(highest + 1)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &self,
+        generation: u64,
+        building: &Path,
+        inputs: &[PathBuf],
+        names: &[String],
+        previous: Option<&Status>,
+        replace_all: bool,
+        limits: &Limits,
+        progress: &dyn Progress,
+    ) -> Result<(Status, ImportReport), VulnDbError> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut sources = Vec::new();
+        let mut kept = Vec::new();
+        // Earlier sources that this import does not replace carry over by hard link.
+        if let (Some(prev), false) = (previous, replace_all) {
+            let prev_dir = self.dir.join(prev.generation.to_string());
+            for s in prev.sources.iter().filter(|s| !names.contains(&s.name)) {
+                let file = format!("source-{}.jsonl.zst", sources.len());
+                let (from, to) = (prev_dir.join(&s.file), building.join(&file));
+                if fs::hard_link(&from, &to).is_err() {
+                    fs::copy(&from, &to).map_err(io_err(&from))?;
+                }
+                kept.push(s.name.clone());
+                sources.push(SourceStatus { file, ..s.clone() });
+            }
+        }
+        let mut reports = Vec::new();
+        for (path, name) in inputs.iter().zip(names) {
+            let mut report = SourceReport {
+                name: name.clone(),
+                ..SourceReport::default()
+            };
+            let mut records: BTreeMap<String, String> = BTreeMap::new();
+            input::read_source(path, limits, progress, &mut |location, raw| match raw
+                .and_then(|raw| Advisory::parse(raw).map(|a| (a, raw)).map_err(|e| e.to_string()))
+            {
+                Ok((a, raw)) => {
+                    let compact = if raw.contains('\n') {
+                        compact_json(raw)
+                    } else {
+                        raw.trim().to_string()
+                    };
+                    if records.insert(a.id, compact).is_some() {
+                        report.duplicates += 1;
+                    }
+                }
+                Err(reason) => {
+                    report.rejected_count += 1;
+                    if report.rejected.len() < REJECTED_KEPT {
+                        report.rejected.push(Rejected { location, reason });
+                    }
+                }
+            })?;
+            let file = format!("source-{}.jsonl.zst", sources.len());
+            write_records(&building.join(&file), records.values())?;
+            report.records = records.len() as u64;
+            sources.push(SourceStatus {
+                name: name.clone(),
+                origin: path.display().to_string(),
+                records: report.records,
+                rejected: report.rejected_count,
+                imported_at: now,
+                file,
+            });
+            reports.push(report);
+        }
+        let status = Status {
+            generation,
+            imported_at: now,
+            sources,
+        };
+        Ok((
+            status,
+            ImportReport {
+                generation,
+                sources: reports,
+                kept,
+            },
+        ))
+    }
+
+    /// Older generations and abandoned builds; best effort, as a leftover
+    /// costs only disk space and the next import tries again.
+    fn remove_other_generations(&self, keep: u64) {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let number = name.strip_suffix(".building").unwrap_or(&name);
+            if number.parse::<u64>().is_ok_and(|n| n != keep) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+fn source_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// A record that was pretty-printed (one OSV file per advisory) becomes one line.
+fn compact_json(raw: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(raw).map_or_else(|_| raw.replace('\n', " "), |v| v.to_string())
+}
+
+fn write_records<'a>(path: &Path, records: impl Iterator<Item = &'a String>) -> Result<(), VulnDbError> {
+    let file = File::create(path).map_err(io_err(path))?;
+    let mut encoder = zstd::stream::write::Encoder::new(file, 3).map_err(io_err(path))?;
+    for r in records {
+        encoder.write_all(r.as_bytes()).map_err(io_err(path))?;
+        encoder.write_all(b"\n").map_err(io_err(path))?;
+    }
+    let file = encoder.finish().map_err(io_err(path))?;
+    file.sync_all().map_err(io_err(path))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), VulnDbError> {
+    let mut file = File::create(path).map_err(io_err(path))?;
+    file.write_all(bytes).map_err(io_err(path))?;
+    file.sync_all().map_err(io_err(path))
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests;
