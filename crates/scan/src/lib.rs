@@ -13,6 +13,7 @@ pub mod layer;
 pub mod matching;
 pub mod os_release;
 pub mod osv;
+pub mod severity;
 pub mod version;
 
 /// A package as a package database records it.

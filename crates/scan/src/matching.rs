@@ -1,20 +1,87 @@
-//! Installed packages × advisories → findings, for distribution packages.
+//! Components × advisories → findings.
+//!
+//! The advisories are indexed once by (OSV ecosystem, package name), so
+//! matching an image costs a hash lookup per component, not a pass over
+//! the database; re-matching stored SBOMs after an import relies on that.
 
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::layer::ImageFacts;
 use crate::os_release::OsRelease;
 use crate::osv::Advisory;
+use crate::severity::{rate, Rated, Severity};
 use crate::version::{apk_cmp, dpkg_cmp};
-use crate::Package;
-
-/// One vulnerable package, with every id the vulnerability goes by.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    pub ids: Vec<String>,
-    pub package: String,
-    pub version: String,
-    pub fixed_version: Option<String>,
-}
 
 type VersionOrder = fn(&str, &str) -> std::cmp::Ordering;
+
+/// The advisories in force, ready for lookups. Withdrawn advisories are
+/// left out here, once.
+pub struct VulnIndex {
+    advisories: Vec<Advisory>,
+    rated: Vec<Rated>,
+    by_package: HashMap<(String, String), Vec<(u32, u32)>>,
+}
+
+impl VulnIndex {
+    pub fn new(advisories: Vec<Advisory>) -> VulnIndex {
+        let advisories: Vec<Advisory> = advisories.into_iter().filter(|a| a.withdrawn.is_none()).collect();
+        let rated = advisories.iter().map(rate).collect();
+        let mut by_package: HashMap<(String, String), Vec<(u32, u32)>> = HashMap::new();
+        for (i, a) in advisories.iter().enumerate() {
+            for (j, aff) in a.affected.iter().enumerate() {
+                if let Some(p) = &aff.package {
+                    by_package
+                        .entry((p.ecosystem.clone(), p.name.clone()))
+                        .or_default()
+                        .push((i as u32, j as u32));
+                }
+            }
+        }
+        VulnIndex {
+            advisories,
+            rated,
+            by_package,
+        }
+    }
+
+    /// Advisories in the index (withdrawn ones excluded).
+    pub fn len(&self) -> usize {
+        self.advisories.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.advisories.is_empty()
+    }
+}
+
+/// One vulnerability in one component, with every id it goes by.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    /// The first advisory's own id, then its aliases and those of any
+    /// advisory merged into this finding for naming the same vulnerability.
+    pub ids: Vec<String>,
+    /// Ids that are related but not the same vulnerability (a DSA's CVEs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    pub severity: Severity,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cvss_score: Option<f64>,
+    pub package: String,
+    pub version: String,
+    /// The OSV ecosystem the match was made in (`Debian:11`).
+    pub ecosystem: String,
+    /// The lowest version that fixes it (for merged advisories, the
+    /// highest of their fixes, since all must be applied).
+    pub fixed_version: Option<String>,
+    /// The layer that introduced the component.
+    pub layer: String,
+    /// The file the component was found in.
+    pub path: String,
+}
 
 /// The OSV ecosystem of the distribution release (`Debian:11`,
 /// `Alpine:v3.11`) and its version order; `None` for distributions not
@@ -30,48 +97,126 @@ pub fn distro_ecosystem(os: &OsRelease) -> Option<(String, VersionOrder)> {
     }
 }
 
+/// Every vulnerability in the image's components, worst first.
+///
 /// Distribution advisories (Debian's DSA/DLA, Alpine's secdb) name *source*
 /// packages (dpkg `Source:`, apk origin) and apply to one release, so each
 /// package is looked up by its source name and version in the ecosystem of
-/// the image's own release. Withdrawn advisories never match.
-pub fn match_os_packages(os: &OsRelease, packages: &[Package], advisories: &[Advisory]) -> Vec<Finding> {
-    let Some((ecosystem, cmp)) = distro_ecosystem(os) else {
-        return Vec::new();
-    };
+/// the image's own release.
+pub fn match_image(image: &ImageFacts, index: &VulnIndex) -> Vec<Finding> {
     let mut out = Vec::new();
-    for adv in advisories.iter().filter(|a| a.withdrawn.is_none()) {
-        for aff in &adv.affected {
-            let Some(pkg) = &aff.package else { continue };
-            if pkg.ecosystem != ecosystem {
+    let distro = image.os.as_ref().and_then(distro_ecosystem);
+    for c in &image.components {
+        let Some((ecosystem, cmp)) = &distro else { continue };
+        let p = &c.package;
+        let key = (ecosystem.clone(), p.source_name.clone());
+        let Some(candidates) = index.by_package.get(&key) else {
+            continue;
+        };
+        let mut found: Vec<Finding> = Vec::new();
+        for &(i, j) in candidates {
+            let (adv, aff) = (
+                &index.advisories[i as usize],
+                &index.advisories[i as usize].affected[j as usize],
+            );
+            if !aff.includes(&p.source_version, *cmp) {
                 continue;
             }
-            for p in packages.iter().filter(|p| p.source_name == pkg.name) {
-                if aff.includes(&p.source_version, cmp) {
-                    out.push(Finding {
-                        ids: adv.ids().into_iter().map(String::from).collect(),
-                        package: p.name.clone(),
-                        version: p.version.clone(),
-                        fixed_version: aff.fixed_after(&p.source_version, cmp).map(String::from),
-                    });
-                }
+            let rated = index.rated[i as usize];
+            found.push(Finding {
+                ids: adv.ids().into_iter().map(String::from).collect(),
+                related: adv.upstream.clone(),
+                summary: adv.summary.clone(),
+                severity: rated.severity,
+                cvss_score: rated.cvss_score,
+                package: p.name.clone(),
+                version: p.version.clone(),
+                ecosystem: ecosystem.clone(),
+                fixed_version: aff.fixed_after(&p.source_version, *cmp).map(String::from),
+                layer: c.layer.clone(),
+                path: c.path.clone(),
+            });
+        }
+        out.extend(merge_aliases(found, *cmp));
+    }
+    out.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.package.cmp(&b.package))
+            .then_with(|| a.ids.cmp(&b.ids))
+    });
+    out
+}
+
+/// Findings for one component that share any id are one vulnerability.
+fn merge_aliases(found: Vec<Finding>, cmp: VersionOrder) -> Vec<Finding> {
+    let mut merged: Vec<Finding> = Vec::new();
+    for f in found {
+        let mut f = f;
+        // Absorb every earlier group this one overlaps; it may join several.
+        let mut k = 0;
+        while k < merged.len() {
+            if merged[k].ids.iter().any(|id| f.ids.contains(id)) {
+                let g = merged.swap_remove(k);
+                f = join(g, f, cmp);
+            } else {
+                k += 1;
             }
         }
+        merged.push(f);
     }
-    out
+    merged
+}
+
+fn join(mut a: Finding, b: Finding, cmp: VersionOrder) -> Finding {
+    for id in b.ids {
+        if !a.ids.contains(&id) {
+            a.ids.push(id);
+        }
+    }
+    for id in b.related {
+        if !a.related.contains(&id) {
+            a.related.push(id);
+        }
+    }
+    if (b.severity, b.cvss_score.unwrap_or(0.0)) > (a.severity, a.cvss_score.unwrap_or(0.0)) {
+        a.severity = b.severity;
+        a.cvss_score = b.cvss_score;
+    }
+    a.summary = a.summary.or(b.summary);
+    a.fixed_version = match (a.fixed_version, b.fixed_version) {
+        (Some(x), Some(y)) => Some(if cmp(&x, &y).is_ge() { x } else { y }),
+        (x, y) => x.or(y),
+    };
+    a
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::os_release;
+    use crate::layer::Component;
+    use crate::{os_release, Package};
 
-    fn sample() -> Vec<Advisory> {
+    fn sample() -> VulnIndex {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../../shared/vulndb/sample.osv.jsonl"
         ))
         .unwrap();
-        text.lines().map(|l| Advisory::parse(l).unwrap()).collect()
+        VulnIndex::new(text.lines().map(|l| Advisory::parse(l).unwrap()).collect())
+    }
+
+    fn scan(os: &OsRelease, p: &Package, index: &VulnIndex) -> Vec<Finding> {
+        let image = ImageFacts {
+            os: Some(os.clone()),
+            components: vec![Component {
+                package: p.clone(),
+                layer: "sha256:base".into(),
+                path: "var/lib/dpkg/status".into(),
+            }],
+            warnings: vec![],
+        };
+        match_image(&image, index)
     }
 
     fn pkg(name: &str, version: &str, source: &str, source_version: &str) -> Package {
@@ -128,7 +273,7 @@ mod tests {
             ),
         ];
         for (os, p, want) in cases {
-            let found = match_os_packages(&os, std::slice::from_ref(&p), &advisories);
+            let found = scan(&os, &p, &advisories);
             let got = found.first().map(|f| (f.ids[0].as_str(), f.fixed_version.as_deref()));
             assert_eq!(
                 got, want,
@@ -139,16 +284,17 @@ mod tests {
                 assert_eq!(f.package, p.name);
             }
         }
-        let f = match_os_packages(&os("11"), &[xserver("2:1.20.11-1+deb11u5")], &advisories);
+        let f = scan(&os("11"), &xserver("2:1.20.11-1+deb11u5"), &advisories);
+        assert_eq!(f[0].ids, ["DSA-5380-1"]);
+        assert_eq!(f[0].related, ["CVE-2023-1393"], "a DSA's CVEs are related, not aliases");
         assert_eq!(
-            f[0].ids,
-            ["DSA-5380-1", "CVE-2023-1393"],
-            "aliases travel with the finding"
+            (f[0].layer.as_str(), f[0].path.as_str()),
+            ("sha256:base", "var/lib/dpkg/status")
         );
         let alpine = os_release::parse("ID=alpine\nVERSION_ID=3.11.6\n").unwrap();
-        assert!(match_os_packages(&alpine, &[xserver("1")], &advisories).is_empty());
+        assert!(scan(&alpine, &xserver("1"), &advisories).is_empty());
         let centos = os_release::parse("ID=centos\nVERSION_ID=7\n").unwrap();
-        assert!(match_os_packages(&centos, &[xserver("2:1.20.11-1+deb11u5")], &advisories).is_empty());
+        assert!(scan(&centos, &xserver("2:1.20.11-1+deb11u5"), &advisories).is_empty());
     }
 
     /// ALPINE-CVE-2019-14904: ansible in Alpine:v3.11 fixed in 2.9.3-r0.
@@ -159,7 +305,7 @@ mod tests {
         let os = |v: &str| os_release::parse(&format!("ID=alpine\nVERSION_ID={v}\n")).unwrap();
         let apk = |name: &str, v: &str, origin: &str| pkg(name, v, origin, v);
         let ids = |f: &[Finding]| -> Vec<String> { f.iter().map(|x| x.ids[0].clone()).collect() };
-        let found = match_os_packages(&os("3.11.6"), &[apk("ansible", "2.9.2-r0", "ansible")], &advisories);
+        let found = scan(&os("3.11.6"), &apk("ansible", "2.9.2-r0", "ansible"), &advisories);
         assert_eq!(ids(&found), ["ALPINE-CVE-2019-14904"]);
         assert_eq!(
             found[0].ids,
@@ -167,18 +313,74 @@ mod tests {
             "alias and upstream name one CVE once"
         );
         assert_eq!(found[0].fixed_version.as_deref(), Some("2.9.3-r0"));
-        assert!(match_os_packages(&os("3.11.6"), &[apk("ansible", "2.9.3-r0", "ansible")], &advisories).is_empty());
+        assert!(scan(&os("3.11.6"), &apk("ansible", "2.9.3-r0", "ansible"), &advisories).is_empty());
         assert!(
-            match_os_packages(&os("3.10.1"), &[apk("ansible", "2.9.2-r0", "ansible")], &advisories).is_empty(),
+            scan(&os("3.10.1"), &apk("ansible", "2.9.2-r0", "ansible"), &advisories).is_empty(),
             "only v3.11 is listed"
         );
 
         // xen 4.7.1-r4 on v3.11: past CVE-2016-9932's fix (r3), before XSA-207's (r5).
-        let found = match_os_packages(&os("3.11.0"), &[apk("xen-libs", "4.7.1-r4", "xen")], &advisories);
+        let found = scan(&os("3.11.0"), &apk("xen-libs", "4.7.1-r4", "xen"), &advisories);
         assert_eq!(ids(&found), ["ALPINE-XSA-207"]);
-        let found = match_os_packages(&os("3.4.6"), &[apk("xen", "4.6.3-r5", "xen")], &advisories);
+        let found = scan(&os("3.4.6"), &apk("xen", "4.6.3-r5", "xen"), &advisories);
         let mut got = ids(&found);
         got.sort();
         assert_eq!(got, ["ALPINE-CVE-2016-9932", "ALPINE-XSA-207"]);
+    }
+
+    /// Two advisories naming one CVE are one finding; a DSA that merely
+    /// lists the CVE as upstream stays separate; withdrawn ones never match.
+    #[test]
+    fn aliases_merge_and_withdrawn_advisories_are_gone() {
+        let range = |fixed: &str| {
+            format!(
+                r#"[{{"package":{{"ecosystem":"Debian:12","name":"foo"}},"ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}},{{"fixed":"{fixed}"}}]}}]}}]"#
+            )
+        };
+        let records = [
+            format!(
+                r#"{{"id":"GHSA-1","aliases":["CVE-1"],"severity":[{{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"}}],"affected":{}}}"#,
+                range("1.2-1")
+            ),
+            format!(
+                r#"{{"id":"DEBIAN-CVE-1","aliases":["CVE-1"],"database_specific":{{"severity":"low"}},"affected":{}}}"#,
+                range("1.3-1")
+            ),
+            format!(r#"{{"id":"DSA-9","upstream":["CVE-1"],"affected":{}}}"#, range("1.2-1")),
+            format!(
+                r#"{{"id":"GHSA-2","withdrawn":"2024-01-01T00:00:00Z","affected":{}}}"#,
+                range("9")
+            ),
+        ];
+        let index = VulnIndex::new(records.iter().map(|r| Advisory::parse(r).unwrap()).collect());
+        assert_eq!(index.len(), 3);
+        let os = os_release::parse("ID=debian\nVERSION_ID=\"12\"\n").unwrap();
+        let found = scan(&os, &pkg("libfoo1", "1.1-1", "foo", "1.1-1"), &index);
+        let got: Vec<(Vec<&str>, Severity, Option<&str>)> = found
+            .iter()
+            .map(|f| {
+                (
+                    f.ids.iter().map(String::as_str).collect(),
+                    f.severity,
+                    f.fixed_version.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (vec!["GHSA-1", "CVE-1", "DEBIAN-CVE-1"], Severity::High, Some("1.3-1")),
+                (vec!["DSA-9"], Severity::Unknown, Some("1.2-1")),
+            ]
+        );
+        assert_eq!(found[0].cvss_score, Some(7.5));
+        assert_eq!(found[1].related, ["CVE-1"]);
+        // Past the first fix, only the later advisory still applies.
+        let found = scan(&os, &pkg("libfoo1", "1.2-1", "foo", "1.2-1"), &index);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].ids[0].as_str(), found[0].severity),
+            ("DEBIAN-CVE-1", Severity::Low)
+        );
     }
 }

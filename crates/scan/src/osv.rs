@@ -30,6 +30,19 @@ pub struct Advisory {
     pub severity: Vec<Severity>,
     #[serde(default)]
     pub affected: Vec<Affected>,
+    /// The advisory's own severity word (`database_specific.severity`, as
+    /// GitHub and others write it), for records without a CVSS vector.
+    #[serde(default, rename = "database_specific", deserialize_with = "own_rating")]
+    pub rating: Option<String>,
+}
+
+fn own_rating<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(value
+        .as_ref()
+        .and_then(|v| v.get("severity"))
+        .and_then(|s| s.as_str())
+        .map(String::from))
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -81,10 +94,12 @@ impl Advisory {
         Ok(a)
     }
 
-    /// Every id this vulnerability is known by, its own first.
+    /// Every id this vulnerability is known by, its own first. `upstream`
+    /// is not among them: a Debian DSA bundles several CVEs, which are
+    /// related to it, not the same vulnerability.
     pub fn ids(&self) -> Vec<&str> {
         let mut ids = vec![self.id.as_str()];
-        for alias in self.aliases.iter().chain(&self.upstream) {
+        for alias in &self.aliases {
             if !ids.contains(&alias.as_str()) {
                 ids.push(alias);
             }
@@ -235,7 +250,10 @@ mod tests {
         let parsed: Vec<Advisory> = sample.lines().map(|l| Advisory::parse(l).unwrap()).collect();
         assert_eq!(parsed.len(), 30);
         let dsa = parsed.iter().find(|a| a.id == "DSA-5380-1").unwrap();
-        assert_eq!(dsa.ids(), ["DSA-5380-1", "CVE-2023-1393"]);
+        assert_eq!(dsa.ids(), ["DSA-5380-1"]);
+        assert_eq!(dsa.upstream, ["CVE-2023-1393"]);
+        let ghsa = Advisory::parse(r#"{"id":"G","database_specific":{"severity":"HIGH"}}"#).unwrap();
+        assert_eq!(ghsa.rating.as_deref(), Some("HIGH"));
         for (bad, why) in [
             ("{", "not an OSV record"),
             ("[]", "not an OSV record"),
