@@ -2,7 +2,10 @@
 
 mod db;
 mod manage;
+mod registry_client;
+mod scan;
 mod settings;
+mod target;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -97,6 +100,14 @@ enum Command {
         state: StateArgs,
         #[command(subcommand)]
         command: KeyCommand,
+    },
+    /// Scan an image for components and known vulnerabilities. Exits 1
+    /// when --fail-on is met, 2 when the scan itself fails.
+    Scan {
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        args: scan::ScanArgs,
     },
     /// The offline vulnerability database (OSV records).
     Db {
@@ -369,6 +380,17 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let settings = offline_settings(state)?;
             manage::key_rotate(&settings.key_dir(), Duration::from_secs(settings.token_ttl_secs))?;
+        }
+        Command::Scan { state, args } => {
+            let settings = offline_settings(state)?;
+            match scan::run(&settings, args).await {
+                Ok(true) => {}
+                Ok(false) => std::process::exit(1),
+                Err(e) => {
+                    eprintln!("Error: {e:#}");
+                    std::process::exit(2);
+                }
+            }
         }
         Command::Db { state, command } => {
             let settings = offline_settings(state)?;

@@ -10,8 +10,10 @@ mod error;
 mod manifest;
 pub mod media_type;
 mod name;
+pub mod platform;
 
 pub use digest::{Algorithm, Digest, DigestHasher};
 pub use error::OciError;
 pub use manifest::{Descriptor, Manifest, MAX_MANIFEST_BYTES};
 pub use name::{validate_tag, Reference, RepositoryName};
+pub use platform::{index_entries, IndexEntry, Platform};

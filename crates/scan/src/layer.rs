@@ -209,7 +209,7 @@ pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, Layer
 }
 
 /// A package in the merged image, with where it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Component {
     pub package: Package,
     /// The layer whose database first listed this package at this version.

@@ -17,7 +17,7 @@ pub mod severity;
 pub mod version;
 
 /// A package as a package database records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Package {
     pub name: String,
     pub version: String,

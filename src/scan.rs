@@ -1,0 +1,238 @@
+//! `portcullis scan TARGET`: an image's components and vulnerabilities,
+//! from the database `db import` left in the data directory.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context};
+use futures_util::{StreamExt, TryStreamExt};
+use portcullis_oci::Platform;
+use portcullis_scan::layer::{merge, Component, LayerFacts, Limits};
+use portcullis_scan::matching::{match_image, Finding, VulnIndex};
+use portcullis_scan::os_release::OsRelease;
+use portcullis_scan::severity::Severity;
+use portcullis_vulndb::{rfc3339, VulnDb};
+use serde::Serialize;
+
+use crate::settings::Settings;
+use crate::target::{self, Access, Target};
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ScanFormat {
+    /// Findings grouped by severity, worst first.
+    Table,
+    /// Everything: image, layers, components, findings, warnings.
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct ScanArgs {
+    /// oci:DIR[:TAG] (or a bare DIR), oci-archive:FILE[:TAG],
+    /// docker-archive:FILE, docker://HOST/REPO[:TAG|@DIGEST].
+    target: String,
+    #[arg(long, value_enum, default_value = "table")]
+    format: ScanFormat,
+    /// Exit with status 1 when a finding is this severe or worse
+    /// (critical, high, medium, low, unknown).
+    #[arg(long, value_name = "SEVERITY")]
+    fail_on: Option<Severity>,
+    /// Credentials for docker:// targets: USER:PASSWORD or USER:TOKEN.
+    #[arg(
+        long,
+        value_name = "USER:PASSWORD",
+        env = "PORTCULLIS_SCAN_CREDS",
+        hide_env_values = true
+    )]
+    creds: Option<String>,
+    /// `false` talks plain HTTP to the registry.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    tls_verify: bool,
+    /// The image of a multi-arch index to scan [default: linux/amd64].
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<Platform>,
+}
+
+#[derive(Serialize)]
+struct Database {
+    generation: u64,
+    imported_at: String,
+    records: u64,
+}
+
+#[derive(Serialize)]
+struct LayerSummary {
+    digest: String,
+    /// Components this layer introduced.
+    components: usize,
+    /// Findings in those components.
+    vulnerabilities: usize,
+}
+
+#[derive(Serialize)]
+struct ScanReport {
+    target: String,
+    manifest_digest: Option<String>,
+    platform: Option<String>,
+    os: Option<OsRelease>,
+    database: Option<Database>,
+    summary: BTreeMap<&'static str, usize>,
+    layers: Vec<LayerSummary>,
+    components: Vec<Component>,
+    vulnerabilities: Vec<Finding>,
+    warnings: Vec<String>,
+}
+
+/// Scans and prints; `Ok(false)` when `--fail-on` is met.
+pub async fn run(settings: &Settings, args: ScanArgs) -> anyhow::Result<bool> {
+    let target: Target = args.target.parse()?;
+    let access = Access {
+        creds: args.creds.clone(),
+        tls_verify: args.tls_verify,
+        platform: args.platform.clone(),
+    };
+    let db = VulnDb::in_data_dir(&settings.data);
+    // Loading the database overlaps with reading the layers.
+    let index = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        Ok(db
+            .load()?
+            .map(|loaded| (loaded.status, VulnIndex::new(loaded.advisories))))
+    });
+    let image = target::resolve(&target, &access)
+        .await
+        .with_context(|| format!("resolving {}", args.target))?;
+    let limits = Limits {
+        max_layer_bytes: settings.scan_max_layer_bytes,
+        max_file_bytes: settings.scan_max_file_bytes,
+        ..Limits::default()
+    };
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let facts: Vec<LayerFacts> = futures_util::stream::iter(&image.layers)
+        .map(|layer| layer.facts(limits))
+        .buffered(workers)
+        .try_collect()
+        .await?;
+    let merged = merge(image.layers.iter().map(|l| l.digest.as_str()).zip(&facts));
+    let (database, findings) = match index.await?? {
+        Some((status, index)) => (
+            Some(Database {
+                generation: status.generation,
+                imported_at: rfc3339(status.imported_at),
+                records: status.records(),
+            }),
+            match_image(&merged, &index),
+        ),
+        None if args.fail_on.is_some() => bail!(
+            "--fail-on needs a vulnerability database, and {} has none: run `portcullis db import`",
+            settings.data.display()
+        ),
+        None => (None, Vec::new()),
+    };
+    let mut summary: BTreeMap<&'static str, usize> = Severity::ALL.iter().map(|s| (s.name(), 0)).collect();
+    for f in &findings {
+        *summary.entry(f.severity.name()).or_default() += 1;
+    }
+    let layers = image
+        .layers
+        .iter()
+        .map(|l| LayerSummary {
+            digest: l.digest.clone(),
+            components: merged.components.iter().filter(|c| c.layer == l.digest).count(),
+            vulnerabilities: findings.iter().filter(|f| f.layer == l.digest).count(),
+        })
+        .collect();
+    let failed = args
+        .fail_on
+        .is_some_and(|bar| findings.iter().any(|f| f.severity >= bar));
+    let report = ScanReport {
+        target: image.name,
+        manifest_digest: image.manifest_digest,
+        platform: image.platform,
+        os: merged.os,
+        database,
+        summary,
+        layers,
+        components: merged.components,
+        vulnerabilities: findings,
+        warnings: merged.warnings,
+    };
+    match args.format {
+        ScanFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        ScanFormat::Table => print_table(&report, &settings.data),
+    }
+    if failed {
+        eprintln!(
+            "failing: findings at or above {}",
+            args.fail_on.map(Severity::name).unwrap_or_default()
+        );
+    }
+    Ok(!failed)
+}
+
+fn short(digest: &str) -> &str {
+    let hex = digest.split_once(':').map_or(digest, |(_, h)| h);
+    &hex[..hex.len().min(12)]
+}
+
+fn print_table(r: &ScanReport, data: &std::path::Path) {
+    println!(
+        "{}{}{}",
+        r.target,
+        r.manifest_digest
+            .as_deref()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default(),
+        r.platform.as_deref().map(|p| format!(" [{p}]")).unwrap_or_default()
+    );
+    let os = r.os.as_ref().map_or("unknown".to_string(), |o| {
+        o.pretty_name
+            .clone()
+            .unwrap_or_else(|| format!("{} {}", o.id, o.version_id.as_deref().unwrap_or("")))
+    });
+    println!(
+        "OS: {os}; {} components in {} layers",
+        r.components.len(),
+        r.layers.len()
+    );
+    match &r.database {
+        Some(d) => println!(
+            "vulnerability database: generation {}, {} records, imported {}",
+            d.generation, d.records, d.imported_at
+        ),
+        None => println!(
+            "no vulnerability database in {}: components only (run `portcullis db import`)",
+            data.display()
+        ),
+    }
+    for severity in Severity::ALL {
+        let group: Vec<&Finding> = r.vulnerabilities.iter().filter(|f| f.severity == severity).collect();
+        if group.is_empty() {
+            continue;
+        }
+        println!("\n{} ({})", severity.name().to_uppercase(), group.len());
+        println!(
+            "  {:<36} {:<28} {:<24} {:<24} LAYER",
+            "VULNERABILITY", "PACKAGE", "INSTALLED", "FIXED IN"
+        );
+        for f in group {
+            let mut ids = f.ids.join(", ");
+            if !f.related.is_empty() {
+                ids.push_str(&format!(" ({})", f.related.join(", ")));
+            }
+            println!(
+                "  {:<36} {:<28} {:<24} {:<24} {}",
+                ids,
+                f.package,
+                f.version,
+                f.fixed_version.as_deref().unwrap_or("(no fix)"),
+                short(&f.layer)
+            );
+        }
+    }
+    let counts: Vec<String> = Severity::ALL
+        .iter()
+        .map(|s| format!("{} {}", r.summary[s.name()], s.name()))
+        .collect();
+    println!("\n{} vulnerabilities: {}", r.vulnerabilities.len(), counts.join(", "));
+    for w in &r.warnings {
+        println!("warning: {w}");
+    }
+}

@@ -1,0 +1,301 @@
+//! `portcullis db import` and `portcullis scan` as a user runs them: on an
+//! OCI layout, on skopeo's oci-archive and docker-archive output, and on
+//! an image pushed to a running Portcullis that wants credentials.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{have_tool, ServerProcess};
+use portcullis_oci::Digest;
+
+const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vulndb/sample.osv.jsonl");
+
+fn portcullis(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .env_remove("PORTCULLIS_ANONYMOUS")
+        .output()
+        .unwrap()
+}
+
+fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, bytes) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, path, *bytes).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// An OCI layout at `dir` with one image tagged `tag` whose layers are the
+/// given tars (gzip-compressed); returns the layers' blob digests and diff ids.
+fn write_layout(dir: &Path, tag: &str, tars: &[Vec<u8>]) -> Vec<(Digest, Digest)> {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let d = Digest::sha256_of(bytes);
+        std::fs::write(blobs.join(d.hex()), bytes).unwrap();
+        (d, bytes.len())
+    };
+    let mut layers = Vec::new();
+    let mut ids = Vec::new();
+    for t in tars {
+        let (d, n) = put(&gzip(t));
+        layers.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d.as_str(), "size": n}));
+        ids.push((d, Digest::sha256_of(t)));
+    }
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": ids.iter().map(|(_, d)| d.as_str()).collect::<Vec<_>>()},
+        "config": {}
+    }))
+    .unwrap();
+    let (cd, cn) = put(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.as_str(), "size": cn},
+        "layers": layers,
+    }))
+    .unwrap();
+    let (md, mn) = put(&manifest);
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md.as_str(), "size": mn,
+                           "annotations": {"org.opencontainers.image.ref.name": tag}}]
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    ids
+}
+
+const BASE_STATUS: &str =
+    "Package: base-files\nStatus: install ok installed\nVersion: 11.1+deb11u5\nArchitecture: amd64\n\n\
+Package: libzmq5\nStatus: install ok installed\nVersion: 4.3.4-1\nSource: zeromq3\nArchitecture: amd64\n";
+
+/// A Debian 11 base layer, and a second layer that installs the X server
+/// at a version DSA-5380-1 says is vulnerable (fixed in 2:1.20.11-1+deb11u6).
+fn debian_image(dir: &Path) -> Vec<(Digest, Digest)> {
+    let base = tar_of(&[
+        (
+            "etc/os-release",
+            b"ID=debian\nVERSION_ID=\"11\"\nPRETTY_NAME=\"Debian GNU/Linux 11 (bullseye)\"\n",
+        ),
+        ("var/lib/dpkg/status", BASE_STATUS.as_bytes()),
+    ]);
+    let with_x = format!(
+        "{BASE_STATUS}\nPackage: xserver-xorg-core\nStatus: install ok installed\nVersion: 2:1.20.11-1+deb11u5\nSource: xorg-server\nArchitecture: amd64\n"
+    );
+    let top = tar_of(&[("var/lib/dpkg/status", with_x.as_bytes())]);
+    write_layout(dir, "v1", &[base, top])
+}
+
+fn json_scan(data: &Path, target: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["scan", target, "--format", "json"];
+    args.extend_from_slice(extra);
+    let out = portcullis(data, &args);
+    assert!(
+        out.status.success(),
+        "scan {target}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The finding a user relies on, in the shape they read it.
+fn assert_dsa_5380(report: &serde_json::Value, top_layer: &str) {
+    let vulns = report["vulnerabilities"].as_array().unwrap();
+    assert_eq!(vulns.len(), 1, "{vulns:#?}");
+    let v = &vulns[0];
+    assert_eq!(v["ids"], serde_json::json!(["DSA-5380-1"]));
+    assert_eq!(v["related"], serde_json::json!(["CVE-2023-1393"]));
+    assert_eq!(v["package"], "xserver-xorg-core");
+    assert_eq!(v["version"], "2:1.20.11-1+deb11u5");
+    assert_eq!(v["fixed_version"], "2:1.20.11-1+deb11u6");
+    assert_eq!(v["ecosystem"], "Debian:11");
+    assert_eq!(v["severity"], "Unknown", "Debian's lists carry no severity");
+    assert_eq!(v["layer"], top_layer, "the layer that installed it");
+    assert_eq!(v["path"], "var/lib/dpkg/status");
+    assert_eq!(report["os"]["id"], "debian");
+    let layers = report["layers"].as_array().unwrap();
+    let per_layer: Vec<(u64, u64)> = layers
+        .iter()
+        .map(|l| {
+            (
+                l["components"].as_u64().unwrap(),
+                l["vulnerabilities"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(per_layer, [(2, 0), (1, 1)]);
+    assert_eq!(report["summary"]["unknown"], 1);
+}
+
+#[test]
+fn scan_an_oci_layout_with_the_imported_database() {
+    let data = tempfile::tempdir().unwrap();
+    let image = tempfile::tempdir().unwrap();
+    let layers = debian_image(image.path());
+    let target = format!("oci:{}:v1", image.path().display());
+
+    // Without a database: components, no findings, and --fail-on refuses.
+    let report = json_scan(data.path(), &target, &[]);
+    assert_eq!(report["components"].as_array().unwrap().len(), 3);
+    assert!(report["database"].is_null());
+    let out = portcullis(data.path(), &["scan", &target, "--fail-on", "low"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("db import"));
+
+    let out = portcullis(data.path(), &["db", "import", SAMPLE]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("30 records imported, 0 rejected"));
+    let out = portcullis(data.path(), &["db", "status", "--format", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["sources"][0]["records"], 30);
+
+    let report = json_scan(data.path(), &target, &[]);
+    assert_dsa_5380(&report, layers[1].0.as_str());
+    assert_eq!(report["database"]["records"], 30);
+
+    let out = portcullis(data.path(), &["scan", &target]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(table.contains("UNKNOWN (1)"), "{table}");
+    assert!(
+        table.contains("DSA-5380-1 (CVE-2023-1393)") && table.contains("2:1.20.11-1+deb11u6"),
+        "{table}"
+    );
+    assert!(table.contains(&layers[1].0.hex()[..12]), "{table}");
+
+    // --fail-on compares with the worst finding, which is of unknown severity.
+    assert_eq!(
+        portcullis(data.path(), &["scan", &target, "--fail-on", "unknown"])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(
+        portcullis(data.path(), &["scan", &target, "--fail-on", "low"])
+            .status
+            .code(),
+        Some(0)
+    );
+
+    // A bare directory means the same; a missing tag is named with the ones there are.
+    let bare = json_scan(data.path(), &image.path().display().to_string(), &[]);
+    assert_eq!(bare["vulnerabilities"], report["vulnerabilities"]);
+    let out = portcullis(data.path(), &["scan", &format!("oci:{}:v2", image.path().display())]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such tag (tags here: v1)"));
+}
+
+#[test]
+fn a_compression_bomb_layer_stops_at_the_limit() {
+    let data = tempfile::tempdir().unwrap();
+    let image = tempfile::tempdir().unwrap();
+    let zeros = vec![0u8; 64 << 20];
+    write_layout(image.path(), "bomb", &[tar_of(&[("big", &zeros)])]);
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["scan", &format!("oci:{}:bomb", image.path().display()), "--data"])
+        .arg(data.path())
+        .env("PORTCULLIS_SCAN_MAX_LAYER_BYTES", (1u64 << 20).to_string())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("compression bomb"), "{err}");
+}
+
+/// skopeo writes the archives; the scan sees the same image in each.
+#[test]
+fn scan_archives_and_a_registry_image_made_by_skopeo() {
+    if !have_tool("skopeo") {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let layers = debian_image(&layout);
+    assert!(portcullis(data.path(), &["db", "import", SAMPLE]).status.success());
+    let skopeo = |args: &[&str]| {
+        let out = Command::new("skopeo").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let src = format!("oci:{}:v1", layout.display());
+    let oci_archive: PathBuf = work.path().join("image.oci.tar");
+    let docker_archive: PathBuf = work.path().join("image.docker.tar");
+    skopeo(&["copy", &src, &format!("oci-archive:{}:v1", oci_archive.display())]);
+    skopeo(&[
+        "copy",
+        &src,
+        &format!("docker-archive:{}:acme/app:v1", docker_archive.display()),
+    ]);
+
+    let report = json_scan(data.path(), &format!("oci-archive:{}:v1", oci_archive.display()), &[]);
+    assert_dsa_5380(&report, layers[1].0.as_str());
+    // docker save layers are uncompressed: they go by their diff ids.
+    let report = json_scan(
+        data.path(),
+        &format!("docker-archive:{}", docker_archive.display()),
+        &[],
+    );
+    assert_dsa_5380(&report, layers[1].1.as_str());
+
+    // A registry that wants credentials: the token flow, then streamed layers.
+    let registry_data = work.path().join("registry");
+    let password = "scan-test-admin-password";
+    let server = ServerProcess::spawn_env(
+        &registry_data,
+        &[],
+        &[
+            ("PORTCULLIS_ANONYMOUS", "none"),
+            ("PORTCULLIS_ADMIN_PASSWORD", password),
+        ],
+    );
+    let host = server.base.trim_start_matches("http://").to_string();
+    let creds = format!("admin:{password}");
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &src,
+        &format!("docker://{host}/admin/app:v1"),
+    ]);
+    let target = format!("docker://{host}/admin/app:v1");
+    let report = json_scan(data.path(), &target, &["--tls-verify=false", "--creds", &creds]);
+    assert_dsa_5380(&report, layers[1].0.as_str());
+    assert!(report["manifest_digest"].as_str().unwrap().starts_with("sha256:"));
+    for (creds, what) in [(None, "--creds"), (Some("admin:wrong"), "refused")] {
+        let mut args = vec!["scan", target.as_str(), "--tls-verify=false"];
+        if let Some(c) = creds {
+            args.extend(["--creds", c]);
+        }
+        let out = portcullis(data.path(), &args);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(what), "{creds:?}: {err}");
+    }
+}
