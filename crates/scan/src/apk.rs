@@ -1,6 +1,6 @@
 //! Alpine's `lib/apk/db/installed`: one-letter fields, a blank line between packages.
 
-use crate::{Package, Parsed};
+use crate::{Ecosystem, Package, Parsed};
 
 pub fn parse_installed(text: &str) -> Parsed {
     let mut out = Parsed::default();
@@ -18,6 +18,7 @@ pub fn parse_installed(text: &str) -> Parsed {
         };
         let origin = field('o').unwrap_or_else(|| name.clone());
         out.packages.push(Package {
+            ecosystem: Ecosystem::Apk,
             source_name: origin,
             source_version: version.clone(),
             architecture: field('A'),

@@ -1,7 +1,7 @@
 //! The dpkg database: `var/lib/dpkg/status` (one file, many paragraphs) and
 //! distroless images' `var/lib/dpkg/status.d/<name>` (one file a package).
 
-use crate::{Package, Parsed};
+use crate::{Ecosystem, Package, Parsed};
 
 /// One RFC 822-style paragraph: field names with (possibly folded) values.
 fn paragraphs(text: &str) -> impl Iterator<Item = Vec<(&str, String)>> {
@@ -60,6 +60,7 @@ pub fn parse_status(text: &str) -> Parsed {
             None => (name.to_string(), version.to_string()),
         };
         out.packages.push(Package {
+            ecosystem: Ecosystem::Deb,
             name: name.to_string(),
             version: version.to_string(),
             architecture: get("Architecture").map(String::from),

@@ -12,7 +12,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use thiserror::Error;
 
 use crate::os_release::{self, OsRelease};
-use crate::{apk, dpkg, Package, Parsed};
+use crate::{apk, dpkg, npm, python, Package, Parsed};
 
 #[derive(Debug, Error)]
 pub enum LayerError {
@@ -51,7 +51,8 @@ pub struct LayerFacts {
     /// (the former wins, as systemd reads it first).
     pub os_release: BTreeMap<String, OsRelease>,
     /// Package databases by path: `var/lib/dpkg/status`,
-    /// `var/lib/dpkg/status.d/<name>`, `lib/apk/db/installed`.
+    /// `var/lib/dpkg/status.d/<name>`, `lib/apk/db/installed`, and each
+    /// Python distribution's metadata and npm package's `package.json`.
     pub package_dbs: BTreeMap<String, Parsed>,
     /// Paths deleted by `.wh.<name>` files.
     pub whiteouts: Vec<String>,
@@ -72,6 +73,8 @@ fn interesting(path: &str) -> bool {
         || (path.starts_with(DPKG_STATUS_D)
             && !path[DPKG_STATUS_D.len()..].contains('/')
             && !path.ends_with(".md5sums"))
+        || python::is_metadata_path(path)
+        || npm::is_installed_manifest(path)
 }
 
 /// `./a/b`, `/a/b` and `a//b` all mean `a/b`; `None` for paths that climb
@@ -201,6 +204,10 @@ pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, Layer
             }
         } else if path == APK_INSTALLED {
             facts.package_dbs.insert(path, apk::parse_installed(&text));
+        } else if python::is_metadata_path(&path) {
+            facts.package_dbs.insert(path, python::parse_metadata(&text));
+        } else if npm::is_installed_manifest(&path) {
+            facts.package_dbs.insert(path, npm::parse_package_json(&text));
         } else {
             facts.package_dbs.insert(path, dpkg::parse_status(&text));
         }
@@ -216,6 +223,8 @@ pub struct Component {
     pub layer: String,
     /// The database file it is recorded in.
     pub path: String,
+    /// Its package URL, once the image's OS release is known.
+    pub purl: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -261,6 +270,7 @@ pub fn merge<'a>(layers: impl IntoIterator<Item = (&'a str, &'a LayerFacts)>) ->
                         package: p.clone(),
                         layer,
                         path: path.clone(),
+                        purl: String::new(),
                     }
                 })
                 .collect();
@@ -273,9 +283,13 @@ pub fn merge<'a>(layers: impl IntoIterator<Item = (&'a str, &'a LayerFacts)>) ->
         warnings.extend(facts.warnings.iter().map(|w| format!("{digest}: {w}")));
     }
     let os = OS_RELEASE.iter().find_map(|p| releases.get(*p).cloned());
+    let mut components: Vec<Component> = dbs.into_values().flatten().collect();
+    for c in &mut components {
+        c.purl = crate::purl::purl(&c.package, os.as_ref());
+    }
     ImageFacts {
         os,
-        components: dbs.into_values().flatten().collect(),
+        components,
         warnings,
     }
 }

@@ -11,14 +11,61 @@ pub mod apk;
 pub mod dpkg;
 pub mod layer;
 pub mod matching;
+pub mod npm;
 pub mod os_release;
 pub mod osv;
+pub mod purl;
+pub mod python;
 pub mod severity;
 pub mod version;
+
+/// How a package was installed, which decides how advisories name it and
+/// how its versions are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ecosystem {
+    Deb,
+    Apk,
+    Python,
+    Npm,
+}
+
+impl Ecosystem {
+    /// The OSV ecosystem of a language package; distribution packages
+    /// take theirs from the image's OS release instead.
+    pub fn osv_name(self) -> Option<&'static str> {
+        match self {
+            Ecosystem::Python => Some("PyPI"),
+            Ecosystem::Npm => Some("npm"),
+            Ecosystem::Deb | Ecosystem::Apk => None,
+        }
+    }
+
+    /// How the ecosystem orders versions.
+    pub fn version_order(self) -> fn(&str, &str) -> std::cmp::Ordering {
+        match self {
+            Ecosystem::Deb => version::dpkg_cmp,
+            Ecosystem::Apk => version::apk_cmp,
+            Ecosystem::Python => version::pep440_cmp,
+            Ecosystem::Npm => version::semver_cmp,
+        }
+    }
+
+    /// The package URL type (github.com/package-url/purl-spec).
+    pub fn purl_type(self) -> &'static str {
+        match self {
+            Ecosystem::Deb => "deb",
+            Ecosystem::Apk => "apk",
+            Ecosystem::Python => "pypi",
+            Ecosystem::Npm => "npm",
+        }
+    }
+}
 
 /// A package as a package database records it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Package {
+    pub ecosystem: Ecosystem,
     pub name: String,
     pub version: String,
     pub architecture: Option<String>,

@@ -12,7 +12,7 @@ use crate::layer::ImageFacts;
 use crate::os_release::OsRelease;
 use crate::osv::Advisory;
 use crate::severity::{rate, Rated, Severity};
-use crate::version::{apk_cmp, dpkg_cmp};
+use crate::{python, Ecosystem};
 
 type VersionOrder = fn(&str, &str) -> std::cmp::Ordering;
 
@@ -32,8 +32,13 @@ impl VulnIndex {
         for (i, a) in advisories.iter().enumerate() {
             for (j, aff) in a.affected.iter().enumerate() {
                 if let Some(p) = &aff.package {
+                    let name = if p.ecosystem == "PyPI" {
+                        python::normalize_name(&p.name)
+                    } else {
+                        p.name.clone()
+                    };
                     by_package
-                        .entry((p.ecosystem.clone(), p.name.clone()))
+                        .entry((p.ecosystem.clone(), name))
                         .or_default()
                         .push((i as u32, j as u32));
                 }
@@ -72,6 +77,8 @@ pub struct Finding {
     pub cvss_score: Option<f64>,
     pub package: String,
     pub version: String,
+    /// The component's package URL.
+    pub purl: String,
     /// The OSV ecosystem the match was made in (`Debian:11`).
     pub ecosystem: String,
     /// The lowest version that fixes it (for merged advisories, the
@@ -84,15 +91,15 @@ pub struct Finding {
 }
 
 /// The OSV ecosystem of the distribution release (`Debian:11`,
-/// `Alpine:v3.11`) and its version order; `None` for distributions not
-/// handled yet.
-pub fn distro_ecosystem(os: &OsRelease) -> Option<(String, VersionOrder)> {
+/// `Alpine:v3.11`) and the package manager whose packages it covers;
+/// `None` for distributions not handled yet.
+pub fn distro_ecosystem(os: &OsRelease) -> Option<(String, Ecosystem)> {
     let version = os.version_id.as_deref()?;
     let mut parts = version.split('.');
     let major = parts.next().filter(|m| !m.is_empty())?;
     match os.id.as_str() {
-        "debian" => Some((format!("Debian:{major}"), dpkg_cmp)),
-        "alpine" => Some((format!("Alpine:v{major}.{}", parts.next()?), apk_cmp)),
+        "debian" => Some((format!("Debian:{major}"), Ecosystem::Deb)),
+        "alpine" => Some((format!("Alpine:v{major}.{}", parts.next()?), Ecosystem::Apk)),
         _ => None,
     }
 }
@@ -102,13 +109,19 @@ pub fn distro_ecosystem(os: &OsRelease) -> Option<(String, VersionOrder)> {
 /// Distribution advisories (Debian's DSA/DLA, Alpine's secdb) name *source*
 /// packages (dpkg `Source:`, apk origin) and apply to one release, so each
 /// package is looked up by its source name and version in the ecosystem of
-/// the image's own release.
+/// the image's own release. Language packages are looked up in their
+/// ecosystem's advisories (PyPI by normalised name).
 pub fn match_image(image: &ImageFacts, index: &VulnIndex) -> Vec<Finding> {
     let mut out = Vec::new();
     let distro = image.os.as_ref().and_then(distro_ecosystem);
     for c in &image.components {
-        let Some((ecosystem, cmp)) = &distro else { continue };
         let p = &c.package;
+        let ecosystem = match (p.ecosystem.osv_name(), &distro) {
+            (Some(name), _) => name.to_string(),
+            (None, Some((name, manager))) if *manager == p.ecosystem => name.clone(),
+            _ => continue,
+        };
+        let cmp = &p.ecosystem.version_order();
         let key = (ecosystem.clone(), p.source_name.clone());
         let Some(candidates) = index.by_package.get(&key) else {
             continue;
@@ -131,6 +144,7 @@ pub fn match_image(image: &ImageFacts, index: &VulnIndex) -> Vec<Finding> {
                 cvss_score: rated.cvss_score,
                 package: p.name.clone(),
                 version: p.version.clone(),
+                purl: c.purl.clone(),
                 ecosystem: ecosystem.clone(),
                 fixed_version: aff.fixed_after(&p.source_version, *cmp).map(String::from),
                 layer: c.layer.clone(),
@@ -213,6 +227,7 @@ mod tests {
                 package: p.clone(),
                 layer: "sha256:base".into(),
                 path: "var/lib/dpkg/status".into(),
+                purl: String::new(),
             }],
             warnings: vec![],
         };
@@ -221,6 +236,7 @@ mod tests {
 
     fn pkg(name: &str, version: &str, source: &str, source_version: &str) -> Package {
         Package {
+            ecosystem: crate::Ecosystem::Deb,
             name: name.into(),
             version: version.into(),
             architecture: Some("amd64".into()),
@@ -303,7 +319,10 @@ mod tests {
     fn real_alpine_advisories() {
         let advisories = sample();
         let os = |v: &str| os_release::parse(&format!("ID=alpine\nVERSION_ID={v}\n")).unwrap();
-        let apk = |name: &str, v: &str, origin: &str| pkg(name, v, origin, v);
+        let apk = |name: &str, v: &str, origin: &str| Package {
+            ecosystem: crate::Ecosystem::Apk,
+            ..pkg(name, v, origin, v)
+        };
         let ids = |f: &[Finding]| -> Vec<String> { f.iter().map(|x| x.ids[0].clone()).collect() };
         let found = scan(&os("3.11.6"), &apk("ansible", "2.9.2-r0", "ansible"), &advisories);
         assert_eq!(ids(&found), ["ALPINE-CVE-2019-14904"]);
@@ -382,5 +401,111 @@ mod tests {
             (found[0].ids[0].as_str(), found[0].severity),
             ("DEBIAN-CVE-1", Severity::Low)
         );
+    }
+
+    /// Expectations read off the sample advisories:
+    /// PYSEC-2021-335: accesscontrol affected in [4.0, 4.3) and [5.0, 5.2).
+    /// PYSEC-2022-42969: py affected up to and including 1.11.0, no fix.
+    /// PYSEC-2024-1: gratient, only version 0.5 listed.
+    /// PYSEC-2022-15: loguru, withdrawn.
+    /// NSWG-ECO-500: mqtt-packet fixed in 3.5.1, 4.1.3, 5.6.1, 6.1.2 (CVSS 3.0 …/A:H = 7.5).
+    /// NSWG-ECO-151: passport-azure-ad [1.0.0, 1.4.6) and exactly 2.0.0.
+    /// NSWG-ECO-1: bassmaster up to 1.5.1 (CVSS 3.0 …/C:L/I:L/A:N = 6.5).
+    #[test]
+    fn real_python_and_npm_advisories() {
+        let index = sample();
+        let lang = |eco: crate::Ecosystem, name: &str, version: &str| {
+            let source = if eco == crate::Ecosystem::Python {
+                python::normalize_name(name)
+            } else {
+                name.to_string()
+            };
+            Package {
+                ecosystem: eco,
+                architecture: None,
+                ..pkg(name, version, &source, version)
+            }
+        };
+        use crate::Ecosystem::{Npm, Python};
+        let cases: &[(crate::Ecosystem, &str, &str, Option<(&str, Option<&str>, Severity)>)] = &[
+            (
+                Python,
+                "AccessControl",
+                "4.2",
+                Some(("PYSEC-2021-335", Some("4.3"), Severity::Unknown)),
+            ),
+            (Python, "AccessControl", "4.3", None),
+            (
+                Python,
+                "AccessControl",
+                "5.1",
+                Some(("PYSEC-2021-335", Some("5.2"), Severity::Unknown)),
+            ),
+            (Python, "AccessControl", "5.2", None),
+            (Python, "AccessControl", "3.9", None),
+            (
+                Python,
+                "py",
+                "1.11.0",
+                Some(("PYSEC-2022-42969", None, Severity::Unknown)),
+            ),
+            (Python, "py", "1.11.1", None),
+            (
+                Python,
+                "gratient",
+                "0.5",
+                Some(("PYSEC-2024-1", None, Severity::Unknown)),
+            ),
+            (Python, "gratient", "0.6", None),
+            (Python, "loguru", "0.5.3", None),
+            (
+                Npm,
+                "mqtt-packet",
+                "4.1.2",
+                Some(("NSWG-ECO-500", Some("4.1.3"), Severity::High)),
+            ),
+            (Npm, "mqtt-packet", "4.1.3", None),
+            (
+                Npm,
+                "mqtt-packet",
+                "6.1.1",
+                Some(("NSWG-ECO-500", Some("6.1.2"), Severity::High)),
+            ),
+            (Npm, "mqtt-packet", "7.0.0", None),
+            (
+                Npm,
+                "passport-azure-ad",
+                "1.4.5",
+                Some(("NSWG-ECO-151", Some("1.4.6"), Severity::Critical)),
+            ),
+            (
+                Npm,
+                "passport-azure-ad",
+                "2.0.0",
+                Some(("NSWG-ECO-151", None, Severity::Critical)),
+            ),
+            (Npm, "passport-azure-ad", "2.0.1", None),
+            (Npm, "bassmaster", "1.5.1", Some(("NSWG-ECO-1", None, Severity::Medium))),
+            // A PyPI name in npm is another package.
+            (Npm, "py", "1.0.0", None),
+        ];
+        for (eco, name, version, want) in cases {
+            let image = ImageFacts {
+                os: None,
+                components: vec![Component {
+                    package: lang(*eco, name, version),
+                    layer: "sha256:app".into(),
+                    path: "app".into(),
+                    purl: String::new(),
+                }],
+                warnings: vec![],
+            };
+            let found = match_image(&image, &index);
+            let got = found
+                .first()
+                .map(|f| (f.ids[0].as_str(), f.fixed_version.as_deref(), f.severity));
+            assert_eq!(got, *want, "{name} {version}");
+            assert!(found.len() <= 1, "{found:?}");
+        }
     }
 }

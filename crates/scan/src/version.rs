@@ -77,6 +77,51 @@ fn verrevcmp(a: &[u8], b: &[u8]) -> Ordering {
     Ordering::Equal
 }
 
+/// PEP 440, as pip orders Python versions. A version PEP 440 cannot read
+/// (a few ancient releases) sorts by [`natural_cmp`] rather than failing
+/// the whole match.
+pub fn pep440_cmp(a: &str, b: &str) -> Ordering {
+    use std::str::FromStr;
+    match (
+        pep440_rs::Version::from_str(a.trim()),
+        pep440_rs::Version::from_str(b.trim()),
+    ) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        _ => natural_cmp(a, b),
+    }
+}
+
+/// SemVer 2.0 precedence (npm, crates.io, Go modules): build metadata is
+/// ignored; Go's leading `v` and a missing minor or patch are tolerated.
+pub fn semver_cmp(a: &str, b: &str) -> Ordering {
+    match (parse_semver(a), parse_semver(b)) {
+        (Some(x), Some(y)) => x.cmp_precedence(&y),
+        _ => natural_cmp(a, b),
+    }
+}
+
+fn parse_semver(v: &str) -> Option<semver::Version> {
+    let v = v.trim();
+    let v = v.strip_prefix('v').unwrap_or(v);
+    if let Ok(parsed) = semver::Version::parse(v) {
+        return Some(parsed);
+    }
+    let split = v.find(['-', '+']).unwrap_or(v.len());
+    let (core, rest) = v.split_at(split);
+    let padded = match core.split('.').count() {
+        1 => format!("{core}.0.0{rest}"),
+        2 => format!("{core}.0{rest}"),
+        _ => return None,
+    };
+    semver::Version::parse(&padded).ok()
+}
+
+/// dpkg's comparison without epochs or revisions: digit runs as numbers,
+/// the rest as text. The fallback for versions no scheme can read.
+pub fn natural_cmp(a: &str, b: &str) -> Ordering {
+    verrevcmp(a.trim().as_bytes(), b.trim().as_bytes())
+}
+
 /// Orders Alpine package versions as apk-tools does:
 /// `1.2.3[letter][_suffix[N]]...[~hash][-rN]`. Numeric components compare
 /// as numbers (a longer list is newer); a trailing letter is newer than none;
@@ -254,5 +299,61 @@ mod tests {
                 let _ = dpkg_cmp(a, b);
             }
         }
+    }
+
+    /// Orders from PEP 440's own examples and the SemVer 2.0 specification.
+    #[test]
+    fn pep440_and_semver_orders() {
+        let pep440 = [
+            "1.0.dev456",
+            "1.0a1",
+            "1.0a2.dev456",
+            "1.0a12.dev456",
+            "1.0a12",
+            "1.0b1.dev456",
+            "1.0b2",
+            "1.0b2.post345.dev456",
+            "1.0b2.post345",
+            "1.0rc1.dev456",
+            "1.0rc1",
+            "1.0",
+            "1.0+abc.5",
+            "1.0+abc.7",
+            "1.0+5",
+            "1.0.post456.dev34",
+            "1.0.post456",
+            "1.0.15",
+            "1.1.dev1",
+        ];
+        for w in pep440.windows(2) {
+            assert_eq!(pep440_cmp(w[0], w[1]), Ordering::Less, "{} < {}", w[0], w[1]);
+            assert_eq!(pep440_cmp(w[1], w[0]), Ordering::Greater, "{} > {}", w[1], w[0]);
+        }
+        assert_eq!(pep440_cmp("1.0", "1.0.0"), Ordering::Equal, "trailing zeros");
+        assert_eq!(pep440_cmp("0.10", "0.9"), Ordering::Greater);
+        let semver = [
+            "1.0.0-0",
+            "1.0.0-alpha",
+            "1.0.0-alpha.1",
+            "1.0.0-alpha.beta",
+            "1.0.0-beta",
+            "1.0.0-beta.2",
+            "1.0.0-beta.11",
+            "1.0.0-rc.1",
+            "1.0.0",
+            "1.0.1",
+            "1.2",
+            "1.10.0",
+            "v2.0.0",
+        ];
+        for w in semver.windows(2) {
+            assert_eq!(semver_cmp(w[0], w[1]), Ordering::Less, "{} < {}", w[0], w[1]);
+        }
+        assert_eq!(
+            semver_cmp("1.0.0+build.1", "1.0.0+build.2"),
+            Ordering::Equal,
+            "build metadata"
+        );
+        assert_eq!(semver_cmp("v1.16.0-0", "1.16.0-0"), Ordering::Equal, "Go's v");
     }
 }

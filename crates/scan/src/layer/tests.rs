@@ -200,3 +200,61 @@ fn merge_follows_overlay_semantics() {
     .unwrap();
     assert_eq!(merge([("u", &usr)]).os.unwrap().id, "alpine");
 }
+
+/// Python and npm packages come from their own metadata files, each its
+/// own "database", so an uninstall (a whiteout of the directory) removes it.
+#[test]
+fn language_packages_are_found_and_whited_out() {
+    let site = "usr/lib/python3/dist-packages";
+    let metadata = format!("{site}/requests-2.31.0.dist-info/METADATA");
+    let l1 = tar(&[
+        (
+            metadata.as_str(),
+            Some(b"Name: requests\nVersion: 2.31.0\nLicense: Apache 2.0\n\nlong text"),
+        ),
+        (
+            "app/node_modules/@scope/pkg/package.json",
+            Some(br#"{"name":"@scope/pkg","version":"1.2.3","license":"MIT"}"#),
+        ),
+        ("app/package.json", Some(br#"{"name":"the-app","version":"0.0.1"}"#)),
+        ("app/node_modules/broken/package.json", Some(b"{")),
+    ]);
+    let l1 = read_layer(&l1[..], &Limits::default()).unwrap();
+    let image = merge([("sha256:one", &l1)]);
+    let mut got: Vec<(String, &str, &str)> = image
+        .components
+        .iter()
+        .map(|c| {
+            (
+                format!("{:?}", c.package.ecosystem),
+                c.package.name.as_str(),
+                c.path.as_str(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                "Npm".to_string(),
+                "@scope/pkg",
+                "app/node_modules/@scope/pkg/package.json"
+            ),
+            ("Python".to_string(), "requests", metadata.as_str()),
+        ]
+    );
+    assert!(
+        image
+            .warnings
+            .iter()
+            .any(|w| w.contains("package.json is not readable")),
+        "{:?}",
+        image.warnings
+    );
+    let wh = format!("{site}/.wh.requests-2.31.0.dist-info");
+    let l2 = read_layer(&tar(&[(wh.as_str(), Some(b""))])[..], &Limits::default()).unwrap();
+    let image = merge([("sha256:one", &l1), ("sha256:two", &l2)]);
+    let names: Vec<&str> = image.components.iter().map(|c| c.package.name.as_str()).collect();
+    assert_eq!(names, ["@scope/pkg"]);
+}
