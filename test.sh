@@ -24,6 +24,11 @@ if ! python3 -c 'import oras.client' 2>/dev/null; then
   echo "== installing oras (PyPI)"
   python3 -m pip install -q oras || { [ "$ci" = true ] && exit 1; }
 fi
+# The SBOM projects' own validators check Portcullis's SPDX and CycloneDX output.
+if ! python3 -c 'import cyclonedx.validation.json, spdx_tools, lib4sbom, jsonschema' 2>/dev/null; then
+  echo "== installing SBOM validators (PyPI)"
+  python3 -m pip install -q 'cyclonedx-python-lib[json-validation]' spdx-tools lib4sbom jsonschema || { [ "$ci" = true ] && exit 1; }
+fi
 
 export PORTCULLIS_TEST_POSTGRES=${PORTCULLIS_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}
 if ! (command -v pg_isready >/dev/null && pg_isready -q -d "$PORTCULLIS_TEST_POSTGRES"); then

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context};
 use futures_util::{StreamExt, TryStreamExt};
 use portcullis_oci::Platform;
-use portcullis_scan::layer::{merge, Component, LayerFacts, Limits};
+use portcullis_scan::layer::{merge, Component, ImageFacts, LayerFacts, Limits};
 use portcullis_scan::matching::{match_image, Finding, VulnIndex};
 use portcullis_scan::os_release::OsRelease;
+use portcullis_scan::sbom;
 use portcullis_scan::severity::Severity;
 use portcullis_vulndb::{rfc3339, VulnDb};
 use serde::Serialize;
@@ -22,6 +23,10 @@ pub enum ScanFormat {
     Table,
     /// Everything: image, layers, components, findings, warnings.
     Json,
+    /// SPDX 2.3 JSON, with advisories as security references.
+    Spdx,
+    /// CycloneDX 1.5 JSON, with its vulnerabilities section.
+    Cyclonedx,
 }
 
 #[derive(clap::Args)]
@@ -157,6 +162,31 @@ pub async fn run(settings: &Settings, args: ScanArgs) -> anyhow::Result<bool> {
     match args.format {
         ScanFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         ScanFormat::Table => print_table(&report, &settings.data),
+        ScanFormat::Spdx | ScanFormat::Cyclonedx => {
+            let created = rfc3339(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            );
+            let serial = uuid::Uuid::new_v4().to_string();
+            let subject = sbom::Subject {
+                name: &report.target,
+                manifest_digest: report.manifest_digest.as_deref(),
+                created: &created,
+                serial: &serial,
+                tool_version: env!("CARGO_PKG_VERSION"),
+            };
+            let image = ImageFacts {
+                os: report.os,
+                components: report.components,
+                warnings: report.warnings,
+            };
+            let doc = match args.format {
+                ScanFormat::Spdx => sbom::spdx(&subject, &image, &report.vulnerabilities),
+                _ => sbom::cyclonedx(&subject, &image, &report.vulnerabilities),
+            };
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        }
     }
     if failed {
         eprintln!(

@@ -299,3 +299,116 @@ fn scan_archives_and_a_registry_image_made_by_skopeo() {
         assert!(err.contains(what), "{creds:?}: {err}");
     }
 }
+
+fn validate(kind: &str, path: &Path) -> Output {
+    Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/validate_sbom.py"))
+        .arg(kind)
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
+fn sbom_tools_present() -> bool {
+    let ok = Command::new("python3")
+        .args([
+            "-c",
+            "import cyclonedx.validation.json, spdx_tools, lib4sbom, jsonschema",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok && std::env::var_os("PORTCULLIS_REQUIRE_CLIENTS").is_some() {
+        panic!("the SBOM validators (PyPI cyclonedx-python-lib, spdx-tools, lib4sbom) are required but missing");
+    }
+    ok
+}
+
+/// Debian, Python and npm components with findings in each, written as
+/// SPDX and CycloneDX, checked by the SBOM projects' own validators.
+#[test]
+fn sboms_validate_against_the_official_schemas() {
+    if !sbom_tools_present() {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let image = tempfile::tempdir().unwrap();
+    let mut layers = vec![];
+    let base = tar_of(&[
+        ("etc/os-release", b"ID=debian\nVERSION_ID=\"11\"\n"),
+        (
+            "var/lib/dpkg/status",
+            b"Package: xserver-xorg-core\nStatus: install ok installed\nVersion: 2:1.20.11-1+deb11u5\nSource: xorg-server\nArchitecture: amd64\n",
+        ),
+    ]);
+    layers.push(base);
+    layers.push(tar_of(&[
+        (
+            "usr/lib/python3/dist-packages/py-1.11.0.dist-info/METADATA",
+            b"Metadata-Version: 2.1\nName: py\nVersion: 1.11.0\nLicense: MIT license\n",
+        ),
+        (
+            "srv/app/node_modules/mqtt-packet/package.json",
+            br#"{"name":"mqtt-packet","version":"6.1.1","license":"MIT"}"#,
+        ),
+        (
+            "srv/app/node_modules/@scope/odd/package.json",
+            br#"{"name":"@scope/odd","version":"1.0.0","license":"BSD"}"#,
+        ),
+    ]));
+    write_layout(image.path(), "v1", &layers);
+    assert!(portcullis(data.path(), &["db", "import", SAMPLE]).status.success());
+    let target = format!("oci:{}:v1", image.path().display());
+    for kind in ["spdx", "cyclonedx"] {
+        let out = portcullis(data.path(), &["scan", &target, "--format", kind]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let path = image.path().join(format!("sbom.{kind}.json"));
+        std::fs::write(&path, &out.stdout).unwrap();
+        let checked = validate(kind, &path);
+        assert!(
+            checked.status.success(),
+            "{kind}: {}{}",
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if kind == "spdx" {
+            let packages = doc["packages"].as_array().unwrap();
+            assert_eq!(packages.len(), 5, "the image and four components");
+            let purls: Vec<&str> = packages[1..]
+                .iter()
+                .map(|p| p["externalRefs"][0]["referenceLocator"].as_str().unwrap())
+                .collect();
+            assert!(purls.contains(&"pkg:pypi/py@1.11.0"), "{purls:?}");
+            assert!(purls.contains(&"pkg:npm/%40scope/odd@1.0.0"), "{purls:?}");
+            let odd = packages.iter().find(|p| p["name"] == "@scope/odd").unwrap();
+            assert_eq!(odd["licenseDeclared"], "NOASSERTION", "BSD alone names no one license");
+            let mqtt = packages.iter().find(|p| p["name"] == "mqtt-packet").unwrap();
+            assert_eq!(mqtt["licenseDeclared"], "MIT");
+            assert_eq!(
+                mqtt["externalRefs"][1]["referenceLocator"],
+                "https://osv.dev/vulnerability/NSWG-ECO-500"
+            );
+        } else {
+            let vulns: Vec<&str> = doc["vulnerabilities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["id"].as_str().unwrap())
+                .collect();
+            assert_eq!(vulns, ["DSA-5380-1", "NSWG-ECO-500", "PYSEC-2022-42969"]);
+            let nswg = &doc["vulnerabilities"][1];
+            assert_eq!(nswg["ratings"][0]["severity"], "high");
+            assert_eq!(nswg["ratings"][0]["score"], 7.5);
+            assert_eq!(nswg["recommendation"], "Upgrade mqtt-packet to 6.1.2 or later");
+        }
+        // The validators do reject: the same document without a required field.
+        let mut broken: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let required = if kind == "spdx" { "spdxVersion" } else { "specVersion" };
+        broken.as_object_mut().unwrap().remove(required);
+        std::fs::write(&path, serde_json::to_vec(&broken).unwrap()).unwrap();
+        assert!(
+            !validate(kind, &path).status.success(),
+            "{kind} without {required} must fail"
+        );
+    }
+}

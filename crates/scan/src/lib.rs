@@ -10,12 +10,14 @@
 pub mod apk;
 pub mod dpkg;
 pub mod layer;
+pub mod license;
 pub mod matching;
 pub mod npm;
 pub mod os_release;
 pub mod osv;
 pub mod purl;
 pub mod python;
+pub mod sbom;
 pub mod severity;
 pub mod version;
 
