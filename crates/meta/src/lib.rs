@@ -10,9 +10,11 @@ mod audit;
 mod gc;
 mod identity;
 mod migrations;
+mod scans;
 
 pub use audit::{record_hash, AuditEvent, AuditQuery, AuditRecord, ChainBreak};
 pub use identity::{Account, Grant, RepositoryInfo, StoredToken};
+pub use scans::{ScanOutcome, ScanRecord, SeverityCounts};
 
 use std::future::Future;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -152,4 +152,32 @@ CREATE TABLE audit_head (
 );
 INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000')
 "#,
+    // 3: scanning. Layer facts are cached by layer digest (a shared base
+    // layer is read once); scan results by image manifest digest, which
+    // names the same content in every repository.
+    r#"
+ALTER TABLE repositories ADD COLUMN scan_on_push BIGINT NOT NULL DEFAULT 1;
+CREATE TABLE layer_facts (
+    digest TEXT PRIMARY KEY,
+    facts TEXT NOT NULL,
+    read_at BIGINT NOT NULL
+);
+CREATE TABLE scans (
+    digest TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    error TEXT,
+    layers TEXT,
+    sbom TEXT,
+    findings TEXT,
+    db_generation BIGINT,
+    critical BIGINT NOT NULL DEFAULT 0,
+    high BIGINT NOT NULL DEFAULT 0,
+    medium BIGINT NOT NULL DEFAULT 0,
+    low BIGINT NOT NULL DEFAULT 0,
+    unknown BIGINT NOT NULL DEFAULT 0,
+    requested_at BIGINT NOT NULL,
+    finished_at BIGINT
+);
+CREATE INDEX scans_by_status ON scans (status)
+"#,
 ];

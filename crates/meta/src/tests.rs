@@ -530,3 +530,71 @@ async fn audit_chain_detects_edits_and_deletions() {
         assert_eq!(broken.unwrap().seq, 7);
     }
 }
+
+/// The scan queue's life cycle, as workers on several replicas see it.
+#[tokio::test]
+async fn scans_queue_claim_finish_and_rematch() {
+    for db in backends().await {
+        let m = &db.meta;
+        let label = db.label;
+        assert!(m.request_scan("sha256:a", false).await.unwrap(), "{label}");
+        assert!(
+            !m.request_scan("sha256:a", true).await.unwrap(),
+            "{label}: already queued"
+        );
+        assert_eq!(m.queued_scans(10).await.unwrap(), ["sha256:a"]);
+        assert!(m.start_scan("sha256:a").await.unwrap());
+        assert!(!m.start_scan("sha256:a").await.unwrap(), "{label}: one claim only");
+        // A restart puts an interrupted scan back in the queue.
+        assert_eq!(m.requeue_interrupted_scans().await.unwrap(), 1);
+        assert!(m.start_scan("sha256:a").await.unwrap());
+        let outcome = ScanOutcome {
+            layers: "[\"sha256:l\"]",
+            sbom: "{}",
+            findings: "[]",
+            db_generation: Some(3),
+            counts: [1, 2, 3, 4, 5],
+        };
+        m.finish_scan("sha256:a", &outcome).await.unwrap();
+        let r = m.scan("sha256:a").await.unwrap().unwrap();
+        assert_eq!(
+            (r.status.as_str(), r.counts, r.db_generation),
+            ("done", [1, 2, 3, 4, 5], Some(3))
+        );
+        assert!(
+            !m.request_scan("sha256:a", false).await.unwrap(),
+            "{label}: a push of the same image"
+        );
+        m.update_findings("sha256:a", "[1]", 4, [0, 0, 0, 0, 1]).await.unwrap();
+        let r = m.scan("sha256:a").await.unwrap().unwrap();
+        assert_eq!(
+            (r.findings.as_deref(), r.db_generation, r.counts[4]),
+            (Some("[1]"), Some(4), 1)
+        );
+        assert_eq!(
+            m.finished_sboms("", 10).await.unwrap(),
+            [("sha256:a".to_string(), "{}".to_string())]
+        );
+        assert!(m.finished_sboms("sha256:a", 10).await.unwrap().is_empty());
+        assert!(m.request_scan("sha256:a", true).await.unwrap(), "{label}: scan now");
+        m.start_scan("sha256:a").await.unwrap();
+        m.fail_scan("sha256:a", "layer is not a tar").await.unwrap();
+        assert_eq!(
+            m.scan("sha256:a").await.unwrap().unwrap().error.as_deref(),
+            Some("layer is not a tar")
+        );
+        assert!(
+            m.request_scan("sha256:a", false).await.unwrap(),
+            "{label}: a failed scan is retried on push"
+        );
+
+        m.put_layer_facts("sha256:l", "{\"x\":1}").await.unwrap();
+        m.put_layer_facts("sha256:l", "{\"x\":2}").await.unwrap();
+        assert_eq!(m.layer_facts("sha256:l").await.unwrap().as_deref(), Some("{\"x\":1}"));
+        assert_eq!(m.layer_facts_count().await.unwrap(), 1);
+
+        assert!(m.scan_on_push("acme/app").await.unwrap(), "{label}: on by default");
+        m.set_scan_on_push("acme/app", false, &ev()).await.unwrap();
+        assert!(!m.scan_on_push("acme/app").await.unwrap());
+    }
+}

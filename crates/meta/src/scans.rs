@@ -1,0 +1,247 @@
+//! Scan results and the layer-facts cache. The meta crate stores them as
+//! JSON text it does not interpret; the scanner owns their shape.
+
+use sqlx::Row;
+
+use crate::audit::AuditEvent;
+use crate::{now_ms, Meta, Result};
+
+/// Per-severity counts, worst first: critical, high, medium, low, unknown.
+pub type SeverityCounts = [i64; 5];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanRecord {
+    pub digest: String,
+    /// `queued`, `scanning`, `done` or `failed`.
+    pub status: String,
+    pub error: Option<String>,
+    /// JSON: the layer digests in order.
+    pub layers: Option<String>,
+    /// JSON: the merged image facts (the SBOM).
+    pub sbom: Option<String>,
+    /// JSON: the findings.
+    pub findings: Option<String>,
+    /// The vulnerability database generation the findings came from.
+    pub db_generation: Option<i64>,
+    pub counts: SeverityCounts,
+    pub requested_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// What a finished scan found.
+pub struct ScanOutcome<'a> {
+    pub layers: &'a str,
+    pub sbom: &'a str,
+    pub findings: &'a str,
+    pub db_generation: Option<i64>,
+    pub counts: SeverityCounts,
+}
+
+const COLUMNS: &str = "digest, status, error, layers, sbom, findings, db_generation, critical, high, medium, low, unknown, requested_at, finished_at";
+
+fn record(r: &sqlx::any::AnyRow) -> Result<ScanRecord> {
+    Ok(ScanRecord {
+        digest: r.try_get(0)?,
+        status: r.try_get(1)?,
+        error: r.try_get(2)?,
+        layers: r.try_get(3)?,
+        sbom: r.try_get(4)?,
+        findings: r.try_get(5)?,
+        db_generation: r.try_get(6)?,
+        counts: [
+            r.try_get(7)?,
+            r.try_get(8)?,
+            r.try_get(9)?,
+            r.try_get(10)?,
+            r.try_get(11)?,
+        ],
+        requested_at: r.try_get(12)?,
+        finished_at: r.try_get(13)?,
+    })
+}
+
+impl Meta {
+    pub async fn layer_facts(&self, digest: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT facts FROM layer_facts WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    pub async fn put_layer_facts(&self, digest: &str, facts: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO layer_facts (digest, facts, read_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(digest)
+        .bind(facts)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// How many layers have cached facts (for tests and metrics).
+    pub async fn layer_facts_count(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM layer_facts")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// Queues a scan of an image manifest. A queued or running scan is left
+    /// alone; a finished one is queued again only when `again` ("scan now").
+    /// Returns whether it is newly queued.
+    pub async fn request_scan(&self, digest: &str, again: bool) -> Result<bool> {
+        let now = now_ms();
+        let inserted = sqlx::query(
+            "INSERT INTO scans (digest, status, requested_at) VALUES ($1, 'queued', $2) ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(digest)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(true);
+        }
+        let sql = if again {
+            "UPDATE scans SET status = 'queued', requested_at = $2 WHERE digest = $1 AND status IN ('done', 'failed')"
+        } else {
+            "UPDATE scans SET status = 'queued', requested_at = $2 WHERE digest = $1 AND status = 'failed'"
+        };
+        let updated = sqlx::query(sql).bind(digest).bind(now).execute(&self.pool).await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// Claims a queued scan for this worker; `false` when another took it.
+    pub async fn start_scan(&self, digest: &str) -> Result<bool> {
+        let r = sqlx::query("UPDATE scans SET status = 'scanning' WHERE digest = $1 AND status = 'queued'")
+            .bind(digest)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn finish_scan(&self, digest: &str, o: &ScanOutcome<'_>) -> Result<()> {
+        sqlx::query(
+            "UPDATE scans SET status = 'done', error = NULL, layers = $2, sbom = $3, findings = $4, db_generation = $5,
+             critical = $6, high = $7, medium = $8, low = $9, unknown = $10, finished_at = $11 WHERE digest = $1",
+        )
+        .bind(digest)
+        .bind(o.layers)
+        .bind(o.sbom)
+        .bind(o.findings)
+        .bind(o.db_generation)
+        .bind(o.counts[0])
+        .bind(o.counts[1])
+        .bind(o.counts[2])
+        .bind(o.counts[3])
+        .bind(o.counts[4])
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn fail_scan(&self, digest: &str, error: &str) -> Result<()> {
+        sqlx::query("UPDATE scans SET status = 'failed', error = $2, finished_at = $3 WHERE digest = $1")
+            .bind(digest)
+            .bind(error)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn scan(&self, digest: &str) -> Result<Option<ScanRecord>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM scans WHERE digest = $1"))
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(record).transpose()
+    }
+
+    /// Queued scans, oldest request first.
+    pub async fn queued_scans(&self, limit: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT digest FROM scans WHERE status = 'queued' ORDER BY requested_at LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// At start-up: scans a stopped process was running go back in the queue.
+    pub async fn requeue_interrupted_scans(&self) -> Result<u64> {
+        let r = sqlx::query("UPDATE scans SET status = 'queued' WHERE status = 'scanning'")
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Finished scans' SBOMs in digest order, after `after`, for re-matching.
+    pub async fn finished_sboms(&self, after: &str, limit: i64) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT digest, sbom FROM scans WHERE status = 'done' AND digest > $1 AND sbom IS NOT NULL ORDER BY digest LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    /// New findings for a stored SBOM, from a newer vulnerability database.
+    pub async fn update_findings(
+        &self,
+        digest: &str,
+        findings: &str,
+        db_generation: i64,
+        counts: SeverityCounts,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE scans SET findings = $2, db_generation = $3, critical = $4, high = $5, medium = $6, low = $7, unknown = $8
+             WHERE digest = $1 AND status = 'done'",
+        )
+        .bind(digest)
+        .bind(findings)
+        .bind(db_generation)
+        .bind(counts[0])
+        .bind(counts[1])
+        .bind(counts[2])
+        .bind(counts[3])
+        .bind(counts[4])
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether pushes to the repository are scanned (on unless turned off).
+    pub async fn scan_on_push(&self, repo: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT scan_on_push FROM repositories WHERE name = $1")
+            .bind(repo)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<i64, _>(0)? != 0,
+            None => true,
+        })
+    }
+
+    pub async fn set_scan_on_push(&self, repo: &str, on: bool, event: &AuditEvent) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(repo)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE repositories SET scan_on_push = $1 WHERE name = $2")
+            .bind(i64::from(on))
+            .bind(repo)
+            .execute(&mut *tx)
+            .await?;
+        crate::audit::append(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
