@@ -232,6 +232,7 @@ async fn open(settings: &Settings) -> anyhow::Result<Arc<Registry>> {
         manifest_cache_ttl: Duration::from_millis(settings.manifest_cache_ttl_ms),
         access: settings.access(),
         tls: settings.tls().is_some(),
+        scan: settings.scan(),
     };
     Registry::new(meta, store, options).context("loading the token signing keys")
 }

@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context};
 use futures_util::{StreamExt, TryStreamExt};
 use portcullis_oci::Platform;
-use portcullis_scan::layer::{merge, Component, ImageFacts, LayerFacts, Limits};
+use portcullis_scan::layer::{merge, Component, ImageFacts, LayerFacts};
 use portcullis_scan::matching::{match_image, Finding, VulnIndex};
 use portcullis_scan::os_release::OsRelease;
 use portcullis_scan::sbom;
 use portcullis_scan::severity::Severity;
+use portcullis_scan::summary::{layer_view, severity_counts, LayerSummary};
 use portcullis_vulndb::{rfc3339, VulnDb};
 use serde::Serialize;
 
@@ -64,15 +65,6 @@ struct Database {
 }
 
 #[derive(Serialize)]
-struct LayerSummary {
-    digest: String,
-    /// Components this layer introduced.
-    components: usize,
-    /// Findings in those components.
-    vulnerabilities: usize,
-}
-
-#[derive(Serialize)]
 struct ScanReport {
     target: String,
     manifest_digest: Option<String>,
@@ -104,11 +96,7 @@ pub async fn run(settings: &Settings, args: ScanArgs) -> anyhow::Result<bool> {
     let image = target::resolve(&target, &access)
         .await
         .with_context(|| format!("resolving {}", args.target))?;
-    let limits = Limits {
-        max_layer_bytes: settings.scan_max_layer_bytes,
-        max_file_bytes: settings.scan_max_file_bytes,
-        ..Limits::default()
-    };
+    let limits = settings.scan_limits();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let facts: Vec<LayerFacts> = futures_util::stream::iter(&image.layers)
         .map(|layer| layer.facts(limits))
@@ -131,19 +119,13 @@ pub async fn run(settings: &Settings, args: ScanArgs) -> anyhow::Result<bool> {
         ),
         None => (None, Vec::new()),
     };
-    let mut summary: BTreeMap<&'static str, usize> = Severity::ALL.iter().map(|s| (s.name(), 0)).collect();
-    for f in &findings {
-        *summary.entry(f.severity.name()).or_default() += 1;
-    }
-    let layers = image
-        .layers
+    let summary: BTreeMap<&'static str, usize> = Severity::ALL
         .iter()
-        .map(|l| LayerSummary {
-            digest: l.digest.clone(),
-            components: merged.components.iter().filter(|c| c.layer == l.digest).count(),
-            vulnerabilities: findings.iter().filter(|f| f.layer == l.digest).count(),
-        })
+        .map(|s| s.name())
+        .zip(severity_counts(&findings))
         .collect();
+    let digests: Vec<String> = image.layers.iter().map(|l| l.digest.clone()).collect();
+    let layers = layer_view(&digests, &merged, &findings);
     let failed = args
         .fail_on
         .is_some_and(|bar| findings.iter().any(|f| f.severity >= bar));

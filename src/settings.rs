@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use portcullis_server::{AccessSettings, Anonymous, GcSettings, TlsFiles};
+use portcullis_server::{AccessSettings, Anonymous, GcSettings, ScanSettings, TlsFiles};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,6 +47,11 @@ pub struct Settings {
     /// The largest single file read into memory while scanning (a package
     /// database, a manifest, one OSV record).
     pub scan_max_file_bytes: u64,
+    /// Images `serve` scans at once; 0 turns scanning off. Each scan uses
+    /// about one core while it reads a layer.
+    pub scan_workers: usize,
+    /// Seconds between looks for a database `db import` has replaced.
+    pub scan_db_poll_secs: u64,
 }
 
 impl Default for Settings {
@@ -71,6 +76,8 @@ impl Default for Settings {
             audit_pulls: true,
             scan_max_layer_bytes: 16 << 30,
             scan_max_file_bytes: 64 << 20,
+            scan_workers: 1,
+            scan_db_poll_secs: 5,
         }
     }
 }
@@ -133,6 +140,23 @@ impl Settings {
             token_ttl: Duration::from_secs(self.token_ttl_secs),
             audit_pulls: self.audit_pulls,
             key_dir: self.key_dir(),
+        }
+    }
+
+    pub fn scan(&self) -> ScanSettings {
+        ScanSettings {
+            workers: self.scan_workers,
+            limits: self.scan_limits(),
+            data_dir: self.data.clone(),
+            db_poll: Duration::from_secs(self.scan_db_poll_secs.max(1)),
+        }
+    }
+
+    pub fn scan_limits(&self) -> portcullis_scan::layer::Limits {
+        portcullis_scan::layer::Limits {
+            max_layer_bytes: self.scan_max_layer_bytes,
+            max_file_bytes: self.scan_max_file_bytes,
+            ..Default::default()
         }
     }
 

@@ -152,6 +152,10 @@ async fn world(s: &TestServer) -> Vec<Caller> {
         .unwrap();
     let expired = t.reveal();
     s.push_image("acme/app", "v1", b"app config", &[b"app layer"]).await;
+    let (scanned, _) = s
+        .push_image("acme/app", "scanned", SCANNED_CONFIG, &[EMPTY_TAR.as_slice()])
+        .await;
+    wait_for_scan(s, &scanned).await;
     api(s, Method::POST, "/api/v1/orgs", json!({"name": "other"})).await;
 
     let scope = format!("{SCOPE} registry:catalog:*");
@@ -253,6 +257,34 @@ async fn world(s: &TestServer) -> Vec<Caller> {
     out
 }
 
+const SCANNED_CONFIG: &[u8] = b"scanned config";
+/// An empty tar archive: two zero blocks.
+const EMPTY_TAR: [u8; 1024] = [0; 1024];
+
+/// The digest of `acme/app:scanned`, whose scan the scan endpoints read.
+fn scanned_digest() -> Digest {
+    let config = Digest::sha256_of(SCANNED_CONFIG);
+    let layer = Digest::sha256_of(&EMPTY_TAR);
+    Digest::sha256_of(&common::image_manifest(
+        &config,
+        SCANNED_CONFIG.len(),
+        &[(layer, EMPTY_TAR.len())],
+    ))
+}
+
+async fn wait_for_scan(s: &TestServer, digest: &Digest) {
+    let url = s.url(&format!("/api/v1/scans/{digest}?repository=acme/app"));
+    for _ in 0..300 {
+        let v: Value = s.http.get(&url).send().await.unwrap().json().await.unwrap();
+        match v["status"].as_str() {
+            Some("done") => return,
+            Some("failed") => panic!("scan failed: {v}"),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    panic!("the scan of {digest} did not finish within 30 s");
+}
+
 /// A request for one cell: method, path, body. Targets that a success would
 /// consume (a user to delete, an upload to finish) are made fresh per cell.
 async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -> (Method, String, Option<Vec<u8>>) {
@@ -263,6 +295,10 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
         assert_eq!(r.status(), 202);
         r.headers()["location"].to_str().unwrap().to_string()
     };
+    if ["scan_layers", "scan_components", "scan_vulnerabilities", "scan_sbom"].contains(&endpoint) {
+        // A "scan now" cell before may have queued it again.
+        wait_for_scan(s, &scanned_digest()).await;
+    }
     match endpoint {
         "base" => (Method::GET, "/v2/".into(), None),
         "catalog" => (Method::GET, "/v2/_catalog".into(), None),
@@ -438,6 +474,39 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
             (Method::DELETE, format!("/api/v1/repositories/{repo}"), None)
         }
         "audit_list" => (Method::GET, "/api/v1/audit?limit=5".into(), None),
+        "scan_get" => (
+            Method::GET,
+            format!("/api/v1/scans/{}?repository=acme/app", scanned_digest()),
+            None,
+        ),
+        "scan_request" => (
+            Method::POST,
+            format!("/api/v1/scans/{}?repository=acme/app", scanned_digest()),
+            None,
+        ),
+        "scan_layers" => (
+            Method::GET,
+            format!("/api/v1/scans/{}/layers?repository=acme/app", scanned_digest()),
+            None,
+        ),
+        "scan_components" => (
+            Method::GET,
+            format!("/api/v1/scans/{}/components?repository=acme/app", scanned_digest()),
+            None,
+        ),
+        "scan_vulnerabilities" => (
+            Method::GET,
+            format!("/api/v1/scans/{}/vulnerabilities?repository=acme/app", scanned_digest()),
+            None,
+        ),
+        "scan_sbom" => (
+            Method::GET,
+            format!(
+                "/api/v1/scans/{}/sbom?repository=acme/app&format=spdx",
+                scanned_digest()
+            ),
+            None,
+        ),
         other => panic!("the matrix has no request for endpoint {other}"),
     }
 }
@@ -464,6 +533,13 @@ fn matrix() -> Vec<(&'static str, [u16; 12])> {
         ("upload_finish", [U, U, 201, 201, U, 201, D, U, U, U, U, 201]),
         ("upload_cancel", [U, U, 204, 204, U, 204, D, U, U, U, U, 204]),
         ("referrers", [U, 200, 200, 200, U, 200, D, U, U, U, U, 200]),
+        // Before the rows that change memberships (member_add makes the reader a writer).
+        ("scan_get", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200]),
+        ("scan_request", [U, D, 202, 202, D, 202, D, U, U, U, U, 202]),
+        ("scan_layers", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200]),
+        ("scan_components", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200]),
+        ("scan_vulnerabilities", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200]),
+        ("scan_sbom", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200]),
         ("token", [200, 200, 200, 200, 200, 200, 200, U, U, U, U, 200]),
         ("healthz", [200; 12]),
         ("readyz", [200; 12]),
@@ -521,6 +597,7 @@ fn audited_action(endpoint: &str) -> Option<&'static str> {
         "token_revoke" => "token.revoke",
         "repository_update" => "repository.update",
         "repository_delete" => "repository.delete",
+        "scan_request" => "scan.request",
         _ => return None,
     })
 }

@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{have_tool, ServerProcess};
+use common::{gzip, have_tool, tar_of, ServerProcess};
 use portcullis_oci::Digest;
 
 const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vulndb/sample.osv.jsonl");
@@ -21,24 +20,6 @@ fn portcullis(data: &Path, args: &[&str]) -> Output {
         .env_remove("PORTCULLIS_ANONYMOUS")
         .output()
         .unwrap()
-}
-
-fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, bytes) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(bytes.len() as u64);
-        h.set_mode(0o644);
-        h.set_entry_type(tar::EntryType::Regular);
-        b.append_data(&mut h, path, *bytes).unwrap();
-    }
-    b.into_inner().unwrap()
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
 }
 
 /// An OCI layout at `dir` with one image tagged `tag` whose layers are the

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use portcullis_auth::ApiToken;
 use portcullis_meta::{Account, AuditEvent, Meta, StoredToken};
 use portcullis_oci::Digest;
-use portcullis_server::{AccessSettings, Anonymous, Registry, RegistryOptions};
+use portcullis_server::{AccessSettings, Anonymous, Registry, RegistryOptions, ScanSettings};
 use portcullis_store::BlobStore;
 
 #[derive(Debug, Clone)]
@@ -82,6 +82,10 @@ impl TestServer {
             manifest_cache_ttl: Duration::from_secs(1),
             access,
             tls: false,
+            scan: ScanSettings {
+                db_poll: Duration::from_millis(100),
+                ..ScanSettings::new(dir.path())
+            },
         };
         let registry = Registry::new(meta, store, options).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -279,4 +283,24 @@ pub fn have_tool(name: &str) -> bool {
         eprintln!("{name} not installed: test skipped");
     }
     found
+}
+
+/// A tar archive of regular files.
+pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, bytes) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, path, *bytes).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
 }

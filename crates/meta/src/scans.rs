@@ -61,6 +61,23 @@ fn record(r: &sqlx::any::AnyRow) -> Result<ScanRecord> {
 }
 
 impl Meta {
+    /// An image manifest by digest, from whichever repository holds it
+    /// (scans are per content, not per repository).
+    pub async fn manifest_by_digest(&self, digest: &str) -> Result<Option<crate::StoredManifest>> {
+        let row = sqlx::query("SELECT digest, media_type, content FROM manifests WHERE digest = $1 LIMIT 1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(crate::StoredManifest {
+                digest: r.try_get(0)?,
+                media_type: r.try_get(1)?,
+                content: r.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
     pub async fn layer_facts(&self, digest: &str) -> Result<Option<String>> {
         let row = sqlx::query("SELECT facts FROM layer_facts WHERE digest = $1")
             .bind(digest)

@@ -45,7 +45,7 @@ impl Default for Limits {
 
 /// What one layer says about the software in the image, keyed by the
 /// paths it was found at so later layers can replace or delete it.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LayerFacts {
     /// `etc/os-release` or `usr/lib/os-release`, whichever the layer holds
     /// (the former wins, as systemd reads it first).
@@ -216,7 +216,7 @@ pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, Layer
 }
 
 /// A package in the merged image, with where it came from.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Component {
     pub package: Package,
     /// The layer whose database first listed this package at this version.
@@ -227,7 +227,7 @@ pub struct Component {
     pub purl: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ImageFacts {
     pub os: Option<OsRelease>,
     pub components: Vec<Component>,

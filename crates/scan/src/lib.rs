@@ -19,11 +19,12 @@ pub mod purl;
 pub mod python;
 pub mod sbom;
 pub mod severity;
+pub mod summary;
 pub mod version;
 
 /// How a package was installed, which decides how advisories name it and
 /// how its versions are ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Ecosystem {
     Deb,
@@ -65,7 +66,7 @@ impl Ecosystem {
 }
 
 /// A package as a package database records it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Package {
     pub ecosystem: Ecosystem,
     pub name: String,
@@ -79,7 +80,7 @@ pub struct Package {
 }
 
 /// What a package database held, and what in it could not be read.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Parsed {
     pub packages: Vec<Package>,
     pub warnings: Vec<String>,

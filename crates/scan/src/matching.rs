@@ -62,18 +62,18 @@ impl VulnIndex {
 }
 
 /// One vulnerability in one component, with every id it goes by.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Finding {
     /// The first advisory's own id, then its aliases and those of any
     /// advisory merged into this finding for naming the same vulnerability.
     pub ids: Vec<String>,
     /// Ids that are related but not the same vulnerability (a DSA's CVEs).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub related: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
     pub severity: Severity,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cvss_score: Option<f64>,
     pub package: String,
     pub version: String,

@@ -1,7 +1,7 @@
 //! `/etc/os-release` and `/usr/lib/os-release` (freedesktop.org format).
 
 /// The fields that tie distribution advisories to an image.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OsRelease {
     /// `debian`, `ubuntu`, `alpine`, `rhel`, …
     pub id: String,

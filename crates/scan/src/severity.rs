@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::osv::Advisory;
 
 /// Ordered so that `max()` is the worst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 pub enum Severity {
     Unknown,
     Low,

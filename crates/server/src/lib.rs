@@ -17,6 +17,7 @@ mod manifests;
 mod metrics;
 mod ops;
 pub mod route;
+mod scanner;
 mod serve;
 mod token;
 mod uploads;
@@ -40,6 +41,7 @@ pub use api::audit_json;
 pub use error::RegistryError;
 pub use gc::{collect_garbage_logged, GcReport, GcSettings};
 pub use metrics::Metrics;
+pub use scanner::ScanSettings;
 pub use serve::{serve, TlsFiles};
 
 use access::{Access, Need};
@@ -56,6 +58,7 @@ pub struct Registry {
     access: Access,
     /// Served over HTTPS: token realms say `https`.
     tls: bool,
+    scanner: scanner::Scanner,
 }
 
 /// How a [`Registry`] behaves beyond where its data lives.
@@ -65,6 +68,7 @@ pub struct RegistryOptions {
     pub manifest_cache_ttl: std::time::Duration,
     pub access: AccessSettings,
     pub tls: bool,
+    pub scan: ScanSettings,
 }
 
 /// Memory the manifest cache may use.
@@ -84,8 +88,10 @@ impl Registry {
             manifests,
             access: Access::new(options.access, tx)?,
             tls: options.tls,
+            scanner: scanner::Scanner::new(options.scan),
         });
         tokio::spawn(access::pull_writer(registry.clone(), rx));
+        scanner::Scanner::start(&registry);
         Ok(registry)
     }
 

@@ -174,6 +174,7 @@ pub(crate) async fn put(
     // Again after the commit: a concurrent read may have cached the old tag meanwhile.
     reg.manifests.invalidate(name.as_str());
     stored?;
+    reg.scan_on_push(name.as_str(), &manifest, &digest).await;
     let mut resp = crate::created(&format!("/v2/{name}/manifests/{digest}"), &digest);
     let h = resp.headers_mut();
     if let Some(s) = subject {

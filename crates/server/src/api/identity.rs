@@ -517,15 +517,18 @@ pub(crate) async fn repository_get(State(reg): State<Arc<Registry>>, who: Who, P
         .repository(name.as_str())
         .await?
         .ok_or_else(|| RegistryError::Absent(format!("no such repository: {name}")))?;
+    let scan_on_push = reg.meta.scan_on_push(name.as_str()).await?;
     Ok(reply(
         StatusCode::OK,
-        json!({"name": r.name, "visibility": r.visibility, "created_at": r.created_at}),
+        json!({"name": r.name, "visibility": r.visibility, "scan_on_push": scan_on_push, "created_at": r.created_at}),
     ))
 }
 
+/// Either setting may be given alone.
 #[derive(Deserialize)]
 pub(crate) struct RepositorySettings {
-    visibility: String,
+    visibility: Option<String>,
+    scan_on_push: Option<bool>,
 }
 
 pub(crate) async fn repository_update(
@@ -537,19 +540,37 @@ pub(crate) async fn repository_update(
     let name = repo_name(&name)?;
     who.need(&reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
     let s: RepositorySettings = json_body(&body)?;
-    if !["public", "private"].contains(&s.visibility.as_str()) {
-        return Err(RegistryError::Invalid("visibility is public or private".into()));
+    if s.visibility.is_none() && s.scan_on_push.is_none() {
+        return Err(RegistryError::Invalid("give visibility, scan_on_push or both".into()));
     }
-    let ev = who
-        .actor
-        .event("repository.update")
+    if let Some(v) = &s.visibility {
+        if !["public", "private"].contains(&v.as_str()) {
+            return Err(RegistryError::Invalid("visibility is public or private".into()));
+        }
+        let ev = who
+            .actor
+            .event("repository.update")
+            .repository(name.as_str())
+            .detail(format!("visibility={v}"));
+        reg.meta.set_visibility(name.as_str(), v, &ev).await?;
+        reg.invalidate(name.as_str());
+    }
+    if let Some(on) = s.scan_on_push {
+        let ev = who
+            .actor
+            .event("repository.update")
+            .repository(name.as_str())
+            .detail(format!("scan_on_push={on}"));
+        reg.meta.set_scan_on_push(name.as_str(), on, &ev).await?;
+    }
+    let r = reg
+        .meta
         .repository(name.as_str())
-        .detail(format!("visibility={}", s.visibility));
-    reg.meta.set_visibility(name.as_str(), &s.visibility, &ev).await?;
-    reg.invalidate(name.as_str());
+        .await?
+        .ok_or_else(|| RegistryError::Absent(format!("no such repository: {name}")))?;
     Ok(reply(
         StatusCode::OK,
-        json!({"name": name.as_str(), "visibility": s.visibility}),
+        json!({"name": name.as_str(), "visibility": r.visibility, "scan_on_push": reg.meta.scan_on_push(name.as_str()).await?}),
     ))
 }
 

@@ -4,6 +4,7 @@
 //! authorization matrix test checks it has a row of its own).
 
 mod identity;
+mod scans;
 
 use std::sync::Arc;
 
@@ -63,10 +64,17 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
     ("PUT", "/api/v1/repositories/{*name}", "repository_update"),
     ("DELETE", "/api/v1/repositories/{*name}", "repository_delete"),
     ("GET", "/api/v1/audit", "audit_list"),
+    ("GET", "/api/v1/scans/{digest}", "scan_get"),
+    ("POST", "/api/v1/scans/{digest}", "scan_request"),
+    ("GET", "/api/v1/scans/{digest}/layers", "scan_layers"),
+    ("GET", "/api/v1/scans/{digest}/components", "scan_components"),
+    ("GET", "/api/v1/scans/{digest}/vulnerabilities", "scan_vulnerabilities"),
+    ("GET", "/api/v1/scans/{digest}/sbom", "scan_sbom"),
 ];
 
 fn handler(name: &str, m: MethodFilter) -> MethodRouter<Arc<Registry>> {
     use identity::*;
+    use scans::*;
     match name {
         "user_list" => on(m, user_list),
         "user_create" => on(m, user_create),
@@ -93,6 +101,12 @@ fn handler(name: &str, m: MethodFilter) -> MethodRouter<Arc<Registry>> {
         "repository_update" => on(m, repository_update),
         "repository_delete" => on(m, repository_delete),
         "audit_list" => on(m, audit_list),
+        "scan_get" => on(m, scan_get),
+        "scan_request" => on(m, scan_request),
+        "scan_layers" => on(m, scan_layers),
+        "scan_components" => on(m, scan_components),
+        "scan_vulnerabilities" => on(m, scan_vulnerabilities),
+        "scan_sbom" => on(m, scan_sbom),
         other => unreachable!("endpoint {other} has no handler"),
     }
 }

@@ -1,0 +1,248 @@
+//! `/api/v1/scans/{digest}?repository=R`: what the scanner found in an
+//! image. Results are kept per manifest digest; the repository names where
+//! the caller may see it, and the manifest must be in that repository.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use portcullis_auth::Actions;
+use portcullis_meta::ScanRecord;
+use portcullis_oci::{index_entries, media_type, Digest, Manifest, Reference, RepositoryName};
+use portcullis_scan::layer::ImageFacts;
+use portcullis_scan::matching::Finding;
+use portcullis_scan::sbom;
+use portcullis_scan::summary::{counts_json, layer_view};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{reply, ApiResult, Who};
+use crate::access::Need;
+use crate::{Registry, RegistryError};
+
+#[derive(Deserialize)]
+pub(crate) struct ScanQuery {
+    repository: Option<String>,
+    format: Option<String>,
+}
+
+/// The manifest `digest` in the caller's view of `repository`.
+async fn image(
+    reg: &Registry,
+    who: &Who,
+    q: &ScanQuery,
+    digest: &str,
+    actions: Actions,
+) -> Result<(RepositoryName, Digest, Manifest), RegistryError> {
+    let repo = q
+        .repository
+        .as_deref()
+        .ok_or_else(|| RegistryError::Invalid("the repository query parameter is required".into()))?
+        .parse::<RepositoryName>()?;
+    who.need(reg, Need::Repository(repo.as_str(), actions)).await?;
+    let digest: Digest = digest
+        .parse()
+        .map_err(|e| RegistryError::Invalid(format!("digest: {e}")))?;
+    let stored = reg
+        .meta
+        .get_manifest(repo.as_str(), &Reference::Digest(digest.clone()))
+        .await?
+        .ok_or_else(|| RegistryError::Absent(format!("{repo} has no manifest {digest}")))?;
+    let manifest = Manifest::parse(&stored.content, Some(&stored.media_type))?;
+    Ok((repo, digest, manifest))
+}
+
+fn record_json(digest: &str, r: Option<&ScanRecord>) -> serde_json::Value {
+    match r {
+        None => json!({"digest": digest, "status": "not_scanned"}),
+        Some(r) => json!({
+            "digest": r.digest,
+            "status": r.status,
+            "error": r.error,
+            "database_generation": r.db_generation,
+            "summary": counts_json(r.counts.map(|n| n as usize)),
+            "requested_at": r.requested_at,
+            "finished_at": r.finished_at,
+        }),
+    }
+}
+
+/// `GET`: status and counts per severity; for an index, each platform's.
+pub(crate) async fn scan_get(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(digest): Path<String>,
+    Query(q): Query<ScanQuery>,
+) -> ApiResult {
+    let (_, digest, manifest) = image(&reg, &who, &q, &digest, Actions::PULL).await?;
+    if media_type::is_index(&manifest.media_type) {
+        let stored = reg
+            .meta
+            .manifest_by_digest(digest.as_str())
+            .await?
+            .ok_or_else(|| RegistryError::Absent(digest.to_string()))?;
+        let mut images = Vec::new();
+        for e in index_entries(&stored.content)? {
+            let r = reg.meta.scan(e.digest.as_str()).await?;
+            let mut j = record_json(e.digest.as_str(), r.as_ref());
+            j["platform"] = json!(e.platform.map(|p| p.to_string()));
+            images.push(j);
+        }
+        return Ok(reply(
+            StatusCode::OK,
+            json!({"digest": digest.as_str(), "index": true, "manifests": images}),
+        ));
+    }
+    let r = reg.meta.scan(digest.as_str()).await?;
+    Ok(reply(StatusCode::OK, record_json(digest.as_str(), r.as_ref())))
+}
+
+/// `POST`: scan now (again, if it was scanned before).
+pub(crate) async fn scan_request(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(digest): Path<String>,
+    Query(q): Query<ScanQuery>,
+) -> ApiResult {
+    let (repo, digest, manifest) = image(&reg, &who, &q, &digest, Actions::PUSH).await?;
+    if !reg.scanner.enabled() {
+        return Err(RegistryError::Invalid(
+            "scanning is turned off (scan_workers = 0)".into(),
+        ));
+    }
+    let queued = reg.request_scans(repo.as_str(), &manifest, &digest, true).await?;
+    let ev = who
+        .actor
+        .event("scan.request")
+        .repository(repo.as_str())
+        .digest(digest.as_str());
+    reg.meta.audit(&[ev]).await?;
+    Ok(reply(StatusCode::ACCEPTED, json!({"queued": queued})))
+}
+
+/// A finished scan's SBOM, findings and layers.
+async fn finished(
+    reg: &Registry,
+    who: &Who,
+    q: &ScanQuery,
+    digest: &str,
+) -> Result<(RepositoryName, ScanRecord, ImageFacts, Vec<Finding>, Vec<String>), RegistryError> {
+    let (repo, digest, _) = image(reg, who, q, digest, Actions::PULL).await?;
+    let r = reg
+        .meta
+        .scan(digest.as_str())
+        .await?
+        .filter(|r| r.status == "done")
+        .ok_or_else(|| RegistryError::Absent(format!("no finished scan of {digest}")))?;
+    let parse = |what: &str, text: Option<&str>| {
+        RegistryError::Invalid(format!(
+            "the stored {what} of {digest} is unreadable ({}); scan it again",
+            text.map_or("missing", |_| "not the expected JSON")
+        ))
+    };
+    let image: ImageFacts =
+        serde_json::from_str(r.sbom.as_deref().unwrap_or("")).map_err(|_| parse("SBOM", r.sbom.as_deref()))?;
+    let findings: Vec<Finding> = serde_json::from_str(r.findings.as_deref().unwrap_or(""))
+        .map_err(|_| parse("findings", r.findings.as_deref()))?;
+    let layers: Vec<String> =
+        serde_json::from_str(r.layers.as_deref().unwrap_or("")).map_err(|_| parse("layers", r.layers.as_deref()))?;
+    Ok((repo, r, image, findings, layers))
+}
+
+/// `GET …/layers`: which layer brought what.
+pub(crate) async fn scan_layers(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(digest): Path<String>,
+    Query(q): Query<ScanQuery>,
+) -> ApiResult {
+    let (_, _, image, findings, layers) = finished(&reg, &who, &q, &digest).await?;
+    Ok(reply(
+        StatusCode::OK,
+        json!({"layers": layer_view(&layers, &image, &findings)}),
+    ))
+}
+
+/// `GET …/components`: every component, with the ids of its findings.
+pub(crate) async fn scan_components(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(digest): Path<String>,
+    Query(q): Query<ScanQuery>,
+) -> ApiResult {
+    let (_, _, image, findings, _) = finished(&reg, &who, &q, &digest).await?;
+    let components: Vec<serde_json::Value> = image
+        .components
+        .iter()
+        .map(|c| {
+            let ids: Vec<&str> = findings
+                .iter()
+                .filter(|f| f.purl == c.purl && f.path == c.path)
+                .map(|f| f.ids[0].as_str())
+                .collect();
+            json!({
+                "name": c.package.name,
+                "version": c.package.version,
+                "ecosystem": c.package.ecosystem,
+                "purl": c.purl,
+                "license": c.package.license,
+                "layer": c.layer,
+                "path": c.path,
+                "vulnerabilities": ids,
+            })
+        })
+        .collect();
+    Ok(reply(
+        StatusCode::OK,
+        json!({"os": image.os, "components": components, "warnings": image.warnings}),
+    ))
+}
+
+/// `GET …/vulnerabilities`: component, version, ids, severity, fixed
+/// version, file and layer of each finding, worst first.
+pub(crate) async fn scan_vulnerabilities(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(digest): Path<String>,
+    Query(q): Query<ScanQuery>,
+) -> ApiResult {
+    let (_, r, _, findings, _) = finished(&reg, &who, &q, &digest).await?;
+    Ok(reply(
+        StatusCode::OK,
+        json!({"database_generation": r.db_generation, "vulnerabilities": findings}),
+    ))
+}
+
+/// `GET …/sbom?format=spdx|cyclonedx`.
+pub(crate) async fn scan_sbom(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(digest): Path<String>,
+    Query(q): Query<ScanQuery>,
+) -> ApiResult {
+    let format = q.format.clone().unwrap_or_default();
+    if !["spdx", "cyclonedx"].contains(&format.as_str()) {
+        return Err(RegistryError::Invalid("format is spdx or cyclonedx".into()));
+    }
+    let (repo, r, image, findings, _) = finished(&reg, &who, &q, &digest).await?;
+    let name = format!("{repo}@{}", r.digest);
+    let created = portcullis_vulndb::rfc3339((r.finished_at.unwrap_or(r.requested_at) / 1000) as u64);
+    let serial = uuid::Uuid::new_v4().to_string();
+    let subject = sbom::Subject {
+        name: &name,
+        manifest_digest: Some(&r.digest),
+        created: &created,
+        serial: &serial,
+        tool_version: env!("CARGO_PKG_VERSION"),
+    };
+    let (doc, content_type) = if format == "spdx" {
+        (sbom::spdx(&subject, &image, &findings), "application/spdx+json")
+    } else {
+        (
+            sbom::cyclonedx(&subject, &image, &findings),
+            "application/vnd.cyclonedx+json; version=1.5",
+        )
+    };
+    Ok((StatusCode::OK, [("content-type", content_type)], doc.to_string()).into_response())
+}

@@ -1,0 +1,367 @@
+//! Scanning inside the registry: pushes queue image manifests in the
+//! metadata database, a fixed number of workers scan them (so scanning
+//! never takes more than its share of the machine from pushes and pulls),
+//! and a new vulnerability database generation re-matches every stored
+//! SBOM without reading a layer.
+//!
+//! The queue lives in the database, not in memory: a restart resumes it,
+//! and replicas sharing PostgreSQL share it (a scan is claimed by one).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use portcullis_meta::{ScanOutcome, SeverityCounts};
+use portcullis_oci::{media_type, Digest, Manifest};
+use portcullis_scan::layer::{merge, read_layer, ImageFacts, LayerFacts, Limits};
+use portcullis_scan::matching::{match_image, Finding, VulnIndex};
+use portcullis_scan::summary::severity_counts;
+use portcullis_vulndb::VulnDb;
+
+use crate::Registry;
+
+/// How the registry scans.
+#[derive(Debug, Clone)]
+pub struct ScanSettings {
+    /// Concurrent scans; 0 turns scanning off.
+    pub workers: usize,
+    pub limits: Limits,
+    /// The data directory, whose `vulndb` `db import` fills.
+    pub data_dir: PathBuf,
+    /// How often to look for a newly imported database.
+    pub db_poll: Duration,
+}
+
+impl ScanSettings {
+    /// One worker, the scanner's default limits, a 5 s look for new databases.
+    pub fn new(data_dir: &std::path::Path) -> ScanSettings {
+        ScanSettings {
+            workers: 1,
+            limits: Limits::default(),
+            data_dir: data_dir.to_path_buf(),
+            db_poll: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Config media types of images (as opposed to signatures, SBOMs and other
+/// artifacts, whose layers are not file systems).
+const IMAGE_CONFIGS: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
+
+pub(crate) struct Scanner {
+    settings: ScanSettings,
+    vulndb: VulnDb,
+    index: RwLock<Option<(u64, Arc<VulnIndex>)>>,
+    /// Holds a permit when work arrived while no worker was waiting.
+    wake: Arc<tokio::sync::Notify>,
+    /// One reader per layer digest at a time, so concurrent scans of images
+    /// sharing a base read that layer once.
+    reading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Layers read from blob storage (not from the facts cache) since start.
+    layers_read: std::sync::atomic::AtomicU64,
+}
+
+impl Scanner {
+    pub(crate) fn new(settings: ScanSettings) -> Scanner {
+        Scanner {
+            vulndb: VulnDb::in_data_dir(&settings.data_dir),
+            settings,
+            index: RwLock::new(None),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            reading: Mutex::new(HashMap::new()),
+            layers_read: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.settings.workers > 0
+    }
+
+    pub(crate) fn index(&self) -> Option<(u64, Arc<VulnIndex>)> {
+        self.index.read().expect("index lock").clone()
+    }
+
+    /// Starts the workers and the database watcher; they stop when the
+    /// registry is dropped.
+    pub(crate) fn start(registry: &Arc<Registry>) {
+        if !registry.scanner.enabled() {
+            return;
+        }
+        let weak = Arc::downgrade(registry);
+        for _ in 0..registry.scanner.settings.workers {
+            tokio::spawn(worker(weak.clone()));
+        }
+        tokio::spawn(watch_database(weak));
+    }
+}
+
+/// Whether a manifest is an image this scanner can read.
+pub(crate) fn is_image(manifest: &Manifest) -> bool {
+    manifest
+        .config
+        .as_ref()
+        .is_some_and(|c| IMAGE_CONFIGS.contains(&c.media_type.as_str()))
+}
+
+impl Registry {
+    /// Layers this process has read from storage to scan them; a layer
+    /// whose facts are cached is not read again.
+    pub fn scan_layers_read(&self) -> u64 {
+        self.scanner.layers_read.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Queues scans for a pushed manifest: an image itself, an index's
+    /// images one by one. `again` rescans finished ones ("scan now").
+    /// Returns the digests queued.
+    pub(crate) async fn request_scans(
+        &self,
+        repo: &str,
+        manifest: &Manifest,
+        digest: &Digest,
+        again: bool,
+    ) -> Result<Vec<String>, crate::RegistryError> {
+        let mut queued = Vec::new();
+        if !self.scanner.enabled() {
+            return Ok(queued);
+        }
+        let images: Vec<String> = if media_type::is_index(&manifest.media_type) {
+            let mut out = Vec::new();
+            for child in &manifest.manifests {
+                let stored = self
+                    .meta
+                    .get_manifest(repo, &portcullis_oci::Reference::Digest(child.digest.clone()))
+                    .await?;
+                if let Some(m) = stored.and_then(|s| Manifest::parse(&s.content, Some(&s.media_type)).ok()) {
+                    if is_image(&m) {
+                        out.push(child.digest.to_string());
+                    }
+                }
+            }
+            out
+        } else if is_image(manifest) {
+            vec![digest.to_string()]
+        } else {
+            Vec::new()
+        };
+        for d in images {
+            if self.meta.request_scan(&d, again).await? {
+                queued.push(d);
+            }
+        }
+        if !queued.is_empty() {
+            self.scanner.wake.notify_one();
+        }
+        Ok(queued)
+    }
+
+    /// Queues a pushed manifest when its repository scans on push. A
+    /// failure here is logged, never a failed push.
+    pub(crate) async fn scan_on_push(&self, repo: &str, manifest: &Manifest, digest: &Digest) {
+        if !self.scanner.enabled() {
+            return;
+        }
+        let result = async {
+            if self.meta.scan_on_push(repo).await? {
+                self.request_scans(repo, manifest, digest, false).await?;
+            }
+            Ok::<_, crate::RegistryError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(%repo, %digest, error = %e, "could not queue the scan of a pushed image");
+        }
+    }
+
+    async fn layer_facts(&self, digest: &str) -> Result<LayerFacts, String> {
+        if let Some(cached) = self.meta.layer_facts(digest).await.map_err(|e| e.to_string())? {
+            if let Ok(facts) = serde_json::from_str(&cached) {
+                return Ok(facts);
+            }
+        }
+        let gate = {
+            let mut reading = self.scanner.reading.lock().expect("reading lock");
+            reading.entry(digest.to_string()).or_default().clone()
+        };
+        let _held = gate.lock().await;
+        // Another scan may have read it while this one waited.
+        if let Some(cached) = self.meta.layer_facts(digest).await.map_err(|e| e.to_string())? {
+            if let Ok(facts) = serde_json::from_str(&cached) {
+                return Ok(facts);
+            }
+        }
+        let parsed: Digest = digest.parse().map_err(|e| format!("{e}"))?;
+        let path = self.store.blob_path(&parsed);
+        let limits = self.scanner.settings.limits;
+        let facts = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&path).map_err(|e| format!("layer {parsed}: {e}"))?;
+            read_layer(file, &limits).map_err(|e| format!("layer {parsed}: {e}"))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        self.scanner
+            .layers_read
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let json = serde_json::to_string(&facts).expect("facts serialize");
+        self.meta
+            .put_layer_facts(digest, &json)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.scanner.reading.lock().expect("reading lock").remove(digest);
+        Ok(facts)
+    }
+
+    async fn scan_image(&self, digest: &str) -> Result<(), String> {
+        let manifest = self
+            .meta
+            .manifest_by_digest(digest)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "the manifest is no longer in any repository".to_string())?;
+        let manifest = Manifest::parse(&manifest.content, Some(&manifest.media_type)).map_err(|e| e.to_string())?;
+        let mut layers = Vec::new();
+        for l in manifest
+            .layers
+            .iter()
+            .filter(|l| !media_type::is_non_distributable(&l.media_type))
+        {
+            layers.push((l.digest.to_string(), self.layer_facts(l.digest.as_str()).await?));
+        }
+        let image = merge(layers.iter().map(|(d, f)| (d.as_str(), f)));
+        let (generation, findings) = match self.scanner.index() {
+            Some((generation, index)) => (Some(generation as i64), match_image(&image, &index)),
+            None => (None, Vec::new()),
+        };
+        let layer_digests: Vec<&str> = layers.iter().map(|(d, _)| d.as_str()).collect();
+        let outcome = ScanOutcome {
+            layers: &serde_json::to_string(&layer_digests).expect("json"),
+            sbom: &serde_json::to_string(&image).expect("json"),
+            findings: &serde_json::to_string(&findings).expect("json"),
+            db_generation: generation,
+            counts: counts(&findings),
+        };
+        self.meta.finish_scan(digest, &outcome).await.map_err(|e| e.to_string())
+    }
+
+    /// Matches every stored SBOM against the index in force.
+    async fn rematch_all(&self, generation: u64, index: &VulnIndex) -> Result<usize, crate::RegistryError> {
+        let mut after = String::new();
+        let mut done = 0;
+        loop {
+            let page = self.meta.finished_sboms(&after, 200).await?;
+            let Some(last) = page.last() else { break };
+            after = last.0.clone();
+            for (digest, sbom) in &page {
+                let Ok(image) = serde_json::from_str::<ImageFacts>(sbom) else {
+                    tracing::warn!(%digest, "stored SBOM unreadable; scan it again");
+                    continue;
+                };
+                let findings = match_image(&image, index);
+                let json = serde_json::to_string(&findings).expect("json");
+                self.meta
+                    .update_findings(digest, &json, generation as i64, counts(&findings))
+                    .await?;
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+}
+
+fn counts(findings: &[Finding]) -> SeverityCounts {
+    severity_counts(findings).map(|n| n as i64)
+}
+
+async fn worker(weak: Weak<Registry>) {
+    loop {
+        let Some(reg) = weak.upgrade() else { return };
+        let wake = reg.scanner.wake.clone();
+        let mut worked = false;
+        match reg.meta.queued_scans(4).await {
+            Ok(digests) => {
+                for digest in digests {
+                    match reg.meta.start_scan(&digest).await {
+                        Ok(true) => {}
+                        Ok(false) => continue,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "scan queue");
+                            break;
+                        }
+                    }
+                    worked = true;
+                    let started = std::time::Instant::now();
+                    match reg.scan_image(&digest).await {
+                        Ok(()) => tracing::info!(%digest, ms = started.elapsed().as_millis() as u64, "scanned"),
+                        Err(e) => {
+                            tracing::warn!(%digest, error = %e, "scan failed");
+                            if let Err(e) = reg.meta.fail_scan(&digest, &e).await {
+                                tracing::warn!(%digest, error = %e, "recording a failed scan");
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "scan queue"),
+        }
+        let poll = reg.scanner.settings.db_poll;
+        drop(reg);
+        if !worked {
+            let _ = tokio::time::timeout(poll, wake.notified()).await;
+        }
+    }
+}
+
+/// Loads the database in force at start, then whenever `db import` makes a
+/// new generation, and re-matches the stored SBOMs each time.
+async fn watch_database(weak: Weak<Registry>) {
+    let mut first = true;
+    loop {
+        let Some(reg) = weak.upgrade() else { return };
+        if first {
+            match reg.meta.requeue_interrupted_scans().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(scans = n, "resuming scans a previous run left unfinished"),
+                Err(e) => tracing::warn!(error = %e, "requeueing interrupted scans"),
+            }
+            first = false;
+        }
+        let loaded = reg.scanner.index().map(|(g, _)| g);
+        let status = match reg.scanner.vulndb.status() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the vulnerability database status");
+                None
+            }
+        };
+        if status.is_some_and(|s| Some(s.generation) != loaded) {
+            let db = VulnDb::in_data_dir(&reg.scanner.settings.data_dir);
+            match tokio::task::spawn_blocking(move || db.load()).await {
+                Ok(Ok(Some(l))) => {
+                    let generation = l.status.generation;
+                    let index = Arc::new(VulnIndex::new(l.advisories));
+                    *reg.scanner.index.write().expect("index lock") = Some((generation, index.clone()));
+                    let started = std::time::Instant::now();
+                    match reg.rematch_all(generation, &index).await {
+                        Ok(n) => tracing::info!(
+                            generation,
+                            advisories = index.len(),
+                            sboms = n,
+                            ms = started.elapsed().as_millis() as u64,
+                            "vulnerability database loaded; stored SBOMs re-matched"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "re-matching stored SBOMs"),
+                    }
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "loading the vulnerability database"),
+                Err(e) => tracing::warn!(error = %e, "loading the vulnerability database"),
+            }
+        }
+        let poll = reg.scanner.settings.db_poll;
+        drop(reg);
+        tokio::time::sleep(poll).await;
+    }
+}
