@@ -12,7 +12,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use thiserror::Error;
 
 use crate::os_release::{self, OsRelease};
-use crate::{apk, dpkg, npm, python, Package, Parsed};
+use crate::{apk, binary, dpkg, npm, python, Package, Parsed};
 
 #[derive(Debug, Error)]
 pub enum LayerError {
@@ -177,7 +177,13 @@ pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, Layer
             });
             continue;
         }
-        if !entry.header().entry_type().is_file() || !interesting(&path) {
+        let is_file = entry.header().entry_type().is_file();
+        let executable = is_file && entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
+        if executable && !interesting(&path) {
+            read_executable(&mut entry, path, limits, &mut facts).map_err(fail)?;
+            continue;
+        }
+        if !is_file || !interesting(&path) {
             continue;
         }
         let size = entry.header().size().unwrap_or(u64::MAX);
@@ -213,6 +219,39 @@ pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, Layer
         }
     }
     Ok(facts)
+}
+
+/// An executable that is an ELF file may be a Go or cargo-auditable
+/// binary that lists its modules; only those are read whole (bounded).
+fn read_executable<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    path: String,
+    limits: &Limits,
+    facts: &mut LayerFacts,
+) -> io::Result<()> {
+    let size = entry.header().size().unwrap_or(u64::MAX);
+    if size < 64 {
+        return Ok(());
+    }
+    let mut head = [0u8; 4];
+    entry.read_exact(&mut head)?;
+    if !binary::is_elf(&head) {
+        return Ok(());
+    }
+    if size > limits.max_file_bytes {
+        facts.warnings.push(format!(
+            "skipped {path}: an executable of {size} bytes is over the {} byte limit",
+            limits.max_file_bytes
+        ));
+        return Ok(());
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    bytes.extend_from_slice(&head);
+    entry.take(limits.max_file_bytes).read_to_end(&mut bytes)?;
+    if let Some(parsed) = binary::parse(&bytes) {
+        facts.package_dbs.insert(path, parsed);
+    }
+    Ok(())
 }
 
 /// A package in the merged image, with where it came from.

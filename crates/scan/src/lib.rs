@@ -8,6 +8,7 @@
 //! stranger.
 
 pub mod apk;
+pub mod binary;
 pub mod dpkg;
 pub mod layer;
 pub mod license;
@@ -31,6 +32,8 @@ pub enum Ecosystem {
     Apk,
     Python,
     Npm,
+    Go,
+    Cargo,
 }
 
 impl Ecosystem {
@@ -40,6 +43,8 @@ impl Ecosystem {
         match self {
             Ecosystem::Python => Some("PyPI"),
             Ecosystem::Npm => Some("npm"),
+            Ecosystem::Go => Some("Go"),
+            Ecosystem::Cargo => Some("crates.io"),
             Ecosystem::Deb | Ecosystem::Apk => None,
         }
     }
@@ -50,7 +55,7 @@ impl Ecosystem {
             Ecosystem::Deb => version::dpkg_cmp,
             Ecosystem::Apk => version::apk_cmp,
             Ecosystem::Python => version::pep440_cmp,
-            Ecosystem::Npm => version::semver_cmp,
+            Ecosystem::Npm | Ecosystem::Go | Ecosystem::Cargo => version::semver_cmp,
         }
     }
 
@@ -61,6 +66,8 @@ impl Ecosystem {
             Ecosystem::Apk => "apk",
             Ecosystem::Python => "pypi",
             Ecosystem::Npm => "npm",
+            Ecosystem::Go => "golang",
+            Ecosystem::Cargo => "cargo",
         }
     }
 }

@@ -426,7 +426,7 @@ mod tests {
                 ..pkg(name, version, &source, version)
             }
         };
-        use crate::Ecosystem::{Npm, Python};
+        use crate::Ecosystem::{Cargo, Go, Npm, Python};
         let cases: &[(crate::Ecosystem, &str, &str, Option<(&str, Option<&str>, Severity)>)] = &[
             (
                 Python,
@@ -488,6 +488,43 @@ mod tests {
             (Npm, "bassmaster", "1.5.1", Some(("NSWG-ECO-1", None, Severity::Medium))),
             // A PyPI name in npm is another package.
             (Npm, "py", "1.0.0", None),
+            // GO-2020-0001: gin fixed in 1.6.0. GO-2023-2044: stdlib [1.21.0-0, 1.21.1).
+            (
+                Go,
+                "github.com/gin-gonic/gin",
+                "1.5.0",
+                Some(("GO-2020-0001", Some("1.6.0"), Severity::Unknown)),
+            ),
+            (Go, "github.com/gin-gonic/gin", "1.6.0", None),
+            (
+                Go,
+                "stdlib",
+                "1.21.0",
+                Some(("GO-2023-2044", Some("1.21.1"), Severity::Unknown)),
+            ),
+            (Go, "stdlib", "1.21.1", None),
+            (Go, "stdlib", "1.20.8", None),
+            // RUSTSEC-2017-0002: hyper [0.0.0-0, 0.9.18) and [0.10.0, 0.10.2), CVSS 3.0 …/I:L = 5.3.
+            (
+                Cargo,
+                "hyper",
+                "0.10.1",
+                Some(("RUSTSEC-2017-0002", Some("0.10.2"), Severity::Medium)),
+            ),
+            (
+                Cargo,
+                "hyper",
+                "0.9.17",
+                Some(("RUSTSEC-2017-0002", Some("0.9.18"), Severity::Medium)),
+            ),
+            (Cargo, "hyper", "0.9.18", None),
+            // RUSTSEC-2016-0001: openssl below 0.9.0, CVSS 3.0 AV:N/AC:H/…/C:H/I:H/A:H = 8.1.
+            (
+                Cargo,
+                "openssl",
+                "0.8.3",
+                Some(("RUSTSEC-2016-0001", Some("0.9.0"), Severity::High)),
+            ),
         ];
         for (eco, name, version, want) in cases {
             let image = ImageFacts {

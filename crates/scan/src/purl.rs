@@ -56,6 +56,12 @@ pub fn purl(p: &Package, os: Option<&OsRelease>) -> String {
             "pkg:pypi/{}@{version}",
             encode(&p.name.to_lowercase().replace('_', "-"))
         ),
+        // Module paths keep their `/` as purl namespace separators.
+        Ecosystem::Go => format!(
+            "pkg:golang/{}@{version}",
+            p.name.split('/').map(encode).collect::<Vec<_>>().join("/")
+        ),
+        Ecosystem::Cargo => format!("pkg:cargo/{}@{version}", encode(&p.name)),
         Ecosystem::Npm => match p.name.split_once('/') {
             Some((scope, name)) => format!("pkg:npm/{}/{}@{version}", encode(scope), encode(name)),
             None => format!("pkg:npm/{}@{version}", encode(&p.name)),
