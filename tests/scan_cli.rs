@@ -393,3 +393,69 @@ fn sboms_validate_against_the_official_schemas() {
         );
     }
 }
+
+/// A real rpmdb.sqlite, written by rpm itself (Debian's rpm 4.18 keeps its
+/// database in SQLite), in an AlmaLinux 8 image: the erratum ALSA-2025:10991
+/// fixes microcode_ctl in 4:20250512-1.el8_10 and calls itself "Moderate".
+#[test]
+fn an_rpm_database_written_by_rpm() {
+    if !have_tool("rpmbuild") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let top = work.path().join("rpmbuild");
+    std::fs::create_dir_all(top.join("SPECS")).unwrap();
+    std::fs::write(
+        top.join("SPECS/microcode.spec"),
+        "Name: microcode_ctl\nEpoch: 4\nVersion: 20240531\nRelease: 1.el8_10\nSummary: test\n\
+License: CC0-1.0\nBuildArch: noarch\n%description\ntest\n%files\n",
+    )
+    .unwrap();
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(Command::new("rpmbuild")
+        .arg("--define")
+        .arg(format!("_topdir {}", top.display()))
+        .args(["-bb", "--quiet"])
+        .arg(top.join("SPECS/microcode.spec")));
+    let dbpath = work.path().join("rootfs/var/lib/rpm");
+    std::fs::create_dir_all(&dbpath).unwrap();
+    run(Command::new("rpm").arg("--dbpath").arg(&dbpath).arg("--initdb"));
+    let package = top.join("RPMS/noarch/microcode_ctl-20240531-1.el8_10.noarch.rpm");
+    run(Command::new("rpm")
+        .arg("--dbpath")
+        .arg(&dbpath)
+        .args(["-i", "--justdb", "--nodeps", "--ignorearch", "--ignoreos"])
+        .arg(&package));
+    let db = std::fs::read(dbpath.join("rpmdb.sqlite")).unwrap();
+    let layer = tar_of(&[
+        (
+            "etc/os-release",
+            b"NAME=\"AlmaLinux\"\nID=\"almalinux\"\nVERSION_ID=\"8.10\"\n",
+        ),
+        ("var/lib/rpm/rpmdb.sqlite", &db),
+    ]);
+    let layout = work.path().join("layout");
+    write_layout(&layout, "8", &[layer]);
+    let data = work.path().join("data");
+    assert!(portcullis(&data, &["db", "import", SAMPLE]).status.success());
+    let report = json_scan(&data, &format!("oci:{}:8", layout.display()), &[]);
+    let components = report["components"].as_array().unwrap();
+    assert_eq!(components.len(), 1, "{components:?}");
+    assert_eq!(
+        components[0]["purl"],
+        "pkg:rpm/almalinux/microcode_ctl@20240531-1.el8_10?arch=noarch&epoch=4&distro=almalinux-8.10"
+    );
+    let v = &report["vulnerabilities"][0];
+    assert_eq!(v["ids"], serde_json::json!(["ALSA-2025:10991"]));
+    assert_eq!(v["related"], serde_json::json!(["CVE-2024-28956"]));
+    assert_eq!(v["severity"], "Medium");
+    assert_eq!(v["fixed_version"], "4:20250512-1.el8_10");
+    assert_eq!(v["ecosystem"], "AlmaLinux:8");
+}

@@ -12,7 +12,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use thiserror::Error;
 
 use crate::os_release::{self, OsRelease};
-use crate::{apk, binary, dpkg, npm, python, Package, Parsed};
+use crate::{apk, binary, dpkg, npm, python, rpm, Package, Parsed};
 
 #[derive(Debug, Error)]
 pub enum LayerError {
@@ -75,6 +75,7 @@ fn interesting(path: &str) -> bool {
             && !path.ends_with(".md5sums"))
         || python::is_metadata_path(path)
         || npm::is_installed_manifest(path)
+        || rpm::SQLITE_PATHS.contains(&path)
 }
 
 /// `./a/b`, `/a/b` and `a//b` all mean `a/b`; `None` for paths that climb
@@ -183,6 +184,12 @@ pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, Layer
             read_executable(&mut entry, path, limits, &mut facts).map_err(fail)?;
             continue;
         }
+        if is_file && rpm::LEGACY_PATHS.contains(&path.as_str()) {
+            facts.warnings.push(format!(
+                "{path}: an rpm Berkeley DB or NDB database, which is not read yet (rpmdb.sqlite is)"
+            ));
+            continue;
+        }
         if !is_file || !interesting(&path) {
             continue;
         }
@@ -200,6 +207,10 @@ pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, Layer
             .take(limits.max_file_bytes + 1)
             .read_to_end(&mut bytes)
             .map_err(fail)?;
+        if rpm::SQLITE_PATHS.contains(&path.as_str()) {
+            facts.package_dbs.insert(path, rpm::parse_sqlite(&bytes));
+            continue;
+        }
         let text = String::from_utf8_lossy(&bytes);
         if OS_RELEASE.contains(&path.as_str()) {
             match os_release::parse(&text) {

@@ -18,6 +18,7 @@ pub mod os_release;
 pub mod osv;
 pub mod purl;
 pub mod python;
+pub mod rpm;
 pub mod sbom;
 pub mod severity;
 pub mod summary;
@@ -32,6 +33,7 @@ pub enum Ecosystem {
     Apk,
     Python,
     Npm,
+    Rpm,
     Go,
     Cargo,
 }
@@ -45,7 +47,7 @@ impl Ecosystem {
             Ecosystem::Npm => Some("npm"),
             Ecosystem::Go => Some("Go"),
             Ecosystem::Cargo => Some("crates.io"),
-            Ecosystem::Deb | Ecosystem::Apk => None,
+            Ecosystem::Deb | Ecosystem::Apk | Ecosystem::Rpm => None,
         }
     }
 
@@ -54,6 +56,7 @@ impl Ecosystem {
         match self {
             Ecosystem::Deb => version::dpkg_cmp,
             Ecosystem::Apk => version::apk_cmp,
+            Ecosystem::Rpm => version::rpm_cmp,
             Ecosystem::Python => version::pep440_cmp,
             Ecosystem::Npm | Ecosystem::Go | Ecosystem::Cargo => version::semver_cmp,
         }
@@ -64,6 +67,7 @@ impl Ecosystem {
         match self {
             Ecosystem::Deb => "deb",
             Ecosystem::Apk => "apk",
+            Ecosystem::Rpm => "rpm",
             Ecosystem::Python => "pypi",
             Ecosystem::Npm => "npm",
             Ecosystem::Go => "golang",

@@ -100,6 +100,8 @@ pub fn distro_ecosystem(os: &OsRelease) -> Option<(String, Ecosystem)> {
     match os.id.as_str() {
         "debian" => Some((format!("Debian:{major}"), Ecosystem::Deb)),
         "alpine" => Some((format!("Alpine:v{major}.{}", parts.next()?), Ecosystem::Apk)),
+        "almalinux" => Some((format!("AlmaLinux:{major}"), Ecosystem::Rpm)),
+        "rocky" => Some((format!("Rocky Linux:{major}"), Ecosystem::Rpm)),
         _ => None,
     }
 }
@@ -138,7 +140,7 @@ pub fn match_image(image: &ImageFacts, index: &VulnIndex) -> Vec<Finding> {
             let rated = index.rated[i as usize];
             found.push(Finding {
                 ids: adv.ids().into_iter().map(String::from).collect(),
-                related: adv.upstream.clone(),
+                related: adv.upstream.iter().chain(&adv.related).cloned().collect(),
                 summary: adv.summary.clone(),
                 severity: rated.severity,
                 cvss_score: rated.cvss_score,
@@ -401,6 +403,44 @@ mod tests {
             (found[0].ids[0].as_str(), found[0].severity),
             ("DEBIAN-CVE-1", Severity::Low)
         );
+    }
+
+    /// ALSA-2025:10991 ("Moderate: microcode_ctl security update"):
+    /// microcode_ctl in AlmaLinux:8 fixed in 4:20250512-1.el8_10, related CVE-2024-28956.
+    #[test]
+    fn real_almalinux_advisory() {
+        let index = sample();
+        let os = |v: &str| os_release::parse(&format!("ID=\"almalinux\"\nVERSION_ID=\"{v}\"\n")).unwrap();
+        let rpm = |v: &str| Package {
+            ecosystem: crate::Ecosystem::Rpm,
+            ..pkg("microcode_ctl", v, "microcode_ctl", v)
+        };
+        let found = scan(&os("8.10"), &rpm("4:20240531-1.el8_10"), &index);
+        assert_eq!(found.len(), 1);
+        let f = &found[0];
+        assert_eq!(
+            (
+                f.ids[0].as_str(),
+                f.fixed_version.as_deref(),
+                f.severity,
+                f.ecosystem.as_str()
+            ),
+            (
+                "ALSA-2025:10991",
+                Some("4:20250512-1.el8_10"),
+                Severity::Medium,
+                "AlmaLinux:8"
+            )
+        );
+        assert_eq!(f.related, ["CVE-2024-28956"]);
+        assert!(scan(&os("8.10"), &rpm("4:20250512-1.el8_10"), &index).is_empty());
+        assert!(scan(&os("8.10"), &rpm("4:20250812-1.el8_10"), &index).is_empty());
+        assert!(
+            scan(&os("9.4"), &rpm("4:20240531-1.el9_4"), &index).is_empty(),
+            "an AlmaLinux 8 erratum"
+        );
+        // A newer epoch wins over any date.
+        assert!(scan(&os("8.10"), &rpm("5:20200101-1.el8"), &index).is_empty());
     }
 
     /// Expectations read off the sample advisories:

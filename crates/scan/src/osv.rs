@@ -22,6 +22,10 @@ pub struct Advisory {
     /// Debian's and others' upstream ids (CVEs) for a distribution advisory.
     #[serde(default)]
     pub upstream: Vec<String>,
+    /// Ids of other vulnerabilities this one relates to (AlmaLinux lists
+    /// the CVEs an erratum fixes here).
+    #[serde(default)]
+    pub related: Vec<String>,
     #[serde(default)]
     pub summary: Option<String>,
     #[serde(default)]

@@ -21,18 +21,26 @@ fn encode(s: &str) -> String {
 pub fn purl(p: &Package, os: Option<&OsRelease>) -> String {
     let version = encode(&p.version);
     match p.ecosystem {
-        Ecosystem::Deb | Ecosystem::Apk => {
+        Ecosystem::Deb | Ecosystem::Apk | Ecosystem::Rpm => {
             let namespace = os.map_or(
-                if p.ecosystem == Ecosystem::Deb {
-                    "debian"
-                } else {
-                    "alpine"
+                match p.ecosystem {
+                    Ecosystem::Deb => "debian",
+                    Ecosystem::Apk => "alpine",
+                    _ => "redhat",
                 },
                 |o| o.id.as_str(),
             );
             let mut qualifiers = Vec::new();
             if let Some(arch) = &p.architecture {
                 qualifiers.push(format!("arch={}", encode(arch)));
+            }
+            // rpm purls carry the epoch as a qualifier, not in the version.
+            let mut version = version.clone();
+            if p.ecosystem == Ecosystem::Rpm {
+                if let Some((epoch, rest)) = p.version.split_once(':') {
+                    qualifiers.push(format!("epoch={}", encode(epoch)));
+                    version = encode(rest);
+                }
             }
             if let Some(o) = os {
                 if let Some(v) = &o.version_id {

@@ -77,6 +77,128 @@ fn verrevcmp(a: &[u8], b: &[u8]) -> Ordering {
     Ordering::Equal
 }
 
+/// Orders rpm `[epoch:]version-release` strings as rpm does: epoch
+/// numerically (absent is 0), then version, then release, each with
+/// `rpmvercmp`.
+pub fn rpm_cmp(a: &str, b: &str) -> Ordering {
+    let split = |v: &str| -> (u64, String, String) {
+        let v = v.trim();
+        let (epoch, rest) = match v.split_once(':') {
+            Some((e, r)) if e.bytes().all(|c| c.is_ascii_digit()) && !e.is_empty() => {
+                (e.parse().unwrap_or(u64::MAX), r)
+            }
+            _ => (0, v),
+        };
+        match rest.rsplit_once('-') {
+            Some((ver, rel)) => (epoch, ver.to_string(), rel.to_string()),
+            None => (epoch, rest.to_string(), String::new()),
+        }
+    };
+    let (ea, va, ra) = split(a);
+    let (eb, vb, rb) = split(b);
+    ea.cmp(&eb)
+        .then_with(|| rpmvercmp(va.as_bytes(), vb.as_bytes()))
+        .then_with(|| {
+            // A missing release compares equal to any (rpm's rule for `>= 1.0`).
+            if ra.is_empty() || rb.is_empty() {
+                Ordering::Equal
+            } else {
+                rpmvercmp(ra.as_bytes(), rb.as_bytes())
+            }
+        })
+}
+
+/// rpm's segment comparison (rpmio/rpmvercmp.c): runs of digits compare
+/// as numbers and beat runs of letters; `~` sorts before anything, even
+/// the end; `^` sorts after the end but before anything else.
+fn rpmvercmp(a: &[u8], b: &[u8]) -> Ordering {
+    if a == b {
+        return Ordering::Equal;
+    }
+    let (mut i, mut j) = (0, 0);
+    let sep = |c: u8| !c.is_ascii_alphanumeric() && c != b'~' && c != b'^';
+    loop {
+        while i < a.len() && sep(a[i]) {
+            i += 1;
+        }
+        while j < b.len() && sep(b[j]) {
+            j += 1;
+        }
+        let (ca, cb) = (a.get(i).copied(), b.get(j).copied());
+        if ca == Some(b'~') || cb == Some(b'~') {
+            if ca != Some(b'~') {
+                return Ordering::Greater;
+            }
+            if cb != Some(b'~') {
+                return Ordering::Less;
+            }
+            i += 1;
+            j += 1;
+            continue;
+        }
+        if ca == Some(b'^') || cb == Some(b'^') {
+            match (ca, cb) {
+                (None, _) => return Ordering::Less,
+                (_, None) => return Ordering::Greater,
+                (Some(x), _) if x != b'^' => return Ordering::Greater,
+                (_, Some(y)) if y != b'^' => return Ordering::Less,
+                _ => {}
+            }
+            i += 1;
+            j += 1;
+            continue;
+        }
+        if ca.is_none() || cb.is_none() {
+            break;
+        }
+        let numeric = a[i].is_ascii_digit();
+        let take = |s: &[u8], mut k: usize| {
+            let start = k;
+            while k < s.len()
+                && (if numeric {
+                    s[k].is_ascii_digit()
+                } else {
+                    s[k].is_ascii_alphabetic()
+                })
+            {
+                k += 1;
+            }
+            (start, k)
+        };
+        let (sa, ea) = take(a, i);
+        let (sb, eb) = take(b, j);
+        if sb == eb {
+            // Different kinds of segment: numbers are newer than letters.
+            return if numeric { Ordering::Greater } else { Ordering::Less };
+        }
+        let (mut x, y) = (&a[sa..ea], &b[sb..eb]);
+        let mut y = y;
+        if numeric {
+            while x.first() == Some(&b'0') {
+                x = &x[1..];
+            }
+            while y.first() == Some(&b'0') {
+                y = &y[1..];
+            }
+            match x.len().cmp(&y.len()) {
+                Ordering::Equal => {}
+                other => return other,
+            }
+        }
+        match x.cmp(y) {
+            Ordering::Equal => {}
+            other => return other,
+        }
+        i = ea;
+        j = eb;
+    }
+    match (i >= a.len(), j >= b.len()) {
+        (true, true) => Ordering::Equal,
+        (false, _) => Ordering::Greater,
+        _ => Ordering::Less,
+    }
+}
+
 /// PEP 440, as pip orders Python versions. A version PEP 440 cannot read
 /// (a few ancient releases) sorts by [`natural_cmp`] rather than failing
 /// the whole match.
@@ -355,5 +477,45 @@ mod tests {
             "build metadata"
         );
         assert_eq!(semver_cmp("v1.16.0-0", "1.16.0-0"), Ordering::Equal, "Go's v");
+    }
+
+    /// Pairs from rpm's own test suite (tests/rpmvercmp.at) and EVR rules.
+    #[test]
+    fn rpm_order_table() {
+        use Ordering::*;
+        let cases = [
+            ("1.0", "1.0", Equal),
+            ("1.0", "2.0", Less),
+            ("2.0.1", "2.0", Greater),
+            ("2.0.1a", "2.0.1", Greater),
+            ("5.5p1", "5.5p2", Less),
+            ("5.5p10", "5.5p1", Greater),
+            ("10xyz", "10.1xyz", Less),
+            ("xyz10", "xyz10.1", Less),
+            ("xyz.4", "8", Less),
+            ("1b.fc17", "1.fc17", Less),
+            ("1.0~rc1", "1.0", Less),
+            ("1.0~rc1", "1.0~rc2", Less),
+            ("1.0~rc1~git123", "1.0~rc1", Less),
+            ("1.0^", "1.0", Greater),
+            ("1.0^git1", "1.0.1", Less),
+            ("1.0^git1", "1.0~rc1", Greater),
+            ("20101121", "20101121.0", Less),
+            ("2_0", "2_0", Equal),
+            ("a+", "a_", Equal),
+            // Epochs and releases.
+            ("1:3.0.1-41.el9_0", "1:3.0.1-43.el9_0", Less),
+            ("3.0.1-99.el9", "1:3.0.1-1.el9", Less),
+            ("1:3.0.7-6.el9_2", "1:3.0.1-47.el9_1", Greater),
+            (
+                "0.1.15-2.git2d0b8a3.module_el8.5.0+119+9a9ec082",
+                "0.1.15-2.git2d0b8a3.module_el8.4.0+2496+12421f43",
+                Greater,
+            ),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(rpm_cmp(a, b), want, "{a} vs {b}");
+            assert_eq!(rpm_cmp(b, a), want.reverse(), "{b} vs {a}");
+        }
     }
 }

@@ -1,0 +1,289 @@
+//! The rpm database as RHEL 9, AlmaLinux 9, Rocky 9 and Fedora keep it:
+//! `rpmdb.sqlite`, a SQLite file whose `Packages` table holds one rpm
+//! header blob per installed package.
+//!
+//! The bytes are opened in memory (SQLite's own deserializer, read-only),
+//! so nothing touches the disk and a damaged file is SQLite's
+//! `SQLITE_CORRUPT`, not ours to guess at. The older Berkeley DB
+//! (`Packages`) and NDB (`Packages.db`) formats are not read; the layer
+//! reader records a warning when it meets them.
+
+use std::ptr::NonNull;
+
+use rusqlite::{Connection, DatabaseName, OpenFlags};
+
+use crate::{Ecosystem, Package, Parsed};
+
+pub const SQLITE_PATHS: [&str; 2] = ["var/lib/rpm/rpmdb.sqlite", "usr/lib/sysimage/rpm/rpmdb.sqlite"];
+pub const LEGACY_PATHS: [&str; 3] = [
+    "var/lib/rpm/Packages",
+    "var/lib/rpm/Packages.db",
+    "usr/lib/sysimage/rpm/Packages.db",
+];
+
+const NAME: u32 = 1000;
+const VERSION: u32 = 1001;
+const RELEASE: u32 = 1002;
+const EPOCH: u32 = 1003;
+const LICENSE: u32 = 1014;
+const ARCH: u32 = 1022;
+const SOURCERPM: u32 = 1044;
+
+const TYPE_INT32: u32 = 4;
+const TYPE_STRING: u32 = 6;
+const TYPE_I18NSTRING: u32 = 9;
+
+/// The tags of one header this reader needs.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Header {
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub release: Option<String>,
+    pub epoch: Option<u32>,
+    pub license: Option<String>,
+    pub arch: Option<String>,
+    pub source_rpm: Option<String>,
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Parses a header blob as rpm stores it in its database: entry count and
+/// data length, the index entries (tag, type, offset, count), then the
+/// data. Every offset is checked against the data, so a hostile blob
+/// gets `None`, not a panic.
+pub fn parse_header(blob: &[u8]) -> Option<Header> {
+    let il = be32(blob, 0)? as usize;
+    let dl = be32(blob, 4)? as usize;
+    if il > 0x10000 || dl > blob.len() {
+        return None;
+    }
+    let data_start = 8usize.checked_add(il.checked_mul(16)?)?;
+    let data = blob.get(data_start..data_start.checked_add(dl)?)?;
+    let string_at = |offset: usize| -> Option<String> {
+        let rest = data.get(offset..)?;
+        let end = rest.iter().position(|b| *b == 0)?;
+        Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+    };
+    let mut h = Header::default();
+    for i in 0..il {
+        let at = 8 + i * 16;
+        let (tag, kind, offset) = (be32(blob, at)?, be32(blob, at + 4)?, be32(blob, at + 8)? as usize);
+        let text = || match kind {
+            TYPE_STRING | TYPE_I18NSTRING => string_at(offset),
+            _ => None,
+        };
+        match tag {
+            NAME => h.name = text(),
+            VERSION => h.version = text(),
+            RELEASE => h.release = text(),
+            LICENSE => h.license = text(),
+            ARCH => h.arch = text(),
+            SOURCERPM => h.source_rpm = text(),
+            EPOCH if kind == TYPE_INT32 => h.epoch = be32(data, offset),
+            _ => {}
+        }
+    }
+    Some(h)
+}
+
+/// Opens SQLite bytes read-only in memory.
+fn open(bytes: &[u8]) -> rusqlite::Result<Connection> {
+    let mut conn = Connection::open_with_flags(":memory:", OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    let len = bytes.len().max(1);
+    // SAFETY: the buffer comes from sqlite3_malloc64, as OwnedData requires;
+    // it is fully written before SQLite sees it and SQLite frees it.
+    let data = unsafe {
+        let ptr = rusqlite::ffi::sqlite3_malloc64(len as u64) as *mut u8;
+        let ptr = NonNull::new(ptr).ok_or(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOMEM),
+            None,
+        ))?;
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.as_ptr(), bytes.len());
+        // rpm keeps its database in WAL mode, which an in-memory copy
+        // cannot use; the header's read/write versions (bytes 18 and 19)
+        // say so. Mark the copy as a rollback-journal database: the
+        // checkpointed pages are all there is in an image anyway.
+        if bytes.len() >= 20 && bytes[18] == 2 && bytes[19] == 2 {
+            *ptr.as_ptr().add(18) = 1;
+            *ptr.as_ptr().add(19) = 1;
+        }
+        rusqlite::serialize::OwnedData::from_raw_nonnull(ptr, bytes.len())
+    };
+    conn.deserialize(DatabaseName::Main, data, true)?;
+    Ok(conn)
+}
+
+/// The installed packages in an `rpmdb.sqlite`.
+pub fn parse_sqlite(bytes: &[u8]) -> Parsed {
+    let mut out = Parsed::default();
+    let blobs: rusqlite::Result<Vec<Vec<u8>>> = (|| {
+        let conn = open(bytes)?;
+        let mut stmt = conn.prepare("SELECT blob FROM Packages")?;
+        let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        rows.collect()
+    })();
+    let blobs = match blobs {
+        Ok(b) => b,
+        Err(e) => {
+            out.warnings
+                .push(format!("rpmdb.sqlite is not a readable rpm database: {e}"));
+            return out;
+        }
+    };
+    for (i, blob) in blobs.iter().enumerate() {
+        let Some(h) = parse_header(blob) else {
+            out.warnings.push(format!("rpm header {} is malformed; skipped", i + 1));
+            continue;
+        };
+        let (Some(name), Some(version), Some(release)) = (h.name, h.version, h.release) else {
+            out.warnings
+                .push(format!("rpm header {} has no name, version or release; skipped", i + 1));
+            continue;
+        };
+        // The keys rpm keeps for signature checking are not software.
+        if name == "gpg-pubkey" {
+            continue;
+        }
+        let evr = match h.epoch {
+            Some(e) => format!("{e}:{version}-{release}"),
+            None => format!("{version}-{release}"),
+        };
+        out.packages.push(Package {
+            ecosystem: Ecosystem::Rpm,
+            // Red Hat style advisories (AlmaLinux, Rocky) list binary packages.
+            source_name: name.clone(),
+            source_version: evr.clone(),
+            name,
+            version: evr,
+            architecture: h.arch,
+            license: h.license,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A header blob laid out as rpm writes it into its database.
+    pub(crate) fn header(strings: &[(u32, &str)], epoch: Option<u32>) -> Vec<u8> {
+        let mut data = Vec::new();
+        let mut index = Vec::new();
+        for (tag, s) in strings {
+            index.push((*tag, TYPE_STRING, data.len() as u32, 1u32));
+            data.extend_from_slice(s.as_bytes());
+            data.push(0);
+        }
+        if let Some(e) = epoch {
+            while data.len() % 4 != 0 {
+                data.push(0);
+            }
+            index.push((EPOCH, TYPE_INT32, data.len() as u32, 1));
+            data.extend_from_slice(&e.to_be_bytes());
+        }
+        let mut blob = Vec::new();
+        blob.extend_from_slice(&(index.len() as u32).to_be_bytes());
+        blob.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        for (tag, kind, offset, count) in index {
+            for v in [tag, kind, offset, count] {
+                blob.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+        blob.extend_from_slice(&data);
+        blob
+    }
+
+    /// An rpmdb.sqlite with these header blobs, as bytes.
+    pub(crate) fn rpmdb(blobs: &[Vec<u8>]) -> Vec<u8> {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL)")
+            .unwrap();
+        for b in blobs {
+            conn.execute("INSERT INTO Packages (blob) VALUES (?1)", [b]).unwrap();
+        }
+        conn.serialize(DatabaseName::Main).unwrap().to_vec()
+    }
+
+    pub(crate) fn openssl_libs() -> Vec<u8> {
+        header(
+            &[
+                (NAME, "openssl-libs"),
+                (VERSION, "3.0.1"),
+                (RELEASE, "41.el9_0"),
+                (LICENSE, "ASL 2.0"),
+                (ARCH, "x86_64"),
+                (SOURCERPM, "openssl-3.0.1-41.el9_0.src.rpm"),
+            ],
+            Some(1),
+        )
+    }
+
+    #[test]
+    fn rpmdb_sqlite_headers() {
+        let db = rpmdb(&[
+            openssl_libs(),
+            header(
+                &[
+                    (NAME, "bash"),
+                    (VERSION, "5.1.8"),
+                    (RELEASE, "6.el9_1"),
+                    (ARCH, "x86_64"),
+                ],
+                None,
+            ),
+            header(
+                &[(NAME, "gpg-pubkey"), (VERSION, "b86b3716"), (RELEASE, "61e69f29")],
+                None,
+            ),
+            header(&[(NAME, "no-version")], None),
+            b"\x00\x00\xff\xff garbage".to_vec(),
+        ]);
+        let p = parse_sqlite(&db);
+        let got: Vec<(&str, &str, Option<&str>, Option<&str>)> = p
+            .packages
+            .iter()
+            .map(|p| {
+                (
+                    p.name.as_str(),
+                    p.version.as_str(),
+                    p.architecture.as_deref(),
+                    p.license.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("openssl-libs", "1:3.0.1-41.el9_0", Some("x86_64"), Some("ASL 2.0")),
+                ("bash", "5.1.8-6.el9_1", Some("x86_64"), None)
+            ]
+        );
+        assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
+        // As rpm leaves it on disk: the header says WAL mode.
+        let mut wal = db.clone();
+        wal[18] = 2;
+        wal[19] = 2;
+        assert_eq!(parse_sqlite(&wal).packages, p.packages);
+        let p = parse_sqlite(b"SQLite format 3\x00 but then nothing");
+        assert!(p.packages.is_empty() && p.warnings[0].contains("not a readable rpm database"));
+    }
+
+    #[test]
+    fn hostile_headers_are_refused() {
+        let good = openssl_libs();
+        assert!(parse_header(&good).is_some());
+        for cut in [0, 4, 8, 20, good.len() - 1] {
+            // Truncations either fail or lose the strings they cut into; never panic.
+            let _ = parse_header(&good[..cut]);
+        }
+        let mut huge = good.clone();
+        huge[0..4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(parse_header(&huge).is_none());
+        let mut bad_offset = good.clone();
+        bad_offset[16..20].copy_from_slice(&0x7fff_ffffu32.to_be_bytes());
+        assert_eq!(parse_header(&bad_offset).unwrap().name, None);
+    }
+}
