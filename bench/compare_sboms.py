@@ -6,7 +6,7 @@ usage: compare_sboms.py PORTCULLIS.json SYFT.json TRIVY.cdx.json
 Prints, per ecosystem, how many (name, version) pairs each tool found and
 how many agree with Portcullis, then every difference.
 """
-import json, sys
+import json, re, sys
 from urllib.parse import unquote
 
 def portcullis(path):
@@ -48,8 +48,15 @@ def trivy(path):
         out.setdefault(eco, set()).add((unquote(name), version))
     return out
 
+def normalized(found):
+    """Python names compare as pip compares them (PEP 503): syft lowercases them."""
+    out = dict(found)
+    if "python" in out:
+        out["python"] = {(re.sub(r"[-_.]+", "-", n).lower(), v) for n, v in out["python"]}
+    return out
+
 def main():
-    p, s, t = portcullis(sys.argv[1]), syft(sys.argv[2]), trivy(sys.argv[3])
+    p, s, t = (normalized(x) for x in (portcullis(sys.argv[1]), syft(sys.argv[2]), trivy(sys.argv[3])))
     print(f"{'ecosystem':<10} {'portcullis':>10} {'syft':>6} {'agree':>6} {'trivy':>6} {'agree':>6}")
     diffs = []
     for eco in sorted(set(p) | set(s) | set(t)):

@@ -167,7 +167,6 @@ CREATE TABLE scans (
     status TEXT NOT NULL,
     error TEXT,
     layers TEXT,
-    sbom TEXT,
     findings TEXT,
     db_generation BIGINT,
     critical BIGINT NOT NULL DEFAULT 0,
@@ -178,6 +177,10 @@ CREATE TABLE scans (
     requested_at BIGINT NOT NULL,
     finished_at BIGINT
 );
-CREATE INDEX scans_by_status ON scans (status)
+CREATE INDEX scans_by_status ON scans (status);
+CREATE TABLE scan_sboms (
+    digest TEXT PRIMARY KEY,
+    sbom {bytes} NOT NULL
+)
 "#,
 ];

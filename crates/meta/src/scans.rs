@@ -17,8 +17,6 @@ pub struct ScanRecord {
     pub error: Option<String>,
     /// JSON: the layer digests in order.
     pub layers: Option<String>,
-    /// JSON: the merged image facts (the SBOM).
-    pub sbom: Option<String>,
     /// JSON: the findings.
     pub findings: Option<String>,
     /// The vulnerability database generation the findings came from.
@@ -31,13 +29,15 @@ pub struct ScanRecord {
 /// What a finished scan found.
 pub struct ScanOutcome<'a> {
     pub layers: &'a str,
-    pub sbom: &'a str,
+    /// The SBOM, encoded by the caller; kept in its own table so that
+    /// rewriting findings does not rewrite it.
+    pub sbom: &'a [u8],
     pub findings: &'a str,
     pub db_generation: Option<i64>,
     pub counts: SeverityCounts,
 }
 
-const COLUMNS: &str = "digest, status, error, layers, sbom, findings, db_generation, critical, high, medium, low, unknown, requested_at, finished_at";
+const COLUMNS: &str = "digest, status, error, layers, findings, db_generation, critical, high, medium, low, unknown, requested_at, finished_at";
 
 fn record(r: &sqlx::any::AnyRow) -> Result<ScanRecord> {
     Ok(ScanRecord {
@@ -45,18 +45,17 @@ fn record(r: &sqlx::any::AnyRow) -> Result<ScanRecord> {
         status: r.try_get(1)?,
         error: r.try_get(2)?,
         layers: r.try_get(3)?,
-        sbom: r.try_get(4)?,
-        findings: r.try_get(5)?,
-        db_generation: r.try_get(6)?,
+        findings: r.try_get(4)?,
+        db_generation: r.try_get(5)?,
         counts: [
+            r.try_get(6)?,
             r.try_get(7)?,
             r.try_get(8)?,
             r.try_get(9)?,
             r.try_get(10)?,
-            r.try_get(11)?,
         ],
-        requested_at: r.try_get(12)?,
-        finished_at: r.try_get(13)?,
+        requested_at: r.try_get(11)?,
+        finished_at: r.try_get(12)?,
     })
 }
 
@@ -141,13 +140,20 @@ impl Meta {
     }
 
     pub async fn finish_scan(&self, digest: &str, o: &ScanOutcome<'_>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "UPDATE scans SET status = 'done', error = NULL, layers = $2, sbom = $3, findings = $4, db_generation = $5,
-             critical = $6, high = $7, medium = $8, low = $9, unknown = $10, finished_at = $11 WHERE digest = $1",
+            "INSERT INTO scan_sboms (digest, sbom) VALUES ($1, $2) ON CONFLICT (digest) DO UPDATE SET sbom = excluded.sbom",
+        )
+        .bind(digest)
+        .bind(o.sbom)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE scans SET status = 'done', error = NULL, layers = $2, findings = $3, db_generation = $4,
+             critical = $5, high = $6, medium = $7, low = $8, unknown = $9, finished_at = $10 WHERE digest = $1",
         )
         .bind(digest)
         .bind(o.layers)
-        .bind(o.sbom)
         .bind(o.findings)
         .bind(o.db_generation)
         .bind(o.counts[0])
@@ -156,9 +162,19 @@ impl Meta {
         .bind(o.counts[3])
         .bind(o.counts[4])
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// A finished scan's SBOM, as the scanner encoded it.
+    pub async fn scan_sbom(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT sbom FROM scan_sboms WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
     pub async fn fail_scan(&self, digest: &str, error: &str) -> Result<()> {
@@ -197,9 +213,10 @@ impl Meta {
     }
 
     /// Finished scans' SBOMs in digest order, after `after`, for re-matching.
-    pub async fn finished_sboms(&self, after: &str, limit: i64) -> Result<Vec<(String, String)>> {
+    pub async fn finished_sboms(&self, after: &str, limit: i64) -> Result<Vec<(String, Vec<u8>)>> {
         let rows = sqlx::query(
-            "SELECT digest, sbom FROM scans WHERE status = 'done' AND digest > $1 AND sbom IS NOT NULL ORDER BY digest LIMIT $2",
+            "SELECT s.digest, b.sbom FROM scans s JOIN scan_sboms b ON b.digest = s.digest
+             WHERE s.status = 'done' AND s.digest > $1 ORDER BY s.digest LIMIT $2",
         )
         .bind(after)
         .bind(limit)
@@ -208,28 +225,28 @@ impl Meta {
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
-    /// New findings for a stored SBOM, from a newer vulnerability database.
-    pub async fn update_findings(
-        &self,
-        digest: &str,
-        findings: &str,
-        db_generation: i64,
-        counts: SeverityCounts,
-    ) -> Result<()> {
-        sqlx::query(
+    /// New findings for stored SBOMs, from a newer vulnerability database:
+    /// `(digest, findings JSON, counts)` rows written in one transaction
+    /// (one commit, not one per image).
+    pub async fn update_findings(&self, db_generation: i64, rows: &[(String, String, SeverityCounts)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (digest, findings, counts) in rows {
+            sqlx::query(
             "UPDATE scans SET findings = $2, db_generation = $3, critical = $4, high = $5, medium = $6, low = $7, unknown = $8
              WHERE digest = $1 AND status = 'done'",
         )
-        .bind(digest)
-        .bind(findings)
-        .bind(db_generation)
-        .bind(counts[0])
-        .bind(counts[1])
-        .bind(counts[2])
-        .bind(counts[3])
-        .bind(counts[4])
-        .execute(&self.pool)
-        .await?;
+            .bind(digest)
+            .bind(findings)
+            .bind(db_generation)
+            .bind(counts[0])
+            .bind(counts[1])
+            .bind(counts[2])
+            .bind(counts[3])
+            .bind(counts[4])
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -550,7 +550,7 @@ async fn scans_queue_claim_finish_and_rematch() {
         assert!(m.start_scan("sha256:a").await.unwrap());
         let outcome = ScanOutcome {
             layers: "[\"sha256:l\"]",
-            sbom: "{}",
+            sbom: b"{}",
             findings: "[]",
             db_generation: Some(3),
             counts: [1, 2, 3, 4, 5],
@@ -565,7 +565,9 @@ async fn scans_queue_claim_finish_and_rematch() {
             !m.request_scan("sha256:a", false).await.unwrap(),
             "{label}: a push of the same image"
         );
-        m.update_findings("sha256:a", "[1]", 4, [0, 0, 0, 0, 1]).await.unwrap();
+        m.update_findings(4, &[("sha256:a".into(), "[1]".into(), [0, 0, 0, 0, 1])])
+            .await
+            .unwrap();
         let r = m.scan("sha256:a").await.unwrap().unwrap();
         assert_eq!(
             (r.findings.as_deref(), r.db_generation, r.counts[4]),
@@ -573,8 +575,9 @@ async fn scans_queue_claim_finish_and_rematch() {
         );
         assert_eq!(
             m.finished_sboms("", 10).await.unwrap(),
-            [("sha256:a".to_string(), "{}".to_string())]
+            [("sha256:a".to_string(), b"{}".to_vec())]
         );
+        assert_eq!(m.scan_sbom("sha256:a").await.unwrap().as_deref(), Some(&b"{}"[..]));
         assert!(m.finished_sboms("sha256:a", 10).await.unwrap().is_empty());
         assert!(m.request_scan("sha256:a", true).await.unwrap(), "{label}: scan now");
         m.start_scan("sha256:a").await.unwrap();

@@ -114,6 +114,21 @@ pub fn distro_ecosystem(os: &OsRelease) -> Option<(String, Ecosystem)> {
 /// the image's own release. Language packages are looked up in their
 /// ecosystem's advisories (PyPI by normalised name).
 pub fn match_image(image: &ImageFacts, index: &VulnIndex) -> Vec<Finding> {
+    match_image_with(image, index, &mut MatchCache::default())
+}
+
+/// Which affected entries include a (ecosystem, package, version), with
+/// the fix to upgrade to: the costly part of matching (version parsing
+/// and range walks), remembered across the images of one re-match, which
+/// share most of their packages.
+#[derive(Default)]
+pub struct MatchCache {
+    hits: HashMap<(String, String, String), Vec<(u32, u32, Option<String>)>>,
+}
+
+/// [`match_image`], remembering per-package results in `cache`. The cache
+/// belongs to one index: make a new one when the index changes.
+pub fn match_image_with(image: &ImageFacts, index: &VulnIndex, cache: &mut MatchCache) -> Vec<Finding> {
     let mut out = Vec::new();
     let distro = image.os.as_ref().and_then(distro_ecosystem);
     for c in &image.components {
@@ -128,16 +143,23 @@ pub fn match_image(image: &ImageFacts, index: &VulnIndex) -> Vec<Finding> {
         let Some(candidates) = index.by_package.get(&key) else {
             continue;
         };
+        let hits = cache
+            .hits
+            .entry((key.0, key.1, p.source_version.clone()))
+            .or_insert_with(|| {
+                candidates
+                    .iter()
+                    .filter_map(|&(i, j)| {
+                        let aff = &index.advisories[i as usize].affected[j as usize];
+                        aff.includes(&p.source_version, *cmp)
+                            .then(|| (i, j, aff.fixed_after(&p.source_version, *cmp).map(String::from)))
+                    })
+                    .collect()
+            });
         let mut found: Vec<Finding> = Vec::new();
-        for &(i, j) in candidates {
-            let (adv, aff) = (
-                &index.advisories[i as usize],
-                &index.advisories[i as usize].affected[j as usize],
-            );
-            if !aff.includes(&p.source_version, *cmp) {
-                continue;
-            }
-            let rated = index.rated[i as usize];
+        for (i, _, fixed) in hits.iter() {
+            let adv = &index.advisories[*i as usize];
+            let rated = index.rated[*i as usize];
             found.push(Finding {
                 ids: adv.ids().into_iter().map(String::from).collect(),
                 related: adv.upstream.iter().chain(&adv.related).cloned().collect(),
@@ -148,7 +170,7 @@ pub fn match_image(image: &ImageFacts, index: &VulnIndex) -> Vec<Finding> {
                 version: p.version.clone(),
                 purl: c.purl.clone(),
                 ecosystem: ecosystem.clone(),
-                fixed_version: aff.fixed_after(&p.source_version, *cmp).map(String::from),
+                fixed_version: fixed.clone(),
                 layer: c.layer.clone(),
                 path: c.path.clone(),
             });

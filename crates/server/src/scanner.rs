@@ -15,7 +15,7 @@ use std::time::Duration;
 use portcullis_meta::{ScanOutcome, SeverityCounts};
 use portcullis_oci::{media_type, Digest, Manifest};
 use portcullis_scan::layer::{merge, read_layer, ImageFacts, LayerFacts, Limits};
-use portcullis_scan::matching::{match_image, Finding, VulnIndex};
+use portcullis_scan::matching::{match_image, match_image_with, Finding, MatchCache, VulnIndex};
 use portcullis_scan::summary::severity_counts;
 use portcullis_vulndb::VulnDb;
 
@@ -238,7 +238,7 @@ impl Registry {
         let layer_digests: Vec<&str> = layers.iter().map(|(d, _)| d.as_str()).collect();
         let outcome = ScanOutcome {
             layers: &serde_json::to_string(&layer_digests).expect("json"),
-            sbom: &serde_json::to_string(&image).expect("json"),
+            sbom: &sbom_to_bytes(&image),
             findings: &serde_json::to_string(&findings).expect("json"),
             db_generation: generation,
             counts: counts(&findings),
@@ -250,25 +250,42 @@ impl Registry {
     async fn rematch_all(&self, generation: u64, index: &VulnIndex) -> Result<usize, crate::RegistryError> {
         let mut after = String::new();
         let mut done = 0;
+        // Images share most packages: each (package, version) is evaluated once.
+        let mut cache = MatchCache::default();
         loop {
             let page = self.meta.finished_sboms(&after, 200).await?;
             let Some(last) = page.last() else { break };
             after = last.0.clone();
-            for (digest, sbom) in &page {
-                let Ok(image) = serde_json::from_str::<ImageFacts>(sbom) else {
+            let mut rows = Vec::with_capacity(page.len());
+            for (digest, sbom) in page {
+                let Some(image) = sbom_from_bytes(&sbom) else {
                     tracing::warn!(%digest, "stored SBOM unreadable; scan it again");
                     continue;
                 };
-                let findings = match_image(&image, index);
+                let findings = match_image_with(&image, index, &mut cache);
                 let json = serde_json::to_string(&findings).expect("json");
-                self.meta
-                    .update_findings(digest, &json, generation as i64, counts(&findings))
-                    .await?;
-                done += 1;
+                rows.push((digest, json, counts(&findings)));
             }
+            done += rows.len();
+            self.meta.update_findings(generation as i64, &rows).await?;
         }
         Ok(done)
     }
+}
+
+/// Stored SBOMs are zstd-compressed JSON: a re-match reads every one of
+/// them, and JSON of a few hundred packages shrinks about tenfold.
+pub(crate) fn sbom_to_bytes(image: &ImageFacts) -> Vec<u8> {
+    let json = serde_json::to_vec(image).expect("json");
+    zstd::bulk::compress(&json, 3).expect("compressing in memory")
+}
+
+/// The largest SBOM JSON inflated from the database.
+const MAX_SBOM_JSON: usize = 256 << 20;
+
+pub(crate) fn sbom_from_bytes(bytes: &[u8]) -> Option<ImageFacts> {
+    let json = zstd::bulk::decompress(bytes, MAX_SBOM_JSON).ok()?;
+    serde_json::from_slice(&json).ok()
 }
 
 fn counts(findings: &[Finding]) -> SeverityCounts {

@@ -141,8 +141,11 @@ async fn finished(
             text.map_or("missing", |_| "not the expected JSON")
         ))
     };
-    let image: ImageFacts =
-        serde_json::from_str(r.sbom.as_deref().unwrap_or("")).map_err(|_| parse("SBOM", r.sbom.as_deref()))?;
+    let sbom = reg.meta.scan_sbom(digest.as_str()).await?;
+    let image: ImageFacts = sbom
+        .as_deref()
+        .and_then(crate::scanner::sbom_from_bytes)
+        .ok_or_else(|| parse("SBOM", sbom.as_ref().map(|_| "")))?;
     let findings: Vec<Finding> = serde_json::from_str(r.findings.as_deref().unwrap_or(""))
         .map_err(|_| parse("findings", r.findings.as_deref()))?;
     let layers: Vec<String> =
