@@ -85,9 +85,11 @@ impl Meta {
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
+    /// Stores (or, from a newer reader, replaces) a layer's facts.
     pub async fn put_layer_facts(&self, digest: &str, facts: &str) -> Result<()> {
         sqlx::query(
-            "INSERT INTO layer_facts (digest, facts, read_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING",
+            "INSERT INTO layer_facts (digest, facts, read_at) VALUES ($1, $2, $3)
+             ON CONFLICT (digest) DO UPDATE SET facts = excluded.facts, read_at = excluded.read_at",
         )
         .bind(digest)
         .bind(facts)

@@ -593,7 +593,7 @@ async fn scans_queue_claim_finish_and_rematch() {
 
         m.put_layer_facts("sha256:l", "{\"x\":1}").await.unwrap();
         m.put_layer_facts("sha256:l", "{\"x\":2}").await.unwrap();
-        assert_eq!(m.layer_facts("sha256:l").await.unwrap().as_deref(), Some("{\"x\":1}"));
+        assert_eq!(m.layer_facts("sha256:l").await.unwrap().as_deref(), Some("{\"x\":2}"));
         assert_eq!(m.layer_facts_count().await.unwrap(), 1);
 
         assert!(m.scan_on_push("acme/app").await.unwrap(), "{label}: on by default");

@@ -72,6 +72,62 @@ pub fn parse_status(text: &str) -> Parsed {
     out
 }
 
+/// `usr/share/doc/<package>/copyright` → the package it describes.
+pub fn copyright_package(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("usr/share/doc/")?;
+    let name = rest.strip_suffix("/copyright")?;
+    (!name.is_empty() && !name.contains('/')).then_some(name)
+}
+
+/// The licenses a machine-readable (DEP-5) copyright file declares, as
+/// one SPDX expression when every name maps exactly; otherwise the
+/// Debian names as written, so nothing is silently dropped or guessed.
+/// Free-form copyright files (no `Format:` header) give `None`.
+pub fn copyright_licenses(text: &str) -> Option<String> {
+    let first = text.lines().find(|l| !l.trim().is_empty())?;
+    if !first.starts_with("Format:") {
+        return None;
+    }
+    let mut names: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("License:") {
+            let v = v.trim();
+            if !v.is_empty() && !names.iter().any(|n| n == v) {
+                names.push(v.to_string());
+            }
+        }
+    }
+    if names.is_empty() {
+        return None;
+    }
+    // `GPL-1+ or Artistic` is one choice; the file's several licenses all apply.
+    let spdx: Option<Vec<String>> = names
+        .iter()
+        .map(|n| {
+            let alternatives: Option<Vec<String>> = n.split(" or ").map(crate::license::debian_to_spdx).collect();
+            let alternatives = alternatives?;
+            Some(if alternatives.len() > 1 {
+                format!("({})", alternatives.join(" OR "))
+            } else {
+                alternatives.join("")
+            })
+        })
+        .collect();
+    Some(match spdx {
+        Some(mut ids) => {
+            ids.dedup();
+            let joined = ids.join(" AND ");
+            // A lone parenthesised choice reads better bare.
+            if ids.len() == 1 {
+                joined.trim_start_matches('(').trim_end_matches(')').to_string()
+            } else {
+                joined
+            }
+        }
+        None => names.join(", "),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +216,29 @@ Version: 1
         }
         let crlf = "Package: a\r\nStatus: install ok installed\r\nVersion: 1.0\r\n\r\nPackage: b\r\nVersion: 2\r\n";
         assert_eq!(parse_status(crlf).packages.len(), 2);
+    }
+
+    #[test]
+    fn copyright_files() {
+        let dep5 = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\
+Upstream-Name: x\n\nFiles: *\nCopyright: 2000 A\nLicense: GPL-2+\n\nFiles: lib/*\nLicense: LGPL-2.1+\n\n\
+Files: perl/*\nLicense: GPL-1+ or Artistic\n\nLicense: GPL-2+\n On Debian systems the full text is in /usr/share/common-licenses.\n";
+        assert_eq!(
+            copyright_licenses(dep5).as_deref(),
+            Some("GPL-2.0-or-later AND LGPL-2.1-or-later AND (GPL-1.0-or-later OR Artistic-1.0-Perl)")
+        );
+        let odd = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\nFiles: *\nLicense: Expat\n\nFiles: x\nLicense: public-domain\n";
+        assert_eq!(copyright_licenses(odd).as_deref(), Some("Expat, public-domain"));
+        let one = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\nFiles: *\nLicense: GPL-1+ or Artistic\n";
+        assert_eq!(
+            copyright_licenses(one).as_deref(),
+            Some("GPL-1.0-or-later OR Artistic-1.0-Perl")
+        );
+        assert_eq!(
+            copyright_licenses("This is the Debian prepackaged version of glibc."),
+            None
+        );
+        assert_eq!(copyright_package("usr/share/doc/libc6/copyright"), Some("libc6"));
+        assert_eq!(copyright_package("usr/share/doc/libc6/examples/copyright"), None);
     }
 }

@@ -45,8 +45,15 @@ impl Default for Limits {
 
 /// What one layer says about the software in the image, keyed by the
 /// paths it was found at so later layers can replace or delete it.
+/// The reader's version: cached facts from an older reader (which knew
+/// fewer kinds of files) are read again rather than trusted.
+pub const FACTS_VERSION: u32 = 2;
+
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LayerFacts {
+    /// [`FACTS_VERSION`] of the reader that produced these facts.
+    #[serde(default)]
+    pub version: u32,
     /// `etc/os-release` or `usr/lib/os-release`, whichever the layer holds
     /// (the former wins, as systemd reads it first).
     pub os_release: BTreeMap<String, OsRelease>,
@@ -54,6 +61,10 @@ pub struct LayerFacts {
     /// `var/lib/dpkg/status.d/<name>`, `lib/apk/db/installed`, and each
     /// Python distribution's metadata and npm package's `package.json`.
     pub package_dbs: BTreeMap<String, Parsed>,
+    /// Licenses from machine-readable `usr/share/doc/<pkg>/copyright`
+    /// files, by path (dpkg's status has no license field).
+    #[serde(default)]
+    pub copyrights: BTreeMap<String, String>,
     /// Paths deleted by `.wh.<name>` files.
     pub whiteouts: Vec<String>,
     /// Directories whose lower-layer contents are hidden (`.wh..wh..opq`).
@@ -76,6 +87,7 @@ fn interesting(path: &str) -> bool {
         || python::is_metadata_path(path)
         || npm::is_installed_manifest(path)
         || rpm::SQLITE_PATHS.contains(&path)
+        || dpkg::copyright_package(path).is_some()
 }
 
 /// `./a/b`, `/a/b` and `a//b` all mean `a/b`; `None` for paths that climb
@@ -140,7 +152,10 @@ pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, Layer
         limit: limits.max_layer_bytes,
     };
     let mut archive = tar::Archive::new(bounded);
-    let mut facts = LayerFacts::default();
+    let mut facts = LayerFacts {
+        version: FACTS_VERSION,
+        ..LayerFacts::default()
+    };
     let fail = |e: io::Error| -> LayerError {
         if e.get_ref().is_some_and(|i| i.is::<LimitExceeded>()) {
             LayerError::TooLarge(limits.max_layer_bytes)
@@ -212,6 +227,12 @@ pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, Layer
             continue;
         }
         let text = String::from_utf8_lossy(&bytes);
+        if dpkg::copyright_package(&path).is_some() {
+            if let Some(l) = dpkg::copyright_licenses(&text) {
+                facts.copyrights.insert(path, l);
+            }
+            continue;
+        }
         if OS_RELEASE.contains(&path.as_str()) {
             match os_release::parse(&text) {
                 Some(o) => {
@@ -291,6 +312,7 @@ pub fn merge<'a>(layers: impl IntoIterator<Item = (&'a str, &'a LayerFacts)>) ->
     // path -> (layer digest, facts); later layers overwrite.
     let mut dbs: BTreeMap<String, Vec<Component>> = BTreeMap::new();
     let mut releases: BTreeMap<String, OsRelease> = BTreeMap::new();
+    let mut copyrights: BTreeMap<String, String> = BTreeMap::new();
     let mut warnings = Vec::new();
     for (digest, facts) in layers {
         let hidden = |p: &str| {
@@ -305,6 +327,8 @@ pub fn merge<'a>(layers: impl IntoIterator<Item = (&'a str, &'a LayerFacts)>) ->
         };
         dbs.retain(|p, _| !hidden(p));
         releases.retain(|p, _| !hidden(p));
+        copyrights.retain(|p, _| !hidden(p));
+        copyrights.extend(facts.copyrights.iter().map(|(p, l)| (p.clone(), l.clone())));
         for (path, parsed) in &facts.package_dbs {
             let before = dbs.remove(path).unwrap_or_default();
             let components = parsed
@@ -336,6 +360,11 @@ pub fn merge<'a>(layers: impl IntoIterator<Item = (&'a str, &'a LayerFacts)>) ->
     let mut components: Vec<Component> = dbs.into_values().flatten().collect();
     for c in &mut components {
         c.purl = crate::purl::purl(&c.package, os.as_ref());
+        if c.package.ecosystem == crate::Ecosystem::Deb && c.package.license.is_none() {
+            // Multi-arch names (`libc6:amd64`) document under the bare name.
+            let name = c.package.name.split(':').next().unwrap_or(&c.package.name);
+            c.package.license = copyrights.get(&format!("usr/share/doc/{name}/copyright")).cloned();
+        }
     }
     ImageFacts {
         os,

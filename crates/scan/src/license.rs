@@ -53,6 +53,49 @@ const KNOWN: &[(&str, &str)] = &[
     ("zope public license", "ZPL-2.1"),
 ];
 
+/// A Debian short license name (`GPL-2+`, `Expat`, `BSD-3-clause`,
+/// `LGPL-2.1+`) as SPDX, where the mapping is exact.
+pub fn debian_to_spdx(name: &str) -> Option<String> {
+    let lower = name.trim().to_ascii_lowercase();
+    let fixed = match lower.as_str() {
+        "expat" | "mit" => Some("MIT"),
+        "bsd-2-clause" => Some("BSD-2-Clause"),
+        "bsd-3-clause" => Some("BSD-3-Clause"),
+        "bsd-4-clause" => Some("BSD-4-Clause"),
+        "zlib" => Some("Zlib"),
+        "isc" => Some("ISC"),
+        "apache-2.0" => Some("Apache-2.0"),
+        "cc0-1.0" => Some("CC0-1.0"),
+        // Perl's dual license: Debian's `Artistic` is version 1.0 as Perl ships it.
+        "artistic" => Some("Artistic-1.0-Perl"),
+        _ => None,
+    };
+    if let Some(f) = fixed {
+        return Some(f.to_string());
+    }
+    // (A|L)GPL[-]vN[.M][+]
+    let (family, rest) = ["agpl", "lgpl", "gpl"]
+        .iter()
+        .find_map(|f| lower.strip_prefix(f).map(|r| (*f, r)))?;
+    let rest = rest.trim_start_matches('-').trim_start_matches('v');
+    let (number, later) = match rest.strip_suffix('+') {
+        Some(n) => (n, true),
+        None => (rest, false),
+    };
+    let number = number.strip_suffix(".0").unwrap_or(number);
+    let version = match (family, number) {
+        ("gpl", "1" | "2" | "3") | ("agpl", "3") | ("lgpl", "2" | "3") => format!("{number}.0"),
+        ("lgpl", "2.1") => "2.1".to_string(),
+        _ => return None,
+    };
+    let id = format!(
+        "{}GPL-{version}-{}",
+        &family[..family.len() - 3].to_ascii_uppercase(),
+        if later { "or-later" } else { "only" }
+    );
+    spdx::license_id(&id).map(|_| id)
+}
+
 /// One name or expression → SPDX; `None` when not certain.
 fn one(raw: &str) -> Option<String> {
     let raw = raw.trim();
@@ -106,6 +149,29 @@ mod tests {
         ];
         for (raw, want) in cases {
             assert_eq!(to_spdx(raw).as_deref(), want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn debian_names() {
+        use super::debian_to_spdx;
+        let cases = [
+            ("GPL-2+", Some("GPL-2.0-or-later")),
+            ("GPL-2", Some("GPL-2.0-only")),
+            ("GPL-2.0+", Some("GPL-2.0-or-later")),
+            ("GPLv3+", Some("GPL-3.0-or-later")),
+            ("LGPL-2.1+", Some("LGPL-2.1-or-later")),
+            ("LGPL-3", Some("LGPL-3.0-only")),
+            ("AGPL-3+", Some("AGPL-3.0-or-later")),
+            ("Expat", Some("MIT")),
+            ("BSD-3-clause", Some("BSD-3-Clause")),
+            ("Artistic", Some("Artistic-1.0-Perl")),
+            ("LGPL", None),
+            ("GPL-4", None),
+            ("public-domain", None),
+        ];
+        for (name, want) in cases {
+            assert_eq!(debian_to_spdx(name).as_deref(), want, "{name}");
         }
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use portcullis_meta::{ScanOutcome, SeverityCounts};
 use portcullis_oci::{media_type, Digest, Manifest};
-use portcullis_scan::layer::{merge, read_layer, ImageFacts, LayerFacts, Limits};
+use portcullis_scan::layer::{merge, read_layer, ImageFacts, LayerFacts, Limits, FACTS_VERSION};
 use portcullis_scan::matching::{match_image, match_image_with, Finding, MatchCache, VulnIndex};
 use portcullis_scan::summary::severity_counts;
 use portcullis_vulndb::VulnDb;
@@ -177,10 +177,8 @@ impl Registry {
     }
 
     async fn layer_facts(&self, digest: &str) -> Result<LayerFacts, String> {
-        if let Some(cached) = self.meta.layer_facts(digest).await.map_err(|e| e.to_string())? {
-            if let Ok(facts) = serde_json::from_str(&cached) {
-                return Ok(facts);
-            }
+        if let Some(facts) = self.cached_facts(digest).await? {
+            return Ok(facts);
         }
         let gate = {
             let mut reading = self.scanner.reading.lock().expect("reading lock");
@@ -188,10 +186,8 @@ impl Registry {
         };
         let _held = gate.lock().await;
         // Another scan may have read it while this one waited.
-        if let Some(cached) = self.meta.layer_facts(digest).await.map_err(|e| e.to_string())? {
-            if let Ok(facts) = serde_json::from_str(&cached) {
-                return Ok(facts);
-            }
+        if let Some(facts) = self.cached_facts(digest).await? {
+            return Ok(facts);
         }
         let parsed: Digest = digest.parse().map_err(|e| format!("{e}"))?;
         let path = self.store.blob_path(&parsed);
@@ -212,6 +208,14 @@ impl Registry {
             .map_err(|e| e.to_string())?;
         self.scanner.reading.lock().expect("reading lock").remove(digest);
         Ok(facts)
+    }
+
+    /// Cached facts from this version of the layer reader, if any.
+    async fn cached_facts(&self, digest: &str) -> Result<Option<LayerFacts>, String> {
+        let cached = self.meta.layer_facts(digest).await.map_err(|e| e.to_string())?;
+        Ok(cached
+            .and_then(|json| serde_json::from_str::<LayerFacts>(&json).ok())
+            .filter(|f| f.version == FACTS_VERSION))
     }
 
     async fn scan_image(&self, digest: &str) -> Result<(), String> {

@@ -125,7 +125,10 @@ fn hostile_layers_get_clear_errors_or_warnings() {
     assert!(matches!(read_layer(&garbage[..], &limits), Err(LayerError::Corrupt(_))));
     assert_eq!(
         read_layer(&[][..], &limits).unwrap(),
-        LayerFacts::default(),
+        LayerFacts {
+            version: FACTS_VERSION,
+            ..LayerFacts::default()
+        },
         "an empty layer is empty"
     );
 }
@@ -199,6 +202,28 @@ fn merge_follows_overlay_semantics() {
     )
     .unwrap();
     assert_eq!(merge([("u", &usr)]).os.unwrap().id, "alpine");
+}
+
+/// A dpkg package's license comes from its machine-readable copyright
+/// file, wherever in the layers that file is (and not after a whiteout).
+#[test]
+fn dpkg_licenses_from_copyright_files() {
+    let copyright =
+        b"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\nFiles: *\nLicense: GPL-2+\n";
+    let status = b"Package: hello\nStatus: install ok installed\nVersion: 2.10-3\nArchitecture: amd64\n";
+    let l1 = read_layer(
+        &tar(&[
+            ("var/lib/dpkg/status", Some(status)),
+            ("usr/share/doc/hello/copyright", Some(copyright)),
+        ])[..],
+        &Limits::default(),
+    )
+    .unwrap();
+    let image = merge([("sha256:one", &l1)]);
+    assert_eq!(image.components[0].package.license.as_deref(), Some("GPL-2.0-or-later"));
+    let l2 = read_layer(&tar(&[("usr/share/doc/.wh.hello", Some(b""))])[..], &Limits::default()).unwrap();
+    let image = merge([("sha256:one", &l1), ("sha256:two", &l2)]);
+    assert_eq!(image.components[0].package.license, None, "the docs were deleted");
 }
 
 /// Python and npm packages come from their own metadata files, each its
