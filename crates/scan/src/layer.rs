@@ -12,7 +12,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use thiserror::Error;
 
 use crate::os_release::{self, OsRelease};
-use crate::{apk, binary, dpkg, npm, python, rpm, Package, Parsed};
+use crate::{apk, binary, dpkg, java, npm, python, rpm, Package, Parsed};
 
 #[derive(Debug, Error)]
 pub enum LayerError {
@@ -47,7 +47,7 @@ impl Default for Limits {
 /// paths it was found at so later layers can replace or delete it.
 /// The reader's version: cached facts from an older reader (which knew
 /// fewer kinds of files) are read again rather than trusted.
-pub const FACTS_VERSION: u32 = 2;
+pub const FACTS_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LayerFacts {
@@ -88,6 +88,7 @@ fn interesting(path: &str) -> bool {
         || npm::is_installed_manifest(path)
         || rpm::SQLITE_PATHS.contains(&path)
         || dpkg::copyright_package(path).is_some()
+        || java::is_archive_path(path)
 }
 
 /// `./a/b`, `/a/b` and `a//b` all mean `a/b`; `None` for paths that climb
@@ -224,6 +225,13 @@ pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, Layer
             .map_err(fail)?;
         if rpm::SQLITE_PATHS.contains(&path.as_str()) {
             facts.package_dbs.insert(path, rpm::parse_sqlite(&bytes));
+            continue;
+        }
+        if java::is_archive_path(&path) {
+            let parsed = java::parse_archive(&bytes, &path, limits.max_file_bytes);
+            if !parsed.packages.is_empty() || !parsed.warnings.is_empty() {
+                facts.package_dbs.insert(path, parsed);
+            }
             continue;
         }
         let text = String::from_utf8_lossy(&bytes);

@@ -10,6 +10,7 @@
 pub mod apk;
 pub mod binary;
 pub mod dpkg;
+pub mod java;
 pub mod layer;
 pub mod license;
 pub mod matching;
@@ -36,6 +37,7 @@ pub enum Ecosystem {
     Rpm,
     Go,
     Cargo,
+    Maven,
 }
 
 impl Ecosystem {
@@ -47,6 +49,7 @@ impl Ecosystem {
             Ecosystem::Npm => Some("npm"),
             Ecosystem::Go => Some("Go"),
             Ecosystem::Cargo => Some("crates.io"),
+            Ecosystem::Maven => Some("Maven"),
             Ecosystem::Deb | Ecosystem::Apk | Ecosystem::Rpm => None,
         }
     }
@@ -59,6 +62,7 @@ impl Ecosystem {
             Ecosystem::Rpm => version::rpm_cmp,
             Ecosystem::Python => version::pep440_cmp,
             Ecosystem::Npm | Ecosystem::Go | Ecosystem::Cargo => version::semver_cmp,
+            Ecosystem::Maven => version::maven_cmp,
         }
     }
 
@@ -72,6 +76,7 @@ impl Ecosystem {
             Ecosystem::Npm => "npm",
             Ecosystem::Go => "golang",
             Ecosystem::Cargo => "cargo",
+            Ecosystem::Maven => "maven",
         }
     }
 }

@@ -607,4 +607,53 @@ mod tests {
             assert!(found.len() <= 1, "{found:?}");
         }
     }
+
+    /// The shared data has no Maven advisories; this one is written the way
+    /// GitHub's OSV export writes them (`group:artifact`, ECOSYSTEM ranges),
+    /// and the expectations follow Maven's order (2.9.10 < 2.9.10.1 < 2.10.0-rc1 < 2.10.0).
+    #[test]
+    fn maven_packages_match_group_and_artifact() {
+        let advisory = r#"{"id":"GHSA-test-maven","aliases":["CVE-2019-0000"],"affected":[{"package":{"ecosystem":"Maven","name":"com.fasterxml.jackson.core:jackson-databind"},
+            "ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"2.9.0"},{"fixed":"2.9.10.1"},{"introduced":"2.10.0-rc1"},{"fixed":"2.10.0"}]}]}]}"#;
+        let index = VulnIndex::new(vec![Advisory::parse(advisory).unwrap()]);
+        let jar = |name: &str, v: &str| Package {
+            ecosystem: crate::Ecosystem::Maven,
+            architecture: None,
+            ..pkg(name, v, name, v)
+        };
+        let cases = [
+            (
+                "com.fasterxml.jackson.core:jackson-databind",
+                "2.9.10",
+                Some("2.9.10.1"),
+            ),
+            ("com.fasterxml.jackson.core:jackson-databind", "2.9.10.1", None),
+            (
+                "com.fasterxml.jackson.core:jackson-databind",
+                "2.10.0-rc2",
+                Some("2.10.0"),
+            ),
+            ("com.fasterxml.jackson.core:jackson-databind", "2.10.0", None),
+            ("com.fasterxml.jackson.core:jackson-databind", "2.8.11", None),
+            ("jackson-databind", "2.9.10", None),
+        ];
+        for (name, version, fixed) in cases {
+            let image = ImageFacts {
+                os: None,
+                components: vec![Component {
+                    package: jar(name, version),
+                    layer: "sha256:app".into(),
+                    path: "app.jar".into(),
+                    purl: String::new(),
+                }],
+                warnings: vec![],
+            };
+            let found = match_image(&image, &index);
+            assert_eq!(
+                found.first().map(|f| f.fixed_version.as_deref()),
+                fixed.map(Some),
+                "{name} {version}"
+            );
+        }
+    }
 }

@@ -70,6 +70,10 @@ pub fn purl(p: &Package, os: Option<&OsRelease>) -> String {
             p.name.split('/').map(encode).collect::<Vec<_>>().join("/")
         ),
         Ecosystem::Cargo => format!("pkg:cargo/{}@{version}", encode(&p.name)),
+        Ecosystem::Maven => match p.name.split_once(':') {
+            Some((group, artifact)) => format!("pkg:maven/{}/{}@{version}", encode(group), encode(artifact)),
+            None => format!("pkg:maven/{}@{version}", encode(&p.name)),
+        },
         Ecosystem::Npm => match p.name.split_once('/') {
             Some((scope, name)) => format!("pkg:npm/{}/{}@{version}", encode(scope), encode(name)),
             None => format!("pkg:npm/{}@{version}", encode(&p.name)),

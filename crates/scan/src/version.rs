@@ -199,6 +199,171 @@ fn rpmvercmp(a: &[u8], b: &[u8]) -> Ordering {
     }
 }
 
+/// Orders Maven versions as Maven's `ComparableVersion` does: items
+/// split at `.`, `-` and digit/letter changes (a change or `-` opens a
+/// sub-list); numbers compare as numbers and beat qualifiers; qualifiers
+/// rank `alpha < beta < milestone < rc = cr < snapshot < (release) = ga =
+/// final < sp < anything else` (the rest alphabetically); trailing zeros
+/// and release qualifiers do not count.
+pub fn maven_cmp(a: &str, b: &str) -> Ordering {
+    MavenItem::List(maven_parse(a)).cmp_to(Some(&MavenItem::List(maven_parse(b))))
+}
+
+#[derive(Debug, Clone)]
+enum MavenItem {
+    /// Decimal digits without leading zeros (arbitrarily long).
+    Int(String),
+    Str(String),
+    List(Vec<MavenItem>),
+}
+
+const MAVEN_QUALIFIERS: [&str; 7] = ["alpha", "beta", "milestone", "rc", "snapshot", "", "sp"];
+
+fn maven_qualifier_key(q: &str) -> String {
+    match MAVEN_QUALIFIERS.iter().position(|k| *k == q) {
+        Some(i) => i.to_string(),
+        None => format!("{}-{q}", MAVEN_QUALIFIERS.len()),
+    }
+}
+
+impl MavenItem {
+    fn int(digits: &str) -> MavenItem {
+        let trimmed = digits.trim_start_matches('0');
+        MavenItem::Int(if trimmed.is_empty() { "0".into() } else { trimmed.into() })
+    }
+
+    fn string(s: &str, followed_by_digit: bool) -> MavenItem {
+        let s = match (s, followed_by_digit) {
+            ("a", true) => "alpha",
+            ("b", true) => "beta",
+            ("m", true) => "milestone",
+            ("ga" | "final" | "release", _) => "",
+            ("cr", _) => "rc",
+            (other, _) => other,
+        };
+        MavenItem::Str(s.to_string())
+    }
+
+    fn is_null(&self) -> bool {
+        match self {
+            MavenItem::Int(v) => v == "0",
+            MavenItem::Str(s) => s.is_empty(),
+            MavenItem::List(l) => l.is_empty(),
+        }
+    }
+
+    /// `None` stands for a missing item (the shorter version ran out).
+    fn cmp_to(&self, other: Option<&MavenItem>) -> Ordering {
+        use MavenItem::*;
+        match (self, other) {
+            (Int(v), None) => {
+                if v == "0" {
+                    Ordering::Equal
+                } else {
+                    Ordering::Greater
+                }
+            }
+            (Int(x), Some(Int(y))) => x.len().cmp(&y.len()).then_with(|| x.cmp(y)),
+            (Int(_), Some(_)) => Ordering::Greater,
+            (Str(s), None) => maven_qualifier_key(s).cmp(&maven_qualifier_key("")),
+            (Str(_), Some(Int(_))) => Ordering::Less,
+            (Str(x), Some(Str(y))) => maven_qualifier_key(x).cmp(&maven_qualifier_key(y)),
+            (Str(_), Some(List(_))) => Ordering::Less,
+            (List(l), None) => l.first().map_or(Ordering::Equal, |f| f.cmp_to(None)),
+            (List(_), Some(Int(_))) => Ordering::Less,
+            (List(_), Some(Str(_))) => Ordering::Greater,
+            (List(x), Some(List(y))) => {
+                for i in 0..x.len().max(y.len()) {
+                    let o = match (x.get(i), y.get(i)) {
+                        (None, None) => Ordering::Equal,
+                        (None, Some(r)) => r.cmp_to(None).reverse(),
+                        (Some(l), r) => l.cmp_to(r),
+                    };
+                    if o != Ordering::Equal {
+                        return o;
+                    }
+                }
+                Ordering::Equal
+            }
+        }
+    }
+}
+
+/// Drops null items (zeros, release qualifiers, empty lists) from the end,
+/// looking past sub-lists, as Maven does when it closes a list: `1.0-a`
+/// is `1-a`.
+fn maven_normalize(list: &mut Vec<MavenItem>) {
+    let mut i = list.len();
+    while i > 0 {
+        i -= 1;
+        if list[i].is_null() {
+            list.remove(i);
+        } else if !matches!(list[i], MavenItem::List(_)) {
+            break;
+        }
+    }
+}
+
+fn maven_parse(version: &str) -> Vec<MavenItem> {
+    let v = version.trim().to_ascii_lowercase();
+    let bytes = v.as_bytes();
+    // A stack of open lists; each `-` or digit/letter change opens one.
+    let mut stack: Vec<Vec<MavenItem>> = vec![Vec::new()];
+    let mut start = 0;
+    let mut digit = false;
+    let item = |digit: bool, s: &str, followed_by_digit: bool| {
+        if digit {
+            MavenItem::int(s)
+        } else {
+            MavenItem::string(s, followed_by_digit)
+        }
+    };
+    for (i, &c) in bytes.iter().enumerate() {
+        match c {
+            b'.' | b'-' => {
+                let top = stack.last_mut().expect("root");
+                if i == start {
+                    top.push(MavenItem::Int("0".into()));
+                } else {
+                    top.push(item(digit, &v[start..i], false));
+                }
+                start = i + 1;
+                if c == b'-' {
+                    stack.push(Vec::new());
+                }
+            }
+            c if c.is_ascii_digit() => {
+                if !digit && i > start {
+                    stack.last_mut().expect("root").push(item(false, &v[start..i], true));
+                    start = i;
+                    stack.push(Vec::new());
+                }
+                digit = true;
+            }
+            _ => {
+                if digit && i > start {
+                    stack.last_mut().expect("root").push(item(true, &v[start..i], false));
+                    start = i;
+                    stack.push(Vec::new());
+                }
+                digit = false;
+            }
+        }
+    }
+    if v.len() > start {
+        stack.last_mut().expect("root").push(item(digit, &v[start..], false));
+    }
+    // Close the open lists innermost first, each into its parent.
+    while stack.len() > 1 {
+        let mut list = stack.pop().expect("len > 1");
+        maven_normalize(&mut list);
+        stack.last_mut().expect("parent").push(MavenItem::List(list));
+    }
+    let mut root = stack.pop().expect("root");
+    maven_normalize(&mut root);
+    root
+}
+
 /// PEP 440, as pip orders Python versions. A version PEP 440 cannot read
 /// (a few ancient releases) sorts by [`natural_cmp`] rather than failing
 /// the whole match.
@@ -516,6 +681,67 @@ mod tests {
         for (a, b, want) in cases {
             assert_eq!(rpm_cmp(a, b), want, "{a} vs {b}");
             assert_eq!(rpm_cmp(b, a), want.reverse(), "{b} vs {a}");
+        }
+    }
+
+    /// The orderings of Maven's own ComparableVersionTest.
+    #[test]
+    fn maven_order_table() {
+        let qualifiers = [
+            "1-alpha2snapshot",
+            "1-alpha2",
+            "1-alpha-123",
+            "1-beta-2",
+            "1-beta123",
+            "1-m2",
+            "1-m11",
+            "1-rc",
+            "1-cr2",
+            "1-rc123",
+            "1-SNAPSHOT",
+            "1",
+            "1-sp",
+            "1-sp2",
+            "1-sp123",
+            "1-abc",
+            "1-def",
+            "1-pom-1",
+            "1-1-snapshot",
+            "1-1",
+            "1-2",
+            "1-123",
+        ];
+        let numbers = [
+            "2.0", "2-1", "2.0.a", "2.0.0.a", "2.0.2", "2.0.123", "2.1.0", "2.1-a", "2.1b", "2.1-c", "2.1-1",
+            "2.1.0.1", "2.2", "2.123", "11.a2", "11.a11", "11.b2", "11.b11", "11.m2", "11.m11", "11", "11.a", "11b",
+            "11c", "11m",
+        ];
+        for list in [&qualifiers[..], &numbers[..]] {
+            for (i, a) in list.iter().enumerate() {
+                for b in &list[i + 1..] {
+                    assert_eq!(maven_cmp(a, b), Ordering::Less, "{a} < {b}");
+                    assert_eq!(maven_cmp(b, a), Ordering::Greater, "{b} > {a}");
+                }
+            }
+        }
+        for (a, b) in [
+            ("1", "1.0"),
+            ("1", "1.0.0"),
+            ("1.0", "1.0.0"),
+            ("1", "1-0"),
+            ("1", "1.0-0"),
+            ("1a", "1-a"),
+            ("1a", "1.0-a"),
+            ("1ga", "1"),
+            ("1release", "1"),
+            ("1final", "1"),
+            ("1cr", "1rc"),
+            ("1a1", "1-alpha-1"),
+            ("1b2", "1-beta-2"),
+            ("1m3", "1-milestone-3"),
+            ("1X", "1x"),
+        ] {
+            assert_eq!(maven_cmp(a, b), Ordering::Equal, "{a} = {b}");
         }
     }
 }
