@@ -459,3 +459,50 @@ License: CC0-1.0\nBuildArch: noarch\n%description\ntest\n%files\n",
     assert_eq!(v["fixed_version"], "4:20250512-1.el8_10");
     assert_eq!(v["ecosystem"], "AlmaLinux:8");
 }
+
+/// `db import` killed part-way (SIGKILL, no chance to clean up) leaves the
+/// previous database in force, whole; the next import succeeds.
+#[test]
+fn a_killed_import_changes_nothing() {
+    use std::os::unix::process::ExitStatusExt;
+    let data = tempfile::tempdir().unwrap();
+    assert!(portcullis(data.path(), &["db", "import", SAMPLE]).status.success());
+    let mut before = Vec::new();
+    let shared = Path::new(SAMPLE).parent().unwrap();
+    let inputs: Vec<PathBuf> = ["almalinux", "debian", "go", "pypi", "alpine", "crates", "npm"]
+        .iter()
+        .map(|n| shared.join(format!("{n}.osv.jsonl.gz")))
+        .collect();
+    let mut killed = false;
+    for delay_ms in [300, 150, 60, 20] {
+        before = portcullis(data.path(), &["db", "status", "--format", "json"]).stdout;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["db", "import", "--data"])
+            .arg(data.path())
+            .args(&inputs)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        if status.signal() == Some(9) {
+            killed = true;
+            break;
+        }
+        // It finished first: that import is in force now; try again sooner.
+        assert!(portcullis(data.path(), &["db", "import", "--replace", SAMPLE])
+            .status
+            .success());
+    }
+    assert!(killed, "every import finished before it could be killed");
+    let after = portcullis(data.path(), &["db", "status", "--format", "json"]).stdout;
+    let (before, after): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_slice(&before).unwrap(),
+        serde_json::from_slice(&after).unwrap(),
+    );
+    assert_eq!(after, before, "the killed import is not in force");
+    assert_eq!(after["sources"][0]["records"], 30);
+    let out = portcullis(data.path(), &["db", "import", SAMPLE]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
