@@ -47,7 +47,7 @@ impl Default for Limits {
 /// paths it was found at so later layers can replace or delete it.
 /// The reader's version: cached facts from an older reader (which knew
 /// fewer kinds of files) are read again rather than trusted.
-pub const FACTS_VERSION: u32 = 3;
+pub const FACTS_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LayerFacts {
@@ -75,7 +75,10 @@ pub struct LayerFacts {
 const DPKG_STATUS: &str = "var/lib/dpkg/status";
 const DPKG_STATUS_D: &str = "var/lib/dpkg/status.d/";
 const APK_INSTALLED: &str = "lib/apk/db/installed";
-const OS_RELEASE: [&str; 2] = ["etc/os-release", "usr/lib/os-release"];
+/// Release files in the order they are believed: systemd's two, then
+/// Alpine's own (for images that lack `os-release`).
+const OS_RELEASE: [&str; 3] = ["etc/os-release", "usr/lib/os-release", ALPINE_RELEASE];
+const ALPINE_RELEASE: &str = "etc/alpine-release";
 
 fn interesting(path: &str) -> bool {
     path == DPKG_STATUS
@@ -89,6 +92,29 @@ fn interesting(path: &str) -> bool {
         || rpm::SQLITE_PATHS.contains(&path)
         || dpkg::copyright_package(path).is_some()
         || java::is_archive_path(path)
+}
+
+/// The largest GNU long name or PAX header read (real ones are bytes).
+const MAX_EXTENSION_HEADER: u64 = 1 << 20;
+
+/// The `path` record of PAX extended header data: `<len> path=<value>\n`
+/// records, `len` counting the whole record.
+fn pax_path(data: &[u8]) -> Option<Vec<u8>> {
+    let mut rest = data;
+    while !rest.is_empty() {
+        let space = rest.iter().position(|b| *b == b' ')?;
+        let len: usize = std::str::from_utf8(&rest[..space]).ok()?.parse().ok()?;
+        if len <= space || len > rest.len() {
+            return None;
+        }
+        let record = &rest[space + 1..len];
+        let record = record.strip_suffix(b"\n").unwrap_or(record);
+        if let Some(value) = record.strip_prefix(b"path=") {
+            return Some(value.to_vec());
+        }
+        rest = &rest[len..];
+    }
+    None
 }
 
 /// `./a/b`, `/a/b` and `a//b` all mean `a/b`; `None` for paths that climb
@@ -165,13 +191,42 @@ pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, Layer
         }
     };
     let mut count = 0u64;
-    for entry in archive.entries().map_err(fail)? {
+    // Raw entries: the tar crate would read GNU long names and PAX headers
+    // into memory whatever their size; here they are bounded first.
+    let mut long_path: Option<Vec<u8>> = None;
+    for entry in archive.entries().map_err(fail)?.raw(true) {
         let mut entry = entry.map_err(fail)?;
         count += 1;
         if count > limits.max_entries {
             return Err(LayerError::TooManyEntries(limits.max_entries));
         }
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let kind = entry.header().entry_type();
+        if kind.is_gnu_longname()
+            || kind.is_gnu_longlink()
+            || kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions()
+        {
+            let size = entry.header().size().unwrap_or(u64::MAX);
+            if size > MAX_EXTENSION_HEADER {
+                return Err(LayerError::Corrupt(format!(
+                    "a tar extension header of {size} bytes (the limit is {MAX_EXTENSION_HEADER})"
+                )));
+            }
+            let mut data = Vec::with_capacity(size as usize);
+            entry.read_to_end(&mut data).map_err(fail)?;
+            if kind.is_gnu_longname() {
+                long_path = Some(data.split(|b| *b == 0).next().unwrap_or_default().to_vec());
+            } else if kind.is_pax_local_extensions() {
+                if let Some(p) = pax_path(&data) {
+                    long_path = Some(p);
+                }
+            }
+            continue;
+        }
+        let raw = match long_path.take() {
+            Some(p) => String::from_utf8_lossy(&p).into_owned(),
+            None => String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
+        };
         let Some(path) = normalize(&raw) else {
             facts
                 .warnings
@@ -241,7 +296,14 @@ pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, Layer
             }
             continue;
         }
-        if OS_RELEASE.contains(&path.as_str()) {
+        if path == ALPINE_RELEASE {
+            match os_release::alpine_release(&text) {
+                Some(o) => {
+                    facts.os_release.insert(path, o);
+                }
+                None => facts.warnings.push(format!("{path} holds no version; ignored")),
+            }
+        } else if OS_RELEASE.contains(&path.as_str()) {
             match os_release::parse(&text) {
                 Some(o) => {
                     facts.os_release.insert(path, o);

@@ -55,6 +55,20 @@ fn unquote(v: &str) -> String {
     }
 }
 
+/// `etc/alpine-release`: one line, the release (`3.19.1`).
+pub fn alpine_release(text: &str) -> Option<OsRelease> {
+    let version = text.lines().next()?.trim();
+    if version.is_empty() || !version.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    Some(OsRelease {
+        id: "alpine".into(),
+        version_id: Some(version.to_string()),
+        version_codename: None,
+        pretty_name: Some(format!("Alpine Linux v{version}")),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +93,13 @@ mod tests {
             assert_eq!(got, want, "{text:?}");
         }
         assert_eq!(parse(ubuntu).unwrap().pretty_name.as_deref(), Some("Ubuntu \"Jammy\""));
+    }
+
+    #[test]
+    fn alpine_release_files() {
+        let o = alpine_release("3.11.6\n").unwrap();
+        assert_eq!((o.id.as_str(), o.version_id.as_deref()), ("alpine", Some("3.11.6")));
+        assert!(alpine_release("").is_none());
+        assert!(alpine_release("edge-garbage").is_none());
     }
 }

@@ -283,3 +283,66 @@ fn language_packages_are_found_and_whited_out() {
     let names: Vec<&str> = image.components.iter().map(|c| c.package.name.as_str()).collect();
     assert_eq!(names, ["@scope/pkg"]);
 }
+
+/// Long names (GNU and PAX) still name the files they belong to; an
+/// enormous extension header is refused before it is read into memory;
+/// links are never followed.
+#[test]
+fn long_names_huge_headers_and_links() {
+    let long_dir = format!("usr/lib/python3/dist-packages/{}", "x".repeat(120));
+    let metadata = format!("{long_dir}/a_very_long_distribution_name-1.0.dist-info/METADATA");
+    for format in ["gnu", "pax"] {
+        let mut b = tar::Builder::new(Vec::new());
+        let body = b"Name: a-very-long-distribution-name\nVersion: 1.0\n";
+        let mut h = if format == "gnu" {
+            tar::Header::new_gnu()
+        } else {
+            tar::Header::new_ustar()
+        };
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        if format == "pax" {
+            b.append_pax_extensions([("path", metadata.as_bytes())]).unwrap();
+            h.set_path("placeholder").unwrap();
+            h.set_cksum();
+            b.append(&h, &body[..]).unwrap();
+        } else {
+            b.append_data(&mut h, &metadata, &body[..]).unwrap();
+        }
+        let layer = b.into_inner().unwrap();
+        let facts = read_layer(&layer[..], &Limits::default()).unwrap();
+        assert!(
+            facts.package_dbs.contains_key(&metadata),
+            "{format}: {:?}",
+            facts.package_dbs.keys()
+        );
+    }
+
+    // A PAX header claiming 2 GiB: an error, not an allocation.
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_size(2 << 30);
+    h.set_path("PaxHeader").unwrap();
+    h.set_cksum();
+    let mut huge = h.as_bytes().to_vec();
+    huge.extend_from_slice(&[b'9'; 4096]);
+    let err = read_layer(&huge[..], &Limits::default()).unwrap_err();
+    assert!(err.to_string().contains("extension header"), "{err}");
+
+    // A symlink loop and a hard link to nowhere where the dpkg database would be.
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, target, kind) in [
+        ("a", "b", tar::EntryType::Symlink),
+        ("b", "a", tar::EntryType::Symlink),
+        ("var/lib/dpkg/status", "nowhere/at/all", tar::EntryType::Link),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(0);
+        b.append_link(&mut h, name, target).unwrap();
+    }
+    let layer = b.into_inner().unwrap();
+    let facts = read_layer(&layer[..], &Limits::default()).unwrap();
+    assert!(facts.package_dbs.is_empty());
+}
