@@ -506,3 +506,30 @@ fn a_killed_import_changes_nothing() {
     let out = portcullis(data.path(), &["db", "import", SAMPLE]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// On a terminal `db import` draws a progress bar per source; piped, it
+/// prints only its report.
+#[test]
+fn import_progress_on_a_terminal_only() {
+    if !have_tool("script") {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let cmd = format!(
+        "{} db import --data {} {SAMPLE}",
+        env!("CARGO_BIN_EXE_portcullis"),
+        data.path().display()
+    );
+    // script(1) runs the command on a pseudo-terminal.
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("sample.osv.jsonl") && shown.contains("[===="), "{shown}");
+    let piped = portcullis(data.path(), &["db", "import", SAMPLE]);
+    let text = String::from_utf8_lossy(&piped.stdout).to_string() + &String::from_utf8_lossy(&piped.stderr);
+    assert!(!text.contains("[="), "{text}");
+    assert!(text.contains("30 records imported"));
+}
