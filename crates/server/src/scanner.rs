@@ -184,11 +184,21 @@ impl Registry {
             let mut reading = self.scanner.reading.lock().expect("reading lock");
             reading.entry(digest.to_string()).or_default().clone()
         };
-        let _held = gate.lock().await;
-        // Another scan may have read it while this one waited.
-        if let Some(facts) = self.cached_facts(digest).await? {
-            return Ok(facts);
+        let result = async {
+            let _held = gate.lock().await;
+            // Another scan may have read it while this one waited.
+            if let Some(facts) = self.cached_facts(digest).await? {
+                return Ok(facts);
+            }
+            self.read_layer_facts(digest).await
         }
+        .await;
+        self.scanner.reading.lock().expect("reading lock").remove(digest);
+        result
+    }
+
+    /// Reads a layer blob from storage and caches its facts.
+    async fn read_layer_facts(&self, digest: &str) -> Result<LayerFacts, String> {
         let parsed: Digest = digest.parse().map_err(|e| format!("{e}"))?;
         let path = self.store.blob_path(&parsed);
         let limits = self.scanner.settings.limits;
@@ -206,7 +216,6 @@ impl Registry {
             .put_layer_facts(digest, &json)
             .await
             .map_err(|e| e.to_string())?;
-        self.scanner.reading.lock().expect("reading lock").remove(digest);
         Ok(facts)
     }
 
