@@ -7,12 +7,12 @@
 //! that climb out of the root are skipped with a warning.
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 
 use thiserror::Error;
 
 use crate::os_release::{self, OsRelease};
-use crate::{apk, binary, dpkg, java, npm, python, rpm, Package, Parsed};
+use crate::{apk, binary, decompress, dpkg, java, npm, python, rpm, Package, Parsed};
 
 #[derive(Debug, Error)]
 pub enum LayerError {
@@ -131,60 +131,16 @@ fn normalize(raw: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-/// Counts what the decompressor produces and fails past the limit, so a
-/// bomb is stopped after `limit` bytes of work, not after it fills the disk.
-struct Bounded<R> {
-    inner: R,
-    read: u64,
-    limit: u64,
-}
-
-impl<R: Read> Read for Bounded<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read += n as u64;
-        if self.read > self.limit {
-            return Err(io::Error::other(LimitExceeded));
-        }
-        Ok(n)
-    }
-}
-
-#[derive(Debug)]
-struct LimitExceeded;
-impl std::fmt::Display for LimitExceeded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("decompressed size limit exceeded")
-    }
-}
-impl std::error::Error for LimitExceeded {}
-
 /// Reads a layer blob (gzip, zstd or plain tar) into its facts.
 pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, LayerError> {
-    let mut buffered = BufReader::with_capacity(256 * 1024, blob);
-    let magic = buffered
-        .fill_buf()
-        .map_err(|e| LayerError::Corrupt(e.to_string()))?
-        .to_vec();
-    let tar_stream: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(|e| LayerError::Corrupt(e.to_string()))?)
-    } else {
-        Box::new(buffered)
-    };
-    let bounded = Bounded {
-        inner: tar_stream,
-        read: 0,
-        limit: limits.max_layer_bytes,
-    };
+    let bounded = decompress::open(blob, limits.max_layer_bytes).map_err(|e| LayerError::Corrupt(e.to_string()))?;
     let mut archive = tar::Archive::new(bounded);
     let mut facts = LayerFacts {
         version: FACTS_VERSION,
         ..LayerFacts::default()
     };
     let fail = |e: io::Error| -> LayerError {
-        if e.get_ref().is_some_and(|i| i.is::<LimitExceeded>()) {
+        if decompress::is_limit(&e) {
             LayerError::TooLarge(limits.max_layer_bytes)
         } else {
             LayerError::Corrupt(e.to_string())

@@ -9,6 +9,7 @@
 
 pub mod apk;
 pub mod binary;
+pub mod decompress;
 pub mod dpkg;
 pub mod java;
 pub mod layer;

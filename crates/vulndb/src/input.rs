@@ -155,49 +155,12 @@ impl<R: Read> Read for Counted<'_, R> {
     }
 }
 
-/// Fails once more than `limit` bytes came out of the decompressor.
-struct Bounded<R> {
-    inner: R,
-    left: u64,
-    limit: u64,
-}
-
-impl<R: Read> Read for Bounded<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n as u64 > self.left {
-            return Err(io::Error::other(format!(
-                "expands past the limit of {} bytes (a compression bomb, or raise the limit)",
-                self.limit
-            )));
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
-/// One stream of records, gzip-compressed or not. `Err` is a reason the
+/// One stream of records, compressed (gzip, zstd) or not. `Err` is a reason the
 /// whole input cannot be trusted (I/O, truncated compression, a bomb);
 /// a bad record is handed to the sink like a good one, which rejects it.
 fn read_stream(raw: impl Read, location: &str, limits: &Limits, sink: &mut Sink<'_>) -> Result<(), String> {
-    let mut buffered = BufReader::with_capacity(256 * 1024, raw);
-    let gzip = buffered
-        .fill_buf()
-        .map_err(|e| e.to_string())?
-        .starts_with(&[0x1f, 0x8b]);
-    let decoded: Box<dyn Read + '_> = if gzip {
-        Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
-    } else {
-        Box::new(buffered)
-    };
-    let mut reader = BufReader::with_capacity(
-        256 * 1024,
-        Bounded {
-            inner: decoded,
-            left: limits.max_input_bytes,
-            limit: limits.max_input_bytes,
-        },
-    );
+    let decoded = portcullis_scan::decompress::open(raw, limits.max_input_bytes).map_err(|e| e.to_string())?;
+    let mut reader = BufReader::with_capacity(256 * 1024, decoded);
     let mut line_no = 0u64;
     let mut first: Option<Vec<u8>> = None;
     // The first non-blank line tells the shape: a whole JSON value on one
