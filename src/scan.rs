@@ -163,10 +163,11 @@ pub async fn run(settings: &Settings, args: ScanArgs) -> anyhow::Result<bool> {
                 components: report.components,
                 warnings: report.warnings,
             };
-            let doc = match args.format {
-                ScanFormat::Spdx => sbom::spdx(&subject, &image, &report.vulnerabilities),
-                _ => sbom::cyclonedx(&subject, &image, &report.vulnerabilities),
+            let format = match args.format {
+                ScanFormat::Spdx => sbom::Format::Spdx,
+                _ => sbom::Format::CycloneDx,
             };
+            let doc = format.document(&subject, &image, &report.vulnerabilities);
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
     }

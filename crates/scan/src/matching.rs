@@ -245,8 +245,13 @@ mod tests {
     }
 
     fn scan(os: &OsRelease, p: &Package, index: &VulnIndex) -> Vec<Finding> {
+        scan_in(Some(os), p, index)
+    }
+
+    /// One package found in the base layer of an image with this release.
+    fn scan_in(os: Option<&OsRelease>, p: &Package, index: &VulnIndex) -> Vec<Finding> {
         let image = ImageFacts {
-            os: Some(os.clone()),
+            os: os.cloned(),
             components: vec![Component {
                 package: p.clone(),
                 layer: "sha256:base".into(),
@@ -589,17 +594,7 @@ mod tests {
             ),
         ];
         for (eco, name, version, want) in cases {
-            let image = ImageFacts {
-                os: None,
-                components: vec![Component {
-                    package: lang(*eco, name, version),
-                    layer: "sha256:app".into(),
-                    path: "app".into(),
-                    purl: String::new(),
-                }],
-                warnings: vec![],
-            };
-            let found = match_image(&image, &index);
+            let found = scan_in(None, &lang(*eco, name, version), &index);
             let got = found
                 .first()
                 .map(|f| (f.ids[0].as_str(), f.fixed_version.as_deref(), f.severity));
@@ -638,17 +633,7 @@ mod tests {
             ("jackson-databind", "2.9.10", None),
         ];
         for (name, version, fixed) in cases {
-            let image = ImageFacts {
-                os: None,
-                components: vec![Component {
-                    package: jar(name, version),
-                    layer: "sha256:app".into(),
-                    path: "app.jar".into(),
-                    purl: String::new(),
-                }],
-                warnings: vec![],
-            };
-            let found = match_image(&image, &index);
+            let found = scan_in(None, &jar(name, version), &index);
             assert_eq!(
                 found.first().map(|f| f.fixed_version.as_deref()),
                 fixed.map(Some),

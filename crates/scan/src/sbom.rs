@@ -23,6 +23,39 @@ pub struct Subject<'a> {
     pub tool_version: &'a str,
 }
 
+/// The two document formats, for callers that choose one by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Spdx,
+    CycloneDx,
+}
+
+impl Format {
+    /// `spdx` or `cyclonedx`.
+    pub fn parse(name: &str) -> Option<Format> {
+        match name {
+            "spdx" => Some(Format::Spdx),
+            "cyclonedx" => Some(Format::CycloneDx),
+            _ => None,
+        }
+    }
+
+    /// The media type a document of this format is served as.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Spdx => "application/spdx+json",
+            Format::CycloneDx => "application/vnd.cyclonedx+json; version=1.5",
+        }
+    }
+
+    pub fn document(self, subject: &Subject, image: &ImageFacts, findings: &[Finding]) -> Value {
+        match self {
+            Format::Spdx => spdx(subject, image, findings),
+            Format::CycloneDx => cyclonedx(subject, image, findings),
+        }
+    }
+}
+
 fn osv_url(id: &str) -> String {
     format!("https://osv.dev/vulnerability/{id}")
 }

@@ -367,7 +367,7 @@ async fn watch_database(weak: Weak<Registry>) {
             }
         };
         if status.is_some_and(|s| Some(s.generation) != loaded) {
-            let db = VulnDb::in_data_dir(&reg.scanner.settings.data_dir);
+            let db = reg.scanner.vulndb.clone();
             match tokio::task::spawn_blocking(move || db.load()).await {
                 Ok(Ok(Some(l))) => {
                     let generation = l.status.generation;

@@ -130,6 +130,7 @@ pub struct Loaded {
     pub advisories: Vec<Advisory>,
 }
 
+#[derive(Debug, Clone)]
 pub struct VulnDb {
     dir: PathBuf,
 }

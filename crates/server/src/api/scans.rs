@@ -224,10 +224,11 @@ pub(crate) async fn scan_sbom(
     Path(digest): Path<String>,
     Query(q): Query<ScanQuery>,
 ) -> ApiResult {
-    let format = q.format.clone().unwrap_or_default();
-    if !["spdx", "cyclonedx"].contains(&format.as_str()) {
-        return Err(RegistryError::Invalid("format is spdx or cyclonedx".into()));
-    }
+    let format = q
+        .format
+        .as_deref()
+        .and_then(sbom::Format::parse)
+        .ok_or_else(|| RegistryError::Invalid("format is spdx or cyclonedx".into()))?;
     let (repo, r, image, findings, _) = finished(&reg, &who, &q, &digest).await?;
     let name = format!("{repo}@{}", r.digest);
     let created = portcullis_vulndb::rfc3339((r.finished_at.unwrap_or(r.requested_at) / 1000) as u64);
@@ -239,13 +240,11 @@ pub(crate) async fn scan_sbom(
         serial: &serial,
         tool_version: env!("CARGO_PKG_VERSION"),
     };
-    let (doc, content_type) = if format == "spdx" {
-        (sbom::spdx(&subject, &image, &findings), "application/spdx+json")
-    } else {
-        (
-            sbom::cyclonedx(&subject, &image, &findings),
-            "application/vnd.cyclonedx+json; version=1.5",
-        )
-    };
-    Ok((StatusCode::OK, [("content-type", content_type)], doc.to_string()).into_response())
+    let doc = format.document(&subject, &image, &findings);
+    Ok((
+        StatusCode::OK,
+        [("content-type", format.content_type())],
+        doc.to_string(),
+    )
+        .into_response())
 }
