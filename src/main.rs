@@ -120,7 +120,7 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DbCommand {
-    /// Import OSV records: JSON, JSON Lines, gzip of either, zip archives or
+    /// Import OSV records: JSON, JSON Lines, gzip or zstd of either, zip archives or
     /// directories. Each input is a source named by its file name and
     /// replaces an earlier source of that name; all or nothing.
     Import {

@@ -1,5 +1,5 @@
 //! Reading OSV records out of whatever a user downloaded: one JSON
-//! document, a JSON array, JSON Lines, gzip of any of those, a zip archive
+//! document, a JSON array, JSON Lines, gzip or zstd of any of those, a zip archive
 //! (osv.dev's `all.zip`) or a directory tree of such files.
 //!
 //! Inputs are untrusted: decompressed bytes and the size of one record are
