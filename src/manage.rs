@@ -118,7 +118,12 @@ pub async fn user_delete(meta: &Meta, name: &str) -> anyhow::Result<()> {
     let deleted = meta
         .delete_account(name, &local_actor("user.delete").detail(name))
         .await?;
-    anyhow::ensure!(deleted, "no such account: {name}");
+    let Some(repos) = deleted else {
+        anyhow::bail!("no such account: {name}");
+    };
+    for r in repos {
+        eprintln!("deleted repository {r}");
+    }
     Ok(())
 }
 

@@ -120,7 +120,7 @@ impl Meta {
 
     /// Whether an upload id has a session row (files without one are leftovers).
     pub async fn upload_known(&self, id: &str) -> Result<bool> {
-        Ok(self.upload_repo(id).await?.is_some())
+        Ok(self.upload_session(id).await?.is_some())
     }
 }
 

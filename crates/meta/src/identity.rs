@@ -99,6 +99,13 @@ fn token(r: &sqlx::any::AnyRow) -> Result<StoredToken> {
     })
 }
 
+/// The bounds of the repository names in `namespace`: `ns/` up to `ns0`
+/// (`0` follows `/` in byte order), so a range scan of the primary key
+/// finds them without LIKE and its escaping.
+fn namespace_range(namespace: &str) -> (String, String) {
+    (format!("{namespace}/"), format!("{namespace}0"))
+}
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(d) => d.is_unique_violation() || d.code().is_some_and(|c| c == "23505" || c == "1555"),
@@ -149,28 +156,60 @@ impl Meta {
         Ok(())
     }
 
-    /// An organization with an `owners` team holding `owner`.
-    pub async fn create_org(&self, name: &str, owner: &str, event: &AuditEvent) -> Result<()> {
-        let now = Value::Int(Some(now_ms()));
-        self.write(
-            &[
-                (
-                    "INSERT INTO accounts (name, kind, admin, created_at) VALUES ($1, 'org', 0, $2)",
-                    vec![t(name), now.clone()],
-                ),
-                (
-                    "INSERT INTO teams (org, name, created_at) VALUES ($1, 'owners', $2)",
-                    vec![t(name), now],
-                ),
-                (
-                    "INSERT INTO team_members (org, team, account) VALUES ($1, 'owners', $2)",
-                    vec![t(name), t(owner)],
-                ),
-            ],
-            event,
+    /// An organization with an `owners` team holding `owner`. Unless
+    /// `claim` (a system administrator creates it), a name that is already a
+    /// namespace holding repositories is refused with
+    /// [`MetaError::NamespaceInUse`]: whoever creates the organization would
+    /// own them. The check and the insert are one statement.
+    pub async fn create_org(&self, name: &str, owner: &str, claim: bool, event: &AuditEvent) -> Result<()> {
+        let now = now_ms();
+        let (low, high) = namespace_range(name);
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO accounts (name, kind, admin, created_at) SELECT $1, 'org', 0, $2
+             WHERE $3 OR NOT EXISTS (SELECT 1 FROM repositories WHERE name >= $4 AND name < $5)",
         )
-        .await?;
+        .bind(name)
+        .bind(now)
+        .bind(claim)
+        .bind(&low)
+        .bind(&high)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(r) if r.rows_affected() == 0 => return Err(MetaError::NamespaceInUse(name.to_string())),
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Err(MetaError::Conflict(event.action.clone())),
+            Err(e) => return Err(e.into()),
+        }
+        sqlx::query("INSERT INTO teams (org, name, created_at) VALUES ($1, 'owners', $2)")
+            .bind(name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let member = sqlx::query("INSERT INTO team_members (org, team, account) VALUES ($1, 'owners', $2)")
+            .bind(name)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await;
+        match member {
+            Err(e) if is_fk_violation(&e) => return Err(MetaError::Missing(event.action.clone())),
+            other => other?,
+        };
+        append(&mut tx, event).await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// Whether any repository lives in `namespace`.
+    pub async fn namespace_in_use(&self, namespace: &str) -> Result<bool> {
+        let (low, high) = namespace_range(namespace);
+        let row = sqlx::query("SELECT 1 FROM repositories WHERE name >= $1 AND name < $2 LIMIT 1")
+            .bind(&low)
+            .bind(&high)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
     }
 
     pub async fn account(&self, name: &str) -> Result<Option<Account>> {
@@ -205,11 +244,42 @@ impl Meta {
         Ok(self.write(&[(sql, vec![t(hash), t(name)])], event).await?[0] > 0)
     }
 
-    /// Deletes an account with its memberships, grants, tokens and (for an
-    /// organization) its teams and service accounts.
-    pub async fn delete_account(&self, name: &str, event: &AuditEvent) -> Result<bool> {
-        let sql = "DELETE FROM accounts WHERE name = $1";
-        Ok(self.write(&[(sql, vec![t(name)])], event).await?[0] > 0)
+    /// Deletes an account with everything that lives in its namespace: its
+    /// repositories (tags, manifests, blob links, uploads; blob bytes are
+    /// left to garbage collection), the grants on it, its teams, and the
+    /// service accounts it owns. Nothing of it is left for a later account
+    /// of the same name to inherit. Returns the repositories deleted, or
+    /// `None` when there was no such account.
+    pub async fn delete_account(&self, name: &str, event: &AuditEvent) -> Result<Option<Vec<String>>> {
+        let (low, high) = namespace_range(name);
+        let repos = sqlx::query("SELECT name FROM repositories WHERE name >= $1 AND name < $2 ORDER BY name")
+            .bind(&low)
+            .bind(&high)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<std::result::Result<Vec<String>, _>>()?;
+        let mut statements: Vec<(&str, Vec<Value>)> = [
+            "DELETE FROM tags WHERE repo >= $1 AND repo < $2",
+            "DELETE FROM manifest_children WHERE repo >= $1 AND repo < $2",
+            "DELETE FROM manifest_blobs WHERE repo >= $1 AND repo < $2",
+            "DELETE FROM manifests WHERE repo >= $1 AND repo < $2",
+            "DELETE FROM repo_blobs WHERE repo >= $1 AND repo < $2",
+            "DELETE FROM uploads WHERE repo >= $1 AND repo < $2",
+            "DELETE FROM repositories WHERE name >= $1 AND name < $2",
+        ]
+        .into_iter()
+        .map(|sql| (sql, vec![t(&low), t(&high)]))
+        .collect();
+        statements.push(("DELETE FROM accounts WHERE name = $1", vec![t(name)]));
+        let mut event = event.clone();
+        if !repos.is_empty() {
+            let detail = event.detail.take().map(|d| format!("{d}; ")).unwrap_or_default();
+            event.detail = Some(format!("{detail}repositories deleted: {}", repos.join(" ")));
+        }
+        let touched = self.write(&statements, &event).await?;
+        Ok((*touched.last().expect("statements") > 0).then_some(repos))
     }
 
     // ---- teams --------------------------------------------------------

@@ -14,7 +14,7 @@ mod scans;
 
 pub use audit::{record_hash, AuditEvent, AuditQuery, AuditRecord, ChainBreak};
 pub use identity::{Account, Grant, RepositoryInfo, StoredToken};
-pub use scans::{ScanOutcome, ScanRecord, SeverityCounts};
+pub use scans::{ScanOutcome, ScanRecord, SeverityCounts, MAX_SCAN_ATTEMPTS};
 
 use std::future::Future;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -42,6 +42,8 @@ pub enum MetaError {
     Conflict(String),
     #[error("{0}: refers to an account, team or repository that does not exist")]
     Missing(String),
+    #[error("namespace {0} holds repositories: only a system administrator may create an account of that name")]
+    NamespaceInUse(String),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -313,24 +315,27 @@ impl Meta {
 
     // ---- uploads ------------------------------------------------------
 
-    pub async fn create_upload(&self, id: &str, repo: &str) -> Result<()> {
+    /// Records an upload session of `repo` opened by the account `owner`.
+    pub async fn create_upload(&self, id: &str, repo: &str, owner: &str) -> Result<()> {
         let now = now_ms();
-        sqlx::query("INSERT INTO uploads (id, repo, started_at, updated_at) VALUES ($1, $2, $3, $3)")
+        sqlx::query("INSERT INTO uploads (id, repo, started_at, updated_at, owner) VALUES ($1, $2, $3, $3, $4)")
             .bind(id)
             .bind(repo)
             .bind(now)
+            .bind(owner)
             .execute(&self.pool)
             .await?;
         Ok(())
     }
 
-    /// The repository an upload session belongs to.
-    pub async fn upload_repo(&self, id: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT repo FROM uploads WHERE id = $1")
+    /// The repository an upload session belongs to, and who opened it
+    /// (`None` for sessions opened before sessions had owners).
+    pub async fn upload_session(&self, id: &str) -> Result<Option<(String, Option<String>)>> {
+        let row = sqlx::query("SELECT repo, owner FROM uploads WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| r.try_get(0)).transpose()?)
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
 
     pub async fn touch_upload(&self, id: &str) -> Result<()> {

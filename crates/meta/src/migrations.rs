@@ -183,4 +183,36 @@ CREATE TABLE scan_sboms (
     sbom {bytes} NOT NULL
 )
 "#,
+    // 4: security fixes. Upload sessions belong to the account that opened
+    // them; a scan counts its attempts (an image that kills its scanner is
+    // failed, not retried forever); a password change is dated, so tokens
+    // issued before it stop working; grants on a namespace need the account
+    // that owns it and go with it. Namespaces that held grants without an
+    // account get one (an organization without owners), so the name stays
+    // taken instead of being claimable.
+    r#"
+ALTER TABLE uploads ADD COLUMN owner {text_c};
+ALTER TABLE scans ADD COLUMN attempts BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN password_changed_at BIGINT;
+INSERT INTO accounts (name, kind, admin, created_at)
+    SELECT DISTINCT g.namespace, 'org', 0, 0 FROM grants g
+    WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.name = g.namespace);
+CREATE TABLE grants_v4 (
+    id TEXT PRIMARY KEY,
+    namespace {text_c} NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+    repository {text_c},
+    account {text_c} REFERENCES accounts(name) ON DELETE CASCADE,
+    team_org {text_c},
+    team {text_c},
+    role TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    FOREIGN KEY (team_org, team) REFERENCES teams (org, name) ON DELETE CASCADE,
+    CHECK ((account IS NULL) <> (team IS NULL))
+);
+INSERT INTO grants_v4 (id, namespace, repository, account, team_org, team, role, created_at)
+    SELECT id, namespace, repository, account, team_org, team, role, created_at FROM grants;
+DROP TABLE grants;
+ALTER TABLE grants_v4 RENAME TO grants;
+CREATE INDEX grants_by_namespace ON grants (namespace)
+"#,
 ];

@@ -6,6 +6,11 @@ use sqlx::Row;
 use crate::audit::AuditEvent;
 use crate::{now_ms, Meta, Result};
 
+/// How many times an image is scanned before it stays failed: a scan that
+/// fails, or is interrupted by the server stopping, is retried at most this
+/// often (until someone asks for a scan explicitly).
+pub const MAX_SCAN_ATTEMPTS: i64 = 3;
+
 /// Per-severity counts, worst first: critical, high, medium, low, unknown.
 pub type SeverityCounts = [i64; 5];
 
@@ -24,6 +29,8 @@ pub struct ScanRecord {
     pub counts: SeverityCounts,
     pub requested_at: i64,
     pub finished_at: Option<i64>,
+    /// Scans started since it was last requested explicitly.
+    pub attempts: i64,
 }
 
 /// What a finished scan found.
@@ -37,7 +44,7 @@ pub struct ScanOutcome<'a> {
     pub counts: SeverityCounts,
 }
 
-const COLUMNS: &str = "digest, status, error, layers, findings, db_generation, critical, high, medium, low, unknown, requested_at, finished_at";
+const COLUMNS: &str = "digest, status, error, layers, findings, db_generation, critical, high, medium, low, unknown, requested_at, finished_at, attempts";
 
 fn record(r: &sqlx::any::AnyRow) -> Result<ScanRecord> {
     Ok(ScanRecord {
@@ -56,6 +63,7 @@ fn record(r: &sqlx::any::AnyRow) -> Result<ScanRecord> {
         ],
         requested_at: r.try_get(11)?,
         finished_at: r.try_get(12)?,
+        attempts: r.try_get(13)?,
     })
 }
 
@@ -108,8 +116,9 @@ impl Meta {
     }
 
     /// Queues a scan of an image manifest. A queued or running scan is left
-    /// alone; a finished one is queued again only when `again` ("scan now").
-    /// Returns whether it is newly queued.
+    /// alone; a finished one is queued again only when `again` ("scan now",
+    /// which also forgets past attempts); a failed one is queued again by a
+    /// push only while it has attempts left. Returns whether it is newly queued.
     pub async fn request_scan(&self, digest: &str, again: bool) -> Result<bool> {
         let now = now_ms();
         let inserted = sqlx::query(
@@ -123,21 +132,38 @@ impl Meta {
         if inserted == 1 {
             return Ok(true);
         }
-        let sql = if again {
-            "UPDATE scans SET status = 'queued', requested_at = $2 WHERE digest = $1 AND status IN ('done', 'failed')"
+        let updated = if again {
+            sqlx::query(
+                "UPDATE scans SET status = 'queued', requested_at = $2, attempts = 0
+                 WHERE digest = $1 AND status IN ('done', 'failed')",
+            )
+            .bind(digest)
+            .bind(now)
+            .execute(&self.pool)
+            .await?
         } else {
-            "UPDATE scans SET status = 'queued', requested_at = $2 WHERE digest = $1 AND status = 'failed'"
+            sqlx::query(
+                "UPDATE scans SET status = 'queued', requested_at = $2
+                 WHERE digest = $1 AND status = 'failed' AND attempts < $3",
+            )
+            .bind(digest)
+            .bind(now)
+            .bind(MAX_SCAN_ATTEMPTS)
+            .execute(&self.pool)
+            .await?
         };
-        let updated = sqlx::query(sql).bind(digest).bind(now).execute(&self.pool).await?;
         Ok(updated.rows_affected() == 1)
     }
 
-    /// Claims a queued scan for this worker; `false` when another took it.
+    /// Claims a queued scan for this worker and counts the attempt; `false`
+    /// when another took it.
     pub async fn start_scan(&self, digest: &str) -> Result<bool> {
-        let r = sqlx::query("UPDATE scans SET status = 'scanning' WHERE digest = $1 AND status = 'queued'")
-            .bind(digest)
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "UPDATE scans SET status = 'scanning', attempts = attempts + 1 WHERE digest = $1 AND status = 'queued'",
+        )
+        .bind(digest)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -206,12 +232,30 @@ impl Meta {
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
-    /// At start-up: scans a stopped process was running go back in the queue.
-    pub async fn requeue_interrupted_scans(&self) -> Result<u64> {
-        let r = sqlx::query("UPDATE scans SET status = 'queued' WHERE status = 'scanning'")
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected())
+    /// At start-up: scans a stopped process was running go back in the
+    /// queue, unless they have used up their attempts (an image that kills
+    /// the scanner must not kill it again on every start): those fail.
+    /// Returns (requeued, failed).
+    pub async fn requeue_interrupted_scans(&self) -> Result<(u64, u64)> {
+        let mut tx = self.pool.begin().await?;
+        let failed = sqlx::query(
+            "UPDATE scans SET status = 'failed', error = $1, finished_at = $2 WHERE status = 'scanning' AND attempts >= $3",
+        )
+        .bind(format!(
+            "the scan was interrupted {MAX_SCAN_ATTEMPTS} times (the server stopped while scanning this image); \
+             not retried until a scan is requested"
+        ))
+        .bind(now_ms())
+        .bind(MAX_SCAN_ATTEMPTS)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let requeued = sqlx::query("UPDATE scans SET status = 'queued' WHERE status = 'scanning'")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok((requeued, failed))
     }
 
     /// Finished scans' SBOMs in digest order, after `after`, for re-matching.

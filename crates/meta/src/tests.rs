@@ -325,8 +325,11 @@ async fn gc_removes_only_what_nothing_uses() {
 async fn uploads_belong_to_one_repository() {
     for db in backends().await {
         let m = &db.meta;
-        m.create_upload("u1", "r").await.unwrap();
-        assert_eq!(m.upload_repo("u1").await.unwrap().as_deref(), Some("r"));
+        m.create_upload("u1", "r", "alice").await.unwrap();
+        assert_eq!(
+            m.upload_session("u1").await.unwrap(),
+            Some(("r".to_string(), Some("alice".to_string())))
+        );
         m.touch_upload("u1").await.unwrap();
         assert_eq!(m.stale_uploads(now_ms() + 1000).await.unwrap(), vec!["u1".to_string()]);
         assert!(m.stale_uploads(now_ms() - 60_000).await.unwrap().is_empty());
@@ -378,7 +381,7 @@ async fn roles_come_from_direct_and_team_grants() {
             m.create_account(&user("alice"), &ev()).await,
             Err(MetaError::Conflict(_))
         ));
-        m.create_org("acme", "alice", &ev()).await.unwrap();
+        m.create_org("acme", "alice", false, &ev()).await.unwrap();
         assert!(m.is_member("acme", "owners", "alice").await.unwrap());
         m.create_team("acme", "ci", &ev()).await.unwrap();
         m.add_member("acme", "ci", "bob", &ev()).await.unwrap();
@@ -420,9 +423,59 @@ async fn roles_come_from_direct_and_team_grants() {
         // Leaving the team takes the team's grant away.
         assert!(m.remove_member("acme", "ci", "bob", &ev()).await.unwrap());
         assert!(m.granted_roles("bob", "acme", "acme/app").await.unwrap().is_empty());
-        // Deleting the organization deletes its teams and grants' team rows.
-        assert!(m.delete_account("acme", &ev()).await.unwrap());
+        // A grant needs the namespace's account.
+        let mut orphan = grant("g3", None, Some("carol"), false, "read");
+        orphan.namespace = "nobody".into();
+        assert!(matches!(
+            m.create_grant(&orphan, &ev()).await,
+            Err(MetaError::Missing(_))
+        ));
+        // Deleting the organization deletes its teams and the grants on it.
+        assert_eq!(m.delete_account("acme", &ev()).await.unwrap(), Some(vec![]));
         assert!(m.teams("acme").await.unwrap().is_empty());
+        assert!(m.grants("acme").await.unwrap().is_empty(), "{}", db.label);
+        assert_eq!(m.delete_account("acme", &ev()).await.unwrap(), None);
+    }
+}
+
+/// A namespace that holds repositories can't be claimed by creating an
+/// organization of its name (only an administrator may), and deleting an
+/// account takes its repositories with it, so a later account of the same
+/// name inherits nothing.
+#[tokio::test]
+async fn namespaces_with_repositories_cannot_be_claimed() {
+    for db in backends().await {
+        let m = &db.meta;
+        for u in ["bob", "mallory"] {
+            m.create_account(&user(u), &ev()).await.unwrap();
+        }
+        for repo in ["library/alpine", "bob/private", "bob/other", "bobby/app", "bob-x/app"] {
+            m.set_visibility(repo, "private", &ev()).await.unwrap();
+        }
+        assert!(m.namespace_in_use("library").await.unwrap());
+        assert!(!m.namespace_in_use("libr").await.unwrap());
+        assert!(matches!(
+            m.create_org("library", "mallory", false, &ev()).await,
+            Err(MetaError::NamespaceInUse(_))
+        ));
+        assert!(m.account("library").await.unwrap().is_none(), "nothing half-made");
+        m.create_org("fresh", "mallory", false, &ev()).await.unwrap();
+        m.create_org("library", "bob", true, &ev()).await.unwrap();
+        assert!(m.is_member("library", "owners", "bob").await.unwrap());
+
+        let deleted = m.delete_account("bob", &ev()).await.unwrap();
+        assert_eq!(
+            deleted,
+            Some(vec!["bob/other".to_string(), "bob/private".to_string()]),
+            "{}",
+            db.label
+        );
+        assert!(!m.repository_exists("bob/private").await.unwrap());
+        assert!(m.repository_exists("bobby/app").await.unwrap(), "neighbours stay");
+        assert!(m.repository_exists("bob-x/app").await.unwrap());
+        // bob's name is free again, and claims nothing.
+        m.create_org("bob", "mallory", false, &ev()).await.unwrap();
+        assert!(!m.namespace_in_use("bob").await.unwrap());
     }
 }
 
@@ -546,7 +599,7 @@ async fn scans_queue_claim_finish_and_rematch() {
         assert!(m.start_scan("sha256:a").await.unwrap());
         assert!(!m.start_scan("sha256:a").await.unwrap(), "{label}: one claim only");
         // A restart puts an interrupted scan back in the queue.
-        assert_eq!(m.requeue_interrupted_scans().await.unwrap(), 1);
+        assert_eq!(m.requeue_interrupted_scans().await.unwrap(), (1, 0));
         assert!(m.start_scan("sha256:a").await.unwrap());
         let outcome = ScanOutcome {
             layers: "[\"sha256:l\"]",
@@ -590,6 +643,27 @@ async fn scans_queue_claim_finish_and_rematch() {
             m.request_scan("sha256:a", false).await.unwrap(),
             "{label}: a failed scan is retried on push"
         );
+
+        // An image whose scan kills the server is scanning at every restart:
+        // after MAX_SCAN_ATTEMPTS it fails instead of being requeued, and a
+        // push does not queue it again; "scan now" does.
+        m.request_scan("sha256:bomb", false).await.unwrap();
+        for attempt in 1..=MAX_SCAN_ATTEMPTS {
+            assert!(m.start_scan("sha256:bomb").await.unwrap(), "{label}");
+            let (requeued, failed) = m.requeue_interrupted_scans().await.unwrap();
+            let last = attempt == MAX_SCAN_ATTEMPTS;
+            assert_eq!(
+                (requeued, failed),
+                if last { (0, 1) } else { (1, 0) },
+                "{label} {attempt}"
+            );
+        }
+        let r = m.scan("sha256:bomb").await.unwrap().unwrap();
+        assert_eq!((r.status.as_str(), r.attempts), ("failed", MAX_SCAN_ATTEMPTS));
+        assert!(r.error.unwrap().contains("interrupted 3 times"));
+        assert!(!m.request_scan("sha256:bomb", false).await.unwrap(), "{label}");
+        assert!(m.request_scan("sha256:bomb", true).await.unwrap(), "{label}");
+        assert_eq!(m.scan("sha256:bomb").await.unwrap().unwrap().attempts, 0);
 
         m.put_layer_facts("sha256:l", "{\"x\":1}").await.unwrap();
         m.put_layer_facts("sha256:l", "{\"x\":2}").await.unwrap();

@@ -86,10 +86,16 @@ fn name_from_file(path: &str) -> Option<(String, String)> {
     Some((stem[..at].to_string(), stem[at + 1..].to_string()))
 }
 
-fn read_entry(entry: &mut impl Read, limit: u64) -> Option<Vec<u8>> {
+/// Reads an entry of at most `limit` bytes; every byte inflated, kept or
+/// not, is taken from `left`, the archive's budget (so thousands of small
+/// metadata files cost as much as one big nested archive).
+fn read_entry(entry: &mut impl Read, limit: u64, left: &mut u64) -> Option<Vec<u8>> {
     let mut bytes = Vec::new();
-    entry.take(limit + 1).read_to_end(&mut bytes).ok()?;
-    (bytes.len() as u64 <= limit).then_some(bytes)
+    let cap = limit.min(*left);
+    let read = entry.take(cap + 1).read_to_end(&mut bytes);
+    *left = left.saturating_sub(bytes.len() as u64);
+    read.ok()?;
+    (bytes.len() as u64 <= cap).then_some(bytes)
 }
 
 fn walk(bytes: &[u8], path: &str, depth: usize, left: &mut u64, out: &mut Parsed) {
@@ -115,8 +121,10 @@ fn walk(bytes: &[u8], path: &str, depth: usize, left: &mut u64, out: &mut Parsed
         }
         let parts: Vec<&str> = name.split('/').collect();
         if parts.len() == 5 && parts[0] == "META-INF" && parts[1] == "maven" && parts[4] == "pom.properties" {
-            let Some(text) = read_entry(&mut entry, MAX_METADATA) else {
-                out.warnings.push(format!("{path}!{name}: too large or unreadable"));
+            let Some(text) = read_entry(&mut entry, MAX_METADATA, left) else {
+                out.warnings.push(format!(
+                    "{path}!{name}: too large, unreadable or over the archive's budget"
+                ));
                 continue;
             };
             let text = String::from_utf8_lossy(&text);
@@ -131,7 +139,8 @@ fn walk(bytes: &[u8], path: &str, depth: usize, left: &mut u64, out: &mut Parsed
                     .push(format!("{path}!{name}: no groupId, artifactId or version")),
             }
         } else if name == "META-INF/MANIFEST.MF" {
-            main_manifest = read_entry(&mut entry, MAX_METADATA).map(|b| String::from_utf8_lossy(&b).into_owned());
+            main_manifest =
+                read_entry(&mut entry, MAX_METADATA, left).map(|b| String::from_utf8_lossy(&b).into_owned());
         } else if is_archive_path(&name) {
             if depth + 1 > MAX_DEPTH {
                 out.warnings.push(format!(
@@ -145,11 +154,10 @@ fn walk(bytes: &[u8], path: &str, depth: usize, left: &mut u64, out: &mut Parsed
                     .push(format!("{path}!{name}: over the budget for nested archives; skipped"));
                 continue;
             }
-            let Some(inner) = read_entry(&mut entry, *left) else {
+            let Some(inner) = read_entry(&mut entry, u64::MAX, left) else {
                 out.warnings.push(format!("{path}!{name}: unreadable; skipped"));
                 continue;
             };
-            *left -= inner.len() as u64;
             walk(&inner, &format!("{path}!{name}"), depth + 1, left, out);
         }
     }
@@ -253,12 +261,38 @@ mod tests {
             "{:?}",
             p.warnings
         );
-        let p = parse_archive(&war, "srv/app.war", 10);
+        let own_pom = pom("com.example", "app", "1.0.0").1.len() as u64;
+        let p = parse_archive(&war, "srv/app.war", own_pom + 10);
         assert!(
             p.warnings.iter().any(|w| w.contains("over the budget")),
             "{:?}",
             p.warnings
         );
         assert_eq!(names(&p)[0], ("com.example:app", "1.0.0"));
+    }
+
+    /// Metadata files inflate against the same budget as nested archives:
+    /// 100 half-MiB `pom.properties` (a few KiB compressed) under an 8 MiB
+    /// budget are read only until it runs out.
+    #[test]
+    fn metadata_counts_against_the_budget() {
+        let files: Vec<(String, Vec<u8>)> = (0..100)
+            .map(|i| {
+                let (name, mut text) = pom("com.example", &format!("a{i}"), "1.0");
+                text.extend(std::iter::repeat_n(b'#', 512 << 10));
+                (name, text)
+            })
+            .collect();
+        let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+        let jar = zip_of(&refs);
+        assert!(jar.len() < 1 << 20, "compressed: {}", jar.len());
+        let p = parse_archive(&jar, "bomb.jar", 8 << 20);
+        assert!(
+            (14..=16).contains(&p.packages.len()),
+            "read {} of 100",
+            p.packages.len()
+        );
+        let over = p.warnings.iter().filter(|w| w.contains("budget")).count();
+        assert_eq!(over + p.packages.len(), 100, "{:?}", &p.warnings[..2]);
     }
 }

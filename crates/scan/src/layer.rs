@@ -6,7 +6,7 @@
 //! count and the size of any file read into memory are all bounded; paths
 //! that climb out of the root are skipped with a warning.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read};
 
 use thiserror::Error;
@@ -331,6 +331,37 @@ pub struct ImageFacts {
     pub warnings: Vec<String>,
 }
 
+/// What one layer hides from the layers below it, indexed: checking a path
+/// costs its depth, not the number of whiteouts (a crafted pair of layers
+/// with a million whiteouts and a million package databases would
+/// otherwise take 10^12 comparisons).
+struct Hidden<'a> {
+    whiteouts: HashSet<&'a str>,
+    opaque_dirs: HashSet<&'a str>,
+    everything: bool,
+}
+
+impl<'a> Hidden<'a> {
+    fn of(facts: &'a LayerFacts) -> Hidden<'a> {
+        Hidden {
+            whiteouts: facts.whiteouts.iter().map(String::as_str).collect(),
+            opaque_dirs: facts.opaque_dirs.iter().map(String::as_str).collect(),
+            everything: facts.opaque_dirs.iter().any(String::is_empty),
+        }
+    }
+
+    /// A whiteout hides its path and everything below; an opaque directory
+    /// hides what is below it.
+    fn hides(&self, path: &str) -> bool {
+        self.everything
+            || self.whiteouts.contains(path)
+            || path.match_indices('/').any(|(i, _)| {
+                let dir = &path[..i];
+                self.whiteouts.contains(dir) || self.opaque_dirs.contains(dir)
+            })
+    }
+}
+
 /// Merges layers bottom to top as an overlay filesystem would: a later
 /// copy of a file replaces the earlier one, a whiteout deletes a path (and
 /// everything under it), an opaque directory hides everything below it.
@@ -341,31 +372,27 @@ pub fn merge<'a>(layers: impl IntoIterator<Item = (&'a str, &'a LayerFacts)>) ->
     let mut copyrights: BTreeMap<String, String> = BTreeMap::new();
     let mut warnings = Vec::new();
     for (digest, facts) in layers {
-        let hidden = |p: &str| {
-            facts
-                .whiteouts
-                .iter()
-                .any(|w| p == w || p.starts_with(&format!("{w}/")))
-                || facts
-                    .opaque_dirs
-                    .iter()
-                    .any(|d| d.is_empty() || p.starts_with(&format!("{d}/")))
-        };
-        dbs.retain(|p, _| !hidden(p));
-        releases.retain(|p, _| !hidden(p));
-        copyrights.retain(|p, _| !hidden(p));
+        let hidden = Hidden::of(facts);
+        dbs.retain(|p, _| !hidden.hides(p));
+        releases.retain(|p, _| !hidden.hides(p));
+        copyrights.retain(|p, _| !hidden.hides(p));
         copyrights.extend(facts.copyrights.iter().map(|(p, l)| (p.clone(), l.clone())));
         for (path, parsed) in &facts.package_dbs {
             let before = dbs.remove(path).unwrap_or_default();
+            let mut introduced: HashMap<(&str, &str), &str> = HashMap::with_capacity(before.len());
+            for c in &before {
+                introduced
+                    .entry((c.package.name.as_str(), c.package.version.as_str()))
+                    .or_insert(c.layer.as_str());
+            }
             let components = parsed
                 .packages
                 .iter()
                 .map(|p| {
                     // Unchanged since a lower layer: that layer introduced it.
-                    let layer = before
-                        .iter()
-                        .find(|c| c.package.name == p.name && c.package.version == p.version)
-                        .map_or(digest.to_string(), |c| c.layer.clone());
+                    let layer = introduced
+                        .get(&(p.name.as_str(), p.version.as_str()))
+                        .map_or(digest.to_string(), |l| l.to_string());
                     Component {
                         package: p.clone(),
                         layer,

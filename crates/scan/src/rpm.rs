@@ -7,9 +7,17 @@
 //! `SQLITE_CORRUPT`, not ours to guess at. The older Berkeley DB
 //! (`Packages`) and NDB (`Packages.db`) formats are not read; the layer
 //! reader records a warning when it meets them.
+//!
+//! The file comes from an image, so it is hostile until read: `Packages`
+//! must be a plain table (a view or a generated column could compute
+//! endless or huge rows from a few bytes), SQLite runs in defensive mode
+//! with an untrusted schema, and values, rows, total bytes and the work of
+//! the query are all bounded.
 
 use std::ptr::NonNull;
 
+use rusqlite::config::DbConfig;
+use rusqlite::limits::Limit;
 use rusqlite::{Connection, DatabaseName, OpenFlags};
 
 use crate::{Ecosystem, Package, Parsed};
@@ -28,6 +36,17 @@ const EPOCH: u32 = 1003;
 const LICENSE: u32 = 1014;
 const ARCH: u32 = 1022;
 const SOURCERPM: u32 = 1044;
+
+/// The largest header blob read (real ones are tens of KiB).
+const MAX_HEADER_BYTES: i32 = 8 << 20;
+/// Installed packages read from one database.
+const MAX_PACKAGES: usize = 100_000;
+/// Header bytes held at once.
+const MAX_TOTAL_BYTES: usize = 128 << 20;
+/// SQLite virtual-machine steps, in units of `STEPS_PER_CHECK`: reading
+/// tens of thousands of headers takes a small fraction of it.
+const MAX_STEP_CHECKS: u32 = 20_000;
+const STEPS_PER_CHECK: i32 = 10_000;
 
 const TYPE_INT32: u32 = 4;
 const TYPE_STRING: u32 = 6;
@@ -88,9 +107,21 @@ pub fn parse_header(blob: &[u8]) -> Option<Header> {
     Some(h)
 }
 
-/// Opens SQLite bytes read-only in memory.
+/// Opens SQLite bytes read-only in memory, with defensive settings.
 fn open(bytes: &[u8]) -> rusqlite::Result<Connection> {
     let mut conn = Connection::open_with_flags(":memory:", OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
+    conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, MAX_HEADER_BYTES);
+    let mut checks = 0u32;
+    // Returning true interrupts the statement running.
+    conn.progress_handler(
+        STEPS_PER_CHECK,
+        Some(move || {
+            checks += 1;
+            checks > MAX_STEP_CHECKS
+        }),
+    );
     let len = bytes.len().max(1);
     // SAFETY: the buffer comes from sqlite3_malloc64, as OwnedData requires;
     // it is fully written before SQLite sees it and SQLite frees it.
@@ -115,16 +146,64 @@ fn open(bytes: &[u8]) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// The header blobs of `Packages`, once it is known to be a plain table,
+/// within the row and byte bounds.
+fn read_headers(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let conn = open(bytes).map_err(|e| e.to_string())?;
+    // Names are case-insensitive: no object called Packages may be anything but a table.
+    let kinds = (|| {
+        let mut stmt = conn.prepare("SELECT type, sql FROM sqlite_master WHERE name = 'Packages' COLLATE NOCASE")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+    })()
+    .map_err(|e| e.to_string())?;
+    let plain = |(kind, sql): &(String, Option<String>)| {
+        kind == "table"
+            && !sql
+                .as_deref()
+                .unwrap_or("")
+                .trim_start()
+                .to_ascii_uppercase()
+                .starts_with("CREATE VIRTUAL")
+    };
+    if kinds.is_empty() {
+        return Err("it has no Packages table".into());
+    }
+    if !kinds.iter().all(plain) {
+        return Err("Packages is not a plain table".into());
+    }
+    // Generated columns are computed on read: refuse them too.
+    let generated: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_xinfo('Packages') WHERE hidden <> 0",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| e.to_string())?;
+    if generated > 0 {
+        return Err("Packages has generated or hidden columns".into());
+    }
+    let mut stmt = conn.prepare("SELECT blob FROM Packages").map_err(|e| e.to_string())?;
+    let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
+    let (mut blobs, mut total) = (Vec::new(), 0usize);
+    while let Some(row) = rows.next().map_err(|e| e.to_string())? {
+        if blobs.len() == MAX_PACKAGES {
+            return Err(format!("it lists more than {MAX_PACKAGES} packages"));
+        }
+        let blob: Vec<u8> = row.get(0).map_err(|e| e.to_string())?;
+        total += blob.len();
+        if total > MAX_TOTAL_BYTES {
+            return Err(format!("its headers exceed {} MiB", MAX_TOTAL_BYTES >> 20));
+        }
+        blobs.push(blob);
+    }
+    Ok(blobs)
+}
+
 /// The installed packages in an `rpmdb.sqlite`.
 pub fn parse_sqlite(bytes: &[u8]) -> Parsed {
     let mut out = Parsed::default();
-    let blobs: rusqlite::Result<Vec<Vec<u8>>> = (|| {
-        let conn = open(bytes)?;
-        let mut stmt = conn.prepare("SELECT blob FROM Packages")?;
-        let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
-        rows.collect()
-    })();
-    let blobs = match blobs {
+    let blobs = match read_headers(bytes) {
         Ok(b) => b,
         Err(e) => {
             out.warnings
@@ -205,6 +284,82 @@ pub(crate) mod tests {
             conn.execute("INSERT INTO Packages (blob) VALUES (?1)", [b]).unwrap();
         }
         conn.serialize(DatabaseName::Main).unwrap().to_vec()
+    }
+
+    /// A database built by running `schema` (and `fill`, in one transaction).
+    fn db_from(schema: &str, fill: impl Fn(&Connection)) -> Vec<u8> {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(schema).unwrap();
+        let tx = conn.transaction().unwrap();
+        fill(&tx);
+        tx.commit().unwrap();
+        conn.serialize(DatabaseName::Main).unwrap().to_vec()
+    }
+
+    /// Databases a few KiB long that would make endless or huge rows, or
+    /// too many: each is refused with a warning, no package and no panic.
+    #[test]
+    fn hostile_databases_are_refused_within_bounds() {
+        let openssl = openssl_libs();
+        let none = |_: &Connection| {};
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "recursive view of endless 50 MB rows",
+                db_from(
+                    "CREATE VIEW Packages AS WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r)
+                     SELECT n AS hnum, zeroblob(50000000) AS blob FROM r",
+                    none,
+                ),
+                "not a plain table",
+            ),
+            (
+                "view spelled in lower case",
+                db_from("CREATE VIEW packages AS SELECT 1 AS hnum, x'00' AS blob", none),
+                "not a plain table",
+            ),
+            (
+                "generated column",
+                db_from(
+                    "CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, n INT, blob BLOB AS (zeroblob(n)) VIRTUAL)",
+                    |c| {
+                        c.execute("INSERT INTO Packages (n) VALUES (50000000)", []).unwrap();
+                    },
+                ),
+                "generated",
+            ),
+            (
+                "no Packages at all",
+                db_from("CREATE TABLE Other (x INT)", none),
+                "no Packages table",
+            ),
+            (
+                "header larger than any real one",
+                db_from("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, blob BLOB)", |c| {
+                    c.execute("INSERT INTO Packages (blob) VALUES (zeroblob(9000000))", [])
+                        .unwrap();
+                }),
+                "too big",
+            ),
+            (
+                "more rows than any real database",
+                db_from("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY, blob BLOB)", |c| {
+                    let mut stmt = c.prepare("INSERT INTO Packages (blob) VALUES (?1)").unwrap();
+                    for _ in 0..=MAX_PACKAGES {
+                        stmt.execute([&openssl]).unwrap();
+                    }
+                }),
+                "more than 100000 packages",
+            ),
+        ];
+        for (what, db, why) in cases {
+            let p = parse_sqlite(&db);
+            assert!(p.packages.is_empty(), "{what}");
+            assert!(
+                p.warnings.len() == 1 && p.warnings[0].contains(why),
+                "{what}: {:?}",
+                p.warnings
+            );
+        }
     }
 
     pub(crate) fn openssl_libs() -> Vec<u8> {

@@ -230,12 +230,12 @@ async fn dispatch(
                     .is_ok(),
                 None => false,
             };
-            uploads::start(r, &n, query, may_mount, body).await
+            uploads::start(r, &n, &actor.name, query, may_mount, body).await
         }
-        (Method::GET, Route::Upload(n, id)) => uploads::status(r, &n, &id).await,
-        (Method::PATCH, Route::Upload(n, id)) => uploads::patch(r, &n, &id, &headers, body).await,
-        (Method::PUT, Route::Upload(n, id)) => uploads::finish(r, &n, &id, query, &headers, body).await,
-        (_, Route::Upload(n, id)) => uploads::cancel(r, &n, &id).await,
+        (Method::GET, Route::Upload(n, id)) => uploads::status(r, &n, &actor.name, &id).await,
+        (Method::PATCH, Route::Upload(n, id)) => uploads::patch(r, &n, &actor.name, &id, &headers, body).await,
+        (Method::PUT, Route::Upload(n, id)) => uploads::finish(r, &n, &actor.name, &id, query, &headers, body).await,
+        (_, Route::Upload(n, id)) => uploads::cancel(r, &n, &actor.name, &id).await,
         (_, Route::Referrers(n, d)) => listing::referrers(r, &n, &d, query).await,
     };
     named(name, result)

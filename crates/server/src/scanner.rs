@@ -243,15 +243,24 @@ impl Registry {
         {
             layers.push((l.digest.to_string(), self.layer_facts(l.digest.as_str()).await?));
         }
-        let image = merge(layers.iter().map(|(d, f)| (d.as_str(), f)));
-        let (generation, findings) = match self.scanner.index() {
-            Some((generation, index)) => (Some(generation as i64), match_image(&image, &index)),
-            None => (None, Vec::new()),
-        };
+        // Merging and matching are CPU work over facts an image controls:
+        // off the async threads, like reading the layers.
+        let index = self.scanner.index();
+        let (layers, generation, findings, sbom) = tokio::task::spawn_blocking(move || {
+            let image = merge(layers.iter().map(|(d, f)| (d.as_str(), f)));
+            let (generation, findings) = match index {
+                Some((generation, index)) => (Some(generation as i64), match_image(&image, &index)),
+                None => (None, Vec::new()),
+            };
+            let sbom = sbom_to_bytes(&image);
+            (layers, generation, findings, sbom)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
         let layer_digests: Vec<&str> = layers.iter().map(|(d, _)| d.as_str()).collect();
         let outcome = ScanOutcome {
             layers: &serde_json::to_string(&layer_digests).expect("json"),
-            sbom: &sbom_to_bytes(&image),
+            sbom: &sbom,
             findings: &serde_json::to_string(&findings).expect("json"),
             db_generation: generation,
             counts: counts(&findings),
@@ -260,7 +269,7 @@ impl Registry {
     }
 
     /// Matches every stored SBOM against the index in force.
-    async fn rematch_all(&self, generation: u64, index: &VulnIndex) -> Result<usize, crate::RegistryError> {
+    async fn rematch_all(&self, generation: u64, index: &Arc<VulnIndex>) -> Result<usize, crate::RegistryError> {
         let mut after = String::new();
         let mut done = 0;
         // Images share most packages: each (package, version) is evaluated once.
@@ -269,16 +278,24 @@ impl Registry {
             let page = self.meta.finished_sboms(&after, 200).await?;
             let Some(last) = page.last() else { break };
             after = last.0.clone();
-            let mut rows = Vec::with_capacity(page.len());
-            for (digest, sbom) in page {
-                let Some(image) = sbom_from_bytes(&sbom) else {
-                    tracing::warn!(%digest, "stored SBOM unreadable; scan it again");
-                    continue;
-                };
-                let findings = match_image_with(&image, index, &mut cache);
-                let json = serde_json::to_string(&findings).expect("json");
-                rows.push((digest, json, counts(&findings)));
-            }
+            // Each page is matched on a blocking thread, the cache going along.
+            let index = index.clone();
+            let (rows, returned) = tokio::task::spawn_blocking(move || {
+                let mut rows = Vec::with_capacity(page.len());
+                for (digest, sbom) in page {
+                    let Some(image) = sbom_from_bytes(&sbom) else {
+                        tracing::warn!(%digest, "stored SBOM unreadable; scan it again");
+                        continue;
+                    };
+                    let findings = match_image_with(&image, &index, &mut cache);
+                    let json = serde_json::to_string(&findings).expect("json");
+                    rows.push((digest, json, counts(&findings)));
+                }
+                (rows, cache)
+            })
+            .await
+            .map_err(|e| crate::RegistryError::Internal(e.to_string()))?;
+            cache = returned;
             done += rows.len();
             self.meta.update_findings(generation as i64, &rows).await?;
         }
@@ -352,8 +369,17 @@ async fn watch_database(weak: Weak<Registry>) {
         let Some(reg) = weak.upgrade() else { return };
         if first {
             match reg.meta.requeue_interrupted_scans().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(scans = n, "resuming scans a previous run left unfinished"),
+                Ok((requeued, failed)) => {
+                    if requeued > 0 {
+                        tracing::info!(scans = requeued, "resuming scans a previous run left unfinished");
+                    }
+                    if failed > 0 {
+                        tracing::warn!(
+                            scans = failed,
+                            "scans interrupted too often were marked failed instead of resumed"
+                        );
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "requeueing interrupted scans"),
             }
             first = false;

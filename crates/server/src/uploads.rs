@@ -50,7 +50,15 @@ async fn complete(reg: &Registry, name: &RepositoryName, id: Uuid, digest: &Dige
 
 /// `may_mount`: the caller may pull from the `from` repository; if not,
 /// a mount request becomes a normal upload, as if the blob were not there.
-pub(crate) async fn start(reg: &Registry, name: &RepositoryName, query: &str, may_mount: bool, body: Body) -> Handled {
+/// `owner` (the caller's account) is the only one who may use the session.
+pub(crate) async fn start(
+    reg: &Registry,
+    name: &RepositoryName,
+    owner: &str,
+    query: &str,
+    may_mount: bool,
+    body: Body,
+) -> Handled {
     if let Some(mount) = query_param(query, "mount") {
         let digest: Digest = mount.parse()?;
         if let Some(from) = query_param(query, "from").filter(|_| may_mount) {
@@ -93,15 +101,17 @@ pub(crate) async fn start(reg: &Registry, name: &RepositoryName, query: &str, ma
         }
     };
     let id = reg.store.start_upload(algorithm).await?;
-    reg.meta.create_upload(&id.to_string(), name.as_str()).await?;
+    reg.meta.create_upload(&id.to_string(), name.as_str(), owner).await?;
     Ok(session_response(StatusCode::ACCEPTED, name, &id, 0))
 }
 
-/// Finds an upload session, which must belong to `name`.
-async fn session(reg: &Registry, name: &RepositoryName, id: &str) -> Result<Uuid, RegistryError> {
+/// Finds an upload session, which must belong to `name` and have been
+/// opened by `owner`: another caller, even one with push rights, does not
+/// learn that it exists.
+async fn session(reg: &Registry, name: &RepositoryName, owner: &str, id: &str) -> Result<Uuid, RegistryError> {
     let uuid = id.parse::<Uuid>().map_err(|_| RegistryError::BlobUploadUnknown)?;
-    match reg.meta.upload_repo(&uuid.to_string()).await? {
-        Some(repo) if repo == name.as_str() => Ok(uuid),
+    match reg.meta.upload_session(&uuid.to_string()).await? {
+        Some((repo, opener)) if repo == name.as_str() && opener.as_deref().is_none_or(|o| o == owner) => Ok(uuid),
         _ => Err(RegistryError::BlobUploadUnknown),
     }
 }
@@ -125,7 +135,8 @@ fn chunk_start(headers: &HeaderMap, current: impl Fn() -> u64) -> Result<Option<
     };
     let length = header_str(headers, "content-length").and_then(|l| l.parse::<u64>().ok());
     if let Some(len) = length {
-        if len != end - start + 1 {
+        // `0-18446744073709551615` spans 2^64 bytes: no Content-Length matches it.
+        if Some(len) != (end - start).checked_add(1) {
             return Err(RegistryError::RangeNotSatisfiable {
                 message: format!("Content-Range {cr:?} does not match Content-Length {len}"),
                 location: None,
@@ -160,8 +171,15 @@ async fn append(
     Ok(size)
 }
 
-pub(crate) async fn patch(reg: &Registry, name: &RepositoryName, id: &str, headers: &HeaderMap, body: Body) -> Handled {
-    let id = session(reg, name, id).await?;
+pub(crate) async fn patch(
+    reg: &Registry,
+    name: &RepositoryName,
+    owner: &str,
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Handled {
+    let id = session(reg, name, owner, id).await?;
     let size = append(reg, name, id, headers, body).await?;
     Ok(session_response(StatusCode::ACCEPTED, name, &id, size))
 }
@@ -169,12 +187,13 @@ pub(crate) async fn patch(reg: &Registry, name: &RepositoryName, id: &str, heade
 pub(crate) async fn finish(
     reg: &Registry,
     name: &RepositoryName,
+    owner: &str,
     id: &str,
     query: &str,
     headers: &HeaderMap,
     body: Body,
 ) -> Handled {
-    let id = session(reg, name, id).await?;
+    let id = session(reg, name, owner, id).await?;
     let digest = digest_param(query)?.ok_or_else(|| {
         RegistryError::DigestInvalid("the closing PUT needs ?digest=<digest of the whole blob>".into())
     })?;
@@ -188,14 +207,14 @@ pub(crate) async fn finish(
     Ok(blob_created(name, &digest))
 }
 
-pub(crate) async fn status(reg: &Registry, name: &RepositoryName, id: &str) -> Handled {
-    let id = session(reg, name, id).await?;
+pub(crate) async fn status(reg: &Registry, name: &RepositoryName, owner: &str, id: &str) -> Handled {
+    let id = session(reg, name, owner, id).await?;
     let size = reg.store.upload_size(id).await?;
     Ok(session_response(StatusCode::NO_CONTENT, name, &id, size))
 }
 
-pub(crate) async fn cancel(reg: &Registry, name: &RepositoryName, id: &str) -> Handled {
-    let id = session(reg, name, id).await?;
+pub(crate) async fn cancel(reg: &Registry, name: &RepositoryName, owner: &str, id: &str) -> Handled {
+    let id = session(reg, name, owner, id).await?;
     let _ = reg.store.cancel_upload(id).await;
     reg.meta.delete_upload(&id.to_string()).await?;
     let mut resp = Response::new(Body::empty());

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
@@ -52,17 +52,43 @@ struct HashState {
     hasher: DigestHasher,
 }
 
-/// An upload whose bytes hash to `digest` and are on disk, fsynced.
+/// An upload whose bytes hash to `digest` and are on disk, fsynced. It
+/// holds the session's lock until it is published or dropped, so nothing
+/// can append to the file in between.
 #[derive(Debug)]
 pub struct VerifiedBlob {
     pub digest: Digest,
     pub size: u64,
     temp: PathBuf,
+    _session: SessionLock,
+}
+
+type SessionLocks = Arc<Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>>;
+
+/// Exclusive use of one upload session. The map entry goes when the last
+/// holder or waiter is done, so idle sessions cost nothing.
+#[derive(Debug)]
+struct SessionLock {
+    id: Uuid,
+    locks: SessionLocks,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for SessionLock {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut locks = self.locks.lock().unwrap();
+        // Only the map's own reference left: no holder, no waiter.
+        if locks.get(&self.id).is_some_and(|l| Arc::strong_count(l) == 1) {
+            locks.remove(&self.id);
+        }
+    }
 }
 
 pub struct BlobStore {
     root: PathBuf,
     hashes: Mutex<HashMap<Uuid, HashState>>,
+    sessions: SessionLocks,
 }
 
 impl BlobStore {
@@ -72,7 +98,19 @@ impl BlobStore {
         Ok(BlobStore {
             root: root.to_path_buf(),
             hashes: Mutex::new(HashMap::new()),
+            sessions: SessionLocks::default(),
         })
+    }
+
+    /// Waits for exclusive use of upload session `id`.
+    async fn lock_session(&self, id: Uuid) -> SessionLock {
+        let lock = self.sessions.lock().unwrap().entry(id).or_default().clone();
+        let guard = lock.lock_owned().await;
+        SessionLock {
+            id,
+            locks: self.sessions.clone(),
+            guard: Some(guard),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -146,11 +184,13 @@ impl BlobStore {
     /// `start` is the first byte's offset from `Content-Range`; it must equal
     /// the bytes held, as the spec requires chunks in order. Returns the new
     /// size and the bytes this call wrote. Memory stays at about `WRITE_CHUNK * WRITE_QUEUE` whatever the body's length.
+    /// Concurrent calls on one session run one after the other.
     pub async fn append<S, E>(&self, id: Uuid, start: Option<u64>, mut body: S) -> Result<(u64, u64), StoreError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        let session = self.lock_session(id).await;
         let path = self.upload_path(id);
         let file = match std::fs::OpenOptions::new().append(true).open(&path) {
             Ok(f) => f,
@@ -165,7 +205,10 @@ impl BlobStore {
         }
         let hasher = self.take_hash(id, current);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+        // The lock goes with the writer: if this request is dropped mid-body,
+        // the session stays locked until the writer has closed the file.
         let writer = tokio::task::spawn_blocking(move || -> io::Result<(Option<DigestHasher>, u64)> {
+            let _session = session;
             let mut file = file;
             let mut hasher = hasher;
             let mut written = 0u64;
@@ -213,6 +256,7 @@ impl BlobStore {
     /// Checks the upload's bytes against `expected` and makes them durable.
     /// On a mismatch the upload is discarded: nothing is stored.
     pub async fn verify_upload(&self, id: Uuid, expected: &Digest) -> Result<VerifiedBlob, StoreError> {
+        let session = self.lock_session(id).await;
         let path = self.upload_path(id);
         let size = self.upload_size(id).await?;
         let cached = self
@@ -245,25 +289,38 @@ impl BlobStore {
             digest: actual,
             size,
             temp: path,
+            _session: session,
         })
     }
 
-    /// Renames a verified upload into place and syncs the directory, so the
-    /// name survives a crash. Replacing an existing file is harmless: same
-    /// digest, same bytes.
+    /// Moves a verified upload into place and syncs the directory, so the
+    /// name survives a crash. A blob already stored under the digest is kept
+    /// as it is (only its mtime is renewed, which keeps the orphan sweep off
+    /// it while the caller's row commits): the upload never replaces it.
     pub async fn publish(&self, blob: VerifiedBlob) -> io::Result<()> {
         let target = self.blob_path(&blob.digest);
         tokio::task::spawn_blocking(move || -> io::Result<()> {
             let dir = target.parent().expect("blob paths have a parent");
             std::fs::create_dir_all(dir)?;
-            std::fs::rename(&blob.temp, &target)?;
-            std::fs::File::open(dir)?.sync_all()
+            // A hard link, unlike a rename, fails when the target exists.
+            match std::fs::hard_link(&blob.temp, &target) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    std::fs::File::open(&target)?.set_modified(SystemTime::now())?;
+                }
+                Err(e) => return Err(e),
+            }
+            std::fs::remove_file(&blob.temp)?;
+            std::fs::File::open(dir)?.sync_all()?;
+            drop(blob);
+            Ok(())
         })
         .await
         .map_err(io::Error::other)?
     }
 
     pub async fn cancel_upload(&self, id: Uuid) -> Result<(), StoreError> {
+        let _session = self.lock_session(id).await;
         self.hashes.lock().unwrap().remove(&id);
         match tokio::fs::remove_file(self.upload_path(id)).await {
             Ok(()) => Ok(()),
@@ -440,5 +497,73 @@ mod tests {
         let reopened = BlobStore::open(dir.path()).unwrap();
         let v = reopened.verify_upload(id, &Digest::sha256_of(b"abcdef")).await.unwrap();
         assert_eq!(v.size, 6);
+    }
+
+    /// The attack from the security review: a session holding the bytes of
+    /// a stored blob D is closed with an empty PUT while a second PATCH on
+    /// it holds its body. The close waits for the held write, so it hashes
+    /// what was really written (and fails); D is never touched.
+    #[tokio::test]
+    async fn held_write_cannot_reach_a_published_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(BlobStore::open(dir.path()).unwrap());
+        let layer: &'static [u8] = b"a well-known base layer";
+        let d = Digest::sha256_of(layer);
+        // D is stored by someone else.
+        let other = store.start_upload(Algorithm::Sha256).await.unwrap();
+        store.append(other, None, body(&[layer])).await.unwrap();
+        let v = store.verify_upload(other, &d).await.unwrap();
+        store.publish(v).await.unwrap();
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+        let stored_inode = inode(&store.blob_path(&d));
+
+        let id = store.start_upload(Algorithm::Sha256).await.unwrap();
+        store.append(id, None, body(&[layer])).await.unwrap();
+        let (held_tx, held_rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(1);
+        let held_body = futures_util::stream::unfold(held_rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+        let s = store.clone();
+        let patch = tokio::spawn(async move { s.append(id, None, Box::pin(held_body)).await });
+        held_tx.send(Ok(Bytes::from_static(b"first"))).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let s = store.clone();
+        let d2 = d.clone();
+        let close = tokio::spawn(async move {
+            let v = s.verify_upload(id, &d2).await?;
+            s.publish(v).await?;
+            Ok::<_, StoreError>(())
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!close.is_finished(), "the close waits for the write in progress");
+        held_tx.send(Ok(Bytes::from_static(b" and the rest"))).await.unwrap();
+        drop(held_tx);
+        patch.await.unwrap().unwrap();
+        assert!(matches!(close.await.unwrap(), Err(StoreError::DigestMismatch { .. })));
+        assert_eq!(std::fs::read(store.blob_path(&d)).unwrap(), layer);
+        assert_eq!(inode(&store.blob_path(&d)), stored_inode);
+    }
+
+    /// Publishing bytes whose digest is already stored keeps the stored file.
+    #[tokio::test]
+    async fn publish_keeps_an_existing_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let d = Digest::sha256_of(b"same bytes");
+        let mut inodes = Vec::new();
+        for _ in 0..2 {
+            let id = store.start_upload(Algorithm::Sha256).await.unwrap();
+            store.append(id, None, body(&[b"same bytes"])).await.unwrap();
+            let v = store.verify_upload(id, &d).await.unwrap();
+            store.publish(v).await.unwrap();
+            let m = std::fs::metadata(store.blob_path(&d)).unwrap();
+            inodes.push(std::os::unix::fs::MetadataExt::ino(&m));
+            assert_eq!(
+                std::os::unix::fs::MetadataExt::nlink(&m),
+                1,
+                "the upload's name is gone"
+            );
+        }
+        assert_eq!(inodes[0], inodes[1]);
+        assert!(store.list_uploads().unwrap().is_empty());
+        assert!(store.sessions.lock().unwrap().is_empty(), "no lock left behind");
     }
 }

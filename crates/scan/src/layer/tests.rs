@@ -205,6 +205,78 @@ fn merge_follows_overlay_semantics() {
 }
 
 /// A dpkg package's license comes from its machine-readable copyright
+/// Which paths a layer's whiteouts and opaque directories hide.
+#[test]
+fn whiteouts_and_opaque_dirs_hide_by_path() {
+    let facts = LayerFacts {
+        whiteouts: vec!["usr/lib/python3/dist-packages/six".into(), "etc/os-release".into()],
+        opaque_dirs: vec!["var/lib/dpkg/status.d".into()],
+        ..LayerFacts::default()
+    };
+    let hidden = Hidden::of(&facts);
+    let table = [
+        ("etc/os-release", true),
+        ("etc/os-release.d/x", false),
+        ("etc/os-release/x", true),
+        ("usr/lib/python3/dist-packages/six/METADATA", true),
+        ("usr/lib/python3/dist-packages/sixty/METADATA", false),
+        ("var/lib/dpkg/status.d", false),
+        ("var/lib/dpkg/status.d/tzdata", true),
+        ("var/lib/dpkg/status", false),
+    ];
+    for (path, want) in table {
+        assert_eq!(hidden.hides(path), want, "{path}");
+    }
+    let root = LayerFacts {
+        opaque_dirs: vec![String::new()],
+        ..LayerFacts::default()
+    };
+    assert!(Hidden::of(&root).hides("var/lib/dpkg/status"));
+}
+
+/// Two crafted layers: 100,000 package databases below 100,000 whiteouts
+/// that miss them. Comparing every pair was 10^10 steps; indexed, it is a
+/// few hash look-ups per path.
+#[test]
+fn merge_with_many_whiteouts_stays_linear() {
+    let n = 100_000;
+    let mut lower = LayerFacts::default();
+    for i in 0..n {
+        let parsed = Parsed {
+            packages: vec![Package {
+                ecosystem: crate::Ecosystem::Npm,
+                name: format!("p{i}"),
+                version: "1.0.0".into(),
+                source_name: format!("p{i}"),
+                source_version: "1.0.0".into(),
+                architecture: None,
+                license: None,
+            }],
+            warnings: Vec::new(),
+        };
+        lower
+            .package_dbs
+            .insert(format!("app/node_modules/p{i}/package.json"), parsed);
+    }
+    let upper = LayerFacts {
+        whiteouts: (0..n).map(|i| format!("app/node_modules/q{i}")).collect(),
+        opaque_dirs: (0..n).map(|i| format!("srv/o{i}")).collect(),
+        ..LayerFacts::default()
+    };
+    let image = merge([("sha256:lower", &lower), ("sha256:upper", &upper)]);
+    assert_eq!(image.components.len(), n);
+    let deleting = LayerFacts {
+        whiteouts: vec!["app/node_modules".into()],
+        ..LayerFacts::default()
+    };
+    let image = merge([
+        ("sha256:lower", &lower),
+        ("sha256:upper", &upper),
+        ("sha256:rm", &deleting),
+    ]);
+    assert!(image.components.is_empty());
+}
+
 /// file, wherever in the layers that file is (and not after a whiteout).
 #[test]
 fn dpkg_licenses_from_copyright_files() {

@@ -53,6 +53,18 @@ fn done(deleted: bool, what: String) -> ApiResult {
     }
 }
 
+/// Deletes an account and its namespace's repositories (see
+/// `Meta::delete_account`), and forgets cached reads of those repositories.
+async fn delete_account(reg: &Registry, name: &str, ev: portcullis_meta::AuditEvent, what: &str) -> ApiResult {
+    let Some(repos) = reg.meta.delete_account(name, &ev).await? else {
+        return Err(RegistryError::Absent(format!("no such {what}: {name}")));
+    };
+    for r in &repos {
+        reg.invalidate(r);
+    }
+    Ok(reply(StatusCode::NO_CONTENT, json!(null)))
+}
+
 // ---- users ------------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -120,10 +132,7 @@ pub(crate) async fn user_delete(State(reg): State<Arc<Registry>>, who: Who, Path
     who.need(&reg, Need::System).await?;
     must_exist(&reg, &name, Some("user")).await?;
     let ev = who.actor.event("user.delete").detail(name.clone());
-    done(
-        reg.meta.delete_account(&name, &ev).await?,
-        format!("no such user: {name}"),
-    )
+    delete_account(&reg, &name, ev, "user").await
 }
 
 #[derive(Deserialize)]
@@ -168,7 +177,10 @@ pub(crate) async fn org_create(State(reg): State<Arc<Registry>>, who: Who, body:
     let o: Named = json_body(&body)?;
     valid_name(&o.name)?;
     let ev = who.actor.event("org.create").detail(o.name.clone());
-    reg.meta.create_org(&o.name, &p.account.name, &ev).await?;
+    // Only a system administrator may give an existing namespace an owner.
+    reg.meta
+        .create_org(&o.name, &p.account.name, p.account.admin, &ev)
+        .await?;
     Ok(reply(
         StatusCode::CREATED,
         json!({"name": o.name, "owners": [p.account.name]}),
@@ -192,10 +204,7 @@ pub(crate) async fn org_delete(State(reg): State<Arc<Registry>>, who: Who, Path(
     who.need(&reg, Need::Namespace(&org, Role::Admin)).await?;
     must_exist(&reg, &org, Some("org")).await?;
     let ev = who.actor.event("org.delete").detail(org.clone());
-    done(
-        reg.meta.delete_account(&org, &ev).await?,
-        format!("no such organization: {org}"),
-    )
+    delete_account(&reg, &org, ev, "organization").await
 }
 
 pub(crate) async fn team_create(
@@ -408,10 +417,7 @@ pub(crate) async fn service_account_delete(
         )));
     }
     let ev = who.actor.event("service_account.delete").detail(full.clone());
-    done(
-        reg.meta.delete_account(&full, &ev).await?,
-        format!("no such service account: {full}"),
-    )
+    delete_account(&reg, &full, ev, "service account").await
 }
 
 // ---- tokens -------------------------------------------------------------
