@@ -287,7 +287,7 @@ async fn main() -> anyhow::Result<()> {
             let settings = Settings::load(state.config.as_deref(), overrides)?;
             init_logging(settings.log_format == "json");
             let registry = open(&settings).await?;
-            manage::ensure_admin(&registry.meta).await?;
+            manage::ensure_admin(&registry.meta, &settings.data).await?;
             if settings.gc_interval_secs > 0 {
                 let (reg, gc, every) = (
                     registry.clone(),
@@ -308,7 +308,14 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("listening on {}", settings.listen))?;
             let scheme = if settings.tls().is_some() { "https" } else { "http" };
             tracing::info!(address = %listener.local_addr()?, %scheme, data = %settings.data.display(), "serving");
-            portcullis_server::serve(listener, app(registry.clone()), settings.tls(), shutdown_signal()).await?;
+            portcullis_server::serve(
+                listener,
+                app(registry.clone()),
+                settings.tls(),
+                settings.connection_limits(),
+                shutdown_signal(),
+            )
+            .await?;
             registry.meta.close().await;
         }
         Command::Gc {

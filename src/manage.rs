@@ -17,13 +17,22 @@ fn local_actor(action: &str) -> AuditEvent {
 }
 
 /// On first start: an `admin` with the password from
-/// `PORTCULLIS_ADMIN_PASSWORD`, or a random one printed once.
-pub async fn ensure_admin(meta: &Meta) -> anyhow::Result<()> {
+/// `PORTCULLIS_ADMIN_PASSWORD` (which must pass the same 12-character rule
+/// as every password), or a random one written once to
+/// `<data>/initial-admin-password` (mode 0600) rather than to the log,
+/// which is often shipped elsewhere and kept.
+pub async fn ensure_admin(meta: &Meta, data: &std::path::Path) -> anyhow::Result<()> {
     if meta.any_admin().await? {
         return Ok(());
     }
     let (pw, generated) = match std::env::var("PORTCULLIS_ADMIN_PASSWORD") {
-        Ok(p) if !p.is_empty() => (p, false),
+        Ok(p) if !p.is_empty() => {
+            anyhow::ensure!(
+                p.chars().count() >= 12,
+                "PORTCULLIS_ADMIN_PASSWORD needs at least 12 characters, like every password"
+            );
+            (p, false)
+        }
         _ => (password::generate(), true),
     };
     let account = Account {
@@ -33,7 +42,12 @@ pub async fn ensure_admin(meta: &Meta) -> anyhow::Result<()> {
         admin: true,
         owner: None,
         created_at: now_ms(),
+        password_changed_at: None,
     };
+    let file = data.join("initial-admin-password");
+    if generated {
+        write_secret_file(&file, &pw).with_context(|| format!("writing {}", file.display()))?;
+    }
     meta.create_account(
         &account,
         &AuditEvent::ok("system", "user.create").detail("admin (first start)"),
@@ -41,8 +55,11 @@ pub async fn ensure_admin(meta: &Meta) -> anyhow::Result<()> {
     .await
     .context("creating the first administrator (does a non-admin account named admin exist?)")?;
     if generated {
-        // Printed once, on purpose: it is the only way to learn it.
-        tracing::warn!(user = "admin", password = %pw, "created the first administrator; change this password");
+        tracing::warn!(
+            user = "admin",
+            file = %file.display(),
+            "created the first administrator; its password is in this file (mode 0600): log in, change it, delete the file"
+        );
     } else {
         tracing::info!(
             user = "admin",
@@ -50,6 +67,22 @@ pub async fn ensure_admin(meta: &Meta) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Writes `secret` to a new file only its owner can read.
+fn write_secret_file(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(f, "{secret}")?;
+    f.sync_all()
 }
 
 /// A password from the first line of standard input, or a generated one.
@@ -79,6 +112,7 @@ pub async fn user_create(meta: &Meta, name: &str, admin: bool, stdin: bool) -> a
         admin,
         owner: None,
         created_at: now_ms(),
+        password_changed_at: None,
     };
     meta.create_account(
         &account,

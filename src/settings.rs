@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use portcullis_server::{AccessSettings, Anonymous, GcSettings, ScanSettings, TlsFiles};
+use portcullis_server::{
+    AccessSettings, Anonymous, ConnectionLimits, GcSettings, ScanSettings, TlsFiles, TrustedProxies,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,11 +54,21 @@ pub struct Settings {
     pub scan_workers: usize,
     /// Seconds between looks for a database `db import` has replaced.
     pub scan_db_poll_secs: u64,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client has to finish the TLS handshake.
+    pub tls_handshake_timeout_secs: u64,
+    /// Reverse proxies (addresses or CIDR networks, comma-separated) whose
+    /// `X-Forwarded-For` names the client; empty: the peer is the client.
+    pub trusted_proxies: String,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         let gc = GcSettings::default();
+        let limits = ConnectionLimits::default();
         Settings {
             listen: "127.0.0.1:5000".into(),
             data: PathBuf::from("./portcullis-data"),
@@ -78,6 +90,10 @@ impl Default for Settings {
             scan_max_file_bytes: 64 << 20,
             scan_workers: 1,
             scan_db_poll_secs: 5,
+            max_connections: limits.max_connections,
+            header_read_timeout_secs: limits.header_read_timeout.as_secs(),
+            tls_handshake_timeout_secs: limits.tls_handshake_timeout.as_secs(),
+            trusted_proxies: String::new(),
         }
     }
 }
@@ -116,6 +132,10 @@ impl Settings {
             s.tls_cert.is_some() == s.tls_key.is_some(),
             "TLS needs both tls_cert and tls_key (or neither)"
         );
+        s.trusted_proxies
+            .parse::<TrustedProxies>()
+            .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))?;
+        anyhow::ensure!(s.max_connections > 0, "max_connections must be at least 1");
         Ok(s)
     }
 
@@ -140,6 +160,15 @@ impl Settings {
             token_ttl: Duration::from_secs(self.token_ttl_secs),
             audit_pulls: self.audit_pulls,
             key_dir: self.key_dir(),
+            trusted_proxies: self.trusted_proxies.parse().unwrap_or_default(),
+        }
+    }
+
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs.max(1)),
+            tls_handshake_timeout: Duration::from_secs(self.tls_handshake_timeout_secs.max(1)),
         }
     }
 

@@ -18,7 +18,7 @@ const PW: &str = "long-enough-password";
 const SCOPE: &str = "repository:acme/app:pull,push,delete";
 
 /// The kinds of caller, in the matrix's column order.
-const CALLERS: [&str; 12] = [
+const CALLERS: [&str; 13] = [
     "anonymous",
     "reader",
     "writer",
@@ -31,11 +31,15 @@ const CALLERS: [&str; 12] = [
     "tampered",
     "revoked",
     "admin",
+    "admin_jwt",
 ];
 
 struct Caller {
     /// What it presents to every endpoint: `Authorization` header value.
     bearer: Option<String>,
+    /// What it presents to the management API instead, if anything else:
+    /// people log in there with their password (Basic), as in Harbor.
+    api: Option<String>,
     /// What it presents to the token endpoint.
     basic: Option<(String, String)>,
     /// Its own account, for endpoints about "self".
@@ -69,6 +73,13 @@ async fn jwt(s: &TestServer, user: &str, secret: &str, scope: &str) -> String {
     r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string()
 }
 
+fn basic_header(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
 fn claims_of(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(
@@ -82,9 +93,18 @@ fn claims_of(token: &str) -> Value {
 /// The world of the matrix: organization `acme` with grants, an outsider
 /// organization, a service account, and one private image in `acme/app`.
 async fn world(s: &TestServer) -> Vec<Caller> {
-    for u in ["reader", "writer", "repoadmin", "outsider"] {
+    // `bystander` is only ever added to and removed from a team.
+    for u in ["reader", "writer", "repoadmin", "outsider", "bystander"] {
         api(s, Method::POST, "/api/v1/users", json!({"name": u, "password": PW})).await;
     }
+    // A second system administrator, whose registry token is a column.
+    api(
+        s,
+        Method::POST,
+        "/api/v1/users",
+        json!({"name": "root", "password": PW, "admin": true}),
+    )
+    .await;
     api(s, Method::POST, "/api/v1/orgs", json!({"name": "acme"})).await;
     let grant = |body: Value| api(s, Method::POST, "/api/v1/namespaces/acme/grants", body);
     grant(json!({"account": "reader", "role": "read"})).await;
@@ -161,6 +181,7 @@ async fn world(s: &TestServer) -> Vec<Caller> {
     let scope = format!("{SCOPE} registry:catalog:*");
     let mut out = vec![Caller {
         bearer: None,
+        api: None,
         basic: None,
         account: "nobody".into(),
     }];
@@ -173,6 +194,7 @@ async fn world(s: &TestServer) -> Vec<Caller> {
         let token = jwt(s, name, PW, &scope).await;
         out.push(Caller {
             bearer: Some(format!("Bearer {token}")),
+            api: Some(basic_header(name, PW)),
             basic: Some((name.into(), PW.into())),
             account: account.into(),
         });
@@ -188,16 +210,19 @@ async fn world(s: &TestServer) -> Vec<Caller> {
     );
     out.push(Caller {
         bearer: Some(format!("Bearer {sa_jwt}")),
+        api: None,
         basic: Some(("acme+ci".into(), scoped.clone())),
         account: "acme+ci".into(),
     });
     out.push(Caller {
         bearer: Some(format!("Bearer {unscoped}")),
+        api: None,
         basic: Some(("acme+ci".into(), unscoped.clone())),
         account: "acme+ci".into(),
     });
     out.push(Caller {
         bearer: Some(format!("Bearer {expired}")),
+        api: None,
         basic: Some(("acme+ci".into(), expired)),
         account: "acme+ci".into(),
     });
@@ -227,6 +252,7 @@ async fn world(s: &TestServer) -> Vec<Caller> {
     .unwrap();
     out.push(Caller {
         bearer: Some(format!("Bearer {foreign}")),
+        api: None,
         basic: None,
         account: "admin".into(),
     });
@@ -239,19 +265,31 @@ async fn world(s: &TestServer) -> Vec<Caller> {
     parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(c.to_string());
     out.push(Caller {
         bearer: Some(format!("Bearer {}", parts.join("."))),
+        api: None,
         basic: None,
         account: "admin".into(),
     });
     out.push(Caller {
         bearer: Some(format!("Bearer {revoked}")),
+        api: None,
         basic: Some(("acme+ci".into(), revoked)),
         account: "acme+ci".into(),
     });
     let admin = jwt(s, "admin", ADMIN_PASSWORD, &scope).await;
     out.push(Caller {
         bearer: Some(format!("Bearer {admin}")),
+        api: Some(basic_header("admin", ADMIN_PASSWORD)),
         basic: Some(("admin".into(), ADMIN_PASSWORD.into())),
         account: "admin".into(),
+    });
+    // A system administrator's registry token: a pull/push credential that
+    // authorizes no account, namespace or system management.
+    let root = jwt(s, "root", PW, &scope).await;
+    out.push(Caller {
+        bearer: Some(format!("Bearer {root}")),
+        api: None,
+        basic: None,
+        account: "root".into(),
     });
     assert_eq!(out.len(), CALLERS.len());
     out
@@ -290,8 +328,19 @@ async fn wait_for_scan(s: &TestServer, digest: &Digest) {
 async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -> (Method, String, Option<Vec<u8>>) {
     let n = format!("c{cell}");
     let json_body = |v: Value| Some(serde_json::to_vec(&v).unwrap());
+    // Sessions answer only their opener: the caller opens its own when it
+    // may, else the administrator does (and the caller is refused anyway).
     let upload = || async {
-        let r = s.http.post(s.url("/v2/acme/app/blobs/uploads/")).send().await.unwrap();
+        let mut r = s.anon.post(s.url("/v2/acme/app/blobs/uploads/"));
+        if let Some(b) = &caller.bearer {
+            r = r.header("authorization", b);
+        }
+        let r = r.send().await.unwrap();
+        let r = if r.status() == 202 {
+            r
+        } else {
+            s.http.post(s.url("/v2/acme/app/blobs/uploads/")).send().await.unwrap()
+        };
         assert_eq!(r.status(), 202);
         r.headers()["location"].to_str().unwrap().to_string()
     };
@@ -366,7 +415,8 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
         "user_password" => (
             Method::PUT,
             format!("/api/v1/users/{}/password", caller.account),
-            json_body(json!({"password": PW})),
+            json_body(json!({"password": caller.basic.as_ref().map_or(PW, |b| b.1.as_str()),
+                "old_password": caller.basic.as_ref().map_or(PW, |b| b.1.as_str())})),
         ),
         "org_create" => (
             Method::POST,
@@ -402,13 +452,13 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
             api(
                 s,
                 Method::PUT,
-                "/api/v1/orgs/acme/teams/gitlab/members/outsider",
+                "/api/v1/orgs/acme/teams/gitlab/members/bystander",
                 json!(null),
             )
             .await;
             (
                 Method::DELETE,
-                "/api/v1/orgs/acme/teams/gitlab/members/outsider".into(),
+                "/api/v1/orgs/acme/teams/gitlab/members/bystander".into(),
                 None,
             )
         }
@@ -514,61 +564,64 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
 /// Expected status per caller, in [`CALLERS`] order, for every endpoint.
 /// `U` = 401 (no or bad credentials, or a registry token without the scope:
 /// the client should get a better one), `D` = 403 (known caller, no right).
-fn matrix() -> Vec<(&'static str, [u16; 12])> {
+fn matrix() -> Vec<(&'static str, [u16; 13])> {
     const U: u16 = 401;
     const D: u16 = 403;
-    // Columns: anon reader writer repo_admin outsider sa_scoped sa_unscoped expired foreign tampered revoked admin
+    // Columns: anon reader writer repo_admin outsider sa_scoped sa_unscoped expired foreign tampered revoked admin admin_jwt
     vec![
-        ("base", [U, 200, 200, 200, 200, 200, 200, U, U, U, U, 200]),
-        ("catalog", [U, 200, 200, 200, 200, 200, 200, U, U, U, U, 200]),
-        ("tags_list", [U, 200, 200, 200, U, 200, D, U, U, U, U, 200]),
-        ("manifest_get", [U, 200, 200, 200, U, 200, D, U, U, U, U, 200]),
-        ("manifest_put", [U, U, 201, 201, U, 201, D, U, U, U, U, 201]),
-        ("manifest_delete", [U, U, U, 202, U, U, D, U, U, U, U, 202]),
-        ("blob_get", [U, 200, 200, 200, U, 200, D, U, U, U, U, 200]),
-        ("blob_delete", [U, U, U, 202, U, U, D, U, U, U, U, 202]),
-        ("upload_start", [U, U, 202, 202, U, 202, D, U, U, U, U, 202]),
-        ("upload_status", [U, U, 204, 204, U, 204, D, U, U, U, U, 204]),
-        ("upload_patch", [U, U, 202, 202, U, 202, D, U, U, U, U, 202]),
-        ("upload_finish", [U, U, 201, 201, U, 201, D, U, U, U, U, 201]),
-        ("upload_cancel", [U, U, 204, 204, U, 204, D, U, U, U, U, 204]),
-        ("referrers", [U, 200, 200, 200, U, 200, D, U, U, U, U, 200]),
+        ("base", [U, 200, 200, 200, 200, 200, 200, U, U, U, U, 200, 200]),
+        ("catalog", [U, 200, 200, 200, 200, 200, 200, U, U, U, U, 200, 200]),
+        ("tags_list", [U, 200, 200, 200, U, 200, D, U, U, U, U, 200, 200]),
+        ("manifest_get", [U, 200, 200, 200, U, 200, D, U, U, U, U, 200, 200]),
+        ("manifest_put", [U, U, 201, 201, U, 201, D, U, U, U, U, 201, 201]),
+        ("manifest_delete", [U, U, U, 202, U, U, D, U, U, U, U, 202, 202]),
+        ("blob_get", [U, 200, 200, 200, U, 200, D, U, U, U, U, 200, 200]),
+        ("blob_delete", [U, U, U, 202, U, U, D, U, U, U, U, 202, 202]),
+        ("upload_start", [U, U, 202, 202, U, 202, D, U, U, U, U, 202, 202]),
+        ("upload_status", [U, U, 204, 204, U, 204, D, U, U, U, U, 204, 204]),
+        ("upload_patch", [U, U, 202, 202, U, 202, D, U, U, U, U, 202, 202]),
+        ("upload_finish", [U, U, 201, 201, U, 201, D, U, U, U, U, 201, 201]),
+        ("upload_cancel", [U, U, 204, 204, U, 204, D, U, U, U, U, 204, 204]),
+        ("referrers", [U, 200, 200, 200, U, 200, D, U, U, U, U, 200, 200]),
         // Before the rows that change memberships (member_add makes the reader a writer).
-        ("scan_get", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200]),
-        ("scan_request", [U, D, 202, 202, D, 202, D, U, U, U, U, 202]),
-        ("scan_layers", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200]),
-        ("scan_components", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200]),
-        ("scan_vulnerabilities", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200]),
-        ("scan_sbom", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200]),
-        ("token", [200, 200, 200, 200, 200, 200, 200, U, U, U, U, 200]),
-        ("healthz", [200; 12]),
-        ("readyz", [200; 12]),
-        ("metrics", [200; 12]),
-        ("user_list", [U, D, D, D, D, D, D, U, U, U, U, 200]),
-        ("user_create", [U, D, D, D, D, D, D, U, U, U, U, 201]),
-        ("user_get", [U, 200, D, D, D, D, D, U, U, U, U, 200]),
-        ("user_delete", [U, D, D, D, D, D, D, U, U, U, U, 204]),
-        ("user_password", [U, 204, 204, 204, 204, D, D, U, U, U, U, 204]),
-        ("org_create", [U, 201, 201, 201, 201, D, D, U, U, U, U, 201]),
-        ("org_get", [U, 200, 200, D, D, D, D, U, U, U, U, 200]),
-        ("org_delete", [U, D, D, D, D, D, D, U, U, U, U, 204]),
-        ("team_create", [U, D, D, D, D, D, D, U, U, U, U, 201]),
-        ("team_delete", [U, D, D, D, D, D, D, U, U, U, U, 204]),
-        ("member_add", [U, D, D, D, D, D, D, U, U, U, U, 200]),
-        ("member_remove", [U, D, D, D, D, D, D, U, U, U, U, 204]),
-        ("grant_list", [U, D, D, D, D, D, D, U, U, U, U, 200]),
-        ("grant_create", [U, D, D, D, D, D, D, U, U, U, U, 201]),
-        ("grant_delete", [U, D, D, D, D, D, D, U, U, U, U, 204]),
-        ("service_account_list", [U, D, D, D, D, D, D, U, U, U, U, 200]),
-        ("service_account_create", [U, D, D, D, D, D, D, U, U, U, U, 201]),
-        ("service_account_delete", [U, D, D, D, D, D, D, U, U, U, U, 204]),
-        ("token_list", [U, 200, D, D, D, D, D, U, U, U, U, 200]),
-        ("token_create", [U, 201, D, D, D, D, D, U, U, U, U, 201]),
-        ("token_revoke", [U, 204, D, D, D, D, D, U, U, U, U, 204]),
-        ("repository_get", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200]),
-        ("repository_update", [U, D, D, 200, D, D, D, U, U, U, U, 200]),
-        ("repository_delete", [U, D, D, D, D, D, D, U, U, U, U, 204]),
-        ("audit_list", [U, D, D, D, D, D, D, U, U, U, U, 200]),
+        ("scan_get", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
+        ("scan_request", [U, D, 202, 202, D, 202, D, U, U, U, U, 202, 202]),
+        ("scan_layers", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
+        ("scan_components", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
+        (
+            "scan_vulnerabilities",
+            [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200],
+        ),
+        ("scan_sbom", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
+        ("token", [200, 200, 200, 200, 200, 200, 200, U, U, U, U, 200, U]),
+        ("healthz", [200; 13]),
+        ("readyz", [200; 13]),
+        ("metrics", [200; 13]),
+        ("user_list", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
+        ("user_create", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
+        ("user_get", [U, 200, D, D, D, D, D, U, U, U, U, 200, D]),
+        ("user_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
+        ("user_password", [U, 204, 204, 204, 204, D, D, U, U, U, U, 204, D]),
+        ("org_create", [U, 201, 201, 201, 201, D, D, U, U, U, U, 201, D]),
+        ("org_get", [U, 200, 200, D, D, D, D, U, U, U, U, 200, D]),
+        ("org_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
+        ("team_create", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
+        ("team_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
+        ("member_add", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
+        ("member_remove", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
+        ("grant_list", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
+        ("grant_create", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
+        ("grant_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
+        ("service_account_list", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
+        ("service_account_create", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
+        ("service_account_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
+        ("token_list", [U, 200, D, D, D, D, D, U, U, U, U, 200, D]),
+        ("token_create", [U, 201, D, D, D, D, D, U, U, U, U, 201, D]),
+        ("token_revoke", [U, 204, D, D, D, D, D, U, U, U, U, 204, D]),
+        ("repository_get", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
+        ("repository_update", [U, D, D, 200, D, D, D, U, U, U, U, 200, 200]),
+        ("repository_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
+        ("audit_list", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
     ]
 }
 
@@ -645,6 +698,8 @@ async fn authorization_matrix() {
                     } else if let Some(b) = &caller.bearer {
                         req = req.header("authorization", b);
                     }
+                } else if let Some(b) = caller.api.as_ref().filter(|_| path.starts_with("/api/")) {
+                    req = req.header("authorization", b);
                 } else if let Some(b) = &caller.bearer {
                     req = req.header("authorization", b);
                 }
@@ -673,7 +728,7 @@ async fn authorization_matrix() {
                         .iter()
                         .any(|r| r.event.action == action && r.event.result == "ok" && r.event.actor == caller.account);
                     let any_ok = new.iter().any(|r| r.event.action == action && r.event.result == "ok");
-                    let success = (200..300).contains(&got) && !(endpoint == "token" && i == 0);
+                    let success = (200..300).contains(&got) && !(endpoint == "token" && caller.basic.is_none());
                     if success && !by_caller {
                         failures.push(format!("{endpoint} as {}: no {action} record", CALLERS[i]));
                     }

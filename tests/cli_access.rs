@@ -43,7 +43,8 @@ async fn offline_commands_rotation_and_audit_verify() {
     let data = dir.path().join("data");
     let d = data.to_str().unwrap();
 
-    // First start: a random administrator password, printed once to the log.
+    // First start: a random administrator password, written to a file only
+    // its owner can read; the log says where, and never holds the password.
     let log = dir.path().join("serve.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data", d])
@@ -52,20 +53,35 @@ async fn offline_commands_rotation_and_audit_verify() {
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let password = loop {
+    let file = data.join("initial-admin-password");
+    let text = loop {
         let text = std::fs::read_to_string(&log).unwrap();
-        if let Some(p) = text.split("password=").nth(1) {
-            break p.split_whitespace().next().unwrap().trim_matches('"').to_string();
+        if text.contains("serving") {
+            break text;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no admin password in the log:\n{text}"
+            "the server did not start:\n{text}"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     child.kill().unwrap();
     child.wait().unwrap();
+    assert!(text.contains(file.to_str().unwrap()), "the log names the file:\n{text}");
+    let password = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    assert!(!text.contains(&password), "the password is not in the log");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(password.len(), 24, "{password}");
+    // A first password from the environment follows the same rule as any.
+    let short = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("other"))
+        .env("PORTCULLIS_ADMIN_PASSWORD", "too-short")
+        .output()
+        .unwrap();
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 12 characters"));
     let users = ok(&["user", "list", "--data", d]);
     assert!(users.contains("admin\tuser\tadmin"), "{users}");
 

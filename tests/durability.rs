@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{backends, image_manifest, Backend, ServerProcess, TestServer};
+use common::{backends, database_args, image_manifest, vm_hwm_kib, ServerProcess, TestServer};
 use portcullis_oci::Digest;
 
 /// Deterministic pseudo-random bytes (xorshift), so no two layers collide.
@@ -134,28 +134,6 @@ fn assert_no_partial_blobs(data: &std::path::Path) {
             d,
             "a partial or corrupt blob is stored under {d}"
         );
-    }
-}
-
-/// A database URL for the spawned binary: SQLite in `data`, or a fresh
-/// PostgreSQL schema chosen through the connection's `search_path` option.
-async fn database_args(backend: &Backend, data: &std::path::Path) -> Vec<String> {
-    match backend {
-        Backend::Sqlite => vec![],
-        Backend::Postgres(url) => {
-            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-            portcullis_meta::Meta::connect_in_schema(url, Some(&schema))
-                .await
-                .unwrap()
-                .close()
-                .await;
-            let sep = if url.contains('?') { '&' } else { '?' };
-            let _ = data;
-            vec![
-                "--database".into(),
-                format!("{url}{sep}options=-c%20search_path%3D{schema}"),
-            ]
-        }
     }
 }
 
@@ -338,12 +316,6 @@ async fn gc_during_pushes_and_deletes_keeps_every_referenced_blob() {
             );
         }
     }
-}
-
-fn vm_hwm_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

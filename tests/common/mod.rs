@@ -91,7 +91,13 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let app = portcullis_server::app(registry.clone());
-        tokio::spawn(portcullis_server::serve(listener, app, None, std::future::pending()));
+        tokio::spawn(portcullis_server::serve(
+            listener,
+            app,
+            None,
+            portcullis_server::ConnectionLimits::default(),
+            std::future::pending(),
+        ));
         let mut auth = reqwest::header::HeaderMap::new();
         auth.insert(
             "authorization",
@@ -173,6 +179,7 @@ pub async fn bootstrap_admin(meta: &Meta) -> String {
         admin: true,
         owner: None,
         created_at: 0,
+        password_changed_at: None,
     };
     meta.create_account(&admin, &ev).await.unwrap();
     let t = ApiToken::generate();
@@ -204,6 +211,28 @@ pub fn image_manifest(config: &Digest, config_len: usize, layers: &[(Digest, usi
         "layers": layers,
     }))
     .unwrap()
+}
+
+/// A database URL for the spawned binary: SQLite in `data`, or a fresh
+/// PostgreSQL schema chosen through the connection's `search_path` option.
+pub async fn database_args(backend: &Backend, data: &std::path::Path) -> Vec<String> {
+    match backend {
+        Backend::Sqlite => vec![],
+        Backend::Postgres(url) => {
+            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+            portcullis_meta::Meta::connect_in_schema(url, Some(&schema))
+                .await
+                .unwrap()
+                .close()
+                .await;
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let _ = data;
+            vec![
+                "--database".into(),
+                format!("{url}{sep}options=-c%20search_path%3D{schema}"),
+            ]
+        }
+    }
 }
 
 /// Runs the real binary, as users do; for tests that kill it or measure it.
@@ -303,4 +332,11 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(bytes).unwrap();
     e.finish().unwrap()
+}
+
+/// The peak resident memory of a process, in KiB.
+pub fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }

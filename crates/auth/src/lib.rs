@@ -17,7 +17,7 @@ mod token;
 
 pub use jwt::{AccessEntry, RegistryClaims, TokenKeys};
 pub use scope::{Action, Actions, Role, Scope, TokenScope};
-pub use throttle::LoginThrottle;
+pub use throttle::{Attempt, LoginThrottle};
 pub use token::ApiToken;
 
 use thiserror::Error;

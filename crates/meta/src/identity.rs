@@ -17,6 +17,8 @@ pub struct Account {
     /// For a service account, the user or organization that owns it.
     pub owner: Option<String>,
     pub created_at: i64,
+    /// When its password last changed: tokens issued before then are void.
+    pub password_changed_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +71,7 @@ fn ot(s: Option<&str>) -> Value {
     Value::Text(s.map(str::to_string))
 }
 
-const ACCOUNT_COLUMNS: &str = "name, kind, password_hash, admin, owner, created_at";
+const ACCOUNT_COLUMNS: &str = "name, kind, password_hash, admin, owner, created_at, password_changed_at";
 const TOKEN_COLUMNS: &str =
     "id, account, name, kind, secret_hash, scopes, created_at, expires_at, last_used_at, revoked_at";
 
@@ -81,6 +83,7 @@ fn account(r: &sqlx::any::AnyRow) -> Result<Account> {
         admin: r.try_get::<i64, _>(3)? != 0,
         owner: r.try_get(4)?,
         created_at: r.try_get(5)?,
+        password_changed_at: r.try_get(6)?,
     })
 }
 
@@ -97,6 +100,13 @@ fn token(r: &sqlx::any::AnyRow) -> Result<StoredToken> {
         last_used_at: r.try_get(8)?,
         revoked_at: r.try_get(9)?,
     })
+}
+
+fn reserved(name: &str) -> Result<()> {
+    if crate::RESERVED_NAMES.contains(&name) {
+        return Err(MetaError::Reserved(name.to_string()));
+    }
+    Ok(())
 }
 
 /// The bounds of the repository names in `namespace`: `ns/` up to `ns0`
@@ -143,6 +153,7 @@ impl Meta {
     // ---- accounts -----------------------------------------------------
 
     pub async fn create_account(&self, a: &Account, event: &AuditEvent) -> Result<()> {
+        reserved(&a.name)?;
         let sql = "INSERT INTO accounts (name, kind, password_hash, admin, owner, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
         let values = vec![
             t(&a.name),
@@ -162,6 +173,7 @@ impl Meta {
     /// [`MetaError::NamespaceInUse`]: whoever creates the organization would
     /// own them. The check and the insert are one statement.
     pub async fn create_org(&self, name: &str, owner: &str, claim: bool, event: &AuditEvent) -> Result<()> {
+        reserved(name)?;
         let now = now_ms();
         let (low, high) = namespace_range(name);
         let mut tx = self.pool.begin().await?;
@@ -199,6 +211,49 @@ impl Meta {
         append(&mut tx, event).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// One page of the repositories `account` may pull from, after `last`:
+    /// public ones, those in its own namespace (a user's), in organizations
+    /// whose owners it is among, and those granted to it or its teams (any
+    /// role includes pull). `everything`: an administrator, or anonymous
+    /// pull allowed everywhere. One query per page, however many
+    /// repositories there are; the caller applies a token's limits.
+    pub async fn readable_repositories(
+        &self,
+        account: Option<&Account>,
+        everything: bool,
+        last: Option<&str>,
+        n: i64,
+    ) -> Result<Vec<String>> {
+        let name = account.map_or("", |a| a.name.as_str());
+        let (low, high) = match account {
+            Some(a) if a.kind == "user" => namespace_range(&a.name),
+            _ => (String::new(), String::new()),
+        };
+        let rows = sqlx::query(
+            "SELECT r.name FROM repositories r
+             WHERE r.name > $1 AND (
+                $2 OR r.visibility = 'public'
+                OR (r.name >= $3 AND r.name < $4)
+                OR EXISTS (SELECT 1 FROM team_members m WHERE m.account = $5 AND m.team = 'owners'
+                           AND r.name >= m.org || '/' AND r.name < m.org || '0')
+                OR EXISTS (SELECT 1 FROM grants g
+                           WHERE (g.repository = r.name
+                                  OR (g.repository IS NULL AND r.name >= g.namespace || '/' AND r.name < g.namespace || '0'))
+                             AND (g.account = $5 OR EXISTS (SELECT 1 FROM team_members t
+                                  WHERE t.org = g.team_org AND t.team = g.team AND t.account = $5))))
+             ORDER BY r.name LIMIT $6",
+        )
+        .bind(last.unwrap_or(""))
+        .bind(everything)
+        .bind(&low)
+        .bind(&high)
+        .bind(name)
+        .bind(n)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
     /// Whether any repository lives in `namespace`.
@@ -239,9 +294,28 @@ impl Meta {
         Ok(row.is_some())
     }
 
+    /// Sets a user's password, dates the change (registry tokens issued
+    /// before it stop working on the management API) and revokes the
+    /// user's refresh tokens: whoever held the old password loses the
+    /// sessions it made.
     pub async fn set_password(&self, name: &str, hash: &str, event: &AuditEvent) -> Result<bool> {
-        let sql = "UPDATE accounts SET password_hash = $1 WHERE name = $2 AND kind = 'user'";
-        Ok(self.write(&[(sql, vec![t(hash), t(name)])], event).await?[0] > 0)
+        let now = Value::Int(Some(now_ms()));
+        let touched = self
+            .write(
+                &[
+                    (
+                        "UPDATE accounts SET password_hash = $1, password_changed_at = $2 WHERE name = $3 AND kind = 'user'",
+                        vec![t(hash), now.clone(), t(name)],
+                    ),
+                    (
+                        "UPDATE api_tokens SET revoked_at = $1 WHERE account = $2 AND kind = 'refresh' AND revoked_at IS NULL",
+                        vec![now, t(name)],
+                    ),
+                ],
+                event,
+            )
+            .await?;
+        Ok(touched[0] > 0)
     }
 
     /// Deletes an account with everything that lives in its namespace: its
@@ -430,10 +504,11 @@ impl Meta {
         row.as_ref().map(token).transpose()
     }
 
-    /// The API tokens of `account` (refresh tokens are not listed).
+    /// The tokens of `account`: API tokens and the OAuth2 refresh tokens
+    /// its logins made, so a user can find and revoke both.
     pub async fn tokens(&self, account: &str) -> Result<Vec<StoredToken>> {
         let rows = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE account = $1 AND kind = 'api' ORDER BY created_at, id"
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE account = $1 ORDER BY created_at, id"
         ))
         .bind(account)
         .fetch_all(&self.pool)

@@ -36,6 +36,11 @@ pub enum MetaError {
     BlobReferenced(String),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    /// Opening the database failed; the message never holds the URL's password.
+    #[error("connecting to {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("{0:?} is a reserved name")]
+    Reserved(String),
     #[error("publishing blob data failed: {0}")]
     Publish(std::io::Error),
     #[error("{0}: already exists")]
@@ -54,6 +59,27 @@ pub type Result<T, E = MetaError> = std::result::Result<T, E>;
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+/// Names no account may take: subjects the server uses itself.
+pub const RESERVED_NAMES: &[&str] = &["anonymous", "system"];
+
+/// The password in `scheme://user:password@host/…`, if any.
+fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let userinfo = rest.split_once('@')?.0;
+    if userinfo.contains('/') {
+        return None;
+    }
+    Some(userinfo.split_once(':')?.1)
+}
+
+/// `url` with its password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url_password(url) {
+        Some(p) if !p.is_empty() => url.replacen(&format!(":{p}@"), ":***@", 1),
+        _ => url.to_string(),
+    }
 }
 
 /// Milliseconds since the Unix epoch; the unit of every timestamp column.
@@ -109,7 +135,26 @@ impl Meta {
 
     /// As [`Meta::connect`], inside one PostgreSQL schema (created if missing),
     /// so tests and tenants can share a database without seeing each other's rows.
+    /// Errors name the URL with its password masked.
     pub async fn connect_in_schema(url: &str, schema: Option<&str>) -> Result<Meta> {
+        let redacted = redact_url(url);
+        let password = url_password(url);
+        Self::open(url, schema).await.map_err(|e| match e {
+            MetaError::UnsupportedUrl(_) => MetaError::UnsupportedUrl(redacted.clone()),
+            other => {
+                let mut message = other.to_string();
+                if let Some(p) = password.filter(|p| !p.is_empty()) {
+                    message = message.replace(p, "***");
+                }
+                MetaError::Connect {
+                    url: redacted.clone(),
+                    message,
+                }
+            }
+        })
+    }
+
+    async fn open(url: &str, schema: Option<&str>) -> Result<Meta> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite

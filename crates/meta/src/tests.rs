@@ -367,6 +367,7 @@ fn user(name: &str) -> Account {
         admin: false,
         owner: None,
         created_at: 0,
+        password_changed_at: None,
     }
 }
 
@@ -673,5 +674,50 @@ async fn scans_queue_claim_finish_and_rematch() {
         assert!(m.scan_on_push("acme/app").await.unwrap(), "{label}: on by default");
         m.set_scan_on_push("acme/app", false, &ev()).await.unwrap();
         assert!(!m.scan_on_push("acme/app").await.unwrap());
+    }
+}
+
+/// Database URLs appear in errors with their password masked.
+#[tokio::test]
+async fn urls_in_errors_hide_their_password() {
+    let table = [
+        (
+            "postgres://app:s3cret@db.example:5432/reg",
+            "postgres://app:***@db.example:5432/reg",
+        ),
+        ("postgres://app@db/reg", "postgres://app@db/reg"),
+        ("sqlite:///srv/p.db", "sqlite:///srv/p.db"),
+        ("mysql://u:pw@h/d", "mysql://u:***@h/d"),
+    ];
+    for (url, shown) in table {
+        assert_eq!(redact_url(url), shown);
+    }
+    let e = Meta::connect("mysql://u:hunter22@h/d").await.err().unwrap().to_string();
+    assert!(!e.contains("hunter22") && e.contains("***"), "{e}");
+    // A URL the driver can't parse: its error must not echo the password.
+    let e = Meta::connect("postgres://u:hunter22@db.example:notaport/d")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(!e.contains("hunter22"), "{e}");
+}
+
+/// Internal subjects can't be account names.
+#[tokio::test]
+async fn reserved_names_are_refused() {
+    for db in backends().await {
+        let m = &db.meta;
+        m.create_account(&user("alice"), &ev()).await.unwrap();
+        for name in crate::RESERVED_NAMES {
+            assert!(matches!(
+                m.create_account(&user(name), &ev()).await,
+                Err(MetaError::Reserved(_))
+            ));
+            assert!(matches!(
+                m.create_org(name, "alice", true, &ev()).await,
+                Err(MetaError::Reserved(_))
+            ));
+        }
     }
 }

@@ -49,6 +49,9 @@ pub struct AccessSettings {
     pub audit_pulls: bool,
     /// Where the token signing keys live.
     pub key_dir: PathBuf,
+    /// Proxies whose `X-Forwarded-For` names the real client (for
+    /// throttling and the audit trail); nobody else's is believed.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl AccessSettings {
@@ -60,7 +63,84 @@ impl AccessSettings {
             token_ttl: Duration::from_secs(300),
             audit_pulls: true,
             key_dir,
+            trusted_proxies: TrustedProxies::default(),
         }
+    }
+}
+
+/// Networks (`10.0.0.0/8`, `::1`, `192.0.2.7`) of reverse proxies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<(std::net::IpAddr, u8)>);
+
+impl std::str::FromStr for TrustedProxies {
+    type Err = String;
+    /// A comma-separated list of addresses or CIDR networks; empty: none.
+    fn from_str(s: &str) -> Result<TrustedProxies, String> {
+        let mut out = Vec::new();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (addr, bits) = item.split_once('/').unwrap_or((item, ""));
+            let addr: std::net::IpAddr = addr
+                .parse()
+                .map_err(|_| format!("{item:?} is not an IP address or network"))?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let bits = if bits.is_empty() {
+                max
+            } else {
+                bits.parse::<u8>()
+                    .ok()
+                    .filter(|b| *b <= max)
+                    .ok_or_else(|| format!("{item:?}: the prefix length must be 0 to {max}"))?
+            };
+            out.push((addr, bits));
+        }
+        Ok(TrustedProxies(out))
+    }
+}
+
+impl TrustedProxies {
+    fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        // An IPv4 peer may arrive as ::ffff:a.b.c.d on a dual-stack socket.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.iter().any(|(net, bits)| match (net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(*bits)).unwrap_or(0);
+                u32::from(*n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(*bits)).unwrap_or(0);
+                u128::from(*n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        })
+    }
+
+    /// The client's address: the peer's, unless the peer is a trusted
+    /// proxy; then the last `X-Forwarded-For` hop that is not one (what
+    /// the first untrusted machine said, which it cannot forge beyond).
+    pub fn client(&self, peer: Option<std::net::IpAddr>, headers: &HeaderMap) -> Option<String> {
+        let peer = peer?;
+        if !self.contains(peer) {
+            return Some(peer.to_string());
+        }
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>();
+        for hop in forwarded.iter().rev() {
+            match hop.parse::<std::net::IpAddr>() {
+                Ok(ip) if self.contains(ip) => continue,
+                Ok(ip) => return Some(ip.to_string()),
+                Err(_) => break,
+            }
+        }
+        Some(peer.to_string())
     }
 }
 
@@ -72,6 +152,9 @@ pub(crate) struct Access {
     /// not on every request that verifies a token.
     keys_checked: Mutex<Instant>,
     pub throttle: Mutex<LoginThrottle>,
+    /// Password hashes computed at once: each argon2id check takes 19 MiB
+    /// and most of a core, so a flood waits here instead of exhausting both.
+    pub hashing: tokio::sync::Semaphore,
     pulls: tokio::sync::mpsc::Sender<AuditEvent>,
 }
 
@@ -84,6 +167,9 @@ impl Access {
             keys_checked: Mutex::new(Instant::now()),
             settings,
             throttle: Mutex::new(LoginThrottle::new(5, Duration::from_secs(60))),
+            hashing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8),
+            ),
             pulls,
         })
     }
@@ -125,10 +211,8 @@ impl Access {
         }
     }
 
-    /// Seconds to wait before `keys` may try to log in again.
-    pub fn throttled(&self, keys: &[String]) -> Option<Duration> {
-        let mut t = self.throttle.lock().expect("not poisoned");
-        keys.iter().filter_map(|k| t.wait(k, Instant::now())).max()
+    pub fn throttle(&self) -> std::sync::MutexGuard<'_, LoginThrottle> {
+        self.throttle.lock().expect("not poisoned")
     }
 }
 
@@ -182,21 +266,52 @@ pub struct Principal {
     pub token_id: Option<String>,
     /// `None`: not limited (a password login).
     pub scopes: Option<Vec<TokenScope>>,
+    /// Set when the caller presented a registry token (JWT): the
+    /// repositories it was issued for. A registry token is a pull/push
+    /// credential that travels with every registry request; it never
+    /// authorizes account, token, namespace or system management.
+    pub registry_access: Option<Vec<TokenScope>>,
 }
 
 impl Principal {
-    fn limit(&self, repo: &str, actions: Actions) -> Actions {
-        match &self.scopes {
-            None => actions,
-            Some(s) => actions.intersect(TokenScope::allowed(s, repo)),
+    /// A password login, or an unscoped (refresh) token.
+    pub(crate) fn full(account: Account, token_id: Option<String>) -> Principal {
+        Principal {
+            account,
+            token_id,
+            scopes: None,
+            registry_access: None,
         }
     }
-    /// Account-wide management needs a password login or an unlimited token.
-    pub(crate) fn unlimited(&self) -> bool {
-        self.scopes
-            .as_ref()
-            .is_none_or(|s| s.iter().any(|s| s.pattern == "*" && s.actions == Actions::ALL))
+
+    fn limit(&self, repo: &str, actions: Actions) -> Actions {
+        [&self.scopes, &self.registry_access]
+            .into_iter()
+            .flatten()
+            .fold(actions, |a, s| a.intersect(TokenScope::allowed(s, repo)))
     }
+    /// Account-wide management needs a password login or an unlimited API
+    /// token, never a registry token.
+    pub(crate) fn unlimited(&self) -> bool {
+        self.registry_access.is_none()
+            && self
+                .scopes
+                .as_ref()
+                .is_none_or(|s| s.iter().any(|s| s.pattern == "*" && s.actions == Actions::ALL))
+    }
+}
+
+/// What a registry token's `access` claim grants, as exact-name scopes.
+fn registry_access(claims: &RegistryClaims) -> Vec<TokenScope> {
+    claims
+        .access
+        .iter()
+        .filter(|a| a.kind == "repository" && a.name.parse::<portcullis_oci::RepositoryName>().is_ok())
+        .map(|a| TokenScope {
+            pattern: a.name.clone(),
+            actions: Actions::parse_list(&a.actions.join(",")).unwrap_or(Actions::NONE),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -229,7 +344,7 @@ impl Actor {
 impl Caller {
     pub fn actor(&self, address: Option<String>) -> Actor {
         let (name, token_id) = match self {
-            Caller::Anonymous => ("anonymous".to_string(), None),
+            Caller::Anonymous => (ANONYMOUS.to_string(), None),
             Caller::Bearer(c) => (c.sub.clone(), c.tid.clone()),
             Caller::Account(p) => (p.account.name.clone(), p.token_id.clone()),
         };
@@ -257,6 +372,10 @@ pub enum Need<'a> {
     System,
 }
 
+/// The subject of registry tokens issued to anonymous callers, and so a
+/// name no account may take.
+pub const ANONYMOUS: &str = "anonymous";
+
 /// The namespace a repository lives in: the part before the first `/`.
 /// A name without one lives in no namespace: only administrators and
 /// explicit grants reach it.
@@ -277,7 +396,15 @@ impl Registry {
             ));
         };
         if let Some(token) = ApiToken::parse(bearer) {
-            return Ok(Caller::Account(self.api_token_principal(&token, None).await?));
+            let p = self.api_token_principal(&token, None).await?;
+            // Only API tokens carry scopes; a refresh token is exchanged at
+            // the token endpoint, never presented as a bearer.
+            if p.scopes.is_none() {
+                return Err(RegistryError::Unauthorized(
+                    "a refresh token is exchanged at the token endpoint, not sent as a bearer".into(),
+                ));
+            }
+            return Ok(Caller::Account(p));
         }
         let claims = self
             .access
@@ -316,6 +443,7 @@ impl Registry {
             account,
             token_id: Some(stored.id),
             scopes: (stored.kind == "api").then_some(scopes),
+            registry_access: None,
         })
     }
 
@@ -324,9 +452,16 @@ impl Registry {
         match caller {
             Caller::Anonymous => Ok(None),
             Caller::Account(p) => Ok(Some(p.clone())),
+            // Anonymous registry tokens name no account.
+            Caller::Bearer(c) if c.sub == ANONYMOUS => Ok(None),
             Caller::Bearer(c) => {
                 let gone = || RegistryError::Unauthorized(format!("account {} no longer exists", c.sub));
                 let account = self.meta.account(&c.sub).await?.ok_or_else(gone)?;
+                if account.password_changed_at.is_some_and(|t| c.iat * 1000 < t) {
+                    return Err(RegistryError::Unauthorized(
+                        "the password changed after this token was issued; log in again".into(),
+                    ));
+                }
                 let scopes = match &c.tid {
                     None => None,
                     Some(tid) => {
@@ -342,6 +477,7 @@ impl Registry {
                     account,
                     token_id: c.tid.clone(),
                     scopes,
+                    registry_access: Some(registry_access(c)),
                 }))
             }
         }

@@ -183,6 +183,7 @@ impl From<MetaError> for RegistryError {
             MetaError::Conflict(_) => RegistryError::Exists(e.to_string()),
             MetaError::Missing(_) => RegistryError::Absent(e.to_string()),
             MetaError::NamespaceInUse(_) => RegistryError::Denied(e.to_string()),
+            MetaError::Reserved(_) => RegistryError::Invalid(e.to_string()),
             other => RegistryError::Internal(other.to_string()),
         }
     }

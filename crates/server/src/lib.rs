@@ -36,13 +36,13 @@ use portcullis_meta::Meta;
 use portcullis_store::BlobStore;
 use tracing::Instrument;
 
-pub use access::{AccessSettings, Anonymous};
+pub use access::{AccessSettings, Anonymous, TrustedProxies};
 pub use api::audit_json;
 pub use error::RegistryError;
 pub use gc::{collect_garbage_logged, GcReport, GcSettings};
 pub use metrics::Metrics;
 pub use scanner::ScanSettings;
-pub use serve::{serve, TlsFiles};
+pub use serve::{serve, ConnectionLimits, TlsFiles};
 
 use access::{Access, Need};
 use portcullis_auth::Actions;
@@ -201,7 +201,12 @@ async fn dispatch(
     if let Err(e) = reg.authorize(&caller, need).await {
         return named(name, Err(e));
     }
-    let actor = caller.actor(token::peer_ip(&peer));
+    let actor = caller.actor(
+        reg.access
+            .settings
+            .trusted_proxies
+            .client(token::peer_ip(&peer), &headers),
+    );
     let query = uri.query().unwrap_or("");
     let head = method == Method::HEAD;
     let r = &reg;

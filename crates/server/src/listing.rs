@@ -84,23 +84,32 @@ pub(crate) async fn tags(reg: &Registry, name: &RepositoryName, query: &str) -> 
     ))
 }
 
-/// The repositories the caller may pull from, paged. A registry token's
-/// own grants name only the repositories it was issued for, so the
-/// catalog asks about its account's live rights instead.
+/// The repositories the caller may pull from, paged: one query per page
+/// decides what the account may read (see `Meta::readable_repositories`),
+/// then a token's scope limits filter it in memory. A registry token's
+/// own grants name only the repositories it was issued for, so the catalog
+/// asks about its account's live rights instead.
 pub(crate) async fn catalog(reg: &Registry, caller: &Caller, query: &str) -> Handled {
     let p = page(query)?;
-    let live = match reg.principal(caller).await? {
-        Some(principal) => Caller::Account(principal),
-        None => Caller::Anonymous,
-    };
+    let principal = reg.principal(caller).await?;
+    let anonymous_pull = reg.access.settings.anonymous != crate::Anonymous::None;
+    let account = principal.as_ref().map(|p| &p.account);
+    let everything = anonymous_pull || account.is_some_and(|a| a.admin);
     let mut rows = Vec::new();
     let mut last = p.last.clone();
     while p.n > 0 && rows.len() <= p.n as usize {
-        let batch = reg.meta.catalog(last.as_deref(), p.n + 1).await?;
+        let batch = reg
+            .meta
+            .readable_repositories(account, everything, last.as_deref(), p.n + 1)
+            .await?;
         let exhausted = batch.len() <= p.n as usize;
         last = batch.last().cloned();
         for name in batch {
-            if rows.len() <= p.n as usize && reg.permitted(&live, &name).await?.contains(Actions::PULL) {
+            let limited = principal
+                .as_ref()
+                .and_then(|p| p.scopes.as_ref())
+                .is_some_and(|s| !portcullis_auth::TokenScope::allowed(s, &name).contains(Actions::PULL));
+            if rows.len() <= p.n as usize && !limited {
                 rows.push(name);
             }
         }

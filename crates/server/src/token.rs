@@ -13,15 +13,23 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use base64::Engine;
-use portcullis_auth::{password, AccessEntry, Actions, ApiToken, RegistryClaims, Scope};
+use portcullis_auth::{password, AccessEntry, Actions, ApiToken, Attempt, RegistryClaims, Scope};
 use portcullis_meta::{now_ms, AuditEvent};
 use serde_json::json;
 
 use crate::access::{Caller, Principal};
 use crate::{header_str, Registry, RegistryError};
 
-/// How long an OAuth2 refresh token lives.
+/// How long an OAuth2 refresh token lives, from the password login that
+/// made it: using it never extends it, and it never makes another.
 const REFRESH_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
+/// The longest user name read (account names are at most 64 bytes,
+/// service accounts `ns+name` at most 129).
+pub(crate) const MAX_USERNAME: usize = 256;
+/// The longest password or token read.
+pub(crate) const MAX_SECRET: usize = 1024;
+/// Scopes one token request may ask for (clients ask for a handful).
+const MAX_SCOPES: usize = 64;
 
 /// A hash to verify against when the account does not exist, so a missing
 /// account takes as long to refuse as a wrong password.
@@ -32,8 +40,8 @@ fn dummy_hash() -> &'static str {
 
 pub(crate) type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
 
-pub(crate) fn peer_ip(peer: &Peer) -> Option<String> {
-    peer.as_ref().map(|Extension(ConnectInfo(a))| a.ip().to_string())
+pub(crate) fn peer_ip(peer: &Peer) -> Option<std::net::IpAddr> {
+    peer.as_ref().map(|Extension(ConnectInfo(a))| a.ip())
 }
 
 struct Request {
@@ -57,16 +65,22 @@ fn parse_request(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -
             .collect()
     };
     let get = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-    let scopes = pairs
+    let mut scopes: Vec<String> = Vec::new();
+    for s in pairs
         .iter()
         .filter(|(k, _)| k == "scope")
-        .flat_map(|(_, v)| {
-            v.split(' ')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+        .flat_map(|(_, v)| v.split(' '))
+        .filter(|s| !s.is_empty())
+    {
+        if !scopes.iter().any(|x| x == s) {
+            if scopes.len() == MAX_SCOPES {
+                return Err(RegistryError::Invalid(format!(
+                    "at most {MAX_SCOPES} distinct scopes per token request"
+                )));
+            }
+            scopes.push(s.to_string());
+        }
+    }
     let credentials = match get("grant_type").as_deref() {
         Some("password") => Credentials::Password {
             user: get("username").ok_or_else(|| RegistryError::Invalid("username is required".into()))?,
@@ -82,6 +96,11 @@ fn parse_request(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -
         },
     };
     let offline = get("offline_token").as_deref() == Some("true") || get("access_type").as_deref() == Some("offline");
+    match &credentials {
+        Credentials::Password { user, secret } => check_sizes(user, secret)?,
+        Credentials::Refresh(t) => check_sizes("", t)?,
+        Credentials::None => {}
+    }
     Ok(Request {
         scopes,
         offline,
@@ -89,12 +108,32 @@ fn parse_request(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -
     })
 }
 
-fn basic(headers: &HeaderMap) -> Result<Option<(String, String)>, RegistryError> {
+/// Refuses credentials longer than any real one, before they are hashed,
+/// throttled by or written to the audit trail.
+pub(crate) fn check_sizes(user: &str, secret: &str) -> Result<(), RegistryError> {
+    if user.len() > MAX_USERNAME {
+        return Err(RegistryError::Invalid(format!(
+            "user names are at most {MAX_USERNAME} bytes"
+        )));
+    }
+    if secret.len() > MAX_SECRET {
+        return Err(RegistryError::Invalid(format!(
+            "passwords and tokens are at most {MAX_SECRET} bytes"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn basic(headers: &HeaderMap) -> Result<Option<(String, String)>, RegistryError> {
     let Some(v) = header_str(headers, "authorization") else {
         return Ok(None);
     };
     let bad = || RegistryError::Unauthorized("malformed Basic credentials".into());
     let b64 = v.strip_prefix("Basic ").ok_or_else(bad)?;
+    // Base64 of the longest name and secret, and a little.
+    if b64.len() > (MAX_USERNAME + MAX_SECRET) * 4 / 3 + 8 {
+        return Err(RegistryError::Invalid("Basic credentials are too long".into()));
+    }
     let raw = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .map_err(|_| bad())?;
@@ -111,7 +150,7 @@ pub(crate) async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let addr = peer_ip(&peer);
+    let addr = reg.access.settings.trusted_proxies.client(peer_ip(&peer), &headers);
     match issue(&reg, addr, &method, &uri, &headers, &body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -176,7 +215,7 @@ async fn issue(
         iss: keys.issuer().to_string(),
         sub: principal
             .as_ref()
-            .map_or_else(|| "anonymous".into(), |p| p.account.name.clone()),
+            .map_or_else(|| crate::access::ANONYMOUS.into(), |p| p.account.name.clone()),
         aud: reg.access.settings.service.clone(),
         exp: now + ttl,
         nbf: now - 1,
@@ -187,8 +226,10 @@ async fn issue(
     };
     let jwt = keys.sign(&claims).map_err(|e| RegistryError::Internal(e.to_string()))?;
     let mut body = json!({"token": jwt, "access_token": jwt, "expires_in": ttl});
+    // Only a password login makes a refresh token: a refresh token (even
+    // one sent as a password) or an API token never makes another.
     if let (true, Some(p), Credentials::Password { .. }) = (req.offline, &principal, &req.credentials) {
-        if p.scopes.is_none() {
+        if p.token_id.is_none() {
             body["refresh_token"] = json!(refresh_token(reg, p, addr).await?);
         }
     }
@@ -207,22 +248,42 @@ async fn refresh_token(reg: &Registry, p: &Principal, addr: Option<String>) -> R
     Ok(t.reveal())
 }
 
-/// Checks a password or API token for `user`, throttled per account and
-/// per address; every attempt is audited.
-async fn login(reg: &Registry, user: &str, secret: &str, addr: Option<String>) -> Result<Principal, RegistryError> {
-    let keys = [
-        format!("account:{user}"),
-        format!("address:{}", addr.as_deref().unwrap_or("?")),
-    ];
+/// Checks a password or API token for `user`; every attempt is audited
+/// (a lockout's repeated refusals as one record and a count).
+///
+/// API tokens are checked first and apart: they are unguessable and cheap
+/// to check, so they are throttled only by failed *token* attempts from the
+/// address, and someone guessing a CI account's password cannot lock its
+/// token out. Passwords are throttled per account and per address, the
+/// attempt counted before the slow hash runs, and hashes run a few at a time.
+pub(crate) async fn login(
+    reg: &Registry,
+    user: &str,
+    secret: &str,
+    addr: Option<String>,
+) -> Result<Principal, RegistryError> {
+    check_sizes(user, secret)?;
     let mut ev = AuditEvent::ok(user, "login");
     ev.address = addr.clone();
-    if let Some(wait) = reg.access.throttled(&keys) {
-        ev.result = "denied".into();
-        ev.detail = Some("throttled".into());
-        reg.meta.audit(&[ev]).await?;
+    let address = addr.as_deref().unwrap_or("?");
+    let token = ApiToken::parse(secret);
+    let keys: Vec<String> = match &token {
+        Some(_) => vec![format!("token-address:{address}")],
+        None => vec![format!("account:{user}"), format!("address:{address}")],
+    };
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let attempt = reg.access.throttle().begin(&key_refs, started);
+    if let Attempt::Throttled { wait, first } = attempt {
+        if first {
+            ev.result = "denied".into();
+            ev.detail =
+                Some("throttled; further attempts until the lockout ends are counted, not recorded one by one".into());
+            reg.meta.audit(&[ev]).await?;
+        }
         return Err(RegistryError::TooManyRequests(wait.as_secs().max(1)));
     }
-    let outcome: Result<Principal, &str> = if let Some(tk) = ApiToken::parse(secret) {
+    let outcome: Result<Principal, &str> = if let Some(tk) = token {
         ev.token_id = Some(tk.id.clone());
         reg.api_token_principal(&tk, Some(user))
             .await
@@ -234,34 +295,43 @@ async fn login(reg: &Registry, user: &str, secret: &str, addr: Option<String>) -
             .and_then(|a| a.password_hash.clone())
             .unwrap_or_else(|| dummy_hash().to_string());
         let pw = secret.to_string();
-        let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &hash))
-            .await
-            .unwrap_or(false);
+        let ok = {
+            let _permit = reg.access.hashing.acquire().await.expect("never closed");
+            tokio::task::spawn_blocking(move || password::verify(&pw, &hash))
+                .await
+                .unwrap_or(false)
+        };
         match (ok, account) {
-            (true, Some(account)) => Ok(Principal {
-                account,
-                token_id: None,
-                scopes: None,
-            }),
+            (true, Some(account)) => Ok(Principal::full(account, None)),
             _ => Err("wrong user name or password"),
         }
     };
-    let throttle = || reg.access.throttle.lock().expect("not poisoned");
+    let refused = {
+        let mut t = reg.access.throttle();
+        if outcome.is_ok() {
+            // The account's count resets; the address only gets this
+            // attempt back, so it stays counted for other accounts it guesses.
+            if keys.len() == 2 {
+                t.succeeded(&keys[0]);
+            }
+            t.release(keys.last().expect("a key"), started);
+        }
+        keys.iter().map(|k| t.take_refused(k)).max().unwrap_or(0)
+    };
+    let mut notes: Vec<String> = Vec::new();
+    if refused > 0 {
+        notes.push(format!("{refused} attempts refused while throttled before this one"));
+    }
     match outcome {
         Ok(p) => {
-            // Only the account's count resets: one good login must not
-            // clear an address that is guessing other accounts.
-            throttle().succeeded(&keys[0]);
+            ev.detail = (!notes.is_empty()).then(|| notes.join("; "));
             reg.meta.audit(&[ev]).await?;
             Ok(p)
         }
         Err(why) => {
-            let now = Instant::now();
-            for k in &keys {
-                throttle().failed(k, now);
-            }
+            notes.insert(0, why.to_string());
             ev.result = "failed".into();
-            ev.detail = Some(why.into());
+            ev.detail = Some(notes.join("; "));
             reg.meta.audit(&[ev]).await?;
             Err(RegistryError::Unauthorized(why.into()))
         }

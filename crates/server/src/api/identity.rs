@@ -113,6 +113,7 @@ pub(crate) async fn user_create(State(reg): State<Arc<Registry>>, who: Who, body
         admin: u.admin,
         owner: None,
         created_at: now_ms(),
+        password_changed_at: None,
     };
     let ev = who
         .actor
@@ -138,6 +139,9 @@ pub(crate) async fn user_delete(State(reg): State<Arc<Registry>>, who: Who, Path
 #[derive(Deserialize)]
 pub(crate) struct NewPassword {
     password: String,
+    /// The current password: needed unless a system administrator sets
+    /// someone else's.
+    old_password: Option<String>,
 }
 
 pub(crate) async fn user_password(
@@ -149,6 +153,24 @@ pub(crate) async fn user_password(
     who.need(&reg, Need::Account(&name)).await?;
     let p: NewPassword = json_body(&body)?;
     check_password(&p.password)?;
+    let by_admin = match &who.caller {
+        crate::access::Caller::Account(me) => me.account.admin && me.account.name != name,
+        _ => false,
+    };
+    if !by_admin {
+        // Checked as a login: throttled, audited, and a token is no password.
+        let old = p
+            .old_password
+            .as_deref()
+            .filter(|o| ApiToken::parse(o).is_none())
+            .ok_or_else(|| RegistryError::Denied("changing a password needs the current one (old_password)".into()))?;
+        crate::token::login(&reg, &name, old, who.actor.address.clone())
+            .await
+            .map_err(|e| match e {
+                RegistryError::Unauthorized(_) => RegistryError::Denied("old_password is wrong".into()),
+                other => other,
+            })?;
+    }
     let hash = hash_password(p.password).await?;
     let ev = who.actor.event("user.password").detail(name.clone());
     done(
@@ -393,6 +415,7 @@ pub(crate) async fn service_account_create(
         admin: false,
         owner: Some(ns.clone()),
         created_at: now_ms(),
+        password_changed_at: None,
     };
     let ev = who.actor.event("service_account.create").detail(account.name.clone());
     reg.meta.create_account(&account, &ev).await?;
@@ -445,7 +468,7 @@ pub(crate) struct NewToken {
 
 fn token_json(t: &StoredToken) -> serde_json::Value {
     json!({
-        "id": t.id, "account": t.account, "name": t.name, "scopes": t.scopes.split_whitespace().collect::<Vec<_>>(),
+        "id": t.id, "account": t.account, "name": t.name, "kind": t.kind, "scopes": t.scopes.split_whitespace().collect::<Vec<_>>(),
         "created_at": t.created_at, "expires_at": t.expires_at, "last_used_at": t.last_used_at,
         "revoked_at": t.revoked_at,
     })

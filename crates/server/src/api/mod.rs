@@ -144,16 +144,24 @@ pub(crate) struct Who {
 impl FromRequestParts<Arc<Registry>> for Who {
     type Rejection = RegistryError;
     async fn from_request_parts(parts: &mut Parts, reg: &Arc<Registry>) -> Result<Who, RegistryError> {
-        // Management decisions are always live: a registry token's own
-        // grants name only the repositories it was issued for.
-        let caller = match reg.principal(&reg.authenticate(&parts.headers).await?).await? {
-            Some(p) => Caller::Account(p),
-            None => Caller::Anonymous,
-        };
-        let addr = parts
+        let peer = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
+            .map(|c| c.0.ip());
+        let addr = reg.access.settings.trusted_proxies.client(peer, &parts.headers);
+        // A password (Basic) logs in like the token endpoint does: throttled
+        // and audited. Bearer credentials are API tokens, or registry tokens
+        // limited to their repositories (see `Principal::registry_access`).
+        let basic = crate::header_str(&parts.headers, "authorization").is_some_and(|v| v.starts_with("Basic "));
+        let principal = match basic
+            .then(|| crate::token::basic(&parts.headers))
+            .transpose()?
+            .flatten()
+        {
+            Some((user, password)) => Some(crate::token::login(reg, &user, &password, addr.clone()).await?),
+            None => reg.principal(&reg.authenticate(&parts.headers).await?).await?,
+        };
+        let caller = principal.map_or(Caller::Anonymous, Caller::Account);
         let actor = caller.actor(addr);
         Ok(Who { caller, actor })
     }

@@ -64,6 +64,7 @@ fn record_json(digest: &str, r: Option<&ScanRecord>) -> serde_json::Value {
             "summary": counts_json(r.counts.map(|n| n as usize)),
             "requested_at": r.requested_at,
             "finished_at": r.finished_at,
+            "attempts": r.attempts,
         }),
     }
 }
