@@ -7,7 +7,7 @@ use std::io::{self, Read};
 use anyhow::{anyhow, bail, Context};
 use futures_util::TryStreamExt;
 use portcullis_oci::{media_type, Digest, Manifest, Platform, MAX_MANIFEST_BYTES};
-use portcullis_scan::layer::{read_layer, LayerFacts, Limits};
+use portcullis_scan::layer::LayerError;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 use tokio::sync::Mutex;
@@ -202,7 +202,12 @@ impl RegistryClient {
         Ok((digest.to_string(), manifest, chosen))
     }
 
-    pub async fn layer_facts(&self, digest: &str, limits: Limits) -> anyhow::Result<LayerFacts> {
+    /// Streams a layer blob through `parse`, checking it against its digest.
+    pub async fn read_layer<T: Send + 'static>(
+        &self,
+        digest: &str,
+        parse: impl FnOnce(&mut dyn Read) -> Result<T, LayerError> + Send + 'static,
+    ) -> anyhow::Result<T> {
         let wanted: Digest = digest.parse()?;
         let resp = self.get(&format!("blobs/{digest}"), None).await?;
         let stream = resp.bytes_stream().map_err(io_other);
@@ -213,12 +218,12 @@ impl RegistryClient {
                 inner: reader,
                 hasher: wanted.algorithm().hasher(),
             };
-            let facts = read_layer(&mut hashing, &limits).with_context(|| format!("layer {digest}"))?;
+            let parsed = parse(&mut hashing).with_context(|| format!("layer {digest}"))?;
             // The tar may end before the blob does (padding): hash it all.
             io::copy(&mut hashing, &mut io::sink())?;
             let actual = hashing.hasher.finish();
             anyhow::ensure!(actual == wanted, "layer {digest} arrived with digest {actual}");
-            Ok(facts)
+            Ok(parsed)
         })
         .await?
     }

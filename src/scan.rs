@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context};
 use futures_util::{StreamExt, TryStreamExt};
 use portcullis_oci::Platform;
+use portcullis_scan::layer::links::LinkResolver;
 use portcullis_scan::layer::{merge, Component, ImageFacts, LayerFacts};
 use portcullis_scan::matching::{match_image, Finding, VulnIndex};
 use portcullis_scan::os_release::OsRelease;
@@ -98,11 +99,19 @@ pub async fn run(settings: &Settings, args: ScanArgs) -> anyhow::Result<bool> {
         .with_context(|| format!("resolving {}", args.target))?;
     let limits = settings.scan_limits();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let facts: Vec<LayerFacts> = futures_util::stream::iter(&image.layers)
+    let mut facts: Vec<LayerFacts> = futures_util::stream::iter(&image.layers)
         .map(|layer| layer.facts(limits))
         .buffered(workers)
         .try_collect()
         .await?;
+    // Package databases that are links: their targets, read where they are.
+    let refs: Vec<&LayerFacts> = facts.iter().collect();
+    let mut links = LinkResolver::new(&refs);
+    while let Some((look, wanted)) = links.next_read() {
+        let found = image.layers[look].files(limits, wanted).await?;
+        links.found(look, &facts[look], &found);
+    }
+    links.finish(&mut facts, &limits);
     let merged = merge(image.layers.iter().map(|l| l.digest.as_str()).zip(&facts));
     let (database, findings) = match index.await?? {
         Some((status, index)) => (

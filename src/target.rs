@@ -5,7 +5,7 @@
 //! Resolving a target reads only small JSON documents; layers are opened
 //! one at a time, streaming, when the scanner asks for them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use portcullis_oci::{index_entries, media_type, Digest, Manifest, Platform};
-use portcullis_scan::layer::{read_layer, LayerFacts, Limits};
+use portcullis_scan::layer::links::Found;
+use portcullis_scan::layer::{read_files, read_layer, LayerError, LayerFacts, Limits};
 
 use crate::registry_client::RegistryClient;
 
@@ -136,13 +137,25 @@ impl Layer {
     /// Reads the layer into its facts, off the async threads. Registry
     /// layers are checked against their digest as they stream by.
     pub async fn facts(&self, limits: Limits) -> anyhow::Result<LayerFacts> {
+        self.read(move |r| read_layer(r, &limits)).await
+    }
+
+    /// The files at `wanted` paths (for following linked package databases).
+    pub async fn files(&self, limits: Limits, wanted: BTreeSet<String>) -> anyhow::Result<BTreeMap<String, Found>> {
+        self.read(move |r| read_files(r, &wanted, &limits)).await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        parse: impl FnOnce(&mut dyn Read) -> Result<T, LayerError> + Send + 'static,
+    ) -> anyhow::Result<T> {
         let digest = self.digest.clone();
         match &self.source {
             LayerSource::File(path) => {
                 let path = path.clone();
                 tokio::task::spawn_blocking(move || {
-                    let file = File::open(&path).with_context(|| format!("opening layer {}", path.display()))?;
-                    read_layer(file, &limits).with_context(|| format!("layer {digest}"))
+                    let mut file = File::open(&path).with_context(|| format!("opening layer {}", path.display()))?;
+                    parse(&mut file).with_context(|| format!("layer {digest}"))
                 })
                 .await?
             }
@@ -151,11 +164,11 @@ impl Layer {
                 tokio::task::spawn_blocking(move || {
                     let mut file = File::open(&path)?;
                     file.seek(SeekFrom::Start(offset))?;
-                    read_layer(file.take(size), &limits).with_context(|| format!("layer {digest}"))
+                    parse(&mut file.take(size)).with_context(|| format!("layer {digest}"))
                 })
                 .await?
             }
-            LayerSource::Remote(client) => client.layer_facts(&digest, limits).await,
+            LayerSource::Remote(client) => client.read_layer(&digest, parse).await,
         }
     }
 }

@@ -774,3 +774,79 @@ async fn a_hostile_rpmdb_fails_its_scan_and_the_server_survives_restarts() {
         assert_eq!(r.status(), 200);
     }
 }
+
+/// Low 10: a package database hidden behind a link (here a symlink to a
+/// file in the layer below, and a hard link within a layer) is still
+/// found, so an image cannot hide its packages from the scanner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn package_databases_behind_links_are_scanned() {
+    fn with_link(file: Option<(&str, &[u8])>, link: (&str, &str), hard: bool) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        if let Some((path, data)) = file {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, path, data).unwrap();
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_size(0);
+        h.set_mode(0o777);
+        h.set_entry_type(if hard {
+            tar::EntryType::Link
+        } else {
+            tar::EntryType::Symlink
+        });
+        b.append_link(&mut h, link.0, link.1).unwrap();
+        gzip(&b.into_inner().unwrap())
+    }
+    let status = |name: &str| format!("Package: {name}\nStatus: install ok installed\nVersion: 1.0-1\n").into_bytes();
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let lower = gzip(&tar_of(&[("opt/.cache/s", &status("hidden-below"))]));
+        let upper = with_link(None, ("var/lib/dpkg/status", "../../../opt/.cache/s"), false);
+        let python = with_link(
+            Some(("opt/m", b"Metadata-Version: 2.1\nName: hidden-py\nVersion: 2.0\n")),
+            (
+                "usr/lib/python3/dist-packages/hidden_py-2.0.dist-info/METADATA",
+                "opt/m",
+            ),
+            true,
+        );
+        let (image, _) = s
+            .push_image(
+                "acme/hiding",
+                "1",
+                b"{\"hiding\":1}",
+                &[lower.as_slice(), upper.as_slice(), python.as_slice()],
+            )
+            .await;
+        let path = format!("/api/v1/scans/{image}?repository=acme/hiding");
+        let mut done = false;
+        for _ in 0..600 {
+            let (_, v) = call(&s, Method::GET, &path, json!(null)).await;
+            if v["status"] == "done" {
+                done = true;
+                break;
+            }
+            assert_ne!(v["status"], "failed", "{v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(done, "the scan did not finish within 30 s");
+        let (_, v) = call(
+            &s,
+            Method::GET,
+            &format!("/api/v1/scans/{image}/components?repository=acme/hiding"),
+            json!(null),
+        )
+        .await;
+        let mut names: Vec<&str> = v["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["hidden-below", "hidden-py"], "{}: {v}", s.label());
+    }
+}

@@ -104,12 +104,13 @@ impl LoginThrottle {
             let window = self.window;
             self.entries
                 .retain(|_, e| e.failures.back().is_some_and(|t| now.duration_since(*t) < window));
-            // A flood of live keys: forget some rather than grow.
-            while self.entries.len() >= MAX_KEYS {
-                let Some(victim) = self.entries.keys().next().cloned() else {
-                    break;
-                };
-                self.entries.remove(&victim);
+            // A flood of live keys: forget a tenth of them rather than grow,
+            // so the sweep runs once per thousands of new keys, not per key.
+            if self.entries.len() >= MAX_KEYS {
+                let victims: Vec<String> = self.entries.keys().take(MAX_KEYS / 10).cloned().collect();
+                for v in victims {
+                    self.entries.remove(&v);
+                }
             }
         }
         let e = self.entries.entry(key.to_string()).or_default();

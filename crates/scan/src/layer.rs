@@ -14,6 +14,8 @@ use thiserror::Error;
 use crate::os_release::{self, OsRelease};
 use crate::{apk, binary, decompress, dpkg, java, npm, python, rpm, Package, Parsed};
 
+pub mod links;
+
 #[derive(Debug, Error)]
 pub enum LayerError {
     #[error("layer expands past the limit of {0} bytes (a compression bomb, or raise the limit)")]
@@ -47,7 +49,7 @@ impl Default for Limits {
 /// paths it was found at so later layers can replace or delete it.
 /// The reader's version: cached facts from an older reader (which knew
 /// fewer kinds of files) are read again rather than trusted.
-pub const FACTS_VERSION: u32 = 4;
+pub const FACTS_VERSION: u32 = 5;
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LayerFacts {
@@ -69,6 +71,11 @@ pub struct LayerFacts {
     pub whiteouts: Vec<String>,
     /// Directories whose lower-layer contents are hidden (`.wh..wh..opq`).
     pub opaque_dirs: Vec<String>,
+    /// Package databases that are hard links or symbolic links, by path,
+    /// with the path they point to (root-relative). Their bytes are
+    /// elsewhere, maybe in a lower layer: [`links::LinkResolver`] finds them.
+    #[serde(default)]
+    pub links: BTreeMap<String, String>,
     pub warnings: Vec<String>,
 }
 
@@ -97,9 +104,9 @@ fn interesting(path: &str) -> bool {
 /// The largest GNU long name or PAX header read (real ones are bytes).
 const MAX_EXTENSION_HEADER: u64 = 1 << 20;
 
-/// The `path` record of PAX extended header data: `<len> path=<value>\n`
-/// records, `len` counting the whole record.
-fn pax_path(data: &[u8]) -> Option<Vec<u8>> {
+/// A record of PAX extended header data (`key` is `path=` or `linkpath=`):
+/// `<len> key=<value>\n` records, `len` counting the whole record.
+fn pax_record(data: &[u8], key: &[u8]) -> Option<Vec<u8>> {
     let mut rest = data;
     while !rest.is_empty() {
         let space = rest.iter().position(|b| *b == b' ')?;
@@ -109,7 +116,7 @@ fn pax_path(data: &[u8]) -> Option<Vec<u8>> {
         }
         let record = &rest[space + 1..len];
         let record = record.strip_suffix(b"\n").unwrap_or(record);
-        if let Some(value) = record.strip_prefix(b"path=") {
+        if let Some(value) = record.strip_prefix(key) {
             return Some(value.to_vec());
         }
         rest = &rest[len..];
@@ -131,31 +138,26 @@ fn normalize(raw: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-/// Reads a layer blob (gzip, zstd or plain tar) into its facts.
-pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, LayerError> {
-    let bounded = decompress::open(blob, limits.max_layer_bytes).map_err(|e| LayerError::Corrupt(e.to_string()))?;
-    let mut archive = tar::Archive::new(bounded);
-    let mut facts = LayerFacts {
-        version: FACTS_VERSION,
-        ..LayerFacts::default()
-    };
-    let fail = |e: io::Error| -> LayerError {
-        if decompress::is_limit(&e) {
-            LayerError::TooLarge(limits.max_layer_bytes)
-        } else {
-            LayerError::Corrupt(e.to_string())
-        }
-    };
-    let mut count = 0u64;
-    // Raw entries: the tar crate would read GNU long names and PAX headers
-    // into memory whatever their size; here they are bounded first.
-    let mut long_path: Option<Vec<u8>> = None;
-    for entry in archive.entries().map_err(fail)?.raw(true) {
-        let mut entry = entry.map_err(fail)?;
-        count += 1;
-        if count > limits.max_entries {
-            return Err(LayerError::TooManyEntries(limits.max_entries));
-        }
+/// What the raw tar walk makes of one entry.
+enum Named {
+    /// A GNU long name or PAX header, applied to the next entry.
+    Extension,
+    Path(String),
+    /// A path that climbs out of the root, as written.
+    Outside(String),
+}
+
+/// Entry names in raw mode: the tar crate would read GNU long names and
+/// PAX headers into memory whatever their size; here they are bounded
+/// first and applied to the entry that follows.
+#[derive(Default)]
+struct Names {
+    long_path: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+}
+
+impl Names {
+    fn next<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> io::Result<Named> {
         let kind = entry.header().entry_type();
         if kind.is_gnu_longname()
             || kind.is_gnu_longlink()
@@ -164,30 +166,125 @@ pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, Layer
         {
             let size = entry.header().size().unwrap_or(u64::MAX);
             if size > MAX_EXTENSION_HEADER {
-                return Err(LayerError::Corrupt(format!(
-                    "a tar extension header of {size} bytes (the limit is {MAX_EXTENSION_HEADER})"
-                )));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a tar extension header of {size} bytes (the limit is {MAX_EXTENSION_HEADER})"),
+                ));
             }
             let mut data = Vec::with_capacity(size as usize);
-            entry.read_to_end(&mut data).map_err(fail)?;
+            entry.read_to_end(&mut data)?;
+            let name = || data.split(|b| *b == 0).next().unwrap_or_default().to_vec();
             if kind.is_gnu_longname() {
-                long_path = Some(data.split(|b| *b == 0).next().unwrap_or_default().to_vec());
+                self.long_path = Some(name());
+            } else if kind.is_gnu_longlink() {
+                self.long_link = Some(name());
             } else if kind.is_pax_local_extensions() {
-                if let Some(p) = pax_path(&data) {
-                    long_path = Some(p);
+                if let Some(p) = pax_record(&data, b"path=") {
+                    self.long_path = Some(p);
+                }
+                if let Some(p) = pax_record(&data, b"linkpath=") {
+                    self.long_link = Some(p);
                 }
             }
-            continue;
+            return Ok(Named::Extension);
         }
-        let raw = match long_path.take() {
+        let raw = match self.long_path.take() {
             Some(p) => String::from_utf8_lossy(&p).into_owned(),
             None => String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
         };
-        let Some(path) = normalize(&raw) else {
-            facts
-                .warnings
-                .push(format!("skipped {raw:?}: the path leaves the image root"));
+        Ok(match normalize(&raw) {
+            Some(path) => Named::Path(path),
+            None => Named::Outside(raw),
+        })
+    }
+
+    /// Where a hard or symbolic link at `path` points, root-relative.
+    fn link_target<R: Read>(&mut self, entry: &tar::Entry<'_, R>, path: &str) -> Option<String> {
+        let kind = entry.header().entry_type();
+        let name = match self.long_link.take() {
+            Some(l) => l,
+            None => entry.link_name_bytes()?.into_owned(),
+        };
+        let name = String::from_utf8_lossy(&name);
+        if kind.is_hard_link() || name.starts_with('/') {
+            // Hard links name a path in the archive, from its root.
+            return Some(links::resolve("", &name));
+        }
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        Some(links::resolve(dir, &name))
+    }
+}
+
+/// The decompressed layer stream the walk reads (its type is the
+/// decompressor's, chosen by the bytes; one virtual call per read).
+type LayerStream<'a> = Box<dyn Read + 'a>;
+
+/// Walks a layer's entries with their normalized names, bounded.
+fn walk<'a, R: Read + 'a>(
+    blob: R,
+    limits: &Limits,
+    mut visit: impl FnMut(Named, &mut Names, &mut tar::Entry<'_, LayerStream<'a>>) -> io::Result<()>,
+) -> Result<(), LayerError> {
+    let bounded = decompress::open(blob, limits.max_layer_bytes).map_err(|e| LayerError::Corrupt(e.to_string()))?;
+    let mut archive = tar::Archive::new(Box::new(bounded) as LayerStream<'a>);
+    let fail = |e: io::Error| -> LayerError {
+        if decompress::is_limit(&e) {
+            LayerError::TooLarge(limits.max_layer_bytes)
+        } else {
+            LayerError::Corrupt(e.to_string())
+        }
+    };
+    let mut count = 0u64;
+    let mut names = Names::default();
+    for entry in archive.entries().map_err(fail)?.raw(true) {
+        let mut entry = entry.map_err(fail)?;
+        count += 1;
+        if count > limits.max_entries {
+            return Err(LayerError::TooManyEntries(limits.max_entries));
+        }
+        let named = names.next(&mut entry).map_err(fail)?;
+        if matches!(named, Named::Extension) {
             continue;
+        }
+        visit(named, &mut names, &mut entry).map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// Reads a file of at most `limit` bytes from an entry; `None` (with a
+/// warning) when it is larger.
+fn read_bounded<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    path: &str,
+    limit: u64,
+    warnings: &mut Vec<String>,
+) -> io::Result<Option<Vec<u8>>> {
+    let size = entry.header().size().unwrap_or(u64::MAX);
+    if size > limit {
+        warnings.push(format!("skipped {path}: {size} bytes is over the {limit} byte limit"));
+        return Ok(None);
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    entry.by_ref().take(limit + 1).read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
+}
+
+/// Reads a layer blob (gzip, zstd or plain tar) into its facts.
+pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, LayerError> {
+    let mut facts = LayerFacts {
+        version: FACTS_VERSION,
+        ..LayerFacts::default()
+    };
+    walk(blob, limits, |named, names, entry| {
+        let path = match named {
+            Named::Path(p) => p,
+            Named::Outside(raw) => {
+                facts
+                    .warnings
+                    .push(format!("skipped {raw:?}: the path leaves the image root"));
+                return Ok(());
+            }
+            Named::Extension => return Ok(()),
         };
         let (dir, base) = match path.rsplit_once('/') {
             Some((d, b)) => (d.to_string(), b),
@@ -195,7 +292,7 @@ pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, Layer
         };
         if base == ".wh..wh..opq" {
             facts.opaque_dirs.push(dir);
-            continue;
+            return Ok(());
         }
         if let Some(deleted) = base.strip_prefix(".wh.") {
             facts.whiteouts.push(if dir.is_empty() {
@@ -203,80 +300,114 @@ pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, Layer
             } else {
                 format!("{dir}/{deleted}")
             });
-            continue;
+            return Ok(());
         }
-        let is_file = entry.header().entry_type().is_file();
+        let kind = entry.header().entry_type();
+        if (kind.is_symlink() || kind.is_hard_link()) && interesting(&path) {
+            // A package database that lives elsewhere: found later, in the layer set.
+            if let Some(target) = names.link_target(entry, &path) {
+                facts.package_dbs.remove(&path);
+                facts.links.insert(path, target);
+            }
+            return Ok(());
+        }
+        let is_file = kind.is_file();
         let executable = is_file && entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
         if executable && !interesting(&path) {
-            read_executable(&mut entry, path, limits, &mut facts).map_err(fail)?;
-            continue;
+            return read_executable(entry, path, limits, &mut facts);
         }
         if is_file && rpm::LEGACY_PATHS.contains(&path.as_str()) {
             facts.warnings.push(format!(
                 "{path}: an rpm Berkeley DB or NDB database, which is not read yet (rpmdb.sqlite is)"
             ));
-            continue;
+            return Ok(());
         }
         if !is_file || !interesting(&path) {
-            continue;
+            return Ok(());
         }
-        let size = entry.header().size().unwrap_or(u64::MAX);
-        if size > limits.max_file_bytes {
-            facts.warnings.push(format!(
-                "skipped {path}: {size} bytes is over the {} byte limit",
-                limits.max_file_bytes
-            ));
-            continue;
+        facts.links.remove(&path);
+        if let Some(bytes) = read_bounded(entry, &path, limits.max_file_bytes, &mut facts.warnings)? {
+            interpret(path, &bytes, limits, &mut facts);
         }
-        let mut bytes = Vec::with_capacity(size as usize);
-        entry
-            .by_ref()
-            .take(limits.max_file_bytes + 1)
-            .read_to_end(&mut bytes)
-            .map_err(fail)?;
-        if rpm::SQLITE_PATHS.contains(&path.as_str()) {
-            facts.package_dbs.insert(path, rpm::parse_sqlite(&bytes));
-            continue;
-        }
-        if java::is_archive_path(&path) {
-            let parsed = java::parse_archive(&bytes, &path, limits.max_file_bytes);
-            if !parsed.packages.is_empty() || !parsed.warnings.is_empty() {
-                facts.package_dbs.insert(path, parsed);
-            }
-            continue;
-        }
-        let text = String::from_utf8_lossy(&bytes);
-        if dpkg::copyright_package(&path).is_some() {
-            if let Some(l) = dpkg::copyright_licenses(&text) {
-                facts.copyrights.insert(path, l);
-            }
-            continue;
-        }
-        if path == ALPINE_RELEASE {
-            match os_release::alpine_release(&text) {
-                Some(o) => {
-                    facts.os_release.insert(path, o);
-                }
-                None => facts.warnings.push(format!("{path} holds no version; ignored")),
-            }
-        } else if OS_RELEASE.contains(&path.as_str()) {
-            match os_release::parse(&text) {
-                Some(o) => {
-                    facts.os_release.insert(path, o);
-                }
-                None => facts.warnings.push(format!("{path} has no ID; ignored")),
-            }
-        } else if path == APK_INSTALLED {
-            facts.package_dbs.insert(path, apk::parse_installed(&text));
-        } else if python::is_metadata_path(&path) {
-            facts.package_dbs.insert(path, python::parse_metadata(&text));
-        } else if npm::is_installed_manifest(&path) {
-            facts.package_dbs.insert(path, npm::parse_package_json(&text));
-        } else {
-            facts.package_dbs.insert(path, dpkg::parse_status(&text));
-        }
-    }
+        Ok(())
+    })?;
     Ok(facts)
+}
+
+/// What a file at `path` (one [`interesting`] names) says, into `facts`.
+pub(crate) fn interpret(path: String, bytes: &[u8], limits: &Limits, facts: &mut LayerFacts) {
+    if rpm::SQLITE_PATHS.contains(&path.as_str()) {
+        facts.package_dbs.insert(path, rpm::parse_sqlite(bytes));
+        return;
+    }
+    if java::is_archive_path(&path) {
+        let parsed = java::parse_archive(bytes, &path, limits.max_file_bytes);
+        if !parsed.packages.is_empty() || !parsed.warnings.is_empty() {
+            facts.package_dbs.insert(path, parsed);
+        }
+        return;
+    }
+    let text = String::from_utf8_lossy(bytes);
+    if dpkg::copyright_package(&path).is_some() {
+        if let Some(l) = dpkg::copyright_licenses(&text) {
+            facts.copyrights.insert(path, l);
+        }
+        return;
+    }
+    if path == ALPINE_RELEASE {
+        match os_release::alpine_release(&text) {
+            Some(o) => {
+                facts.os_release.insert(path, o);
+            }
+            None => facts.warnings.push(format!("{path} holds no version; ignored")),
+        }
+    } else if OS_RELEASE.contains(&path.as_str()) {
+        match os_release::parse(&text) {
+            Some(o) => {
+                facts.os_release.insert(path, o);
+            }
+            None => facts.warnings.push(format!("{path} has no ID; ignored")),
+        }
+    } else if path == APK_INSTALLED {
+        facts.package_dbs.insert(path, apk::parse_installed(&text));
+    } else if python::is_metadata_path(&path) {
+        facts.package_dbs.insert(path, python::parse_metadata(&text));
+    } else if npm::is_installed_manifest(&path) {
+        facts.package_dbs.insert(path, npm::parse_package_json(&text));
+    } else {
+        facts.package_dbs.insert(path, dpkg::parse_status(&text));
+    }
+}
+
+/// Reads the files at `wanted` paths from a layer: their bytes (bounded by
+/// `max_file_bytes`) or, for links, where they point. For resolving the
+/// package databases that are links (see [`links::LinkResolver`]).
+pub fn read_files<R: Read>(
+    blob: R,
+    wanted: &std::collections::BTreeSet<String>,
+    limits: &Limits,
+) -> Result<BTreeMap<String, links::Found>, LayerError> {
+    let mut found = BTreeMap::new();
+    walk(blob, limits, |named, names, entry| {
+        let Named::Path(path) = named else { return Ok(()) };
+        if !wanted.contains(&path) {
+            return Ok(());
+        }
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() || kind.is_hard_link() {
+            if let Some(target) = names.link_target(entry, &path) {
+                found.insert(path, links::Found::Link(target));
+            }
+        } else if kind.is_file() {
+            let mut warnings = Vec::new();
+            match read_bounded(entry, &path, limits.max_file_bytes, &mut warnings)? {
+                Some(bytes) => found.insert(path, links::Found::Bytes(bytes)),
+                None => found.insert(path, links::Found::TooLarge),
+            };
+        }
+        Ok(())
+    })?;
+    Ok(found)
 }
 
 /// An executable that is an ELF file may be a Go or cargo-auditable

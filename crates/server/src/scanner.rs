@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use portcullis_meta::{ScanOutcome, SeverityCounts};
 use portcullis_oci::{media_type, Digest, Manifest};
-use portcullis_scan::layer::{merge, read_layer, ImageFacts, LayerFacts, Limits, FACTS_VERSION};
+use portcullis_scan::layer::links::resolve_links;
+use portcullis_scan::layer::{merge, read_files, read_layer, ImageFacts, LayerFacts, Limits, FACTS_VERSION};
 use portcullis_scan::matching::{match_image, match_image_with, Finding, MatchCache, VulnIndex};
 use portcullis_scan::summary::severity_counts;
 use portcullis_vulndb::VulnDb;
@@ -235,28 +236,38 @@ impl Registry {
             .map_err(|e| e.to_string())?
             .ok_or_else(|| "the manifest is no longer in any repository".to_string())?;
         let manifest = Manifest::parse(&manifest.content, Some(&manifest.media_type)).map_err(|e| e.to_string())?;
-        let mut layers = Vec::new();
+        let (mut digests, mut facts) = (Vec::new(), Vec::new());
         for l in manifest
             .layers
             .iter()
             .filter(|l| !media_type::is_non_distributable(&l.media_type))
         {
-            layers.push((l.digest.to_string(), self.layer_facts(l.digest.as_str()).await?));
+            facts.push(self.layer_facts(l.digest.as_str()).await?);
+            digests.push(l.digest.clone());
         }
-        // Merging and matching are CPU work over facts an image controls:
-        // off the async threads, like reading the layers.
+        // Following links, merging and matching are work over data an image
+        // controls: off the async threads, like reading the layers. Links
+        // are resolved for this image only (a symlink's target depends on
+        // the layers below it), never into the cached layer facts.
         let index = self.scanner.index();
+        let paths: Vec<std::path::PathBuf> = digests.iter().map(|d| self.store.blob_path(d)).collect();
+        let limits = self.scanner.settings.limits;
         let (layers, generation, findings, sbom) = tokio::task::spawn_blocking(move || {
+            resolve_links(&mut facts, &limits, |i, wanted| {
+                let file = std::fs::File::open(&paths[i]).map_err(|e| format!("layer {}: {e}", digests[i]))?;
+                read_files(file, wanted, &limits).map_err(|e| format!("layer {}: {e}", digests[i]))
+            })?;
+            let layers: Vec<(String, LayerFacts)> = digests.iter().map(ToString::to_string).zip(facts).collect();
             let image = merge(layers.iter().map(|(d, f)| (d.as_str(), f)));
             let (generation, findings) = match index {
                 Some((generation, index)) => (Some(generation as i64), match_image(&image, &index)),
                 None => (None, Vec::new()),
             };
             let sbom = sbom_to_bytes(&image);
-            (layers, generation, findings, sbom)
+            Ok::<_, String>((layers, generation, findings, sbom))
         })
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())??;
         let layer_digests: Vec<&str> = layers.iter().map(|(d, _)| d.as_str()).collect();
         let outcome = ScanOutcome {
             layers: &serde_json::to_string(&layer_digests).expect("json"),
