@@ -540,26 +540,6 @@ fn import_progress_on_a_terminal_only() {
 fn scan_follows_package_databases_behind_links() {
     let data = tempfile::tempdir().unwrap();
     let image = tempfile::tempdir().unwrap();
-    let link = |path: &str, to: &str, hard: bool, file: Option<(&str, &[u8])>| {
-        let mut b = tar::Builder::new(Vec::new());
-        if let Some((p, bytes)) = file {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(bytes.len() as u64);
-            h.set_mode(0o644);
-            h.set_entry_type(tar::EntryType::Regular);
-            b.append_data(&mut h, p, bytes).unwrap();
-        }
-        let mut h = tar::Header::new_gnu();
-        h.set_size(0);
-        h.set_mode(0o777);
-        h.set_entry_type(if hard {
-            tar::EntryType::Link
-        } else {
-            tar::EntryType::Symlink
-        });
-        b.append_link(&mut h, path, to).unwrap();
-        b.into_inner().unwrap()
-    };
     let status = b"Package: tucked-away\nStatus: install ok installed\nVersion: 3.1-2\n";
     write_layout(
         image.path(),
@@ -569,12 +549,11 @@ fn scan_follows_package_databases_behind_links() {
                 ("etc/os-release", b"ID=debian\nVERSION_ID=\"12\"\n"),
                 ("srv/dpkg", status),
             ]),
-            link("var/lib/dpkg/status", "/srv/dpkg", false, None),
-            link(
-                "usr/lib/node_modules/left-pad/package.json",
-                "opt/p.json",
-                true,
+            common::tar_with_link(None, ("var/lib/dpkg/status", "/srv/dpkg"), false),
+            common::tar_with_link(
                 Some(("opt/p.json", b"{\"name\": \"left-pad\", \"version\": \"1.3.0\"}")),
+                ("usr/lib/node_modules/left-pad/package.json", "opt/p.json"),
+                true,
             ),
         ],
     );

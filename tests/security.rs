@@ -780,26 +780,7 @@ async fn a_hostile_rpmdb_fails_its_scan_and_the_server_survives_restarts() {
 /// found, so an image cannot hide its packages from the scanner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn package_databases_behind_links_are_scanned() {
-    fn with_link(file: Option<(&str, &[u8])>, link: (&str, &str), hard: bool) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        if let Some((path, data)) = file {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_entry_type(tar::EntryType::Regular);
-            b.append_data(&mut h, path, data).unwrap();
-        }
-        let mut h = tar::Header::new_gnu();
-        h.set_size(0);
-        h.set_mode(0o777);
-        h.set_entry_type(if hard {
-            tar::EntryType::Link
-        } else {
-            tar::EntryType::Symlink
-        });
-        b.append_link(&mut h, link.0, link.1).unwrap();
-        gzip(&b.into_inner().unwrap())
-    }
+    let with_link = |file, link, hard| gzip(&common::tar_with_link(file, link, hard));
     let status = |name: &str| format!("Package: {name}\nStatus: install ok installed\nVersion: 1.0-1\n").into_bytes();
     for backend in backends() {
         let s = TestServer::start(&backend).await;

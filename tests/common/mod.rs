@@ -327,6 +327,29 @@ pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
+/// A tar archive of an optional regular file, then a hard or symbolic link
+/// at `link.0` pointing to `link.1`.
+pub fn tar_with_link(file: Option<(&str, &[u8])>, link: (&str, &str), hard: bool) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    if let Some((path, data)) = file {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, path, data).unwrap();
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_size(0);
+    h.set_mode(0o777);
+    h.set_entry_type(if hard {
+        tar::EntryType::Link
+    } else {
+        tar::EntryType::Symlink
+    });
+    b.append_link(&mut h, link.0, link.1).unwrap();
+    b.into_inner().unwrap()
+}
+
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
