@@ -482,6 +482,12 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
                 None,
             )
         }
+        "namespace_settings_get" => (Method::GET, "/api/v1/namespaces/acme/settings".into(), None),
+        "namespace_settings_update" => (
+            Method::PUT,
+            "/api/v1/namespaces/acme/settings".into(),
+            json_body(json!({"immutable_tag_patterns": ["frozen-*"]})),
+        ),
         "service_account_list" => (Method::GET, "/api/v1/namespaces/acme/service-accounts".into(), None),
         "service_account_create" => (
             Method::POST,
@@ -612,6 +618,8 @@ fn matrix() -> Vec<(&'static str, [u16; 13])> {
         ("grant_list", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("grant_create", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
         ("grant_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
+        ("namespace_settings_get", [U, 200, 200, D, D, D, D, U, U, U, U, 200, D]),
+        ("namespace_settings_update", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("service_account_list", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("service_account_create", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
         ("service_account_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
@@ -644,6 +652,7 @@ fn audited_action(endpoint: &str) -> Option<&'static str> {
         "member_remove" => "team.member.remove",
         "grant_create" => "grant.create",
         "grant_delete" => "grant.delete",
+        "namespace_settings_update" => "namespace.update",
         "service_account_create" => "service_account.create",
         "service_account_delete" => "service_account.delete",
         "token_create" => "token.create",

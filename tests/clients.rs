@@ -33,14 +33,18 @@ async fn run(program: &str, args: &[&str], envs: &[(&str, &Path)]) -> String {
     stdout
 }
 
-async fn fails(program: &str, args: &[&str], home: &Path) -> bool {
-    let out = tokio::process::Command::new(program)
+/// Runs a command with `HOME` set; its output, whatever its status.
+async fn output(program: &str, args: &[&str], home: &Path) -> std::process::Output {
+    tokio::process::Command::new(program)
         .args(args)
         .env("HOME", home)
         .output()
         .await
-        .unwrap();
-    !out.status.success()
+        .unwrap()
+}
+
+async fn fails(program: &str, args: &[&str], home: &Path) -> bool {
+    !output(program, args, home).await.status.success()
 }
 
 /// A tiny root filesystem: static busybox as /bin/sh, and a file.
@@ -762,5 +766,129 @@ async fn skopeo_and_podman_log_in_with_a_password_and_a_service_account_token() 
             .any(|r| r.event.actor == "alice" && r.event.repository.as_deref() == Some("alice/app")));
         let ci = records.iter().find(|r| r.event.actor == "acme+ci").unwrap();
         assert_eq!(ci.event.token_id.as_deref(), Some(&ci_token[4..20]), "{}", s.label());
+    }
+}
+
+/// Runs a command that must fail; returns its standard error.
+async fn refused(program: &str, args: &[&str], home: &Path) -> String {
+    let out = output(program, args, home).await;
+    assert!(!out.status.success(), "{program} {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// Immutable tags as CI meets them through skopeo: the build number can't
+/// be overwritten or deleted (a retry of the same image is fine), tags
+/// matching a namespace pattern are frozen, other tags still move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_cannot_overwrite_or_delete_an_immutable_tag() {
+    if !have_tool("skopeo") || !have_tool("umoci") {
+        return;
+    }
+    for b in backends() {
+        let s = TestServer::start(&b).await;
+        let label = s.label();
+        let work = tempfile::tempdir().unwrap();
+        let home = work.path();
+        let put = |path: &str, body: serde_json::Value| s.http.put(s.url(path)).json(&body).send();
+        let r = s
+            .http
+            .post(s.url("/api/v1/orgs"))
+            .json(&serde_json::json!({"name": "acme"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let r = put(
+            "/api/v1/repositories/acme/app-build",
+            serde_json::json!({"immutable_tags": true}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["immutable_tags"], true);
+        let r = put(
+            "/api/v1/namespaces/acme/settings",
+            serde_json::json!({"immutable_tag_patterns": ["v*"]}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = put(
+            "/api/v1/namespaces/acme/settings",
+            serde_json::json!({"immutable_tag_patterns": ["[v"]}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 400, "a bad glob is refused when saved");
+
+        let layout = work.path().join("layout");
+        for (tag, marker) in [("one", "first build"), ("two", "second build")] {
+            let root = work.path().join(tag);
+            umoci_image(&layout, tag, &rootfs(&root, marker), "amd64").await;
+        }
+        let l = layout.to_str().unwrap();
+        let h = host(&s);
+        let creds = format!("admin:{}", common::ADMIN_PASSWORD);
+        let copy = |src: &str, dest: &str| {
+            vec![
+                "copy".to_string(),
+                "--dest-tls-verify=false".into(),
+                "--dest-creds".into(),
+                creds.clone(),
+                format!("oci:{l}:{src}"),
+                format!("docker://{h}/{dest}"),
+            ]
+        };
+        let go = |v: Vec<String>| async move {
+            run(
+                "skopeo",
+                &v.iter().map(String::as_str).collect::<Vec<_>>(),
+                &[("HOME", home)],
+            )
+            .await
+        };
+        let no = |v: Vec<String>| async move {
+            refused("skopeo", &v.iter().map(String::as_str).collect::<Vec<_>>(), home).await
+        };
+        go(copy("one", "acme/app-build:66")).await;
+        let err = no(copy("two", "acme/app-build:66")).await;
+        assert!(err.contains("immutable"), "{label}: {err}");
+        go(copy("one", "acme/app-build:66")).await; // a retry of the same image
+        let err = refused(
+            "skopeo",
+            &[
+                "delete",
+                "--tls-verify=false",
+                "--creds",
+                &creds,
+                &format!("docker://{h}/acme/app-build:66"),
+            ],
+            home,
+        )
+        .await;
+        assert!(err.contains("immutable"), "{label}: {err}");
+        let raw = run(
+            "skopeo",
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--creds",
+                &creds,
+                "--raw",
+                &format!("docker://{h}/acme/app-build:66"),
+            ],
+            &[("HOME", home)],
+        )
+        .await;
+        let first = layout_blob(&layout, layout_descriptor(&layout, "one")["digest"].as_str().unwrap());
+        assert_eq!(raw.as_bytes(), &first[..], "{label}: still the first build");
+
+        // The namespace pattern: v1 is frozen, latest moves.
+        go(copy("one", "acme/app:v1")).await;
+        let err = no(copy("two", "acme/app:v1")).await;
+        assert!(err.contains("v*"), "{label}: {err}");
+        go(copy("one", "acme/app:latest")).await;
+        go(copy("two", "acme/app:latest")).await;
     }
 }

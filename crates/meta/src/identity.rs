@@ -128,7 +128,22 @@ impl Meta {
     /// rows each statement touched. A duplicate key is [`MetaError::Conflict`],
     /// a dangling reference [`MetaError::Missing`].
     async fn write(&self, statements: &[(&str, Vec<Value>)], event: &AuditEvent) -> Result<Vec<u64>> {
+        self.write_unless_immutable(statements, event, &[]).await
+    }
+
+    /// As [`Meta::write`], refused with [`MetaError::TagImmutable`] when one
+    /// of `repos` holds an immutable tag (checked in the same transaction).
+    async fn write_unless_immutable(
+        &self,
+        statements: &[(&str, Vec<Value>)],
+        event: &AuditEvent,
+        repos: &[String],
+    ) -> Result<Vec<u64>> {
         let mut tx = self.pool.begin().await?;
+        if let Some(first) = repos.first() {
+            crate::immutability::lock(&mut tx, first).await?;
+            crate::immutability::refuse_repositories(&mut tx, repos).await?;
+        }
         let mut touched = Vec::with_capacity(statements.len());
         for (sql, values) in statements {
             let mut q = sqlx::query(sql);
@@ -352,7 +367,7 @@ impl Meta {
             let detail = event.detail.take().map(|d| format!("{d}; ")).unwrap_or_default();
             event.detail = Some(format!("{detail}repositories deleted: {}", repos.join(" ")));
         }
-        let touched = self.write(&statements, &event).await?;
+        let touched = self.write_unless_immutable(&statements, &event, &repos).await?;
         Ok((*touched.last().expect("statements") > 0).then_some(repos))
     }
 
@@ -571,7 +586,8 @@ impl Meta {
     }
 
     /// Deletes a repository: tags, manifests, blob links, upload sessions.
-    /// Blob bytes are left to garbage collection.
+    /// Blob bytes are left to garbage collection. Refused while it holds an
+    /// immutable tag (turn the rule off first).
     pub async fn delete_repository(&self, name: &str, event: &AuditEvent) -> Result<bool> {
         let statements: Vec<(&str, Vec<Value>)> = [
             "DELETE FROM tags WHERE repo = $1",
@@ -585,7 +601,10 @@ impl Meta {
         .into_iter()
         .map(|sql| (sql, vec![t(name)]))
         .collect();
-        Ok(*self.write(&statements, event).await?.last().expect("statements") > 0)
+        let touched = self
+            .write_unless_immutable(&statements, event, &[name.to_string()])
+            .await?;
+        Ok(*touched.last().expect("statements") > 0)
     }
 }
 

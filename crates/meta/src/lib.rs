@@ -9,11 +9,13 @@
 mod audit;
 mod gc;
 mod identity;
+mod immutability;
 mod migrations;
 mod scans;
 
 pub use audit::{record_hash, AuditEvent, AuditQuery, AuditRecord, ChainBreak};
 pub use identity::{Account, Grant, RepositoryInfo, StoredToken};
+pub use immutability::ImmutabilitySettings;
 pub use scans::{ScanOutcome, ScanRecord, SeverityCounts, MAX_SCAN_ATTEMPTS};
 
 use std::future::Future;
@@ -41,6 +43,10 @@ pub enum MetaError {
     Connect { url: String, message: String },
     #[error("{0:?} is a reserved name")]
     Reserved(String),
+    #[error("tag {tag} of {repo} is immutable ({rule})")]
+    TagImmutable { repo: String, tag: String, rule: String },
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
     #[error("publishing blob data failed: {0}")]
     Publish(std::io::Error),
     #[error("{0}: already exists")]
@@ -439,17 +445,40 @@ impl Meta {
             MetaError::ManifestUnknown,
         )
         .await?;
+        let rules = if m.tags.is_empty() {
+            Default::default()
+        } else {
+            immutability::rules(&mut tx, m.repo).await?
+        };
         for tag in &m.tags {
-            sqlx::query(
+            // An immutable tag is written only if it is new or already
+            // names this manifest; the condition is in the statement, so of
+            // two racing pushes the second sees the first's row (PostgreSQL
+            // waits for it) and changes nothing.
+            let rule = rules.rule_for(tag);
+            let sql = if rule.is_some() {
                 "INSERT INTO tags (repo, name, digest, updated_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
-            )
-            .bind(m.repo)
-            .bind(*tag)
-            .bind(m.digest.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+                 ON CONFLICT (repo, name) DO UPDATE SET updated_at = excluded.updated_at
+                 WHERE tags.digest = excluded.digest"
+            } else {
+                "INSERT INTO tags (repo, name, digest, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at"
+            };
+            let written = sqlx::query(sql)
+                .bind(m.repo)
+                .bind(*tag)
+                .bind(m.digest.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if let (0, Some(rule)) = (written, rule) {
+                return Err(MetaError::TagImmutable {
+                    repo: m.repo.to_string(),
+                    tag: tag.to_string(),
+                    rule,
+                });
+            }
         }
         audit::append(&mut tx, event).await?;
         tx.commit().await?;
@@ -491,6 +520,12 @@ impl Meta {
     /// index in the repository lists it, so no index is left incomplete.
     pub async fn delete_manifest(&self, repo: &str, digest: &Digest, event: &AuditEvent) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
+        immutability::lock(&mut tx, repo).await?;
+        let rules = immutability::rules(&mut tx, repo).await?;
+        if !rules.is_empty() {
+            let tags = immutability::tags_of(&mut tx, repo, Some(digest.as_str())).await?;
+            immutability::refuse_any(&rules, repo, &tags)?;
+        }
         sqlx::query("DELETE FROM tags WHERE repo = $1 AND digest = $2")
             .bind(repo)
             .bind(digest.as_str())
@@ -531,6 +566,14 @@ impl Meta {
 
     pub async fn delete_tag(&self, repo: &str, tag: &str, event: &AuditEvent) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
+        immutability::lock(&mut tx, repo).await?;
+        let rules = immutability::rules(&mut tx, repo).await?;
+        if rules.rule_for(tag).is_some() {
+            let tags = immutability::tags_of(&mut tx, repo, None).await?;
+            if tags.iter().any(|t| t == tag) {
+                immutability::refuse_any(&rules, repo, &[tag.to_string()])?;
+            }
+        }
         let r = sqlx::query("DELETE FROM tags WHERE repo = $1 AND name = $2")
             .bind(repo)
             .bind(tag)

@@ -215,4 +215,15 @@ DROP TABLE grants;
 ALTER TABLE grants_v4 RENAME TO grants;
 CREATE INDEX grants_by_namespace ON grants (namespace)
 "#,
+    // 5: immutable tags. Patterns are JSON lists of globs (see the policy
+    // crate); a namespace's settings go with its account.
+    r#"
+ALTER TABLE repositories ADD COLUMN immutable_tags BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE repositories ADD COLUMN immutable_tag_patterns TEXT NOT NULL DEFAULT '';
+CREATE TABLE namespace_settings (
+    namespace {text_c} PRIMARY KEY REFERENCES accounts(name) ON DELETE CASCADE,
+    immutable_tag_patterns TEXT NOT NULL DEFAULT '',
+    updated_at BIGINT NOT NULL
+)
+"#,
 ];

@@ -721,3 +721,108 @@ async fn reserved_names_are_refused() {
         }
     }
 }
+
+/// DESIGN invariant 4: of many concurrent pushes of different manifests to
+/// one new immutable tag exactly one wins; the tag then can't be moved or
+/// deleted, nor its manifest deleted, nor its repository; the same manifest
+/// may be pushed to it again; mutable tags beside it behave as before.
+#[tokio::test]
+async fn immutable_tags_hold_under_concurrent_pushes() {
+    for db in backends().await {
+        let m = &db.meta;
+        let label = db.label;
+        m.create_account(&user("acme"), &ev()).await.unwrap();
+        m.set_repository_immutability("acme/build", Some(true), None, &ev())
+            .await
+            .unwrap();
+        let digests: Vec<Digest> = (0..16).map(|i| d(&format!("manifest {i}"))).collect();
+        let event = ev();
+        let pushes = digests
+            .iter()
+            .map(|dg| m.put_manifest(manifest("acme/build", dg, vec![], Some("66")), &event));
+        let results = futures_util::future::join_all(pushes).await;
+        let won: Vec<usize> = (0..results.len()).filter(|i| results[*i].is_ok()).collect();
+        assert_eq!(won.len(), 1, "{label}: {results:?}");
+        for r in &results {
+            if let Err(e) = r {
+                assert!(matches!(e, MetaError::TagImmutable { .. }), "{label}: {e}");
+                assert!(
+                    e.to_string().contains("repository acme/build has immutable tags"),
+                    "{e}"
+                );
+            }
+        }
+        let winner = &digests[won[0]];
+        let stored = m
+            .get_manifest("acme/build", &Reference::Tag("66".parse().unwrap()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.digest, winner.as_str(), "{label}");
+        // Clients retry: the same manifest again is fine.
+        m.put_manifest(manifest("acme/build", winner, vec![], Some("66")), &ev())
+            .await
+            .unwrap();
+        assert!(matches!(
+            m.delete_tag("acme/build", "66", &ev()).await,
+            Err(MetaError::TagImmutable { .. })
+        ));
+        assert!(matches!(
+            m.delete_manifest("acme/build", winner, &ev()).await,
+            Err(MetaError::TagImmutable { .. })
+        ));
+        assert!(matches!(
+            m.delete_repository("acme/build", &ev()).await,
+            Err(MetaError::TagImmutable { .. })
+        ));
+        assert!(matches!(
+            m.delete_account("acme", &ev()).await,
+            Err(MetaError::TagImmutable { .. })
+        ));
+        // Garbage collection only takes untagged manifests: not this one.
+        assert!(!m
+            .collect_manifest("acme/build", winner.as_str(), now_ms() + 1_000)
+            .await
+            .unwrap());
+
+        // Patterns on the namespace: v* immutable, latest movable.
+        m.set_namespace_immutability("acme", &["v*".to_string()], &ev())
+            .await
+            .unwrap();
+        assert_eq!(m.namespace_immutability("acme").await.unwrap(), ["v*"]);
+        let (a, b) = (d("release a"), d("release b"));
+        for tag in ["v1", "latest"] {
+            m.put_manifest(manifest("acme/app", &a, vec![], Some(tag)), &ev())
+                .await
+                .unwrap();
+        }
+        let moved = m
+            .put_manifest(manifest("acme/app", &b, vec![], Some("v1")), &ev())
+            .await;
+        assert!(
+            matches!(&moved, Err(MetaError::TagImmutable { rule, .. }) if rule.contains("namespace acme")),
+            "{label}: {moved:?}"
+        );
+        assert!(
+            m.get_manifest("acme/app", &Reference::Digest(b.clone()))
+                .await
+                .unwrap()
+                .is_none(),
+            "nothing half-written"
+        );
+        m.put_manifest(manifest("acme/app", &b, vec![], Some("latest")), &ev())
+            .await
+            .unwrap();
+        assert!(m.delete_tag("acme/app", "latest", &ev()).await.unwrap());
+        // A namespace setting needs the namespace's account.
+        assert!(matches!(
+            m.set_namespace_immutability("nobody", &[], &ev()).await,
+            Err(MetaError::Missing(_))
+        ));
+        // Turning the rule off frees the tag again.
+        m.set_repository_immutability("acme/build", Some(false), None, &ev())
+            .await
+            .unwrap();
+        assert!(m.delete_tag("acme/build", "66", &ev()).await.unwrap(), "{label}");
+    }
+}

@@ -184,6 +184,7 @@ impl From<MetaError> for RegistryError {
             MetaError::Missing(_) => RegistryError::Absent(e.to_string()),
             MetaError::NamespaceInUse(_) => RegistryError::Denied(e.to_string()),
             MetaError::Reserved(_) => RegistryError::Invalid(e.to_string()),
+            MetaError::TagImmutable { .. } => RegistryError::Denied(e.to_string()),
             other => RegistryError::Internal(other.to_string()),
         }
     }

@@ -538,26 +538,39 @@ fn repo_name(name: &str) -> Result<RepositoryName, RegistryError> {
     Ok(name.trim_start_matches('/').parse::<RepositoryName>()?)
 }
 
-pub(crate) async fn repository_get(State(reg): State<Arc<Registry>>, who: Who, Path(name): Path<String>) -> ApiResult {
-    let name = repo_name(&name)?;
-    who.need(&reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
+/// A repository's settings as the API shows them.
+async fn repository_json(reg: &Registry, name: &RepositoryName) -> ApiResult {
     let r = reg
         .meta
         .repository(name.as_str())
         .await?
         .ok_or_else(|| RegistryError::Absent(format!("no such repository: {name}")))?;
     let scan_on_push = reg.meta.scan_on_push(name.as_str()).await?;
+    let im = reg.meta.repository_immutability(name.as_str()).await?;
     Ok(reply(
         StatusCode::OK,
-        json!({"name": r.name, "visibility": r.visibility, "scan_on_push": scan_on_push, "created_at": r.created_at}),
+        json!({
+            "name": r.name, "visibility": r.visibility, "scan_on_push": scan_on_push,
+            "immutable_tags": im.immutable_tags, "immutable_tag_patterns": im.immutable_tag_patterns,
+            "created_at": r.created_at,
+        }),
     ))
 }
 
-/// Either setting may be given alone.
+pub(crate) async fn repository_get(State(reg): State<Arc<Registry>>, who: Who, Path(name): Path<String>) -> ApiResult {
+    let name = repo_name(&name)?;
+    who.need(&reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
+    repository_json(&reg, &name).await
+}
+
+/// Any setting may be given alone.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RepositorySettings {
     visibility: Option<String>,
     scan_on_push: Option<bool>,
+    immutable_tags: Option<bool>,
+    immutable_tag_patterns: Option<Vec<String>>,
 }
 
 pub(crate) async fn repository_update(
@@ -569,37 +582,104 @@ pub(crate) async fn repository_update(
     let name = repo_name(&name)?;
     who.need(&reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
     let s: RepositorySettings = json_body(&body)?;
-    if s.visibility.is_none() && s.scan_on_push.is_none() {
-        return Err(RegistryError::Invalid("give visibility, scan_on_push or both".into()));
+    if s.visibility.is_none()
+        && s.scan_on_push.is_none()
+        && s.immutable_tags.is_none()
+        && s.immutable_tag_patterns.is_none()
+    {
+        return Err(RegistryError::Invalid(
+            "give visibility, scan_on_push, immutable_tags or immutable_tag_patterns".into(),
+        ));
     }
     if let Some(v) = &s.visibility {
         if !["public", "private"].contains(&v.as_str()) {
             return Err(RegistryError::Invalid("visibility is public or private".into()));
         }
-        let ev = who
-            .actor
+    }
+    if let Some(p) = &s.immutable_tag_patterns {
+        portcullis_policy::parse_patterns(p, "").map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    }
+    let event = |detail: String| {
+        who.actor
             .event("repository.update")
             .repository(name.as_str())
-            .detail(format!("visibility={v}"));
-        reg.meta.set_visibility(name.as_str(), v, &ev).await?;
+            .detail(detail)
+    };
+    if let Some(v) = &s.visibility {
+        reg.meta
+            .set_visibility(name.as_str(), v, &event(format!("visibility={v}")))
+            .await?;
         reg.invalidate(name.as_str());
     }
     if let Some(on) = s.scan_on_push {
-        let ev = who
-            .actor
-            .event("repository.update")
-            .repository(name.as_str())
-            .detail(format!("scan_on_push={on}"));
-        reg.meta.set_scan_on_push(name.as_str(), on, &ev).await?;
+        reg.meta
+            .set_scan_on_push(name.as_str(), on, &event(format!("scan_on_push={on}")))
+            .await?;
     }
-    let r = reg
-        .meta
-        .repository(name.as_str())
-        .await?
-        .ok_or_else(|| RegistryError::Absent(format!("no such repository: {name}")))?;
+    if s.immutable_tags.is_some() || s.immutable_tag_patterns.is_some() {
+        let detail = format!(
+            "immutable_tags={} immutable_tag_patterns={}",
+            s.immutable_tags.map_or("unchanged".into(), |b| b.to_string()),
+            s.immutable_tag_patterns
+                .as_ref()
+                .map_or("unchanged".into(), |p| serde_json::to_string(p).expect("json"))
+        );
+        reg.meta
+            .set_repository_immutability(
+                name.as_str(),
+                s.immutable_tags,
+                s.immutable_tag_patterns.as_deref(),
+                &event(detail),
+            )
+            .await?;
+    }
+    repository_json(&reg, &name).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NamespaceSettings {
+    immutable_tag_patterns: Vec<String>,
+}
+
+/// `GET /api/v1/namespaces/NS/settings`.
+pub(crate) async fn namespace_settings_get(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(ns): Path<String>,
+) -> ApiResult {
+    who.need(&reg, Need::Namespace(&ns, Role::Read)).await?;
+    must_exist(&reg, &ns, None).await?;
+    let patterns = reg.meta.namespace_immutability(&ns).await?;
     Ok(reply(
         StatusCode::OK,
-        json!({"name": name.as_str(), "visibility": r.visibility, "scan_on_push": reg.meta.scan_on_push(name.as_str()).await?}),
+        json!({"namespace": ns, "immutable_tag_patterns": patterns}),
+    ))
+}
+
+/// `PUT /api/v1/namespaces/NS/settings`: tag patterns immutable in every
+/// repository of the namespace.
+pub(crate) async fn namespace_settings_update(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(ns): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    who.need(&reg, Need::Namespace(&ns, Role::Admin)).await?;
+    must_exist(&reg, &ns, None).await?;
+    let s: NamespaceSettings = json_body(&body)?;
+    portcullis_policy::parse_patterns(&s.immutable_tag_patterns, "")
+        .map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    let ev = who.actor.event("namespace.update").detail(format!(
+        "{ns} immutable_tag_patterns={}",
+        serde_json::to_string(&s.immutable_tag_patterns).expect("json")
+    ));
+    reg.meta
+        .set_namespace_immutability(&ns, &s.immutable_tag_patterns, &ev)
+        .await?;
+    Ok(reply(
+        StatusCode::OK,
+        json!({"namespace": ns, "immutable_tag_patterns": s.immutable_tag_patterns}),
     ))
 }
 

@@ -42,6 +42,8 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/namespaces/{ns}/grants", "grant_list"),
     ("POST", "/api/v1/namespaces/{ns}/grants", "grant_create"),
     ("DELETE", "/api/v1/namespaces/{ns}/grants/{id}", "grant_delete"),
+    ("GET", "/api/v1/namespaces/{ns}/settings", "namespace_settings_get"),
+    ("PUT", "/api/v1/namespaces/{ns}/settings", "namespace_settings_update"),
     (
         "GET",
         "/api/v1/namespaces/{ns}/service-accounts",
@@ -91,6 +93,8 @@ fn handler(name: &str, m: MethodFilter) -> MethodRouter<Arc<Registry>> {
         "grant_list" => on(m, grant_list),
         "grant_create" => on(m, grant_create),
         "grant_delete" => on(m, grant_delete),
+        "namespace_settings_get" => on(m, namespace_settings_get),
+        "namespace_settings_update" => on(m, namespace_settings_update),
         "service_account_list" => on(m, service_account_list),
         "service_account_create" => on(m, service_account_create),
         "service_account_delete" => on(m, service_account_delete),

@@ -1,0 +1,195 @@
+//! Immutable tags in storage: the settings (a repository's switch and
+//! patterns, a namespace's patterns) and the checks that every tag move or
+//! delete makes inside its own transaction (DESIGN invariant 4). The rules
+//! themselves are the policy crate's [`TagImmutability`].
+
+use portcullis_policy::TagImmutability;
+use sqlx::Row;
+
+use crate::audit::{append, AuditEvent};
+use crate::{now_ms, Meta, MetaError, Result};
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+/// A repository's or namespace's immutability settings, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImmutabilitySettings {
+    pub immutable_tags: bool,
+    pub immutable_tag_patterns: Vec<String>,
+}
+
+fn namespace_of(repo: &str) -> &str {
+    repo.split_once('/').map_or("", |(ns, _)| ns)
+}
+
+fn patterns_json(list: &[String]) -> String {
+    if list.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(list).expect("strings serialize")
+    }
+}
+
+fn patterns_of(json: &str) -> Vec<String> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+/// A write first, so SQLite takes its write lock before the checks read
+/// (a read-then-write transaction could fail to upgrade under load). It
+/// changes nothing, even for a repository that does not exist.
+pub(crate) async fn lock(tx: &mut Tx<'_>, repo: &str) -> Result<()> {
+    sqlx::query("UPDATE repositories SET created_at = created_at WHERE name = $1")
+        .bind(repo)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The rules in force for `repo`, read inside `tx` so the decision and the
+/// write it guards commit together.
+pub(crate) async fn rules(tx: &mut Tx<'_>, repo: &str) -> Result<TagImmutability> {
+    let row = sqlx::query("SELECT immutable_tags, immutable_tag_patterns FROM repositories WHERE name = $1")
+        .bind(repo)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let (all, repo_patterns) = match row {
+        Some(r) => (r.try_get::<i64, _>(0)? != 0, r.try_get::<String, _>(1)?),
+        None => (false, String::new()),
+    };
+    let namespace = namespace_of(repo);
+    let ns = sqlx::query("SELECT immutable_tag_patterns FROM namespace_settings WHERE namespace = $1")
+        .bind(namespace)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let ns_patterns: String = ns.map(|r| r.try_get(0)).transpose()?.unwrap_or_default();
+    TagImmutability::from_settings(repo, all, &repo_patterns, namespace, &ns_patterns)
+        .map_err(|e| MetaError::Corrupt(e.to_string()))
+}
+
+/// Refuses if any of `tags` (in `repo`) is immutable.
+pub(crate) fn refuse_any(rules: &TagImmutability, repo: &str, tags: &[String]) -> Result<()> {
+    for tag in tags {
+        if let Some(rule) = rules.rule_for(tag) {
+            return Err(MetaError::TagImmutable {
+                repo: repo.to_string(),
+                tag: tag.clone(),
+                rule,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The tags of `repo` that point at `digest` (every tag when `None`).
+pub(crate) async fn tags_of(tx: &mut Tx<'_>, repo: &str, digest: Option<&str>) -> Result<Vec<String>> {
+    let rows = sqlx::query("SELECT name FROM tags WHERE repo = $1 AND ($2 IS NULL OR digest = $2)")
+        .bind(repo)
+        .bind(digest)
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+}
+
+/// Refuses to delete repositories (by name) holding an immutable tag.
+pub(crate) async fn refuse_repositories(tx: &mut Tx<'_>, repos: &[String]) -> Result<()> {
+    for repo in repos {
+        let rules = rules(tx, repo).await?;
+        if !rules.is_empty() {
+            let tags = tags_of(tx, repo, None).await?;
+            refuse_any(&rules, repo, &tags)?;
+        }
+    }
+    Ok(())
+}
+
+impl Meta {
+    /// A repository's immutability settings (defaults when it has none).
+    pub async fn repository_immutability(&self, repo: &str) -> Result<ImmutabilitySettings> {
+        let row = sqlx::query("SELECT immutable_tags, immutable_tag_patterns FROM repositories WHERE name = $1")
+            .bind(repo)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => ImmutabilitySettings {
+                immutable_tags: r.try_get::<i64, _>(0)? != 0,
+                immutable_tag_patterns: patterns_of(&r.try_get::<String, _>(1)?),
+            },
+            None => ImmutabilitySettings::default(),
+        })
+    }
+
+    /// Sets a repository's switch and/or patterns (creating the repository,
+    /// so CI can prepare it before the first push). Patterns are validated
+    /// by the caller with the policy crate.
+    pub async fn set_repository_immutability(
+        &self,
+        repo: &str,
+        all: Option<bool>,
+        patterns: Option<&[String]>,
+        event: &AuditEvent,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(repo)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        if let Some(all) = all {
+            sqlx::query("UPDATE repositories SET immutable_tags = $1 WHERE name = $2")
+                .bind(i64::from(all))
+                .bind(repo)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(p) = patterns {
+            sqlx::query("UPDATE repositories SET immutable_tag_patterns = $1 WHERE name = $2")
+                .bind(patterns_json(p))
+                .bind(repo)
+                .execute(&mut *tx)
+                .await?;
+        }
+        append(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A namespace's tag patterns (empty when unset).
+    pub async fn namespace_immutability(&self, namespace: &str) -> Result<Vec<String>> {
+        let row = sqlx::query("SELECT immutable_tag_patterns FROM namespace_settings WHERE namespace = $1")
+            .bind(namespace)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<String, _>(0))
+            .transpose()?
+            .map(|j| patterns_of(&j))
+            .unwrap_or_default())
+    }
+
+    /// Sets a namespace's tag patterns; the namespace's account must exist.
+    pub async fn set_namespace_immutability(
+        &self,
+        namespace: &str,
+        patterns: &[String],
+        event: &AuditEvent,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "INSERT INTO namespace_settings (namespace, immutable_tag_patterns, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (namespace) DO UPDATE SET immutable_tag_patterns = excluded.immutable_tag_patterns,
+             updated_at = excluded.updated_at",
+        )
+        .bind(namespace)
+        .bind(patterns_json(patterns))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await;
+        match r {
+            Err(e) if crate::is_fk_violation(&e) => return Err(MetaError::Missing(event.action.clone())),
+            other => other?,
+        };
+        append(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,95 @@
+//! Immutable tags over HTTP, on SQLite and PostgreSQL: concurrent pushes of
+//! different manifests to one new immutable tag (exactly one wins), and the
+//! refusals every route gives (push, `?tag=`, tag and manifest deletes,
+//! repository deletion). skopeo's view is in `clients.rs`.
+
+mod common;
+
+use common::{backends, image_manifest, TestServer};
+use portcullis_oci::Digest;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_many_concurrent_pushes_wins_an_immutable_tag() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let r = s
+            .http
+            .put(s.url("/api/v1/repositories/acme/build"))
+            .json(&json!({"immutable_tags": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let config = s.push_blob("acme/build", b"{}").await;
+        let mut manifests = Vec::new();
+        for i in 0..24 {
+            let layer = format!("layer of build {i}");
+            let d = s.push_blob("acme/build", layer.as_bytes()).await;
+            manifests.push(image_manifest(&config, 2, &[(d, layer.len())]));
+        }
+        let pushes = manifests.iter().map(|m| {
+            s.http
+                .put(s.url("/v2/acme/build/manifests/66"))
+                .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+                .body(m.clone())
+                .send()
+        });
+        let mut won = Vec::new();
+        for (i, r) in futures_util::future::join_all(pushes).await.into_iter().enumerate() {
+            let r = r.unwrap();
+            match r.status().as_u16() {
+                201 => won.push(i),
+                403 => {
+                    let text = r.text().await.unwrap();
+                    assert!(text.contains("DENIED") && text.contains("immutable"), "{text}");
+                }
+                other => panic!("{label}: push {i} answered {other}"),
+            }
+        }
+        assert_eq!(won.len(), 1, "{label}: exactly one push wins, not {won:?}");
+        let winner = Digest::sha256_of(&manifests[won[0]]);
+        let r = s.http.get(s.url("/v2/acme/build/manifests/66")).send().await.unwrap();
+        assert_eq!(r.headers()["docker-content-digest"], winner.as_str(), "{label}");
+
+        // Every other route is refused too, naming the rule.
+        let loser = &manifests[(won[0] + 1) % manifests.len()];
+        let loser_digest = Digest::sha256_of(loser);
+        for (method, path, body) in [
+            (
+                reqwest::Method::PUT,
+                format!("/v2/acme/build/manifests/{loser_digest}?tag=66"),
+                Some(loser.clone()),
+            ),
+            (reqwest::Method::DELETE, "/v2/acme/build/manifests/66".to_string(), None),
+            (
+                reqwest::Method::DELETE,
+                format!("/v2/acme/build/manifests/{winner}"),
+                None,
+            ),
+            (
+                reqwest::Method::DELETE,
+                "/api/v1/repositories/acme/build".to_string(),
+                None,
+            ),
+        ] {
+            let mut req = s.http.request(method.clone(), s.url(&path));
+            if let Some(b) = body {
+                req = req
+                    .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+                    .body(b);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 403, "{label}: {method} {path}");
+            let text = r.text().await.unwrap();
+            assert!(text.contains("repository acme/build has immutable tags"), "{text}");
+        }
+        let r = s.http.get(s.url("/v2/acme/build/manifests/66")).send().await.unwrap();
+        assert_eq!(
+            r.headers()["docker-content-digest"],
+            winner.as_str(),
+            "{label}: untouched"
+        );
+    }
+}
