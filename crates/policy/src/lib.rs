@@ -1,11 +1,15 @@
-//! Rules over facts, decided without I/O: which tags are immutable (here),
-//! and later which images a promotion policy copies and which a pull rule
-//! refuses. Callers read the settings and facts from storage, ask, and act
-//! on the answer inside their own transaction.
+//! Rules over facts, decided without I/O: which tags are immutable, and
+//! which images a promotion policy copies (and to which tag). Callers read
+//! the settings and facts from storage, ask, and act on the answer inside
+//! their own transaction.
 
 mod immutability;
+mod promotion;
+mod template;
 
 pub use immutability::{parse_patterns, TagImmutability, TagPattern};
+pub use promotion::{CompiledPolicy, Evaluation, ImageFacts, PackageFact, PromotionPolicy, Rule, RuleResult};
+pub use template::TagTemplate;
 
 use thiserror::Error;
 
@@ -15,4 +19,10 @@ pub enum PolicyError {
     BadPattern { pattern: String, why: String },
     #[error("stored tag patterns are not a JSON list of strings: {0}")]
     BadStoredPatterns(String),
+    #[error("rule {index}: {why}")]
+    BadRule { index: usize, why: String },
+    #[error("tag template {template:?}: {why}")]
+    BadTemplate { template: String, why: String },
+    #[error("{0}")]
+    BadPolicy(String),
 }
