@@ -66,6 +66,45 @@ pub(crate) async fn rules(tx: &mut Tx<'_>, repo: &str) -> Result<TagImmutability
         .map_err(|e| MetaError::Corrupt(e.to_string()))
 }
 
+/// Points `tag` at `digest`: an immutable tag only if it is new or already
+/// names `digest`; the condition is in the statement, so of two racing
+/// writers the second sees the first's row (PostgreSQL waits for it) and
+/// changes nothing.
+pub(crate) async fn write_tag(
+    tx: &mut Tx<'_>,
+    rules: &TagImmutability,
+    repo: &str,
+    tag: &str,
+    digest: &str,
+    now: i64,
+) -> Result<()> {
+    let rule = rules.rule_for(tag);
+    let sql = if rule.is_some() {
+        "INSERT INTO tags (repo, name, digest, updated_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (repo, name) DO UPDATE SET updated_at = excluded.updated_at
+         WHERE tags.digest = excluded.digest"
+    } else {
+        "INSERT INTO tags (repo, name, digest, updated_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at"
+    };
+    let written = sqlx::query(sql)
+        .bind(repo)
+        .bind(tag)
+        .bind(digest)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    match (written, rule) {
+        (0, Some(rule)) => Err(MetaError::TagImmutable {
+            repo: repo.to_string(),
+            tag: tag.to_string(),
+            rule,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses if any of `tags` (in `repo`) is immutable.
 pub(crate) fn refuse_any(rules: &TagImmutability, repo: &str, tags: &[String]) -> Result<()> {
     for tag in tags {

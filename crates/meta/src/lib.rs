@@ -11,11 +11,13 @@ mod gc;
 mod identity;
 mod immutability;
 mod migrations;
+mod promotion;
 mod scans;
 
 pub use audit::{record_hash, AuditEvent, AuditQuery, AuditRecord, ChainBreak};
 pub use identity::{Account, Grant, RepositoryInfo, StoredToken};
 pub use immutability::ImmutabilitySettings;
+pub use promotion::{EvaluationRecord, PromotionCopy, Provenance, StoredPolicy};
 pub use scans::{ScanOutcome, ScanRecord, SeverityCounts, MAX_SCAN_ATTEMPTS};
 
 use std::future::Future;
@@ -451,34 +453,7 @@ impl Meta {
             immutability::rules(&mut tx, m.repo).await?
         };
         for tag in &m.tags {
-            // An immutable tag is written only if it is new or already
-            // names this manifest; the condition is in the statement, so of
-            // two racing pushes the second sees the first's row (PostgreSQL
-            // waits for it) and changes nothing.
-            let rule = rules.rule_for(tag);
-            let sql = if rule.is_some() {
-                "INSERT INTO tags (repo, name, digest, updated_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (repo, name) DO UPDATE SET updated_at = excluded.updated_at
-                 WHERE tags.digest = excluded.digest"
-            } else {
-                "INSERT INTO tags (repo, name, digest, updated_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at"
-            };
-            let written = sqlx::query(sql)
-                .bind(m.repo)
-                .bind(*tag)
-                .bind(m.digest.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if let (0, Some(rule)) = (written, rule) {
-                return Err(MetaError::TagImmutable {
-                    repo: m.repo.to_string(),
-                    tag: tag.to_string(),
-                    rule,
-                });
-            }
+            immutability::write_tag(&mut tx, &rules, m.repo, tag, m.digest.as_str(), now).await?;
         }
         audit::append(&mut tx, event).await?;
         tx.commit().await?;

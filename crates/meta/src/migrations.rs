@@ -226,4 +226,40 @@ CREATE TABLE namespace_settings (
     updated_at BIGINT NOT NULL
 )
 "#,
+    // 6: promotion policies, every evaluation of one, and where a promoted
+    // tag came from.
+    r#"
+CREATE TABLE promotion_policies (
+    id TEXT PRIMARY KEY,
+    repository {text_c} NOT NULL,
+    owner {text_c} NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+    policy TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX promotion_policies_by_repository ON promotion_policies (repository);
+CREATE TABLE promotion_evaluations (
+    id TEXT PRIMARY KEY,
+    policy_id TEXT NOT NULL,
+    repository {text_c} NOT NULL,
+    tag {text_c},
+    digest TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    target_tag TEXT,
+    detail TEXT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE INDEX promotion_evaluations_by_policy ON promotion_evaluations (policy_id, at);
+CREATE INDEX promotion_evaluations_by_digest ON promotion_evaluations (digest, at);
+CREATE TABLE promotions (
+    repository {text_c} NOT NULL,
+    tag {text_c} NOT NULL,
+    digest TEXT NOT NULL,
+    source_repository {text_c} NOT NULL,
+    source_tag {text_c},
+    policy_id TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    PRIMARY KEY (repository, tag)
+)
+"#,
 ];

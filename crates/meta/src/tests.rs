@@ -826,3 +826,120 @@ async fn immutable_tags_hold_under_concurrent_pushes() {
         assert!(m.delete_tag("acme/build", "66", &ev()).await.unwrap(), "{label}");
     }
 }
+
+/// A promotion copies links and manifests (an index with its images), tags
+/// the target under its immutability rules, and records where the tag came
+/// from; evaluations are kept, a repeated identical one once.
+#[tokio::test]
+async fn promotion_copies_links_and_records_provenance() {
+    for db in backends().await {
+        let m = &db.meta;
+        let label = db.label;
+        m.create_account(&user("acme"), &ev()).await.unwrap();
+        let layer = add_blob(m, "acme/build", "layer").await;
+        let img = d("image");
+        m.put_manifest(manifest("acme/build", &img, vec![&layer], None), &ev())
+            .await
+            .unwrap();
+        let idx = d("index");
+        let mut index = manifest("acme/build", &idx, vec![], Some("66"));
+        index.children = vec![&img];
+        m.put_manifest(index, &ev()).await.unwrap();
+        let copy = PromotionCopy {
+            source_repository: "acme/build",
+            source_tag: Some("66"),
+            digest: idx.as_str(),
+            target_repository: "acme/app",
+            target_tag: "66",
+            policy_id: "p1",
+        };
+        m.promote(&copy, &ev()).await.unwrap();
+        assert_eq!(m.blob_in_repo("acme/app", &layer).await.unwrap(), Some(5), "{label}");
+        let got = m
+            .get_manifest("acme/app", &Reference::Tag("66".parse().unwrap()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.digest, idx.as_str());
+        assert!(m
+            .get_manifest("acme/app", &Reference::Digest(img.clone()))
+            .await
+            .unwrap()
+            .is_some());
+        let p = m.provenance("acme/app", "66").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                p.source_repository.as_str(),
+                p.source_tag.as_deref(),
+                p.policy_id.as_str()
+            ),
+            ("acme/build", Some("66"), "p1")
+        );
+        // Again: idempotent. To an immutable tag holding something else: refused.
+        m.promote(&copy, &ev()).await.unwrap();
+        m.set_repository_immutability("acme/app", Some(true), None, &ev())
+            .await
+            .unwrap();
+        let other = d("other image");
+        m.put_manifest(manifest("acme/build", &other, vec![&layer], None), &ev())
+            .await
+            .unwrap();
+        let refused = m
+            .promote(
+                &PromotionCopy {
+                    digest: other.as_str(),
+                    ..copy.clone()
+                },
+                &ev(),
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(MetaError::TagImmutable { .. })),
+            "{label}: {refused:?}"
+        );
+        assert!(
+            m.get_manifest("acme/app", &Reference::Digest(other.clone()))
+                .await
+                .unwrap()
+                .is_none(),
+            "nothing half-copied"
+        );
+
+        let e = EvaluationRecord {
+            id: "e1".into(),
+            policy_id: "p1".into(),
+            repository: "acme/build".into(),
+            tag: Some("66".into()),
+            digest: idx.to_string(),
+            outcome: "failed".into(),
+            target_tag: None,
+            detail: "[]".into(),
+            at: 1,
+        };
+        assert!(m.record_evaluation(&e).await.unwrap());
+        assert!(!m
+            .record_evaluation(&EvaluationRecord {
+                id: "e2".into(),
+                at: 2,
+                ..e.clone()
+            })
+            .await
+            .unwrap());
+        assert!(m
+            .record_evaluation(&EvaluationRecord {
+                id: "e3".into(),
+                at: 3,
+                outcome: "promoted".into(),
+                ..e.clone()
+            })
+            .await
+            .unwrap());
+        let all = m.evaluations(Some("p1"), None, 10).await.unwrap();
+        assert_eq!(
+            all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["e3", "e1"],
+            "{label}"
+        );
+        assert_eq!(m.evaluations(None, Some(idx.as_str()), 10).await.unwrap().len(), 2);
+    }
+}

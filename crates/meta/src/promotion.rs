@@ -1,0 +1,377 @@
+//! Promotion policies in storage, their evaluations, and the promotion
+//! itself: a server-side copy (manifest, child manifests, blob links; no
+//! blob bytes) and a tag, with its provenance and audit record, in one
+//! transaction. Whether an image passes is the policy crate's business.
+
+use sqlx::Row;
+
+use crate::audit::{append, AuditEvent};
+use crate::{ensure_repo, immutability, now_ms, Meta, MetaError, Result};
+
+/// A policy as stored: the JSON the API took, and who owns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPolicy {
+    pub id: String,
+    pub repository: String,
+    pub owner: String,
+    /// `portcullis_policy::PromotionPolicy` as JSON.
+    pub policy: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One evaluation of a policy over an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvaluationRecord {
+    pub id: String,
+    pub policy_id: String,
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: String,
+    /// `promoted`, `failed` (a rule did not hold), `pending` (no finished
+    /// scan yet), `refused` (the target would not take it) or `passed`.
+    pub outcome: String,
+    pub target_tag: Option<String>,
+    /// JSON: the rules with their outcomes and facts, or the reason.
+    pub detail: String,
+    pub at: i64,
+}
+
+/// Where a promoted tag came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    pub digest: String,
+    pub source_repository: String,
+    pub source_tag: Option<String>,
+    pub policy_id: String,
+    pub at: i64,
+}
+
+/// A promotion to make.
+#[derive(Debug, Clone)]
+pub struct PromotionCopy<'a> {
+    pub source_repository: &'a str,
+    pub source_tag: Option<&'a str>,
+    pub digest: &'a str,
+    pub target_repository: &'a str,
+    pub target_tag: &'a str,
+    pub policy_id: &'a str,
+}
+
+const POLICY_COLUMNS: &str = "id, repository, owner, policy, created_at, updated_at";
+const EVALUATION_COLUMNS: &str = "id, policy_id, repository, tag, digest, outcome, target_tag, detail, at";
+
+fn policy(r: &sqlx::any::AnyRow) -> Result<StoredPolicy> {
+    Ok(StoredPolicy {
+        id: r.try_get(0)?,
+        repository: r.try_get(1)?,
+        owner: r.try_get(2)?,
+        policy: r.try_get(3)?,
+        created_at: r.try_get(4)?,
+        updated_at: r.try_get(5)?,
+    })
+}
+
+fn evaluation(r: &sqlx::any::AnyRow) -> Result<EvaluationRecord> {
+    Ok(EvaluationRecord {
+        id: r.try_get(0)?,
+        policy_id: r.try_get(1)?,
+        repository: r.try_get(2)?,
+        tag: r.try_get(3)?,
+        digest: r.try_get(4)?,
+        outcome: r.try_get(5)?,
+        target_tag: r.try_get(6)?,
+        detail: r.try_get(7)?,
+        at: r.try_get(8)?,
+    })
+}
+
+impl Meta {
+    pub async fn create_policy(&self, p: &StoredPolicy, event: &AuditEvent) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "INSERT INTO promotion_policies (id, repository, owner, policy, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(&p.id)
+        .bind(&p.repository)
+        .bind(&p.owner)
+        .bind(&p.policy)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await;
+        match r {
+            Err(e) if crate::is_fk_violation(&e) => return Err(MetaError::Missing(event.action.clone())),
+            other => other?,
+        };
+        append(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces a policy's JSON; `false` when there is no such policy.
+    pub async fn update_policy(&self, id: &str, json: &str, event: &AuditEvent) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("UPDATE promotion_policies SET policy = $1, updated_at = $2 WHERE id = $3")
+            .bind(json)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            append(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    pub async fn delete_policy(&self, id: &str, event: &AuditEvent) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("DELETE FROM promotion_policies WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            append(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    pub async fn policy(&self, id: &str) -> Result<Option<StoredPolicy>> {
+        let row = sqlx::query(&format!(
+            "SELECT {POLICY_COLUMNS} FROM promotion_policies WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(policy).transpose()
+    }
+
+    /// The policies of a source repository, oldest first.
+    pub async fn policies(&self, repository: &str) -> Result<Vec<StoredPolicy>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {POLICY_COLUMNS} FROM promotion_policies WHERE repository = $1 ORDER BY created_at, id"
+        ))
+        .bind(repository)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(policy).collect()
+    }
+
+    /// Every policy, for re-evaluation after a database import.
+    pub async fn all_policies(&self) -> Result<Vec<StoredPolicy>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {POLICY_COLUMNS} FROM promotion_policies ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(policy).collect()
+    }
+
+    /// The (repository, tag) pairs that name `digest` in a repository with
+    /// a promotion policy, directly or as an index listing it.
+    pub async fn policy_tags_of(&self, digest: &str) -> Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT t.repo, t.name, t.digest FROM tags t
+             WHERE EXISTS (SELECT 1 FROM promotion_policies p WHERE p.repository = t.repo)
+               AND (t.digest = $1 OR EXISTS (SELECT 1 FROM manifest_children c
+                    WHERE c.repo = t.repo AND c.parent = t.digest AND c.child = $1))
+             ORDER BY t.repo, t.name",
+        )
+        .bind(digest)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    /// Every (tag, digest) of a repository, in tag order (for `apply`).
+    pub async fn tagged(&self, repository: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT name, digest FROM tags WHERE repo = $1 ORDER BY name")
+            .bind(repository)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    /// The child manifests an index lists in `repository`.
+    pub async fn children(&self, repository: &str, digest: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT child FROM manifest_children WHERE repo = $1 AND parent = $2 ORDER BY child")
+            .bind(repository)
+            .bind(digest)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Records an evaluation, unless the last one of this policy for this
+    /// tag and digest said the same (so a re-run that changes nothing
+    /// leaves no new row). Returns whether it was recorded.
+    pub async fn record_evaluation(&self, e: &EvaluationRecord) -> Result<bool> {
+        let last = sqlx::query(
+            "SELECT outcome, detail FROM promotion_evaluations
+             WHERE policy_id = $1 AND digest = $2 AND (tag = $3 OR (tag IS NULL AND $3 IS NULL))
+             ORDER BY at DESC, id DESC LIMIT 1",
+        )
+        .bind(&e.policy_id)
+        .bind(&e.digest)
+        .bind(e.tag.as_deref())
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(r) = last {
+            let (outcome, detail): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+            if outcome == e.outcome && detail == e.detail {
+                return Ok(false);
+            }
+        }
+        sqlx::query(&format!(
+            "INSERT INTO promotion_evaluations ({EVALUATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(&e.id)
+        .bind(&e.policy_id)
+        .bind(&e.repository)
+        .bind(e.tag.as_deref())
+        .bind(&e.digest)
+        .bind(&e.outcome)
+        .bind(e.target_tag.as_deref())
+        .bind(&e.detail)
+        .bind(e.at)
+        .execute(&self.pool)
+        .await?;
+        Ok(true)
+    }
+
+    /// Evaluations, newest first, of one policy and/or one image digest.
+    pub async fn evaluations(
+        &self,
+        policy_id: Option<&str>,
+        digest: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<EvaluationRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVALUATION_COLUMNS} FROM promotion_evaluations
+             WHERE ($1 IS NULL OR policy_id = $1) AND ($2 IS NULL OR digest = $2)
+             ORDER BY at DESC, id DESC LIMIT $3"
+        ))
+        .bind(policy_id)
+        .bind(digest)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(evaluation).collect()
+    }
+
+    /// Where a tag came from, if a promotion made it.
+    pub async fn provenance(&self, repository: &str, tag: &str) -> Result<Option<Provenance>> {
+        let row = sqlx::query(
+            "SELECT digest, source_repository, source_tag, policy_id, at FROM promotions
+             WHERE repository = $1 AND tag = $2",
+        )
+        .bind(repository)
+        .bind(tag)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Provenance {
+                digest: r.try_get(0)?,
+                source_repository: r.try_get(1)?,
+                source_tag: r.try_get(2)?,
+                policy_id: r.try_get(3)?,
+                at: r.try_get(4)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Copies an image into the target repository and tags it there, in
+    /// one transaction with its provenance and audit record: links to the
+    /// blobs, the manifest and (for an index) its child manifests, no blob
+    /// bytes. The target's immutable tags are respected; an image whose
+    /// parts are gone (a concurrent GC) fails as a missing blob.
+    pub async fn promote(&self, c: &PromotionCopy<'_>, event: &AuditEvent) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        ensure_repo(&mut tx, c.target_repository, now).await?;
+        // The image and what it lists (an index's images, two levels at most).
+        let mut order = vec![c.digest.to_string()];
+        let mut i = 0;
+        while i < order.len() && order.len() < 1024 {
+            let rows = sqlx::query("SELECT child FROM manifest_children WHERE repo = $1 AND parent = $2")
+                .bind(c.source_repository)
+                .bind(&order[i])
+                .fetch_all(&mut *tx)
+                .await?;
+            for r in rows {
+                let child: String = r.try_get(0)?;
+                if !order.contains(&child) {
+                    order.push(child);
+                }
+            }
+            i += 1;
+        }
+        // Children before parents: a parent's rows reference its children.
+        for m in order.iter().rev() {
+            let copy = [
+                "INSERT INTO repo_blobs (repo, digest, linked_at)
+                 SELECT $1, mb.digest, $3 FROM manifest_blobs mb WHERE mb.repo = $2 AND mb.manifest = $4
+                 ON CONFLICT DO NOTHING",
+                "INSERT INTO manifests (repo, digest, media_type, artifact_type, subject, annotations, size, content, pushed_at)
+                 SELECT $1, digest, media_type, artifact_type, subject, annotations, size, content, $3
+                 FROM manifests WHERE repo = $2 AND digest = $4
+                 ON CONFLICT (repo, digest) DO NOTHING",
+                "INSERT INTO manifest_blobs (repo, manifest, digest)
+                 SELECT $1, manifest, digest FROM manifest_blobs WHERE repo = $2 AND manifest = $4
+                 ON CONFLICT DO NOTHING",
+                "INSERT INTO manifest_children (repo, parent, child)
+                 SELECT $1, parent, child FROM manifest_children WHERE repo = $2 AND parent = $4
+                 ON CONFLICT DO NOTHING",
+            ];
+            for sql in copy {
+                let r = sqlx::query(sql)
+                    .bind(c.target_repository)
+                    .bind(c.source_repository)
+                    .bind(now)
+                    .bind(m)
+                    .execute(&mut *tx)
+                    .await;
+                match r {
+                    Err(e) if crate::is_fk_violation(&e) => return Err(MetaError::BlobUnknown(m.clone())),
+                    other => other?,
+                };
+            }
+        }
+        let copied = sqlx::query("SELECT 1 FROM manifests WHERE repo = $1 AND digest = $2")
+            .bind(c.target_repository)
+            .bind(c.digest)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if copied.is_none() {
+            return Err(MetaError::ManifestUnknown(c.digest.to_string()));
+        }
+        let rules = immutability::rules(&mut tx, c.target_repository).await?;
+        immutability::write_tag(&mut tx, &rules, c.target_repository, c.target_tag, c.digest, now).await?;
+        sqlx::query(
+            "INSERT INTO promotions (repository, tag, digest, source_repository, source_tag, policy_id, at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (repository, tag) DO UPDATE SET digest = excluded.digest,
+               source_repository = excluded.source_repository, source_tag = excluded.source_tag,
+               policy_id = excluded.policy_id, at = excluded.at",
+        )
+        .bind(c.target_repository)
+        .bind(c.target_tag)
+        .bind(c.digest)
+        .bind(c.source_repository)
+        .bind(c.source_tag)
+        .bind(c.policy_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        append(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
