@@ -530,6 +530,31 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
             (Method::DELETE, format!("/api/v1/repositories/{repo}"), None)
         }
         "audit_list" => (Method::GET, "/api/v1/audit?limit=5".into(), None),
+        "policy_list" => (Method::GET, "/api/v1/repositories/acme/app/policies".into(), None),
+        "policy_create" => (
+            Method::POST,
+            "/api/v1/repositories/acme/app/policies".into(),
+            json_body(never_policy(&n)),
+        ),
+        "policy_get" | "policy_update" | "policy_delete" | "policy_apply" | "policy_dry_run" | "policy_evaluations" => {
+            let p = api(
+                s,
+                Method::POST,
+                "/api/v1/repositories/acme/app/policies",
+                never_policy(&n),
+            )
+            .await;
+            let base = format!("/api/v1/repositories/acme/app/policies/{}", p["id"].as_str().unwrap());
+            match endpoint {
+                "policy_get" => (Method::GET, base, None),
+                "policy_update" => (Method::PUT, base, json_body(never_policy(&format!("{n}b")))),
+                "policy_delete" => (Method::DELETE, base, None),
+                "policy_apply" => (Method::POST, format!("{base}/apply"), None),
+                "policy_dry_run" => (Method::POST, format!("{base}/dry-run"), json_body(json!({"tag": "v1"}))),
+                _ => (Method::GET, format!("{base}/evaluations"), None),
+            }
+        }
+        "tag_get" => (Method::GET, "/api/v1/repositories/acme/app/tags/v1".into(), None),
         "scan_get" => (
             Method::GET,
             format!("/api/v1/scans/{}?repository=acme/app", scanned_digest()),
@@ -565,6 +590,13 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
         ),
         other => panic!("the matrix has no request for endpoint {other}"),
     }
+}
+
+/// A policy of acme/app whose rule never holds (nothing is promoted while
+/// the matrix runs), targeting acme/other.
+fn never_policy(n: &str) -> Value {
+    json!({"target": "acme/other", "tag_template": format!("{n}-%n"),
+           "rules": [{"field": "tag", "operator": "eq", "values": ["never"]}]})
 }
 
 /// Expected status per caller, in [`CALLERS`] order, for every endpoint.
@@ -628,6 +660,20 @@ fn matrix() -> Vec<(&'static str, [u16; 13])> {
         ("token_revoke", [U, 204, D, D, D, D, D, U, U, U, U, 204, D]),
         ("repository_get", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
         ("repository_update", [U, D, D, 200, D, D, D, U, U, U, U, 200, 200]),
+        // Policies of acme/app targeting acme/other: only the administrator
+        // may push there, so only it may create or change one.
+        ("policy_list", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
+        ("policy_create", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
+        ("policy_get", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
+        ("policy_update", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
+        ("policy_delete", [U, D, D, 204, D, D, D, U, U, U, U, 204, 204]),
+        ("policy_apply", [U, D, D, 200, D, D, D, U, U, U, U, 200, 200]),
+        ("policy_dry_run", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
+        (
+            "policy_evaluations",
+            [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200],
+        ),
+        ("tag_get", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
         ("repository_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
         ("audit_list", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
     ]
@@ -659,6 +705,9 @@ fn audited_action(endpoint: &str) -> Option<&'static str> {
         "token_revoke" => "token.revoke",
         "repository_update" => "repository.update",
         "repository_delete" => "repository.delete",
+        "policy_create" => "policy.create",
+        "policy_update" => "policy.update",
+        "policy_delete" => "policy.delete",
         "scan_request" => "scan.request",
         _ => return None,
     })

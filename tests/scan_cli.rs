@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{gzip, have_tool, tar_of, ServerProcess};
+use common::{have_tool, tar_of, write_layout, ServerProcess};
 use portcullis_oci::Digest;
 
 const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vulndb/sample.osv.jsonl");
@@ -24,50 +24,6 @@ fn portcullis(data: &Path, args: &[&str]) -> Output {
 
 /// An OCI layout at `dir` with one image tagged `tag` whose layers are the
 /// given tars (gzip-compressed); returns the layers' blob digests and diff ids.
-fn write_layout(dir: &Path, tag: &str, tars: &[Vec<u8>]) -> Vec<(Digest, Digest)> {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |bytes: &[u8]| {
-        let d = Digest::sha256_of(bytes);
-        std::fs::write(blobs.join(d.hex()), bytes).unwrap();
-        (d, bytes.len())
-    };
-    let mut layers = Vec::new();
-    let mut ids = Vec::new();
-    for t in tars {
-        let (d, n) = put(&gzip(t));
-        layers.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d.as_str(), "size": n}));
-        ids.push((d, Digest::sha256_of(t)));
-    }
-    let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "amd64", "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": ids.iter().map(|(_, d)| d.as_str()).collect::<Vec<_>>()},
-        "config": {}
-    }))
-    .unwrap();
-    let (cd, cn) = put(&config);
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.as_str(), "size": cn},
-        "layers": layers,
-    }))
-    .unwrap();
-    let (md, mn) = put(&manifest);
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    std::fs::write(
-        dir.join("index.json"),
-        serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md.as_str(), "size": mn,
-                           "annotations": {"org.opencontainers.image.ref.name": tag}}]
-        }))
-        .unwrap(),
-    )
-    .unwrap();
-    ids
-}
-
 const BASE_STATUS: &str =
     "Package: base-files\nStatus: install ok installed\nVersion: 11.1+deb11u5\nArchitecture: amd64\n\n\
 Package: libzmq5\nStatus: install ok installed\nVersion: 4.3.4-1\nSource: zeromq3\nArchitecture: amd64\n";

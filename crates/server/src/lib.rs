@@ -16,6 +16,7 @@ mod listing;
 mod manifests;
 mod metrics;
 mod ops;
+mod promotion;
 pub mod route;
 mod scanner;
 mod serve;

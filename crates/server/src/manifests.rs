@@ -147,6 +147,7 @@ pub(crate) async fn put(
     if let Reference::Tag(t) = reference {
         tags.push(t);
     }
+    let pushed_tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
     let subject = manifest.subject.as_ref().map(|s| &s.digest);
     let mut event = actor.event("push").repository(name.as_str()).digest(digest.as_str());
     if !tags.is_empty() {
@@ -175,6 +176,8 @@ pub(crate) async fn put(
     reg.manifests.invalidate(name.as_str());
     stored?;
     reg.scan_on_push(name.as_str(), &manifest, &digest).await;
+    let pushed: Vec<&str> = pushed_tags.iter().map(String::as_str).collect();
+    reg.promote_on_push(name.as_str(), &pushed, &digest).await;
     let mut resp = crate::created(&format!("/v2/{name}/manifests/{digest}"), &digest);
     let h = resp.headers_mut();
     if let Some(s) = subject {

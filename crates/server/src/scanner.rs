@@ -276,7 +276,12 @@ impl Registry {
             db_generation: generation,
             counts: counts(&findings),
         };
-        self.meta.finish_scan(digest, &outcome).await.map_err(|e| e.to_string())
+        self.meta
+            .finish_scan(digest, &outcome)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.promote_on_scan(digest).await;
+        Ok(())
     }
 
     /// Matches every stored SBOM against the index in force.
@@ -412,13 +417,16 @@ async fn watch_database(weak: Weak<Registry>) {
                     *reg.scanner.index.write().expect("index lock") = Some((generation, index.clone()));
                     let started = std::time::Instant::now();
                     match reg.rematch_all(generation, &index).await {
-                        Ok(n) => tracing::info!(
-                            generation,
-                            advisories = index.len(),
-                            sboms = n,
-                            ms = started.elapsed().as_millis() as u64,
-                            "vulnerability database loaded; stored SBOMs re-matched"
-                        ),
+                        Ok(n) => {
+                            tracing::info!(
+                                generation,
+                                advisories = index.len(),
+                                sboms = n,
+                                ms = started.elapsed().as_millis() as u64,
+                                "vulnerability database loaded; stored SBOMs re-matched"
+                            );
+                            reg.promote_after_rematch().await;
+                        }
                         Err(e) => tracing::warn!(error = %e, "re-matching stored SBOMs"),
                     }
                 }

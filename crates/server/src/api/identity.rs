@@ -534,7 +534,7 @@ pub(crate) async fn token_revoke(
 
 // ---- repositories -------------------------------------------------------
 
-fn repo_name(name: &str) -> Result<RepositoryName, RegistryError> {
+pub(crate) fn repo_name(name: &str) -> Result<RepositoryName, RegistryError> {
     Ok(name.trim_start_matches('/').parse::<RepositoryName>()?)
 }
 
@@ -557,10 +557,10 @@ async fn repository_json(reg: &Registry, name: &RepositoryName) -> ApiResult {
     ))
 }
 
-pub(crate) async fn repository_get(State(reg): State<Arc<Registry>>, who: Who, Path(name): Path<String>) -> ApiResult {
-    let name = repo_name(&name)?;
-    who.need(&reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
-    repository_json(&reg, &name).await
+pub(crate) async fn repository_get(reg: &Registry, who: &Who, name: &str) -> ApiResult {
+    let name = repo_name(name)?;
+    who.need(reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
+    repository_json(reg, &name).await
 }
 
 /// Any setting may be given alone.
@@ -573,15 +573,10 @@ pub(crate) struct RepositorySettings {
     immutable_tag_patterns: Option<Vec<String>>,
 }
 
-pub(crate) async fn repository_update(
-    State(reg): State<Arc<Registry>>,
-    who: Who,
-    Path(name): Path<String>,
-    body: Bytes,
-) -> ApiResult {
-    let name = repo_name(&name)?;
-    who.need(&reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
-    let s: RepositorySettings = json_body(&body)?;
+pub(crate) async fn repository_update(reg: &Registry, who: &Who, name: &str, body: &[u8]) -> ApiResult {
+    let name = repo_name(name)?;
+    who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
+    let s: RepositorySettings = json_body(body)?;
     if s.visibility.is_none()
         && s.scan_on_push.is_none()
         && s.immutable_tags.is_none()
@@ -633,7 +628,7 @@ pub(crate) async fn repository_update(
             )
             .await?;
     }
-    repository_json(&reg, &name).await
+    repository_json(reg, &name).await
 }
 
 #[derive(Deserialize)]
@@ -683,13 +678,9 @@ pub(crate) async fn namespace_settings_update(
     ))
 }
 
-pub(crate) async fn repository_delete(
-    State(reg): State<Arc<Registry>>,
-    who: Who,
-    Path(name): Path<String>,
-) -> ApiResult {
-    let name = repo_name(&name)?;
-    who.need(&reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
+pub(crate) async fn repository_delete(reg: &Registry, who: &Who, name: &str) -> ApiResult {
+    let name = repo_name(name)?;
+    who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
     let ev = who.actor.event("repository.delete").repository(name.as_str());
     let deleted = reg.meta.delete_repository(name.as_str(), &ev).await?;
     reg.invalidate(name.as_str());

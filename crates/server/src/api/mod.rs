@@ -4,6 +4,7 @@
 //! authorization matrix test checks it has a row of its own).
 
 mod identity;
+mod policies;
 mod scans;
 
 use std::sync::Arc;
@@ -65,6 +66,27 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/repositories/{*name}", "repository_get"),
     ("PUT", "/api/v1/repositories/{*name}", "repository_update"),
     ("DELETE", "/api/v1/repositories/{*name}", "repository_delete"),
+    ("GET", "/api/v1/repositories/{*name}/policies", "policy_list"),
+    ("POST", "/api/v1/repositories/{*name}/policies", "policy_create"),
+    ("GET", "/api/v1/repositories/{*name}/policies/{id}", "policy_get"),
+    ("PUT", "/api/v1/repositories/{*name}/policies/{id}", "policy_update"),
+    ("DELETE", "/api/v1/repositories/{*name}/policies/{id}", "policy_delete"),
+    (
+        "POST",
+        "/api/v1/repositories/{*name}/policies/{id}/apply",
+        "policy_apply",
+    ),
+    (
+        "POST",
+        "/api/v1/repositories/{*name}/policies/{id}/dry-run",
+        "policy_dry_run",
+    ),
+    (
+        "GET",
+        "/api/v1/repositories/{*name}/policies/{id}/evaluations",
+        "policy_evaluations",
+    ),
+    ("GET", "/api/v1/repositories/{*name}/tags/{tag}", "tag_get"),
     ("GET", "/api/v1/audit", "audit_list"),
     ("GET", "/api/v1/scans/{digest}", "scan_get"),
     ("POST", "/api/v1/scans/{digest}", "scan_request"),
@@ -101,9 +123,6 @@ fn handler(name: &str, m: MethodFilter) -> MethodRouter<Arc<Registry>> {
         "token_list" => on(m, token_list),
         "token_create" => on(m, token_create),
         "token_revoke" => on(m, token_revoke),
-        "repository_get" => on(m, repository_get),
-        "repository_update" => on(m, repository_update),
-        "repository_delete" => on(m, repository_delete),
         "audit_list" => on(m, audit_list),
         "scan_get" => on(m, scan_get),
         "scan_request" => on(m, scan_request),
@@ -125,18 +144,146 @@ fn method_filter(method: &str) -> MethodFilter {
     }
 }
 
+/// Routes under a repository name, which may itself contain `/`: one
+/// catch-all route, split at the most specific suffix that matches (as the
+/// registry API splits at its route keywords).
+const REPOSITORY_PREFIX: &str = "/api/v1/repositories/{*name}";
+
 pub(crate) fn router() -> Router<Arc<Registry>> {
     let mut by_path: Vec<(&str, MethodRouter<Arc<Registry>>)> = Vec::new();
-    for (method, path, name) in ENDPOINTS {
+    for (method, path, name) in ENDPOINTS.iter().filter(|(_, p, _)| !p.starts_with(REPOSITORY_PREFIX)) {
         let one = handler(name, method_filter(method));
         match by_path.iter_mut().find(|(p, _)| p == path) {
             Some((_, mr)) => *mr = std::mem::take(mr).merge(one),
             None => by_path.push((path, one)),
         }
     }
+    let methods = ENDPOINTS
+        .iter()
+        .filter(|(_, p, _)| p.starts_with(REPOSITORY_PREFIX))
+        .map(|(m, _, _)| method_filter(m))
+        .reduce(MethodFilter::or)
+        .expect("repository routes");
     by_path
         .into_iter()
         .fold(Router::new(), |r, (path, mr)| r.route(path, mr))
+        .route(REPOSITORY_PREFIX, on(methods, repository_routes))
+}
+
+/// The repository endpoint a method and path reach: its name, the
+/// repository name and the path parameters after it.
+fn repository_endpoint<'a>(method: &str, rest: &'a str) -> Option<(&'static str, String, Vec<&'a str>)> {
+    let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    let mut candidates: Vec<(&str, Vec<&str>)> = ENDPOINTS
+        .iter()
+        .filter(|(m, p, _)| *m == method && p.starts_with(REPOSITORY_PREFIX))
+        .map(|(_, p, n)| {
+            (
+                *n,
+                p[REPOSITORY_PREFIX.len()..]
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            )
+        })
+        .collect();
+    candidates.sort_by_key(|(_, suffix)| std::cmp::Reverse(suffix.len()));
+    for (name, suffix) in candidates {
+        if segments.len() <= suffix.len() {
+            continue;
+        }
+        let tail = &segments[segments.len() - suffix.len()..];
+        let mut params = Vec::new();
+        let matched = suffix.iter().zip(tail).all(|(p, t)| {
+            if p.starts_with('{') {
+                params.push(*t);
+                !t.is_empty()
+            } else {
+                p == t
+            }
+        });
+        if matched {
+            return Some((name, segments[..segments.len() - suffix.len()].join("/"), params));
+        }
+    }
+    None
+}
+
+async fn repository_routes(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    method: axum::http::Method,
+    axum::extract::Path(rest): axum::extract::Path<String>,
+    uri: axum::http::Uri,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    use identity::{repository_delete, repository_get, repository_update};
+    use policies::*;
+    let Some((endpoint, name, params)) = repository_endpoint(method.as_str(), &rest) else {
+        return Err(RegistryError::NotFound);
+    };
+    let reg = &*reg;
+    let who = &who;
+    let p = |i: usize| params.get(i).copied().unwrap_or_default();
+    match endpoint {
+        "repository_get" => repository_get(reg, who, &name).await,
+        "repository_update" => repository_update(reg, who, &name, &body).await,
+        "repository_delete" => repository_delete(reg, who, &name).await,
+        "policy_list" => policy_list(reg, who, &name).await,
+        "policy_create" => policy_create(reg, who, &name, &body).await,
+        "policy_get" => policy_get(reg, who, &name, p(0)).await,
+        "policy_update" => policy_update(reg, who, &name, p(0), &body).await,
+        "policy_delete" => policy_delete(reg, who, &name, p(0)).await,
+        "policy_apply" => policy_apply(reg, who, &name, p(0)).await,
+        "policy_dry_run" => policy_dry_run(reg, who, &name, p(0), &body).await,
+        "policy_evaluations" => policy_evaluations(reg, who, &name, p(0), uri.query().unwrap_or("")).await,
+        "tag_get" => tag_get(reg, who, &name, p(0)).await,
+        other => unreachable!("repository endpoint {other} has no handler"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repository_endpoint;
+
+    /// Paths under a repository name split at the most specific suffix.
+    #[test]
+    fn repository_route_table() {
+        let table = [
+            ("GET", "acme/app", Some(("repository_get", "acme/app", vec![]))),
+            ("GET", "a/b/c", Some(("repository_get", "a/b/c", vec![]))),
+            ("GET", "acme/app/policies", Some(("policy_list", "acme/app", vec![]))),
+            ("POST", "acme/app/policies", Some(("policy_create", "acme/app", vec![]))),
+            (
+                "GET",
+                "acme/app/policies/p1",
+                Some(("policy_get", "acme/app", vec!["p1"])),
+            ),
+            (
+                "POST",
+                "acme/app/policies/p1/apply",
+                Some(("policy_apply", "acme/app", vec!["p1"])),
+            ),
+            (
+                "POST",
+                "acme/app/policies/p1/dry-run",
+                Some(("policy_dry_run", "acme/app", vec!["p1"])),
+            ),
+            (
+                "GET",
+                "acme/app/policies/p1/evaluations",
+                Some(("policy_evaluations", "acme/app", vec!["p1"])),
+            ),
+            ("GET", "acme/app/tags/v1", Some(("tag_get", "acme/app", vec!["v1"]))),
+            ("POST", "acme/app", None),
+            ("POST", "policies", None),
+        ];
+        for (method, rest, want) in table {
+            let got = repository_endpoint(method, rest);
+            let want = want.map(|(n, r, p): (&str, &str, Vec<&str>)| (n, r.to_string(), p));
+            assert_eq!(got, want, "{method} {rest}");
+        }
+    }
 }
 
 /// The authenticated (or anonymous) caller of a management request.

@@ -1,0 +1,241 @@
+//! Promotion policies of a source repository, and what they did:
+//! `…/repositories/NAME/policies[/ID[/apply|/dry-run|/evaluations]]`, and
+//! a tag's provenance at `…/repositories/NAME/tags/TAG`.
+
+use axum::http::StatusCode;
+use portcullis_auth::Actions;
+use portcullis_meta::{now_ms, EvaluationRecord, StoredPolicy};
+use portcullis_oci::{Digest, Reference};
+use portcullis_policy::PromotionPolicy;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::identity::repo_name;
+use super::{json_body, reply, ApiResult, Who};
+use crate::access::{Caller, Need};
+use crate::{Registry, RegistryError};
+
+fn policy_json(p: &StoredPolicy) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_str(&p.policy).unwrap_or(json!({}));
+    v["id"] = json!(p.id);
+    v["repository"] = json!(p.repository);
+    v["owner"] = json!(p.owner);
+    v["created_at"] = json!(p.created_at);
+    v["updated_at"] = json!(p.updated_at);
+    v
+}
+
+pub(crate) fn evaluation_json(e: &EvaluationRecord) -> serde_json::Value {
+    json!({
+        "id": e.id, "policy_id": e.policy_id, "repository": e.repository, "tag": e.tag,
+        "digest": e.digest, "outcome": e.outcome, "target_tag": e.target_tag,
+        "detail": serde_json::from_str::<serde_json::Value>(&e.detail).unwrap_or(json!(e.detail)),
+        "at": e.at,
+    })
+}
+
+/// Parses and checks a policy, and that the caller may push to its target
+/// (a policy acts with its creator's rights: it can't reach further).
+async fn checked(reg: &Registry, who: &Who, source: &str, body: &[u8]) -> Result<PromotionPolicy, RegistryError> {
+    let p: PromotionPolicy = json_body(body)?;
+    p.compile().map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    let target = repo_name(&p.target)?;
+    if target.as_str() == source {
+        return Err(RegistryError::Invalid("a policy's target is another repository".into()));
+    }
+    who.need(reg, Need::Repository(target.as_str(), Actions::PUSH))
+        .await
+        .map_err(|_| RegistryError::Denied(format!("you may not push to {target}, so no policy of yours may")))?;
+    Ok(p)
+}
+
+fn owner(who: &Who) -> Result<String, RegistryError> {
+    match &who.caller {
+        Caller::Account(p) => Ok(p.account.name.clone()),
+        _ => Err(RegistryError::Unauthorized("authentication required".into())),
+    }
+}
+
+async fn find(reg: &Registry, source: &str, id: &str) -> Result<StoredPolicy, RegistryError> {
+    reg.meta
+        .policy(id)
+        .await?
+        .filter(|p| p.repository == source)
+        .ok_or_else(|| RegistryError::Absent(format!("no policy {id} on {source}")))
+}
+
+pub(crate) async fn policy_list(reg: &Registry, who: &Who, name: &str) -> ApiResult {
+    let name = repo_name(name)?;
+    who.need(reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
+    let list: Vec<_> = reg
+        .meta
+        .policies(name.as_str())
+        .await?
+        .iter()
+        .map(policy_json)
+        .collect();
+    Ok(reply(StatusCode::OK, json!(list)))
+}
+
+pub(crate) async fn policy_create(reg: &Registry, who: &Who, name: &str, body: &[u8]) -> ApiResult {
+    let name = repo_name(name)?;
+    who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
+    let p = checked(reg, who, name.as_str(), body).await?;
+    let stored = StoredPolicy {
+        id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+        repository: name.to_string(),
+        owner: owner(who)?,
+        policy: serde_json::to_string(&p).expect("json"),
+        created_at: now_ms(),
+        updated_at: now_ms(),
+    };
+    let ev = who
+        .actor
+        .event("policy.create")
+        .repository(name.as_str())
+        .detail(format!("{} {}", stored.id, stored.policy));
+    reg.meta.create_policy(&stored, &ev).await?;
+    Ok(reply(StatusCode::CREATED, policy_json(&stored)))
+}
+
+pub(crate) async fn policy_get(reg: &Registry, who: &Who, name: &str, id: &str) -> ApiResult {
+    let name = repo_name(name)?;
+    who.need(reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
+    Ok(reply(StatusCode::OK, policy_json(&find(reg, name.as_str(), id).await?)))
+}
+
+pub(crate) async fn policy_update(reg: &Registry, who: &Who, name: &str, id: &str, body: &[u8]) -> ApiResult {
+    let name = repo_name(name)?;
+    who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
+    let mut stored = find(reg, name.as_str(), id).await?;
+    let p = checked(reg, who, name.as_str(), body).await?;
+    stored.policy = serde_json::to_string(&p).expect("json");
+    let ev = who
+        .actor
+        .event("policy.update")
+        .repository(name.as_str())
+        .detail(format!("{id} {}", stored.policy));
+    reg.meta.update_policy(id, &stored.policy, &ev).await?;
+    Ok(reply(StatusCode::OK, policy_json(&find(reg, name.as_str(), id).await?)))
+}
+
+pub(crate) async fn policy_delete(reg: &Registry, who: &Who, name: &str, id: &str) -> ApiResult {
+    let name = repo_name(name)?;
+    who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
+    find(reg, name.as_str(), id).await?;
+    let ev = who
+        .actor
+        .event("policy.delete")
+        .repository(name.as_str())
+        .detail(id.to_string());
+    reg.meta.delete_policy(id, &ev).await?;
+    Ok(reply(StatusCode::NO_CONTENT, json!(null)))
+}
+
+/// `POST …/apply`: the policy over every tag of its source, now.
+pub(crate) async fn policy_apply(reg: &Registry, who: &Who, name: &str, id: &str) -> ApiResult {
+    let name = repo_name(name)?;
+    who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
+    let p = find(reg, name.as_str(), id).await?;
+    let done = reg.apply_policy(&p).await?;
+    let list: Vec<_> = done.iter().map(evaluation_json).collect();
+    Ok(reply(StatusCode::OK, json!({"evaluations": list})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DryRun {
+    tag: Option<String>,
+    digest: Option<String>,
+}
+
+/// `POST …/dry-run {"tag"|"digest"}`: every rule with its outcome and the
+/// facts it used; nothing is promoted or recorded.
+pub(crate) async fn policy_dry_run(reg: &Registry, who: &Who, name: &str, id: &str, body: &[u8]) -> ApiResult {
+    let name = repo_name(name)?;
+    who.need(reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
+    let p = find(reg, name.as_str(), id).await?;
+    let d: DryRun = json_body(body)?;
+    let (tag, digest) = match (d.tag, d.digest) {
+        (Some(tag), None) => {
+            portcullis_oci::validate_tag(&tag)?;
+            let reference = Reference::Tag(tag.clone());
+            let m = reg
+                .meta
+                .get_manifest(name.as_str(), &reference)
+                .await?
+                .ok_or_else(|| RegistryError::Absent(format!("no tag {tag} in {name}")))?;
+            (tag, m.digest)
+        }
+        (None, Some(digest)) => {
+            let parsed: Digest = digest.parse()?;
+            if reg
+                .meta
+                .get_manifest(name.as_str(), &Reference::Digest(parsed))
+                .await?
+                .is_none()
+            {
+                return Err(RegistryError::Absent(format!("no manifest {digest} in {name}")));
+            }
+            (String::new(), digest)
+        }
+        _ => return Err(RegistryError::Invalid("give a tag or a digest".into())),
+    };
+    let outcome = reg.run_policy(&p, &tag, &digest, true).await?;
+    Ok(reply(StatusCode::OK, evaluation_json(&outcome.record)))
+}
+
+pub(crate) async fn policy_evaluations(reg: &Registry, who: &Who, name: &str, id: &str, query: &str) -> ApiResult {
+    let name = repo_name(name)?;
+    who.need(reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
+    find(reg, name.as_str(), id).await?;
+    let limit = crate::query_param(query, "limit")
+        .and_then(|l| l.parse::<i64>().ok())
+        .unwrap_or(100)
+        .clamp(1, 1000);
+    let list: Vec<_> = reg
+        .meta
+        .evaluations(Some(id), None, limit)
+        .await?
+        .iter()
+        .map(evaluation_json)
+        .collect();
+    Ok(reply(StatusCode::OK, json!(list)))
+}
+
+/// `GET …/tags/TAG`: the digest, where a promotion brought it from, and
+/// what the policies said of it.
+pub(crate) async fn tag_get(reg: &Registry, who: &Who, name: &str, tag: &str) -> ApiResult {
+    let name = repo_name(name)?;
+    portcullis_oci::validate_tag(tag)?;
+    who.need(reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
+    let m = reg
+        .meta
+        .get_manifest(name.as_str(), &Reference::Tag(tag.to_string()))
+        .await?
+        .ok_or_else(|| RegistryError::Absent(format!("no tag {tag} in {name}")))?;
+    let provenance = reg
+        .meta
+        .provenance(name.as_str(), tag)
+        .await?
+        .filter(|p| p.digest == m.digest)
+        .map(|p| {
+            json!({
+                "repository": p.source_repository, "tag": p.source_tag, "policy_id": p.policy_id, "at": p.at,
+                "summary": format!("promoted from {}:{} by policy {}", p.source_repository,
+                    p.source_tag.as_deref().unwrap_or("?"), p.policy_id),
+            })
+        });
+    let evaluations: Vec<_> = reg
+        .meta
+        .evaluations(None, Some(&m.digest), 20)
+        .await?
+        .iter()
+        .map(evaluation_json)
+        .collect();
+    Ok(reply(
+        StatusCode::OK,
+        json!({"repository": name.as_str(), "tag": tag, "digest": m.digest, "media_type": m.media_type,
+               "promoted_from": provenance, "evaluations": evaluations}),
+    ))
+}

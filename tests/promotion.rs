@@ -1,0 +1,229 @@
+//! Promotion policies end to end, on SQLite and PostgreSQL, with skopeo
+//! pushing and pulling and the real npm advisories from `../shared/vulndb`:
+//! CI pushes builds to an immutable build repository, a policy promotes
+//! the clean one to the release repository and keeps back the one that
+//! carries mqtt-packet 6.1.1 (NSWG-ECO-500 / CVE-2019-5432, CVSS 3.0
+//! `AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H`, base score 7.5: High), and a
+//! later database without that advisory lets it through.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{backends, have_tool, tar_of, write_layout, TestServer, ADMIN_PASSWORD};
+use portcullis_vulndb::{Limits, NoProgress, VulnDb};
+use serde_json::{json, Value};
+
+const NPM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vulndb/npm.osv.jsonl.gz");
+
+async fn skopeo(args: &[&str], home: &Path) -> std::process::Output {
+    tokio::process::Command::new("skopeo")
+        .args(args)
+        .env("HOME", home)
+        .output()
+        .await
+        .unwrap()
+}
+
+/// An image whose only content is one npm package at one version.
+fn npm_image(dir: &Path, name: &str, version: &str) {
+    let manifest = format!("{{\"name\": \"{name}\", \"version\": \"{version}\"}}");
+    write_layout(
+        dir,
+        "latest",
+        &[tar_of(&[(
+            &format!("app/node_modules/{name}/package.json"),
+            manifest.as_bytes(),
+        )])],
+    );
+}
+
+async fn call(s: &TestServer, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+    let r = s.http.request(method, s.url(path)).json(&body).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls until `ready` holds for the JSON at `path`; bounded.
+async fn until(s: &TestServer, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..600 {
+        let (_, v) = call(s, reqwest::Method::GET, path, Value::Null).await;
+        if ready(&v) {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{path} did not get there within 30 s");
+}
+
+fn import(s: &TestServer, inputs: &[std::path::PathBuf]) {
+    VulnDb::in_data_dir(s.dir.path())
+        .import(inputs, true, &Limits::default(), &NoProgress)
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_builds_are_promoted_and_vulnerable_ones_are_not() {
+    if !have_tool("skopeo") {
+        return;
+    }
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let work = tempfile::tempdir().unwrap();
+        let home = work.path();
+        import(&s, &[NPM.into()]);
+        let (st, _) = call(&s, reqwest::Method::POST, "/api/v1/orgs", json!({"name": "acme"})).await;
+        assert_eq!(st, 201);
+        let (st, _) = call(
+            &s,
+            reqwest::Method::PUT,
+            "/api/v1/repositories/acme/app-build",
+            json!({"immutable_tags": true}),
+        )
+        .await;
+        assert_eq!(st, 200);
+        let (st, policy) = call(
+            &s,
+            reqwest::Method::POST,
+            "/api/v1/repositories/acme/app-build/policies",
+            json!({"target": "acme/app", "tag_template": "%n", "enabled": true, "rules": [
+                {"field": "vulnerability_critical", "operator": "lte", "values": ["0"]},
+                {"field": "vulnerability_high", "operator": "lte", "values": ["0"]},
+            ]}),
+        )
+        .await;
+        assert_eq!(st, 201, "{policy}");
+        let id = policy["id"].as_str().unwrap().to_string();
+        // A rule with an unknown field is a 400 naming it.
+        let (st, bad) = call(
+            &s,
+            reqwest::Method::POST,
+            "/api/v1/repositories/acme/app-build/policies",
+            json!({"target": "acme/app", "tag_template": "%n",
+                   "rules": [{"field": "vulnerability_severe", "operator": "lte", "values": ["0"]}]}),
+        )
+        .await;
+        assert_eq!(st, 400);
+        assert!(bad.to_string().contains("vulnerability_severe"), "{bad}");
+
+        let clean = work.path().join("clean");
+        npm_image(&clean, "portcullis-demo-widget", "1.0.0");
+        let vulnerable = work.path().join("vulnerable");
+        npm_image(&vulnerable, "mqtt-packet", "6.1.1");
+        let h = s.base.trim_start_matches("http://").to_string();
+        let creds = format!("admin:{ADMIN_PASSWORD}");
+        let push = |layout: &Path, tag: &str| {
+            let (src, dest) = (
+                format!("oci:{}:latest", layout.display()),
+                format!("docker://{h}/acme/app-build:{tag}"),
+            );
+            let creds = creds.clone();
+            async move {
+                skopeo(
+                    &["copy", "--dest-tls-verify=false", "--dest-creds", &creds, &src, &dest],
+                    home,
+                )
+                .await
+            }
+        };
+        let out = push(&clean, "1").await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = push(&vulnerable, "2").await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+        // Build 1: scanned, then promoted; it pulls byte-identical.
+        let v = until(&s, "/api/v1/repositories/acme/app/tags/1", |v| v["digest"].is_string()).await;
+        assert_eq!(v["promoted_from"]["repository"], "acme/app-build", "{label}: {v}");
+        assert_eq!(v["promoted_from"]["policy_id"], id.as_str());
+        let raw = |repo: &str, tag: &str| {
+            let (creds, url) = (creds.clone(), format!("docker://{h}/{repo}:{tag}"));
+            async move {
+                let out = skopeo(
+                    &["inspect", "--tls-verify=false", "--creds", &creds, "--raw", &url],
+                    home,
+                )
+                .await;
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                out.stdout
+            }
+        };
+        assert_eq!(raw("acme/app", "1").await, raw("acme/app-build", "1").await, "{label}");
+        let pulled = work.path().join("pulled");
+        let out = skopeo(
+            &[
+                "copy",
+                "--src-tls-verify=false",
+                "--src-creds",
+                &creds,
+                &format!("docker://{h}/acme/app:1"),
+                &format!("oci:{}:1", pulled.display()),
+            ],
+            home,
+        )
+        .await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+        // Build 2: scanned, High finding, not promoted; the evaluation and a
+        // dry run name the failing rule and the count.
+        let evals = until(
+            &s,
+            &format!("/api/v1/repositories/acme/app-build/policies/{id}/evaluations"),
+            |v| {
+                v.as_array()
+                    .is_some_and(|a| a.iter().any(|e| e["tag"] == "2" && e["outcome"] == "failed"))
+            },
+        )
+        .await;
+        let failed = evals.as_array().unwrap().iter().find(|e| e["tag"] == "2").unwrap();
+        let high = &failed["detail"]["images"][0]["rules"][1];
+        assert_eq!(
+            (high["passed"].clone(), high["facts"].clone()),
+            (json!(false), json!("1 findings")),
+            "{label}: {failed}"
+        );
+        let (st, _) = call(
+            &s,
+            reqwest::Method::GET,
+            "/api/v1/repositories/acme/app/tags/2",
+            Value::Null,
+        )
+        .await;
+        assert_eq!(st, 404, "{label}: not promoted");
+        let (st, dry) = call(
+            &s,
+            reqwest::Method::POST,
+            &format!("/api/v1/repositories/acme/app-build/policies/{id}/dry-run"),
+            json!({"tag": "2"}),
+        )
+        .await;
+        assert_eq!(st, 200);
+        assert_eq!(dry["outcome"], "failed", "{dry}");
+        assert_eq!(
+            dry["detail"]["images"][0]["rules"][1]["rule"]["field"],
+            "vulnerability_high"
+        );
+
+        // The build repository's tags are immutable: overwriting 1 fails.
+        let out = push(&vulnerable, "1").await;
+        assert!(!out.status.success(), "{label}: overwrote an immutable tag");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("immutable"));
+
+        // A database without that advisory: build 2 now passes and is promoted.
+        let without = work.path().join("without-nswg-eco-500.osv.jsonl");
+        let npm = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("gzip -dc {NPM} | grep -v '\"id\":\"NSWG-ECO-500\"'"))
+            .output()
+            .unwrap();
+        assert!(npm.status.success());
+        std::fs::write(&without, &npm.stdout).unwrap();
+        import(&s, &[without]);
+        let v = until(&s, "/api/v1/repositories/acme/app/tags/2", |v| v["digest"].is_string()).await;
+        assert_eq!(v["promoted_from"]["tag"], "2", "{label}: {v}");
+        // Every promotion left its audit record.
+        let (_, audit) = call(&s, reqwest::Method::GET, "/api/v1/audit?action=promotion", Value::Null).await;
+        assert_eq!(audit["records"].as_array().unwrap().len(), 2, "{label}: {audit}");
+    }
+}
