@@ -227,3 +227,165 @@ async fn clean_builds_are_promoted_and_vulnerable_ones_are_not() {
         assert_eq!(audit["records"].as_array().unwrap().len(), 2, "{label}: {audit}");
     }
 }
+
+/// Pull rules: a developer can't pull the manifest of a vulnerable image, of
+/// one never scanned, or of one whose scan failed, when the repository's or
+/// namespace's rule says so; blobs stay pullable; administrators are exempt;
+/// clearing the rule takes effect at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_rules_refuse_vulnerable_unscanned_and_failed_images() {
+    if !have_tool("skopeo") {
+        return;
+    }
+    const PW: &str = "developer-password";
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        import(&s, &[NPM.into()]);
+        let post = |path: &'static str, body: Value| call(&s, reqwest::Method::POST, path, body);
+        assert_eq!(
+            post("/api/v1/users", json!({"name": "dev", "password": PW})).await.0,
+            201
+        );
+        assert_eq!(post("/api/v1/orgs", json!({"name": "acme"})).await.0, 201);
+        let grant = json!({"account": "dev", "role": "read"});
+        assert_eq!(post("/api/v1/namespaces/acme/grants", grant).await.0, 201);
+        let (st, _) = call(
+            &s,
+            reqwest::Method::PUT,
+            "/api/v1/repositories/acme/raw",
+            json!({"scan_on_push": false}),
+        )
+        .await;
+        assert_eq!(st, 200);
+
+        let layer = |name: &str, version: &str| {
+            let manifest = format!("{{\"name\": \"{name}\", \"version\": \"{version}\"}}");
+            common::gzip(&tar_of(&[(
+                &format!("app/node_modules/{name}/package.json"),
+                manifest.as_bytes(),
+            )]))
+        };
+        let vulnerable = layer("mqtt-packet", "6.1.1");
+        let (vuln, _) = s
+            .push_image("acme/app", "vuln", b"{\"v\":1}", &[vulnerable.as_slice()])
+            .await;
+        let (clean, _) = s
+            .push_image(
+                "acme/app",
+                "clean",
+                b"{\"c\":1}",
+                &[layer("portcullis-demo-widget", "1.0.0").as_slice()],
+            )
+            .await;
+        let (broken, _) = s
+            .push_image(
+                "acme/app",
+                "broken",
+                b"{\"b\":1}",
+                &[common::gzip(b"not a tar archive").as_slice()],
+            )
+            .await;
+        s.push_image("acme/raw", "1", b"{\"r\":1}", &[layer("left-pad", "1.3.0").as_slice()])
+            .await;
+        for (digest, want) in [(&vuln, "done"), (&clean, "done"), (&broken, "failed")] {
+            until(&s, &format!("/api/v1/scans/{digest}?repository=acme/app"), |v| {
+                v["status"] == want
+            })
+            .await;
+        }
+
+        let (st, v) = call(
+            &s,
+            reqwest::Method::PUT,
+            "/api/v1/repositories/acme/app",
+            json!({"pull_rule": {"deny_severity": "high", "deny_failed": true}}),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["pull_rule"]["deny_severity"], "high");
+        let (st, v) = call(
+            &s,
+            reqwest::Method::PUT,
+            "/api/v1/namespaces/acme/settings",
+            json!({"pull_rule": {"deny_unscanned": true}}),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        let (st, _) = call(
+            &s,
+            reqwest::Method::PUT,
+            "/api/v1/repositories/acme/app",
+            json!({"pull_rule": {"deny_severity": "severe"}}),
+        )
+        .await;
+        assert_eq!(st, 400);
+
+        let token = {
+            let r = s
+                .anon
+                .get(s.url(
+                    "/auth/token?service=portcullis&scope=repository:acme/app:pull&scope=repository:acme/raw:pull",
+                ))
+                .basic_auth("dev", Some(PW))
+                .send()
+                .await
+                .unwrap();
+            r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string()
+        };
+        let pull = |path: &str| s.anon.get(s.url(path)).bearer_auth(&token).send();
+        for (path, why) in [
+            ("/v2/acme/app/manifests/vuln", "1 high"),
+            ("/v2/acme/app/manifests/broken", "scan failed"),
+            ("/v2/acme/raw/manifests/1", "never been scanned"),
+        ] {
+            let r = pull(path).await.unwrap();
+            assert_eq!(r.status(), 403, "{label}: {path}");
+            let text = r.text().await.unwrap();
+            assert!(text.contains("DENIED") && text.contains(why), "{label}: {text}");
+        }
+        assert_eq!(pull("/v2/acme/app/manifests/clean").await.unwrap().status(), 200);
+        let layer_digest = portcullis_oci::Digest::sha256_of(&vulnerable);
+        let r = pull(&format!("/v2/acme/app/blobs/{layer_digest}")).await.unwrap();
+        assert_eq!(r.status(), 200, "blobs stay pullable");
+        let r = s.http.get(s.url("/v2/acme/app/manifests/vuln")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{label}: administrators are exempt");
+
+        // skopeo, as the developer, is refused with the rule's words.
+        let work = tempfile::tempdir().unwrap();
+        let h = s.base.trim_start_matches("http://").to_string();
+        let out = skopeo(
+            &[
+                "inspect",
+                "--tls-verify=false",
+                "--creds",
+                &format!("dev:{PW}"),
+                "--raw",
+                &format!("docker://{h}/acme/app:vuln"),
+            ],
+            work.path(),
+        )
+        .await;
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("deny_severity"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        // Clearing the repository's rule lets the vulnerable image through at once.
+        let (st, _) = call(
+            &s,
+            reqwest::Method::PUT,
+            "/api/v1/repositories/acme/app",
+            json!({"pull_rule": {}}),
+        )
+        .await;
+        assert_eq!(st, 200);
+        assert_eq!(
+            pull("/v2/acme/app/manifests/vuln").await.unwrap().status(),
+            200,
+            "{label}"
+        );
+    }
+}

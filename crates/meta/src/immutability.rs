@@ -168,11 +168,7 @@ impl Meta {
         event: &AuditEvent,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(repo)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
+        crate::ensure_repo(&mut tx, repo, now_ms()).await?;
         if let Some(all) = all {
             sqlx::query("UPDATE repositories SET immutable_tags = $1 WHERE name = $2")
                 .bind(i64::from(all))
@@ -212,14 +208,25 @@ impl Meta {
         patterns: &[String],
         event: &AuditEvent,
     ) -> Result<()> {
+        self.set_namespace_setting(namespace, "immutable_tag_patterns", &patterns_json(patterns), event)
+            .await
+    }
+
+    /// One column of a namespace's settings row (made if missing).
+    async fn set_namespace_setting(
+        &self,
+        namespace: &str,
+        column: &'static str,
+        value: &str,
+        event: &AuditEvent,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let r = sqlx::query(
-            "INSERT INTO namespace_settings (namespace, immutable_tag_patterns, updated_at) VALUES ($1, $2, $3)
-             ON CONFLICT (namespace) DO UPDATE SET immutable_tag_patterns = excluded.immutable_tag_patterns,
-             updated_at = excluded.updated_at",
-        )
+        let r = sqlx::query(&format!(
+            "INSERT INTO namespace_settings (namespace, {column}, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (namespace) DO UPDATE SET {column} = excluded.{column}, updated_at = excluded.updated_at"
+        ))
         .bind(namespace)
-        .bind(patterns_json(patterns))
+        .bind(value)
         .bind(now_ms())
         .execute(&mut *tx)
         .await;
@@ -230,5 +237,42 @@ impl Meta {
         append(&mut tx, event).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The pull rules (JSON, empty when unset) of a repository and of its
+    /// namespace, in one query.
+    pub async fn pull_rules(&self, repo: &str) -> Result<(String, String)> {
+        let row = sqlx::query(
+            "SELECT (SELECT pull_rule FROM repositories WHERE name = $1),
+                    (SELECT pull_rule FROM namespace_settings WHERE namespace = $2)",
+        )
+        .bind(repo)
+        .bind(namespace_of(repo))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((
+            row.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
+            row.try_get::<Option<String>, _>(1)?.unwrap_or_default(),
+        ))
+    }
+
+    /// Sets a repository's pull rule (JSON; empty clears it), creating the
+    /// repository if needed.
+    pub async fn set_repository_pull_rule(&self, repo: &str, json: &str, event: &AuditEvent) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        crate::ensure_repo(&mut tx, repo, now_ms()).await?;
+        sqlx::query("UPDATE repositories SET pull_rule = $1 WHERE name = $2")
+            .bind(json)
+            .bind(repo)
+            .execute(&mut *tx)
+            .await?;
+        append(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sets a namespace's pull rule (JSON; empty clears it).
+    pub async fn set_namespace_pull_rule(&self, namespace: &str, json: &str, event: &AuditEvent) -> Result<()> {
+        self.set_namespace_setting(namespace, "pull_rule", json, event).await
     }
 }

@@ -262,4 +262,10 @@ CREATE TABLE promotions (
     PRIMARY KEY (repository, tag)
 )
 "#,
+    // 7: pull rules (JSON, see the policy crate), on a repository and on a
+    // namespace.
+    r#"
+ALTER TABLE repositories ADD COLUMN pull_rule TEXT NOT NULL DEFAULT '';
+ALTER TABLE namespace_settings ADD COLUMN pull_rule TEXT NOT NULL DEFAULT ''
+"#,
 ];

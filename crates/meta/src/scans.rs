@@ -310,11 +310,7 @@ impl Meta {
 
     pub async fn set_scan_on_push(&self, repo: &str, on: bool, event: &AuditEvent) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-            .bind(repo)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
+        crate::ensure_repo(&mut tx, repo, now_ms()).await?;
         sqlx::query("UPDATE repositories SET scan_on_push = $1 WHERE name = $2")
             .bind(i64::from(on))
             .bind(repo)

@@ -5,10 +5,12 @@
 
 mod immutability;
 mod promotion;
+mod pull;
 mod template;
 
 pub use immutability::{parse_patterns, TagImmutability, TagPattern};
 pub use promotion::{CompiledPolicy, Evaluation, ImageFacts, PackageFact, PromotionPolicy, Rule, RuleResult};
+pub use pull::{PullRule, ScanState, SEVERITIES};
 pub use template::TagTemplate;
 
 use thiserror::Error;

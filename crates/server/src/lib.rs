@@ -17,6 +17,7 @@ mod manifests;
 mod metrics;
 mod ops;
 mod promotion;
+mod pull;
 pub mod route;
 mod scanner;
 mod serve;
@@ -60,6 +61,9 @@ pub struct Registry {
     /// Served over HTTPS: token realms say `https`.
     tls: bool,
     scanner: scanner::Scanner,
+    /// Pull rules per repository, read at most once per TTL (a cache; a
+    /// change made here clears it at once).
+    pull_rules: pull::PullRuleCache,
 }
 
 /// How a [`Registry`] behaves beyond where its data lives.
@@ -90,6 +94,7 @@ impl Registry {
             access: Access::new(options.access, tx)?,
             tls: options.tls,
             scanner: scanner::Scanner::new(options.scan),
+            pull_rules: pull::PullRuleCache::new(options.manifest_cache_ttl),
         });
         tokio::spawn(access::pull_writer(registry.clone(), rx));
         scanner::Scanner::start(&registry);
@@ -216,7 +221,7 @@ async fn dispatch(
         (_, Route::Catalog) => listing::catalog(r, &caller, query).await,
         (_, Route::Tags(n)) => listing::tags(r, &n, query).await,
         (m, Route::Manifest(n, rf)) if m == Method::GET || head => {
-            let resp = manifests::get(r, &n, &rf, &headers, head).await;
+            let resp = manifests::get(r, &caller, &n, &rf, &headers, head).await;
             if let (false, Ok(ok)) = (head, &resp) {
                 let digest = header_str(ok.headers(), "docker-content-digest").unwrap_or_default();
                 reg.access

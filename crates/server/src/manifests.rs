@@ -60,6 +60,7 @@ async fn lookup(
 
 pub(crate) async fn get(
     reg: &Registry,
+    caller: &crate::access::Caller,
     name: &RepositoryName,
     reference: &Reference,
     headers: &HeaderMap,
@@ -68,6 +69,7 @@ pub(crate) async fn get(
     let Some(m) = lookup(reg, name, reference).await? else {
         return Err(unknown(reg, name, reference).await);
     };
+    reg.check_pull_rule(caller, name.as_str(), &m).await?;
     if !accepts(headers, &m.media_type) {
         return Err(RegistryError::ManifestUnknown(format!(
             "manifest {reference} is {}, which the request's Accept header does not list",

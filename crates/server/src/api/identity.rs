@@ -547,12 +547,13 @@ async fn repository_json(reg: &Registry, name: &RepositoryName) -> ApiResult {
         .ok_or_else(|| RegistryError::Absent(format!("no such repository: {name}")))?;
     let scan_on_push = reg.meta.scan_on_push(name.as_str()).await?;
     let im = reg.meta.repository_immutability(name.as_str()).await?;
+    let (pull_rule, _) = reg.meta.pull_rules(name.as_str()).await?;
     Ok(reply(
         StatusCode::OK,
         json!({
             "name": r.name, "visibility": r.visibility, "scan_on_push": scan_on_push,
             "immutable_tags": im.immutable_tags, "immutable_tag_patterns": im.immutable_tag_patterns,
-            "created_at": r.created_at,
+            "pull_rule": rule_json(&pull_rule), "created_at": r.created_at,
         }),
     ))
 }
@@ -563,6 +564,21 @@ pub(crate) async fn repository_get(reg: &Registry, who: &Who, name: &str) -> Api
     repository_json(reg, &name).await
 }
 
+/// A stored pull rule as the API shows it (`{}` when there is none).
+fn rule_json(stored: &str) -> serde_json::Value {
+    serde_json::from_str(stored).unwrap_or(json!({}))
+}
+
+/// A pull rule as given, checked, and as it is stored (`{}` clears it).
+fn pull_rule_text(rule: &portcullis_policy::PullRule) -> Result<String, RegistryError> {
+    rule.check_valid().map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    Ok(if rule.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(rule).expect("json")
+    })
+}
+
 /// Any setting may be given alone.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -571,6 +587,7 @@ pub(crate) struct RepositorySettings {
     scan_on_push: Option<bool>,
     immutable_tags: Option<bool>,
     immutable_tag_patterns: Option<Vec<String>>,
+    pull_rule: Option<portcullis_policy::PullRule>,
 }
 
 pub(crate) async fn repository_update(reg: &Registry, who: &Who, name: &str, body: &[u8]) -> ApiResult {
@@ -581,11 +598,13 @@ pub(crate) async fn repository_update(reg: &Registry, who: &Who, name: &str, bod
         && s.scan_on_push.is_none()
         && s.immutable_tags.is_none()
         && s.immutable_tag_patterns.is_none()
+        && s.pull_rule.is_none()
     {
         return Err(RegistryError::Invalid(
-            "give visibility, scan_on_push, immutable_tags or immutable_tag_patterns".into(),
+            "give visibility, scan_on_push, immutable_tags, immutable_tag_patterns or pull_rule".into(),
         ));
     }
+    let pull_rule = s.pull_rule.as_ref().map(pull_rule_text).transpose()?;
     if let Some(v) = &s.visibility {
         if !["public", "private"].contains(&v.as_str()) {
             return Err(RegistryError::Invalid("visibility is public or private".into()));
@@ -628,13 +647,31 @@ pub(crate) async fn repository_update(reg: &Registry, who: &Who, name: &str, bod
             )
             .await?;
     }
+    if let Some(rule) = &pull_rule {
+        reg.meta
+            .set_repository_pull_rule(name.as_str(), rule, &event(format!("pull_rule={rule}")))
+            .await?;
+        reg.pull_rules.clear();
+    }
     repository_json(reg, &name).await
 }
 
+/// Either setting may be given alone.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NamespaceSettings {
-    immutable_tag_patterns: Vec<String>,
+    immutable_tag_patterns: Option<Vec<String>>,
+    pull_rule: Option<portcullis_policy::PullRule>,
+}
+
+async fn namespace_json(reg: &Registry, ns: &str) -> ApiResult {
+    let patterns = reg.meta.namespace_immutability(ns).await?;
+    // The namespace's half of the rules of any repository in it.
+    let (_, pull_rule) = reg.meta.pull_rules(&format!("{ns}/-")).await?;
+    Ok(reply(
+        StatusCode::OK,
+        json!({"namespace": ns, "immutable_tag_patterns": patterns, "pull_rule": rule_json(&pull_rule)}),
+    ))
 }
 
 /// `GET /api/v1/namespaces/NS/settings`.
@@ -645,11 +682,7 @@ pub(crate) async fn namespace_settings_get(
 ) -> ApiResult {
     who.need(&reg, Need::Namespace(&ns, Role::Read)).await?;
     must_exist(&reg, &ns, None).await?;
-    let patterns = reg.meta.namespace_immutability(&ns).await?;
-    Ok(reply(
-        StatusCode::OK,
-        json!({"namespace": ns, "immutable_tag_patterns": patterns}),
-    ))
+    namespace_json(&reg, &ns).await
 }
 
 /// `PUT /api/v1/namespaces/NS/settings`: tag patterns immutable in every
@@ -663,19 +696,29 @@ pub(crate) async fn namespace_settings_update(
     who.need(&reg, Need::Namespace(&ns, Role::Admin)).await?;
     must_exist(&reg, &ns, None).await?;
     let s: NamespaceSettings = json_body(&body)?;
-    portcullis_policy::parse_patterns(&s.immutable_tag_patterns, "")
-        .map_err(|e| RegistryError::Invalid(e.to_string()))?;
-    let ev = who.actor.event("namespace.update").detail(format!(
-        "{ns} immutable_tag_patterns={}",
-        serde_json::to_string(&s.immutable_tag_patterns).expect("json")
-    ));
-    reg.meta
-        .set_namespace_immutability(&ns, &s.immutable_tag_patterns, &ev)
-        .await?;
-    Ok(reply(
-        StatusCode::OK,
-        json!({"namespace": ns, "immutable_tag_patterns": s.immutable_tag_patterns}),
-    ))
+    if s.immutable_tag_patterns.is_none() && s.pull_rule.is_none() {
+        return Err(RegistryError::Invalid(
+            "give immutable_tag_patterns, pull_rule or both".into(),
+        ));
+    }
+    let pull_rule = s.pull_rule.as_ref().map(pull_rule_text).transpose()?;
+    if let Some(patterns) = &s.immutable_tag_patterns {
+        portcullis_policy::parse_patterns(patterns, "").map_err(|e| RegistryError::Invalid(e.to_string()))?;
+        let ev = who.actor.event("namespace.update").detail(format!(
+            "{ns} immutable_tag_patterns={}",
+            serde_json::to_string(patterns).expect("json")
+        ));
+        reg.meta.set_namespace_immutability(&ns, patterns, &ev).await?;
+    }
+    if let Some(rule) = &pull_rule {
+        let ev = who
+            .actor
+            .event("namespace.update")
+            .detail(format!("{ns} pull_rule={rule}"));
+        reg.meta.set_namespace_pull_rule(&ns, rule, &ev).await?;
+        reg.pull_rules.clear();
+    }
+    namespace_json(&reg, &ns).await
 }
 
 pub(crate) async fn repository_delete(reg: &Registry, who: &Who, name: &str) -> ApiResult {

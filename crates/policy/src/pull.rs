@@ -1,0 +1,176 @@
+//! Pull rules: which image manifests are not served, by what their scan
+//! says. A rule on a repository and one on its namespace both apply (the
+//! stricter wins). Blobs are not judged (clients need the manifest first,
+//! and layers are shared); an index is not judged, its images are, each
+//! when it is pulled.
+
+use serde::{Deserialize, Serialize};
+
+use crate::PolicyError;
+
+/// Severities from worst to least, as scan counts are ordered.
+pub const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "unknown"];
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullRule {
+    /// Refuse images with findings of this severity or worse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny_severity: Option<String>,
+    /// Refuse images without a finished scan (never scanned, or not yet).
+    #[serde(default)]
+    pub deny_unscanned: bool,
+    /// Refuse images whose scan failed.
+    #[serde(default)]
+    pub deny_failed: bool,
+}
+
+/// What the scanner knows of an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanState {
+    None,
+    Pending,
+    Failed(String),
+    /// Counts per severity, worst first.
+    Done([u64; 5]),
+}
+
+impl PullRule {
+    pub fn check_valid(&self) -> Result<(), PolicyError> {
+        match &self.deny_severity {
+            Some(s) if !SEVERITIES.contains(&s.as_str()) => Err(PolicyError::BadPolicy(format!(
+                "deny_severity {s:?}: one of critical, high, medium, low, unknown"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.deny_severity.is_none() && !self.deny_unscanned && !self.deny_failed
+    }
+
+    /// Both rules at once: the stricter severity, either switch.
+    pub fn and(&self, other: &PullRule) -> PullRule {
+        let rank = |s: &Option<String>| s.as_deref().and_then(|s| SEVERITIES.iter().position(|x| *x == s));
+        let deny_severity = match (rank(&self.deny_severity), rank(&other.deny_severity)) {
+            (Some(a), Some(b)) => Some(SEVERITIES[a.max(b)].to_string()),
+            (a, b) => a.or(b).map(|i| SEVERITIES[i].to_string()),
+        };
+        PullRule {
+            deny_severity,
+            deny_unscanned: self.deny_unscanned || other.deny_unscanned,
+            deny_failed: self.deny_failed || other.deny_failed,
+        }
+    }
+
+    /// `Err` with the reason when the image must not be served.
+    pub fn judge(&self, scan: &ScanState) -> Result<(), String> {
+        match scan {
+            ScanState::None | ScanState::Pending if self.deny_unscanned => Err(format!(
+                "pull rule deny_unscanned: the image has {}",
+                if *scan == ScanState::None {
+                    "never been scanned"
+                } else {
+                    "not finished its scan"
+                }
+            )),
+            ScanState::Failed(why) if self.deny_failed => {
+                Err(format!("pull rule deny_failed: the image's scan failed ({why})"))
+            }
+            ScanState::Done(counts) => {
+                let Some(limit) = self
+                    .deny_severity
+                    .as_deref()
+                    .and_then(|s| SEVERITIES.iter().position(|x| *x == s))
+                else {
+                    return Ok(());
+                };
+                let bad: Vec<String> = (0..=limit)
+                    .filter(|i| counts[*i] > 0)
+                    .map(|i| format!("{} {}", counts[i], SEVERITIES[i]))
+                    .collect();
+                if bad.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "pull rule deny_severity {}: the image has {}",
+                        SEVERITIES[limit],
+                        bad.join(", ")
+                    ))
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn judge_table() {
+        let rule = |sev: Option<&str>, unscanned: bool, failed: bool| PullRule {
+            deny_severity: sev.map(str::to_string),
+            deny_unscanned: unscanned,
+            deny_failed: failed,
+        };
+        let done = |c: [u64; 5]| ScanState::Done(c);
+        let table = [
+            (rule(Some("high"), false, false), done([0, 1, 0, 0, 0]), Some("1 high")),
+            (
+                rule(Some("high"), false, false),
+                done([2, 1, 0, 0, 0]),
+                Some("2 critical, 1 high"),
+            ),
+            (rule(Some("high"), false, false), done([0, 0, 7, 3, 1]), None),
+            (rule(Some("critical"), false, false), done([0, 9, 0, 0, 0]), None),
+            (
+                rule(Some("unknown"), false, false),
+                done([0, 0, 0, 0, 1]),
+                Some("1 unknown"),
+            ),
+            (rule(Some("high"), false, false), ScanState::None, None),
+            (rule(None, true, false), ScanState::None, Some("never been scanned")),
+            (rule(None, true, false), ScanState::Pending, Some("not finished")),
+            (rule(None, true, false), ScanState::Failed("x".into()), None),
+            (
+                rule(None, false, true),
+                ScanState::Failed("not a tar".into()),
+                Some("failed (not a tar)"),
+            ),
+            (rule(None, false, false), ScanState::None, None),
+        ];
+        for (r, scan, want) in table {
+            match (r.judge(&scan), want) {
+                (Ok(()), None) => {}
+                (Err(why), Some(part)) => assert!(why.contains(part), "{r:?} {scan:?}: {why}"),
+                (got, want) => panic!("{r:?} {scan:?}: {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn rules_combine_to_the_stricter() {
+        let a = PullRule {
+            deny_severity: Some("critical".into()),
+            deny_unscanned: true,
+            deny_failed: false,
+        };
+        let b = PullRule {
+            deny_severity: Some("medium".into()),
+            deny_unscanned: false,
+            deny_failed: true,
+        };
+        let both = a.and(&b);
+        assert_eq!(both.deny_severity.as_deref(), Some("medium"));
+        assert!(both.deny_unscanned && both.deny_failed);
+        assert!(PullRule::default().is_empty());
+        assert!(PullRule {
+            deny_severity: Some("severe".into()),
+            ..PullRule::default()
+        }
+        .check_valid()
+        .is_err());
+    }
+}
