@@ -389,3 +389,209 @@ async fn pull_rules_refuse_vulnerable_unscanned_and_failed_images() {
         );
     }
 }
+
+/// A multi-arch index is promoted only when every image in it passes, and
+/// a policy acts with its creator's live rights: once they lose push on the
+/// target, its promotions are refused (and recorded once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexes_promote_only_whole_and_policies_keep_their_owners_rights() {
+    const PW: &str = "release-lead-password";
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        import(&s, &[NPM.into()]);
+        let s = &s;
+        let post = |path: String, body: Value| async move { call(s, reqwest::Method::POST, &path, body).await };
+        assert_eq!(
+            post("/api/v1/users".into(), json!({"name": "lead", "password": PW}))
+                .await
+                .0,
+            201
+        );
+        assert_eq!(post("/api/v1/orgs".into(), json!({"name": "acme"})).await.0, 201);
+        let (st, grant) = post(
+            "/api/v1/namespaces/acme/grants".into(),
+            json!({"account": "lead", "role": "admin"}),
+        )
+        .await;
+        assert_eq!(st, 201);
+        // The lead creates the policy with their password.
+        let r = s
+            .anon
+            .post(s.url("/api/v1/repositories/acme/build/policies"))
+            .basic_auth("lead", Some(PW))
+            .json(&json!({"target": "acme/release", "tag_template": "%n", "rules": [
+                {"field": "vulnerability_high", "operator": "lte", "values": ["0"]}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+
+        let layer = |name: &str, version: &str| {
+            let manifest = format!("{{\"name\": \"{name}\", \"version\": \"{version}\"}}");
+            common::gzip(&tar_of(&[(
+                &format!("node_modules/{name}/package.json"),
+                manifest.as_bytes(),
+            )]))
+        };
+        let mut images = Vec::new();
+        for (arch, name, version) in [
+            ("amd64", "portcullis-demo-widget", "1.0.0"),
+            ("arm64", "portcullis-demo-widget", "1.0.0"),
+            ("s390x", "mqtt-packet", "6.1.1"),
+        ] {
+            let config = format!("{{\"architecture\":\"{arch}\",\"os\":\"linux\"}}");
+            let (d, m) = s
+                .push_image(
+                    "acme/build",
+                    &format!("img-{arch}"),
+                    config.as_bytes(),
+                    &[layer(name, version).as_slice()],
+                )
+                .await;
+            until(s, &format!("/api/v1/scans/{d}?repository=acme/build"), |v| {
+                v["status"] == "done"
+            })
+            .await;
+            images.push((arch, d, m.len()));
+        }
+        let index = |archs: &[&str]| {
+            let manifests: Vec<Value> = images
+                .iter()
+                .filter(|(a, _, _)| archs.contains(a))
+                .map(|(a, d, n)| {
+                    json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": d.as_str(), "size": n, "platform": {"architecture": a, "os": "linux"}})
+                })
+                .collect();
+            serde_json::to_vec(&json!({"schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests}))
+            .unwrap()
+        };
+        for (tag, archs) in [
+            ("multi-clean", vec!["amd64", "arm64"]),
+            ("multi-mixed", vec!["amd64", "s390x"]),
+        ] {
+            let r = s
+                .http
+                .put(s.url(&format!("/v2/acme/build/manifests/{tag}")))
+                .header("content-type", "application/vnd.oci.image.index.v1+json")
+                .body(index(&archs))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+        }
+        let v = until(s, "/api/v1/repositories/acme/release/tags/multi-clean", |v| {
+            v["digest"].is_string()
+        })
+        .await;
+        assert_eq!(v["media_type"], "application/vnd.oci.image.index.v1+json", "{label}");
+        for (_, d, _) in images.iter().take(2) {
+            let r = s
+                .http
+                .get(s.url(&format!("/v2/acme/release/manifests/{d}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{label}: the index's images came along");
+        }
+        let (st, _) = call(
+            s,
+            reqwest::Method::GET,
+            "/api/v1/repositories/acme/release/tags/multi-mixed",
+            Value::Null,
+        )
+        .await;
+        assert_eq!(st, 404, "{label}: one vulnerable platform keeps the index back");
+        let (_, dry) = call(
+            s,
+            reqwest::Method::POST,
+            &format!("/api/v1/repositories/acme/build/policies/{id}/dry-run"),
+            json!({"tag": "multi-mixed"}),
+        )
+        .await;
+        let per_image = dry["detail"]["images"].as_array().unwrap();
+        assert_eq!(per_image.len(), 2, "{dry}");
+        assert_eq!(per_image.iter().filter(|i| i["passed"] == false).count(), 1);
+
+        // The lead loses their grant: the policy can't push for them any more.
+        let gid = grant["id"].as_str().unwrap();
+        let (st, _) = call(
+            s,
+            reqwest::Method::DELETE,
+            &format!("/api/v1/namespaces/acme/grants/{gid}"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(st, 204);
+        let clean_img = &images[0].1;
+        let r = s
+            .http
+            .put(s.url("/v2/acme/build/manifests/later"))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(
+                s.http
+                    .get(s.url(&format!("/v2/acme/build/manifests/{clean_img}")))
+                    .header("accept", "application/vnd.oci.image.manifest.v1+json")
+                    .send()
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let evals = until(
+            s,
+            &format!("/api/v1/repositories/acme/build/policies/{id}/evaluations"),
+            |v| {
+                v.as_array()
+                    .is_some_and(|a| a.iter().any(|e| e["tag"] == "later" && e["outcome"] == "refused"))
+            },
+        )
+        .await;
+        let refused = evals.as_array().unwrap().iter().find(|e| e["tag"] == "later").unwrap();
+        assert!(
+            refused["detail"]["refused"].as_str().unwrap().contains("may not push"),
+            "{label}: {refused}"
+        );
+        let (st, _) = call(
+            s,
+            reqwest::Method::GET,
+            "/api/v1/repositories/acme/release/tags/later",
+            Value::Null,
+        )
+        .await;
+        assert_eq!(st, 404);
+        // Applying again records nothing new: the refusal stands once.
+        let before = evals.as_array().unwrap().len();
+        let (st, _) = call(
+            s,
+            reqwest::Method::POST,
+            &format!("/api/v1/repositories/acme/build/policies/{id}/apply"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(st, 200);
+        let (_, after) = call(
+            s,
+            reqwest::Method::GET,
+            &format!("/api/v1/repositories/acme/build/policies/{id}/evaluations"),
+            Value::Null,
+        )
+        .await;
+        let later = |v: &Value| v.as_array().unwrap().iter().filter(|e| e["tag"] == "later").count();
+        assert_eq!(
+            later(&after),
+            later(&evals),
+            "{label}: {} then {}",
+            before,
+            after.as_array().unwrap().len()
+        );
+    }
+}
