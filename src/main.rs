@@ -233,6 +233,7 @@ async fn open(settings: &Settings) -> anyhow::Result<Arc<Registry>> {
         access: settings.access(),
         tls: settings.tls().is_some(),
         scan: settings.scan(),
+        webhooks: settings.webhooks(),
     };
     Registry::new(meta, store, options).context("loading the token signing keys")
 }

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use portcullis_server::webhooks::AllowList;
 use portcullis_server::{
-    AccessSettings, Anonymous, ConnectionLimits, GcSettings, ScanSettings, TlsFiles, TrustedProxies,
+    AccessSettings, Anonymous, ConnectionLimits, GcSettings, ScanSettings, TlsFiles, TrustedProxies, WebhookSettings,
 };
 use serde::{Deserialize, Serialize};
 
@@ -63,12 +64,25 @@ pub struct Settings {
     /// Reverse proxies (addresses or CIDR networks, comma-separated) whose
     /// `X-Forwarded-For` names the client; empty: the peer is the client.
     pub trusted_proxies: String,
+    /// The registry's URL as clients see it, for webhook payloads;
+    /// default `http(s)://<listen>`.
+    pub public_url: Option<String>,
+    /// Webhook targets allowed although internal (loopback, private,
+    /// link-local): addresses, CIDR networks or host names, comma-separated.
+    pub webhook_allow: String,
+    pub webhook_max_attempts: u32,
+    pub webhook_max_age_secs: u64,
+    /// The first retry's delay; each next one three times longer (at most 6 h).
+    pub webhook_retry_base_ms: u64,
+    pub webhook_timeout_secs: u64,
+    pub webhook_poll_ms: u64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         let gc = GcSettings::default();
         let limits = ConnectionLimits::default();
+        let hooks = WebhookSettings::default();
         Settings {
             listen: "127.0.0.1:5000".into(),
             data: PathBuf::from("./portcullis-data"),
@@ -94,6 +108,13 @@ impl Default for Settings {
             header_read_timeout_secs: limits.header_read_timeout.as_secs(),
             tls_handshake_timeout_secs: limits.tls_handshake_timeout.as_secs(),
             trusted_proxies: String::new(),
+            public_url: None,
+            webhook_allow: String::new(),
+            webhook_max_attempts: hooks.max_attempts,
+            webhook_max_age_secs: hooks.max_age.as_secs(),
+            webhook_retry_base_ms: hooks.retry_base.as_millis() as u64,
+            webhook_timeout_secs: hooks.timeout.as_secs(),
+            webhook_poll_ms: hooks.poll.as_millis() as u64,
         }
     }
 }
@@ -136,6 +157,10 @@ impl Settings {
             .parse::<TrustedProxies>()
             .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))?;
         anyhow::ensure!(s.max_connections > 0, "max_connections must be at least 1");
+        s.webhook_allow
+            .parse::<AllowList>()
+            .map_err(|e| anyhow::anyhow!("webhook_allow: {e}"))?;
+        anyhow::ensure!(s.webhook_max_attempts > 0, "webhook_max_attempts must be at least 1");
         Ok(s)
     }
 
@@ -161,6 +186,22 @@ impl Settings {
             audit_pulls: self.audit_pulls,
             key_dir: self.key_dir(),
             trusted_proxies: self.trusted_proxies.parse().unwrap_or_default(),
+        }
+    }
+
+    pub fn webhooks(&self) -> WebhookSettings {
+        let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
+        WebhookSettings {
+            allow: self.webhook_allow.parse().unwrap_or_default(),
+            max_attempts: self.webhook_max_attempts,
+            max_age: Duration::from_secs(self.webhook_max_age_secs),
+            retry_base: Duration::from_millis(self.webhook_retry_base_ms.max(10)),
+            timeout: Duration::from_secs(self.webhook_timeout_secs.max(1)),
+            poll: Duration::from_millis(self.webhook_poll_ms.max(10)),
+            public_url: self
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("{scheme}://{}", self.listen)),
         }
     }
 

@@ -555,6 +555,36 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
             }
         }
         "tag_get" => (Method::GET, "/api/v1/repositories/acme/app/tags/v1".into(), None),
+        "repository_webhooks" => (Method::GET, "/api/v1/repositories/acme/app/webhooks".into(), None),
+        "repository_webhook_create" => (
+            Method::POST,
+            "/api/v1/repositories/acme/app/webhooks".into(),
+            json_body(hook_body()),
+        ),
+        "namespace_webhooks" => (Method::GET, "/api/v1/namespaces/acme/webhooks".into(), None),
+        "namespace_webhook_create" => (
+            Method::POST,
+            "/api/v1/namespaces/acme/webhooks".into(),
+            json_body(hook_body()),
+        ),
+        "webhook_get" | "webhook_update" | "webhook_delete" | "webhook_test" | "webhook_deliveries"
+        | "webhook_redeliver" => {
+            let h = api(s, Method::POST, "/api/v1/repositories/acme/app/webhooks", hook_body()).await;
+            let base = format!("/api/v1/webhooks/{}", h["id"].as_str().unwrap());
+            match endpoint {
+                "webhook_get" => (Method::GET, base, None),
+                "webhook_update" => (Method::PUT, base, json_body(json!({"enabled": false}))),
+                "webhook_delete" => (Method::DELETE, base, None),
+                "webhook_test" => (Method::POST, format!("{base}/test"), None),
+                "webhook_deliveries" => (Method::GET, format!("{base}/deliveries"), None),
+                _ => {
+                    api(s, Method::POST, &format!("{base}/test"), json!(null)).await;
+                    let log = api(s, Method::GET, &format!("{base}/deliveries"), json!(null)).await;
+                    let d = log["deliveries"][0]["id"].as_str().unwrap().to_string();
+                    (Method::POST, format!("{base}/deliveries/{d}/redeliver"), None)
+                }
+            }
+        }
         "scan_get" => (
             Method::GET,
             format!("/api/v1/scans/{}?repository=acme/app", scanned_digest()),
@@ -590,6 +620,11 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
         ),
         other => panic!("the matrix has no request for endpoint {other}"),
     }
+}
+
+/// A hook to a loopback port nothing answers on (tests allow 127.0.0.1).
+fn hook_body() -> Value {
+    json!({"url": "http://127.0.0.1:9/hook", "secret": "matrix-webhook-secret", "events": ["TAG_DELETE"]})
 }
 
 /// A policy of acme/app whose rule never holds (nothing is promoted while
@@ -674,6 +709,20 @@ fn matrix() -> Vec<(&'static str, [u16; 13])> {
             [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200],
         ),
         ("tag_get", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
+        // Webhooks: administrators of the repository (or namespace) only.
+        ("repository_webhooks", [U, D, D, 200, D, D, D, U, U, U, U, 200, 200]),
+        (
+            "repository_webhook_create",
+            [U, D, D, 201, D, D, D, U, U, U, U, 201, 201],
+        ),
+        ("namespace_webhooks", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
+        ("namespace_webhook_create", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
+        ("webhook_get", [U, D, D, 200, D, D, D, U, U, U, U, 200, 200]),
+        ("webhook_update", [U, D, D, 200, D, D, D, U, U, U, U, 200, 200]),
+        ("webhook_delete", [U, D, D, 204, D, D, D, U, U, U, U, 204, 204]),
+        ("webhook_test", [U, D, D, 202, D, D, D, U, U, U, U, 202, 202]),
+        ("webhook_deliveries", [U, D, D, 200, D, D, D, U, U, U, U, 200, 200]),
+        ("webhook_redeliver", [U, D, D, 202, D, D, D, U, U, U, U, 202, 202]),
         ("repository_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
         ("audit_list", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
     ]
@@ -708,6 +757,10 @@ fn audited_action(endpoint: &str) -> Option<&'static str> {
         "policy_create" => "policy.create",
         "policy_update" => "policy.update",
         "policy_delete" => "policy.delete",
+        "repository_webhook_create" | "namespace_webhook_create" => "webhook.create",
+        "webhook_update" => "webhook.update",
+        "webhook_delete" => "webhook.delete",
+        "webhook_redeliver" => "webhook.redeliver",
         "scan_request" => "scan.request",
         _ => return None,
     })

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use portcullis_auth::ApiToken;
 use portcullis_meta::{Account, AuditEvent, Meta, StoredToken};
 use portcullis_oci::Digest;
-use portcullis_server::{AccessSettings, Anonymous, Registry, RegistryOptions, ScanSettings};
+use portcullis_server::{AccessSettings, Anonymous, Registry, RegistryOptions, ScanSettings, WebhookSettings};
 use portcullis_store::BlobStore;
 
 #[derive(Debug, Clone)]
@@ -76,6 +76,8 @@ impl TestServer {
         let meta = open_meta(backend, dir.path()).await;
         let admin_token = bootstrap_admin(&meta).await;
         let store = BlobStore::open(dir.path()).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
         let mut access = AccessSettings::new(dir.path().join("keys"));
         access.anonymous = anonymous;
         let options = RegistryOptions {
@@ -86,10 +88,17 @@ impl TestServer {
                 db_poll: Duration::from_millis(100),
                 ..ScanSettings::new(dir.path())
             },
+            // Receivers in tests listen on loopback; retries come quickly.
+            webhooks: WebhookSettings {
+                allow: "127.0.0.1".parse().unwrap(),
+                retry_base: Duration::from_millis(100),
+                poll: Duration::from_millis(50),
+                timeout: Duration::from_secs(5),
+                public_url: base.clone(),
+                ..WebhookSettings::default()
+            },
         };
         let registry = Registry::new(meta, store, options).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let app = portcullis_server::app(registry.clone());
         tokio::spawn(portcullis_server::serve(
             listener,

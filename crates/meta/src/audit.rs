@@ -21,6 +21,9 @@ pub struct AuditEvent {
     /// `ok`, `denied` or `failed`.
     pub result: String,
     pub detail: Option<String>,
+    /// Webhook events the same change causes: written to the outbox in the
+    /// same transaction as this record. Not part of the record's hash.
+    pub outbox: Vec<crate::OutboxEvent>,
 }
 
 impl AuditEvent {
@@ -127,6 +130,7 @@ pub(crate) async fn append(tx: &mut Transaction<'_, Any>, event: &AuditEvent) ->
         .bind(&hash)
         .execute(&mut **tx)
         .await?;
+    crate::webhooks::append_events(tx, &event.outbox, None).await?;
     Ok(())
 }
 
@@ -145,6 +149,7 @@ fn record(r: &sqlx::any::AnyRow) -> Result<AuditRecord> {
             address: r.try_get(7)?,
             result: r.try_get(8)?,
             detail: r.try_get(9)?,
+            outbox: Vec::new(),
         },
         prev_hash: r.try_get(10)?,
         hash: r.try_get(11)?,

@@ -59,15 +59,15 @@ pub struct RepositoryInfo {
 
 /// A bind value for [`Meta::write`].
 #[derive(Debug, Clone)]
-enum Value {
+pub(crate) enum Value {
     Text(Option<String>),
     Int(Option<i64>),
 }
 
-fn t(s: impl Into<String>) -> Value {
+pub(crate) fn t(s: impl Into<String>) -> Value {
     Value::Text(Some(s.into()))
 }
-fn ot(s: Option<&str>) -> Value {
+pub(crate) fn ot(s: Option<&str>) -> Value {
     Value::Text(s.map(str::to_string))
 }
 
@@ -127,8 +127,17 @@ impl Meta {
     /// Runs `statements` and appends `event` in one transaction; returns the
     /// rows each statement touched. A duplicate key is [`MetaError::Conflict`],
     /// a dangling reference [`MetaError::Missing`].
-    async fn write(&self, statements: &[(&str, Vec<Value>)], event: &AuditEvent) -> Result<Vec<u64>> {
+    pub(crate) async fn write(&self, statements: &[(&str, Vec<Value>)], event: &AuditEvent) -> Result<Vec<u64>> {
         self.write_unless_immutable(statements, event, &[]).await
+    }
+
+    /// Runs `statements` and, only if the last one touched a row, appends
+    /// `event`, in one transaction: an update or delete of something that
+    /// isn't there leaves no record. Returns whether it touched a row.
+    pub(crate) async fn write_if_changed(&self, statements: &[(&str, Vec<Value>)], event: &AuditEvent) -> Result<bool> {
+        self.run_statements(statements, event, &[], true)
+            .await
+            .map(|t| t.last().is_some_and(|n| *n > 0))
     }
 
     /// As [`Meta::write`], refused with [`MetaError::TagImmutable`] when one
@@ -138,6 +147,16 @@ impl Meta {
         statements: &[(&str, Vec<Value>)],
         event: &AuditEvent,
         repos: &[String],
+    ) -> Result<Vec<u64>> {
+        self.run_statements(statements, event, repos, false).await
+    }
+
+    async fn run_statements(
+        &self,
+        statements: &[(&str, Vec<Value>)],
+        event: &AuditEvent,
+        repos: &[String],
+        only_if_changed: bool,
     ) -> Result<Vec<u64>> {
         let mut tx = self.pool.begin().await?;
         if let Some(first) = repos.first() {
@@ -160,7 +179,9 @@ impl Meta {
                 Err(e) => return Err(e.into()),
             }
         }
-        append(&mut tx, event).await?;
+        if !only_if_changed || touched.last().is_some_and(|n| *n > 0) {
+            append(&mut tx, event).await?;
+        }
         tx.commit().await?;
         Ok(touched)
     }

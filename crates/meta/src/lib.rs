@@ -13,12 +13,14 @@ mod immutability;
 mod migrations;
 mod promotion;
 mod scans;
+mod webhooks;
 
 pub use audit::{record_hash, AuditEvent, AuditQuery, AuditRecord, ChainBreak};
 pub use identity::{Account, Grant, RepositoryInfo, StoredToken};
 pub use immutability::ImmutabilitySettings;
 pub use promotion::{EvaluationRecord, PromotionCopy, Provenance, StoredPolicy};
 pub use scans::{ScanOutcome, ScanRecord, SeverityCounts, MAX_SCAN_ATTEMPTS};
+pub use webhooks::{AfterAttempt, Attempt, DeliveryLog, DueDelivery, OutboxEvent, Webhook};
 
 use std::future::Future;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -268,4 +268,62 @@ CREATE TABLE promotions (
 ALTER TABLE repositories ADD COLUMN pull_rule TEXT NOT NULL DEFAULT '';
 ALTER TABLE namespace_settings ADD COLUMN pull_rule TEXT NOT NULL DEFAULT ''
 "#,
+    // 8: webhooks. Events go to the outbox in the transaction of the change
+    // that caused them, numbered under one head row (so in commit order),
+    // with one delivery per matching hook; attempts are kept.
+    r#"
+CREATE TABLE webhooks (
+    id TEXT PRIMARY KEY,
+    repository {text_c},
+    namespace {text_c} REFERENCES accounts(name) ON DELETE CASCADE,
+    url TEXT NOT NULL,
+    events TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    headers TEXT NOT NULL DEFAULT '',
+    enabled BIGINT NOT NULL DEFAULT 1,
+    created_by {text_c} NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    CHECK ((repository IS NULL) <> (namespace IS NULL))
+);
+CREATE INDEX webhooks_by_repository ON webhooks (repository);
+CREATE INDEX webhooks_by_namespace ON webhooks (namespace);
+CREATE TABLE outbox_head (
+    id BIGINT PRIMARY KEY,
+    seq BIGINT NOT NULL
+);
+INSERT INTO outbox_head (id, seq) VALUES (1, 0);
+CREATE TABLE outbox (
+    seq BIGINT PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    repository {text_c} NOT NULL,
+    payload TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE deliveries (
+    id TEXT PRIMARY KEY,
+    hook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+    event_seq BIGINT NOT NULL REFERENCES outbox(seq),
+    status TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_at BIGINT NOT NULL,
+    claim TEXT,
+    claimed_until BIGINT,
+    created_at BIGINT NOT NULL,
+    finished_at BIGINT
+);
+CREATE INDEX deliveries_due ON deliveries (status, next_at);
+CREATE INDEX deliveries_by_hook ON deliveries (hook_id, event_seq);
+CREATE TABLE delivery_attempts (
+    delivery_id TEXT NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,
+    attempt BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    status_code BIGINT,
+    latency_ms BIGINT NOT NULL,
+    error TEXT,
+    response TEXT,
+    PRIMARY KEY (delivery_id, attempt)
+)
+"#,
 ];

@@ -6,6 +6,7 @@
 use sqlx::Row;
 
 use crate::audit::{append, AuditEvent};
+use crate::identity::{t, Value};
 use crate::{ensure_repo, immutability, now_ms, Meta, MetaError, Result};
 
 /// A policy as stored: the JSON the API took, and who owns it.
@@ -88,56 +89,29 @@ fn evaluation(r: &sqlx::any::AnyRow) -> Result<EvaluationRecord> {
 
 impl Meta {
     pub async fn create_policy(&self, p: &StoredPolicy, event: &AuditEvent) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let r = sqlx::query(
-            "INSERT INTO promotion_policies (id, repository, owner, policy, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $5)",
-        )
-        .bind(&p.id)
-        .bind(&p.repository)
-        .bind(&p.owner)
-        .bind(&p.policy)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await;
-        match r {
-            Err(e) if crate::is_fk_violation(&e) => return Err(MetaError::Missing(event.action.clone())),
-            other => other?,
-        };
-        append(&mut tx, event).await?;
-        tx.commit().await?;
+        let sql = "INSERT INTO promotion_policies (id, repository, owner, policy, created_at, updated_at)
+                   VALUES ($1, $2, $3, $4, $5, $5)";
+        let values = vec![
+            t(&p.id),
+            t(&p.repository),
+            t(&p.owner),
+            t(&p.policy),
+            Value::Int(Some(now_ms())),
+        ];
+        self.write(&[(sql, values)], event).await?;
         Ok(())
     }
 
     /// Replaces a policy's JSON; `false` when there is no such policy.
     pub async fn update_policy(&self, id: &str, json: &str, event: &AuditEvent) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("UPDATE promotion_policies SET policy = $1, updated_at = $2 WHERE id = $3")
-            .bind(json)
-            .bind(now_ms())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n > 0 {
-            append(&mut tx, event).await?;
-        }
-        tx.commit().await?;
-        Ok(n > 0)
+        let sql = "UPDATE promotion_policies SET policy = $1, updated_at = $2 WHERE id = $3";
+        self.write_if_changed(&[(sql, vec![t(json), Value::Int(Some(now_ms())), t(id)])], event)
+            .await
     }
 
     pub async fn delete_policy(&self, id: &str, event: &AuditEvent) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("DELETE FROM promotion_policies WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n > 0 {
-            append(&mut tx, event).await?;
-        }
-        tx.commit().await?;
-        Ok(n > 0)
+        let sql = "DELETE FROM promotion_policies WHERE id = $1";
+        self.write_if_changed(&[(sql, vec![t(id)])], event).await
     }
 
     pub async fn policy(&self, id: &str) -> Result<Option<StoredPolicy>> {

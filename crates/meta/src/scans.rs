@@ -42,6 +42,8 @@ pub struct ScanOutcome<'a> {
     pub findings: &'a str,
     pub db_generation: Option<i64>,
     pub counts: SeverityCounts,
+    /// Webhook events (`SCAN_COMPLETED`), written with the result.
+    pub events: &'a [crate::OutboxEvent],
 }
 
 const COLUMNS: &str = "digest, status, error, layers, findings, db_generation, critical, high, medium, low, unknown, requested_at, finished_at, attempts";
@@ -192,6 +194,7 @@ impl Meta {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
+        crate::webhooks::append_events(&mut tx, o.events, None).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -205,14 +208,27 @@ impl Meta {
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
-    pub async fn fail_scan(&self, digest: &str, error: &str) -> Result<()> {
+    /// Marks a scan failed, with its webhook events (`SCAN_FAILED`).
+    pub async fn fail_scan(&self, digest: &str, error: &str, events: &[crate::OutboxEvent]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE scans SET status = 'failed', error = $2, finished_at = $3 WHERE digest = $1")
             .bind(digest)
             .bind(error)
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        crate::webhooks::append_events(&mut tx, events, None).await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// The repositories holding a manifest, with its media type there.
+    pub async fn repositories_with(&self, digest: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT repo, media_type FROM manifests WHERE digest = $1 ORDER BY repo")
+            .bind(digest)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
     pub async fn scan(&self, digest: &str) -> Result<Option<ScanRecord>> {

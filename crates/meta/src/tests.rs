@@ -608,6 +608,7 @@ async fn scans_queue_claim_finish_and_rematch() {
             findings: "[]",
             db_generation: Some(3),
             counts: [1, 2, 3, 4, 5],
+            events: &[],
         };
         m.finish_scan("sha256:a", &outcome).await.unwrap();
         let r = m.scan("sha256:a").await.unwrap().unwrap();
@@ -635,7 +636,7 @@ async fn scans_queue_claim_finish_and_rematch() {
         assert!(m.finished_sboms("sha256:a", 10).await.unwrap().is_empty());
         assert!(m.request_scan("sha256:a", true).await.unwrap(), "{label}: scan now");
         m.start_scan("sha256:a").await.unwrap();
-        m.fail_scan("sha256:a", "layer is not a tar").await.unwrap();
+        m.fail_scan("sha256:a", "layer is not a tar", &[]).await.unwrap();
         assert_eq!(
             m.scan("sha256:a").await.unwrap().unwrap().error.as_deref(),
             Some("layer is not a tar")
@@ -941,5 +942,114 @@ async fn promotion_copies_links_and_records_provenance() {
             "{label}"
         );
         assert_eq!(m.evaluations(None, Some(idx.as_str()), 10).await.unwrap().len(), 2);
+    }
+}
+
+fn hook(id: &str, repository: Option<&str>, namespace: Option<&str>, events: &[&str]) -> Webhook {
+    Webhook {
+        id: id.into(),
+        repository: repository.map(str::to_string),
+        namespace: namespace.map(str::to_string),
+        url: "http://127.0.0.1:9/hook".into(),
+        events: events.iter().map(|e| e.to_string()).collect(),
+        secret: "s3cret".into(),
+        headers: vec![("Authorization".into(), "Bearer x".into())],
+        enabled: true,
+        created_by: "acme".into(),
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+/// Events are written with their change and fanned out to the hooks that
+/// want them; each hook gets its events one at a time in commit order; a
+/// claimed delivery is nobody else's until its lease ends; attempts are
+/// logged; a redelivery is a new series.
+#[tokio::test]
+async fn outbox_deliveries_in_order_with_exclusive_claims() {
+    for db in backends().await {
+        let m = &db.meta;
+        let label = db.label;
+        m.create_account(&user("acme"), &ev()).await.unwrap();
+        m.create_webhook(&hook("h-repo", Some("acme/app"), None, &["TAG_PUSH"]), &ev())
+            .await
+            .unwrap();
+        m.create_webhook(&hook("h-ns", None, Some("acme"), &["TAG_PUSH", "MANIFEST_PUSH"]), &ev())
+            .await
+            .unwrap();
+        assert!(matches!(
+            m.create_webhook(&hook("h-x", None, Some("nobody"), &["TAG_PUSH"]), &ev())
+                .await,
+            Err(MetaError::Missing(_))
+        ));
+        let event = |id: &str, kind: &str| OutboxEvent {
+            id: id.into(),
+            kind: kind.into(),
+            repository: "acme/app".into(),
+            payload: format!("{{\"id\":\"{id}\"}}"),
+        };
+        // Two pushes, each with its events, in the push's own transaction.
+        for n in 1..=2 {
+            let digest = d(&format!("m{n}"));
+            let mut e = ev();
+            e.outbox = vec![
+                event(&format!("mp{n}"), "MANIFEST_PUSH"),
+                event(&format!("tp{n}"), "TAG_PUSH"),
+            ];
+            m.put_manifest(manifest("acme/app", &digest, vec![], Some("t")), &e)
+                .await
+                .unwrap();
+        }
+        // One per hook at a time, oldest first.
+        let first = m.claim_deliveries(60_000, 100).await.unwrap();
+        let got: Vec<(&str, &str)> = first
+            .iter()
+            .map(|d| (d.hook_id.as_str(), d.event_id.as_str()))
+            .collect();
+        assert_eq!(got, [("h-ns", "mp1"), ("h-repo", "tp1")], "{label}");
+        assert!(
+            m.claim_deliveries(60_000, 100).await.unwrap().is_empty(),
+            "{label}: claimed, and blocking their hooks"
+        );
+        assert_eq!(
+            first[0].headers,
+            [("Authorization".to_string(), "Bearer x".to_string())]
+        );
+        // The repo hook's receiver fails: retried later; the namespace's succeeds.
+        let at = now_ms();
+        let failed = Attempt {
+            attempt: 1,
+            at,
+            status_code: Some(500),
+            latency_ms: 3,
+            error: None,
+            response: Some("no".into()),
+        };
+        m.finish_attempt(&first[1].id, &failed, AfterAttempt::RetryAt(at + 60_000))
+            .await
+            .unwrap();
+        let ok = Attempt {
+            status_code: Some(200),
+            ..failed.clone()
+        };
+        m.finish_attempt(&first[0].id, &ok, AfterAttempt::Delivered)
+            .await
+            .unwrap();
+        let next = m.claim_deliveries(60_000, 100).await.unwrap();
+        let got: Vec<&str> = next.iter().map(|d| d.event_id.as_str()).collect();
+        assert_eq!(got, ["tp1"], "{label}: the ns hook's next, the repo hook still waits");
+        let log = m.deliveries("h-repo", None, 10).await.unwrap();
+        assert_eq!(log.len(), 2);
+        let tp1 = log.iter().find(|l| l.event_id == "tp1").unwrap();
+        assert_eq!((tp1.status.as_str(), tp1.attempts.len()), ("pending", 1), "{label}");
+        assert_eq!(tp1.attempts[0].status_code, Some(500));
+        let (backlog, _) = m.delivery_backlog().await.unwrap();
+        assert_eq!(backlog, 5, "{label}");
+        // Redelivering a finished one makes a new pending delivery.
+        let again = m.redeliver(&first[0].id, &ev()).await.unwrap().unwrap();
+        assert_ne!(again, first[0].id);
+        assert_eq!(m.delivery_hook(&again).await.unwrap().as_deref(), Some("h-ns"));
+        assert!(m.delete_webhook("h-repo", &ev()).await.unwrap());
+        assert!(m.deliveries("h-repo", None, 10).await.unwrap().is_empty());
     }
 }

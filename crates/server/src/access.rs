@@ -98,6 +98,11 @@ impl std::str::FromStr for TrustedProxies {
 }
 
 impl TrustedProxies {
+    /// Whether `ip` is in one of the networks.
+    pub(crate) fn contains_ip(&self, ip: std::net::IpAddr) -> bool {
+        self.contains(ip)
+    }
+
     fn contains(&self, ip: std::net::IpAddr) -> bool {
         use std::net::IpAddr;
         // An IPv4 peer may arrive as ::ffff:a.b.c.d on a dual-stack socket.

@@ -23,6 +23,7 @@ mod scanner;
 mod serve;
 mod token;
 mod uploads;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,6 +46,7 @@ pub use gc::{collect_garbage_logged, GcReport, GcSettings};
 pub use metrics::Metrics;
 pub use scanner::ScanSettings;
 pub use serve::{serve, ConnectionLimits, TlsFiles};
+pub use webhooks::WebhookSettings;
 
 use access::{Access, Need};
 use portcullis_auth::Actions;
@@ -64,6 +66,8 @@ pub struct Registry {
     /// Pull rules per repository, read at most once per TTL (a cache; a
     /// change made here clears it at once).
     pull_rules: pull::PullRuleCache,
+    webhooks: WebhookSettings,
+    dispatcher: webhooks::Dispatcher,
 }
 
 /// How a [`Registry`] behaves beyond where its data lives.
@@ -74,6 +78,7 @@ pub struct RegistryOptions {
     pub access: AccessSettings,
     pub tls: bool,
     pub scan: ScanSettings,
+    pub webhooks: WebhookSettings,
 }
 
 /// Memory the manifest cache may use.
@@ -95,9 +100,12 @@ impl Registry {
             tls: options.tls,
             scanner: scanner::Scanner::new(options.scan),
             pull_rules: pull::PullRuleCache::new(options.manifest_cache_ttl),
+            dispatcher: webhooks::Dispatcher::new(&options.webhooks),
+            webhooks: options.webhooks,
         });
         tokio::spawn(access::pull_writer(registry.clone(), rx));
         scanner::Scanner::start(&registry);
+        tokio::spawn(webhooks::dispatch(Arc::downgrade(&registry)));
         Ok(registry)
     }
 

@@ -11,7 +11,9 @@ use portcullis_oci::{
 
 use crate::access::Actor;
 use crate::cache::CachedManifest;
+use crate::webhooks::About;
 use crate::{header_str, query_params, Handled, Registry, RegistryError};
+use serde_json::json;
 
 /// Whether a client's `Accept` headers admit `stored`. No Accept, a
 /// wildcard, or no manifest type at all listed means "anything".
@@ -155,6 +157,19 @@ pub(crate) async fn put(
     if !tags.is_empty() {
         event = event.detail(format!("tags={}", tags.join(",")));
     }
+    // MANIFEST_PUSH, then a TAG_PUSH per tag: written with the push.
+    let about = About {
+        repository: name.as_str(),
+        digest: Some(digest.as_str()),
+        tag: None,
+        media_type: Some(manifest.media_type.as_str()),
+    };
+    event.outbox = std::iter::once(reg.event("MANIFEST_PUSH", Some(actor), about, json!({})))
+        .chain(tags.iter().map(|t| {
+            let about = About { tag: Some(t), ..about };
+            reg.event("TAG_PUSH", Some(actor), about, json!({}))
+        }))
+        .collect();
     reg.manifests.invalidate(name.as_str());
     let stored = reg
         .meta
@@ -177,6 +192,7 @@ pub(crate) async fn put(
     // Again after the commit: a concurrent read may have cached the old tag meanwhile.
     reg.manifests.invalidate(name.as_str());
     stored?;
+    reg.dispatcher.wake.notify_one();
     reg.scan_on_push(name.as_str(), &manifest, &digest).await;
     let pushed: Vec<&str> = pushed_tags.iter().map(String::as_str).collect();
     reg.promote_on_push(name.as_str(), &pushed, &digest).await;
@@ -198,17 +214,40 @@ pub(crate) async fn delete(reg: &Registry, actor: &Actor, name: &RepositoryName,
     reg.manifests.invalidate(name.as_str());
     let deleted = match reference {
         Reference::Digest(d) => {
-            let ev = actor
+            let mut ev = actor
                 .event("manifest.delete")
                 .repository(name.as_str())
                 .digest(d.as_str());
+            let about = About {
+                repository: name.as_str(),
+                digest: Some(d.as_str()),
+                ..About::default()
+            };
+            let e = reg.event("MANIFEST_DELETE", Some(actor), about, json!({}));
+            ev.outbox = vec![e];
             reg.meta.delete_manifest(name.as_str(), d, &ev).await
         }
         Reference::Tag(t) => {
-            let ev = actor.event("tag.delete").repository(name.as_str()).detail(t.as_str());
+            let mut ev = actor.event("tag.delete").repository(name.as_str()).detail(t.as_str());
+            let digest = reg
+                .meta
+                .get_manifest(name.as_str(), reference)
+                .await
+                .ok()
+                .flatten()
+                .map(|m| m.digest);
+            let about = About {
+                repository: name.as_str(),
+                digest: digest.as_deref(),
+                tag: Some(t),
+                media_type: None,
+            };
+            let e = reg.event("TAG_DELETE", Some(actor), about, json!({}));
+            ev.outbox = vec![e];
             reg.meta.delete_tag(name.as_str(), t, &ev).await
         }
     };
+    reg.dispatcher.wake.notify_one();
     reg.manifests.invalidate(name.as_str());
     let deleted = deleted?;
     if !deleted {

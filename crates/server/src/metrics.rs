@@ -31,6 +31,14 @@ pub struct Metrics {
     uploads_in_progress: Gauge<i64, std::sync::atomic::AtomicI64>,
     gc_runs: Counter,
     gc_removed: Counter<u64, AtomicU64>,
+    webhook_deliveries: Family<ResultLabel, Counter>,
+    webhook_backlog: Gauge<i64, std::sync::atomic::AtomicI64>,
+    webhook_oldest: Gauge<i64, std::sync::atomic::AtomicI64>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
 }
 
 impl Default for Metrics {
@@ -75,7 +83,27 @@ impl Metrics {
             "Manifests, links and blobs removed by garbage collection",
             gc_removed.clone(),
         );
+        let webhook_deliveries = Family::<ResultLabel, Counter>::default();
+        let (webhook_backlog, webhook_oldest) = (Gauge::default(), Gauge::default());
+        registry.register(
+            "webhook_delivery_attempts",
+            "Webhook delivery attempts by result (delivered, retry, failed)",
+            webhook_deliveries.clone(),
+        );
+        registry.register(
+            "webhook_queue_depth",
+            "Webhook deliveries not yet delivered or given up",
+            webhook_backlog.clone(),
+        );
+        registry.register(
+            "webhook_oldest_undelivered_seconds",
+            "Age of the oldest webhook delivery not yet finished",
+            webhook_oldest.clone(),
+        );
         Metrics {
+            webhook_deliveries,
+            webhook_backlog,
+            webhook_oldest,
             registry,
             requests,
             latency,
@@ -107,6 +135,19 @@ impl Metrics {
 
     pub fn add_bytes_out(&self, n: u64) {
         self.bytes_out.inc_by(n);
+    }
+
+    pub fn webhook_delivery(&self, result: &str) {
+        self.webhook_deliveries
+            .get_or_create(&ResultLabel {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn set_webhook_backlog(&self, depth: i64, oldest_ms: i64) {
+        self.webhook_backlog.set(depth);
+        self.webhook_oldest.set(oldest_ms / 1000);
     }
 
     pub fn set_uploads_in_progress(&self, n: i64) {

@@ -27,6 +27,9 @@ pub(crate) async fn metrics(State(reg): State<Arc<Registry>>) -> impl IntoRespon
     if let Ok(n) = reg.meta.count_uploads().await {
         reg.metrics.set_uploads_in_progress(n);
     }
+    if let Ok((depth, oldest)) = reg.meta.delivery_backlog().await {
+        reg.metrics.set_webhook_backlog(depth, oldest);
+    }
     (
         [(
             "content-type",

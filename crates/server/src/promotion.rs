@@ -215,13 +215,28 @@ impl Registry {
         if !rights.contains(portcullis_auth::Actions::PUSH) {
             return Err(format!("{} may not push to {}", stored.owner, policy.target));
         }
-        let event = AuditEvent::ok(&stored.owner, "promotion")
+        let mut event = AuditEvent::ok(&stored.owner, "promotion")
             .repository(&policy.target)
             .digest(digest)
             .detail(format!(
                 "policy {}: {}:{tag} -> {}:{target_tag}",
                 stored.id, stored.repository, policy.target
             ));
+        let promotion = json!({"promotion": {
+            "policy_id": stored.id, "source_repository": stored.repository, "source_tag": tag,
+            "target_repository": policy.target, "target_tag": target_tag,
+        }});
+        let owner_actor = crate::access::Actor {
+            name: stored.owner.clone(),
+            ..Default::default()
+        };
+        let about = crate::webhooks::About {
+            repository: &policy.target,
+            digest: Some(digest),
+            tag: Some(target_tag),
+            media_type: None,
+        };
+        event.outbox = vec![self.event("PROMOTION", Some(&owner_actor), about, promotion)];
         let copy = PromotionCopy {
             source_repository: &stored.repository,
             source_tag: Some(tag),
@@ -232,6 +247,7 @@ impl Registry {
         };
         let result = self.meta.promote(&copy, &event).await;
         self.invalidate(&policy.target);
+        self.dispatcher.wake.notify_one();
         result.map_err(|e| e.to_string())
     }
 

@@ -269,17 +269,27 @@ impl Registry {
         .await
         .map_err(|e| e.to_string())??;
         let layer_digests: Vec<&str> = layers.iter().map(|(d, _)| d.as_str()).collect();
+        let severity = counts(&findings);
+        let events = self
+            .scan_events(
+                digest,
+                "SCAN_COMPLETED",
+                serde_json::json!({"summary": crate::webhooks::summary_json(&severity), "database_generation": generation}),
+            )
+            .await;
         let outcome = ScanOutcome {
             layers: &serde_json::to_string(&layer_digests).expect("json"),
             sbom: &sbom,
             findings: &serde_json::to_string(&findings).expect("json"),
             db_generation: generation,
-            counts: counts(&findings),
+            counts: severity,
+            events: &events,
         };
         self.meta
             .finish_scan(digest, &outcome)
             .await
             .map_err(|e| e.to_string())?;
+        self.dispatcher.wake.notify_one();
         self.promote_on_scan(digest).await;
         Ok(())
     }
@@ -360,7 +370,10 @@ async fn worker(weak: Weak<Registry>) {
                         Ok(()) => tracing::info!(%digest, ms = started.elapsed().as_millis() as u64, "scanned"),
                         Err(e) => {
                             tracing::warn!(%digest, error = %e, "scan failed");
-                            if let Err(e) = reg.meta.fail_scan(&digest, &e).await {
+                            let events = reg
+                                .scan_events(&digest, "SCAN_FAILED", serde_json::json!({"error": e}))
+                                .await;
+                            if let Err(e) = reg.meta.fail_scan(&digest, &e, &events).await {
                                 tracing::warn!(%digest, error = %e, "recording a failed scan");
                             }
                         }

@@ -6,6 +6,7 @@
 mod identity;
 mod policies;
 mod scans;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -87,6 +88,24 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
         "policy_evaluations",
     ),
     ("GET", "/api/v1/repositories/{*name}/tags/{tag}", "tag_get"),
+    ("GET", "/api/v1/repositories/{*name}/webhooks", "repository_webhooks"),
+    (
+        "POST",
+        "/api/v1/repositories/{*name}/webhooks",
+        "repository_webhook_create",
+    ),
+    ("GET", "/api/v1/namespaces/{ns}/webhooks", "namespace_webhooks"),
+    ("POST", "/api/v1/namespaces/{ns}/webhooks", "namespace_webhook_create"),
+    ("GET", "/api/v1/webhooks/{id}", "webhook_get"),
+    ("PUT", "/api/v1/webhooks/{id}", "webhook_update"),
+    ("DELETE", "/api/v1/webhooks/{id}", "webhook_delete"),
+    ("POST", "/api/v1/webhooks/{id}/test", "webhook_test"),
+    ("GET", "/api/v1/webhooks/{id}/deliveries", "webhook_deliveries"),
+    (
+        "POST",
+        "/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
+        "webhook_redeliver",
+    ),
     ("GET", "/api/v1/audit", "audit_list"),
     ("GET", "/api/v1/scans/{digest}", "scan_get"),
     ("POST", "/api/v1/scans/{digest}", "scan_request"),
@@ -124,6 +143,14 @@ fn handler(name: &str, m: MethodFilter) -> MethodRouter<Arc<Registry>> {
         "token_create" => on(m, token_create),
         "token_revoke" => on(m, token_revoke),
         "audit_list" => on(m, audit_list),
+        "namespace_webhooks" => on(m, webhooks::namespace_webhooks),
+        "namespace_webhook_create" => on(m, webhooks::namespace_webhook_create),
+        "webhook_get" => on(m, webhooks::webhook_get),
+        "webhook_update" => on(m, webhooks::webhook_update),
+        "webhook_delete" => on(m, webhooks::webhook_delete),
+        "webhook_test" => on(m, webhooks::webhook_test),
+        "webhook_deliveries" => on(m, webhooks::webhook_deliveries),
+        "webhook_redeliver" => on(m, webhooks::webhook_redeliver),
         "scan_get" => on(m, scan_get),
         "scan_request" => on(m, scan_request),
         "scan_layers" => on(m, scan_layers),
@@ -238,6 +265,8 @@ async fn repository_routes(
         "policy_dry_run" => policy_dry_run(reg, who, &name, p(0), &body).await,
         "policy_evaluations" => policy_evaluations(reg, who, &name, p(0), uri.query().unwrap_or("")).await,
         "tag_get" => tag_get(reg, who, &name, p(0)).await,
+        "repository_webhooks" => webhooks::repository_webhooks(reg, who, &name).await,
+        "repository_webhook_create" => webhooks::repository_webhook_create(reg, who, &name, &body).await,
         other => unreachable!("repository endpoint {other} has no handler"),
     }
 }

@@ -1,0 +1,279 @@
+//! Webhooks of a repository or a namespace, and their delivery logs. A
+//! hook's secret and extra header values are write-only: no response, log
+//! line or audit record shows them.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use portcullis_auth::{Actions, Role};
+use portcullis_meta::{DeliveryLog, Webhook};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::identity::repo_name;
+use super::{json_body, reply, ApiResult, Who};
+use crate::access::Need;
+use crate::webhooks::{About, EVENT_TYPES};
+use crate::{Registry, RegistryError};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HookBody {
+    url: Option<String>,
+    events: Option<Vec<String>>,
+    secret: Option<String>,
+    enabled: Option<bool>,
+    headers: Option<std::collections::BTreeMap<String, String>>,
+}
+
+fn hook_json(h: &Webhook) -> serde_json::Value {
+    json!({
+        "id": h.id, "repository": h.repository, "namespace": h.namespace, "url": h.url,
+        "events": h.events, "enabled": h.enabled,
+        "header_names": h.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+        "created_by": h.created_by, "created_at": h.created_at, "updated_at": h.updated_at,
+    })
+}
+
+fn delivery_json(d: &DeliveryLog) -> serde_json::Value {
+    json!({
+        "id": d.id, "event_id": d.event_id, "event_seq": d.event_seq, "type": d.kind, "status": d.status,
+        "next_at": d.next_at, "created_at": d.created_at, "finished_at": d.finished_at,
+        "attempts": d.attempts.iter().map(|a| json!({
+            "attempt": a.attempt, "at": a.at, "status_code": a.status_code, "latency_ms": a.latency_ms,
+            "error": a.error, "response": a.response,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Applies a request to a hook (new or existing), checking every field.
+async fn apply(reg: &Registry, h: &mut Webhook, b: HookBody) -> Result<(), RegistryError> {
+    if let Some(url) = b.url {
+        let parsed = reqwest::Url::parse(&url).map_err(|e| RegistryError::Invalid(format!("url: {e}")))?;
+        reg.webhooks.allow.vet(&parsed).await.map_err(RegistryError::Invalid)?;
+        h.url = url;
+    }
+    if let Some(events) = b.events {
+        if events.is_empty() {
+            return Err(RegistryError::Invalid("events: name at least one".into()));
+        }
+        if let Some(bad) = events.iter().find(|e| !EVENT_TYPES.contains(&e.as_str())) {
+            return Err(RegistryError::Invalid(format!(
+                "unknown event type {bad:?} (one of {})",
+                EVENT_TYPES.join(", ")
+            )));
+        }
+        h.events = events;
+    }
+    if let Some(secret) = b.secret {
+        if secret.len() < 16 || secret.len() > 256 {
+            return Err(RegistryError::Invalid("the secret is 16 to 256 bytes".into()));
+        }
+        h.secret = secret;
+    }
+    if let Some(enabled) = b.enabled {
+        h.enabled = enabled;
+    }
+    if let Some(headers) = b.headers {
+        for (k, v) in &headers {
+            let name = axum::http::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| RegistryError::Invalid(format!("header {k:?} is not a valid name")))?;
+            if name.as_str().starts_with("x-portcullis-")
+                || ["content-type", "host", "content-length"].contains(&name.as_str())
+            {
+                return Err(RegistryError::Invalid(format!("header {k} is set by the registry")));
+            }
+            axum::http::HeaderValue::from_str(v)
+                .map_err(|_| RegistryError::Invalid(format!("header {k} has a value that can't be sent")))?;
+        }
+        h.headers = headers.into_iter().collect();
+    }
+    Ok(())
+}
+
+/// Who may manage a hook: administrators of its repository or namespace.
+async fn hook_need(reg: &Registry, who: &Who, h: &Webhook) -> Result<(), RegistryError> {
+    match (&h.repository, &h.namespace) {
+        (Some(r), _) => who.need(reg, Need::Repository(r, Actions::ALL)).await,
+        (_, Some(ns)) => who.need(reg, Need::Namespace(ns, Role::Admin)).await,
+        _ => Err(RegistryError::Internal("a hook without a scope".into())),
+    }
+}
+
+async fn find(reg: &Registry, who: &Who, id: &str) -> Result<Webhook, RegistryError> {
+    let h = reg
+        .meta
+        .webhook(id)
+        .await?
+        .ok_or_else(|| RegistryError::Absent(format!("no such webhook: {id}")))?;
+    hook_need(reg, who, &h).await?;
+    Ok(h)
+}
+
+async fn create(
+    reg: &Registry,
+    who: &Who,
+    repository: Option<String>,
+    namespace: Option<String>,
+    body: &[u8],
+) -> ApiResult {
+    let b: HookBody = json_body(body)?;
+    if b.url.is_none() || b.events.is_none() || b.secret.is_none() {
+        return Err(RegistryError::Invalid("a webhook needs url, events and secret".into()));
+    }
+    let mut h = Webhook {
+        id: uuid::Uuid::new_v4().simple().to_string()[..16].to_string(),
+        repository,
+        namespace,
+        url: String::new(),
+        events: Vec::new(),
+        secret: String::new(),
+        headers: Vec::new(),
+        enabled: true,
+        created_by: who.actor.name.clone(),
+        created_at: portcullis_meta::now_ms(),
+        updated_at: portcullis_meta::now_ms(),
+    };
+    apply(reg, &mut h, b).await?;
+    let ev = who
+        .actor
+        .event("webhook.create")
+        .detail(format!("{} {} events={}", h.id, h.url, h.events.join(",")));
+    let ev = match &h.repository {
+        Some(r) => ev.repository(r),
+        None => ev,
+    };
+    reg.meta.create_webhook(&h, &ev).await?;
+    Ok(reply(StatusCode::CREATED, hook_json(&h)))
+}
+
+pub(crate) async fn repository_webhooks(reg: &Registry, who: &Who, name: &str) -> ApiResult {
+    let name = repo_name(name)?;
+    who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
+    let list: Vec<_> = reg
+        .meta
+        .webhooks(name.as_str(), false)
+        .await?
+        .iter()
+        .map(hook_json)
+        .collect();
+    Ok(reply(StatusCode::OK, json!(list)))
+}
+
+pub(crate) async fn repository_webhook_create(reg: &Registry, who: &Who, name: &str, body: &[u8]) -> ApiResult {
+    let name = repo_name(name)?;
+    who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
+    create(reg, who, Some(name.to_string()), None, body).await
+}
+
+pub(crate) async fn namespace_webhooks(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(ns): Path<String>,
+) -> ApiResult {
+    who.need(&reg, Need::Namespace(&ns, Role::Admin)).await?;
+    let list: Vec<_> = reg.meta.webhooks(&ns, true).await?.iter().map(hook_json).collect();
+    Ok(reply(StatusCode::OK, json!(list)))
+}
+
+pub(crate) async fn namespace_webhook_create(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(ns): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    who.need(&reg, Need::Namespace(&ns, Role::Admin)).await?;
+    create(&reg, &who, None, Some(ns), &body).await
+}
+
+pub(crate) async fn webhook_get(State(reg): State<Arc<Registry>>, who: Who, Path(id): Path<String>) -> ApiResult {
+    Ok(reply(StatusCode::OK, hook_json(&find(&reg, &who, &id).await?)))
+}
+
+pub(crate) async fn webhook_update(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let mut h = find(&reg, &who, &id).await?;
+    let b: HookBody = json_body(&body)?;
+    apply(&reg, &mut h, b).await?;
+    let ev = who.actor.event("webhook.update").detail(format!(
+        "{} {} events={} enabled={}",
+        h.id,
+        h.url,
+        h.events.join(","),
+        h.enabled
+    ));
+    reg.meta.update_webhook(&h, &ev).await?;
+    Ok(reply(StatusCode::OK, hook_json(&h)))
+}
+
+pub(crate) async fn webhook_delete(State(reg): State<Arc<Registry>>, who: Who, Path(id): Path<String>) -> ApiResult {
+    let h = find(&reg, &who, &id).await?;
+    let ev = who.actor.event("webhook.delete").detail(format!("{} {}", h.id, h.url));
+    reg.meta.delete_webhook(&id, &ev).await?;
+    Ok(reply(StatusCode::NO_CONTENT, json!(null)))
+}
+
+/// `POST …/test`: a `PING` to this hook only.
+pub(crate) async fn webhook_test(State(reg): State<Arc<Registry>>, who: Who, Path(id): Path<String>) -> ApiResult {
+    let h = find(&reg, &who, &id).await?;
+    let scope = h
+        .repository
+        .clone()
+        .unwrap_or_else(|| format!("{}/", h.namespace.clone().unwrap_or_default()));
+    let about = About {
+        repository: &scope,
+        ..About::default()
+    };
+    let event = reg.event("PING", Some(&who.actor), about, json!({"hook_id": h.id}));
+    let event_id = event.id.clone();
+    reg.meta.emit(&[event], Some(&h.id)).await?;
+    reg.dispatcher.wake.notify_one();
+    Ok(reply(StatusCode::ACCEPTED, json!({"event_id": event_id})))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Page {
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+pub(crate) async fn webhook_deliveries(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(id): Path<String>,
+    Query(p): Query<Page>,
+) -> ApiResult {
+    find(&reg, &who, &id).await?;
+    let limit = p.limit.unwrap_or(50).clamp(1, 500);
+    let list = reg.meta.deliveries(&id, p.before, limit).await?;
+    let next = (list.len() as i64 == limit)
+        .then(|| list.last().map(|d| d.event_seq))
+        .flatten();
+    let list: Vec<_> = list.iter().map(delivery_json).collect();
+    Ok(reply(StatusCode::OK, json!({"deliveries": list, "next_before": next})))
+}
+
+pub(crate) async fn webhook_redeliver(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path((id, delivery)): Path<(String, String)>,
+) -> ApiResult {
+    find(&reg, &who, &id).await?;
+    if reg.meta.delivery_hook(&delivery).await?.as_deref() != Some(id.as_str()) {
+        return Err(RegistryError::Absent(format!("no delivery {delivery} of webhook {id}")));
+    }
+    let ev = who.actor.event("webhook.redeliver").detail(format!("{id} {delivery}"));
+    let new = reg
+        .meta
+        .redeliver(&delivery, &ev)
+        .await?
+        .ok_or_else(|| RegistryError::Absent(format!("no delivery {delivery}")))?;
+    reg.dispatcher.wake.notify_one();
+    Ok(reply(StatusCode::ACCEPTED, json!({"delivery_id": new})))
+}
