@@ -182,7 +182,8 @@ async fn signed_events_in_order_with_retries_and_the_query_string_intact() {
             reqwest::Method::POST,
             "/api/v1/namespaces/acme/webhooks",
             json!({"url": trigger, "secret": SECRET, "headers": {"Authorization": "Bearer extra-header-value"},
-                   "events": ["MANIFEST_PUSH", "TAG_PUSH", "SCAN_COMPLETED", "PROMOTION", "TAG_DELETE"]}),
+                   "events": ["MANIFEST_PUSH", "TAG_PUSH", "SCAN_COMPLETED", "SCAN_FAILED", "PROMOTION",
+                              "TAG_DELETE", "MANIFEST_DELETE"]}),
         )
         .await;
         assert_eq!(st, 201, "{hook}");

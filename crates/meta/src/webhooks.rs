@@ -11,7 +11,7 @@
 
 use sqlx::Row;
 
-use crate::audit::{append, AuditEvent};
+use crate::audit::AuditEvent;
 use crate::identity::{ot, t, Value};
 use crate::{now_ms, Meta, Result};
 
@@ -414,26 +414,12 @@ impl Meta {
     /// Queues a delivery of the same event to the same hook again, as a new
     /// attempt series; returns its id, `None` if there is no such delivery.
     pub async fn redeliver(&self, delivery: &str, event: &AuditEvent) -> Result<Option<String>> {
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT hook_id, event_seq FROM deliveries WHERE id = $1")
-            .bind(delivery)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
         let id = uuid::Uuid::new_v4().to_string();
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO deliveries (id, hook_id, event_seq, status, next_at, created_at) VALUES ($1, $2, $3, 'pending', $4, $4)",
-        )
-        .bind(&id)
-        .bind(row.try_get::<String, _>(0)?)
-        .bind(row.try_get::<i64, _>(1)?)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        append(&mut tx, event).await?;
-        tx.commit().await?;
-        Ok(Some(id))
+        // One INSERT … SELECT: the transaction starts with its write.
+        let sql = "INSERT INTO deliveries (id, hook_id, event_seq, status, next_at, created_at)
+                   SELECT $1, hook_id, event_seq, 'pending', $2, $2 FROM deliveries WHERE id = $3";
+        let values = vec![t(&id), Value::Int(Some(now_ms())), t(delivery)];
+        Ok(self.write_if_changed(&[(sql, values)], event).await?.then_some(id))
     }
 
     /// The hook a delivery belongs to.
