@@ -518,6 +518,21 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
                 None,
             )
         }
+        "key_list" => (Method::GET, "/api/v1/accounts/reader/keys".into(), None),
+        "key_add" => (
+            Method::POST,
+            "/api/v1/accounts/reader/keys".into(),
+            json_body(json!({"name": n, "pem": fresh_key()})),
+        ),
+        "key_revoke" => {
+            let body = json!({"name": n, "pem": fresh_key()});
+            let k = api(s, Method::POST, "/api/v1/accounts/reader/keys", body).await;
+            (
+                Method::DELETE,
+                format!("/api/v1/accounts/reader/keys/{}", k["id"].as_str().unwrap()),
+                None,
+            )
+        }
         "repository_get" => (Method::GET, "/api/v1/repositories/acme/app".into(), None),
         "repository_update" => (
             Method::PUT,
@@ -622,6 +637,11 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
     }
 }
 
+/// A new ECDSA P-256 public key in PEM.
+fn fresh_key() -> String {
+    portcullis_sign::SigningKey::generate().unwrap().0.public.to_pem()
+}
+
 /// A hook to a loopback port nothing answers on (tests allow 127.0.0.1).
 fn hook_body() -> Value {
     json!({"url": "http://127.0.0.1:9/hook", "secret": "matrix-webhook-secret", "events": ["TAG_DELETE"]})
@@ -693,6 +713,9 @@ fn matrix() -> Vec<(&'static str, [u16; 13])> {
         ("token_list", [U, 200, D, D, D, D, D, U, U, U, U, 200, D]),
         ("token_create", [U, 201, D, D, D, D, D, U, U, U, U, 201, D]),
         ("token_revoke", [U, 204, D, D, D, D, D, U, U, U, U, 204, D]),
+        ("key_list", [U, 200, D, D, D, D, D, U, U, U, U, 200, D]),
+        ("key_add", [U, 201, D, D, D, D, D, U, U, U, U, 201, D]),
+        ("key_revoke", [U, 204, D, D, D, D, D, U, U, U, U, 204, D]),
         ("repository_get", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
         ("repository_update", [U, D, D, 200, D, D, D, U, U, U, U, 200, 200]),
         // Policies of acme/app targeting acme/other: only the administrator
@@ -752,6 +775,8 @@ fn audited_action(endpoint: &str) -> Option<&'static str> {
         "service_account_delete" => "service_account.delete",
         "token_create" => "token.create",
         "token_revoke" => "token.revoke",
+        "key_add" => "key.add",
+        "key_revoke" => "key.revoke",
         "repository_update" => "repository.update",
         "repository_delete" => "repository.delete",
         "policy_create" => "policy.create",

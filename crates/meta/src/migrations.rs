@@ -326,4 +326,16 @@ CREATE TABLE delivery_attempts (
     PRIMARY KEY (delivery_id, attempt)
 )
 "#,
+    // 9: public keys of accounts, whose signatures teams and rules trust.
+    r#"
+CREATE TABLE account_keys (
+    id TEXT PRIMARY KEY,
+    account {text_c} NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+    pem TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE INDEX account_keys_by_account ON account_keys (account)
+"#,
 ];

@@ -57,6 +57,9 @@ pub struct PromotionCopy<'a> {
     pub target_repository: &'a str,
     pub target_tag: &'a str,
     pub policy_id: &'a str,
+    /// Also copy what refers to the image: OCI referrers (`subject`) and
+    /// cosign's `sha256-<hex>.sig` tag, so it stays verifiable there.
+    pub copy_referrers: bool,
 }
 
 const POLICY_COLUMNS: &str = "id, repository, owner, policy, created_at, updated_at";
@@ -270,8 +273,35 @@ impl Meta {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         ensure_repo(&mut tx, c.target_repository, now).await?;
-        // The image and what it lists (an index's images, two levels at most).
+        // The image and what it lists (an index's images), and, when asked,
+        // what refers to it (signatures, SBOMs, attestations).
         let mut order = vec![c.digest.to_string()];
+        let signature_tag = c
+            .digest
+            .split_once(':')
+            .map(|(alg, hex)| format!("{alg}-{hex}.sig"))
+            .unwrap_or_default();
+        let mut signature = None;
+        if c.copy_referrers {
+            let rows = sqlx::query("SELECT digest FROM manifests WHERE repo = $1 AND subject = $2 ORDER BY digest")
+                .bind(c.source_repository)
+                .bind(c.digest)
+                .fetch_all(&mut *tx)
+                .await?;
+            for r in rows {
+                order.push(r.try_get(0)?);
+            }
+            let row = sqlx::query("SELECT digest FROM tags WHERE repo = $1 AND name = $2")
+                .bind(c.source_repository)
+                .bind(&signature_tag)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(r) = row {
+                let d: String = r.try_get(0)?;
+                order.push(d.clone());
+                signature = Some(d);
+            }
+        }
         let mut i = 0;
         while i < order.len() && order.len() < 1024 {
             let rows = sqlx::query("SELECT child FROM manifest_children WHERE repo = $1 AND parent = $2")
@@ -328,6 +358,13 @@ impl Meta {
         }
         let rules = immutability::rules(&mut tx, c.target_repository).await?;
         immutability::write_tag(&mut tx, &rules, c.target_repository, c.target_tag, c.digest, now).await?;
+        if let Some(sig) = signature {
+            match immutability::write_tag(&mut tx, &rules, c.target_repository, &signature_tag, &sig, now).await {
+                // The target keeps the signatures it has under a frozen tag.
+                Ok(()) | Err(MetaError::TagImmutable { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         sqlx::query(
             "INSERT INTO promotions (repository, tag, digest, source_repository, source_tag, policy_id, at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)

@@ -853,6 +853,7 @@ async fn promotion_copies_links_and_records_provenance() {
             target_repository: "acme/app",
             target_tag: "66",
             policy_id: "p1",
+            copy_referrers: true,
         };
         m.promote(&copy, &ev()).await.unwrap();
         assert_eq!(m.blob_in_repo("acme/app", &layer).await.unwrap(), Some(5), "{label}");

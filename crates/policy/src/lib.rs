@@ -10,7 +10,7 @@ mod template;
 
 pub use immutability::{parse_patterns, TagImmutability, TagPattern};
 pub use promotion::{CompiledPolicy, Evaluation, ImageFacts, PackageFact, PromotionPolicy, Rule, RuleResult};
-pub use pull::{PullRule, ScanState, SEVERITIES};
+pub use pull::{PullRule, ScanState, SignedBy, SEVERITIES};
 pub use template::TagTemplate;
 
 use thiserror::Error;

@@ -49,6 +49,9 @@ pub struct PromotionPolicy {
     pub enabled: bool,
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// Copy the image's signatures, SBOMs and attestations with it.
+    #[serde(default = "yes")]
+    pub copy_referrers: bool,
 }
 
 fn yes() -> bool {
@@ -497,6 +500,7 @@ mod tests {
                 tag_template: "%n".into(),
                 enabled: true,
                 rules: vec![r.clone()],
+                copy_referrers: true,
             };
             let e = p.compile().unwrap_or_else(|e| panic!("{r:?}: {e}")).evaluate(&facts());
             assert_eq!(e.passed, *want, "{r:?}: {:?}", e.rules[0].facts);
@@ -513,6 +517,7 @@ mod tests {
                 rule("vulnerability_critical", "lte", &["0"], None),
                 rule("vulnerability_high", "lte", &["0"], None),
             ],
+            copy_referrers: true,
         };
         let e = p.compile().unwrap().evaluate(&facts());
         assert!(!e.passed);
@@ -549,6 +554,7 @@ mod tests {
                 tag_template: "%n".into(),
                 enabled: true,
                 rules: vec![r.clone()],
+                copy_referrers: true,
             };
             let e = p.compile().unwrap_err().to_string();
             assert!(e.contains(why), "{r:?}: {e}");
@@ -561,6 +567,7 @@ mod tests {
             tag_template: "%q".into(),
             enabled: true,
             rules: vec![],
+            copy_referrers: true,
         };
         assert!(p.compile().unwrap_err().to_string().contains("%q"));
     }

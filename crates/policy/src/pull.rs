@@ -23,6 +23,19 @@ pub struct PullRule {
     /// Refuse images whose scan failed.
     #[serde(default)]
     pub deny_failed: bool,
+    /// Serve only images with a valid signature by a current key of one of
+    /// these teams' members (`org/team`) or of these accounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_signed_by: Option<SignedBy>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedBy {
+    #[serde(default)]
+    pub teams: Vec<String>,
+    #[serde(default)]
+    pub accounts: Vec<String>,
 }
 
 /// What the scanner knows of an image.
@@ -37,6 +50,20 @@ pub enum ScanState {
 
 impl PullRule {
     pub fn check_valid(&self) -> Result<(), PolicyError> {
+        if let Some(by) = &self.require_signed_by {
+            if by.teams.is_empty() && by.accounts.is_empty() {
+                return Err(PolicyError::BadPolicy(
+                    "require_signed_by names no team and no account".into(),
+                ));
+            }
+            if let Some(t) = by
+                .teams
+                .iter()
+                .find(|t| t.split('/').count() != 2 || t.starts_with('/') || t.ends_with('/'))
+            {
+                return Err(PolicyError::BadPolicy(format!("team {t:?}: write teams as org/team")));
+            }
+        }
         match &self.deny_severity {
             Some(s) if !SEVERITIES.contains(&s.as_str()) => Err(PolicyError::BadPolicy(format!(
                 "deny_severity {s:?}: one of critical, high, medium, low, unknown"
@@ -46,7 +73,7 @@ impl PullRule {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.deny_severity.is_none() && !self.deny_unscanned && !self.deny_failed
+        self.deny_severity.is_none() && !self.deny_unscanned && !self.deny_failed && self.require_signed_by.is_none()
     }
 
     /// Both rules at once: the stricter severity, either switch.
@@ -56,10 +83,19 @@ impl PullRule {
             (Some(a), Some(b)) => Some(SEVERITIES[a.max(b)].to_string()),
             (a, b) => a.or(b).map(|i| SEVERITIES[i].to_string()),
         };
+        // Both signature requirements must hold: the caller checks each.
+        let require_signed_by = match (&self.require_signed_by, &other.require_signed_by) {
+            (Some(a), Some(b)) => Some(SignedBy {
+                teams: a.teams.iter().chain(&b.teams).cloned().collect(),
+                accounts: a.accounts.iter().chain(&b.accounts).cloned().collect(),
+            }),
+            (a, b) => a.clone().or_else(|| b.clone()),
+        };
         PullRule {
             deny_severity,
             deny_unscanned: self.deny_unscanned || other.deny_unscanned,
             deny_failed: self.deny_failed || other.deny_failed,
+            require_signed_by,
         }
     }
 
@@ -114,6 +150,7 @@ mod tests {
             deny_severity: sev.map(str::to_string),
             deny_unscanned: unscanned,
             deny_failed: failed,
+            require_signed_by: None,
         };
         let done = |c: [u64; 5]| ScanState::Done(c);
         let table = [
@@ -156,15 +193,29 @@ mod tests {
             deny_severity: Some("critical".into()),
             deny_unscanned: true,
             deny_failed: false,
+            require_signed_by: None,
         };
         let b = PullRule {
             deny_severity: Some("medium".into()),
             deny_unscanned: false,
             deny_failed: true,
+            require_signed_by: Some(SignedBy {
+                teams: vec!["ci/gitlab".into()],
+                accounts: vec![],
+            }),
         };
         let both = a.and(&b);
         assert_eq!(both.deny_severity.as_deref(), Some("medium"));
         assert!(both.deny_unscanned && both.deny_failed);
+        assert_eq!(both.require_signed_by.unwrap().teams, ["ci/gitlab"]);
+        let bad = PullRule {
+            require_signed_by: Some(SignedBy {
+                teams: vec!["gitlab".into()],
+                accounts: vec![],
+            }),
+            ..PullRule::default()
+        };
+        assert!(bad.check_valid().is_err());
         assert!(PullRule::default().is_empty());
         assert!(PullRule {
             deny_severity: Some("severe".into()),

@@ -244,6 +244,7 @@ impl Registry {
             target_repository: &policy.target,
             target_tag,
             policy_id: &stored.id,
+            copy_referrers: policy.copy_referrers,
         };
         let result = self.meta.promote(&copy, &event).await;
         self.invalidate(&policy.target);

@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use portcullis_oci::Manifest;
-use portcullis_policy::{PullRule, ScanState};
+use portcullis_oci::{Digest, Manifest, Reference};
+use portcullis_policy::{PullRule, ScanState, SignedBy};
+use portcullis_sign::{candidates, signature_tag, signer, PublicKey};
 
 use crate::access::Caller;
 use crate::cache::CachedManifest;
@@ -18,13 +19,24 @@ use crate::{Registry, RegistryError};
 pub(crate) struct PullRuleCache {
     ttl: Duration,
     rules: Mutex<HashMap<String, (Instant, Option<PullRule>)>>,
+    /// Images found signed, by (repository, digest, trusted key ids): a
+    /// verified image costs no signature check per pull. Another key set
+    /// (a key revoked, a member gone) is another entry.
+    verified: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a verified signature is believed without checking again (a
+/// deleted signature manifest stops counting after this at the latest).
+const VERIFIED_TTL: Duration = Duration::from_secs(60);
+/// The largest signature payload read (real ones are a few hundred bytes).
+const MAX_PAYLOAD: u64 = 64 << 10;
 
 impl PullRuleCache {
     pub(crate) fn new(ttl: Duration) -> PullRuleCache {
         PullRuleCache {
             ttl,
             rules: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -82,6 +94,9 @@ impl Registry {
         if !is_image || self.exempt(caller).await {
             return Ok(());
         }
+        if let Some(by) = &rule.require_signed_by {
+            self.check_signed(repo, &m.digest, by).await?;
+        }
         let state = match self.meta.scan(&m.digest).await? {
             None => ScanState::None,
             Some(s) => match s.status.as_str() {
@@ -92,5 +107,62 @@ impl Registry {
         };
         rule.judge(&state)
             .map_err(|why| RegistryError::Denied(format!("{} in {repo}: {why}", &*m.digest)))
+    }
+
+    /// `Err(DENIED)` unless a cosign signature (tag form) in `repo` over
+    /// `digest` verifies under a current key of `by`'s teams or accounts.
+    async fn check_signed(&self, repo: &str, digest: &str, by: &SignedBy) -> Result<(), RegistryError> {
+        let who = || {
+            let mut parts: Vec<String> = by.teams.iter().map(|t| format!("team {t}")).collect();
+            parts.extend(by.accounts.iter().map(|a| format!("account {a}")));
+            parts.join(", ")
+        };
+        let trusted = self.meta.trusted_keys(&by.teams, &by.accounts).await?;
+        let keys: Vec<PublicKey> = trusted
+            .iter()
+            .filter_map(|(_, _, pem)| PublicKey::from_pem(pem).ok())
+            .collect();
+        let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+        let cache_key = format!("{repo}@{digest}@{}", ids.join(","));
+        {
+            let verified = self.pull_rules.verified.lock().expect("not poisoned");
+            if verified.get(&cache_key).is_some_and(|at| at.elapsed() < VERIFIED_TTL) {
+                return Ok(());
+            }
+        }
+        let denied = |why: String| {
+            Err(RegistryError::Denied(format!(
+                "{digest} in {repo}: pull rule require_signed_by ({}): {why}",
+                who()
+            )))
+        };
+        let image: Digest = digest.parse()?;
+        let tag = signature_tag(&image);
+        let Some(sig) = self.meta.get_manifest(repo, &Reference::Tag(tag.clone())).await? else {
+            return denied(format!("the image is not signed (no {tag})"));
+        };
+        if keys.is_empty() {
+            return denied("no current key belongs to them".into());
+        }
+        for c in candidates(&sig.content) {
+            let Some(size) = self.meta.blob_in_repo(repo, &c.payload).await? else {
+                continue;
+            };
+            if size > MAX_PAYLOAD {
+                continue;
+            }
+            let Ok(payload) = tokio::fs::read(self.store.blob_path(&c.payload)).await else {
+                continue;
+            };
+            if signer(&image, &c, &payload, &keys).is_some() {
+                let mut verified = self.pull_rules.verified.lock().expect("not poisoned");
+                if verified.len() > 100_000 {
+                    verified.clear();
+                }
+                verified.insert(cache_key, Instant::now());
+                return Ok(());
+            }
+        }
+        denied("no signature verifies under a current key of theirs".into())
     }
 }

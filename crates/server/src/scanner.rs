@@ -102,10 +102,16 @@ impl Scanner {
 
 /// Whether a manifest is an image this scanner can read.
 pub(crate) fn is_image(manifest: &Manifest) -> bool {
-    manifest
-        .config
-        .as_ref()
-        .is_some_and(|c| IMAGE_CONFIGS.contains(&c.media_type.as_str()))
+    let signature = !manifest.layers.is_empty()
+        && manifest
+            .layers
+            .iter()
+            .all(|l| l.media_type == portcullis_sign::SIMPLE_SIGNING);
+    !signature
+        && manifest
+            .config
+            .as_ref()
+            .is_some_and(|c| IMAGE_CONFIGS.contains(&c.media_type.as_str()))
 }
 
 impl Registry {

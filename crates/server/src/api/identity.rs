@@ -532,6 +532,66 @@ pub(crate) async fn token_revoke(
     )
 }
 
+// ---- signing keys ---------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewKey {
+    name: String,
+    /// An ECDSA P-256 public key in PEM, as `cosign generate-key-pair` writes.
+    pem: String,
+}
+
+fn key_json(k: &portcullis_meta::AccountKey) -> serde_json::Value {
+    json!({"id": k.id, "account": k.account, "name": k.name, "pem": k.pem,
+           "created_at": k.created_at, "revoked_at": k.revoked_at})
+}
+
+/// `GET /api/v1/accounts/NAME/keys`: the account's public keys.
+pub(crate) async fn key_list(State(reg): State<Arc<Registry>>, who: Who, Path(account): Path<String>) -> ApiResult {
+    token_need(&reg, &who, &account).await?;
+    let list = reg.meta.keys_of(&account).await?;
+    Ok(reply(StatusCode::OK, json_list(&list, key_json)))
+}
+
+/// `POST /api/v1/accounts/NAME/keys`: registers a public key; signatures
+/// it made count for the account (and its teams) until it is revoked.
+pub(crate) async fn key_add(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(account): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    token_need(&reg, &who, &account).await?;
+    let k: NewKey = json_body(&body)?;
+    let public = portcullis_sign::PublicKey::from_pem(&k.pem).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    let key = portcullis_meta::AccountKey {
+        id: public.id.clone(),
+        account: account.clone(),
+        pem: public.to_pem(),
+        name: k.name,
+        created_at: now_ms(),
+        revoked_at: None,
+    };
+    let ev = who.actor.event("key.add").detail(format!("{account} {}", key.id));
+    reg.meta.add_key(&key, &ev).await?;
+    Ok(reply(StatusCode::CREATED, key_json(&key)))
+}
+
+/// `DELETE /api/v1/accounts/NAME/keys/ID`: its signatures stop counting now.
+pub(crate) async fn key_revoke(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path((account, id)): Path<(String, String)>,
+) -> ApiResult {
+    token_need(&reg, &who, &account).await?;
+    let ev = who.actor.event("key.revoke").detail(format!("{account} {id}"));
+    done(
+        reg.meta.revoke_key(&account, &id, &ev).await?,
+        format!("no live key {id} of {account}"),
+    )
+}
+
 // ---- repositories -------------------------------------------------------
 
 pub(crate) fn repo_name(name: &str) -> Result<RepositoryName, RegistryError> {

@@ -1,0 +1,102 @@
+//! Public keys that belong to accounts. A team's trusted keys are its
+//! members' current (unrevoked) keys, read at the moment they are needed,
+//! so revoking a key or removing a member takes effect at once.
+
+use sqlx::Row;
+
+use crate::audit::AuditEvent;
+use crate::identity::{t, Value};
+use crate::{now_ms, Meta, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountKey {
+    /// `sha256:<hex>` of the key's DER SubjectPublicKeyInfo.
+    pub id: String,
+    pub account: String,
+    pub pem: String,
+    pub name: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+fn key(r: &sqlx::any::AnyRow) -> Result<AccountKey> {
+    Ok(AccountKey {
+        id: r.try_get(0)?,
+        account: r.try_get(1)?,
+        pem: r.try_get(2)?,
+        name: r.try_get(3)?,
+        created_at: r.try_get(4)?,
+        revoked_at: r.try_get(5)?,
+    })
+}
+
+impl Meta {
+    pub async fn add_key(&self, k: &AccountKey, event: &AuditEvent) -> Result<()> {
+        let sql = "INSERT INTO account_keys (id, account, pem, name, created_at) VALUES ($1, $2, $3, $4, $5)";
+        let values = vec![
+            t(&k.id),
+            t(&k.account),
+            t(&k.pem),
+            t(&k.name),
+            Value::Int(Some(now_ms())),
+        ];
+        self.write(&[(sql, values)], event).await?;
+        Ok(())
+    }
+
+    pub async fn keys_of(&self, account: &str) -> Result<Vec<AccountKey>> {
+        let rows = sqlx::query(
+            "SELECT id, account, pem, name, created_at, revoked_at FROM account_keys WHERE account = $1 ORDER BY created_at, id",
+        )
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key).collect()
+    }
+
+    /// Revokes a key of `account`; `false` if it has no such live key.
+    pub async fn revoke_key(&self, account: &str, id: &str, event: &AuditEvent) -> Result<bool> {
+        let sql = "UPDATE account_keys SET revoked_at = $1 WHERE account = $2 AND id = $3 AND revoked_at IS NULL";
+        self.write_if_changed(&[(sql, vec![Value::Int(Some(now_ms())), t(account), t(id)])], event)
+            .await
+    }
+
+    /// The current keys of the members of `teams` (`org/team`) and of
+    /// `accounts`, as (key id, account, PEM).
+    pub async fn trusted_keys(&self, teams: &[String], accounts: &[String]) -> Result<Vec<(String, String, String)>> {
+        let mut out: Vec<(String, String, String)> = Vec::new();
+        let mut push = |rows: Vec<sqlx::any::AnyRow>| -> Result<()> {
+            for r in rows {
+                let k: (String, String, String) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+                if !out.iter().any(|o| o.0 == k.0) {
+                    out.push(k);
+                }
+            }
+            Ok(())
+        };
+        for team in teams {
+            let Some((org, name)) = team.split_once('/') else {
+                continue;
+            };
+            let rows = sqlx::query(
+                "SELECT k.id, k.account, k.pem FROM account_keys k JOIN team_members m ON m.account = k.account
+                 WHERE m.org = $1 AND m.team = $2 AND k.revoked_at IS NULL ORDER BY k.id",
+            )
+            .bind(org)
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?;
+            push(rows)?;
+        }
+        for account in accounts {
+            let rows = sqlx::query(
+                "SELECT id, account, pem FROM account_keys WHERE account = $1 AND revoked_at IS NULL ORDER BY id",
+            )
+            .bind(account)
+            .fetch_all(&self.pool)
+            .await?;
+            push(rows)?;
+        }
+        Ok(out)
+    }
+}

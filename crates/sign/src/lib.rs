@@ -1,0 +1,324 @@
+//! Image signatures as cosign writes them in its tag form: next to image
+//! `sha256:<hex>` a manifest tagged `sha256-<hex>.sig` whose layers are
+//! simple-signing payloads (`application/vnd.dev.cosign.simplesigning.v1+json`)
+//! carrying their signature in the `dev.cosignproject.cosign/signature`
+//! annotation: base64 of an ASN.1 DER ECDSA P-256 signature over the
+//! payload's SHA-256. A payload binds the signature to one image through
+//! `critical.image.docker-manifest-digest`.
+//!
+//! Keys are ECDSA P-256 public keys in PEM (`-----BEGIN PUBLIC KEY-----`,
+//! SubjectPublicKeyInfo), as `cosign generate-key-pair` writes `cosign.pub`.
+//! Pure: the caller fetches manifests and blobs and passes bytes.
+
+use base64::Engine;
+use portcullis_oci::Digest;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SignError {
+    #[error("not a PEM public key: {0}")]
+    BadKey(String),
+    #[error("not a simple-signing payload: {0}")]
+    BadPayload(String),
+    #[error("signing failed")]
+    Signing,
+}
+
+/// The tag cosign stores an image's signatures under.
+pub fn signature_tag(image: &Digest) -> String {
+    format!("{}-{}.sig", image.algorithm().as_str(), image.hex())
+}
+
+/// Whether a tag is a signature tag (its manifest is a signature, not an image).
+pub fn is_signature_tag(tag: &str) -> bool {
+    tag.ends_with(".sig") && (tag.starts_with("sha256-") || tag.starts_with("sha512-"))
+}
+
+/// An ECDSA P-256 public key, from PEM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    /// The uncompressed point (65 bytes), as ring verifies with it.
+    point: Vec<u8>,
+    /// `sha256:<hex>` of the DER SubjectPublicKeyInfo: the key's id.
+    pub id: String,
+}
+
+/// The DER prefix of a P-256 SubjectPublicKeyInfo before its 65-byte point:
+/// SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING }.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+impl PublicKey {
+    pub fn from_pem(pem: &str) -> Result<PublicKey, SignError> {
+        let body: String = pem
+            .lines()
+            .map(str::trim)
+            .skip_while(|l| *l != "-----BEGIN PUBLIC KEY-----")
+            .skip(1)
+            .take_while(|l| *l != "-----END PUBLIC KEY-----")
+            .collect();
+        if body.is_empty() {
+            return Err(SignError::BadKey("no PUBLIC KEY block".into()));
+        }
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .map_err(|e| SignError::BadKey(e.to_string()))?;
+        if der.len() != 91 || der[..26] != P256_SPKI_PREFIX || der[26] != 0x04 {
+            return Err(SignError::BadKey("only ECDSA P-256 keys (as cosign makes them)".into()));
+        }
+        Ok(PublicKey {
+            point: der[26..].to_vec(),
+            id: Digest::sha256_of(&der).to_string(),
+        })
+    }
+
+    /// The PEM text of this key.
+    pub fn to_pem(&self) -> String {
+        let mut der = P256_SPKI_PREFIX.to_vec();
+        der.extend_from_slice(&self.point);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).expect("base64"))
+            .collect();
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            lines.join("\n")
+        )
+    }
+
+    /// Whether `signature` (DER ECDSA) is this key's over `payload`.
+    pub fn verifies(&self, payload: &[u8], signature: &[u8]) -> bool {
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, &self.point)
+            .verify(payload, signature)
+            .is_ok()
+    }
+}
+
+/// A signing key (PKCS#8), for server-side signing and tests.
+pub struct SigningKey {
+    pair: ring::signature::EcdsaKeyPair,
+    pub public: PublicKey,
+}
+
+impl SigningKey {
+    pub fn generate() -> Result<(SigningKey, Vec<u8>), SignError> {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 =
+            ring::signature::EcdsaKeyPair::generate_pkcs8(&ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+                .map_err(|_| SignError::Signing)?;
+        Ok((SigningKey::from_pkcs8(pkcs8.as_ref())?, pkcs8.as_ref().to_vec()))
+    }
+
+    pub fn from_pkcs8(der: &[u8]) -> Result<SigningKey, SignError> {
+        let rng = ring::rand::SystemRandom::new();
+        let pair =
+            ring::signature::EcdsaKeyPair::from_pkcs8(&ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING, der, &rng)
+                .map_err(|e| SignError::BadKey(e.to_string()))?;
+        use ring::signature::KeyPair;
+        let mut spki = P256_SPKI_PREFIX.to_vec();
+        spki.extend_from_slice(pair.public_key().as_ref());
+        let public = PublicKey {
+            point: pair.public_key().as_ref().to_vec(),
+            id: Digest::sha256_of(&spki).to_string(),
+        };
+        Ok(SigningKey { pair, public })
+    }
+
+    /// DER ECDSA signature over `payload`.
+    pub fn sign(&self, payload: &[u8]) -> Result<Vec<u8>, SignError> {
+        let rng = ring::rand::SystemRandom::new();
+        Ok(self
+            .pair
+            .sign(&rng, payload)
+            .map_err(|_| SignError::Signing)?
+            .as_ref()
+            .to_vec())
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Critical {
+    identity: Identity,
+    image: Image,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Identity {
+    #[serde(rename = "docker-reference")]
+    docker_reference: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Image {
+    #[serde(rename = "docker-manifest-digest")]
+    docker_manifest_digest: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Payload {
+    critical: Critical,
+    optional: Option<serde_json::Value>,
+}
+
+/// The simple-signing payload cosign signs for `image` at `reference`
+/// (`registry.example.com/acme/app`).
+pub fn payload(reference: &str, image: &Digest) -> Vec<u8> {
+    serde_json::to_vec(&Payload {
+        critical: Critical {
+            identity: Identity {
+                docker_reference: reference.to_string(),
+            },
+            image: Image {
+                docker_manifest_digest: image.to_string(),
+            },
+            kind: "cosign container image signature".into(),
+        },
+        optional: None,
+    })
+    .expect("json")
+}
+
+/// The image digest a payload binds its signature to.
+pub fn payload_digest(bytes: &[u8]) -> Result<String, SignError> {
+    let p: Payload = serde_json::from_slice(bytes).map_err(|e| SignError::BadPayload(e.to_string()))?;
+    if p.critical.kind != "cosign container image signature" {
+        return Err(SignError::BadPayload(format!("type {:?}", p.critical.kind)));
+    }
+    Ok(p.critical.image.docker_manifest_digest)
+}
+
+/// Whether a manifest is a cosign signature (every layer a
+/// simple-signing payload), not an image to scan, judge or sign.
+pub fn is_signature_manifest(manifest: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(manifest) else {
+        return false;
+    };
+    v["layers"]
+        .as_array()
+        .is_some_and(|l| !l.is_empty() && l.iter().all(|l| l["mediaType"] == SIMPLE_SIGNING))
+}
+
+/// One signature found in a signature manifest: the payload's digest (the
+/// caller fetches its bytes) and the decoded signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub payload: Digest,
+    pub signature: Vec<u8>,
+}
+
+/// The signatures a cosign signature manifest lists (layers of the
+/// simple-signing type with a decodable signature annotation).
+pub fn candidates(manifest: &[u8]) -> Vec<Candidate> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(manifest) else {
+        return Vec::new();
+    };
+    v["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["mediaType"] == SIMPLE_SIGNING)
+        .filter_map(|l| {
+            let payload = l["digest"].as_str()?.parse().ok()?;
+            let sig = l["annotations"][SIGNATURE_ANNOTATION].as_str()?;
+            let signature = base64::engine::general_purpose::STANDARD.decode(sig).ok()?;
+            Some(Candidate { payload, signature })
+        })
+        .take(256)
+        .collect()
+}
+
+/// The key (among `keys`) that signed `image`, given a candidate's payload
+/// bytes: the payload must hash to the candidate's digest, name `image`,
+/// and verify under the key.
+pub fn signer<'a>(image: &Digest, c: &Candidate, payload: &[u8], keys: &'a [PublicKey]) -> Option<&'a PublicKey> {
+    if Digest::of(c.payload.algorithm(), payload) != c.payload {
+        return None;
+    }
+    if payload_digest(payload).ok()? != image.as_str() {
+        return None;
+    }
+    keys.iter().find(|k| k.verifies(payload, &c.signature))
+}
+
+/// A signature manifest for `payloads` (each with its signature), as cosign
+/// pushes it: an OCI image manifest with an empty config.
+pub fn signature_manifest(config: &Digest, config_size: usize, layers: &[(Digest, usize, Vec<u8>)]) -> Vec<u8> {
+    let layers: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|(d, n, sig)| {
+            serde_json::json!({
+                "mediaType": SIMPLE_SIGNING, "digest": d.as_str(), "size": n,
+                "annotations": {SIGNATURE_ANNOTATION: base64::engine::general_purpose::STANDARD.encode(sig)},
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.as_str(), "size": config_size},
+        "layers": layers,
+    }))
+    .expect("json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_and_verify_round_trip_and_refusals() {
+        let (key, _) = SigningKey::generate().unwrap();
+        let (other, _) = SigningKey::generate().unwrap();
+        let image = Digest::sha256_of(b"image manifest");
+        let p = payload("registry.example/acme/app", &image);
+        let c = Candidate {
+            payload: Digest::sha256_of(&p),
+            signature: key.sign(&p).unwrap(),
+        };
+        let keys = [other.public.clone(), key.public.clone()];
+        assert_eq!(signer(&image, &c, &p, &keys).map(|k| &k.id), Some(&key.public.id));
+        assert!(
+            signer(&image, &c, &p, std::slice::from_ref(&other.public)).is_none(),
+            "a key outside the set"
+        );
+        let elsewhere = Digest::sha256_of(b"another image");
+        assert!(signer(&elsewhere, &c, &p, &keys).is_none(), "bound to its image");
+        let mut tampered = p.clone();
+        tampered[10] ^= 1;
+        assert!(
+            signer(&image, &c, &tampered, &keys).is_none(),
+            "payload bytes must match"
+        );
+        // PEM round trip, and the manifest as cosign writes it.
+        let pem = key.public.to_pem();
+        assert_eq!(PublicKey::from_pem(&pem).unwrap(), key.public);
+        let m = signature_manifest(
+            &Digest::sha256_of(b"{}"),
+            2,
+            &[(c.payload.clone(), p.len(), c.signature.clone())],
+        );
+        assert_eq!(candidates(&m), [c]);
+        assert_eq!(signature_tag(&image), format!("sha256-{}.sig", image.hex()));
+        assert!(is_signature_tag(&signature_tag(&image)));
+    }
+
+    #[test]
+    fn bad_keys_and_payloads_are_refused() {
+        assert!(PublicKey::from_pem("nonsense").is_err());
+        // An RSA key's SPKI is not a P-256 one.
+        let rsa = "-----BEGIN PUBLIC KEY-----\nMFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBAL9h8ZxC5sZf6e+3tuoXAAeF0Rm3Xz4a\nZQfGvTzjt5b5z5Ndq0xj2BLSp5j3O3NBq1v8dPZYUe7ZtYkqTKO5eUUCAwEAAQ==\n-----END PUBLIC KEY-----\n";
+        assert!(PublicKey::from_pem(rsa).is_err());
+        assert!(payload_digest(b"{}").is_err());
+        assert!(candidates(b"not json").is_empty());
+    }
+}
