@@ -234,6 +234,7 @@ async fn open(settings: &Settings) -> anyhow::Result<Arc<Registry>> {
         tls: settings.tls().is_some(),
         scan: settings.scan(),
         webhooks: settings.webhooks(),
+        kek: settings.kek()?,
     };
     Registry::new(meta, store, options).context("loading the token signing keys")
 }

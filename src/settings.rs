@@ -146,7 +146,12 @@ impl Settings {
             fig = fig.merge(Toml::file(path));
         }
         let fig = fig
-            .merge(Env::prefixed("PORTCULLIS_").ignore(&["test_postgres", "admin_password", "require_clients"]))
+            .merge(Env::prefixed("PORTCULLIS_").ignore(&[
+                "test_postgres",
+                "admin_password",
+                "require_clients",
+                "key_encryption_key",
+            ]))
             .merge(Serialized::defaults(overrides));
         let s: Settings = fig.extract()?;
         anyhow::ensure!(
@@ -203,6 +208,23 @@ impl Settings {
                 .clone()
                 .unwrap_or_else(|| format!("{scheme}://{}", self.listen)),
         }
+    }
+
+    /// The key-encryption key from `PORTCULLIS_KEY_ENCRYPTION_KEY` (64 hex
+    /// digits), if set; otherwise the server keeps one in its key directory.
+    pub fn kek(&self) -> anyhow::Result<Option<[u8; 32]>> {
+        let Ok(hex) = std::env::var("PORTCULLIS_KEY_ENCRYPTION_KEY") else {
+            return Ok(None);
+        };
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| anyhow::anyhow!("PORTCULLIS_KEY_ENCRYPTION_KEY is not hex"))?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("PORTCULLIS_KEY_ENCRYPTION_KEY must be 32 bytes (64 hex digits)"))?;
+        Ok(Some(key))
     }
 
     pub fn connection_limits(&self) -> ConnectionLimits {

@@ -533,6 +533,17 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
                 None,
             )
         }
+        "signing_key_create" | "signing_key_get" => {
+            let body = json!({"name": format!("k{n}")});
+            api(s, Method::POST, "/api/v1/namespaces/acme/service-accounts", body).await;
+            let path = format!("/api/v1/accounts/acme+k{n}/signing-key");
+            if endpoint == "signing_key_get" {
+                api(s, Method::POST, &path, json!(null)).await;
+                (Method::GET, path, None)
+            } else {
+                (Method::POST, path, None)
+            }
+        }
         "repository_get" => (Method::GET, "/api/v1/repositories/acme/app".into(), None),
         "repository_update" => (
             Method::PUT,
@@ -716,6 +727,8 @@ fn matrix() -> Vec<(&'static str, [u16; 13])> {
         ("key_list", [U, 200, D, D, D, D, D, U, U, U, U, 200, D]),
         ("key_add", [U, 201, D, D, D, D, D, U, U, U, U, 201, D]),
         ("key_revoke", [U, 204, D, D, D, D, D, U, U, U, U, 204, D]),
+        ("signing_key_create", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
+        ("signing_key_get", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("repository_get", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
         ("repository_update", [U, D, D, 200, D, D, D, U, U, U, U, 200, 200]),
         // Policies of acme/app targeting acme/other: only the administrator
@@ -777,6 +790,7 @@ fn audited_action(endpoint: &str) -> Option<&'static str> {
         "token_revoke" => "token.revoke",
         "key_add" => "key.add",
         "key_revoke" => "key.revoke",
+        "signing_key_create" => "signing_key.create",
         "repository_update" => "repository.update",
         "repository_delete" => "repository.delete",
         "policy_create" => "policy.create",

@@ -248,3 +248,165 @@ async fn only_images_signed_by_the_team_are_served() {
         assert_eq!(r.status(), 200);
     }
 }
+
+/// Server-side signing at promotion: a service account of the trusted team
+/// holds a key made and sealed by the server; a policy with `sign_as`
+/// signs what it promotes, so the release repository's signed-only rule
+/// serves it, and OpenSSL verifies the signature the server made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotions_are_signed_by_the_ci_machine_identity() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path();
+        let post = |path: &'static str, body: Value| call(&s, reqwest::Method::POST, path, body);
+        for u in ["dev", "lead"] {
+            assert_eq!(post("/api/v1/users", json!({"name": u, "password": PW})).await.0, 201);
+        }
+        for org in ["ci", "acme"] {
+            assert_eq!(post("/api/v1/orgs", json!({"name": org})).await.0, 201);
+        }
+        assert_eq!(post("/api/v1/orgs/ci/teams", json!({"name": "gitlab"})).await.0, 201);
+        assert_eq!(
+            post("/api/v1/namespaces/ci/service-accounts", json!({"name": "release"}))
+                .await
+                .0,
+            201
+        );
+        let (st, _) = call(
+            &s,
+            reqwest::Method::PUT,
+            "/api/v1/orgs/ci/teams/gitlab/members/ci+release",
+            Value::Null,
+        )
+        .await;
+        assert_eq!(st, 200);
+        assert_eq!(
+            post(
+                "/api/v1/namespaces/acme/grants",
+                json!({"account": "dev", "role": "read"})
+            )
+            .await
+            .0,
+            201
+        );
+        assert_eq!(
+            post(
+                "/api/v1/namespaces/acme/grants",
+                json!({"account": "lead", "role": "admin"})
+            )
+            .await
+            .0,
+            201
+        );
+        let (st, key) = post("/api/v1/accounts/ci+release/signing-key", Value::Null).await;
+        assert_eq!(st, 201, "{key}");
+        assert!(
+            !key.to_string().contains("PRIVATE"),
+            "only the public half leaves the server"
+        );
+        let (st, _) = post("/api/v1/accounts/dev/signing-key", Value::Null).await;
+        assert_eq!(st, 400, "users sign with their own keys");
+
+        let policy = json!({"target": "acme/signed", "tag_template": "%n", "sign_as": "ci+release",
+                            "rules": [{"field": "tag", "operator": "eq", "values": ["ship"]}]});
+        // The lead administers acme, not ci: they can't use ci's key.
+        let r = s
+            .anon
+            .post(s.url("/api/v1/repositories/acme/build/policies"))
+            .basic_auth("lead", Some(PW))
+            .json(&policy)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{label}");
+        let (st, p) = post("/api/v1/repositories/acme/build/policies", policy).await;
+        assert_eq!(st, 201, "{p}");
+        let (st, v) = call(
+            &s,
+            reqwest::Method::PUT,
+            "/api/v1/repositories/acme/signed",
+            json!({"pull_rule": {"require_signed_by": {"teams": ["ci/gitlab"]}}}),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        let (image, _) = s
+            .push_image("acme/build", "ship", b"{\"ship\":1}", &[b"shipped layer"])
+            .await;
+
+        let r = s
+            .anon
+            .get(s.url("/auth/token?service=portcullis&scope=repository:acme/signed:pull"))
+            .basic_auth("dev", Some(PW))
+            .send()
+            .await
+            .unwrap();
+        let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+        let r = reqwest::Client::new()
+            .get(s.url("/v2/acme/signed/manifests/ship"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{label}: {}", r.text().await.unwrap());
+
+        // OpenSSL checks the server's signature with the published key.
+        let sig: Value = s
+            .http
+            .get(s.url(&format!("/v2/acme/signed/manifests/sha256-{}.sig", image.hex())))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let layer = &sig["layers"][0];
+        let payload = s
+            .http
+            .get(s.url(&format!("/v2/acme/signed/blobs/{}", layer["digest"].as_str().unwrap())))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let claimed: Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(claimed["critical"]["image"]["docker-manifest-digest"], image.as_str());
+        std::fs::write(dir.join("payload"), &payload).unwrap();
+        std::fs::write(
+            dir.join("sig.der"),
+            base64::engine::general_purpose::STANDARD
+                .decode(
+                    layer["annotations"]["dev.cosignproject.cosign/signature"]
+                        .as_str()
+                        .unwrap(),
+                )
+                .unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.join("pub.pem"), key["pem"].as_str().unwrap()).unwrap();
+        let out = openssl(
+            &[
+                "dgst",
+                "-sha256",
+                "-verify",
+                "pub.pem",
+                "-signature",
+                "sig.der",
+                "payload",
+            ],
+            dir,
+        );
+        assert!(String::from_utf8_lossy(&out).contains("Verified OK"), "{label}");
+
+        let (_, audit) = call(&s, reqwest::Method::GET, "/api/v1/audit?action=signature", Value::Null).await;
+        let records = audit["records"].as_array().unwrap();
+        assert_eq!(records.len(), 1, "{label}: {audit}");
+        assert!(records[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains(key["key_id"].as_str().unwrap()));
+    }
+}

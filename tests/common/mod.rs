@@ -97,6 +97,7 @@ impl TestServer {
                 public_url: base.clone(),
                 ..WebhookSettings::default()
             },
+            kek: None,
         };
         let registry = Registry::new(meta, store, options).unwrap();
         let app = portcullis_server::app(registry.clone());

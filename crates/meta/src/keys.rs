@@ -99,4 +99,34 @@ impl Meta {
         }
         Ok(out)
     }
+
+    /// Stores a service account's server-side signing key (sealed by the
+    /// caller) and registers its public half, in one transaction.
+    pub async fn put_signing_key(&self, public: &AccountKey, sealed: &str, event: &AuditEvent) -> Result<()> {
+        let now = Value::Int(Some(now_ms()));
+        self.write(
+            &[
+                (
+                    "INSERT INTO signing_keys (account, key_id, sealed, created_at) VALUES ($1, $2, $3, $4)",
+                    vec![t(&public.account), t(&public.id), t(sealed), now.clone()],
+                ),
+                (
+                    "INSERT INTO account_keys (id, account, pem, name, created_at) VALUES ($1, $2, $3, $4, $5)",
+                    vec![t(&public.id), t(&public.account), t(&public.pem), t(&public.name), now],
+                ),
+            ],
+            event,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A service account's signing key: (key id, sealed key).
+    pub async fn signing_key(&self, account: &str) -> Result<Option<(String, String)>> {
+        let row = sqlx::query("SELECT key_id, sealed FROM signing_keys WHERE account = $1")
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+    }
 }

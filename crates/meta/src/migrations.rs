@@ -338,4 +338,14 @@ CREATE TABLE account_keys (
 );
 CREATE INDEX account_keys_by_account ON account_keys (account)
 "#,
+    // 10: server-side signing keys of service accounts, sealed with the
+    // key-encryption key (the meta crate never sees them in the clear).
+    r#"
+CREATE TABLE signing_keys (
+    account {text_c} PRIMARY KEY REFERENCES accounts(name) ON DELETE CASCADE,
+    key_id TEXT NOT NULL,
+    sealed TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+)
+"#,
 ];

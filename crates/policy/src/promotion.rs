@@ -52,6 +52,9 @@ pub struct PromotionPolicy {
     /// Copy the image's signatures, SBOMs and attestations with it.
     #[serde(default = "yes")]
     pub copy_referrers: bool,
+    /// A service account whose server-side key signs each promoted image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_as: Option<String>,
 }
 
 fn yes() -> bool {
@@ -501,6 +504,7 @@ mod tests {
                 enabled: true,
                 rules: vec![r.clone()],
                 copy_referrers: true,
+                sign_as: None,
             };
             let e = p.compile().unwrap_or_else(|e| panic!("{r:?}: {e}")).evaluate(&facts());
             assert_eq!(e.passed, *want, "{r:?}: {:?}", e.rules[0].facts);
@@ -518,6 +522,7 @@ mod tests {
                 rule("vulnerability_high", "lte", &["0"], None),
             ],
             copy_referrers: true,
+            sign_as: None,
         };
         let e = p.compile().unwrap().evaluate(&facts());
         assert!(!e.passed);
@@ -555,6 +560,7 @@ mod tests {
                 enabled: true,
                 rules: vec![r.clone()],
                 copy_referrers: true,
+                sign_as: None,
             };
             let e = p.compile().unwrap_err().to_string();
             assert!(e.contains(why), "{r:?}: {e}");
@@ -568,6 +574,7 @@ mod tests {
             enabled: true,
             rules: vec![],
             copy_referrers: true,
+            sign_as: None,
         };
         assert!(p.compile().unwrap_err().to_string().contains("%q"));
     }

@@ -126,3 +126,81 @@ mod tests {
         );
     }
 }
+
+/// The key-encryption key that seals server-side signing keys at rest:
+/// `<dir>/signing.kek` (32 random bytes, mode 0600), made on first use.
+pub fn load_or_create_kek(dir: &Path) -> std::io::Result<[u8; 32]> {
+    let path = dir.join("signing.kek");
+    match std::fs::read(&path) {
+        Ok(bytes) => bytes
+            .try_into()
+            .map_err(|_| std::io::Error::other(format!("{} is not 32 bytes", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            restrict(dir, 0o700)?;
+            let mut kek = [0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut kek)
+                .map_err(|_| std::io::Error::other("no randomness"))?;
+            let tmp = dir.join(".signing.kek.tmp");
+            {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+                restrict(&tmp, 0o600)?;
+                f.write_all(&kek)?;
+                f.sync_all()?;
+            }
+            std::fs::rename(&tmp, &path)?;
+            Ok(kek)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Seals `secret` with AES-256-GCM under `kek`: nonce then ciphertext.
+pub fn seal(kek: &[u8; 32], secret: &[u8]) -> Vec<u8> {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, kek).expect("32-byte key"));
+    let mut nonce = [0u8; 12];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce).expect("randomness");
+    let mut data = secret.to_vec();
+    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut data)
+        .expect("sealing in memory");
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&data);
+    out
+}
+
+/// Opens what [`seal`] made; `None` if it was not sealed under `kek`.
+pub fn unseal(kek: &[u8; 32], sealed: &[u8]) -> Option<Vec<u8>> {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, kek).ok()?);
+    let (nonce, data) = sealed.split_at_checked(12)?;
+    let mut data = data.to_vec();
+    let plain = key
+        .open_in_place(Nonce::try_assume_unique_for_key(nonce).ok()?, Aad::empty(), &mut data)
+        .ok()?;
+    Some(plain.to_vec())
+}
+
+#[cfg(test)]
+mod kek_tests {
+    use super::*;
+
+    #[test]
+    fn sealed_keys_open_only_with_their_kek() {
+        let dir = tempfile::tempdir().unwrap();
+        let kek = load_or_create_kek(dir.path()).unwrap();
+        assert_eq!(load_or_create_kek(dir.path()).unwrap(), kek, "made once");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("signing.kek"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let sealed = seal(&kek, b"a pkcs8 key");
+        assert_ne!(&sealed[12..], b"a pkcs8 key");
+        assert_eq!(unseal(&kek, &sealed).unwrap(), b"a pkcs8 key");
+        assert!(unseal(&[7u8; 32], &sealed).is_none());
+        assert!(load(dir.path()).unwrap().is_empty(), "not mistaken for a token key");
+    }
+}

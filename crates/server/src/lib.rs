@@ -21,6 +21,7 @@ mod pull;
 pub mod route;
 mod scanner;
 mod serve;
+mod signing;
 mod token;
 mod uploads;
 pub mod webhooks;
@@ -68,6 +69,8 @@ pub struct Registry {
     pull_rules: pull::PullRuleCache,
     webhooks: WebhookSettings,
     dispatcher: webhooks::Dispatcher,
+    /// Seals server-side signing keys at rest.
+    kek: [u8; 32],
 }
 
 /// How a [`Registry`] behaves beyond where its data lives.
@@ -79,6 +82,9 @@ pub struct RegistryOptions {
     pub tls: bool,
     pub scan: ScanSettings,
     pub webhooks: WebhookSettings,
+    /// The key-encryption key for server-side signing keys; by default
+    /// `<key_dir>/signing.kek`, made on first start.
+    pub kek: Option<[u8; 32]>,
 }
 
 /// Memory the manifest cache may use.
@@ -91,6 +97,10 @@ impl Registry {
     pub fn new(meta: Meta, store: BlobStore, options: RegistryOptions) -> std::io::Result<Arc<Registry>> {
         let manifests = cache::ManifestCache::new(options.manifest_cache_ttl, MANIFEST_CACHE_BYTES);
         let (tx, rx) = tokio::sync::mpsc::channel(16_384);
+        let kek = match options.kek {
+            Some(k) => k,
+            None => keys::load_or_create_kek(&options.access.key_dir)?,
+        };
         let registry = Arc::new(Registry {
             meta,
             store,
@@ -102,6 +112,7 @@ impl Registry {
             pull_rules: pull::PullRuleCache::new(options.manifest_cache_ttl),
             dispatcher: webhooks::Dispatcher::new(&options.webhooks),
             webhooks: options.webhooks,
+            kek,
         });
         tokio::spawn(access::pull_writer(registry.clone(), rx));
         scanner::Scanner::start(&registry);

@@ -131,7 +131,17 @@ impl Registry {
                 "passed".into()
             } else {
                 match self.promote(stored, &policy, tag, digest, &target_tag).await {
-                    Ok(()) => "promoted".into(),
+                    Ok(()) => {
+                        if let Some(account) = &policy.sign_as {
+                            // The promotion stands either way; the record says how signing went.
+                            let signed = match self.sign_image(&policy.target, digest, account).await {
+                                Ok(key) => json!({"signed_by": account, "key_id": key}),
+                                Err(e) => json!({"signed_by": account, "signing_failed": e.to_string()}),
+                            };
+                            record.detail = json!({"rules": detail, "signature": signed}).to_string();
+                        }
+                        "promoted".into()
+                    }
                     Err(why) => {
                         record.detail = json!({"rules": detail, "refused": why}).to_string();
                         "refused".into()

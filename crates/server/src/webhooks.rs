@@ -20,7 +20,7 @@ use crate::access::Actor;
 use crate::Registry;
 
 /// Event types, Docker Trusted Registry's names.
-pub const EVENT_TYPES: [&str; 7] = [
+pub const EVENT_TYPES: [&str; 8] = [
     "TAG_PUSH",
     "TAG_DELETE",
     "MANIFEST_PUSH",
@@ -28,6 +28,7 @@ pub const EVENT_TYPES: [&str; 7] = [
     "SCAN_COMPLETED",
     "SCAN_FAILED",
     "PROMOTION",
+    "IMAGE_SIGNED",
 ];
 
 /// The version of the payload format (`schemas/webhook-event.v1.json`).

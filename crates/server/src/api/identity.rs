@@ -592,6 +592,63 @@ pub(crate) async fn key_revoke(
     )
 }
 
+/// `POST /api/v1/accounts/NAME/signing-key`: a server-side signing key for
+/// a service account, made here and sealed at rest; only its public half
+/// ever leaves the server.
+pub(crate) async fn signing_key_create(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(account): Path<String>,
+) -> ApiResult {
+    let a = token_need(&reg, &who, &account).await?;
+    if a.kind != "service" {
+        return Err(RegistryError::Invalid(
+            "server-side signing keys belong to service accounts".into(),
+        ));
+    }
+    let (key, sealed) = reg.new_sealed_key()?;
+    let public = portcullis_meta::AccountKey {
+        id: key.public.id.clone(),
+        account: account.clone(),
+        pem: key.public.to_pem(),
+        name: "server-side signing key".into(),
+        created_at: now_ms(),
+        revoked_at: None,
+    };
+    let ev = who
+        .actor
+        .event("signing_key.create")
+        .detail(format!("{account} {}", public.id));
+    reg.meta.put_signing_key(&public, &sealed, &ev).await?;
+    Ok(reply(
+        StatusCode::CREATED,
+        json!({"key_id": public.id, "pem": public.pem}),
+    ))
+}
+
+/// `GET /api/v1/accounts/NAME/signing-key`: its public half.
+pub(crate) async fn signing_key_get(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path(account): Path<String>,
+) -> ApiResult {
+    token_need(&reg, &who, &account).await?;
+    let (id, _) = reg
+        .meta
+        .signing_key(&account)
+        .await?
+        .ok_or_else(|| RegistryError::Absent(format!("{account} has no server-side signing key")))?;
+    let pem = reg
+        .meta
+        .keys_of(&account)
+        .await?
+        .into_iter()
+        .find(|k| k.id == id)
+        .map(|k| k.pem)
+        .unwrap_or_default();
+    Ok(reply(StatusCode::OK, json!({"key_id": id, "pem": pem})))
+}
+
 // ---- repositories -------------------------------------------------------
 
 pub(crate) fn repo_name(name: &str) -> Result<RepositoryName, RegistryError> {

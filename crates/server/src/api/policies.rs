@@ -46,6 +46,24 @@ async fn checked(reg: &Registry, who: &Who, source: &str, body: &[u8]) -> Result
     who.need(reg, Need::Repository(target.as_str(), Actions::PUSH))
         .await
         .map_err(|_| RegistryError::Denied(format!("you may not push to {target}, so no policy of yours may")))?;
+    if let Some(account) = &p.sign_as {
+        // A signing key serves only policies of those who administer its account.
+        let a = reg
+            .meta
+            .account(account)
+            .await?
+            .filter(|a| a.kind == "service")
+            .ok_or_else(|| RegistryError::Invalid(format!("sign_as: {account} is not a service account")))?;
+        let owner = a.owner.clone().unwrap_or_default();
+        who.need(reg, Need::Namespace(&owner, portcullis_auth::Role::Admin))
+            .await
+            .map_err(|_| RegistryError::Denied(format!("sign_as: you do not administer {account}")))?;
+        if reg.meta.signing_key(account).await?.is_none() {
+            return Err(RegistryError::Invalid(format!(
+                "sign_as: {account} has no server-side signing key (POST /api/v1/accounts/{account}/signing-key)"
+            )));
+        }
+    }
     Ok(p)
 }
 

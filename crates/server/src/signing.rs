@@ -1,0 +1,120 @@
+//! Server-side signing: a service account's key, sealed at rest with the
+//! key-encryption key, signs an image in cosign's tag form (the same
+//! format `cosign sign --key` writes), right after a promotion commits.
+//! The signature is a push into the repository: a payload blob, an empty
+//! config and the `sha256-<hex>.sig` manifest (existing signatures kept),
+//! audited as `signature` with the key id and announced as `IMAGE_SIGNED`.
+
+use base64::Engine;
+use bytes::Bytes;
+use portcullis_meta::{AuditEvent, NewManifest};
+use portcullis_oci::{media_type, Digest, Manifest, Reference};
+use portcullis_sign::{candidates, payload, signature_manifest, signature_tag, SigningKey};
+use serde_json::json;
+
+use crate::webhooks::About;
+use crate::{Registry, RegistryError};
+
+impl Registry {
+    /// Stores small bytes as a blob of `repo`, through the same verified
+    /// upload path clients use.
+    async fn put_small_blob(&self, repo: &str, bytes: &[u8]) -> Result<(Digest, usize), RegistryError> {
+        let digest = Digest::sha256_of(bytes);
+        let id = self.store.start_upload(portcullis_oci::Algorithm::Sha256).await?;
+        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::copy_from_slice(bytes))]);
+        self.store.append(id, None, body).await?;
+        let verified = self.store.verify_upload(id, &digest).await?;
+        self.meta
+            .insert_blob(repo, &digest, bytes.len() as u64, || self.store.publish(verified))
+            .await?;
+        Ok((digest, bytes.len()))
+    }
+
+    /// Creates a service account's server-side key; returns its public half.
+    pub(crate) fn new_sealed_key(&self) -> Result<(SigningKey, String), RegistryError> {
+        let (key, pkcs8) = SigningKey::generate().map_err(|e| RegistryError::Internal(e.to_string()))?;
+        let sealed = crate::keys::seal(&self.kek, &pkcs8);
+        Ok((key, base64::engine::general_purpose::STANDARD.encode(sealed)))
+    }
+
+    /// Signs `digest` in `repo` with `account`'s server-side key.
+    pub(crate) async fn sign_image(&self, repo: &str, digest: &str, account: &str) -> Result<String, RegistryError> {
+        let (key_id, sealed) = self
+            .meta
+            .signing_key(account)
+            .await?
+            .ok_or_else(|| RegistryError::Invalid(format!("{account} has no server-side signing key")))?;
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(sealed)
+            .map_err(|e| RegistryError::Internal(e.to_string()))?;
+        let pkcs8 = crate::keys::unseal(&self.kek, &sealed).ok_or_else(|| {
+            RegistryError::Internal(format!(
+                "{account}'s signing key does not open with this server's key-encryption key"
+            ))
+        })?;
+        let key = SigningKey::from_pkcs8(&pkcs8).map_err(|e| RegistryError::Internal(e.to_string()))?;
+        let image: Digest = digest.parse()?;
+        let host = self.webhooks.public_url.split_once("://").map_or("", |(_, h)| h);
+        let body = payload(&format!("{host}/{repo}"), &image);
+        let signature = key.sign(&body).map_err(|e| RegistryError::Internal(e.to_string()))?;
+        let (p, size) = self.put_small_blob(repo, &body).await?;
+        let (config, config_size) = self.put_small_blob(repo, b"{}").await?;
+        // Signatures already there stay: a second signer adds a layer.
+        let tag = signature_tag(&image);
+        let mut layers = Vec::new();
+        if let Some(existing) = self.meta.get_manifest(repo, &Reference::Tag(tag.clone())).await? {
+            for c in candidates(&existing.content) {
+                if c.payload == p {
+                    continue;
+                }
+                if let Some(n) = self.meta.blob_in_repo(repo, &c.payload).await? {
+                    layers.push((c.payload, n as usize, c.signature));
+                }
+            }
+        }
+        layers.push((p, size, signature));
+        let manifest = signature_manifest(&config, config_size, &layers);
+        let parsed = Manifest::parse(&manifest, Some(media_type::OCI_MANIFEST))?;
+        let manifest_digest = Digest::sha256_of(&manifest);
+        let mut event = AuditEvent::ok(account, "signature")
+            .repository(repo)
+            .digest(digest)
+            .detail(format!("key {key_id}"));
+        let actor = crate::access::Actor {
+            name: account.to_string(),
+            ..Default::default()
+        };
+        let about = About {
+            repository: repo,
+            digest: Some(digest),
+            tag: Some(&tag),
+            media_type: None,
+        };
+        event.outbox = vec![self.event(
+            "IMAGE_SIGNED",
+            Some(&actor),
+            about,
+            json!({"signature": {"key_id": key_id, "signed_by": account}}),
+        )];
+        self.meta
+            .put_manifest(
+                NewManifest {
+                    repo,
+                    digest: &manifest_digest,
+                    media_type: media_type::OCI_MANIFEST,
+                    artifact_type: None,
+                    subject: None,
+                    annotations: None,
+                    content: &manifest,
+                    blobs: parsed.required_blobs(),
+                    children: Vec::new(),
+                    tags: vec![tag.as_str()],
+                },
+                &event,
+            )
+            .await?;
+        self.invalidate(repo);
+        self.dispatcher.wake.notify_one();
+        Ok(key_id)
+    }
+}
