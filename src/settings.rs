@@ -76,6 +76,9 @@ pub struct Settings {
     pub webhook_retry_base_ms: u64,
     pub webhook_timeout_secs: u64,
     pub webhook_poll_ms: u64,
+    /// `deny` (the default) or `allow`: what the admission webhook says of
+    /// images from other registries.
+    pub admission_foreign_images: String,
 }
 
 impl Default for Settings {
@@ -115,6 +118,7 @@ impl Default for Settings {
             webhook_retry_base_ms: hooks.retry_base.as_millis() as u64,
             webhook_timeout_secs: hooks.timeout.as_secs(),
             webhook_poll_ms: hooks.poll.as_millis() as u64,
+            admission_foreign_images: "deny".into(),
         }
     }
 }
@@ -166,6 +170,10 @@ impl Settings {
             .parse::<AllowList>()
             .map_err(|e| anyhow::anyhow!("webhook_allow: {e}"))?;
         anyhow::ensure!(s.webhook_max_attempts > 0, "webhook_max_attempts must be at least 1");
+        anyhow::ensure!(
+            ["deny", "allow"].contains(&s.admission_foreign_images.as_str()),
+            "admission_foreign_images is deny or allow"
+        );
         Ok(s)
     }
 
@@ -191,6 +199,7 @@ impl Settings {
             audit_pulls: self.audit_pulls,
             key_dir: self.key_dir(),
             trusted_proxies: self.trusted_proxies.parse().unwrap_or_default(),
+            admission_foreign_images: self.admission_foreign_images == "allow",
         }
     }
 

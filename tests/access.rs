@@ -556,6 +556,13 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
             (Method::DELETE, format!("/api/v1/repositories/{repo}"), None)
         }
         "audit_list" => (Method::GET, "/api/v1/audit?limit=5".into(), None),
+        "admission" => (
+            Method::POST,
+            "/api/v1/admission".into(),
+            json_body(json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "request": {"uid": n, "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                            "object": {"spec": {"containers": [{"name": "c", "image": "nginx"}]}}}})),
+        ),
         "policy_list" => (Method::GET, "/api/v1/repositories/acme/app/policies".into(), None),
         "policy_create" => (
             Method::POST,
@@ -761,6 +768,7 @@ fn matrix() -> Vec<(&'static str, [u16; 13])> {
         ("webhook_redeliver", [U, D, D, 202, D, D, D, U, U, U, U, 202, 202]),
         ("repository_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
         ("audit_list", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
+        ("admission", [U, 200, 200, 200, 200, 200, 200, U, U, U, U, 200, 200]),
     ]
 }
 

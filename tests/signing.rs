@@ -410,3 +410,171 @@ async fn promotions_are_signed_by_the_ci_machine_identity() {
             .contains(key["key_id"].as_str().unwrap()));
     }
 }
+
+/// An AdmissionReview as the Kubernetes API server sends it.
+fn review(uid: &str, kind: &str, images: &[&str]) -> Value {
+    let containers: Vec<Value> = images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| json!({"name": format!("c{i}"), "image": image}))
+        .collect();
+    let pod_spec = json!({"containers": containers, "restartPolicy": "Always"});
+    let object = match kind {
+        "Pod" => {
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "prod"}, "spec": pod_spec})
+        }
+        "Deployment" => {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "prod"},
+                               "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                                        "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod_spec}}})
+        }
+        _ => json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly", "namespace": "prod"},
+                    "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": pod_spec}}}}}),
+    };
+    let group = match kind {
+        "Pod" => ("", "v1"),
+        "Deployment" => ("apps", "v1"),
+        _ => ("batch", "v1"),
+    };
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": group.0, "version": group.1, "kind": kind},
+            "resource": {"group": group.0, "version": group.1, "resource": format!("{}s", kind.to_lowercase())},
+            "namespace": "prod",
+            "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:deployer"},
+            "object": object,
+            "dryRun": false,
+        }
+    })
+}
+
+/// The admission webhook admits workloads whose images the pull rules
+/// would serve (signed by the team) and denies the others, naming each
+/// failing image; images of other registries are denied by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_reviews_allow_only_signed_images() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path();
+        let post = |path: &'static str, body: Value| call(&s, reqwest::Method::POST, path, body);
+        assert_eq!(
+            post("/api/v1/users", json!({"name": "builder", "password": PW}))
+                .await
+                .0,
+            201
+        );
+        for org in ["ci", "acme"] {
+            assert_eq!(post("/api/v1/orgs", json!({"name": org})).await.0, 201);
+        }
+        assert_eq!(post("/api/v1/orgs/ci/teams", json!({"name": "gitlab"})).await.0, 201);
+        let (st, _) = call(
+            &s,
+            reqwest::Method::PUT,
+            "/api/v1/orgs/ci/teams/gitlab/members/builder",
+            Value::Null,
+        )
+        .await;
+        assert_eq!(st, 200);
+        let (key, public) = key_pair(dir, "builder");
+        assert_eq!(
+            post("/api/v1/accounts/builder/keys", json!({"name": "k", "pem": public}))
+                .await
+                .0,
+            201
+        );
+        let (signed, _) = s.push_image("acme/app", "signed", b"{\"s\":2}", &[b"signed 2"]).await;
+        s.push_image("acme/app", "unsigned", b"{\"u\":2}", &[b"unsigned 2"])
+            .await;
+        cosign_sign(&s, dir, &key, "acme/app", &signed).await;
+        let (st, _) = call(
+            &s,
+            reqwest::Method::PUT,
+            "/api/v1/repositories/acme/app",
+            json!({"pull_rule": {"require_signed_by": {"teams": ["ci/gitlab"]}}}),
+        )
+        .await;
+        assert_eq!(st, 200);
+        // A cluster's webhook account: a service account that may pull.
+        assert_eq!(
+            post("/api/v1/namespaces/acme/service-accounts", json!({"name": "kube"}))
+                .await
+                .0,
+            201
+        );
+        let grant = json!({"account": "acme+kube", "role": "read"});
+        assert_eq!(post("/api/v1/namespaces/acme/grants", grant).await.0, 201);
+        let (_, t) = post(
+            "/api/v1/accounts/acme+kube/tokens",
+            json!({"name": "admission", "scopes": ["acme/*:pull"]}),
+        )
+        .await;
+        let token = t["token"].as_str().unwrap().to_string();
+        let host = s.base.trim_start_matches("http://").to_string();
+        let ask = |body: Value| {
+            let (url, token) = (s.url("/api/v1/admission"), token.clone());
+            async move {
+                let r = reqwest::Client::new()
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                r.json::<Value>().await.unwrap()
+            }
+        };
+        let signed_ref = format!("{host}/acme/app:signed");
+        let by_digest = format!("{host}/acme/app@{signed}");
+        let unsigned_ref = format!("{host}/acme/app:unsigned");
+        for kind in ["Pod", "Deployment", "CronJob"] {
+            let v = ask(review("uid-ok", kind, &[&signed_ref, &by_digest])).await;
+            assert_eq!(v["response"]["uid"], "uid-ok");
+            assert_eq!(v["response"]["allowed"], true, "{label} {kind}: {v}");
+        }
+        let v = ask(review(
+            "uid-no",
+            "Deployment",
+            &[&signed_ref, &unsigned_ref, "nginx:1.25"],
+        ))
+        .await;
+        assert_eq!(v["response"]["allowed"], false, "{label}: {v}");
+        let message = v["response"]["status"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&unsigned_ref) && message.contains("not signed"),
+            "{message}"
+        );
+        assert!(
+            message.contains("nginx:1.25") && message.contains("docker.io"),
+            "{message}"
+        );
+        assert!(
+            !message.contains(&format!("{signed_ref}:")),
+            "the signed image passed: {message}"
+        );
+        // Administrators get no exemption here: the rule is the cluster's.
+        let r = s
+            .http
+            .post(s.url("/api/v1/admission"))
+            .json(&review("uid-admin", "Pod", &[&unsigned_ref]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.json::<Value>().await.unwrap()["response"]["allowed"], false);
+        // Anonymous callers are not answered.
+        let r = s
+            .anon
+            .post(s.url("/api/v1/admission"))
+            .json(&review("x", "Pod", &[]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+}

@@ -3,11 +3,13 @@
 //! the settings and facts from storage, ask, and act on the answer inside
 //! their own transaction.
 
+mod admission;
 mod immutability;
 mod promotion;
 mod pull;
 mod template;
 
+pub use admission::{admission_request, parse_image, AdmissionRequest, ImageRef};
 pub use immutability::{parse_patterns, TagImmutability, TagPattern};
 pub use promotion::{CompiledPolicy, Evaluation, ImageFacts, PackageFact, PromotionPolicy, Rule, RuleResult};
 pub use pull::{PullRule, ScanState, SignedBy, SEVERITIES};

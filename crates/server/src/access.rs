@@ -52,6 +52,8 @@ pub struct AccessSettings {
     /// Proxies whose `X-Forwarded-For` names the real client (for
     /// throttling and the audit trail); nobody else's is believed.
     pub trusted_proxies: TrustedProxies,
+    /// Whether the admission webhook admits images of other registries.
+    pub admission_foreign_images: bool,
 }
 
 impl AccessSettings {
@@ -64,6 +66,7 @@ impl AccessSettings {
             audit_pulls: true,
             key_dir,
             trusted_proxies: TrustedProxies::default(),
+            admission_foreign_images: false,
         }
     }
 }

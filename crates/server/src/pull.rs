@@ -87,11 +87,19 @@ impl Registry {
         repo: &str,
         m: &CachedManifest,
     ) -> Result<(), RegistryError> {
+        if self.pull_rule(repo).await?.is_none() || self.exempt(caller).await {
+            return Ok(());
+        }
+        self.judge_pull(repo, m).await
+    }
+
+    /// The pull rules of `repo` over `m`, with no one exempt (admission).
+    pub(crate) async fn judge_pull(&self, repo: &str, m: &CachedManifest) -> Result<(), RegistryError> {
         let Some(rule) = self.pull_rule(repo).await? else {
             return Ok(());
         };
         let is_image = Manifest::parse(&m.content, Some(&m.media_type)).is_ok_and(|m| crate::scanner::is_image(&m));
-        if !is_image || self.exempt(caller).await {
+        if !is_image {
             return Ok(());
         }
         if let Some(by) = &rule.require_signed_by {

@@ -3,6 +3,7 @@
 //! [`ENDPOINTS`], so an endpoint cannot exist without its row there (and the
 //! authorization matrix test checks it has a row of its own).
 
+mod admission;
 mod identity;
 mod policies;
 mod scans;
@@ -112,6 +113,7 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
         "webhook_redeliver",
     ),
     ("GET", "/api/v1/audit", "audit_list"),
+    ("POST", "/api/v1/admission", "admission"),
     ("GET", "/api/v1/scans/{digest}", "scan_get"),
     ("POST", "/api/v1/scans/{digest}", "scan_request"),
     ("GET", "/api/v1/scans/{digest}/layers", "scan_layers"),
@@ -153,6 +155,7 @@ fn handler(name: &str, m: MethodFilter) -> MethodRouter<Arc<Registry>> {
         "signing_key_create" => on(m, signing_key_create),
         "signing_key_get" => on(m, signing_key_get),
         "audit_list" => on(m, audit_list),
+        "admission" => on(m, admission::admission),
         "namespace_webhooks" => on(m, webhooks::namespace_webhooks),
         "namespace_webhook_create" => on(m, webhooks::namespace_webhook_create),
         "webhook_get" => on(m, webhooks::webhook_get),
