@@ -84,6 +84,38 @@ async fn cosign_sign(s: &TestServer, dir: &Path, key: &str, repo: &str, image: &
     assert_eq!(r.status(), 201);
 }
 
+/// Users `users`, organizations `ci` and `acme`, and team `ci/gitlab`
+/// holding `members`: the world of a "signed by the team" rule.
+async fn trusted_team(s: &TestServer, users: &[&str], members: &[&str]) {
+    for u in users {
+        let (st, v) = call(
+            s,
+            reqwest::Method::POST,
+            "/api/v1/users",
+            json!({"name": u, "password": PW}),
+        )
+        .await;
+        assert_eq!(st, 201, "{v}");
+    }
+    for org in ["ci", "acme"] {
+        assert_eq!(
+            call(s, reqwest::Method::POST, "/api/v1/orgs", json!({"name": org}))
+                .await
+                .0,
+            201
+        );
+    }
+    let team = json!({"name": "gitlab"});
+    assert_eq!(
+        call(s, reqwest::Method::POST, "/api/v1/orgs/ci/teams", team).await.0,
+        201
+    );
+    for m in members {
+        let path = format!("/api/v1/orgs/ci/teams/gitlab/members/{m}");
+        assert_eq!(call(s, reqwest::Method::PUT, &path, Value::Null).await.0, 200);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_images_signed_by_the_team_are_served() {
     for backend in backends() {
@@ -92,21 +124,7 @@ async fn only_images_signed_by_the_team_are_served() {
         let work = tempfile::tempdir().unwrap();
         let dir = work.path();
         let post = |path: &'static str, body: Value| call(&s, reqwest::Method::POST, path, body);
-        for u in ["builder", "stranger", "dev"] {
-            assert_eq!(post("/api/v1/users", json!({"name": u, "password": PW})).await.0, 201);
-        }
-        for org in ["ci", "acme"] {
-            assert_eq!(post("/api/v1/orgs", json!({"name": org})).await.0, 201);
-        }
-        assert_eq!(post("/api/v1/orgs/ci/teams", json!({"name": "gitlab"})).await.0, 201);
-        let (st, _) = call(
-            &s,
-            reqwest::Method::PUT,
-            "/api/v1/orgs/ci/teams/gitlab/members/builder",
-            Value::Null,
-        )
-        .await;
-        assert_eq!(st, 200);
+        trusted_team(&s, &["builder", "stranger", "dev"], &["builder"]).await;
         assert_eq!(
             post(
                 "/api/v1/namespaces/acme/grants",
@@ -463,24 +481,7 @@ async fn admission_reviews_allow_only_signed_images() {
         let work = tempfile::tempdir().unwrap();
         let dir = work.path();
         let post = |path: &'static str, body: Value| call(&s, reqwest::Method::POST, path, body);
-        assert_eq!(
-            post("/api/v1/users", json!({"name": "builder", "password": PW}))
-                .await
-                .0,
-            201
-        );
-        for org in ["ci", "acme"] {
-            assert_eq!(post("/api/v1/orgs", json!({"name": org})).await.0, 201);
-        }
-        assert_eq!(post("/api/v1/orgs/ci/teams", json!({"name": "gitlab"})).await.0, 201);
-        let (st, _) = call(
-            &s,
-            reqwest::Method::PUT,
-            "/api/v1/orgs/ci/teams/gitlab/members/builder",
-            Value::Null,
-        )
-        .await;
-        assert_eq!(st, 200);
+        trusted_team(&s, &["builder"], &["builder"]).await;
         let (key, public) = key_pair(dir, "builder");
         assert_eq!(
             post("/api/v1/accounts/builder/keys", json!({"name": "k", "pem": public}))
