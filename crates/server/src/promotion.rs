@@ -42,6 +42,14 @@ impl Registry {
             return Err(("pending".into(), format!("{digest} has not been scanned")));
         };
         match scan.status.as_str() {
+            // Zero findings from no database is not a clean image: wait for
+            // a database (its import re-matches and re-runs the policies).
+            "done" if scan.db_generation.is_none() => {
+                return Err((
+                    "pending".into(),
+                    format!("{digest} was scanned before any vulnerability database was loaded"),
+                ))
+            }
             "done" => {}
             "failed" => {
                 return Err((

@@ -108,6 +108,9 @@ impl Registry {
         let state = match self.meta.scan(&m.digest).await? {
             None => ScanState::None,
             Some(s) => match s.status.as_str() {
+                // Scanned before any vulnerability database was loaded:
+                // its counts say nothing yet.
+                "done" if s.db_generation.is_none() => ScanState::Pending,
                 "done" => ScanState::Done(s.counts.map(|n| n.max(0) as u64)),
                 "failed" => ScanState::Failed(s.error.unwrap_or_default()),
                 _ => ScanState::Pending,

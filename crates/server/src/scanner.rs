@@ -296,8 +296,29 @@ impl Registry {
             .await
             .map_err(|e| e.to_string())?;
         self.dispatcher.wake.notify_one();
+        // A database loaded while this scan ran: the re-match it started
+        // may have missed this row (not yet done). The index is set before
+        // that re-match starts, so checking after the commit closes the gap.
+        if let Some((loaded, index)) = self.scanner.index() {
+            if Some(loaded as i64) != generation {
+                self.rematch_one(digest, &sbom, loaded, index).await?;
+            }
+        }
         self.promote_on_scan(digest).await;
         Ok(())
+    }
+
+    /// Matches one stored SBOM against `index` (generation `loaded`).
+    async fn rematch_one(&self, digest: &str, sbom: &[u8], loaded: u64, index: Arc<VulnIndex>) -> Result<(), String> {
+        let image = sbom_from_bytes(sbom).ok_or("the SBOM just stored is unreadable")?;
+        let findings = tokio::task::spawn_blocking(move || match_image(&image, &index))
+            .await
+            .map_err(|e| e.to_string())?;
+        let json = serde_json::to_string(&findings).expect("json");
+        self.meta
+            .update_findings(loaded as i64, &[(digest.to_string(), json, counts(&findings))])
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Matches every stored SBOM against the index in force.
