@@ -269,9 +269,35 @@ impl Meta {
     /// blobs, the manifest and (for an index) its child manifests, no blob
     /// bytes. The target's immutable tags are respected; an image whose
     /// parts are gone (a concurrent GC) fails as a missing blob.
-    pub async fn promote(&self, c: &PromotionCopy<'_>, event: &AuditEvent) -> Result<()> {
+    /// Returns `false`, changing nothing, when this policy already promoted
+    /// this image to this tag (two triggers racing: one promotion, one
+    /// record).
+    pub async fn promote(&self, c: &PromotionCopy<'_>, event: &AuditEvent) -> Result<bool> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
+        // First, and conditional: of two racing promotions of the same image
+        // the second waits for this row (or SQLite's lock) and writes nothing.
+        let claimed = sqlx::query(
+            "INSERT INTO promotions (repository, tag, digest, source_repository, source_tag, policy_id, at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (repository, tag) DO UPDATE SET digest = excluded.digest,
+               source_repository = excluded.source_repository, source_tag = excluded.source_tag,
+               policy_id = excluded.policy_id, at = excluded.at
+             WHERE promotions.digest <> excluded.digest OR promotions.policy_id <> excluded.policy_id",
+        )
+        .bind(c.target_repository)
+        .bind(c.target_tag)
+        .bind(c.digest)
+        .bind(c.source_repository)
+        .bind(c.source_tag)
+        .bind(c.policy_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            return Ok(false);
+        }
         ensure_repo(&mut tx, c.target_repository, now).await?;
         // The image and what it lists (an index's images), and, when asked,
         // what refers to it (signatures, SBOMs, attestations).
@@ -365,24 +391,8 @@ impl Meta {
                 Err(e) => return Err(e),
             }
         }
-        sqlx::query(
-            "INSERT INTO promotions (repository, tag, digest, source_repository, source_tag, policy_id, at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (repository, tag) DO UPDATE SET digest = excluded.digest,
-               source_repository = excluded.source_repository, source_tag = excluded.source_tag,
-               policy_id = excluded.policy_id, at = excluded.at",
-        )
-        .bind(c.target_repository)
-        .bind(c.target_tag)
-        .bind(c.digest)
-        .bind(c.source_repository)
-        .bind(c.source_tag)
-        .bind(c.policy_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
         append(&mut tx, event).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 }

@@ -855,7 +855,7 @@ async fn promotion_copies_links_and_records_provenance() {
             policy_id: "p1",
             copy_referrers: true,
         };
-        m.promote(&copy, &ev()).await.unwrap();
+        assert!(m.promote(&copy, &ev()).await.unwrap());
         assert_eq!(m.blob_in_repo("acme/app", &layer).await.unwrap(), Some(5), "{label}");
         let got = m
             .get_manifest("acme/app", &Reference::Tag("66".parse().unwrap()))
@@ -877,8 +877,9 @@ async fn promotion_copies_links_and_records_provenance() {
             ),
             ("acme/build", Some("66"), "p1")
         );
-        // Again: idempotent. To an immutable tag holding something else: refused.
-        m.promote(&copy, &ev()).await.unwrap();
+        // Again: nothing to do, nothing recorded. To an immutable tag
+        // holding something else: refused.
+        assert!(!m.promote(&copy, &ev()).await.unwrap(), "{label}");
         m.set_repository_immutability("acme/app", Some(true), None, &ev())
             .await
             .unwrap();

@@ -139,8 +139,9 @@ impl Registry {
                 "passed".into()
             } else {
                 match self.promote(stored, &policy, tag, digest, &target_tag).await {
-                    Ok(()) => {
-                        if let Some(account) = &policy.sign_as {
+                    Ok(now) => {
+                        // Signed when promoted, not again on a repeated trigger.
+                        if let Some(account) = policy.sign_as.as_ref().filter(|_| now) {
                             // The promotion stands either way; the record says how signing went.
                             let signed = match self.sign_image(&policy.target, digest, account).await {
                                 Ok(key) => json!({"signed_by": account, "key_id": key}),
@@ -205,7 +206,9 @@ impl Registry {
     }
 
     /// The copy itself, after the owner's right to push to the target and
-    /// the rendered tag are checked; `Err` says why it was refused.
+    /// the rendered tag are checked: `Ok(true)` when promoted now, `Ok(false)`
+    /// when this policy had promoted this image there already; `Err` says
+    /// why it was refused.
     async fn promote(
         &self,
         stored: &StoredPolicy,
@@ -213,11 +216,11 @@ impl Registry {
         tag: &str,
         digest: &str,
         target_tag: &str,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         validate_tag(target_tag).map_err(|_| format!("the template makes {target_tag:?}, which is not a valid tag"))?;
         if let Ok(Some(p)) = self.meta.provenance(&policy.target, target_tag).await {
             if p.digest == digest && p.policy_id == stored.id {
-                return Ok(()); // promoted before: nothing to do
+                return Ok(false); // promoted before: nothing to do
             }
         }
         let owner = self
