@@ -131,15 +131,16 @@ impl AllowList {
         if !["http", "https"].contains(&url.scheme()) {
             return Err(format!("{}: only http and https URLs", url.scheme()));
         }
-        let host = url
-            .host_str()
-            .ok_or("the URL has no host")?
-            .trim_matches(['[', ']'])
-            .to_string();
-        let port = url.port_or_known_default().unwrap_or(80);
+        let host = url.host_str().ok_or("the URL has no host")?.trim_matches(['[', ']']);
+        self.vet_host(host, url.port_or_known_default().unwrap_or(80)).await
+    }
+
+    /// The addresses `host` resolves to, refused if any is internal and
+    /// not allowed.
+    async fn vet_host(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
         let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => tokio::net::lookup_host((host.as_str(), port))
+            Err(_) => tokio::net::lookup_host((host, port))
                 .await
                 .map_err(|e| format!("{host} does not resolve: {e}"))?
                 .collect(),
@@ -147,13 +148,27 @@ impl AllowList {
         if addrs.is_empty() {
             return Err(format!("{host} does not resolve"));
         }
-        if let Some(bad) = addrs.iter().find(|a| !self.allows(&host, a.ip())) {
+        if let Some(bad) = addrs.iter().find(|a| !self.allows(host, a.ip())) {
             return Err(format!(
                 "{host} resolves to {}, an internal address (list it in webhook_allow to allow it)",
                 bad.ip()
             ));
         }
         Ok(addrs)
+    }
+}
+
+/// The dispatcher's resolver: every connection to a host name goes to
+/// addresses vetted in the same resolution (no second look-up to rebind).
+struct VettingResolver(AllowList);
+
+impl reqwest::dns::Resolve for VettingResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow = self.0.clone();
+        Box::pin(async move {
+            let addrs = allow.vet_host(name.as_str(), 0).await?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }
 
@@ -265,6 +280,7 @@ impl Dispatcher {
             .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
             .timeout(settings.timeout)
             .user_agent(concat!("portcullis-webhooks/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(Arc::new(VettingResolver(settings.allow.clone())))
             .build()
             .expect("an HTTP client");
         Dispatcher {
@@ -289,11 +305,8 @@ pub(crate) async fn dispatch(weak: Weak<Registry>) {
         let worked = !due.is_empty();
         let sends = due.into_iter().map(|d| deliver(&reg, d));
         futures_util::future::join_all(sends).await;
-        let poll = reg.webhooks.poll;
-        let reg2 = reg.clone();
-        drop(reg);
         if !worked {
-            let _ = tokio::time::timeout(poll, reg2.dispatcher.wake.notified()).await;
+            let _ = tokio::time::timeout(reg.webhooks.poll, reg.dispatcher.wake.notified()).await;
         }
     }
 }
@@ -342,21 +355,17 @@ async fn deliver(reg: &Arc<Registry>, d: DueDelivery) {
 
 async fn send(reg: &Registry, d: &DueDelivery, timestamp: i64) -> Result<(u16, String), String> {
     let url = reqwest::Url::parse(&d.url).map_err(|e| e.to_string())?;
-    let addrs = reg.webhooks.allow.vet(&url).await?;
-    let host = url.host_str().unwrap_or_default().to_string();
-    // Connect to the addresses just vetted, not to a second resolution.
-    let client = if host.parse::<IpAddr>().is_ok() || host.starts_with('[') {
-        reg.dispatcher.client.clone()
-    } else {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(reg.webhooks.timeout.min(Duration::from_secs(5)))
-            .timeout(reg.webhooks.timeout)
-            .resolve_to_addrs(&host, &addrs)
-            .build()
-            .map_err(|e| e.to_string())?
-    };
-    let mut req = client
+    // Host names are vetted by the client's resolver as it connects; an
+    // address in the URL never reaches a resolver, so it is vetted here.
+    let literal = url
+        .host_str()
+        .map(|h| h.trim_matches(['[', ']']).parse::<IpAddr>().is_ok());
+    if literal != Some(false) {
+        reg.webhooks.allow.vet(&url).await?;
+    }
+    let mut req = reg
+        .dispatcher
+        .client
         .post(url)
         .header("content-type", "application/json")
         .header("x-portcullis-event", &d.kind)
