@@ -72,17 +72,29 @@ impl PublicKey {
         if der.len() != 91 || der[..26] != P256_SPKI_PREFIX || der[26] != 0x04 {
             return Err(SignError::BadKey("only ECDSA P-256 keys (as cosign makes them)".into()));
         }
-        Ok(PublicKey {
-            point: der[26..].to_vec(),
-            id: Digest::sha256_of(&der).to_string(),
-        })
+        Ok(PublicKey::from_point(&der[26..]))
+    }
+
+    /// The key of an uncompressed P-256 point; its id hashes the DER.
+    fn from_point(point: &[u8]) -> PublicKey {
+        let mut key = PublicKey {
+            point: point.to_vec(),
+            id: String::new(),
+        };
+        key.id = Digest::sha256_of(&key.spki()).to_string();
+        key
+    }
+
+    /// The DER SubjectPublicKeyInfo.
+    fn spki(&self) -> Vec<u8> {
+        let mut der = P256_SPKI_PREFIX.to_vec();
+        der.extend_from_slice(&self.point);
+        der
     }
 
     /// The PEM text of this key.
     pub fn to_pem(&self) -> String {
-        let mut der = P256_SPKI_PREFIX.to_vec();
-        der.extend_from_slice(&self.point);
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(self.spki());
         let lines: Vec<&str> = b64
             .as_bytes()
             .chunks(64)
@@ -123,12 +135,7 @@ impl SigningKey {
             ring::signature::EcdsaKeyPair::from_pkcs8(&ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING, der, &rng)
                 .map_err(|e| SignError::BadKey(e.to_string()))?;
         use ring::signature::KeyPair;
-        let mut spki = P256_SPKI_PREFIX.to_vec();
-        spki.extend_from_slice(pair.public_key().as_ref());
-        let public = PublicKey {
-            point: pair.public_key().as_ref().to_vec(),
-            id: Digest::sha256_of(&spki).to_string(),
-        };
+        let public = PublicKey::from_point(pair.public_key().as_ref());
         Ok(SigningKey { pair, public })
     }
 

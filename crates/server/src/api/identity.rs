@@ -542,6 +542,18 @@ pub(crate) struct NewKey {
     pem: String,
 }
 
+/// The stored form of an account's public key.
+fn account_key(account: &str, name: String, public: &portcullis_sign::PublicKey) -> portcullis_meta::AccountKey {
+    portcullis_meta::AccountKey {
+        id: public.id.clone(),
+        account: account.to_string(),
+        pem: public.to_pem(),
+        name,
+        created_at: now_ms(),
+        revoked_at: None,
+    }
+}
+
 fn key_json(k: &portcullis_meta::AccountKey) -> serde_json::Value {
     json!({"id": k.id, "account": k.account, "name": k.name, "pem": k.pem,
            "created_at": k.created_at, "revoked_at": k.revoked_at})
@@ -565,14 +577,7 @@ pub(crate) async fn key_add(
     token_need(&reg, &who, &account).await?;
     let k: NewKey = json_body(&body)?;
     let public = portcullis_sign::PublicKey::from_pem(&k.pem).map_err(|e| RegistryError::Invalid(e.to_string()))?;
-    let key = portcullis_meta::AccountKey {
-        id: public.id.clone(),
-        account: account.clone(),
-        pem: public.to_pem(),
-        name: k.name,
-        created_at: now_ms(),
-        revoked_at: None,
-    };
+    let key = account_key(&account, k.name, &public);
     let ev = who.actor.event("key.add").detail(format!("{account} {}", key.id));
     reg.meta.add_key(&key, &ev).await?;
     Ok(reply(StatusCode::CREATED, key_json(&key)))
@@ -607,14 +612,7 @@ pub(crate) async fn signing_key_create(
         ));
     }
     let (key, sealed) = reg.new_sealed_key()?;
-    let public = portcullis_meta::AccountKey {
-        id: key.public.id.clone(),
-        account: account.clone(),
-        pem: key.public.to_pem(),
-        name: "server-side signing key".into(),
-        created_at: now_ms(),
-        revoked_at: None,
-    };
+    let public = account_key(&account, "server-side signing key".into(), &key.public);
     let ev = who
         .actor
         .event("signing_key.create")
