@@ -87,17 +87,21 @@ impl Registry {
         repo: &str,
         m: &CachedManifest,
     ) -> Result<(), RegistryError> {
-        if self.pull_rule(repo).await?.is_none() || self.exempt(caller).await {
-            return Ok(());
+        match self.pull_rule(repo).await? {
+            Some(rule) if !self.exempt(caller).await => self.judge(&rule, repo, m).await,
+            _ => Ok(()),
         }
-        self.judge_pull(repo, m).await
     }
 
     /// The pull rules of `repo` over `m`, with no one exempt (admission).
     pub(crate) async fn judge_pull(&self, repo: &str, m: &CachedManifest) -> Result<(), RegistryError> {
-        let Some(rule) = self.pull_rule(repo).await? else {
-            return Ok(());
-        };
+        match self.pull_rule(repo).await? {
+            Some(rule) => self.judge(&rule, repo, m).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn judge(&self, rule: &PullRule, repo: &str, m: &CachedManifest) -> Result<(), RegistryError> {
         let is_image = Manifest::parse(&m.content, Some(&m.media_type)).is_ok_and(|m| crate::scanner::is_image(&m));
         if !is_image {
             return Ok(());
