@@ -2,9 +2,9 @@
 
 mod db;
 mod manage;
-mod registry_client;
 mod scan;
 mod settings;
+mod signature;
 mod target;
 
 use std::path::PathBuf;
@@ -109,6 +109,12 @@ enum Command {
         #[command(flatten)]
         args: scan::ScanArgs,
     },
+    /// Sign an image in any registry with a cosign key file, in cosign's
+    /// tag form (default) or as a sigstore bundle referrer. Exits 2 on error.
+    Sign(signature::SignArgs),
+    /// Verify an image's signatures against public keys or a Portcullis
+    /// team's current keys. Exits 0 verified, 1 not verified, 2 error.
+    Verify(signature::VerifyArgs),
     /// The offline vulnerability database (OSV records).
     Db {
         #[command(flatten)]
@@ -402,6 +408,20 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Sign(args) => {
+            if let Err(e) = signature::sign(args).await {
+                eprintln!("Error: {e:#}");
+                std::process::exit(2);
+            }
+        }
+        Command::Verify(args) => match signature::verify(args).await {
+            Ok(true) => {}
+            Ok(false) => std::process::exit(1),
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                std::process::exit(2);
+            }
+        },
         Command::Db { state, command } => {
             let settings = offline_settings(state)?;
             match command {

@@ -83,8 +83,10 @@ struct ScanReport {
 pub async fn run(settings: &Settings, args: ScanArgs) -> anyhow::Result<bool> {
     let target: Target = args.target.parse()?;
     let access = Access {
-        creds: args.creds.clone(),
-        tls_verify: args.tls_verify,
+        registry: portcullis_registry_client::Access {
+            creds: args.creds.clone(),
+            tls_verify: args.tls_verify,
+        },
         platform: args.platform.clone(),
     };
     let db = VulnDb::in_data_dir(&settings.data);

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use portcullis_oci::{index_entries, media_type, Digest, Manifest, Platform};
 use portcullis_scan::layer::links::Found;
 use portcullis_scan::layer::{read_files, read_layer, LayerError, LayerFacts, Limits};
 
-use crate::registry_client::RegistryClient;
+use portcullis_registry_client::{ImageRef, RegistryClient};
 
 /// The largest index, manifest or config read into memory.
 const MAX_DOCUMENT_BYTES: u64 = 16 << 20;
@@ -67,24 +67,12 @@ impl FromStr for Target {
                 file: PathBuf::from(rest),
             });
         }
-        if let Some(rest) = s.strip_prefix("docker://") {
-            let (host, name) = rest
-                .split_once('/')
-                .ok_or_else(|| anyhow!("{s}: expected docker://HOST/REPOSITORY[:TAG|@DIGEST]"))?;
-            let (repository, reference) = match name.split_once('@') {
-                Some((r, d)) => (r.to_string(), d.to_string()),
-                None => match name.rsplit_once(':') {
-                    Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
-                    _ => (name.to_string(), "latest".to_string()),
-                },
-            };
-            if host.is_empty() || repository.is_empty() || reference.is_empty() {
-                bail!("{s}: expected docker://HOST/REPOSITORY[:TAG|@DIGEST]");
-            }
+        if s.starts_with("docker://") {
+            let image: ImageRef = s.parse()?;
             return Ok(Target::Registry {
-                host: host.to_string(),
-                repository,
-                reference,
+                host: image.host,
+                repository: image.repository,
+                reference: image.reference,
             });
         }
         if Path::new(s).is_dir() {
@@ -100,10 +88,7 @@ impl FromStr for Target {
 /// How to reach a registry target.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
-    /// `USER:PASSWORD` or `USER:TOKEN`.
-    pub creds: Option<String>,
-    /// `false` talks plain HTTP, as skopeo's `--tls-verify=false` allows.
-    pub tls_verify: bool,
+    pub registry: portcullis_registry_client::Access,
     /// For a multi-arch index; default `linux/amd64`.
     pub platform: Option<Platform>,
 }
@@ -168,7 +153,7 @@ impl Layer {
                 })
                 .await?
             }
-            LayerSource::Remote(client) => client.read_layer(&digest, parse).await,
+            LayerSource::Remote(client) => Ok(client.read_blob(&digest, parse).await?),
         }
     }
 }
@@ -200,8 +185,8 @@ pub async fn resolve(target: &Target, access: &Access) -> anyhow::Result<Resolve
             repository,
             reference,
         } => {
-            let client = Arc::new(RegistryClient::new(host, repository, access)?);
-            let (digest, manifest, chosen) = client.image_manifest(reference, &platform).await?;
+            let client = Arc::new(RegistryClient::new(host, repository, &access.registry)?);
+            let (digest, manifest, chosen) = image_manifest(&client, reference, &platform).await?;
             Ok(ResolvedImage {
                 name: format!("docker://{host}/{repository}:{reference}"),
                 manifest_digest: Some(digest),
@@ -362,12 +347,29 @@ fn layout_image(blobs: &Blobs, tag: Option<&str>, platform: &Platform, name: Str
     })
 }
 
-pub(crate) fn looks_like_index(bytes: &[u8]) -> bool {
+/// The image manifest `reference` names, through an index if need be.
+async fn image_manifest(
+    client: &RegistryClient,
+    reference: &str,
+    platform: &Platform,
+) -> anyhow::Result<(String, Manifest, Option<String>)> {
+    let mut m = client.manifest(reference).await?;
+    let mut chosen = None;
+    if m.media_type.as_deref().is_some_and(media_type::is_index) || looks_like_index(&m.bytes) {
+        let (d, p) = pick_platform(&m.bytes, platform)?;
+        m = client.manifest(d.as_str()).await?;
+        chosen = Some(p);
+    }
+    let manifest = Manifest::parse(&m.bytes, m.media_type.as_deref()).context("the image manifest")?;
+    Ok((m.digest.to_string(), manifest, chosen))
+}
+
+fn looks_like_index(bytes: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| v.get("manifests").is_some())
 }
 
 /// The entry of an index for `platform`, or an error naming what is there.
-pub(crate) fn pick_platform(index: &[u8], platform: &Platform) -> anyhow::Result<(Digest, String)> {
+fn pick_platform(index: &[u8], platform: &Platform) -> anyhow::Result<(Digest, String)> {
     let entries = index_entries(index)?;
     let matches = |p: &Platform| {
         p.os == platform.os
@@ -443,11 +445,6 @@ fn docker_archive(file: &Path) -> anyhow::Result<ResolvedImage> {
     })
 }
 
-/// Read errors from a layer that streams from a registry.
-pub(crate) fn io_other(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,18 +496,23 @@ mod tests {
                 },
             ),
             (
-                "docker://reg.example/a/b@sha256:abc",
+                "docker://reg.example/a/b@sha256:0000000000000000000000000000000000000000000000000000000000000000",
                 Target::Registry {
                     host: "reg.example".into(),
                     repository: "a/b".into(),
-                    reference: "sha256:abc".into(),
+                    reference: "sha256:0000000000000000000000000000000000000000000000000000000000000000".into(),
                 },
             ),
         ];
         for (text, want) in cases {
             assert_eq!(&text.parse::<Target>().unwrap(), want, "{text}");
         }
-        for bad in ["docker://hostonly", "ftp://x/y", "/no/such/dir"] {
+        for bad in [
+            "docker://hostonly",
+            "docker://reg.example/a@sha256:abc",
+            "ftp://x/y",
+            "/no/such/dir",
+        ] {
             assert!(bad.parse::<Target>().is_err(), "{bad}");
         }
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_oci::{Digest, Manifest, Reference};
 use portcullis_policy::{PullRule, ScanState, SignedBy};
-use portcullis_sign::{candidates, signature_tag, signer, PublicKey};
+use portcullis_sign::{bundle_layers, bundle_signer, candidates, signature_tag, signer, PublicKey};
 
 use crate::access::Caller;
 use crate::cache::CachedManifest;
@@ -28,7 +28,7 @@ pub(crate) struct PullRuleCache {
 /// How long a verified signature is believed without checking again (a
 /// deleted signature manifest stops counting after this at the latest).
 const VERIFIED_TTL: Duration = Duration::from_secs(60);
-/// The largest signature payload read (real ones are a few hundred bytes).
+/// The largest signature payload or bundle read (real ones are a few KiB).
 const MAX_PAYLOAD: u64 = 64 << 10;
 
 impl PullRuleCache {
@@ -124,8 +124,9 @@ impl Registry {
             .map_err(|why| RegistryError::Denied(format!("{} in {repo}: {why}", &*m.digest)))
     }
 
-    /// `Err(DENIED)` unless a cosign signature (tag form) in `repo` over
-    /// `digest` verifies under a current key of `by`'s teams or accounts.
+    /// `Err(DENIED)` unless a cosign signature in `repo` over `digest`, in
+    /// the tag form or as a sigstore bundle referrer, verifies under a
+    /// current key of `by`'s teams or accounts.
     async fn check_signed(&self, repo: &str, digest: &str, by: &SignedBy) -> Result<(), RegistryError> {
         let who = || {
             let mut parts: Vec<String> = by.teams.iter().map(|t| format!("team {t}")).collect();
@@ -153,31 +154,59 @@ impl Registry {
         };
         let image: Digest = digest.parse()?;
         let tag = signature_tag(&image);
-        let Some(sig) = self.meta.get_manifest(repo, &Reference::Tag(tag.clone())).await? else {
-            return denied(format!("the image is not signed (no {tag})"));
-        };
+        let sig = self.meta.get_manifest(repo, &Reference::Tag(tag.clone())).await?;
+        let referrers = self.meta.referrers(repo, &image, None).await?;
+        if sig.is_none() && referrers.is_empty() {
+            return denied(format!("the image is not signed (no {tag}, no signature referrer)"));
+        }
         if keys.is_empty() {
             return denied("no current key belongs to them".into());
         }
-        for c in candidates(&sig.content) {
-            let Some(size) = self.meta.blob_in_repo(repo, &c.payload).await? else {
-                continue;
-            };
-            if size > MAX_PAYLOAD {
-                continue;
-            }
-            let Ok(payload) = tokio::fs::read(self.store.blob_path(&c.payload)).await else {
-                continue;
-            };
-            if signer(&image, &c, &payload, &keys).is_some() {
-                let mut verified = self.pull_rules.verified.lock().expect("not poisoned");
-                if verified.len() > 100_000 {
-                    verified.clear();
+        let mut verified = false;
+        for c in sig.as_ref().map(|s| candidates(&s.content)).unwrap_or_default() {
+            if let Some(payload) = self.signature_blob(repo, &c.payload).await? {
+                if signer(&image, &c, &payload, &keys).is_some() {
+                    verified = true;
+                    break;
                 }
-                verified.insert(cache_key, Instant::now());
-                return Ok(());
             }
         }
+        for r in referrers.iter().take(64) {
+            if verified {
+                break;
+            }
+            let Ok(d) = r.digest.parse::<Digest>() else {
+                continue;
+            };
+            let Some(m) = self.meta.get_manifest(repo, &Reference::Digest(d)).await? else {
+                continue;
+            };
+            for (layer, _) in bundle_layers(&m.content) {
+                if let Some(bundle) = self.signature_blob(repo, &layer).await? {
+                    if bundle_signer(&image, &bundle, &keys).is_some() {
+                        verified = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if verified {
+            let mut cache = self.pull_rules.verified.lock().expect("not poisoned");
+            if cache.len() > 100_000 {
+                cache.clear();
+            }
+            cache.insert(cache_key, Instant::now());
+            return Ok(());
+        }
         denied("no signature verifies under a current key of theirs".into())
+    }
+
+    /// A small blob of `repo` (a signature payload or bundle), if it is
+    /// there and small enough to be one.
+    async fn signature_blob(&self, repo: &str, digest: &Digest) -> Result<Option<Vec<u8>>, RegistryError> {
+        match self.meta.blob_in_repo(repo, digest).await? {
+            Some(size) if size <= MAX_PAYLOAD => Ok(tokio::fs::read(self.store.blob_path(digest)).await.ok()),
+            _ => Ok(None),
+        }
     }
 }

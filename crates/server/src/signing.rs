@@ -9,7 +9,7 @@ use base64::Engine;
 use bytes::Bytes;
 use portcullis_meta::{AuditEvent, NewManifest};
 use portcullis_oci::{media_type, Digest, Manifest, Reference};
-use portcullis_sign::{candidates, payload, signature_manifest, signature_tag, SigningKey};
+use portcullis_sign::{candidates, payload, read_private_key, signature_manifest, signature_tag, SigningKey};
 use serde_json::json;
 
 use crate::webhooks::About;
@@ -30,11 +30,22 @@ impl Registry {
         Ok((digest, bytes.len()))
     }
 
-    /// Creates a service account's server-side key; returns its public half.
+    /// Creates a service account's server-side key, sealed.
     pub(crate) fn new_sealed_key(&self) -> Result<(SigningKey, String), RegistryError> {
         let (key, pkcs8) = SigningKey::generate().map_err(|e| RegistryError::Internal(e.to_string()))?;
-        let sealed = crate::keys::seal(&self.kek, &pkcs8);
-        Ok((key, base64::engine::general_purpose::STANDARD.encode(sealed)))
+        Ok((key, self.seal(&pkcs8)))
+    }
+
+    /// Opens a cosign key file with its password and seals the key under
+    /// this server's key-encryption key.
+    pub(crate) fn import_sealed_key(&self, pem: &str, password: &str) -> Result<(SigningKey, String), RegistryError> {
+        let (key, pkcs8) =
+            read_private_key(pem, password.as_bytes()).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+        Ok((key, self.seal(&pkcs8)))
+    }
+
+    fn seal(&self, pkcs8: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(crate::keys::seal(&self.kek, pkcs8))
     }
 
     /// Signs `digest` in `repo` with `account`'s server-side key.

@@ -4,11 +4,21 @@
 //! carrying their signature in the `dev.cosignproject.cosign/signature`
 //! annotation: base64 of an ASN.1 DER ECDSA P-256 signature over the
 //! payload's SHA-256. A payload binds the signature to one image through
-//! `critical.image.docker-manifest-digest`.
+//! `critical.image.docker-manifest-digest`. The OCI 1.1 referrer form
+//! (a sigstore bundle) is in `bundle`; cosign's key files in `keyfile`.
 //!
 //! Keys are ECDSA P-256 public keys in PEM (`-----BEGIN PUBLIC KEY-----`,
 //! SubjectPublicKeyInfo), as `cosign generate-key-pair` writes `cosign.pub`.
 //! Pure: the caller fetches manifests and blobs and passes bytes.
+
+mod bundle;
+mod keyfile;
+
+pub use bundle::{
+    bundle_layers, bundle_manifest, bundle_signer, empty_config, sign_bundle, statement, BUNDLE_MEDIA_TYPE,
+    COSIGN_SIGN_PREDICATE, EMPTY_CONFIG,
+};
+pub use keyfile::read_private_key;
 
 use base64::Engine;
 use portcullis_oci::Digest;
@@ -26,6 +36,18 @@ pub enum SignError {
     BadPayload(String),
     #[error("signing failed")]
     Signing,
+    #[error("the key's password is wrong (the key file does not decrypt with it)")]
+    WrongPassword,
+}
+
+/// The first PEM block of `text`: its label and decoded body.
+pub(crate) fn pem_block(text: &str) -> Option<(String, Vec<u8>)> {
+    let mut lines = text.lines().map(str::trim);
+    let label = lines.find_map(|l| l.strip_prefix("-----BEGIN ")?.strip_suffix("-----"))?;
+    let end = format!("-----END {label}-----");
+    let body: String = lines.take_while(|l| *l != end).collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(body).ok()?;
+    Some((label.to_string(), der))
 }
 
 /// The tag cosign stores an image's signatures under.
@@ -56,19 +78,11 @@ const P256_SPKI_PREFIX: [u8; 26] = [
 
 impl PublicKey {
     pub fn from_pem(pem: &str) -> Result<PublicKey, SignError> {
-        let body: String = pem
-            .lines()
-            .map(str::trim)
-            .skip_while(|l| *l != "-----BEGIN PUBLIC KEY-----")
-            .skip(1)
-            .take_while(|l| *l != "-----END PUBLIC KEY-----")
-            .collect();
-        if body.is_empty() {
-            return Err(SignError::BadKey("no PUBLIC KEY block".into()));
-        }
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .map_err(|e| SignError::BadKey(e.to_string()))?;
+        let der = match pem_block(pem) {
+            Some((label, der)) if label == "PUBLIC KEY" => der,
+            Some((label, _)) => return Err(SignError::BadKey(format!("a {label} block, not a PUBLIC KEY"))),
+            None => return Err(SignError::BadKey("no PUBLIC KEY block".into())),
+        };
         if der.len() != 91 || der[..26] != P256_SPKI_PREFIX || der[26] != 0x04 {
             return Err(SignError::BadKey("only ECDSA P-256 keys (as cosign makes them)".into()));
         }
@@ -90,6 +104,12 @@ impl PublicKey {
         let mut der = P256_SPKI_PREFIX.to_vec();
         der.extend_from_slice(&self.point);
         der
+    }
+
+    /// The key hint sigstore bundles carry: base64 of the SPKI's SHA-256.
+    pub fn hint(&self) -> String {
+        use ring::digest::{digest, SHA256};
+        base64::engine::general_purpose::STANDARD.encode(digest(&SHA256, &self.spki()))
     }
 
     /// The PEM text of this key.

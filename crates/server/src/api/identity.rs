@@ -597,13 +597,24 @@ pub(crate) async fn key_revoke(
     )
 }
 
+/// An existing key for `POST …/signing-key`: a cosign key file and its password.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ImportedKey {
+    cosign_key: String,
+    #[serde(default)]
+    password: String,
+}
+
 /// `POST /api/v1/accounts/NAME/signing-key`: a server-side signing key for
-/// a service account, made here and sealed at rest; only its public half
-/// ever leaves the server.
+/// a service account, made here or imported from a cosign key file (body
+/// `{"cosign_key": PEM, "password": …}`), sealed at rest; only its public
+/// half ever leaves the server.
 pub(crate) async fn signing_key_create(
     State(reg): State<Arc<Registry>>,
     who: Who,
     Path(account): Path<String>,
+    body: Bytes,
 ) -> ApiResult {
     let a = token_need(&reg, &who, &account).await?;
     if a.kind != "service" {
@@ -611,8 +622,27 @@ pub(crate) async fn signing_key_create(
             "server-side signing keys belong to service accounts".into(),
         ));
     }
-    let (key, sealed) = reg.new_sealed_key()?;
-    let public = account_key(&account, "server-side signing key".into(), &key.public);
+    let imported = match body.iter().all(u8::is_ascii_whitespace) || &body[..] == b"null" {
+        true => None,
+        false => Some(json_body::<ImportedKey>(&body)?),
+    };
+    let (key, sealed, name) = match imported {
+        None => {
+            let (key, sealed) = reg.new_sealed_key()?;
+            (key, sealed, "server-side signing key")
+        }
+        Some(k) => {
+            // scrypt is deliberately slow: off the async threads.
+            let (key, sealed) = tokio::task::spawn_blocking({
+                let reg = reg.clone();
+                move || reg.import_sealed_key(&k.cosign_key, &k.password)
+            })
+            .await
+            .map_err(|e| RegistryError::Internal(e.to_string()))??;
+            (key, sealed, "server-side signing key (imported)")
+        }
+    };
+    let public = account_key(&account, name.into(), &key.public);
     let ev = who
         .actor
         .event("signing_key.create")
@@ -622,6 +652,24 @@ pub(crate) async fn signing_key_create(
         StatusCode::CREATED,
         json!({"key_id": public.id, "pem": public.pem}),
     ))
+}
+
+/// `GET /api/v1/orgs/ORG/teams/TEAM/keys`: the current public keys of the
+/// team's members, for verifiers (`portcullis verify --team`). Public keys
+/// are not secrets: any authenticated caller may read them.
+pub(crate) async fn team_keys(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path((org, team)): Path<(String, String)>,
+) -> ApiResult {
+    who.need(&reg, Need::Authenticated).await?;
+    must_exist(&reg, &org, Some("org")).await?;
+    if !reg.meta.teams(&org).await?.iter().any(|(name, _)| *name == team) {
+        return Err(RegistryError::Absent(format!("no team {org}/{team}")));
+    }
+    let keys = reg.meta.trusted_keys(&[format!("{org}/{team}")], &[]).await?;
+    let render = |(id, account, pem): &(String, String, String)| json!({"id": id, "account": account, "pem": pem});
+    Ok(reply(StatusCode::OK, json_list(&keys, render)))
 }
 
 /// `GET /api/v1/accounts/NAME/signing-key`: its public half.

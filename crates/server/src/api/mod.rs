@@ -36,6 +36,7 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
     ("DELETE", "/api/v1/orgs/{org}", "org_delete"),
     ("POST", "/api/v1/orgs/{org}/teams", "team_create"),
     ("DELETE", "/api/v1/orgs/{org}/teams/{team}", "team_delete"),
+    ("GET", "/api/v1/orgs/{org}/teams/{team}/keys", "team_keys"),
     ("PUT", "/api/v1/orgs/{org}/teams/{team}/members/{account}", "member_add"),
     (
         "DELETE",
@@ -154,6 +155,7 @@ fn handler(name: &str, m: MethodFilter) -> MethodRouter<Arc<Registry>> {
         "key_revoke" => on(m, key_revoke),
         "signing_key_create" => on(m, signing_key_create),
         "signing_key_get" => on(m, signing_key_get),
+        "team_keys" => on(m, team_keys),
         "audit_list" => on(m, audit_list),
         "admission" => on(m, admission::admission),
         "namespace_webhooks" => on(m, webhooks::namespace_webhooks),

@@ -1,0 +1,551 @@
+//! A client for remote registries that speak the OCI distribution API:
+//! Distribution's token flow (or Basic), manifests and blobs checked
+//! against their digests, pushes of small blobs and manifests, and the
+//! referrers API with its tag-schema fallback. `portcullis scan docker://`,
+//! `portcullis sign` and `portcullis verify` share it, so every command
+//! that talks to another registry authenticates and checks bytes the same way.
+
+use std::io::{self, Read};
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use portcullis_oci::{media_type, Digest, MAX_MANIFEST_BYTES};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
+use thiserror::Error;
+use tokio::sync::Mutex;
+
+mod reference;
+
+pub use reference::ImageRef;
+
+/// Boxed error of a caller's blob reader (a tar parser, say).
+pub type ReaderError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{method} {url}: {source}")]
+    Http {
+        method: Method,
+        url: String,
+        source: reqwest::Error,
+    },
+    #[error("{method} {url}: the registry wants credentials: pass --creds USER:PASSWORD")]
+    NeedCredentials { method: Method, url: String },
+    #[error("{method} {url}: the registry refused the credentials")]
+    Refused { method: Method, url: String },
+    #[error("{method} {url}: {status}: {body}")]
+    Status {
+        method: Method,
+        url: String,
+        status: StatusCode,
+        body: String,
+    },
+    #[error("{0}")]
+    Protocol(String),
+    #[error("{context}: {source}")]
+    Read { context: String, source: ReaderError },
+}
+
+impl ClientError {
+    /// The HTTP status the registry answered, when that was the failure.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// How to reach a registry.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// `USER:PASSWORD` or `USER:TOKEN`.
+    pub creds: Option<String>,
+    /// `false` talks plain HTTP, as skopeo's `--tls-verify=false` allows.
+    pub tls_verify: bool,
+}
+
+/// A manifest as the registry served it.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    pub bytes: Vec<u8>,
+    pub media_type: Option<String>,
+    pub digest: Digest,
+}
+
+/// Every manifest media type this client asks for.
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+pub struct RegistryClient {
+    http: reqwest::Client,
+    base: String,
+    repository: String,
+    creds: Option<(String, String)>,
+    auth: Mutex<Option<String>>,
+}
+
+/// `Bearer realm="…",service="…",scope="repository:a:pull,push"`: values
+/// are quoted and may hold commas, so split with the quotes in mind.
+fn challenge_params(header: &str) -> (String, Vec<(String, String)>) {
+    let (scheme, rest) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
+    let mut params = Vec::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() {
+            break;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            value = chars.by_ref().take_while(|c| *c != ',').collect();
+        }
+        params.push((key.trim().to_ascii_lowercase(), value));
+    }
+    (scheme.to_ascii_lowercase(), params)
+}
+
+/// A request this client may send again after authenticating.
+struct Request<'a> {
+    method: Method,
+    /// Under `/v2/<repository>/`, or an absolute URL (an upload's `Location`).
+    path: &'a str,
+    accept: Option<&'a str>,
+    content_type: Option<&'a str>,
+    body: Option<Bytes>,
+}
+
+impl<'a> Request<'a> {
+    fn get(path: &'a str) -> Request<'a> {
+        Request {
+            method: Method::GET,
+            path,
+            accept: None,
+            content_type: None,
+            body: None,
+        }
+    }
+}
+
+impl RegistryClient {
+    pub fn new(host: &str, repository: &str, access: &Access) -> Result<RegistryClient> {
+        let creds = access
+            .creds
+            .as_deref()
+            .map(|c| {
+                c.split_once(':')
+                    .map(|(u, p)| (u.to_string(), p.to_string()))
+                    .ok_or_else(|| ClientError::Usage("--creds must be USER:PASSWORD".into()))
+            })
+            .transpose()?;
+        let scheme = if access.tls_verify { "https" } else { "http" };
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Usage(format!("HTTP client: {e}")))?;
+        Ok(RegistryClient {
+            http,
+            base: format!("{scheme}://{host}"),
+            repository: repository.to_string(),
+            creds,
+            auth: Mutex::new(None),
+        })
+    }
+
+    /// A client for `image`'s repository.
+    pub fn for_image(image: &ImageRef, access: &Access) -> Result<RegistryClient> {
+        RegistryClient::new(&image.host, &image.repository, access)
+    }
+
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else if path.starts_with('/') {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}/v2/{}/{path}", self.base, self.repository)
+        }
+    }
+
+    /// Sends `req`, authenticating once when the registry challenges.
+    /// Any status other than success is an error.
+    async fn send(&self, req: Request<'_>) -> Result<reqwest::Response> {
+        let resp = self.send_any(&req).await?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        Err(ClientError::Status {
+            method: req.method.clone(),
+            url: self.url(req.path),
+            status,
+            body: body.chars().take(300).collect(),
+        })
+    }
+
+    /// Like `send`, but hands back any status except 401.
+    async fn send_any(&self, req: &Request<'_>) -> Result<reqwest::Response> {
+        let url = self.url(req.path);
+        for attempt in 0..2 {
+            let mut r = self.http.request(req.method.clone(), &url);
+            if let Some(a) = req.accept {
+                r = r.header(ACCEPT, a);
+            }
+            if let Some(c) = req.content_type {
+                r = r.header(CONTENT_TYPE, c);
+            }
+            if let Some(b) = &req.body {
+                r = r.body(b.clone());
+            }
+            if let Some(auth) = self.auth.lock().await.clone() {
+                r = r.header(AUTHORIZATION, auth);
+            }
+            let resp = r.send().await.map_err(|source| ClientError::Http {
+                method: req.method.clone(),
+                url: url.clone(),
+                source,
+            })?;
+            if resp.status() != StatusCode::UNAUTHORIZED {
+                return Ok(resp);
+            }
+            if attempt == 0 {
+                let challenge = resp
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let writes = !matches!(req.method, Method::GET | Method::HEAD);
+                let auth = self.authorize(&challenge, writes).await?;
+                *self.auth.lock().await = Some(auth);
+            }
+        }
+        let (method, url) = (req.method.clone(), url);
+        Err(match self.creds {
+            None => ClientError::NeedCredentials { method, url },
+            Some(_) => ClientError::Refused { method, url },
+        })
+    }
+
+    /// The Authorization header value a challenge asks for.
+    async fn authorize(&self, challenge: &str, writes: bool) -> Result<String> {
+        use base64::Engine;
+        let (scheme, params) = challenge_params(challenge);
+        let basic = self.creds.as_ref().map(|(u, p)| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        });
+        let need = || ClientError::Usage("the registry wants credentials: pass --creds USER:PASSWORD".into());
+        match scheme.as_str() {
+            "basic" => basic.ok_or_else(need),
+            "bearer" => {
+                let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+                let realm =
+                    get("realm").ok_or_else(|| ClientError::Protocol("bearer challenge without a realm".into()))?;
+                // The challenge's own scopes when it names them (a mount's
+                // names two), else what this request needs.
+                let actions = if writes { "pull,push" } else { "pull" };
+                let ours = format!("repository:{}:{actions}", self.repository);
+                let scopes: Vec<&str> = match get("scope") {
+                    Some(s) => s.split(' ').filter(|s| !s.is_empty()).collect(),
+                    None => vec![ours.as_str()],
+                };
+                let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", *s)).collect();
+                if let Some(service) = get("service") {
+                    query.push(("service", service));
+                }
+                let mut req = self.http.get(realm).query(&query);
+                if let Some(b) = basic {
+                    req = req.header(AUTHORIZATION, b);
+                }
+                let token_error = |e: reqwest::Error| ClientError::Protocol(format!("token request to {realm}: {e}"));
+                let resp = req.send().await.map_err(token_error)?;
+                let status = resp.status();
+                if status == StatusCode::UNAUTHORIZED && self.creds.is_some() {
+                    return Err(ClientError::Protocol(format!(
+                        "the token endpoint {realm} refused the credentials"
+                    )));
+                }
+                if !status.is_success() {
+                    return Err(ClientError::Protocol(format!(
+                        "the token endpoint {realm} refused: {status}"
+                    )));
+                }
+                let body: serde_json::Value = resp.json().await.map_err(token_error)?;
+                let token = body["token"]
+                    .as_str()
+                    .or(body["access_token"].as_str())
+                    .ok_or_else(|| ClientError::Protocol("token response without a token".into()))?;
+                Ok(format!("Bearer {token}"))
+            }
+            _ => Err(ClientError::Protocol(format!(
+                "the registry answered 401 without a usable challenge ({challenge:?})"
+            ))),
+        }
+    }
+
+    /// Reads a body up to `max` bytes.
+    async fn body(mut resp: reqwest::Response, max: usize, what: &str) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| ClientError::Protocol(format!("{what}: {e}")))?
+        {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > max {
+                return Err(ClientError::Protocol(format!("{what} is over {max} bytes")));
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// The manifest `reference` (a tag or a digest) names; a digest is checked.
+    pub async fn manifest(&self, reference: &str) -> Result<FetchedManifest> {
+        let path = format!("manifests/{reference}");
+        let resp = self
+            .send(Request {
+                accept: Some(MANIFEST_ACCEPT),
+                ..Request::get(&path)
+            })
+            .await?;
+        let media_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
+        let bytes = Self::body(resp, MAX_MANIFEST_BYTES, &format!("the manifest {reference}")).await?;
+        let digest = match reference.parse::<Digest>() {
+            Ok(wanted) => {
+                let actual = Digest::of(wanted.algorithm(), &bytes);
+                if actual != wanted {
+                    return Err(ClientError::Protocol(format!(
+                        "manifest {reference} arrived with digest {actual}"
+                    )));
+                }
+                wanted
+            }
+            Err(_) => Digest::sha256_of(&bytes),
+        };
+        Ok(FetchedManifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// Like `manifest`, with `None` for a manifest the registry does not have.
+    pub async fn manifest_if_exists(&self, reference: &str) -> Result<Option<FetchedManifest>> {
+        match self.manifest(reference).await {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A small blob's bytes (at most `max`), checked against its digest.
+    pub async fn blob(&self, digest: &Digest, max: usize) -> Result<Vec<u8>> {
+        let path = format!("blobs/{digest}");
+        let resp = self.send(Request::get(&path)).await?;
+        let bytes = Self::body(resp, max, &format!("blob {digest}")).await?;
+        let actual = Digest::of(digest.algorithm(), &bytes);
+        if actual != *digest {
+            return Err(ClientError::Protocol(format!(
+                "blob {digest} arrived with digest {actual}"
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// Streams a blob through `parse` on a blocking thread, checking it
+    /// against its digest (all of it, even what `parse` left unread).
+    pub async fn read_blob<T, E>(
+        &self,
+        digest: &str,
+        parse: impl FnOnce(&mut dyn Read) -> Result<T, E> + Send + 'static,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        E: Into<ReaderError>,
+    {
+        let wanted: Digest = digest
+            .parse()
+            .map_err(|e| ClientError::Protocol(format!("blob {digest}: {e}")))?;
+        let path = format!("blobs/{digest}");
+        let resp = self.send(Request::get(&path)).await?;
+        let stream = resp.bytes_stream().map_err(io::Error::other);
+        let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+        let context = format!("blob {digest}");
+        tokio::task::spawn_blocking(move || {
+            let mut hashing = Hashing {
+                inner: reader,
+                hasher: wanted.algorithm().hasher(),
+            };
+            let read = |source: ReaderError| ClientError::Read {
+                context: context.clone(),
+                source,
+            };
+            let parsed = parse(&mut hashing).map_err(|e| read(e.into()))?;
+            io::copy(&mut hashing, &mut io::sink()).map_err(|e| read(e.into()))?;
+            let actual = hashing.hasher.finish();
+            if actual != wanted {
+                return Err(ClientError::Protocol(format!("{context} arrived with digest {actual}")));
+            }
+            Ok(parsed)
+        })
+        .await
+        .map_err(|e| ClientError::Protocol(format!("reading blob {digest}: {e}")))?
+    }
+
+    /// Uploads `bytes` as a blob (unless the repository has it) in one
+    /// monolithic PUT; returns its digest.
+    pub async fn push_blob(&self, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::sha256_of(bytes);
+        let head = format!("blobs/{digest}");
+        let exists = self
+            .send_any(&Request {
+                method: Method::HEAD,
+                ..Request::get(&head)
+            })
+            .await?;
+        if exists.status().is_success() {
+            return Ok(digest);
+        }
+        let start = self
+            .send(Request {
+                method: Method::POST,
+                ..Request::get("blobs/uploads/")
+            })
+            .await?;
+        let location = start
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ClientError::Protocol("upload started without a Location".into()))?;
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{separator}digest={digest}");
+        self.send(Request {
+            method: Method::PUT,
+            content_type: Some("application/octet-stream"),
+            body: Some(Bytes::copy_from_slice(bytes)),
+            ..Request::get(&put)
+        })
+        .await?;
+        Ok(digest)
+    }
+
+    /// Stores a manifest under `reference` (a tag, or its own digest).
+    pub async fn put_manifest(&self, reference: &str, media_type: &str, bytes: &[u8]) -> Result<Digest> {
+        let path = format!("manifests/{reference}");
+        self.send(Request {
+            method: Method::PUT,
+            content_type: Some(media_type),
+            body: Some(Bytes::copy_from_slice(bytes)),
+            ..Request::get(&path)
+        })
+        .await?;
+        Ok(Digest::sha256_of(bytes))
+    }
+
+    /// The descriptors of manifests whose subject is `digest`, of
+    /// `artifact_type` if given: the referrers API, or the referrers tag
+    /// schema (`sha256-<hex>`) on a registry without it.
+    pub async fn referrers(&self, digest: &Digest, artifact_type: Option<&str>) -> Result<Vec<serde_json::Value>> {
+        let mut path = format!("referrers/{digest}");
+        if let Some(t) = artifact_type {
+            path.push_str(&format!("?artifactType={t}"));
+        }
+        let resp = self
+            .send_any(&Request {
+                accept: Some(media_type::OCI_INDEX),
+                ..Request::get(&path)
+            })
+            .await?;
+        let index = if resp.status() == StatusCode::NOT_FOUND {
+            let tag = format!("{}-{}", digest.algorithm().as_str(), digest.hex());
+            match self.manifest_if_exists(&tag).await? {
+                Some(m) => m.bytes,
+                None => return Ok(Vec::new()),
+            }
+        } else if resp.status().is_success() {
+            Self::body(resp, MAX_MANIFEST_BYTES, &format!("the referrers of {digest}")).await?
+        } else {
+            let status = resp.status();
+            return Err(ClientError::Status {
+                method: Method::GET,
+                url: self.url(&path),
+                status,
+                body: resp.text().await.unwrap_or_default().chars().take(300).collect(),
+            });
+        };
+        let index: serde_json::Value = serde_json::from_slice(&index)
+            .map_err(|e| ClientError::Protocol(format!("the referrers of {digest}: {e}")))?;
+        Ok(index["manifests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| artifact_type.is_none_or(|t| d["artifactType"] == t))
+            .cloned()
+            .collect())
+    }
+}
+
+struct Hashing<R> {
+    inner: R,
+    hasher: portcullis_oci::DigestHasher,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::challenge_params;
+
+    #[test]
+    fn challenges_with_quoted_commas() {
+        let (scheme, params) = challenge_params(
+            r#"Bearer realm="https://r.example/auth/token",service="portcullis",scope="repository:acme/app:pull,push""#,
+        );
+        assert_eq!(scheme, "bearer");
+        let got: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("realm", "https://r.example/auth/token"),
+                ("service", "portcullis"),
+                ("scope", "repository:acme/app:pull,push")
+            ]
+        );
+        let (scheme, params) = challenge_params(r#"Basic realm="Registry""#);
+        assert_eq!((scheme.as_str(), params[0].1.as_str()), ("basic", "Registry"));
+    }
+}

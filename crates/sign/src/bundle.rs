@@ -1,0 +1,192 @@
+//! Signatures in the OCI 1.1 referrer form cosign 3 writes by default: a
+//! sigstore bundle (v0.3) holding a DSSE envelope over an in-toto
+//! statement whose subject is the image digest and whose predicate type is
+//! cosign's "sign" predicate, stored as the one layer of a manifest whose
+//! `subject` is the image and whose `artifactType` is the bundle's media type.
+//!
+//! Only the key-based form is read and written (a public-key hint, no
+//! certificate, no transparency-log entry): Portcullis decides trust by the
+//! keys a policy names, not by a Fulcio identity.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use portcullis_oci::Digest;
+use serde_json::json;
+
+use crate::{PublicKey, SignError, SigningKey};
+
+pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
+/// The OCI empty descriptor's media type; its content is `{}`.
+pub const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
+const STATEMENTS: [&str; 2] = ["https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1"];
+/// More signatures than any honest envelope carries: the rest are ignored.
+const MAX_SIGNATURES: usize = 16;
+
+/// DSSE's pre-authentication encoding: what the signature covers.
+fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len()).into_bytes();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The in-toto statement cosign signs for an image.
+pub fn statement(image: &Digest) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "_type": STATEMENTS[0],
+        "subject": [{"digest": {image.algorithm().as_str(): image.hex()}}],
+        "predicateType": COSIGN_SIGN_PREDICATE,
+        "predicate": {},
+    }))
+    .expect("json")
+}
+
+/// A sigstore bundle signing `image` with `key`, as `cosign sign --key`
+/// writes it with the new bundle format and no transparency log.
+pub fn sign_bundle(key: &SigningKey, image: &Digest) -> Result<Vec<u8>, SignError> {
+    let body = statement(image);
+    let signature = key.sign(&pae(IN_TOTO_PAYLOAD_TYPE, &body))?;
+    Ok(serde_json::to_vec(&json!({
+        "mediaType": BUNDLE_MEDIA_TYPE,
+        "verificationMaterial": {"publicKey": {"hint": key.public.hint()}},
+        "dsseEnvelope": {
+            "payload": B64.encode(&body),
+            "payloadType": IN_TOTO_PAYLOAD_TYPE,
+            "signatures": [{"sig": B64.encode(&signature)}],
+        },
+    }))
+    .expect("json"))
+}
+
+/// The key (among `keys`) whose signature in `bundle` binds it to `image`:
+/// an in-toto statement of cosign's sign predicate naming the image's digest.
+pub fn bundle_signer<'a>(image: &Digest, bundle: &[u8], keys: &'a [PublicKey]) -> Option<&'a PublicKey> {
+    let b: serde_json::Value = serde_json::from_slice(bundle).ok()?;
+    if !b["mediaType"]
+        .as_str()?
+        .starts_with("application/vnd.dev.sigstore.bundle")
+    {
+        return None;
+    }
+    let envelope = &b["dsseEnvelope"];
+    let payload_type = envelope["payloadType"].as_str()?;
+    if payload_type != IN_TOTO_PAYLOAD_TYPE {
+        return None;
+    }
+    let payload = B64.decode(envelope["payload"].as_str()?).ok()?;
+    let s: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+    let names_image = s["subject"]
+        .as_array()?
+        .iter()
+        .any(|subject| subject["digest"][image.algorithm().as_str()] == image.hex());
+    if !STATEMENTS.contains(&s["_type"].as_str()?) || s["predicateType"] != COSIGN_SIGN_PREDICATE || !names_image {
+        return None;
+    }
+    let signed = pae(payload_type, &payload);
+    envelope["signatures"]
+        .as_array()?
+        .iter()
+        .take(MAX_SIGNATURES)
+        .filter_map(|sig| B64.decode(sig["sig"].as_str()?).ok())
+        .find_map(|sig| keys.iter().find(|k| k.verifies(&signed, &sig)))
+}
+
+/// The digest and size of the OCI empty descriptor (`{}`).
+pub fn empty_config() -> (Digest, usize) {
+    (Digest::sha256_of(b"{}"), 2)
+}
+
+/// The referrer manifest that attaches a bundle to `subject` (the image's
+/// media type, digest and size), as cosign 3 pushes it.
+pub fn bundle_manifest(subject: (&str, &Digest, u64), bundle: (&Digest, usize), created: &str) -> Vec<u8> {
+    let (config, config_size) = empty_config();
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": BUNDLE_MEDIA_TYPE,
+        "config": {"mediaType": EMPTY_CONFIG, "digest": config.as_str(), "size": config_size},
+        "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "digest": bundle.0.as_str(), "size": bundle.1}],
+        "subject": {"mediaType": subject.0, "digest": subject.1.as_str(), "size": subject.2},
+        "annotations": {
+            "dev.sigstore.bundle.content": "dsse-envelope",
+            "dev.sigstore.bundle.predicateType": COSIGN_SIGN_PREDICATE,
+            "org.opencontainers.image.created": created,
+        },
+    }))
+    .expect("json")
+}
+
+/// The bundle layers of a referrer manifest (digest and size each).
+pub fn bundle_layers(manifest: &[u8]) -> Vec<(Digest, u64)> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(manifest) else {
+        return Vec::new();
+    };
+    v["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| {
+            l["mediaType"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("application/vnd.dev.sigstore.bundle"))
+        })
+        .filter_map(|l| Some((l["digest"].as_str()?.parse().ok()?, l["size"].as_u64()?)))
+        .take(MAX_SIGNATURES)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundles_verify_only_for_their_image_key_and_predicate() {
+        let (key, _) = SigningKey::generate().unwrap();
+        let (other, _) = SigningKey::generate().unwrap();
+        let image = Digest::sha256_of(b"image");
+        let bundle = sign_bundle(&key, &image).unwrap();
+        let keys = [other.public.clone(), key.public.clone()];
+        assert_eq!(
+            bundle_signer(&image, &bundle, &keys).map(|k| &k.id),
+            Some(&key.public.id)
+        );
+        assert!(bundle_signer(&image, &bundle, std::slice::from_ref(&other.public)).is_none());
+        assert!(bundle_signer(&Digest::sha256_of(b"other"), &bundle, &keys).is_none());
+
+        // A statement of another predicate (an attestation), signed by the
+        // same key, is not a signature of the image.
+        let mut v: serde_json::Value = serde_json::from_slice(&bundle).unwrap();
+        let mut s: serde_json::Value = serde_json::from_slice(&statement(&image)).unwrap();
+        s["predicateType"] = "https://slsa.dev/provenance/v1".into();
+        let body = serde_json::to_vec(&s).unwrap();
+        let sig = key.sign(&pae(IN_TOTO_PAYLOAD_TYPE, &body)).unwrap();
+        v["dsseEnvelope"]["payload"] = B64.encode(&body).into();
+        v["dsseEnvelope"]["signatures"][0]["sig"] = B64.encode(&sig).into();
+        assert!(bundle_signer(&image, &serde_json::to_vec(&v).unwrap(), &keys).is_none());
+
+        // A payload changed after signing.
+        let mut v: serde_json::Value = serde_json::from_slice(&bundle).unwrap();
+        let tampered = String::from_utf8(statement(&image))
+            .unwrap()
+            .replace("\"predicate\":{}", "\"predicate\":{\"x\":1}");
+        v["dsseEnvelope"]["payload"] = B64.encode(tampered).into();
+        assert!(bundle_signer(&image, &serde_json::to_vec(&v).unwrap(), &keys).is_none());
+        assert!(bundle_signer(&image, b"not json", &keys).is_none());
+    }
+
+    #[test]
+    fn the_referrer_manifest_names_its_subject_and_layer() {
+        let image = Digest::sha256_of(b"image");
+        let b = Digest::sha256_of(b"bundle");
+        let m = bundle_manifest(
+            ("application/vnd.oci.image.manifest.v1+json", &image, 7),
+            (&b, 6),
+            "2026-12-04T00:00:00Z",
+        );
+        let v: serde_json::Value = serde_json::from_slice(&m).unwrap();
+        assert_eq!(v["subject"]["digest"], image.as_str());
+        assert_eq!(v["artifactType"], BUNDLE_MEDIA_TYPE);
+        assert_eq!(bundle_layers(&m), [(b, 6)]);
+    }
+}
