@@ -30,6 +30,27 @@ if ! python3 -c 'import cyclonedx.validation.json, spdx_tools, lib4sbom, jsonsch
   python3 -m pip install -q 'cyclonedx-python-lib[json-validation]' spdx-tools lib4sbom jsonschema || { [ "$ci" = true ] && exit 1; }
 fi
 
+# Independent signature verifiers: sigstore-js (npm) for bundles; the
+# `sigstore` crate (a dev-dependency) builds against the system OpenSSL.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  elif [ "$ci" = true ]; then
+    echo "node and npm are missing and not root" >&2; exit 1
+  fi
+fi
+if ! pkg-config --exists openssl 2>/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev pkg-config >/dev/null
+  elif [ "$ci" = true ]; then
+    echo "OpenSSL headers (libssl-dev) are missing and not root" >&2; exit 1
+  fi
+fi
+if [ ! -d tests/node/node_modules/@sigstore/verify ]; then
+  echo "== installing sigstore-js (npm)"
+  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error) || { [ "$ci" = true ] && exit 1; }
+fi
+
 export PORTCULLIS_TEST_POSTGRES=${PORTCULLIS_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}
 if ! (command -v pg_isready >/dev/null && pg_isready -q -d "$PORTCULLIS_TEST_POSTGRES"); then
   if [ "$ci" = true ]; then echo "PostgreSQL is not reachable at $PORTCULLIS_TEST_POSTGRES" >&2; exit 1; fi

@@ -9,7 +9,7 @@ use portcullis_oci::Digest;
 use portcullis_registry_client::{Access, ImageRef, RegistryClient};
 use portcullis_sign::{
     bundle_layers, bundle_manifest, bundle_signer, candidates, empty_config, payload, read_private_key, sign_bundle,
-    signature_manifest, signature_tag, signer, PublicKey, BUNDLE_MEDIA_TYPE,
+    signature_manifest, signature_tag, signer, PublicKey, BUNDLE_MEDIA_TYPE, EMPTY_CONFIG,
 };
 use serde::Serialize;
 
@@ -273,8 +273,14 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
             record(signer(&m.digest, &c, &body, &keys), Form::Tag);
         }
     }
-    for referrer in client.referrers(&m.digest, Some(BUNDLE_MEDIA_TYPE)).await? {
-        let Some(digest) = referrer["digest"].as_str() else {
+    // Some registries list a bundle under its config's type (the empty
+    // one), so the artifact type filters loosely and the layers decide.
+    for referrer in client.referrers(&m.digest, None).await? {
+        let kind = referrer["artifactType"].as_str().unwrap_or(EMPTY_CONFIG);
+        let (Some(digest), true) = (
+            referrer["digest"].as_str(),
+            kind == BUNDLE_MEDIA_TYPE || kind == EMPTY_CONFIG,
+        ) else {
             continue;
         };
         let manifest = client.manifest(digest).await?;

@@ -13,6 +13,13 @@ use base64::Engine;
 use common::{backends, TestServer};
 use portcullis_oci::Digest;
 use serde_json::{json, Value};
+use sigstore::cosign::constraint::PrivateKeySigner;
+use sigstore::cosign::verification_constraint::{PublicKeyVerifier, VerificationConstraintVec};
+use sigstore::cosign::{verify_constraints, Constraint, CosignCapabilities, SignatureLayer};
+use sigstore::crypto::signing_key::ecdsa::{ECDSAKeys, EllipticCurve};
+use sigstore::crypto::signing_key::SigStoreKeyPair;
+use sigstore::crypto::SigningScheme;
+use sigstore::registry::{Auth, ClientConfig, ClientProtocol, OciReference};
 
 const PW: &str = "signing-test-password";
 
@@ -578,4 +585,337 @@ async fn admission_reviews_allow_only_signed_images() {
             .unwrap();
         assert_eq!(r.status(), 401);
     }
+}
+
+/// Runs the `portcullis` binary: (exit code, stdout, stderr).
+async fn cli(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .env_remove("COSIGN_PASSWORD")
+        .envs(envs.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// A cosign key pair made by the `sigstore` crate, as `cosign
+/// generate-key-pair` makes one: (encrypted key file, public PEM).
+fn sigstore_key_pair(password: &[u8]) -> (String, String, SigStoreKeyPair) {
+    let pair = SigStoreKeyPair::ECDSA(ECDSAKeys::new(EllipticCurve::P256).unwrap());
+    let private = pair.private_key_to_encrypted_pem(password).unwrap().to_string();
+    assert!(private.contains("ENCRYPTED SIGSTORE PRIVATE KEY"), "{private}");
+    (private, pair.public_key_to_pem().unwrap(), pair)
+}
+
+/// A sigstore-rs cosign client for the test server (plain HTTP).
+fn sigstore_client() -> sigstore::cosign::Client {
+    sigstore::cosign::ClientBuilder::default()
+        .with_oci_client_config(ClientConfig {
+            protocol: ClientProtocol::Http,
+            ..Default::default()
+        })
+        .build()
+        .unwrap()
+}
+
+/// Whether sigstore-rs finds a signature on `image` that verifies under `public`.
+async fn sigstore_rs_verifies(s: &TestServer, image: &str, public: &str) -> bool {
+    let auth = Auth::Basic("admin".into(), s.admin_token.clone());
+    let host = s.base.trim_start_matches("http://");
+    let reference: OciReference = format!("{host}/{image}").parse().unwrap();
+    let layers = sigstore_client()
+        .trusted_signature_layers(&auth, &reference)
+        .await
+        .unwrap();
+    let verifier = PublicKeyVerifier::new(public.as_bytes(), &SigningScheme::ECDSA_P256_SHA256_ASN1).unwrap();
+    let constraints: VerificationConstraintVec = vec![Box::new(verifier)];
+    verify_constraints(&layers, constraints.iter()).is_ok()
+}
+
+/// The status a reader's pull of `repo`'s `reference` gets, with a token.
+async fn reader_pull(s: &TestServer, user: &str, repo: &str, reference: &str) -> (u16, String) {
+    let r = s
+        .anon
+        .get(s.url(&format!("/auth/token?service=portcullis&scope=repository:{repo}:pull")))
+        .basic_auth(user, Some(PW))
+        .send()
+        .await
+        .unwrap();
+    let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+    let r = reqwest::Client::new()
+        .get(s.url(&format!("/v2/{repo}/manifests/{reference}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// `portcullis sign` writes both of cosign's forms and `portcullis verify`
+/// checks them against keys or a team; the `sigstore` crate (cosign's Rust
+/// client) and sigstore-js (npm) verify what Portcullis signed; the pull
+/// rule accepts a bundle signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_signs_and_verifies_both_forms_and_independent_verifiers_agree() {
+    assert!(common::have_tool("node"), "node is needed for the sigstore-js check");
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path();
+        let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+        trusted_team(&s, &["alice", "mallory", "dev"], &["alice"]).await;
+        let (st, _) = call(
+            &s,
+            reqwest::Method::POST,
+            "/api/v1/namespaces/acme/grants",
+            json!({"account": "dev", "role": "read"}),
+        )
+        .await;
+        assert_eq!(st, 201);
+        // Alice's key comes from the sigstore crate in cosign's encrypted
+        // key-file format; she registers its public half.
+        let (alice_key, alice_pub, alice_pair) = sigstore_key_pair(b"alice-pw");
+        std::fs::write(path("alice.key"), &alice_key).unwrap();
+        std::fs::write(path("alice.pub"), &alice_pub).unwrap();
+        let r = s
+            .anon
+            .post(s.url("/api/v1/accounts/alice/keys"))
+            .basic_auth("alice", Some(PW))
+            .json(&json!({"name": "laptop", "pem": alice_pub}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{label}");
+        // Mallory's is OpenSSL's, unencrypted PKCS#8, and not the team's.
+        let (mallory_key, mallory_pub) = key_pair(dir, "mallory");
+        openssl(
+            &["pkcs8", "-topk8", "-nocrypt", "-in", &mallory_key, "-out", "mallory.p8"],
+            dir,
+        );
+        std::fs::write(path("mallory.pub"), &mallory_pub).unwrap();
+
+        let (image, _) = s.push_image("acme/app", "1", b"{\"app\":1}", &[b"app layer"]).await;
+        let (other, _) = s.push_image("acme/app", "2", b"{\"app\":2}", &[b"other layer"]).await;
+        let host = s.base.trim_start_matches("http://").to_string();
+        let img = format!("docker://{host}/acme/app:1");
+        let creds = format!("admin:{}", s.admin_token);
+        let reach = ["--tls-verify=false", "--creds", &creds];
+        let verify_team = |image: String| {
+            let (base, creds) = (s.base.clone(), creds.clone());
+            async move {
+                let args = [
+                    "verify",
+                    &image,
+                    "--team",
+                    "ci/gitlab",
+                    "--registry",
+                    &base,
+                    "--format",
+                    "json",
+                    "--tls-verify=false",
+                    "--creds",
+                    &creds,
+                ];
+                let (code, out, err) = cli(&args, &[]).await;
+                let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+                (code, v, err)
+            }
+        };
+
+        let (code, v, err) = verify_team(img.clone()).await;
+        assert_eq!(code, 1, "{label}: {v} {err}");
+        assert_eq!(v["verified"], false);
+        assert!(v["reason"].as_str().unwrap().contains("no signatures"), "{v}");
+
+        // Mallory signs in the tag form: a signature, but not the team's.
+        let (code, out, err) = cli(
+            &[&["sign", &img, "--key", &path("mallory.p8")][..], &reach].concat(),
+            &[],
+        )
+        .await;
+        assert_eq!(code, 0, "{label}: {out} {err}");
+        let (code, v, _) = verify_team(img.clone()).await;
+        assert_eq!((code, v["unverified"].as_u64()), (1, Some(1)), "{v}");
+
+        // Alice's key file opens only with its password (from COSIGN_PASSWORD).
+        let alice_file = path("alice.key");
+        let sign_alice = [
+            &[
+                "sign",
+                &img,
+                "--key",
+                &alice_file,
+                "--form",
+                "bundle",
+                "--format",
+                "json",
+            ][..],
+            &reach,
+        ]
+        .concat();
+        let (code, _, err) = cli(&sign_alice, &[("COSIGN_PASSWORD", "wrong")]).await;
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("password"), "{err}");
+        let (code, _, err) = cli(&sign_alice, &[]).await;
+        assert_eq!(code, 2);
+        assert!(err.contains("COSIGN_PASSWORD"), "{err}");
+        let (code, out, err) = cli(&sign_alice, &[("COSIGN_PASSWORD", "alice-pw")]).await;
+        assert_eq!(code, 0, "{label}: {out} {err}");
+        let signed: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            (signed["digest"].as_str(), signed["form"].as_str()),
+            (Some(image.as_str()), Some("bundle"))
+        );
+
+        let (code, v, err) = verify_team(img.clone()).await;
+        assert_eq!(code, 0, "{label}: {v} {err}");
+        assert_eq!(v["signatures"][0]["account"], "alice", "{v}");
+        assert_eq!(v["signatures"][0]["form"], "bundle", "{v}");
+        for key in ["alice.pub", "mallory.pub"] {
+            let (code, out, err) = cli(&[&["verify", &img, "--key", &path(key)][..], &reach].concat(), &[]).await;
+            assert_eq!(code, 0, "{key}: {out} {err}");
+            assert!(out.starts_with("verified "), "{out}");
+        }
+        let (_, stranger_pub) = key_pair(dir, "stranger");
+        std::fs::write(path("stranger.pub"), &stranger_pub).unwrap();
+        let (code, out, _) = cli(
+            &[&["verify", &img, "--key", &path("stranger.pub")][..], &reach].concat(),
+            &[],
+        )
+        .await;
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("none of its 2 signature(s)"), "{out}");
+        let missing = format!("docker://{host}/acme/app:nope");
+        let (code, _, err) = cli(
+            &[&["verify", &missing, "--key", &path("alice.pub")][..], &reach].concat(),
+            &[],
+        )
+        .await;
+        assert_eq!(code, 2, "{err}");
+        let (code, _, err) = cli(
+            &["verify", &img, "--key", &path("alice.pub"), "--tls-verify=false"],
+            &[],
+        )
+        .await;
+        assert_eq!(code, 2, "no credentials");
+        assert!(err.contains("--creds"), "{err}");
+
+        // The sigstore crate verifies the tag form Portcullis wrote. (It
+        // reads bundles only with a Fulcio certificate and a Rekor entry,
+        // so key-based bundles are sigstore-js's to check, below.)
+        assert!(
+            sigstore_rs_verifies(&s, "acme/app:1", &mallory_pub).await,
+            "{label}: tag form"
+        );
+        assert!(!sigstore_rs_verifies(&s, "acme/app:1", &stranger_pub).await);
+        assert!(!sigstore_rs_verifies(&s, "acme/app:2", &mallory_pub).await, "unsigned");
+
+        // sigstore-js verifies Alice's bundle with her key, and only hers.
+        let referrer: Value = s
+            .http
+            .get(s.url(&format!(
+                "/v2/acme/app/manifests/{}",
+                signed["signature"].as_str().unwrap()
+            )))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(referrer["subject"]["digest"], image.as_str());
+        let bundle = s
+            .http
+            .get(s.url(&format!(
+                "/v2/acme/app/blobs/{}",
+                referrer["layers"][0]["digest"].as_str().unwrap()
+            )))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        std::fs::write(path("bundle.json"), &bundle).unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/verify_bundle.js");
+        for (key, want) in [("alice.pub", true), ("mallory.pub", false)] {
+            let out = tokio::process::Command::new("node")
+                .args([script, &path("bundle.json"), &path(key), image.as_str()])
+                .output()
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                out.status.success(),
+                want,
+                "{key}: {text} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+
+        // The pull rule takes the bundle form: image 1 (Alice's bundle) is
+        // served, image 2 (Mallory's tag-form signature only) is not.
+        let (code, out, err) = cli(
+            &[
+                &[
+                    "sign",
+                    &format!("docker://{host}/acme/app:2"),
+                    "--key",
+                    &path("mallory.p8"),
+                ][..],
+                &reach,
+            ]
+            .concat(),
+            &[],
+        )
+        .await;
+        assert_eq!(code, 0, "{out} {err}");
+        let rule = json!({"pull_rule": {"require_signed_by": {"teams": ["ci/gitlab"]}}});
+        let (st, v) = call(&s, reqwest::Method::PUT, "/api/v1/repositories/acme/app", rule).await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(reader_pull(&s, "dev", "acme/app", "1").await.0, 200, "{label}");
+        let (st, text) = reader_pull(&s, "dev", "acme/app", other.as_str()).await;
+        assert_eq!(st, 403, "{label}: {text}");
+        assert!(text.contains("no signature verifies"), "{text}");
+
+        // The sigstore crate signs image 2 with Alice's key (tag form):
+        // Portcullis's verify and its pull rule accept that signature.
+        sigstore_rs_signs(&s, "acme/app:2", &alice_pair).await;
+        let (code, v, err) = verify_team(format!("docker://{host}/acme/app:2")).await;
+        assert_eq!(code, 0, "{label}: {v} {err}");
+        assert_eq!(
+            (
+                v["signatures"][0]["account"].as_str(),
+                v["signatures"][0]["form"].as_str()
+            ),
+            (Some("alice"), Some("tag"))
+        );
+        assert_eq!(
+            reader_pull(&s, "dev", "acme/app", other.as_str()).await.0,
+            200,
+            "{label}"
+        );
+    }
+}
+
+/// Signs `image` as cosign's Rust client does (tag form) with `pair`.
+async fn sigstore_rs_signs(s: &TestServer, image: &str, pair: &SigStoreKeyPair) {
+    let auth = Auth::Basic("admin".into(), s.admin_token.clone());
+    let host = s.base.trim_start_matches("http://");
+    let reference: OciReference = format!("{host}/{image}").parse().unwrap();
+    let mut client = sigstore_client();
+    let (signature_image, digest) = client.triangulate(&reference, &auth).await.unwrap();
+    let mut layer = SignatureLayer::new_unsigned(&reference, &digest).unwrap();
+    let signer =
+        PrivateKeySigner::new_with_signer(pair.to_sigstore_signer(&SigningScheme::ECDSA_P256_SHA256_ASN1).unwrap());
+    assert!(signer.add_constraint(&mut layer).unwrap());
+    client
+        .push_signature(None, &auth, &signature_image, vec![layer])
+        .await
+        .unwrap();
 }

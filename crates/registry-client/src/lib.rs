@@ -476,7 +476,8 @@ impl RegistryClient {
     pub async fn referrers(&self, digest: &Digest, artifact_type: Option<&str>) -> Result<Vec<serde_json::Value>> {
         let mut path = format!("referrers/{digest}");
         if let Some(t) = artifact_type {
-            path.push_str(&format!("?artifactType={t}"));
+            // `+` in a query means a space: media types need it escaped.
+            path.push_str(&format!("?artifactType={}", t.replace('+', "%2B")));
         }
         let resp = self
             .send_any(&Request {
