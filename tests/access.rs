@@ -443,6 +443,7 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
             .await;
             (Method::DELETE, format!("/api/v1/orgs/acme/teams/t{n}"), None)
         }
+        "team_keys" => (Method::GET, "/api/v1/orgs/acme/teams/gitlab/keys".into(), None),
         "member_add" => (
             Method::PUT,
             "/api/v1/orgs/acme/teams/gitlab/members/reader".into(),
@@ -718,6 +719,8 @@ fn matrix() -> Vec<(&'static str, [u16; 13])> {
         ("org_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
         ("team_create", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
         ("team_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
+        // Public keys are for verifiers: any authenticated caller.
+        ("team_keys", [U, 200, 200, 200, 200, 200, 200, U, U, U, U, 200, 200]),
         ("member_add", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("member_remove", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
         ("grant_list", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),

@@ -123,6 +123,20 @@ async fn trusted_team(s: &TestServer, users: &[&str], members: &[&str]) {
     }
 }
 
+/// The CI's machine identity: service account `ci+release`, a member of `ci/gitlab`.
+async fn ci_release_account(s: &TestServer) {
+    let (st, v) = call(
+        s,
+        reqwest::Method::POST,
+        "/api/v1/namespaces/ci/service-accounts",
+        json!({"name": "release"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let path = "/api/v1/orgs/ci/teams/gitlab/members/ci+release";
+    assert_eq!(call(s, reqwest::Method::PUT, path, Value::Null).await.0, 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_images_signed_by_the_team_are_served() {
     for backend in backends() {
@@ -289,24 +303,8 @@ async fn promotions_are_signed_by_the_ci_machine_identity() {
         for u in ["dev", "lead"] {
             assert_eq!(post("/api/v1/users", json!({"name": u, "password": PW})).await.0, 201);
         }
-        for org in ["ci", "acme"] {
-            assert_eq!(post("/api/v1/orgs", json!({"name": org})).await.0, 201);
-        }
-        assert_eq!(post("/api/v1/orgs/ci/teams", json!({"name": "gitlab"})).await.0, 201);
-        assert_eq!(
-            post("/api/v1/namespaces/ci/service-accounts", json!({"name": "release"}))
-                .await
-                .0,
-            201
-        );
-        let (st, _) = call(
-            &s,
-            reqwest::Method::PUT,
-            "/api/v1/orgs/ci/teams/gitlab/members/ci+release",
-            Value::Null,
-        )
-        .await;
-        assert_eq!(st, 200);
+        trusted_team(&s, &[], &[]).await;
+        ci_release_account(&s).await;
         assert_eq!(
             post(
                 "/api/v1/namespaces/acme/grants",
@@ -601,6 +599,26 @@ async fn cli(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
     (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }
 
+/// `portcullis verify IMAGE --team ci/gitlab` against the test server:
+/// (exit code, JSON report, stderr).
+async fn verify_by_team(s: &TestServer, creds: &str, image: String) -> (i32, Value, String) {
+    let args = [
+        "verify",
+        &image,
+        "--team",
+        "ci/gitlab",
+        "--registry",
+        &s.base,
+        "--format",
+        "json",
+        "--tls-verify=false",
+        "--creds",
+        creds,
+    ];
+    let (code, out, err) = cli(&args, &[]).await;
+    (code, serde_json::from_str(&out).unwrap_or(Value::Null), err)
+}
+
 /// A cosign key pair made by the `sigstore` crate, as `cosign
 /// generate-key-pair` makes one: (encrypted key file, public PEM).
 fn sigstore_key_pair(password: &[u8]) -> (String, String, SigStoreKeyPair) {
@@ -704,29 +722,8 @@ async fn the_cli_signs_and_verifies_both_forms_and_independent_verifiers_agree()
         let img = format!("docker://{host}/acme/app:1");
         let creds = format!("admin:{}", s.admin_token);
         let reach = ["--tls-verify=false", "--creds", &creds];
-        let verify_team = |image: String| {
-            let (base, creds) = (s.base.clone(), creds.clone());
-            async move {
-                let args = [
-                    "verify",
-                    &image,
-                    "--team",
-                    "ci/gitlab",
-                    "--registry",
-                    &base,
-                    "--format",
-                    "json",
-                    "--tls-verify=false",
-                    "--creds",
-                    &creds,
-                ];
-                let (code, out, err) = cli(&args, &[]).await;
-                let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
-                (code, v, err)
-            }
-        };
 
-        let (code, v, err) = verify_team(img.clone()).await;
+        let (code, v, err) = verify_by_team(&s, &creds, img.clone()).await;
         assert_eq!(code, 1, "{label}: {v} {err}");
         assert_eq!(v["verified"], false);
         assert!(v["reason"].as_str().unwrap().contains("no signatures"), "{v}");
@@ -738,7 +735,7 @@ async fn the_cli_signs_and_verifies_both_forms_and_independent_verifiers_agree()
         )
         .await;
         assert_eq!(code, 0, "{label}: {out} {err}");
-        let (code, v, _) = verify_team(img.clone()).await;
+        let (code, v, _) = verify_by_team(&s, &creds, img.clone()).await;
         assert_eq!((code, v["unverified"].as_u64()), (1, Some(1)), "{v}");
 
         // Alice's key file opens only with its password (from COSIGN_PASSWORD).
@@ -771,7 +768,7 @@ async fn the_cli_signs_and_verifies_both_forms_and_independent_verifiers_agree()
             (Some(image.as_str()), Some("bundle"))
         );
 
-        let (code, v, err) = verify_team(img.clone()).await;
+        let (code, v, err) = verify_by_team(&s, &creds, img.clone()).await;
         assert_eq!(code, 0, "{label}: {v} {err}");
         assert_eq!(v["signatures"][0]["account"], "alice", "{v}");
         assert_eq!(v["signatures"][0]["form"], "bundle", "{v}");
@@ -886,7 +883,7 @@ async fn the_cli_signs_and_verifies_both_forms_and_independent_verifiers_agree()
         // The sigstore crate signs image 2 with Alice's key (tag form):
         // Portcullis's verify and its pull rule accept that signature.
         sigstore_rs_signs(&s, "acme/app:2", &alice_pair).await;
-        let (code, v, err) = verify_team(format!("docker://{host}/acme/app:2")).await;
+        let (code, v, err) = verify_by_team(&s, &creds, format!("docker://{host}/acme/app:2")).await;
         assert_eq!(code, 0, "{label}: {v} {err}");
         assert_eq!(
             (
@@ -918,4 +915,120 @@ async fn sigstore_rs_signs(s: &TestServer, image: &str, pair: &SigStoreKeyPair) 
         .push_signature(None, &auth, &signature_image, vec![layer])
         .await
         .unwrap();
+}
+
+/// The supply chain end to end, as a deploy script sees it: CI pushes a
+/// clean build with skopeo; the registry scans it against the real npm
+/// advisories, promotes it into the release repository and signs it there
+/// with the `ci+release` service account's key (imported from a cosign key
+/// file the `sigstore` crate wrote); `portcullis verify --team ci/gitlab`
+/// exits 0 for the release and 1 for the build that was never promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_build_is_scanned_promoted_signed_and_verified_by_team() {
+    assert!(common::have_tool("skopeo"), "skopeo is needed");
+    const NPM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vulndb/npm.osv.jsonl.gz");
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path();
+        portcullis_vulndb::VulnDb::in_data_dir(s.dir.path())
+            .import(
+                &[NPM.into()],
+                true,
+                &portcullis_vulndb::Limits::default(),
+                &portcullis_vulndb::NoProgress,
+            )
+            .unwrap();
+        let post = |path: &'static str, body: Value| call(&s, reqwest::Method::POST, path, body);
+        trusted_team(&s, &[], &[]).await;
+        ci_release_account(&s).await;
+        // The CI's key, made elsewhere as a cosign key file, imported once.
+        let (cosign_key, cosign_pub, _) = sigstore_key_pair(b"ci-key-password");
+        let (st, v) = post(
+            "/api/v1/accounts/ci+release/signing-key",
+            json!({"cosign_key": cosign_key, "password": "wrong"}),
+        )
+        .await;
+        assert_eq!(st, 400, "{v}");
+        assert!(v.to_string().contains("password"), "{v}");
+        let (st, key) = post(
+            "/api/v1/accounts/ci+release/signing-key",
+            json!({"cosign_key": cosign_key, "password": "ci-key-password"}),
+        )
+        .await;
+        assert_eq!(st, 201, "{key}");
+        assert_eq!(
+            portcullis_sign::PublicKey::from_pem(key["pem"].as_str().unwrap()).unwrap(),
+            portcullis_sign::PublicKey::from_pem(&cosign_pub).unwrap(),
+            "the imported key is the cosign key"
+        );
+        let (st, p) = post(
+            "/api/v1/repositories/acme/build/policies",
+            json!({"target": "acme/release", "tag_template": "%n", "sign_as": "ci+release", "rules": [
+                {"field": "tag", "operator": "regex", "values": ["^[0-9]+$"]},
+                {"field": "vulnerability_critical", "operator": "lte", "values": ["0"]},
+                {"field": "vulnerability_high", "operator": "lte", "values": ["0"]},
+            ]}),
+        )
+        .await;
+        assert_eq!(st, 201, "{p}");
+
+        let host = s.base.trim_start_matches("http://").to_string();
+        let creds = format!("admin:{}", common::ADMIN_PASSWORD);
+        for (tag, package, version) in [
+            ("41", "mqtt-packet", "6.1.1"),
+            ("42", "portcullis-demo-widget", "1.0.0"),
+        ] {
+            let layout = dir.join(tag);
+            let manifest = format!("{{\"name\": \"{package}\", \"version\": \"{version}\"}}");
+            common::write_layout(
+                &layout,
+                "latest",
+                &[common::tar_of(&[(
+                    &format!("app/node_modules/{package}/package.json"),
+                    manifest.as_bytes(),
+                )])],
+            );
+            let out = tokio::process::Command::new("skopeo")
+                .args([
+                    "copy",
+                    "--dest-tls-verify=false",
+                    "--dest-creds",
+                    &creds,
+                    &format!("oci:{}:latest", layout.display()),
+                    &format!("docker://{host}/acme/build:{tag}"),
+                ])
+                .env("HOME", dir)
+                .output()
+                .await
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        // Bounded wait for scan, promotion and signature (100 tries).
+        let release = format!("docker://{host}/acme/release:42");
+        let mut last = (0, Value::Null, String::new());
+        for _ in 0..100 {
+            last = verify_by_team(&s, &creds, release.clone()).await;
+            if last.0 == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let (code, v, err) = last;
+        let evaluations = format!(
+            "/api/v1/repositories/acme/build/policies/{}/evaluations",
+            p["id"].as_str().unwrap()
+        );
+        let (_, history) = call(&s, reqwest::Method::GET, &evaluations, Value::Null).await;
+        assert_eq!(code, 0, "{label}: {v} {err}; evaluations: {history}");
+        assert_eq!(v["signatures"][0]["account"], "ci+release", "{v}");
+        assert_eq!(v["signatures"][0]["key_id"], key["key_id"], "{v}");
+        // The vulnerable build was never promoted, and its build image was
+        // never signed: not verified.
+        let (code, _, err) = verify_by_team(&s, &creds, format!("docker://{host}/acme/release:41")).await;
+        assert_eq!(code, 2, "{label}: no such release: {err}");
+        let (code, v, _) = verify_by_team(&s, &creds, format!("docker://{host}/acme/build:41")).await;
+        assert_eq!((code, v["verified"].as_bool()), (1, Some(false)), "{v}");
+    }
 }
