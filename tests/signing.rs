@@ -941,8 +941,13 @@ async fn a_clean_build_is_scanned_promoted_signed_and_verified_by_team() {
             )
             .unwrap();
         let post = |path: &'static str, body: Value| call(&s, reqwest::Method::POST, path, body);
-        trusted_team(&s, &[], &[]).await;
+        trusted_team(&s, &["dev"], &[]).await;
         ci_release_account(&s).await;
+        let grant = json!({"account": "dev", "role": "read"});
+        assert_eq!(post("/api/v1/namespaces/acme/grants", grant).await.0, 201);
+        let rule = json!({"pull_rule": {"require_signed_by": {"teams": ["ci/gitlab"]}}});
+        let (st, v) = call(&s, reqwest::Method::PUT, "/api/v1/repositories/acme/release", rule).await;
+        assert_eq!(st, 200, "{v}");
         // The CI's key, made elsewhere as a cosign key file, imported once.
         let (cosign_key, cosign_pub, _) = sigstore_key_pair(b"ci-key-password");
         let (st, v) = post(
@@ -1024,6 +1029,13 @@ async fn a_clean_build_is_scanned_promoted_signed_and_verified_by_team() {
         assert_eq!(code, 0, "{label}: {v} {err}; evaluations: {history}");
         assert_eq!(v["signatures"][0]["account"], "ci+release", "{v}");
         assert_eq!(v["signatures"][0]["key_id"], key["key_id"], "{v}");
+        // A reader pulls the release under the signed-only rule, and the
+        // sigstore crate verifies the server's signature with the cosign key.
+        assert_eq!(reader_pull(&s, "dev", "acme/release", "42").await.0, 200, "{label}");
+        assert!(
+            sigstore_rs_verifies(&s, "acme/release:42", &cosign_pub).await,
+            "{label}"
+        );
         // The vulnerable build was never promoted, and its build image was
         // never signed: not verified.
         let (code, _, err) = verify_by_team(&s, &creds, format!("docker://{host}/acme/release:41")).await;
