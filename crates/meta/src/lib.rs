@@ -326,6 +326,16 @@ impl Meta {
 
     /// Cross-repository mount: links an already stored blob into `repo` if
     /// `from` can read it. Returns its size, or `None` when it is not mountable.
+    /// Up to `limit` repositories that hold `digest`, by name.
+    pub async fn repositories_with_blob(&self, digest: &Digest, limit: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT repo FROM repo_blobs WHERE digest = $1 ORDER BY repo LIMIT $2")
+            .bind(digest.as_str())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
     pub async fn mount_blob(&self, repo: &str, from: &str, digest: &Digest) -> Result<Option<u64>> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;

@@ -224,7 +224,7 @@ async fn dispatch(
         Err(e) => return named(name, Err(e)),
     };
     if let Err(e) = reg.authorize(&caller, need).await {
-        return named(name, Err(e));
+        return named(name, Err(mount_challenge(e, &route, uri.query().unwrap_or(""))));
     }
     let actor = caller.actor(
         reg.access
@@ -252,16 +252,10 @@ async fn dispatch(
         (_, Route::Manifest(n, rf)) => manifests::delete(r, &actor, &n, &rf).await,
         (Method::DELETE, Route::Blob(n, d)) => blobs::delete(r, &actor, &n, &d).await,
         (_, Route::Blob(n, d)) => blobs::get(r, &n, &d, &headers, head).await,
-        (_, Route::Uploads(n)) => {
-            let may_mount = match query_param(query, "from") {
-                Some(from) => reg
-                    .authorize(&caller, Need::Repository(&from, Actions::PULL))
-                    .await
-                    .is_ok(),
-                None => false,
-            };
-            uploads::start(r, &n, &actor.name, query, may_mount, body).await
-        }
+        (_, Route::Uploads(n)) => match uploads::mount_source(r, &caller, query).await {
+            Ok(from) => uploads::start(r, &n, &actor.name, query, from, body).await,
+            Err(e) => Err(e),
+        },
         (Method::GET, Route::Upload(n, id)) => uploads::status(r, &n, &actor.name, &id).await,
         (Method::PATCH, Route::Upload(n, id)) => uploads::patch(r, &n, &actor.name, &id, &headers, body).await,
         (Method::PUT, Route::Upload(n, id)) => uploads::finish(r, &n, &actor.name, &id, query, &headers, body).await,
@@ -269,6 +263,23 @@ async fn dispatch(
         (_, Route::Referrers(n, d)) => listing::referrers(r, &n, &d, query).await,
     };
     named(name, result)
+}
+
+/// A mount's challenge names the source repository's pull scope too (as
+/// Distribution's does), so a client that asks for exactly the challenged
+/// scopes gets a token that lets the mount succeed.
+fn mount_challenge(e: RegistryError, route: &Route, query: &str) -> RegistryError {
+    match (e, route, query_param(query, "mount"), query_param(query, "from")) {
+        (RegistryError::Challenge { scope, insufficient }, Route::Uploads(_), Some(_), Some(from))
+            if from.parse::<portcullis_oci::RepositoryName>().is_ok() =>
+        {
+            RegistryError::Challenge {
+                scope: format!("{scope} repository:{from}:pull"),
+                insufficient,
+            }
+        }
+        (e, ..) => e,
+    }
 }
 
 fn named(name: &'static str, result: Handled) -> Response {

@@ -7,8 +7,9 @@ use axum::response::Response;
 use portcullis_oci::{Algorithm, Digest, RepositoryName};
 use uuid::Uuid;
 
+use crate::access::Caller;
 use crate::error::upload_range;
-use crate::{header_str, query_param, Handled, Registry, RegistryError};
+use crate::{header_str, query_param, Actions, Handled, Need, Registry, RegistryError};
 
 fn blob_created(name: &RepositoryName, digest: &Digest) -> Response {
     crate::created(&format!("/v2/{name}/blobs/{digest}"), digest)
@@ -48,21 +49,54 @@ async fn complete(reg: &Registry, name: &RepositoryName, id: Uuid, digest: &Dige
     Ok(())
 }
 
-/// `may_mount`: the caller may pull from the `from` repository; if not,
-/// a mount request becomes a normal upload, as if the blob were not there.
-/// `owner` (the caller's account) is the only one who may use the session.
+/// Where a `?mount=` request may take its blob from: `from` if the caller
+/// may pull it; without `from` (OCI 1.1), the first repository holding the
+/// blob that the caller may pull. `None` makes the request a normal upload,
+/// so the answer says nothing about repositories the caller cannot read.
+pub(crate) async fn mount_source(
+    reg: &Registry,
+    caller: &Caller,
+    query: &str,
+) -> Result<Option<RepositoryName>, RegistryError> {
+    let Some(mount) = query_param(query, "mount") else {
+        return Ok(None);
+    };
+    let digest: Digest = mount.parse()?;
+    let may_pull = |repo: RepositoryName| async move {
+        let allowed = reg
+            .authorize(caller, Need::Repository(repo.as_str(), Actions::PULL))
+            .await;
+        allowed.is_ok().then_some(repo)
+    };
+    if let Some(from) = query_param(query, "from") {
+        return Ok(may_pull(from.parse()?).await);
+    }
+    for repo in reg.meta.repositories_with_blob(&digest, MOUNT_CANDIDATES).await? {
+        if let Some(from) = may_pull(repo.parse()?).await {
+            return Ok(Some(from));
+        }
+    }
+    Ok(None)
+}
+
+/// How many repositories holding a blob a fromless mount considers.
+const MOUNT_CANDIDATES: i64 = 64;
+
+/// `from`: a repository the caller may pull the blob from (see
+/// `mount_source`); without one a mount request is a normal upload, as if
+/// the blob were not there. `owner` (the caller's account) is the only one
+/// who may use the session.
 pub(crate) async fn start(
     reg: &Registry,
     name: &RepositoryName,
     owner: &str,
     query: &str,
-    may_mount: bool,
+    from: Option<RepositoryName>,
     body: Body,
 ) -> Handled {
     if let Some(mount) = query_param(query, "mount") {
         let digest: Digest = mount.parse()?;
-        if let Some(from) = query_param(query, "from").filter(|_| may_mount) {
-            let from: RepositoryName = from.parse()?;
+        if let Some(from) = from {
             // Not mountable (unknown there, or its file is missing): a normal
             // session, as the spec's fallback says.
             if reg.store.blob_size(&digest).await?.is_some()
