@@ -192,8 +192,17 @@ enum TokenCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the hash chain; exits 1 naming the first broken record.
-    Verify,
+    /// Check the hash chain (keyed with the audit key); exits 1 naming the
+    /// first broken record, or a missing or changed anchored record.
+    Verify {
+        /// An anchor printed earlier by `audit anchor`: the log must still
+        /// hold that exact record.
+        #[arg(long, value_name = "FILE")]
+        anchor: Option<PathBuf>,
+    },
+    /// Print the current head (position, hash, time) as JSON, to keep
+    /// somewhere the database's writers cannot reach.
+    Anchor,
     /// Write the trail as JSON Lines to standard output.
     Export {
         /// Only records after this sequence number.
@@ -231,9 +240,7 @@ fn init_logging(json: bool) {
 
 async fn open(settings: &Settings) -> anyhow::Result<Arc<Registry>> {
     let store = BlobStore::open(&settings.data).with_context(|| format!("opening {}", settings.data.display()))?;
-    let meta = Meta::connect(&settings.database_url())
-        .await
-        .context("opening the metadata database")?;
+    let meta = open_meta(settings).await?;
     let options = RegistryOptions {
         manifest_cache_ttl: Duration::from_millis(settings.manifest_cache_ttl_ms),
         access: settings.access(),
@@ -257,11 +264,51 @@ fn offline_settings(state: StateArgs) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
+/// The metadata database, hashing audit records under the audit key.
 async fn open_meta(settings: &Settings) -> anyhow::Result<Meta> {
     std::fs::create_dir_all(&settings.data).with_context(|| format!("creating {}", settings.data.display()))?;
-    Meta::connect(&settings.database_url())
+    let mut meta = Meta::connect(&settings.database_url())
         .await
-        .context("opening the metadata database")
+        .context("opening the metadata database")?;
+    apply_audit_key(&mut meta, settings).await?;
+    Ok(meta)
+}
+
+/// The audit key: `PORTCULLIS_AUDIT_KEY`, or `<data>/keys/audit.key`. The
+/// file is made on first use, and the chain written so far (if it
+/// verifies) is moved under it in one transaction.
+async fn apply_audit_key(meta: &mut Meta, settings: &Settings) -> anyhow::Result<()> {
+    if let Some(key) = settings.audit_key()? {
+        meta.set_audit_key(&key);
+        return Ok(());
+    }
+    let dir = settings.key_dir();
+    if let Some(key) = portcullis_server::keys::load_secret(&dir, "audit.key")? {
+        meta.set_audit_key(&key);
+        return Ok(());
+    }
+    let key = portcullis_server::keys::random_secret()?;
+    portcullis_server::keys::store_secret(&dir, "audit.key", &key)?;
+    match meta.key_audit_trail(&key).await {
+        Ok(Ok(records)) => {
+            tracing::info!(records, "audit trail keyed with a new key in {}", dir.display());
+            meta.set_audit_key(&key);
+            Ok(())
+        }
+        Ok(Err(broken)) => {
+            let _ = std::fs::remove_file(dir.join("audit.key"));
+            tracing::error!(
+                "the audit trail is broken at record {} ({}): left unkeyed; `portcullis audit verify` reports it",
+                broken.seq,
+                broken.reason
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(dir.join("audit.key"));
+            Err(e).context("keying the audit trail")
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -382,11 +429,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Audit { state, command } => {
             let meta = open_meta(&offline_settings(state)?).await?;
             match command {
-                AuditCommand::Verify => {
-                    if !manage::audit_verify(&meta).await? {
+                AuditCommand::Verify { anchor } => {
+                    if !manage::audit_verify(&meta, anchor.as_deref()).await? {
                         std::process::exit(1);
                     }
                 }
+                AuditCommand::Anchor => println!("{}", serde_json::to_string(&meta.audit_anchor().await?)?),
                 AuditCommand::Export { after } => manage::audit_export(&meta, after).await?,
             }
         }

@@ -194,8 +194,16 @@ pub async fn token_revoke(meta: &Meta, id: &str) -> anyhow::Result<()> {
 }
 
 /// Exit status 1 and the first broken record when the chain is broken.
-pub async fn audit_verify(meta: &Meta) -> anyhow::Result<bool> {
-    let (read, broken) = meta.verify_audit().await?;
+pub async fn audit_verify(meta: &Meta, anchor: Option<&std::path::Path>) -> anyhow::Result<bool> {
+    let (read, broken) = match anchor {
+        None => meta.verify_audit().await?,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let anchor: portcullis_meta::AuditAnchor =
+                serde_json::from_str(&text).with_context(|| format!("{} is not an anchor", path.display()))?;
+            meta.verify_audit_anchor(&anchor).await?
+        }
+    };
     match broken {
         None => {
             println!("audit trail intact: {read} records");

@@ -222,18 +222,12 @@ impl Settings {
     /// The key-encryption key from `PORTCULLIS_KEY_ENCRYPTION_KEY` (64 hex
     /// digits), if set; otherwise the server keeps one in its key directory.
     pub fn kek(&self) -> anyhow::Result<Option<[u8; 32]>> {
-        let Ok(hex) = std::env::var("PORTCULLIS_KEY_ENCRYPTION_KEY") else {
-            return Ok(None);
-        };
-        let bytes: Vec<u8> = (0..hex.len())
-            .step_by(2)
-            .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-            .collect::<Option<_>>()
-            .ok_or_else(|| anyhow::anyhow!("PORTCULLIS_KEY_ENCRYPTION_KEY is not hex"))?;
-        let key: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("PORTCULLIS_KEY_ENCRYPTION_KEY must be 32 bytes (64 hex digits)"))?;
-        Ok(Some(key))
+        hex_key_from_env("PORTCULLIS_KEY_ENCRYPTION_KEY")
+    }
+
+    /// The audit key from `PORTCULLIS_AUDIT_KEY`, if set (else the key file).
+    pub fn audit_key(&self) -> anyhow::Result<Option<[u8; 32]>> {
+        hex_key_from_env("PORTCULLIS_AUDIT_KEY")
     }
 
     pub fn connection_limits(&self) -> ConnectionLimits {
@@ -273,6 +267,22 @@ impl Settings {
             upload_expiry: Duration::from_secs(self.upload_expiry_secs),
         }
     }
+}
+
+/// A 32-byte key given as 64 hex digits in the environment variable `name`.
+fn hex_key_from_env(name: &str) -> anyhow::Result<Option<[u8; 32]>> {
+    let Ok(hex) = std::env::var(name) else {
+        return Ok(None);
+    };
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect::<Option<_>>()
+        .ok_or_else(|| anyhow::anyhow!("{name} is not hex"))?;
+    let key: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{name} must be 32 bytes (64 hex digits)"))?;
+    Ok(Some(key))
 }
 
 #[cfg(test)]

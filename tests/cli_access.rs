@@ -1,7 +1,8 @@
 //! The offline commands against a real data directory and a running
 //! server: first start creates `admin`, `user`/`token` manage accounts,
 //! `key rotate` keeps issued tokens valid, and `audit verify` names the
-//! first record someone edited or deleted.
+//! first record someone edited or deleted; the chain is keyed with a key
+//! kept apart from the database, and anchors catch a log cut back.
 
 mod common;
 
@@ -186,4 +187,94 @@ async fn offline_commands_rotation_and_audit_verify() {
     sql("DELETE FROM audit_log WHERE seq = 2");
     let said = String::from_utf8_lossy(&portcullis(&["audit", "verify", "--data", d]).stdout).to_string();
     assert!(said.contains("BROKEN at record 2: record 2 is missing"), "{said}");
+}
+
+/// Rewrites record 2's actor and recomputes every hash and the head with
+/// plain SHA-256, the way the chain was hashed before it was keyed: what
+/// someone with write access to the database, but not the key, can do.
+const REHASH_WITHOUT_KEY: &str = r#"
+import hashlib, json, sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute("UPDATE audit_log SET actor = 'someone-else' WHERE seq = 2")
+prev = "0" * 64
+cols = "seq, at, actor, token_id, action, repository, digest, address, result, detail"
+for row in c.execute(f"SELECT {cols} FROM audit_log ORDER BY seq").fetchall():
+    fields = [prev] + list(row)
+    h = hashlib.sha256(json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+    c.execute("UPDATE audit_log SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, h, row[0]))
+    prev = h
+c.execute("UPDATE audit_head SET hash = ? WHERE id = 1", (prev,))
+c.commit()
+"#;
+
+fn sqlite(db: &std::path::Path, statements: &str) {
+    let st = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()",
+        ])
+        .arg(db)
+        .arg(statements)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn the_audit_chain_is_keyed_and_anchors_catch_truncation() {
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().to_str().unwrap();
+    let db = data.path().join("portcullis.db");
+    for user in ["ann", "bob", "cat", "dan"] {
+        ok(&["user", "create", user, "--data", d]);
+    }
+    let key_file = data.path().join("keys/audit.key");
+    let mode = std::fs::metadata(&key_file).unwrap().permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+
+    // An anchor at record 3 of 4; the log goes on, the anchor still holds.
+    sqlite(&db, "");
+    let anchor: serde_json::Value = serde_json::from_str(&ok(&["audit", "anchor", "--data", d])).unwrap();
+    let last = anchor["seq"].as_i64().unwrap();
+    assert!(last >= 4, "{anchor}");
+    let anchor_file = data.path().join("anchor.json");
+    std::fs::write(&anchor_file, anchor.to_string()).unwrap();
+    ok(&["user", "create", "eve", "--data", d]);
+    let a = anchor_file.to_str().unwrap();
+    let intact = ok(&["audit", "verify", "--anchor", a, "--data", d]);
+    assert!(intact.starts_with("audit trail intact: "), "{intact}");
+
+    // Cut back before the anchor, head rewound to the new last record: the
+    // chain alone still verifies (no key is needed to drop a tail), the
+    // anchor does not.
+    let cut = format!(
+        "DELETE FROM audit_log WHERE seq >= {last};
+         UPDATE audit_head SET seq = {k}, hash = (SELECT hash FROM audit_log WHERE seq = {k}) WHERE id = 1;",
+        k = last - 1
+    );
+    let copy = data.path().join("before-cut.db");
+    std::fs::copy(&db, &copy).unwrap();
+    sqlite(&db, &cut);
+    let plain = ok(&["audit", "verify", "--data", d]);
+    assert!(plain.starts_with("audit trail intact: "), "{plain}");
+    let out = portcullis(&["audit", "verify", "--anchor", a, "--data", d]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains(&format!("anchored record {last} is gone")), "{said}");
+
+    // A record edited and the whole chain re-hashed without the key: caught.
+    std::fs::copy(&copy, &db).unwrap();
+    let rehash = Command::new("python3")
+        .args(["-c", REHASH_WITHOUT_KEY])
+        .arg(&db)
+        .status()
+        .unwrap();
+    assert!(rehash.success());
+    let out = portcullis(&["audit", "verify", "--data", d]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("BROKEN at record 1: record 1 was altered"), "{said}");
+    assert!(said.contains("under the audit key"), "{said}");
+    let out = portcullis(&["audit", "verify", "--anchor", a, "--data", d]);
+    assert_eq!(out.status.code(), Some(1));
 }

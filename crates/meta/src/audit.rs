@@ -4,6 +4,11 @@
 //! sequence number and hash; updating it first serialises writers on both
 //! backends (a row lock on PostgreSQL, the write lock on SQLite), so the
 //! chain never forks.
+//!
+//! With an audit key (kept apart from the database) each hash is an
+//! HMAC, so someone who can write the database but lacks the key cannot
+//! recompute the chain after editing it. Truncating the tail needs no key:
+//! anchors (a record's position and hash, stored elsewhere) catch that.
 
 use sqlx::{Any, Row, Transaction};
 
@@ -79,35 +84,57 @@ pub struct ChainBreak {
     pub reason: String,
 }
 
-/// The hash of a record: SHA-256 over a JSON array of its fields in a fixed
-/// order, so no field boundary is ambiguous.
-pub fn record_hash(prev_hash: &str, seq: i64, at: i64, e: &AuditEvent) -> String {
-    let fields = serde_json::json!([
-        prev_hash,
-        seq,
-        at,
-        e.actor,
-        e.token_id,
-        e.action,
-        e.repository,
-        e.digest,
-        e.address,
-        e.result,
-        e.detail
-    ]);
-    let bytes = serde_json::to_vec(&fields).expect("plain JSON values serialise");
-    portcullis_oci::Digest::sha256_of(&bytes).hex().to_string()
+/// How record hashes are made: SHA-256 (no key), or HMAC-SHA-256 under the audit key.
+#[derive(Clone)]
+pub(crate) enum ChainHasher {
+    Plain,
+    Keyed(ring::hmac::Key),
+}
+
+impl ChainHasher {
+    /// The hash of a record: over a JSON array of its fields in a fixed
+    /// order, so no field boundary is ambiguous.
+    pub(crate) fn hash(&self, prev_hash: &str, seq: i64, at: i64, e: &AuditEvent) -> String {
+        let fields = serde_json::json!([
+            prev_hash,
+            seq,
+            at,
+            e.actor,
+            e.token_id,
+            e.action,
+            e.repository,
+            e.digest,
+            e.address,
+            e.result,
+            e.detail
+        ]);
+        let bytes = serde_json::to_vec(&fields).expect("plain JSON values serialise");
+        match self {
+            ChainHasher::Plain => portcullis_oci::Digest::sha256_of(&bytes).hex().to_string(),
+            ChainHasher::Keyed(key) => hex::encode(ring::hmac::sign(key, &bytes).as_ref()),
+        }
+    }
+}
+
+/// A record's position and hash, printed for the operator to keep
+/// elsewhere: the log must still hold exactly this record later.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditAnchor {
+    pub seq: i64,
+    pub hash: String,
+    /// When the record was written (ms since the epoch).
+    pub at: i64,
 }
 
 /// Appends `event` inside `tx`; commits with the change it records.
-pub(crate) async fn append(tx: &mut Transaction<'_, Any>, event: &AuditEvent) -> Result<()> {
+pub(crate) async fn append(tx: &mut Transaction<'_, Any>, event: &AuditEvent, chain: &ChainHasher) -> Result<()> {
     let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
         .fetch_one(&mut **tx)
         .await?;
     let seq: i64 = head.try_get(0)?;
     let prev: String = head.try_get(1)?;
     let at = now_ms();
-    let hash = record_hash(&prev, seq, at, event);
+    let hash = chain.hash(&prev, seq, at, event);
     sqlx::query(
         "INSERT INTO audit_log (seq, at, actor, token_id, action, repository, digest, address, result, detail, prev_hash, hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -134,9 +161,10 @@ pub(crate) async fn append(tx: &mut Transaction<'_, Any>, event: &AuditEvent) ->
     Ok(())
 }
 
-const COLUMNS: &str = "seq, at, actor, token_id, action, repository, digest, address, result, detail, prev_hash, hash";
+pub(crate) const COLUMNS: &str =
+    "seq, at, actor, token_id, action, repository, digest, address, result, detail, prev_hash, hash";
 
-fn record(r: &sqlx::any::AnyRow) -> Result<AuditRecord> {
+pub(crate) fn record(r: &sqlx::any::AnyRow) -> Result<AuditRecord> {
     Ok(AuditRecord {
         seq: r.try_get(0)?,
         at: r.try_get(1)?,
@@ -165,7 +193,7 @@ impl Meta {
         }
         let mut tx = self.pool.begin().await?;
         for e in events {
-            append(&mut tx, e).await?;
+            append(&mut tx, e, &self.chain).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -195,6 +223,121 @@ impl Meta {
     /// link or hash is wrong, or the head if records after the last one are
     /// missing. `Ok(None)`: intact. Also returns how many records were read.
     pub async fn verify_audit(&self) -> Result<(i64, Option<ChainBreak>)> {
+        self.walk_audit(&self.chain, |_| Ok(())).await
+    }
+
+    /// As `verify_audit`, and the chain must still hold `anchor`'s record
+    /// exactly (the log was neither rewritten nor cut back before it).
+    pub async fn verify_audit_anchor(&self, anchor: &AuditAnchor) -> Result<(i64, Option<ChainBreak>)> {
+        let mut seen = false;
+        let (read, broken) = self
+            .walk_audit(&self.chain, |rec| {
+                if rec.seq == anchor.seq {
+                    seen = true;
+                    if rec.hash != anchor.hash || rec.at != anchor.at {
+                        return Err(format!("record {} is not the anchored one (its hash differs)", rec.seq));
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        if broken.is_some() {
+            return Ok((read, broken));
+        }
+        if !seen && anchor.seq > 0 {
+            let reason = format!("the log ends at record {read}: anchored record {} is gone", anchor.seq);
+            return Ok((
+                read,
+                Some(ChainBreak {
+                    seq: anchor.seq,
+                    reason,
+                }),
+            ));
+        }
+        Ok((read, None))
+    }
+
+    /// The last record's anchor (`seq` 0 for an empty log).
+    pub async fn audit_anchor(&self) -> Result<AuditAnchor> {
+        let row = sqlx::query("SELECT seq, hash, at FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => AuditAnchor {
+                seq: r.try_get(0)?,
+                hash: r.try_get(1)?,
+                at: r.try_get(2)?,
+            },
+            None => AuditAnchor {
+                seq: 0,
+                hash: "0".repeat(64),
+                at: 0,
+            },
+        })
+    }
+
+    /// Hashes records with `key` from now on.
+    pub fn set_audit_key(&mut self, key: &[u8; 32]) {
+        self.chain = ChainHasher::Keyed(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key));
+    }
+
+    /// Moves an unkeyed chain under `key`, once, when the key is made: the
+    /// chain must verify as it is, then every record is re-hashed with the
+    /// key in one transaction. `Err` names the break of a chain already
+    /// broken (it is left as it is).
+    pub async fn key_audit_trail(&self, key: &[u8; 32]) -> Result<std::result::Result<i64, ChainBreak>> {
+        if let (_, Some(b)) = self.walk_audit(&ChainHasher::Plain, |_| Ok(())).await? {
+            return Ok(Err(b));
+        }
+        let keyed = ChainHasher::Keyed(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key));
+        let mut tx = self.pool.begin().await?;
+        // Write first: takes the writers' lock before reading the chain.
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let mut prev = "0".repeat(64);
+        let mut after = 0;
+        let mut count = 0;
+        loop {
+            let rows = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 1000"
+            ))
+            .bind(after)
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                let rec = record(r)?;
+                let hash = keyed.hash(&prev, rec.seq, rec.at, &rec.event);
+                sqlx::query("UPDATE audit_log SET prev_hash = $1, hash = $2 WHERE seq = $3")
+                    .bind(&prev)
+                    .bind(&hash)
+                    .bind(rec.seq)
+                    .execute(&mut *tx)
+                    .await?;
+                prev = hash;
+                after = rec.seq;
+                count += 1;
+            }
+        }
+        if count > 0 {
+            sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+                .bind(&prev)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Ok(count))
+    }
+
+    /// Walks the chain under `chain`, calling `check` on each intact record.
+    async fn walk_audit(
+        &self,
+        chain: &ChainHasher,
+        mut check: impl FnMut(&AuditRecord) -> std::result::Result<(), String>,
+    ) -> Result<(i64, Option<ChainBreak>)> {
         let mut expect_seq = 1;
         let mut prev = "0".repeat(64);
         loop {
@@ -222,11 +365,18 @@ impl Meta {
                 if rec.prev_hash != prev {
                     return broken(format!("record {} does not link to record {}", rec.seq, rec.seq - 1));
                 }
-                if record_hash(&rec.prev_hash, rec.seq, rec.at, &rec.event) != rec.hash {
+                if chain.hash(&rec.prev_hash, rec.seq, rec.at, &rec.event) != rec.hash {
                     return broken(format!(
-                        "record {} was altered: its hash does not match its content",
-                        rec.seq
+                        "record {} was altered: its hash does not match its content{}",
+                        rec.seq,
+                        match chain {
+                            ChainHasher::Keyed(_) => " under the audit key",
+                            ChainHasher::Plain => "",
+                        }
                     ));
+                }
+                if let Err(reason) = check(&rec) {
+                    return broken(reason);
                 }
                 prev = rec.hash;
                 expect_seq += 1;

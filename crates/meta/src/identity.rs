@@ -180,7 +180,7 @@ impl Meta {
             }
         }
         if !only_if_changed || touched.last().is_some_and(|n| *n > 0) {
-            append(&mut tx, event).await?;
+            append(&mut tx, event, &self.chain).await?;
         }
         tx.commit().await?;
         Ok(touched)
@@ -244,7 +244,7 @@ impl Meta {
             Err(e) if is_fk_violation(&e) => return Err(MetaError::Missing(event.action.clone())),
             other => other?,
         };
-        append(&mut tx, event).await?;
+        append(&mut tx, event, &self.chain).await?;
         tx.commit().await?;
         Ok(())
     }

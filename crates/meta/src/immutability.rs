@@ -183,7 +183,7 @@ impl Meta {
                 .execute(&mut *tx)
                 .await?;
         }
-        append(&mut tx, event).await?;
+        append(&mut tx, event, &self.chain).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -234,7 +234,7 @@ impl Meta {
             Err(e) if crate::is_fk_violation(&e) => return Err(MetaError::Missing(event.action.clone())),
             other => other?,
         };
-        append(&mut tx, event).await?;
+        append(&mut tx, event, &self.chain).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -266,7 +266,7 @@ impl Meta {
             .bind(repo)
             .execute(&mut *tx)
             .await?;
-        append(&mut tx, event).await?;
+        append(&mut tx, event, &self.chain).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -16,7 +16,7 @@ mod promotion;
 mod scans;
 mod webhooks;
 
-pub use audit::{record_hash, AuditEvent, AuditQuery, AuditRecord, ChainBreak};
+pub use audit::{AuditAnchor, AuditEvent, AuditQuery, AuditRecord, ChainBreak};
 pub use identity::{Account, Grant, RepositoryInfo, StoredToken};
 pub use immutability::ImmutabilitySettings;
 pub use keys::AccountKey;
@@ -137,6 +137,8 @@ pub struct Referrer {
 pub struct Meta {
     pool: AnyPool,
     backend: Backend,
+    /// How audit records are hashed: keyed (HMAC) once an audit key is set.
+    chain: audit::ChainHasher,
 }
 
 impl Meta {
@@ -212,7 +214,11 @@ impl Meta {
             _ => url.to_string(),
         };
         let pool = options.connect(&url).await?;
-        let meta = Meta { pool, backend };
+        let meta = Meta {
+            pool,
+            backend,
+            chain: audit::ChainHasher::Plain,
+        };
         meta.migrate().await?;
         Ok(meta)
     }
@@ -374,7 +380,7 @@ impl Meta {
             Err(e) => return Err(e.into()),
         };
         if deleted {
-            audit::append(&mut tx, event).await?;
+            audit::append(&mut tx, event, &self.chain).await?;
         }
         tx.commit().await?;
         Ok(deleted)
@@ -469,7 +475,7 @@ impl Meta {
         for tag in &m.tags {
             immutability::write_tag(&mut tx, &rules, m.repo, tag, m.digest.as_str(), now).await?;
         }
-        audit::append(&mut tx, event).await?;
+        audit::append(&mut tx, event, &self.chain).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -547,7 +553,7 @@ impl Meta {
             Err(e) => return Err(e.into()),
         };
         if deleted {
-            audit::append(&mut tx, event).await?;
+            audit::append(&mut tx, event, &self.chain).await?;
         }
         tx.commit().await?;
         Ok(deleted)
@@ -570,7 +576,7 @@ impl Meta {
             .await?;
         let deleted = r.rows_affected() > 0;
         if deleted {
-            audit::append(&mut tx, event).await?;
+            audit::append(&mut tx, event, &self.chain).await?;
         }
         tx.commit().await?;
         Ok(deleted)

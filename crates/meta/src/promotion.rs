@@ -391,7 +391,7 @@ impl Meta {
                 Err(e) => return Err(e),
             }
         }
-        append(&mut tx, event).await?;
+        append(&mut tx, event, &self.chain).await?;
         tx.commit().await?;
         Ok(true)
     }

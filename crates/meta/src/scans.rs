@@ -332,7 +332,7 @@ impl Meta {
             .bind(repo)
             .execute(&mut *tx)
             .await?;
-        crate::audit::append(&mut tx, event).await?;
+        crate::audit::append(&mut tx, event, &self.chain).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -1055,3 +1055,77 @@ async fn outbox_deliveries_in_order_with_exclusive_claims() {
         assert!(m.deliveries("h-repo", None, 10).await.unwrap().is_empty());
     }
 }
+
+/// What someone with write access to the database but without the audit
+/// key can do: edit record 2 and recompute every hash and the head with
+/// plain SHA-256.
+async fn rewrite_without_key(meta: &Meta) {
+    sqlx::query("UPDATE audit_log SET actor = 'someone-else' WHERE seq = 2")
+        .execute(&meta.pool)
+        .await
+        .unwrap();
+    let rows = sqlx::query(&format!("SELECT {} FROM audit_log ORDER BY seq", audit::COLUMNS))
+        .fetch_all(&meta.pool)
+        .await
+        .unwrap();
+    let mut prev = "0".repeat(64);
+    for r in &rows {
+        let rec = audit::record(r).unwrap();
+        let hash = audit::ChainHasher::Plain.hash(&prev, rec.seq, rec.at, &rec.event);
+        sqlx::query("UPDATE audit_log SET prev_hash = $1, hash = $2 WHERE seq = $3")
+            .bind(&prev)
+            .bind(&hash)
+            .bind(rec.seq)
+            .execute(&meta.pool)
+            .await
+            .unwrap();
+        prev = hash;
+    }
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&prev)
+        .execute(&meta.pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_keyed_chain_cannot_be_rewritten_without_its_key() {
+    let events: Vec<AuditEvent> = ["a", "b", "c"].iter().map(|a| AuditEvent::ok(a, "pull")).collect();
+    for db in backends().await {
+        // Unkeyed, the rewrite goes unnoticed: why the chain needs a key.
+        let plain = db.meta;
+        plain.audit(&events).await.unwrap();
+        let anchor = plain.audit_anchor().await.unwrap();
+        assert_eq!(anchor.seq, 3);
+        rewrite_without_key(&plain).await;
+        assert_eq!(plain.verify_audit().await.unwrap(), (3, None), "{}", db.label);
+        // The anchor still catches it: record 3's hash changed.
+        let (_, broken) = plain.verify_audit_anchor(&anchor).await.unwrap();
+        assert_eq!(broken.map(|b| b.seq), Some(3), "{}", db.label);
+    }
+    for db in backends().await {
+        let mut meta = db.meta;
+        meta.audit(&events).await.unwrap();
+        // Keying moves the intact history under the key, once.
+        let key = [7u8; 32];
+        assert_eq!(meta.key_audit_trail(&key).await.unwrap(), Ok(3), "{}", db.label);
+        meta.set_audit_key(&key);
+        meta.audit(&events[..1]).await.unwrap();
+        assert_eq!(meta.verify_audit().await.unwrap(), (4, None), "{}", db.label);
+        rewrite_without_key(&meta).await;
+        let (_, broken) = meta.verify_audit().await.unwrap();
+        let broken = broken.expect("caught");
+        assert_eq!(broken.seq, 1, "{}", db.label);
+        assert!(broken.reason.contains("under the audit key"), "{}", broken.reason);
+        // Another key sees a broken chain too.
+        meta.set_audit_key(&[8u8; 32]);
+        assert!(meta.verify_audit().await.unwrap().1.is_some());
+        // A chain already broken is not keyed (that would launder it).
+        sqlx::query("UPDATE audit_log SET actor = 'edited' WHERE seq = 3")
+            .execute(&meta.pool)
+            .await
+            .unwrap();
+        let refused = meta.key_audit_trail(&[9u8; 32]).await.unwrap();
+        assert_eq!(refused.map_err(|b| b.seq), Err(3), "{}", db.label);
+    }
+}

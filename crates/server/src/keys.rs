@@ -130,30 +130,49 @@ mod tests {
 /// The key-encryption key that seals server-side signing keys at rest:
 /// `<dir>/signing.kek` (32 random bytes, mode 0600), made on first use.
 pub fn load_or_create_kek(dir: &Path) -> std::io::Result<[u8; 32]> {
-    let path = dir.join("signing.kek");
-    match std::fs::read(&path) {
-        Ok(bytes) => bytes
-            .try_into()
-            .map_err(|_| std::io::Error::other(format!("{} is not 32 bytes", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir)?;
-            restrict(dir, 0o700)?;
-            let mut kek = [0u8; 32];
-            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut kek)
-                .map_err(|_| std::io::Error::other("no randomness"))?;
-            let tmp = dir.join(".signing.kek.tmp");
-            {
-                use std::io::Write;
-                let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-                restrict(&tmp, 0o600)?;
-                f.write_all(&kek)?;
-                f.sync_all()?;
-            }
-            std::fs::rename(&tmp, &path)?;
+    match load_secret(dir, "signing.kek")? {
+        Some(kek) => Ok(kek),
+        None => {
+            let kek = random_secret()?;
+            store_secret(dir, "signing.kek", &kek)?;
             Ok(kek)
         }
+    }
+}
+
+/// A 32-byte secret kept as `<dir>/<name>`, if it is there.
+pub fn load_secret(dir: &Path, name: &str) -> std::io::Result<Option<[u8; 32]>> {
+    let path = dir.join(name);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(bytes.try_into().map_err(|_| {
+            std::io::Error::other(format!("{} is not 32 bytes", path.display()))
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+pub fn random_secret() -> std::io::Result<[u8; 32]> {
+    let mut secret = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+        .map_err(|_| std::io::Error::other("no randomness"))?;
+    Ok(secret)
+}
+
+/// Writes a secret as `<dir>/<name>` (mode 0600, directory 0700), whole or not at all.
+pub fn store_secret(dir: &Path, name: &str, secret: &[u8; 32]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    restrict(dir, 0o700)?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        restrict(&tmp, 0o600)?;
+        f.write_all(secret)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join(name))
 }
 
 /// Seals `secret` with AES-256-GCM under `kek`: nonce then ciphertext.
