@@ -371,6 +371,7 @@ async fn main() -> anyhow::Result<()> {
                 shutdown_signal(),
             )
             .await?;
+            registry.flush_pull_audit().await;
             registry.meta.close().await;
         }
         Command::Gc {

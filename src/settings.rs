@@ -44,6 +44,8 @@ pub struct Settings {
     pub token_ttl_secs: u64,
     /// Record pulls in the audit trail.
     pub audit_pulls: bool,
+    /// Pull audit records that may wait for the writer before pulls wait for it.
+    pub pull_audit_queue: usize,
     /// Bytes one layer (or one vulnerability database input) may expand
     /// to when decompressed; past it the scan stops with an error.
     pub scan_max_layer_bytes: u64,
@@ -103,6 +105,7 @@ impl Default for Settings {
             token_service: "portcullis".into(),
             token_ttl_secs: 300,
             audit_pulls: true,
+            pull_audit_queue: 65_536,
             scan_max_layer_bytes: 16 << 30,
             scan_max_file_bytes: 64 << 20,
             scan_workers: 1,
@@ -197,6 +200,7 @@ impl Settings {
             realm: self.token_realm.clone(),
             token_ttl: Duration::from_secs(self.token_ttl_secs),
             audit_pulls: self.audit_pulls,
+            pull_audit_queue: self.pull_audit_queue.max(1),
             key_dir: self.key_dir(),
             trusted_proxies: self.trusted_proxies.parse().unwrap_or_default(),
             admission_foreign_images: self.admission_foreign_images == "allow",

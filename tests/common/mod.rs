@@ -72,6 +72,15 @@ impl TestServer {
     }
 
     pub async fn start_with(backend: &Backend, anonymous: Anonymous) -> TestServer {
+        Self::start_tuned(backend, anonymous, |_| {}).await
+    }
+
+    /// As `start_with`, with `tune` changing the options first.
+    pub async fn start_tuned(
+        backend: &Backend,
+        anonymous: Anonymous,
+        tune: impl FnOnce(&mut RegistryOptions),
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let meta = open_meta(backend, dir.path()).await;
         let admin_token = bootstrap_admin(&meta).await;
@@ -99,6 +108,8 @@ impl TestServer {
             },
             kek: None,
         };
+        let mut options = options;
+        tune(&mut options);
         let registry = Registry::new(meta, store, options).unwrap();
         let app = portcullis_server::app(registry.clone());
         tokio::spawn(portcullis_server::serve(

@@ -47,6 +47,8 @@ pub struct AccessSettings {
     pub token_ttl: Duration,
     /// Record pulls in the audit trail.
     pub audit_pulls: bool,
+    /// Pull records that may wait for the audit writer before pulls wait.
+    pub pull_audit_queue: usize,
     /// Where the token signing keys live.
     pub key_dir: PathBuf,
     /// Proxies whose `X-Forwarded-For` names the real client (for
@@ -64,6 +66,7 @@ impl AccessSettings {
             realm: None,
             token_ttl: Duration::from_secs(300),
             audit_pulls: true,
+            pull_audit_queue: 65_536,
             key_dir,
             trusted_proxies: TrustedProxies::default(),
             admission_foreign_images: false,
@@ -163,11 +166,10 @@ pub(crate) struct Access {
     /// Password hashes computed at once: each argon2id check takes 19 MiB
     /// and most of a core, so a flood waits here instead of exhausting both.
     pub hashing: tokio::sync::Semaphore,
-    pulls: tokio::sync::mpsc::Sender<AuditEvent>,
 }
 
 impl Access {
-    pub fn new(settings: AccessSettings, pulls: tokio::sync::mpsc::Sender<AuditEvent>) -> std::io::Result<Access> {
+    pub fn new(settings: AccessSettings) -> std::io::Result<Access> {
         let mtime = crate::keys::dir_mtime(&settings.key_dir);
         let keys = load_keys(&settings)?;
         Ok(Access {
@@ -178,7 +180,6 @@ impl Access {
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8),
             ),
-            pulls,
         })
     }
 
@@ -208,14 +209,6 @@ impl Access {
                 tracing::error!(error = %e, "reloading token keys failed; keeping the loaded ones");
                 self.keys.read().expect("not poisoned").0.clone()
             }
-        }
-    }
-
-    /// Queues a pull for the audit trail; dropped (and logged) only if the
-    /// writer is thousands of records behind.
-    pub fn audit_pull(&self, event: AuditEvent) {
-        if self.settings.audit_pulls && self.pulls.try_send(event).is_err() {
-            tracing::warn!("audit queue full: a pull record was dropped");
         }
     }
 
@@ -253,18 +246,6 @@ pub fn new_token(
         revoked_at: None,
     };
     (t, stored)
-}
-
-/// Writes queued pull records in batches, so pulls never wait on the
-/// audit trail's single writer.
-pub(crate) async fn pull_writer(meta: Arc<Registry>, mut rx: tokio::sync::mpsc::Receiver<AuditEvent>) {
-    let mut batch = Vec::with_capacity(256);
-    while rx.recv_many(&mut batch, 256).await > 0 {
-        if let Err(e) = meta.meta.audit(&batch).await {
-            tracing::error!(error = %e, records = batch.len(), "writing pull audit records failed");
-        }
-        batch.clear();
-    }
 }
 
 /// An account acting, possibly limited by the API token it used.

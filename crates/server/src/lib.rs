@@ -18,6 +18,7 @@ mod metrics;
 mod ops;
 mod promotion;
 mod pull;
+mod pull_audit;
 pub mod route;
 mod scanner;
 mod serve;
@@ -36,7 +37,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, on, MethodFilter};
 use axum::Router;
-use portcullis_meta::Meta;
+use portcullis_meta::{AuditEvent, Meta};
 use portcullis_store::BlobStore;
 use tracing::Instrument;
 
@@ -61,6 +62,7 @@ pub struct Registry {
     pub metrics: Metrics,
     manifests: cache::ManifestCache,
     access: Access,
+    pull_audit: Arc<pull_audit::PullAuditQueue>,
     /// Served over HTTPS: token realms say `https`.
     tls: bool,
     scanner: scanner::Scanner,
@@ -96,17 +98,22 @@ impl Registry {
     /// Tokio runtime.
     pub fn new(meta: Meta, store: BlobStore, options: RegistryOptions) -> std::io::Result<Arc<Registry>> {
         let manifests = cache::ManifestCache::new(options.manifest_cache_ttl, MANIFEST_CACHE_BYTES);
-        let (tx, rx) = tokio::sync::mpsc::channel(16_384);
         let kek = match options.kek {
             Some(k) => k,
             None => keys::load_or_create_kek(&options.access.key_dir)?,
         };
+        let metrics = Metrics::new();
+        let pull_audit = Arc::new(pull_audit::PullAuditQueue::new(
+            options.access.pull_audit_queue,
+            metrics.pull_audit_depth.clone(),
+        ));
         let registry = Arc::new(Registry {
             meta,
             store,
-            metrics: Metrics::new(),
+            metrics,
             manifests,
-            access: Access::new(options.access, tx)?,
+            pull_audit: pull_audit.clone(),
+            access: Access::new(options.access)?,
             tls: options.tls,
             scanner: scanner::Scanner::new(options.scan),
             pull_rules: pull::PullRuleCache::new(options.manifest_cache_ttl),
@@ -114,10 +121,22 @@ impl Registry {
             webhooks: options.webhooks,
             kek,
         });
-        tokio::spawn(access::pull_writer(registry.clone(), rx));
+        tokio::spawn(pull_audit::writer(Arc::downgrade(&registry), pull_audit));
         scanner::Scanner::start(&registry);
         tokio::spawn(webhooks::dispatch(Arc::downgrade(&registry)));
         Ok(registry)
+    }
+
+    /// Queues a pull for the audit trail (see `pull_audit`).
+    pub(crate) async fn audit_pull(&self, event: AuditEvent) {
+        if self.access.settings.audit_pulls {
+            self.pull_audit.push(event).await;
+        }
+    }
+
+    /// Writes every queued pull record now (at shutdown, and for tests).
+    pub async fn flush_pull_audit(&self) {
+        self.pull_audit.drain(self).await;
     }
 
     /// Forgets cached reads of `repo` (after a change made outside the
@@ -243,8 +262,8 @@ async fn dispatch(
             let resp = manifests::get(r, &caller, &n, &rf, &headers, head).await;
             if let (false, Ok(ok)) = (head, &resp) {
                 let digest = header_str(ok.headers(), "docker-content-digest").unwrap_or_default();
-                reg.access
-                    .audit_pull(actor.event("pull").repository(n.as_str()).digest(digest));
+                reg.audit_pull(actor.event("pull").repository(n.as_str()).digest(digest))
+                    .await;
             }
             resp
         }

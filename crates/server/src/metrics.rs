@@ -34,6 +34,7 @@ pub struct Metrics {
     webhook_deliveries: Family<ResultLabel, Counter>,
     webhook_backlog: Gauge<i64, std::sync::atomic::AtomicI64>,
     webhook_oldest: Gauge<i64, std::sync::atomic::AtomicI64>,
+    pub(crate) pull_audit_depth: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -100,7 +101,14 @@ impl Metrics {
             "Age of the oldest webhook delivery not yet finished",
             webhook_oldest.clone(),
         );
+        let pull_audit_depth = Gauge::default();
+        registry.register(
+            "pull_audit_queue_depth",
+            "Pull audit records queued and not yet committed",
+            pull_audit_depth.clone(),
+        );
         Metrics {
+            pull_audit_depth,
             webhook_deliveries,
             webhook_backlog,
             webhook_oldest,
