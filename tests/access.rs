@@ -1119,3 +1119,39 @@ async fn oauth2_password_and_refresh_grants_and_login_throttling() {
     // No secret reaches the trail.
     assert!(failed.iter().all(|r| !format!("{r:?}").contains(PW)));
 }
+
+/// A registry token verified once is remembered, but only until it
+/// expires: the next pull with it is challenged again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remembered_registry_token_still_expires() {
+    let backend = common::backends().remove(0);
+    let s = TestServer::start_tuned(&backend, portcullis_server::access::Anonymous::None, |o| {
+        o.access.token_ttl = std::time::Duration::from_secs(1)
+    })
+    .await;
+    let (digest, _) = s.push_image("acme/app", "1", b"{\"t\":1}", &[b"layer"]).await;
+    let r = s
+        .anon
+        .get(s.url("/auth/token?service=portcullis&scope=repository:acme/app:pull"))
+        .basic_auth("admin", Some(common::ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    let token = r.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pull = || {
+        s.anon
+            .get(s.url(&format!("/v2/acme/app/manifests/{digest}")))
+            .bearer_auth(&token)
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(pull().await.unwrap().status(), 200);
+    }
+    // Past its expiry and the 5 s of clock skew verification allows.
+    tokio::time::sleep(std::time::Duration::from_millis(7100)).await;
+    let r = pull().await.unwrap();
+    assert_eq!(r.status(), 401, "an expired token is not served from the cache");
+}

@@ -6,7 +6,9 @@
 //! grants (`access`), decided at issue time by this same module; everything
 //! else is decided live from the grants in the database.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -155,13 +157,26 @@ impl TrustedProxies {
     }
 }
 
+/// Verified registry tokens remembered at most (a flood of distinct
+/// tokens costs a clear, not memory).
+const MAX_VERIFIED_TOKENS: usize = 50_000;
+
 /// Runtime state of access control.
 pub(crate) struct Access {
     pub settings: AccessSettings,
     keys: RwLock<(Arc<TokenKeys>, Option<SystemTime>)>,
-    /// When the key directory was last looked at: at most once a second,
-    /// not on every request that verifies a token.
-    keys_checked: Mutex<Instant>,
+    /// When the key directory was last looked at (ms after `started`): at
+    /// most once a second, not on every request that verifies a token.
+    keys_checked: AtomicU64,
+    started: Instant,
+    /// Registry tokens already verified, by their text: the same bytes
+    /// verify the same way until they expire, so a client pulling with one
+    /// token pays for the signature check once. Cleared when keys change.
+    verified_tokens: RwLock<HashMap<Box<str>, RegistryClaims>>,
+    /// Whether a repository is public, for anonymous callers: read at most
+    /// once per TTL, forgotten when its settings change here.
+    public_repos: Mutex<HashMap<String, (Instant, bool)>>,
+    public_ttl: Duration,
     pub throttle: Mutex<LoginThrottle>,
     /// Password hashes computed at once: each argon2id check takes 19 MiB
     /// and most of a core, so a flood waits here instead of exhausting both.
@@ -169,12 +184,16 @@ pub(crate) struct Access {
 }
 
 impl Access {
-    pub fn new(settings: AccessSettings) -> std::io::Result<Access> {
+    pub fn new(settings: AccessSettings, public_ttl: Duration) -> std::io::Result<Access> {
         let mtime = crate::keys::dir_mtime(&settings.key_dir);
         let keys = load_keys(&settings)?;
         Ok(Access {
             keys: RwLock::new((Arc::new(keys), mtime)),
-            keys_checked: Mutex::new(Instant::now()),
+            keys_checked: AtomicU64::new(0),
+            started: Instant::now(),
+            verified_tokens: RwLock::new(HashMap::new()),
+            public_repos: Mutex::new(HashMap::new()),
+            public_ttl,
             settings,
             throttle: Mutex::new(LoginThrottle::new(5, Duration::from_secs(60))),
             hashing: tokio::sync::Semaphore::new(
@@ -185,12 +204,15 @@ impl Access {
 
     /// The signing keys, re-read when `portcullis key rotate` changed them.
     pub fn keys(&self) -> Arc<TokenKeys> {
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        let checked = self.keys_checked.load(Ordering::Relaxed);
+        if now_ms < checked + 1000
+            || self
+                .keys_checked
+                .compare_exchange(checked, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
         {
-            let mut checked = self.keys_checked.lock().expect("not poisoned");
-            if checked.elapsed() < Duration::from_secs(1) {
-                return self.keys.read().expect("not poisoned").0.clone();
-            }
-            *checked = Instant::now();
+            return self.keys.read().expect("not poisoned").0.clone();
         }
         let now = crate::keys::dir_mtime(&self.settings.key_dir);
         {
@@ -203,6 +225,7 @@ impl Access {
             Ok(keys) => {
                 let keys = Arc::new(keys);
                 *self.keys.write().expect("not poisoned") = (keys.clone(), now);
+                self.verified_tokens.write().expect("not poisoned").clear();
                 keys
             }
             Err(e) => {
@@ -210,6 +233,51 @@ impl Access {
                 self.keys.read().expect("not poisoned").0.clone()
             }
         }
+    }
+
+    /// The claims of a registry token, verified once and then remembered
+    /// until it expires.
+    fn verify_token(&self, token: &str) -> Result<RegistryClaims, portcullis_auth::AuthError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if let Some(c) = self.verified_tokens.read().expect("not poisoned").get(token) {
+            if c.nbf <= now + 60 && now < c.exp {
+                return Ok(c.clone());
+            }
+        }
+        let claims = self.keys().verify(token, &self.settings.service)?;
+        let mut cache = self.verified_tokens.write().expect("not poisoned");
+        if cache.len() >= MAX_VERIFIED_TOKENS {
+            cache.retain(|_, c| now < c.exp);
+            if cache.len() >= MAX_VERIFIED_TOKENS {
+                cache.clear();
+            }
+        }
+        cache.insert(token.into(), claims.clone());
+        Ok(claims)
+    }
+
+    /// Whether `repo` is public, from the cache when fresh.
+    fn cached_public(&self, repo: &str) -> Option<bool> {
+        let cache = self.public_repos.lock().expect("not poisoned");
+        cache
+            .get(repo)
+            .filter(|(at, _)| at.elapsed() < self.public_ttl)
+            .map(|(_, public)| *public)
+    }
+
+    fn remember_public(&self, repo: &str, public: bool) {
+        let mut cache = self.public_repos.lock().expect("not poisoned");
+        if cache.len() >= 100_000 {
+            cache.clear();
+        }
+        cache.insert(repo.to_string(), (Instant::now(), public));
+    }
+
+    /// Forgets what is cached about `repo` (its settings changed here).
+    pub(crate) fn forget_repository(&self, repo: &str) {
+        self.public_repos.lock().expect("not poisoned").remove(repo);
     }
 
     pub fn throttle(&self) -> std::sync::MutexGuard<'_, LoginThrottle> {
@@ -397,8 +465,7 @@ impl Registry {
         }
         let claims = self
             .access
-            .keys()
-            .verify(bearer, &self.access.settings.service)
+            .verify_token(bearer)
             .map_err(|e| RegistryError::Unauthorized(e.to_string()))?;
         Ok(Caller::Bearer(claims))
     }
@@ -490,11 +557,18 @@ impl Registry {
     }
 
     async fn anonymous_actions(&self, repo: &str) -> Result<Actions, RegistryError> {
-        let public = self
-            .meta
-            .repository(repo)
-            .await?
-            .is_some_and(|r| r.visibility == "public");
+        let public = match self.access.cached_public(repo) {
+            Some(public) => public,
+            None => {
+                let public = self
+                    .meta
+                    .repository(repo)
+                    .await?
+                    .is_some_and(|r| r.visibility == "public");
+                self.access.remember_public(repo, public);
+                public
+            }
+        };
         let base = if public { Actions::PULL } else { Actions::NONE };
         Ok(base.union(self.access.settings.anonymous.actions()))
     }

@@ -113,7 +113,7 @@ impl Registry {
             metrics,
             manifests,
             pull_audit: pull_audit.clone(),
-            access: Access::new(options.access)?,
+            access: Access::new(options.access, options.manifest_cache_ttl)?,
             tls: options.tls,
             scanner: scanner::Scanner::new(options.scan),
             pull_rules: pull::PullRuleCache::new(options.manifest_cache_ttl),
@@ -143,6 +143,7 @@ impl Registry {
     /// registry API, such as a repository deletion).
     pub(crate) fn invalidate(&self, repo: &str) {
         self.manifests.invalidate(repo);
+        self.access.forget_repository(repo);
     }
 }
 
