@@ -1130,17 +1130,7 @@ async fn a_remembered_registry_token_still_expires() {
     })
     .await;
     let (digest, _) = s.push_image("acme/app", "1", b"{\"t\":1}", &[b"layer"]).await;
-    let r = s
-        .anon
-        .get(s.url("/auth/token?service=portcullis&scope=repository:acme/app:pull"))
-        .basic_auth("admin", Some(common::ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap();
-    let token = r.json::<serde_json::Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = s.admin_registry_token("repository:acme/app:pull").await;
     let pull = || {
         s.anon
             .get(s.url(&format!("/v2/acme/app/manifests/{digest}")))

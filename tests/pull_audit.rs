@@ -30,17 +30,7 @@ async fn every_pull_served_is_recorded_once_under_backpressure() {
         let s = TestServer::start_tuned(&backend, Anonymous::None, |o| o.access.pull_audit_queue = 16).await;
         let label = s.label();
         let (digest, _) = s.push_image("acme/app", "1", b"{\"a\":1}", &[b"layer"]).await;
-        let r = s
-            .anon
-            .get(s.url("/auth/token?service=portcullis&scope=repository:acme/app:pull"))
-            .basic_auth("admin", Some(common::ADMIN_PASSWORD))
-            .send()
-            .await
-            .unwrap();
-        let token = r.json::<serde_json::Value>().await.unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let token = s.admin_registry_token("repository:acme/app:pull").await;
         let client = reqwest::Client::new();
         let url = s.url(&format!("/v2/acme/app/manifests/{digest}"));
         let served = futures_util::stream::iter(0..PULLS)

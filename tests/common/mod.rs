@@ -144,6 +144,21 @@ impl TestServer {
         }
     }
 
+    /// A registry token (JWT) for `scope`, from the token endpoint with the
+    /// administrator's password.
+    pub async fn admin_registry_token(&self, scope: &str) -> String {
+        let r = self
+            .anon
+            .get(self.url("/auth/token"))
+            .query(&[("service", "portcullis"), ("scope", scope)])
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        let v: serde_json::Value = r.json().await.unwrap();
+        v["token"].as_str().unwrap().to_string()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
