@@ -394,8 +394,16 @@ async fn main() -> anyhow::Result<()> {
             match format {
                 Format::Json => println!("{}", serde_json::to_string(&report)?),
                 Format::Text => println!(
-                    "removed {} untagged manifests, {} blob links, {} blobs, {} orphan files, {} stale uploads",
-                    report.manifests, report.links, report.blobs, report.orphan_files, report.uploads
+                    "removed {} untagged manifests, {} blob links, {} blobs, {} orphan files, {} stale uploads, \
+                     {} scans, {} SBOMs, {} layer facts",
+                    report.manifests,
+                    report.links,
+                    report.blobs,
+                    report.orphan_files,
+                    report.uploads,
+                    report.scans,
+                    report.sboms,
+                    report.layer_facts
                 ),
             }
         }

@@ -376,3 +376,71 @@ async fn a_512_mib_blob_streams_through_bounded_memory() {
 }
 
 use futures_util::StreamExt;
+
+/// GC removes what only a deleted image needed (its scan with findings,
+/// its SBOM, its layer's cached facts) and audits the manifests it removes,
+/// by the `system` actor like an API delete; a kept image keeps all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_prunes_scan_data_of_deleted_images_and_audits_removals() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let layer =
+            |text: &str| common::tar_of(&[("etc/os-release", format!("ID=alpine\nVERSION_ID={text}\n").as_bytes())]);
+        let (old, _) = s.push_image("acme/app", "old", b"{\"o\":1}", &[&layer("3.17.0")]).await;
+        let (kept, _) = s
+            .push_image("acme/app", "kept", b"{\"k\":1}", &[&layer("3.18.0")])
+            .await;
+        let meta = &s.registry.meta;
+        for _ in 0..300 {
+            let old_done = meta
+                .scan(old.as_str())
+                .await
+                .unwrap()
+                .is_some_and(|r| r.status == "done");
+            let kept_done = meta
+                .scan(kept.as_str())
+                .await
+                .unwrap()
+                .is_some_and(|r| r.status == "done");
+            if old_done && kept_done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(meta.layer_facts_count().await.unwrap(), 2, "{label}");
+        assert!(meta.scan_sbom(old.as_str()).await.unwrap().is_some(), "{label}");
+        let r = s.http.delete(s.url("/v2/acme/app/manifests/old")).send().await.unwrap();
+        assert_eq!(r.status(), 202, "{label}");
+
+        let zero = common::gc_without_grace();
+        let report = portcullis_server::gc::collect_garbage(&s.registry, &zero)
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.manifests, report.scans, report.sboms, report.layer_facts),
+            (1, 1, 1, 1),
+            "{label}: {report:?}"
+        );
+        assert!(meta.scan(old.as_str()).await.unwrap().is_none());
+        assert!(meta.scan_sbom(old.as_str()).await.unwrap().is_none());
+        assert!(
+            meta.scan(kept.as_str()).await.unwrap().is_some(),
+            "{label}: the kept image keeps its scan"
+        );
+        assert!(meta.scan_sbom(kept.as_str()).await.unwrap().is_some());
+        assert_eq!(meta.layer_facts_count().await.unwrap(), 1);
+        let q = portcullis_meta::AuditQuery {
+            action: Some("manifest.delete".into()),
+            limit: 10,
+            ..Default::default()
+        };
+        let removed = meta.audit_records(&q).await.unwrap();
+        assert_eq!(removed.len(), 1, "{label}");
+        assert_eq!(
+            (removed[0].event.actor.as_str(), removed[0].event.digest.as_deref()),
+            ("system", Some(old.as_str()))
+        );
+        assert_eq!(meta.verify_audit().await.unwrap().1, None);
+    }
+}

@@ -480,11 +480,7 @@ async fn orphan_sweep_removes_only_old_files_without_rows() {
     let old = write(b"crash leftover", Duration::from_secs(7200));
     let fresh = write(b"publishing now", Duration::from_secs(1));
     let kept = s.push_blob("r", b"a real blob").await;
-    let zero = portcullis_server::GcSettings {
-        manifest_grace: Duration::ZERO,
-        blob_grace: Duration::ZERO,
-        upload_expiry: Duration::from_secs(3600),
-    };
+    let zero = common::gc_without_grace();
     let report = portcullis_server::gc::collect_garbage(&s.registry, &zero)
         .await
         .unwrap();

@@ -445,3 +445,12 @@ pub fn vm_hwm_kib(pid: u32) -> u64 {
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+/// Garbage collection with no grace for manifests and blobs (uploads keep an hour).
+pub fn gc_without_grace() -> portcullis_server::GcSettings {
+    portcullis_server::GcSettings {
+        manifest_grace: std::time::Duration::ZERO,
+        blob_grace: std::time::Duration::ZERO,
+        upload_expiry: std::time::Duration::from_secs(3600),
+    }
+}

@@ -9,7 +9,7 @@ use std::future::Future;
 
 use sqlx::Row;
 
-use crate::{is_fk_violation, Meta, MetaError, Result};
+use crate::{is_fk_violation, AuditEvent, Meta, MetaError, Result};
 
 /// An untagged manifest that no index lists and whose subject (if any) is
 /// gone. Referrers (signatures, SBOMs) live as long as what they refer to.
@@ -34,9 +34,71 @@ impl Meta {
         pairs(sqlx::query(&sql).bind(cutoff).bind(limit).fetch_all(&self.pool).await?)
     }
 
+    /// Deletes an untagged manifest if it still is one, with its audit
+    /// record (by `system`, like an API delete's) in the same transaction.
     pub async fn collect_manifest(&self, repo: &str, digest: &str, cutoff: i64) -> Result<bool> {
-        self.delete_if("manifests", "m", UNTAGGED_MANIFEST, repo, digest, cutoff)
-            .await
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "DELETE FROM manifests WHERE repo = $2 AND digest = $3 AND EXISTS \
+             (SELECT 1 FROM manifests m WHERE m.repo = $2 AND m.digest = $3 AND {UNTAGGED_MANIFEST})"
+        );
+        let gone = deleted(
+            sqlx::query(&sql)
+                .bind(cutoff)
+                .bind(repo)
+                .bind(digest)
+                .execute(&mut *tx)
+                .await,
+        )?;
+        if !gone {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let event = AuditEvent::ok("system", "manifest.delete")
+            .repository(repo)
+            .digest(digest)
+            .detail("garbage collection: untagged past its grace");
+        crate::audit::append(&mut tx, &event, &self.chain).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Removes what only deleted manifests and blobs needed: scan results,
+    /// findings and SBOMs of images no repository holds, and layer facts of
+    /// layers no manifest lists, when older than `cutoff`. Returns (scans,
+    /// SBOMs, layer facts) removed; at most `limit` of each per call.
+    pub async fn prune_scan_data(&self, cutoff: i64, limit: i64) -> Result<(u64, u64, u64)> {
+        let scans = sqlx::query(
+            "DELETE FROM scans WHERE digest IN (SELECT s.digest FROM scans s WHERE s.requested_at < $1
+               AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = s.digest) LIMIT $2)
+             AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = scans.digest)",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let sboms = sqlx::query(
+            "DELETE FROM scan_sboms WHERE digest IN (SELECT b.digest FROM scan_sboms b
+               WHERE NOT EXISTS (SELECT 1 FROM scans s WHERE s.digest = b.digest)
+                 AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest) LIMIT $1)
+             AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = scan_sboms.digest)",
+        )
+        .bind(limit)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let facts = sqlx::query(
+            "DELETE FROM layer_facts WHERE digest IN (SELECT f.digest FROM layer_facts f WHERE f.read_at < $1
+               AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.digest = f.digest) LIMIT $2)
+             AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.digest = layer_facts.digest)",
+        )
+        .bind(cutoff)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok((scans, sboms, facts))
     }
 
     pub async fn unreferenced_links(&self, cutoff: i64, limit: i64) -> Result<Vec<(String, String)>> {

@@ -348,4 +348,10 @@ CREATE TABLE signing_keys (
     created_at BIGINT NOT NULL
 )
 "#,
+    // 11: garbage collection prunes scan results and layer facts by
+    // digest alone (no repository), so it needs these lookups indexed.
+    r#"
+CREATE INDEX manifests_by_digest ON manifests (digest);
+CREATE INDEX manifest_blobs_by_digest ON manifest_blobs (digest)
+"#,
 ];

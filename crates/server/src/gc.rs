@@ -40,11 +40,23 @@ pub struct GcReport {
     pub blobs: u64,
     pub orphan_files: u64,
     pub uploads: u64,
+    /// Scan results (with their findings) of images no repository holds.
+    pub scans: u64,
+    pub sboms: u64,
+    /// Cached facts of layers no manifest lists.
+    pub layer_facts: u64,
 }
 
 impl GcReport {
     pub fn total(&self) -> u64 {
-        self.manifests + self.links + self.blobs + self.orphan_files + self.uploads
+        self.manifests
+            + self.links
+            + self.blobs
+            + self.orphan_files
+            + self.uploads
+            + self.scans
+            + self.sboms
+            + self.layer_facts
     }
 }
 
@@ -111,6 +123,19 @@ pub async fn collect_garbage(reg: &crate::Registry, s: &GcSettings) -> Result<Gc
         }
     }
 
+    // What only the removed manifests and blobs needed.
+    loop {
+        let (scans, sboms, facts) = meta
+            .prune_scan_data(cutoff(s.manifest_grace.min(s.blob_grace)), BATCH)
+            .await?;
+        report.scans += scans;
+        report.sboms += sboms;
+        report.layer_facts += facts;
+        if scans.max(sboms).max(facts) < BATCH as u64 {
+            break;
+        }
+    }
+
     // Files no row names: a crash between a rename and its commit, or a
     // collection that crashed after its commit. Only old ones: a fresh file
     // may belong to a transaction not yet committed.
@@ -153,6 +178,8 @@ pub async fn collect_garbage_logged(reg: &crate::Registry, s: &GcSettings) {
                 blobs = r.blobs,
                 orphans = r.orphan_files,
                 uploads = r.uploads,
+                scans = r.scans,
+                layer_facts = r.layer_facts,
                 "garbage collection done"
             );
         }
