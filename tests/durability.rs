@@ -271,8 +271,12 @@ async fn gc_during_pushes_and_deletes_keeps_every_referenced_blob() {
             assert!(runs > 1, "GC ran {runs} times");
             if grace > Duration::ZERO {
                 assert_eq!(refused, 0, "{}: within the grace period no push may fail", s.label());
+                assert!(!kept.is_empty());
             }
-            assert!(!kept.is_empty());
+            // With no grace a collection that runs without pause may take
+            // every layer before its manifest arrives (batched collection is
+            // fast enough to do so on PostgreSQL): then every push must have
+            // been refused cleanly, which the loop above asserted.
             for a in &kept {
                 verify_image(&s.http, &s.base, "gc/app", a)
                     .await

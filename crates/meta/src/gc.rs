@@ -9,7 +9,7 @@ use std::future::Future;
 
 use sqlx::Row;
 
-use crate::{is_fk_violation, AuditEvent, Meta, MetaError, Result};
+use crate::{is_fk_violation, is_lost_race, AuditEvent, Meta, MetaError, Result};
 
 /// An untagged manifest that no index lists and whose subject (if any) is
 /// gone. Referrers (signatures, SBOMs) live as long as what they refer to.
@@ -109,6 +109,72 @@ impl Meta {
     pub async fn collect_link(&self, repo: &str, digest: &str, cutoff: i64) -> Result<bool> {
         self.delete_if("repo_blobs", "l", UNREFERENCED_LINK, repo, digest, cutoff)
             .await
+    }
+
+    /// Deletes up to `limit` unreferenced links in one statement (which
+    /// re-checks the condition as it deletes); one at a time when a push
+    /// racing the batch makes it fail (a foreign key, or a deadlock on
+    /// PostgreSQL). Returns how many went.
+    pub async fn collect_links(&self, cutoff: i64, limit: i64) -> Result<u64> {
+        let sql = format!(
+            "DELETE FROM repo_blobs WHERE (repo, digest) IN \
+             (SELECT l.repo, l.digest FROM repo_blobs l WHERE {UNREFERENCED_LINK} ORDER BY l.repo, l.digest LIMIT $2{})",
+            self.skip_locked()
+        );
+        match sqlx::query(&sql).bind(cutoff).bind(limit).execute(&self.pool).await {
+            Ok(r) => Ok(r.rows_affected()),
+            Err(e) if is_lost_race(&e) => {
+                let mut removed = 0;
+                for (repo, digest) in self.unreferenced_links(cutoff, limit).await? {
+                    removed += u64::from(self.collect_link(&repo, &digest, cutoff).await?);
+                }
+                Ok(removed)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes up to `limit` unlinked blob rows in one transaction and,
+    /// while it holds their row locks, their bytes (`remove` per digest);
+    /// one at a time when a push racing the batch makes it fail.
+    pub async fn collect_blobs<F, Fut>(&self, cutoff: i64, limit: i64, remove: F) -> Result<u64>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = std::io::Result<()>>,
+    {
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "DELETE FROM blobs WHERE digest IN (SELECT b.digest FROM blobs b WHERE {UNLINKED_BLOB} ORDER BY b.digest LIMIT $2{}) \
+             RETURNING digest",
+            self.skip_locked()
+        );
+        let rows = match sqlx::query(&sql).bind(cutoff).bind(limit).fetch_all(&mut *tx).await {
+            Ok(rows) => rows,
+            Err(e) if is_lost_race(&e) => {
+                tx.rollback().await?;
+                let mut removed = 0;
+                for digest in self.unlinked_blobs(cutoff, limit).await? {
+                    let gone = self.collect_blob(&digest, cutoff, || remove(digest.clone())).await?;
+                    removed += u64::from(gone);
+                }
+                return Ok(removed);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for r in &rows {
+            remove(r.try_get(0)?).await.map_err(MetaError::Publish)?;
+        }
+        tx.commit().await?;
+        Ok(rows.len() as u64)
+    }
+
+    /// On PostgreSQL a batch passes over rows a push holds (it never waits
+    /// for one, so it cannot deadlock with it); SQLite has one writer anyway.
+    fn skip_locked(&self) -> &'static str {
+        match self.backend {
+            crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            crate::Backend::Sqlite => "",
+        }
     }
 
     /// Deletes the row of `table` keyed by (repo, digest) if `condition`

@@ -674,5 +674,12 @@ fn is_fk_violation(e: &sqlx::Error) -> bool {
     }
 }
 
+/// A batch that lost to concurrent writers: a foreign key a push just
+/// made use of, or PostgreSQL's deadlock detector choosing it.
+fn is_lost_race(e: &sqlx::Error) -> bool {
+    is_fk_violation(e)
+        || matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c == "40P01" || c == "40001"))
+}
+
 #[cfg(test)]
 mod tests;

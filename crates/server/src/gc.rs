@@ -95,30 +95,24 @@ pub async fn collect_garbage(reg: &crate::Registry, s: &GcSettings) -> Result<Gc
 
     let c = cutoff(s.blob_grace);
     loop {
-        let batch = meta.unreferenced_links(c, BATCH).await?;
-        let mut removed = 0;
-        for (repo, digest) in &batch {
-            if meta.collect_link(repo, digest, c).await? {
-                removed += 1;
-            }
-        }
+        let removed = meta.collect_links(c, BATCH).await?;
         report.links += removed;
-        if removed == 0 || (batch.len() as i64) < BATCH {
+        if removed < BATCH as u64 {
             break;
         }
     }
 
     loop {
-        let batch = meta.unlinked_blobs(c, BATCH).await?;
-        let mut removed = 0;
-        for digest in &batch {
-            let Ok(d) = digest.parse() else { continue };
-            if meta.collect_blob(digest, c, || store.remove_blob(&d)).await? {
-                removed += 1;
-            }
-        }
+        let removed = meta
+            .collect_blobs(c, BATCH, |digest| async move {
+                match digest.parse() {
+                    Ok(d) => store.remove_blob(&d).await,
+                    Err(_) => Ok(()),
+                }
+            })
+            .await?;
         report.blobs += removed;
-        if removed == 0 || (batch.len() as i64) < BATCH {
+        if removed < BATCH as u64 {
             break;
         }
     }
