@@ -258,13 +258,17 @@ impl Access {
         Ok(claims)
     }
 
-    /// Whether `repo` is public, from the cache when fresh.
+    /// Whether `repo` is public, from the cache when fresh. An expired
+    /// entry is renewed for the caller that saw it expire (who reads the
+    /// database); the others keep the old answer meanwhile.
     fn cached_public(&self, repo: &str) -> Option<bool> {
-        let cache = self.public_repos.lock().expect("not poisoned");
-        cache
-            .get(repo)
-            .filter(|(at, _)| at.elapsed() < self.public_ttl)
-            .map(|(_, public)| *public)
+        let mut cache = self.public_repos.lock().expect("not poisoned");
+        let (at, public) = cache.get_mut(repo)?;
+        if at.elapsed() < self.public_ttl {
+            return Some(*public);
+        }
+        *at = Instant::now();
+        None
     }
 
     fn remember_public(&self, repo: &str, public: bool) {

@@ -48,13 +48,37 @@ impl ManifestCache {
         }
     }
 
+    /// A fresh entry. When the entry has just expired, the first caller to
+    /// see that gets `None` and reads the database; callers meanwhile keep
+    /// getting the old entry, so an expiry under load is one database read,
+    /// not one per request in flight (the herd that made pull p99 spike).
     pub fn get(&self, repo: &str, reference: &str) -> Option<CachedManifest> {
         if self.ttl.is_zero() {
             return None;
         }
-        let inner = self.inner.read().unwrap();
-        let e = inner.repos.get(repo)?.get(reference)?;
-        (e.at.elapsed() < self.ttl).then(|| e.manifest.clone())
+        {
+            let inner = self.inner.read().unwrap();
+            let e = inner.repos.get(repo)?.get(reference)?;
+            if e.at.elapsed() < self.ttl {
+                return Some(e.manifest.clone());
+            }
+        }
+        let mut inner = self.inner.write().unwrap();
+        let e = inner.repos.get_mut(repo)?.get_mut(reference)?;
+        if e.at.elapsed() < self.ttl {
+            return Some(e.manifest.clone());
+        }
+        // Claimed: the next `put` (or `forget`) settles it.
+        e.at = Instant::now();
+        None
+    }
+
+    /// Drops one entry (the database no longer has it).
+    pub fn forget(&self, repo: &str, reference: &str) {
+        let mut inner = self.inner.write().unwrap();
+        if let Some(e) = inner.repos.get_mut(repo).and_then(|r| r.remove(reference)) {
+            inner.bytes -= e.manifest.content.len();
+        }
     }
 
     /// The generation to hand back to [`ManifestCache::put`] after reading the database.
@@ -125,7 +149,16 @@ mod tests {
         let g = c.generation();
         c.put(g, "r", "v1", m("abc"));
         std::thread::sleep(Duration::from_millis(60));
-        assert!(c.get("r", "v1").is_none(), "expired");
+        assert!(c.get("r", "v1").is_none(), "expired: this caller reads the database");
+        assert_eq!(
+            c.get("r", "v1").unwrap().content,
+            "abc",
+            "others keep the old entry while it does"
+        );
+        c.put(c.generation(), "r", "v1", m("new"));
+        assert_eq!(c.get("r", "v1").unwrap().content, "new");
+        c.forget("r", "v1");
+        assert!(c.get("r", "v1").is_none(), "gone from the database: gone here");
         for i in 0..100 {
             c.put(g, "r", &format!("t{i}"), m(&"x".repeat(90)));
         }

@@ -49,6 +49,7 @@ async fn lookup(
     }
     let generation = reg.manifests.generation();
     let Some(m) = reg.meta.get_manifest(name.as_str(), reference).await? else {
+        reg.manifests.forget(name.as_str(), &key);
         return Ok(None);
     };
     let m = CachedManifest {

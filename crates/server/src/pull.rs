@@ -54,10 +54,13 @@ impl Registry {
     /// The rule in force for `repo`: its own and its namespace's together.
     async fn pull_rule(&self, repo: &str) -> Result<Option<PullRule>, RegistryError> {
         let cache = &self.pull_rules;
-        if let Some((at, rule)) = cache.rules.lock().expect("not poisoned").get(repo) {
+        if let Some((at, rule)) = cache.rules.lock().expect("not poisoned").get_mut(repo) {
             if at.elapsed() < cache.ttl {
                 return Ok(rule.clone());
             }
+            // Expired: this caller reads the database; the others keep the
+            // old rule until it has (one read per expiry, not a herd).
+            *at = Instant::now();
         }
         let (own, namespace) = self.meta.pull_rules(repo).await?;
         let rule = match (parse(&own), parse(&namespace)) {
