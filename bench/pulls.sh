@@ -149,7 +149,7 @@ manifest pc-public $A "/v2/bench/small/manifests/$D_MANIFEST"
 served=$(curl -sf "http://$A/metrics" | awk '/^portcullis_http_requests_total\{/ && /route="manifest_get"/ && /status="200"/ {s+=$2} END {print s+0}')
 kill -TERM "$pc"; wait "$pc" 2>/dev/null || true
 verify=$(target/release/portcullis audit verify --data "$W/pc-data" || true)
-recorded=$(target/release/portcullis audit export --data "$W/pc-data" | python3 -c 'import json,sys; print(sum(1 for l in sys.stdin if json.loads(l)["action"] == "pull"))')
+recorded=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT COUNT(*) FROM audit_log WHERE action = ?", ("pull",)).fetchone()[0])' "$W/pc-data/portcullis.db")
 
 ratio() { python3 -c "a,b=float('${1:-0}'),float('${2:-0}'); print(f'{a/b:.2f}' if b else '-')"; }
 printf '\n%-34s %10s %10s %10s %10s\n' "manifest GET by digest, wrk -c64" "nginx" "dist" "pc-token" "pc-public"

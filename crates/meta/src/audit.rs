@@ -264,23 +264,42 @@ impl Meta {
         Ok(())
     }
 
+    /// Records matching `q`, in order. Only the filters given enter the
+    /// query, so each page is an index range (by `seq`, or by actor,
+    /// repository or action and `seq`), not a scan of the whole trail.
     pub async fn audit_records(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        let mut conditions = vec!["seq > $1".to_string()];
+        let mut texts = Vec::new();
+        for (column, value) in [
+            ("actor", &q.actor),
+            ("repository", &q.repository),
+            ("action", &q.action),
+        ] {
+            if let Some(v) = value {
+                texts.push(v.as_str());
+                conditions.push(format!("{column} = ${}", texts.len() + 1));
+            }
+        }
+        let mut times = Vec::new();
+        for (op, value) in [(">=", q.since_ms), ("<=", q.until_ms)] {
+            if let Some(v) = value {
+                times.push(v);
+                conditions.push(format!("at {op} ${}", 1 + texts.len() + times.len()));
+            }
+        }
         let sql = format!(
-            "SELECT {COLUMNS} FROM audit_log
-             WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR repository = $2) AND ($3 IS NULL OR action = $3)
-               AND at >= $4 AND at <= $5 AND seq > $6
-             ORDER BY seq LIMIT $7"
+            "SELECT {COLUMNS} FROM audit_log WHERE {} ORDER BY seq LIMIT ${}",
+            conditions.join(" AND "),
+            2 + texts.len() + times.len()
         );
-        let rows = sqlx::query(&sql)
-            .bind(q.actor.as_deref())
-            .bind(q.repository.as_deref())
-            .bind(q.action.as_deref())
-            .bind(q.since_ms.unwrap_or(i64::MIN))
-            .bind(q.until_ms.unwrap_or(i64::MAX))
-            .bind(q.after_seq.unwrap_or(0))
-            .bind(q.limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let mut query = sqlx::query(&sql).bind(q.after_seq.unwrap_or(0));
+        for t in texts {
+            query = query.bind(t);
+        }
+        for t in times {
+            query = query.bind(t);
+        }
+        let rows = query.bind(q.limit).fetch_all(&self.pool).await?;
         rows.iter().map(record).collect()
     }
 
