@@ -95,19 +95,20 @@ impl ChainHasher {
     /// The hash of a record: over a JSON array of its fields in a fixed
     /// order, so no field boundary is ambiguous.
     pub(crate) fn hash(&self, prev_hash: &str, seq: i64, at: i64, e: &AuditEvent) -> String {
-        let fields = serde_json::json!([
+        // A tuple serialises as the same JSON array without building a tree.
+        let fields = (
             prev_hash,
             seq,
             at,
-            e.actor,
-            e.token_id,
-            e.action,
-            e.repository,
-            e.digest,
-            e.address,
-            e.result,
-            e.detail
-        ]);
+            &e.actor,
+            &e.token_id,
+            &e.action,
+            &e.repository,
+            &e.digest,
+            &e.address,
+            &e.result,
+            &e.detail,
+        );
         let bytes = serde_json::to_vec(&fields).expect("plain JSON values serialise");
         match self {
             ChainHasher::Plain => portcullis_oci::Digest::sha256_of(&bytes).hex().to_string(),

@@ -1129,3 +1129,43 @@ async fn a_keyed_chain_cannot_be_rewritten_without_its_key() {
         assert_eq!(refused.map_err(|b| b.seq), Err(3), "{}", db.label);
     }
 }
+
+/// Record hashes cover the same bytes as when they were a `json!` array,
+/// so chains written before keep verifying.
+#[test]
+fn record_hash_input_is_the_json_array_it_always_was() {
+    let e = AuditEvent::ok("alice", "pull").repository("acme/app").detail("x\"y");
+    let tuple = serde_json::to_vec(&(
+        "prev",
+        7i64,
+        9i64,
+        &e.actor,
+        &e.token_id,
+        &e.action,
+        &e.repository,
+        &e.digest,
+        &e.address,
+        &e.result,
+        &e.detail,
+    ))
+    .unwrap();
+    let array = serde_json::to_vec(&serde_json::json!([
+        "prev",
+        7,
+        9,
+        e.actor,
+        e.token_id,
+        e.action,
+        e.repository,
+        e.digest,
+        e.address,
+        e.result,
+        e.detail
+    ]))
+    .unwrap();
+    assert_eq!(tuple, array);
+    assert_eq!(
+        audit::ChainHasher::Plain.hash("prev", 7, 9, &e),
+        portcullis_oci::Digest::sha256_of(&array).hex()
+    );
+}

@@ -280,6 +280,19 @@ impl Meta {
     /// lease ran out (its dispatcher died) is taken over.
     pub async fn claim_deliveries(&self, lease_ms: i64, limit: i64) -> Result<Vec<DueDelivery>> {
         let now = now_ms();
+        // Most polls find nothing due: a read answers that without taking
+        // the database's write lock (on SQLite, the one every push and
+        // pull-audit batch needs).
+        let due = sqlx::query(
+            "SELECT 1 FROM deliveries WHERE (status = 'pending' AND next_at <= $1)
+               OR (status = 'delivering' AND claimed_until < $1) LIMIT 1",
+        )
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let claim = uuid::Uuid::new_v4().to_string();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
