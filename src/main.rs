@@ -238,7 +238,9 @@ fn init_logging(json: bool) {
     }
 }
 
-async fn open(settings: &Settings) -> anyhow::Result<Arc<Registry>> {
+/// The registry over the data directory; `background`: also scan and
+/// deliver webhooks (the server), not for one-off commands.
+async fn open(settings: &Settings, background: bool) -> anyhow::Result<Arc<Registry>> {
     let store = BlobStore::open(&settings.data).with_context(|| format!("opening {}", settings.data.display()))?;
     let meta = open_meta(settings).await?;
     let options = RegistryOptions {
@@ -248,6 +250,7 @@ async fn open(settings: &Settings) -> anyhow::Result<Arc<Registry>> {
         scan: settings.scan(),
         webhooks: settings.webhooks(),
         kek: settings.kek()?,
+        background,
     };
     Registry::new(meta, store, options).context("loading the token signing keys")
 }
@@ -341,7 +344,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let settings = Settings::load(state.config.as_deref(), overrides)?;
             init_logging(settings.log_format == "json");
-            let registry = open(&settings).await?;
+            let registry = open(&settings, true).await?;
             manage::ensure_admin(&registry.meta, &settings.data).await?;
             if settings.gc_interval_secs > 0 {
                 let (reg, gc, every) = (
@@ -389,7 +392,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let settings = Settings::load(state.config.as_deref(), overrides)?;
             init_logging(settings.log_format == "json");
-            let registry = open(&settings).await?;
+            let registry = open(&settings, false).await?;
             let report = portcullis_server::gc::collect_garbage(&registry, &settings.gc()).await?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string(&report)?),

@@ -107,6 +107,7 @@ impl TestServer {
                 ..WebhookSettings::default()
             },
             kek: None,
+            background: true,
         };
         let mut options = options;
         tune(&mut options);

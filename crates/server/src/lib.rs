@@ -87,6 +87,10 @@ pub struct RegistryOptions {
     /// The key-encryption key for server-side signing keys; by default
     /// `<key_dir>/signing.kek`, made on first start.
     pub kek: Option<[u8; 32]>,
+    /// Run the scanner workers and the webhook dispatcher. `serve` does;
+    /// a one-off command (`portcullis gc`) does not, so it neither scans
+    /// nor delivers beside the server it runs next to.
+    pub background: bool,
 }
 
 /// Memory the manifest cache may use.
@@ -122,8 +126,10 @@ impl Registry {
             kek,
         });
         tokio::spawn(pull_audit::writer(Arc::downgrade(&registry), pull_audit));
-        scanner::Scanner::start(&registry);
-        tokio::spawn(webhooks::dispatch(Arc::downgrade(&registry)));
+        if options.background {
+            scanner::Scanner::start(&registry);
+            tokio::spawn(webhooks::dispatch(Arc::downgrade(&registry)));
+        }
         Ok(registry)
     }
 
