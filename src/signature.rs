@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
-use portcullis_oci::Digest;
 use portcullis_registry_client::{Access, ImageRef, RegistryClient};
 use portcullis_sign::{
     bundle_layers, bundle_manifest, bundle_signer, candidates, empty_config, payload, read_private_key, sign_bundle,
@@ -155,11 +154,10 @@ pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
                 (&b, bundle.len()),
                 &created,
             );
-            let digest = Digest::sha256_of(&manifest);
             client
-                .put_manifest(digest.as_str(), "application/vnd.oci.image.manifest.v1+json", &manifest)
-                .await?;
-            digest.to_string()
+                .put_referrer(&manifest, &m.digest, BUNDLE_MEDIA_TYPE)
+                .await?
+                .to_string()
         }
     };
     let out = Signed {

@@ -375,16 +375,12 @@ async fn promotions_are_signed_by_the_ci_machine_identity() {
         assert_eq!(r.status(), 200, "{label}: {}", r.text().await.unwrap());
 
         // OpenSSL checks the server's signature with the published key.
-        let sig: Value = s
-            .http
-            .get(s.url(&format!("/v2/acme/signed/manifests/sha256-{}.sig", image.hex())))
-            .header("accept", "application/vnd.oci.image.manifest.v1+json")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let sig: Value = common::json_of(
+            s.http
+                .get(s.url(&format!("/v2/acme/signed/manifests/sha256-{}.sig", image.hex())))
+                .header("accept", "application/vnd.oci.image.manifest.v1+json"),
+        )
+        .await;
         let layer = &sig["layers"][0];
         let payload = s
             .http
@@ -812,19 +808,15 @@ async fn the_cli_signs_and_verifies_both_forms_and_independent_verifiers_agree()
         assert!(!sigstore_rs_verifies(&s, "acme/app:2", &mallory_pub).await, "unsigned");
 
         // sigstore-js verifies Alice's bundle with her key, and only hers.
-        let referrer: Value = s
-            .http
-            .get(s.url(&format!(
-                "/v2/acme/app/manifests/{}",
-                signed["signature"].as_str().unwrap()
-            )))
-            .header("accept", "application/vnd.oci.image.manifest.v1+json")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let referrer: Value = common::json_of(
+            s.http
+                .get(s.url(&format!(
+                    "/v2/acme/app/manifests/{}",
+                    signed["signature"].as_str().unwrap()
+                )))
+                .header("accept", "application/vnd.oci.image.manifest.v1+json"),
+        )
+        .await;
         assert_eq!(referrer["subject"]["digest"], image.as_str());
         let bundle = s
             .http
@@ -1042,5 +1034,136 @@ async fn a_clean_build_is_scanned_promoted_signed_and_verified_by_team() {
         assert_eq!(code, 2, "{label}: no such release: {err}");
         let (code, v, _) = verify_by_team(&s, &creds, format!("docker://{host}/acme/build:41")).await;
         assert_eq!((code, v["verified"].as_bool()), (1, Some(false)), "{v}");
+    }
+}
+
+/// CNCF Distribution (Debian's `docker-registry`) on a free port, stopped on drop.
+struct Distribution {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Distribution {
+    fn start(dir: &Path) -> Distribution {
+        let addr = format!("127.0.0.1:{}", common::free_port());
+        let config = dir.join("distribution.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: {addr}}}\n",
+                dir.join("distribution-data").display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .args(["serve", config.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        common::wait_ready(&addr);
+        Distribution { child, addr }
+    }
+}
+
+impl Drop for Distribution {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `sign` and `verify` against another registry: CNCF Distribution 2.8 has
+/// no referrers API, so the bundle's referrer is recorded in the referrers
+/// tag schema's index, and `verify` finds both forms there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_and_verify_work_against_distribution() {
+    if !common::have_tool("docker-registry") || !common::have_tool("skopeo") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let registry = Distribution::start(dir);
+    common::write_layout(
+        &dir.join("layout"),
+        "latest",
+        &[common::tar_of(&[("etc/motd", b"hello\n")])],
+    );
+    let image = format!("docker://{}/acme/app:1", registry.addr);
+    let out = tokio::process::Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:latest", dir.join("layout").display()))
+        .arg(&image)
+        .env("HOME", dir)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let (alice_key, alice_pub, _) = sigstore_key_pair(b"pw");
+    std::fs::write(path("alice.key"), alice_key).unwrap();
+    std::fs::write(path("alice.pub"), &alice_pub).unwrap();
+    let (mallory_key, mallory_pub) = key_pair(dir, "mallory");
+    openssl(
+        &["pkcs8", "-topk8", "-nocrypt", "-in", &mallory_key, "-out", "mallory.p8"],
+        dir,
+    );
+    std::fs::write(path("mallory.pub"), mallory_pub).unwrap();
+    let (_, stranger_pub) = key_pair(dir, "stranger");
+    std::fs::write(path("stranger.pub"), stranger_pub).unwrap();
+
+    let alice_file = path("alice.key");
+    let sign = [
+        "sign",
+        &image,
+        "--key",
+        &alice_file,
+        "--form",
+        "bundle",
+        "--tls-verify=false",
+        "--format",
+        "json",
+    ];
+    let (code, out, err) = cli(&sign, &[("COSIGN_PASSWORD", "pw")]).await;
+    assert_eq!(code, 0, "{out} {err}");
+    let signed: Value = serde_json::from_str(&out).unwrap();
+    let mallory_file = path("mallory.p8");
+    let (code, out, err) = cli(&["sign", &image, "--key", &mallory_file, "--tls-verify=false"], &[]).await;
+    assert_eq!(code, 0, "{out} {err}");
+
+    // The fallback index names the bundle's referrer manifest.
+    let subject: Digest = signed["digest"].as_str().unwrap().parse().unwrap();
+    let index: Value = common::json_of(
+        reqwest::Client::new()
+            .get(format!(
+                "http://{}/v2/acme/app/manifests/sha256-{}",
+                registry.addr,
+                subject.hex()
+            ))
+            .header("accept", "application/vnd.oci.image.index.v1+json"),
+    )
+    .await;
+    assert_eq!(index["manifests"][0]["digest"], signed["signature"], "{index}");
+
+    for (key, want, form) in [
+        ("alice.pub", 0, Some("bundle")),
+        ("mallory.pub", 0, Some("tag")),
+        ("stranger.pub", 1, None),
+    ] {
+        let key = path(key);
+        let args = [
+            "verify",
+            &image,
+            "--key",
+            &key,
+            "--tls-verify=false",
+            "--format",
+            "json",
+        ];
+        let (code, out, err) = cli(&args, &[]).await;
+        assert_eq!(code, want, "{key}: {out} {err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["signatures"][0]["form"].as_str(), form, "{v}");
     }
 }

@@ -455,3 +455,8 @@ pub fn gc_without_grace() -> portcullis_server::GcSettings {
         upload_expiry: std::time::Duration::from_secs(3600),
     }
 }
+
+/// Sends `req` and reads its JSON answer.
+pub async fn json_of(req: reqwest::RequestBuilder) -> serde_json::Value {
+    req.send().await.unwrap().json().await.unwrap()
+}

@@ -470,6 +470,47 @@ impl RegistryClient {
         Ok(Digest::sha256_of(bytes))
     }
 
+    /// Stores `manifest` (an OCI image manifest whose `subject` is
+    /// `subject`) under its digest and makes it findable as a referrer: a
+    /// registry with the referrers API says so with `OCI-Subject`; on one
+    /// without it the referrers tag schema's index (`sha256-<hex>`) gets a
+    /// descriptor for it, as the distribution spec asks of clients.
+    pub async fn put_referrer(&self, manifest: &[u8], subject: &Digest, artifact_type: &str) -> Result<Digest> {
+        let digest = Digest::sha256_of(manifest);
+        let path = format!("manifests/{digest}");
+        let resp = self
+            .send(Request {
+                method: Method::PUT,
+                content_type: Some(media_type::OCI_MANIFEST),
+                body: Some(Bytes::copy_from_slice(manifest)),
+                ..Request::get(&path)
+            })
+            .await?;
+        if resp.headers().contains_key("oci-subject") {
+            return Ok(digest);
+        }
+        let tag = format!("{}-{}", subject.algorithm().as_str(), subject.hex());
+        let mut index = match self.manifest_if_exists(&tag).await? {
+            Some(m) => serde_json::from_slice(&m.bytes)
+                .map_err(|e| ClientError::Protocol(format!("the referrers index {tag}: {e}")))?,
+            None => serde_json::json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": []}),
+        };
+        let entries = index["manifests"]
+            .as_array_mut()
+            .ok_or_else(|| ClientError::Protocol(format!("the referrers index {tag} has no manifests")))?;
+        if !entries.iter().any(|e| e["digest"] == digest.as_str()) {
+            entries.push(serde_json::json!({
+                "mediaType": media_type::OCI_MANIFEST,
+                "digest": digest.as_str(),
+                "size": manifest.len(),
+                "artifactType": artifact_type,
+            }));
+            let bytes = serde_json::to_vec(&index).expect("json");
+            self.put_manifest(&tag, media_type::OCI_INDEX, &bytes).await?;
+        }
+        Ok(digest)
+    }
+
     /// The descriptors of manifests whose subject is `digest`, of
     /// `artifact_type` if given: the referrers API, or the referrers tag
     /// schema (`sha256-<hex>`) on a registry without it.
