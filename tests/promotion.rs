@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{backends, have_tool, tar_of, write_layout, TestServer, ADMIN_PASSWORD};
+use common::{backends, call, have_tool, tar_of, write_layout, TestServer, ADMIN_PASSWORD};
 use portcullis_vulndb::{Limits, NoProgress, VulnDb};
 use serde_json::{json, Value};
 
@@ -39,12 +39,6 @@ fn npm_image(dir: &Path, name: &str, version: &str) {
     );
 }
 
-async fn call(s: &TestServer, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-    let r = s.http.request(method, s.url(path)).json(&body).send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 /// Polls until `ready` holds for the JSON at `path`; bounded.
 async fn until(s: &TestServer, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..600 {
@@ -55,6 +49,16 @@ async fn until(s: &TestServer, path: &str, ready: impl Fn(&Value) -> bool) -> Va
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("{path} did not get there within 30 s");
+}
+
+/// A registry with the real npm advisories loaded and organization `acme`;
+/// and a work directory.
+async fn acme_with_npm_advisories(backend: &common::Backend) -> (TestServer, tempfile::TempDir) {
+    let s = TestServer::start(backend).await;
+    import(&s, &[NPM.into()]);
+    let (st, _) = call(&s, reqwest::Method::POST, "/api/v1/orgs", json!({"name": "acme"})).await;
+    assert_eq!(st, 201);
+    (s, tempfile::tempdir().unwrap())
 }
 
 fn import(s: &TestServer, inputs: &[std::path::PathBuf]) {
@@ -69,13 +73,9 @@ async fn clean_builds_are_promoted_and_vulnerable_ones_are_not() {
         return;
     }
     for backend in backends() {
-        let s = TestServer::start(&backend).await;
+        let (s, work) = acme_with_npm_advisories(&backend).await;
         let label = s.label();
-        let work = tempfile::tempdir().unwrap();
         let home = work.path();
-        import(&s, &[NPM.into()]);
-        let (st, _) = call(&s, reqwest::Method::POST, "/api/v1/orgs", json!({"name": "acme"})).await;
-        assert_eq!(st, 201);
         let (st, _) = call(
             &s,
             reqwest::Method::PUT,
@@ -595,5 +595,64 @@ async fn indexes_promote_only_whole_and_policies_keep_their_owners_rights() {
             before,
             after.as_array().unwrap().len()
         );
+    }
+}
+
+/// A promotion is a push into its target: the target's own policies run
+/// next, so build → release → production moves a clean build all the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotions_chain_build_to_release_to_production() {
+    if !have_tool("skopeo") {
+        return;
+    }
+    for backend in backends() {
+        let (s, work) = acme_with_npm_advisories(&backend).await;
+        let label = s.label();
+        let home = work.path();
+        for (source, target, rule) in [
+            (
+                "acme/build",
+                "acme/release",
+                json!({"field": "tag", "operator": "regex", "values": ["^[0-9]+$"]}),
+            ),
+            (
+                "acme/release",
+                "acme/prod",
+                json!({"field": "vulnerability_high", "operator": "lte", "values": ["0"]}),
+            ),
+        ] {
+            let (st, p) = call(
+                &s,
+                reqwest::Method::POST,
+                &format!("/api/v1/repositories/{source}/policies"),
+                json!({"target": target, "tag_template": "%n", "rules": [rule]}),
+            )
+            .await;
+            assert_eq!(st, 201, "{p}");
+        }
+        let layout = home.join("clean");
+        npm_image(&layout, "portcullis-demo-widget", "1.0.0");
+        let h = s.base.trim_start_matches("http://").to_string();
+        let out = skopeo(
+            &[
+                "copy",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                &format!("admin:{ADMIN_PASSWORD}"),
+                &format!("oci:{}:latest", layout.display()),
+                &format!("docker://{h}/acme/build:7"),
+            ],
+            home,
+        )
+        .await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let prod = until(&s, "/api/v1/repositories/acme/prod/tags/7", |v| v["digest"].is_string()).await;
+        assert_eq!(prod["promoted_from"]["repository"], "acme/release", "{label}: {prod}");
+        let release = until(&s, "/api/v1/repositories/acme/release/tags/7", |v| {
+            v["digest"].is_string()
+        })
+        .await;
+        assert_eq!(release["promoted_from"]["repository"], "acme/build");
+        assert_eq!(prod["digest"], release["digest"]);
     }
 }

@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 
 use base64::Engine;
-use common::{backends, TestServer};
+use common::{backends, call, TestServer};
 use portcullis_oci::Digest;
 use serde_json::{json, Value};
 use sigstore::cosign::constraint::PrivateKeySigner;
@@ -46,12 +46,6 @@ fn key_pair(dir: &Path, name: &str) -> (String, String) {
     );
     let public = String::from_utf8(openssl(&["ec", "-in", &key, "-pubout"], dir)).unwrap();
     (key, public)
-}
-
-async fn call(s: &TestServer, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-    let r = s.http.request(method, s.url(path)).json(&body).send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 /// Signs `image` in `repo` as cosign does (tag form): the simple-signing

@@ -11,7 +11,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{backends, database_args, have_tool, image_manifest, tar_of, write_layout, ServerProcess, TestServer};
+use common::{
+    backends, call, database_args, have_tool, image_manifest, tar_of, write_layout, ServerProcess, TestServer,
+};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -150,12 +152,6 @@ fn verify(received: &[Received], dir: &Path) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-async fn call(s: &TestServer, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-    let r = s.http.request(method, s.url(path)).json(&body).send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

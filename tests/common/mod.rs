@@ -460,3 +460,15 @@ pub fn gc_without_grace() -> portcullis_server::GcSettings {
 pub async fn json_of(req: reqwest::RequestBuilder) -> serde_json::Value {
     req.send().await.unwrap().json().await.unwrap()
 }
+
+/// A management API call as the administrator: (status, JSON body or null).
+pub async fn call(
+    s: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let r = s.http.request(method, s.url(path)).json(&body).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}

@@ -21,6 +21,10 @@ pub(crate) struct Outcome {
     pub record: EvaluationRecord,
 }
 
+/// Promotions one promotion may set off in turn (a cycle of policies ends
+/// on its own, as a repeated promotion changes nothing; this bounds a long one).
+const MAX_CHAIN: usize = 8;
+
 impl Registry {
     /// The facts of one image (not an index) for the rules; `Err` with the
     /// outcome (`pending` or `failed`) when its scan is not usable.
@@ -113,6 +117,20 @@ impl Registry {
         digest: &str,
         dry_run: bool,
     ) -> Result<Outcome, RegistryError> {
+        self.run_policy_at(stored, tag, digest, dry_run, 0).await
+    }
+
+    /// `run_policy`, `depth` promotions down a chain (build → release →
+    /// production): a promotion is a push into its target, so the target's
+    /// own policies run next, up to `MAX_CHAIN` links.
+    async fn run_policy_at(
+        &self,
+        stored: &StoredPolicy,
+        tag: &str,
+        digest: &str,
+        dry_run: bool,
+        depth: usize,
+    ) -> Result<Outcome, RegistryError> {
         let policy: PromotionPolicy =
             serde_json::from_str(&stored.policy).map_err(|e| RegistryError::Internal(e.to_string()))?;
         let compiled = policy
@@ -148,6 +166,9 @@ impl Registry {
                                 Err(e) => json!({"signed_by": account, "signing_failed": e.to_string()}),
                             };
                             record.detail = json!({"rules": detail, "signature": signed}).to_string();
+                        }
+                        if now {
+                            Box::pin(self.promote_onward(&policy.target, &target_tag, digest, depth + 1)).await;
                         }
                         "promoted".into()
                     }
@@ -287,6 +308,19 @@ impl Registry {
                 if let Err(e) = self.run_policy(p, tag, digest.as_str(), false).await {
                     tracing::warn!(policy = %p.id, %repo, error = %e, "promotion after a push");
                 }
+            }
+        }
+    }
+
+    /// The target's policies over what a promotion just tagged there.
+    async fn promote_onward(&self, repo: &str, tag: &str, digest: &str, depth: usize) {
+        if depth > MAX_CHAIN {
+            return tracing::warn!(%repo, %tag, "promotion chain longer than {MAX_CHAIN} links: stopped");
+        }
+        let policies = self.meta.policies(repo).await.unwrap_or_default();
+        for p in policies.iter().filter(|p| enabled(p)) {
+            if let Err(e) = self.run_policy_at(p, tag, digest, false, depth).await {
+                tracing::warn!(policy = %p.id, %repo, error = %e, "promotion after a promotion");
             }
         }
     }
