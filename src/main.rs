@@ -298,6 +298,16 @@ async fn apply_audit_key(meta: &mut Meta, settings: &Settings) -> anyhow::Result
             meta.set_audit_key(&key);
             Ok(())
         }
+        Ok(Err(broken)) if broken.seq == 1 => {
+            let _ = std::fs::remove_file(dir.join("audit.key"));
+            // Records appended without the key would break the chain for good.
+            anyhow::bail!(
+                "the audit trail's first record does not verify without a key: it was keyed with an audit key \
+                 this process does not have (set PORTCULLIS_AUDIT_KEY or restore {}), or altered; \
+                 refusing to write to it",
+                dir.join("audit.key").display()
+            )
+        }
         Ok(Err(broken)) => {
             let _ = std::fs::remove_file(dir.join("audit.key"));
             tracing::error!(

@@ -231,6 +231,16 @@ fn the_audit_chain_is_keyed_and_anchors_catch_truncation() {
     let key_file = data.path().join("keys/audit.key");
     let mode = std::fs::metadata(&key_file).unwrap().permissions();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+    // Without its key nothing writes to a keyed trail (plain records
+    // appended to it would break it for good).
+    let aside = data.path().join("audit.key.aside");
+    std::fs::rename(&key_file, &aside).unwrap();
+    let out = portcullis(&["user", "create", "frank", "--data", d]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("audit key"), "{said}");
+    assert!(!key_file.exists(), "no new key made in its place");
+    std::fs::rename(&aside, &key_file).unwrap();
 
     // An anchor at record 3 of 4; the log goes on, the anchor still holds.
     sqlite(&db, "");
