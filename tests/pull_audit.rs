@@ -13,17 +13,6 @@ use portcullis_server::access::Anonymous;
 
 const PULLS: usize = 2_000;
 
-async fn scrape(s: &TestServer) -> String {
-    s.anon
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_pull_served_is_recorded_once_under_backpressure() {
     for backend in backends() {
@@ -43,7 +32,7 @@ async fn every_pull_served_is_recorded_once_under_backpressure() {
             .count()
             .await;
         assert_eq!(served, PULLS, "{label}");
-        let metrics = scrape(&s).await;
+        let metrics = common::scrape(&s).await;
         assert!(metrics.contains("portcullis_pull_audit_queue_depth"), "{metrics}");
 
         s.registry.flush_pull_audit().await;
@@ -57,7 +46,7 @@ async fn every_pull_served_is_recorded_once_under_backpressure() {
         assert!(pulls.iter().all(|p| p.event.digest.as_deref() == Some(digest.as_str())));
         let (_, broken) = s.registry.meta.verify_audit().await.unwrap();
         assert_eq!(broken, None, "{label}");
-        let metrics = scrape(&s).await;
+        let metrics = common::scrape(&s).await;
         assert!(
             metrics.contains("portcullis_pull_audit_queue_depth 0"),
             "{label}: drained"

@@ -472,3 +472,15 @@ pub async fn call(
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
+
+/// The server's `/metrics` text.
+pub async fn scrape(s: &TestServer) -> String {
+    s.anon
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

@@ -66,6 +66,7 @@ pub(crate) async fn get(
     digest: &Digest,
     headers: &HeaderMap,
     head: bool,
+    zero_copy: Option<&crate::zero_copy::FileSlot>,
 ) -> Handled {
     let unknown = || RegistryError::BlobUnknown(format!("blob {digest} is not in repository {name}"));
     if reg.meta.blob_in_repo(name.as_str(), digest).await?.is_none() {
@@ -98,7 +99,10 @@ pub(crate) async fn get(
         Body::empty()
     } else {
         reg.metrics.add_bytes_out(len);
-        Body::from_stream(portcullis_store::stream_file(file.into_std().await, start, len))
+        match zero_copy {
+            Some(slot) if len > 0 => slot.body(file.into_std().await, start, len),
+            _ => Body::from_stream(portcullis_store::stream_file(file.into_std().await, start, len)),
+        }
     };
     let mut resp = blob_response(status, digest, len, body);
     if let Some(r) = range {

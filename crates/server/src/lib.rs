@@ -26,13 +26,14 @@ mod signing;
 mod token;
 mod uploads;
 pub mod webhooks;
+mod zero_copy;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, on, MethodFilter};
@@ -224,14 +225,21 @@ pub fn app(registry: Arc<Registry>) -> Router {
 
 type Handled = Result<Response, RegistryError>;
 
-async fn dispatch(
-    State(reg): State<Arc<Registry>>,
-    peer: token::Peer,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn dispatch(State(reg): State<Arc<Registry>>, peer: token::Peer, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let axum::http::request::Parts {
+        method,
+        uri,
+        version,
+        headers,
+        extensions,
+        ..
+    } = parts;
+    // Only a plain HTTP/1 connection carries a slot; h2c on it does not use it.
+    let zero_copy = extensions
+        .get::<zero_copy::FileSlot>()
+        .filter(|_| version <= axum::http::Version::HTTP_11)
+        .cloned();
     let route = match route::parse(uri.path()) {
         None => return named("unknown", Err(RegistryError::NotFound)),
         Some(Err(e)) => return named("invalid", Err(e.into())),
@@ -277,7 +285,7 @@ async fn dispatch(
         (Method::PUT, Route::Manifest(n, rf)) => manifests::put(r, &actor, &n, &rf, query, &headers, body).await,
         (_, Route::Manifest(n, rf)) => manifests::delete(r, &actor, &n, &rf).await,
         (Method::DELETE, Route::Blob(n, d)) => blobs::delete(r, &actor, &n, &d).await,
-        (_, Route::Blob(n, d)) => blobs::get(r, &n, &d, &headers, head).await,
+        (_, Route::Blob(n, d)) => blobs::get(r, &n, &d, &headers, head, zero_copy.as_ref()).await,
         (_, Route::Uploads(n)) => match uploads::mount_source(r, &caller, query).await {
             Ok(from) => uploads::start(r, &n, &actor.name, query, from, body).await,
             Err(e) => Err(e),

@@ -74,6 +74,11 @@ impl Metrics {
         );
         registry.register("blob_bytes_sent", "Blob bytes sent to clients", bytes_out.clone());
         registry.register(
+            "blob_bytes_sent_zero_copy",
+            "Blob bytes the kernel sent straight from files (plain HTTP/1)",
+            crate::zero_copy::SENT.clone(),
+        );
+        registry.register(
             "uploads_in_progress",
             "Open upload sessions",
             uploads_in_progress.clone(),

@@ -172,7 +172,6 @@ pub async fn serve(
                 // The peer address, as `into_make_service_with_connect_info`
                 // provides it: audit records and throttling use it.
                 let app = app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer)));
-                let service = TowerToHyperService::new(app);
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 let acceptor = acceptor.clone();
@@ -180,6 +179,9 @@ pub async fn serve(
                     let _slot = slot;
                     let result = match acceptor {
                         None => {
+                            let slot = crate::zero_copy::FileSlot::default();
+                            let service = TowerToHyperService::new(app.layer(axum::Extension(slot.clone())));
+                            let tcp = crate::zero_copy::ZeroCopyStream::new(tcp, slot);
                             let io = FirstBytes::new(tcp, limits.header_read_timeout);
                             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
                             watcher.watch(conn.into_owned()).await
@@ -196,6 +198,7 @@ pub async fn serve(
                                     return;
                                 }
                             };
+                            let service = TowerToHyperService::new(app);
                             let io = FirstBytes::new(stream, limits.header_read_timeout);
                             let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
                             watcher.watch(conn.into_owned()).await
