@@ -416,6 +416,16 @@ async fn gc_prunes_scan_data_of_deleted_images_and_audits_removals() {
         assert!(meta.scan_sbom(old.as_str()).await.unwrap().is_some(), "{label}");
         let r = s.http.delete(s.url("/v2/acme/app/manifests/old")).send().await.unwrap();
         assert_eq!(r.status(), 202, "{label}");
+        // A hook that hears manifest deletions (its receiver need not answer).
+        let hook_url = format!("http://127.0.0.1:{}/hook", common::free_port());
+        let (st, hook) = common::call(
+            &s,
+            reqwest::Method::POST,
+            "/api/v1/repositories/acme/app/webhooks",
+            serde_json::json!({"url": hook_url, "secret": "0123456789abcdef", "events": ["MANIFEST_DELETE"]}),
+        )
+        .await;
+        assert_eq!(st, 201, "{hook}");
 
         let zero = common::gc_without_grace();
         let report = portcullis_server::gc::collect_garbage(&s.registry, &zero)
@@ -446,5 +456,15 @@ async fn gc_prunes_scan_data_of_deleted_images_and_audits_removals() {
             ("system", Some(old.as_str()))
         );
         assert_eq!(meta.verify_audit().await.unwrap().1, None);
+        // ... and announced like an API delete.
+        let path = format!("/api/v1/webhooks/{}/deliveries", hook["id"].as_str().unwrap());
+        let (_, deliveries) = common::call(&s, reqwest::Method::GET, &path, serde_json::Value::Null).await;
+        let kinds: Vec<&str> = deliveries["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|d| d["type"].as_str())
+            .collect();
+        assert_eq!(kinds, ["MANIFEST_DELETE"], "{label}: {deliveries}");
     }
 }

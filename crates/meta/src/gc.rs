@@ -35,8 +35,15 @@ impl Meta {
     }
 
     /// Deletes an untagged manifest if it still is one, with its audit
-    /// record (by `system`, like an API delete's) in the same transaction.
-    pub async fn collect_manifest(&self, repo: &str, digest: &str, cutoff: i64) -> Result<bool> {
+    /// record (by `system`, like an API delete's) and `outbox` (its webhook
+    /// events) in the same transaction.
+    pub async fn collect_manifest(
+        &self,
+        repo: &str,
+        digest: &str,
+        cutoff: i64,
+        outbox: Vec<crate::OutboxEvent>,
+    ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let sql = format!(
             "DELETE FROM manifests WHERE repo = $2 AND digest = $3 AND EXISTS \
@@ -54,10 +61,11 @@ impl Meta {
             tx.rollback().await?;
             return Ok(false);
         }
-        let event = AuditEvent::ok("system", "manifest.delete")
+        let mut event = AuditEvent::ok("system", "manifest.delete")
             .repository(repo)
             .digest(digest)
             .detail("garbage collection: untagged past its grace");
+        event.outbox = outbox;
         crate::audit::append(&mut tx, &event, &self.chain).await?;
         tx.commit().await?;
         Ok(true)

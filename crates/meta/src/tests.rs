@@ -291,9 +291,14 @@ async fn gc_removes_only_what_nothing_uses() {
             "{}: referrer of a live subject stays",
             db.label
         );
-        assert!(m.collect_manifest("r", untagged.as_str(), future).await.unwrap());
+        assert!(m
+            .collect_manifest("r", untagged.as_str(), future, Vec::new())
+            .await
+            .unwrap());
         assert!(
-            !m.collect_manifest("r", tagged.as_str(), future).await.unwrap(),
+            !m.collect_manifest("r", tagged.as_str(), future, Vec::new())
+                .await
+                .unwrap(),
             "{}",
             db.label
         );
@@ -782,7 +787,7 @@ async fn immutable_tags_hold_under_concurrent_pushes() {
         ));
         // Garbage collection only takes untagged manifests: not this one.
         assert!(!m
-            .collect_manifest("acme/build", winner.as_str(), now_ms() + 1_000)
+            .collect_manifest("acme/build", winner.as_str(), now_ms() + 1_000, Vec::new())
             .await
             .unwrap());
 

@@ -82,8 +82,17 @@ pub async fn collect_garbage(reg: &crate::Registry, s: &GcSettings) -> Result<Gc
         let c = cutoff(s.manifest_grace);
         let mut removed = 0;
         for (repo, digest) in meta.untagged_manifests(c, BATCH).await? {
-            if meta.collect_manifest(&repo, &digest, c).await? {
+            let about = crate::webhooks::About {
+                repository: &repo,
+                digest: Some(&digest),
+                tag: None,
+                media_type: None,
+            };
+            let why = serde_json::json!({"reason": "garbage collection"});
+            let outbox = vec![reg.event("MANIFEST_DELETE", None, about, why)];
+            if meta.collect_manifest(&repo, &digest, c, outbox).await? {
                 reg.manifests.invalidate(&repo);
+                reg.dispatcher.wake.notify_one();
                 removed += 1;
             }
         }
