@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context};
 use portcullis_registry_client::{Access, ImageRef, RegistryClient};
 use portcullis_sign::{
-    bundle_layers, bundle_manifest, bundle_signer, candidates, empty_config, payload, read_private_key, sign_bundle,
+    bundle_layers, bundle_manifest, bundle_signer, candidates, payload, read_private_key, sign_bundle,
     signature_manifest, signature_tag, signer, PublicKey, BUNDLE_MEDIA_TYPE, EMPTY_CONFIG,
 };
 use serde::Serialize;
@@ -140,9 +140,8 @@ pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
         Form::Bundle => {
             let bundle = sign_bundle(&key, &m.digest)?;
             let b = client.push_blob(&bundle).await?;
-            let (config, _) = empty_config();
-            let pushed = client.push_blob(b"{}").await?;
-            debug_assert_eq!(pushed, config);
+            // The manifest's config is the OCI empty descriptor, `{}`.
+            client.push_blob(b"{}").await?;
             let media_type = m
                 .media_type
                 .clone()

@@ -175,8 +175,7 @@ pub(crate) struct Access {
     verified_tokens: RwLock<HashMap<Box<str>, RegistryClaims>>,
     /// Whether a repository is public, for anonymous callers: read at most
     /// once per TTL, forgotten when its settings change here.
-    public_repos: Mutex<HashMap<String, (Instant, bool)>>,
-    public_ttl: Duration,
+    public_repos: crate::cache::TtlMap<bool>,
     pub throttle: Mutex<LoginThrottle>,
     /// Password hashes computed at once: each argon2id check takes 19 MiB
     /// and most of a core, so a flood waits here instead of exhausting both.
@@ -192,8 +191,7 @@ impl Access {
             keys_checked: AtomicU64::new(0),
             started: Instant::now(),
             verified_tokens: RwLock::new(HashMap::new()),
-            public_repos: Mutex::new(HashMap::new()),
-            public_ttl,
+            public_repos: crate::cache::TtlMap::new(public_ttl),
             settings,
             throttle: Mutex::new(LoginThrottle::new(5, Duration::from_secs(60))),
             hashing: tokio::sync::Semaphore::new(
@@ -258,30 +256,9 @@ impl Access {
         Ok(claims)
     }
 
-    /// Whether `repo` is public, from the cache when fresh. An expired
-    /// entry is renewed for the caller that saw it expire (who reads the
-    /// database); the others keep the old answer meanwhile.
-    fn cached_public(&self, repo: &str) -> Option<bool> {
-        let mut cache = self.public_repos.lock().expect("not poisoned");
-        let (at, public) = cache.get_mut(repo)?;
-        if at.elapsed() < self.public_ttl {
-            return Some(*public);
-        }
-        *at = Instant::now();
-        None
-    }
-
-    fn remember_public(&self, repo: &str, public: bool) {
-        let mut cache = self.public_repos.lock().expect("not poisoned");
-        if cache.len() >= 100_000 {
-            cache.clear();
-        }
-        cache.insert(repo.to_string(), (Instant::now(), public));
-    }
-
     /// Forgets what is cached about `repo` (its settings changed here).
     pub(crate) fn forget_repository(&self, repo: &str) {
-        self.public_repos.lock().expect("not poisoned").remove(repo);
+        self.public_repos.forget(repo);
     }
 
     pub fn throttle(&self) -> std::sync::MutexGuard<'_, LoginThrottle> {
@@ -561,7 +538,7 @@ impl Registry {
     }
 
     async fn anonymous_actions(&self, repo: &str) -> Result<Actions, RegistryError> {
-        let public = match self.access.cached_public(repo) {
+        let public = match self.access.public_repos.get(repo) {
             Some(public) => public,
             None => {
                 let public = self
@@ -569,7 +546,7 @@ impl Registry {
                     .repository(repo)
                     .await?
                     .is_some_and(|r| r.visibility == "public");
-                self.access.remember_public(repo, public);
+                self.access.public_repos.put(repo, public);
                 public
             }
         };

@@ -123,6 +123,54 @@ impl ManifestCache {
     }
 }
 
+/// A small cache of values read from the database by key, each believed
+/// for `ttl`. When an entry expires, the first caller to see that gets
+/// `None` and reads the database (then `put`s); the others keep the old
+/// value meanwhile, so an expiry under load is one read, not a herd. Past
+/// `MAX_ENTRIES` keys it starts over (rare and cheap, rather than track recency).
+pub(crate) struct TtlMap<V> {
+    ttl: Duration,
+    entries: std::sync::Mutex<HashMap<String, (Instant, V)>>,
+}
+
+const MAX_ENTRIES: usize = 100_000;
+
+impl<V: Clone> TtlMap<V> {
+    pub(crate) fn new(ttl: Duration) -> TtlMap<V> {
+        TtlMap {
+            ttl,
+            entries: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<V> {
+        let mut entries = self.entries.lock().expect("not poisoned");
+        let (at, value) = entries.get_mut(key)?;
+        if at.elapsed() < self.ttl {
+            return Some(value.clone());
+        }
+        // Claimed: this caller's `put` settles it.
+        *at = Instant::now();
+        None
+    }
+
+    pub(crate) fn put(&self, key: &str, value: V) {
+        let mut entries = self.entries.lock().expect("not poisoned");
+        if entries.len() >= MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(key.to_string(), (Instant::now(), value));
+    }
+
+    pub(crate) fn forget(&self, key: &str) {
+        self.entries.lock().expect("not poisoned").remove(key);
+    }
+
+    pub(crate) fn clear(&self) {
+        self.entries.lock().expect("not poisoned").clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +214,20 @@ mod tests {
         let off = ManifestCache::new(Duration::ZERO, 1 << 20);
         off.put(0, "r", "v1", m("abc"));
         assert!(off.get("r", "v1").is_none());
+    }
+
+    #[test]
+    fn ttl_map_renews_an_expired_entry_for_one_reader() {
+        let m = TtlMap::new(Duration::from_millis(30));
+        assert_eq!(m.get("r"), None);
+        m.put("r", 1);
+        assert_eq!(m.get("r"), Some(1));
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(m.get("r"), None, "expired: this caller reads the database");
+        assert_eq!(m.get("r"), Some(1), "others keep the old value while it does");
+        m.put("r", 2);
+        assert_eq!(m.get("r"), Some(2));
+        m.forget("r");
+        assert_eq!(m.get("r"), None);
     }
 }

@@ -17,8 +17,8 @@ use crate::cache::CachedManifest;
 use crate::{Registry, RegistryError};
 
 pub(crate) struct PullRuleCache {
-    ttl: Duration,
-    rules: Mutex<HashMap<String, (Instant, Option<PullRule>)>>,
+    /// The rule in force per repository (its own and its namespace's).
+    rules: crate::cache::TtlMap<Option<PullRule>>,
     /// Images found signed, by (repository, digest, trusted key ids): a
     /// verified image costs no signature check per pull. Another key set
     /// (a key revoked, a member gone) is another entry.
@@ -34,15 +34,14 @@ const MAX_PAYLOAD: u64 = 64 << 10;
 impl PullRuleCache {
     pub(crate) fn new(ttl: Duration) -> PullRuleCache {
         PullRuleCache {
-            ttl,
-            rules: Mutex::new(HashMap::new()),
+            rules: crate::cache::TtlMap::new(ttl),
             verified: Mutex::new(HashMap::new()),
         }
     }
 
     /// Forgets every cached rule (a repository's or namespace's changed).
     pub(crate) fn clear(&self) {
-        self.rules.lock().expect("not poisoned").clear();
+        self.rules.clear();
     }
 }
 
@@ -53,25 +52,15 @@ fn parse(json: &str) -> Option<PullRule> {
 impl Registry {
     /// The rule in force for `repo`: its own and its namespace's together.
     async fn pull_rule(&self, repo: &str) -> Result<Option<PullRule>, RegistryError> {
-        let cache = &self.pull_rules;
-        if let Some((at, rule)) = cache.rules.lock().expect("not poisoned").get_mut(repo) {
-            if at.elapsed() < cache.ttl {
-                return Ok(rule.clone());
-            }
-            // Expired: this caller reads the database; the others keep the
-            // old rule until it has (one read per expiry, not a herd).
-            *at = Instant::now();
+        if let Some(rule) = self.pull_rules.rules.get(repo) {
+            return Ok(rule);
         }
         let (own, namespace) = self.meta.pull_rules(repo).await?;
         let rule = match (parse(&own), parse(&namespace)) {
             (Some(a), Some(b)) => Some(a.and(&b)),
             (a, b) => a.or(b),
         };
-        let mut rules = cache.rules.lock().expect("not poisoned");
-        if rules.len() > 100_000 {
-            rules.clear();
-        }
-        rules.insert(repo.to_string(), (Instant::now(), rule.clone()));
+        self.pull_rules.rules.put(repo, rule.clone());
         Ok(rule)
     }
 

@@ -93,7 +93,7 @@ pub fn bundle_signer<'a>(image: &Digest, bundle: &[u8], keys: &'a [PublicKey]) -
 }
 
 /// The digest and size of the OCI empty descriptor (`{}`).
-pub fn empty_config() -> (Digest, usize) {
+fn empty_config() -> (Digest, usize) {
     (Digest::sha256_of(b"{}"), 2)
 }
 

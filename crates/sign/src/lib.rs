@@ -15,8 +15,8 @@ mod bundle;
 mod keyfile;
 
 pub use bundle::{
-    bundle_layers, bundle_manifest, bundle_signer, empty_config, sign_bundle, statement, BUNDLE_MEDIA_TYPE,
-    COSIGN_SIGN_PREDICATE, EMPTY_CONFIG,
+    bundle_layers, bundle_manifest, bundle_signer, sign_bundle, statement, BUNDLE_MEDIA_TYPE, COSIGN_SIGN_PREDICATE,
+    EMPTY_CONFIG,
 };
 pub use keyfile::read_private_key;
 
