@@ -22,21 +22,6 @@ fn challenged_scopes(r: &reqwest::Response) -> Vec<String> {
     scope.split(' ').map(String::from).collect()
 }
 
-async fn token(s: &TestServer, user: &str, scopes: &[String]) -> String {
-    let mut query: Vec<(&str, &str)> = vec![("service", "portcullis")];
-    query.extend(scopes.iter().map(|sc| ("scope", sc.as_str())));
-    let r = s
-        .anon
-        .get(s.url("/auth/token"))
-        .query(&query)
-        .basic_auth(user, Some(PW))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string()
-}
-
 /// What a response reveals, with the session's and the request's random ids taken out.
 async fn shape(r: reqwest::Response) -> (u16, Vec<String>, String) {
     let status = r.status().as_u16();
@@ -94,7 +79,7 @@ async fn mounts_from_the_challenge_alone_and_without_from() {
             ["repository:acme/app:push", "repository:acme/base:pull"],
             "{label}"
         );
-        let t = token(&s, "dev", &scopes).await;
+        let t = s.registry_token("dev", PW, &scopes).await;
         let r = post(format!("/v2/acme/app/blobs/uploads/?mount={base}&from=acme/base"))
             .bearer_auth(&t)
             .send()
@@ -102,7 +87,7 @@ async fn mounts_from_the_challenge_alone_and_without_from() {
             .unwrap();
         assert_eq!(r.status(), 201, "{label}: {}", r.text().await.unwrap());
         // A token without the source's scope uploads instead.
-        let narrow = token(&s, "dev", &["repository:acme/app2:pull,push".to_string()]).await;
+        let narrow = s.registry_token("dev", PW, &["repository:acme/app2:pull,push"]).await;
         let r = post(format!("/v2/acme/app2/blobs/uploads/?mount={base}&from=acme/base"))
             .bearer_auth(&narrow)
             .send()
@@ -128,7 +113,7 @@ async fn mounts_from_the_challenge_alone_and_without_from() {
             .unwrap();
         assert_eq!(r.status(), 201, "{label}");
         assert_eq!(r.headers()["location"], format!("/v2/acme/app3/blobs/{base}").as_str());
-        let with_scope = token(&s, "dev", &scopes_for("acme/app4", "acme/base")).await;
+        let with_scope = s.registry_token("dev", PW, &scopes_for("acme/app4", "acme/base")).await;
         let r = post(format!("/v2/acme/app4/blobs/uploads/?mount={base}"))
             .bearer_auth(&with_scope)
             .send()

@@ -4,7 +4,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::Duration;
 
 use common::{have_tool, Backend, ServerProcess, TestServer};
@@ -115,19 +114,6 @@ async fn hostile_requests_get_errors_and_leave_stored_data_untouched() {
     }
 }
 
-fn openssl(args: &[&str], dir: &Path) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_a_test_ca_and_a_verifying_client() {
     if !have_tool("openssl") || !have_tool("skopeo") || !have_tool("curl") {
@@ -160,7 +146,7 @@ async fn tls_login_flow(database: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // A CA, and a server certificate for 127.0.0.1 signed by it.
-    openssl(
+    common::openssl(
         &[
             "req",
             "-x509",
@@ -180,7 +166,7 @@ async fn tls_login_flow(database: Option<String>) {
         ],
         d,
     );
-    openssl(
+    common::openssl(
         &[
             "req",
             "-newkey",
@@ -198,7 +184,7 @@ async fn tls_login_flow(database: Option<String>) {
         d,
     );
     std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(
+    common::openssl(
         &[
             "x509",
             "-req",

@@ -323,18 +323,9 @@ async fn pull_rules_refuse_vulnerable_unscanned_and_failed_images() {
         .await;
         assert_eq!(st, 400);
 
-        let token = {
-            let r = s
-                .anon
-                .get(s.url(
-                    "/auth/token?service=portcullis&scope=repository:acme/app:pull&scope=repository:acme/raw:pull",
-                ))
-                .basic_auth("dev", Some(PW))
-                .send()
-                .await
-                .unwrap();
-            r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string()
-        };
+        let token = s
+            .registry_token("dev", PW, &["repository:acme/app:pull", "repository:acme/raw:pull"])
+            .await;
         let pull = |path: &str| s.anon.get(s.url(path)).bearer_auth(&token).send();
         for (path, why) in [
             ("/v2/acme/app/manifests/vuln", "1 high"),

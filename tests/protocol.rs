@@ -907,15 +907,7 @@ async fn blob_bodies_are_sent_zero_copy_and_exact() {
     data.truncate(5 * 1024 * 1024 + 12_345);
     let d = s.push_blob("zc/app", &data).await;
     let sent = || async {
-        let text = s
-            .anon
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = common::scrape(&s).await;
         text.lines()
             .find_map(|l| l.strip_prefix("portcullis_blob_bytes_sent_zero_copy_total "))
             .and_then(|v| v.trim().parse::<u64>().ok())

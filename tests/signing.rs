@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 
 use base64::Engine;
-use common::{backends, call, TestServer};
+use common::{backends, call, openssl, TestServer};
 use portcullis_oci::Digest;
 use serde_json::{json, Value};
 use sigstore::cosign::constraint::PrivateKeySigner;
@@ -22,20 +22,6 @@ use sigstore::crypto::SigningScheme;
 use sigstore::registry::{Auth, ClientConfig, ClientProtocol, OciReference};
 
 const PW: &str = "signing-test-password";
-
-fn openssl(args: &[&str], dir: &Path) -> Vec<u8> {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 /// A P-256 key pair made by OpenSSL: (private key file, public PEM).
 fn key_pair(dir: &Path, name: &str) -> (String, String) {
@@ -180,18 +166,9 @@ async fn only_images_signed_by_the_team_are_served() {
         let (st, v) = call(&s, reqwest::Method::PUT, "/api/v1/repositories/acme/app", rule.clone()).await;
         assert_eq!(st, 200, "{v}");
 
-        let token = {
-            let r = s
-                .anon
-                .get(s.url(
-                    "/auth/token?service=portcullis&scope=repository:acme/app:pull&scope=repository:acme/release:pull",
-                ))
-                .basic_auth("dev", Some(PW))
-                .send()
-                .await
-                .unwrap();
-            r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string()
-        };
+        let token = s
+            .registry_token("dev", PW, &["repository:acme/app:pull", "repository:acme/release:pull"])
+            .await;
         let pull = |reference: String| {
             let url = s.url(&format!("/v2/{reference}"));
             let token = token.clone();
@@ -213,14 +190,7 @@ async fn only_images_signed_by_the_team_are_served() {
         let sig_tag = format!("sha256-{}.sig", signed.hex());
         assert_eq!(pull(format!("acme/app/manifests/{sig_tag}")).await.0, 200);
         // A tag moved to an unsigned manifest stops verifying at once.
-        let r = s
-            .http
-            .put(s.url("/v2/acme/app/manifests/signed"))
-            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-            .body(unsigned_manifest)
-            .send()
-            .await
-            .unwrap();
+        let r = s.put_manifest("acme/app", "signed", unsigned_manifest).await;
         assert_eq!(r.status(), 201);
         assert_eq!(pull("acme/app/manifests/signed".into()).await.0, 403, "{label}");
         assert_eq!(pull(format!("acme/app/manifests/{unsigned}")).await.0, 403);
@@ -242,14 +212,7 @@ async fn only_images_signed_by_the_team_are_served() {
             .bytes()
             .await
             .unwrap();
-        let r = s
-            .http
-            .put(s.url("/v2/acme/app/manifests/ship"))
-            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-            .body(signed_manifest)
-            .send()
-            .await
-            .unwrap();
+        let r = s.put_manifest("acme/app", "ship", signed_manifest.to_vec()).await;
         assert_eq!(r.status(), 201);
         let (st, v) = call(&s, reqwest::Method::PUT, "/api/v1/repositories/acme/release", rule).await;
         assert_eq!(st, 200, "{v}");
@@ -352,21 +315,8 @@ async fn promotions_are_signed_by_the_ci_machine_identity() {
             .push_image("acme/build", "ship", b"{\"ship\":1}", &[b"shipped layer"])
             .await;
 
-        let r = s
-            .anon
-            .get(s.url("/auth/token?service=portcullis&scope=repository:acme/signed:pull"))
-            .basic_auth("dev", Some(PW))
-            .send()
-            .await
-            .unwrap();
-        let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
-        let r = reqwest::Client::new()
-            .get(s.url("/v2/acme/signed/manifests/ship"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{label}: {}", r.text().await.unwrap());
+        let (st, text) = reader_pull(&s, "dev", "acme/signed", "ship").await;
+        assert_eq!(st, 200, "{label}: {text}");
 
         // OpenSSL checks the server's signature with the published key.
         let sig: Value = common::json_of(
@@ -645,14 +595,7 @@ async fn sigstore_rs_verifies(s: &TestServer, image: &str, public: &str) -> bool
 
 /// The status a reader's pull of `repo`'s `reference` gets, with a token.
 async fn reader_pull(s: &TestServer, user: &str, repo: &str, reference: &str) -> (u16, String) {
-    let r = s
-        .anon
-        .get(s.url(&format!("/auth/token?service=portcullis&scope=repository:{repo}:pull")))
-        .basic_auth(user, Some(PW))
-        .send()
-        .await
-        .unwrap();
-    let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string();
+    let token = s.registry_token(user, PW, &[format!("repository:{repo}:pull")]).await;
     let r = reqwest::Client::new()
         .get(s.url(&format!("/v2/{repo}/manifests/{reference}")))
         .bearer_auth(token)

@@ -145,19 +145,27 @@ impl TestServer {
         }
     }
 
-    /// A registry token (JWT) for `scope`, from the token endpoint with the
-    /// administrator's password.
-    pub async fn admin_registry_token(&self, scope: &str) -> String {
+    /// A registry token (JWT) for `scopes`, from the token endpoint with
+    /// `user`'s password.
+    pub async fn registry_token<S: AsRef<str>>(&self, user: &str, password: &str, scopes: &[S]) -> String {
+        let mut query = vec![("service", "portcullis")];
+        query.extend(scopes.iter().map(|scope| ("scope", scope.as_ref())));
         let r = self
             .anon
             .get(self.url("/auth/token"))
-            .query(&[("service", "portcullis"), ("scope", scope)])
-            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .query(&query)
+            .basic_auth(user, Some(password))
             .send()
             .await
             .unwrap();
+        assert_eq!(r.status(), 200, "token for {user}");
         let v: serde_json::Value = r.json().await.unwrap();
         v["token"].as_str().unwrap().to_string()
+    }
+
+    /// A registry token for `scope` with the administrator's password.
+    pub async fn admin_registry_token(&self, scope: &str) -> String {
+        self.registry_token("admin", ADMIN_PASSWORD, &[scope]).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -193,16 +201,20 @@ impl TestServer {
             ls.push((self.push_blob(repo, l).await, l.len()));
         }
         let body = image_manifest(&c, config.len(), &ls);
-        let r = self
-            .http
-            .put(self.url(&format!("/v2/{repo}/manifests/{reference}")))
-            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let r = self.put_manifest(repo, reference, body.clone()).await;
         assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
         (Digest::sha256_of(&body), body)
+    }
+
+    /// PUTs an OCI image manifest as the administrator; the answer.
+    pub async fn put_manifest(&self, repo: &str, reference: &str, body: Vec<u8>) -> reqwest::Response {
+        self.http
+            .put(self.url(&format!("/v2/{repo}/manifests/{reference}")))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
     }
 }
 
@@ -483,4 +495,15 @@ pub async fn scrape(s: &TestServer) -> String {
         .text()
         .await
         .unwrap()
+}
+
+/// Runs `openssl` in `dir`; its standard output. A failure fails the test.
+pub fn openssl(args: &[&str], dir: &Path) -> Vec<u8> {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
