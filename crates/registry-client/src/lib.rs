@@ -194,14 +194,19 @@ impl RegistryClient {
         if resp.status().is_success() {
             return Ok(resp);
         }
+        Err(self.status_error(req.method.clone(), req.path, resp).await)
+    }
+
+    /// The error for an unwanted status, with the start of the answer's body.
+    async fn status_error(&self, method: Method, path: &str, resp: reqwest::Response) -> ClientError {
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
-        Err(ClientError::Status {
-            method: req.method.clone(),
-            url: self.url(req.path),
+        ClientError::Status {
+            method,
+            url: self.url(path),
             status,
             body: body.chars().take(300).collect(),
-        })
+        }
     }
 
     /// Like `send`, but hands back any status except 401.
@@ -459,6 +464,11 @@ impl RegistryClient {
 
     /// Stores a manifest under `reference` (a tag, or its own digest).
     pub async fn put_manifest(&self, reference: &str, media_type: &str, bytes: &[u8]) -> Result<Digest> {
+        self.put_manifest_answer(reference, media_type, bytes).await?;
+        Ok(Digest::sha256_of(bytes))
+    }
+
+    async fn put_manifest_answer(&self, reference: &str, media_type: &str, bytes: &[u8]) -> Result<reqwest::Response> {
         let path = format!("manifests/{reference}");
         self.send(Request {
             method: Method::PUT,
@@ -466,8 +476,7 @@ impl RegistryClient {
             body: Some(Bytes::copy_from_slice(bytes)),
             ..Request::get(&path)
         })
-        .await?;
-        Ok(Digest::sha256_of(bytes))
+        .await
     }
 
     /// Stores `manifest` (an OCI image manifest whose `subject` is
@@ -477,19 +486,13 @@ impl RegistryClient {
     /// descriptor for it, as the distribution spec asks of clients.
     pub async fn put_referrer(&self, manifest: &[u8], subject: &Digest, artifact_type: &str) -> Result<Digest> {
         let digest = Digest::sha256_of(manifest);
-        let path = format!("manifests/{digest}");
         let resp = self
-            .send(Request {
-                method: Method::PUT,
-                content_type: Some(media_type::OCI_MANIFEST),
-                body: Some(Bytes::copy_from_slice(manifest)),
-                ..Request::get(&path)
-            })
+            .put_manifest_answer(digest.as_str(), media_type::OCI_MANIFEST, manifest)
             .await?;
         if resp.headers().contains_key("oci-subject") {
             return Ok(digest);
         }
-        let tag = format!("{}-{}", subject.algorithm().as_str(), subject.hex());
+        let tag = referrers_tag(subject);
         let mut index = match self.manifest_if_exists(&tag).await? {
             Some(m) => serde_json::from_slice(&m.bytes)
                 .map_err(|e| ClientError::Protocol(format!("the referrers index {tag}: {e}")))?,
@@ -527,21 +530,14 @@ impl RegistryClient {
             })
             .await?;
         let index = if resp.status() == StatusCode::NOT_FOUND {
-            let tag = format!("{}-{}", digest.algorithm().as_str(), digest.hex());
-            match self.manifest_if_exists(&tag).await? {
+            match self.manifest_if_exists(&referrers_tag(digest)).await? {
                 Some(m) => m.bytes,
                 None => return Ok(Vec::new()),
             }
         } else if resp.status().is_success() {
             Self::body(resp, MAX_MANIFEST_BYTES, &format!("the referrers of {digest}")).await?
         } else {
-            let status = resp.status();
-            return Err(ClientError::Status {
-                method: Method::GET,
-                url: self.url(&path),
-                status,
-                body: resp.text().await.unwrap_or_default().chars().take(300).collect(),
-            });
+            return Err(self.status_error(Method::GET, &path, resp).await);
         };
         let index: serde_json::Value = serde_json::from_slice(&index)
             .map_err(|e| ClientError::Protocol(format!("the referrers of {digest}: {e}")))?;
@@ -553,6 +549,11 @@ impl RegistryClient {
             .cloned()
             .collect())
     }
+}
+
+/// The tag the referrers tag schema lists `subject`'s referrers under.
+fn referrers_tag(subject: &Digest) -> String {
+    format!("{}-{}", subject.algorithm().as_str(), subject.hex())
 }
 
 struct Hashing<R> {
