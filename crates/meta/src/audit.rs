@@ -129,37 +129,7 @@ pub struct AuditAnchor {
 
 /// Appends `event` inside `tx`; commits with the change it records.
 pub(crate) async fn append(tx: &mut Transaction<'_, Any>, event: &AuditEvent, chain: &ChainHasher) -> Result<()> {
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-        .fetch_one(&mut **tx)
-        .await?;
-    let seq: i64 = head.try_get(0)?;
-    let prev: String = head.try_get(1)?;
-    let at = now_ms();
-    let hash = chain.hash(&prev, seq, at, event);
-    sqlx::query(
-        "INSERT INTO audit_log (seq, at, actor, token_id, action, repository, digest, address, result, detail, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(seq)
-    .bind(at)
-    .bind(&event.actor)
-    .bind(event.token_id.as_deref())
-    .bind(&event.action)
-    .bind(event.repository.as_deref())
-    .bind(event.digest.as_deref())
-    .bind(event.address.as_deref())
-    .bind(&event.result)
-    .bind(event.detail.as_deref())
-    .bind(&prev)
-    .bind(&hash)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(&hash)
-        .execute(&mut **tx)
-        .await?;
-    crate::webhooks::append_events(tx, &event.outbox, None).await?;
-    Ok(())
+    append_many(tx, std::slice::from_ref(event), chain).await
 }
 
 /// Appends `events` inside `tx` in order: one head update for all of them
@@ -170,10 +140,7 @@ pub(crate) async fn append_many(
     events: &[AuditEvent],
     chain: &ChainHasher,
 ) -> Result<()> {
-    if events.len() <= 1 {
-        for e in events {
-            append(tx, e, chain).await?;
-        }
+    if events.is_empty() {
         return Ok(());
     }
     let head = sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
