@@ -18,8 +18,12 @@ const MAX_KEYS: usize = 50_000;
 #[derive(Default)]
 struct Entry {
     failures: VecDeque<Instant>,
-    /// Attempts refused during the current lockout.
+    /// Attempts refused during the current lockout and not yet taken.
     refused: u64,
+    /// The current lockout's first refusal has been reported. Kept apart
+    /// from `refused` so that taking the count mid-lockout (an allowed
+    /// attempt finishing late) does not make a later refusal "first" again.
+    announced: bool,
 }
 
 pub struct LoginThrottle {
@@ -34,9 +38,9 @@ pub enum Attempt {
     /// Go ahead; the attempt is already counted as a failure until
     /// [`LoginThrottle::succeeded`] says otherwise.
     Allowed,
-    /// Refused for this long. `first` is true for the first refusal since
-    /// the key's refusals were last taken (the one worth an audit record of
-    /// its own; the rest are counted).
+    /// Refused for this long. `first` is true for the first refusal of a
+    /// lockout (the one worth an audit record of its own; the rest are
+    /// counted).
     Throttled { wait: Duration, first: bool },
 }
 
@@ -61,15 +65,18 @@ impl LoginThrottle {
     /// How long `key` must wait before trying again; `None` if it may try now.
     pub fn wait(&mut self, key: &str, now: Instant) -> Option<Duration> {
         self.expire(key, now);
-        let e = self.entries.get(key)?;
-        if e.failures.is_empty() {
-            // Refusals not yet taken keep the entry until they are.
-            if e.refused == 0 {
-                self.entries.remove(key);
-            }
-            return None;
+        let limit = self.limit;
+        let e = self.entries.get_mut(key)?;
+        if e.failures.len() >= limit {
+            return Some(self.window - now.duration_since(e.failures[0]));
         }
-        (e.failures.len() >= self.limit).then(|| self.window - now.duration_since(e.failures[0]))
+        // Not locked: the next lockout is a new one.
+        e.announced = false;
+        // Refusals not yet taken keep the entry until they are.
+        if e.failures.is_empty() && e.refused == 0 {
+            self.entries.remove(key);
+        }
+        None
     }
 
     /// Starts an attempt under all of `keys`: refused if any is locked out,
@@ -82,7 +89,7 @@ impl LoginThrottle {
                 if let Some(e) = self.entries.get_mut(*k) {
                     if e.failures.len() >= self.limit {
                         e.refused += 1;
-                        first |= e.refused == 1;
+                        first |= !std::mem::replace(&mut e.announced, true);
                     }
                 }
             }
@@ -187,6 +194,22 @@ mod tests {
         assert_eq!(firsts, 1);
         assert_eq!(t.take_refused("account:carol"), 95);
         assert_eq!(t.take_refused("account:carol"), 0);
+        // An allowed attempt that finishes mid-lockout takes the count; the
+        // refusals after it are still the same lockout, never "first" again.
+        let more = (0..10).map(|_| t.begin(&["account:carol", "address:x"], now));
+        assert!(more
+            .into_iter()
+            .all(|a| matches!(a, Attempt::Throttled { first: false, .. })));
+        assert_eq!(t.take_refused("account:carol"), 10);
+        // Once the window has passed, the next lockout is announced again.
+        let later = now + Duration::from_secs(61);
+        for _ in 0..5 {
+            assert_eq!(t.begin(&["account:carol", "address:x"], later), Attempt::Allowed);
+        }
+        assert!(matches!(
+            t.begin(&["account:carol", "address:x"], later),
+            Attempt::Throttled { first: true, .. }
+        ));
         // A success gives the account back; the address keeps the others.
         let mut t = LoginThrottle::new(2, Duration::from_secs(60));
         assert_eq!(t.begin(&["account:a", "address:x"], now), Attempt::Allowed);
