@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portcullis_meta::Meta;
-use portcullis_server::{app, collect_garbage_logged, Registry, RegistryOptions};
+use portcullis_server::{app_with, collect_garbage_logged, Registry, RegistryOptions};
 use portcullis_store::BlobStore;
 use settings::{Overrides, Settings};
 
@@ -378,7 +378,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(address = %listener.local_addr()?, %scheme, data = %settings.data.display(), "serving");
             portcullis_server::serve(
                 listener,
-                app(registry.clone()),
+                app_with(registry.clone(), portcullis_ui::router(settings.ui())),
                 settings.tls(),
                 settings.connection_limits(),
                 shutdown_signal(),

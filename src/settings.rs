@@ -46,6 +46,10 @@ pub struct Settings {
     pub audit_pulls: bool,
     /// Pull audit records that may wait for the writer before pulls wait for it.
     pub pull_audit_queue: usize,
+    /// A web UI session unused this long ends.
+    pub ui_session_idle_secs: u64,
+    /// A web UI session ends this long after sign-in, however active.
+    pub ui_session_max_secs: u64,
     /// Bytes one layer (or one vulnerability database input) may expand
     /// to when decompressed; past it the scan stops with an error.
     pub scan_max_layer_bytes: u64,
@@ -106,6 +110,8 @@ impl Default for Settings {
             token_ttl_secs: 300,
             audit_pulls: true,
             pull_audit_queue: 65_536,
+            ui_session_idle_secs: 30 * 60,
+            ui_session_max_secs: 12 * 3600,
             scan_max_layer_bytes: 16 << 30,
             scan_max_file_bytes: 64 << 20,
             scan_workers: 1,
@@ -204,6 +210,14 @@ impl Settings {
             key_dir: self.key_dir(),
             trusted_proxies: self.trusted_proxies.parse().unwrap_or_default(),
             admission_foreign_images: self.admission_foreign_images == "allow",
+        }
+    }
+
+    pub fn ui(&self) -> portcullis_ui::UiSettings {
+        portcullis_ui::UiSettings {
+            idle: Duration::from_secs(self.ui_session_idle_secs.max(60)),
+            absolute: Duration::from_secs(self.ui_session_max_secs.max(60)),
+            secure_cookies: self.tls_cert.is_some(),
         }
     }
 

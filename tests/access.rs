@@ -652,6 +652,21 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
             ),
             None,
         ),
+        "audit_verify" => (Method::GET, "/api/v1/audit/verify".into(), None),
+        "repository_list" => (Method::GET, "/api/v1/repositories?q=acme".into(), None),
+        "tag_list" => (Method::GET, "/api/v1/repositories/acme/app/tags".into(), None),
+        "vulndb_status" => (Method::GET, "/api/v1/vulndb".into(), None),
+        "vulndb_import" => (
+            Method::POST,
+            format!("/api/v1/vulndb?name={n}.json"),
+            Some(
+                json!({"id": format!("MATRIX-{n}"), "modified": "2024-01-01T00:00:00Z", "affected": [
+                    {"package": {"ecosystem": "npm", "name": "nothing-here"},
+                     "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.0.0"}]}]}]})
+                .to_string()
+                .into_bytes(),
+            ),
+        ),
         other => panic!("the matrix has no request for endpoint {other}"),
     }
 }
@@ -769,6 +784,14 @@ fn matrix() -> Vec<(&'static str, [u16; 13])> {
         ("webhook_test", [U, D, D, 202, D, D, D, U, U, U, U, 202, 202]),
         ("webhook_deliveries", [U, D, D, 200, D, D, D, U, U, U, U, 200, 200]),
         ("webhook_redeliver", [U, D, D, 202, D, D, D, U, U, U, U, 202, 202]),
+        ("audit_verify", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
+        (
+            "repository_list",
+            [U, 200, 200, 200, 200, 200, 200, U, U, U, U, 200, 200],
+        ),
+        ("tag_list", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
+        ("vulndb_status", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
+        ("vulndb_import", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
         ("repository_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
         ("audit_list", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("admission", [U, 200, 200, 200, 200, 200, 200, U, U, U, U, 200, 200]),
@@ -812,6 +835,7 @@ fn audited_action(endpoint: &str) -> Option<&'static str> {
         "webhook_delete" => "webhook.delete",
         "webhook_redeliver" => "webhook.redeliver",
         "scan_request" => "scan.request",
+        "vulndb_import" => "vulndb.import",
         _ => return None,
     })
 }

@@ -81,6 +81,16 @@ impl TestServer {
         anonymous: Anonymous,
         tune: impl FnOnce(&mut RegistryOptions),
     ) -> TestServer {
+        Self::start_with_ui(backend, anonymous, tune, portcullis_ui::UiSettings::default()).await
+    }
+
+    /// As `start_tuned`, with the web UI's session settings given.
+    pub async fn start_with_ui(
+        backend: &Backend,
+        anonymous: Anonymous,
+        tune: impl FnOnce(&mut RegistryOptions),
+        ui: portcullis_ui::UiSettings,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let meta = open_meta(backend, dir.path()).await;
         let admin_token = bootstrap_admin(&meta).await;
@@ -112,7 +122,7 @@ impl TestServer {
         let mut options = options;
         tune(&mut options);
         let registry = Registry::new(meta, store, options).unwrap();
-        let app = portcullis_server::app(registry.clone());
+        let app = portcullis_server::app_with(registry.clone(), portcullis_ui::router(ui));
         tokio::spawn(portcullis_server::serve(
             listener,
             app,

@@ -255,12 +255,14 @@ impl Meta {
     /// role includes pull). `everything`: an administrator, or anonymous
     /// pull allowed everywhere. One query per page, however many
     /// repositories there are; the caller applies a token's limits.
+    /// `containing`: only names with this text in them (empty: all).
     pub async fn readable_repositories(
         &self,
         account: Option<&Account>,
         everything: bool,
         last: Option<&str>,
         n: i64,
+        containing: &str,
     ) -> Result<Vec<String>> {
         let name = account.map_or("", |a| a.name.as_str());
         let (low, high) = match account {
@@ -269,7 +271,7 @@ impl Meta {
         };
         let rows = sqlx::query(
             "SELECT r.name FROM repositories r
-             WHERE r.name > $1 AND (
+             WHERE r.name > $1 AND ($7 = '' OR r.name LIKE $7 ESCAPE '\\') AND (
                 $2 OR r.visibility = 'public'
                 OR (r.name >= $3 AND r.name < $4)
                 OR EXISTS (SELECT 1 FROM team_members m WHERE m.account = $5 AND m.team = 'owners'
@@ -287,6 +289,7 @@ impl Meta {
         .bind(&high)
         .bind(name)
         .bind(n)
+        .bind(crate::browse::name_filter(containing))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()

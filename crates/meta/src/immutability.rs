@@ -77,21 +77,24 @@ pub(crate) async fn write_tag(
     tag: &str,
     digest: &str,
     now: i64,
+    pushed_by: &str,
 ) -> Result<()> {
     let rule = rules.rule_for(tag);
     let sql = if rule.is_some() {
-        "INSERT INTO tags (repo, name, digest, updated_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (repo, name) DO UPDATE SET updated_at = excluded.updated_at
+        "INSERT INTO tags (repo, name, digest, updated_at, pushed_by) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (repo, name) DO UPDATE SET updated_at = excluded.updated_at, pushed_by = excluded.pushed_by
          WHERE tags.digest = excluded.digest"
     } else {
-        "INSERT INTO tags (repo, name, digest, updated_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at"
+        "INSERT INTO tags (repo, name, digest, updated_at, pushed_by) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at,
+         pushed_by = excluded.pushed_by"
     };
     let written = sqlx::query(sql)
         .bind(repo)
         .bind(tag)
         .bind(digest)
         .bind(now)
+        .bind(pushed_by)
         .execute(&mut **tx)
         .await?
         .rows_affected();

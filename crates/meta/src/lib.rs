@@ -7,6 +7,7 @@
 //! a lock upgrade under concurrency.
 
 mod audit;
+mod browse;
 mod gc;
 mod identity;
 mod immutability;
@@ -14,14 +15,17 @@ mod keys;
 mod migrations;
 mod promotion;
 mod scans;
+mod sessions;
 mod webhooks;
 
 pub use audit::{AuditAnchor, AuditEvent, AuditQuery, AuditRecord, ChainBreak};
+pub use browse::{RepositorySummary, TagDetail};
 pub use identity::{Account, Grant, RepositoryInfo, StoredToken};
 pub use immutability::ImmutabilitySettings;
 pub use keys::AccountKey;
 pub use promotion::{EvaluationRecord, PromotionCopy, Provenance, StoredPolicy};
 pub use scans::{ScanOutcome, ScanRecord, SeverityCounts, MAX_SCAN_ATTEMPTS};
+pub use sessions::UiSession;
 pub use webhooks::{AfterAttempt, Attempt, DeliveryLog, DueDelivery, OutboxEvent, Webhook};
 
 use std::future::Future;
@@ -473,7 +477,7 @@ impl Meta {
             immutability::rules(&mut tx, m.repo).await?
         };
         for tag in &m.tags {
-            immutability::write_tag(&mut tx, &rules, m.repo, tag, m.digest.as_str(), now).await?;
+            immutability::write_tag(&mut tx, &rules, m.repo, tag, m.digest.as_str(), now, &event.actor).await?;
         }
         audit::append(&mut tx, event, &self.chain).await?;
         tx.commit().await?;

@@ -354,4 +354,20 @@ CREATE TABLE signing_keys (
 CREATE INDEX manifests_by_digest ON manifests (digest);
 CREATE INDEX manifest_blobs_by_digest ON manifest_blobs (digest)
 "#,
+    // 12: the web UI. A tag remembers who moved it last (the tag list shows
+    // it without reading the audit trail); browser sessions are rows, so a
+    // logout or an expiry holds across restarts and replicas. Only a
+    // session id's SHA-256 is stored.
+    r#"
+ALTER TABLE tags ADD COLUMN pushed_by TEXT;
+CREATE TABLE ui_sessions (
+    id_hash TEXT PRIMARY KEY,
+    account {text_c} NOT NULL REFERENCES accounts(name) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    seen_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX ui_sessions_by_expiry ON ui_sessions (expires_at)
+"#,
 ];

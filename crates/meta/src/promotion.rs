@@ -383,9 +383,28 @@ impl Meta {
             return Err(MetaError::ManifestUnknown(c.digest.to_string()));
         }
         let rules = immutability::rules(&mut tx, c.target_repository).await?;
-        immutability::write_tag(&mut tx, &rules, c.target_repository, c.target_tag, c.digest, now).await?;
+        immutability::write_tag(
+            &mut tx,
+            &rules,
+            c.target_repository,
+            c.target_tag,
+            c.digest,
+            now,
+            &event.actor,
+        )
+        .await?;
         if let Some(sig) = signature {
-            match immutability::write_tag(&mut tx, &rules, c.target_repository, &signature_tag, &sig, now).await {
+            match immutability::write_tag(
+                &mut tx,
+                &rules,
+                c.target_repository,
+                &signature_tag,
+                &sig,
+                now,
+                &event.actor,
+            )
+            .await
+            {
                 // The target keeps the signatures it has under a frozen tag.
                 Ok(()) | Err(MetaError::TagImmutable { .. }) => {}
                 Err(e) => return Err(e),

@@ -11,6 +11,7 @@ mod blobs;
 mod cache;
 mod error;
 pub mod gc;
+pub mod inproc;
 pub mod keys;
 mod listing;
 mod manifests;
@@ -20,6 +21,8 @@ mod promotion;
 mod pull;
 mod pull_audit;
 pub mod route;
+mod vulndb_upload;
+pub use vulndb_upload::VulnDbUpload;
 mod scanner;
 mod serve;
 mod signing;
@@ -209,7 +212,14 @@ fn endpoint<'a>(method: &Method, route: &'a Route) -> Option<(&'static str, Need
 struct RouteName(&'static str);
 
 pub fn app(registry: Arc<Registry>) -> Router {
+    app_with(registry, Router::new())
+}
+
+/// The application with `extra` routes beside the registry's (the web UI:
+/// a crate of its own that builds on this one).
+pub fn app_with(registry: Arc<Registry>, extra: Router<Arc<Registry>>) -> Router {
     Router::new()
+        .merge(extra)
         .route(
             "/auth/token",
             on(MethodFilter::GET.or(MethodFilter::POST), token::token),

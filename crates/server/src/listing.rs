@@ -91,25 +91,43 @@ pub(crate) async fn tags(reg: &Registry, name: &RepositoryName, query: &str) -> 
 /// asks about its account's live rights instead.
 pub(crate) async fn catalog(reg: &Registry, caller: &Caller, query: &str) -> Handled {
     let p = page(query)?;
+    let rows = readable_page(reg, caller, p.last.as_deref(), p.n, "").await?;
+    let (repos, link) = paged(rows, p.n, "/v2/_catalog");
+    Ok(json_response(
+        "application/json",
+        json!({"repositories": repos}),
+        link.map(|l| ("link", l)),
+    ))
+}
+
+/// Up to `n + 1` names of repositories `caller` may pull, after `last`,
+/// containing `containing` (one more than asked: the caller pages with it).
+pub(crate) async fn readable_page(
+    reg: &Registry,
+    caller: &Caller,
+    last: Option<&str>,
+    n: i64,
+    containing: &str,
+) -> Result<Vec<String>, RegistryError> {
     let principal = reg.principal(caller).await?;
     let anonymous_pull = reg.access.settings.anonymous != crate::Anonymous::None;
     let account = principal.as_ref().map(|p| &p.account);
     let everything = anonymous_pull || account.is_some_and(|a| a.admin);
     let mut rows = Vec::new();
-    let mut last = p.last.clone();
-    while p.n > 0 && rows.len() <= p.n as usize {
+    let mut last = last.map(str::to_string);
+    while n > 0 && rows.len() <= n as usize {
         let batch = reg
             .meta
-            .readable_repositories(account, everything, last.as_deref(), p.n + 1)
+            .readable_repositories(account, everything, last.as_deref(), n + 1, containing)
             .await?;
-        let exhausted = batch.len() <= p.n as usize;
+        let exhausted = batch.len() <= n as usize;
         last = batch.last().cloned();
         for name in batch {
             let limited = principal
                 .as_ref()
                 .and_then(|p| p.scopes.as_ref())
                 .is_some_and(|s| !portcullis_auth::TokenScope::allowed(s, &name).contains(Actions::PULL));
-            if rows.len() <= p.n as usize && !limited {
+            if rows.len() <= n as usize && !limited {
                 rows.push(name);
             }
         }
@@ -117,12 +135,7 @@ pub(crate) async fn catalog(reg: &Registry, caller: &Caller, query: &str) -> Han
             break;
         }
     }
-    let (repos, link) = paged(rows, p.n, "/v2/_catalog");
-    Ok(json_response(
-        "application/json",
-        json!({"repositories": repos}),
-        link.map(|l| ("link", l)),
-    ))
+    Ok(rows)
 }
 
 pub(crate) async fn referrers(reg: &Registry, name: &RepositoryName, digest: &Digest, query: &str) -> Handled {

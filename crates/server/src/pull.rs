@@ -49,6 +49,17 @@ fn parse(json: &str) -> Option<PullRule> {
     serde_json::from_str::<PullRule>(json).ok().filter(|r| !r.is_empty())
 }
 
+/// What the signatures over an image say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Signed {
+    /// No signature artifact at all.
+    Unsigned,
+    /// Signature artifacts, none verifying under the keys asked about.
+    Unverified,
+    /// Verified under the key with this id.
+    By(String),
+}
+
 impl Registry {
     /// The rule in force for `repo`: its own and its namespace's together.
     async fn pull_rule(&self, repo: &str) -> Result<Option<PullRule>, RegistryError> {
@@ -145,43 +156,17 @@ impl Registry {
             )))
         };
         let image: Digest = digest.parse()?;
-        let tag = signature_tag(&image);
-        let sig = self.meta.get_manifest(repo, &Reference::Tag(tag.clone())).await?;
-        let referrers = self.meta.referrers(repo, &image, None).await?;
-        if sig.is_none() && referrers.is_empty() {
-            return denied(format!("the image is not signed (no {tag}, no signature referrer)"));
-        }
-        if keys.is_empty() {
-            return denied("no current key belongs to them".into());
-        }
-        let mut verified = false;
-        for c in sig.as_ref().map(|s| candidates(&s.content)).unwrap_or_default() {
-            if let Some(payload) = self.signature_blob(repo, &c.payload).await? {
-                if signer(&image, &c, &payload, &keys).is_some() {
-                    verified = true;
-                    break;
-                }
+        let verified = match self.signature_verdict(repo, &image, &keys).await? {
+            Signed::Unsigned => {
+                return denied(format!(
+                    "the image is not signed (no {}, no signature referrer)",
+                    signature_tag(&image)
+                ))
             }
-        }
-        for r in referrers.iter().take(64) {
-            if verified {
-                break;
-            }
-            let Ok(d) = r.digest.parse::<Digest>() else {
-                continue;
-            };
-            let Some(m) = self.meta.get_manifest(repo, &Reference::Digest(d)).await? else {
-                continue;
-            };
-            for (layer, _) in bundle_layers(&m.content) {
-                if let Some(bundle) = self.signature_blob(repo, &layer).await? {
-                    if bundle_signer(&image, &bundle, &keys).is_some() {
-                        verified = true;
-                        break;
-                    }
-                }
-            }
-        }
+            _ if keys.is_empty() => return denied("no current key belongs to them".into()),
+            Signed::Unverified => false,
+            Signed::By(_) => true,
+        };
         if verified {
             let mut cache = self.pull_rules.verified.lock().expect("not poisoned");
             if cache.len() > 100_000 {
@@ -191,6 +176,50 @@ impl Registry {
             return Ok(());
         }
         denied("no signature verifies under a current key of theirs".into())
+    }
+
+    /// Whether a cosign signature in `repo` over `image` (tag form, then
+    /// sigstore bundle referrers) verifies under one of `keys`.
+    pub(crate) async fn signature_verdict(
+        &self,
+        repo: &str,
+        image: &Digest,
+        keys: &[PublicKey],
+    ) -> Result<Signed, RegistryError> {
+        let sig = self
+            .meta
+            .get_manifest(repo, &Reference::Tag(signature_tag(image)))
+            .await?;
+        let referrers = self.meta.referrers(repo, image, None).await?;
+        if sig.is_none() && referrers.is_empty() {
+            return Ok(Signed::Unsigned);
+        }
+        if keys.is_empty() {
+            return Ok(Signed::Unverified);
+        }
+        for c in sig.as_ref().map(|s| candidates(&s.content)).unwrap_or_default() {
+            if let Some(payload) = self.signature_blob(repo, &c.payload).await? {
+                if let Some(k) = signer(image, &c, &payload, keys) {
+                    return Ok(Signed::By(k.id.clone()));
+                }
+            }
+        }
+        for r in referrers.iter().take(64) {
+            let Ok(d) = r.digest.parse::<Digest>() else {
+                continue;
+            };
+            let Some(m) = self.meta.get_manifest(repo, &Reference::Digest(d)).await? else {
+                continue;
+            };
+            for (layer, _) in bundle_layers(&m.content) {
+                if let Some(bundle) = self.signature_blob(repo, &layer).await? {
+                    if let Some(k) = bundle_signer(image, &bundle, keys) {
+                        return Ok(Signed::By(k.id.clone()));
+                    }
+                }
+            }
+        }
+        Ok(Signed::Unverified)
     }
 
     /// A small blob of `repo` (a signature payload or bundle), if it is

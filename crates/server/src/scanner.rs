@@ -55,7 +55,7 @@ const IMAGE_CONFIGS: [&str; 2] = [
 
 pub(crate) struct Scanner {
     settings: ScanSettings,
-    vulndb: VulnDb,
+    pub(crate) vulndb: VulnDb,
     index: RwLock<Option<(u64, Arc<VulnIndex>)>>,
     /// Holds a permit when work arrived while no worker was waiting.
     wake: Arc<tokio::sync::Notify>,

@@ -4,6 +4,7 @@
 //! authorization matrix test checks it has a row of its own).
 
 mod admission;
+mod browse;
 mod identity;
 mod policies;
 mod scans;
@@ -21,7 +22,7 @@ use portcullis_meta::AuditQuery;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::access::{Actor, Caller, Need};
+use crate::access::{Actor, Caller, Need, Principal};
 use crate::{Registry, RegistryError};
 
 /// `(method, path, name)` of every management endpoint.
@@ -71,6 +72,7 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
     ("DELETE", "/api/v1/accounts/{account}/keys/{id}", "key_revoke"),
     ("POST", "/api/v1/accounts/{account}/signing-key", "signing_key_create"),
     ("GET", "/api/v1/accounts/{account}/signing-key", "signing_key_get"),
+    ("GET", "/api/v1/repositories", "repository_list"),
     ("GET", "/api/v1/repositories/{*name}", "repository_get"),
     ("PUT", "/api/v1/repositories/{*name}", "repository_update"),
     ("DELETE", "/api/v1/repositories/{*name}", "repository_delete"),
@@ -94,6 +96,7 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
         "/api/v1/repositories/{*name}/policies/{id}/evaluations",
         "policy_evaluations",
     ),
+    ("GET", "/api/v1/repositories/{*name}/tags", "tag_list"),
     ("GET", "/api/v1/repositories/{*name}/tags/{tag}", "tag_get"),
     ("GET", "/api/v1/repositories/{*name}/webhooks", "repository_webhooks"),
     (
@@ -114,6 +117,9 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
         "webhook_redeliver",
     ),
     ("GET", "/api/v1/audit", "audit_list"),
+    ("GET", "/api/v1/audit/verify", "audit_verify"),
+    ("GET", "/api/v1/vulndb", "vulndb_status"),
+    ("POST", "/api/v1/vulndb", "vulndb_import"),
     ("POST", "/api/v1/admission", "admission"),
     ("GET", "/api/v1/scans/{digest}", "scan_get"),
     ("POST", "/api/v1/scans/{digest}", "scan_request"),
@@ -157,6 +163,10 @@ fn handler(name: &str, m: MethodFilter) -> MethodRouter<Arc<Registry>> {
         "signing_key_get" => on(m, signing_key_get),
         "team_keys" => on(m, team_keys),
         "audit_list" => on(m, audit_list),
+        "audit_verify" => on(m, audit_verify),
+        "repository_list" => on(m, browse::repository_list),
+        "vulndb_status" => on(m, browse::vulndb_status),
+        "vulndb_import" => on(m, browse::vulndb_import),
         "admission" => on(m, admission::admission),
         "namespace_webhooks" => on(m, webhooks::namespace_webhooks),
         "namespace_webhook_create" => on(m, webhooks::namespace_webhook_create),
@@ -280,6 +290,7 @@ async fn repository_routes(
         "policy_dry_run" => policy_dry_run(reg, who, &name, p(0), &body).await,
         "policy_evaluations" => policy_evaluations(reg, who, &name, p(0), uri.query().unwrap_or("")).await,
         "tag_get" => tag_get(reg, who, &name, p(0)).await,
+        "tag_list" => browse::tag_list(reg, who, &name, uri.query().unwrap_or("")).await,
         "repository_webhooks" => webhooks::repository_webhooks(reg, who, &name).await,
         "repository_webhook_create" => webhooks::repository_webhook_create(reg, who, &name, &body).await,
         other => unreachable!("repository endpoint {other} has no handler"),
@@ -319,6 +330,7 @@ mod tests {
                 Some(("policy_evaluations", "acme/app", vec!["p1"])),
             ),
             ("GET", "acme/app/tags/v1", Some(("tag_get", "acme/app", vec!["v1"]))),
+            ("GET", "acme/app/tags", Some(("tag_list", "acme/app", vec![]))),
             ("POST", "acme/app", None),
             ("POST", "policies", None),
         ];
@@ -343,6 +355,15 @@ impl FromRequestParts<Arc<Registry>> for Who {
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip());
+        if let Some(on_behalf) = parts.extensions.get::<crate::inproc::OnBehalfOf>() {
+            let account =
+                reg.meta.account(&on_behalf.account).await?.filter(|a| {
+                    a.kind == "user" && a.password_changed_at.is_none_or(|changed| changed <= on_behalf.since)
+                });
+            let caller = account.map_or(Caller::Anonymous, |a| Caller::Account(Principal::full(a, None)));
+            let actor = caller.actor(on_behalf.address.clone());
+            return Ok(Who { caller, actor });
+        }
         let addr = reg.access.settings.trusted_proxies.client(peer, &parts.headers);
         // A password (Basic) logs in like the token endpoint does: throttled
         // and audited. Bearer credentials are API tokens, or registry tokens
@@ -414,6 +435,18 @@ pub(crate) async fn audit_list(
         .flatten();
     let records: Vec<_> = records.iter().map(audit_json).collect();
     Ok(reply(StatusCode::OK, json!({"records": records, "next": next})))
+}
+
+/// `GET /api/v1/audit/verify`: walks the whole chain (as `portcullis
+/// audit verify` does) and says whether it is intact, or where it breaks.
+pub(crate) async fn audit_verify(State(reg): State<Arc<Registry>>, who: Who) -> ApiResult {
+    who.need(&reg, Need::System).await?;
+    let (records, broken) = reg.meta.verify_audit().await?;
+    Ok(reply(
+        StatusCode::OK,
+        json!({"records": records, "intact": broken.is_none(),
+               "break": broken.map(|b| json!({"seq": b.seq, "reason": b.reason}))}),
+    ))
 }
 
 pub fn audit_json(r: &portcullis_meta::AuditRecord) -> serde_json::Value {

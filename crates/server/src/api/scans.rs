@@ -154,18 +154,55 @@ async fn finished(
     Ok((repo, r, image, findings, layers))
 }
 
-/// `GET …/layers`: which layer brought what.
+/// `GET …/layers`: which layer brought what, with each layer's size and
+/// the image history line that created it (when the config has one).
 pub(crate) async fn scan_layers(
     State(reg): State<Arc<Registry>>,
     who: Who,
     Path(digest): Path<String>,
     Query(q): Query<ScanQuery>,
 ) -> ApiResult {
+    let (repo, _, manifest) = image(&reg, &who, &q, &digest, Actions::PULL).await?;
     let (_, _, image, findings, layers) = finished(&reg, &who, &q, &digest).await?;
-    Ok(reply(
-        StatusCode::OK,
-        json!({"layers": layer_view(&layers, &image, &findings)}),
-    ))
+    let history = match &manifest.config {
+        Some(c) => layer_history(&reg, repo.as_str(), &c.digest).await?,
+        None => Vec::new(),
+    };
+    let view: Vec<serde_json::Value> = layer_view(&layers, &image, &findings)
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut j = json!(l);
+            j["size"] = json!(manifest.layers.get(i).map(|d| d.size));
+            j["created_by"] = json!(history.get(i).cloned().flatten());
+            j
+        })
+        .collect();
+    Ok(reply(StatusCode::OK, json!({ "layers": view })))
+}
+
+/// The config's `history` lines of the layers that are not empty, in
+/// layer order (`None` for a layer without a line). A config that is
+/// missing, too big or not JSON gives none.
+async fn layer_history(reg: &Registry, repo: &str, config: &Digest) -> Result<Vec<Option<String>>, RegistryError> {
+    const MAX_CONFIG: u64 = 4 << 20;
+    match reg.meta.blob_in_repo(repo, config).await? {
+        Some(size) if size <= MAX_CONFIG => {}
+        _ => return Ok(Vec::new()),
+    }
+    let Ok(bytes) = tokio::fs::read(reg.store.blob_path(config)).await else {
+        return Ok(Vec::new());
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Ok(Vec::new());
+    };
+    Ok(v["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| !h["empty_layer"].as_bool().unwrap_or(false))
+        .map(|h| h["created_by"].as_str().map(str::to_string))
+        .collect())
 }
 
 /// `GET …/components`: every component, with the ids of its findings.

@@ -1,0 +1,206 @@
+//! Reads for people browsing the registry (the web UI and the management
+//! API's lists): a page of repositories with their tag counts and worst
+//! findings, a page of tags with what is known about each image. Each is
+//! one query per page, whatever the repository's size.
+
+use sqlx::Row;
+
+use crate::{Meta, Result, SeverityCounts};
+
+/// A repository as a list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositorySummary {
+    pub name: String,
+    pub visibility: String,
+    pub tags: i64,
+    /// When a tag last moved (ms), if any tag exists.
+    pub last_push: Option<i64>,
+    /// Tags whose image has a finished scan.
+    pub scanned: i64,
+    /// The highest count of each severity among tagged, scanned images.
+    pub worst: SeverityCounts,
+}
+
+/// A tag as the repository page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagDetail {
+    pub name: String,
+    pub digest: String,
+    pub media_type: String,
+    pub artifact_type: Option<String>,
+    /// The manifest's bytes plus every blob it (or its children) references.
+    pub size: i64,
+    pub pushed_at: i64,
+    pub pushed_by: Option<String>,
+    /// `queued`, `scanning`, `done`, `failed`; `None` when never scanned.
+    pub scan_status: Option<String>,
+    /// Findings were matched against a database (a scan done before any
+    /// database was imported has none to count).
+    pub scan_matched: bool,
+    pub counts: SeverityCounts,
+    /// `(source repository, source tag, policy id, at)` when a promotion
+    /// put this digest under this tag.
+    pub promoted_from: Option<(String, Option<String>, String, i64)>,
+    /// A cosign tag-form signature (`sha256-<hex>.sig`) exists.
+    pub signature_tag: bool,
+    /// Manifests in the repository whose subject is this digest.
+    pub referrers: i64,
+}
+
+/// `'%' || text || '%'` for LIKE, with LIKE's own characters escaped.
+fn contains_pattern(text: &str) -> String {
+    let mut p = String::from("%");
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+impl Meta {
+    /// Summaries of the named repositories, in the order given (unknown
+    /// names are left out).
+    pub async fn repository_summaries(&self, names: &[String]) -> Result<Vec<RepositorySummary>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT r.name, r.visibility, COUNT(t.name), MAX(t.updated_at),
+                    COALESCE(MAX(s.critical), 0), COALESCE(MAX(s.high), 0), COALESCE(MAX(s.medium), 0),
+                    COALESCE(MAX(s.low), 0), COALESCE(MAX(s.unknown), 0), COUNT(s.digest)
+             FROM repositories r
+             LEFT JOIN tags t ON t.repo = r.name
+             LEFT JOIN scans s ON s.digest = t.digest AND s.status = 'done'
+             WHERE r.name IN ({})
+             GROUP BY r.name, r.visibility",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for n in names {
+            q = q.bind(n);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(RepositorySummary {
+                name: r.try_get(0)?,
+                visibility: r.try_get(1)?,
+                tags: r.try_get(2)?,
+                last_push: r.try_get(3)?,
+                worst: [
+                    r.try_get(4)?,
+                    r.try_get(5)?,
+                    r.try_get(6)?,
+                    r.try_get(7)?,
+                    r.try_get(8)?,
+                ],
+                scanned: r.try_get(9)?,
+            });
+        }
+        out.sort_by_key(|s| names.iter().position(|n| *n == s.name));
+        Ok(out)
+    }
+
+    /// One page of `repo`'s tags after `after`, in bytewise order, with
+    /// each image's size, scan counts, provenance and signature artifacts.
+    pub async fn tag_details(&self, repo: &str, after: Option<&str>, limit: i64) -> Result<Vec<TagDetail>> {
+        let rows = sqlx::query(
+            "SELECT t.name, t.digest, m.media_type, m.artifact_type, t.updated_at, t.pushed_by,
+                    m.size + CAST(COALESCE((SELECT SUM(b.size) FROM manifest_blobs mb JOIN blobs b ON b.digest = mb.digest
+                                       WHERE mb.repo = t.repo AND (mb.manifest = t.digest OR mb.manifest IN
+                                             (SELECT c.child FROM manifest_children c
+                                              WHERE c.repo = t.repo AND c.parent = t.digest))), 0) AS BIGINT),
+                    s.status, s.db_generation, COALESCE(s.critical, 0), COALESCE(s.high, 0), COALESCE(s.medium, 0),
+                    COALESCE(s.low, 0), COALESCE(s.unknown, 0),
+                    p.source_repository, p.source_tag, p.policy_id, p.at, p.digest,
+                    (SELECT COUNT(*) FROM tags st WHERE st.repo = t.repo
+                        AND st.name = 'sha256-' || substr(t.digest, 8) || '.sig'),
+                    (SELECT COUNT(*) FROM manifests r WHERE r.repo = t.repo AND r.subject = t.digest)
+             FROM tags t
+             JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest
+             LEFT JOIN scans s ON s.digest = t.digest
+             LEFT JOIN promotions p ON p.repository = t.repo AND p.tag = t.name
+             WHERE t.repo = $1 AND t.name > $2
+             ORDER BY t.name LIMIT $3",
+        )
+        .bind(repo)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let digest: String = r.try_get(1)?;
+            let promoted_digest: Option<String> = r.try_get(18)?;
+            let promoted_from = match (r.try_get::<Option<String>, _>(14)?, r.try_get::<Option<String>, _>(16)?) {
+                (Some(source), Some(policy)) if promoted_digest.as_deref() == Some(digest.as_str()) => {
+                    Some((source, r.try_get(15)?, policy, r.try_get::<i64, _>(17)?))
+                }
+                _ => None,
+            };
+            let db_generation: Option<i64> = r.try_get(8)?;
+            out.push(TagDetail {
+                name: r.try_get(0)?,
+                media_type: r.try_get(2)?,
+                artifact_type: r.try_get(3)?,
+                pushed_at: r.try_get(4)?,
+                pushed_by: r.try_get(5)?,
+                size: r.try_get(6)?,
+                scan_status: r.try_get(7)?,
+                scan_matched: db_generation.is_some(),
+                counts: [
+                    r.try_get(9)?,
+                    r.try_get(10)?,
+                    r.try_get(11)?,
+                    r.try_get(12)?,
+                    r.try_get(13)?,
+                ],
+                promoted_from,
+                signature_tag: r.try_get::<i64, _>(19)? > 0,
+                referrers: r.try_get(20)?,
+                digest,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every current (unrevoked) account key, as (key id, account, PEM):
+    /// what a "signed by whom" badge checks signatures against.
+    pub async fn current_keys(&self) -> Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query("SELECT id, account, pem FROM account_keys WHERE revoked_at IS NULL ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+}
+
+pub(crate) fn name_filter(text: &str) -> String {
+    if text.is_empty() {
+        String::new()
+    } else {
+        contains_pattern(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_patterns_escape_their_own_characters() {
+        let table = [
+            ("", ""),
+            ("app", "%app%"),
+            ("a_b", "%a\\_b%"),
+            ("50%", "%50\\%%"),
+            ("a\\b", "%a\\\\b%"),
+        ];
+        for (text, want) in table {
+            assert_eq!(super::name_filter(text), want, "{text}");
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Lists for browsing: repositories the caller can read (with tag counts
+//! and worst findings), a repository's tags with what is known about each
+//! image, and the vulnerability database (status, offline import). The web
+//! UI reads these too, so the API and the pages can never disagree.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use portcullis_auth::Actions;
+use portcullis_meta::{SeverityCounts, TagDetail};
+use portcullis_oci::Digest;
+use portcullis_sign::PublicKey;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::identity::repo_name;
+use super::{reply, ApiResult, Who};
+use crate::access::Need;
+use crate::pull::Signed;
+use crate::{Registry, RegistryError};
+
+/// How many rows one page holds at most.
+const MAX_PAGE: i64 = 1000;
+
+#[derive(Deserialize, Default)]
+pub(crate) struct PageQuery {
+    /// Only names containing this text.
+    #[serde(default)]
+    q: String,
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+impl PageQuery {
+    fn limit(&self) -> i64 {
+        self.limit.unwrap_or(100).clamp(1, MAX_PAGE)
+    }
+}
+
+fn counts_json(c: &SeverityCounts) -> serde_json::Value {
+    json!({"critical": c[0], "high": c[1], "medium": c[2], "low": c[3], "unknown": c[4]})
+}
+
+/// `GET /api/v1/repositories?q=&after=&limit=`: a page of the repositories
+/// the caller may pull, with `next` (the `after` of the next page) when
+/// there is one.
+pub(crate) async fn repository_list(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Query(p): Query<PageQuery>,
+) -> ApiResult {
+    who.need(&reg, Need::Authenticated).await?;
+    let limit = p.limit();
+    let mut names = crate::listing::readable_page(&reg, &who.caller, p.after.as_deref(), limit, &p.q).await?;
+    let next = (names.len() as i64 > limit).then(|| {
+        names.truncate(limit as usize);
+        names.last().cloned()
+    });
+    let summaries = reg.meta.repository_summaries(&names).await?;
+    let list: Vec<_> = summaries
+        .iter()
+        .map(|s| {
+            json!({"name": s.name, "visibility": s.visibility, "tags": s.tags, "last_push": s.last_push,
+                   "scanned": s.scanned, "worst": counts_json(&s.worst)})
+        })
+        .collect();
+    Ok(reply(
+        StatusCode::OK,
+        json!({"repositories": list, "next": next.flatten()}),
+    ))
+}
+
+/// `GET …/repositories/NAME/tags?after=&limit=`: a page of tags in
+/// bytewise order with digest, size, who pushed it and when, the scan's
+/// counts, where a promotion brought it from, and whose signature over it
+/// verifies (checked against every current account key).
+pub(crate) async fn tag_list(reg: &Registry, who: &Who, name: &str, query: &str) -> ApiResult {
+    let name = repo_name(name)?;
+    who.need(reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
+    let p: PageQuery = serde_urlencoded_query(query)?;
+    let limit = p.limit();
+    let mut tags = reg
+        .meta
+        .tag_details(name.as_str(), p.after.as_deref(), limit + 1)
+        .await?;
+    let next = (tags.len() as i64 > limit).then(|| {
+        tags.truncate(limit as usize);
+        tags.last().map(|t| t.name.clone())
+    });
+    let signed = signatures(reg, name.as_str(), &tags).await?;
+    let list: Vec<_> = tags
+        .iter()
+        .map(|t| {
+            let scan = t.scan_status.as_ref().map(|status| {
+                json!({"status": status, "matched": t.scan_matched, "counts": counts_json(&t.counts)})
+            });
+            let promoted = t.promoted_from.as_ref().map(|(repo, tag, policy, at)| {
+                json!({"repository": repo, "tag": tag, "policy_id": policy, "at": at})
+            });
+            json!({
+                "name": t.name, "digest": t.digest, "media_type": t.media_type,
+                "artifact_type": t.artifact_type, "size": t.size, "pushed_at": t.pushed_at,
+                "pushed_by": t.pushed_by, "scan": scan, "promoted_from": promoted,
+                "referrers": t.referrers, "signature_artifact": t.name.ends_with(".sig") && t.name.starts_with("sha256-"),
+                "signed": signed.get(&t.digest).cloned().unwrap_or(json!({"status": "unsigned"})),
+            })
+        })
+        .collect();
+    Ok(reply(
+        StatusCode::OK,
+        json!({"repository": name.as_str(), "tags": list, "next": next.flatten()}),
+    ))
+}
+
+/// Who signed each signed digest on the page: `{"status": "verified",
+/// "account", "key_id"}` or `{"status": "unverified"}` (signature
+/// artifacts whose key no account holds any more).
+async fn signatures(
+    reg: &Registry,
+    repo: &str,
+    tags: &[TagDetail],
+) -> Result<HashMap<String, serde_json::Value>, RegistryError> {
+    let mut out = HashMap::new();
+    let signed: Vec<&TagDetail> = tags.iter().filter(|t| t.signature_tag || t.referrers > 0).collect();
+    if signed.is_empty() {
+        return Ok(out);
+    }
+    let keys = reg.meta.current_keys().await?;
+    let public: Vec<PublicKey> = keys
+        .iter()
+        .filter_map(|(_, _, pem)| PublicKey::from_pem(pem).ok())
+        .collect();
+    for t in signed {
+        if out.contains_key(&t.digest) {
+            continue;
+        }
+        let Ok(digest) = t.digest.parse::<Digest>() else {
+            continue;
+        };
+        let verdict = match reg.signature_verdict(repo, &digest, &public).await? {
+            Signed::Unsigned => continue,
+            Signed::Unverified => json!({"status": "unverified"}),
+            Signed::By(id) => {
+                let account = keys.iter().find(|(k, _, _)| *k == id).map(|(_, a, _)| a.clone());
+                json!({"status": "verified", "key_id": id, "account": account})
+            }
+        };
+        out.insert(t.digest.clone(), verdict);
+    }
+    Ok(out)
+}
+
+fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, RegistryError> {
+    Query::<T>::try_from_uri(
+        &format!("/?{query}")
+            .parse()
+            .map_err(|_| RegistryError::Invalid("query".into()))?,
+    )
+    .map(|q| q.0)
+    .map_err(|e| RegistryError::Invalid(format!("query: {e}")))
+}
+
+/// `GET /api/v1/vulndb`: the sources in force, their record counts, the
+/// generation and when it was imported (`null` before any import).
+pub(crate) async fn vulndb_status(State(reg): State<Arc<Registry>>, who: Who) -> ApiResult {
+    who.need(&reg, Need::System).await?;
+    let status = reg.vulndb_status().await?;
+    Ok(reply(StatusCode::OK, json!({ "status": status })))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ImportQuery {
+    /// The source's file name (`debian.osv.jsonl.gz`): it says the format
+    /// and replaces an earlier source of the same name.
+    name: String,
+    #[serde(default)]
+    replace_all: bool,
+}
+
+/// `POST /api/v1/vulndb?name=FILE[&replace_all=true]` with the file as
+/// the body (streamed to disk, never held): the same atomic import as
+/// `portcullis db import`.
+pub(crate) async fn vulndb_import(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Query(q): Query<ImportQuery>,
+    body: axum::body::Body,
+) -> ApiResult {
+    who.need(&reg, Need::System).await?;
+    let mut upload = reg.vulndb_upload(&q.name).await?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        let chunk = chunk.map_err(|e| RegistryError::Invalid(format!("request body: {e}")))?;
+        upload.write(&chunk).await?;
+    }
+    let report = upload.import(&reg, &who.actor, q.replace_all).await?;
+    Ok(reply(StatusCode::CREATED, report))
+}

@@ -1,0 +1,971 @@
+//! Page handlers: each reads what it shows from the management API as the
+//! signed-in user and renders one template. Forms post here, are checked
+//! for the session's CSRF token, call the API, and redirect back with a
+//! message (post, redirect, get).
+
+use askama::Template;
+use axum::extract::{Multipart, Query};
+use axum::http::Method;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::session::SignedIn;
+use crate::view::{self, enc, enc_path, Bar, Shield};
+use crate::UiError;
+
+type Page = Result<Response, UiError>;
+
+/// What every page's frame needs: who is signed in, the token for the
+/// sign-out form, and a message from the form just posted.
+pub struct Chrome {
+    pub user: String,
+    pub admin: bool,
+    pub csrf: String,
+    pub flash: Option<String>,
+}
+
+fn chrome(who: &SignedIn, flash: Option<String>) -> Chrome {
+    Chrome {
+        user: who.name.clone(),
+        admin: who.admin,
+        csrf: who.csrf.clone(),
+        flash,
+    }
+}
+
+fn render(t: impl Template) -> Page {
+    Ok(Html(t.render()?).into_response())
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn back(to: String, message: &str) -> Response {
+    let sep = if to.contains('?') { '&' } else { '?' };
+    Redirect::to(&format!("{to}{sep}msg={}", enc(message))).into_response()
+}
+
+// ---- repositories ---------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    #[serde(default)]
+    q: String,
+    after: Option<String>,
+    msg: Option<String>,
+}
+
+pub struct RepoRow {
+    name: String,
+    visibility: String,
+    tags: i64,
+    last_push: String,
+    shield: Shield,
+}
+
+#[derive(Template)]
+#[template(path = "repositories.html")]
+struct RepositoriesPage {
+    chrome: Chrome,
+    q: String,
+    rows: Vec<RepoRow>,
+    next: Option<String>,
+}
+
+pub async fn repositories(who: SignedIn, Query(p): Query<ListQuery>) -> Page {
+    let mut path = format!("/api/v1/repositories?limit=50&q={}", enc(&p.q));
+    if let Some(a) = &p.after {
+        path.push_str(&format!("&after={}", enc(a)));
+    }
+    let v = who.get(&path).await?;
+    let rows = v["repositories"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| RepoRow {
+            name: s(&r["name"]),
+            visibility: s(&r["visibility"]),
+            tags: r["tags"].as_i64().unwrap_or(0),
+            last_push: r["last_push"].as_i64().map(view::time).unwrap_or_default(),
+            shield: if r["scanned"].as_i64().unwrap_or(0) == 0 {
+                Shield {
+                    class: "none",
+                    text: "nothing scanned".into(),
+                }
+            } else {
+                view::counts_shield(&r["worst"])
+            },
+        })
+        .collect();
+    render(RepositoriesPage {
+        chrome: chrome(&who, p.msg),
+        q: p.q,
+        rows,
+        next: v["next"].as_str().map(str::to_string),
+    })
+}
+
+// ---- one repository -------------------------------------------------------
+
+#[derive(Deserialize)]
+pub struct RepoQuery {
+    name: String,
+    after: Option<String>,
+    msg: Option<String>,
+}
+
+pub struct TagRow {
+    name: String,
+    digest: String,
+    short: String,
+    size: String,
+    pushed_at: String,
+    pushed_by: String,
+    shield: Shield,
+    promoted: Option<String>,
+    signed: Option<String>,
+    unverified_signature: bool,
+    artifact: bool,
+}
+
+#[derive(Template)]
+#[template(path = "repository.html")]
+struct RepositoryPage {
+    chrome: Chrome,
+    name: String,
+    visibility: String,
+    rows: Vec<TagRow>,
+    next: Option<String>,
+}
+
+pub async fn repository(who: SignedIn, Query(p): Query<RepoQuery>) -> Page {
+    let api = format!("/api/v1/repositories/{}", enc_path(&p.name));
+    let info = who.get(&api).await?;
+    let mut path = format!("{api}/tags?limit=100");
+    if let Some(a) = &p.after {
+        path.push_str(&format!("&after={}", enc(a)));
+    }
+    let v = who.get(&path).await?;
+    let rows = v["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let promoted = t["promoted_from"].as_object().map(|p| {
+                format!(
+                    "from {}:{} by policy {}",
+                    s(&p["repository"]),
+                    s(&p["tag"]),
+                    s(&p["policy_id"])
+                )
+            });
+            let signed = (t["signed"]["status"] == "verified").then(|| {
+                format!(
+                    "by {} (key {})",
+                    s(&t["signed"]["account"]),
+                    view::short(t["signed"]["key_id"].as_str().unwrap_or(""))
+                )
+            });
+            TagRow {
+                name: s(&t["name"]),
+                digest: s(&t["digest"]),
+                short: view::short(t["digest"].as_str().unwrap_or("")),
+                size: view::size(t["size"].as_i64().unwrap_or(0)),
+                pushed_at: t["pushed_at"].as_i64().map(view::time).unwrap_or_default(),
+                pushed_by: s(&t["pushed_by"]),
+                shield: view::shield(&t["scan"]),
+                promoted,
+                signed,
+                unverified_signature: t["signed"]["status"] == "unverified",
+                artifact: t["signature_artifact"] == true || !t["artifact_type"].is_null(),
+            }
+        })
+        .collect();
+    render(RepositoryPage {
+        chrome: chrome(&who, p.msg),
+        visibility: s(&info["visibility"]),
+        name: p.name,
+        rows,
+        next: v["next"].as_str().map(str::to_string),
+    })
+}
+
+// ---- one image ------------------------------------------------------------
+
+#[derive(Deserialize)]
+pub struct ImageQuery {
+    repository: String,
+    digest: String,
+    tag: Option<String>,
+    tab: Option<String>,
+    #[serde(default)]
+    severity: String,
+    #[serde(default)]
+    ecosystem: String,
+    #[serde(default)]
+    sort: String,
+    msg: Option<String>,
+}
+
+pub struct FindingRow {
+    id: String,
+    link: String,
+    severity: String,
+    package: String,
+    version: String,
+    fixed: String,
+    path: String,
+}
+
+pub struct LayerRow {
+    index: usize,
+    digest: String,
+    short: String,
+    size: String,
+    created_by: String,
+    components: i64,
+    findings: Vec<FindingRow>,
+}
+
+pub struct ComponentRow {
+    name: String,
+    version: String,
+    ecosystem: String,
+    license: String,
+    path: String,
+    layer: String,
+    finding: Option<FindingRow>,
+}
+
+#[derive(Template)]
+#[template(path = "image.html")]
+struct ImagePage {
+    chrome: Chrome,
+    repository: String,
+    digest: String,
+    tag: String,
+    tab: String,
+    status: String,
+    error: String,
+    shield: Shield,
+    bars: Vec<Bar>,
+    layers: Vec<LayerRow>,
+    components: Vec<ComponentRow>,
+    ecosystems: Vec<String>,
+    severity: String,
+    ecosystem: String,
+    sort: String,
+    warnings: Vec<String>,
+    severities: &'static [&'static str],
+}
+
+impl ImagePage {
+    fn severity_is(&self, sv: &str) -> bool {
+        self.severity == sv
+    }
+
+    fn base_link(&self) -> String {
+        format!(
+            "/ui/image?repository={}&digest={}&tag={}",
+            enc(&self.repository),
+            enc(&self.digest),
+            enc(&self.tag)
+        )
+    }
+}
+
+fn finding_row(f: &Value) -> FindingRow {
+    let id = f["ids"][0].as_str().unwrap_or("").to_string();
+    // A CVE id names its NVD entry; anything else its OSV record.
+    let link = if id.starts_with("CVE-") {
+        format!("https://nvd.nist.gov/vuln/detail/{id}")
+    } else {
+        format!("https://osv.dev/vulnerability/{id}")
+    };
+    FindingRow {
+        link,
+        severity: s(&f["severity"]).to_lowercase(),
+        package: s(&f["package"]),
+        version: s(&f["version"]),
+        fixed: s(&f["fixed_version"]),
+        path: s(&f["path"]),
+        id,
+    }
+}
+
+fn severity_rank(s: &str) -> usize {
+    view::SEVERITIES
+        .iter()
+        .position(|x| *x == s)
+        .unwrap_or(view::SEVERITIES.len())
+}
+
+pub async fn image(who: SignedIn, Query(p): Query<ImageQuery>) -> Page {
+    let q = format!("?repository={}", enc(&p.repository));
+    let scan_api = format!("/api/v1/scans/{}", enc(&p.digest));
+    let scan = who.get(&format!("{scan_api}{q}")).await?;
+    let status = s(&scan["status"]);
+    let counts = json!({
+        "critical": scan["critical"], "high": scan["high"], "medium": scan["medium"],
+        "low": scan["low"], "unknown": scan["unknown"],
+    });
+    let scan_obj = if scan["status"].is_null() || status == "none" {
+        Value::Null
+    } else {
+        json!({"status": status, "matched": !scan["database_generation"].is_null(), "counts": counts})
+    };
+    let mut layers = Vec::new();
+    let mut components = Vec::new();
+    let mut ecosystems = Vec::new();
+    let mut warnings = Vec::new();
+    if status == "done" {
+        let l = who.get(&format!("{scan_api}/layers{q}")).await?;
+        let v = who.get(&format!("{scan_api}/vulnerabilities{q}")).await?;
+        let c = who.get(&format!("{scan_api}/components{q}")).await?;
+        let findings: Vec<&Value> = v["vulnerabilities"].as_array().into_iter().flatten().collect();
+        for (i, layer) in l["layers"].as_array().into_iter().flatten().enumerate() {
+            let digest = s(&layer["digest"]);
+            let mut mine: Vec<FindingRow> = findings
+                .iter()
+                .filter(|f| f["layer"] == layer["digest"])
+                .map(|f| finding_row(f))
+                .collect();
+            mine.sort_by_key(|f| severity_rank(&f.severity));
+            layers.push(LayerRow {
+                index: i + 1,
+                short: view::short(&digest),
+                size: layer["size"].as_i64().map(view::size).unwrap_or_default(),
+                created_by: s(&layer["created_by"]),
+                components: layer["components"].as_i64().unwrap_or(0),
+                findings: mine,
+                digest,
+            });
+        }
+        for comp in c["components"].as_array().into_iter().flatten() {
+            let eco = s(&comp["ecosystem"]);
+            if !ecosystems.contains(&eco) {
+                ecosystems.push(eco.clone());
+            }
+            let row = |finding| ComponentRow {
+                name: s(&comp["name"]),
+                version: s(&comp["version"]),
+                ecosystem: eco.clone(),
+                license: s(&comp["license"]),
+                path: s(&comp["path"]),
+                layer: view::short(comp["layer"].as_str().unwrap_or("")),
+                finding,
+            };
+            let mine: Vec<&&Value> = findings
+                .iter()
+                .filter(|f| f["purl"] == comp["purl"] && f["path"] == comp["path"])
+                .collect();
+            if mine.is_empty() {
+                components.push(row(None));
+            } else {
+                components.extend(mine.into_iter().map(|f| row(Some(finding_row(f)))));
+            }
+        }
+        warnings = c["warnings"].as_array().into_iter().flatten().map(s).collect();
+        ecosystems.sort();
+        components.retain(|r| {
+            (p.ecosystem.is_empty() || r.ecosystem == p.ecosystem)
+                && (p.severity.is_empty() || r.finding.as_ref().is_some_and(|f| f.severity == p.severity))
+        });
+        match p.sort.as_str() {
+            "name" => components.sort_by(|a, b| a.name.cmp(&b.name).then(a.version.cmp(&b.version))),
+            "layer" => components.sort_by(|a, b| a.layer.cmp(&b.layer).then(a.name.cmp(&b.name))),
+            _ => components.sort_by_key(|r| {
+                (
+                    r.finding.as_ref().map_or(usize::MAX, |f| severity_rank(&f.severity)),
+                    r.name.clone(),
+                )
+            }),
+        }
+    }
+    render(ImagePage {
+        chrome: chrome(&who, p.msg),
+        shield: view::shield(&scan_obj),
+        bars: if status == "done" {
+            view::severity_bars(&counts, 400)
+        } else {
+            Vec::new()
+        },
+        tab: p.tab.unwrap_or_else(|| "layers".into()),
+        status,
+        error: s(&scan["error"]),
+        repository: p.repository,
+        digest: p.digest,
+        tag: p.tag.unwrap_or_default(),
+        layers,
+        components,
+        ecosystems,
+        severity: p.severity,
+        ecosystem: p.ecosystem,
+        sort: p.sort,
+        warnings,
+        severities: &view::SEVERITIES,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ImageForm {
+    csrf: String,
+    repository: String,
+    digest: String,
+}
+
+pub async fn image_scan(who: SignedIn, Form(f): Form<ImageForm>) -> Page {
+    who.check_csrf(&f.csrf)?;
+    let path = format!("/api/v1/scans/{}?repository={}", enc(&f.digest), enc(&f.repository));
+    who.api(Method::POST, &path, Value::Null).await?;
+    let to = format!("/ui/image?repository={}&digest={}", enc(&f.repository), enc(&f.digest));
+    Ok(back(to, "scan queued"))
+}
+
+#[derive(Deserialize)]
+pub struct SbomQuery {
+    repository: String,
+    digest: String,
+    format: String,
+}
+
+pub async fn image_sbom(who: SignedIn, Query(q): Query<SbomQuery>) -> Page {
+    let path = format!(
+        "/api/v1/scans/{}/sbom?repository={}&format={}",
+        enc(&q.digest),
+        enc(&q.repository),
+        enc(&q.format)
+    );
+    let answer = who.download(&path).await?;
+    let file = format!(
+        "{}-{}.{}.json",
+        q.repository.replace('/', "_"),
+        view::short(&q.digest),
+        if q.format == "spdx" { "spdx" } else { "cdx" }
+    );
+    Ok((
+        [
+            (
+                "content-type",
+                answer.content_type.unwrap_or_else(|| "application/json".into()),
+            ),
+            ("content-disposition", format!("attachment; filename=\"{file}\"")),
+        ],
+        answer.bytes,
+    )
+        .into_response())
+}
+
+// ---- promotion policies ---------------------------------------------------
+
+#[derive(Deserialize)]
+pub struct PoliciesQuery {
+    repository: String,
+    msg: Option<String>,
+}
+
+pub struct PolicyView {
+    id: String,
+    target: String,
+    tag_template: String,
+    enabled: bool,
+    sign_as: String,
+    copy_referrers: bool,
+    rules: Vec<String>,
+    evaluations: Vec<EvaluationRow>,
+}
+
+pub struct EvaluationRow {
+    at: String,
+    tag: String,
+    outcome: String,
+    target_tag: String,
+}
+
+#[derive(Template)]
+#[template(path = "policies.html")]
+struct PoliciesPage {
+    chrome: Chrome,
+    repository: String,
+    policies: Vec<PolicyView>,
+    fields: &'static [&'static str],
+    operators: &'static [&'static str],
+}
+
+const FIELDS: &[&str] = &[
+    "tag",
+    "package_name",
+    "license_name",
+    "vulnerability_all",
+    "vulnerability_critical",
+    "vulnerability_high",
+    "vulnerability_medium",
+    "vulnerability_low",
+    "vulnerability_unknown",
+];
+const OPERATORS: &[&str] = &[
+    "eq",
+    "neq",
+    "starts_with",
+    "ends_with",
+    "contains",
+    "one_of",
+    "none_of",
+    "matches",
+    "regex",
+    "lte",
+    "lt",
+    "gte",
+];
+
+fn rule_text(r: &Value) -> String {
+    let values: Vec<String> = r["values"].as_array().into_iter().flatten().map(s).collect();
+    let version = r["version"]
+        .as_str()
+        .map(|v| format!(" (version {v})"))
+        .unwrap_or_default();
+    format!(
+        "{} {} {}{version}",
+        s(&r["field"]),
+        s(&r["operator"]),
+        values.join(", ")
+    )
+}
+
+pub async fn policies(who: SignedIn, Query(p): Query<PoliciesQuery>) -> Page {
+    let api = format!("/api/v1/repositories/{}/policies", enc_path(&p.repository));
+    let list = who.get(&api).await?;
+    let mut policies = Vec::new();
+    for pol in list.as_array().into_iter().flatten() {
+        let id = s(&pol["id"]);
+        let ev = who.get(&format!("{api}/{}/evaluations?limit=10", enc(&id))).await?;
+        policies.push(PolicyView {
+            target: s(&pol["target"]),
+            tag_template: s(&pol["tag_template"]),
+            enabled: pol["enabled"] != false,
+            sign_as: s(&pol["sign_as"]),
+            copy_referrers: pol["copy_referrers"] != false,
+            rules: pol["rules"].as_array().into_iter().flatten().map(rule_text).collect(),
+            evaluations: ev["evaluations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| EvaluationRow {
+                    at: e["at"].as_i64().map(view::time).unwrap_or_default(),
+                    tag: s(&e["tag"]),
+                    outcome: s(&e["outcome"]),
+                    target_tag: s(&e["target_tag"]),
+                })
+                .collect(),
+            id,
+        });
+    }
+    render(PoliciesPage {
+        chrome: chrome(&who, p.msg),
+        repository: p.repository,
+        policies,
+        fields: FIELDS,
+        operators: OPERATORS,
+    })
+}
+
+/// The create form: up to three rule rows, empty rows ignored.
+#[derive(Deserialize)]
+pub struct PolicyForm {
+    csrf: String,
+    repository: String,
+    target: String,
+    tag_template: String,
+    #[serde(default)]
+    sign_as: String,
+    #[serde(default)]
+    disabled: Option<String>,
+    #[serde(default)]
+    no_referrers: Option<String>,
+    #[serde(default)]
+    field1: String,
+    #[serde(default)]
+    operator1: String,
+    #[serde(default)]
+    values1: String,
+    #[serde(default)]
+    field2: String,
+    #[serde(default)]
+    operator2: String,
+    #[serde(default)]
+    values2: String,
+    #[serde(default)]
+    field3: String,
+    #[serde(default)]
+    operator3: String,
+    #[serde(default)]
+    values3: String,
+}
+
+/// A rule row's values: comma-separated, trimmed.
+fn values(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+pub async fn policy_create(who: SignedIn, Form(f): Form<PolicyForm>) -> Page {
+    who.check_csrf(&f.csrf)?;
+    let rows = [
+        (&f.field1, &f.operator1, &f.values1),
+        (&f.field2, &f.operator2, &f.values2),
+        (&f.field3, &f.operator3, &f.values3),
+    ];
+    let rules: Vec<Value> = rows
+        .iter()
+        .filter(|(field, _, _)| !field.is_empty())
+        .map(|(field, operator, vals)| json!({"field": field, "operator": operator, "values": values(vals)}))
+        .collect();
+    let mut policy = json!({
+        "target": f.target.trim(), "tag_template": f.tag_template.trim(), "rules": rules,
+        "enabled": f.disabled.is_none(), "copy_referrers": f.no_referrers.is_none(),
+    });
+    if !f.sign_as.trim().is_empty() {
+        policy["sign_as"] = json!(f.sign_as.trim());
+    }
+    let api = format!("/api/v1/repositories/{}/policies", enc_path(&f.repository));
+    let to = format!("/ui/policies?repository={}", enc(&f.repository));
+    match who.api(Method::POST, &api, policy).await {
+        Ok(created) => Ok(back(to, &format!("policy {} created", s(&created["id"])))),
+        // A policy the API refuses is a message on the form's page.
+        Err(UiError::Api { status, message }) if matches!(status.as_u16(), 400 | 409 | 422) => Ok(back(to, &message)),
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PolicyAction {
+    csrf: String,
+    repository: String,
+    id: String,
+    #[serde(default)]
+    tag: String,
+}
+
+pub struct RuleOutcome {
+    rule: String,
+    passed: bool,
+    facts: String,
+}
+
+pub struct ImageOutcome {
+    digest: String,
+    passed: bool,
+    rules: Vec<RuleOutcome>,
+}
+
+#[derive(Template)]
+#[template(path = "dry_run.html")]
+struct DryRunPage {
+    chrome: Chrome,
+    repository: String,
+    id: String,
+    tag: String,
+    outcome: String,
+    target_tag: String,
+    reason: String,
+    images: Vec<ImageOutcome>,
+}
+
+pub async fn policy_dry_run(who: SignedIn, Form(f): Form<PolicyAction>) -> Page {
+    who.check_csrf(&f.csrf)?;
+    let api = format!(
+        "/api/v1/repositories/{}/policies/{}/dry-run",
+        enc_path(&f.repository),
+        enc(&f.id)
+    );
+    let e = who.api(Method::POST, &api, json!({"tag": f.tag})).await?;
+    let detail = &e["detail"];
+    let images = detail["images"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| ImageOutcome {
+            digest: s(&i["digest"]),
+            passed: i["passed"] == true,
+            rules: i["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| RuleOutcome {
+                    rule: rule_text(&r["rule"]),
+                    passed: r["passed"] == true,
+                    facts: s(&r["facts"]),
+                })
+                .collect(),
+        })
+        .collect();
+    let reason = [&detail["reason"], &detail["error"]]
+        .iter()
+        .map(|v| s(v))
+        .find(|v| !v.is_empty())
+        .unwrap_or_default();
+    render(DryRunPage {
+        chrome: chrome(&who, None),
+        repository: f.repository,
+        id: f.id,
+        tag: f.tag,
+        outcome: s(&e["outcome"]),
+        target_tag: s(&e["target_tag"]),
+        reason,
+        images,
+    })
+}
+
+pub async fn policy_apply(who: SignedIn, Form(f): Form<PolicyAction>) -> Page {
+    who.check_csrf(&f.csrf)?;
+    let api = format!(
+        "/api/v1/repositories/{}/policies/{}/apply",
+        enc_path(&f.repository),
+        enc(&f.id)
+    );
+    let done = who.api(Method::POST, &api, Value::Null).await?;
+    let n = done["evaluations"].as_array().map_or(0, Vec::len);
+    let promoted = done["evaluations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["outcome"] == "promoted")
+        .count();
+    let to = format!("/ui/policies?repository={}", enc(&f.repository));
+    Ok(back(to, &format!("applied to {n} tags: {promoted} promoted")))
+}
+
+pub async fn policy_delete(who: SignedIn, Form(f): Form<PolicyAction>) -> Page {
+    who.check_csrf(&f.csrf)?;
+    let api = format!(
+        "/api/v1/repositories/{}/policies/{}",
+        enc_path(&f.repository),
+        enc(&f.id)
+    );
+    who.api(Method::DELETE, &api, Value::Null).await?;
+    let to = format!("/ui/policies?repository={}", enc(&f.repository));
+    Ok(back(to, &format!("policy {} deleted", f.id)))
+}
+
+// ---- vulnerability database -----------------------------------------------
+
+#[derive(Deserialize)]
+pub struct MsgQuery {
+    msg: Option<String>,
+}
+
+pub struct SourceRow {
+    name: String,
+    records: i64,
+    rejected: i64,
+    imported_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "vulndb.html")]
+struct VulnDbPage {
+    chrome: Chrome,
+    generation: String,
+    imported_at: String,
+    records: i64,
+    loaded: String,
+    sources: Vec<SourceRow>,
+}
+
+pub async fn vulndb(who: SignedIn, Query(q): Query<MsgQuery>) -> Page {
+    let v = who.get("/api/v1/vulndb").await?;
+    let st = &v["status"];
+    render(VulnDbPage {
+        chrome: chrome(&who, q.msg),
+        generation: s(&st["generation"]),
+        imported_at: s(&st["imported_at"]),
+        records: st["records"].as_i64().unwrap_or(0),
+        loaded: s(&st["loaded_generation"]),
+        sources: st["sources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|src| SourceRow {
+                name: s(&src["name"]),
+                records: src["records"].as_i64().unwrap_or(0),
+                rejected: src["rejected"].as_i64().unwrap_or(0),
+                imported_at: s(&src["imported_at"]),
+            })
+            .collect(),
+    })
+}
+
+/// The upload form: `csrf` first (checked before a byte of the file is
+/// stored), then `replace_all`, then the file, streamed to disk.
+pub async fn vulndb_upload(who: SignedIn, mut form: Multipart) -> Page {
+    let bad = |e: axum::extract::multipart::MultipartError| UiError::BadRequest(format!("upload: {e}"));
+    let mut csrf_ok = false;
+    let mut replace_all = false;
+    let mut report = None;
+    while let Some(mut field) = form.next_field().await.map_err(bad)? {
+        match field.name() {
+            Some("csrf") => {
+                who.check_csrf(&field.text().await.map_err(bad)?)?;
+                csrf_ok = true;
+            }
+            Some("replace_all") => replace_all = true,
+            Some("file") => {
+                if !csrf_ok {
+                    return Err(UiError::Csrf);
+                }
+                // Only an administrator may import; ask before storing bytes.
+                if !who.admin {
+                    return Err(UiError::Api {
+                        status: axum::http::StatusCode::FORBIDDEN,
+                        message: "importing a vulnerability database takes a system administrator".into(),
+                    });
+                }
+                let name = field.file_name().unwrap_or("").to_string();
+                let reg = who.registry().clone();
+                let mut upload = reg
+                    .vulndb_upload(&name)
+                    .await
+                    .map_err(|e| UiError::BadRequest(e.to_string()))?;
+                while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                    upload
+                        .write(&chunk)
+                        .await
+                        .map_err(|e| UiError::BadRequest(e.to_string()))?;
+                }
+                let actor = portcullis_server::access::Actor {
+                    name: who.name.clone(),
+                    token_id: None,
+                    address: who.on_behalf.address.clone(),
+                };
+                report = Some(match upload.import(&reg, &actor, replace_all).await {
+                    Ok(r) => r,
+                    Err(e) => return Ok(back("/ui/admin/vulndb".into(), &format!("import refused: {e}"))),
+                });
+            }
+            _ => {}
+        }
+    }
+    let Some(r) = report else {
+        return Err(UiError::BadRequest("choose a file to import".into()));
+    };
+    let records: i64 = r["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| s["records"].as_i64().unwrap_or(0))
+        .sum();
+    let rejected: i64 = r["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| s["rejected_count"].as_i64().unwrap_or(0))
+        .sum();
+    let message = format!(
+        "imported generation {}: {records} records, {rejected} rejected",
+        s(&r["generation"])
+    );
+    Ok(back("/ui/admin/vulndb".into(), &message))
+}
+
+// ---- audit trail ----------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+pub struct AuditFilter {
+    #[serde(default)]
+    actor: String,
+    #[serde(default)]
+    repository: String,
+    #[serde(default)]
+    action: String,
+    after: Option<i64>,
+    verify: Option<String>,
+}
+
+pub struct AuditRow {
+    seq: i64,
+    at: String,
+    actor: String,
+    action: String,
+    repository: String,
+    result: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    chrome: Chrome,
+    actor: String,
+    repository: String,
+    action: String,
+    rows: Vec<AuditRow>,
+    next: Option<i64>,
+    /// `None` until asked for (it reads the whole trail).
+    chain: Option<String>,
+}
+
+pub async fn audit(who: SignedIn, Query(f): Query<AuditFilter>) -> Page {
+    let mut path = "/api/v1/audit?limit=100".to_string();
+    for (k, v) in [
+        ("actor", &f.actor),
+        ("repository", &f.repository),
+        ("action", &f.action),
+    ] {
+        if !v.is_empty() {
+            path.push_str(&format!("&{k}={}", enc(v)));
+        }
+    }
+    if let Some(a) = f.after {
+        path.push_str(&format!("&after={a}"));
+    }
+    let v = who.get(&path).await?;
+    let rows: Vec<AuditRow> = v["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| AuditRow {
+            seq: r["seq"].as_i64().unwrap_or(0),
+            at: r["at"].as_i64().map(view::time).unwrap_or_default(),
+            actor: s(&r["actor"]),
+            action: s(&r["action"]),
+            repository: s(&r["repository"]),
+            result: s(&r["result"]),
+            detail: s(&r["detail"]),
+        })
+        .collect();
+    let next = (rows.len() == 100).then(|| rows.last().map(|r| r.seq)).flatten();
+    let chain = match f.verify {
+        Some(_) => {
+            let c = who.get("/api/v1/audit/verify").await?;
+            Some(if c["intact"] == true {
+                format!("intact: {} records verified", s(&c["records"]))
+            } else {
+                format!(
+                    "BROKEN at record {}: {}",
+                    s(&c["break"]["seq"]),
+                    s(&c["break"]["reason"])
+                )
+            })
+        }
+        None => None,
+    };
+    render(AuditPage {
+        chain,
+        chrome: chrome(&who, None),
+        actor: f.actor,
+        repository: f.repository,
+        action: f.action,
+        rows,
+        next,
+    })
+}

@@ -1,0 +1,441 @@
+//! The web UI over HTTP: sessions, CSRF, security headers, and that every
+//! UI route answers each kind of user as the management API would (the
+//! UI's own authorization matrix). Browser tests are in `tests/browser.rs`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{backends, call, TestServer};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const PW: &str = "long-enough-password";
+
+/// A browser without JavaScript: keeps its cookies by hand.
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+    cookies: Vec<(String, String)>,
+}
+
+impl Browser {
+    fn new(s: &TestServer) -> Browser {
+        Browser {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: s.base.clone(),
+            cookies: Vec::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep_cookies(&mut self, r: &reqwest::Response) {
+        for c in r.headers().get_all("set-cookie") {
+            let text = c.to_str().unwrap();
+            let (pair, _) = text.split_once(';').unwrap_or((text, ""));
+            let (k, v) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(name, _)| name != k);
+            if !v.is_empty() {
+                self.cookies.push((k.to_string(), v.to_string()));
+            }
+        }
+    }
+
+    /// Sends with this browser's cookies and keeps the ones it is given.
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> (u16, String, reqwest::header::HeaderMap) {
+        let r = request.header("cookie", self.cookie_header()).send().await.unwrap();
+        self.keep_cookies(&r);
+        let (status, headers) = (r.status().as_u16(), r.headers().clone());
+        (status, r.text().await.unwrap(), headers)
+    }
+
+    async fn get(&mut self, path: &str) -> (u16, String, reqwest::header::HeaderMap) {
+        let request = self.client.get(format!("{}{path}", self.base));
+        self.send(request).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (u16, String, reqwest::header::HeaderMap) {
+        let request = self.client.post(format!("{}{path}", self.base)).form(form);
+        self.send(request).await
+    }
+
+    /// Signs in through the form; the status of the form post.
+    async fn sign_in(&mut self, user: &str, password: &str) -> u16 {
+        let (st, page, _) = self.get("/ui/login").await;
+        assert_eq!(st, 200);
+        let token = field(&page, "token");
+        self.post(
+            "/ui/login",
+            &[
+                ("username", user),
+                ("password", password),
+                ("token", &token),
+                ("next", "/ui/"),
+            ],
+        )
+        .await
+        .0
+    }
+
+    /// The CSRF token in a page's forms.
+    async fn csrf(&mut self) -> String {
+        let (st, page, _) = self.get("/ui/").await;
+        assert_eq!(st, 200, "{page}");
+        field(&page, "csrf")
+    }
+}
+
+/// The value of the hidden input `name` in `html`.
+fn field(html: &str, name: &str) -> String {
+    let at = html
+        .find(&format!("name=\"{name}\" value=\""))
+        .unwrap_or_else(|| panic!("no {name} field in {html}"));
+    let rest = &html[at + name.len() + 15..];
+    rest[..rest.find('"').unwrap()].to_string()
+}
+
+fn location(h: &reqwest::header::HeaderMap) -> String {
+    h.get("location")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+async fn user(s: &TestServer, name: &str) {
+    let (st, v) = call(s, Method::POST, "/api/v1/users", json!({"name": name, "password": PW})).await;
+    assert_eq!(st, 201, "{v}");
+}
+
+/// `acme/app` with one scanned image; `reader` may read it, `outsider` nothing.
+async fn world(s: &TestServer) -> String {
+    let digest = world_without_scan(s).await;
+    wait_for_scan(s, &digest).await;
+    digest
+}
+
+async fn wait_for_scan(s: &TestServer, digest: &str) {
+    let path = format!("/api/v1/scans/{digest}?repository=acme/app");
+    for _ in 0..200 {
+        if call(s, Method::GET, &path, Value::Null).await.1["status"] == "done" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the image was not scanned");
+}
+
+async fn world_without_scan(s: &TestServer) -> String {
+    user(s, "reader").await;
+    user(s, "outsider").await;
+    assert_eq!(
+        call(s, Method::POST, "/api/v1/orgs", json!({"name": "acme"})).await.0,
+        201
+    );
+    let grant = json!({"account": "reader", "repository": "acme/app", "role": "read"});
+    let (st, v) = call(s, Method::POST, "/api/v1/namespaces/acme/grants", grant).await;
+    assert_eq!(st, 201, "{v}");
+    let layer = common::tar_of(&[("etc/os-release", b"ID=debian\nVERSION_ID=\"12\"\n".as_slice())]);
+    let (digest, _) = s
+        .push_image("acme/app", "v1", br#"{"architecture":"amd64","os":"linux"}"#, &[&layer])
+        .await;
+    s.push_image("acme/secret", "v1", b"{}", &[b"secret layer"]).await;
+    digest.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_sessions_csrf_and_headers() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        world(&s).await;
+        let mut b = Browser::new(&s);
+        // Not signed in: every page sends to the sign-in form and back.
+        let (st, _, h) = b.get("/").await;
+        assert_eq!((st, location(&h).as_str()), (303, "/ui/"), "{label}");
+        let (st, _, h) = b.get("/ui/repository?name=acme/app").await;
+        assert_eq!(st, 303, "{label}");
+        assert_eq!(location(&h), "/ui/login?next=%2Fui%2Frepository%3Fname%3Dacme%2Fapp");
+        // The sign-in form is CSRF-checked by double submit.
+        let (_, page, h) = b.get("/ui/login").await;
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
+        assert_eq!(h["x-frame-options"], "DENY");
+        let login_cookie = h["set-cookie"].to_str().unwrap();
+        assert!(
+            login_cookie.contains("HttpOnly") && login_cookie.contains("SameSite=Lax"),
+            "{login_cookie}"
+        );
+        assert!(!login_cookie.contains("Secure"), "no TLS here: {login_cookie}");
+        let token = field(&page, "token");
+        let mut stranger = Browser::new(&s);
+        let forged = [("username", "reader"), ("password", PW), ("token", token.as_str())];
+        assert_eq!(
+            stranger.post("/ui/login", &forged).await.0,
+            403,
+            "{label}: no login cookie"
+        );
+        assert!(stranger.cookies.is_empty());
+        // A wrong password is the form again with the reason, and audited.
+        assert_eq!(b.sign_in("reader", "wrong-password").await, 401, "{label}");
+        assert_eq!(b.sign_in("reader", PW).await, 303, "{label}");
+        let session = b
+            .cookies
+            .iter()
+            .find(|(k, _)| k == "portcullis_session")
+            .cloned()
+            .unwrap();
+        assert!(session.1.len() >= 40, "a long random id");
+        // Pages carry the CSP and no inline script.
+        let (st, page, h) = b.get("/ui/").await;
+        assert_eq!(st, 200, "{label}: {page}");
+        assert!(h.contains_key("content-security-policy"));
+        assert!(!page.contains("<script>"), "no inline script");
+        assert!(
+            page.contains("acme/app") && !page.contains("acme/secret"),
+            "{label}: {page}"
+        );
+        // Forms need the session's token.
+        let csrf = b.csrf().await;
+        let form = [("csrf", "not-the-token")];
+        let (st, page, _) = b.post("/ui/logout", &form).await;
+        assert_eq!(st, 403, "{label}: {page}");
+        assert!(page.contains("did not come from this site"), "{page}");
+        // A session's token is no good with another session.
+        let mut other = Browser::new(&s);
+        assert_eq!(other.sign_in("outsider", PW).await, 303);
+        let (st, _, _) = other.post("/ui/logout", &[("csrf", csrf.as_str())]).await;
+        assert_eq!(st, 403, "{label}: another session's token");
+        // Signing out ends the session on the server, not just the cookie.
+        let (st, _, h) = b.post("/ui/logout", &[("csrf", csrf.as_str())]).await;
+        assert_eq!((st, location(&h).as_str()), (303, "/ui/login"), "{label}");
+        let mut replay = Browser::new(&s);
+        replay.cookies.push(session.clone());
+        assert_eq!(replay.get("/ui/").await.0, 303, "{label}: the old cookie is dead");
+        // A password change ends the user's sessions.
+        assert_eq!(other.get("/ui/").await.0, 200);
+        let (st, v) = call(
+            &s,
+            Method::PUT,
+            "/api/v1/users/outsider/password",
+            json!({"password": "another-long-password"}),
+        )
+        .await;
+        assert!(st == 200 || st == 204, "{v}");
+        assert_eq!(other.get("/ui/").await.0, 303, "{label}: password changed");
+        // Sign-in and sign-out are in the audit trail.
+        let (_, audit) = call(&s, Method::GET, "/api/v1/audit?actor=reader", Value::Null).await;
+        let actions: Vec<(&str, &str)> = audit["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["action"].as_str().unwrap(), r["result"].as_str().unwrap()))
+            .collect();
+        assert!(actions.contains(&("login", "failed")), "{actions:?}");
+        assert!(actions.contains(&("login", "ok")), "{actions:?}");
+        assert!(actions.contains(&("logout", "ok")), "{actions:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_end() {
+    let backend = backends().remove(0);
+    let ui = portcullis_ui::UiSettings {
+        idle: Duration::from_millis(700),
+        absolute: Duration::from_secs(3600),
+        secure_cookies: true,
+    };
+    let s = TestServer::start_with_ui(&backend, portcullis_server::Anonymous::None, |_| {}, ui).await;
+    let mut b = Browser::new(&s);
+    let (_, _, h) = b.get("/ui/login").await;
+    assert!(
+        h["set-cookie"].to_str().unwrap().contains("Secure"),
+        "TLS cookies are Secure"
+    );
+    assert_eq!(b.sign_in("admin", common::ADMIN_PASSWORD).await, 303);
+    assert_eq!(b.get("/ui/").await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (st, _, h) = b.get("/ui/").await;
+    assert_eq!(
+        (st, location(&h).as_str()),
+        (303, "/ui/login?next=%2Fui%2F"),
+        "idle too long"
+    );
+}
+
+/// Expected status per caller (anonymous, reader, outsider, admin) for
+/// every UI route. 303 for anonymous callers is the sign-in redirect; 303
+/// after a form is the redirect back to the page.
+fn ui_matrix() -> Vec<(&'static str, [u16; 4])> {
+    vec![
+        ("ui_root", [303, 303, 303, 303]),
+        ("ui_root_slash", [303, 303, 303, 303]),
+        ("ui_repositories", [303, 200, 200, 200]),
+        ("ui_login_form", [200, 200, 200, 200]),
+        // Without the sign-in form's cookie: refused as a forgery.
+        ("ui_login", [403, 403, 403, 403]),
+        ("ui_static", [200, 200, 200, 200]),
+        ("ui_repository", [303, 200, 403, 200]),
+        ("ui_image", [303, 200, 403, 200]),
+        ("ui_image_scan", [303, 403, 403, 303]),
+        ("ui_image_sbom", [303, 200, 403, 200]),
+        ("ui_policies", [303, 200, 403, 200]),
+        ("ui_policy_create", [303, 403, 403, 303]),
+        ("ui_policy_dry_run", [303, 200, 403, 200]),
+        ("ui_policy_apply", [303, 403, 403, 303]),
+        ("ui_policy_delete", [303, 403, 403, 303]),
+        ("ui_vulndb", [303, 403, 403, 200]),
+        ("ui_vulndb_upload", [303, 403, 403, 303]),
+        ("ui_audit", [303, 403, 403, 200]),
+        // With a wrong token: refused; the sign-in redirect for anonymous.
+        ("ui_logout", [303, 403, 403, 403]),
+    ]
+}
+
+const OSV: &str = r#"{"id":"UI-MATRIX-1","modified":"2024-01-01T00:00:00Z","affected":[{"package":{"ecosystem":"npm","name":"nothing-here"},"ranges":[{"type":"SEMVER","events":[{"introduced":"0"},{"fixed":"1.0.0"}]}]}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ui_authorization_matrix() {
+    let rows: std::collections::BTreeSet<&str> = ui_matrix().iter().map(|(n, _)| *n).collect();
+    let routes: std::collections::BTreeSet<&str> = portcullis_ui::UI_ROUTES.iter().map(|(_, _, n)| *n).collect();
+    assert_eq!(rows, routes, "the UI matrix and the UI's routes differ");
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let digest = world(&s).await;
+        let mut callers = vec![Browser::new(&s)];
+        for (u, p) in [("reader", PW), ("outsider", PW), ("admin", common::ADMIN_PASSWORD)] {
+            let mut b = Browser::new(&s);
+            assert_eq!(b.sign_in(u, p).await, 303, "{label}: {u}");
+            callers.push(b);
+        }
+        let mut tokens = vec![String::new()];
+        for b in callers.iter_mut().skip(1) {
+            tokens.push(b.csrf().await);
+        }
+        let mut failures = Vec::new();
+        for (route, want) in ui_matrix() {
+            for (i, b) in callers.iter_mut().enumerate() {
+                let csrf = tokens[i].clone();
+                let image_q = format!("repository=acme/app&digest={digest}");
+                // Each policy row gets a policy of its own to act on.
+                let policy = || async {
+                    let body = json!({"target": "acme/other", "tag_template": format!("m{i}-%n"),
+                        "rules": [{"field": "tag", "operator": "eq", "values": ["never"]}]});
+                    let (st, v) = call(&s, Method::POST, "/api/v1/repositories/acme/app/policies", body).await;
+                    assert_eq!(st, 201, "{v}");
+                    v["id"].as_str().unwrap().to_string()
+                };
+                let (st, page) = match route {
+                    "ui_root" => b.get("/").await,
+                    "ui_root_slash" => b.get("/ui").await,
+                    "ui_repositories" => b.get("/ui/").await,
+                    "ui_login_form" => b.get("/ui/login").await,
+                    "ui_login" => {
+                        let mut fresh = Browser::new(&s);
+                        fresh.cookies = b
+                            .cookies
+                            .iter()
+                            .filter(|(k, _)| k != "portcullis_login")
+                            .cloned()
+                            .collect();
+                        let (st, page, h) = fresh
+                            .post("/ui/login", &[("username", "reader"), ("password", PW), ("token", "x")])
+                            .await;
+                        (st, page, h)
+                    }
+                    "ui_static" => b.get("/ui/static/app.css").await,
+                    "ui_repository" => b.get("/ui/repository?name=acme/app").await,
+                    "ui_image" => b.get(&format!("/ui/image?{image_q}")).await,
+                    "ui_image_scan" => {
+                        b.post(
+                            "/ui/image/scan",
+                            &[("csrf", &csrf), ("repository", "acme/app"), ("digest", &digest)],
+                        )
+                        .await
+                    }
+                    "ui_image_sbom" => {
+                        // A "scan now" row before may have queued it again.
+                        wait_for_scan(&s, &digest).await;
+                        b.get(&format!("/ui/image/sbom?{image_q}&format=spdx")).await
+                    }
+                    "ui_policies" => b.get("/ui/policies?repository=acme/app").await,
+                    "ui_policy_create" => {
+                        let template = format!("n{i}-%n");
+                        b.post(
+                            "/ui/policies",
+                            &[
+                                ("csrf", &csrf),
+                                ("repository", "acme/app"),
+                                ("target", "acme/other"),
+                                ("tag_template", &template),
+                                ("field1", "tag"),
+                                ("operator1", "eq"),
+                                ("values1", "never"),
+                            ],
+                        )
+                        .await
+                    }
+                    "ui_policy_dry_run" | "ui_policy_apply" | "ui_policy_delete" => {
+                        let id = policy().await;
+                        let path = match route {
+                            "ui_policy_dry_run" => "/ui/policies/dry-run",
+                            "ui_policy_apply" => "/ui/policies/apply",
+                            _ => "/ui/policies/delete",
+                        };
+                        b.post(
+                            path,
+                            &[("csrf", &csrf), ("repository", "acme/app"), ("id", &id), ("tag", "v1")],
+                        )
+                        .await
+                    }
+                    "ui_vulndb" => b.get("/ui/admin/vulndb").await,
+                    "ui_vulndb_upload" => {
+                        let form = reqwest::multipart::Form::new().text("csrf", csrf.clone()).part(
+                            "file",
+                            reqwest::multipart::Part::bytes(OSV.as_bytes().to_vec()).file_name("matrix.json"),
+                        );
+                        let request = b.client.post(format!("{}/ui/admin/vulndb", b.base)).multipart(form);
+                        b.send(request).await
+                    }
+                    "ui_audit" => b.get("/ui/audit").await,
+                    "ui_logout" => b.post("/ui/logout", &[("csrf", "wrong")]).await,
+                    other => panic!("no request for {other}"),
+                }
+                .into_parts();
+                if st != want[i] {
+                    failures.push(format!(
+                        "{route} as caller {i}: want {}, got {st}: {page:.300}",
+                        want[i]
+                    ));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{label}:\n{}", failures.join("\n"));
+        // The upload went through the same import as `db import`.
+        let (_, status) = call(&s, Method::GET, "/api/v1/vulndb", Value::Null).await;
+        assert_eq!(status["status"]["sources"][0]["name"], "matrix.json", "{status}");
+        assert_eq!(status["status"]["records"], 1, "{status}");
+    }
+}
+
+trait IntoParts {
+    fn into_parts(self) -> (u16, String);
+}
+
+impl IntoParts for (u16, String, reqwest::header::HeaderMap) {
+    fn into_parts(self) -> (u16, String) {
+        (self.0, self.1)
+    }
+}
