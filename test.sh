@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 
 ci=${CI:-false}
 need_apt=()
-for tool in skopeo umoci podman buildah runc newuidmap fuse-overlayfs busybox docker-registry wrk openssl curl pg_isready rpmbuild; do
+for tool in skopeo umoci podman buildah runc newuidmap fuse-overlayfs busybox docker-registry wrk openssl curl pg_isready rpmbuild chromium chromedriver; do
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -15,7 +15,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       skopeo umoci podman buildah runc uidmap containers-storage fuse-overlayfs slirp4netns \
-      busybox-static docker-registry wrk openssl curl postgresql-client rpm >/dev/null
+      busybox-static docker-registry wrk openssl curl postgresql-client rpm chromium chromium-driver >/dev/null
   elif [ "$ci" = true ]; then
     echo "test tools missing and not root: ${need_apt[*]}" >&2; exit 1
   fi
@@ -46,8 +46,10 @@ if ! pkg-config --exists openssl 2>/dev/null; then
     echo "OpenSSL headers (libssl-dev) are missing and not root" >&2; exit 1
   fi
 fi
-if [ ! -d tests/node/node_modules/@sigstore/verify ]; then
-  echo "== installing sigstore-js (npm)"
+# playwright-core drives Debian's Chromium in the web UI's browser tests
+# (its own browser download cannot work here).
+if [ ! -d tests/node/node_modules/@sigstore/verify ] || [ ! -d tests/node/node_modules/playwright-core ]; then
+  echo "== installing sigstore-js and playwright-core (npm)"
   (cd tests/node && npm ci --no-audit --no-fund --loglevel=error) || { [ "$ci" = true ] && exit 1; }
 fi
 

@@ -48,7 +48,7 @@ impl ScanSettings {
 
 /// Config media types of images (as opposed to signatures, SBOMs and other
 /// artifacts, whose layers are not file systems).
-const IMAGE_CONFIGS: [&str; 2] = [
+pub(crate) const IMAGE_CONFIGS: [&str; 2] = [
     "application/vnd.oci.image.config.v1+json",
     "application/vnd.docker.container.image.v1+json",
 ];

@@ -184,7 +184,7 @@ pub async fn repository(who: SignedIn, Query(p): Query<RepoQuery>) -> Page {
                 promoted,
                 signed,
                 unverified_signature: t["signed"]["status"] == "unverified",
-                artifact: t["signature_artifact"] == true || !t["artifact_type"].is_null(),
+                artifact: t["artifact"] == true,
             }
         })
         .collect();
@@ -312,11 +312,8 @@ pub async fn image(who: SignedIn, Query(p): Query<ImageQuery>) -> Page {
     let scan_api = format!("/api/v1/scans/{}", enc(&p.digest));
     let scan = who.get(&format!("{scan_api}{q}")).await?;
     let status = s(&scan["status"]);
-    let counts = json!({
-        "critical": scan["critical"], "high": scan["high"], "medium": scan["medium"],
-        "low": scan["low"], "unknown": scan["unknown"],
-    });
-    let scan_obj = if scan["status"].is_null() || status == "none" {
+    let counts = scan["summary"].clone();
+    let scan_obj = if status == "not_scanned" {
         Value::Null
     } else {
         json!({"status": status, "matched": !scan["database_generation"].is_null(), "counts": counts})

@@ -40,7 +40,7 @@ impl PageQuery {
 }
 
 fn counts_json(c: &SeverityCounts) -> serde_json::Value {
-    json!({"critical": c[0], "high": c[1], "medium": c[2], "low": c[3], "unknown": c[4]})
+    portcullis_scan::summary::counts_json(c.map(|n| n.max(0) as usize))
 }
 
 /// `GET /api/v1/repositories?q=&after=&limit=`: a page of the repositories
@@ -90,28 +90,38 @@ pub(crate) async fn tag_list(reg: &Registry, who: &Who, name: &str, query: &str)
         tags.last().map(|t| t.name.clone())
     });
     let signed = signatures(reg, name.as_str(), &tags).await?;
-    let list: Vec<_> = tags
-        .iter()
-        .map(|t| {
-            let scan = t.scan_status.as_ref().map(|status| {
-                json!({"status": status, "matched": t.scan_matched, "counts": counts_json(&t.counts)})
-            });
-            let promoted = t.promoted_from.as_ref().map(|(repo, tag, policy, at)| {
-                json!({"repository": repo, "tag": tag, "policy_id": policy, "at": at})
-            });
-            json!({
-                "name": t.name, "digest": t.digest, "media_type": t.media_type,
-                "artifact_type": t.artifact_type, "size": t.size, "pushed_at": t.pushed_at,
-                "pushed_by": t.pushed_by, "scan": scan, "promoted_from": promoted,
-                "referrers": t.referrers, "signature_artifact": t.name.ends_with(".sig") && t.name.starts_with("sha256-"),
-                "signed": signed.get(&t.digest).cloned().unwrap_or(json!({"status": "unsigned"})),
+    let list: Vec<_> =
+        tags.iter()
+            .map(|t| {
+                let scan = t.scan_status.as_ref().map(
+                    |status| json!({"status": status, "matched": t.scan_matched, "counts": counts_json(&t.counts)}),
+                );
+                let promoted = t.promoted_from.as_ref().map(
+                    |(repo, tag, policy, at)| json!({"repository": repo, "tag": tag, "policy_id": policy, "at": at}),
+                );
+                json!({
+                    "name": t.name, "digest": t.digest, "media_type": t.media_type,
+                    "artifact_type": t.artifact_type, "size": t.size, "pushed_at": t.pushed_at,
+                    "pushed_by": t.pushed_by, "scan": scan, "promoted_from": promoted,
+                    "referrers": t.referrers, "artifact": is_artifact(t),
+                    "signed": signed.get(&t.digest).cloned().unwrap_or(json!({"status": "unsigned"})),
+                })
             })
-        })
-        .collect();
+            .collect();
     Ok(reply(
         StatusCode::OK,
         json!({"repository": name.as_str(), "tags": list, "next": next.flatten()}),
     ))
+}
+
+/// Not an image or index: a signature, SBOM or other artifact (a `.sig`
+/// tag, or an artifact type that is not an image config's).
+fn is_artifact(t: &TagDetail) -> bool {
+    let signature = t.name.starts_with("sha256-") && t.name.ends_with(".sig");
+    signature
+        || t.artifact_type
+            .as_deref()
+            .is_some_and(|a| !crate::scanner::IMAGE_CONFIGS.contains(&a))
 }
 
 /// Who signed each signed digest on the page: `{"status": "verified",
