@@ -20,18 +20,11 @@ async fn ok(s: &TestServer, method: Method, path: &str, body: Value) -> Value {
     v
 }
 
-/// Pushes a one-layer image holding an npm package to `acme/build:TAG`.
-async fn push_build(s: &TestServer, work: &std::path::Path, tag: &str, package: &str, version: &str) -> Vec<String> {
+/// skopeo's arguments to push a one-layer image holding an npm package
+/// to `acme/build:TAG`.
+fn skopeo_push_args(s: &TestServer, work: &std::path::Path, tag: &str, package: &str, version: &str) -> Vec<String> {
     let layout = work.join(tag);
-    let manifest = format!("{{\"name\": \"{package}\", \"version\": \"{version}\"}}");
-    common::write_layout(
-        &layout,
-        "latest",
-        &[common::tar_of(&[(
-            &format!("app/node_modules/{package}/package.json"),
-            manifest.as_bytes(),
-        )])],
-    );
+    common::write_npm_layout(&layout, package, version);
     let host = s.base.trim_start_matches("http://");
     vec![
         "copy".into(),
@@ -86,7 +79,7 @@ async fn the_supply_chain_in_a_browser() {
         ok(&s, Method::POST, "/api/v1/namespaces/acme/grants", grant).await;
         // Build 41 carries mqtt-packet 6.1.1 (a high finding in the npm
         // advisories the browser will upload); 42 is clean, pushed later.
-        let push41 = push_build(&s, work.path(), "41", "mqtt-packet", "6.1.1").await;
+        let push41 = skopeo_push_args(&s, work.path(), "41", "mqtt-packet", "6.1.1");
         let out = tokio::process::Command::new("skopeo")
             .args(&push41)
             .env("HOME", work.path())
@@ -94,7 +87,7 @@ async fn the_supply_chain_in_a_browser() {
             .await
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let push42 = push_build(&s, work.path(), "42", "portcullis-demo-widget", "1.0.0").await;
+        let push42 = skopeo_push_args(&s, work.path(), "42", "portcullis-demo-widget", "1.0.0");
 
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/ui_browser.js");
         let out = tokio::process::Command::new("node")

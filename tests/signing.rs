@@ -915,15 +915,7 @@ async fn a_clean_build_is_scanned_promoted_signed_and_verified_by_team() {
             ("42", "portcullis-demo-widget", "1.0.0"),
         ] {
             let layout = dir.join(tag);
-            let manifest = format!("{{\"name\": \"{package}\", \"version\": \"{version}\"}}");
-            common::write_layout(
-                &layout,
-                "latest",
-                &[common::tar_of(&[(
-                    &format!("app/node_modules/{package}/package.json"),
-                    manifest.as_bytes(),
-                )])],
-            );
+            common::write_npm_layout(&layout, package, version);
             let out = tokio::process::Command::new("skopeo")
                 .args([
                     "copy",

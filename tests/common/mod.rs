@@ -373,6 +373,15 @@ pub fn have_tool(name: &str) -> bool {
     found
 }
 
+/// An OCI image layout in `dir` (tag `latest`) whose one layer installs
+/// the npm package `package` at `version`: the builds of the supply-chain
+/// tests.
+pub fn write_npm_layout(dir: &Path, package: &str, version: &str) {
+    let manifest = format!("{{\"name\": \"{package}\", \"version\": \"{version}\"}}");
+    let path = format!("app/node_modules/{package}/package.json");
+    write_layout(dir, "latest", &[tar_of(&[(&path, manifest.as_bytes())])]);
+}
+
 /// An OCI image layout in `dir` holding one image of these (uncompressed)
 /// layer tars under `tag`; returns each layer's (blob digest, diff id).
 pub fn write_layout(dir: &Path, tag: &str, tars: &[Vec<u8>]) -> Vec<(Digest, Digest)> {
