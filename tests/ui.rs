@@ -298,6 +298,12 @@ fn ui_matrix() -> Vec<(&'static str, [u16; 4])> {
         ("ui_vulndb", [303, 403, 403, 200]),
         ("ui_vulndb_upload", [303, 403, 403, 303]),
         ("ui_audit", [303, 403, 403, 200]),
+        ("ui_repository_settings", [303, 200, 403, 200]),
+        // The reader holds a grant on one repository, not a role in the namespace.
+        ("ui_namespace", [303, 403, 403, 200]),
+        ("ui_account", [303, 200, 403, 200]),
+        ("ui_webhook", [303, 403, 403, 200]),
+        ("ui_form", [303, 403, 403, 303]),
         // With a wrong token: refused; the sign-in redirect for anonymous.
         ("ui_logout", [303, 403, 403, 403]),
     ]
@@ -410,6 +416,25 @@ async fn ui_authorization_matrix() {
                         b.send(request).await
                     }
                     "ui_audit" => b.get("/ui/audit").await,
+                    "ui_repository_settings" => b.get("/ui/repository/settings?name=acme/app").await,
+                    "ui_namespace" => b.get("/ui/namespace?name=acme").await,
+                    "ui_account" => b.get("/ui/account?name=reader").await,
+                    "ui_webhook" => {
+                        let hook = json!({"url": "http://127.0.0.1:9/hook", "secret": "ui-matrix-webhook-secret", "events": ["TAG_PUSH"]});
+                        let (st, v) = call(&s, Method::POST, "/api/v1/repositories/acme/app/webhooks", hook).await;
+                        assert_eq!(st, 201, "{v}");
+                        b.get(&format!("/ui/webhook?id={}", v["id"].as_str().unwrap())).await
+                    }
+                    "ui_form" => {
+                        let team = format!("t{i}");
+                        let form = [
+                            ("csrf", csrf.as_str()),
+                            ("op", "team_create"),
+                            ("namespace", "acme"),
+                            ("name", &team),
+                        ];
+                        b.post("/ui/do", &form).await
+                    }
                     "ui_logout" => b.post("/ui/logout", &[("csrf", "wrong")]).await,
                     other => panic!("no request for {other}"),
                 }
@@ -437,5 +462,189 @@ trait IntoParts {
 impl IntoParts for (u16, String, reqwest::header::HeaderMap) {
     fn into_parts(self) -> (u16, String) {
         (self.0, self.1)
+    }
+}
+
+/// Posts a management form (`/ui/do`) with the session's token.
+async fn submit(b: &mut Browser, csrf: &str, fields: &[(&str, &str)]) -> (u16, String, reqwest::header::HeaderMap) {
+    let mut all = vec![("csrf", csrf)];
+    all.extend_from_slice(fields);
+    b.post("/ui/do", &all).await
+}
+
+/// The management pages' forms change what the API holds, and offer only
+/// what the user may do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn management_forms_do_what_they_say() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let digest = world(&s).await;
+        let mut admin = Browser::new(&s);
+        assert_eq!(admin.sign_in("admin", common::ADMIN_PASSWORD).await, 303);
+        let csrf = admin.csrf().await;
+        // Teams and members.
+        let back = "/ui/namespace?name=acme";
+        let (st, _, h) = submit(
+            &mut admin,
+            &csrf,
+            &[
+                ("op", "team_create"),
+                ("namespace", "acme"),
+                ("name", "dev"),
+                ("back", back),
+            ],
+        )
+        .await;
+        assert_eq!(st, 303, "{label}");
+        assert!(
+            location(&h).starts_with("/ui/namespace?name=acme&msg="),
+            "{}",
+            location(&h)
+        );
+        assert_eq!(
+            submit(
+                &mut admin,
+                &csrf,
+                &[
+                    ("op", "member_add"),
+                    ("namespace", "acme"),
+                    ("team", "dev"),
+                    ("account", "reader")
+                ]
+            )
+            .await
+            .0,
+            303
+        );
+        let (_, org) = call(&s, Method::GET, "/api/v1/orgs/acme", Value::Null).await;
+        let team = org["teams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "dev")
+            .unwrap()
+            .clone();
+        assert_eq!(team["members"], json!(["reader"]), "{label}: {org}");
+        let (st, page, _) = admin.get("/ui/namespace?name=acme").await;
+        assert!(
+            st == 200 && page.contains("dev") && page.contains("reader"),
+            "{label}: {page}"
+        );
+        // A bad value comes back as the API's message, not an error page.
+        let (st, _, h) = submit(
+            &mut admin,
+            &csrf,
+            &[
+                ("op", "team_create"),
+                ("namespace", "acme"),
+                ("name", "Bad Name!"),
+                ("back", back),
+            ],
+        )
+        .await;
+        assert_eq!(st, 303);
+        assert!(!location(&h).ends_with("done"), "{}", location(&h));
+        // A token is shown once, and works.
+        let (st, page, _) = submit(
+            &mut admin,
+            &csrf,
+            &[
+                ("op", "token_create"),
+                ("account", "admin"),
+                ("name", "ui"),
+                ("scopes", "acme/*:pull"),
+            ],
+        )
+        .await;
+        assert_eq!(st, 200, "{label}: {page}");
+        let at = page.find("pct_").expect("the new token is on the page");
+        let token: String = page[at..].chars().take_while(|c| *c != '<').collect();
+        let r = s
+            .anon
+            .get(s.url("/auth/token?scope=repository:acme/app:pull"))
+            .basic_auth("admin", Some(&token))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        assert_eq!(
+            status,
+            200,
+            "{label}: the token {token:?} from the page works: {}",
+            r.text().await.unwrap()
+        );
+        let (_, page, _) = admin.get("/ui/account?name=admin").await;
+        assert!(
+            page.contains("ui") && !page.contains(&token),
+            "{label}: listed, never shown again"
+        );
+        // A webhook, its test delivery and the delivery log.
+        assert_eq!(
+            submit(
+                &mut admin,
+                &csrf,
+                &[
+                    ("op", "repository_webhook_create"),
+                    ("repository", "acme/app"),
+                    ("url", "http://127.0.0.1:9/hook"),
+                    ("secret", "a-long-enough-hook-secret"),
+                    ("event_TAG_PUSH", "on"),
+                ]
+            )
+            .await
+            .0,
+            303
+        );
+        let (_, hooks) = call(&s, Method::GET, "/api/v1/repositories/acme/app/webhooks", Value::Null).await;
+        let id = hooks[0]["id"].as_str().unwrap().to_string();
+        assert_eq!(hooks[0]["events"], json!(["TAG_PUSH"]), "{hooks}");
+        assert_eq!(
+            submit(&mut admin, &csrf, &[("op", "webhook_test"), ("id", &id)])
+                .await
+                .0,
+            303
+        );
+        let (st, page, _) = admin.get(&format!("/ui/webhook?id={id}")).await;
+        assert_eq!(st, 200);
+        assert!(page.contains("Redeliver"), "{label}: a delivery is listed: {page}");
+        assert!(!page.contains("a-long-enough-hook-secret"), "the secret is never shown");
+        // Settings: saved through the form; a malformed pull rule is refused.
+        let settings = |rule: &'static str| {
+            [
+                ("op", "repository_update"),
+                ("repository", "acme/app"),
+                ("visibility", "public"),
+                ("scan_on_push", "on"),
+                ("patterns", "v*\nrelease-*"),
+                ("pull_rule", rule),
+            ]
+        };
+        let f = settings(r#"{"deny_severity": "critical"}"#);
+        assert_eq!(submit(&mut admin, &csrf, &f).await.0, 303);
+        let (_, repo) = call(&s, Method::GET, "/api/v1/repositories/acme/app", Value::Null).await;
+        assert_eq!(repo["visibility"], "public", "{label}: {repo}");
+        assert_eq!(repo["immutable_tag_patterns"], json!(["v*", "release-*"]), "{repo}");
+        assert_eq!(repo["pull_rule"]["deny_severity"], "critical", "{repo}");
+        let f = settings("{not json");
+        assert_eq!(submit(&mut admin, &csrf, &f).await.0, 400, "{label}");
+        // The reader sees the settings and the image, without the forms.
+        let mut reader = Browser::new(&s);
+        assert_eq!(reader.sign_in("reader", PW).await, 303);
+        let (st, page, _) = reader.get("/ui/repository/settings?name=acme/app").await;
+        assert_eq!(st, 200);
+        assert!(
+            !page.contains("id=\"repository-settings\"") && page.contains("critical"),
+            "{label}: {page}"
+        );
+        let (st, page, _) = reader
+            .get(&format!("/ui/image?repository=acme/app&digest={digest}"))
+            .await;
+        assert_eq!(st, 200);
+        assert!(!page.contains("Scan now"), "{label}: a reader cannot scan");
+        let (_, page, _) = admin
+            .get(&format!("/ui/image?repository=acme/app&digest={digest}"))
+            .await;
+        assert!(page.contains("Scan now"), "{label}");
     }
 }

@@ -10,6 +10,7 @@
 //! Content Security Policy without inline scripts.
 
 mod error;
+mod manage;
 mod pages;
 mod session;
 mod view;
@@ -70,6 +71,11 @@ pub const UI_ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/ui/admin/vulndb", "ui_vulndb"),
     ("POST", "/ui/admin/vulndb", "ui_vulndb_upload"),
     ("GET", "/ui/audit", "ui_audit"),
+    ("GET", "/ui/repository/settings", "ui_repository_settings"),
+    ("GET", "/ui/namespace", "ui_namespace"),
+    ("GET", "/ui/account", "ui_account"),
+    ("GET", "/ui/webhook", "ui_webhook"),
+    ("POST", "/ui/do", "ui_form"),
 ];
 
 /// The UI's routes, to merge into the registry's application.
@@ -92,6 +98,11 @@ pub fn router(settings: UiSettings) -> Router<Arc<Registry>> {
         .route("/ui/policies/delete", post(policy_delete))
         .route("/ui/admin/vulndb", get(vulndb).post(vulndb_upload))
         .route("/ui/audit", get(audit))
+        .route("/ui/repository/settings", get(manage::repository_settings))
+        .route("/ui/namespace", get(manage::namespace))
+        .route("/ui/account", get(manage::account))
+        .route("/ui/webhook", get(manage::webhook))
+        .route("/ui/do", post(manage::form_action))
         .layer(middleware::from_fn(security_headers))
         .layer(Extension(Arc::new(settings)))
 }

@@ -19,14 +19,14 @@ type Page = Result<Response, UiError>;
 
 /// What every page's frame needs: who is signed in, the token for the
 /// sign-out form, and a message from the form just posted.
-pub struct Chrome {
+pub(crate) struct Chrome {
     pub user: String,
     pub admin: bool,
     pub csrf: String,
     pub flash: Option<String>,
 }
 
-fn chrome(who: &SignedIn, flash: Option<String>) -> Chrome {
+pub(crate) fn chrome(who: &SignedIn, flash: Option<String>) -> Chrome {
     Chrome {
         user: who.name.clone(),
         admin: who.admin,
@@ -35,16 +35,23 @@ fn chrome(who: &SignedIn, flash: Option<String>) -> Chrome {
     }
 }
 
-fn render(t: impl Template) -> Page {
+pub(crate) fn render(t: impl Template) -> Page {
     Ok(Html(t.render()?).into_response())
 }
 
-fn s(v: &Value) -> String {
+pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
         other => other.to_string(),
     }
+}
+
+/// What the signed-in user may do in `repo` (`push`, `delete`, `admin`),
+/// as the API says: pages offer only those forms.
+pub(crate) async fn caller_may(who: &SignedIn, repo: &str) -> Result<Value, UiError> {
+    let info = who.get(&format!("/api/v1/repositories/{}", enc_path(repo))).await?;
+    Ok(info["caller_may"].clone())
 }
 
 fn back(to: String, message: &str) -> Response {
@@ -264,6 +271,7 @@ struct ImagePage {
     sort: String,
     warnings: Vec<String>,
     severities: &'static [&'static str],
+    may_scan: bool,
 }
 
 impl ImagePage {
@@ -308,6 +316,7 @@ fn severity_rank(s: &str) -> usize {
 }
 
 pub async fn image(who: SignedIn, Query(p): Query<ImageQuery>) -> Page {
+    let may = caller_may(&who, &p.repository).await?;
     let q = format!("?repository={}", enc(&p.repository));
     let scan_api = format!("/api/v1/scans/{}", enc(&p.digest));
     let scan = who.get(&format!("{scan_api}{q}")).await?;
@@ -408,6 +417,7 @@ pub async fn image(who: SignedIn, Query(p): Query<ImageQuery>) -> Page {
         sort: p.sort,
         warnings,
         severities: &view::SEVERITIES,
+        may_scan: may["push"] == true,
     })
 }
 
@@ -494,6 +504,7 @@ struct PoliciesPage {
     policies: Vec<PolicyView>,
     fields: &'static [&'static str],
     operators: &'static [&'static str],
+    may_admin: bool,
 }
 
 const FIELDS: &[&str] = &[
@@ -537,6 +548,7 @@ fn rule_text(r: &Value) -> String {
 }
 
 pub async fn policies(who: SignedIn, Query(p): Query<PoliciesQuery>) -> Page {
+    let may = caller_may(&who, &p.repository).await?;
     let api = format!("/api/v1/repositories/{}/policies", enc_path(&p.repository));
     let list = who.get(&api).await?;
     let mut policies = Vec::new();
@@ -570,6 +582,7 @@ pub async fn policies(who: SignedIn, Query(p): Query<PoliciesQuery>) -> Page {
         policies,
         fields: FIELDS,
         operators: OPERATORS,
+        may_admin: may["admin"] == true,
     })
 }
 

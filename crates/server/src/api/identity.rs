@@ -702,7 +702,7 @@ pub(crate) fn repo_name(name: &str) -> Result<RepositoryName, RegistryError> {
 }
 
 /// A repository's settings as the API shows them.
-async fn repository_json(reg: &Registry, name: &RepositoryName) -> ApiResult {
+async fn repository_json(reg: &Registry, name: &RepositoryName) -> Result<serde_json::Value, RegistryError> {
     let r = reg
         .meta
         .repository(name.as_str())
@@ -711,20 +711,29 @@ async fn repository_json(reg: &Registry, name: &RepositoryName) -> ApiResult {
     let scan_on_push = reg.meta.scan_on_push(name.as_str()).await?;
     let im = reg.meta.repository_immutability(name.as_str()).await?;
     let (pull_rule, _) = reg.meta.pull_rules(name.as_str()).await?;
-    Ok(reply(
-        StatusCode::OK,
-        json!({
-            "name": r.name, "visibility": r.visibility, "scan_on_push": scan_on_push,
-            "immutable_tags": im.immutable_tags, "immutable_tag_patterns": im.immutable_tag_patterns,
-            "pull_rule": rule_json(&pull_rule), "created_at": r.created_at,
-        }),
-    ))
+    Ok(json!({
+        "name": r.name, "visibility": r.visibility, "scan_on_push": scan_on_push,
+        "immutable_tags": im.immutable_tags, "immutable_tag_patterns": im.immutable_tag_patterns,
+        "pull_rule": rule_json(&pull_rule), "created_at": r.created_at,
+    }))
 }
 
 pub(crate) async fn repository_get(reg: &Registry, who: &Who, name: &str) -> ApiResult {
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
-    repository_json(reg, &name).await
+    let mut response = repository_json(reg, &name).await?;
+    // What the caller may do here, so a client (the web UI) offers only that.
+    let mut may = serde_json::Map::new();
+    for (what, actions) in [
+        ("push", Actions::PUSH),
+        ("delete", Actions::DELETE),
+        ("admin", Actions::ALL),
+    ] {
+        let allowed = who.need(reg, Need::Repository(name.as_str(), actions)).await.is_ok();
+        may.insert(what.into(), json!(allowed));
+    }
+    response["caller_may"] = serde_json::Value::Object(may);
+    Ok(reply(StatusCode::OK, response))
 }
 
 /// A stored pull rule as the API shows it (`{}` when there is none).
@@ -816,7 +825,7 @@ pub(crate) async fn repository_update(reg: &Registry, who: &Who, name: &str, bod
             .await?;
         reg.pull_rules.clear();
     }
-    repository_json(reg, &name).await
+    Ok(reply(StatusCode::OK, repository_json(reg, &name).await?))
 }
 
 /// Either setting may be given alone.

@@ -1,0 +1,625 @@
+//! Pages for running the registry: a repository's settings and webhooks,
+//! a namespace's teams, grants, service accounts and webhooks, an
+//! account's tokens and keys, a webhook's delivery log. Their forms all
+//! post to `/ui/do` with an `op`: each op is one management API call
+//! (`Op::call`), so what a form may do is exactly what the API allows.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::Query;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::pages::{chrome, render, s, Chrome};
+use crate::session::SignedIn;
+use crate::view::{self, enc, enc_path};
+use crate::UiError;
+
+type Page = Result<Response, UiError>;
+
+/// Reads `path`, or `None` when the API refuses this user (a section of
+/// the page they may not see is left out, not an error).
+async fn optional(who: &SignedIn, path: &str) -> Result<Option<Value>, UiError> {
+    match who.get(path).await {
+        Ok(v) => Ok(Some(v)),
+        Err(UiError::Api { status, .. }) if status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn list(v: &Value) -> Vec<Value> {
+    v.as_array().cloned().unwrap_or_default()
+}
+
+pub struct HookRow {
+    id: String,
+    url: String,
+    events: String,
+    enabled: bool,
+}
+
+fn hooks(v: Option<&Value>) -> Option<Vec<HookRow>> {
+    v.map(|v| {
+        list(v)
+            .iter()
+            .map(|h| HookRow {
+                id: s(&h["id"]),
+                url: s(&h["url"]),
+                events: h["events"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(s)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                enabled: h["enabled"] != false,
+            })
+            .collect()
+    })
+}
+
+// ---- repository settings --------------------------------------------------
+
+#[derive(Deserialize)]
+pub struct NameQuery {
+    name: String,
+    msg: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "repository_settings.html")]
+struct RepositorySettingsPage {
+    chrome: Chrome,
+    name: String,
+    visibility: String,
+    scan_on_push: bool,
+    immutable_tags: bool,
+    patterns: String,
+    pull_rule: String,
+    hooks: Option<Vec<HookRow>>,
+    events: &'static [&'static str],
+    may_admin: bool,
+}
+
+impl RepositorySettingsPage {
+    fn back(&self) -> String {
+        format!("/ui/repository/settings?name={}", enc(&self.name))
+    }
+}
+
+pub async fn repository_settings(who: SignedIn, Query(q): Query<NameQuery>) -> Page {
+    let api = format!("/api/v1/repositories/{}", enc_path(&q.name));
+    let r = who.get(&api).await?;
+    let hooks_json = optional(&who, &format!("{api}/webhooks")).await?;
+    let patterns: Vec<String> = r["immutable_tag_patterns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(s)
+        .collect();
+    render(RepositorySettingsPage {
+        chrome: chrome(&who, q.msg),
+        visibility: s(&r["visibility"]),
+        scan_on_push: r["scan_on_push"] != false,
+        immutable_tags: r["immutable_tags"] == true,
+        patterns: patterns.join("\n"),
+        pull_rule: if r["pull_rule"].is_null() {
+            String::new()
+        } else {
+            serde_json::to_string_pretty(&r["pull_rule"]).unwrap_or_default()
+        },
+        hooks: hooks(hooks_json.as_ref()),
+        events: &portcullis_server::webhooks::EVENT_TYPES,
+        may_admin: r["caller_may"]["admin"] == true,
+        name: q.name,
+    })
+}
+
+// ---- namespace ------------------------------------------------------------
+
+pub struct TeamRow {
+    name: String,
+    members: Vec<String>,
+}
+
+pub struct GrantRow {
+    id: String,
+    who: String,
+    repository: String,
+    role: String,
+}
+
+#[derive(Template)]
+#[template(path = "namespace.html")]
+struct NamespacePage {
+    chrome: Chrome,
+    name: String,
+    teams: Option<Vec<TeamRow>>,
+    grants: Option<Vec<GrantRow>>,
+    service_accounts: Option<Vec<String>>,
+    hooks: Option<Vec<HookRow>>,
+    events: &'static [&'static str],
+}
+
+impl NamespacePage {
+    fn back(&self) -> String {
+        format!("/ui/namespace?name={}", enc(&self.name))
+    }
+}
+
+pub async fn namespace(who: SignedIn, Query(q): Query<NameQuery>) -> Page {
+    let ns = enc(&q.name);
+    let org = optional(&who, &format!("/api/v1/orgs/{ns}")).await?;
+    let grants = optional(&who, &format!("/api/v1/namespaces/{ns}/grants")).await?;
+    let accounts = optional(&who, &format!("/api/v1/namespaces/{ns}/service-accounts")).await?;
+    let hooks_json = optional(&who, &format!("/api/v1/namespaces/{ns}/webhooks")).await?;
+    if org.is_none() && grants.is_none() && accounts.is_none() {
+        return Err(UiError::Api {
+            status: StatusCode::FORBIDDEN,
+            message: format!("you may not see namespace {}", q.name),
+        });
+    }
+    render(NamespacePage {
+        chrome: chrome(&who, q.msg),
+        teams: org.map(|o| {
+            list(&o["teams"])
+                .iter()
+                .map(|t| TeamRow {
+                    name: s(&t["name"]),
+                    members: t["members"].as_array().into_iter().flatten().map(s).collect(),
+                })
+                .collect()
+        }),
+        grants: grants.map(|g| {
+            list(&g)
+                .iter()
+                .map(|g| GrantRow {
+                    id: s(&g["id"]),
+                    who: if g["account"].is_null() {
+                        format!("team {}", s(&g["team"]))
+                    } else {
+                        s(&g["account"])
+                    },
+                    repository: if g["repository"].is_null() {
+                        "(whole namespace)".into()
+                    } else {
+                        s(&g["repository"])
+                    },
+                    role: s(&g["role"]),
+                })
+                .collect()
+        }),
+        service_accounts: accounts.map(|a| list(&a).iter().map(|a| s(&a["name"])).collect()),
+        hooks: hooks(hooks_json.as_ref()),
+        events: &portcullis_server::webhooks::EVENT_TYPES,
+        name: q.name,
+    })
+}
+
+// ---- account --------------------------------------------------------------
+
+pub struct TokenRow {
+    id: String,
+    name: String,
+    scopes: String,
+    created_at: String,
+    last_used_at: String,
+    revoked: bool,
+}
+
+pub struct KeyRow {
+    id: String,
+    name: String,
+    created_at: String,
+    revoked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    chrome: Chrome,
+    name: String,
+    tokens: Vec<TokenRow>,
+    keys: Vec<KeyRow>,
+    service: bool,
+    signing_key: Option<String>,
+}
+
+impl AccountPage {
+    fn back(&self) -> String {
+        format!("/ui/account?name={}", enc(&self.name))
+    }
+}
+
+pub async fn account(who: SignedIn, Query(q): Query<NameQuery>) -> Page {
+    let a = enc(&q.name);
+    let tokens = who.get(&format!("/api/v1/accounts/{a}/tokens")).await?;
+    let keys = who.get(&format!("/api/v1/accounts/{a}/keys")).await?;
+    let service = q.name.contains('+');
+    let signing = if service {
+        optional(&who, &format!("/api/v1/accounts/{a}/signing-key")).await?
+    } else {
+        None
+    };
+    let time = |v: &Value| v.as_i64().map(view::time).unwrap_or_default();
+    render(AccountPage {
+        chrome: chrome(&who, q.msg),
+        tokens: list(&tokens)
+            .iter()
+            .map(|t| TokenRow {
+                id: s(&t["id"]),
+                name: s(&t["name"]),
+                scopes: t["scopes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(s)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                created_at: time(&t["created_at"]),
+                last_used_at: time(&t["last_used_at"]),
+                revoked: !t["revoked_at"].is_null(),
+            })
+            .collect(),
+        keys: list(&keys)
+            .iter()
+            .map(|k| KeyRow {
+                id: s(&k["id"]),
+                name: s(&k["name"]),
+                created_at: time(&k["created_at"]),
+                revoked: !k["revoked_at"].is_null(),
+            })
+            .collect(),
+        service,
+        signing_key: signing.map(|k| s(&k["key_id"])),
+        name: q.name,
+    })
+}
+
+// ---- one webhook ----------------------------------------------------------
+
+#[derive(Deserialize)]
+pub struct IdQuery {
+    id: String,
+    msg: Option<String>,
+}
+
+pub struct DeliveryRow {
+    id: String,
+    kind: String,
+    status: String,
+    created_at: String,
+    attempts: Vec<AttemptRow>,
+}
+
+pub struct AttemptRow {
+    at: String,
+    status_code: String,
+    latency_ms: String,
+    excerpt: String,
+}
+
+#[derive(Template)]
+#[template(path = "webhook.html")]
+struct WebhookPage {
+    chrome: Chrome,
+    hook: HookRow,
+    scope: String,
+    deliveries: Vec<DeliveryRow>,
+}
+
+impl WebhookPage {
+    fn back(&self) -> String {
+        format!("/ui/webhook?id={}", enc(&self.hook.id))
+    }
+}
+
+pub async fn webhook(who: SignedIn, Query(q): Query<IdQuery>) -> Page {
+    let api = format!("/api/v1/webhooks/{}", enc(&q.id));
+    let h = who.get(&api).await?;
+    let log = who.get(&format!("{api}/deliveries")).await?;
+    let time = |v: &Value| v.as_i64().map(view::time).unwrap_or_default();
+    let scope = if h["repository"].is_null() {
+        format!("namespace {}", s(&h["namespace"]))
+    } else {
+        format!("repository {}", s(&h["repository"]))
+    };
+    render(WebhookPage {
+        chrome: chrome(&who, q.msg),
+        hook: hooks(Some(&json!([h]))).unwrap_or_default().remove(0),
+        scope,
+        deliveries: list(&log["deliveries"])
+            .iter()
+            .map(|d| DeliveryRow {
+                id: s(&d["id"]),
+                kind: s(&d["type"]),
+                status: s(&d["status"]),
+                created_at: time(&d["created_at"]),
+                attempts: list(&d["attempts"])
+                    .iter()
+                    .map(|a| AttemptRow {
+                        at: time(&a["at"]),
+                        status_code: s(&a["status_code"]),
+                        latency_ms: s(&a["latency_ms"]),
+                        excerpt: {
+                            let text = if a["error"].is_null() {
+                                s(&a["response"])
+                            } else {
+                                s(&a["error"])
+                            };
+                            text.chars().take(200).collect()
+                        },
+                    })
+                    .collect(),
+            })
+            .collect(),
+    })
+}
+
+// ---- the forms ------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "token_created.html")]
+struct TokenCreatedPage {
+    chrome: Chrome,
+    account: String,
+    token: String,
+}
+
+/// One form post: the API call it makes, as (method, path, body).
+fn op_call(op: &str, f: &HashMap<String, String>) -> Result<(Method, String, Value), UiError> {
+    let get = |k: &str| f.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
+    let lines = |k: &str| -> Vec<String> {
+        get(k)
+            .split(['\n', ',', ' '])
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let repo = || enc_path(&get("repository"));
+    let ns = || enc(&get("namespace"));
+    let account = || enc(&get("account"));
+    let events = || -> Vec<String> {
+        portcullis_server::webhooks::EVENT_TYPES
+            .iter()
+            .filter(|e| f.contains_key(&format!("event_{e}")))
+            .map(|e| e.to_string())
+            .collect()
+    };
+    Ok(match op {
+        "repository_update" => {
+            let rule = get("pull_rule");
+            let pull_rule: Value = if rule.is_empty() {
+                json!({})
+            } else {
+                serde_json::from_str(&rule).map_err(|e| UiError::BadRequest(format!("pull rule: {e}")))?
+            };
+            let body = json!({
+                "visibility": get("visibility"), "scan_on_push": f.contains_key("scan_on_push"),
+                "immutable_tags": f.contains_key("immutable_tags"), "immutable_tag_patterns": lines("patterns"),
+                "pull_rule": pull_rule,
+            });
+            (Method::PUT, format!("/api/v1/repositories/{}", repo()), body)
+        }
+        "repository_webhook_create" | "namespace_webhook_create" => {
+            let body = json!({"url": get("url"), "secret": get("secret"), "events": events()});
+            let path = if op == "repository_webhook_create" {
+                format!("/api/v1/repositories/{}/webhooks", repo())
+            } else {
+                format!("/api/v1/namespaces/{}/webhooks", ns())
+            };
+            (Method::POST, path, body)
+        }
+        "webhook_test" => (
+            Method::POST,
+            format!("/api/v1/webhooks/{}/test", enc(&get("id"))),
+            Value::Null,
+        ),
+        "webhook_delete" => (
+            Method::DELETE,
+            format!("/api/v1/webhooks/{}", enc(&get("id"))),
+            Value::Null,
+        ),
+        "webhook_redeliver" => (
+            Method::POST,
+            format!(
+                "/api/v1/webhooks/{}/deliveries/{}/redeliver",
+                enc(&get("id")),
+                enc(&get("delivery"))
+            ),
+            Value::Null,
+        ),
+        "org_create" => (Method::POST, "/api/v1/orgs".into(), json!({"name": get("name")})),
+        "team_create" => (
+            Method::POST,
+            format!("/api/v1/orgs/{}/teams", ns()),
+            json!({"name": get("name")}),
+        ),
+        "member_add" | "member_remove" => (
+            if op == "member_add" {
+                Method::PUT
+            } else {
+                Method::DELETE
+            },
+            format!(
+                "/api/v1/orgs/{}/teams/{}/members/{}",
+                ns(),
+                enc(&get("team")),
+                account()
+            ),
+            Value::Null,
+        ),
+        "grant_create" => {
+            let grantee = get("grantee");
+            let mut body = json!({"role": get("role")});
+            match grantee.strip_prefix("team:") {
+                Some(team) => body["team"] = json!(team),
+                None => body["account"] = json!(grantee),
+            }
+            if !get("repository").is_empty() {
+                body["repository"] = json!(get("repository"));
+            }
+            (Method::POST, format!("/api/v1/namespaces/{}/grants", ns()), body)
+        }
+        "grant_delete" => (
+            Method::DELETE,
+            format!("/api/v1/namespaces/{}/grants/{}", ns(), enc(&get("id"))),
+            Value::Null,
+        ),
+        "service_account_create" => (
+            Method::POST,
+            format!("/api/v1/namespaces/{}/service-accounts", ns()),
+            json!({"name": get("name")}),
+        ),
+        "token_create" => (
+            Method::POST,
+            format!("/api/v1/accounts/{}/tokens", account()),
+            json!({"name": get("name"), "scopes": lines("scopes")}),
+        ),
+        "token_revoke" => (
+            Method::DELETE,
+            format!("/api/v1/accounts/{}/tokens/{}", account(), enc(&get("id"))),
+            Value::Null,
+        ),
+        "key_add" => (
+            Method::POST,
+            format!("/api/v1/accounts/{}/keys", account()),
+            json!({"name": get("name"), "pem": get("pem")}),
+        ),
+        "key_revoke" => (
+            Method::DELETE,
+            format!("/api/v1/accounts/{}/keys/{}", account(), enc(&get("id"))),
+            Value::Null,
+        ),
+        "signing_key_create" => (
+            Method::POST,
+            format!("/api/v1/accounts/{}/signing-key", account()),
+            Value::Null,
+        ),
+        other => return Err(UiError::BadRequest(format!("unknown form {other:?}"))),
+    })
+}
+
+/// Where a form goes back to: a page of this UI, or the repositories.
+fn back_to(f: &HashMap<String, String>) -> String {
+    match f.get("back") {
+        Some(b) if b.starts_with("/ui/") && !b.starts_with("//") && !b.contains('\\') => b.clone(),
+        _ => "/ui/".into(),
+    }
+}
+
+/// `POST /ui/do`: one form, one API call, then back to the page with the
+/// outcome (the API's own message when it refuses a value).
+pub async fn form_action(who: SignedIn, Form(f): Form<HashMap<String, String>>) -> Page {
+    who.check_csrf(f.get("csrf").map(String::as_str).unwrap_or(""))?;
+    let op = f.get("op").cloned().unwrap_or_default();
+    let (method, path, body) = op_call(&op, &f)?;
+    let back = back_to(&f);
+    let sep = if back.contains('?') { '&' } else { '?' };
+    let answer = match who.api(method, &path, body).await {
+        Ok(v) => v,
+        Err(UiError::Api { status, message }) if matches!(status.as_u16(), 400 | 409 | 422) => {
+            return Ok(Redirect::to(&format!("{back}{sep}msg={}", enc(&message))).into_response());
+        }
+        Err(e) => return Err(e),
+    };
+    if op == "token_create" {
+        // Shown once, here; the API never shows it again.
+        return render(TokenCreatedPage {
+            chrome: chrome(&who, None),
+            account: f.get("account").cloned().unwrap_or_default(),
+            token: s(&answer["token"]),
+        });
+    }
+    let done = format!("{} done", op.replace('_', " "));
+    Ok(Redirect::to(&format!("{back}{sep}msg={}", enc(&done))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// Each form op is the API call it names, with values encoded.
+    #[test]
+    fn form_ops_table() {
+        let table = [
+            (
+                "grant_create",
+                form(&[
+                    ("namespace", "acme"),
+                    ("grantee", "team:dev"),
+                    ("role", "read"),
+                    ("repository", "acme/app"),
+                ]),
+                (
+                    Method::POST,
+                    "/api/v1/namespaces/acme/grants",
+                    json!({"role": "read", "team": "dev", "repository": "acme/app"}),
+                ),
+            ),
+            (
+                "member_remove",
+                form(&[("namespace", "ci"), ("team", "gitlab"), ("account", "ci+release")]),
+                (
+                    Method::DELETE,
+                    "/api/v1/orgs/ci/teams/gitlab/members/ci%2Brelease",
+                    Value::Null,
+                ),
+            ),
+            (
+                "token_create",
+                form(&[
+                    ("account", "alice"),
+                    ("name", "laptop"),
+                    ("scopes", "acme/*:pull\nacme/app:push"),
+                ]),
+                (
+                    Method::POST,
+                    "/api/v1/accounts/alice/tokens",
+                    json!({"name": "laptop", "scopes": ["acme/*:pull", "acme/app:push"]}),
+                ),
+            ),
+            (
+                "repository_webhook_create",
+                form(&[
+                    ("repository", "acme/app"),
+                    ("url", "https://ci/x"),
+                    ("secret", "s"),
+                    ("event_TAG_PUSH", "on"),
+                ]),
+                (
+                    Method::POST,
+                    "/api/v1/repositories/acme/app/webhooks",
+                    json!({"url": "https://ci/x", "secret": "s", "events": ["TAG_PUSH"]}),
+                ),
+            ),
+        ];
+        for (op, f, (method, path, body)) in table {
+            let (m, p, b) = op_call(op, &f).unwrap();
+            assert_eq!((m, p.as_str(), b), (method, path, body), "{op}");
+        }
+        assert!(op_call("user_delete", &form(&[])).is_err(), "only the listed ops");
+        assert!(op_call("repository_update", &form(&[("pull_rule", "{not json")])).is_err());
+    }
+
+    #[test]
+    fn forms_go_back_only_to_ui_pages() {
+        assert_eq!(
+            back_to(&form(&[("back", "/ui/namespace?name=acme")])),
+            "/ui/namespace?name=acme"
+        );
+        assert_eq!(back_to(&form(&[("back", "https://evil.example/")])), "/ui/");
+        assert_eq!(back_to(&form(&[])), "/ui/");
+    }
+}
