@@ -403,7 +403,10 @@ async fn main() -> anyhow::Result<()> {
             let settings = Settings::load(state.config.as_deref(), overrides)?;
             init_logging(settings.log_format == "json");
             let registry = open(&settings, false).await?;
-            let report = portcullis_server::gc::collect_garbage(&registry, &settings.gc()).await?;
+            let started = std::time::Instant::now();
+            let result = portcullis_server::gc::collect_garbage(&registry, &settings.gc()).await;
+            portcullis_server::gc::audit_gc_run(&registry, &result, started).await;
+            let report = result?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string(&report)?),
                 Format::Text => println!(

@@ -655,7 +655,13 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
         "audit_verify" => (Method::GET, "/api/v1/audit/verify".into(), None),
         "repository_list" => (Method::GET, "/api/v1/repositories?q=acme".into(), None),
         "tag_list" => (Method::GET, "/api/v1/repositories/acme/app/tags".into(), None),
+        "referrer_list" => (
+            Method::GET,
+            format!("/api/v1/repositories/acme/app/referrers/{}", scanned_digest()),
+            None,
+        ),
         "vulndb_status" => (Method::GET, "/api/v1/vulndb".into(), None),
+        "scanner_status" => (Method::GET, "/api/v1/scanner".into(), None),
         "vulndb_import" => (
             Method::POST,
             format!("/api/v1/vulndb?name={n}.json"),
@@ -790,7 +796,9 @@ fn matrix() -> Vec<(&'static str, [u16; 13])> {
             [U, 200, 200, 200, 200, 200, 200, U, U, U, U, 200, 200],
         ),
         ("tag_list", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
+        ("referrer_list", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
         ("vulndb_status", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
+        ("scanner_status", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("vulndb_import", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
         ("repository_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
         ("audit_list", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),

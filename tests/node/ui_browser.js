@@ -61,7 +61,7 @@ async function main() {
     await shot(page, "repositories");
 
     // Upload the vulnerability database from the browser.
-    await page.click("text=Vulnerability database");
+    await page.click("text=Administration");
     await page.setInputFiles("#vulndb-upload input[type=file]", env("VULNDB_FILE"));
     await page.click("#vulndb-upload button[type=submit]");
     const flash = await page.textContent(".flash");
@@ -147,6 +147,11 @@ async function main() {
     check(release.includes("by ci+release"), `signer shown: ${release}`);
     check((await page.locator("tr[data-tag='41']").count()) === 0, "41 was never promoted");
     await shot(page, "repository-release");
+    // The promoted image lists its signature among its referrers.
+    await page.click("tr[data-tag='42'] a");
+    await page.waitForSelector("#referrers");
+    await shot(page, "image-release");
+    check((await page.textContent("#referrers")).includes("signature"), "the signature is a referrer");
 
     // A reader: sees the build, is refused the administration and the release.
     await page.click("button:has-text('Sign out')");

@@ -110,10 +110,14 @@ impl Meta {
     pub async fn tag_details(&self, repo: &str, after: Option<&str>, limit: i64) -> Result<Vec<TagDetail>> {
         let rows = sqlx::query(
             "SELECT t.name, t.digest, m.media_type, m.artifact_type, t.updated_at, t.pushed_by,
-                    m.size + CAST(COALESCE((SELECT SUM(b.size) FROM manifest_blobs mb JOIN blobs b ON b.digest = mb.digest
-                                       WHERE mb.repo = t.repo AND (mb.manifest = t.digest OR mb.manifest IN
-                                             (SELECT c.child FROM manifest_children c
-                                              WHERE c.repo = t.repo AND c.parent = t.digest))), 0) AS BIGINT),
+                    m.size
+                    + CAST(COALESCE((SELECT SUM(b.size) FROM manifest_blobs mb JOIN blobs b ON b.digest = mb.digest
+                                     WHERE mb.repo = t.repo AND mb.manifest = t.digest), 0) AS BIGINT)
+                    + CAST(COALESCE((SELECT SUM(b.size) FROM manifest_children c
+                                     CROSS JOIN manifest_blobs mb CROSS JOIN blobs b
+                                     WHERE c.repo = t.repo AND c.parent = t.digest
+                                       AND mb.repo = c.repo AND mb.manifest = c.child
+                                       AND b.digest = mb.digest), 0) AS BIGINT),
                     s.status, s.db_generation, COALESCE(s.critical, 0), COALESCE(s.high, 0), COALESCE(s.medium, 0),
                     COALESCE(s.low, 0), COALESCE(s.unknown, 0),
                     p.source_repository, p.source_tag, p.policy_id, p.at, p.digest,

@@ -231,6 +231,15 @@ impl Meta {
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
+    /// How many scans are in each status (`queued`, `scanning`, `done`,
+    /// `failed`): the scanner's queue as an operator sees it.
+    pub async fn scan_status_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT status, COUNT(*) FROM scans GROUP BY status ORDER BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
     pub async fn scan(&self, digest: &str) -> Result<Option<ScanRecord>> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM scans WHERE digest = $1"))
             .bind(digest)

@@ -171,8 +171,35 @@ pub async fn collect_garbage(reg: &crate::Registry, s: &GcSettings) -> Result<Gc
 }
 
 /// One collection with its outcome logged and counted; for the background loop.
+/// Records a finished collection in the audit trail (`gc.run` by the
+/// system), so operators see every run and what it removed.
+pub async fn audit_gc_run(
+    reg: &crate::Registry,
+    result: &Result<GcReport, RegistryError>,
+    started: std::time::Instant,
+) {
+    let mut ev = portcullis_meta::AuditEvent::ok("system", "gc.run");
+    let ms = started.elapsed().as_millis();
+    ev.detail = Some(match result {
+        Ok(r) => format!(
+            "{ms} ms: {} manifests, {} links, {} blobs, {} orphan files, {} uploads, {} scans, {} layer facts removed",
+            r.manifests, r.links, r.blobs, r.orphan_files, r.uploads, r.scans, r.layer_facts
+        ),
+        Err(e) => {
+            ev.result = "failed".into();
+            format!("{ms} ms: {e}")
+        }
+    });
+    if let Err(e) = reg.meta.audit(&[ev]).await {
+        tracing::warn!(error = %e, "recording the garbage collection");
+    }
+}
+
 pub async fn collect_garbage_logged(reg: &crate::Registry, s: &GcSettings) {
-    match collect_garbage(reg, s).await {
+    let started = std::time::Instant::now();
+    let result = collect_garbage(reg, s).await;
+    audit_gc_run(reg, &result, started).await;
+    match result {
         Ok(r) => {
             reg.metrics.gc_finished(r.total());
             tracing::info!(

@@ -272,6 +272,26 @@ struct ImagePage {
     warnings: Vec<String>,
     severities: &'static [&'static str],
     may_scan: bool,
+    referrers: Vec<ReferrerRow>,
+}
+
+pub struct ReferrerRow {
+    kind: String,
+    digest: String,
+    short: String,
+    size: String,
+}
+
+/// What a referrer is, in words, by its artifact type.
+fn referrer_kind(artifact_type: &str) -> String {
+    match artifact_type {
+        t if t.starts_with("application/vnd.dev.sigstore.bundle") => "signature (sigstore bundle)".into(),
+        t if t.contains("spdx") => "SBOM (SPDX)".into(),
+        t if t.contains("cyclonedx") => "SBOM (CycloneDX)".into(),
+        t if t.contains("in-toto") || t.contains("attestation") => "attestation".into(),
+        "" => "artifact".into(),
+        t => t.to_string(),
+    }
 }
 
 impl ImagePage {
@@ -317,6 +337,32 @@ fn severity_rank(s: &str) -> usize {
 
 pub async fn image(who: SignedIn, Query(p): Query<ImageQuery>) -> Page {
     let may = caller_may(&who, &p.repository).await?;
+    let refs = who
+        .get(&format!(
+            "/api/v1/repositories/{}/referrers/{}",
+            enc_path(&p.repository),
+            enc(&p.digest)
+        ))
+        .await?;
+    let mut referrers: Vec<ReferrerRow> = refs["referrers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| ReferrerRow {
+            kind: referrer_kind(r["artifact_type"].as_str().unwrap_or("")),
+            short: view::short(r["digest"].as_str().unwrap_or("")),
+            digest: s(&r["digest"]),
+            size: view::size(r["size"].as_i64().unwrap_or(0)),
+        })
+        .collect();
+    if let Some(t) = refs["signature_tag"].as_object() {
+        referrers.push(ReferrerRow {
+            kind: format!("signature (cosign tag {})", s(&t["tag"])),
+            short: view::short(t["digest"].as_str().unwrap_or("")),
+            digest: s(&t["digest"]),
+            size: String::new(),
+        });
+    }
     let q = format!("?repository={}", enc(&p.repository));
     let scan_api = format!("/api/v1/scans/{}", enc(&p.digest));
     let scan = who.get(&format!("{scan_api}{q}")).await?;
@@ -418,6 +464,7 @@ pub async fn image(who: SignedIn, Query(p): Query<ImageQuery>) -> Page {
         warnings,
         severities: &view::SEVERITIES,
         may_scan: may["push"] == true,
+        referrers,
     })
 }
 
@@ -781,6 +828,12 @@ pub struct SourceRow {
     imported_at: String,
 }
 
+pub struct GcRow {
+    at: String,
+    result: String,
+    detail: String,
+}
+
 #[derive(Template)]
 #[template(path = "vulndb.html")]
 struct VulnDbPage {
@@ -790,12 +843,37 @@ struct VulnDbPage {
     records: i64,
     loaded: String,
     sources: Vec<SourceRow>,
+    /// Scans per status: the scanner's queue.
+    queue: Vec<(String, i64)>,
+    gc_runs: Vec<GcRow>,
 }
 
 pub async fn vulndb(who: SignedIn, Query(q): Query<MsgQuery>) -> Page {
     let v = who.get("/api/v1/vulndb").await?;
     let st = &v["status"];
+    let scanner = who.get("/api/v1/scanner").await?;
+    let queue = ["queued", "scanning", "done", "failed"]
+        .iter()
+        .map(|k| (k.to_string(), scanner["scans"][k].as_i64().unwrap_or(0)))
+        .collect();
+    let week_ago = portcullis_meta::now_ms() - 7 * 86_400_000;
+    let gc = who
+        .get(&format!("/api/v1/audit?action=gc.run&since={week_ago}&limit=50"))
+        .await?;
+    let gc_runs = gc["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .rev()
+        .map(|r| GcRow {
+            at: r["at"].as_i64().map(view::time).unwrap_or_default(),
+            result: s(&r["result"]),
+            detail: s(&r["detail"]),
+        })
+        .collect();
     render(VulnDbPage {
+        queue,
+        gc_runs,
         chrome: chrome(&who, q.msg),
         generation: s(&st["generation"]),
         imported_at: s(&st["imported_at"]),
@@ -897,6 +975,11 @@ pub struct AuditFilter {
     repository: String,
     #[serde(default)]
     action: String,
+    /// `YYYY-MM-DD` (UTC), inclusive.
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    until: String,
     after: Option<i64>,
     verify: Option<String>,
 }
@@ -918,6 +1001,8 @@ struct AuditPage {
     actor: String,
     repository: String,
     action: String,
+    since: String,
+    until: String,
     rows: Vec<AuditRow>,
     next: Option<i64>,
     /// `None` until asked for (it reads the whole trail).
@@ -934,6 +1019,13 @@ pub async fn audit(who: SignedIn, Query(f): Query<AuditFilter>) -> Page {
         if !v.is_empty() {
             path.push_str(&format!("&{k}={}", enc(v)));
         }
+    }
+    let day = |d: &str| view::day_ms(d).ok_or_else(|| UiError::BadRequest(format!("{d:?} is not a date (YYYY-MM-DD)")));
+    if !f.since.is_empty() {
+        path.push_str(&format!("&since={}", day(&f.since)?));
+    }
+    if !f.until.is_empty() {
+        path.push_str(&format!("&until={}", day(&f.until)? + 86_400_000 - 1));
     }
     if let Some(a) = f.after {
         path.push_str(&format!("&after={a}"));
@@ -975,6 +1067,8 @@ pub async fn audit(who: SignedIn, Query(f): Query<AuditFilter>) -> Page {
         actor: f.actor,
         repository: f.repository,
         action: f.action,
+        since: f.since,
+        until: f.until,
         rows,
         next,
     })

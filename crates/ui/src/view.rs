@@ -41,6 +41,27 @@ pub fn time(ms: i64) -> String {
     )
 }
 
+/// `YYYY-MM-DD` (UTC midnight) as milliseconds since 1970.
+pub fn day_ms(date: &str) -> Option<i64> {
+    let mut parts = date.splitn(3, '-');
+    let (y, m, d): (i64, i64, i64) = (
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    );
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || date.len() != 10 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some((era * 146_097 + doe - 719_468) * 86_400_000)
+}
+
 pub fn size(bytes: i64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
@@ -171,6 +192,24 @@ mod tests {
         ];
         for (ms, want) in table {
             assert_eq!(time(ms), want, "{ms}");
+        }
+    }
+
+    #[test]
+    fn days_table() {
+        let table = [
+            ("1970-01-01", Some(0)),
+            ("2000-02-29", Some(951_782_400_000)),
+            ("2026-12-04", Some(1_796_342_400_000)),
+            ("2026-13-01", None),
+            ("2026-1-1", None),
+            ("yesterday", None),
+        ];
+        for (date, want) in table {
+            assert_eq!(day_ms(date), want, "{date}");
+            if let Some(ms) = want {
+                assert!(time(ms).starts_with(date), "round trip {date}");
+            }
         }
     }
 

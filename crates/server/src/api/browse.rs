@@ -208,3 +208,50 @@ pub(crate) async fn vulndb_import(
     let report = upload.import(&reg, &who.actor, q.replace_all).await?;
     Ok(reply(StatusCode::CREATED, report))
 }
+
+/// `GET /api/v1/scanner`: the scan queue by status, and the database
+/// generation the scanner matches with.
+pub(crate) async fn scanner_status(State(reg): State<Arc<Registry>>, who: Who) -> ApiResult {
+    who.need(&reg, Need::System).await?;
+    let counts: serde_json::Map<String, serde_json::Value> = reg
+        .meta
+        .scan_status_counts()
+        .await?
+        .into_iter()
+        .map(|(status, n)| (status, json!(n)))
+        .collect();
+    let loaded = reg.scanner.index().map(|(g, _)| g);
+    Ok(reply(
+        StatusCode::OK,
+        json!({"scans": counts, "database_generation": loaded}),
+    ))
+}
+
+/// `GET …/repositories/NAME/referrers/DIGEST`: what refers to an image in
+/// this repository: OCI 1.1 referrers (signature bundles, SBOMs,
+/// attestations) and cosign's tag-form signature, if any.
+pub(crate) async fn referrer_list(reg: &Registry, who: &Who, name: &str, digest: &str) -> ApiResult {
+    let name = repo_name(name)?;
+    who.need(reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
+    let digest: Digest = digest
+        .parse()
+        .map_err(|e| RegistryError::Invalid(format!("digest: {e}")))?;
+    let found = reg.meta.referrers(name.as_str(), &digest, None).await?;
+    let list: Vec<_> = found
+        .iter()
+        .map(|r| {
+            json!({"digest": r.digest, "media_type": r.media_type, "artifact_type": r.artifact_type, "size": r.size,
+                   "annotations": r.annotations.as_deref().and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok())})
+        })
+        .collect();
+    let tag = portcullis_sign::signature_tag(&digest);
+    let tag_form = reg
+        .meta
+        .get_manifest(name.as_str(), &portcullis_oci::Reference::Tag(tag.clone()))
+        .await?
+        .map(|m| json!({"tag": tag, "digest": m.digest}));
+    Ok(reply(
+        StatusCode::OK,
+        json!({"referrers": list, "signature_tag": tag_form}),
+    ))
+}

@@ -97,6 +97,11 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
         "policy_evaluations",
     ),
     ("GET", "/api/v1/repositories/{*name}/tags", "tag_list"),
+    (
+        "GET",
+        "/api/v1/repositories/{*name}/referrers/{digest}",
+        "referrer_list",
+    ),
     ("GET", "/api/v1/repositories/{*name}/tags/{tag}", "tag_get"),
     ("GET", "/api/v1/repositories/{*name}/webhooks", "repository_webhooks"),
     (
@@ -120,6 +125,7 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/audit/verify", "audit_verify"),
     ("GET", "/api/v1/vulndb", "vulndb_status"),
     ("POST", "/api/v1/vulndb", "vulndb_import"),
+    ("GET", "/api/v1/scanner", "scanner_status"),
     ("POST", "/api/v1/admission", "admission"),
     ("GET", "/api/v1/scans/{digest}", "scan_get"),
     ("POST", "/api/v1/scans/{digest}", "scan_request"),
@@ -167,6 +173,7 @@ fn handler(name: &str, m: MethodFilter) -> MethodRouter<Arc<Registry>> {
         "repository_list" => on(m, browse::repository_list),
         "vulndb_status" => on(m, browse::vulndb_status),
         "vulndb_import" => on(m, browse::vulndb_import),
+        "scanner_status" => on(m, browse::scanner_status),
         "admission" => on(m, admission::admission),
         "namespace_webhooks" => on(m, webhooks::namespace_webhooks),
         "namespace_webhook_create" => on(m, webhooks::namespace_webhook_create),
@@ -291,6 +298,7 @@ async fn repository_routes(
         "policy_evaluations" => policy_evaluations(reg, who, &name, p(0), uri.query().unwrap_or("")).await,
         "tag_get" => tag_get(reg, who, &name, p(0)).await,
         "tag_list" => browse::tag_list(reg, who, &name, uri.query().unwrap_or("")).await,
+        "referrer_list" => browse::referrer_list(reg, who, &name, p(0)).await,
         "repository_webhooks" => webhooks::repository_webhooks(reg, who, &name).await,
         "repository_webhook_create" => webhooks::repository_webhook_create(reg, who, &name, &body).await,
         other => unreachable!("repository endpoint {other} has no handler"),
@@ -331,6 +339,11 @@ mod tests {
             ),
             ("GET", "acme/app/tags/v1", Some(("tag_get", "acme/app", vec!["v1"]))),
             ("GET", "acme/app/tags", Some(("tag_list", "acme/app", vec![]))),
+            (
+                "GET",
+                "acme/app/referrers/sha256:ab",
+                Some(("referrer_list", "acme/app", vec!["sha256:ab"])),
+            ),
             ("POST", "acme/app", None),
             ("POST", "policies", None),
         ];
