@@ -14,16 +14,8 @@ W=${BENCH_WORK:-bench/work}/ui
 TAGS=${TAGS:-10000}
 REQUESTS=${REQUESTS:-200}
 PW=bench-admin-password
-rm -rf "$W"; mkdir -p "$W"
-cargo build --release -j2 -q
-PC=target/release/portcullis
-D="$W/data"
 A=127.0.0.1:5623
-PORTCULLIS_ADMIN_PASSWORD=$PW PORTCULLIS_GC_INTERVAL_SECS=0 RUST_LOG=warn $PC serve --listen $A --data "$D" >"$W/pc.log" 2>&1 &
-pc=$!
-trap 'kill $pc 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -s -o /dev/null "http://$A/v2/" && break; sleep 0.1; done
-TOKEN=$($PC token create admin --name bench --scope '*:pull,push' --data "$D")
+. bench/serve.sh
 
 echo "== pushing $TAGS images to bench/app" >&2
 t0=$(date +%s.%N)

@@ -291,7 +291,7 @@ fn ui_matrix() -> Vec<(&'static str, [u16; 4])> {
         ("ui_image_scan", [303, 403, 403, 303]),
         ("ui_image_sbom", [303, 200, 403, 200]),
         ("ui_policies", [303, 200, 403, 200]),
-        ("ui_policy_create", [303, 403, 403, 303]),
+        ("ui_policy_save", [303, 403, 403, 303]),
         ("ui_policy_dry_run", [303, 200, 403, 200]),
         ("ui_policy_apply", [303, 403, 403, 303]),
         ("ui_policy_delete", [303, 403, 403, 303]),
@@ -377,7 +377,7 @@ async fn ui_authorization_matrix() {
                         b.get(&format!("/ui/image/sbom?{image_q}&format=spdx")).await
                     }
                     "ui_policies" => b.get("/ui/policies?repository=acme/app").await,
-                    "ui_policy_create" => {
+                    "ui_policy_save" => {
                         let template = format!("n{i}-%n");
                         b.post(
                             "/ui/policies",
@@ -628,6 +628,46 @@ async fn management_forms_do_what_they_say() {
         assert_eq!(repo["pull_rule"]["deny_severity"], "critical", "{repo}");
         let f = settings("{not json");
         assert_eq!(submit(&mut admin, &csrf, &f).await.0, 400, "{label}");
+        // A policy edited through its form keeps its id and takes the new values.
+        let body = json!({"target": "acme/other", "tag_template": "%n",
+            "rules": [{"field": "tag", "operator": "eq", "values": ["never"]}]});
+        let (st, created) = call(&s, Method::POST, "/api/v1/repositories/acme/app/policies", body).await;
+        assert_eq!(st, 201, "{created}");
+        let id = created["id"].as_str().unwrap().to_string();
+        let (_, page, _) = admin.get("/ui/policies?repository=acme/app").await;
+        assert!(
+            page.contains("Save policy") && page.contains("value=\"never\""),
+            "{label}: the edit form holds the rule"
+        );
+        let edit = [
+            ("csrf", csrf.as_str()),
+            ("repository", "acme/app"),
+            ("id", id.as_str()),
+            ("target", "acme/other"),
+            ("tag_template", "rel-%n"),
+            ("field1", "tag"),
+            ("operator1", "one_of"),
+            ("values1", "v1, v2"),
+            ("field2", ""),
+            ("disabled", "on"),
+        ];
+        let (st, _, h) = admin.post("/ui/policies", &edit).await;
+        assert_eq!(st, 303, "{label}");
+        assert!(location(&h).contains("saved"), "{}", location(&h));
+        let (_, p) = call(
+            &s,
+            Method::GET,
+            &format!("/api/v1/repositories/acme/app/policies/{id}"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(p["tag_template"], "rel-%n", "{p}");
+        assert_eq!(p["enabled"], false, "{p}");
+        assert_eq!(
+            p["rules"],
+            json!([{"field": "tag", "operator": "one_of", "values": ["v1", "v2"]}]),
+            "{p}"
+        );
         // The reader sees the settings and the image, without the forms.
         let mut reader = Browser::new(&s);
         assert_eq!(reader.sign_in("reader", PW).await, 303);

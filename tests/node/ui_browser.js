@@ -118,7 +118,7 @@ async function main() {
     await page.fill("input[name=values2]", "0");
     await page.click("#new-policy button[type=submit]");
     const created = await page.textContent(".flash");
-    check(/policy \S+ created/.test(created), `policy created: ${created}`);
+    check(/policy \S+ saved/.test(created), `policy created: ${created}`);
     await shot(page, "policies");
 
     // Why build 41 is not promoted: the dry run names the failing rule and its facts.

@@ -17,6 +17,9 @@ pub struct RepositorySummary {
     pub last_push: Option<i64>,
     /// Tags whose image has a finished scan.
     pub scanned: i64,
+    /// Bytes of the blobs linked to the repository (shared blobs counted
+    /// in each repository that links them).
+    pub size: i64,
     /// The highest count of each severity among tagged, scanned images.
     pub worst: SeverityCounts,
 }
@@ -71,7 +74,9 @@ impl Meta {
         let sql = format!(
             "SELECT r.name, r.visibility, COUNT(t.name), MAX(t.updated_at),
                     COALESCE(MAX(s.critical), 0), COALESCE(MAX(s.high), 0), COALESCE(MAX(s.medium), 0),
-                    COALESCE(MAX(s.low), 0), COALESCE(MAX(s.unknown), 0), COUNT(s.digest)
+                    COALESCE(MAX(s.low), 0), COALESCE(MAX(s.unknown), 0), COUNT(s.digest),
+                    CAST(COALESCE((SELECT SUM(b.size) FROM repo_blobs l CROSS JOIN blobs b
+                                   WHERE l.repo = r.name AND b.digest = l.digest), 0) AS BIGINT)
              FROM repositories r
              LEFT JOIN tags t ON t.repo = r.name
              LEFT JOIN scans s ON s.digest = t.digest AND s.status = 'done'
@@ -99,6 +104,7 @@ impl Meta {
                     r.try_get(8)?,
                 ],
                 scanned: r.try_get(9)?,
+                size: r.try_get(10)?,
             });
         }
         out.sort_by_key(|s| names.iter().position(|n| *n == s.name));

@@ -64,7 +64,7 @@ pub const UI_ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/ui/image/scan", "ui_image_scan"),
     ("GET", "/ui/image/sbom", "ui_image_sbom"),
     ("GET", "/ui/policies", "ui_policies"),
-    ("POST", "/ui/policies", "ui_policy_create"),
+    ("POST", "/ui/policies", "ui_policy_save"),
     ("POST", "/ui/policies/dry-run", "ui_policy_dry_run"),
     ("POST", "/ui/policies/apply", "ui_policy_apply"),
     ("POST", "/ui/policies/delete", "ui_policy_delete"),
@@ -92,7 +92,7 @@ pub fn router(settings: UiSettings) -> Router<Arc<Registry>> {
         .route("/ui/image", get(image))
         .route("/ui/image/scan", post(image_scan))
         .route("/ui/image/sbom", get(image_sbom))
-        .route("/ui/policies", get(policies).post(policy_create))
+        .route("/ui/policies", get(policies).post(policy_save))
         .route("/ui/policies/dry-run", post(policy_dry_run))
         .route("/ui/policies/apply", post(policy_apply))
         .route("/ui/policies/delete", post(policy_delete))

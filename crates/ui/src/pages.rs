@@ -3,6 +3,8 @@
 //! for the session's CSRF token, call the API, and redirect back with a
 //! message (post, redirect, get).
 
+use std::collections::HashMap;
+
 use askama::Template;
 use axum::extract::{Multipart, Query};
 use axum::http::Method;
@@ -73,6 +75,9 @@ pub struct RepoRow {
     name: String,
     visibility: String,
     tags: i64,
+    size: String,
+    /// Width of the size bar, relative to the largest on the page.
+    size_bar: u32,
     last_push: String,
     shield: Shield,
 }
@@ -92,6 +97,14 @@ pub async fn repositories(who: SignedIn, Query(p): Query<ListQuery>) -> Page {
         path.push_str(&format!("&after={}", enc(a)));
     }
     let v = who.get(&path).await?;
+    let largest = v["repositories"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["size"].as_i64())
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let rows = v["repositories"]
         .as_array()
         .into_iter()
@@ -100,6 +113,8 @@ pub async fn repositories(who: SignedIn, Query(p): Query<ListQuery>) -> Page {
             name: s(&r["name"]),
             visibility: s(&r["visibility"]),
             tags: r["tags"].as_i64().unwrap_or(0),
+            size: view::size(r["size"].as_i64().unwrap_or(0)),
+            size_bar: (r["size"].as_i64().unwrap_or(0) * 120 / largest).max(1) as u32,
             last_push: r["last_push"].as_i64().map(view::time).unwrap_or_default(),
             shield: if r["scanned"].as_i64().unwrap_or(0) == 0 {
                 Shield {
@@ -534,6 +549,7 @@ pub struct PolicyView {
     copy_referrers: bool,
     rules: Vec<String>,
     evaluations: Vec<EvaluationRow>,
+    form: PolicyFormView,
 }
 
 pub struct EvaluationRow {
@@ -549,9 +565,8 @@ struct PoliciesPage {
     chrome: Chrome,
     repository: String,
     policies: Vec<PolicyView>,
-    fields: &'static [&'static str],
-    operators: &'static [&'static str],
     may_admin: bool,
+    new_form: PolicyFormView,
 }
 
 const FIELDS: &[&str] = &[
@@ -609,6 +624,7 @@ pub async fn policies(who: SignedIn, Query(p): Query<PoliciesQuery>) -> Page {
             sign_as: s(&pol["sign_as"]),
             copy_referrers: pol["copy_referrers"] != false,
             rules: pol["rules"].as_array().into_iter().flatten().map(rule_text).collect(),
+            form: PolicyFormView::of(pol),
             evaluations: ev["evaluations"]
                 .as_array()
                 .into_iter()
@@ -627,43 +643,84 @@ pub async fn policies(who: SignedIn, Query(p): Query<PoliciesQuery>) -> Page {
         chrome: chrome(&who, p.msg),
         repository: p.repository,
         policies,
-        fields: FIELDS,
-        operators: OPERATORS,
         may_admin: may["admin"] == true,
+        new_form: PolicyFormView::new_policy(),
     })
 }
 
-/// The create form: up to three rule rows, empty rows ignored.
-#[derive(Deserialize)]
-pub struct PolicyForm {
-    csrf: String,
-    repository: String,
+/// Rule rows a policy form offers beyond a policy's own rules.
+const SPARE_RULE_ROWS: usize = 2;
+/// Rule rows a posted form is read for.
+const MAX_RULE_ROWS: usize = 32;
+
+/// A policy form's contents: empty for a new policy, a policy's own
+/// values (and a few spare rule rows) for editing it.
+pub struct PolicyFormView {
+    /// Empty for a new policy.
+    id: String,
     target: String,
     tag_template: String,
-    #[serde(default)]
     sign_as: String,
-    #[serde(default)]
-    disabled: Option<String>,
-    #[serde(default)]
-    no_referrers: Option<String>,
-    #[serde(default)]
-    field1: String,
-    #[serde(default)]
-    operator1: String,
-    #[serde(default)]
-    values1: String,
-    #[serde(default)]
-    field2: String,
-    #[serde(default)]
-    operator2: String,
-    #[serde(default)]
-    values2: String,
-    #[serde(default)]
-    field3: String,
-    #[serde(default)]
-    operator3: String,
-    #[serde(default)]
-    values3: String,
+    enabled: bool,
+    copy_referrers: bool,
+    rules: Vec<RuleRow>,
+}
+
+/// One rule row of a policy form, its choices marked.
+pub struct RuleRow {
+    i: usize,
+    fields: Vec<(&'static str, bool)>,
+    operators: Vec<(&'static str, bool)>,
+    values: String,
+}
+
+impl RuleRow {
+    fn new(i: usize, field: &str, operator: &str, values: String) -> RuleRow {
+        RuleRow {
+            i,
+            fields: FIELDS.iter().map(|f| (*f, *f == field)).collect(),
+            operators: OPERATORS.iter().map(|o| (*o, *o == operator)).collect(),
+            values,
+        }
+    }
+}
+
+impl PolicyFormView {
+    fn new_policy() -> PolicyFormView {
+        PolicyFormView {
+            id: String::new(),
+            target: String::new(),
+            tag_template: "%n".into(),
+            sign_as: String::new(),
+            enabled: true,
+            copy_referrers: true,
+            rules: (1..=3).map(|i| RuleRow::new(i, "", "", String::new())).collect(),
+        }
+    }
+
+    fn of(policy: &Value) -> PolicyFormView {
+        let mut rules: Vec<RuleRow> = policy["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, r)| {
+                let values: Vec<String> = r["values"].as_array().into_iter().flatten().map(s).collect();
+                RuleRow::new(i + 1, &s(&r["field"]), &s(&r["operator"]), values.join(", "))
+            })
+            .collect();
+        let n = rules.len();
+        rules.extend((n + 1..=n + SPARE_RULE_ROWS).map(|i| RuleRow::new(i, "", "", String::new())));
+        PolicyFormView {
+            id: s(&policy["id"]),
+            target: s(&policy["target"]),
+            tag_template: s(&policy["tag_template"]),
+            sign_as: s(&policy["sign_as"]),
+            enabled: policy["enabled"] != false,
+            copy_referrers: policy["copy_referrers"] != false,
+            rules,
+        }
+    }
 }
 
 /// A rule row's values: comma-separated, trimmed.
@@ -675,29 +732,41 @@ fn values(text: &str) -> Vec<String> {
         .collect()
 }
 
-pub async fn policy_create(who: SignedIn, Form(f): Form<PolicyForm>) -> Page {
-    who.check_csrf(&f.csrf)?;
-    let rows = [
-        (&f.field1, &f.operator1, &f.values1),
-        (&f.field2, &f.operator2, &f.values2),
-        (&f.field3, &f.operator3, &f.values3),
-    ];
-    let rules: Vec<Value> = rows
-        .iter()
-        .filter(|(field, _, _)| !field.is_empty())
-        .map(|(field, operator, vals)| json!({"field": field, "operator": operator, "values": values(vals)}))
+/// The policy a posted form describes (`fieldN`, `operatorN`, `valuesN`
+/// rows; rows without a field are left out).
+fn policy_of_form(f: &HashMap<String, String>) -> Value {
+    let get = |k: &str| f.get(k).map(|v| v.trim().to_string()).unwrap_or_default();
+    let rules: Vec<Value> = (1..=MAX_RULE_ROWS)
+        .filter(|i| !get(&format!("field{i}")).is_empty())
+        .map(|i| {
+            json!({"field": get(&format!("field{i}")), "operator": get(&format!("operator{i}")),
+                   "values": values(&get(&format!("values{i}")))})
+        })
         .collect();
     let mut policy = json!({
-        "target": f.target.trim(), "tag_template": f.tag_template.trim(), "rules": rules,
-        "enabled": f.disabled.is_none(), "copy_referrers": f.no_referrers.is_none(),
+        "target": get("target"), "tag_template": get("tag_template"), "rules": rules,
+        "enabled": !f.contains_key("disabled"), "copy_referrers": !f.contains_key("no_referrers"),
     });
-    if !f.sign_as.trim().is_empty() {
-        policy["sign_as"] = json!(f.sign_as.trim());
+    if !get("sign_as").is_empty() {
+        policy["sign_as"] = json!(get("sign_as"));
     }
-    let api = format!("/api/v1/repositories/{}/policies", enc_path(&f.repository));
-    let to = format!("/ui/policies?repository={}", enc(&f.repository));
-    match who.api(Method::POST, &api, policy).await {
-        Ok(created) => Ok(back(to, &format!("policy {} created", s(&created["id"])))),
+    policy
+}
+
+/// `POST /ui/policies`: creates a policy, or with `id` replaces that one.
+pub async fn policy_save(who: SignedIn, Form(f): Form<HashMap<String, String>>) -> Page {
+    who.check_csrf(f.get("csrf").map(String::as_str).unwrap_or(""))?;
+    let repository = f.get("repository").cloned().unwrap_or_default();
+    let id = f.get("id").cloned().unwrap_or_default();
+    let api = format!("/api/v1/repositories/{}/policies", enc_path(&repository));
+    let (method, path) = if id.is_empty() {
+        (Method::POST, api)
+    } else {
+        (Method::PUT, format!("{api}/{}", enc(&id)))
+    };
+    let to = format!("/ui/policies?repository={}", enc(&repository));
+    match who.api(method, &path, policy_of_form(&f)).await {
+        Ok(saved) => Ok(back(to, &format!("policy {} saved", s(&saved["id"])))),
         // A policy the API refuses is a message on the form's page.
         Err(UiError::Api { status, message }) if matches!(status.as_u16(), 400 | 409 | 422) => Ok(back(to, &message)),
         Err(e) => Err(e),

@@ -63,7 +63,7 @@ pub(crate) async fn repository_list(
         .iter()
         .map(|s| {
             json!({"name": s.name, "visibility": s.visibility, "tags": s.tags, "last_push": s.last_push,
-                   "scanned": s.scanned, "worst": counts_json(&s.worst)})
+                   "scanned": s.scanned, "size": s.size, "worst": counts_json(&s.worst)})
         })
         .collect();
     Ok(reply(
