@@ -655,6 +655,7 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
         "audit_verify" => (Method::GET, "/api/v1/audit/verify".into(), None),
         "repository_list" => (Method::GET, "/api/v1/repositories?q=acme".into(), None),
         "tag_list" => (Method::GET, "/api/v1/repositories/acme/app/tags".into(), None),
+        "repository_history" => (Method::GET, "/api/v1/repositories/acme/app/history?days=7".into(), None),
         "referrer_list" => (
             Method::GET,
             format!("/api/v1/repositories/acme/app/referrers/{}", scanned_digest()),
@@ -797,6 +798,10 @@ fn matrix() -> Vec<(&'static str, [u16; 13])> {
         ),
         ("tag_list", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
         ("referrer_list", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
+        (
+            "repository_history",
+            [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200],
+        ),
         ("vulndb_status", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("scanner_status", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("vulndb_import", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),

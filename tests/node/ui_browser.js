@@ -82,6 +82,7 @@ async function main() {
       80,
       "build 41 showing its high finding"
     );
+    check((await page.locator("#findings-history rect").count()) >= 1, "the findings chart shows today's high finding");
     await shot(page, "repository-build");
 
     // The layers view: the finding sits in the layer that brought mqtt-packet.
@@ -92,6 +93,8 @@ async function main() {
     const layerText = await layer.textContent();
     check(/CVE-2019-5432|NSWG-ECO-500/.test(layerText), `the layer lists the advisory: ${layerText}`);
     check(layerText.includes("6.1.1"), "with the installed version");
+    const advisoryLink = await layer.locator("a").first().getAttribute("href");
+    check(advisoryLink === "https://github.com/nodejs/security-wg/blob/main/vuln/npm/500.json", `linked to the advisory's reference: ${advisoryLink}`);
     const imageShield = await page.textContent("#scan-shield");
     check(imageShield.includes("1 high"), `the image's shield counts the finding: ${imageShield}`);
     await shot(page, "image-layers");

@@ -50,6 +50,17 @@ pub struct TagDetail {
     pub referrers: i64,
 }
 
+/// The findings of the images pushed to a repository on one day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayFindings {
+    /// UTC midnight of the day (ms).
+    pub day: i64,
+    /// Images pushed that day with a finished scan.
+    pub images: i64,
+    /// Their findings per severity, summed.
+    pub counts: SeverityCounts,
+}
+
 /// `'%' || text || '%'` for LIKE, with LIKE's own characters escaped.
 fn contains_pattern(text: &str) -> String {
     let mut p = String::from("%");
@@ -176,6 +187,39 @@ impl Meta {
             });
         }
         Ok(out)
+    }
+
+    /// Findings per day of the images pushed to `repo` since `since_ms`
+    /// (scanned images only; days without any are left out).
+    pub async fn findings_by_day(&self, repo: &str, since_ms: i64) -> Result<Vec<DayFindings>> {
+        let rows = sqlx::query(
+            "SELECT m.pushed_at / 86400000 AS d, COUNT(s.digest),
+                    CAST(COALESCE(SUM(s.critical), 0) AS BIGINT), CAST(COALESCE(SUM(s.high), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(s.medium), 0) AS BIGINT), CAST(COALESCE(SUM(s.low), 0) AS BIGINT),
+                    CAST(COALESCE(SUM(s.unknown), 0) AS BIGINT)
+             FROM manifests m JOIN scans s ON s.digest = m.digest AND s.status = 'done'
+             WHERE m.repo = $1 AND m.pushed_at >= $2
+             GROUP BY m.pushed_at / 86400000 ORDER BY d",
+        )
+        .bind(repo)
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DayFindings {
+                    day: r.try_get::<i64, _>(0)? * 86_400_000,
+                    images: r.try_get(1)?,
+                    counts: [
+                        r.try_get(2)?,
+                        r.try_get(3)?,
+                        r.try_get(4)?,
+                        r.try_get(5)?,
+                        r.try_get(6)?,
+                    ],
+                })
+            })
+            .collect()
     }
 
     /// Every current (unrevoked) account key, as (key id, account, PEM):

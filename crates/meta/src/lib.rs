@@ -19,7 +19,7 @@ mod sessions;
 mod webhooks;
 
 pub use audit::{AuditAnchor, AuditEvent, AuditQuery, AuditRecord, ChainBreak};
-pub use browse::{RepositorySummary, TagDetail};
+pub use browse::{DayFindings, RepositorySummary, TagDetail};
 pub use identity::{Account, Grant, RepositoryInfo, StoredToken};
 pub use immutability::ImmutabilitySettings;
 pub use keys::AccountKey;

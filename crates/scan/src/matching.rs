@@ -88,6 +88,9 @@ pub struct Finding {
     pub layer: String,
     /// The file the component was found in.
     pub path: String,
+    /// The advisory's page (see `Advisory::reference`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 /// The OSV ecosystem of the distribution release (`Debian:11`,
@@ -173,6 +176,7 @@ pub fn match_image_with(image: &ImageFacts, index: &VulnIndex, cache: &mut Match
                 fixed_version: fixed.clone(),
                 layer: c.layer.clone(),
                 path: c.path.clone(),
+                reference: adv.reference.clone(),
             });
         }
         out.extend(merge_aliases(found, *cmp));
@@ -222,6 +226,7 @@ fn join(mut a: Finding, b: Finding, cmp: VersionOrder) -> Finding {
         a.cvss_score = b.cvss_score;
     }
     a.summary = a.summary.or(b.summary);
+    a.reference = a.reference.or(b.reference);
     a.fixed_version = match (a.fixed_version, b.fixed_version) {
         (Some(x), Some(y)) => Some(if cmp(&x, &y).is_ge() { x } else { y }),
         (x, y) => x.or(y),

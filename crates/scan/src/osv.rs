@@ -38,6 +38,25 @@ pub struct Advisory {
     /// GitHub and others write it), for records without a CVSS vector.
     #[serde(default, rename = "database_specific", deserialize_with = "own_rating")]
     pub rating: Option<String>,
+    /// Where people read the advisory: its first `ADVISORY` reference,
+    /// else its first `WEB` one. Only that URL is kept, not the list, so
+    /// a loaded database stays small.
+    #[serde(default, rename = "references", deserialize_with = "advisory_url")]
+    pub reference: Option<String>,
+}
+
+fn advisory_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    let refs = value.as_ref().and_then(|v| v.as_array());
+    let url_of = |kind: &str| {
+        refs.into_iter()
+            .flatten()
+            .filter(|r| r.get("type").and_then(|t| t.as_str()) == Some(kind))
+            .find_map(|r| r.get("url").and_then(|u| u.as_str()))
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            .map(String::from)
+    };
+    Ok(url_of("ADVISORY").or_else(|| url_of("WEB")))
 }
 
 fn own_rating<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {

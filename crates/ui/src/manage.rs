@@ -145,6 +145,9 @@ struct NamespacePage {
     service_accounts: Option<Vec<String>>,
     hooks: Option<Vec<HookRow>>,
     events: &'static [&'static str],
+    /// Administers the namespace (the API shows its grants only to them):
+    /// the team, member, grant and service account forms are theirs.
+    may_admin: bool,
 }
 
 impl NamespacePage {
@@ -167,6 +170,7 @@ pub async fn namespace(who: SignedIn, Query(q): Query<NameQuery>) -> Page {
     }
     render(NamespacePage {
         chrome: chrome(&who, q.msg),
+        may_admin: grants.is_some(),
         teams: org.map(|o| {
             list(&o["teams"])
                 .iter()

@@ -165,6 +165,8 @@ struct RepositoryPage {
     visibility: String,
     rows: Vec<TagRow>,
     next: Option<String>,
+    /// Findings of the images pushed each of the last 30 days.
+    history: Vec<view::Rect>,
 }
 
 pub async fn repository(who: SignedIn, Query(p): Query<RepoQuery>) -> Page {
@@ -175,6 +177,8 @@ pub async fn repository(who: SignedIn, Query(p): Query<RepoQuery>) -> Page {
         path.push_str(&format!("&after={}", enc(a)));
     }
     let v = who.get(&path).await?;
+    let h = who.get(&format!("{api}/history?days=30")).await?;
+    let history = view::findings_chart(&h["days"], h["since"].as_i64().unwrap_or(0), 30, 12, 48);
     let rows = v["tags"]
         .as_array()
         .into_iter()
@@ -216,6 +220,7 @@ pub async fn repository(who: SignedIn, Query(p): Query<RepoQuery>) -> Page {
         name: p.name,
         rows,
         next: v["next"].as_str().map(str::to_string),
+        history,
     })
 }
 
@@ -326,11 +331,12 @@ impl ImagePage {
 
 fn finding_row(f: &Value) -> FindingRow {
     let id = f["ids"][0].as_str().unwrap_or("").to_string();
-    // A CVE id names its NVD entry; anything else its OSV record.
-    let link = if id.starts_with("CVE-") {
-        format!("https://nvd.nist.gov/vuln/detail/{id}")
-    } else {
-        format!("https://osv.dev/vulnerability/{id}")
+    // The advisory's own reference URL; without one, a CVE's NVD entry or
+    // the OSV record.
+    let link = match f["reference"].as_str() {
+        Some(url) => url.to_string(),
+        None if id.starts_with("CVE-") => format!("https://nvd.nist.gov/vuln/detail/{id}"),
+        None => format!("https://osv.dev/vulnerability/{id}"),
     };
     FindingRow {
         link,

@@ -178,6 +178,65 @@ pub fn severity_bars(counts: &serde_json::Value, total_width: u32) -> Vec<Bar> {
     bars
 }
 
+/// One rectangle of a chart, with its tooltip.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rect {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+    pub fill: &'static str,
+    pub title: String,
+}
+
+/// Findings over time: one column per day from `since` (ms) for `days`
+/// days, stacked by severity (critical at the bottom), as tall as the
+/// worst day at `height`. `history` is the API's `days` list.
+pub fn findings_chart(history: &serde_json::Value, since: i64, days: i64, column: u32, height: u32) -> Vec<Rect> {
+    const FILLS: [&str; 4] = ["#8b0000", "#d9480f", "#e6a700", "#4c6ef5"];
+    let index_of = |e: &serde_json::Value| (e["day"].as_i64().unwrap_or(0) - since).div_euclid(86_400_000);
+    let entries: Vec<&serde_json::Value> = history
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| (0..days).contains(&index_of(e)))
+        .collect();
+    let total = |e: &serde_json::Value| -> i64 {
+        SEVERITIES[..4]
+            .iter()
+            .map(|s| e["counts"][s].as_i64().unwrap_or(0))
+            .sum()
+    };
+    let top = entries.iter().map(|e| total(e)).max().unwrap_or(0).max(1);
+    let mut rects = Vec::new();
+    for e in &entries {
+        let day = e["day"].as_i64().unwrap_or(0);
+        let index = index_of(e);
+        let mut y = height;
+        for (i, s) in SEVERITIES[..4].iter().enumerate() {
+            let n = e["counts"][s].as_i64().unwrap_or(0);
+            if n == 0 {
+                continue;
+            }
+            let h = ((n as f64 / top as f64) * height as f64).round().max(1.0) as u32;
+            y = y.saturating_sub(h);
+            rects.push(Rect {
+                x: index as u32 * column,
+                y,
+                width: column.saturating_sub(1).max(1),
+                height: h,
+                fill: FILLS[i],
+                title: format!(
+                    "{}: {n} {s} in {} images",
+                    &time(day)[..10],
+                    e["images"].as_i64().unwrap_or(0)
+                ),
+            });
+        }
+    }
+    rects
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +308,36 @@ mod tests {
             let s = shield(&scan);
             assert_eq!((s.class, s.text.as_str()), (class, text), "{scan}");
         }
+    }
+
+    #[test]
+    fn findings_stack_per_day_scaled_to_the_worst_day() {
+        let day: i64 = 86_400_000;
+        let history = json!([
+            {"day": 2 * day, "images": 3, "counts": {"critical": 1, "high": 1, "medium": 0, "low": 0}},
+            {"day": 4 * day, "images": 1, "counts": {"critical": 0, "high": 4, "medium": 0, "low": 0}},
+            {"day": 40 * day, "images": 1, "counts": {"critical": 9}},
+        ]);
+        let rects = findings_chart(&history, 0, 30, 10, 40);
+        let at = |x: u32| {
+            rects
+                .iter()
+                .filter(|r| r.x == x)
+                .map(|r| (r.y, r.height, r.fill))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            at(20),
+            vec![(30, 10, "#8b0000"), (20, 10, "#d9480f")],
+            "critical below high"
+        );
+        assert_eq!(at(40), vec![(0, 40, "#d9480f")], "the worst day is full height");
+        assert_eq!(rects.len(), 3, "a day outside the window is left out");
+        assert!(
+            rects[0].title.starts_with("1970-01-03: 1 critical in 3 images"),
+            "{}",
+            rects[0].title
+        );
     }
 
     #[test]

@@ -255,3 +255,26 @@ pub(crate) async fn referrer_list(reg: &Registry, who: &Who, name: &str, digest:
         json!({"referrers": list, "signature_tag": tag_form}),
     ))
 }
+
+/// `GET …/repositories/NAME/history?days=N` (at most 366, default 30):
+/// per day, the scanned images pushed and their findings per severity.
+pub(crate) async fn repository_history(reg: &Registry, who: &Who, name: &str, query: &str) -> ApiResult {
+    #[derive(Deserialize)]
+    struct Days {
+        days: Option<i64>,
+    }
+    let name = repo_name(name)?;
+    who.need(reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
+    let q: Days = serde_urlencoded_query(query)?;
+    let days = q.days.unwrap_or(30).clamp(1, 366);
+    let today = portcullis_meta::now_ms() / 86_400_000 * 86_400_000;
+    let since = today - (days - 1) * 86_400_000;
+    let list: Vec<_> = reg
+        .meta
+        .findings_by_day(name.as_str(), since)
+        .await?
+        .iter()
+        .map(|d| json!({"day": d.day, "images": d.images, "counts": counts_json(&d.counts)}))
+        .collect();
+    Ok(reply(StatusCode::OK, json!({"since": since, "days": list})))
+}

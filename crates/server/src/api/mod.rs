@@ -97,6 +97,7 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
         "policy_evaluations",
     ),
     ("GET", "/api/v1/repositories/{*name}/tags", "tag_list"),
+    ("GET", "/api/v1/repositories/{*name}/history", "repository_history"),
     (
         "GET",
         "/api/v1/repositories/{*name}/referrers/{digest}",
@@ -299,6 +300,7 @@ async fn repository_routes(
         "tag_get" => tag_get(reg, who, &name, p(0)).await,
         "tag_list" => browse::tag_list(reg, who, &name, uri.query().unwrap_or("")).await,
         "referrer_list" => browse::referrer_list(reg, who, &name, p(0)).await,
+        "repository_history" => browse::repository_history(reg, who, &name, uri.query().unwrap_or("")).await,
         "repository_webhooks" => webhooks::repository_webhooks(reg, who, &name).await,
         "repository_webhook_create" => webhooks::repository_webhook_create(reg, who, &name, &body).await,
         other => unreachable!("repository endpoint {other} has no handler"),
