@@ -483,6 +483,16 @@ async fn management_forms_do_what_they_say() {
         let mut admin = Browser::new(&s);
         assert_eq!(admin.sign_in("admin", common::ADMIN_PASSWORD).await, 303);
         let csrf = admin.csrf().await;
+        // An organization made from the account page opens on its own page.
+        let (st, _, h) = submit(&mut admin, &csrf, &[("op", "org_create"), ("name", "widgets")]).await;
+        assert_eq!(st, 303, "{label}");
+        assert!(
+            location(&h).starts_with("/ui/namespace?name=widgets&msg="),
+            "{}",
+            location(&h)
+        );
+        let (st, page, _) = admin.get("/ui/namespace?name=widgets").await;
+        assert!(st == 200 && page.contains("owners"), "{label}: {page}");
         // Teams and members.
         let back = "/ui/namespace?name=acme";
         let (st, _, h) = submit(

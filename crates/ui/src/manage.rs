@@ -542,6 +542,12 @@ pub async fn form_action(who: SignedIn, Form(f): Form<HashMap<String, String>>) 
             token: s(&answer["token"]),
         });
     }
+    if op == "org_create" {
+        // A new organization's page is where its teams are made.
+        let name = f.get("name").map(|n| n.trim()).unwrap_or_default();
+        let to = format!("/ui/namespace?name={}&msg={}", enc(name), enc("organization created"));
+        return Ok(Redirect::to(&to).into_response());
+    }
     let done = format!("{} done", op.replace('_', " "));
     Ok(Redirect::to(&format!("{back}{sep}msg={}", enc(&done))).into_response())
 }
