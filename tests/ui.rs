@@ -678,6 +678,43 @@ async fn management_forms_do_what_they_say() {
             json!([{"field": "tag", "operator": "one_of", "values": ["v1", "v2"]}]),
             "{p}"
         );
+        // An index's page lists its images, each with its own shield and page.
+        let image = s
+            .http
+            .get(s.url("/v2/acme/app/manifests/v1"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
+                           "size": image.len(), "platform": {"architecture": "amd64", "os": "linux"}}]});
+        let r = s
+            .http
+            .put(s.url("/v2/acme/app/manifests/multi"))
+            .header("content-type", "application/vnd.oci.image.index.v1+json")
+            .body(index.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{label}");
+        let index_digest = r.headers()["docker-content-digest"].to_str().unwrap().to_string();
+        let (st, page, _) = admin
+            .get(&format!(
+                "/ui/image?repository=acme/app&digest={index_digest}&tag=multi"
+            ))
+            .await;
+        assert_eq!(st, 200, "{label}: {page}");
+        assert!(
+            page.contains("id=\"platforms\"") && page.contains("linux/amd64"),
+            "{label}: {page}"
+        );
+        assert!(
+            page.contains(&format!("digest={}", digest.replace(':', "%3A"))),
+            "{label}: links to the image"
+        );
         // The reader sees the settings and the image, without the forms.
         let mut reader = Browser::new(&s);
         assert_eq!(reader.sign_in("reader", PW).await, 303);

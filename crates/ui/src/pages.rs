@@ -293,6 +293,8 @@ struct ImagePage {
     severities: &'static [&'static str],
     may_scan: bool,
     referrers: Vec<ReferrerRow>,
+    /// For an index: each platform's image, its digest and shield.
+    platforms: Vec<(String, String, Shield)>,
 }
 
 pub struct ReferrerRow {
@@ -389,6 +391,22 @@ pub async fn image(who: SignedIn, Query(p): Query<ImageQuery>) -> Page {
     let scan = who.get(&format!("{scan_api}{q}")).await?;
     let status = s(&scan["status"]);
     let counts = scan["summary"].clone();
+    let record_shield = |r: &Value| {
+        let status = s(&r["status"]);
+        if status == "not_scanned" {
+            view::shield(&Value::Null)
+        } else {
+            view::shield(
+                &json!({"status": status, "matched": !r["database_generation"].is_null(), "counts": r["summary"]}),
+            )
+        }
+    };
+    let platforms: Vec<(String, String, Shield)> = scan["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| (s(&m["platform"]), s(&m["digest"]), record_shield(m)))
+        .collect();
     let scan_obj = if status == "not_scanned" {
         Value::Null
     } else {
@@ -486,6 +504,7 @@ pub async fn image(who: SignedIn, Query(p): Query<ImageQuery>) -> Page {
         severities: &view::SEVERITIES,
         may_scan: may["push"] == true,
         referrers,
+        platforms,
     })
 }
 
@@ -986,13 +1005,10 @@ pub async fn vulndb_upload(who: SignedIn, mut form: Multipart) -> Page {
                 if !csrf_ok {
                     return Err(UiError::Csrf);
                 }
-                // Only an administrator may import; ask before storing bytes.
-                if !who.admin {
-                    return Err(UiError::Api {
-                        status: axum::http::StatusCode::FORBIDDEN,
-                        message: "importing a vulnerability database takes a system administrator".into(),
-                    });
-                }
+                // The API decides who may import (as for `POST
+                // /api/v1/vulndb`), asked before a byte is stored; the
+                // file itself is streamed to disk, not through a request.
+                who.get("/api/v1/vulndb").await?;
                 let name = field.file_name().unwrap_or("").to_string();
                 let reg = who.registry().clone();
                 let mut upload = reg
