@@ -74,6 +74,10 @@ pub struct AuditQuery {
     pub until_ms: Option<i64>,
     /// Records with a sequence number greater than this (paging).
     pub after_seq: Option<i64>,
+    /// Newest first: records with a sequence number less than this, in
+    /// descending order (paging back; `i64::MAX` for the newest page).
+    /// Takes precedence over `after_seq`.
+    pub before_seq: Option<i64>,
     pub limit: i64,
 }
 
@@ -236,7 +240,11 @@ impl Meta {
     /// query, so each page is an index range (by `seq`, or by actor,
     /// repository or action and `seq`), not a scan of the whole trail.
     pub async fn audit_records(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
-        let mut conditions = vec!["seq > $1".to_string()];
+        let (first, order, bound) = match q.before_seq {
+            Some(b) => ("seq < $1", "DESC", b),
+            None => ("seq > $1", "", q.after_seq.unwrap_or(0)),
+        };
+        let mut conditions = vec![first.to_string()];
         let mut texts = Vec::new();
         for (column, value) in [
             ("actor", &q.actor),
@@ -256,11 +264,11 @@ impl Meta {
             }
         }
         let sql = format!(
-            "SELECT {COLUMNS} FROM audit_log WHERE {} ORDER BY seq LIMIT ${}",
+            "SELECT {COLUMNS} FROM audit_log WHERE {} ORDER BY seq {order} LIMIT ${}",
             conditions.join(" AND "),
             2 + texts.len() + times.len()
         );
-        let mut query = sqlx::query(&sql).bind(q.after_seq.unwrap_or(0));
+        let mut query = sqlx::query(&sql).bind(bound);
         for t in texts {
             query = query.bind(t);
         }

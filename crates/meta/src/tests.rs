@@ -552,6 +552,28 @@ async fn audit_chain_detects_edits_and_deletions() {
             .await
             .unwrap();
         assert_eq!(next.len(), 15);
+        // Newest first, paged back by `before_seq`.
+        let newest = m2
+            .audit_records(&AuditQuery {
+                before_seq: Some(i64::MAX),
+                limit: 5,
+                ..q.clone()
+            })
+            .await
+            .unwrap();
+        let seqs: Vec<i64> = newest.iter().map(|r| r.seq).collect();
+        let mut all: Vec<i64> = page.iter().chain(&next).map(|r| r.seq).collect();
+        all.reverse();
+        assert_eq!(seqs, all[..5], "the five newest pulls, newest first");
+        let older = m2
+            .audit_records(&AuditQuery {
+                before_seq: Some(seqs[4]),
+                limit: 100,
+                ..q.clone()
+            })
+            .await
+            .unwrap();
+        assert_eq!(older.iter().map(|r| r.seq).collect::<Vec<_>>(), all[5..]);
 
         // Editing a record's content breaks it at that record.
         let original: String = sqlx::query("SELECT actor FROM audit_log WHERE seq = 7")

@@ -1071,7 +1071,8 @@ pub struct AuditFilter {
     since: String,
     #[serde(default)]
     until: String,
-    after: Option<i64>,
+    /// Newest first: the page older than this sequence number.
+    before: Option<i64>,
     verify: Option<String>,
 }
 
@@ -1101,7 +1102,11 @@ struct AuditPage {
 }
 
 pub async fn audit(who: SignedIn, Query(f): Query<AuditFilter>) -> Page {
-    let mut path = "/api/v1/audit?limit=100".to_string();
+    // Newest first, as people read a log.
+    let mut path = format!(
+        "/api/v1/audit?limit=100&before={}",
+        f.before.map(|b| b.to_string()).unwrap_or_default()
+    );
     for (k, v) in [
         ("actor", &f.actor),
         ("repository", &f.repository),
@@ -1117,9 +1122,6 @@ pub async fn audit(who: SignedIn, Query(f): Query<AuditFilter>) -> Page {
     }
     if !f.until.is_empty() {
         path.push_str(&format!("&until={}", day(&f.until)? + 86_400_000 - 1));
-    }
-    if let Some(a) = f.after {
-        path.push_str(&format!("&after={a}"));
     }
     let v = who.get(&path).await?;
     let rows: Vec<AuditRow> = v["records"]

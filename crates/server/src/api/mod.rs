@@ -422,6 +422,9 @@ pub(crate) struct AuditParams {
     since: Option<i64>,
     until: Option<i64>,
     after: Option<i64>,
+    /// Newest first, older than this sequence number (`before=` alone:
+    /// from the newest).
+    before: Option<String>,
     limit: Option<i64>,
 }
 
@@ -442,9 +445,18 @@ pub(crate) async fn audit_list(
             since_ms: p.since,
             until_ms: p.until,
             after_seq: p.after,
+            before_seq: match p.before.as_deref() {
+                None => None,
+                Some("") => Some(i64::MAX),
+                Some(b) => Some(
+                    b.parse()
+                        .map_err(|_| RegistryError::Invalid("before: a sequence number".into()))?,
+                ),
+            },
             limit,
         })
         .await?;
+    // With `before`, `next` is the `before` of the next (older) page.
     let next = (records.len() as i64 == limit)
         .then(|| records.last().map(|r| r.seq))
         .flatten();
