@@ -99,26 +99,31 @@ impl ChainHasher {
     /// The hash of a record: over a JSON array of its fields in a fixed
     /// order, so no field boundary is ambiguous.
     pub(crate) fn hash(&self, prev_hash: &str, seq: i64, at: i64, e: &AuditEvent) -> String {
-        // A tuple serialises as the same JSON array without building a tree.
-        let fields = (
-            prev_hash,
-            seq,
-            at,
-            &e.actor,
-            &e.token_id,
-            &e.action,
-            &e.repository,
-            &e.digest,
-            &e.address,
-            &e.result,
-            &e.detail,
-        );
-        let bytes = serde_json::to_vec(&fields).expect("plain JSON values serialise");
+        let bytes = hash_input(prev_hash, seq, at, e);
         match self {
             ChainHasher::Plain => portcullis_oci::Digest::sha256_of(&bytes).hex().to_string(),
             ChainHasher::Keyed(key) => hex::encode(ring::hmac::sign(key, &bytes).as_ref()),
         }
     }
+}
+
+/// The bytes a record's hash covers: a JSON array of its fields in a fixed
+/// order. A tuple serialises as the same array without building a tree.
+pub(crate) fn hash_input(prev_hash: &str, seq: i64, at: i64, e: &AuditEvent) -> Vec<u8> {
+    let fields = (
+        prev_hash,
+        seq,
+        at,
+        &e.actor,
+        &e.token_id,
+        &e.action,
+        &e.repository,
+        &e.digest,
+        &e.address,
+        &e.result,
+        &e.detail,
+    );
+    serde_json::to_vec(&fields).expect("plain JSON values serialise")
 }
 
 /// A record's position and hash, printed for the operator to keep

@@ -61,8 +61,12 @@ pub struct DayFindings {
     pub counts: SeverityCounts,
 }
 
-/// `'%' || text || '%'` for LIKE, with LIKE's own characters escaped.
-fn contains_pattern(text: &str) -> String {
+/// A LIKE pattern matching names that contain `text`, with LIKE's own
+/// characters escaped; empty for no filter.
+pub(crate) fn name_filter(text: &str) -> String {
+    if text.is_empty() {
+        return String::new();
+    }
     let mut p = String::from("%");
     for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {
@@ -231,14 +235,6 @@ impl Meta {
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
             .collect()
-    }
-}
-
-pub(crate) fn name_filter(text: &str) -> String {
-    if text.is_empty() {
-        String::new()
-    } else {
-        contains_pattern(text)
     }
 }
 

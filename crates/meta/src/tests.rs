@@ -1162,20 +1162,7 @@ async fn a_keyed_chain_cannot_be_rewritten_without_its_key() {
 #[test]
 fn record_hash_input_is_the_json_array_it_always_was() {
     let e = AuditEvent::ok("alice", "pull").repository("acme/app").detail("x\"y");
-    let tuple = serde_json::to_vec(&(
-        "prev",
-        7i64,
-        9i64,
-        &e.actor,
-        &e.token_id,
-        &e.action,
-        &e.repository,
-        &e.digest,
-        &e.address,
-        &e.result,
-        &e.detail,
-    ))
-    .unwrap();
+    let tuple = crate::audit::hash_input("prev", 7, 9, &e);
     let array = serde_json::to_vec(&serde_json::json!([
         "prev",
         7,

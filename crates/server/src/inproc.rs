@@ -18,11 +18,10 @@ use crate::{Registry, RegistryError};
 /// sends can.
 #[derive(Clone, Debug)]
 pub struct OnBehalfOf {
-    pub account: String,
+    /// The account as the session read and vetted it for this request
+    /// (a user, no password change since sign-in).
+    pub account: portcullis_meta::Account,
     pub address: Option<String>,
-    /// When the account signed in (ms): a password changed since then
-    /// ends the session, as it voids tokens issued before it.
-    pub since: i64,
 }
 
 /// The management API's routes, built once.
@@ -93,7 +92,7 @@ impl Registry {
         password: &str,
         address: Option<String>,
     ) -> Result<String, RegistryError> {
-        if password.starts_with("pct_") {
+        if portcullis_auth::ApiToken::parse(password).is_some() {
             // The UI takes passwords only: an API token is for machines.
             return Err(RegistryError::Unauthorized(
                 "sign in with your password, not an API token".into(),

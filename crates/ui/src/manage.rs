@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use askama::Template;
 use axum::extract::Query;
 use axum::http::{Method, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::Form;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -513,10 +513,7 @@ fn op_call(op: &str, f: &HashMap<String, String>) -> Result<(Method, String, Val
 
 /// Where a form goes back to: a page of this UI, or the repositories.
 fn back_to(f: &HashMap<String, String>) -> String {
-    match f.get("back") {
-        Some(b) if b.starts_with("/ui/") && !b.starts_with("//") && !b.contains('\\') => b.clone(),
-        _ => "/ui/".into(),
-    }
+    crate::session::local_path(f.get("back").map(String::as_str))
 }
 
 /// `POST /ui/do`: one form, one API call, then back to the page with the
@@ -526,11 +523,10 @@ pub async fn form_action(who: SignedIn, Form(f): Form<HashMap<String, String>>) 
     let op = f.get("op").cloned().unwrap_or_default();
     let (method, path, body) = op_call(&op, &f)?;
     let back = back_to(&f);
-    let sep = if back.contains('?') { '&' } else { '?' };
     let answer = match who.api(method, &path, body).await {
         Ok(v) => v,
         Err(UiError::Api { status, message }) if matches!(status.as_u16(), 400 | 409 | 422) => {
-            return Ok(Redirect::to(&format!("{back}{sep}msg={}", enc(&message))).into_response());
+            return Ok(crate::pages::back(back, &message));
         }
         Err(e) => return Err(e),
     };
@@ -545,11 +541,10 @@ pub async fn form_action(who: SignedIn, Form(f): Form<HashMap<String, String>>) 
     if op == "org_create" {
         // A new organization's page is where its teams are made.
         let name = f.get("name").map(|n| n.trim()).unwrap_or_default();
-        let to = format!("/ui/namespace?name={}&msg={}", enc(name), enc("organization created"));
-        return Ok(Redirect::to(&to).into_response());
+        let to = format!("/ui/namespace?name={}", enc(name));
+        return Ok(crate::pages::back(to, "organization created"));
     }
-    let done = format!("{} done", op.replace('_', " "));
-    Ok(Redirect::to(&format!("{back}{sep}msg={}", enc(&done))).into_response())
+    Ok(crate::pages::back(back, &format!("{} done", op.replace('_', " "))))
 }
 
 #[cfg(test)]

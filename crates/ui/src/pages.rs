@@ -56,7 +56,7 @@ pub(crate) async fn caller_may(who: &SignedIn, repo: &str) -> Result<Value, UiEr
     Ok(info["caller_may"].clone())
 }
 
-fn back(to: String, message: &str) -> Response {
+pub(crate) fn back(to: String, message: &str) -> Response {
     let sep = if to.contains('?') { '&' } else { '?' };
     Redirect::to(&format!("{to}{sep}msg={}", enc(message))).into_response()
 }
@@ -407,11 +407,6 @@ pub async fn image(who: SignedIn, Query(p): Query<ImageQuery>) -> Page {
         .flatten()
         .map(|m| (s(&m["platform"]), s(&m["digest"]), record_shield(m)))
         .collect();
-    let scan_obj = if status == "not_scanned" {
-        Value::Null
-    } else {
-        json!({"status": status, "matched": !scan["database_generation"].is_null(), "counts": counts})
-    };
     let mut layers = Vec::new();
     let mut components = Vec::new();
     let mut ecosystems = Vec::new();
@@ -482,7 +477,7 @@ pub async fn image(who: SignedIn, Query(p): Query<ImageQuery>) -> Page {
     }
     render(ImagePage {
         chrome: chrome(&who, p.msg),
-        shield: view::shield(&scan_obj),
+        shield: record_shield(&scan),
         bars: if status == "done" {
             view::severity_bars(&counts, 400)
         } else {

@@ -17,7 +17,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use base64::Engine;
 use portcullis_meta::UiSession;
-use portcullis_server::inproc::OnBehalfOf;
+use portcullis_server::inproc::{ApiAnswer, OnBehalfOf};
 use portcullis_server::{Registry, RegistryError};
 use serde::Deserialize;
 
@@ -107,7 +107,7 @@ impl FromRequestParts<Arc<Registry>> for SignedIn {
         let Some(s) = reg.meta.session(&hash, now).await? else {
             return Err(UiError::SignIn { next });
         };
-        let Some(account) = reg.meta.account(&s.account).await? else {
+        let Some(account) = reg.meta.account(&s.account).await?.filter(|a| a.kind == "user") else {
             return Err(UiError::SignIn { next });
         };
         if account.password_changed_at.is_some_and(|at| at > s.created_at) {
@@ -120,13 +120,12 @@ impl FromRequestParts<Arc<Registry>> for SignedIn {
             reg.meta.touch_session(&hash, now, expires).await?;
         }
         Ok(SignedIn {
-            on_behalf: OnBehalfOf {
-                account: account.name.clone(),
-                address: reg.client_address(peer(&parts.extensions), &parts.headers),
-                since: s.created_at,
-            },
-            name: account.name,
+            name: account.name.clone(),
             admin: account.admin,
+            on_behalf: OnBehalfOf {
+                account,
+                address: reg.client_address(peer(&parts.extensions), &parts.headers),
+            },
             csrf: s.csrf,
             reg: reg.clone(),
         })
@@ -151,6 +150,20 @@ impl SignedIn {
 
     /// Calls the management API as this user; a refusal becomes the page's
     /// error with the API's status and message.
+    async fn answer(&self, method: axum::http::Method, path: &str, body: Vec<u8>) -> Result<ApiAnswer, UiError> {
+        let answer = self.reg.call_api(&self.on_behalf, method, path, body).await;
+        if answer.ok() {
+            Ok(answer)
+        } else {
+            Err(UiError::Api {
+                status: answer.status,
+                message: answer.message(),
+            })
+        }
+    }
+
+    /// As [`SignedIn::answer`], with a JSON body (`null`: none) and the
+    /// JSON reply.
     pub async fn api(
         &self,
         method: axum::http::Method,
@@ -162,15 +175,7 @@ impl SignedIn {
         } else {
             body.to_string().into_bytes()
         };
-        let answer = self.reg.call_api(&self.on_behalf, method, path, bytes).await;
-        if answer.ok() {
-            Ok(answer.body)
-        } else {
-            Err(UiError::Api {
-                status: answer.status,
-                message: answer.message(),
-            })
-        }
+        Ok(self.answer(method, path, bytes).await?.body)
     }
 
     pub async fn get(&self, path: &str) -> Result<serde_json::Value, UiError> {
@@ -178,19 +183,8 @@ impl SignedIn {
     }
 
     /// The raw answer of a GET (downloads).
-    pub async fn download(&self, path: &str) -> Result<portcullis_server::inproc::ApiAnswer, UiError> {
-        let answer = self
-            .reg
-            .call_api(&self.on_behalf, axum::http::Method::GET, path, Vec::new())
-            .await;
-        if answer.ok() {
-            Ok(answer)
-        } else {
-            Err(UiError::Api {
-                status: answer.status,
-                message: answer.message(),
-            })
-        }
+    pub async fn download(&self, path: &str) -> Result<ApiAnswer, UiError> {
+        self.answer(axum::http::Method::GET, path, Vec::new()).await
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -212,7 +206,7 @@ pub struct NextQuery {
 }
 
 /// Only a path on this site is a place to go back to after sign-in.
-fn local_path(next: Option<&str>) -> String {
+pub(crate) fn local_path(next: Option<&str>) -> String {
     match next {
         Some(n) if n.starts_with("/ui") && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
         _ => "/ui/".to_string(),

@@ -85,6 +85,10 @@ pub fn short(digest: &str) -> String {
 
 pub const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "unknown"];
 
+/// Each severity's colour in charts, in [`SEVERITIES`] order (the shields'
+/// colours in `app.css`).
+const SEVERITY_FILLS: [&str; 5] = ["#8b0000", "#d9480f", "#e6a700", "#4c6ef5", "#868e96"];
+
 /// What a scan says of an image, as a badge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shield {
@@ -150,7 +154,6 @@ pub struct Bar {
 /// A stacked bar of findings per severity, `total_width` wide; drawn as
 /// SVG rectangles by the template.
 pub fn severity_bars(counts: &serde_json::Value, total_width: u32) -> Vec<Bar> {
-    const FILLS: [&str; 5] = ["#8b0000", "#d9480f", "#e6a700", "#4c6ef5", "#868e96"];
     let values: Vec<i64> = SEVERITIES
         .iter()
         .map(|s| counts[s].as_i64().unwrap_or(0).max(0))
@@ -171,7 +174,7 @@ pub fn severity_bars(counts: &serde_json::Value, total_width: u32) -> Vec<Bar> {
             count: *v,
             x,
             width,
-            fill: FILLS[i],
+            fill: SEVERITY_FILLS[i],
         });
         x += width;
     }
@@ -193,7 +196,6 @@ pub struct Rect {
 /// days, stacked by severity (critical at the bottom), as tall as the
 /// worst day at `height`. `history` is the API's `days` list.
 pub fn findings_chart(history: &serde_json::Value, since: i64, days: i64, column: u32, height: u32) -> Vec<Rect> {
-    const FILLS: [&str; 4] = ["#8b0000", "#d9480f", "#e6a700", "#4c6ef5"];
     let index_of = |e: &serde_json::Value| (e["day"].as_i64().unwrap_or(0) - since).div_euclid(86_400_000);
     let entries: Vec<&serde_json::Value> = history
         .as_array()
@@ -225,7 +227,7 @@ pub fn findings_chart(history: &serde_json::Value, since: i64, days: i64, column
                 y,
                 width: column.saturating_sub(1).max(1),
                 height: h,
-                fill: FILLS[i],
+                fill: SEVERITY_FILLS[i],
                 title: format!(
                     "{}: {n} {s} in {} images",
                     &time(day)[..10],
