@@ -7,7 +7,8 @@
 #   pc-token   Portcullis with its defaults: bearer token, pull audit on;
 #   pc-public  Portcullis, anonymous pulls of a public repository, audit on.
 # Manifest GET by digest with wrk -t2 -c64; blob GET server CPU seconds per
-# GiB (from the server process's own /proc counters); and afterwards
+# GiB (from the server process's own /proc counters), beside a minimal
+# server's sendfile and read+write of the same bytes; and afterwards
 # Portcullis's audit chain must verify and hold one pull record per
 # manifest GET it answered 200.
 #
@@ -88,10 +89,21 @@ manifest() {
   R[$name,non2xx]=$(awk '/Non-2xx/ {print $NF}' "$W/wrk-$name.txt"); R[$name,non2xx]=${R[$name,non2xx]:-0}
 }
 
+# settle PID: waits (at most 2 min) until the server is idle, so work it
+# started after the push (Portcullis scans the pushed image) is not counted.
+settle() {
+  local a b
+  for _ in $(seq 240); do
+    a=$(cpu "$1"); sleep 0.5; b=$(cpu "$1")
+    python3 -c "import sys; sys.exit(0 if $b - $a <= 0.01 else 1)" && return
+  done
+}
+
 # blobcpu NAME ADDR PID [curl args]: server CPU seconds per GiB of blob GETs.
 blobcpu() {
   local name=$1 addr=$2 pid=$3; shift 3
   local before after
+  settle "$pid"
   before=$(cpu "$pid")
   for _ in $(seq "$BLOB_TIMES"); do
     curl -sf "$@" "http://$addr/v2/bench/small/blobs/$D_BIG" -o /dev/null
@@ -120,6 +132,19 @@ nginx -c "$(realpath "$W/nginx/nginx.conf")" -g 'daemon off;' & pids+=($!)
 sleep 0.5
 manifest nginx 127.0.0.1:5611 "/v2/bench/small/manifests/$D_MANIFEST"
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+
+# The kernel's own cost for the same blob bytes: a minimal server sending
+# them by sendfile, and by read+write (whether zero-copy wins is the
+# kernel's and the machine's answer, not the registry's).
+port=5616
+for mode in sendfile copy; do
+  python3 bench/blob_control.py "$mode" "$W/big" "$port" "$BLOB_TIMES" > "$W/control-$mode.txt" & ctl=$!
+  for _ in $(seq 100); do grep -q ready "$W/control-$mode.txt" && break; sleep 0.1; done
+  for _ in $(seq "$BLOB_TIMES"); do curl -sf "http://127.0.0.1:$port/" -o /dev/null; done
+  wait "$ctl"
+  R[ctl-$mode,blobcpu]=$(python3 -c "print(f'{$(tail -1 "$W/control-$mode.txt")/($BLOB_TIMES*$BLOB_MIB/1024):.3f}')")
+  port=$((port + 1))
+done
 
 # Distribution, anonymous.
 cat > "$W/dist.yml" <<YML
@@ -165,6 +190,7 @@ printf '%-34s %10s %10s %10s %10s\n' "rate / dist" "" "1.00" "$(ratio "${R[pc-to
 printf '\n%-34s %10s %10s %10s\n' "blob GET (${BLOB_TIMES} x ${BLOB_MIB} MiB, plain HTTP)" "dist" "pc-token" "pc/dist"
 printf '%-34s %10s %10s %10s\n' "server CPU s per GiB" "${R[dist,blobcpu]}" "${R[pc-token,blobcpu]}" "$(ratio "${R[pc-token,blobcpu]}" "${R[dist,blobcpu]}")"
 printf '%-34s %10s %10s\n' "bytes sent by sendfile" "" "$zero_copy"
+printf '%-34s %10s %10s %10s\n' "minimal server: sendfile, copy" "${R[ctl-sendfile,blobcpu]}" "${R[ctl-copy,blobcpu]}" "$(ratio "${R[ctl-sendfile,blobcpu]}" "${R[ctl-copy,blobcpu]}")"
 printf '\n%-34s %s\n' "manifest GETs answered 200" "$served"
 printf '%-34s %s\n' "pull records in the audit trail" "$recorded"
 printf '%-34s %s\n' "audit verify" "$verify"

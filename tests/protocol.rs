@@ -890,7 +890,7 @@ async fn moved_and_deleted_tags_are_seen_at_once_despite_the_cache() {
 
 /// Blob bodies on plain HTTP/1 go from the file to the socket by
 /// `sendfile`: the whole blob and every range arrive exact (across the
-/// 256 KiB chunk boundaries, on one kept-alive connection and on eight at
+/// 4 MiB chunk boundary, on one kept-alive connection and on eight at
 /// once), and the zero-copy counter grows by exactly the bytes served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blob_bodies_are_sent_zero_copy_and_exact() {
@@ -926,6 +926,8 @@ async fn blob_bodies_are_sent_zero_copy_and_exact() {
         ("bytes=1000-", 1000..n),
         ("bytes=-100", n - 100..n),
         ("bytes=524288-1048575", 524_288..1_048_576),
+        ("bytes=4194303-4194304", 4_194_303..4_194_305),
+        ("bytes=4000000-4400000", 4_000_000..4_400_001),
     ];
     for (range, want) in cases {
         let r = s.http.get(&url).header("range", *range).send().await.unwrap();

@@ -174,7 +174,13 @@ pub(crate) async fn append_many(
         let values: Vec<String> = (0..chunk.len())
             .map(|r| {
                 let p: Vec<String> = (1..=12)
-                    .map(|c| if anonymous { "?".to_string() } else { format!("${}", r * 12 + c) })
+                    .map(|c| {
+                        if anonymous {
+                            "?".to_string()
+                        } else {
+                            format!("${}", r * 12 + c)
+                        }
+                    })
                     .collect();
                 format!("({})", p.join(", "))
             })
