@@ -276,6 +276,21 @@ fn offline_settings(state: StateArgs) -> anyhow::Result<Settings> {
 
 /// The metadata database, hashing audit records under the audit key.
 async fn open_meta(settings: &Settings) -> anyhow::Result<Meta> {
+    let meta = open_meta_to_read_audit(settings).await?;
+    if meta.audit_key_fits().await? == Some(false) {
+        anyhow::bail!(
+            "the audit trail's first record does not verify under the audit key from {}: the trail was \
+             written with another key, or that record was altered; refusing to write to it \
+             (`portcullis audit verify` reports the chain)",
+            settings.audit_key_source()
+        )
+    }
+    Ok(meta)
+}
+
+/// As `open_meta`, for the commands that only read and check the audit
+/// trail: they report a key that does not fit as a broken chain.
+async fn open_meta_to_read_audit(settings: &Settings) -> anyhow::Result<Meta> {
     std::fs::create_dir_all(&settings.data).with_context(|| format!("creating {}", settings.data.display()))?;
     let mut meta = Meta::connect(&settings.database_url())
         .await
@@ -286,7 +301,8 @@ async fn open_meta(settings: &Settings) -> anyhow::Result<Meta> {
 
 /// The audit key: `PORTCULLIS_AUDIT_KEY`, or `<data>/keys/audit.key`. The
 /// file is made on first use, and the chain written so far (if it
-/// verifies) is moved under it in one transaction.
+/// verifies) is moved under it in one transaction. A key given later never
+/// re-keys a trail: a chain rewritten without the key would be laundered.
 async fn apply_audit_key(meta: &mut Meta, settings: &Settings) -> anyhow::Result<()> {
     if let Some(key) = settings.audit_key()? {
         meta.set_audit_key(&key);
@@ -459,7 +475,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Audit { state, command } => {
-            let meta = open_meta(&offline_settings(state)?).await?;
+            let meta = open_meta_to_read_audit(&offline_settings(state)?).await?;
             match command {
                 AuditCommand::Verify { anchor } => {
                     if !manage::audit_verify(&meta, anchor.as_deref()).await? {

@@ -243,6 +243,16 @@ impl Settings {
         hex_key_from_env("PORTCULLIS_KEY_ENCRYPTION_KEY")
     }
 
+    /// Where the audit key comes from, for messages: the environment
+    /// variable when it is set, else the key file.
+    pub fn audit_key_source(&self) -> String {
+        if std::env::var_os("PORTCULLIS_AUDIT_KEY").is_some() {
+            "PORTCULLIS_AUDIT_KEY".into()
+        } else {
+            self.key_dir().join("audit.key").display().to_string()
+        }
+    }
+
     /// The audit key from `PORTCULLIS_AUDIT_KEY`, if set (else the key file).
     pub fn audit_key(&self) -> anyhow::Result<Option<[u8; 32]>> {
         hex_key_from_env("PORTCULLIS_AUDIT_KEY")

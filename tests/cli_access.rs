@@ -241,6 +241,38 @@ fn the_audit_chain_is_keyed_and_anchors_catch_truncation() {
     assert!(said.contains("audit key"), "{said}");
     assert!(!key_file.exists(), "no new key made in its place");
     std::fs::rename(&aside, &key_file).unwrap();
+    // Nor with a key that never wrote it (an operator moving to
+    // PORTCULLIS_AUDIT_KEY with a new key): its records would verify under
+    // neither key. `audit verify` still reads the trail and reports it.
+    let with_key = |key: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(args)
+            .env("PORTCULLIS_AUDIT_KEY", key)
+            .output()
+            .unwrap()
+    };
+    let other = "ab".repeat(32);
+    let before = ok(&["audit", "anchor", "--data", d]);
+    let out = with_key(&other, &["user", "create", "frank", "--data", d]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("does not verify under the audit key from PORTCULLIS_AUDIT_KEY"),
+        "{said}"
+    );
+    assert_eq!(ok(&["audit", "anchor", "--data", d]), before, "nothing was written");
+    let out = with_key(&other, &["audit", "verify", "--data", d]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("BROKEN at record 1"), "{said}");
+    // The trail's own key, given by the environment, writes to it.
+    let own: String = std::fs::read(&key_file)
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let out = with_key(&own, &["user", "create", "frank", "--data", d]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // An anchor at record 3 of 4; the log goes on, the anchor still holds.
     sqlite(&db, "");

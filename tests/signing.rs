@@ -202,16 +202,7 @@ async fn only_images_signed_by_the_team_are_served() {
         )
         .await;
         assert_eq!(st, 201, "{p}");
-        let signed_manifest = s
-            .http
-            .get(s.url(&format!("/v2/acme/app/manifests/{signed}")))
-            .header("accept", "application/vnd.oci.image.manifest.v1+json")
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        let signed_manifest = s.manifest_bytes("acme/app", &signed.to_string()).await;
         let r = s.put_manifest("acme/app", "ship", signed_manifest.to_vec()).await;
         assert_eq!(r.status(), 201);
         let (st, v) = call(&s, reqwest::Method::PUT, "/api/v1/repositories/acme/release", rule).await;

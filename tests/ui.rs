@@ -668,15 +668,7 @@ async fn management_forms_do_what_they_say() {
             "{p}"
         );
         // An index's page lists its images, each with its own shield and page.
-        let image = s
-            .http
-            .get(s.url("/v2/acme/app/manifests/v1"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        let image = s.manifest_bytes("acme/app", "v1").await;
         let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
             "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
                            "size": image.len(), "platform": {"architecture": "amd64", "os": "linux"}}]});

@@ -217,6 +217,19 @@ impl TestServer {
     }
 
     /// PUTs an OCI image manifest as the administrator; the answer.
+    /// The stored bytes of `repo`'s manifest `reference`, fetched as the admin.
+    pub async fn manifest_bytes(&self, repo: &str, reference: &str) -> bytes::Bytes {
+        let r = self
+            .http
+            .get(self.url(&format!("/v2/{repo}/manifests/{reference}")))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "manifest {repo}:{reference}");
+        r.bytes().await.unwrap()
+    }
+
     pub async fn put_manifest(&self, repo: &str, reference: &str, body: Vec<u8>) -> reqwest::Response {
         self.http
             .put(self.url(&format!("/v2/{repo}/manifests/{reference}")))

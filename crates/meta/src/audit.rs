@@ -353,6 +353,23 @@ impl Meta {
         })
     }
 
+    /// Whether the trail's first record verifies under the current key
+    /// (`None`: the trail has no first record). A process holding a key
+    /// that never wrote this trail must not append to it: its records
+    /// would verify under neither key.
+    pub async fn audit_key_fits(&self) -> Result<Option<bool>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM audit_log WHERE seq = 1"))
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let first = record(&row)?;
+        Ok(Some(
+            self.chain.hash(&first.prev_hash, first.seq, first.at, &first.event) == first.hash,
+        ))
+    }
+
     /// Hashes records with `key` from now on.
     pub fn set_audit_key(&mut self, key: &[u8; 32]) {
         self.chain = ChainHasher::Keyed(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key));

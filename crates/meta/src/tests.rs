@@ -1132,10 +1132,24 @@ async fn a_keyed_chain_cannot_be_rewritten_without_its_key() {
     }
     for db in backends().await {
         let mut meta = db.meta;
+        assert_eq!(
+            meta.audit_key_fits().await.unwrap(),
+            None,
+            "an empty trail fits any key"
+        );
         meta.audit(&events).await.unwrap();
         // Keying moves the intact history under the key, once.
         let key = [7u8; 32];
         assert_eq!(meta.key_audit_trail(&key).await.unwrap(), Ok(3), "{}", db.label);
+        assert_eq!(meta.audit_key_fits().await.unwrap(), Some(false), "still unkeyed here");
+        meta.set_audit_key(&key);
+        assert_eq!(meta.audit_key_fits().await.unwrap(), Some(true), "{}", db.label);
+        meta.set_audit_key(&[6u8; 32]);
+        assert_eq!(
+            meta.audit_key_fits().await.unwrap(),
+            Some(false),
+            "another key never wrote it"
+        );
         meta.set_audit_key(&key);
         meta.audit(&events[..1]).await.unwrap();
         assert_eq!(meta.verify_audit().await.unwrap(), (4, None), "{}", db.label);

@@ -33,10 +33,6 @@ async fn optional(who: &SignedIn, path: &str) -> Result<Option<Value>, UiError> 
     }
 }
 
-fn list(v: &Value) -> Vec<Value> {
-    v.as_array().cloned().unwrap_or_default()
-}
-
 pub struct HookRow {
     id: String,
     url: String,
@@ -46,18 +42,11 @@ pub struct HookRow {
 
 fn hooks(v: Option<&Value>) -> Option<Vec<HookRow>> {
     v.map(|v| {
-        list(v)
-            .iter()
+        view::items(v)
             .map(|h| HookRow {
                 id: s(&h["id"]),
                 url: s(&h["url"]),
-                events: h["events"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(s)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                events: view::items(&h["events"]).map(s).collect::<Vec<_>>().join(", "),
                 enabled: h["enabled"] != false,
             })
             .collect()
@@ -97,12 +86,7 @@ pub async fn repository_settings(who: SignedIn, Query(q): Query<NameQuery>) -> P
     let api = format!("/api/v1/repositories/{}", enc_path(&q.name));
     let r = who.get(&api).await?;
     let hooks_json = optional(&who, &format!("{api}/webhooks")).await?;
-    let patterns: Vec<String> = r["immutable_tag_patterns"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(s)
-        .collect();
+    let patterns: Vec<String> = view::items(&r["immutable_tag_patterns"]).map(s).collect();
     render(RepositorySettingsPage {
         chrome: chrome(&who, q.msg),
         visibility: s(&r["visibility"]),
@@ -172,17 +156,15 @@ pub async fn namespace(who: SignedIn, Query(q): Query<NameQuery>) -> Page {
         chrome: chrome(&who, q.msg),
         may_admin: grants.is_some(),
         teams: org.map(|o| {
-            list(&o["teams"])
-                .iter()
+            view::items(&o["teams"])
                 .map(|t| TeamRow {
                     name: s(&t["name"]),
-                    members: t["members"].as_array().into_iter().flatten().map(s).collect(),
+                    members: view::items(&t["members"]).map(s).collect(),
                 })
                 .collect()
         }),
         grants: grants.map(|g| {
-            list(&g)
-                .iter()
+            view::items(&g)
                 .map(|g| GrantRow {
                     id: s(&g["id"]),
                     who: if g["account"].is_null() {
@@ -199,7 +181,7 @@ pub async fn namespace(who: SignedIn, Query(q): Query<NameQuery>) -> Page {
                 })
                 .collect()
         }),
-        service_accounts: accounts.map(|a| list(&a).iter().map(|a| s(&a["name"])).collect()),
+        service_accounts: accounts.map(|a| view::items(&a).map(|a| s(&a["name"])).collect()),
         hooks: hooks(hooks_json.as_ref()),
         events: &portcullis_server::webhooks::EVENT_TYPES,
         name: q.name,
@@ -251,32 +233,23 @@ pub async fn account(who: SignedIn, Query(q): Query<NameQuery>) -> Page {
     } else {
         None
     };
-    let time = |v: &Value| v.as_i64().map(view::time).unwrap_or_default();
     render(AccountPage {
         chrome: chrome(&who, q.msg),
-        tokens: list(&tokens)
-            .iter()
+        tokens: view::items(&tokens)
             .map(|t| TokenRow {
                 id: s(&t["id"]),
                 name: s(&t["name"]),
-                scopes: t["scopes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(s)
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                created_at: time(&t["created_at"]),
-                last_used_at: time(&t["last_used_at"]),
+                scopes: view::items(&t["scopes"]).map(s).collect::<Vec<_>>().join(" "),
+                created_at: view::time_of(&t["created_at"]),
+                last_used_at: view::time_of(&t["last_used_at"]),
                 revoked: !t["revoked_at"].is_null(),
             })
             .collect(),
-        keys: list(&keys)
-            .iter()
+        keys: view::items(&keys)
             .map(|k| KeyRow {
                 id: s(&k["id"]),
                 name: s(&k["name"]),
-                created_at: time(&k["created_at"]),
+                created_at: view::time_of(&k["created_at"]),
                 revoked: !k["revoked_at"].is_null(),
             })
             .collect(),
@@ -328,7 +301,6 @@ pub async fn webhook(who: SignedIn, Query(q): Query<IdQuery>) -> Page {
     let api = format!("/api/v1/webhooks/{}", enc(&q.id));
     let h = who.get(&api).await?;
     let log = who.get(&format!("{api}/deliveries")).await?;
-    let time = |v: &Value| v.as_i64().map(view::time).unwrap_or_default();
     let scope = if h["repository"].is_null() {
         format!("namespace {}", s(&h["namespace"]))
     } else {
@@ -338,17 +310,15 @@ pub async fn webhook(who: SignedIn, Query(q): Query<IdQuery>) -> Page {
         chrome: chrome(&who, q.msg),
         hook: hooks(Some(&json!([h]))).unwrap_or_default().remove(0),
         scope,
-        deliveries: list(&log["deliveries"])
-            .iter()
+        deliveries: view::items(&log["deliveries"])
             .map(|d| DeliveryRow {
                 id: s(&d["id"]),
                 kind: s(&d["type"]),
                 status: s(&d["status"]),
-                created_at: time(&d["created_at"]),
-                attempts: list(&d["attempts"])
-                    .iter()
+                created_at: view::time_of(&d["created_at"]),
+                attempts: view::items(&d["attempts"])
                     .map(|a| AttemptRow {
-                        at: time(&a["at"]),
+                        at: view::time_of(&a["at"]),
                         status_code: s(&a["status_code"]),
                         latency_ms: s(&a["latency_ms"]),
                         excerpt: {

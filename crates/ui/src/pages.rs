@@ -97,25 +97,19 @@ pub async fn repositories(who: SignedIn, Query(p): Query<ListQuery>) -> Page {
         path.push_str(&format!("&after={}", enc(a)));
     }
     let v = who.get(&path).await?;
-    let largest = v["repositories"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let largest = view::items(&v["repositories"])
         .filter_map(|r| r["size"].as_i64())
         .max()
         .unwrap_or(0)
         .max(1);
-    let rows = v["repositories"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows = view::items(&v["repositories"])
         .map(|r| RepoRow {
             name: s(&r["name"]),
             visibility: s(&r["visibility"]),
             tags: r["tags"].as_i64().unwrap_or(0),
             size: view::size(r["size"].as_i64().unwrap_or(0)),
             size_bar: (r["size"].as_i64().unwrap_or(0) * 120 / largest).max(1) as u32,
-            last_push: r["last_push"].as_i64().map(view::time).unwrap_or_default(),
+            last_push: view::time_of(&r["last_push"]),
             shield: if r["scanned"].as_i64().unwrap_or(0) == 0 {
                 Shield {
                     class: "none",
@@ -179,10 +173,7 @@ pub async fn repository(who: SignedIn, Query(p): Query<RepoQuery>) -> Page {
     let v = who.get(&path).await?;
     let h = who.get(&format!("{api}/history?days=30")).await?;
     let history = view::findings_chart(&h["days"], h["since"].as_i64().unwrap_or(0), 30, 12, 48);
-    let rows = v["tags"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows = view::items(&v["tags"])
         .map(|t| {
             let promoted = t["promoted_from"].as_object().map(|p| {
                 format!(
@@ -204,7 +195,7 @@ pub async fn repository(who: SignedIn, Query(p): Query<RepoQuery>) -> Page {
                 digest: s(&t["digest"]),
                 short: view::short(t["digest"].as_str().unwrap_or("")),
                 size: view::size(t["size"].as_i64().unwrap_or(0)),
-                pushed_at: t["pushed_at"].as_i64().map(view::time).unwrap_or_default(),
+                pushed_at: view::time_of(&t["pushed_at"]),
                 pushed_by: s(&t["pushed_by"]),
                 shield: view::shield(&t["scan"]),
                 promoted,
@@ -367,10 +358,7 @@ pub async fn image(who: SignedIn, Query(p): Query<ImageQuery>) -> Page {
             enc(&p.digest)
         ))
         .await?;
-    let mut referrers: Vec<ReferrerRow> = refs["referrers"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let mut referrers: Vec<ReferrerRow> = view::items(&refs["referrers"])
         .map(|r| ReferrerRow {
             kind: referrer_kind(r["artifact_type"].as_str().unwrap_or("")),
             short: view::short(r["digest"].as_str().unwrap_or("")),
@@ -401,10 +389,7 @@ pub async fn image(who: SignedIn, Query(p): Query<ImageQuery>) -> Page {
             )
         }
     };
-    let platforms: Vec<(String, String, Shield)> = scan["manifests"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let platforms: Vec<(String, String, Shield)> = view::items(&scan["manifests"])
         .map(|m| (s(&m["platform"]), s(&m["digest"]), record_shield(m)))
         .collect();
     let mut layers = Vec::new();
@@ -415,8 +400,8 @@ pub async fn image(who: SignedIn, Query(p): Query<ImageQuery>) -> Page {
         let l = who.get(&format!("{scan_api}/layers{q}")).await?;
         let v = who.get(&format!("{scan_api}/vulnerabilities{q}")).await?;
         let c = who.get(&format!("{scan_api}/components{q}")).await?;
-        let findings: Vec<&Value> = v["vulnerabilities"].as_array().into_iter().flatten().collect();
-        for (i, layer) in l["layers"].as_array().into_iter().flatten().enumerate() {
+        let findings: Vec<&Value> = view::items(&v["vulnerabilities"]).collect();
+        for (i, layer) in view::items(&l["layers"]).enumerate() {
             let digest = s(&layer["digest"]);
             let mut mine: Vec<FindingRow> = findings
                 .iter()
@@ -434,7 +419,7 @@ pub async fn image(who: SignedIn, Query(p): Query<ImageQuery>) -> Page {
                 digest,
             });
         }
-        for comp in c["components"].as_array().into_iter().flatten() {
+        for comp in view::items(&c["components"]) {
             let eco = s(&comp["ecosystem"]);
             if !ecosystems.contains(&eco) {
                 ecosystems.push(eco.clone());
@@ -458,7 +443,7 @@ pub async fn image(who: SignedIn, Query(p): Query<ImageQuery>) -> Page {
                 components.extend(mine.into_iter().map(|f| row(Some(finding_row(f)))));
             }
         }
-        warnings = c["warnings"].as_array().into_iter().flatten().map(s).collect();
+        warnings = view::items(&c["warnings"]).map(s).collect();
         ecosystems.sort();
         components.retain(|r| {
             (p.ecosystem.is_empty() || r.ecosystem == p.ecosystem)
@@ -616,7 +601,7 @@ const OPERATORS: &[&str] = &[
 ];
 
 fn rule_text(r: &Value) -> String {
-    let values: Vec<String> = r["values"].as_array().into_iter().flatten().map(s).collect();
+    let values: Vec<String> = view::items(&r["values"]).map(s).collect();
     let version = r["version"]
         .as_str()
         .map(|v| format!(" (version {v})"))
@@ -634,7 +619,7 @@ pub async fn policies(who: SignedIn, Query(p): Query<PoliciesQuery>) -> Page {
     let api = format!("/api/v1/repositories/{}/policies", enc_path(&p.repository));
     let list = who.get(&api).await?;
     let mut policies = Vec::new();
-    for pol in list.as_array().into_iter().flatten() {
+    for pol in view::items(&list) {
         let id = s(&pol["id"]);
         let ev = who.get(&format!("{api}/{}/evaluations?limit=10", enc(&id))).await?;
         policies.push(PolicyView {
@@ -643,14 +628,11 @@ pub async fn policies(who: SignedIn, Query(p): Query<PoliciesQuery>) -> Page {
             enabled: pol["enabled"] != false,
             sign_as: s(&pol["sign_as"]),
             copy_referrers: pol["copy_referrers"] != false,
-            rules: pol["rules"].as_array().into_iter().flatten().map(rule_text).collect(),
+            rules: view::items(&pol["rules"]).map(rule_text).collect(),
             form: PolicyFormView::of(pol),
-            evaluations: ev["evaluations"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            evaluations: view::items(&ev["evaluations"])
                 .map(|e| EvaluationRow {
-                    at: e["at"].as_i64().map(view::time).unwrap_or_default(),
+                    at: view::time_of(&e["at"]),
                     tag: s(&e["tag"]),
                     outcome: s(&e["outcome"]),
                     target_tag: s(&e["target_tag"]),
@@ -719,13 +701,10 @@ impl PolicyFormView {
     }
 
     fn of(policy: &Value) -> PolicyFormView {
-        let mut rules: Vec<RuleRow> = policy["rules"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let mut rules: Vec<RuleRow> = view::items(&policy["rules"])
             .enumerate()
             .map(|(i, r)| {
-                let values: Vec<String> = r["values"].as_array().into_iter().flatten().map(s).collect();
+                let values: Vec<String> = view::items(&r["values"]).map(s).collect();
                 RuleRow::new(i + 1, &s(&r["field"]), &s(&r["operator"]), values.join(", "))
             })
             .collect();
@@ -836,17 +815,11 @@ pub async fn policy_dry_run(who: SignedIn, Form(f): Form<PolicyAction>) -> Page 
     );
     let e = who.api(Method::POST, &api, json!({"tag": f.tag})).await?;
     let detail = &e["detail"];
-    let images = detail["images"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let images = view::items(&detail["images"])
         .map(|i| ImageOutcome {
             digest: s(&i["digest"]),
             passed: i["passed"] == true,
-            rules: i["rules"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            rules: view::items(&i["rules"])
                 .map(|r| RuleOutcome {
                     rule: rule_text(&r["rule"]),
                     passed: r["passed"] == true,
@@ -881,10 +854,7 @@ pub async fn policy_apply(who: SignedIn, Form(f): Form<PolicyAction>) -> Page {
     );
     let done = who.api(Method::POST, &api, Value::Null).await?;
     let n = done["evaluations"].as_array().map_or(0, Vec::len);
-    let promoted = done["evaluations"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let promoted = view::items(&done["evaluations"])
         .filter(|e| e["outcome"] == "promoted")
         .count();
     let to = format!("/ui/policies?repository={}", enc(&f.repository));
@@ -949,13 +919,10 @@ pub async fn vulndb(who: SignedIn, Query(q): Query<MsgQuery>) -> Page {
     let gc = who
         .get(&format!("/api/v1/audit?action=gc.run&since={week_ago}&limit=50"))
         .await?;
-    let gc_runs = gc["records"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let gc_runs = view::items(&gc["records"])
         .rev()
         .map(|r| GcRow {
-            at: r["at"].as_i64().map(view::time).unwrap_or_default(),
+            at: view::time_of(&r["at"]),
             result: s(&r["result"]),
             detail: s(&r["detail"]),
         })
@@ -968,10 +935,7 @@ pub async fn vulndb(who: SignedIn, Query(q): Query<MsgQuery>) -> Page {
         imported_at: s(&st["imported_at"]),
         records: st["records"].as_i64().unwrap_or(0),
         loaded: s(&st["loaded_generation"]),
-        sources: st["sources"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        sources: view::items(&st["sources"])
             .map(|src| SourceRow {
                 name: s(&src["name"]),
                 records: src["records"].as_i64().unwrap_or(0),
@@ -1032,16 +996,10 @@ pub async fn vulndb_upload(who: SignedIn, mut form: Multipart) -> Page {
     let Some(r) = report else {
         return Err(UiError::BadRequest("choose a file to import".into()));
     };
-    let records: i64 = r["sources"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let records: i64 = view::items(&r["sources"])
         .map(|s| s["records"].as_i64().unwrap_or(0))
         .sum();
-    let rejected: i64 = r["sources"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rejected: i64 = view::items(&r["sources"])
         .map(|s| s["rejected_count"].as_i64().unwrap_or(0))
         .sum();
     let message = format!(
@@ -1119,13 +1077,10 @@ pub async fn audit(who: SignedIn, Query(f): Query<AuditFilter>) -> Page {
         path.push_str(&format!("&until={}", day(&f.until)? + 86_400_000 - 1));
     }
     let v = who.get(&path).await?;
-    let rows: Vec<AuditRow> = v["records"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let rows: Vec<AuditRow> = view::items(&v["records"])
         .map(|r| AuditRow {
             seq: r["seq"].as_i64().unwrap_or(0),
-            at: r["at"].as_i64().map(view::time).unwrap_or_default(),
+            at: view::time_of(&r["at"]),
             actor: s(&r["actor"]),
             action: s(&r["action"]),
             repository: s(&r["repository"]),

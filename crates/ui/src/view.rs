@@ -20,6 +20,16 @@ pub fn enc_path(name: &str) -> String {
     name.split('/').map(enc).collect::<Vec<_>>().join("/")
 }
 
+/// The elements of an API answer's array; none when it holds no array.
+pub fn items(v: &serde_json::Value) -> impl DoubleEndedIterator<Item = &serde_json::Value> {
+    v.as_array().into_iter().flatten()
+}
+
+/// An API answer's time (ms since 1970) as text; empty when it has none.
+pub fn time_of(v: &serde_json::Value) -> String {
+    v.as_i64().map(time).unwrap_or_default()
+}
+
 /// Milliseconds since 1970 as `YYYY-MM-DD HH:MM UTC`.
 pub fn time(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
@@ -197,12 +207,7 @@ pub struct Rect {
 /// worst day at `height`. `history` is the API's `days` list.
 pub fn findings_chart(history: &serde_json::Value, since: i64, days: i64, column: u32, height: u32) -> Vec<Rect> {
     let index_of = |e: &serde_json::Value| (e["day"].as_i64().unwrap_or(0) - since).div_euclid(86_400_000);
-    let entries: Vec<&serde_json::Value> = history
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|e| (0..days).contains(&index_of(e)))
-        .collect();
+    let entries: Vec<&serde_json::Value> = items(history).filter(|e| (0..days).contains(&index_of(e))).collect();
     let total = |e: &serde_json::Value| -> i64 {
         SEVERITIES[..4]
             .iter()
