@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context};
 use portcullis_registry_client::{Access, ImageRef, RegistryClient};
 use portcullis_sign::{
     bundle_layers, bundle_manifest, bundle_signer, candidates, payload, read_private_key, sign_bundle,
-    signature_manifest, signature_tag, signer, PublicKey, BUNDLE_MEDIA_TYPE, EMPTY_CONFIG,
+    signature_manifest_adding, signature_tag, signer, PublicKey, BUNDLE_MEDIA_TYPE, EMPTY_CONFIG,
 };
 use serde::Serialize;
 
@@ -123,15 +123,11 @@ pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
             let config = client.push_blob(b"{}").await?;
             let tag = signature_tag(&m.digest);
             // Signatures already there stay: another signer adds a layer.
-            let mut layers = Vec::new();
-            if let Some(existing) = client.manifest_if_exists(&tag).await? {
-                for c in candidates(&existing.bytes).into_iter().filter(|c| c.payload != p) {
-                    let bytes = client.blob(&c.payload, MAX_SIGNATURE_BLOB).await?;
-                    layers.push((c.payload, bytes.len(), c.signature));
-                }
-            }
-            layers.push((p, body.len(), sig));
-            let manifest = signature_manifest(&config, 2, &layers);
+            let kept = match client.manifest_if_exists(&tag).await? {
+                Some(existing) => candidates(&existing.bytes),
+                None => Vec::new(),
+            };
+            let manifest = signature_manifest_adding(kept, &config, 2, (p, body.len(), sig));
             client
                 .put_manifest(&tag, "application/vnd.oci.image.manifest.v1+json", &manifest)
                 .await?;

@@ -817,6 +817,32 @@ async fn the_cli_signs_and_verifies_both_forms_and_independent_verifiers_agree()
             200,
             "{label}"
         );
+
+        // sigstore-rs wrote its own signature manifest (Alice's layer only).
+        // Mallory signs image 2 in the tag form twice: her layer is added
+        // beside Alice's once, then replaced, not repeated.
+        let image2 = format!("docker://{host}/acme/app:2");
+        let sig_tag = format!("sha256-{}.sig", other.hex());
+        let layers = |m: bytes::Bytes| {
+            serde_json::from_slice::<Value>(&m).unwrap()["layers"]
+                .as_array()
+                .unwrap()
+                .len()
+        };
+        assert_eq!(layers(s.manifest_bytes("acme/app", &sig_tag).await), 1, "{label}");
+        for want in [2, 2] {
+            let (code, out, err) = cli(
+                &[&["sign", &image2, "--key", &path("mallory.p8")][..], &reach].concat(),
+                &[],
+            )
+            .await;
+            assert_eq!(code, 0, "{out} {err}");
+            assert_eq!(layers(s.manifest_bytes("acme/app", &sig_tag).await), want, "{label}");
+        }
+        for key in ["alice.pub", "mallory.pub"] {
+            let (code, out, err) = cli(&[&["verify", &image2, "--key", &path(key)][..], &reach].concat(), &[]).await;
+            assert_eq!(code, 0, "{label} {key}: {out} {err}");
+        }
     }
 }
 

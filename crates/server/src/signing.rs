@@ -9,7 +9,7 @@ use base64::Engine;
 use bytes::Bytes;
 use portcullis_meta::{AuditEvent, NewManifest};
 use portcullis_oci::{media_type, Digest, Manifest, Reference};
-use portcullis_sign::{candidates, payload, read_private_key, signature_manifest, signature_tag, SigningKey};
+use portcullis_sign::{candidates, payload, read_private_key, signature_manifest_adding, signature_tag, SigningKey};
 use serde_json::json;
 
 use crate::webhooks::About;
@@ -72,19 +72,16 @@ impl Registry {
         let (config, config_size) = self.put_small_blob(repo, b"{}").await?;
         // Signatures already there stay: a second signer adds a layer.
         let tag = signature_tag(&image);
-        let mut layers = Vec::new();
+        let mut kept = Vec::new();
         if let Some(existing) = self.meta.get_manifest(repo, &Reference::Tag(tag.clone())).await? {
-            for c in candidates(&existing.content) {
-                if c.payload == p {
-                    continue;
-                }
+            for mut c in candidates(&existing.content) {
                 if let Some(n) = self.meta.blob_in_repo(repo, &c.payload).await? {
-                    layers.push((c.payload, n as usize, c.signature));
+                    c.size = n;
+                    kept.push(c);
                 }
             }
         }
-        layers.push((p, size, signature));
-        let manifest = signature_manifest(&config, config_size, &layers);
+        let manifest = signature_manifest_adding(kept, &config, config_size, (p, size, signature));
         let parsed = Manifest::parse(&manifest, Some(media_type::OCI_MANIFEST))?;
         let manifest_digest = Digest::sha256_of(&manifest);
         let mut event = AuditEvent::ok(account, "signature")

@@ -235,11 +235,12 @@ pub fn is_signature_manifest(manifest: &[u8]) -> bool {
         .is_some_and(|l| !l.is_empty() && l.iter().all(|l| l["mediaType"] == SIMPLE_SIGNING))
 }
 
-/// One signature found in a signature manifest: the payload's digest (the
-/// caller fetches its bytes) and the decoded signature.
+/// One signature found in a signature manifest: the payload's digest and
+/// declared size (the caller fetches its bytes) and the decoded signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub payload: Digest,
+    pub size: u64,
     pub signature: Vec<u8>,
 }
 
@@ -258,7 +259,12 @@ pub fn candidates(manifest: &[u8]) -> Vec<Candidate> {
             let payload = l["digest"].as_str()?.parse().ok()?;
             let sig = l["annotations"][SIGNATURE_ANNOTATION].as_str()?;
             let signature = base64::engine::general_purpose::STANDARD.decode(sig).ok()?;
-            Some(Candidate { payload, signature })
+            let size = l["size"].as_u64().unwrap_or(0);
+            Some(Candidate {
+                payload,
+                size,
+                signature,
+            })
         })
         .take(256)
         .collect()
@@ -275,6 +281,25 @@ pub fn signer<'a>(image: &Digest, c: &Candidate, payload: &[u8], keys: &'a [Publ
         return None;
     }
     keys.iter().find(|k| k.verifies(payload, &c.signature))
+}
+
+/// The signature manifest after one more signature: the signatures `kept`
+/// from the manifest already under the image's `.sig` tag stay, so a second
+/// signer adds a layer; one over the same payload is replaced by `added`
+/// (payload digest, size, signature), so signing twice adds nothing.
+pub fn signature_manifest_adding(
+    kept: Vec<Candidate>,
+    config: &Digest,
+    config_size: usize,
+    added: (Digest, usize, Vec<u8>),
+) -> Vec<u8> {
+    let mut layers: Vec<(Digest, usize, Vec<u8>)> = kept
+        .into_iter()
+        .filter(|c| c.payload != added.0)
+        .map(|c| (c.payload, c.size as usize, c.signature))
+        .collect();
+    layers.push(added);
+    signature_manifest(config, config_size, &layers)
 }
 
 /// A signature manifest for `payloads` (each with its signature), as cosign
@@ -310,6 +335,7 @@ mod tests {
         let p = payload("registry.example/acme/app", &image);
         let c = Candidate {
             payload: Digest::sha256_of(&p),
+            size: p.len() as u64,
             signature: key.sign(&p).unwrap(),
         };
         let keys = [other.public.clone(), key.public.clone()];
@@ -334,7 +360,18 @@ mod tests {
             2,
             &[(c.payload.clone(), p.len(), c.signature.clone())],
         );
-        assert_eq!(candidates(&m), [c]);
+        assert_eq!(candidates(&m), std::slice::from_ref(&c));
+        // A second signer adds a layer; the same payload signed again replaces its own.
+        let config = Digest::sha256_of(b"{}");
+        let q = payload("registry.example/acme/app", &Digest::sha256_of(b"other"));
+        let second = (Digest::sha256_of(&q), q.len(), other.sign(&q).unwrap());
+        let two = signature_manifest_adding(candidates(&m), &config, 2, second.clone());
+        let listed = candidates(&two);
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0], c);
+        assert_eq!((&listed[1].payload, listed[1].size), (&second.0, q.len() as u64));
+        let again = signature_manifest_adding(listed, &config, 2, second);
+        assert_eq!(again, two, "signing the same payload twice adds nothing");
         assert_eq!(signature_tag(&image), format!("sha256-{}.sig", image.hex()));
         assert!(is_signature_tag(&signature_tag(&image)));
     }
