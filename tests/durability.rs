@@ -218,25 +218,29 @@ async fn gc_during_pushes_and_deletes_keeps_every_referenced_blob() {
                 upload_expiry: Duration::from_secs(3600),
             };
             let stop = Arc::new(AtomicBool::new(false));
+            let gc_runs = Arc::new(AtomicUsize::new(0));
             let gc = {
-                let (reg, stop, settings) = (s.registry.clone(), stop.clone(), settings.clone());
+                let (reg, stop, settings, runs) = (s.registry.clone(), stop.clone(), settings.clone(), gc_runs.clone());
                 tokio::spawn(async move {
-                    let mut runs = 0;
                     while !stop.load(Ordering::Relaxed) {
                         portcullis_server::gc::collect_garbage(&reg, &settings).await.unwrap();
-                        runs += 1;
+                        runs.fetch_add(1, Ordering::Relaxed);
                     }
-                    runs
                 })
             };
             let mut tasks = Vec::new();
             for p in 0..4u64 {
-                let (http, base) = (s.http.clone(), s.base.clone());
+                let (http, base, gc_runs) = (s.http.clone(), s.base.clone(), gc_runs.clone());
                 tasks.push(tokio::spawn(async move {
                     let (mut kept, mut refused) = (Vec::new(), 0);
-                    for i in 0..15u64 {
+                    // At least 15 pushes each, and on until GC has run three
+                    // times beside them (a slow machine's GC may take longer
+                    // than 15 pushes); bounded at 200.
+                    let mut i = 0u64;
+                    while i < 15 || (gc_runs.load(Ordering::Relaxed) < 3 && i < 200) {
+                        i += 1;
                         match push_image(&http, &base, "gc/app", &format!("p{p}-{i}"), p * 1000 + i, 20_000).await {
-                            Ok(a) if i % 3 == 0 => {
+                            Ok(a) if i.is_multiple_of(3) => {
                                 // Delete every third image right away.
                                 let md = Digest::sha256_of(&a.manifest);
                                 let r = http
@@ -266,9 +270,10 @@ async fn gc_during_pushes_and_deletes_keeps_every_referenced_blob() {
                 kept.extend(k);
                 refused += r;
             }
+            let runs = gc_runs.load(Ordering::Relaxed);
             stop.store(true, Ordering::Relaxed);
-            let runs = gc.await.unwrap();
-            assert!(runs > 1, "GC ran {runs} times");
+            gc.await.unwrap();
+            assert!(runs >= 3, "GC ran {runs} times during the pushes");
             if grace > Duration::ZERO {
                 assert_eq!(refused, 0, "{}: within the grace period no push may fail", s.label());
                 assert!(!kept.is_empty());
