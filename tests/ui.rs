@@ -716,3 +716,45 @@ async fn management_forms_do_what_they_say() {
         assert!(page.contains("Scan now"), "{label}");
     }
 }
+
+/// A repository named like an API route (`team/policies`, `team/tags`,
+/// `team/history`) is reached through the API with its `/` encoded, and its
+/// UI page (which calls the API that way) shows it; the plain API path
+/// keeps meaning the route. Both databases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repositories_named_like_api_routes_are_reachable() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let mut b = Browser::new(&s);
+        assert_eq!(b.sign_in("admin", common::ADMIN_PASSWORD).await, 303);
+        for name in ["team/policies", "team/tags", "team/history"] {
+            let config = format!("{{\"repository\":\"{name}\"}}");
+            s.push_image(name, "v1", config.as_bytes(), &[name.as_bytes()]).await;
+            let api = format!("/api/v1/repositories/{}", name.replace('/', "%2F"));
+            let (st, v) = call(&s, Method::GET, &api, Value::Null).await;
+            assert_eq!((st, v["name"].as_str()), (200, Some(name)), "{label}: {v}");
+            let (st, v) = call(&s, Method::PUT, &api, json!({"visibility": "public"})).await;
+            assert_eq!(
+                (st, v["visibility"].as_str()),
+                (200, Some("public")),
+                "{label} {name}: {v}"
+            );
+            let (st, v) = call(&s, Method::GET, &format!("{api}/tags"), Value::Null).await;
+            assert_eq!(
+                (st, v["tags"][0]["name"].as_str()),
+                (200, Some("v1")),
+                "{label} {name}: {v}"
+            );
+            let (st, page, _) = b
+                .get(&format!("/ui/repository?name={}", name.replace('/', "%2F")))
+                .await;
+            assert_eq!(st, 200, "{label} {name}");
+            assert!(page.contains(name) && page.contains(">v1<"), "{label} {name}: {page}");
+        }
+        // The plain path is the route: the (empty) findings history of `team`.
+        let (st, v) = call(&s, Method::GET, "/api/v1/repositories/team/history", Value::Null).await;
+        assert_eq!(st, 200, "{label}: {v}");
+        assert!(v["days"].is_array() && v["name"].is_null(), "{label}: {v}");
+    }
+}

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::pages::{chrome, render, s, Chrome};
 use crate::session::SignedIn;
-use crate::view::{self, enc, enc_path};
+use crate::view::{self, enc};
 use crate::UiError;
 
 type Page = Result<Response, UiError>;
@@ -83,7 +83,7 @@ impl RepositorySettingsPage {
 }
 
 pub async fn repository_settings(who: SignedIn, Query(q): Query<NameQuery>) -> Page {
-    let api = format!("/api/v1/repositories/{}", enc_path(&q.name));
+    let api = format!("/api/v1/repositories/{}", enc(&q.name));
     let r = who.get(&api).await?;
     let hooks_json = optional(&who, &format!("{api}/webhooks")).await?;
     let patterns: Vec<String> = view::items(&r["immutable_tag_patterns"]).map(s).collect();
@@ -357,7 +357,7 @@ fn op_call(op: &str, f: &HashMap<String, String>) -> Result<(Method, String, Val
             .map(str::to_string)
             .collect()
     };
-    let repo = || enc_path(&get("repository"));
+    let repo = || enc(&get("repository"));
     let ns = || enc(&get("namespace"));
     let account = || enc(&get("account"));
     let events = || -> Vec<String> {

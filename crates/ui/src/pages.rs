@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::session::SignedIn;
-use crate::view::{self, enc, enc_path, Bar, Shield};
+use crate::view::{self, enc, Bar, Shield};
 use crate::UiError;
 
 type Page = Result<Response, UiError>;
@@ -52,7 +52,7 @@ pub(crate) fn s(v: &Value) -> String {
 /// What the signed-in user may do in `repo` (`push`, `delete`, `admin`),
 /// as the API says: pages offer only those forms.
 pub(crate) async fn caller_may(who: &SignedIn, repo: &str) -> Result<Value, UiError> {
-    let info = who.get(&format!("/api/v1/repositories/{}", enc_path(repo))).await?;
+    let info = who.get(&format!("/api/v1/repositories/{}", enc(repo))).await?;
     Ok(info["caller_may"].clone())
 }
 
@@ -164,7 +164,7 @@ struct RepositoryPage {
 }
 
 pub async fn repository(who: SignedIn, Query(p): Query<RepoQuery>) -> Page {
-    let api = format!("/api/v1/repositories/{}", enc_path(&p.name));
+    let api = format!("/api/v1/repositories/{}", enc(&p.name));
     let info = who.get(&api).await?;
     let mut path = format!("{api}/tags?limit=100");
     if let Some(a) = &p.after {
@@ -354,7 +354,7 @@ pub async fn image(who: SignedIn, Query(p): Query<ImageQuery>) -> Page {
     let refs = who
         .get(&format!(
             "/api/v1/repositories/{}/referrers/{}",
-            enc_path(&p.repository),
+            enc(&p.repository),
             enc(&p.digest)
         ))
         .await?;
@@ -616,7 +616,7 @@ fn rule_text(r: &Value) -> String {
 
 pub async fn policies(who: SignedIn, Query(p): Query<PoliciesQuery>) -> Page {
     let may = caller_may(&who, &p.repository).await?;
-    let api = format!("/api/v1/repositories/{}/policies", enc_path(&p.repository));
+    let api = format!("/api/v1/repositories/{}/policies", enc(&p.repository));
     let list = who.get(&api).await?;
     let mut policies = Vec::new();
     for pol in view::items(&list) {
@@ -757,7 +757,7 @@ pub async fn policy_save(who: SignedIn, Form(f): Form<HashMap<String, String>>) 
     who.check_csrf(f.get("csrf").map(String::as_str).unwrap_or(""))?;
     let repository = f.get("repository").cloned().unwrap_or_default();
     let id = f.get("id").cloned().unwrap_or_default();
-    let api = format!("/api/v1/repositories/{}/policies", enc_path(&repository));
+    let api = format!("/api/v1/repositories/{}/policies", enc(&repository));
     let (method, path) = if id.is_empty() {
         (Method::POST, api)
     } else {
@@ -810,7 +810,7 @@ pub async fn policy_dry_run(who: SignedIn, Form(f): Form<PolicyAction>) -> Page 
     who.check_csrf(&f.csrf)?;
     let api = format!(
         "/api/v1/repositories/{}/policies/{}/dry-run",
-        enc_path(&f.repository),
+        enc(&f.repository),
         enc(&f.id)
     );
     let e = who.api(Method::POST, &api, json!({"tag": f.tag})).await?;
@@ -849,7 +849,7 @@ pub async fn policy_apply(who: SignedIn, Form(f): Form<PolicyAction>) -> Page {
     who.check_csrf(&f.csrf)?;
     let api = format!(
         "/api/v1/repositories/{}/policies/{}/apply",
-        enc_path(&f.repository),
+        enc(&f.repository),
         enc(&f.id)
     );
     let done = who.api(Method::POST, &api, Value::Null).await?;
@@ -863,11 +863,7 @@ pub async fn policy_apply(who: SignedIn, Form(f): Form<PolicyAction>) -> Page {
 
 pub async fn policy_delete(who: SignedIn, Form(f): Form<PolicyAction>) -> Page {
     who.check_csrf(&f.csrf)?;
-    let api = format!(
-        "/api/v1/repositories/{}/policies/{}",
-        enc_path(&f.repository),
-        enc(&f.id)
-    );
+    let api = format!("/api/v1/repositories/{}/policies/{}", enc(&f.repository), enc(&f.id));
     who.api(Method::DELETE, &api, Value::Null).await?;
     let to = format!("/ui/policies?repository={}", enc(&f.repository));
     Ok(back(to, &format!("policy {} deleted", f.id)))

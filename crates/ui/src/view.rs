@@ -2,7 +2,8 @@
 //! sizes, scan shields and the severity bar (inline SVG, no script).
 
 /// Percent-encodes everything but RFC 3986's unreserved characters, for a
-/// value placed in a query string or a path segment.
+/// value placed in a query string or a path segment. A repository name goes
+/// to the API as one segment (`acme%2Fapp`), so no name is read as a route.
 pub fn enc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -13,11 +14,6 @@ pub fn enc(s: &str) -> String {
         }
     }
     out
-}
-
-/// A repository name in an API path: its `/` separators stay.
-pub fn enc_path(name: &str) -> String {
-    name.split('/').map(enc).collect::<Vec<_>>().join("/")
 }
 
 /// The elements of an API answer's array; none when it holds no array.
@@ -285,7 +281,6 @@ mod tests {
         assert_eq!(size(1536), "1.5 KiB");
         assert_eq!(size(3 << 30), "3.0 GiB");
         assert_eq!(enc("a/b c&d=é"), "a%2Fb%20c%26d%3D%C3%A9");
-        assert_eq!(enc_path("acme/app"), "acme/app");
         assert_eq!(short("sha256:0123456789abcdef"), "0123456789ab");
     }
 

@@ -231,9 +231,16 @@ pub(crate) fn router() -> Router<Arc<Registry>> {
 }
 
 /// The repository endpoint a method and path reach: its name, the
-/// repository name and the path parameters after it.
-fn repository_endpoint<'a>(method: &str, rest: &'a str) -> Option<(&'static str, String, Vec<&'a str>)> {
-    let segments: Vec<&str> = rest.trim_matches('/').split('/').collect();
+/// repository name and the path parameters after it. `rest` is the path
+/// after `/api/v1/repositories/` as sent, split before decoding, so a
+/// segment may carry an encoded `/`: `team%2Fpolicies` names the repository
+/// `team/policies`, which `team/policies` (the policies of `team`) shadows.
+fn repository_endpoint(method: &str, rest: &str) -> Option<(&'static str, String, Vec<String>)> {
+    let segments: Vec<String> = rest
+        .trim_matches('/')
+        .split('/')
+        .map(|s| Some(percent_encoding::percent_decode_str(s).decode_utf8().ok()?.into_owned()))
+        .collect::<Option<_>>()?;
     let mut candidates: Vec<(&str, Vec<&str>)> = ENDPOINTS
         .iter()
         .filter(|(m, p, _)| *m == method && p.starts_with(REPOSITORY_PREFIX))
@@ -256,7 +263,7 @@ fn repository_endpoint<'a>(method: &str, rest: &'a str) -> Option<(&'static str,
         let mut params = Vec::new();
         let matched = suffix.iter().zip(tail).all(|(p, t)| {
             if p.starts_with('{') {
-                params.push(*t);
+                params.push(t.clone());
                 !t.is_empty()
             } else {
                 p == t
@@ -273,18 +280,18 @@ async fn repository_routes(
     State(reg): State<Arc<Registry>>,
     who: Who,
     method: axum::http::Method,
-    axum::extract::Path(rest): axum::extract::Path<String>,
     uri: axum::http::Uri,
     body: axum::body::Bytes,
 ) -> ApiResult {
     use identity::{repository_delete, repository_get, repository_update};
     use policies::*;
-    let Some((endpoint, name, params)) = repository_endpoint(method.as_str(), &rest) else {
+    let rest = uri.path().strip_prefix("/api/v1/repositories/").unwrap_or_default();
+    let Some((endpoint, name, params)) = repository_endpoint(method.as_str(), rest) else {
         return Err(RegistryError::NotFound);
     };
     let reg = &*reg;
     let who = &who;
-    let p = |i: usize| params.get(i).copied().unwrap_or_default();
+    let p = |i: usize| params.get(i).map(String::as_str).unwrap_or_default();
     match endpoint {
         "repository_get" => repository_get(reg, who, &name).await,
         "repository_update" => repository_update(reg, who, &name, &body).await,
@@ -348,10 +355,24 @@ mod tests {
             ),
             ("POST", "acme/app", None),
             ("POST", "policies", None),
+            // An encoded `/` stays inside its segment: names the route
+            // keywords would shadow are reachable.
+            (
+                "GET",
+                "team%2Fpolicies",
+                Some(("repository_get", "team/policies", vec![])),
+            ),
+            ("GET", "team/policies", Some(("policy_list", "team", vec![]))),
+            ("GET", "acme%2Fapp/policies", Some(("policy_list", "acme/app", vec![]))),
+            ("GET", "a/tags%2Fv1", Some(("repository_get", "a/tags/v1", vec![]))),
+            ("GET", "acme/app/tags/v%31", Some(("tag_get", "acme/app", vec!["v1"]))),
+            ("GET", "a/%FF", None),
         ];
         for (method, rest, want) in table {
             let got = repository_endpoint(method, rest);
-            let want = want.map(|(n, r, p): (&str, &str, Vec<&str>)| (n, r.to_string(), p));
+            let want = want.map(|(n, r, p): (&str, &str, Vec<&str>)| {
+                (n, r.to_string(), p.into_iter().map(String::from).collect::<Vec<_>>())
+            });
             assert_eq!(got, want, "{method} {rest}");
         }
     }
