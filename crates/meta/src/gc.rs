@@ -236,6 +236,33 @@ impl Meta {
         Ok(true)
     }
 
+    /// Removes the file of a blob no row names (`remove`) while holding the
+    /// row lock a push takes before it publishes (`insert_blob`): a
+    /// placeholder row is inserted, and rolled back after the removal. A push
+    /// in flight commits its row before that insert goes through (then a row
+    /// names the blob and nothing is removed); a later push waits for it,
+    /// then publishes its own file. `true`: the file was removed.
+    pub async fn collect_orphan_file<F, Fut>(&self, digest: &str, remove: F) -> Result<bool>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::io::Result<()>>,
+    {
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO blobs (digest, size, written_at) VALUES ($1, 0, 0) ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(digest)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if claimed {
+            remove().await.map_err(MetaError::Publish)?;
+        }
+        tx.rollback().await?;
+        Ok(claimed)
+    }
+
     /// Whether any row names this blob (the orphan-file sweep keeps those).
     pub async fn blob_known(&self, digest: &str) -> Result<bool> {
         Ok(sqlx::query("SELECT 1 FROM blobs WHERE digest = $1")

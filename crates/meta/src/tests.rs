@@ -109,6 +109,46 @@ async fn failed_publish_leaves_no_row() {
     }
 }
 
+/// The orphan-file sweep removes a file only under the blob's row lock: a
+/// push that holds the row (it has renewed the file and not committed yet)
+/// keeps its file, and a file no row names is removed, with no row left.
+#[tokio::test]
+async fn orphan_files_are_removed_only_under_the_row_lock() {
+    for db in backends().await {
+        let m = &db.meta;
+        let removed = std::sync::atomic::AtomicUsize::new(0);
+        let remove = || async {
+            removed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        };
+        let lone = d("a crash leftover");
+        assert!(
+            m.collect_orphan_file(lone.as_str(), remove).await.unwrap(),
+            "{}",
+            db.label
+        );
+        assert_eq!(removed.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(!m.blob_known(lone.as_str()).await.unwrap(), "the claim is rolled back");
+
+        let pushed = d("pushed while the sweep runs");
+        let publishing = tokio::sync::Notify::new();
+        let push = m.insert_blob("r", &pushed, 1, || async {
+            publishing.notify_one();
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            Ok(())
+        });
+        let sweep = async {
+            publishing.notified().await;
+            m.collect_orphan_file(pushed.as_str(), remove).await
+        };
+        let (pushed_ok, swept) = tokio::join!(push, sweep);
+        pushed_ok.unwrap();
+        assert!(!swept.unwrap(), "{}: the push's row was committed first", db.label);
+        assert_eq!(removed.load(std::sync::atomic::Ordering::SeqCst), 1, "{}", db.label);
+        assert!(m.blob_known(pushed.as_str()).await.unwrap());
+    }
+}
+
 #[tokio::test]
 async fn manifests_need_their_blobs_and_children() {
     for db in backends().await {

@@ -141,12 +141,18 @@ pub async fn collect_garbage(reg: &crate::Registry, s: &GcSettings) -> Result<Gc
 
     // Files no row names: a crash between a rename and its commit, or a
     // collection that crashed after its commit. Only old ones: a fresh file
-    // may belong to a transaction not yet committed.
+    // may belong to a transaction not yet committed. Each is removed under
+    // the blob's row lock, so a push of the same bytes that renewed an old
+    // file's mtime and has not committed yet keeps it.
     let old = SystemTime::now() - s.blob_grace.max(ORPHAN_MIN_AGE);
     let files = tokio::task::block_in_place(|| store.list_blobs())?;
     for (digest, modified) in files {
-        if modified < old && !meta.blob_known(digest.as_str()).await? {
-            store.remove_blob(&digest).await?;
+        if modified < old
+            && !meta.blob_known(digest.as_str()).await?
+            && meta
+                .collect_orphan_file(digest.as_str(), || store.remove_blob(&digest))
+                .await?
+        {
             report.orphan_files += 1;
         }
     }
