@@ -18,13 +18,6 @@ use portcullis_server::{app_with, collect_garbage_logged, Registry, RegistryOpti
 use portcullis_store::BlobStore;
 use settings::{Overrides, Settings};
 
-/// glibc's malloc was a tenth of the server's CPU on the pull path (many
-/// small, short-lived allocations across threads); with mimalloc the same
-/// run served 8% more pulls. Built without transparent huge pages: with
-/// them its arenas raised peak RSS by 60 MiB while streaming a 512 MiB blob.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "portcullis",

@@ -575,7 +575,7 @@ mod tests {
                 ]),
                 (
                     Method::POST,
-                    "/api/v1/repositories/acme/app/webhooks",
+                    "/api/v1/repositories/acme%2Fapp/webhooks",
                     json!({"url": "https://ci/x", "secret": "s", "events": ["TAG_PUSH"]}),
                 ),
             ),
