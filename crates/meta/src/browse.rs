@@ -111,13 +111,7 @@ impl Meta {
                 visibility: r.try_get(1)?,
                 tags: r.try_get(2)?,
                 last_push: r.try_get(3)?,
-                worst: [
-                    r.try_get(4)?,
-                    r.try_get(5)?,
-                    r.try_get(6)?,
-                    r.try_get(7)?,
-                    r.try_get(8)?,
-                ],
+                worst: crate::scans::severity_counts(&r, 4)?,
                 scanned: r.try_get(9)?,
                 size: r.try_get(10)?,
             });
@@ -177,13 +171,7 @@ impl Meta {
                 size: r.try_get(6)?,
                 scan_status: r.try_get(7)?,
                 scan_matched: db_generation.is_some(),
-                counts: [
-                    r.try_get(9)?,
-                    r.try_get(10)?,
-                    r.try_get(11)?,
-                    r.try_get(12)?,
-                    r.try_get(13)?,
-                ],
+                counts: crate::scans::severity_counts(&r, 9)?,
                 promoted_from,
                 signature_tag: r.try_get::<i64, _>(19)? > 0,
                 referrers: r.try_get(20)?,
@@ -214,13 +202,7 @@ impl Meta {
                 Ok(DayFindings {
                     day: r.try_get::<i64, _>(0)? * 86_400_000,
                     images: r.try_get(1)?,
-                    counts: [
-                        r.try_get(2)?,
-                        r.try_get(3)?,
-                        r.try_get(4)?,
-                        r.try_get(5)?,
-                        r.try_get(6)?,
-                    ],
+                    counts: crate::scans::severity_counts(r, 2)?,
                 })
             })
             .collect()

@@ -14,6 +14,18 @@ pub const MAX_SCAN_ATTEMPTS: i64 = 3;
 /// Per-severity counts, worst first: critical, high, medium, low, unknown.
 pub type SeverityCounts = [i64; 5];
 
+/// The five severity counts a query selects as consecutive columns, the
+/// first at `first`.
+pub(crate) fn severity_counts(r: &sqlx::any::AnyRow, first: usize) -> Result<SeverityCounts> {
+    Ok([
+        r.try_get(first)?,
+        r.try_get(first + 1)?,
+        r.try_get(first + 2)?,
+        r.try_get(first + 3)?,
+        r.try_get(first + 4)?,
+    ])
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanRecord {
     pub digest: String,
@@ -56,13 +68,7 @@ fn record(r: &sqlx::any::AnyRow) -> Result<ScanRecord> {
         layers: r.try_get(3)?,
         findings: r.try_get(4)?,
         db_generation: r.try_get(5)?,
-        counts: [
-            r.try_get(6)?,
-            r.try_get(7)?,
-            r.try_get(8)?,
-            r.try_get(9)?,
-            r.try_get(10)?,
-        ],
+        counts: severity_counts(r, 6)?,
         requested_at: r.try_get(11)?,
         finished_at: r.try_get(12)?,
         attempts: r.try_get(13)?,
