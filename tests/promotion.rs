@@ -466,14 +466,7 @@ async fn indexes_promote_only_whole_and_policies_keep_their_owners_rights() {
             ("multi-clean", vec!["amd64", "arm64"]),
             ("multi-mixed", vec!["amd64", "s390x"]),
         ] {
-            let r = s
-                .http
-                .put(s.url(&format!("/v2/acme/build/manifests/{tag}")))
-                .header("content-type", "application/vnd.oci.image.index.v1+json")
-                .body(index(&archs))
-                .send()
-                .await
-                .unwrap();
+            let r = s.put_index("acme/build", tag, index(&archs)).await;
             assert_eq!(r.status(), 201);
         }
         let v = until(s, "/api/v1/repositories/acme/release/tags/multi-clean", |v| {

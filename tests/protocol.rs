@@ -474,14 +474,7 @@ async fn index_children_and_deletes() {
             "manifests": [desc(&amd, amd_body.len(), "amd64"), desc(&arm, arm_body.len(), "arm64")]
         }))
         .unwrap();
-        let r = s
-            .http
-            .put(s.url("/v2/multi/manifests/latest"))
-            .header("content-type", "application/vnd.oci.image.index.v1+json")
-            .body(index.clone())
-            .send()
-            .await
-            .unwrap();
+        let r = s.put_index("multi", "latest", index.clone()).await;
         assert_eq!(r.status(), 201, "{}", s.label());
         let idx = Digest::sha256_of(&index);
 
@@ -491,14 +484,7 @@ async fn index_children_and_deletes() {
             "manifests": [desc(&Digest::sha256_of(b"ghost"), 10, "s390x")]
         }))
         .unwrap();
-        let r = s
-            .http
-            .put(s.url("/v2/multi/manifests/stray"))
-            .header("content-type", "application/vnd.oci.image.index.v1+json")
-            .body(stray)
-            .send()
-            .await
-            .unwrap();
+        let r = s.put_index("multi", "stray", stray).await;
         assert_eq!(code(r).await, (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN".into()));
 
         // A child listed by the index cannot go first.

@@ -222,14 +222,7 @@ async fn scan_on_push_rematch_on_import_and_the_views() {
             ]
         }))
         .unwrap();
-        let r = s
-            .http
-            .put(s.url("/v2/acme/multi/manifests/latest"))
-            .header("content-type", "application/vnd.oci.image.index.v1+json")
-            .body(index.clone())
-            .send()
-            .await
-            .unwrap();
+        let r = s.put_index("acme/multi", "latest", index.clone()).await;
         assert_eq!(r.status(), 201);
         let index_digest = Digest::sha256_of(&index);
         wait(&s, "acme/multi", &amd, is_done).await;

@@ -672,14 +672,7 @@ async fn management_forms_do_what_they_say() {
         let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
             "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest,
                            "size": image.len(), "platform": {"architecture": "amd64", "os": "linux"}}]});
-        let r = s
-            .http
-            .put(s.url("/v2/acme/app/manifests/multi"))
-            .header("content-type", "application/vnd.oci.image.index.v1+json")
-            .body(index.to_string())
-            .send()
-            .await
-            .unwrap();
+        let r = s.put_index("acme/app", "multi", index.to_string().into_bytes()).await;
         assert_eq!(r.status(), 201, "{label}");
         let index_digest = r.headers()["docker-content-digest"].to_str().unwrap().to_string();
         let (st, page, _) = admin

@@ -231,9 +231,20 @@ impl TestServer {
     }
 
     pub async fn put_manifest(&self, repo: &str, reference: &str, body: Vec<u8>) -> reqwest::Response {
+        self.put_manifest_as(repo, reference, "application/vnd.oci.image.manifest.v1+json", body)
+            .await
+    }
+
+    /// PUTs an OCI image index as the admin.
+    pub async fn put_index(&self, repo: &str, reference: &str, body: Vec<u8>) -> reqwest::Response {
+        self.put_manifest_as(repo, reference, "application/vnd.oci.image.index.v1+json", body)
+            .await
+    }
+
+    async fn put_manifest_as(&self, repo: &str, reference: &str, media_type: &str, body: Vec<u8>) -> reqwest::Response {
         self.http
             .put(self.url(&format!("/v2/{repo}/manifests/{reference}")))
-            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .header("content-type", media_type)
             .body(body)
             .send()
             .await
