@@ -246,8 +246,8 @@ impl Settings {
     /// Where the audit key comes from, for messages: the environment
     /// variable when it is set, else the key file.
     pub fn audit_key_source(&self) -> String {
-        if std::env::var_os("PORTCULLIS_AUDIT_KEY").is_some() {
-            "PORTCULLIS_AUDIT_KEY".into()
+        if std::env::var_os(AUDIT_KEY_ENV).is_some() {
+            AUDIT_KEY_ENV.into()
         } else {
             self.key_dir().join("audit.key").display().to_string()
         }
@@ -255,7 +255,7 @@ impl Settings {
 
     /// The audit key from `PORTCULLIS_AUDIT_KEY`, if set (else the key file).
     pub fn audit_key(&self) -> anyhow::Result<Option<[u8; 32]>> {
-        hex_key_from_env("PORTCULLIS_AUDIT_KEY")
+        hex_key_from_env(AUDIT_KEY_ENV)
     }
 
     pub fn connection_limits(&self) -> ConnectionLimits {
@@ -298,6 +298,9 @@ impl Settings {
 }
 
 /// A 32-byte key given as 64 hex digits in the environment variable `name`.
+/// The environment variable that holds the audit key (hex).
+const AUDIT_KEY_ENV: &str = "PORTCULLIS_AUDIT_KEY";
+
 fn hex_key_from_env(name: &str) -> anyhow::Result<Option<[u8; 32]>> {
     let Ok(hex) = std::env::var(name) else {
         return Ok(None);
