@@ -85,6 +85,9 @@ pub struct Settings {
     /// `deny` (the default) or `allow`: what the admission webhook says of
     /// images from other registries.
     pub admission_foreign_images: String,
+    /// Other names of this registry (`host[:port]`, comma-separated) that
+    /// admission judges as its own.
+    pub registry_aliases: String,
 }
 
 impl Default for Settings {
@@ -128,6 +131,7 @@ impl Default for Settings {
             webhook_timeout_secs: hooks.timeout.as_secs(),
             webhook_poll_ms: hooks.poll.as_millis() as u64,
             admission_foreign_images: "deny".into(),
+            registry_aliases: String::new(),
         }
     }
 }
@@ -210,6 +214,14 @@ impl Settings {
             key_dir: self.key_dir(),
             trusted_proxies: self.trusted_proxies.parse().unwrap_or_default(),
             admission_foreign_images: self.admission_foreign_images == "allow",
+            registry_aliases: self
+                .registry_aliases
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_string)
+                .collect(),
+            listen: self.listen.parse().ok(),
         }
     }
 

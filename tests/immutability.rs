@@ -93,3 +93,107 @@ async fn one_of_many_concurrent_pushes_wins_an_immutable_tag() {
         );
     }
 }
+
+/// Who put an image under an immutable tag is provenance: pushing the same
+/// manifest again (clients retry) succeeds, but keeps the first push's
+/// pusher and time; the audit trail records the re-push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repush_to_an_immutable_tag_keeps_the_first_pushers_record() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let (st, _) = common::call(
+            &s,
+            reqwest::Method::PUT,
+            "/api/v1/repositories/acme/build",
+            json!({"immutable_tags": true}),
+        )
+        .await;
+        assert_eq!(st, 200);
+        let (_, body) = s.push_image("acme/build", "7", b"{\"b\":7}", &[b"build 7"]).await;
+        let tag = |v: &serde_json::Value| {
+            v["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["name"] == "7")
+                .cloned()
+                .unwrap()
+        };
+        let (_, before) = common::call(
+            &s,
+            reqwest::Method::GET,
+            "/api/v1/repositories/acme/build/tags",
+            json!(null),
+        )
+        .await;
+        let first = tag(&before);
+        assert_eq!(first["pushed_by"], "admin", "{label}: {first}");
+
+        // Another account with push rights re-pushes the same manifest.
+        let (st, _) = common::call(
+            &s,
+            reqwest::Method::POST,
+            "/api/v1/users",
+            json!({"name": "ci", "password": "ci-password-long-enough"}),
+        )
+        .await;
+        assert_eq!(st, 201);
+        let (st, _) = common::call(&s, reqwest::Method::POST, "/api/v1/orgs", json!({"name": "acme"})).await;
+        assert_eq!(st, 201);
+        let (st, _) = common::call(
+            &s,
+            reqwest::Method::POST,
+            "/api/v1/namespaces/acme/grants",
+            json!({"account": "ci", "role": "write"}),
+        )
+        .await;
+        assert_eq!(st, 201);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let token = s
+            .registry_token("ci", "ci-password-long-enough", &["repository:acme/build:push,pull"])
+            .await;
+        let r = reqwest::Client::new()
+            .put(s.url("/v2/acme/build/manifests/7"))
+            .bearer_auth(token)
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        assert_eq!(
+            status,
+            201,
+            "{label}: a retry of the same manifest succeeds: {}",
+            r.text().await.unwrap()
+        );
+        let (_, after) = common::call(
+            &s,
+            reqwest::Method::GET,
+            "/api/v1/repositories/acme/build/tags",
+            json!(null),
+        )
+        .await;
+        let now = tag(&after);
+        assert_eq!(
+            now["pushed_by"], "admin",
+            "{label}: the re-push rewrote the pusher: {now}"
+        );
+        assert_eq!(
+            now["pushed_at"], first["pushed_at"],
+            "{label}: the re-push rewrote the time"
+        );
+        let (_, audit) = common::call(
+            &s,
+            reqwest::Method::GET,
+            "/api/v1/audit?actor=ci&repository=acme/build",
+            json!(null),
+        )
+        .await;
+        assert!(
+            !audit["records"].as_array().unwrap().is_empty(),
+            "{label}: the re-push is in the audit trail: {audit}"
+        );
+    }
+}

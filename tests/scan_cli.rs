@@ -254,7 +254,7 @@ fn sbom_tools_present() -> bool {
         ])
         .status()
         .is_ok_and(|s| s.success());
-    if !ok && std::env::var_os("PORTCULLIS_REQUIRE_CLIENTS").is_some() {
+    if !ok && common::tools_required() {
         panic!("the SBOM validators (PyPI cyclonedx-python-lib, spdx-tools, lib4sbom) are required but missing");
     }
     ok

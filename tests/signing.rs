@@ -10,6 +10,7 @@ mod common;
 use std::path::Path;
 
 use base64::Engine;
+use common::signing::{ci_release_account, cosign_sign, key_pair, reader_pull, review, trusted_team, PW};
 use common::{backends, call, openssl, TestServer};
 use portcullis_oci::Digest;
 use serde_json::{json, Value};
@@ -20,102 +21,6 @@ use sigstore::crypto::signing_key::ecdsa::{ECDSAKeys, EllipticCurve};
 use sigstore::crypto::signing_key::SigStoreKeyPair;
 use sigstore::crypto::SigningScheme;
 use sigstore::registry::{Auth, ClientConfig, ClientProtocol, OciReference};
-
-const PW: &str = "signing-test-password";
-
-/// A P-256 key pair made by OpenSSL: (private key file, public PEM).
-fn key_pair(dir: &Path, name: &str) -> (String, String) {
-    let key = format!("{name}.key");
-    openssl(
-        &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", &key],
-        dir,
-    );
-    let public = String::from_utf8(openssl(&["ec", "-in", &key, "-pubout"], dir)).unwrap();
-    (key, public)
-}
-
-/// Signs `image` in `repo` as cosign does (tag form): the simple-signing
-/// payload, its ECDSA signature by OpenSSL, the signature manifest under
-/// `sha256-<hex>.sig`.
-async fn cosign_sign(s: &TestServer, dir: &Path, key: &str, repo: &str, image: &Digest) {
-    let host = s.base.trim_start_matches("http://");
-    let payload = serde_json::to_vec(&json!({
-        "critical": {"identity": {"docker-reference": format!("{host}/{repo}")},
-                     "image": {"docker-manifest-digest": image.as_str()},
-                     "type": "cosign container image signature"},
-        "optional": null,
-    }))
-    .unwrap();
-    std::fs::write(dir.join("payload.json"), &payload).unwrap();
-    let sig = openssl(&["dgst", "-sha256", "-sign", key, "payload.json"], dir);
-    let p = s.push_blob(repo, &payload).await;
-    let config = s.push_blob(repo, b"{}").await;
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.as_str(), "size": 2},
-        "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", "digest": p.as_str(),
-                    "size": payload.len(),
-                    "annotations": {"dev.cosignproject.cosign/signature":
-                        base64::engine::general_purpose::STANDARD.encode(sig)}}],
-    }))
-    .unwrap();
-    let r = s
-        .http
-        .put(s.url(&format!("/v2/{repo}/manifests/sha256-{}.sig", image.hex())))
-        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-        .body(manifest)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-}
-
-/// Users `users`, organizations `ci` and `acme`, and team `ci/gitlab`
-/// holding `members`: the world of a "signed by the team" rule.
-async fn trusted_team(s: &TestServer, users: &[&str], members: &[&str]) {
-    for u in users {
-        let (st, v) = call(
-            s,
-            reqwest::Method::POST,
-            "/api/v1/users",
-            json!({"name": u, "password": PW}),
-        )
-        .await;
-        assert_eq!(st, 201, "{v}");
-    }
-    for org in ["ci", "acme"] {
-        assert_eq!(
-            call(s, reqwest::Method::POST, "/api/v1/orgs", json!({"name": org}))
-                .await
-                .0,
-            201
-        );
-    }
-    let team = json!({"name": "gitlab"});
-    assert_eq!(
-        call(s, reqwest::Method::POST, "/api/v1/orgs/ci/teams", team).await.0,
-        201
-    );
-    for m in members {
-        let path = format!("/api/v1/orgs/ci/teams/gitlab/members/{m}");
-        assert_eq!(call(s, reqwest::Method::PUT, &path, Value::Null).await.0, 200);
-    }
-}
-
-/// The CI's machine identity: service account `ci+release`, a member of `ci/gitlab`.
-async fn ci_release_account(s: &TestServer) {
-    let (st, v) = call(
-        s,
-        reqwest::Method::POST,
-        "/api/v1/namespaces/ci/service-accounts",
-        json!({"name": "release"}),
-    )
-    .await;
-    assert_eq!(st, 201, "{v}");
-    let path = "/api/v1/orgs/ci/teams/gitlab/members/ci+release";
-    assert_eq!(call(s, reqwest::Method::PUT, path, Value::Null).await.0, 200);
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_images_signed_by_the_team_are_served() {
@@ -365,47 +270,6 @@ async fn promotions_are_signed_by_the_ci_machine_identity() {
     }
 }
 
-/// An AdmissionReview as the Kubernetes API server sends it.
-fn review(uid: &str, kind: &str, images: &[&str]) -> Value {
-    let containers: Vec<Value> = images
-        .iter()
-        .enumerate()
-        .map(|(i, image)| json!({"name": format!("c{i}"), "image": image}))
-        .collect();
-    let pod_spec = json!({"containers": containers, "restartPolicy": "Always"});
-    let object = match kind {
-        "Pod" => {
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "prod"}, "spec": pod_spec})
-        }
-        "Deployment" => {
-            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "prod"},
-                               "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-                                        "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod_spec}}})
-        }
-        _ => json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly", "namespace": "prod"},
-                    "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": pod_spec}}}}}),
-    };
-    let group = match kind {
-        "Pod" => ("", "v1"),
-        "Deployment" => ("apps", "v1"),
-        _ => ("batch", "v1"),
-    };
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": group.0, "version": group.1, "kind": kind},
-            "resource": {"group": group.0, "version": group.1, "resource": format!("{}s", kind.to_lowercase())},
-            "namespace": "prod",
-            "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:kube-system:deployer"},
-            "object": object,
-            "dryRun": false,
-        }
-    })
-}
-
 /// The admission webhook admits workloads whose images the pull rules
 /// would serve (signed by the team) and denies the others, naming each
 /// failing image; images of other registries are denied by default.
@@ -582,18 +446,6 @@ async fn sigstore_rs_verifies(s: &TestServer, image: &str, public: &str) -> bool
     let verifier = PublicKeyVerifier::new(public.as_bytes(), &SigningScheme::ECDSA_P256_SHA256_ASN1).unwrap();
     let constraints: VerificationConstraintVec = vec![Box::new(verifier)];
     verify_constraints(&layers, constraints.iter()).is_ok()
-}
-
-/// The status a reader's pull of `repo`'s `reference` gets, with a token.
-async fn reader_pull(s: &TestServer, user: &str, repo: &str, reference: &str) -> (u16, String) {
-    let token = s.registry_token(user, PW, &[format!("repository:{repo}:pull")]).await;
-    let r = reqwest::Client::new()
-        .get(s.url(&format!("/v2/{repo}/manifests/{reference}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
 }
 
 /// `portcullis sign` writes both of cosign's forms and `portcullis verify`

@@ -3,6 +3,8 @@
 //! the PostgreSQL named by `PORTCULLIS_TEST_POSTGRES`.
 #![allow(dead_code)]
 
+pub mod signing;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -380,6 +382,13 @@ pub fn wait_ready(addr: &str) {
     panic!("server at {addr} did not start within 30 s");
 }
 
+/// Whether a missing tool must fail the test rather than skip it: under
+/// `PORTCULLIS_REQUIRE_CLIENTS` and under CI (`CI=true`), so a direct
+/// `cargo nextest run` in CI cannot pass on skipped tests.
+pub fn tools_required() -> bool {
+    std::env::var_os("PORTCULLIS_REQUIRE_CLIENTS").is_some() || std::env::var("CI").as_deref() == Ok("true")
+}
+
 /// Whether an external tool is available; under `PORTCULLIS_REQUIRE_CLIENTS`
 /// (set by test.sh) its absence fails the test instead of skipping it.
 pub fn have_tool(name: &str) -> bool {
@@ -388,8 +397,8 @@ pub fn have_tool(name: &str) -> bool {
         .arg(format!("command -v {name}"))
         .output()
         .is_ok_and(|o| o.status.success());
-    if !found && std::env::var_os("PORTCULLIS_REQUIRE_CLIENTS").is_some() {
-        panic!("{name} is required (PORTCULLIS_REQUIRE_CLIENTS is set) but not installed");
+    if !found && tools_required() {
+        panic!("{name} is required (PORTCULLIS_REQUIRE_CLIENTS or CI=true is set) but not installed");
     }
     if !found {
         eprintln!("{name} not installed: test skipped");

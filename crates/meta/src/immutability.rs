@@ -22,6 +22,17 @@ fn namespace_of(repo: &str) -> &str {
     repo.split_once('/').map_or("", |(ns, _)| ns)
 }
 
+/// The settings of a repository a change gives (`None`: unchanged).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepositorySettingsChange {
+    pub visibility: Option<String>,
+    pub scan_on_push: Option<bool>,
+    pub immutable_tags: Option<bool>,
+    pub immutable_tag_patterns: Option<Vec<String>>,
+    /// The stored JSON (empty clears the rule).
+    pub pull_rule: Option<String>,
+}
+
 fn patterns_json(list: &[String]) -> String {
     if list.is_empty() {
         String::new()
@@ -69,7 +80,9 @@ pub(crate) async fn rules(tx: &mut Tx<'_>, repo: &str) -> Result<TagImmutability
 /// Points `tag` at `digest`: an immutable tag only if it is new or already
 /// names `digest`; the condition is in the statement, so of two racing
 /// writers the second sees the first's row (PostgreSQL waits for it) and
-/// changes nothing.
+/// changes nothing. Re-pushing an immutable tag's own manifest keeps the
+/// first push's time and pusher (provenance); the audit trail records the
+/// re-push.
 pub(crate) async fn write_tag(
     tx: &mut Tx<'_>,
     rules: &TagImmutability,
@@ -82,7 +95,7 @@ pub(crate) async fn write_tag(
     let rule = rules.rule_for(tag);
     let sql = if rule.is_some() {
         "INSERT INTO tags (repo, name, digest, updated_at, pushed_by) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (repo, name) DO UPDATE SET updated_at = excluded.updated_at, pushed_by = excluded.pushed_by
+         ON CONFLICT (repo, name) DO UPDATE SET digest = tags.digest
          WHERE tags.digest = excluded.digest"
     } else {
         "INSERT INTO tags (repo, name, digest, updated_at, pushed_by) VALUES ($1, $2, $3, $4, $5)
@@ -170,25 +183,12 @@ impl Meta {
         patterns: Option<&[String]>,
         event: &AuditEvent,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        crate::ensure_repo(&mut tx, repo, now_ms()).await?;
-        if let Some(all) = all {
-            sqlx::query("UPDATE repositories SET immutable_tags = $1 WHERE name = $2")
-                .bind(i64::from(all))
-                .bind(repo)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some(p) = patterns {
-            sqlx::query("UPDATE repositories SET immutable_tag_patterns = $1 WHERE name = $2")
-                .bind(patterns_json(p))
-                .bind(repo)
-                .execute(&mut *tx)
-                .await?;
-        }
-        append(&mut tx, event, &self.chain).await?;
-        tx.commit().await?;
-        Ok(())
+        let change = RepositorySettingsChange {
+            immutable_tags: all,
+            immutable_tag_patterns: patterns.map(<[String]>::to_vec),
+            ..RepositorySettingsChange::default()
+        };
+        self.update_repository_settings(repo, &change, event).await
     }
 
     /// A namespace's tag patterns (empty when unset).
@@ -262,13 +262,60 @@ impl Meta {
     /// Sets a repository's pull rule (JSON; empty clears it), creating the
     /// repository if needed.
     pub async fn set_repository_pull_rule(&self, repo: &str, json: &str, event: &AuditEvent) -> Result<()> {
+        let change = RepositorySettingsChange {
+            pull_rule: Some(json.to_string()),
+            ..RepositorySettingsChange::default()
+        };
+        self.update_repository_settings(repo, &change, event).await
+    }
+
+    /// Applies every given setting of a repository in one transaction with
+    /// one audit record: a failure leaves none of them applied (never
+    /// visibility public with its pull rule not yet saved).
+    pub async fn update_repository_settings(
+        &self,
+        repo: &str,
+        change: &RepositorySettingsChange,
+        event: &AuditEvent,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         crate::ensure_repo(&mut tx, repo, now_ms()).await?;
-        sqlx::query("UPDATE repositories SET pull_rule = $1 WHERE name = $2")
-            .bind(json)
-            .bind(repo)
-            .execute(&mut *tx)
-            .await?;
+        let patterns = change.immutable_tag_patterns.as_deref().map(patterns_json);
+        if let Some(v) = &change.visibility {
+            sqlx::query("UPDATE repositories SET visibility = $1 WHERE name = $2")
+                .bind(v.as_str())
+                .bind(repo)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(on) = change.scan_on_push {
+            sqlx::query("UPDATE repositories SET scan_on_push = $1 WHERE name = $2")
+                .bind(i64::from(on))
+                .bind(repo)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(all) = change.immutable_tags {
+            sqlx::query("UPDATE repositories SET immutable_tags = $1 WHERE name = $2")
+                .bind(i64::from(all))
+                .bind(repo)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(p) = patterns {
+            sqlx::query("UPDATE repositories SET immutable_tag_patterns = $1 WHERE name = $2")
+                .bind(p)
+                .bind(repo)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(rule) = &change.pull_rule {
+            sqlx::query("UPDATE repositories SET pull_rule = $1 WHERE name = $2")
+                .bind(rule.as_str())
+                .bind(repo)
+                .execute(&mut *tx)
+                .await?;
+        }
         append(&mut tx, event, &self.chain).await?;
         tx.commit().await?;
         Ok(())

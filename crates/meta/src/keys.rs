@@ -61,6 +61,32 @@ impl Meta {
             .await
     }
 
+    /// When each signer a rule names was created: `(label, created_at)`
+    /// with label `team org/name` or `account name`, `None` when it does
+    /// not exist. A signer created after the rule was saved is a new one of
+    /// the same name (the rule was refused while it was missing), so the
+    /// caller can fail closed on it.
+    pub async fn signers_created(&self, teams: &[String], accounts: &[String]) -> Result<Vec<(String, Option<i64>)>> {
+        let mut out = Vec::new();
+        for team in teams {
+            let (org, name) = team.split_once('/').unwrap_or((team.as_str(), ""));
+            let row = sqlx::query("SELECT created_at FROM teams WHERE org = $1 AND name = $2")
+                .bind(org)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+            out.push((format!("team {team}"), row.map(|r| r.try_get(0)).transpose()?));
+        }
+        for account in accounts {
+            let row = sqlx::query("SELECT created_at FROM accounts WHERE name = $1")
+                .bind(account)
+                .fetch_optional(&self.pool)
+                .await?;
+            out.push((format!("account {account}"), row.map(|r| r.try_get(0)).transpose()?));
+        }
+        Ok(out)
+    }
+
     /// The current keys of the members of `teams` (`org/team`) and of
     /// `accounts`, as (key id, account, PEM).
     pub async fn trusted_keys(&self, teams: &[String], accounts: &[String]) -> Result<Vec<(String, String, String)>> {

@@ -21,7 +21,7 @@ mod webhooks;
 pub use audit::{AuditAnchor, AuditEvent, AuditQuery, AuditRecord, ChainBreak};
 pub use browse::{DayFindings, RepositorySummary, TagDetail};
 pub use identity::{Account, Grant, RepositoryInfo, StoredToken};
-pub use immutability::ImmutabilitySettings;
+pub use immutability::{ImmutabilitySettings, RepositorySettingsChange};
 pub use keys::AccountKey;
 pub use promotion::{EvaluationRecord, PromotionCopy, Provenance, StoredPolicy};
 pub use scans::{ScanOutcome, ScanRecord, SeverityCounts, MAX_SCAN_ATTEMPTS};

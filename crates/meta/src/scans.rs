@@ -340,15 +340,10 @@ impl Meta {
     }
 
     pub async fn set_scan_on_push(&self, repo: &str, on: bool, event: &AuditEvent) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        crate::ensure_repo(&mut tx, repo, now_ms()).await?;
-        sqlx::query("UPDATE repositories SET scan_on_push = $1 WHERE name = $2")
-            .bind(i64::from(on))
-            .bind(repo)
-            .execute(&mut *tx)
-            .await?;
-        crate::audit::append(&mut tx, event, &self.chain).await?;
-        tx.commit().await?;
-        Ok(())
+        let change = crate::RepositorySettingsChange {
+            scan_on_push: Some(on),
+            ..crate::RepositorySettingsChange::default()
+        };
+        self.update_repository_settings(repo, &change, event).await
     }
 }

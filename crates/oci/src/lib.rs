@@ -14,6 +14,6 @@ pub mod platform;
 
 pub use digest::{Algorithm, Digest, DigestHasher};
 pub use error::OciError;
-pub use manifest::{Descriptor, Manifest, MAX_MANIFEST_BYTES};
+pub use manifest::{Descriptor, Manifest, ManifestKind, MAX_MANIFEST_BYTES};
 pub use name::{validate_tag, Reference, RepositoryName};
 pub use platform::{index_entries, IndexEntry, Platform};

@@ -7,6 +7,19 @@ use crate::{Digest, OciError};
 /// Largest manifest body accepted, as Distribution and the spec's guidance do.
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 
+/// What a manifest is to the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestKind {
+    /// An index or manifest list: it passes only if every image it reaches does.
+    Index,
+    /// A signature, attestation or SBOM: every layer is of a type in
+    /// [`media_type::ARTIFACT_LAYER_TYPES`], so it cannot run.
+    Artifact,
+    /// Anything else, whatever its config's media type says: a runtime
+    /// reads the config without checking its type, so this is judged.
+    Image,
+}
+
 /// A reference from a manifest to a blob or another manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Descriptor {
@@ -179,6 +192,22 @@ impl Manifest {
         out
     }
 
+    /// What the gate judges this manifest as.
+    pub fn kind(&self) -> ManifestKind {
+        if is_index(&self.media_type) {
+            ManifestKind::Index
+        } else if !self.layers.is_empty()
+            && self
+                .layers
+                .iter()
+                .all(|l| media_type::ARTIFACT_LAYER_TYPES.contains(&l.media_type.as_str()))
+        {
+            ManifestKind::Artifact
+        } else {
+            ManifestKind::Image
+        }
+    }
+
     /// The type the referrers API reports: `artifactType`, else the config's media type.
     pub fn referrer_artifact_type(&self) -> Option<&str> {
         self.artifact_type
@@ -204,6 +233,84 @@ mod tests {
             d("l"),
             d("l")
         )
+    }
+
+    #[test]
+    fn kind_judges_everything_that_could_run() {
+        let manifest = |config: &str, layers: &[&str]| {
+            let layers: Vec<String> = layers
+                .iter()
+                .map(|t| format!(r#"{{"mediaType":"{t}","digest":"{}","size":1}}"#, d(t)))
+                .collect();
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"{config}","digest":"{}","size":2}},"layers":[{}]}}"#,
+                d("c"),
+                layers.join(",")
+            )
+        };
+        let tar = "application/vnd.oci.image.layer.v1.tar+gzip";
+        let sig = "application/vnd.dev.cosign.simplesigning.v1+json";
+        let cases: &[(String, ManifestKind)] = &[
+            (
+                manifest("application/vnd.oci.image.config.v1+json", &[tar]),
+                ManifestKind::Image,
+            ),
+            // Whatever the config's type claims, tar layers can run.
+            (
+                manifest("application/vnd.oci.image.config.v2+json", &[tar]),
+                ManifestKind::Image,
+            ),
+            (
+                manifest("application/vnd.example.anything", &[tar]),
+                ManifestKind::Image,
+            ),
+            (manifest("application/vnd.oci.empty.v1+json", &[]), ManifestKind::Image),
+            (
+                manifest("application/vnd.oci.image.config.v1+json", &[sig]),
+                ManifestKind::Artifact,
+            ),
+            (
+                manifest("application/vnd.oci.image.config.v1+json", &[sig, sig]),
+                ManifestKind::Artifact,
+            ),
+            (
+                manifest("application/vnd.oci.image.config.v1+json", &[sig, tar]),
+                ManifestKind::Image,
+            ),
+            (
+                manifest(
+                    "application/vnd.oci.empty.v1+json",
+                    &["application/vnd.dev.sigstore.bundle.v0.3+json"],
+                ),
+                ManifestKind::Artifact,
+            ),
+            (
+                manifest(
+                    "application/vnd.oci.image.config.v1+json",
+                    &["application/vnd.dsse.envelope.v1+json"],
+                ),
+                ManifestKind::Artifact,
+            ),
+            (
+                manifest("application/spdx+json", &["text/spdx+json"]),
+                ManifestKind::Artifact,
+            ),
+            (
+                manifest(
+                    "application/vnd.oci.image.config.v1+json",
+                    &["application/vnd.example.readme"],
+                ),
+                ManifestKind::Image,
+            ),
+            (
+                format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[]}}"#),
+                ManifestKind::Index,
+            ),
+        ];
+        for (body, want) in cases {
+            let m = Manifest::parse(body.as_bytes(), None).unwrap();
+            assert_eq!(m.kind(), *want, "{body}");
+        }
     }
 
     #[test]

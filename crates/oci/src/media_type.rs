@@ -15,6 +15,29 @@ pub fn is_index(media_type: &str) -> bool {
     media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
 }
 
+/// Layer types of signature, attestation and SBOM artifacts: no runtime
+/// unpacks them into a root filesystem (containerd refuses a layer type it
+/// does not know), so a manifest made only of them cannot run, and the
+/// gate need not judge it as an image. Anything else is judged.
+pub const ARTIFACT_LAYER_TYPES: [&str; 16] = [
+    "application/vnd.dev.cosign.simplesigning.v1+json",
+    "application/vnd.dsse.envelope.v1+json",
+    "application/vnd.dev.sigstore.bundle.v0.3+json",
+    "application/vnd.dev.sigstore.bundle+json;version=0.3",
+    "application/vnd.dev.sigstore.bundle+json;version=0.2",
+    "application/vnd.in-toto+json",
+    "application/vnd.cncf.notary.signature",
+    "application/jose+json",
+    "application/cose",
+    "text/spdx",
+    "text/spdx+json",
+    "text/spdx+xml",
+    "application/spdx+json",
+    "application/vnd.cyclonedx+json",
+    "application/vnd.cyclonedx+xml",
+    "application/vnd.syft+json",
+];
+
 /// Layers that by definition live elsewhere (Windows base layers): a
 /// manifest may name them without the registry holding their bytes.
 pub fn is_non_distributable(media_type: &str) -> bool {

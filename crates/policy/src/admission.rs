@@ -7,8 +7,10 @@ use serde_json::Value;
 use crate::PolicyError;
 
 /// Kinds whose pod spec is known, and where it is.
-const POD_SPEC_PATHS: [(&str, &[&str]); 7] = [
+const POD_SPEC_PATHS: [(&str, &[&str]); 8] = [
     ("Pod", &["spec"]),
+    // Kubernetes before 1.22 sent `kubectl debug`'s subresource as its own kind.
+    ("EphemeralContainers", &[]),
     ("Deployment", &["spec", "template", "spec"]),
     ("ReplicaSet", &["spec", "template", "spec"]),
     ("StatefulSet", &["spec", "template", "spec"]),

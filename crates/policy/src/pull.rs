@@ -1,8 +1,10 @@
 //! Pull rules: which image manifests are not served, by what their scan
-//! says. A rule on a repository and one on its namespace both apply (the
-//! stricter wins). Blobs are not judged (clients need the manifest first,
-//! and layers are shared); an index is not judged, its images are, each
-//! when it is pulled.
+//! and signatures say. A rule on a repository and one on its namespace
+//! each apply on their own: rules only ever add requirements, so a
+//! repository's administrator can never loosen (or replace the signers of)
+//! the namespace's rule. Blobs are not judged (clients need the manifest
+//! first, and layers are shared); an index passes when every image it
+//! reaches does.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +29,11 @@ pub struct PullRule {
     /// these teams' members (`org/team`) or of these accounts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_signed_by: Option<SignedBy>,
+    /// When the rule was saved (ms), stamped by the registry: a signer
+    /// created after it is a new account or team reusing a name, and does
+    /// not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,29 +81,6 @@ impl PullRule {
 
     pub fn is_empty(&self) -> bool {
         self.deny_severity.is_none() && !self.deny_unscanned && !self.deny_failed && self.require_signed_by.is_none()
-    }
-
-    /// Both rules at once: the stricter severity, either switch.
-    pub fn and(&self, other: &PullRule) -> PullRule {
-        let rank = |s: &Option<String>| s.as_deref().and_then(|s| SEVERITIES.iter().position(|x| *x == s));
-        let deny_severity = match (rank(&self.deny_severity), rank(&other.deny_severity)) {
-            (Some(a), Some(b)) => Some(SEVERITIES[a.max(b)].to_string()),
-            (a, b) => a.or(b).map(|i| SEVERITIES[i].to_string()),
-        };
-        // Both signature requirements must hold: the caller checks each.
-        let require_signed_by = match (&self.require_signed_by, &other.require_signed_by) {
-            (Some(a), Some(b)) => Some(SignedBy {
-                teams: a.teams.iter().chain(&b.teams).cloned().collect(),
-                accounts: a.accounts.iter().chain(&b.accounts).cloned().collect(),
-            }),
-            (a, b) => a.clone().or_else(|| b.clone()),
-        };
-        PullRule {
-            deny_severity,
-            deny_unscanned: self.deny_unscanned || other.deny_unscanned,
-            deny_failed: self.deny_failed || other.deny_failed,
-            require_signed_by,
-        }
     }
 
     /// `Err` with the reason when the image must not be served.
@@ -151,6 +135,7 @@ mod tests {
             deny_unscanned: unscanned,
             deny_failed: failed,
             require_signed_by: None,
+            saved_at: None,
         };
         let done = |c: [u64; 5]| ScanState::Done(c);
         let table = [
@@ -188,26 +173,7 @@ mod tests {
     }
 
     #[test]
-    fn rules_combine_to_the_stricter() {
-        let a = PullRule {
-            deny_severity: Some("critical".into()),
-            deny_unscanned: true,
-            deny_failed: false,
-            require_signed_by: None,
-        };
-        let b = PullRule {
-            deny_severity: Some("medium".into()),
-            deny_unscanned: false,
-            deny_failed: true,
-            require_signed_by: Some(SignedBy {
-                teams: vec!["ci/gitlab".into()],
-                accounts: vec![],
-            }),
-        };
-        let both = a.and(&b);
-        assert_eq!(both.deny_severity.as_deref(), Some("medium"));
-        assert!(both.deny_unscanned && both.deny_failed);
-        assert_eq!(both.require_signed_by.unwrap().teams, ["ci/gitlab"]);
+    fn rules_are_checked() {
         let bad = PullRule {
             require_signed_by: Some(SignedBy {
                 teams: vec!["gitlab".into()],

@@ -58,6 +58,12 @@ pub struct AccessSettings {
     pub trusted_proxies: TrustedProxies,
     /// Whether the admission webhook admits images of other registries.
     pub admission_foreign_images: bool,
+    /// Other names and addresses (`host[:port]`) of this registry, for
+    /// admission: images there are judged, never taken as foreign.
+    pub registry_aliases: Vec<String>,
+    /// The address `serve` listens on: a reference whose host resolves to
+    /// it is this registry.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl AccessSettings {
@@ -72,6 +78,8 @@ impl AccessSettings {
             key_dir,
             trusted_proxies: TrustedProxies::default(),
             admission_foreign_images: false,
+            registry_aliases: Vec::new(),
+            listen: None,
         }
     }
 }

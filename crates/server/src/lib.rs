@@ -20,6 +20,7 @@ mod ops;
 mod promotion;
 mod pull;
 mod pull_audit;
+mod reach;
 pub mod route;
 mod vulndb_upload;
 pub use vulndb_upload::VulnDbUpload;

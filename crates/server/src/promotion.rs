@@ -10,7 +10,7 @@
 //! (chains could loop); run `apply` there if a chain is wanted.
 
 use portcullis_meta::{now_ms, AuditEvent, EvaluationRecord, PromotionCopy, StoredPolicy};
-use portcullis_oci::{media_type, validate_tag, Digest, Manifest, Reference};
+use portcullis_oci::{validate_tag, Digest};
 use portcullis_policy::{CompiledPolicy, ImageFacts, PackageFact, PromotionPolicy};
 use serde_json::json;
 
@@ -87,25 +87,10 @@ impl Registry {
         Ok(facts)
     }
 
-    /// The images a manifest stands for: itself, or an index's images.
+    /// The images a manifest stands for: itself, or every image an index
+    /// reaches (through nested indexes).
     async fn images_of(&self, repo: &str, digest: &str) -> Result<Vec<String>, RegistryError> {
-        let d: Digest = digest.parse()?;
-        let Some(stored) = self.meta.get_manifest(repo, &Reference::Digest(d)).await? else {
-            return Err(RegistryError::ManifestUnknown(format!("{digest} is not in {repo}")));
-        };
-        if !media_type::is_index(&stored.media_type) {
-            return Ok(vec![digest.to_string()]);
-        }
-        let mut images = Vec::new();
-        for child in self.meta.children(repo, digest).await? {
-            let d: Digest = child.parse()?;
-            if let Some(m) = self.meta.get_manifest(repo, &Reference::Digest(d)).await? {
-                if Manifest::parse(&m.content, Some(&m.media_type)).is_ok_and(|m| crate::scanner::is_image(&m)) {
-                    images.push(child);
-                }
-            }
-        }
-        Ok(images)
+        self.images_reached_by_digest(repo, digest).await
     }
 
     /// Evaluates one policy over `repo`@`digest` (tagged `tag`), and unless

@@ -1,14 +1,17 @@
-//! Pull rules at the manifest endpoint: an image manifest whose scan says
-//! what the repository's (or namespace's) rule refuses is not served.
-//! Only image manifests are judged: an index is served and each of its
-//! images judged when pulled; blobs are always served. System
-//! administrators are exempt (the scanner reads storage, not this API).
+//! Pull rules at the manifest endpoint: a manifest whose scan or
+//! signatures fail the repository's or the namespace's rule is not served.
+//! Every manifest that could run is judged, whatever its config's media
+//! type (`reach.rs`); an index is served only when every image it reaches
+//! passes; blobs are always served. Each rule is checked on its own. A
+//! stored rule that does not parse refuses everything (fail closed).
+//! System administrators are exempt (the scanner reads storage, not this
+//! API).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use portcullis_oci::{Digest, Manifest, Reference};
+use portcullis_oci::{Digest, Reference};
 use portcullis_policy::{PullRule, ScanState, SignedBy};
 use portcullis_sign::{bundle_layers, bundle_signer, candidates, signature_tag, signer, PublicKey};
 
@@ -16,18 +19,38 @@ use crate::access::Caller;
 use crate::cache::CachedManifest;
 use crate::{Registry, RegistryError};
 
-pub(crate) struct PullRuleCache {
-    /// The rule in force per repository (its own and its namespace's).
-    rules: crate::cache::TtlMap<Option<PullRule>>,
-    /// Images found signed, by (repository, digest, trusted key ids): a
-    /// verified image costs no signature check per pull. Another key set
-    /// (a key revoked, a member gone) is another entry.
-    verified: Mutex<HashMap<String, Instant>>,
+/// The rules in force for one repository.
+#[derive(Debug, Clone)]
+pub(crate) enum InForce {
+    /// Its own and its namespace's, each checked on its own (none: empty).
+    Rules(Vec<PullRule>),
+    /// A stored rule that does not parse: nothing is served until it is
+    /// saved again.
+    Corrupt(String),
 }
 
-/// How long a verified signature is believed without checking again (a
-/// deleted signature manifest stops counting after this at the latest).
-const VERIFIED_TTL: Duration = Duration::from_secs(60);
+pub(crate) struct PullRuleCache {
+    /// The rules in force per repository (its own and its namespace's).
+    rules: crate::cache::TtlMap<InForce>,
+    /// Signature verdicts, positive and negative, by a fingerprint of the
+    /// repository, the image, its signature artifacts and the keys asked
+    /// about: a pull costs no ECDSA work while none of them changes, and
+    /// any change (a new signature, a key revoked) is another entry.
+    verdicts: Mutex<HashMap<String, (Instant, Signed)>>,
+    /// Signature checks running at once, off the async workers.
+    checking: tokio::sync::Semaphore,
+}
+
+/// How long a verdict is believed without checking again (a deleted key
+/// or signature changes the fingerprint at once; this bounds the rest).
+const VERDICT_TTL: Duration = Duration::from_secs(60);
+/// Verdicts remembered; past it the cache starts again.
+const MAX_VERDICTS: usize = 100_000;
+/// Tag-form signatures and sigstore bundles examined per image: real
+/// images carry a few, and each costs a few elliptic-curve operations.
+const MAX_SIGNATURES: usize = 32;
+/// Referrers read per image while looking for bundles.
+const MAX_REFERRERS: usize = 64;
 /// The largest signature payload or bundle read (real ones are a few KiB).
 const MAX_PAYLOAD: u64 = 64 << 10;
 
@@ -35,7 +58,8 @@ impl PullRuleCache {
     pub(crate) fn new(ttl: Duration) -> PullRuleCache {
         PullRuleCache {
             rules: crate::cache::TtlMap::new(ttl),
-            verified: Mutex::new(HashMap::new()),
+            verdicts: Mutex::new(HashMap::new()),
+            checking: tokio::sync::Semaphore::new(2),
         }
     }
 
@@ -45,8 +69,25 @@ impl PullRuleCache {
     }
 }
 
-fn parse(json: &str) -> Option<PullRule> {
-    serde_json::from_str::<PullRule>(json).ok().filter(|r| !r.is_empty())
+/// The rules stored for `repo` (its own, its namespace's) as they are in force.
+fn in_force(repo: &str, own: &str, namespace: &str) -> InForce {
+    let mut rules = Vec::new();
+    for (json, whose) in [(own, "repository"), (namespace, "namespace")] {
+        if json.trim().is_empty() || json.trim() == "null" {
+            continue;
+        }
+        match serde_json::from_str::<PullRule>(json) {
+            Ok(rule) if rule.is_empty() => {}
+            Ok(rule) => rules.push(rule),
+            Err(e) => {
+                tracing::error!(%repo, rule = %json, error = %e, "unreadable {whose} pull rule: refusing every pull");
+                return InForce::Corrupt(format!(
+                    "the {whose} pull rule over {repo} is unreadable ({e}); nothing is served until it is saved again"
+                ));
+            }
+        }
+    }
+    InForce::Rules(rules)
 }
 
 /// What the signatures over an image say.
@@ -61,16 +102,13 @@ pub(crate) enum Signed {
 }
 
 impl Registry {
-    /// The rule in force for `repo`: its own and its namespace's together.
-    async fn pull_rule(&self, repo: &str) -> Result<Option<PullRule>, RegistryError> {
+    /// The rules in force for `repo`: its own and its namespace's.
+    async fn pull_rule(&self, repo: &str) -> Result<InForce, RegistryError> {
         if let Some(rule) = self.pull_rules.rules.get(repo) {
             return Ok(rule);
         }
         let (own, namespace) = self.meta.pull_rules(repo).await?;
-        let rule = match (parse(&own), parse(&namespace)) {
-            (Some(a), Some(b)) => Some(a.and(&b)),
-            (a, b) => a.or(b),
-        };
+        let rule = in_force(repo, &own, &namespace);
         self.pull_rules.rules.put(repo, rule.clone());
         Ok(rule)
     }
@@ -91,28 +129,40 @@ impl Registry {
         m: &CachedManifest,
     ) -> Result<(), RegistryError> {
         match self.pull_rule(repo).await? {
-            Some(rule) if !self.exempt(caller).await => self.judge(&rule, repo, m).await,
-            _ => Ok(()),
+            InForce::Rules(rules) if rules.is_empty() => Ok(()),
+            _ if self.exempt(caller).await => Ok(()),
+            rules => self.judge(&rules, repo, m).await,
         }
     }
 
     /// The pull rules of `repo` over `m`, with no one exempt (admission).
     pub(crate) async fn judge_pull(&self, repo: &str, m: &CachedManifest) -> Result<(), RegistryError> {
         match self.pull_rule(repo).await? {
-            Some(rule) => self.judge(&rule, repo, m).await,
-            None => Ok(()),
+            InForce::Rules(rules) if rules.is_empty() => Ok(()),
+            rules => self.judge(&rules, repo, m).await,
         }
     }
 
-    async fn judge(&self, rule: &PullRule, repo: &str, m: &CachedManifest) -> Result<(), RegistryError> {
-        let is_image = Manifest::parse(&m.content, Some(&m.media_type)).is_ok_and(|m| crate::scanner::is_image(&m));
-        if !is_image {
-            return Ok(());
+    /// Every image `m` reaches must pass every rule.
+    async fn judge(&self, rules: &InForce, repo: &str, m: &CachedManifest) -> Result<(), RegistryError> {
+        let rules = match rules {
+            InForce::Corrupt(why) => return Err(RegistryError::Denied(format!("{} in {repo}: {why}", &*m.digest))),
+            InForce::Rules(rules) => rules,
+        };
+        let (_, parsed) = crate::reach::kind_of(&m.content, &m.media_type);
+        for image in self.images_reached(repo, &m.digest, parsed.as_ref()).await? {
+            self.judge_image(rules, repo, &image).await?;
         }
-        if let Some(by) = &rule.require_signed_by {
-            self.check_signed(repo, &m.digest, by).await?;
+        Ok(())
+    }
+
+    async fn judge_image(&self, rules: &[PullRule], repo: &str, digest: &str) -> Result<(), RegistryError> {
+        for rule in rules {
+            if let Some(by) = &rule.require_signed_by {
+                self.check_signed(repo, digest, by, rule.saved_at).await?;
+            }
         }
-        let state = match self.meta.scan(&m.digest).await? {
+        let state = match self.meta.scan(digest).await? {
             None => ScanState::None,
             Some(s) => match s.status.as_str() {
                 // Scanned before any vulnerability database was loaded:
@@ -123,32 +173,49 @@ impl Registry {
                 _ => ScanState::Pending,
             },
         };
-        rule.judge(&state)
-            .map_err(|why| RegistryError::Denied(format!("{} in {repo}: {why}", &*m.digest)))
+        for rule in rules {
+            rule.judge(&state)
+                .map_err(|why| RegistryError::Denied(format!("{digest} in {repo}: {why}")))?;
+        }
+        Ok(())
     }
 
     /// `Err(DENIED)` unless a cosign signature in `repo` over `digest`, in
     /// the tag form or as a sigstore bundle referrer, verifies under a
     /// current key of `by`'s teams or accounts.
-    async fn check_signed(&self, repo: &str, digest: &str, by: &SignedBy) -> Result<(), RegistryError> {
+    /// A named signer that is gone, or was created after the rule was
+    /// saved (`saved_at`), fails the rule: a deleted team never loosens it,
+    /// and whoever takes its name later is not trusted.
+    async fn check_signed(
+        &self,
+        repo: &str,
+        digest: &str,
+        by: &SignedBy,
+        saved_at: Option<i64>,
+    ) -> Result<(), RegistryError> {
         let who = || {
             let mut parts: Vec<String> = by.teams.iter().map(|t| format!("team {t}")).collect();
             parts.extend(by.accounts.iter().map(|a| format!("account {a}")));
             parts.join(", ")
         };
+        for (signer, created) in self.meta.signers_created(&by.teams, &by.accounts).await? {
+            let why = match created {
+                None => format!("{signer} no longer exists"),
+                Some(at) if saved_at.is_some_and(|saved| at > saved) => {
+                    format!("{signer} was created after the rule was saved (a new holder of the name)")
+                }
+                Some(_) => continue,
+            };
+            return Err(RegistryError::Denied(format!(
+                "{digest} in {repo}: pull rule require_signed_by ({}): {why}; save the rule again to trust it",
+                who()
+            )));
+        }
         let trusted = self.meta.trusted_keys(&by.teams, &by.accounts).await?;
         let keys: Vec<PublicKey> = trusted
             .iter()
             .filter_map(|(_, _, pem)| PublicKey::from_pem(pem).ok())
             .collect();
-        let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
-        let cache_key = format!("{repo}@{digest}@{}", ids.join(","));
-        {
-            let verified = self.pull_rules.verified.lock().expect("not poisoned");
-            if verified.get(&cache_key).is_some_and(|at| at.elapsed() < VERIFIED_TTL) {
-                return Ok(());
-            }
-        }
         let denied = |why: String| {
             Err(RegistryError::Denied(format!(
                 "{digest} in {repo}: pull rule require_signed_by ({}): {why}",
@@ -156,30 +223,21 @@ impl Registry {
             )))
         };
         let image: Digest = digest.parse()?;
-        let verified = match self.signature_verdict(repo, &image, &keys).await? {
-            Signed::Unsigned => {
-                return denied(format!(
-                    "the image is not signed (no {}, no signature referrer)",
-                    signature_tag(&image)
-                ))
-            }
-            _ if keys.is_empty() => return denied("no current key belongs to them".into()),
-            Signed::Unverified => false,
-            Signed::By(_) => true,
-        };
-        if verified {
-            let mut cache = self.pull_rules.verified.lock().expect("not poisoned");
-            if cache.len() > 100_000 {
-                cache.clear();
-            }
-            cache.insert(cache_key, Instant::now());
-            return Ok(());
+        match self.signature_verdict(repo, &image, &keys).await? {
+            Signed::Unsigned => denied(format!(
+                "the image is not signed (no {}, no signature referrer)",
+                signature_tag(&image)
+            )),
+            _ if keys.is_empty() => denied("no current key belongs to them".into()),
+            Signed::Unverified => denied("no signature verifies under a current key of theirs".into()),
+            Signed::By(_) => Ok(()),
         }
-        denied("no signature verifies under a current key of theirs".into())
     }
 
     /// Whether a cosign signature in `repo` over `image` (tag form, then
-    /// sigstore bundle referrers) verifies under one of `keys`.
+    /// sigstore bundle referrers) verifies under one of `keys`. At most
+    /// [`MAX_SIGNATURES`] of each form are examined; the checks run on the
+    /// blocking pool, two at a time; verdicts are cached by fingerprint.
     pub(crate) async fn signature_verdict(
         &self,
         repo: &str,
@@ -197,14 +255,27 @@ impl Registry {
         if keys.is_empty() {
             return Ok(Signed::Unverified);
         }
+        let fingerprint = {
+            let mut parts = vec![repo, image.as_str(), sig.as_ref().map_or("-", |s| s.digest.as_str())];
+            parts.extend(referrers.iter().map(|r| r.digest.as_str()));
+            parts.extend(keys.iter().map(|k| k.id.as_str()));
+            Digest::sha256_of(parts.join("\n").as_bytes()).to_string()
+        };
+        if let Some(verdict) = self.cached_verdict(&fingerprint) {
+            return Ok(verdict);
+        }
+        // Read what is to be checked (I/O), then check it (CPU) apart.
+        let mut tagged = Vec::new();
         for c in sig.as_ref().map(|s| candidates(&s.content)).unwrap_or_default() {
+            if tagged.len() == MAX_SIGNATURES {
+                break;
+            }
             if let Some(payload) = self.signature_blob(repo, &c.payload).await? {
-                if let Some(k) = signer(image, &c, &payload, keys) {
-                    return Ok(Signed::By(k.id.clone()));
-                }
+                tagged.push((c, payload));
             }
         }
-        for r in referrers.iter().take(64) {
+        let mut bundles = Vec::new();
+        'referrers: for r in referrers.iter().take(MAX_REFERRERS) {
             let Ok(d) = r.digest.parse::<Digest>() else {
                 continue;
             };
@@ -212,14 +283,40 @@ impl Registry {
                 continue;
             };
             for (layer, _) in bundle_layers(&m.content) {
+                if bundles.len() == MAX_SIGNATURES {
+                    break 'referrers;
+                }
                 if let Some(bundle) = self.signature_blob(repo, &layer).await? {
-                    if let Some(k) = bundle_signer(image, &bundle, keys) {
-                        return Ok(Signed::By(k.id.clone()));
-                    }
+                    bundles.push(bundle);
                 }
             }
         }
-        Ok(Signed::Unverified)
+        let _permit = self.pull_rules.checking.acquire().await.expect("never closed");
+        let (image_owned, keys_owned) = (image.clone(), keys.to_vec());
+        let verdict = tokio::task::spawn_blocking(move || {
+            let (image, keys) = (&image_owned, &keys_owned[..]);
+            tagged
+                .iter()
+                .find_map(|(c, payload)| signer(image, c, payload, keys))
+                .or_else(|| bundles.iter().find_map(|b| bundle_signer(image, b, keys)))
+                .map_or(Signed::Unverified, |k| Signed::By(k.id.clone()))
+        })
+        .await
+        .map_err(|e| RegistryError::Internal(format!("signature check: {e}")))?;
+        let mut cache = self.pull_rules.verdicts.lock().expect("not poisoned");
+        if cache.len() >= MAX_VERDICTS {
+            cache.clear();
+        }
+        cache.insert(fingerprint, (Instant::now(), verdict.clone()));
+        Ok(verdict)
+    }
+
+    fn cached_verdict(&self, fingerprint: &str) -> Option<Signed> {
+        let cache = self.pull_rules.verdicts.lock().expect("not poisoned");
+        cache
+            .get(fingerprint)
+            .filter(|(at, _)| at.elapsed() < VERDICT_TTL)
+            .map(|(_, v)| v.clone())
     }
 
     /// A small blob of `repo` (a signature payload or bundle), if it is

@@ -100,20 +100,6 @@ impl Scanner {
     }
 }
 
-/// Whether a manifest is an image this scanner can read.
-pub(crate) fn is_image(manifest: &Manifest) -> bool {
-    let signature = !manifest.layers.is_empty()
-        && manifest
-            .layers
-            .iter()
-            .all(|l| l.media_type == portcullis_sign::SIMPLE_SIGNING);
-    !signature
-        && manifest
-            .config
-            .as_ref()
-            .is_some_and(|c| IMAGE_CONFIGS.contains(&c.media_type.as_str()))
-}
-
 impl Registry {
     /// Layers this process has read from storage to scan them; a layer
     /// whose facts are cached is not read again.
@@ -135,25 +121,9 @@ impl Registry {
         if !self.scanner.enabled() {
             return Ok(queued);
         }
-        let images: Vec<String> = if media_type::is_index(&manifest.media_type) {
-            let mut out = Vec::new();
-            for child in &manifest.manifests {
-                let stored = self
-                    .meta
-                    .get_manifest(repo, &portcullis_oci::Reference::Digest(child.digest.clone()))
-                    .await?;
-                if let Some(m) = stored.and_then(|s| Manifest::parse(&s.content, Some(&s.media_type)).ok()) {
-                    if is_image(&m) {
-                        out.push(child.digest.to_string());
-                    }
-                }
-            }
-            out
-        } else if is_image(manifest) {
-            vec![digest.to_string()]
-        } else {
-            Vec::new()
-        };
+        // Everything the gate judges is scanned: an image whatever its
+        // config's type says, and each image an index reaches.
+        let images = self.images_reached(repo, digest.as_str(), Some(manifest)).await?;
         for d in images {
             if self.meta.request_scan(&d, again).await? {
                 queued.push(d);

@@ -89,7 +89,7 @@ pub fn bundle_signer<'a>(image: &Digest, bundle: &[u8], keys: &'a [PublicKey]) -
         .iter()
         .take(MAX_SIGNATURES)
         .filter_map(|sig| B64.decode(sig["sig"].as_str()?).ok())
-        .find_map(|sig| keys.iter().find(|k| k.verifies(&signed, &sig)))
+        .find_map(|sig| crate::find_key(keys, &signed, &sig))
 }
 
 /// The digest and size of the OCI empty descriptor (`{}`).

@@ -126,6 +126,25 @@ impl PublicKey {
         )
     }
 
+    /// The key that made `signature` (DER ECDSA) over `payload`, if any.
+    fn recovered(payload: &[u8], signature: &[u8]) -> Vec<PublicKey> {
+        use p256::ecdsa::{DerSignature, RecoveryId, Signature, VerifyingKey};
+        let Ok(der) = DerSignature::try_from(signature) else {
+            return Vec::new();
+        };
+        let Ok(sig) = Signature::try_from(der) else {
+            return Vec::new();
+        };
+        let prehash = ring::digest::digest(&ring::digest::SHA256, payload);
+        // The two y parities; an x past the curve order (ids 2, 3) has
+        // probability ~2^-128 and is not tried.
+        [RecoveryId::new(false, false), RecoveryId::new(true, false)]
+            .into_iter()
+            .filter_map(|id| VerifyingKey::recover_from_prehash(prehash.as_ref(), &sig, id).ok())
+            .map(|k| PublicKey::from_point(k.to_sec1_point(false).as_bytes()))
+            .collect()
+    }
+
     /// Whether `signature` (DER ECDSA) is this key's over `payload`.
     pub fn verifies(&self, payload: &[u8], signature: &[u8]) -> bool {
         ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, &self.point)
@@ -270,6 +289,22 @@ pub fn candidates(manifest: &[u8]) -> Vec<Candidate> {
         .collect()
 }
 
+/// Keys at or below this many are each tried; above it, the signer's key is
+/// recovered from the signature and looked up by id, so the work per
+/// signature does not grow with the number of registered keys.
+const KEYS_TRIED_DIRECTLY: usize = 3;
+
+/// The key among `keys` whose `signature` (DER ECDSA) is over `payload`.
+pub fn find_key<'a>(keys: &'a [PublicKey], payload: &[u8], signature: &[u8]) -> Option<&'a PublicKey> {
+    if keys.len() <= KEYS_TRIED_DIRECTLY {
+        return keys.iter().find(|k| k.verifies(payload, signature));
+    }
+    PublicKey::recovered(payload, signature)
+        .iter()
+        .find_map(|r| keys.iter().find(|k| k.id == r.id))
+        .filter(|k| k.verifies(payload, signature))
+}
+
 /// The key (among `keys`) that signed `image`, given a candidate's payload
 /// bytes: the payload must hash to the candidate's digest, name `image`,
 /// and verify under the key.
@@ -280,7 +315,7 @@ pub fn signer<'a>(image: &Digest, c: &Candidate, payload: &[u8], keys: &'a [Publ
     if payload_digest(payload).ok()? != image.as_str() {
         return None;
     }
-    keys.iter().find(|k| k.verifies(payload, &c.signature))
+    find_key(keys, payload, &c.signature)
 }
 
 /// The signature manifest after one more signature: the signatures `kept`
@@ -326,6 +361,29 @@ pub fn signature_manifest(config: &Digest, config_size: usize, layers: &[(Digest
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_signer_is_found_among_many_keys_by_recovery() {
+        let signers: Vec<SigningKey> = (0..8).map(|_| SigningKey::generate().unwrap().0).collect();
+        let keys: Vec<PublicKey> = signers.iter().map(|k| k.public.clone()).collect();
+        let (outsider, _) = SigningKey::generate().unwrap();
+        let payload = b"payload";
+        // (key set size, who signs, expected signer index)
+        let table: &[(usize, &SigningKey, Option<usize>)] = &[
+            (8, &signers[5], Some(5)),
+            (8, &signers[0], Some(0)),
+            (2, &signers[1], Some(1)),
+            (8, &outsider, None),
+            (3, &signers[4], None),
+        ];
+        for (n, by, want) in table {
+            let sig = by.sign(payload).unwrap();
+            let got = find_key(&keys[..*n], payload, &sig).map(|k| k.id.clone());
+            assert_eq!(got, want.map(|i| keys[i].id.clone()), "{n} keys");
+            assert!(find_key(&keys[..*n], b"other payload", &sig).is_none());
+        }
+        assert!(find_key(&keys, payload, b"not DER").is_none());
+    }
 
     #[test]
     fn sign_and_verify_round_trip_and_refusals() {

@@ -1,17 +1,25 @@
 //! `POST /api/v1/admission`: a Kubernetes validating admission webhook.
-//! For pods and the workloads that hold pod templates, every image is
+//! For pods (and their `ephemeralcontainers` subresource, which `kubectl
+//! debug` writes) and the workloads that hold pod templates, every image is
 //! resolved through this registry (tags to digests) and judged by the pull
 //! rules of its repository and namespace (signatures, scan results), with
 //! no administrator exemption; images of other registries are admitted
 //! only when `admission_foreign_images` is `allow`.
+//!
+//! The work per review is bounded: at most [`MAX_IMAGES`] references, each
+//! (repository, digest) judged once, and an answer within [`DEADLINE`]
+//! (Kubernetes' default webhook timeout is 10 s), a denial if need be.
 
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use portcullis_auth::Actions;
-use portcullis_oci::{media_type, Digest, Reference};
+use portcullis_oci::{Digest, Reference};
 use portcullis_policy::{admission_request, parse_image};
 use serde_json::json;
 
@@ -20,16 +28,29 @@ use crate::access::Need;
 use crate::cache::CachedManifest;
 use crate::Registry;
 
+/// Image references judged in one review; a review naming more is denied.
+pub(crate) const MAX_IMAGES: usize = 256;
+/// A review still unfinished after this is denied (never left to time out).
+pub(crate) const DEADLINE: Duration = Duration::from_secs(8);
+
 pub(crate) async fn admission(State(reg): State<Arc<Registry>>, who: Who, body: Bytes) -> ApiResult {
     who.need(&reg, Need::Authenticated).await?;
     let review: serde_json::Value = json_body(&body)?;
     let request = admission_request(&review).map_err(|e| crate::RegistryError::Invalid(e.to_string()))?;
-    let mut problems = Vec::new();
-    for image in &request.images {
-        if let Err(why) = admit(&reg, &who, image).await {
-            problems.push(format!("{image}: {why}"));
+    let problems = if request.images.len() > MAX_IMAGES {
+        vec![format!(
+            "{} images in one object; at most {MAX_IMAGES} are judged",
+            request.images.len()
+        )]
+    } else {
+        match tokio::time::timeout(DEADLINE, judge_all(&reg, &who, &request.images)).await {
+            Ok(problems) => problems,
+            Err(_) => vec![format!(
+                "the images could not be judged within {} s; denied",
+                DEADLINE.as_secs()
+            )],
         }
-    }
+    };
     let mut response = json!({"uid": request.uid, "allowed": problems.is_empty()});
     if !problems.is_empty() {
         response["status"] = json!({"code": 403, "message": format!("Portcullis: {}", problems.join("; "))});
@@ -40,19 +61,47 @@ pub(crate) async fn admission(State(reg): State<Arc<Registry>>, who: Who, body: 
     ))
 }
 
-/// Whether one image may run; `Err` says why not.
-async fn admit(reg: &Registry, who: &Who, image: &str) -> Result<(), String> {
+/// Why each failing image may not run; each (repository, digest) is
+/// judged once however many references resolve to it.
+async fn judge_all(reg: &Registry, who: &Who, images: &[String]) -> Vec<String> {
+    let mut verdicts: HashMap<(String, String), Result<(), String>> = HashMap::new();
+    let mut problems = Vec::new();
+    for image in images {
+        let verdict = match resolve(reg, who, image).await {
+            Ok(None) => Ok(()),
+            Ok(Some((repo, m))) => {
+                let key = (repo.clone(), m.digest.to_string());
+                match verdicts.get(&key) {
+                    Some(v) => v.clone(),
+                    None => {
+                        let v = reg.judge_pull(&repo, &m).await.map_err(|e| e.to_string());
+                        verdicts.insert(key, v.clone());
+                        v
+                    }
+                }
+            }
+            Err(why) => Err(why),
+        };
+        if let Err(why) = verdict {
+            problems.push(format!("{image}: {why}"));
+        }
+    }
+    problems
+}
+
+/// The repository and manifest `image` names here; `None` for a foreign
+/// image that may run; `Err` says why not.
+async fn resolve(reg: &Registry, who: &Who, image: &str) -> Result<Option<(String, CachedManifest)>, String> {
     let r = parse_image(image).ok_or("not an image reference")?;
-    let ours = reg
-        .webhooks
-        .public_url
-        .split_once("://")
-        .map_or("", |(_, h)| h.trim_end_matches('/'));
-    if r.host != ours {
+    if !is_this_registry(reg, &r.host).await {
         return if reg.access.settings.admission_foreign_images {
-            Ok(())
+            Ok(None)
         } else {
-            Err(format!("images from {} are not admitted (only {ours})", r.host))
+            Err(format!(
+                "images from {} are not admitted (only {})",
+                r.host,
+                our_host(reg)
+            ))
         };
     }
     if let Err(e) = who.need(reg, Need::Repository(&r.repository, Actions::PULL)).await {
@@ -66,42 +115,130 @@ async fn admit(reg: &Registry, who: &Who, image: &str) -> Result<(), String> {
         (None, Some(t)) => Reference::Tag(t.clone()),
         (None, None) => return Err("no tag or digest".into()),
     };
-    let stored = reg
+    let m = reg
         .meta
         .get_manifest(&r.repository, &reference)
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{reference} is not in {}", r.repository))?;
-    // An index runs one of its images: each must pass.
-    let mut manifests = vec![stored.clone()];
-    if media_type::is_index(&stored.media_type) {
-        manifests.clear();
-        for child in reg
-            .meta
-            .children(&r.repository, &stored.digest)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            let d: Digest = child.parse().map_err(|e: portcullis_oci::OciError| e.to_string())?;
-            if let Some(m) = reg
-                .meta
-                .get_manifest(&r.repository, &Reference::Digest(d))
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                manifests.push(m);
-            }
-        }
-    }
-    for m in manifests {
-        let cached = CachedManifest {
+    Ok(Some((
+        r.repository,
+        CachedManifest {
             digest: m.digest.into(),
             media_type: m.media_type.into(),
             content: m.content.into(),
-        };
-        reg.judge_pull(&r.repository, &cached)
-            .await
-            .map_err(|e| e.to_string())?;
+        },
+    )))
+}
+
+fn our_host(reg: &Registry) -> &str {
+    reg.webhooks
+        .public_url
+        .split_once("://")
+        .map_or("", |(_, h)| h.trim_end_matches('/'))
+}
+
+/// `host[:port]` as a runtime would reach it: lower case, no trailing dot
+/// on the name, no `:443` (a registry's default port).
+pub(crate) fn normal_host(host: &str) -> (String, Option<u16>) {
+    let host = host.to_ascii_lowercase();
+    let (name, port) = match host.rsplit_once(':') {
+        // `[::1]:5000`, `name:5000`; a bare IPv6 address has more colons.
+        Some((n, p)) if !n.is_empty() && (n.ends_with(']') || !n.contains(':')) => (n.to_string(), p.parse().ok()),
+        _ => (host.clone(), None),
+    };
+    let name = name.trim_end_matches('.').to_string();
+    let port = port.filter(|p| *p != 443);
+    (name, port)
+}
+
+fn joined((name, port): &(String, Option<u16>)) -> String {
+    match port {
+        Some(p) => format!("{name}:{p}"),
+        None => name.clone(),
     }
-    Ok(())
+}
+
+/// Whether `host` names this registry: its public URL's host, one of
+/// `registry_aliases`, or a name or address that reaches the address it
+/// listens on. Only a reference on the listen port is resolved, so
+/// foreign images cost no DNS query.
+async fn is_this_registry(reg: &Registry, host: &str) -> bool {
+    let wanted = normal_host(host);
+    let settings = &reg.access.settings;
+    let ours = std::iter::once(our_host(reg)).chain(settings.registry_aliases.iter().map(String::as_str));
+    if ours.map(normal_host).any(|o| joined(&o) == joined(&wanted)) {
+        return true;
+    }
+    let Some(listen) = settings.listen else {
+        return false;
+    };
+    let port = wanted.1.unwrap_or(443);
+    if port != listen.port() {
+        return false;
+    }
+    let name = wanted.0.trim_start_matches('[').trim_end_matches(']').to_string();
+    let addrs: Vec<SocketAddr> = match name.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => {
+            match tokio::time::timeout(Duration::from_secs(1), tokio::net::lookup_host((name.as_str(), port))).await {
+                Ok(Ok(addrs)) => addrs.collect(),
+                _ => return false,
+            }
+        }
+    };
+    addrs.iter().any(|a| reaches(a.ip(), listen.ip()))
+}
+
+/// Whether a connection to `ip` reaches a socket bound to `listen`.
+fn reaches(ip: IpAddr, listen: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    if ip == listen {
+        return true;
+    }
+    // Bound to every address: any address of this host reaches it. Binding
+    // a UDP socket to it (port 0) tells whether it is one, sending nothing.
+    listen.is_unspecified() && (ip.is_loopback() || std::net::UdpSocket::bind((ip, 0)).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_compared_as_runtimes_reach_them() {
+        let table = [
+            ("localhost:5000", "localhost:5000"),
+            ("LOCALHOST:5000", "localhost:5000"),
+            ("localhost.:5000", "localhost:5000"),
+            ("Registry.Example.com.", "registry.example.com"),
+            ("registry.example.com:443", "registry.example.com"),
+            ("registry.example.com:5443", "registry.example.com:5443"),
+            ("[::1]:5000", "[::1]:5000"),
+            ("127.0.0.1:5000", "127.0.0.1:5000"),
+        ];
+        for (given, want) in table {
+            assert_eq!(joined(&normal_host(given)), want, "{given}");
+        }
+    }
+
+    #[test]
+    fn an_address_reaches_the_listen_address() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let table = [
+            ("127.0.0.1", "127.0.0.1", true),
+            ("::ffff:127.0.0.1", "127.0.0.1", true),
+            ("127.0.0.2", "127.0.0.1", false),
+            ("127.0.0.1", "0.0.0.0", true),
+            ("::1", "::", true),
+            ("192.0.2.1", "0.0.0.0", false),
+            ("192.0.2.1", "127.0.0.1", false),
+        ];
+        for (addr, listen, want) in table {
+            assert_eq!(reaches(ip(addr), ip(listen)), want, "{addr} → {listen}");
+        }
+    }
 }

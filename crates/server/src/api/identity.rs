@@ -566,6 +566,9 @@ pub(crate) async fn key_list(State(reg): State<Arc<Registry>>, who: Who, Path(ac
     Ok(reply(StatusCode::OK, json_list(&list, key_json)))
 }
 
+/// Current (unrevoked) public keys one account may hold.
+pub(crate) const MAX_KEYS_PER_ACCOUNT: usize = 16;
+
 /// `POST /api/v1/accounts/NAME/keys`: registers a public key; signatures
 /// it made count for the account (and its teams) until it is revoked.
 pub(crate) async fn key_add(
@@ -577,6 +580,20 @@ pub(crate) async fn key_add(
     token_need(&reg, &who, &account).await?;
     let k: NewKey = json_body(&body)?;
     let public = portcullis_sign::PublicKey::from_pem(&k.pem).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    // Every signature check weighs the keys it may be asked about: keys are
+    // not free to pile up.
+    let current = reg
+        .meta
+        .keys_of(&account)
+        .await?
+        .iter()
+        .filter(|k| k.revoked_at.is_none())
+        .count();
+    if current >= MAX_KEYS_PER_ACCOUNT {
+        return Err(RegistryError::Denied(format!(
+            "{account} has {current} current keys, the most an account may hold; revoke one first"
+        )));
+    }
     let key = account_key(&account, k.name, &public);
     let ev = who.actor.event("key.add").detail(format!("{account} {}", key.id));
     reg.meta.add_key(&key, &ev).await?;
@@ -741,14 +758,35 @@ fn rule_json(stored: &str) -> serde_json::Value {
     serde_json::from_str(stored).unwrap_or(json!({}))
 }
 
-/// A pull rule as given, checked, and as it is stored (`{}` clears it).
-fn pull_rule_text(rule: &portcullis_policy::PullRule) -> Result<String, RegistryError> {
+/// A pull rule as given, checked, and as it is stored (`{}` clears it):
+/// every signer it names must exist now, and the rule is stamped with the
+/// time it was saved, so a signer that later takes a deleted one's name is
+/// not trusted (`pull.rs` `check_signed`).
+async fn pull_rule_text(reg: &Registry, rule: &portcullis_policy::PullRule) -> Result<String, RegistryError> {
     rule.check_valid().map_err(|e| RegistryError::Invalid(e.to_string()))?;
-    Ok(if rule.is_empty() {
-        String::new()
-    } else {
-        serde_json::to_string(rule).expect("json")
-    })
+    if rule.is_empty() {
+        return Ok(String::new());
+    }
+    if let Some(by) = &rule.require_signed_by {
+        let missing: Vec<String> = reg
+            .meta
+            .signers_created(&by.teams, &by.accounts)
+            .await?
+            .into_iter()
+            .filter(|(_, created)| created.is_none())
+            .map(|(signer, _)| signer)
+            .collect();
+        if !missing.is_empty() {
+            return Err(RegistryError::Invalid(format!(
+                "require_signed_by names {} that do{} not exist",
+                missing.join(", "),
+                if missing.len() == 1 { "es" } else { "" }
+            )));
+        }
+    }
+    let mut stamped = rule.clone();
+    stamped.saved_at = Some(portcullis_meta::now_ms());
+    Ok(serde_json::to_string(&stamped).expect("json"))
 }
 
 /// Any setting may be given alone.
@@ -776,7 +814,10 @@ pub(crate) async fn repository_update(reg: &Registry, who: &Who, name: &str, bod
             "give visibility, scan_on_push, immutable_tags, immutable_tag_patterns or pull_rule".into(),
         ));
     }
-    let pull_rule = s.pull_rule.as_ref().map(pull_rule_text).transpose()?;
+    let pull_rule = match &s.pull_rule {
+        Some(rule) => Some(pull_rule_text(reg, rule).await?),
+        None => None,
+    };
     if let Some(v) = &s.visibility {
         if !["public", "private"].contains(&v.as_str()) {
             return Err(RegistryError::Invalid("visibility is public or private".into()));
@@ -785,46 +826,42 @@ pub(crate) async fn repository_update(reg: &Registry, who: &Who, name: &str, bod
     if let Some(p) = &s.immutable_tag_patterns {
         portcullis_policy::parse_patterns(p, "").map_err(|e| RegistryError::Invalid(e.to_string()))?;
     }
-    let event = |detail: String| {
-        who.actor
-            .event("repository.update")
-            .repository(name.as_str())
-            .detail(detail)
-    };
+    let mut detail = Vec::new();
     if let Some(v) = &s.visibility {
-        reg.meta
-            .set_visibility(name.as_str(), v, &event(format!("visibility={v}")))
-            .await?;
-        reg.invalidate(name.as_str());
+        detail.push(format!("visibility={v}"));
     }
     if let Some(on) = s.scan_on_push {
-        reg.meta
-            .set_scan_on_push(name.as_str(), on, &event(format!("scan_on_push={on}")))
-            .await?;
+        detail.push(format!("scan_on_push={on}"));
     }
-    if s.immutable_tags.is_some() || s.immutable_tag_patterns.is_some() {
-        let detail = format!(
-            "immutable_tags={} immutable_tag_patterns={}",
-            s.immutable_tags.map_or("unchanged".into(), |b| b.to_string()),
-            s.immutable_tag_patterns
-                .as_ref()
-                .map_or("unchanged".into(), |p| serde_json::to_string(p).expect("json"))
-        );
-        reg.meta
-            .set_repository_immutability(
-                name.as_str(),
-                s.immutable_tags,
-                s.immutable_tag_patterns.as_deref(),
-                &event(detail),
-            )
-            .await?;
+    if let Some(all) = s.immutable_tags {
+        detail.push(format!("immutable_tags={all}"));
+    }
+    if let Some(p) = &s.immutable_tag_patterns {
+        detail.push(format!(
+            "immutable_tag_patterns={}",
+            serde_json::to_string(p).expect("json")
+        ));
     }
     if let Some(rule) = &pull_rule {
-        reg.meta
-            .set_repository_pull_rule(name.as_str(), rule, &event(format!("pull_rule={rule}")))
-            .await?;
-        reg.pull_rules.clear();
+        detail.push(format!("pull_rule={rule}"));
     }
+    let change = portcullis_meta::RepositorySettingsChange {
+        visibility: s.visibility,
+        scan_on_push: s.scan_on_push,
+        immutable_tags: s.immutable_tags,
+        immutable_tag_patterns: s.immutable_tag_patterns,
+        pull_rule,
+    };
+    let event = who
+        .actor
+        .event("repository.update")
+        .repository(name.as_str())
+        .detail(detail.join(" "));
+    reg.meta
+        .update_repository_settings(name.as_str(), &change, &event)
+        .await?;
+    reg.invalidate(name.as_str());
+    reg.pull_rules.clear();
     Ok(reply(StatusCode::OK, repository_json(reg, &name).await?))
 }
 
@@ -873,7 +910,10 @@ pub(crate) async fn namespace_settings_update(
             "give immutable_tag_patterns, pull_rule or both".into(),
         ));
     }
-    let pull_rule = s.pull_rule.as_ref().map(pull_rule_text).transpose()?;
+    let pull_rule = match &s.pull_rule {
+        Some(rule) => Some(pull_rule_text(&reg, rule).await?),
+        None => None,
+    };
     if let Some(patterns) = &s.immutable_tag_patterns {
         portcullis_policy::parse_patterns(patterns, "").map_err(|e| RegistryError::Invalid(e.to_string()))?;
         let ev = who.actor.event("namespace.update").detail(format!(
