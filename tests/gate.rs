@@ -399,3 +399,102 @@ async fn admission_sees_through_spellings_debug_containers_and_floods() {
         assert!(v["status"]["message"].as_str().unwrap().contains("at most 256"), "{v}");
     }
 }
+
+/// Attack 16: CI's token may push to the whole namespace, so it could push
+/// straight into the release repository and skip the gate. A namespace's
+/// promotion-only repositories take images only by promotion; signatures
+/// are still pushed to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_only_repository_takes_images_only_by_promotion() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let work = tempfile::tempdir().unwrap();
+        trusted_team(&s, &["builder"], &["builder"]).await;
+        let key = register_key(&s, work.path(), "builder").await;
+        let (st, _) = call(
+            &s,
+            Method::POST,
+            "/api/v1/namespaces/acme/service-accounts",
+            json!({"name": "ci"}),
+        )
+        .await;
+        assert_eq!(st, 201);
+        grant(&s, "acme", json!({"account": "acme+ci", "role": "write"})).await;
+        let (_, t) = call(
+            &s,
+            Method::POST,
+            "/api/v1/accounts/acme+ci/tokens",
+            json!({"name": "gitlab", "scopes": ["acme/*:pull,push"]}),
+        )
+        .await;
+        let ci = t["token"].as_str().unwrap().to_string();
+        let (st, v) = call(
+            &s,
+            Method::PUT,
+            "/api/v1/namespaces/acme/settings",
+            json!({"promotion_only": ["app"]}),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["promotion_only"], json!(["app"]));
+        let (st, _) = call(
+            &s,
+            Method::PUT,
+            "/api/v1/namespaces/acme/settings",
+            json!({"promotion_only": ["a/b"]}),
+        )
+        .await;
+        assert_eq!(st, 400, "a bad pattern is refused when saved");
+        let (st, p) = call(
+            &s,
+            Method::POST,
+            "/api/v1/repositories/acme/app-build/policies",
+            json!({"target": "acme/app", "tag_template": "%n", "enabled": true,
+                   "rules": [{"field": "tag", "operator": "eq", "values": ["ship"]}]}),
+        )
+        .await;
+        assert_eq!(st, 201, "{p}");
+
+        // CI pushes the same image to the build repository and, directly, to the release one.
+        let (_, body) = s.push_image("acme/scratch", "x", b"{\"hotfix\":1}", &[b"hotfix"]).await;
+        let push = |repo: &str, tag: &str| {
+            let (url, ci, body) = (s.url(&format!("/v2/{repo}/manifests/{tag}")), ci.clone(), body.clone());
+            async move {
+                let r = reqwest::Client::new()
+                    .put(url)
+                    .bearer_auth(ci)
+                    .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            }
+        };
+        // Blobs are linked into each repository first (a mount, as clients do).
+        for repo in ["acme/app", "acme/app-build"] {
+            for blob in [&b"{\"hotfix\":1}"[..], b"hotfix"] {
+                s.push_blob(repo, blob).await;
+            }
+        }
+        let (st, text) = push("acme/app", "hotfix-1").await;
+        assert_eq!(st, 403, "{label}: CI pushed straight into the release repository");
+        assert!(text.contains("promotion-only"), "{text}");
+        let (st, text) = push("acme/app-build", "ship").await;
+        assert_eq!(st, 201, "{text}");
+        let digest = Digest::sha256_of(&body);
+        let mut promoted = false;
+        for _ in 0..100 {
+            let r = s.http.get(s.url("/v2/acme/app/manifests/ship")).send().await.unwrap();
+            if r.status() == 200 {
+                promoted = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(promoted, "{label}: the promotion reached the promotion-only repository");
+        // Signatures are still written by clients.
+        cosign_sign(&s, work.path(), &key, "acme/app", &digest).await;
+    }
+}

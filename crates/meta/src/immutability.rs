@@ -204,6 +204,30 @@ impl Meta {
             .unwrap_or_default())
     }
 
+    /// The patterns naming a namespace's promotion-only repositories.
+    pub async fn namespace_promotion_only(&self, namespace: &str) -> Result<Vec<String>> {
+        let row = sqlx::query("SELECT promotion_only FROM namespace_settings WHERE namespace = $1")
+            .bind(namespace)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<String, _>(0))
+            .transpose()?
+            .map(|j| patterns_of(&j))
+            .unwrap_or_default())
+    }
+
+    /// Sets which repositories of a namespace are promotion-only.
+    pub async fn set_namespace_promotion_only(
+        &self,
+        namespace: &str,
+        patterns: &[String],
+        event: &AuditEvent,
+    ) -> Result<()> {
+        self.set_namespace_setting(namespace, "promotion_only", &patterns_json(patterns), event)
+            .await
+    }
+
     /// Sets a namespace's tag patterns; the namespace's account must exist.
     pub async fn set_namespace_immutability(
         &self,

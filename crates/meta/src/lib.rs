@@ -24,7 +24,7 @@ pub use identity::{Account, Grant, RepositoryInfo, StoredToken};
 pub use immutability::{ImmutabilitySettings, RepositorySettingsChange};
 pub use keys::AccountKey;
 pub use promotion::{EvaluationRecord, PromotionCopy, Provenance, StoredPolicy};
-pub use scans::{ScanOutcome, ScanRecord, SeverityCounts, MAX_SCAN_ATTEMPTS};
+pub use scans::{EventsFor, ScanOutcome, ScanRecord, SeverityCounts, MAX_SCAN_ATTEMPTS};
 pub use sessions::UiSession;
 pub use webhooks::{AfterAttempt, Attempt, DeliveryLog, DueDelivery, OutboxEvent, Webhook};
 

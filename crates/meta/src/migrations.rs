@@ -370,4 +370,9 @@ CREATE TABLE ui_sessions (
 );
 CREATE INDEX ui_sessions_by_expiry ON ui_sessions (expires_at)
 "#,
+    // 13: repositories of a namespace that only promotions and signatures
+    // write to (JSON list of name patterns).
+    r#"
+ALTER TABLE namespace_settings ADD COLUMN promotion_only TEXT NOT NULL DEFAULT ''
+"#,
 ];

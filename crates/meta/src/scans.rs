@@ -55,7 +55,20 @@ pub struct ScanOutcome<'a> {
     pub db_generation: Option<i64>,
     pub counts: SeverityCounts,
     /// Webhook events (`SCAN_COMPLETED`), written with the result.
-    pub events: &'a [crate::OutboxEvent],
+    pub events: EventsFor<'a>,
+}
+
+/// The webhook events of a scan result, given the repositories (and the
+/// manifest's media type in each) holding the image: read in the result's
+/// own transaction, so the events commit with it or not at all.
+pub type EventsFor<'a> = &'a (dyn Fn(&[(String, String)]) -> Vec<crate::OutboxEvent> + Sync);
+
+async fn repositories_holding(tx: &mut sqlx::Transaction<'_, sqlx::Any>, digest: &str) -> Result<Vec<(String, String)>> {
+    let rows = sqlx::query("SELECT repo, media_type FROM manifests WHERE digest = $1 ORDER BY repo")
+        .bind(digest)
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
 }
 
 const COLUMNS: &str = "digest, status, error, layers, findings, db_generation, critical, high, medium, low, unknown, requested_at, finished_at, attempts";
@@ -200,7 +213,8 @@ impl Meta {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
-        crate::webhooks::append_events(&mut tx, o.events, None).await?;
+        let events = (o.events)(&repositories_holding(&mut tx, digest).await?);
+        crate::webhooks::append_events(&mut tx, &events, None).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -215,7 +229,7 @@ impl Meta {
     }
 
     /// Marks a scan failed, with its webhook events (`SCAN_FAILED`).
-    pub async fn fail_scan(&self, digest: &str, error: &str, events: &[crate::OutboxEvent]) -> Result<()> {
+    pub async fn fail_scan(&self, digest: &str, error: &str, events: EventsFor<'_>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE scans SET status = 'failed', error = $2, finished_at = $3 WHERE digest = $1")
             .bind(digest)
@@ -223,7 +237,8 @@ impl Meta {
             .bind(now_ms())
             .execute(&mut *tx)
             .await?;
-        crate::webhooks::append_events(&mut tx, events, None).await?;
+        let events = events(&repositories_holding(&mut tx, digest).await?);
+        crate::webhooks::append_events(&mut tx, &events, None).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -44,6 +44,13 @@ impl TagPattern {
     }
 }
 
+impl TagPattern {
+    /// Whether the whole of `name` matches.
+    pub fn matches(&self, name: &str) -> bool {
+        self.matcher.is_match(name)
+    }
+}
+
 /// Parses a list of patterns as a client sent it or as stored (JSON).
 pub fn parse_patterns(list: &[String], scope: &str) -> Result<Vec<TagPattern>, PolicyError> {
     if list.len() > 100 {

@@ -160,7 +160,11 @@ pub struct CompiledPolicy {
     checks: Vec<Check>,
 }
 
+/// Bounds on one policy: evaluation runs after every push to its source,
+/// so its size bounds the work a push sets off.
 const MAX_RULES: usize = 64;
+const MAX_VALUES: usize = 256;
+const MAX_VALUE_BYTES: usize = 1024;
 const MAX_REGEX_BYTES: usize = 64 << 10;
 
 fn str_op(index: usize, r: &Rule) -> Result<StrOp, PolicyError> {
@@ -305,6 +309,23 @@ impl PromotionPolicy {
     pub fn compile(&self) -> Result<CompiledPolicy, PolicyError> {
         if self.rules.len() > MAX_RULES {
             return Err(PolicyError::BadPolicy(format!("at most {MAX_RULES} rules")));
+        }
+        if let Some((index, r)) = self.rules.iter().enumerate().find(|(_, r)| r.values.len() > MAX_VALUES) {
+            return Err(PolicyError::BadRule {
+                index,
+                why: format!("{} values; at most {MAX_VALUES}", r.values.len()),
+            });
+        }
+        if let Some((index, _)) = self
+            .rules
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.values.iter().any(|v| v.len() > MAX_VALUE_BYTES))
+        {
+            return Err(PolicyError::BadRule {
+                index,
+                why: format!("a value longer than {MAX_VALUE_BYTES} bytes"),
+            });
         }
         let template = TagTemplate::parse(&self.tag_template)?;
         let checks = self
@@ -552,6 +573,8 @@ mod tests {
             (rule("package_name", "neq", &["x"], Some(">1")), "positive operator"),
             (rule("tag", "eq", &["x"], Some(">1")), "only package_name"),
             (rule("license_name", "eq", &["MIT"], None), "allow list"),
+            (rule("tag", "one_of", &vec!["v"; 257], None), "at most 256"),
+            (rule("tag", "eq", &[&"x".repeat(1025)], None), "longer than 1024"),
         ];
         for (r, why) in cases {
             let p = PromotionPolicy {

@@ -121,6 +121,32 @@ async fn read_manifest_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, 
     Ok(out)
 }
 
+/// A promotion-only repository (namespace setting `promotion_only`) takes
+/// signatures, attestations and SBOMs from clients, and images only by
+/// promotion (which writes through `meta::promote`, not here): CI's push
+/// right on the namespace can't skip the gate.
+async fn refuse_unless_promoted(reg: &Registry, name: &RepositoryName, manifest: &Manifest) -> Result<(), RegistryError> {
+    if manifest.kind() == portcullis_oci::ManifestKind::Artifact {
+        return Ok(());
+    }
+    let Some((ns, rest)) = name.as_str().split_once('/') else {
+        return Ok(());
+    };
+    let patterns = reg.meta.namespace_promotion_only(ns).await?;
+    if patterns.is_empty() {
+        return Ok(());
+    }
+    let compiled = portcullis_policy::parse_patterns(&patterns, "")
+        .map_err(|e| RegistryError::Internal(format!("namespace {ns} promotion_only: {e}")))?;
+    match compiled.iter().find(|p| p.matches(rest)) {
+        Some(p) => Err(RegistryError::Denied(format!(
+            "{name} is promotion-only (namespace {ns}, promotion_only {:?}): images reach it by promotion; only signatures, attestations and SBOMs are pushed to it",
+            p.pattern
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub(crate) async fn put(
     reg: &Registry,
     actor: &Actor,
@@ -148,6 +174,7 @@ pub(crate) async fn put(
     for t in &extra_tags {
         validate_tag(t)?;
     }
+    refuse_unless_promoted(reg, name, &manifest).await?;
     let mut tags: Vec<&str> = extra_tags.iter().map(String::as_str).collect();
     if let Reference::Tag(t) = reference {
         tags.push(t);

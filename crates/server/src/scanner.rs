@@ -246,13 +246,9 @@ impl Registry {
         .map_err(|e| e.to_string())??;
         let layer_digests: Vec<&str> = layers.iter().map(|(d, _)| d.as_str()).collect();
         let severity = counts(&findings);
-        let events = self
-            .scan_events(
-                digest,
-                "SCAN_COMPLETED",
-                serde_json::json!({"summary": crate::webhooks::summary_json(&severity), "database_generation": generation}),
-            )
-            .await;
+        let extra =
+            serde_json::json!({"summary": crate::webhooks::summary_json(&severity), "database_generation": generation});
+        let events = |repos: &[(String, String)]| self.scan_events(repos, digest, "SCAN_COMPLETED", &extra);
         let outcome = ScanOutcome {
             layers: &serde_json::to_string(&layer_digests).expect("json"),
             sbom: &sbom,
@@ -367,9 +363,9 @@ async fn worker(weak: Weak<Registry>) {
                         Ok(()) => tracing::info!(%digest, ms = started.elapsed().as_millis() as u64, "scanned"),
                         Err(e) => {
                             tracing::warn!(%digest, error = %e, "scan failed");
-                            let events = reg
-                                .scan_events(&digest, "SCAN_FAILED", serde_json::json!({"error": e}))
-                                .await;
+                            let extra = serde_json::json!({"error": e});
+                            let events =
+                                |repos: &[(String, String)]| reg.scan_events(repos, &digest, "SCAN_FAILED", &extra);
                             if let Err(e) = reg.meta.fail_scan(&digest, &e, &events).await {
                                 tracing::warn!(%digest, error = %e, "recording a failed scan");
                             }

@@ -226,9 +226,16 @@ impl Registry {
         }
     }
 
-    /// A scan event for every repository that holds the image.
-    pub(crate) async fn scan_events(&self, digest: &str, kind: &str, extra: serde_json::Value) -> Vec<OutboxEvent> {
-        let repos = self.meta.repositories_with(digest).await.unwrap_or_default();
+    /// A scan event for every repository (`repos`, with the manifest's
+    /// media type there) that holds the image; `meta` reads them in the
+    /// scan result's own transaction.
+    pub(crate) fn scan_events(
+        &self,
+        repos: &[(String, String)],
+        digest: &str,
+        kind: &str,
+        extra: &serde_json::Value,
+    ) -> Vec<OutboxEvent> {
         repos
             .iter()
             .map(|(repo, media_type)| {

@@ -871,15 +871,20 @@ pub(crate) async fn repository_update(reg: &Registry, who: &Who, name: &str, bod
 pub(crate) struct NamespaceSettings {
     immutable_tag_patterns: Option<Vec<String>>,
     pull_rule: Option<portcullis_policy::PullRule>,
+    /// Repositories (name patterns within the namespace) that only
+    /// promotions and signatures write to.
+    promotion_only: Option<Vec<String>>,
 }
 
 async fn namespace_json(reg: &Registry, ns: &str) -> ApiResult {
     let patterns = reg.meta.namespace_immutability(ns).await?;
     // The namespace's half of the rules of any repository in it.
     let (_, pull_rule) = reg.meta.pull_rules(&format!("{ns}/-")).await?;
+    let promotion_only = reg.meta.namespace_promotion_only(ns).await?;
     Ok(reply(
         StatusCode::OK,
-        json!({"namespace": ns, "immutable_tag_patterns": patterns, "pull_rule": rule_json(&pull_rule)}),
+        json!({"namespace": ns, "immutable_tag_patterns": patterns, "pull_rule": rule_json(&pull_rule),
+               "promotion_only": promotion_only}),
     ))
 }
 
@@ -905,10 +910,13 @@ pub(crate) async fn namespace_settings_update(
     who.need(&reg, Need::Namespace(&ns, Role::Admin)).await?;
     must_exist(&reg, &ns, None).await?;
     let s: NamespaceSettings = json_body(&body)?;
-    if s.immutable_tag_patterns.is_none() && s.pull_rule.is_none() {
+    if s.immutable_tag_patterns.is_none() && s.pull_rule.is_none() && s.promotion_only.is_none() {
         return Err(RegistryError::Invalid(
-            "give immutable_tag_patterns, pull_rule or both".into(),
+            "give immutable_tag_patterns, pull_rule or promotion_only".into(),
         ));
+    }
+    if let Some(patterns) = &s.promotion_only {
+        portcullis_policy::parse_patterns(patterns, "").map_err(|e| RegistryError::Invalid(format!("promotion_only: {e}")))?;
     }
     let pull_rule = match &s.pull_rule {
         Some(rule) => Some(pull_rule_text(&reg, rule).await?),
@@ -929,6 +937,13 @@ pub(crate) async fn namespace_settings_update(
             .detail(format!("{ns} pull_rule={rule}"));
         reg.meta.set_namespace_pull_rule(&ns, rule, &ev).await?;
         reg.pull_rules.clear();
+    }
+    if let Some(patterns) = &s.promotion_only {
+        let ev = who.actor.event("namespace.update").detail(format!(
+            "{ns} promotion_only={}",
+            serde_json::to_string(patterns).expect("json")
+        ));
+        reg.meta.set_namespace_promotion_only(&ns, patterns, &ev).await?;
     }
     namespace_json(&reg, &ns).await
 }
