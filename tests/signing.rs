@@ -559,6 +559,73 @@ fn sigstore_key_pair(password: &[u8]) -> (String, String, SigStoreKeyPair) {
     (private, pair.public_key_to_pem().unwrap(), pair)
 }
 
+/// A cosign key file (`ENCRYPTED SIGSTORE PRIVATE KEY`) sealing `pkcs8`
+/// with scrypt at N=2^`log_n`, r=8, p=1: cosign itself writes N=2^15.
+fn cosign_key_file(pkcs8: &[u8], password: &[u8], log_n: u8) -> String {
+    use crypto_secretbox::aead::{Aead, KeyInit};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (salt, nonce) = ([3u8; 32], [5u8; 24]);
+    let mut key = [0u8; 32];
+    scrypt::scrypt(password, &salt, &scrypt::Params::new(log_n, 8, 1).unwrap(), &mut key).unwrap();
+    let sealed = crypto_secretbox::XSalsa20Poly1305::new(&key.into())
+        .encrypt(nonce.as_slice().into(), pkcs8)
+        .unwrap();
+    let body = json!({
+        "kdf": {"name": "scrypt", "params": {"N": 1u64 << log_n, "r": 8, "p": 1}, "salt": b64.encode(salt)},
+        "cipher": {"name": "nacl/secretbox", "nonce": b64.encode(nonce)},
+        "ciphertext": b64.encode(sealed),
+    });
+    let text = b64.encode(serde_json::to_vec(&body).unwrap());
+    format!("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n{text}\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
+}
+
+/// Any user with a service account may import a key file, so its scrypt
+/// cost is capped at cosign's own (N=2^15, 32 MiB): a genuine file sealed
+/// with N=2^18 (256 MiB to open) is refused with a 400 naming the
+/// parameters and the limit, and nothing is stored; one sealed as cosign
+/// seals imports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_files_costlier_than_cosigns_are_refused() {
+    let (key, pkcs8) = portcullis_sign::SigningKey::generate().unwrap();
+    let costly = cosign_key_file(&pkcs8, b"pw", 18);
+    let usual = cosign_key_file(&pkcs8, b"pw", 15);
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        trusted_team(&s, &[], &[]).await;
+        ci_release_account(&s).await;
+        let path = "/api/v1/accounts/ci+release/signing-key";
+        let (st, v) = call(
+            &s,
+            reqwest::Method::POST,
+            path,
+            json!({"cosign_key": costly, "password": "pw"}),
+        )
+        .await;
+        assert_eq!(st, 400, "{label}: {v}");
+        let text = v.to_string();
+        assert!(
+            text.contains("N=262144 r=8 p=1") && text.contains("32768"),
+            "{label}: {text}"
+        );
+        assert_eq!(
+            call(&s, reqwest::Method::GET, path, Value::Null).await.0,
+            404,
+            "{label}"
+        );
+        let (st, v) = call(
+            &s,
+            reqwest::Method::POST,
+            path,
+            json!({"cosign_key": usual, "password": "pw"}),
+        )
+        .await;
+        assert_eq!(st, 201, "{label}: {v}");
+        let imported = portcullis_sign::PublicKey::from_pem(v["pem"].as_str().unwrap()).unwrap();
+        assert_eq!(imported, key.public, "{label}");
+    }
+}
+
 /// A sigstore-rs cosign client for the test server (plain HTTP).
 fn sigstore_client() -> sigstore::cosign::Client {
     sigstore::cosign::ClientBuilder::default()
