@@ -365,6 +365,97 @@ async fn promotions_are_signed_by_the_ci_machine_identity() {
     }
 }
 
+/// Sealed signing keys are bound to their account (AES-GCM associated
+/// data): a key sealed before that (no associated data, as a database from
+/// before holds it) still signs and is re-sealed bound; that sealed key,
+/// copied by a database writer into another account's row, signs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_signing_keys_sign_only_for_their_account() {
+    use portcullis_meta::{AccountKey, AuditEvent};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let meta = &s.registry.meta;
+        trusted_team(&s, &[], &[]).await;
+        ci_release_account(&s).await;
+        let accounts = "/api/v1/namespaces/ci/service-accounts";
+        assert_eq!(
+            call(&s, reqwest::Method::POST, accounts, json!({"name": "other"}))
+                .await
+                .0,
+            201
+        );
+        let kek = portcullis_server::keys::load_secret(&s.dir.path().join("keys"), "signing.kek")
+            .unwrap()
+            .expect("the server made its key-encryption key");
+        let (key, pkcs8) = portcullis_sign::SigningKey::generate().unwrap();
+        let stored = |account: &str, id: &str, sealed: String| {
+            let public = AccountKey {
+                id: id.into(),
+                account: account.into(),
+                pem: key.public.to_pem(),
+                name: "written to the database".into(),
+                created_at: 0,
+                revoked_at: None,
+            };
+            async move {
+                let event = AuditEvent::ok("admin", "signing_key.create");
+                meta.put_signing_key(&public, &sealed, &event).await.unwrap();
+            }
+        };
+        let legacy = b64.encode(portcullis_server::keys::seal(&kek, &pkcs8, b""));
+        stored("ci+release", &key.public.id, legacy.clone()).await;
+
+        // Promotes `tag` from acme/build to `target`, signing as `account`:
+        // whether the promoted image carries a signature.
+        let signed_promotion = |tag: &'static str, target: &'static str, account: &'static str| {
+            let s = &s;
+            async move {
+                let policy = json!({"target": target, "tag_template": "%n", "sign_as": account,
+                                    "rules": [{"field": "tag", "operator": "eq", "values": [tag]}]});
+                let (st, p) = call(
+                    s,
+                    reqwest::Method::POST,
+                    "/api/v1/repositories/acme/build/policies",
+                    policy,
+                )
+                .await;
+                assert_eq!(st, 201, "{p}");
+                let (image, _) = s.push_image("acme/build", tag, tag.as_bytes(), &[tag.as_bytes()]).await;
+                let promoted = s.url(&format!("/v2/{target}/manifests/{tag}"));
+                assert_eq!(
+                    s.http.get(promoted).send().await.unwrap().status(),
+                    200,
+                    "{tag} promoted"
+                );
+                let sig = s.url(&format!("/v2/{target}/manifests/sha256-{}.sig", image.hex()));
+                s.http.get(sig).send().await.unwrap().status() == 200
+            }
+        };
+        assert!(
+            signed_promotion("one", "acme/release", "ci+release").await,
+            "{label}: legacy key signs"
+        );
+        let (_, bound) = meta.signing_key("ci+release").await.unwrap().unwrap();
+        assert!(
+            bound.starts_with("v2:") && bound != legacy,
+            "{label}: re-sealed bound: {bound}"
+        );
+        assert!(
+            signed_promotion("two", "acme/release", "ci+release").await,
+            "{label}: bound key signs"
+        );
+
+        // A database writer copies the bound key into ci+other's row.
+        stored("ci+other", "moved", bound).await;
+        assert!(
+            !signed_promotion("three", "acme/other", "ci+other").await,
+            "{label}: moved key signs"
+        );
+    }
+}
+
 /// An AdmissionReview as the Kubernetes API server sends it.
 fn review(uid: &str, kind: &str, images: &[&str]) -> Value {
     let containers: Vec<Value> = images
