@@ -270,6 +270,97 @@ async fn promotions_are_signed_by_the_ci_machine_identity() {
     }
 }
 
+/// Sealed signing keys are bound to their account (AES-GCM associated
+/// data): a key sealed before that (no associated data, as a database from
+/// before holds it) still signs and is re-sealed bound; that sealed key,
+/// copied by a database writer into another account's row, signs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_signing_keys_sign_only_for_their_account() {
+    use portcullis_meta::{AccountKey, AuditEvent};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let meta = &s.registry.meta;
+        trusted_team(&s, &[], &[]).await;
+        ci_release_account(&s).await;
+        let accounts = "/api/v1/namespaces/ci/service-accounts";
+        assert_eq!(
+            call(&s, reqwest::Method::POST, accounts, json!({"name": "other"}))
+                .await
+                .0,
+            201
+        );
+        let kek = portcullis_server::keys::load_secret(&s.dir.path().join("keys"), "signing.kek")
+            .unwrap()
+            .expect("the server made its key-encryption key");
+        let (key, pkcs8) = portcullis_sign::SigningKey::generate().unwrap();
+        let stored = |account: &str, id: &str, sealed: String| {
+            let public = AccountKey {
+                id: id.into(),
+                account: account.into(),
+                pem: key.public.to_pem(),
+                name: "written to the database".into(),
+                created_at: 0,
+                revoked_at: None,
+            };
+            async move {
+                let event = AuditEvent::ok("admin", "signing_key.create");
+                meta.put_signing_key(&public, &sealed, &event).await.unwrap();
+            }
+        };
+        let legacy = b64.encode(portcullis_server::keys::seal(&kek, &pkcs8, b""));
+        stored("ci+release", &key.public.id, legacy.clone()).await;
+
+        // Promotes `tag` from acme/build to `target`, signing as `account`:
+        // whether the promoted image carries a signature.
+        let signed_promotion = |tag: &'static str, target: &'static str, account: &'static str| {
+            let s = &s;
+            async move {
+                let policy = json!({"target": target, "tag_template": "%n", "sign_as": account,
+                                    "rules": [{"field": "tag", "operator": "eq", "values": [tag]}]});
+                let (st, p) = call(
+                    s,
+                    reqwest::Method::POST,
+                    "/api/v1/repositories/acme/build/policies",
+                    policy,
+                )
+                .await;
+                assert_eq!(st, 201, "{p}");
+                let (image, _) = s.push_image("acme/build", tag, tag.as_bytes(), &[tag.as_bytes()]).await;
+                let promoted = s.url(&format!("/v2/{target}/manifests/{tag}"));
+                assert_eq!(
+                    s.http.get(promoted).send().await.unwrap().status(),
+                    200,
+                    "{tag} promoted"
+                );
+                let sig = s.url(&format!("/v2/{target}/manifests/sha256-{}.sig", image.hex()));
+                s.http.get(sig).send().await.unwrap().status() == 200
+            }
+        };
+        assert!(
+            signed_promotion("one", "acme/release", "ci+release").await,
+            "{label}: legacy key signs"
+        );
+        let (_, bound) = meta.signing_key("ci+release").await.unwrap().unwrap();
+        assert!(
+            bound.starts_with("v2:") && bound != legacy,
+            "{label}: re-sealed bound: {bound}"
+        );
+        assert!(
+            signed_promotion("two", "acme/release", "ci+release").await,
+            "{label}: bound key signs"
+        );
+
+        // A database writer copies the bound key into ci+other's row.
+        stored("ci+other", "moved", bound).await;
+        assert!(
+            !signed_promotion("three", "acme/other", "ci+other").await,
+            "{label}: moved key signs"
+        );
+    }
+}
+
 /// The admission webhook admits workloads whose images the pull rules
 /// would serve (signed by the team) and denies the others, naming each
 /// failing image; images of other registries are denied by default.
@@ -421,6 +512,73 @@ fn sigstore_key_pair(password: &[u8]) -> (String, String, SigStoreKeyPair) {
     let private = pair.private_key_to_encrypted_pem(password).unwrap().to_string();
     assert!(private.contains("ENCRYPTED SIGSTORE PRIVATE KEY"), "{private}");
     (private, pair.public_key_to_pem().unwrap(), pair)
+}
+
+/// A cosign key file (`ENCRYPTED SIGSTORE PRIVATE KEY`) sealing `pkcs8`
+/// with scrypt at N=2^`log_n`, r=8, p=1: cosign itself writes N=2^15.
+fn cosign_key_file(pkcs8: &[u8], password: &[u8], log_n: u8) -> String {
+    use crypto_secretbox::aead::{Aead, KeyInit};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (salt, nonce) = ([3u8; 32], [5u8; 24]);
+    let mut key = [0u8; 32];
+    scrypt::scrypt(password, &salt, &scrypt::Params::new(log_n, 8, 1).unwrap(), &mut key).unwrap();
+    let sealed = crypto_secretbox::XSalsa20Poly1305::new(&key.into())
+        .encrypt(nonce.as_slice().into(), pkcs8)
+        .unwrap();
+    let body = json!({
+        "kdf": {"name": "scrypt", "params": {"N": 1u64 << log_n, "r": 8, "p": 1}, "salt": b64.encode(salt)},
+        "cipher": {"name": "nacl/secretbox", "nonce": b64.encode(nonce)},
+        "ciphertext": b64.encode(sealed),
+    });
+    let text = b64.encode(serde_json::to_vec(&body).unwrap());
+    format!("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n{text}\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
+}
+
+/// Any user with a service account may import a key file, so its scrypt
+/// cost is capped at cosign's own (N=2^15, 32 MiB): a genuine file sealed
+/// with N=2^18 (256 MiB to open) is refused with a 400 naming the
+/// parameters and the limit, and nothing is stored; one sealed as cosign
+/// seals imports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_files_costlier_than_cosigns_are_refused() {
+    let (key, pkcs8) = portcullis_sign::SigningKey::generate().unwrap();
+    let costly = cosign_key_file(&pkcs8, b"pw", 18);
+    let usual = cosign_key_file(&pkcs8, b"pw", 15);
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        trusted_team(&s, &[], &[]).await;
+        ci_release_account(&s).await;
+        let path = "/api/v1/accounts/ci+release/signing-key";
+        let (st, v) = call(
+            &s,
+            reqwest::Method::POST,
+            path,
+            json!({"cosign_key": costly, "password": "pw"}),
+        )
+        .await;
+        assert_eq!(st, 400, "{label}: {v}");
+        let text = v.to_string();
+        assert!(
+            text.contains("N=262144 r=8 p=1") && text.contains("32768"),
+            "{label}: {text}"
+        );
+        assert_eq!(
+            call(&s, reqwest::Method::GET, path, Value::Null).await.0,
+            404,
+            "{label}"
+        );
+        let (st, v) = call(
+            &s,
+            reqwest::Method::POST,
+            path,
+            json!({"cosign_key": usual, "password": "pw"}),
+        )
+        .await;
+        assert_eq!(st, 201, "{label}: {v}");
+        let imported = portcullis_sign::PublicKey::from_pem(v["pem"].as_str().unwrap()).unwrap();
+        assert_eq!(imported, key.public, "{label}");
+    }
 }
 
 /// A sigstore-rs cosign client for the test server (plain HTTP).

@@ -147,6 +147,14 @@ impl Meta {
         Ok(())
     }
 
+    /// Replaces `account`'s sealed signing key `old` by `new` (the same key
+    /// sealed afresh); `false` if the row no longer holds `old`.
+    pub async fn reseal_signing_key(&self, account: &str, old: &str, new: &str, event: &AuditEvent) -> Result<bool> {
+        let sql = "UPDATE signing_keys SET sealed = $1 WHERE account = $2 AND sealed = $3";
+        self.write_if_changed(&[(sql, vec![t(new), t(account), t(old)])], event)
+            .await
+    }
+
     /// A service account's signing key: (key id, sealed key).
     pub async fn signing_key(&self, account: &str) -> Result<Option<(String, String)>> {
         let row = sqlx::query("SELECT key_id, sealed FROM signing_keys WHERE account = $1")

@@ -175,30 +175,85 @@ pub fn store_secret(dir: &Path, name: &str, secret: &[u8; 32]) -> std::io::Resul
     std::fs::rename(&tmp, dir.join(name))
 }
 
-/// Seals `secret` with AES-256-GCM under `kek`: nonce then ciphertext.
-pub fn seal(kek: &[u8; 32], secret: &[u8]) -> Vec<u8> {
+/// Seals `secret` with AES-256-GCM under `kek`, bound to `aad` (which must
+/// be given again to open it): nonce then ciphertext.
+pub fn seal(kek: &[u8; 32], secret: &[u8], aad: &[u8]) -> Vec<u8> {
     use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
     let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, kek).expect("32-byte key"));
     let mut nonce = [0u8; 12];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce).expect("randomness");
     let mut data = secret.to_vec();
-    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut data)
+    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut data)
         .expect("sealing in memory");
     let mut out = nonce.to_vec();
     out.extend_from_slice(&data);
     out
 }
 
-/// Opens what [`seal`] made; `None` if it was not sealed under `kek`.
-pub fn unseal(kek: &[u8; 32], sealed: &[u8]) -> Option<Vec<u8>> {
+/// Opens what [`seal`] made; `None` unless it was sealed under `kek` with `aad`.
+pub fn unseal(kek: &[u8; 32], sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
     use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
     let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, kek).ok()?);
     let (nonce, data) = sealed.split_at_checked(12)?;
     let mut data = data.to_vec();
     let plain = key
-        .open_in_place(Nonce::try_assume_unique_for_key(nonce).ok()?, Aad::empty(), &mut data)
+        .open_in_place(Nonce::try_assume_unique_for_key(nonce).ok()?, Aad::from(aad), &mut data)
         .ok()?;
     Some(plain.to_vec())
+}
+
+/// How a service account's signing key is stored in `signing_keys.sealed`.
+///
+/// Version 2 (written now) is `v2:` then base64 of [`seal`] with the
+/// account's name as associated data: someone who can write the database
+/// but lacks the key-encryption key cannot move a sealed key to another
+/// account (it no longer opens there), nor strip the prefix (version 1
+/// opens without the associated data, so the tag fails). `:` is not in the
+/// base64 alphabet, so no version 1 value starts with `v2:`.
+///
+/// Version 1 (before) is plain base64 of [`seal`] with no associated data.
+/// Such rows still open, so signing survives the upgrade; the server
+/// re-seals one as version 2 the first time it signs with it
+/// ([`SealedKey::legacy`]). Until then it is not bound to its account.
+const SEALED_V2: &str = "v2:";
+
+/// A signing key opened from `signing_keys.sealed`.
+pub struct SealedKey {
+    pub pkcs8: Vec<u8>,
+    /// Stored in version 1 (not bound to its account): re-seal it.
+    pub legacy: bool,
+}
+
+fn account_aad(account: &str) -> Vec<u8> {
+    // A fixed label first, so this associated data means nothing elsewhere.
+    [b"portcullis signing key\0".as_slice(), account.as_bytes()].concat()
+}
+
+/// Seals `account`'s signing key (PKCS#8) for `signing_keys.sealed`.
+pub fn seal_signing_key(kek: &[u8; 32], account: &str, pkcs8: &[u8]) -> String {
+    use base64::Engine;
+    let sealed = seal(kek, pkcs8, &account_aad(account));
+    format!(
+        "{SEALED_V2}{}",
+        base64::engine::general_purpose::STANDARD.encode(sealed)
+    )
+}
+
+/// Opens `account`'s sealed signing key; `None` if it was sealed under
+/// another key-encryption key, for another account, or altered.
+pub fn unseal_signing_key(kek: &[u8; 32], account: &str, stored: &str) -> Option<SealedKey> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match stored.strip_prefix(SEALED_V2) {
+        Some(v2) => Some(SealedKey {
+            pkcs8: unseal(kek, &b64.decode(v2).ok()?, &account_aad(account))?,
+            legacy: false,
+        }),
+        None => Some(SealedKey {
+            pkcs8: unseal(kek, &b64.decode(stored).ok()?, &[])?,
+            legacy: true,
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -216,10 +271,41 @@ mod kek_tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let sealed = seal(&kek, b"a pkcs8 key");
+        let sealed = seal(&kek, b"a pkcs8 key", b"");
         assert_ne!(&sealed[12..], b"a pkcs8 key");
-        assert_eq!(unseal(&kek, &sealed).unwrap(), b"a pkcs8 key");
-        assert!(unseal(&[7u8; 32], &sealed).is_none());
+        assert_eq!(unseal(&kek, &sealed, b"").unwrap(), b"a pkcs8 key");
+        assert!(unseal(&[7u8; 32], &sealed, b"").is_none());
         assert!(load(dir.path()).unwrap().is_empty(), "not mistaken for a token key");
+    }
+
+    #[test]
+    fn sealed_signing_keys_open_only_for_their_account() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let kek = [1u8; 32];
+        let pkcs8 = b"ci+release's pkcs8 key";
+        let for_a = seal_signing_key(&kek, "ci+release", pkcs8);
+        let v1 = b64.encode(seal(&kek, pkcs8, b""));
+        let stripped = for_a.strip_prefix("v2:").unwrap().to_string();
+        // (stored value, kek, account asking, opens as: None, Some(legacy))
+        let table: [(&str, [u8; 32], &str, Option<bool>); 8] = [
+            (&for_a, kek, "ci+release", Some(false)),
+            (&for_a, kek, "ci+other", None),
+            (&for_a, kek, "ci+release ", None),
+            (&for_a, kek, "CI+release", None),
+            (&for_a, [2u8; 32], "ci+release", None),
+            // The prefix stripped: read as version 1, the tag fails.
+            (&stripped, kek, "ci+release", None),
+            // Version 1 rows (no associated data) still open, as legacy.
+            (&v1, kek, "ci+release", Some(true)),
+            (&v1, [2u8; 32], "ci+release", None),
+        ];
+        for (i, (stored, kek, account, opens)) in table.into_iter().enumerate() {
+            let opened = unseal_signing_key(&kek, account, stored);
+            assert_eq!(opened.as_ref().map(|k| k.legacy), opens, "row {i}");
+            if let Some(k) = opened {
+                assert_eq!(k.pkcs8, pkcs8, "row {i}");
+            }
+        }
     }
 }

@@ -78,6 +78,8 @@ pub struct Registry {
     dispatcher: webhooks::Dispatcher,
     /// Seals server-side signing keys at rest.
     kek: [u8; 32],
+    /// Bounds the cosign key files decrypted at once (scrypt's memory).
+    key_imports: Arc<tokio::sync::Semaphore>,
 }
 
 /// How a [`Registry`] behaves beyond where its data lives.
@@ -129,6 +131,7 @@ impl Registry {
             dispatcher: webhooks::Dispatcher::new(&options.webhooks),
             webhooks: options.webhooks,
             kek,
+            key_imports: Arc::new(tokio::sync::Semaphore::new(signing::KEY_IMPORTS_AT_ONCE)),
         });
         tokio::spawn(pull_audit::writer(Arc::downgrade(&registry), pull_audit));
         if options.background {

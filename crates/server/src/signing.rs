@@ -5,7 +5,6 @@
 //! config and the `sha256-<hex>.sig` manifest (existing signatures kept),
 //! audited as `signature` with the key id and announced as `IMAGE_SIGNED`.
 
-use base64::Engine;
 use bytes::Bytes;
 use portcullis_meta::{AuditEvent, NewManifest};
 use portcullis_oci::{media_type, Digest, Manifest, Reference};
@@ -13,7 +12,10 @@ use portcullis_sign::{candidates, payload, read_private_key, signature_manifest_
 use serde_json::json;
 
 use crate::webhooks::About;
-use crate::{Registry, RegistryError};
+use crate::{keys, Registry, RegistryError};
+
+/// Cosign key files decrypted at once (each holds up to 32 MiB for scrypt).
+pub(crate) const KEY_IMPORTS_AT_ONCE: usize = 2;
 
 impl Registry {
     /// Stores small bytes as a blob of `repo`, through the same verified
@@ -30,22 +32,38 @@ impl Registry {
         Ok((digest, bytes.len()))
     }
 
-    /// Creates a service account's server-side key, sealed.
-    pub(crate) fn new_sealed_key(&self) -> Result<(SigningKey, String), RegistryError> {
+    /// Creates `account`'s server-side key, sealed for it.
+    pub(crate) fn new_sealed_key(&self, account: &str) -> Result<(SigningKey, String), RegistryError> {
         let (key, pkcs8) = SigningKey::generate().map_err(|e| RegistryError::Internal(e.to_string()))?;
-        Ok((key, self.seal(&pkcs8)))
+        Ok((key, keys::seal_signing_key(&self.kek, account, &pkcs8)))
     }
 
-    /// Opens a cosign key file with its password and seals the key under
-    /// this server's key-encryption key.
-    pub(crate) fn import_sealed_key(&self, pem: &str, password: &str) -> Result<(SigningKey, String), RegistryError> {
-        let (key, pkcs8) =
-            read_private_key(pem, password.as_bytes()).map_err(|e| RegistryError::Invalid(e.to_string()))?;
-        Ok((key, self.seal(&pkcs8)))
-    }
-
-    fn seal(&self, pkcs8: &[u8]) -> String {
-        base64::engine::general_purpose::STANDARD.encode(crate::keys::seal(&self.kek, pkcs8))
+    /// Opens a cosign key file with its password and seals the key for
+    /// `account` under this server's key-encryption key. scrypt is slow and
+    /// takes up to 32 MiB (the cap `portcullis_sign` enforces), so it runs
+    /// on the blocking pool, at most [`KEY_IMPORTS_AT_ONCE`] at a time; the
+    /// permit moves into the task, so it is held until scrypt ends even if
+    /// the request is dropped.
+    pub(crate) async fn import_sealed_key(
+        &self,
+        account: &str,
+        pem: String,
+        password: String,
+    ) -> Result<(SigningKey, String), RegistryError> {
+        let permit = self
+            .key_imports
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| RegistryError::Internal(e.to_string()))?;
+        let (key, pkcs8) = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            read_private_key(&pem, password.as_bytes())
+        })
+        .await
+        .map_err(|e| RegistryError::Internal(e.to_string()))?
+        .map_err(|e| RegistryError::Invalid(e.to_string()))?;
+        Ok((key, keys::seal_signing_key(&self.kek, account, &pkcs8)))
     }
 
     /// Signs `digest` in `repo` with `account`'s server-side key.
@@ -55,14 +73,20 @@ impl Registry {
             .signing_key(account)
             .await?
             .ok_or_else(|| RegistryError::Invalid(format!("{account} has no server-side signing key")))?;
-        let sealed = base64::engine::general_purpose::STANDARD
-            .decode(sealed)
-            .map_err(|e| RegistryError::Internal(e.to_string()))?;
-        let pkcs8 = crate::keys::unseal(&self.kek, &sealed).ok_or_else(|| {
+        let opened = keys::unseal_signing_key(&self.kek, account, &sealed).ok_or_else(|| {
             RegistryError::Internal(format!(
-                "{account}'s signing key does not open with this server's key-encryption key"
+                "{account}'s signing key does not open with this server's key-encryption key for this account"
             ))
         })?;
+        if opened.legacy {
+            // Bind a key sealed before accounts were bound (see `keys`).
+            let resealed = keys::seal_signing_key(&self.kek, account, &opened.pkcs8);
+            let event = AuditEvent::ok(account, "signing_key.reseal").detail(format!("{account} {key_id}"));
+            self.meta
+                .reseal_signing_key(account, &sealed, &resealed, &event)
+                .await?;
+        }
+        let pkcs8 = opened.pkcs8;
         let key = SigningKey::from_pkcs8(&pkcs8).map_err(|e| RegistryError::Internal(e.to_string()))?;
         let image: Digest = digest.parse()?;
         let host = self.webhooks.public_url.split_once("://").map_or("", |(_, h)| h);

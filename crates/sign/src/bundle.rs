@@ -21,8 +21,9 @@ pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
 /// The OCI empty descriptor's media type; its content is `{}`.
 pub const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
 const STATEMENTS: [&str; 2] = ["https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1"];
-/// More signatures than any honest envelope carries: the rest are ignored.
-const MAX_SIGNATURES: usize = 16;
+/// More bundle layers than any honest referrer manifest carries: the rest
+/// are ignored.
+const MAX_BUNDLE_LAYERS: usize = 16;
 
 /// DSSE's pre-authentication encoding: what the signature covers.
 fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
@@ -61,6 +62,8 @@ pub fn sign_bundle(key: &SigningKey, image: &Digest) -> Result<Vec<u8>, SignErro
 
 /// The key (among `keys`) whose signature in `bundle` binds it to `image`:
 /// an in-toto statement of cosign's sign predicate naming the image's digest.
+/// The envelope must hold exactly one signature, as the bundle spec says
+/// and sigstore-js enforces; any other count is not verified.
 pub fn bundle_signer<'a>(image: &Digest, bundle: &[u8], keys: &'a [PublicKey]) -> Option<&'a PublicKey> {
     let b: serde_json::Value = serde_json::from_slice(bundle).ok()?;
     if !b["mediaType"]
@@ -83,13 +86,12 @@ pub fn bundle_signer<'a>(image: &Digest, bundle: &[u8], keys: &'a [PublicKey]) -
     if !STATEMENTS.contains(&s["_type"].as_str()?) || s["predicateType"] != COSIGN_SIGN_PREDICATE || !names_image {
         return None;
     }
+    let [signature] = envelope["signatures"].as_array()?.as_slice() else {
+        return None;
+    };
+    let signature = B64.decode(signature["sig"].as_str()?).ok()?;
     let signed = pae(payload_type, &payload);
-    envelope["signatures"]
-        .as_array()?
-        .iter()
-        .take(MAX_SIGNATURES)
-        .filter_map(|sig| B64.decode(sig["sig"].as_str()?).ok())
-        .find_map(|sig| crate::find_key(keys, &signed, &sig))
+    crate::find_key(keys, &signed, &signature)
 }
 
 /// The digest and size of the OCI empty descriptor (`{}`).
@@ -132,7 +134,7 @@ pub fn bundle_layers(manifest: &[u8]) -> Vec<(Digest, u64)> {
                 .is_some_and(|t| t.starts_with("application/vnd.dev.sigstore.bundle"))
         })
         .filter_map(|l| Some((l["digest"].as_str()?.parse().ok()?, l["size"].as_u64()?)))
-        .take(MAX_SIGNATURES)
+        .take(MAX_BUNDLE_LAYERS)
         .collect()
 }
 
@@ -173,6 +175,35 @@ mod tests {
         v["dsseEnvelope"]["payload"] = B64.encode(tampered).into();
         assert!(bundle_signer(&image, &serde_json::to_vec(&v).unwrap(), &keys).is_none());
         assert!(bundle_signer(&image, b"not json", &keys).is_none());
+    }
+
+    #[test]
+    fn an_envelope_holds_exactly_one_signature() {
+        let (key, _) = SigningKey::generate().unwrap();
+        let (other, _) = SigningKey::generate().unwrap();
+        let image = Digest::sha256_of(b"image");
+        let body = statement(&image);
+        let good = B64.encode(key.sign(&pae(IN_TOTO_PAYLOAD_TYPE, &body)).unwrap());
+        let foreign = B64.encode(other.sign(&pae(IN_TOTO_PAYLOAD_TYPE, &body)).unwrap());
+        let keys = [key.public.clone()];
+        // (signatures in the envelope, verified)
+        let table: [(Vec<&str>, bool); 6] = [
+            (vec![&good], true),
+            (vec![], false),
+            (vec![&good, &good], false),
+            (vec![&foreign, &good], false),
+            (vec![&good, &foreign], false),
+            (vec![&foreign], false),
+        ];
+        let mut v: serde_json::Value = serde_json::from_slice(&sign_bundle(&key, &image).unwrap()).unwrap();
+        for (sigs, verified) in table {
+            v["dsseEnvelope"]["signatures"] = sigs.iter().map(|s| json!({"sig": s})).collect();
+            let found = bundle_signer(&image, &serde_json::to_vec(&v).unwrap(), &keys);
+            assert_eq!(found.is_some(), verified, "{} signatures: {sigs:?}", sigs.len());
+        }
+        // Not a list at all.
+        v["dsseEnvelope"]["signatures"] = json!({"sig": good});
+        assert!(bundle_signer(&image, &serde_json::to_vec(&v).unwrap(), &keys).is_none());
     }
 
     #[test]

@@ -12,9 +12,15 @@ use serde::Deserialize;
 
 use crate::{pem_block, SignError, SigningKey};
 
-/// scrypt memory is 128·r·N bytes: refuse files that ask for more than
-/// this, so a hostile key file cannot exhaust memory (cosign's own are 32 MiB).
-const MAX_SCRYPT_BYTES: u64 = 256 << 20;
+/// The costliest scrypt parameters a key file may ask for: what cosign
+/// writes (go-securesystemslib's `encrypted.Encrypt`, and sigstore-rs:
+/// N=32768, r=8, p=1). scrypt holds 128·r·N bytes (32 MiB here) for the
+/// whole derivation, and a key file is untrusted input (any user may import
+/// one), so larger parameters are refused rather than derived; p stays 1
+/// because each lane is another full pass over that memory.
+pub const MAX_SCRYPT_N: u64 = 1 << 15;
+pub const MAX_SCRYPT_R: u32 = 8;
+pub const MAX_SCRYPT_P: u32 = 1;
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -67,9 +73,7 @@ fn decrypt(body: &[u8], password: &[u8]) -> Result<Vec<u8>, SignError> {
         return Err(bad(&format!("unsupported {} / {}", e.kdf.name, e.cipher.name)));
     }
     let KdfParams { n, r, p } = e.kdf.params;
-    if !n.is_power_of_two() || n < 2 || p == 0 || p > 16 || r == 0 || 128 * (r as u64) * n > MAX_SCRYPT_BYTES {
-        return Err(bad(&format!("scrypt parameters N={n} r={r} p={p} out of range")));
-    }
+    check_scrypt(n, r, p)?;
     let params = scrypt::Params::new(n.trailing_zeros() as u8, r, p).map_err(|e| bad(&e.to_string()))?;
     let salt = B64.decode(e.kdf.salt).map_err(|e| bad(&e.to_string()))?;
     let nonce = B64.decode(e.cipher.nonce).map_err(|e| bad(&e.to_string()))?;
@@ -85,49 +89,92 @@ fn decrypt(body: &[u8], password: &[u8]) -> Result<Vec<u8>, SignError> {
         .map_err(|_| SignError::WrongPassword)
 }
 
+/// Refuses scrypt parameters that are malformed or costlier than cosign's.
+fn check_scrypt(n: u64, r: u32, p: u32) -> Result<(), SignError> {
+    let well_formed = n.is_power_of_two() && n >= 2 && r >= 1 && p >= 1;
+    if !well_formed || n > MAX_SCRYPT_N || r > MAX_SCRYPT_R || p > MAX_SCRYPT_P {
+        return Err(SignError::ScryptLimit { n, r, p });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// A key file sealed here the way cosign seals one (the interop test
     /// reads files the `sigstore` crate writes).
-    fn seal(pkcs8: &[u8], password: &[u8], log_n: u8) -> String {
+    fn seal(pkcs8: &[u8], password: &[u8], log_n: u8, r: u32) -> String {
         let salt = [7u8; 32];
         let nonce = [9u8; 24];
         let mut key = [0u8; 32];
-        scrypt::scrypt(password, &salt, &scrypt::Params::new(log_n, 8, 1).unwrap(), &mut key).unwrap();
+        scrypt::scrypt(password, &salt, &scrypt::Params::new(log_n, r, 1).unwrap(), &mut key).unwrap();
         let sealed = XSalsa20Poly1305::new(&key.into())
             .encrypt(nonce.as_slice().into(), pkcs8)
             .unwrap();
         let body = serde_json::json!({
-            "kdf": {"name": "scrypt", "params": {"N": 1u64 << log_n, "r": 8, "p": 1}, "salt": B64.encode(salt)},
+            "kdf": {"name": "scrypt", "params": {"N": 1u64 << log_n, "r": r, "p": 1}, "salt": B64.encode(salt)},
             "cipher": {"name": "nacl/secretbox", "nonce": B64.encode(nonce)},
             "ciphertext": B64.encode(sealed),
         });
-        let b64 = B64.encode(serde_json::to_vec(&body).unwrap());
+        pem(&body)
+    }
+
+    fn pem(body: &serde_json::Value) -> String {
+        let b64 = B64.encode(serde_json::to_vec(body).unwrap());
         format!("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n{b64}\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
     }
 
     #[test]
     fn key_files_open_with_their_password_only() {
         let (key, pkcs8) = SigningKey::generate().unwrap();
-        let file = seal(&pkcs8, b"hunter2", 10);
+        let file = seal(&pkcs8, b"hunter2", 10, 8);
         let (opened, der) = read_private_key(&file, b"hunter2").unwrap();
         assert_eq!((opened.public, der), (key.public.clone(), pkcs8.clone()));
         assert_eq!(read_private_key(&file, b"wrong").err(), Some(SignError::WrongPassword));
-        // scrypt asking for 2^24 · 8 · 128 bytes (16 GiB) is refused before deriving.
-        let (_, der) = pem_block(&seal(&pkcs8, b"x", 10)).unwrap();
-        let mut v: serde_json::Value = serde_json::from_slice(&der).unwrap();
-        v["kdf"]["params"]["N"] = (1u64 << 24).into();
-        let hostile = format!(
-            "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n{}\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n",
-            B64.encode(serde_json::to_vec(&v).unwrap())
-        );
-        assert!(matches!(read_private_key(&hostile, b"x"), Err(SignError::BadKey(m)) if m.contains("out of range")));
         assert!(read_private_key(
             "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
             b""
         )
         .is_err());
+    }
+
+    #[test]
+    fn scrypt_parameters_are_capped_at_cosigns() {
+        let (key, pkcs8) = SigningKey::generate().unwrap();
+        // Accepted: sealed for real with these parameters, and opened.
+        for (log_n, r) in [(15, 8), (10, 8), (15, 1), (1, 1)] {
+            let (opened, _) = read_private_key(&seal(&pkcs8, b"pw", log_n, r), b"pw")
+                .unwrap_or_else(|e| panic!("N=2^{log_n} r={r}: {e}"));
+            assert_eq!(opened.public, key.public, "N=2^{log_n} r={r}");
+        }
+        // Refused before any derivation: the file claims these parameters.
+        let sealed = pem_block(&seal(&pkcs8, b"pw", 4, 8)).unwrap().1;
+        let refused: [(u64, u32, u32); 13] = [
+            (1 << 16, 8, 1),
+            (1 << 18, 8, 1),
+            (1 << 24, 8, 1),
+            (1 << 63, 8, 1),
+            (1 << 15, 9, 1),
+            (1 << 15, 16, 1),
+            (1 << 15, 8, 2),
+            (1 << 10, 8, 16),
+            (1 << 15, 8, 0),
+            (1 << 15, 0, 1),
+            (0, 8, 1),
+            (1, 8, 1),
+            (3 << 10, 8, 1),
+        ];
+        for (n, r, p) in refused {
+            let mut v: serde_json::Value = serde_json::from_slice(&sealed).unwrap();
+            v["kdf"]["params"] = serde_json::json!({"N": n, "r": r, "p": p});
+            let err = read_private_key(&pem(&v), b"pw").err().expect("refused");
+            assert_eq!(err, SignError::ScryptLimit { n, r, p });
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("N={n} r={r} p={p}")) && text.contains("32768"),
+                "{text}"
+            );
+        }
     }
 }

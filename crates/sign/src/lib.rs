@@ -36,6 +36,14 @@ pub enum SignError {
     BadPayload(String),
     #[error("signing failed")]
     Signing,
+    #[error(
+        "cosign key file: scrypt parameters N={n} r={r} p={p} are refused: N must be a power of two \
+         from 2 to {max_n}, r from 1 to {max_r} and p {max_p} (as cosign writes them: 32 MiB)",
+        max_n = keyfile::MAX_SCRYPT_N,
+        max_r = keyfile::MAX_SCRYPT_R,
+        max_p = keyfile::MAX_SCRYPT_P
+    )]
+    ScryptLimit { n: u64, r: u32, p: u32 },
     #[error("the key's password is wrong (the key file does not decrypt with it)")]
     WrongPassword,
 }

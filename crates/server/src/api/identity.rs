@@ -645,17 +645,11 @@ pub(crate) async fn signing_key_create(
     };
     let (key, sealed, name) = match imported {
         None => {
-            let (key, sealed) = reg.new_sealed_key()?;
+            let (key, sealed) = reg.new_sealed_key(&account)?;
             (key, sealed, "server-side signing key")
         }
         Some(k) => {
-            // scrypt is deliberately slow: off the async threads.
-            let (key, sealed) = tokio::task::spawn_blocking({
-                let reg = reg.clone();
-                move || reg.import_sealed_key(&k.cosign_key, &k.password)
-            })
-            .await
-            .map_err(|e| RegistryError::Internal(e.to_string()))??;
+            let (key, sealed) = reg.import_sealed_key(&account, k.cosign_key, k.password).await?;
             (key, sealed, "server-side signing key (imported)")
         }
     };
