@@ -63,7 +63,10 @@ pub struct ScanOutcome<'a> {
 /// own transaction, so the events commit with it or not at all.
 pub type EventsFor<'a> = &'a (dyn Fn(&[(String, String)]) -> Vec<crate::OutboxEvent> + Sync);
 
-async fn repositories_holding(tx: &mut sqlx::Transaction<'_, sqlx::Any>, digest: &str) -> Result<Vec<(String, String)>> {
+async fn repositories_holding(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    digest: &str,
+) -> Result<Vec<(String, String)>> {
     let rows = sqlx::query("SELECT repo, media_type FROM manifests WHERE digest = $1 ORDER BY repo")
         .bind(digest)
         .fetch_all(&mut **tx)

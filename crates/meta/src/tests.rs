@@ -703,7 +703,9 @@ async fn scans_queue_claim_finish_and_rematch() {
         assert!(m.finished_sboms("sha256:a", 10).await.unwrap().is_empty());
         assert!(m.request_scan("sha256:a", true).await.unwrap(), "{label}: scan now");
         m.start_scan("sha256:a").await.unwrap();
-        m.fail_scan("sha256:a", "layer is not a tar", &|_| Vec::new()).await.unwrap();
+        m.fail_scan("sha256:a", "layer is not a tar", &|_| Vec::new())
+            .await
+            .unwrap();
         assert_eq!(
             m.scan("sha256:a").await.unwrap().unwrap().error.as_deref(),
             Some("layer is not a tar")
@@ -1269,4 +1271,53 @@ fn record_hash_input_is_the_json_array_it_always_was() {
         audit::ChainHasher::Plain.hash("prev", 7, 9, &e),
         portcullis_oci::Digest::sha256_of(&array).hex()
     );
+}
+
+/// Two replicas' workers claim at the same moment, on two connections:
+/// every scan and every delivery is claimed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_claims_are_exclusive() {
+    for db in backends().await {
+        let m = &db.meta;
+        let label = db.label;
+        let digests: Vec<String> = (0..24).map(|i| format!("sha256:race{i}")).collect();
+        for d in &digests {
+            assert!(m.request_scan(d, false).await.unwrap());
+        }
+        for d in &digests {
+            let (a, b) = tokio::join!(m.start_scan(d), m.start_scan(d));
+            assert!(a.unwrap() ^ b.unwrap(), "{label}: {d} claimed by both or neither");
+        }
+
+        m.create_account(&user("acme"), &ev()).await.unwrap();
+        for i in 0..12 {
+            let h = hook(&format!("h{i}"), Some("acme/app"), None, &["TAG_PUSH"]);
+            m.create_webhook(&h, &ev()).await.unwrap();
+        }
+        let digest = d("raced");
+        let mut e = ev();
+        e.outbox = vec![OutboxEvent {
+            id: "tp".into(),
+            kind: "TAG_PUSH".into(),
+            repository: "acme/app".into(),
+            payload: "{}".into(),
+        }];
+        m.put_manifest(manifest("acme/app", &digest, vec![], Some("t")), &e)
+            .await
+            .unwrap();
+        let mut claimed: Vec<String> = Vec::new();
+        for _ in 0..12 {
+            let (a, b) = tokio::join!(m.claim_deliveries(60_000, 1), m.claim_deliveries(60_000, 1));
+            claimed.extend(a.unwrap().into_iter().chain(b.unwrap()).map(|d| d.id));
+        }
+        let mut unique = claimed.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            claimed.len(),
+            "{label}: a delivery claimed twice: {claimed:?}"
+        );
+        assert_eq!(claimed.len(), 12, "{label}: one delivery per hook, each claimed once");
+    }
 }

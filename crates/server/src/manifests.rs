@@ -125,7 +125,11 @@ async fn read_manifest_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, 
 /// signatures, attestations and SBOMs from clients, and images only by
 /// promotion (which writes through `meta::promote`, not here): CI's push
 /// right on the namespace can't skip the gate.
-async fn refuse_unless_promoted(reg: &Registry, name: &RepositoryName, manifest: &Manifest) -> Result<(), RegistryError> {
+async fn refuse_unless_promoted(
+    reg: &Registry,
+    name: &RepositoryName,
+    manifest: &Manifest,
+) -> Result<(), RegistryError> {
     if manifest.kind() == portcullis_oci::ManifestKind::Artifact {
         return Ok(());
     }

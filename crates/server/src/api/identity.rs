@@ -910,7 +910,8 @@ pub(crate) async fn namespace_settings_update(
         ));
     }
     if let Some(patterns) = &s.promotion_only {
-        portcullis_policy::parse_patterns(patterns, "").map_err(|e| RegistryError::Invalid(format!("promotion_only: {e}")))?;
+        portcullis_policy::parse_patterns(patterns, "")
+            .map_err(|e| RegistryError::Invalid(format!("promotion_only: {e}")))?;
     }
     let pull_rule = match &s.pull_rule {
         Some(rule) => Some(pull_rule_text(&reg, rule).await?),
