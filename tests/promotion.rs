@@ -845,12 +845,14 @@ async fn a_policy_whose_author_may_no_longer_sign_does_not_promote() {
             .unwrap();
         assert_eq!(r.status(), 201, "{label}");
         let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-        s.push_image("acme/build", "1", b"{\"s\":1}", &[b"signed one"]).await;
+        let (first, _) = s.push_image("acme/build", "1", b"{\"s\":1}", &[b"signed one"]).await;
         let v = until(s, "/api/v1/repositories/acme/signed/tags/1", |v| {
             v["digest"].is_string()
         })
         .await;
-        assert_eq!(v["promoted_from"]["signature"]["state"], "signed", "{label}: {v}");
+        let signature_of = |d: &portcullis_oci::Digest| format!("/v2/acme/signed/manifests/sha256-{}.sig", d.hex());
+        let found = |path: String| async move { s.http.get(s.url(&path)).send().await.unwrap().status() };
+        assert_eq!(found(signature_of(&first)).await, 200, "{label}: signed while allowed");
 
         assert_eq!(call(s, reqwest::Method::DELETE, owners, Value::Null).await.0, 204);
         let (image, _) = s.push_image("acme/build", "2", b"{\"s\":2}", &[b"signed two"]).await;
@@ -858,10 +860,11 @@ async fn a_policy_whose_author_may_no_longer_sign_does_not_promote() {
         let why = suspended["detail"]["suspended"].as_str().unwrap();
         assert!(why.contains("lead does not administer ci+release"), "{label}: {why}");
         assert_eq!(status_of(s, "/api/v1/repositories/acme/signed/tags/2").await, 404);
-        let sig = format!("/v2/acme/signed/manifests/sha256-{}.sig", image.hex());
-        assert_eq!(s.http.get(s.url(&sig)).send().await.unwrap().status(), 404, "{label}");
+        assert_eq!(found(signature_of(&image)).await, 404, "{label}");
         let (_, audit) = call(s, reqwest::Method::GET, "/api/v1/audit?action=signature", Value::Null).await;
         assert_eq!(audit["records"].as_array().unwrap().len(), 1, "{label}: {audit}");
+        // The tag API shows how the first promotion's signing went.
+        assert_eq!(v["promoted_from"]["signature"]["state"], "signed", "{label}: {v}");
     }
 }
 
@@ -900,19 +903,12 @@ async fn a_failed_signature_is_retried_until_the_image_is_signed() {
         assert_eq!(st, 201);
 
         let (image, _) = s.push_image("acme/build", "ship", b"{\"ship\":1}", &[b"shipped"]).await;
+        let sig = format!("/v2/acme/signed/manifests/sha256-{}.sig", image.hex());
+        let signed = || async { s.http.get(s.url(&sig)).send().await.unwrap().status() == 200 };
         let promoted = evaluation(s, "acme/build", &id, "ship", "promoted").await;
-        let signature = &promoted["detail"]["signature"];
-        assert_eq!(signature["state"], "failed", "{label}: {promoted}");
-        assert!(
-            signature["error"]
-                .as_str()
-                .unwrap()
-                .contains("no server-side signing key"),
-            "{label}: {signature}"
-        );
+        assert!(!signed().await, "{label}");
         let tag = "/api/v1/repositories/acme/signed/tags/ship";
-        let (_, v) = call(s, reqwest::Method::GET, tag, Value::Null).await;
-        assert_eq!(v["promoted_from"]["signature"]["state"], "failed", "{label}: {v}");
+        let (_, unsigned) = call(s, reqwest::Method::GET, tag, Value::Null).await;
 
         let (st, key) = call(
             s,
@@ -925,13 +921,20 @@ async fn a_failed_signature_is_retried_until_the_image_is_signed() {
         let apply = format!("/api/v1/repositories/acme/build/policies/{id}/apply");
         let (st, applied) = call(s, reqwest::Method::POST, &apply, Value::Null).await;
         assert_eq!(st, 200);
+        assert!(signed().await, "{label}: the next trigger signed it");
+
+        // Meanwhile the evaluation and the tag API said it had failed.
+        let signature = &promoted["detail"]["signature"];
+        assert_eq!(signature["state"], "failed", "{label}: {promoted}");
+        let error = signature["error"].as_str().unwrap();
+        assert!(error.contains("no server-side signing key"), "{label}: {error}");
+        let state = &unsigned["promoted_from"]["signature"]["state"];
+        assert_eq!(state, "failed", "{label}: {unsigned}");
         let signature = &applied["evaluations"][0]["detail"]["signature"];
         assert_eq!(signature["state"], "signed", "{label}: {applied}");
         assert_eq!(signature["key_id"], key["key_id"]);
         let (_, v) = call(s, reqwest::Method::GET, tag, Value::Null).await;
         assert_eq!(v["promoted_from"]["signature"]["state"], "signed", "{label}: {v}");
-        let sig = format!("/v2/acme/signed/manifests/sha256-{}.sig", image.hex());
-        assert_eq!(s.http.get(s.url(&sig)).send().await.unwrap().status(), 200);
 
         // Signed now: later triggers add no second signature.
         let (st, _) = call(s, reqwest::Method::POST, &apply, Value::Null).await;
