@@ -36,6 +36,9 @@ pub(crate) struct Outcome {
 /// on its own, as a repeated promotion changes nothing; this bounds a long one).
 const MAX_CHAIN: usize = 8;
 
+/// Held while a promotion's signature is checked and made (signing is rare).
+static SIGNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 impl Registry {
     /// The facts of one image (not an index) for the rules; `Ok(Err)` with
     /// the outcome (`pending` or `failed`) when its scan is not usable, `Err`
@@ -240,6 +243,9 @@ impl Registry {
     /// if it is not there yet: state `signed` with the key id, or `failed`
     /// with why (tried again at the next trigger).
     async fn ensure_signed(&self, repo: &str, digest: &str, account: &str) -> Result<serde_json::Value, RegistryError> {
+        // Check and sign as one step, so two triggers racing over the same
+        // image (a push and an `apply`) add one signature, not two.
+        let _one_at_a_time = SIGNING.lock().await;
         let failed = |why: String| json!({"signed_by": account, "state": "failed", "error": why});
         let signed = |key: String| json!({"signed_by": account, "state": "signed", "key_id": key});
         Ok(match self.signed_by_server_key(repo, digest, account).await? {
