@@ -384,8 +384,8 @@ async fn pull_rules_refuse_vulnerable_unscanned_and_failed_images() {
 }
 
 /// A multi-arch index is promoted only when every image in it passes, and
-/// a policy acts with its creator's live rights: once they lose push on the
-/// target, its promotions are refused (and recorded once).
+/// a policy acts with its creator's live rights: once they lose their
+/// grant, it is suspended (and that is recorded once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn indexes_promote_only_whole_and_policies_keep_their_owners_rights() {
     const PW: &str = "release-lead-password";
@@ -502,7 +502,7 @@ async fn indexes_promote_only_whole_and_policies_keep_their_owners_rights() {
         assert_eq!(per_image.len(), 2, "{dry}");
         assert_eq!(per_image.iter().filter(|i| i["passed"] == false).count(), 1);
 
-        // The lead loses their grant: the policy can't push for them any more.
+        // The lead loses their grant: the policy can't act for them any more.
         let gid = grant["id"].as_str().unwrap();
         let (st, _) = call(
             s,
@@ -537,14 +537,17 @@ async fn indexes_promote_only_whole_and_policies_keep_their_owners_rights() {
             &format!("/api/v1/repositories/acme/build/policies/{id}/evaluations"),
             |v| {
                 v.as_array()
-                    .is_some_and(|a| a.iter().any(|e| e["tag"] == "later" && e["outcome"] == "refused"))
+                    .is_some_and(|a| a.iter().any(|e| e["tag"] == "later" && e["outcome"] == "suspended"))
             },
         )
         .await;
-        let refused = evals.as_array().unwrap().iter().find(|e| e["tag"] == "later").unwrap();
+        let suspended = evals.as_array().unwrap().iter().find(|e| e["tag"] == "later").unwrap();
         assert!(
-            refused["detail"]["refused"].as_str().unwrap().contains("may not push"),
-            "{label}: {refused}"
+            suspended["detail"]["suspended"]
+                .as_str()
+                .unwrap()
+                .contains("lead may not push to acme/release"),
+            "{label}: {suspended}"
         );
         let (st, _) = call(
             s,
@@ -554,7 +557,7 @@ async fn indexes_promote_only_whole_and_policies_keep_their_owners_rights() {
         )
         .await;
         assert_eq!(st, 404);
-        // Applying again records nothing new: the refusal stands once.
+        // Applying again records nothing new: the suspension stands once.
         let before = evals.as_array().unwrap().len();
         let (st, _) = call(
             s,
@@ -638,5 +641,430 @@ async fn promotions_chain_build_to_release_to_production() {
         .await;
         assert_eq!(release["promoted_from"]["repository"], "acme/build");
         assert_eq!(prod["digest"], release["digest"]);
+    }
+}
+
+/// `GET path` as the administrator: the status.
+async fn status_of(s: &TestServer, path: &str) -> u16 {
+    call(s, reqwest::Method::GET, path, Value::Null).await.0
+}
+
+/// The newest evaluation of policy `id` (on `source`) for `tag` whose
+/// outcome is `outcome`, waited for.
+async fn evaluation(s: &TestServer, source: &str, id: &str, tag: &str, outcome: &str) -> Value {
+    let path = format!("/api/v1/repositories/{source}/policies/{id}/evaluations");
+    let evals = until(s, &path, |v| {
+        v.as_array()
+            .is_some_and(|a| a.iter().any(|e| e["tag"] == tag && e["outcome"] == outcome))
+    })
+    .await;
+    let found = evals.as_array().unwrap().iter().find(|e| e["tag"] == tag).unwrap();
+    assert_eq!(found["outcome"], outcome, "the newest evaluation of {tag}: {evals}");
+    found.clone()
+}
+
+/// A policy acts with its owner's rights at every run: someone who was
+/// briefly an administrator of a private repository, and left a policy
+/// copying it to their own repository, copies nothing once their grant is
+/// revoked (the policy is suspended, and says so). A repository deleted and
+/// made again under the same name has none of the old policies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_is_suspended_when_its_owner_loses_the_source() {
+    const PW: &str = "mallory-password";
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let s = &s;
+        let post = |path: String, body: Value| async move { call(s, reqwest::Method::POST, &path, body).await };
+        let (st, _) = post("/api/v1/users".into(), json!({"name": "mallory", "password": PW})).await;
+        assert_eq!(st, 201);
+        assert_eq!(post("/api/v1/orgs".into(), json!({"name": "acme"})).await.0, 201);
+        let (st, grant) = post(
+            "/api/v1/namespaces/acme/grants".into(),
+            json!({"account": "mallory", "repository": "acme/build", "role": "admin"}),
+        )
+        .await;
+        assert_eq!(st, 201, "{grant}");
+        let r = s
+            .anon
+            .post(s.url("/api/v1/repositories/acme/build/policies"))
+            .basic_auth("mallory", Some(PW))
+            .json(&json!({"target": "mallory/leak", "tag_template": "%n", "rules": [
+                {"field": "tag", "operator": "regex", "values": [".*"]}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{label}");
+        let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+        // While the grant holds, the policy copies (so the test can fail).
+        s.push_image("acme/build", "1", b"{\"b\":1}", &[b"build one"]).await;
+        until(s, "/api/v1/repositories/mallory/leak/tags/1", |v| {
+            v["digest"].is_string()
+        })
+        .await;
+
+        let gid = grant["id"].as_str().unwrap();
+        let (st, _) = call(
+            s,
+            reqwest::Method::DELETE,
+            &format!("/api/v1/namespaces/acme/grants/{gid}"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(st, 204);
+        s.push_image("acme/build", "2", b"{\"b\":2}", &[b"build two"]).await;
+        let suspended = evaluation(s, "acme/build", &id, "2", "suspended").await;
+        let why = suspended["detail"]["suspended"].as_str().unwrap();
+        assert!(why.contains("mallory may not pull from acme/build"), "{label}: {why}");
+        assert_eq!(status_of(s, "/api/v1/repositories/mallory/leak/tags/2").await, 404);
+        // A dry run says the same; applying records nothing new.
+        let (_, dry) = post(
+            format!("/api/v1/repositories/acme/build/policies/{id}/dry-run"),
+            json!({"tag": "1"}),
+        )
+        .await;
+        assert_eq!(dry["outcome"], "suspended", "{label}: {dry}");
+        let evals = format!("/api/v1/repositories/acme/build/policies/{id}/evaluations");
+        let (_, before) = call(s, reqwest::Method::GET, &evals, Value::Null).await;
+        let (st, _) = post(
+            format!("/api/v1/repositories/acme/build/policies/{id}/apply"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(st, 200);
+        let (_, after) = call(s, reqwest::Method::GET, &evals, Value::Null).await;
+        let suspended_twos = |v: &Value| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["tag"] == "2" && e["outcome"] == "suspended")
+                .count()
+        };
+        assert_eq!(suspended_twos(&after), suspended_twos(&before), "{label}: {after}");
+        assert_eq!(status_of(s, "/api/v1/repositories/mallory/leak/tags/2").await, 404);
+
+        // Deleted and made again: the old repository's policies are gone.
+        let (st, p) = post(
+            "/api/v1/repositories/acme/old/policies".into(),
+            json!({"target": "acme/out", "tag_template": "%n", "rules": [
+                {"field": "tag", "operator": "regex", "values": [".*"]}]}),
+        )
+        .await;
+        assert_eq!(st, 201, "{p}");
+        s.push_image("acme/old", "1", b"{\"o\":1}", &[b"old one"]).await;
+        until(s, "/api/v1/repositories/acme/out/tags/1", |v| v["digest"].is_string()).await;
+        let (st, _) = call(s, reqwest::Method::DELETE, "/api/v1/repositories/acme/old", Value::Null).await;
+        assert_eq!(st, 204, "{label}");
+        s.push_image("acme/old", "2", b"{\"o\":2}", &[b"old two"]).await;
+        let (st, list) = call(
+            s,
+            reqwest::Method::GET,
+            "/api/v1/repositories/acme/old/policies",
+            Value::Null,
+        )
+        .await;
+        assert_eq!((st, list.clone()), (200, json!([])), "{label}: {list}");
+        assert_eq!(
+            status_of(s, "/api/v1/repositories/acme/out/tags/2").await,
+            404,
+            "{label}"
+        );
+    }
+}
+
+/// Organizations `ci` and `acme`, service account `ci+release`, and (with
+/// `key`) its server-side signing key.
+async fn signing_world(s: &TestServer, key: bool) {
+    for org in ["ci", "acme"] {
+        assert_eq!(
+            call(s, reqwest::Method::POST, "/api/v1/orgs", json!({"name": org}))
+                .await
+                .0,
+            201
+        );
+    }
+    let (st, v) = call(
+        s,
+        reqwest::Method::POST,
+        "/api/v1/namespaces/ci/service-accounts",
+        json!({"name": "release"}),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    if key {
+        let (st, v) = call(
+            s,
+            reqwest::Method::POST,
+            "/api/v1/accounts/ci+release/signing-key",
+            Value::Null,
+        )
+        .await;
+        assert_eq!(st, 201, "{v}");
+    }
+}
+
+/// `sign_as` is checked before every signature, not only when the policy
+/// is saved: once its author no longer owns the signing account's
+/// organization, the policy neither promotes nor signs, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_whose_author_may_no_longer_sign_does_not_promote() {
+    const PW: &str = "release-lead-password";
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let s = &s;
+        signing_world(s, true).await;
+        let (st, _) = call(
+            s,
+            reqwest::Method::POST,
+            "/api/v1/users",
+            json!({"name": "lead", "password": PW}),
+        )
+        .await;
+        assert_eq!(st, 201);
+        let (st, _) = call(
+            s,
+            reqwest::Method::POST,
+            "/api/v1/namespaces/acme/grants",
+            json!({"account": "lead", "role": "admin"}),
+        )
+        .await;
+        assert_eq!(st, 201);
+        let owners = "/api/v1/orgs/ci/teams/owners/members/lead";
+        assert_eq!(call(s, reqwest::Method::PUT, owners, Value::Null).await.0, 200);
+        let r = s
+            .anon
+            .post(s.url("/api/v1/repositories/acme/build/policies"))
+            .basic_auth("lead", Some(PW))
+            .json(
+                &json!({"target": "acme/signed", "tag_template": "%n", "sign_as": "ci+release", "rules": [
+                {"field": "tag", "operator": "regex", "values": [".*"]}]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{label}");
+        let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+        let (first, _) = s.push_image("acme/build", "1", b"{\"s\":1}", &[b"signed one"]).await;
+        let v = until(s, "/api/v1/repositories/acme/signed/tags/1", |v| {
+            v["digest"].is_string()
+        })
+        .await;
+        let signature_of = |d: &portcullis_oci::Digest| format!("/v2/acme/signed/manifests/sha256-{}.sig", d.hex());
+        let found = |path: String| async move { s.http.get(s.url(&path)).send().await.unwrap().status() };
+        assert_eq!(found(signature_of(&first)).await, 200, "{label}: signed while allowed");
+
+        assert_eq!(call(s, reqwest::Method::DELETE, owners, Value::Null).await.0, 204);
+        let (image, _) = s.push_image("acme/build", "2", b"{\"s\":2}", &[b"signed two"]).await;
+        let suspended = evaluation(s, "acme/build", &id, "2", "suspended").await;
+        let why = suspended["detail"]["suspended"].as_str().unwrap();
+        assert!(why.contains("lead does not administer ci+release"), "{label}: {why}");
+        assert_eq!(status_of(s, "/api/v1/repositories/acme/signed/tags/2").await, 404);
+        assert_eq!(found(signature_of(&image)).await, 404, "{label}");
+        let (_, audit) = call(s, reqwest::Method::GET, "/api/v1/audit?action=signature", Value::Null).await;
+        assert_eq!(audit["records"].as_array().unwrap().len(), 1, "{label}: {audit}");
+        // The tag API shows how the first promotion's signing went.
+        assert_eq!(v["promoted_from"]["signature"]["state"], "signed", "{label}: {v}");
+    }
+}
+
+/// A signature that failed is tried again at later triggers until the
+/// promoted image carries it, and its state is shown meanwhile: the
+/// signing account had no key when the image was promoted; once it has
+/// one, the next `apply` signs; one more signs nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_signature_is_retried_until_the_image_is_signed() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let s = &s;
+        signing_world(s, true).await;
+        let (st, p) = call(
+            s,
+            reqwest::Method::POST,
+            "/api/v1/repositories/acme/build/policies",
+            json!({"target": "acme/signed", "tag_template": "%n", "sign_as": "ci+release", "rules": [
+                {"field": "tag", "operator": "eq", "values": ["ship"]}]}),
+        )
+        .await;
+        assert_eq!(st, 201, "{p}");
+        let id = p["id"].as_str().unwrap().to_string();
+        // The account is made again, without a key (a saved policy needs
+        // one to exist, so it goes afterwards).
+        let account = "/api/v1/namespaces/ci/service-accounts/release";
+        assert_eq!(call(s, reqwest::Method::DELETE, account, Value::Null).await.0, 204);
+        let (st, _) = call(
+            s,
+            reqwest::Method::POST,
+            "/api/v1/namespaces/ci/service-accounts",
+            json!({"name": "release"}),
+        )
+        .await;
+        assert_eq!(st, 201);
+
+        let (image, _) = s.push_image("acme/build", "ship", b"{\"ship\":1}", &[b"shipped"]).await;
+        let sig = format!("/v2/acme/signed/manifests/sha256-{}.sig", image.hex());
+        let signed = || async { s.http.get(s.url(&sig)).send().await.unwrap().status() == 200 };
+        let promoted = evaluation(s, "acme/build", &id, "ship", "promoted").await;
+        assert!(!signed().await, "{label}");
+        let tag = "/api/v1/repositories/acme/signed/tags/ship";
+        let (_, unsigned) = call(s, reqwest::Method::GET, tag, Value::Null).await;
+
+        let (st, key) = call(
+            s,
+            reqwest::Method::POST,
+            "/api/v1/accounts/ci+release/signing-key",
+            Value::Null,
+        )
+        .await;
+        assert_eq!(st, 201);
+        let apply = format!("/api/v1/repositories/acme/build/policies/{id}/apply");
+        let (st, applied) = call(s, reqwest::Method::POST, &apply, Value::Null).await;
+        assert_eq!(st, 200);
+        assert!(signed().await, "{label}: the next trigger signed it");
+
+        // Meanwhile the evaluation and the tag API said it had failed.
+        let signature = &promoted["detail"]["signature"];
+        assert_eq!(signature["state"], "failed", "{label}: {promoted}");
+        let error = signature["error"].as_str().unwrap();
+        assert!(error.contains("no server-side signing key"), "{label}: {error}");
+        let state = &unsigned["promoted_from"]["signature"]["state"];
+        assert_eq!(state, "failed", "{label}: {unsigned}");
+        let signature = &applied["evaluations"][0]["detail"]["signature"];
+        assert_eq!(signature["state"], "signed", "{label}: {applied}");
+        assert_eq!(signature["key_id"], key["key_id"]);
+        let (_, v) = call(s, reqwest::Method::GET, tag, Value::Null).await;
+        assert_eq!(v["promoted_from"]["signature"]["state"], "signed", "{label}: {v}");
+
+        // Signed now: later triggers add no second signature.
+        let (st, _) = call(s, reqwest::Method::POST, &apply, Value::Null).await;
+        assert_eq!(st, 200);
+        let (_, audit) = call(s, reqwest::Method::GET, "/api/v1/audit?action=signature", Value::Null).await;
+        assert_eq!(audit["records"].as_array().unwrap().len(), 1, "{label}: {audit}");
+    }
+}
+
+/// Only signatures, attestations and SBOMs travel with a promoted image:
+/// an index that refers to a clean image (claiming to be an SBOM) and
+/// lists a vulnerable one does not carry the vulnerable one into the
+/// target, while a sigstore bundle referrer comes along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copied_referrers_carry_no_image_the_policy_did_not_judge() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        import(&s, &[NPM.into()]);
+        let s = &s;
+        assert_eq!(
+            call(s, reqwest::Method::POST, "/api/v1/orgs", json!({"name": "acme"}))
+                .await
+                .0,
+            201
+        );
+        let layer = |name: &str, version: &str| {
+            let manifest = format!("{{\"name\": \"{name}\", \"version\": \"{version}\"}}");
+            common::gzip(&tar_of(&[(
+                &format!("node_modules/{name}/package.json"),
+                manifest.as_bytes(),
+            )]))
+        };
+        let (clean, clean_bytes) = s
+            .push_image(
+                "acme/build",
+                "1",
+                b"{\"clean\":1}",
+                &[layer("portcullis-demo-widget", "1.0.0").as_slice()],
+            )
+            .await;
+        let (bad, bad_bytes) = s
+            .push_image(
+                "acme/build",
+                "bad",
+                b"{\"bad\":1}",
+                &[layer("mqtt-packet", "6.1.1").as_slice()],
+            )
+            .await;
+        for d in [&clean, &bad] {
+            until(s, &format!("/api/v1/scans/{d}?repository=acme/build"), |v| {
+                v["status"] == "done" && v["database_generation"].is_i64()
+            })
+            .await;
+        }
+        let subject = json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                             "digest": clean.as_str(), "size": clean_bytes.len()});
+        let smuggler = serde_json::to_vec(&json!({"schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "artifactType": "application/spdx+json",
+            "subject": subject,
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "digest": bad.as_str(), "size": bad_bytes.len()}]}))
+        .unwrap();
+        let smuggler_digest = portcullis_oci::Digest::sha256_of(&smuggler);
+        let r = s.put_index("acme/build", smuggler_digest.as_str(), smuggler).await;
+        assert_eq!(r.status(), 201, "{label}: {}", r.text().await.unwrap());
+        let bundle_type = "application/vnd.dev.sigstore.bundle.v0.3+json";
+        let bundle_bytes = b"{\"not\":\"verified here\"}";
+        let bundle = s.push_blob("acme/build", bundle_bytes).await;
+        let empty = s.push_blob("acme/build", b"{}").await;
+        let attached = serde_json::to_vec(&json!({"schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "artifactType": bundle_type,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty.as_str(), "size": 2},
+            "layers": [{"mediaType": bundle_type, "digest": bundle.as_str(), "size": bundle_bytes.len()}],
+            "subject": subject}))
+        .unwrap();
+        let attached_digest = portcullis_oci::Digest::sha256_of(&attached);
+        let r = s.put_manifest("acme/build", attached_digest.as_str(), attached).await;
+        assert_eq!(r.status(), 201, "{label}: {}", r.text().await.unwrap());
+
+        let (st, p) = call(
+            s,
+            reqwest::Method::POST,
+            "/api/v1/repositories/acme/build/policies",
+            json!({"target": "acme/release", "tag_template": "%n", "copy_referrers": true, "rules": [
+                {"field": "vulnerability_high", "operator": "lte", "values": ["0"]}]}),
+        )
+        .await;
+        assert_eq!(st, 201, "{p}");
+        let id = p["id"].as_str().unwrap();
+        let (st, applied) = call(
+            s,
+            reqwest::Method::POST,
+            &format!("/api/v1/repositories/acme/build/policies/{id}/apply"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(st, 200, "{applied}");
+        let outcomes: Vec<_> = applied["evaluations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["tag"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
+            .collect();
+        assert_eq!(outcomes, [("1", "promoted"), ("bad", "failed")], "{label}: {applied}");
+        let in_release = |d: String| async move {
+            s.http
+                .get(s.url(&format!("/v2/acme/release/manifests/{d}")))
+                .header(
+                    "accept",
+                    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+                )
+                .send()
+                .await
+                .unwrap()
+                .status()
+        };
+        assert_eq!(in_release(clean.to_string()).await, 200, "{label}");
+        assert_eq!(
+            in_release(attached_digest.to_string()).await,
+            200,
+            "{label}: the bundle came along"
+        );
+        assert_eq!(
+            in_release(bad.to_string()).await,
+            404,
+            "{label}: the failing image was carried"
+        );
+        assert_eq!(in_release(smuggler_digest.to_string()).await, 404, "{label}");
     }
 }

@@ -358,8 +358,9 @@ impl Meta {
     }
 
     /// Deletes an account with everything that lives in its namespace: its
-    /// repositories (tags, manifests, blob links, uploads; blob bytes are
-    /// left to garbage collection), the grants on it, its teams, and the
+    /// repositories (tags, manifests, blob links, uploads, promotion
+    /// policies and provenance; blob bytes are left to garbage collection),
+    /// the grants on it, its teams, and the
     /// service accounts it owns. Nothing of it is left for a later account
     /// of the same name to inherit. Returns the repositories deleted, or
     /// `None` when there was no such account.
@@ -380,6 +381,8 @@ impl Meta {
             "DELETE FROM manifests WHERE repo >= $1 AND repo < $2",
             "DELETE FROM repo_blobs WHERE repo >= $1 AND repo < $2",
             "DELETE FROM uploads WHERE repo >= $1 AND repo < $2",
+            "DELETE FROM promotion_policies WHERE repository >= $1 AND repository < $2",
+            "DELETE FROM promotions WHERE repository >= $1 AND repository < $2",
             "DELETE FROM repositories WHERE name >= $1 AND name < $2",
         ]
         .into_iter()
@@ -609,9 +612,13 @@ impl Meta {
         Ok(())
     }
 
-    /// Deletes a repository: tags, manifests, blob links, upload sessions.
-    /// Blob bytes are left to garbage collection. Refused while it holds an
-    /// immutable tag (turn the rule off first).
+    /// Deletes a repository: tags, manifests, blob links, upload sessions,
+    /// the promotion policies whose source it is and the provenance of its
+    /// tags, so a repository later made under the same name inherits none
+    /// of them. Policies that target it stay: each run checks that their
+    /// owner may still push there before it writes anything. Blob bytes are
+    /// left to garbage collection. Refused while it holds an immutable tag
+    /// (turn the rule off first).
     pub async fn delete_repository(&self, name: &str, event: &AuditEvent) -> Result<bool> {
         let statements: Vec<(&str, Vec<Value>)> = [
             "DELETE FROM tags WHERE repo = $1",
@@ -620,6 +627,8 @@ impl Meta {
             "DELETE FROM manifests WHERE repo = $1",
             "DELETE FROM repo_blobs WHERE repo = $1",
             "DELETE FROM uploads WHERE repo = $1",
+            "DELETE FROM promotion_policies WHERE repository = $1",
+            "DELETE FROM promotions WHERE repository = $1",
             "DELETE FROM repositories WHERE name = $1",
         ]
         .into_iter()

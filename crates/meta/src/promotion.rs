@@ -62,6 +62,55 @@ pub struct PromotionCopy<'a> {
     pub copy_referrers: bool,
 }
 
+/// Media types (without parameters) of what vouches for an image rather
+/// than being one: cosign's simple-signing payloads and signature
+/// artifacts, sigstore bundles, DSSE envelopes and in-toto statements,
+/// Notary signatures, SPDX and CycloneDX documents.
+const EVIDENCE_TYPES: &[&str] = &[
+    "application/vnd.dev.cosign.simplesigning.v1+json",
+    "application/vnd.dev.cosign.artifact.sig.v1+json",
+    "application/vnd.dev.cosign.artifact.sbom.v1+json",
+    "application/vnd.dsse.envelope.v1+json",
+    "application/vnd.in-toto+json",
+    "application/vnd.cncf.notary.signature",
+    "application/spdx+json",
+    "text/spdx",
+    "text/spdx+json",
+    "application/vnd.cyclonedx",
+    "application/vnd.cyclonedx+json",
+    "application/vnd.cyclonedx+xml",
+    "application/vnd.syft+json",
+];
+
+fn evidence_type(media_type: &str) -> bool {
+    let m = portcullis_oci::media_type::essence(media_type).to_ascii_lowercase();
+    // Every version of the sigstore bundle (`.v0.3+json`, `+json;version=0.2`).
+    m.starts_with("application/vnd.dev.sigstore.bundle") || EVIDENCE_TYPES.contains(&m.as_str())
+}
+
+/// Whether a referrer may travel with a promoted image: a manifest (never
+/// an index, whose children the policy did not judge) that is a signature,
+/// attestation or SBOM. Either every layer is such a document, or its
+/// artifact type (or config type) says it is one and no layer is an image
+/// filesystem a runtime would unpack.
+fn is_evidence(media_type: &str, content: &[u8]) -> bool {
+    if portcullis_oci::media_type::is_index(media_type) {
+        return false;
+    }
+    let Ok(m) = portcullis_oci::Manifest::parse(content, Some(media_type)) else {
+        return false;
+    };
+    if !m.manifests.is_empty() || portcullis_oci::media_type::is_index(&m.media_type) {
+        return false;
+    }
+    let all_layers = !m.layers.is_empty() && m.layers.iter().all(|l| evidence_type(&l.media_type));
+    let filesystem = m.layers.iter().any(|l| {
+        let t = l.media_type.to_ascii_lowercase();
+        t.starts_with("application/vnd.oci.image.layer.") || t.starts_with("application/vnd.docker.image.rootfs.")
+    });
+    all_layers || (!filesystem && m.referrer_artifact_type().is_some_and(evidence_type))
+}
+
 const POLICY_COLUMNS: &str = "id, repository, owner, policy, created_at, updated_at";
 const EVALUATION_COLUMNS: &str = "id, policy_id, repository, tag, digest, outcome, target_tag, detail, at";
 
@@ -299,35 +348,11 @@ impl Meta {
             return Ok(false);
         }
         ensure_repo(&mut tx, c.target_repository, now).await?;
-        // The image and what it lists (an index's images), and, when asked,
-        // what refers to it (signatures, SBOMs, attestations).
+        // The image and what it lists (an index's images, which the policy
+        // judged), then, when asked, the signatures, attestations and SBOMs
+        // that refer to it: never an index, never anything they list, so
+        // nothing the policy did not judge reaches the target.
         let mut order = vec![c.digest.to_string()];
-        let signature_tag = c
-            .digest
-            .split_once(':')
-            .map(|(alg, hex)| format!("{alg}-{hex}.sig"))
-            .unwrap_or_default();
-        let mut signature = None;
-        if c.copy_referrers {
-            let rows = sqlx::query("SELECT digest FROM manifests WHERE repo = $1 AND subject = $2 ORDER BY digest")
-                .bind(c.source_repository)
-                .bind(c.digest)
-                .fetch_all(&mut *tx)
-                .await?;
-            for r in rows {
-                order.push(r.try_get(0)?);
-            }
-            let row = sqlx::query("SELECT digest FROM tags WHERE repo = $1 AND name = $2")
-                .bind(c.source_repository)
-                .bind(&signature_tag)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(r) = row {
-                let d: String = r.try_get(0)?;
-                order.push(d.clone());
-                signature = Some(d);
-            }
-        }
         let mut i = 0;
         while i < order.len() && order.len() < 1024 {
             let rows = sqlx::query("SELECT child FROM manifest_children WHERE repo = $1 AND parent = $2")
@@ -342,6 +367,47 @@ impl Meta {
                 }
             }
             i += 1;
+        }
+        let signature_tag = c
+            .digest
+            .split_once(':')
+            .map(|(alg, hex)| format!("{alg}-{hex}.sig"))
+            .unwrap_or_default();
+        let mut signature = None;
+        if c.copy_referrers {
+            let rows = sqlx::query(
+                "SELECT digest, media_type, content FROM manifests WHERE repo = $1 AND subject = $2 ORDER BY digest",
+            )
+            .bind(c.source_repository)
+            .bind(c.digest)
+            .fetch_all(&mut *tx)
+            .await?;
+            for r in rows {
+                let (digest, media_type, content): (String, String, Vec<u8>) =
+                    (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+                if is_evidence(&media_type, &content) && !order.contains(&digest) {
+                    order.push(digest);
+                }
+            }
+            let row = sqlx::query(
+                "SELECT m.digest, m.media_type, m.content FROM tags t
+                 JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest
+                 WHERE t.repo = $1 AND t.name = $2",
+            )
+            .bind(c.source_repository)
+            .bind(&signature_tag)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(r) = row {
+                let (digest, media_type, content): (String, String, Vec<u8>) =
+                    (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+                if is_evidence(&media_type, &content) {
+                    if !order.contains(&digest) {
+                        order.push(digest.clone());
+                    }
+                    signature = Some(digest);
+                }
+            }
         }
         // Children before parents: a parent's rows reference its children.
         for m in order.iter().rev() {
@@ -413,5 +479,101 @@ impl Meta {
         append(&mut tx, event, &self.chain).await?;
         tx.commit().await?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_evidence;
+
+    const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    const D: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+    fn manifest(artifact_type: Option<&str>, config: &str, layers: &[&str]) -> Vec<u8> {
+        let layers: Vec<_> = layers
+            .iter()
+            .map(|t| serde_json::json!({"mediaType": t, "digest": D, "size": 1}))
+            .collect();
+        let mut m = serde_json::json!({"schemaVersion": 2, "mediaType": MANIFEST,
+            "config": {"mediaType": config, "digest": D, "size": 2}, "layers": layers});
+        if let Some(t) = artifact_type {
+            m["artifactType"] = t.into();
+        }
+        serde_json::to_vec(&m).unwrap()
+    }
+
+    #[test]
+    fn only_signatures_attestations_and_sboms_travel() {
+        let image_config = "application/vnd.oci.image.config.v1+json";
+        let empty = "application/vnd.oci.empty.v1+json";
+        let tar = "application/vnd.oci.image.layer.v1.tar+gzip";
+        let index = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": INDEX,
+            "artifactType": "application/spdx+json",
+            "manifests": [{"mediaType": MANIFEST, "digest": D, "size": 1}]}))
+        .unwrap();
+        let cases: &[(&str, &str, Vec<u8>, bool)] = &[
+            (
+                "cosign tag-form signature",
+                MANIFEST,
+                manifest(
+                    None,
+                    image_config,
+                    &["application/vnd.dev.cosign.simplesigning.v1+json"],
+                ),
+                true,
+            ),
+            (
+                "sigstore bundle referrer",
+                MANIFEST,
+                manifest(
+                    Some("application/vnd.dev.sigstore.bundle.v0.3+json"),
+                    empty,
+                    &["application/vnd.dev.sigstore.bundle.v0.3+json"],
+                ),
+                true,
+            ),
+            (
+                "cosign attestation",
+                MANIFEST,
+                manifest(None, image_config, &["application/vnd.dsse.envelope.v1+json"]),
+                true,
+            ),
+            (
+                "SPDX SBOM by artifact type",
+                MANIFEST,
+                manifest(Some("application/spdx+json"), empty, &[empty]),
+                true,
+            ),
+            (
+                "CycloneDX with parameters",
+                MANIFEST,
+                manifest(None, empty, &["application/vnd.cyclonedx+json; version=1.5"]),
+                true,
+            ),
+            ("an index, whatever it claims", INDEX, index, false),
+            (
+                "a runnable image",
+                MANIFEST,
+                manifest(None, image_config, &[tar]),
+                false,
+            ),
+            (
+                "an image calling itself an SBOM",
+                MANIFEST,
+                manifest(Some("application/spdx+json"), image_config, &[tar]),
+                false,
+            ),
+            (
+                "an unknown artifact",
+                MANIFEST,
+                manifest(Some("application/x-anything"), empty, &[empty]),
+                false,
+            ),
+            ("not a manifest", MANIFEST, b"{".to_vec(), false),
+        ];
+        for (what, media_type, content, want) in cases {
+            assert_eq!(is_evidence(media_type, content), *want, "{what}");
+        }
     }
 }

@@ -6,14 +6,25 @@
 //! evaluation is recorded; an unchanged re-evaluation is not recorded again,
 //! so nothing retries in a loop.
 //!
-//! A promoted image does not trigger the target repository's own policies
-//! (chains could loop); run `apply` there if a chain is wanted.
+//! A promotion is a push into its target: the target's own policies run
+//! next, up to `MAX_CHAIN` links.
+//!
+//! A policy acts with its owner's rights as they are at each run, not as
+//! they were when it was saved: without pull on the source, push on the
+//! target and (with `sign_as`) the administration of the signing account,
+//! it is `suspended` and copies nothing. A promotion with `sign_as` is
+//! signed again at later triggers until the target carries a signature by
+//! that account's key. A database error is never taken for "nothing to do":
+//! it is returned (and logged by the trigger), and nothing is recorded, so
+//! the next trigger runs again.
 
+use portcullis_auth::Actions;
 use portcullis_meta::{now_ms, AuditEvent, EvaluationRecord, PromotionCopy, StoredPolicy};
 use portcullis_oci::{validate_tag, Digest};
 use portcullis_policy::{CompiledPolicy, ImageFacts, PackageFact, PromotionPolicy};
 use serde_json::json;
 
+use crate::access::{Caller, Need, Principal};
 use crate::{Registry, RegistryError};
 
 /// What one evaluation decided, as recorded (or, for a dry run, would be).
@@ -25,55 +36,56 @@ pub(crate) struct Outcome {
 /// on its own, as a repeated promotion changes nothing; this bounds a long one).
 const MAX_CHAIN: usize = 8;
 
+/// Held while a promotion's signature is checked and made (signing is rare).
+static SIGNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 impl Registry {
-    /// The facts of one image (not an index) for the rules; `Err` with the
-    /// outcome (`pending` or `failed`) when its scan is not usable.
-    async fn image_facts(&self, tag: &str, digest: &str, needs_scan: bool) -> Result<ImageFacts, (String, String)> {
+    /// The facts of one image (not an index) for the rules; `Ok(Err)` with
+    /// the outcome (`pending` or `failed`) when its scan is not usable, `Err`
+    /// when the database could not say.
+    async fn image_facts(
+        &self,
+        tag: &str,
+        digest: &str,
+        needs_scan: bool,
+    ) -> Result<Result<ImageFacts, (String, String)>, RegistryError> {
         let mut facts = ImageFacts {
             tag: tag.to_string(),
             digest: digest.to_string(),
             ..ImageFacts::default()
         };
         if !needs_scan {
-            return Ok(facts);
+            return Ok(Ok(facts));
         }
-        let scan = self
-            .meta
-            .scan(digest)
-            .await
-            .map_err(|e| ("pending".to_string(), e.to_string()))?;
-        let Some(scan) = scan else {
-            return Err(("pending".into(), format!("{digest} has not been scanned")));
+        let Some(scan) = self.meta.scan(digest).await? else {
+            return Ok(Err(("pending".into(), format!("{digest} has not been scanned"))));
         };
         match scan.status.as_str() {
             // Zero findings from no database is not a clean image: wait for
             // a database (its import re-matches and re-runs the policies).
             "done" if scan.db_generation.is_none() => {
-                return Err((
+                return Ok(Err((
                     "pending".into(),
                     format!("{digest} was scanned before any vulnerability database was loaded"),
-                ))
+                )))
             }
             "done" => {}
             "failed" => {
-                return Err((
+                return Ok(Err((
                     "failed".into(),
                     format!("the scan of {digest} failed: {}", scan.error.unwrap_or_default()),
-                ))
+                )))
             }
-            other => return Err(("pending".into(), format!("the scan of {digest} is {other}"))),
+            other => return Ok(Err(("pending".into(), format!("the scan of {digest} is {other}")))),
         }
         facts.counts = scan.counts.map(|n| n.max(0) as u64);
-        let sbom = self.meta.scan_sbom(digest).await.ok().flatten();
-        let image = sbom
-            .as_deref()
-            .and_then(crate::scanner::sbom_from_bytes)
-            .ok_or_else(|| {
-                (
-                    "failed".to_string(),
-                    format!("the stored SBOM of {digest} is unreadable"),
-                )
-            })?;
+        let sbom = self.meta.scan_sbom(digest).await?;
+        let Some(image) = sbom.as_deref().and_then(crate::scanner::sbom_from_bytes) else {
+            return Ok(Err((
+                "failed".into(),
+                format!("the stored SBOM of {digest} is unreadable"),
+            )));
+        };
         facts.packages = image
             .components
             .iter()
@@ -84,7 +96,7 @@ impl Registry {
                 order: c.package.ecosystem.version_order(),
             })
             .collect();
-        Ok(facts)
+        Ok(Ok(facts))
     }
 
     /// The images a manifest stands for: itself, or every image an index
@@ -132,6 +144,14 @@ impl Registry {
             detail: String::new(),
             at: now_ms(),
         };
+        if let Some(why) = self.suspension(stored, &policy).await? {
+            record.outcome = "suspended".into();
+            record.detail = json!({"suspended": why}).to_string();
+            if !dry_run {
+                self.meta.record_evaluation(&record).await?;
+            }
+            return Ok(Outcome { record });
+        }
         let (outcome, detail, passed) = self.evaluate(&compiled, &stored.repository, tag, digest).await?;
         record.outcome = outcome;
         record.detail = detail.to_string();
@@ -141,16 +161,13 @@ impl Registry {
             record.outcome = if dry_run {
                 "passed".into()
             } else {
-                match self.promote(stored, &policy, tag, digest, &target_tag).await {
+                match self.promote(stored, &policy, tag, digest, &target_tag).await? {
                     Ok(now) => {
-                        // Signed when promoted, not again on a repeated trigger.
-                        if let Some(account) = policy.sign_as.as_ref().filter(|_| now) {
-                            // The promotion stands either way; the record says how signing went.
-                            let signed = match self.sign_image(&policy.target, digest, account).await {
-                                Ok(key) => json!({"signed_by": account, "key_id": key}),
-                                Err(e) => json!({"signed_by": account, "signing_failed": e.to_string()}),
-                            };
-                            record.detail = json!({"rules": detail, "signature": signed}).to_string();
+                        // Not only when promoted now: a signature that failed
+                        // before is tried again until it is there.
+                        if let Some(account) = &policy.sign_as {
+                            let signature = self.ensure_signed(&policy.target, digest, account).await?;
+                            record.detail = json!({"rules": detail, "signature": signature}).to_string();
                         }
                         if now {
                             Box::pin(self.promote_onward(&policy.target, &target_tag, digest, depth + 1)).await;
@@ -171,6 +188,89 @@ impl Registry {
         Ok(Outcome { record })
     }
 
+    /// Why the policy may not run now, if it may not: its owner must, at
+    /// this moment, be able to pull from the source (an administrator can),
+    /// push to the target and, with `sign_as`, administer the signing
+    /// account, decided by the same `authorize` as a request of theirs.
+    /// Grants are revoked and repositories deleted and made again after a
+    /// policy is saved. `Err` only when the database could not say.
+    async fn suspension(
+        &self,
+        stored: &StoredPolicy,
+        policy: &PromotionPolicy,
+    ) -> Result<Option<String>, RegistryError> {
+        let Some(owner) = self.meta.account(&stored.owner).await? else {
+            return Ok(Some(format!("the policy's owner {} no longer exists", stored.owner)));
+        };
+        let caller = Caller::Account(Principal::full(owner, None));
+        let mut why = Vec::new();
+        for (repo, want, verb) in [
+            (stored.repository.as_str(), Actions::PULL, "pull from"),
+            (policy.target.as_str(), Actions::PUSH, "push to"),
+        ] {
+            match self.authorize(&caller, Need::Repository(repo, want)).await {
+                Ok(()) => {}
+                Err(e @ RegistryError::Internal(_)) => return Err(e),
+                Err(_) => why.push(format!("its owner {} may not {verb} {repo}", stored.owner)),
+            }
+        }
+        if let Some(account) = &policy.sign_as {
+            match self.may_sign_as(&caller, account).await {
+                Ok(()) => {}
+                Err(e @ RegistryError::Internal(_)) => return Err(e),
+                Err(e) => why.push(e.to_string()),
+            }
+        }
+        Ok((!why.is_empty()).then(|| why.join("; ")))
+    }
+
+    /// The policy's signature over a promoted `digest` in `repo`, made now
+    /// if it is not there yet: state `signed` with the key id, or `failed`
+    /// with why (tried again at the next trigger).
+    async fn ensure_signed(&self, repo: &str, digest: &str, account: &str) -> Result<serde_json::Value, RegistryError> {
+        // Check and sign as one step, so two triggers racing over the same
+        // image (a push and an `apply`) add one signature, not two.
+        let _one_at_a_time = SIGNING.lock().await;
+        let failed = |why: String| json!({"signed_by": account, "state": "failed", "error": why});
+        let signed = |key: String| json!({"signed_by": account, "state": "signed", "key_id": key});
+        Ok(match self.signed_by_server_key(repo, digest, account).await? {
+            Ok(Some(key)) => signed(key),
+            // A key that can't sign stays unable: no signature is added.
+            Err(why) => failed(why),
+            // The promotion stands either way; the record says how signing went.
+            Ok(None) => match self.sign_image(repo, digest, account).await {
+                Ok(key) => signed(key),
+                Err(e) => failed(e.to_string()),
+            },
+        })
+    }
+
+    /// The signature state of a promoted tag whose policy signs, for the
+    /// provenance API, as the policy's last run over `digest` left it
+    /// (`signed`, or `failed` with why); `pending` before any run signed.
+    /// Read from the records, so a read costs no signature check.
+    pub(crate) async fn promotion_signature(
+        &self,
+        digest: &str,
+        policy_id: &str,
+    ) -> Result<Option<serde_json::Value>, RegistryError> {
+        let policy = self.meta.policy(policy_id).await?;
+        let Some(account) = policy.as_ref().and_then(parsed).and_then(|p| p.sign_as) else {
+            return Ok(None);
+        };
+        let recorded = self
+            .meta
+            .evaluations(Some(policy_id), Some(digest), 20)
+            .await?
+            .iter()
+            .filter_map(|e| serde_json::from_str::<serde_json::Value>(&e.detail).ok())
+            .map(|d| d["signature"].clone())
+            .find(|s| s["signed_by"] == account.as_str());
+        Ok(Some(
+            recorded.unwrap_or_else(|| json!({"signed_by": account, "state": "pending"})),
+        ))
+    }
+
     /// (outcome, detail, passed) of the rules over every image `digest`
     /// stands for: an index passes only if each of its images does.
     async fn evaluate(
@@ -184,6 +284,7 @@ impl Registry {
         let images = self.images_of(repo, digest).await;
         let images = match images {
             Ok(i) => i,
+            Err(e @ RegistryError::Internal(_)) => return Err(e),
             Err(e) => return Ok(("failed".into(), json!({"error": e.to_string()}), false)),
         };
         if images.is_empty() {
@@ -196,7 +297,7 @@ impl Registry {
         let mut per_image = Vec::new();
         let mut all_pass = true;
         for image in &images {
-            match self.image_facts(tag, image, needs_scan).await {
+            match self.image_facts(tag, image, needs_scan).await? {
                 Ok(facts) => {
                     let e = compiled.evaluate(&facts);
                     all_pass &= e.passed;
@@ -211,10 +312,11 @@ impl Registry {
         Ok((outcome.into(), json!({"images": per_image}), all_pass))
     }
 
-    /// The copy itself, after the owner's right to push to the target and
-    /// the rendered tag are checked: `Ok(true)` when promoted now, `Ok(false)`
-    /// when this policy had promoted this image there already; `Err` says
-    /// why it was refused.
+    /// The copy itself, after the rendered tag is checked (the owner's
+    /// rights were, by `suspension`): `Ok(Ok(true))` when promoted now,
+    /// `Ok(Ok(false))` when this policy had promoted this image there
+    /// already; `Ok(Err)` says why the target refused it; `Err` is the
+    /// database failing.
     async fn promote(
         &self,
         stored: &StoredPolicy,
@@ -222,25 +324,16 @@ impl Registry {
         tag: &str,
         digest: &str,
         target_tag: &str,
-    ) -> Result<bool, String> {
-        validate_tag(target_tag).map_err(|_| format!("the template makes {target_tag:?}, which is not a valid tag"))?;
-        if let Ok(Some(p)) = self.meta.provenance(&policy.target, target_tag).await {
-            if p.digest == digest && p.policy_id == stored.id {
-                return Ok(false); // promoted before: nothing to do
-            }
+    ) -> Result<Result<bool, String>, RegistryError> {
+        if validate_tag(target_tag).is_err() {
+            return Ok(Err(format!(
+                "the template makes {target_tag:?}, which is not a valid tag"
+            )));
         }
-        let owner = self
-            .meta
-            .account(&stored.owner)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("the policy's owner {} no longer exists", stored.owner))?;
-        let rights = self
-            .account_actions(&owner, &policy.target)
-            .await
-            .map_err(|e| e.to_string())?;
-        if !rights.contains(portcullis_auth::Actions::PUSH) {
-            return Err(format!("{} may not push to {}", stored.owner, policy.target));
+        if let Some(p) = self.meta.provenance(&policy.target, target_tag).await? {
+            if p.digest == digest && p.policy_id == stored.id {
+                return Ok(Ok(false)); // promoted before: nothing to do
+            }
         }
         let mut event = AuditEvent::ok(&stored.owner, "promotion")
             .repository(&policy.target)
@@ -276,7 +369,11 @@ impl Registry {
         let result = self.meta.promote(&copy, &event).await;
         self.invalidate(&policy.target);
         self.dispatcher.wake.notify_one();
-        result.map_err(|e| e.to_string())
+        match result.map_err(RegistryError::from) {
+            Ok(now) => Ok(Ok(now)),
+            Err(e @ RegistryError::Internal(_)) => Err(e),
+            Err(e) => Ok(Err(e.to_string())),
+        }
     }
 
     /// Runs every enabled policy of `repo` over the tags a push just set.
@@ -302,7 +399,10 @@ impl Registry {
         if depth > MAX_CHAIN {
             return tracing::warn!(%repo, %tag, "promotion chain longer than {MAX_CHAIN} links: stopped");
         }
-        let policies = self.meta.policies(repo).await.unwrap_or_default();
+        let policies = match self.meta.policies(repo).await {
+            Ok(p) => p,
+            Err(e) => return tracing::warn!(%repo, error = %e, "reading promotion policies after a promotion"),
+        };
         for p in policies.iter().filter(|p| enabled(p)) {
             if let Err(e) = self.run_policy_at(p, tag, digest, false, depth).await {
                 tracing::warn!(policy = %p.id, %repo, error = %e, "promotion after a promotion");
@@ -318,7 +418,13 @@ impl Registry {
             Err(e) => return tracing::warn!(%digest, error = %e, "finding tags to promote"),
         };
         for (repo, tag, tagged) in tags {
-            let policies = self.meta.policies(&repo).await.unwrap_or_default();
+            let policies = match self.meta.policies(&repo).await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(%repo, error = %e, "reading promotion policies after a scan");
+                    continue;
+                }
+            };
             for p in policies.iter().filter(|p| enabled(p) && needs_scan(p)) {
                 if let Err(e) = self.run_policy(p, &tag, &tagged, false).await {
                     tracing::warn!(policy = %p.id, %repo, error = %e, "promotion after a scan");
@@ -331,7 +437,10 @@ impl Registry {
     /// tag of its source (an image that now passes is promoted; one that
     /// now fails stays where it is, its new evaluation recorded).
     pub(crate) async fn promote_after_rematch(&self) {
-        let policies = self.meta.all_policies().await.unwrap_or_default();
+        let policies = match self.meta.all_policies().await {
+            Ok(p) => p,
+            Err(e) => return tracing::warn!(error = %e, "reading promotion policies after a database import"),
+        };
         for p in policies.iter().filter(|p| enabled(p) && needs_scan(p)) {
             if let Err(e) = self.apply_policy(p).await {
                 tracing::warn!(policy = %p.id, error = %e, "promotion after a database import");
@@ -349,8 +458,12 @@ impl Registry {
     }
 }
 
+/// The stored policy's JSON; a row this version can't read is logged (it
+/// does not run), never silently skipped.
 fn parsed(p: &StoredPolicy) -> Option<PromotionPolicy> {
-    serde_json::from_str(&p.policy).ok()
+    serde_json::from_str(&p.policy)
+        .inspect_err(|e| tracing::warn!(policy = %p.id, error = %e, "unreadable promotion policy"))
+        .ok()
 }
 
 fn enabled(p: &StoredPolicy) -> bool {

@@ -8,9 +8,13 @@
 use bytes::Bytes;
 use portcullis_meta::{AuditEvent, NewManifest};
 use portcullis_oci::{media_type, Digest, Manifest, Reference};
-use portcullis_sign::{candidates, payload, read_private_key, signature_manifest_adding, signature_tag, SigningKey};
+use portcullis_sign::{
+    candidates, payload, read_private_key, signature_manifest_adding, signature_tag, PublicKey, SigningKey,
+};
 use serde_json::json;
 
+use crate::access::{Caller, Need};
+use crate::pull::Signed;
 use crate::webhooks::About;
 use crate::{keys, Registry, RegistryError};
 
@@ -64,6 +68,59 @@ impl Registry {
         .map_err(|e| RegistryError::Internal(e.to_string()))?
         .map_err(|e| RegistryError::Invalid(e.to_string()))?;
         Ok((key, keys::seal_signing_key(&self.kek, account, &pkcs8)))
+    }
+
+    /// `Ok` when `caller` may have images signed with `account`'s key: a
+    /// signing key serves only those who administer its service account's
+    /// namespace. Asked when a policy with `sign_as` is saved and again
+    /// before each signature it makes, since owners change. `Denied` or
+    /// `Invalid` say why not; `Internal` is the database failing.
+    pub(crate) async fn may_sign_as(&self, caller: &Caller, account: &str) -> Result<(), RegistryError> {
+        let a = self
+            .meta
+            .account(account)
+            .await?
+            .filter(|a| a.kind == "service")
+            .ok_or_else(|| RegistryError::Invalid(format!("sign_as: {account} is not a service account")))?;
+        let namespace = a.owner.clone().unwrap_or_default();
+        match self
+            .authorize(caller, Need::Namespace(&namespace, portcullis_auth::Role::Admin))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e @ RegistryError::Internal(_)) => Err(e),
+            Err(_) => Err(RegistryError::Denied(format!(
+                "sign_as: {} does not administer {account}",
+                caller.actor(None).name
+            ))),
+        }
+    }
+
+    /// Whether `digest` in `repo` carries a signature that verifies under
+    /// `account`'s server-side signing key; `Err` with why it can't (no
+    /// key, or its public half revoked: signing again would not help).
+    pub(crate) async fn signed_by_server_key(
+        &self,
+        repo: &str,
+        digest: &str,
+        account: &str,
+    ) -> Result<Result<Option<String>, String>, RegistryError> {
+        let Some((key_id, _)) = self.meta.signing_key(account).await? else {
+            return Ok(Err(format!("{account} has no server-side signing key")));
+        };
+        let current = self.meta.trusted_keys(&[], &[account.to_string()]).await?;
+        let Some(key) = current
+            .iter()
+            .find(|(id, _, _)| *id == key_id)
+            .and_then(|(_, _, pem)| PublicKey::from_pem(pem).ok())
+        else {
+            return Ok(Err(format!("{account}'s signing key {key_id} is revoked")));
+        };
+        let image: Digest = digest.parse()?;
+        Ok(Ok(match self.signature_verdict(repo, &image, &[key]).await? {
+            Signed::By(id) => Some(id),
+            Signed::Unsigned | Signed::Unverified => None,
+        }))
     }
 
     /// Signs `digest` in `repo` with `account`'s server-side key.

@@ -47,17 +47,11 @@ async fn checked(reg: &Registry, who: &Who, source: &str, body: &[u8]) -> Result
         .await
         .map_err(|_| RegistryError::Denied(format!("you may not push to {target}, so no policy of yours may")))?;
     if let Some(account) = &p.sign_as {
-        // A signing key serves only policies of those who administer its account.
-        let a = reg
-            .meta
-            .account(account)
-            .await?
-            .filter(|a| a.kind == "service")
-            .ok_or_else(|| RegistryError::Invalid(format!("sign_as: {account} is not a service account")))?;
-        let owner = a.owner.clone().unwrap_or_default();
-        who.need(reg, Need::Namespace(&owner, portcullis_auth::Role::Admin))
-            .await
-            .map_err(|_| RegistryError::Denied(format!("sign_as: you do not administer {account}")))?;
+        // The same check runs before every signature the policy makes.
+        reg.may_sign_as(&who.caller, account).await.map_err(|e| match e {
+            RegistryError::Denied(_) => RegistryError::Denied(format!("sign_as: you do not administer {account}")),
+            other => other,
+        })?;
         if reg.meta.signing_key(account).await?.is_none() {
             return Err(RegistryError::Invalid(format!(
                 "sign_as: {account} has no server-side signing key (POST /api/v1/accounts/{account}/signing-key)"
@@ -232,18 +226,21 @@ pub(crate) async fn tag_get(reg: &Registry, who: &Who, name: &str, tag: &str) ->
         .get_manifest(name.as_str(), &Reference::Tag(tag.to_string()))
         .await?
         .ok_or_else(|| RegistryError::Absent(format!("no tag {tag} in {name}")))?;
-    let provenance = reg
+    let provenance = match reg
         .meta
         .provenance(name.as_str(), tag)
         .await?
         .filter(|p| p.digest == m.digest)
-        .map(|p| {
-            json!({
-                "repository": p.source_repository, "tag": p.source_tag, "policy_id": p.policy_id, "at": p.at,
-                "summary": format!("promoted from {}:{} by policy {}", p.source_repository,
-                    p.source_tag.as_deref().unwrap_or("?"), p.policy_id),
-            })
-        });
+    {
+        None => None,
+        Some(p) => Some(json!({
+            "repository": p.source_repository, "tag": p.source_tag, "policy_id": p.policy_id, "at": p.at,
+            "summary": format!("promoted from {}:{} by policy {}", p.source_repository,
+                p.source_tag.as_deref().unwrap_or("?"), p.policy_id),
+            // null when the policy does not sign (or is gone).
+            "signature": reg.promotion_signature(&m.digest, &p.policy_id).await?,
+        })),
+    };
     let evaluations: Vec<_> = reg
         .meta
         .evaluations(None, Some(&m.digest), 20)
