@@ -46,11 +46,14 @@ impl Received {
 }
 
 /// An HTTP/1.1 receiver answering with the statuses of `plan` in turn,
-/// then 200; it records every request.
+/// then 200; it records every request. With `close`, it closes each
+/// connection after one answer, so the next request connects (and
+/// resolves) anew instead of reusing a pooled connection.
 #[derive(Clone, Default)]
 struct Receiver {
     got: Arc<Mutex<Vec<Received>>>,
     plan: Arc<Mutex<VecDeque<u16>>>,
+    close: bool,
 }
 
 impl Receiver {
@@ -102,8 +105,9 @@ impl Receiver {
             buf.drain(..end + 4 + len);
             let status = self.plan.lock().unwrap().pop_front().unwrap_or(200);
             self.got.lock().unwrap().push(Received { target, headers, body });
-            let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\n\r\nok");
-            if conn.write_all(reply.as_bytes()).await.is_err() {
+            let connection = if self.close { "close" } else { "keep-alive" };
+            let reply = format!("HTTP/1.1 {status} X\r\nconnection: {connection}\r\ncontent-length: 2\r\n\r\nok");
+            if conn.write_all(reply.as_bytes()).await.is_err() || self.close {
                 return;
             }
         }
@@ -585,7 +589,10 @@ async fn internal_targets_are_refused_at_delivery() {
     for backend in backends() {
         let s = TestServer::start(&backend).await;
         let label = s.label();
-        let allowed = Receiver::default();
+        let allowed = Receiver {
+            close: true,
+            ..Receiver::default()
+        };
         let addr = allowed.listen("127.0.0.1:0").await;
         let refused = Receiver::default();
         refused.listen(&format!("127.0.0.2:{}", addr.port())).await;
