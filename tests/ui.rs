@@ -586,7 +586,7 @@ async fn management_forms_do_what_they_say() {
                 &[
                     ("op", "repository_webhook_create"),
                     ("repository", "acme/app"),
-                    ("url", "http://127.0.0.1:9/hook"),
+                    ("url", "http://127.0.0.1:9/hook?token=ui-hook-t0k3n"),
                     ("secret", "a-long-enough-hook-secret"),
                     ("event_TAG_PUSH", "on"),
                 ]
@@ -608,6 +608,18 @@ async fn management_forms_do_what_they_say() {
         assert_eq!(st, 200);
         assert!(page.contains("Redeliver"), "{label}: a delivery is listed: {page}");
         assert!(!page.contains("a-long-enough-hook-secret"), "the secret is never shown");
+        // Nor the URL's query string: the page shows the API's redacted URL.
+        for path in [
+            format!("/ui/webhook?id={id}"),
+            "/ui/repository/settings?name=acme/app".into(),
+        ] {
+            let (st, page, _) = admin.get(&path).await;
+            assert_eq!(st, 200, "{label}: {path}");
+            assert!(
+                page.contains("127.0.0.1:9/hook?token=…") && !page.contains("ui-hook-t0k3n"),
+                "{label}: {path}: {page}"
+            );
+        }
         // Settings: saved through the form; a malformed pull rule is refused.
         let settings = |rule: &'static str| {
             [

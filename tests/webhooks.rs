@@ -1,7 +1,9 @@
 //! Webhooks end to end, on SQLite and PostgreSQL, with skopeo pushing and a
 //! receiver on 127.0.0.1 (a small HTTP server here): signed events in
 //! order, retries logged, delivery across a SIGKILL, the URL's query string
-//! intact, and internal targets refused at creation and at delivery.
+//! intact in deliveries and redacted everywhere it is shown, proxies
+//! ignored, and internal targets refused at creation and at delivery.
+//! Deliveries only ever go to 127.0.0.0/8, even if the filter failed.
 
 mod common;
 
@@ -44,11 +46,14 @@ impl Received {
 }
 
 /// An HTTP/1.1 receiver answering with the statuses of `plan` in turn,
-/// then 200; it records every request.
+/// then 200; it records every request. With `close`, it closes each
+/// connection after one answer, so the next request connects (and
+/// resolves) anew instead of reusing a pooled connection.
 #[derive(Clone, Default)]
 struct Receiver {
     got: Arc<Mutex<Vec<Received>>>,
     plan: Arc<Mutex<VecDeque<u16>>>,
+    close: bool,
 }
 
 impl Receiver {
@@ -100,8 +105,9 @@ impl Receiver {
             buf.drain(..end + 4 + len);
             let status = self.plan.lock().unwrap().pop_front().unwrap_or(200);
             self.got.lock().unwrap().push(Received { target, headers, body });
-            let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\n\r\nok");
-            if conn.write_all(reply.as_bytes()).await.is_err() {
+            let connection = if self.close { "close" } else { "keep-alive" };
+            let reply = format!("HTTP/1.1 {status} X\r\nconnection: {connection}\r\ncontent-length: 2\r\n\r\nok");
+            if conn.write_all(reply.as_bytes()).await.is_err() || self.close {
                 return;
             }
         }
@@ -184,6 +190,7 @@ async fn signed_events_in_order_with_retries_and_the_query_string_intact() {
         .await;
         assert_eq!(st, 201, "{hook}");
         assert!(!hook.to_string().contains(SECRET) && !hook.to_string().contains("extra-header-value"));
+        assert!(!hook.to_string().contains("glptt-T0k3n"), "{hook}");
         let id = hook["id"].as_str().unwrap().to_string();
         let (st, _) = call(
             &s,
@@ -332,6 +339,7 @@ async fn signed_events_in_order_with_retries_and_the_query_string_intact() {
         .await;
         assert_eq!(audit["records"].as_array().unwrap().len(), 2);
         assert!(!audit.to_string().contains(SECRET), "{label}");
+        assert!(!audit.to_string().contains("glptt-T0k3n"), "{label}: {audit}");
     }
 }
 
@@ -433,20 +441,107 @@ fn sigkill(pid: u32) {
     assert!(killed.success());
 }
 
-/// Targets on internal addresses are refused when the hook is created, and
-/// again when a name that resolved to a public address at creation
-/// resolves to an internal one at delivery (the test rewrites /etc/hosts).
+/// Polls hook `id`'s delivery log until `ready` holds for it (bounded).
+async fn log_until(s: &TestServer, id: &str, what: &str, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let mut log = Value::Null;
+    for _ in 0..600 {
+        (_, log) = call(
+            s,
+            reqwest::Method::GET,
+            &format!("/api/v1/webhooks/{id}/deliveries"),
+            Value::Null,
+        )
+        .await;
+        if let Some(list) = log["deliveries"].as_array().filter(|l| ready(l)) {
+            return list.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{}: {what}: not within 30 s: {log}", s.label());
+}
+
+/// The first error recorded for the newest delivery of hook `id`.
+async fn newest_error(s: &TestServer, id: &str, deliveries: usize) -> String {
+    let log = log_until(s, id, "an attempt of the newest delivery", |l| {
+        l.len() >= deliveries && l[0]["attempts"].as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    log[0]["attempts"][0]["error"].as_str().unwrap_or_default().to_string()
+}
+
+async fn ping(s: &TestServer, id: &str) {
+    let (st, v) = call(
+        s,
+        reqwest::Method::POST,
+        &format!("/api/v1/webhooks/{id}/test"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(st, 202, "{v}");
+}
+
+/// Internal targets in every form the filter knows: each is refused when a
+/// hook is created with it and when a hook is changed to it. Every URL
+/// names an address, judged without connecting anywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn internal_targets_are_refused_at_creation_and_at_delivery() {
+async fn internal_targets_are_refused_when_saved() {
+    let internal = [
+        ("http://10.0.0.1/hook", "private"),
+        ("http://[::1]:8080/hook", "loopback"),
+        ("http://169.254.169.254/latest", "link-local"),
+        ("http://0.0.0.0/", "unspecified"),
+        ("http://127.0.0.2:8080/", "loopback, only 127.0.0.1 is allowed here"),
+        ("http://2130706434/", "127.0.0.2 in decimal"),
+        ("http://0x7f.2/", "127.0.0.2 in hexadecimal, short form"),
+        ("http://[::127.0.0.1]/", "IPv4-compatible"),
+        ("http://[::8.8.8.8]/", "IPv4-compatible, refused whole"),
+        ("http://[::ffff:127.0.0.2]/", "IPv4-mapped"),
+        ("http://[::ffff:169.254.169.254]/", "IPv4-mapped"),
+        ("http://[64:ff9b::127.0.0.1]/", "NAT64, well-known prefix"),
+        ("http://[64:ff9b::a9fe:a9fe]/", "NAT64, well-known prefix"),
+        ("http://[64:ff9b:1::a00:1]/", "NAT64, local-use prefix, refused whole"),
+        ("http://[2002:a9fe:a9fe::1]/", "6to4 of 169.254.169.254"),
+        ("http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/", "Teredo"),
+        ("http://100.64.0.1/", "carrier-grade NAT"),
+        ("http://100.127.255.254/", "carrier-grade NAT"),
+        ("http://198.18.0.1/", "benchmarking"),
+        ("http://198.19.255.1/", "benchmarking"),
+        ("http://192.0.0.8/", "IETF protocol assignments"),
+        ("http://192.0.2.1/", "documentation"),
+        ("http://198.51.100.1/", "documentation"),
+        ("http://203.0.113.9/", "documentation"),
+        ("http://[2001:db8::1]/", "documentation"),
+        ("http://224.0.0.1/", "multicast"),
+        ("http://[ff02::1]/", "multicast"),
+        ("http://240.0.0.1/", "reserved"),
+        ("http://255.255.255.255/", "broadcast"),
+        ("http://[fc00::1]/", "unique-local"),
+        ("http://[fe80::1]/", "link-local"),
+        ("http://[fec0::1]/", "site-local"),
+    ];
     for backend in backends() {
         let s = TestServer::start(&backend).await;
         let label = s.label();
-        for url in [
-            "http://10.0.0.1/hook",
-            "http://[::1]:8080/hook",
-            "http://169.254.169.254/latest",
-            "ftp://example.com/x",
-        ] {
+        let (st, v) = call(
+            &s,
+            reqwest::Method::POST,
+            "/api/v1/repositories/acme/app/webhooks",
+            json!({"url": "ftp://example.com/x", "secret": SECRET, "events": ["TAG_PUSH"]}),
+        )
+        .await;
+        assert_eq!(st, 400, "{label}: {v}");
+        // The allowed address is saved: the refusals below are the filter's.
+        let allowed = "http://127.0.0.1:9/hook";
+        let (st, hook) = call(
+            &s,
+            reqwest::Method::POST,
+            "/api/v1/repositories/acme/app/webhooks",
+            json!({"url": allowed, "secret": SECRET, "events": ["TAG_PUSH"], "enabled": false}),
+        )
+        .await;
+        assert_eq!(st, 201, "{label}: {hook}");
+        let id = hook["id"].as_str().unwrap();
+        for (url, what) in internal {
             let (st, v) = call(
                 &s,
                 reqwest::Method::POST,
@@ -454,45 +549,240 @@ async fn internal_targets_are_refused_at_creation_and_at_delivery() {
                 json!({"url": url, "secret": SECRET, "events": ["TAG_PUSH"]}),
             )
             .await;
-            assert_eq!(st, 400, "{label}: {url} {v}");
+            assert_eq!(st, 400, "{label}: POST {url} ({what}): {v}");
+            assert!(v.to_string().contains("internal address"), "{label}: POST {url}: {v}");
+            let (st, v) = call(
+                &s,
+                reqwest::Method::PUT,
+                &format!("/api/v1/webhooks/{id}"),
+                json!({"url": url}),
+            )
+            .await;
+            assert_eq!(st, 400, "{label}: PUT {url} ({what}): {v}");
+            assert!(v.to_string().contains("internal address"), "{label}: PUT {url}: {v}");
         }
+        let (_, list) = call(
+            &s,
+            reqwest::Method::GET,
+            "/api/v1/repositories/acme/app/webhooks",
+            Value::Null,
+        )
+        .await;
+        let urls: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|h| h["url"].as_str())
+            .collect();
+        assert_eq!(urls, [allowed], "{label}: nothing else saved, nothing changed");
+    }
+}
+
+/// A host name vetted when the hook was saved is vetted again at every
+/// delivery: it resolves to 127.0.0.1 (allowed) when saved and first
+/// delivered, then to 127.0.0.2 (internal, not allowed), where a receiver
+/// listens that must hear nothing. A stored address is vetted at delivery
+/// too (a row saved under a wider `webhook_allow`). Everything stays on
+/// loopback even if the filter failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_targets_are_refused_at_delivery() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let allowed = Receiver {
+            close: true,
+            ..Receiver::default()
+        };
+        let addr = allowed.listen("127.0.0.1:0").await;
+        let refused = Receiver::default();
+        refused.listen(&format!("127.0.0.2:{}", addr.port())).await;
+
         let name = format!("hook-{}.portcullis-test", uuid::Uuid::new_v4().simple());
-        let hosts = HostsEntry::add(&name, "203.0.113.9");
+        let hosts = HostsEntry::add(&name, "127.0.0.1");
         let (st, hook) = call(
             &s,
             reqwest::Method::POST,
             "/api/v1/repositories/acme/app/webhooks",
-            json!({"url": format!("http://{name}/hook"), "secret": SECRET, "events": ["MANIFEST_PUSH"]}),
+            json!({"url": format!("http://{name}:{}/hook", addr.port()), "secret": SECRET, "events": ["MANIFEST_PUSH"]}),
         )
         .await;
-        assert_eq!(st, 201, "{label}: a public address is fine: {hook}");
-        hosts.set("10.0.0.9");
-        s.push_image("acme/app", "1", b"{\"x\":1}", &[b"x"]).await;
+        assert_eq!(st, 201, "{label}: an allowed address is fine: {hook}");
         let id = hook["id"].as_str().unwrap();
-        let mut log = Value::Null;
-        for _ in 0..200 {
-            (_, log) = call(
+        ping(&s, id).await;
+        allowed.until("the ping to the allowed address", |g| g.len() == 1).await;
+
+        hosts.set("127.0.0.2");
+        ping(&s, id).await;
+        let error = newest_error(&s, id, 2).await;
+        assert!(error.contains("internal address"), "{label}: {error}");
+        drop(hosts);
+
+        // The same for an address stored as such.
+        let (_, hook2) = call(
+            &s,
+            reqwest::Method::POST,
+            "/api/v1/repositories/acme/other/webhooks",
+            json!({"url": format!("http://127.0.0.1:{}/other", addr.port()), "secret": SECRET, "events": ["MANIFEST_PUSH"]}),
+        )
+        .await;
+        let id2 = hook2["id"].as_str().unwrap().to_string();
+        let mut h2 = s.registry.meta.webhook(&id2).await.unwrap().unwrap();
+        h2.url = format!("http://127.0.0.2:{}/stored", addr.port());
+        let ev = portcullis_meta::AuditEvent::ok("admin", "webhook.update");
+        assert!(s.registry.meta.update_webhook(&h2, &ev).await.unwrap());
+        ping(&s, &id2).await;
+        let error = newest_error(&s, &id2, 1).await;
+        assert!(error.contains("internal address"), "{label}: {error}");
+
+        assert_eq!(allowed.received().len(), 1, "{label}");
+        assert!(refused.received().is_empty(), "{label}: {:?}", refused.received());
+    }
+}
+
+/// `HTTP_PROXY` and friends in the server's environment are not used for
+/// deliveries: a proxy would connect to the target itself, past the
+/// vetting resolver. Both "proxy" and target are receivers on loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_ignore_proxy_settings() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let db = database_args(&backend, &data).await;
+        let db_args: Vec<&str> = db.iter().map(String::as_str).collect();
+        let proxy = Receiver::default();
+        let proxy_url = format!("http://{}", proxy.listen("127.0.0.1:0").await);
+        let target = Receiver::default();
+        let taddr = target.listen("127.0.0.1:0").await;
+        let mut envs = vec![
+            ("PORTCULLIS_ADMIN_PASSWORD", "webhook-admin-password"),
+            ("PORTCULLIS_WEBHOOK_ALLOW", "127.0.0.1"),
+            ("PORTCULLIS_WEBHOOK_POLL_MS", "50"),
+            ("NO_PROXY", ""),
+            ("no_proxy", ""),
+        ];
+        for var in [
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            envs.push((var, proxy_url.as_str()));
+        }
+        let server = ServerProcess::spawn_env(&data, &db_args, &envs);
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let r = http
+            .post(format!("{}/api/v1/repositories/lib/app/webhooks", server.base))
+            .basic_auth("admin", Some("webhook-admin-password"))
+            .json(&json!({"url": format!("http://{taddr}/hook"), "secret": SECRET, "events": ["TAG_PUSH"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let hook: Value = r.json().await.unwrap();
+        let r = http
+            .post(format!(
+                "{}/api/v1/webhooks/{}/test",
+                server.base,
+                hook["id"].as_str().unwrap()
+            ))
+            .basic_auth("admin", Some("webhook-admin-password"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let got = target.until("the ping, directly", |g| !g.is_empty()).await;
+        assert_eq!(got[0].target, "/hook");
+        assert!(proxy.received().is_empty(), "{:?}", proxy.received());
+        drop(server);
+    }
+}
+
+/// A URL's query string and userinfo are write-only: every response, the
+/// audit trail and delivery errors show them redacted, while deliveries
+/// still use them, also after a change that leaves the URL out and after
+/// one that sends back the redacted URL it was shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_query_and_userinfo_are_write_only() {
+    const TOKEN: &str = "glptt-T0k3nT0k3n";
+    const PASSWORD: &str = "pa55w0rd-in-url";
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let receiver = Receiver::default();
+        let addr = receiver.listen("127.0.0.1:0").await;
+        let url = format!("http://ci:{PASSWORD}@{addr}/trigger?token={TOKEN}&ref=main");
+        let shown = format!("http://…@{addr}/trigger?token=…&ref=…");
+        let leaks = |v: &Value| v.to_string().contains(TOKEN) || v.to_string().contains(PASSWORD);
+        let (st, hook) = call(
+            &s,
+            reqwest::Method::POST,
+            "/api/v1/repositories/acme/app/webhooks",
+            json!({"url": url, "secret": SECRET, "events": ["TAG_PUSH"]}),
+        )
+        .await;
+        assert_eq!(st, 201, "{label}: {hook}");
+        assert_eq!(hook["url"], shown.as_str(), "{label}");
+        let id = hook["id"].as_str().unwrap().to_string();
+        let hook_path = format!("/api/v1/webhooks/{id}");
+        let changes = [
+            json!({"events": ["TAG_PUSH", "TAG_DELETE"]}),
+            json!({"url": shown, "enabled": true}),
+        ];
+        for change in changes {
+            let (st, v) = call(&s, reqwest::Method::PUT, &hook_path, change.clone()).await;
+            assert_eq!(st, 200, "{label}: {change}: {v}");
+            assert_eq!(v["url"], shown.as_str(), "{label}: {change}");
+        }
+        for path in [hook_path.as_str(), "/api/v1/repositories/acme/app/webhooks"] {
+            let (st, v) = call(&s, reqwest::Method::GET, path, Value::Null).await;
+            assert_eq!(st, 200, "{label}: {path}");
+            assert!(v.to_string().contains(&shown) && !leaks(&v), "{label}: {path}: {v}");
+        }
+        // The stored URL is whole.
+        ping(&s, &id).await;
+        let got = receiver.until("the ping", |g| !g.is_empty()).await;
+        assert_eq!(got[0].target, format!("/trigger?token={TOKEN}&ref=main"), "{label}");
+        let basic = base64_of(&format!("ci:{PASSWORD}"));
+        assert_eq!(got[0].header("authorization"), format!("Basic {basic}"), "{label}");
+
+        // A delivery that fails: reqwest's error would quote the URL.
+        let closed = common::free_port();
+        let (st, failing) = call(
+            &s,
+            reqwest::Method::POST,
+            "/api/v1/repositories/acme/app/webhooks",
+            json!({"url": format!("http://127.0.0.1:{closed}/x?token={TOKEN}"), "secret": SECRET, "events": ["TAG_PUSH"]}),
+        )
+        .await;
+        assert_eq!(st, 201, "{label}: {failing}");
+        let fid = failing["id"].as_str().unwrap().to_string();
+        ping(&s, &fid).await;
+        let error = newest_error(&s, &fid, 1).await;
+        assert!(!error.is_empty() && !error.contains(TOKEN), "{label}: {error}");
+
+        let (st, _) = call(&s, reqwest::Method::DELETE, &hook_path, Value::Null).await;
+        assert_eq!(st, 204, "{label}");
+        for action in ["webhook.create", "webhook.update", "webhook.delete"] {
+            let (_, audit) = call(
                 &s,
                 reqwest::Method::GET,
-                &format!("/api/v1/webhooks/{id}/deliveries"),
+                &format!("/api/v1/audit?action={action}"),
                 Value::Null,
             )
             .await;
-            if log["deliveries"][0]["attempts"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            let records = audit["records"].as_array().unwrap();
+            assert!(!records.is_empty(), "{label}: {action}");
+            assert!(audit.to_string().contains(&shown), "{label}: {action}: {audit}");
+            assert!(!leaks(&audit), "{label}: {action}: {audit}");
         }
-        let error = log["deliveries"][0]["attempts"][0]["error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        assert!(error.contains("internal address"), "{label}: {log}");
-        drop(hosts);
     }
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }
 
 /// A line in /etc/hosts for the test's own name, removed when dropped.

@@ -1,6 +1,7 @@
 //! Webhooks of a repository or a namespace, and their delivery logs. A
-//! hook's secret and extra header values are write-only: no response, log
-//! line or audit record shows them.
+//! hook's secret, extra header values, and its URL's query string and
+//! userinfo are write-only: no response, log line or audit record shows
+//! them (the URL is shown through `redact_url`).
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use serde_json::json;
 use super::identity::repo_name;
 use super::{json_body, reply, ApiResult, Who};
 use crate::access::Need;
-use crate::webhooks::{About, EVENT_TYPES};
+use crate::webhooks::{redact_url, scrub_url, About, EVENT_TYPES};
 use crate::{Registry, RegistryError};
 
 #[derive(Deserialize)]
@@ -30,27 +31,33 @@ pub(crate) struct HookBody {
 
 fn hook_json(h: &Webhook) -> serde_json::Value {
     json!({
-        "id": h.id, "repository": h.repository, "namespace": h.namespace, "url": h.url,
+        "id": h.id, "repository": h.repository, "namespace": h.namespace, "url": redact_url(&h.url),
         "events": h.events, "enabled": h.enabled,
         "header_names": h.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
         "created_by": h.created_by, "created_at": h.created_at, "updated_at": h.updated_at,
     })
 }
 
-fn delivery_json(d: &DeliveryLog) -> serde_json::Value {
+/// A delivery of hook `h`; error texts recorded before reqwest's errors
+/// were stripped of the URL are scrubbed of it.
+fn delivery_json(h: &Webhook, d: &DeliveryLog) -> serde_json::Value {
     json!({
         "id": d.id, "event_id": d.event_id, "event_seq": d.event_seq, "type": d.kind, "status": d.status,
         "next_at": d.next_at, "created_at": d.created_at, "finished_at": d.finished_at,
         "attempts": d.attempts.iter().map(|a| json!({
             "attempt": a.attempt, "at": a.at, "status_code": a.status_code, "latency_ms": a.latency_ms,
-            "error": a.error, "response": a.response,
+            "error": a.error.as_deref().map(|e| scrub_url(e, &h.url)), "response": a.response,
         })).collect::<Vec<_>>(),
     })
 }
 
 /// Applies a request to a hook (new or existing), checking every field.
 async fn apply(reg: &Registry, h: &mut Webhook, b: HookBody) -> Result<(), RegistryError> {
-    if let Some(url) = b.url {
+    // A client that sends back the URL it was shown (GET, change, PUT)
+    // keeps the stored one, instead of replacing its token with `…`.
+    let shown = redact_url(&h.url);
+    let echoed = shown != h.url && b.url.as_deref() == Some(shown.as_str());
+    if let Some(url) = b.url.filter(|_| !echoed) {
         let parsed = reqwest::Url::parse(&url).map_err(|e| RegistryError::Invalid(format!("url: {e}")))?;
         reg.webhooks.allow.vet(&parsed).await.map_err(RegistryError::Invalid)?;
         h.url = url;
@@ -137,10 +144,12 @@ async fn create(
         updated_at: portcullis_meta::now_ms(),
     };
     apply(reg, &mut h, b).await?;
-    let ev = who
-        .actor
-        .event("webhook.create")
-        .detail(format!("{} {} events={}", h.id, h.url, h.events.join(",")));
+    let ev = who.actor.event("webhook.create").detail(format!(
+        "{} {} events={}",
+        h.id,
+        redact_url(&h.url),
+        h.events.join(",")
+    ));
     let ev = match &h.repository {
         Some(r) => ev.repository(r),
         None => ev,
@@ -204,7 +213,7 @@ pub(crate) async fn webhook_update(
     let ev = who.actor.event("webhook.update").detail(format!(
         "{} {} events={} enabled={}",
         h.id,
-        h.url,
+        redact_url(&h.url),
         h.events.join(","),
         h.enabled
     ));
@@ -214,7 +223,10 @@ pub(crate) async fn webhook_update(
 
 pub(crate) async fn webhook_delete(State(reg): State<Arc<Registry>>, who: Who, Path(id): Path<String>) -> ApiResult {
     let h = find(&reg, &who, &id).await?;
-    let ev = who.actor.event("webhook.delete").detail(format!("{} {}", h.id, h.url));
+    let ev = who
+        .actor
+        .event("webhook.delete")
+        .detail(format!("{} {}", h.id, redact_url(&h.url)));
     reg.meta.delete_webhook(&id, &ev).await?;
     Ok(reply(StatusCode::NO_CONTENT, json!(null)))
 }
@@ -249,13 +261,13 @@ pub(crate) async fn webhook_deliveries(
     Path(id): Path<String>,
     Query(p): Query<Page>,
 ) -> ApiResult {
-    find(&reg, &who, &id).await?;
+    let h = find(&reg, &who, &id).await?;
     let limit = p.limit.unwrap_or(50).clamp(1, 500);
     let list = reg.meta.deliveries(&id, p.before, limit).await?;
     let next = (list.len() as i64 == limit)
         .then(|| list.last().map(|d| d.event_seq))
         .flatten();
-    let list: Vec<_> = list.iter().map(delivery_json).collect();
+    let list: Vec<_> = list.iter().map(|d| delivery_json(&h, d)).collect();
     Ok(reply(StatusCode::OK, json!({"deliveries": list, "next_before": next})))
 }
 
