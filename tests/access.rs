@@ -328,6 +328,14 @@ async fn wait_for_scan(s: &TestServer, digest: &Digest) {
 async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -> (Method, String, Option<Vec<u8>>) {
     let n = format!("c{cell}");
     let json_body = |v: Value| Some(serde_json::to_vec(&v).unwrap());
+    // A repository holds a bounded number of policies: each cell starts
+    // with none left by the cells before.
+    if endpoint.starts_with("policy_") {
+        for p in s.registry.meta.policies("acme/app").await.unwrap() {
+            let path = format!("/api/v1/repositories/acme/app/policies/{}", p.id);
+            api(s, Method::DELETE, &path, Value::Null).await;
+        }
+    }
     // Sessions answer only their opener: the caller opens its own when it
     // may, else the administrator does (and the caller is refused anyway).
     let upload = || async {

@@ -41,14 +41,16 @@ fn npm_image(dir: &Path, name: &str, version: &str) {
 
 /// Polls until `ready` holds for the JSON at `path`; bounded.
 async fn until(s: &TestServer, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
     for _ in 0..600 {
         let (_, v) = call(s, reqwest::Method::GET, path, Value::Null).await;
         if ready(&v) {
             return v;
         }
+        last = v;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{path} did not get there within 30 s");
+    panic!("{path} did not get there within 30 s: {last}");
 }
 
 /// A registry with the real npm advisories loaded and organization `acme`;

@@ -205,16 +205,18 @@ impl Meta {
     }
 
     /// The patterns naming a namespace's promotion-only repositories.
+    /// A stored value that does not parse is an error, never "none": the
+    /// repositories stay closed to pushes until it is saved again.
     pub async fn namespace_promotion_only(&self, namespace: &str) -> Result<Vec<String>> {
         let row = sqlx::query("SELECT promotion_only FROM namespace_settings WHERE namespace = $1")
             .bind(namespace)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row
-            .map(|r| r.try_get::<String, _>(0))
-            .transpose()?
-            .map(|j| patterns_of(&j))
-            .unwrap_or_default())
+        match row.map(|r| r.try_get::<String, _>(0)).transpose()? {
+            Some(json) if !json.is_empty() => serde_json::from_str(&json)
+                .map_err(|e| MetaError::Corrupt(format!("namespace {namespace}'s promotion_only setting: {e}"))),
+            _ => Ok(Vec::new()),
+        }
     }
 
     /// Sets which repositories of a namespace are promotion-only.

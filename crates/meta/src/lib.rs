@@ -252,6 +252,7 @@ impl Meta {
                 .execute(&mut *tx)
                 .await?;
         }
+        stamp_pull_rules(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -620,6 +621,34 @@ impl Meta {
             })
             .collect()
     }
+}
+
+/// Pull rules saved before rules carried `saved_at` get the time of this
+/// start: a signer created later is then a new holder of a deleted name
+/// and is not trusted (`server/src/pull.rs`). A rule that does not parse is
+/// left as it is: it refuses every pull until it is saved again.
+async fn stamp_pull_rules(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
+    let now = now_ms();
+    for (table, key) in [("repositories", "name"), ("namespace_settings", "namespace")] {
+        let rows = sqlx::query(&format!(
+            "SELECT {key}, pull_rule FROM {table} WHERE pull_rule <> '' AND pull_rule NOT LIKE '%\"saved_at\"%'"
+        ))
+        .fetch_all(&mut **tx)
+        .await?;
+        for r in rows {
+            let (name, rule): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+            let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(&rule) else {
+                continue;
+            };
+            fields.insert("saved_at".into(), now.into());
+            sqlx::query(&format!("UPDATE {table} SET pull_rule = $1 WHERE {key} = $2"))
+                .bind(serde_json::Value::Object(fields).to_string())
+                .bind(name)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 async fn ensure_repo(tx: &mut sqlx::Transaction<'_, sqlx::Any>, repo: &str, now: i64) -> Result<()> {

@@ -62,53 +62,13 @@ pub struct PromotionCopy<'a> {
     pub copy_referrers: bool,
 }
 
-/// Media types (without parameters) of what vouches for an image rather
-/// than being one: cosign's simple-signing payloads and signature
-/// artifacts, sigstore bundles, DSSE envelopes and in-toto statements,
-/// Notary signatures, SPDX and CycloneDX documents.
-const EVIDENCE_TYPES: &[&str] = &[
-    "application/vnd.dev.cosign.simplesigning.v1+json",
-    "application/vnd.dev.cosign.artifact.sig.v1+json",
-    "application/vnd.dev.cosign.artifact.sbom.v1+json",
-    "application/vnd.dsse.envelope.v1+json",
-    "application/vnd.in-toto+json",
-    "application/vnd.cncf.notary.signature",
-    "application/spdx+json",
-    "text/spdx",
-    "text/spdx+json",
-    "application/vnd.cyclonedx",
-    "application/vnd.cyclonedx+json",
-    "application/vnd.cyclonedx+xml",
-    "application/vnd.syft+json",
-];
-
-fn evidence_type(media_type: &str) -> bool {
-    let m = portcullis_oci::media_type::essence(media_type).to_ascii_lowercase();
-    // Every version of the sigstore bundle (`.v0.3+json`, `+json;version=0.2`).
-    m.starts_with("application/vnd.dev.sigstore.bundle") || EVIDENCE_TYPES.contains(&m.as_str())
-}
-
 /// Whether a referrer may travel with a promoted image: a manifest (never
-/// an index, whose children the policy did not judge) that is a signature,
-/// attestation or SBOM. Either every layer is such a document, or its
-/// artifact type (or config type) says it is one and no layer is an image
-/// filesystem a runtime would unpack.
+/// an index, whose children the policy did not judge) every layer of which
+/// is a signature, attestation or SBOM document, the same test the gate
+/// uses to exempt it from judging (`Manifest::kind`).
 fn is_evidence(media_type: &str, content: &[u8]) -> bool {
-    if portcullis_oci::media_type::is_index(media_type) {
-        return false;
-    }
-    let Ok(m) = portcullis_oci::Manifest::parse(content, Some(media_type)) else {
-        return false;
-    };
-    if !m.manifests.is_empty() || portcullis_oci::media_type::is_index(&m.media_type) {
-        return false;
-    }
-    let all_layers = !m.layers.is_empty() && m.layers.iter().all(|l| evidence_type(&l.media_type));
-    let filesystem = m.layers.iter().any(|l| {
-        let t = l.media_type.to_ascii_lowercase();
-        t.starts_with("application/vnd.oci.image.layer.") || t.starts_with("application/vnd.docker.image.rootfs.")
-    });
-    all_layers || (!filesystem && m.referrer_artifact_type().is_some_and(evidence_type))
+    portcullis_oci::Manifest::parse(content, Some(media_type))
+        .is_ok_and(|m| m.kind() == portcullis_oci::ManifestKind::Artifact)
 }
 
 const POLICY_COLUMNS: &str = "id, repository, owner, policy, created_at, updated_at";

@@ -323,13 +323,44 @@ impl Meta {
     /// New findings for stored SBOMs, from a newer vulnerability database:
     /// `(digest, findings JSON, counts)` rows written in one transaction
     /// (one commit, not one per image).
-    pub async fn update_findings(&self, db_generation: i64, rows: &[(String, String, SeverityCounts)]) -> Result<()> {
+    /// Returns the digests whose counts changed (or that had no database
+    /// before): only their promotion policies can decide differently now.
+    pub async fn update_findings(
+        &self,
+        db_generation: i64,
+        rows: &[(String, String, SeverityCounts)],
+    ) -> Result<Vec<String>> {
+        // The counts before, read outside the transaction: in SQLite a
+        // transaction that reads before it writes can fail to take the
+        // write lock under load. A scan finishing meanwhile runs its own
+        // promotions, so a stale read here costs nothing.
+        let mut changed = Vec::new();
+        for (digest, _, counts) in rows {
+            let before = sqlx::query(
+                "SELECT db_generation, critical, high, medium, low, unknown FROM scans WHERE digest = $1 AND status = 'done'",
+            )
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(before) = before else { continue };
+            let had: Option<i64> = before.try_get(0)?;
+            let old: SeverityCounts = [
+                before.try_get(1)?,
+                before.try_get(2)?,
+                before.try_get(3)?,
+                before.try_get(4)?,
+                before.try_get(5)?,
+            ];
+            if had.is_none() || old != *counts {
+                changed.push(digest.clone());
+            }
+        }
         let mut tx = self.pool.begin().await?;
         for (digest, findings, counts) in rows {
             sqlx::query(
-            "UPDATE scans SET findings = $2, db_generation = $3, critical = $4, high = $5, medium = $6, low = $7, unknown = $8
-             WHERE digest = $1 AND status = 'done'",
-        )
+                "UPDATE scans SET findings = $2, db_generation = $3, critical = $4, high = $5, medium = $6, low = $7, unknown = $8
+                 WHERE digest = $1 AND status = 'done'",
+            )
             .bind(digest)
             .bind(findings)
             .bind(db_generation)
@@ -342,7 +373,7 @@ impl Meta {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(changed)
     }
 
     /// Whether pushes to the repository are scanned (on unless turned off).

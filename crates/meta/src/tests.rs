@@ -1321,3 +1321,27 @@ async fn racing_claims_are_exclusive() {
         assert_eq!(claimed.len(), 12, "{label}: one delivery per hook, each claimed once");
     }
 }
+
+/// A pull rule saved before rules carried `saved_at` is stamped at the
+/// next start, so item 5's "created after the rule was saved" holds for it.
+#[tokio::test]
+async fn rules_from_before_saved_at_are_stamped_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("meta.db").display());
+    let m = Meta::connect(&url).await.unwrap();
+    m.set_repository_pull_rule("acme/app", r#"{"require_signed_by":{"teams":["ci/gitlab"]}}"#, &ev())
+        .await
+        .unwrap();
+    m.set_repository_pull_rule("acme/bad", "{not json", &ev())
+        .await
+        .unwrap();
+    m.close().await;
+    let before = now_ms();
+    let m = Meta::connect(&url).await.unwrap();
+    let (rule, _) = m.pull_rules("acme/app").await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&rule).unwrap();
+    assert!(v["saved_at"].as_i64().unwrap() >= before, "{rule}");
+    assert_eq!(v["require_signed_by"]["teams"][0], "ci/gitlab");
+    let (bad, _) = m.pull_rules("acme/bad").await.unwrap();
+    assert_eq!(bad, "{not json", "an unreadable rule is left to refuse everything");
+}

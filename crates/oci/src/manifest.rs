@@ -192,16 +192,19 @@ impl Manifest {
         out
     }
 
+    /// A signature, attestation or SBOM document; or the empty descriptor
+    /// of an artifact whose declared type is one of those.
+    fn is_evidence_layer(&self, layer: &Descriptor) -> bool {
+        media_type::is_artifact_layer(&layer.media_type)
+            || (media_type::essence(&layer.media_type) == media_type::EMPTY
+                && self.referrer_artifact_type().is_some_and(media_type::is_artifact_layer))
+    }
+
     /// What the gate judges this manifest as.
     pub fn kind(&self) -> ManifestKind {
         if is_index(&self.media_type) {
             ManifestKind::Index
-        } else if !self.layers.is_empty()
-            && self
-                .layers
-                .iter()
-                .all(|l| media_type::ARTIFACT_LAYER_TYPES.contains(&l.media_type.as_str()))
-        {
+        } else if !self.layers.is_empty() && self.layers.iter().all(|l| self.is_evidence_layer(l)) {
             ManifestKind::Artifact
         } else {
             ManifestKind::Image

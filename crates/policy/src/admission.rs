@@ -67,15 +67,21 @@ pub struct ImageRef {
 }
 
 /// Parses `host[:port]/repo[:tag][@digest]` as container runtimes do: the
-/// first component is a host if it has a `.` or `:` or is `localhost`;
-/// otherwise the image is on Docker Hub.
+/// first component is a host if it has a `.` or `:`, is `localhost`, or
+/// has an upper-case letter (repository names can't); otherwise the image
+/// is on Docker Hub.
 pub fn parse_image(image: &str) -> Option<ImageRef> {
     let (rest, digest) = match image.split_once('@') {
         Some((r, d)) => (r, Some(d.to_string())),
         None => (image, None),
     };
     let (host, path) = match rest.split_once('/') {
-        Some((first, path)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+        Some((first, path))
+            if first.contains('.')
+                || first.contains(':')
+                || first == "localhost"
+                || first.chars().any(|c| c.is_ascii_uppercase()) =>
+        {
             (first.to_string(), path.to_string())
         }
         _ => ("docker.io".to_string(), rest.to_string()),
@@ -131,6 +137,11 @@ mod tests {
                 Some(r("localhost", "x", Some("2"), Some("sha256:cd"))),
             ),
             ("nginx:1.25", Some(r("docker.io", "nginx", Some("1.25"), None))),
+            (
+                "LOCALHOST/acme/app",
+                Some(r("LOCALHOST", "acme/app", Some("latest"), None)),
+            ),
+            ("Registry/app:1", Some(r("Registry", "app", Some("1"), None))),
             (
                 "library/nginx",
                 Some(r("docker.io", "library/nginx", Some("latest"), None)),

@@ -433,18 +433,13 @@ impl Registry {
         }
     }
 
-    /// After a database import: every policy with scan rules over every
-    /// tag of its source (an image that now passes is promoted; one that
-    /// now fails stays where it is, its new evaluation recorded).
-    pub(crate) async fn promote_after_rematch(&self) {
-        let policies = match self.meta.all_policies().await {
-            Ok(p) => p,
-            Err(e) => return tracing::warn!(error = %e, "reading promotion policies after a database import"),
-        };
-        for p in policies.iter().filter(|p| enabled(p) && needs_scan(p)) {
-            if let Err(e) = self.apply_policy(p).await {
-                tracing::warn!(policy = %p.id, error = %e, "promotion after a database import");
-            }
+    /// After a database import: the policies over the images whose counts
+    /// changed (every tag naming them), and no others: an image that now
+    /// passes is promoted; one that now fails stays where it is, its new
+    /// evaluation recorded.
+    pub(crate) async fn promote_after_rematch(&self, changed: &[String]) {
+        for digest in changed {
+            self.promote_on_scan(digest).await;
         }
     }
 

@@ -38,7 +38,7 @@ pub(crate) struct PullRuleCache {
     /// any change (a new signature, a key revoked) is another entry.
     verdicts: Mutex<HashMap<String, (Instant, Signed)>>,
     /// Signature checks running at once, off the async workers.
-    checking: tokio::sync::Semaphore,
+    checking: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// How long a verdict is believed without checking again (a deleted key
@@ -59,7 +59,7 @@ impl PullRuleCache {
         PullRuleCache {
             rules: crate::cache::TtlMap::new(ttl),
             verdicts: Mutex::new(HashMap::new()),
-            checking: tokio::sync::Semaphore::new(2),
+            checking: std::sync::Arc::new(tokio::sync::Semaphore::new(2)),
         }
     }
 
@@ -291,9 +291,18 @@ impl Registry {
                 }
             }
         }
-        let _permit = self.pull_rules.checking.acquire().await.expect("never closed");
+        // The permit goes with the work: a caller that gives up (a client
+        // gone, an admission deadline) does not free it while it runs.
+        let permit = self
+            .pull_rules
+            .checking
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
         let (image_owned, keys_owned) = (image.clone(), keys.to_vec());
         let verdict = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let (image, keys) = (&image_owned, &keys_owned[..]);
             tagged
                 .iter()

@@ -12,8 +12,12 @@ use crate::{Registry, RegistryError};
 /// Index nesting followed (index → index → … → image); deeper is refused,
 /// never skipped.
 pub(crate) const MAX_DEPTH: usize = 8;
-/// Images one manifest may reach; more is refused, never cut short.
-pub(crate) const MAX_IMAGES: usize = 1024;
+/// Images one manifest may reach; more is refused, never cut short (real
+/// multi-platform indexes list a few dozen).
+pub(crate) const MAX_IMAGES: usize = 256;
+/// Child descriptors examined in all, duplicates included: one manifest
+/// read per distinct child at most, and no index of 30,000 entries walked.
+pub(crate) const MAX_DESCRIPTORS: usize = 1024;
 
 /// How a stored manifest is judged; one that does not parse is judged as an
 /// image (fail closed).
@@ -36,39 +40,44 @@ impl Registry {
         digest: &str,
         manifest: Option<&Manifest>,
     ) -> Result<Vec<String>, RegistryError> {
+        let too_many = |what: String| RegistryError::Denied(format!("{digest} in {repo}: {what}"));
         let mut images = Vec::new();
-        let mut seen = HashSet::new();
-        let mut level: Vec<(String, Option<Manifest>)> = vec![(digest.to_string(), manifest.cloned())];
+        let mut seen = HashSet::from([digest.to_string()]);
+        let mut descriptors = 0;
+        // Digests only: each child is read and parsed when its turn comes,
+        // so one manifest at a time is held.
+        let mut level: Vec<String> = vec![digest.to_string()];
         for depth in 0..=MAX_DEPTH {
             let mut next = Vec::new();
-            for (d, m) in level {
-                if !seen.insert(d.clone()) {
-                    continue;
-                }
-                match m.as_ref().map_or(ManifestKind::Image, Manifest::kind) {
+            for d in level {
+                let parsed = if d == digest {
+                    manifest.cloned()
+                } else {
+                    let Ok(child) = d.parse::<Digest>() else { continue };
+                    match self.meta.get_manifest(repo, &Reference::Digest(child)).await? {
+                        Some(s) => kind_of(&s.content, &s.media_type).1,
+                        None => continue,
+                    }
+                };
+                match parsed.as_ref().map_or(ManifestKind::Image, Manifest::kind) {
                     ManifestKind::Artifact => {}
                     ManifestKind::Image => {
                         images.push(d);
                         if images.len() > MAX_IMAGES {
-                            return Err(RegistryError::Denied(format!(
-                                "{digest} in {repo} reaches more than {MAX_IMAGES} images"
-                            )));
+                            return Err(too_many(format!("reaches more than {MAX_IMAGES} images")));
                         }
                     }
                     ManifestKind::Index if depth == MAX_DEPTH => {
-                        return Err(RegistryError::Denied(format!(
-                            "{digest} in {repo} nests indexes more than {MAX_DEPTH} levels deep"
-                        )));
+                        return Err(too_many(format!("nests indexes more than {MAX_DEPTH} levels deep")));
                     }
                     ManifestKind::Index => {
-                        for child in m.iter().flat_map(|m| &m.manifests) {
-                            let stored = self
-                                .meta
-                                .get_manifest(repo, &Reference::Digest(child.digest.clone()))
-                                .await?;
-                            if let Some(s) = stored {
-                                let (_, parsed) = kind_of(&s.content, &s.media_type);
-                                next.push((s.digest, parsed));
+                        for c in parsed.iter().flat_map(|m| &m.manifests) {
+                            descriptors += 1;
+                            if descriptors > MAX_DESCRIPTORS {
+                                return Err(too_many(format!("lists more than {MAX_DESCRIPTORS} manifests")));
+                            }
+                            if seen.insert(c.digest.to_string()) {
+                                next.push(c.digest.to_string());
                             }
                         }
                     }

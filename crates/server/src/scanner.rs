@@ -213,11 +213,22 @@ impl Registry {
             .ok_or_else(|| "the manifest is no longer in any repository".to_string())?;
         let manifest = Manifest::parse(&manifest.content, Some(&manifest.media_type)).map_err(|e| e.to_string())?;
         let (mut digests, mut facts) = (Vec::new(), Vec::new());
-        for l in manifest
-            .layers
-            .iter()
-            .filter(|l| !media_type::is_non_distributable(&l.media_type))
-        {
+        for l in &manifest.layers {
+            // A non-distributable ("foreign") layer still runs: a runtime
+            // fetches it from its URLs. Scanned when its bytes are here;
+            // otherwise the scan can't vouch for the image and fails.
+            if media_type::is_non_distributable(&l.media_type)
+                && !self
+                    .meta
+                    .blob_known(l.digest.as_str())
+                    .await
+                    .map_err(|e| e.to_string())?
+            {
+                return Err(format!(
+                    "layer {} is non-distributable and its bytes are not in this registry: it can't be scanned",
+                    l.digest
+                ));
+            }
             facts.push(self.layer_facts(l.digest.as_str()).await?);
             digests.push(l.digest.clone());
         }
@@ -284,13 +295,20 @@ impl Registry {
         self.meta
             .update_findings(loaded as i64, &[(digest.to_string(), json, counts(&findings))])
             .await
+            .map(drop)
             .map_err(|e| e.to_string())
     }
 
-    /// Matches every stored SBOM against the index in force.
-    async fn rematch_all(&self, generation: u64, index: &Arc<VulnIndex>) -> Result<usize, crate::RegistryError> {
+    /// Matches every stored SBOM against the index in force; returns how
+    /// many were matched and the digests whose counts changed.
+    async fn rematch_all(
+        &self,
+        generation: u64,
+        index: &Arc<VulnIndex>,
+    ) -> Result<(usize, Vec<String>), crate::RegistryError> {
         let mut after = String::new();
         let mut done = 0;
+        let mut changed = Vec::new();
         // Images share most packages: each (package, version) is evaluated once.
         let mut cache = MatchCache::default();
         loop {
@@ -316,9 +334,9 @@ impl Registry {
             .map_err(|e| crate::RegistryError::Internal(e.to_string()))?;
             cache = returned;
             done += rows.len();
-            self.meta.update_findings(generation as i64, &rows).await?;
+            changed.extend(self.meta.update_findings(generation as i64, &rows).await?);
         }
-        Ok(done)
+        Ok((done, changed))
     }
 }
 
@@ -387,6 +405,7 @@ async fn worker(weak: Weak<Registry>) {
 /// new generation, and re-matches the stored SBOMs each time.
 async fn watch_database(weak: Weak<Registry>) {
     let mut first = true;
+    let mut unmatched: Option<(u64, Arc<VulnIndex>)> = None;
     loop {
         let Some(reg) = weak.upgrade() else { return };
         if first {
@@ -421,24 +440,32 @@ async fn watch_database(weak: Weak<Registry>) {
                     let generation = l.status.generation;
                     let index = Arc::new(VulnIndex::new(l.advisories));
                     *reg.scanner.index.write().expect("index lock") = Some((generation, index.clone()));
-                    let started = std::time::Instant::now();
-                    match reg.rematch_all(generation, &index).await {
-                        Ok(n) => {
-                            tracing::info!(
-                                generation,
-                                advisories = index.len(),
-                                sboms = n,
-                                ms = started.elapsed().as_millis() as u64,
-                                "vulnerability database loaded; stored SBOMs re-matched"
-                            );
-                            reg.promote_after_rematch().await;
-                        }
-                        Err(e) => tracing::warn!(error = %e, "re-matching stored SBOMs"),
-                    }
+                    unmatched = Some((generation, index));
                 }
                 Ok(Ok(None)) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "loading the vulnerability database"),
                 Err(e) => tracing::warn!(error = %e, "loading the vulnerability database"),
+            }
+        }
+        // A re-match that failed (a busy database, say) is tried again at
+        // the next poll: stored scans never keep an old generation's counts.
+        if let Some((generation, index)) = unmatched.take() {
+            let started = std::time::Instant::now();
+            match reg.rematch_all(generation, &index).await {
+                Ok((n, changed)) => {
+                    tracing::info!(
+                        generation,
+                        advisories = index.len(),
+                        sboms = n,
+                        ms = started.elapsed().as_millis() as u64,
+                        "vulnerability database loaded; stored SBOMs re-matched"
+                    );
+                    reg.promote_after_rematch(&changed).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "re-matching stored SBOMs; trying again");
+                    unmatched = Some((generation, index));
+                }
             }
         }
         let poll = reg.scanner.settings.db_poll;

@@ -32,6 +32,8 @@ use crate::Registry;
 pub(crate) const MAX_IMAGES: usize = 256;
 /// A review still unfinished after this is denied (never left to time out).
 pub(crate) const DEADLINE: Duration = Duration::from_secs(8);
+/// Reviews judged at once; others wait (within their deadline).
+static REVIEWS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 pub(crate) async fn admission(State(reg): State<Arc<Registry>>, who: Who, body: Bytes) -> ApiResult {
     who.need(&reg, Need::Authenticated).await?;
@@ -43,7 +45,11 @@ pub(crate) async fn admission(State(reg): State<Arc<Registry>>, who: Who, body: 
             request.images.len()
         )]
     } else {
-        match tokio::time::timeout(DEADLINE, judge_all(&reg, &who, &request.images)).await {
+        let judged = async {
+            let _permit = REVIEWS.acquire().await.expect("never closed");
+            judge_all(&reg, &who, &request.images).await
+        };
+        match tokio::time::timeout(DEADLINE, judged).await {
             Ok(problems) => problems,
             Err(_) => vec![format!(
                 "the images could not be judged within {} s; denied",
@@ -93,16 +99,28 @@ async fn judge_all(reg: &Registry, who: &Who, images: &[String]) -> Vec<String> 
 /// image that may run; `Err` says why not.
 async fn resolve(reg: &Registry, who: &Who, image: &str) -> Result<Option<(String, CachedManifest)>, String> {
     let r = parse_image(image).ok_or("not an image reference")?;
-    if !is_this_registry(reg, &r.host).await {
-        return if reg.access.settings.admission_foreign_images {
-            Ok(None)
-        } else {
-            Err(format!(
+    let foreign_allowed = reg.access.settings.admission_foreign_images;
+    match whose(reg, &r.host).await {
+        Host::Ours => {}
+        Host::Foreign if foreign_allowed => return Ok(None),
+        Host::Foreign => {
+            return Err(format!(
                 "images from {} are not admitted (only {})",
                 r.host,
                 our_host(reg)
-            ))
-        };
+            ));
+        }
+        // The node resolves the name itself when it pulls, maybe elsewhere:
+        // never admitted on the strength of what is here. With foreign
+        // images allowed it is still judged, so it can't pass as foreign.
+        Host::ResolvesHere if foreign_allowed => {}
+        Host::ResolvesHere => {
+            return Err(format!(
+                "{} reaches this registry but is not one of its names; refer to it as {} (or list the name in registry_aliases)",
+                r.host,
+                our_host(reg)
+            ));
+        }
     }
     if let Err(e) = who.need(reg, Need::Repository(&r.repository, Actions::PULL)).await {
         return Err(format!(
@@ -159,20 +177,32 @@ fn joined((name, port): &(String, Option<u16>)) -> String {
     }
 }
 
-/// Whether `host` names this registry: its public URL's host, one of
-/// `registry_aliases`, or a name or address that reaches the address it
-/// listens on. Only a reference on the listen port is resolved, so
+/// What a reference's host is to this registry.
+enum Host {
+    /// The public URL's host or one of `registry_aliases`.
+    Ours,
+    /// Another name or address that reaches the address `serve` listens on.
+    ResolvesHere,
+    Foreign,
+}
+
+/// Whose `host` is. Only a reference on the listen port is resolved, so
 /// foreign images cost no DNS query.
-async fn is_this_registry(reg: &Registry, host: &str) -> bool {
+async fn whose(reg: &Registry, host: &str) -> Host {
     let wanted = normal_host(host);
     let settings = &reg.access.settings;
     let ours = std::iter::once(our_host(reg)).chain(settings.registry_aliases.iter().map(String::as_str));
     if ours.map(normal_host).any(|o| joined(&o) == joined(&wanted)) {
-        return true;
+        return Host::Ours;
     }
-    let Some(listen) = settings.listen else {
-        return false;
-    };
+    match settings.listen {
+        Some(listen) if resolves_to(&wanted, listen).await => Host::ResolvesHere,
+        _ => Host::Foreign,
+    }
+}
+
+/// Whether `host[:port]` resolves to `listen`.
+async fn resolves_to(wanted: &(String, Option<u16>), listen: SocketAddr) -> bool {
     let port = wanted.1.unwrap_or(443);
     if port != listen.port() {
         return false;

@@ -89,10 +89,20 @@ pub(crate) async fn policy_list(reg: &Registry, who: &Who, name: &str) -> ApiRes
     Ok(reply(StatusCode::OK, json!(list)))
 }
 
+/// Promotion policies one source repository may have.
+pub(crate) const MAX_POLICIES: usize = 32;
+
 pub(crate) async fn policy_create(reg: &Registry, who: &Who, name: &str, body: &[u8]) -> ApiResult {
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
     let p = checked(reg, who, name.as_str(), body).await?;
+    // Every push to the repository runs each of its policies.
+    let existing = reg.meta.policies(name.as_str()).await?.len();
+    if existing >= MAX_POLICIES {
+        return Err(RegistryError::Invalid(format!(
+            "{name} has {existing} promotion policies, the most a repository may have"
+        )));
+    }
     let stored = StoredPolicy {
         id: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
         repository: name.to_string(),
