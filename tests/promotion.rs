@@ -848,6 +848,8 @@ async fn a_policy_whose_author_may_no_longer_sign_does_not_promote() {
         assert_eq!(r.status(), 201, "{label}");
         let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
         let (first, _) = s.push_image("acme/build", "1", b"{\"s\":1}", &[b"signed one"]).await;
+        // Policies run after the push's answer: wait for this one's record.
+        evaluation(s, "acme/build", &id, "1", "promoted").await;
         let v = until(s, "/api/v1/repositories/acme/signed/tags/1", |v| {
             v["digest"].is_string()
         })

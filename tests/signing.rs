@@ -110,6 +110,7 @@ async fn only_images_signed_by_the_team_are_served() {
         let signed_manifest = s.manifest_bytes("acme/app", &signed.to_string()).await;
         let r = s.put_manifest("acme/app", "ship", signed_manifest.to_vec()).await;
         assert_eq!(r.status(), 201);
+        common::evaluated(&s, "acme/app", p["id"].as_str().unwrap(), "ship").await;
         let (st, v) = call(&s, reqwest::Method::PUT, "/api/v1/repositories/acme/release", rule).await;
         assert_eq!(st, 200, "{v}");
         assert_eq!(
@@ -210,6 +211,7 @@ async fn promotions_are_signed_by_the_ci_machine_identity() {
         let (image, _) = s
             .push_image("acme/build", "ship", b"{\"ship\":1}", &[b"shipped layer"])
             .await;
+        common::evaluated(&s, "acme/build", p["id"].as_str().unwrap(), "ship").await;
 
         let (st, text) = reader_pull(&s, "dev", "acme/signed", "ship").await;
         assert_eq!(st, 200, "{label}: {text}");
@@ -328,6 +330,7 @@ async fn sealed_signing_keys_sign_only_for_their_account() {
                 .await;
                 assert_eq!(st, 201, "{p}");
                 let (image, _) = s.push_image("acme/build", tag, tag.as_bytes(), &[tag.as_bytes()]).await;
+                common::evaluated(s, "acme/build", p["id"].as_str().unwrap(), tag).await;
                 let promoted = s.url(&format!("/v2/{target}/manifests/{tag}"));
                 assert_eq!(
                     s.http.get(promoted).send().await.unwrap().status(),

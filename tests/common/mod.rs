@@ -559,3 +559,17 @@ pub fn openssl(args: &[&str], dir: &Path) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// Waits (at most 30 s) until policy `id` of `repo` has evaluated `tag`:
+/// policies run after the push's answer. Returns the newest evaluation.
+pub async fn evaluated(s: &TestServer, repo: &str, id: &str, tag: &str) -> serde_json::Value {
+    let path = format!("/api/v1/repositories/{repo}/policies/{id}/evaluations");
+    for _ in 0..600 {
+        let (_, v) = call(s, reqwest::Method::GET, &path, serde_json::Value::Null).await;
+        if let Some(e) = v.as_array().and_then(|l| l.iter().find(|e| e["tag"] == tag)) {
+            return e.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("policy {id} of {repo} never evaluated {tag}");
+}

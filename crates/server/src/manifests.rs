@@ -152,7 +152,7 @@ async fn refuse_unless_promoted(
 }
 
 pub(crate) async fn put(
-    reg: &Registry,
+    reg: &std::sync::Arc<Registry>,
     actor: &Actor,
     name: &RepositoryName,
     reference: &Reference,
@@ -226,8 +226,15 @@ pub(crate) async fn put(
     stored?;
     reg.dispatcher.wake.notify_one();
     reg.scan_on_push(name.as_str(), &manifest, &digest).await;
-    let pushed: Vec<&str> = pushed_tags.iter().map(String::as_str).collect();
-    reg.promote_on_push(name.as_str(), &pushed, &digest).await;
+    // Policies run after the answer: a push's latency never depends on how
+    // many policies its repository has or what they ask.
+    if !pushed_tags.is_empty() {
+        let (reg, repo, digest) = (reg.clone(), name.to_string(), digest.clone());
+        tokio::spawn(async move {
+            let pushed: Vec<&str> = pushed_tags.iter().map(String::as_str).collect();
+            reg.promote_on_push(&repo, &pushed, &digest).await;
+        });
+    }
     let mut resp = crate::created(&format!("/v2/{name}/manifests/{digest}"), &digest);
     let h = resp.headers_mut();
     if let Some(s) = subject {
