@@ -498,3 +498,66 @@ async fn a_promotion_only_repository_takes_images_only_by_promotion() {
         cosign_sign(&s, work.path(), &key, "acme/app", &digest).await;
     }
 }
+
+/// Hardening: a signature names the repository it was made for
+/// (`docker-reference`); by default (as cosign) only the digest is bound,
+/// so a signature made for `acme/app` also counts in `acme/other`. A rule
+/// with `match_reference` counts only signatures made for its repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn match_reference_counts_only_signatures_made_for_the_repository() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let work = tempfile::tempdir().unwrap();
+        trusted_team(&s, &["builder", "dev"], &["builder"]).await;
+        grant(&s, "acme", json!({"account": "dev", "role": "read"})).await;
+        let key = register_key(&s, work.path(), "builder").await;
+        let (image, body) = s.push_image("acme/app", "1", b"{\"m\":1}", &[b"matched"]).await;
+        cosign_sign(&s, work.path(), &key, "acme/app", &image).await;
+        // The same image and its signature manifest, copied to acme/other.
+        let sig_tag = format!("sha256-{}.sig", image.hex());
+        let sig = s.manifest_bytes("acme/app", &sig_tag).await;
+        let sig_json: Value = serde_json::from_slice(&sig).unwrap();
+        for d in std::iter::once(&sig_json["config"]).chain(sig_json["layers"].as_array().unwrap()) {
+            let digest = d["digest"].as_str().unwrap();
+            let blob = s
+                .http
+                .get(s.url(&format!("/v2/acme/app/blobs/{digest}")))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            s.push_blob("acme/other", &blob).await;
+        }
+        for blob in [&b"{\"m\":1}"[..], b"matched"] {
+            s.push_blob("acme/other", blob).await;
+        }
+        assert_eq!(s.put_manifest("acme/other", "1", body).await.status(), 201);
+        assert_eq!(s.put_manifest("acme/other", &sig_tag, sig.to_vec()).await.status(), 201);
+
+        for repo in ["acme/app", "acme/other"] {
+            let (st, v) = set_rule(
+                &s,
+                &format!("/api/v1/repositories/{repo}"),
+                json!({"require_signed_by": {"teams": ["ci/gitlab"], "match_reference": true}}),
+            )
+            .await;
+            assert_eq!(st, 200, "{v}");
+        }
+        assert_eq!(reader_pull(&s, "dev", "acme/app", "1").await.0, 200, "{label}");
+        let (st, text) = reader_pull(&s, "dev", "acme/other", "1").await;
+        assert_eq!(st, 403, "{label}: a signature made for acme/app counted in acme/other");
+        assert!(text.contains("no signature verifies"), "{text}");
+        // Without match_reference the digest alone is bound, as in cosign.
+        let (st, _) = set_rule(
+            &s,
+            "/api/v1/repositories/acme/other",
+            json!({"require_signed_by": {"teams": ["ci/gitlab"]}}),
+        )
+        .await;
+        assert_eq!(st, 200);
+        assert_eq!(reader_pull(&s, "dev", "acme/other", "1").await.0, 200, "{label}");
+    }
+}

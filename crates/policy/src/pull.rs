@@ -43,6 +43,12 @@ pub struct SignedBy {
     pub teams: Vec<String>,
     #[serde(default)]
     pub accounts: Vec<String>,
+    /// Count only signatures made for this repository: a tag-form
+    /// payload's `docker-reference`, or a bundle statement's subject name,
+    /// must name it (cosign's own default checks the digest only, so a
+    /// signature for `acme/app` would also count in `acme/other`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub match_reference: bool,
 }
 
 /// What the scanner knows of an image.
@@ -178,6 +184,7 @@ mod tests {
             require_signed_by: Some(SignedBy {
                 teams: vec!["gitlab".into()],
                 accounts: vec![],
+                match_reference: false,
             }),
             ..PullRule::default()
         };

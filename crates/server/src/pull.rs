@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use portcullis_oci::{Digest, Reference};
 use portcullis_policy::{PullRule, ScanState, SignedBy};
-use portcullis_sign::{bundle_layers, bundle_signer, candidates, signature_tag, signer, PublicKey};
+use portcullis_sign::{
+    bundle_layers, bundle_signer, bundle_subject_names, candidates, payload_reference, reference_names_repository,
+    signature_tag, signer, PublicKey,
+};
 
 use crate::access::Caller;
 use crate::cache::CachedManifest;
@@ -223,7 +226,7 @@ impl Registry {
             )))
         };
         let image: Digest = digest.parse()?;
-        match self.signature_verdict(repo, &image, &keys).await? {
+        match self.signature_verdict(repo, &image, &keys, by.match_reference).await? {
             Signed::Unsigned => denied(format!(
                 "the image is not signed (no {}, no signature referrer)",
                 signature_tag(&image)
@@ -238,11 +241,13 @@ impl Registry {
     /// sigstore bundle referrers) verifies under one of `keys`. At most
     /// [`MAX_SIGNATURES`] of each form are examined; the checks run on the
     /// blocking pool, two at a time; verdicts are cached by fingerprint.
+    /// With `match_reference`, only signatures that name `repo` count.
     pub(crate) async fn signature_verdict(
         &self,
         repo: &str,
         image: &Digest,
         keys: &[PublicKey],
+        match_reference: bool,
     ) -> Result<Signed, RegistryError> {
         let sig = self
             .meta
@@ -256,7 +261,12 @@ impl Registry {
             return Ok(Signed::Unverified);
         }
         let fingerprint = {
-            let mut parts = vec![repo, image.as_str(), sig.as_ref().map_or("-", |s| s.digest.as_str())];
+            let mut parts = vec![
+                repo,
+                image.as_str(),
+                if match_reference { "for-repository" } else { "any" },
+                sig.as_ref().map_or("-", |s| s.digest.as_str()),
+            ];
             parts.extend(referrers.iter().map(|r| r.digest.as_str()));
             parts.extend(keys.iter().map(|k| k.id.as_str()));
             Digest::sha256_of(parts.join("\n").as_bytes()).to_string()
@@ -271,7 +281,10 @@ impl Registry {
                 break;
             }
             if let Some(payload) = self.signature_blob(repo, &c.payload).await? {
-                tagged.push((c, payload));
+                let names_repo = || payload_reference(&payload).is_some_and(|r| reference_names_repository(&r, repo));
+                if !match_reference || names_repo() {
+                    tagged.push((c, payload));
+                }
             }
         }
         let mut bundles = Vec::new();
@@ -287,7 +300,14 @@ impl Registry {
                     break 'referrers;
                 }
                 if let Some(bundle) = self.signature_blob(repo, &layer).await? {
-                    bundles.push(bundle);
+                    let names_repo = || {
+                        bundle_subject_names(&bundle)
+                            .iter()
+                            .any(|n| reference_names_repository(n, repo))
+                    };
+                    if !match_reference || names_repo() {
+                        bundles.push(bundle);
+                    }
                 }
             }
         }

@@ -60,6 +60,22 @@ pub fn sign_bundle(key: &SigningKey, image: &Digest) -> Result<Vec<u8>, SignErro
     .expect("json"))
 }
 
+/// The names the statement in `bundle` gives its subjects (cosign may give
+/// the repository there); empty when it gives none.
+pub fn bundle_subject_names(bundle: &[u8]) -> Vec<String> {
+    let statement = serde_json::from_slice::<serde_json::Value>(bundle)
+        .ok()
+        .and_then(|b| B64.decode(b["dsseEnvelope"]["payload"].as_str()?).ok())
+        .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p).ok());
+    statement
+        .as_ref()
+        .and_then(|s| s["subject"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// The key (among `keys`) whose signature in `bundle` binds it to `image`:
 /// an in-toto statement of cosign's sign predicate naming the image's digest.
 /// The envelope must hold exactly one signature, as the bundle spec says

@@ -15,8 +15,8 @@ mod bundle;
 mod keyfile;
 
 pub use bundle::{
-    bundle_layers, bundle_manifest, bundle_signer, sign_bundle, statement, BUNDLE_MEDIA_TYPE, COSIGN_SIGN_PREDICATE,
-    EMPTY_CONFIG,
+    bundle_layers, bundle_manifest, bundle_signer, bundle_subject_names, sign_bundle, statement, BUNDLE_MEDIA_TYPE,
+    COSIGN_SIGN_PREDICATE, EMPTY_CONFIG,
 };
 pub use keyfile::read_private_key;
 
@@ -242,6 +242,25 @@ pub fn payload(reference: &str, image: &Digest) -> Vec<u8> {
     .expect("json")
 }
 
+/// The repository a payload says it was signed for
+/// (`critical.identity.docker-reference`).
+pub fn payload_reference(bytes: &[u8]) -> Option<String> {
+    let p: Payload = serde_json::from_slice(bytes).ok()?;
+    Some(p.critical.identity.docker_reference)
+}
+
+/// Whether a signed reference (`host/acme/app`, maybe with a tag or
+/// digest) names repository `repo` (`acme/app`) of whatever registry.
+pub fn reference_names_repository(reference: &str, repo: &str) -> bool {
+    let name = reference.split('@').next().unwrap_or(reference);
+    // A tag follows the last `:` after the last `/` (a port comes before one).
+    let name = match name.rsplit_once(':') {
+        Some((n, tag)) if !tag.contains('/') => n,
+        _ => name,
+    };
+    name == repo || name.strip_suffix(repo).is_some_and(|host| host.ends_with('/'))
+}
+
 /// The image digest a payload binds its signature to.
 pub fn payload_digest(bytes: &[u8]) -> Result<String, SignError> {
     let p: Payload = serde_json::from_slice(bytes).map_err(|e| SignError::BadPayload(e.to_string()))?;
@@ -369,6 +388,24 @@ pub fn signature_manifest(config: &Digest, config_size: usize, layers: &[(Digest
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signed_reference_names_one_repository() {
+        let table = [
+            ("registry.example/acme/app", "acme/app", true),
+            ("registry.example:5000/acme/app", "acme/app", true),
+            ("registry.example:5000/acme/app:v1", "acme/app", true),
+            ("registry.example/acme/app@sha256:ab", "acme/app", true),
+            ("acme/app", "acme/app", true),
+            ("registry.example/acme/other", "acme/app", false),
+            ("registry.example/xacme/app", "acme/app", false),
+            ("registry.example/acme/app/sub", "acme/app", false),
+            ("registry.example:5000", "acme/app", false),
+        ];
+        for (reference, repo, want) in table {
+            assert_eq!(reference_names_repository(reference, repo), want, "{reference} {repo}");
+        }
+    }
 
     #[test]
     fn the_signer_is_found_among_many_keys_by_recovery() {

@@ -149,7 +149,7 @@ async fn signatures(
         let Ok(digest) = t.digest.parse::<Digest>() else {
             continue;
         };
-        let verdict = match reg.signature_verdict(repo, &digest, &public).await? {
+        let verdict = match reg.signature_verdict(repo, &digest, &public, false).await? {
             Signed::Unsigned => continue,
             Signed::Unverified => json!({"status": "unverified"}),
             Signed::By(id) => {
