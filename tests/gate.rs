@@ -7,27 +7,12 @@ mod common;
 
 use std::path::Path;
 
-use common::signing::{cosign_sign, key_pair, reader_pull, review, trusted_team, PW};
+use common::signing::{cosign_sign, reader_pull, register_key, review, trusted_team, PW};
 use common::{backends, call, TestServer};
 use portcullis_meta::AuditEvent;
 use portcullis_oci::Digest;
 use reqwest::Method;
 use serde_json::{json, Value};
-
-/// Registers `user`'s OpenSSL key (as `user`); returns the key file.
-async fn register_key(s: &TestServer, dir: &Path, user: &str) -> String {
-    let (key, public) = key_pair(dir, user);
-    let r = s
-        .anon
-        .post(s.url(&format!("/api/v1/accounts/{user}/keys")))
-        .basic_auth(user, Some(PW))
-        .json(&json!({"name": "laptop", "pem": public}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-    key
-}
 
 /// Pushes an ordinary image whose config claims `config_type`.
 async fn push_with_config_type(s: &TestServer, repo: &str, tag: &str, config_type: &str, layer: &[u8]) -> Digest {
@@ -126,7 +111,7 @@ async fn every_runnable_manifest_and_every_nested_image_is_judged() {
         let work = tempfile::tempdir().unwrap();
         trusted_team(&s, &["builder", "dev"], &["builder"]).await;
         grant(&s, "acme", json!({"account": "dev", "role": "read"})).await;
-        let key = register_key(&s, work.path(), "builder").await;
+        let key = register_key(&s, work.path(), "builder").await.0;
         let (st, v) = set_rule(
             &s,
             "/api/v1/namespaces/acme/settings",
@@ -200,8 +185,8 @@ async fn a_repository_admin_cannot_replace_the_namespace_signers() {
             json!({"account": "mallory", "role": "admin", "repository": "acme/app"}),
         )
         .await;
-        let builder_key = register_key(&s, work.path(), "builder").await;
-        let mallory_key = register_key(&s, work.path(), "mallory").await;
+        let builder_key = register_key(&s, work.path(), "builder").await.0;
+        let mallory_key = register_key(&s, work.path(), "mallory").await.0;
         let (st, _) = set_rule(
             &s,
             "/api/v1/namespaces/acme/settings",
@@ -246,8 +231,8 @@ async fn rules_name_only_signers_that_exist_and_fail_closed_when_they_go() {
         let work = tempfile::tempdir().unwrap();
         trusted_team(&s, &["builder", "mallory", "dev"], &[]).await;
         grant(&s, "acme", json!({"account": "dev", "role": "read"})).await;
-        let builder_key = register_key(&s, work.path(), "builder").await;
-        let mallory_key = register_key(&s, work.path(), "mallory").await;
+        let builder_key = register_key(&s, work.path(), "builder").await.0;
+        let mallory_key = register_key(&s, work.path(), "mallory").await.0;
         let rule = json!({"require_signed_by": {"teams": ["ops/signers"], "accounts": ["builder"]}});
         for path in ["/api/v1/repositories/acme/app", "/api/v1/namespaces/acme/settings"] {
             let (st, v) = set_rule(&s, path, rule.clone()).await;
@@ -411,7 +396,7 @@ async fn a_promotion_only_repository_takes_images_only_by_promotion() {
         let label = s.label();
         let work = tempfile::tempdir().unwrap();
         trusted_team(&s, &["builder"], &["builder"]).await;
-        let key = register_key(&s, work.path(), "builder").await;
+        let key = register_key(&s, work.path(), "builder").await.0;
         let (st, _) = call(
             &s,
             Method::POST,
@@ -511,7 +496,7 @@ async fn match_reference_counts_only_signatures_made_for_the_repository() {
         let work = tempfile::tempdir().unwrap();
         trusted_team(&s, &["builder", "dev"], &["builder"]).await;
         grant(&s, "acme", json!({"account": "dev", "role": "read"})).await;
-        let key = register_key(&s, work.path(), "builder").await;
+        let key = register_key(&s, work.path(), "builder").await.0;
         let (image, body) = s.push_image("acme/app", "1", b"{\"m\":1}", &[b"matched"]).await;
         cosign_sign(&s, work.path(), &key, "acme/app", &image).await;
         // The same image and its signature manifest, copied to acme/other.

@@ -43,18 +43,7 @@ async fn only_images_signed_by_the_team_are_served() {
         // Each signer registers their OpenSSL-made public key themselves.
         let mut keys = Vec::new();
         for u in ["builder", "stranger"] {
-            let (key, public) = key_pair(dir, u);
-            let r = s
-                .anon
-                .post(s.url(&format!("/api/v1/accounts/{u}/keys")))
-                .basic_auth(u, Some(PW))
-                .json(&json!({"name": "laptop", "pem": public}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 201, "{label}");
-            let v: Value = r.json().await.unwrap();
-            keys.push((key, v["id"].as_str().unwrap().to_string()));
+            keys.push(common::signing::register_key(&s, dir, u).await);
         }
         let (signed, _) = s
             .push_image("acme/app", "signed", b"{\"s\":1}", &[b"signed layer"])

@@ -23,6 +23,23 @@ pub fn key_pair(dir: &Path, name: &str) -> (String, String) {
     (key, public)
 }
 
+/// Makes `user`'s OpenSSL key and registers its public half as `user`:
+/// (private key file, key id).
+pub async fn register_key(s: &TestServer, dir: &Path, user: &str) -> (String, String) {
+    let (key, public) = key_pair(dir, user);
+    let r = s
+        .anon
+        .post(s.url(&format!("/api/v1/accounts/{user}/keys")))
+        .basic_auth(user, Some(PW))
+        .json(&json!({"name": "laptop", "pem": public}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let v: Value = r.json().await.unwrap();
+    (key, v["id"].as_str().unwrap().to_string())
+}
+
 /// Signs `image` in `repo` as cosign does (tag form): the simple-signing
 /// payload, its ECDSA signature by OpenSSL, the signature manifest under
 /// `sha256-<hex>.sig`, keeping the signatures already there (as cosign
