@@ -288,7 +288,14 @@ impl Registry {
             }
         }
         let mut bundles = Vec::new();
-        'referrers: for r in referrers.iter().take(MAX_REFERRERS) {
+        // Only bundle referrers (cosign's artifact type): SBOMs and other
+        // referrers can't crowd a signature out of the window.
+        let bundle_referrers = referrers.iter().filter(|r| {
+            r.artifact_type
+                .as_deref()
+                .is_some_and(|t| t.starts_with("application/vnd.dev.sigstore.bundle"))
+        });
+        'referrers: for r in bundle_referrers.take(MAX_REFERRERS) {
             let Ok(d) = r.digest.parse::<Digest>() else {
                 continue;
             };
