@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::signing::{cosign_sign, reader_pull, register_key, review, trusted_team, PW};
 use common::{backends, call, TestServer};
 use portcullis_meta::AuditEvent;
@@ -544,5 +542,37 @@ async fn match_reference_counts_only_signatures_made_for_the_repository() {
         .await;
         assert_eq!(st, 200);
         assert_eq!(reader_pull(&s, "dev", "acme/other", "1").await.0, 200, "{label}");
+    }
+}
+
+/// Review finding: an image whose tar layers are labelled as a signature
+/// type would be taken for a signature and never judged, while Docker
+/// picks a layer's decompression by its bytes and would run it. Such a
+/// manifest is refused at push; a real signature manifest is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_labelled_as_a_signature_is_refused() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let tar = common::tar_of(&[("bin/sh", b"#!/bin/true\n")]);
+        for (name, layer) in [("gzip", common::gzip(&tar)), ("tar", tar.clone())] {
+            let config = s.push_blob("acme/app", b"{\"os\":\"linux\"}").await;
+            let l = s.push_blob("acme/app", &layer).await;
+            let body = serde_json::to_vec(&json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.as_str(), "size": 15},
+                "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+                            "digest": l.as_str(), "size": layer.len()}],
+            }))
+            .unwrap();
+            let r = s.put_manifest("acme/app", &format!("disguised-{name}"), body).await;
+            assert_eq!(r.status(), 400, "{label}: a {name} layer passed for a signature");
+            let text = r.text().await.unwrap();
+            assert!(
+                text.contains("MANIFEST_INVALID") && text.contains("holds an archive"),
+                "{text}"
+            );
+        }
     }
 }

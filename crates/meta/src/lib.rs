@@ -237,6 +237,11 @@ impl Meta {
             "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
         )
         .await?;
+        // A write before any read, so SQLite takes its write lock now: a
+        // transaction that reads first can fail to upgrade when another
+        // process writes (the rules stamped below are read, then written).
+        tx.execute("UPDATE schema_migrations SET applied_at = applied_at WHERE version < 0")
+            .await?;
         let applied: i64 = sqlx::query("SELECT COUNT(*) FROM schema_migrations")
             .fetch_one(&mut *tx)
             .await?

@@ -157,22 +157,50 @@ impl Meta {
         rows.iter().map(policy).collect()
     }
 
-    /// The (repository, tag) pairs that name `digest` in a repository with
-    /// a promotion policy, directly or as an index listing it.
+    /// The (repository, tag, digest) of every tag that names `digest` in a
+    /// repository with a promotion policy, directly or as an index that
+    /// reaches it (through nested indexes, 8 levels at most).
     pub async fn policy_tags_of(&self, digest: &str) -> Result<Vec<(String, String, String)>> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT t.repo, t.name, t.digest FROM tags t
-             WHERE EXISTS (SELECT 1 FROM promotion_policies p WHERE p.repository = t.repo)
-               AND (t.digest = $1 OR EXISTS (SELECT 1 FROM manifest_children c
-                    WHERE c.repo = t.repo AND c.parent = t.digest AND c.child = $1))
-             ORDER BY t.repo, t.name",
-        )
-        .bind(digest)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
-            .collect()
+        // The image and every index above it, through nested indexes (as
+        // deep as the gate follows them), each looked up once.
+        let mut wanted = vec![digest.to_string()];
+        let mut frontier = wanted.clone();
+        for _ in 0..8 {
+            let mut next = Vec::new();
+            for child in &frontier {
+                let rows = sqlx::query("SELECT DISTINCT parent FROM manifest_children WHERE child = $1")
+                    .bind(child)
+                    .fetch_all(&self.pool)
+                    .await?;
+                for r in rows {
+                    let parent: String = r.try_get(0)?;
+                    if !wanted.contains(&parent) && wanted.len() < 1024 {
+                        wanted.push(parent.clone());
+                        next.push(parent);
+                    }
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            frontier = next;
+        }
+        let mut out = Vec::new();
+        for d in &wanted {
+            let rows = sqlx::query(
+                "SELECT DISTINCT t.repo, t.name, t.digest FROM tags t
+                 WHERE t.digest = $1 AND EXISTS (SELECT 1 FROM promotion_policies p WHERE p.repository = t.repo)",
+            )
+            .bind(d)
+            .fetch_all(&self.pool)
+            .await?;
+            for r in rows {
+                out.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 
     /// Every (tag, digest) of a repository, in tag order (for `apply`).

@@ -53,6 +53,54 @@ pub fn is_artifact_layer(media_type: &str) -> bool {
     m.starts_with("application/vnd.dev.sigstore.bundle") || ARTIFACT_LAYER_TYPES.contains(&m.as_str())
 }
 
+/// Whether bytes (a blob's first 512 or all of a smaller one) look like
+/// something a runtime would unpack as a filesystem layer: a compressed
+/// stream (gzip, zstd, bzip2, xz, lz4) or a tar header. Docker decides a
+/// layer's compression by these bytes, not by its media type, so a
+/// manifest labelling such a layer as a signature must not pass for one.
+pub fn looks_like_archive(head: &[u8]) -> bool {
+    let starts = |magic: &[u8]| head.starts_with(magic);
+    let zstd_skippable = head.len() >= 4 && head[0] & 0xf0 == 0x50 && head[1..4] == [0x2a, 0x4d, 0x18];
+    starts(&[0x1f, 0x8b])
+        || starts(&[0x28, 0xb5, 0x2f, 0xfd])
+        || zstd_skippable
+        || starts(b"BZh")
+        || starts(&[0xfd, b'7', b'z', b'X', b'Z', 0x00])
+        || starts(&[0x04, 0x22, 0x4d, 0x18])
+        || head.get(257..262) == Some(b"ustar")
+        || is_v7_tar_header(head)
+}
+
+/// A pre-POSIX tar header: a 512-byte block whose checksum field (octal,
+/// at 148) is the byte sum of the block with that field read as spaces.
+fn is_v7_tar_header(head: &[u8]) -> bool {
+    let Some(block) = head.get(..512) else {
+        return false;
+    };
+    let field = &block[148..156];
+    let digits: String = field
+        .iter()
+        .map(|b| *b as char)
+        .skip_while(|c| *c == ' ')
+        .take_while(|c| c.is_digit(8))
+        .collect();
+    let Ok(want) = u32::from_str_radix(&digits, 8) else {
+        return false;
+    };
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                u32::from(b' ')
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    block[0] != 0 && sum == want
+}
+
 /// Layers that by definition live elsewhere (Windows base layers): a
 /// manifest may name them without the registry holding their bytes.
 pub fn is_non_distributable(media_type: &str) -> bool {
@@ -62,4 +110,37 @@ pub fn is_non_distributable(media_type: &str) -> bool {
 /// Strips parameters (`; charset=utf-8`) and surrounding space.
 pub fn essence(content_type: &str) -> &str {
     content_type.split(';').next().unwrap_or("").trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archives_are_recognised_by_their_bytes() {
+        let mut tar = vec![0u8; 512];
+        tar[..8].copy_from_slice(b"etc/motd");
+        tar[148..156].copy_from_slice(b"        ");
+        let sum: u32 = tar.iter().map(|b| u32::from(*b)).sum();
+        tar[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        let mut ustar = vec![0u8; 512];
+        ustar[257..262].copy_from_slice(b"ustar");
+        let table: &[(&[u8], bool)] = &[
+            (&[0x1f, 0x8b, 8, 0], true),
+            (&[0x28, 0xb5, 0x2f, 0xfd, 0], true),
+            (&[0x5e, 0x2a, 0x4d, 0x18, 0], true),
+            (b"BZh91AY", true),
+            (&[0xfd, b'7', b'z', b'X', b'Z', 0, 0], true),
+            (&[0x04, 0x22, 0x4d, 0x18], true),
+            (&ustar, true),
+            (&tar, true),
+            (br#"{"critical":{"identity":{"docker-reference":"r/a"}}}"#, false),
+            (b"SPDXVersion: SPDX-2.3\nDataLicense: CC0-1.0\n", false),
+            (b"{}", false),
+            (&[0u8; 512], false),
+        ];
+        for (bytes, want) in table {
+            assert_eq!(looks_like_archive(bytes), *want, "{:?}", &bytes[..bytes.len().min(8)]);
+        }
+    }
 }

@@ -80,6 +80,8 @@ pub struct Registry {
     kek: [u8; 32],
     /// Bounds the cosign key files decrypted at once (scrypt's memory).
     key_imports: Arc<tokio::sync::Semaphore>,
+    /// Taken by each push's promotions in turn (`promotion.rs`).
+    promoting: tokio::sync::Mutex<()>,
 }
 
 /// How a [`Registry`] behaves beyond where its data lives.
@@ -131,6 +133,7 @@ impl Registry {
             dispatcher: webhooks::Dispatcher::new(&options.webhooks),
             webhooks: options.webhooks,
             kek,
+            promoting: tokio::sync::Mutex::new(()),
             key_imports: Arc::new(tokio::sync::Semaphore::new(signing::KEY_IMPORTS_AT_ONCE)),
         });
         tokio::spawn(pull_audit::writer(Arc::downgrade(&registry), pull_audit));

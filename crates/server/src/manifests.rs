@@ -121,6 +121,44 @@ async fn read_manifest_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, 
     Ok(out)
 }
 
+/// Tags one manifest push may set with `?tag=` (each runs the repository's
+/// promotion policies).
+const MAX_TAGS_PER_PUSH: usize = 100;
+
+/// A manifest whose every layer claims a signature, attestation or SBOM
+/// type is exempt from the pull rules (`Manifest::kind`): each such layer
+/// must be here already and must not hold an archive a runtime would
+/// unpack (Docker picks a layer's decompression by its bytes).
+async fn refuse_disguised_layers(reg: &Registry, manifest: &Manifest) -> Result<(), RegistryError> {
+    if manifest.kind() != portcullis_oci::ManifestKind::Artifact {
+        return Ok(());
+    }
+    for l in &manifest.layers {
+        let path = reg.store.blob_path(&l.digest);
+        let head = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            use std::io::Read;
+            let mut head = Vec::with_capacity(512);
+            std::fs::File::open(path)?.take(512).read_to_end(&mut head)?;
+            Ok(head)
+        })
+        .await
+        .map_err(|e| RegistryError::Internal(e.to_string()))?
+        .map_err(|_| {
+            RegistryError::ManifestBlobUnknown(format!(
+                "{}: a signature, attestation or SBOM layer is pushed before its manifest",
+                l.digest
+            ))
+        })?;
+        if portcullis_oci::media_type::looks_like_archive(&head) {
+            return Err(RegistryError::ManifestInvalid(format!(
+                "layer {} is labelled {} but holds an archive: a runnable layer can't pass for a signature, attestation or SBOM",
+                l.digest, l.media_type
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A promotion-only repository (namespace setting `promotion_only`) takes
 /// signatures, attestations and SBOMs from clients, and images only by
 /// promotion (which writes through `meta::promote`, not here): CI's push
@@ -175,10 +213,17 @@ pub(crate) async fn put(
         Reference::Tag(_) => Digest::of(Algorithm::Sha256, &bytes),
     };
     let extra_tags = query_params(query, "tag");
+    if extra_tags.len() > MAX_TAGS_PER_PUSH {
+        return Err(RegistryError::TagInvalid(format!(
+            "{} tags in one push; at most {MAX_TAGS_PER_PUSH}",
+            extra_tags.len()
+        )));
+    }
     for t in &extra_tags {
         validate_tag(t)?;
     }
     refuse_unless_promoted(reg, name, &manifest).await?;
+    refuse_disguised_layers(reg, &manifest).await?;
     let mut tags: Vec<&str> = extra_tags.iter().map(String::as_str).collect();
     if let Reference::Tag(t) = reference {
         tags.push(t);
@@ -230,10 +275,7 @@ pub(crate) async fn put(
     // many policies its repository has or what they ask.
     if !pushed_tags.is_empty() {
         let (reg, repo, digest) = (reg.clone(), name.to_string(), digest.clone());
-        tokio::spawn(async move {
-            let pushed: Vec<&str> = pushed_tags.iter().map(String::as_str).collect();
-            reg.promote_on_push(&repo, &pushed, &digest).await;
-        });
+        tokio::spawn(async move { reg.promote_pushed(&repo, &pushed_tags, &digest).await });
     }
     let mut resp = crate::created(&format!("/v2/{name}/manifests/{digest}"), &digest);
     let h = resp.headers_mut();

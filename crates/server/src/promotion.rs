@@ -20,7 +20,7 @@
 
 use portcullis_auth::Actions;
 use portcullis_meta::{now_ms, AuditEvent, EvaluationRecord, PromotionCopy, StoredPolicy};
-use portcullis_oci::{validate_tag, Digest};
+use portcullis_oci::{validate_tag, Digest, Reference};
 use portcullis_policy::{CompiledPolicy, ImageFacts, PackageFact, PromotionPolicy};
 use serde_json::json;
 
@@ -205,7 +205,9 @@ impl Registry {
         let caller = Caller::Account(Principal::full(owner, None));
         let mut why = Vec::new();
         for (repo, want, verb) in [
-            (stored.repository.as_str(), Actions::PULL, "pull from"),
+            // The right creating the policy took: a demoted administrator's
+            // copier stops, even from a repository anyone may pull.
+            (stored.repository.as_str(), Actions::ALL, "administer"),
             (policy.target.as_str(), Actions::PUSH, "push to"),
         ] {
             match self.authorize(&caller, Need::Repository(repo, want)).await {
@@ -374,6 +376,23 @@ impl Registry {
             Err(e @ RegistryError::Internal(_)) => Err(e),
             Err(e) => Ok(Err(e.to_string())),
         }
+    }
+
+    /// After a push's answer: its tags' policies, one push at a time in the
+    /// order they were answered, and only over tags that still name the
+    /// pushed digest (a later push of the same tag wins, never an earlier
+    /// one whose task ran late).
+    pub(crate) async fn promote_pushed(&self, repo: &str, tags: &[String], digest: &Digest) {
+        let _turn = self.promoting.lock().await;
+        let mut current = Vec::new();
+        for tag in tags {
+            match self.meta.get_manifest(repo, &Reference::Tag(tag.clone())).await {
+                Ok(Some(m)) if m.digest == digest.as_str() => current.push(tag.as_str()),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(%repo, %tag, error = %e, "reading a pushed tag before its promotion"),
+            }
+        }
+        self.promote_on_push(repo, &current, digest).await;
     }
 
     /// Runs every enabled policy of `repo` over the tags a push just set.

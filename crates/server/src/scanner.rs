@@ -64,6 +64,9 @@ pub(crate) struct Scanner {
     reading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Layers read from blob storage (not from the facts cache) since start.
     layers_read: std::sync::atomic::AtomicU64,
+    /// A finished scan's re-match against a newer database failed: the
+    /// database watcher re-matches everything again.
+    rematch_again: std::sync::atomic::AtomicBool,
 }
 
 impl Scanner {
@@ -75,6 +78,7 @@ impl Scanner {
             wake: Arc::new(tokio::sync::Notify::new()),
             reading: Mutex::new(HashMap::new()),
             layers_read: std::sync::atomic::AtomicU64::new(0),
+            rematch_again: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -278,7 +282,14 @@ impl Registry {
         // that re-match starts, so checking after the commit closes the gap.
         if let Some((loaded, index)) = self.scanner.index() {
             if Some(loaded as i64) != generation {
-                self.rematch_one(digest, &sbom, loaded, index).await?;
+                // The scan itself succeeded and is committed: a failed
+                // re-match leaves it to the watcher, never fails the scan.
+                if let Err(e) = self.rematch_one(digest, &sbom, loaded, index).await {
+                    tracing::warn!(%digest, error = %e, "re-matching a fresh scan; the database watcher retries");
+                    self.scanner
+                        .rematch_again
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
             }
         }
         self.promote_on_scan(digest).await;
@@ -300,15 +311,18 @@ impl Registry {
     }
 
     /// Matches every stored SBOM against the index in force; returns how
-    /// many were matched and the digests whose counts changed.
+    /// many were matched, adding the digests whose counts changed to
+    /// `changed`.
+    /// `changed` keeps what earlier, failed runs found changed (their
+    /// pages are committed and would not look changed again).
     async fn rematch_all(
         &self,
         generation: u64,
         index: &Arc<VulnIndex>,
-    ) -> Result<(usize, Vec<String>), crate::RegistryError> {
+        changed: &mut Vec<String>,
+    ) -> Result<usize, crate::RegistryError> {
         let mut after = String::new();
         let mut done = 0;
-        let mut changed = Vec::new();
         // Images share most packages: each (package, version) is evaluated once.
         let mut cache = MatchCache::default();
         loop {
@@ -336,7 +350,7 @@ impl Registry {
             done += rows.len();
             changed.extend(self.meta.update_findings(generation as i64, &rows).await?);
         }
-        Ok((done, changed))
+        Ok(done)
     }
 }
 
@@ -406,6 +420,7 @@ async fn worker(weak: Weak<Registry>) {
 async fn watch_database(weak: Weak<Registry>) {
     let mut first = true;
     let mut unmatched: Option<(u64, Arc<VulnIndex>)> = None;
+    let mut changed: Vec<String> = Vec::new();
     loop {
         let Some(reg) = weak.upgrade() else { return };
         if first {
@@ -449,10 +464,17 @@ async fn watch_database(weak: Weak<Registry>) {
         }
         // A re-match that failed (a busy database, say) is tried again at
         // the next poll: stored scans never keep an old generation's counts.
+        if reg
+            .scanner
+            .rematch_again
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            unmatched = unmatched.or_else(|| reg.scanner.index());
+        }
         if let Some((generation, index)) = unmatched.take() {
             let started = std::time::Instant::now();
-            match reg.rematch_all(generation, &index).await {
-                Ok((n, changed)) => {
+            match reg.rematch_all(generation, &index, &mut changed).await {
+                Ok(n) => {
                     tracing::info!(
                         generation,
                         advisories = index.len(),
@@ -460,7 +482,7 @@ async fn watch_database(weak: Weak<Registry>) {
                         ms = started.elapsed().as_millis() as u64,
                         "vulnerability database loaded; stored SBOMs re-matched"
                     );
-                    reg.promote_after_rematch(&changed).await;
+                    reg.promote_after_rematch(&std::mem::take(&mut changed)).await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "re-matching stored SBOMs; trying again");

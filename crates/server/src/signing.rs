@@ -117,7 +117,7 @@ impl Registry {
             return Ok(Err(format!("{account}'s signing key {key_id} is revoked")));
         };
         let image: Digest = digest.parse()?;
-        Ok(Ok(match self.signature_verdict(repo, &image, &[key], false).await? {
+        Ok(Ok(match self.signature_verdict(repo, &image, &[key], true).await? {
             Signed::By(id) => Some(id),
             Signed::Unsigned | Signed::Unverified => None,
         }))

@@ -226,9 +226,11 @@ impl AllowList {
 /// `url` as it may be shown: in API responses, audit records, log lines
 /// and the UI. The query string and userinfo carry credentials (GitLab's
 /// `?token=glptt-…`, `https://user:password@…`), so they are write-only
-/// like the hook's secret: scheme, host, port and path are kept, userinfo
-/// becomes `…@`, each query value becomes `…` (an item without `=` wholly,
-/// since it may be a bare token) and a fragment `#…`.
+/// like the hook's secret: scheme, host and port are kept, and the path's
+/// word-like segments; any other path segment (Slack's and Discord's
+/// tokens live there) becomes `…`, userinfo `…@`, each query value `…` (an
+/// item without `=` wholly, since it may be a bare token) and a fragment
+/// `#…`.
 pub fn redact_url(url: &str) -> String {
     let Ok(u) = reqwest::Url::parse(url) else {
         // Stored URLs parse (they were vetted); never echo one that doesn't.
@@ -242,7 +244,24 @@ pub fn redact_url(url: &str) -> String {
     if let Some(port) = u.port() {
         out.push_str(&format!(":{port}"));
     }
-    out.push_str(u.path());
+    // Slack, Discord and Teams put the secret in the path: only word-like
+    // segments (`services`, `webhooks`, `trigger`) are shown.
+    let segments: Vec<&str> = u
+        .path()
+        .split('/')
+        .map(|seg| {
+            let word = seg.len() <= 24
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphabetic() || matches!(c, '-' | '_' | '.'));
+            if seg.is_empty() || word {
+                seg
+            } else {
+                "…"
+            }
+        })
+        .collect();
+    out.push_str(&segments.join("/"));
     if let Some(query) = u.query() {
         let items: Vec<String> = query
             .split('&')
@@ -658,7 +677,15 @@ mod tests {
         let table = [
             (
                 "https://gitlab.example/api/v4/projects/1/trigger/pipeline?token=glptt-s3cr3t&ref=main",
-                "https://gitlab.example/api/v4/projects/1/trigger/pipeline?token=…&ref=…",
+                "https://gitlab.example/api/…/projects/…/trigger/pipeline?token=…&ref=…",
+            ),
+            (
+                "https://hooks.slack.com/services/T0ABC123/B0DEF456/XyZsecret123",
+                "https://hooks.slack.com/services/…/…/…",
+            ),
+            (
+                "https://discord.example/api/webhooks/1234/abcdEFGHijklMNOPqrstUVWXyz",
+                "https://discord.example/api/webhooks/…/…",
             ),
             (
                 "https://user:pa55@ci.example:8443/hook",

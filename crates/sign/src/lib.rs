@@ -258,7 +258,13 @@ pub fn reference_names_repository(reference: &str, repo: &str) -> bool {
         Some((n, tag)) if !tag.contains('/') => n,
         _ => name,
     };
-    name == repo || name.strip_suffix(repo).is_some_and(|host| host.ends_with('/'))
+    if name == repo {
+        return true;
+    }
+    // One registry host before it, never a deeper repository that ends alike.
+    name.strip_suffix(repo)
+        .and_then(|prefix| prefix.strip_suffix('/'))
+        .is_some_and(|host| !host.contains('/') && (host.contains('.') || host.contains(':') || host == "localhost"))
 }
 
 /// The image digest a payload binds its signature to.
@@ -401,6 +407,9 @@ mod tests {
             ("registry.example/xacme/app", "acme/app", false),
             ("registry.example/acme/app/sub", "acme/app", false),
             ("registry.example:5000", "acme/app", false),
+            ("registry.example/evil/acme/app", "acme/app", false),
+            ("evil/acme/app", "acme/app", false),
+            ("localhost/acme/app", "acme/app", true),
         ];
         for (reference, repo, want) in table {
             assert_eq!(reference_names_repository(reference, repo), want, "{reference} {repo}");

@@ -100,7 +100,10 @@ async fn judge_all(reg: &Registry, who: &Who, images: &[String]) -> Vec<String> 
 async fn resolve(reg: &Registry, who: &Who, image: &str) -> Result<Option<(String, CachedManifest)>, String> {
     let r = parse_image(image).ok_or("not an image reference")?;
     let foreign_allowed = reg.access.settings.admission_foreign_images;
-    match whose(reg, &r.host).await {
+    // Resolving a name only matters when foreign images are allowed (it
+    // keeps this registry's images from passing as foreign); otherwise
+    // anything but its own names is refused without a DNS query.
+    match whose(reg, &r.host, foreign_allowed).await {
         Host::Ours => {}
         Host::Foreign if foreign_allowed => return Ok(None),
         Host::Foreign => {
@@ -110,17 +113,9 @@ async fn resolve(reg: &Registry, who: &Who, image: &str) -> Result<Option<(Strin
                 our_host(reg)
             ));
         }
-        // The node resolves the name itself when it pulls, maybe elsewhere:
-        // never admitted on the strength of what is here. With foreign
-        // images allowed it is still judged, so it can't pass as foreign.
-        Host::ResolvesHere if foreign_allowed => {}
-        Host::ResolvesHere => {
-            return Err(format!(
-                "{} reaches this registry but is not one of its names; refer to it as {} (or list the name in registry_aliases)",
-                r.host,
-                our_host(reg)
-            ));
-        }
+        // The node resolves the name again when it pulls: judged, so it
+        // can't pass as foreign, and admitted only if what is here passes.
+        Host::ResolvesHere => {}
     }
     if let Err(e) = who.need(reg, Need::Repository(&r.repository, Actions::PULL)).await {
         return Err(format!(
@@ -181,14 +176,15 @@ fn joined((name, port): &(String, Option<u16>)) -> String {
 enum Host {
     /// The public URL's host or one of `registry_aliases`.
     Ours,
-    /// Another name or address that reaches the address `serve` listens on.
+    /// Another name or address that reaches the address `serve` listens on
+    /// (looked up only when foreign images are allowed).
     ResolvesHere,
     Foreign,
 }
 
-/// Whose `host` is. Only a reference on the listen port is resolved, so
-/// foreign images cost no DNS query.
-async fn whose(reg: &Registry, host: &str) -> Host {
+/// Whose `host` is. With `resolve`, a reference on the listen port is
+/// looked up (foreign images on other ports cost no DNS query).
+async fn whose(reg: &Registry, host: &str, resolve: bool) -> Host {
     let wanted = normal_host(host);
     let settings = &reg.access.settings;
     let ours = std::iter::once(our_host(reg)).chain(settings.registry_aliases.iter().map(String::as_str));
@@ -196,7 +192,7 @@ async fn whose(reg: &Registry, host: &str) -> Host {
         return Host::Ours;
     }
     match settings.listen {
-        Some(listen) if resolves_to(&wanted, listen).await => Host::ResolvesHere,
+        Some(listen) if resolve && resolves_to(&wanted, listen).await => Host::ResolvesHere,
         _ => Host::Foreign,
     }
 }

@@ -37,6 +37,12 @@ pub(crate) fn evaluation_json(e: &EvaluationRecord) -> serde_json::Value {
 /// Parses and checks a policy, and that the caller may push to its target
 /// (a policy acts with its creator's rights: it can't reach further).
 async fn checked(reg: &Registry, who: &Who, source: &str, body: &[u8]) -> Result<PromotionPolicy, RegistryError> {
+    if body.len() > MAX_POLICY_BYTES {
+        return Err(RegistryError::Invalid(format!(
+            "a policy of {} bytes; at most {MAX_POLICY_BYTES}",
+            body.len()
+        )));
+    }
     let p: PromotionPolicy = json_body(body)?;
     p.compile().map_err(|e| RegistryError::Invalid(e.to_string()))?;
     let target = repo_name(&p.target)?;
@@ -91,6 +97,8 @@ pub(crate) async fn policy_list(reg: &Registry, who: &Who, name: &str) -> ApiRes
 
 /// Promotion policies one source repository may have.
 pub(crate) const MAX_POLICIES: usize = 32;
+/// The largest policy: every push to its source parses it again.
+const MAX_POLICY_BYTES: usize = 64 << 10;
 
 pub(crate) async fn policy_create(reg: &Registry, who: &Who, name: &str, body: &[u8]) -> ApiResult {
     let name = repo_name(name)?;
