@@ -576,3 +576,44 @@ async fn an_archive_labelled_as_a_signature_is_refused() {
         }
     }
 }
+
+/// Attack 14: 50 policies of 880 KB each made every push to their source
+/// take seconds. Policies, their size, and the tags one push sets are
+/// bounded, and refused past the bound with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_and_tags_per_push_are_bounded() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let policy = |i: usize| {
+            json!({"target": "acme/release", "tag_template": "%n",
+                   "rules": [{"field": "tag", "operator": "eq", "values": [format!("v{i}")]}]})
+        };
+        for i in 0..32 {
+            let (st, v) = call(&s, Method::POST, "/api/v1/repositories/acme/build/policies", policy(i)).await;
+            assert_eq!(st, 201, "{label}: {v}");
+        }
+        let (st, v) = call(&s, Method::POST, "/api/v1/repositories/acme/build/policies", policy(32)).await;
+        assert_eq!(st, 400, "{label}: a 33rd policy");
+        assert!(v.to_string().contains("the most a repository may have"), "{v}");
+        let big = json!({"target": "acme/release", "tag_template": "%n",
+                         "rules": [{"field": "tag", "operator": "one_of", "values": vec!["x".repeat(1000); 70]}]});
+        let (st, v) = call(&s, Method::POST, "/api/v1/repositories/acme/other/policies", big).await;
+        assert_eq!(st, 400, "{label}: a 70 KB policy: {v}");
+        assert!(v.to_string().contains("at most 65536"), "{v}");
+
+        let (_, body) = s.push_image("acme/build", "base", b"{\"t\":1}", &[b"tags"]).await;
+        let digest = Digest::sha256_of(&body);
+        let tags: Vec<String> = (0..101).map(|i| format!("tag={i}")).collect();
+        let r = s
+            .http
+            .put(s.url(&format!("/v2/acme/build/manifests/{digest}?{}", tags.join("&"))))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{label}: 101 tags in one push");
+        assert!(r.text().await.unwrap().contains("at most 100"));
+    }
+}

@@ -279,6 +279,22 @@ impl Meta {
         rows.iter().map(evaluation).collect()
     }
 
+    /// (policy id, tag, digest) of promotions whose signing failed at some
+    /// evaluation, newest first: the candidates for another signing try.
+    pub async fn failed_signings(&self, limit: i64) -> Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT policy_id, tag, digest, MAX(at) FROM promotion_evaluations
+             WHERE outcome = 'promoted' AND tag IS NOT NULL AND detail LIKE '%\"state\":\"failed\"%'
+             GROUP BY policy_id, tag, digest ORDER BY MAX(at) DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
     /// Where a tag came from, if a promotion made it.
     pub async fn provenance(&self, repository: &str, tag: &str) -> Result<Option<Provenance>> {
         let row = sqlx::query(

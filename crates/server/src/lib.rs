@@ -140,6 +140,7 @@ impl Registry {
         if options.background {
             scanner::Scanner::start(&registry);
             tokio::spawn(webhooks::dispatch(Arc::downgrade(&registry)));
+            tokio::spawn(Registry::retry_failed_signings(Arc::downgrade(&registry)));
         }
         Ok(registry)
     }

@@ -36,6 +36,9 @@ pub(crate) struct Outcome {
 /// on its own, as a repeated promotion changes nothing; this bounds a long one).
 const MAX_CHAIN: usize = 8;
 
+/// How often promotions whose signing failed are tried again.
+const SIGNING_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Held while a promotion's signature is checked and made (signing is rare).
 static SIGNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -375,6 +378,37 @@ impl Registry {
             Ok(now) => Ok(Ok(now)),
             Err(e @ RegistryError::Internal(_)) => Err(e),
             Err(e) => Ok(Err(e.to_string())),
+        }
+    }
+
+    /// Tries again, once a minute, to sign promotions whose signing failed
+    /// and that no other trigger has signed since: "retried until the
+    /// promoted image carries the policy's signature" holds without a push.
+    pub(crate) async fn retry_failed_signings(weak: std::sync::Weak<Registry>) {
+        loop {
+            tokio::time::sleep(SIGNING_RETRY).await;
+            let Some(reg) = weak.upgrade() else { return };
+            let due = match reg.meta.failed_signings(100).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing promotions whose signing failed");
+                    continue;
+                }
+            };
+            for (policy_id, tag, digest) in due {
+                let latest = reg.meta.evaluations(Some(&policy_id), Some(&digest), 1).await;
+                let still_failed = latest.ok().and_then(|l| l.into_iter().next()).is_some_and(|e| {
+                    serde_json::from_str::<serde_json::Value>(&e.detail)
+                        .is_ok_and(|d| d["signature"]["state"] == "failed")
+                });
+                let policy = match reg.meta.policy(&policy_id).await {
+                    Ok(Some(p)) if still_failed && enabled(&p) => p,
+                    _ => continue,
+                };
+                if let Err(e) = reg.run_policy(&policy, &tag, &digest, false).await {
+                    tracing::warn!(policy = %policy_id, %tag, error = %e, "signing a promotion again");
+                }
+            }
         }
     }
 
