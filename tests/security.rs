@@ -831,3 +831,38 @@ async fn package_databases_behind_links_are_scanned() {
         assert_eq!(names, ["hidden-below", "hidden-py"], "{}: {v}", s.label());
     }
 }
+
+/// A misspelt field is an error naming it, never silently ignored:
+/// `expires_days` for `expires_in_days` used to give a 90-day token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_bodies_refuse_unknown_fields() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let (st, _) = common::call(&s, Method::POST, "/api/v1/orgs", json!({"name": "acme"})).await;
+        assert_eq!(st, 201);
+        let table = [
+            (
+                "/api/v1/accounts/admin/tokens",
+                json!({"name": "ci", "scopes": ["acme/*:pull"], "expires_days": 1}),
+                "expires_days",
+            ),
+            (
+                "/api/v1/users",
+                json!({"name": "u1", "password": "long-enough-password", "role": "admin"}),
+                "role",
+            ),
+            ("/api/v1/orgs", json!({"name": "o1", "owner": "admin"}), "owner"),
+            (
+                "/api/v1/namespaces/acme/grants",
+                json!({"account": "admin", "role": "read", "repo": "acme/app"}),
+                "repo",
+            ),
+        ];
+        for (path, body, field) in table {
+            let (st, v) = common::call(&s, Method::POST, path, body).await;
+            assert_eq!(st, 400, "{label}: {path} took an unknown field: {v}");
+            assert!(v.to_string().contains(field), "{label}: {path}: {v}");
+        }
+    }
+}

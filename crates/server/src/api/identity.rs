@@ -68,6 +68,7 @@ async fn delete_account(reg: &Registry, name: &str, ev: portcullis_meta::AuditEv
 // ---- users ------------------------------------------------------------
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct NewUser {
     name: String,
     password: String,
@@ -137,6 +138,7 @@ pub(crate) async fn user_delete(State(reg): State<Arc<Registry>>, who: Who, Path
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct NewPassword {
     password: String,
     /// The current password: needed unless a system administrator sets
@@ -182,6 +184,7 @@ pub(crate) async fn user_password(
 // ---- organizations and teams -------------------------------------------
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Named {
     name: String,
 }
@@ -303,6 +306,7 @@ pub(crate) async fn member_remove(
 // ---- grants -----------------------------------------------------------
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct NewGrant {
     repository: Option<String>,
     account: Option<String>,
@@ -459,6 +463,7 @@ async fn token_need(reg: &Registry, who: &Who, account: &str) -> Result<Account,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct NewToken {
     name: String,
     scopes: Vec<String>,
