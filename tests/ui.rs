@@ -650,6 +650,15 @@ async fn management_forms_do_what_they_say() {
             page.contains("Save policy") && page.contains("value=\"never\""),
             "{label}: the edit form holds the rule"
         );
+        // Its evaluations are listed (the API answers a bare list).
+        let apply = format!("/api/v1/repositories/acme/app/policies/{id}/apply");
+        let (st, applied) = call(&s, Method::POST, &apply, Value::Null).await;
+        assert_eq!(st, 200, "{applied}");
+        let (_, page, _) = admin.get("/ui/policies?repository=acme/app").await;
+        assert!(
+            page.contains("<td>v1</td><td>failed</td>") && !page.contains("none yet"),
+            "{label}: the policy page shows no evaluation: {page}"
+        );
         let edit = [
             ("csrf", csrf.as_str()),
             ("repository", "acme/app"),

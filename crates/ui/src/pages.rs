@@ -630,7 +630,8 @@ pub async fn policies(who: SignedIn, Query(p): Query<PoliciesQuery>) -> Page {
             copy_referrers: pol["copy_referrers"] != false,
             rules: view::items(&pol["rules"]).map(rule_text).collect(),
             form: PolicyFormView::of(pol),
-            evaluations: view::items(&ev["evaluations"])
+            // The evaluations endpoint answers a bare list.
+            evaluations: view::items(&ev)
                 .map(|e| EvaluationRow {
                     at: view::time_of(&e["at"]),
                     tag: s(&e["tag"]),
