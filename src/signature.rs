@@ -114,13 +114,16 @@ pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
     let secret = if encrypted { password()? } else { String::new() };
     let (key, _) = read_private_key(&pem, secret.as_bytes()).with_context(|| format!("{}", args.key.display()))?;
     let client = RegistryClient::for_image(&image, &args.registry.access())?;
-    let m = client.manifest(&image.reference).await?;
+    // The empty config both forms need goes first, so the credentials in
+    // hand carry push; then a HEAD names the digest: a registry whose pull
+    // rules refuse the unsigned image its body still lets a pusher sign it.
+    let config = client.push_blob(b"{}").await?;
+    let m = client.manifest_head(&image.reference).await?;
     let signature = match args.form {
         Form::Tag => {
             let body = payload(&format!("{}/{}", image.host, image.repository), &m.digest);
             let sig = key.sign(&body)?;
             let p = client.push_blob(&body).await?;
-            let config = client.push_blob(b"{}").await?;
             let tag = signature_tag(&m.digest);
             // Signatures already there stay: another signer adds a layer.
             let kept = match client.manifest_if_exists(&tag).await? {
@@ -136,19 +139,13 @@ pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
         Form::Bundle => {
             let bundle = sign_bundle(&key, &m.digest)?;
             let b = client.push_blob(&bundle).await?;
-            // The manifest's config is the OCI empty descriptor, `{}`.
-            client.push_blob(b"{}").await?;
             let media_type = m
                 .media_type
                 .clone()
                 .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into());
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
             let created = portcullis_vulndb::rfc3339(now.as_secs());
-            let manifest = bundle_manifest(
-                (&media_type, &m.digest, m.bytes.len() as u64),
-                (&b, bundle.len()),
-                &created,
-            );
+            let manifest = bundle_manifest((&media_type, &m.digest, m.size), (&b, bundle.len()), &created);
             client
                 .put_referrer(&manifest, &m.digest, BUNDLE_MEDIA_TYPE)
                 .await?

@@ -1115,3 +1115,62 @@ async fn sign_and_verify_work_against_distribution() {
         assert_eq!(v["signatures"][0]["form"].as_str(), form, "{v}");
     }
 }
+
+/// Under a signed-only pull rule the unsigned image's body is refused to
+/// readers, but a pusher still signs it: `portcullis sign` learns the
+/// digest with a HEAD, which the rules leave to those who may push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pusher_signs_an_image_the_rule_refuses_to_readers() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path();
+        trusted_team(&s, &["builder", "dev"], &["builder"]).await;
+        for (account, role) in [("builder", "write"), ("dev", "read")] {
+            let (st, v) = call(
+                &s,
+                reqwest::Method::POST,
+                "/api/v1/namespaces/acme/grants",
+                json!({"account": account, "role": role}),
+            )
+            .await;
+            assert_eq!(st, 201, "{v}");
+        }
+        let (key, _) = common::signing::register_key(&s, dir, "builder").await;
+        openssl(&["pkcs8", "-topk8", "-nocrypt", "-in", &key, "-out", "builder.p8"], dir);
+        let (image, _) = s.push_image("acme/app", "1", b"{\"p\":1}", &[b"pusher signs"]).await;
+        let (st, v) = call(
+            &s,
+            reqwest::Method::PUT,
+            "/api/v1/repositories/acme/app",
+            json!({"pull_rule": {"require_signed_by": {"teams": ["ci/gitlab"]}}}),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(reader_pull(&s, "dev", "acme/app", "1").await.0, 403, "{label}");
+
+        let host = s.base.trim_start_matches("http://").to_string();
+        let creds = format!("builder:{PW}");
+        let p8 = dir.join("builder.p8").to_str().unwrap().to_string();
+        for form in ["tag", "bundle"] {
+            let img = format!("docker://{host}/acme/app:1");
+            let args = [
+                "sign",
+                &img,
+                "--key",
+                &p8,
+                "--form",
+                form,
+                "--tls-verify=false",
+                "--creds",
+                &creds,
+            ];
+            let (code, out, err) = cli(&args, &[]).await;
+            assert_eq!(code, 0, "{label}: the pusher could not sign ({form}): {out} {err}");
+        }
+        let (st, text) = reader_pull(&s, "dev", "acme/app", "1").await;
+        assert_eq!(st, 200, "{label}: signed by the team now: {text}");
+        assert_eq!(reader_pull(&s, "dev", "acme/app", &image.to_string()).await.0, 200);
+    }
+}

@@ -78,6 +78,14 @@ pub struct FetchedManifest {
     pub digest: Digest,
 }
 
+/// A manifest as a `HEAD` describes it.
+#[derive(Debug, Clone)]
+pub struct ManifestHead {
+    pub digest: Digest,
+    pub media_type: Option<String>,
+    pub size: u64,
+}
+
 /// Every manifest media type this client asks for.
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
@@ -358,6 +366,40 @@ impl RegistryClient {
         Ok(FetchedManifest {
             bytes,
             media_type,
+            digest,
+        })
+    }
+
+    /// What a `HEAD` says of the manifest `reference` names: its digest
+    /// (checked against a digest reference), media type and size. A signer
+    /// needs no more, and a registry's pull rules may refuse it the body.
+    pub async fn manifest_head(&self, reference: &str) -> Result<ManifestHead> {
+        let path = format!("manifests/{reference}");
+        let resp = self
+            .send(Request {
+                method: Method::HEAD,
+                accept: Some(MANIFEST_ACCEPT),
+                ..Request::get(&path)
+            })
+            .await?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let digest: Digest = header("docker-content-digest")
+            .ok_or_else(|| ClientError::Protocol(format!("the registry named no digest for {reference}")))?
+            .parse()
+            .map_err(|e| ClientError::Protocol(format!("the digest of {reference}: {e}")))?;
+        if let Ok(wanted) = reference.parse::<Digest>() {
+            if wanted != digest {
+                return Err(ClientError::Protocol(format!("manifest {reference} is named {digest}")));
+            }
+        }
+        Ok(ManifestHead {
+            media_type: header("content-type").map(|v| v.split(';').next().unwrap_or(&v).trim().to_string()),
+            size: header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0),
             digest,
         })
     }
