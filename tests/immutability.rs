@@ -197,3 +197,46 @@ async fn a_repush_to_an_immutable_tag_keeps_the_first_pushers_record() {
         );
     }
 }
+
+/// Cosign adds a layer per signer to one `sha256-<hex>.sig` tag. Under
+/// immutable tags a second signer still signs (the tag moves to a
+/// manifest that keeps every layer and adds one); a change that drops a
+/// signature is refused like any other move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signer_signs_under_immutable_tags() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let work = tempfile::tempdir().unwrap();
+        common::signing::trusted_team(&s, &["alice", "bob"], &[]).await;
+        let (alice, _) = common::signing::register_key(&s, work.path(), "alice").await;
+        let (bob, _) = common::signing::register_key(&s, work.path(), "bob").await;
+        let (image, _) = s.push_image("acme/app", "1", b"{\"i\":1}", &[b"immutable"]).await;
+        let (st, _) = common::call(
+            &s,
+            reqwest::Method::PUT,
+            "/api/v1/repositories/acme/app",
+            json!({"immutable_tags": true}),
+        )
+        .await;
+        assert_eq!(st, 200);
+        // Each call adds a layer to the .sig tag and asserts a 201.
+        common::signing::cosign_sign(&s, work.path(), &alice, "acme/app", &image).await;
+        common::signing::cosign_sign(&s, work.path(), &bob, "acme/app", &image).await;
+        let sig_tag = format!("sha256-{}.sig", image.hex());
+        let sig: serde_json::Value = serde_json::from_slice(&s.manifest_bytes("acme/app", &sig_tag).await).unwrap();
+        let layers = sig["layers"].as_array().unwrap().clone();
+        assert_eq!(layers.len(), 2, "{label}: both signatures kept: {sig}");
+        // Dropping alice's signature is a move like any other: refused.
+        let mut fewer = sig.clone();
+        fewer["layers"] = json!([layers[1]]);
+        let r = s
+            .put_manifest("acme/app", &sig_tag, serde_json::to_vec(&fewer).unwrap())
+            .await;
+        assert_eq!(
+            r.status(),
+            403,
+            "{label}: a signature was dropped under an immutable tag"
+        );
+    }
+}

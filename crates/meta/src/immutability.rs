@@ -121,6 +121,92 @@ pub(crate) async fn write_tag(
     }
 }
 
+/// The image digest (`sha256:<hex>`) a cosign tag (`sha256-<hex>.sig`,
+/// `.att`, `.sbom`) is about.
+fn cosign_subject(tag: &str) -> Option<String> {
+    let (stem, kind) = tag.rsplit_once('.')?;
+    let hex = stem.strip_prefix("sha256-")?;
+    (["sig", "att", "sbom"].contains(&kind) && hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| format!("sha256:{hex}"))
+}
+
+/// Whether every layer of `old` is in `new`: a manifest that only adds
+/// signatures, attestations or SBOMs to what was there.
+fn only_adds_layers(old: &[u8], new: &[u8]) -> bool {
+    let layers = |b: &[u8]| {
+        serde_json::from_slice::<serde_json::Value>(b)
+            .ok()
+            .and_then(|v| v["layers"].as_array().cloned())
+    };
+    match (layers(old), layers(new)) {
+        (Some(old), Some(new)) => old.iter().all(|l| new.contains(l)),
+        _ => false,
+    }
+}
+
+/// Cosign keeps an image's signatures, attestations and SBOMs under one
+/// tag each (`sha256-<hex>.sig`, …) and adds a layer per signer. Under an
+/// immutable rule such a tag, naming an image in `repo`, still moves to a
+/// manifest that keeps every layer it had and adds some; the move is
+/// conditional on the tag not having moved meanwhile, so of two signers
+/// racing one wins and the other is refused (and retries), never losing
+/// the first's layer. `Ok(false)`: not such a change (the ordinary rules
+/// apply).
+pub(crate) async fn grow_cosign_tag(
+    tx: &mut Tx<'_>,
+    rules: &TagImmutability,
+    m: &crate::NewManifest<'_>,
+    tag: &str,
+    now: i64,
+    pushed_by: &str,
+) -> Result<bool> {
+    let (repo, digest, content) = (m.repo, m.digest.as_str(), m.content);
+    let (Some(rule), Some(subject)) = (rules.rule_for(tag), cosign_subject(tag)) else {
+        return Ok(false);
+    };
+    let current = sqlx::query(
+        "SELECT t.digest, m.content FROM tags t JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest
+         WHERE t.repo = $1 AND t.name = $2",
+    )
+    .bind(repo)
+    .bind(tag)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(current) = current else {
+        return Ok(false);
+    };
+    let (old, old_content): (String, Vec<u8>) = (current.try_get(0)?, current.try_get(1)?);
+    let subject_here = sqlx::query("SELECT 1 FROM manifests WHERE repo = $1 AND digest = $2")
+        .bind(repo)
+        .bind(&subject)
+        .fetch_optional(&mut **tx)
+        .await?
+        .is_some();
+    if old == digest || !subject_here || !only_adds_layers(&old_content, content) {
+        return Ok(false);
+    }
+    let moved = sqlx::query(
+        "UPDATE tags SET digest = $1, updated_at = $2, pushed_by = $3 WHERE repo = $4 AND name = $5 AND digest = $6",
+    )
+    .bind(digest)
+    .bind(now)
+    .bind(pushed_by)
+    .bind(repo)
+    .bind(tag)
+    .bind(&old)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if moved == 0 {
+        return Err(MetaError::TagImmutable {
+            repo: repo.to_string(),
+            tag: tag.to_string(),
+            rule: format!("{rule}; another signature was added meanwhile: sign again"),
+        });
+    }
+    Ok(true)
+}
+
 /// Refuses if any of `tags` (in `repo`) is immutable.
 pub(crate) fn refuse_any(rules: &TagImmutability, repo: &str, tags: &[String]) -> Result<()> {
     for tag in tags {

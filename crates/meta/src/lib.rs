@@ -483,7 +483,10 @@ impl Meta {
             immutability::rules(&mut tx, m.repo).await?
         };
         for tag in &m.tags {
-            immutability::write_tag(&mut tx, &rules, m.repo, tag, m.digest.as_str(), now, &event.actor).await?;
+            let (digest, by) = (m.digest.as_str(), event.actor.as_str());
+            if !immutability::grow_cosign_tag(&mut tx, &rules, &m, tag, now, by).await? {
+                immutability::write_tag(&mut tx, &rules, m.repo, tag, digest, now, by).await?;
+            }
         }
         audit::append(&mut tx, event, &self.chain).await?;
         tx.commit().await?;
