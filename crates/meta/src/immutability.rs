@@ -182,7 +182,11 @@ pub(crate) async fn grow_cosign_tag(
         .fetch_optional(&mut **tx)
         .await?
         .is_some();
-    if old == digest || !subject_here || !only_adds_layers(&old_content, content) {
+    // Only signatures, attestations and SBOMs grow this way: never an image
+    // slipped under an immutable tag's name.
+    let artifact = portcullis_oci::Manifest::parse(content, Some(m.media_type))
+        .is_ok_and(|m| m.kind() == portcullis_oci::ManifestKind::Artifact);
+    if old == digest || !artifact || !subject_here || !only_adds_layers(&old_content, content) {
         return Ok(false);
     }
     let moved = sqlx::query(
