@@ -50,7 +50,9 @@ pub fn sign_bundle(key: &SigningKey, image: &Digest) -> Result<Vec<u8>, SignErro
     let signature = key.sign(&pae(IN_TOTO_PAYLOAD_TYPE, &body))?;
     Ok(serde_json::to_vec(&json!({
         "mediaType": BUNDLE_MEDIA_TYPE,
-        "verificationMaterial": {"publicKey": {"hint": key.public.hint()}},
+        // An empty transparency log list, not none: Python's sigstore-models
+        // refuses a bundle without the field.
+        "verificationMaterial": {"publicKey": {"hint": key.public.hint()}, "tlogEntries": []},
         "dsseEnvelope": {
             "payload": B64.encode(&body),
             "payloadType": IN_TOTO_PAYLOAD_TYPE,
@@ -171,6 +173,12 @@ mod tests {
         );
         assert!(bundle_signer(&image, &bundle, std::slice::from_ref(&other.public)).is_none());
         assert!(bundle_signer(&Digest::sha256_of(b"other"), &bundle, &keys).is_none());
+        let v: serde_json::Value = serde_json::from_slice(&bundle).unwrap();
+        assert_eq!(
+            v["verificationMaterial"]["tlogEntries"],
+            json!([]),
+            "sigstore-models wants the field"
+        );
 
         // A statement of another predicate (an attestation), signed by the
         // same key, is not a signature of the image.
