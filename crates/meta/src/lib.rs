@@ -251,6 +251,9 @@ impl Meta {
             for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 tx.execute(statement).await?;
             }
+            if i + 1 == migrations::TEMPLATES_UPGRADED {
+                upgrade_tag_templates(&mut tx).await?;
+            }
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(i as i64 + 1)
                 .bind(now_ms())
@@ -629,6 +632,34 @@ impl Meta {
             })
             .collect()
     }
+}
+
+/// Every stored policy's tag template, rewritten for DTR's variables so
+/// that it yields the same tags as before (`policy::upgrade_template`). A
+/// policy that does not parse is left as it is (it is logged when it runs).
+async fn upgrade_tag_templates(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
+    let rows = sqlx::query("SELECT id, policy FROM promotion_policies")
+        .fetch_all(&mut **tx)
+        .await?;
+    for r in rows {
+        let (id, policy): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+        let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(&policy) else {
+            continue;
+        };
+        let Some(old) = fields.get("tag_template").and_then(|t| t.as_str()).map(str::to_string) else {
+            continue;
+        };
+        let new = portcullis_policy::upgrade_template(&old);
+        if new != old {
+            fields.insert("tag_template".into(), new.into());
+            sqlx::query("UPDATE promotion_policies SET policy = $1 WHERE id = $2")
+                .bind(serde_json::Value::Object(fields).to_string())
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Pull rules saved before rules carried `saved_at` get the time of this

@@ -375,4 +375,14 @@ CREATE INDEX ui_sessions_by_expiry ON ui_sessions (expires_at)
     r#"
 ALTER TABLE namespace_settings ADD COLUMN promotion_only TEXT NOT NULL DEFAULT ''
 "#,
+    // 14: tag templates take Docker Trusted Registry's variables; stored
+    // templates are rewritten to mean what they meant (`Meta::migrate`
+    // runs the rewrite with this version, `TEMPLATES_UPGRADED`).
+    r#"
+UPDATE schema_migrations SET applied_at = applied_at WHERE version < 0
+"#,
 ];
+
+/// The migration whose version rewrites stored tag templates
+/// (`%d` → `%Y%m%d`, `%t` → `%H%M%S`).
+pub(crate) const TEMPLATES_UPGRADED: usize = 14;

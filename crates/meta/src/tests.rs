@@ -1345,3 +1345,44 @@ async fn rules_from_before_saved_at_are_stamped_at_start() {
     let (bad, _) = m.pull_rules("acme/bad").await.unwrap();
     assert_eq!(bad, "{not json", "an unreadable rule is left to refuse everything");
 }
+
+/// Stored tag templates are rewritten once, when DTR's variables arrive,
+/// so every existing policy yields the tags it yielded before.
+#[tokio::test]
+async fn stored_tag_templates_are_upgraded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("meta.db").display());
+    let m = Meta::connect(&url).await.unwrap();
+    m.create_account(&user("acme"), &ev()).await.unwrap();
+    let policy = |template: &str| {
+        serde_json::json!({"target": "acme/release", "tag_template": template, "enabled": true, "rules": []})
+            .to_string()
+    };
+    // A database from before: the migration not yet applied, an old template stored.
+    sqlx::query("DELETE FROM schema_migrations WHERE version >= 14")
+        .execute(&m.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO promotion_policies (id, repository, owner, policy, created_at, updated_at) VALUES ('p1', 'acme/build', 'acme', $1, 0, 0)",
+    )
+    .bind(policy("release-%d.%t"))
+    .execute(&m.pool)
+    .await
+    .unwrap();
+    m.close().await;
+    let m = Meta::connect(&url).await.unwrap();
+    let stored = m.policy("p1").await.unwrap().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&stored.policy).unwrap();
+    assert_eq!(v["tag_template"], "release-%Y%m%d.%H%M%S");
+    // Applied once: a template saved afterwards with today's %d is kept.
+    sqlx::query("UPDATE promotion_policies SET policy = $1 WHERE id = 'p1'")
+        .bind(policy("%n-%d"))
+        .execute(&m.pool)
+        .await
+        .unwrap();
+    m.close().await;
+    let m = Meta::connect(&url).await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&m.policy("p1").await.unwrap().unwrap().policy).unwrap();
+    assert_eq!(v["tag_template"], "%n-%d");
+}

@@ -13,7 +13,7 @@ pub use admission::{admission_request, parse_image, AdmissionRequest, ImageRef};
 pub use immutability::{parse_patterns, TagImmutability, TagPattern};
 pub use promotion::{CompiledPolicy, Evaluation, ImageFacts, PackageFact, PromotionPolicy, Rule, RuleResult};
 pub use pull::{PullRule, ScanState, SignedBy, SEVERITIES};
-pub use template::TagTemplate;
+pub use template::{upgrade_template, TagTemplate};
 
 use thiserror::Error;
 

@@ -159,7 +159,7 @@ impl Registry {
         record.outcome = outcome;
         record.detail = detail.to_string();
         if passed {
-            let target_tag = compiled.template.render(tag, digest, now_ms() / 1000);
+            let target_tag = compiled.template.render(tag, digest, now_ms() * 1000);
             record.target_tag = Some(target_tag.clone());
             record.outcome = if dry_run {
                 "passed".into()
