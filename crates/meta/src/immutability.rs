@@ -130,8 +130,13 @@ fn cosign_subject(tag: &str) -> Option<String> {
         .then(|| format!("sha256:{hex}"))
 }
 
-/// Whether every layer of `old` is in `new`: a manifest that only adds
-/// signatures, attestations or SBOMs to what was there.
+/// Layers a cosign tag may grow to: signature checks examine the first 32
+/// of a form, so more could only push a later signer out of their view.
+const MAX_COSIGN_LAYERS: usize = 32;
+
+/// Whether `new`'s layers are `old`'s, in order, followed by new ones, no
+/// layer twice and at most [`MAX_COSIGN_LAYERS`]: what is there stays
+/// first, so nothing pushed later hides a signature already counted.
 fn only_adds_layers(old: &[u8], new: &[u8]) -> bool {
     let layers = |b: &[u8]| {
         serde_json::from_slice::<serde_json::Value>(b)
@@ -139,7 +144,10 @@ fn only_adds_layers(old: &[u8], new: &[u8]) -> bool {
             .and_then(|v| v["layers"].as_array().cloned())
     };
     match (layers(old), layers(new)) {
-        (Some(old), Some(new)) => old.iter().all(|l| new.contains(l)),
+        (Some(old), Some(new)) => {
+            let distinct = new.iter().enumerate().all(|(i, l)| !new[..i].contains(l));
+            new.len() > old.len() && new.len() <= MAX_COSIGN_LAYERS && new.starts_with(&old) && distinct
+        }
         _ => false,
     }
 }
@@ -440,5 +448,44 @@ impl Meta {
     /// Sets a namespace's pull rule (JSON; empty clears it).
     pub async fn set_namespace_pull_rule(&self, namespace: &str, json: &str, event: &AuditEvent) -> Result<()> {
         self.set_namespace_setting(namespace, "pull_rule", json, event).await
+    }
+}
+
+#[cfg(test)]
+mod cosign_tag_tests {
+    use super::*;
+
+    #[test]
+    fn cosign_tags_grow_only_at_the_end() {
+        let m = |layers: &[&str]| {
+            let layers: Vec<serde_json::Value> = layers.iter().map(|d| serde_json::json!({"digest": d})).collect();
+            serde_json::to_vec(&serde_json::json!({ "layers": layers })).unwrap()
+        };
+        let many: Vec<String> = (0..33).map(|i| format!("l{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let table: &[(&[&str], &[&str], bool)] = &[
+            (&["a"], &["a", "b"], true),
+            (&["a", "b"], &["a", "b", "c"], true),
+            (&["a", "b"], &["b", "a", "c"], false),
+            (&["a", "b"], &["c", "a", "b"], false),
+            (&["a", "b"], &["a"], false),
+            (&["a"], &["a"], false),
+            (&["a"], &["a", "b", "b"], false),
+            (&["l0"], &many, false),
+            (&["l0"], &many[..32], true),
+        ];
+        for (old, new, want) in table {
+            assert_eq!(only_adds_layers(&m(old), &m(new)), *want, "{old:?} -> {new:?}");
+        }
+        assert_eq!(
+            cosign_subject(&format!("sha256-{}.sig", "a".repeat(64))),
+            Some(format!("sha256:{}", "a".repeat(64)))
+        );
+        assert_eq!(
+            cosign_subject(&format!("sha256-{}.sig", "A".repeat(64))),
+            Some(format!("sha256:{}", "A".repeat(64)))
+        );
+        assert_eq!(cosign_subject("sha256-abc.sig"), None);
+        assert_eq!(cosign_subject(&format!("sha256-{}.tar", "a".repeat(64))), None);
     }
 }

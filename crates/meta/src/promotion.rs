@@ -279,14 +279,17 @@ impl Meta {
         rows.iter().map(evaluation).collect()
     }
 
-    /// (policy id, tag, digest) of promotions whose signing failed at some
-    /// evaluation, newest first: the candidates for another signing try.
-    pub async fn failed_signings(&self, limit: i64) -> Result<Vec<(String, String, String)>> {
+    /// (policy id, tag, digest) of promotions whose signing failed at an
+    /// evaluation since `since` (ms), newest first: the candidates for
+    /// another signing try.
+    pub async fn failed_signings(&self, since: i64, limit: i64) -> Result<Vec<(String, String, String)>> {
         let rows = sqlx::query(
             "SELECT policy_id, tag, digest, MAX(at) FROM promotion_evaluations
-             WHERE outcome = 'promoted' AND tag IS NOT NULL AND detail LIKE '%\"state\":\"failed\"%'
-             GROUP BY policy_id, tag, digest ORDER BY MAX(at) DESC LIMIT $1",
+             WHERE outcome = 'promoted' AND tag IS NOT NULL AND at >= $1
+               AND detail LIKE '%\"state\":\"failed\"%'
+             GROUP BY policy_id, tag, digest ORDER BY MAX(at) DESC LIMIT $2",
         )
+        .bind(since)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

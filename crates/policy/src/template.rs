@@ -99,8 +99,12 @@ impl TagTemplate {
             text: text.to_string(),
             parts,
         };
-        let sample = t.render("1", "sha256:0123456789abcdef", 0);
-        validate_tag(&sample).map_err(|_| bad(&format!("yields {sample:?}, which is not a valid tag")))?;
+        // At the epoch, and on a Wednesday in September afternoon (the
+        // longest names), 2026-09-30 15:00 UTC.
+        for at in [0, 1_790_780_400_000_000] {
+            let sample = t.render("1", "sha256:0123456789abcdef", at);
+            validate_tag(&sample).map_err(|_| bad(&format!("yields {sample:?}, which is not a valid tag")))?;
+        }
         Ok(t)
     }
 
@@ -267,6 +271,8 @@ mod tests {
             "100%-%n",
             "100%%-%n",
             &"x".repeat(130),
+            // Fits on a Thursday in January, not on a Wednesday in September.
+            &format!("{}%A%B", "x".repeat(113)),
         ] {
             assert!(TagTemplate::parse(t).is_err(), "{t:?}");
         }

@@ -399,7 +399,9 @@ impl RegistryClient {
         }
         Ok(ManifestHead {
             media_type: header("content-type").map(|v| v.split(';').next().unwrap_or(&v).trim().to_string()),
-            size: header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0),
+            size: header("content-length")
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| ClientError::Protocol(format!("the registry named no size for {reference}")))?,
             digest,
         })
     }

@@ -36,8 +36,10 @@ pub(crate) struct Outcome {
 /// on its own, as a repeated promotion changes nothing; this bounds a long one).
 const MAX_CHAIN: usize = 8;
 
-/// How often promotions whose signing failed are tried again.
+/// How often promotions whose signing failed are tried again, and for how
+/// long after the failure.
 const SIGNING_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+const SIGNING_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Held while a promotion's signature is checked and made (signing is rare).
 static SIGNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -382,34 +384,70 @@ impl Registry {
     }
 
     /// Tries again, once a minute, to sign promotions whose signing failed
-    /// and that no other trigger has signed since: "retried until the
-    /// promoted image carries the policy's signature" holds without a push.
+    /// in the last day and that nothing has signed since. Only the
+    /// signature is retried, over the target tag the promotion made: no
+    /// promotion runs again (the source tag may have moved or gone), and a
+    /// record is written only when the state changes.
     pub(crate) async fn retry_failed_signings(weak: std::sync::Weak<Registry>) {
         loop {
             tokio::time::sleep(SIGNING_RETRY).await;
             let Some(reg) = weak.upgrade() else { return };
-            let due = match reg.meta.failed_signings(100).await {
+            let since = now_ms() - SIGNING_RETRY_FOR.as_millis() as i64;
+            let due = match reg.meta.failed_signings(since, 100).await {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::warn!(error = %e, "listing promotions whose signing failed");
                     continue;
                 }
             };
-            for (policy_id, tag, digest) in due {
-                let latest = reg.meta.evaluations(Some(&policy_id), Some(&digest), 1).await;
-                let still_failed = latest.ok().and_then(|l| l.into_iter().next()).is_some_and(|e| {
-                    serde_json::from_str::<serde_json::Value>(&e.detail)
-                        .is_ok_and(|d| d["signature"]["state"] == "failed")
-                });
-                let policy = match reg.meta.policy(&policy_id).await {
-                    Ok(Some(p)) if still_failed && enabled(&p) => p,
-                    _ => continue,
-                };
-                if let Err(e) = reg.run_policy(&policy, &tag, &digest, false).await {
-                    tracing::warn!(policy = %policy_id, %tag, error = %e, "signing a promotion again");
+            for (policy_id, _, digest) in due {
+                if let Err(e) = reg.sign_again(&policy_id, &digest).await {
+                    tracing::warn!(policy = %policy_id, %digest, error = %e, "signing a promotion again");
                 }
             }
         }
+    }
+
+    /// One retry of [`Registry::retry_failed_signings`].
+    async fn sign_again(&self, policy_id: &str, digest: &str) -> Result<(), RegistryError> {
+        let Some(latest) = self
+            .meta
+            .evaluations(Some(policy_id), Some(digest), 1)
+            .await?
+            .into_iter()
+            .next()
+        else {
+            return Ok(());
+        };
+        let mut detail: serde_json::Value = serde_json::from_str(&latest.detail).unwrap_or_default();
+        if latest.outcome != "promoted" || detail["signature"]["state"] != "failed" {
+            return Ok(());
+        }
+        let Some(stored) = self.meta.policy(policy_id).await? else {
+            return Ok(());
+        };
+        let Some(policy) = parsed(&stored).filter(|p| p.enabled) else {
+            return Ok(());
+        };
+        let Some(account) = policy.sign_as.clone() else {
+            return Ok(());
+        };
+        if self.suspension(&stored, &policy).await?.is_some() {
+            return Ok(());
+        }
+        let signature = self.ensure_signed(&policy.target, digest, &account).await?;
+        if signature["state"] == detail["signature"]["state"] {
+            return Ok(());
+        }
+        detail["signature"] = signature;
+        let record = EvaluationRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            detail: detail.to_string(),
+            at: now_ms(),
+            ..latest
+        };
+        self.meta.record_evaluation(&record).await?;
+        Ok(())
     }
 
     /// After a push's answer: its tags' policies, one push at a time in the
