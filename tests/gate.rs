@@ -63,26 +63,32 @@ async fn set_rule(s: &TestServer, path: &str, rule: Value) -> (u16, Value) {
     call(s, Method::PUT, path, json!({ "pull_rule": rule })).await
 }
 
-/// A service account of `acme` that may pull, and its API token: what a
-/// cluster's admission webhook authenticates as.
-async fn admission_token(s: &TestServer) -> String {
+/// Service account `acme+NAME` with `role` on namespace `acme`, and an
+/// API token of it limited to `scope`.
+async fn service_token(s: &TestServer, name: &str, role: &str, scope: &str) -> String {
     let (st, _) = call(
         s,
         Method::POST,
         "/api/v1/namespaces/acme/service-accounts",
-        json!({"name": "kube"}),
+        json!({ "name": name }),
     )
     .await;
     assert_eq!(st, 201);
-    grant(s, "acme", json!({"account": "acme+kube", "role": "read"})).await;
+    grant(s, "acme", json!({"account": format!("acme+{name}"), "role": role})).await;
     let (_, t) = call(
         s,
         Method::POST,
-        "/api/v1/accounts/acme+kube/tokens",
-        json!({"name": "admission", "scopes": ["acme/*:pull"]}),
+        &format!("/api/v1/accounts/acme+{name}/tokens"),
+        json!({"name": "token", "scopes": [scope]}),
     )
     .await;
     t["token"].as_str().unwrap().to_string()
+}
+
+/// What a cluster's admission webhook authenticates as: a service account
+/// of `acme` that may pull.
+async fn admission_token(s: &TestServer) -> String {
+    service_token(s, "kube", "read", "acme/*:pull").await
 }
 
 async fn admit(s: &TestServer, token: &str, body: Value) -> Value {
@@ -395,23 +401,7 @@ async fn a_promotion_only_repository_takes_images_only_by_promotion() {
         let work = tempfile::tempdir().unwrap();
         trusted_team(&s, &["builder"], &["builder"]).await;
         let key = register_key(&s, work.path(), "builder").await.0;
-        let (st, _) = call(
-            &s,
-            Method::POST,
-            "/api/v1/namespaces/acme/service-accounts",
-            json!({"name": "ci"}),
-        )
-        .await;
-        assert_eq!(st, 201);
-        grant(&s, "acme", json!({"account": "acme+ci", "role": "write"})).await;
-        let (_, t) = call(
-            &s,
-            Method::POST,
-            "/api/v1/accounts/acme+ci/tokens",
-            json!({"name": "gitlab", "scopes": ["acme/*:pull,push"]}),
-        )
-        .await;
-        let ci = t["token"].as_str().unwrap().to_string();
+        let ci = service_token(&s, "ci", "write", "acme/*:pull,push").await;
         let (st, v) = call(
             &s,
             Method::PUT,

@@ -9,9 +9,8 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
-use common::{backends, call, have_tool, tar_of, write_layout, TestServer, ADMIN_PASSWORD};
+use common::{backends, call, have_tool, tar_of, until, write_layout, TestServer, ADMIN_PASSWORD};
 use portcullis_vulndb::{Limits, NoProgress, VulnDb};
 use serde_json::{json, Value};
 
@@ -37,20 +36,6 @@ fn npm_image(dir: &Path, name: &str, version: &str) {
             manifest.as_bytes(),
         )])],
     );
-}
-
-/// Polls until `ready` holds for the JSON at `path`; bounded.
-async fn until(s: &TestServer, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..600 {
-        let (_, v) = call(s, reqwest::Method::GET, path, Value::Null).await;
-        if ready(&v) {
-            return v;
-        }
-        last = v;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{path} did not get there within 30 s: {last}");
 }
 
 /// A registry with the real npm advisories loaded and organization `acme`;
@@ -776,25 +761,11 @@ async fn a_policy_is_suspended_when_its_owner_loses_the_source() {
     }
 }
 
-/// Organizations `ci` and `acme`, service account `ci+release`, and (with
-/// `key`) its server-side signing key.
+/// Organizations `ci` and `acme`, service account `ci+release` (a member
+/// of `ci/gitlab`), and (with `key`) its server-side signing key.
 async fn signing_world(s: &TestServer, key: bool) {
-    for org in ["ci", "acme"] {
-        assert_eq!(
-            call(s, reqwest::Method::POST, "/api/v1/orgs", json!({"name": org}))
-                .await
-                .0,
-            201
-        );
-    }
-    let (st, v) = call(
-        s,
-        reqwest::Method::POST,
-        "/api/v1/namespaces/ci/service-accounts",
-        json!({"name": "release"}),
-    )
-    .await;
-    assert_eq!(st, 201, "{v}");
+    common::signing::trusted_team(s, &[], &[]).await;
+    common::signing::ci_release_account(s).await;
     if key {
         let (st, v) = call(
             s,

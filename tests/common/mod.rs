@@ -560,16 +560,27 @@ pub fn openssl(args: &[&str], dir: &Path) -> Vec<u8> {
     out.stdout
 }
 
-/// Waits (at most 30 s) until policy `id` of `repo` has evaluated `tag`:
-/// policies run after the push's answer. Returns the newest evaluation.
-pub async fn evaluated(s: &TestServer, repo: &str, id: &str, tag: &str) -> serde_json::Value {
-    let path = format!("/api/v1/repositories/{repo}/policies/{id}/evaluations");
+/// Polls until `ready` holds for the JSON at `path` (at most 30 s);
+/// panics with the last answer otherwise.
+pub async fn until(s: &TestServer, path: &str, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
     for _ in 0..600 {
-        let (_, v) = call(s, reqwest::Method::GET, &path, serde_json::Value::Null).await;
-        if let Some(e) = v.as_array().and_then(|l| l.iter().find(|e| e["tag"] == tag)) {
-            return e.clone();
+        let (_, v) = call(s, reqwest::Method::GET, path, serde_json::Value::Null).await;
+        if ready(&v) {
+            return v;
         }
+        last = v;
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    panic!("policy {id} of {repo} never evaluated {tag}");
+    panic!("{path} did not get there within 30 s: {last}");
+}
+
+/// Waits until policy `id` of `repo` has evaluated `tag` (policies run
+/// after the push's answer); returns the newest such evaluation.
+pub async fn evaluated(s: &TestServer, repo: &str, id: &str, tag: &str) -> serde_json::Value {
+    let path = format!("/api/v1/repositories/{repo}/policies/{id}/evaluations");
+    let has = |v: &serde_json::Value| v.as_array().is_some_and(|l| l.iter().any(|e| e["tag"] == tag));
+    let list = until(s, &path, has).await;
+    let newest = list.as_array().and_then(|l| l.iter().find(|e| e["tag"] == tag));
+    newest.cloned().expect("found by until")
 }

@@ -595,21 +595,11 @@ impl Meta {
 
     /// Creates the repository if needed and sets its visibility.
     pub async fn set_visibility(&self, name: &str, visibility: &str, event: &AuditEvent) -> Result<()> {
-        self.write(
-            &[
-                (
-                    "INSERT INTO repositories (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-                    vec![t(name), Value::Int(Some(now_ms()))],
-                ),
-                (
-                    "UPDATE repositories SET visibility = $1 WHERE name = $2",
-                    vec![t(visibility), t(name)],
-                ),
-            ],
-            event,
-        )
-        .await?;
-        Ok(())
+        let change = crate::RepositorySettingsChange {
+            visibility: Some(visibility.to_string()),
+            ..crate::RepositorySettingsChange::default()
+        };
+        self.update_repository_settings(name, &change, event).await
     }
 
     /// Deletes a repository: tags, manifests, blob links, upload sessions,

@@ -638,28 +638,16 @@ impl Meta {
 /// that it yields the same tags as before (`policy::upgrade_template`). A
 /// policy that does not parse is left as it is (it is logged when it runs).
 async fn upgrade_tag_templates(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
-    let rows = sqlx::query("SELECT id, policy FROM promotion_policies")
-        .fetch_all(&mut **tx)
-        .await?;
-    for r in rows {
-        let (id, policy): (String, String) = (r.try_get(0)?, r.try_get(1)?);
-        let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(&policy) else {
-            continue;
+    rewrite_json_objects(tx, "promotion_policies", "id", "policy", "policy <> ''", |fields| {
+        let Some(old) = fields.get("tag_template").and_then(|t| t.as_str()) else {
+            return false;
         };
-        let Some(old) = fields.get("tag_template").and_then(|t| t.as_str()).map(str::to_string) else {
-            continue;
-        };
-        let new = portcullis_policy::upgrade_template(&old);
-        if new != old {
-            fields.insert("tag_template".into(), new.into());
-            sqlx::query("UPDATE promotion_policies SET policy = $1 WHERE id = $2")
-                .bind(serde_json::Value::Object(fields).to_string())
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
-        }
-    }
-    Ok(())
+        let new = portcullis_policy::upgrade_template(old);
+        let changed = new != old;
+        fields.insert("tag_template".into(), new.into());
+        changed
+    })
+    .await
 }
 
 /// Pull rules saved before rules carried `saved_at` get the time of this
@@ -668,21 +656,41 @@ async fn upgrade_tag_templates(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Res
 /// left as it is: it refuses every pull until it is saved again.
 async fn stamp_pull_rules(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
     let now = now_ms();
+    let unstamped = "pull_rule <> '' AND pull_rule NOT LIKE '%\"saved_at\"%'";
     for (table, key) in [("repositories", "name"), ("namespace_settings", "namespace")] {
-        let rows = sqlx::query(&format!(
-            "SELECT {key}, pull_rule FROM {table} WHERE pull_rule <> '' AND pull_rule NOT LIKE '%\"saved_at\"%'"
-        ))
+        rewrite_json_objects(tx, table, key, "pull_rule", unstamped, |fields| {
+            fields.insert("saved_at".into(), now.into());
+            true
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Rewrites, in `tx`, the JSON object stored in `column` of each row of
+/// `table` that `filter` (SQL) selects, keyed by `key`: `edit` changes it
+/// in place and says whether it did. A value that is not a JSON object is
+/// left as it is.
+async fn rewrite_json_objects(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    table: &str,
+    key: &str,
+    column: &str,
+    filter: &str,
+    edit: impl Fn(&mut serde_json::Map<String, serde_json::Value>) -> bool,
+) -> Result<()> {
+    let rows = sqlx::query(&format!("SELECT {key}, {column} FROM {table} WHERE {filter}"))
         .fetch_all(&mut **tx)
         .await?;
-        for r in rows {
-            let (name, rule): (String, String) = (r.try_get(0)?, r.try_get(1)?);
-            let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(&rule) else {
-                continue;
-            };
-            fields.insert("saved_at".into(), now.into());
-            sqlx::query(&format!("UPDATE {table} SET pull_rule = $1 WHERE {key} = $2"))
+    for r in rows {
+        let (id, json): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+        let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_str(&json) else {
+            continue;
+        };
+        if edit(&mut fields) {
+            sqlx::query(&format!("UPDATE {table} SET {column} = $1 WHERE {key} = $2"))
                 .bind(serde_json::Value::Object(fields).to_string())
-                .bind(name)
+                .bind(id)
                 .execute(&mut **tx)
                 .await?;
         }

@@ -246,15 +246,6 @@ impl Meta {
         Ok(())
     }
 
-    /// The repositories holding a manifest, with its media type there.
-    pub async fn repositories_with(&self, digest: &str) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query("SELECT repo, media_type FROM manifests WHERE digest = $1 ORDER BY repo")
-            .bind(digest)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
-    }
-
     /// How many scans are in each status (`queued`, `scanning`, `done`,
     /// `failed`): the scanner's queue as an operator sees it.
     pub async fn scan_status_counts(&self) -> Result<Vec<(String, i64)>> {

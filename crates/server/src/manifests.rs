@@ -95,10 +95,12 @@ pub(crate) async fn get(
     };
     // A HEAD tells only the digest: an account that may push here (to
     // sign the image, say) learns it even where the rules refuse the body,
-    // whatever scope the token in hand was issued for.
-    let pusher = head && account_may_push(reg, caller, name.as_str()).await;
-    if !pusher {
-        reg.check_pull_rule(caller, name.as_str(), &m).await?;
+    // whatever scope the token in hand was issued for. Asked only on a
+    // refusal, so an ordinary HEAD costs nothing more.
+    if let Err(refused) = reg.check_pull_rule(caller, name.as_str(), &m).await {
+        if !(head && account_may_push(reg, caller, name.as_str()).await) {
+            return Err(refused);
+        }
     }
     if !accepts(headers, &m.media_type) {
         return Err(RegistryError::ManifestUnknown(format!(

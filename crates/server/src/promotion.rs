@@ -104,12 +104,6 @@ impl Registry {
         Ok(Ok(facts))
     }
 
-    /// The images a manifest stands for: itself, or every image an index
-    /// reaches (through nested indexes).
-    async fn images_of(&self, repo: &str, digest: &str) -> Result<Vec<String>, RegistryError> {
-        self.images_reached_by_digest(repo, digest).await
-    }
-
     /// Evaluates one policy over `repo`@`digest` (tagged `tag`), and unless
     /// `dry_run` promotes a passing image and records the evaluation.
     pub(crate) async fn run_policy(
@@ -288,7 +282,7 @@ impl Registry {
         digest: &str,
     ) -> Result<(String, serde_json::Value, bool), RegistryError> {
         let needs_scan = compiled.policy.needs_scan();
-        let images = self.images_of(repo, digest).await;
+        let images = self.images_reached_by_digest(repo, digest).await;
         let images = match images {
             Ok(i) => i,
             Err(e @ RegistryError::Internal(_)) => return Err(e),
