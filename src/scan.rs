@@ -8,7 +8,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use portcullis_oci::Platform;
 use portcullis_scan::layer::links::LinkResolver;
 use portcullis_scan::layer::{merge, Component, ImageFacts, LayerFacts};
-use portcullis_scan::matching::{match_image, Finding, VulnIndex};
+use portcullis_scan::matching::{match_image, Finding};
 use portcullis_scan::os_release::OsRelease;
 use portcullis_scan::sbom;
 use portcullis_scan::severity::Severity;
@@ -29,6 +29,8 @@ pub enum ScanFormat {
     Spdx,
     /// CycloneDX 1.5 JSON, with its vulnerabilities section.
     Cyclonedx,
+    /// SARIF 2.1.0, for code-scanning dashboards.
+    Sarif,
 }
 
 #[derive(clap::Args)]
@@ -91,11 +93,7 @@ pub async fn run(settings: &Settings, args: ScanArgs) -> anyhow::Result<bool> {
     };
     let db = VulnDb::in_data_dir(&settings.data);
     // Loading the database overlaps with reading the layers.
-    let index = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        Ok(db
-            .load()?
-            .map(|loaded| (loaded.status, VulnIndex::new(loaded.advisories))))
-    });
+    let index = tokio::task::spawn_blocking(move || -> anyhow::Result<_> { Ok(db.open()?) });
     let image = target::resolve(&target, &access)
         .await
         .with_context(|| format!("resolving {}", args.target))?;
@@ -122,7 +120,7 @@ pub async fn run(settings: &Settings, args: ScanArgs) -> anyhow::Result<bool> {
                 imported_at: rfc3339(status.imported_at),
                 records: status.records(),
             }),
-            match_image(&merged, &index),
+            match_image(&merged, &index)?,
         ),
         None if args.fail_on.is_some() => bail!(
             "--fail-on needs a vulnerability database, and {} has none: run `portcullis db import`",
@@ -155,7 +153,7 @@ pub async fn run(settings: &Settings, args: ScanArgs) -> anyhow::Result<bool> {
     match args.format {
         ScanFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         ScanFormat::Table => print_table(&report, &settings.data),
-        ScanFormat::Spdx | ScanFormat::Cyclonedx => {
+        ScanFormat::Spdx | ScanFormat::Cyclonedx | ScanFormat::Sarif => {
             let created = rfc3339(
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -174,11 +172,11 @@ pub async fn run(settings: &Settings, args: ScanArgs) -> anyhow::Result<bool> {
                 components: report.components,
                 warnings: report.warnings,
             };
-            let format = match args.format {
-                ScanFormat::Spdx => sbom::Format::Spdx,
-                _ => sbom::Format::CycloneDx,
+            let doc = match args.format {
+                ScanFormat::Spdx => sbom::Format::Spdx.document(&subject, &image, &report.vulnerabilities),
+                ScanFormat::Sarif => portcullis_scan::sarif::sarif(&subject, &report.vulnerabilities),
+                _ => sbom::Format::CycloneDx.document(&subject, &image, &report.vulnerabilities),
             };
-            let doc = format.document(&subject, &image, &report.vulnerabilities);
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
     }
@@ -233,20 +231,26 @@ fn print_table(r: &ScanReport, data: &std::path::Path) {
         }
         println!("\n{} ({})", severity.name().to_uppercase(), group.len());
         println!(
-            "  {:<36} {:<28} {:<24} {:<24} LAYER",
-            "VULNERABILITY", "PACKAGE", "INSTALLED", "FIXED IN"
+            "  {:<36} {:<28} {:<24} {:<24} {:<14} LAYER",
+            "VULNERABILITY", "PACKAGE", "INSTALLED", "FIXED IN", "RATED BY"
         );
         for f in group {
             let mut ids = f.ids.join(", ");
             if !f.related.is_empty() {
                 ids.push_str(&format!(" ({})", f.related.join(", ")));
             }
+            let fixed = match (&f.fixed_version, &f.distro_status) {
+                (Some(v), _) => v.clone(),
+                (None, Some(status)) => format!("(no fix: {status})"),
+                (None, None) => "(no fix)".into(),
+            };
             println!(
-                "  {:<36} {:<28} {:<24} {:<24} {}",
+                "  {:<36} {:<28} {:<24} {:<24} {:<14} {}",
                 ids,
                 f.package,
                 f.version,
-                f.fixed_version.as_deref().unwrap_or("(no fix)"),
+                fixed,
+                f.severity_source.as_deref().unwrap_or("-"),
                 short(&f.layer)
             );
         }

@@ -19,6 +19,11 @@ pub struct PullRule {
     /// Refuse images with findings of this severity or worse.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deny_severity: Option<String>,
+    /// Count findings of Unknown severity as this severity (`critical`,
+    /// `high`, `medium`, `low`) for `deny_severity`: a gate that must not
+    /// let unrated vulnerabilities through says so here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_as: Option<String>,
     /// Refuse images without a finished scan (never scanned, or not yet).
     #[serde(default)]
     pub deny_unscanned: bool,
@@ -77,6 +82,18 @@ impl PullRule {
                 return Err(PolicyError::BadPolicy(format!("team {t:?}: write teams as org/team")));
             }
         }
+        if let Some(s) = &self.unknown_as {
+            if !SEVERITIES[..4].contains(&s.as_str()) {
+                return Err(PolicyError::BadPolicy(format!(
+                    "unknown_as {s:?}: one of critical, high, medium, low"
+                )));
+            }
+            if self.deny_severity.is_none() {
+                return Err(PolicyError::BadPolicy(
+                    "unknown_as needs deny_severity: it says how Unknown findings count there".into(),
+                ));
+            }
+        }
         match &self.deny_severity {
             Some(s) if !SEVERITIES.contains(&s.as_str()) => Err(PolicyError::BadPolicy(format!(
                 "deny_severity {s:?}: one of critical, high, medium, low, unknown"
@@ -104,6 +121,14 @@ impl PullRule {
                 Err(format!("pull rule deny_failed: the image's scan failed ({why})"))
             }
             ScanState::Done(counts) => {
+                let mut counts = *counts;
+                if let Some(i) = self
+                    .unknown_as
+                    .as_deref()
+                    .and_then(|s| SEVERITIES[..4].iter().position(|x| *x == s))
+                {
+                    counts[i] += std::mem::take(&mut counts[4]);
+                }
                 let Some(limit) = self
                     .deny_severity
                     .as_deref()
@@ -140,8 +165,12 @@ mod tests {
             deny_severity: sev.map(str::to_string),
             deny_unscanned: unscanned,
             deny_failed: failed,
-            require_signed_by: None,
-            saved_at: None,
+            ..PullRule::default()
+        };
+        let unknown_as = |sev: &str, as_: &str| PullRule {
+            deny_severity: Some(sev.into()),
+            unknown_as: Some(as_.into()),
+            ..PullRule::default()
         };
         let done = |c: [u64; 5]| ScanState::Done(c);
         let table = [
@@ -168,6 +197,11 @@ mod tests {
                 Some("failed (not a tar)"),
             ),
             (rule(None, false, false), ScanState::None, None),
+            // Unknown counted as a chosen severity.
+            (unknown_as("high", "high"), done([0, 0, 0, 0, 2]), Some("2 high")),
+            (unknown_as("high", "critical"), done([0, 1, 0, 0, 1]), Some("1 critical, 1 high")),
+            (unknown_as("high", "medium"), done([0, 0, 0, 0, 3]), None),
+            (rule(Some("high"), false, false), done([0, 0, 0, 0, 3]), None),
         ];
         for (r, scan, want) in table {
             match (r.judge(&scan), want) {
@@ -190,6 +224,25 @@ mod tests {
         };
         assert!(bad.check_valid().is_err());
         assert!(PullRule::default().is_empty());
+        for (rule, why) in [
+            (
+                PullRule {
+                    deny_severity: Some("high".into()),
+                    unknown_as: Some("unknown".into()),
+                    ..PullRule::default()
+                },
+                "one of critical, high, medium, low",
+            ),
+            (
+                PullRule {
+                    unknown_as: Some("high".into()),
+                    ..PullRule::default()
+                },
+                "needs deny_severity",
+            ),
+        ] {
+            assert!(rule.check_valid().unwrap_err().to_string().contains(why), "{rule:?}");
+        }
         assert!(PullRule {
             deny_severity: Some("severe".into()),
             ..PullRule::default()

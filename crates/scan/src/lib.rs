@@ -21,6 +21,7 @@ pub mod osv;
 pub mod purl;
 pub mod python;
 pub mod rpm;
+pub mod sarif;
 pub mod sbom;
 pub mod severity;
 pub mod summary;

@@ -1,63 +1,227 @@
 //! Components × advisories → findings.
 //!
-//! The advisories are indexed once by (OSV ecosystem, package name), so
-//! matching an image costs a hash lookup per component, not a pass over
-//! the database; re-matching stored SBOMs after an import relies on that.
+//! Advisories are looked up by (OSV ecosystem, package name) in an
+//! [`AdvisoryStore`]: the on-disk index of the vulnerability database
+//! (`portcullis-vulndb`), or [`VulnIndex`] in memory. Either way a scan
+//! reads only the advisories naming the image's packages, and re-matching
+//! stored SBOMs after an import costs a lookup per distinct package
+//! ([`MatchCache`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 use crate::layer::ImageFacts;
 use crate::os_release::OsRelease;
-use crate::osv::Advisory;
-use crate::severity::{rate, Rated, Severity};
+use crate::osv::{Advisory, Affected, DistroNote};
+use crate::severity::{debian_status, debian_urgency, resolve, Evidence, Rating, Severity, Vector};
 use crate::{python, Ecosystem};
 
 type VersionOrder = fn(&str, &str) -> std::cmp::Ordering;
 
-/// The advisories in force, ready for lookups. Withdrawn advisories are
-/// left out here, once.
+/// A store could not be read (a damaged or vanished database file).
+#[derive(Debug, Error)]
+#[error("the vulnerability database could not be read: {0}")]
+pub struct LookupError(pub String);
+
+/// What a finding needs from an advisory besides its ranges.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Head {
+    /// Its own id, then every id that names the same vulnerability.
+    pub ids: Vec<String>,
+    /// Ids that are related but not the same vulnerability (a DSA's CVEs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// The advisory's own `severity` entries (CVSS vectors, Ubuntu's priority).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub own: Vec<crate::osv::Severity>,
+    /// The advisory's own severity word.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rating: Option<String>,
+}
+
+/// One affected entry of one advisory.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub head: Arc<Head>,
+    pub affected: Affected,
+}
+
+/// Where advisories are looked up.
+pub trait AdvisoryStore {
+    /// The affected entries naming `package` in `ecosystem` (PyPI names
+    /// normalised).
+    fn candidates(&self, ecosystem: &str, package: &str) -> Result<Arc<Vec<Candidate>>, LookupError>;
+    /// CVSS vectors any imported source published under `id`.
+    fn vectors(&self, id: &str) -> Result<Vec<Vector>, LookupError>;
+    /// The distribution's notes on `id` for `package` in `ecosystem`
+    /// (Debian's urgency per CVE, from its per-CVE records).
+    fn notes(&self, ecosystem: &str, package: &str, id: &str) -> Result<Vec<DistroNote>, LookupError>;
+}
+
+/// What one advisory contributes to an index, computed the same way for
+/// the in-memory and the on-disk one.
+#[derive(Debug)]
+pub struct Rows {
+    pub head: Head,
+    /// (ecosystem, package, entry) for each affected package.
+    pub affected: Vec<(String, String, Affected)>,
+    /// (id, vector) for every CVSS vector under each id that names it.
+    pub vectors: Vec<(String, Vector)>,
+    /// (ecosystem, package, id, note) for each affected entry with a note.
+    pub notes: Vec<(String, String, String, DistroNote)>,
+}
+
+/// The package name advisories are indexed under.
+pub fn index_name(ecosystem: &str, name: &str) -> String {
+    if ecosystem == "PyPI" {
+        python::normalize_name(name)
+    } else {
+        name.to_string()
+    }
+}
+
+/// An advisory's rows; `None` for a withdrawn one, which never matches and
+/// whose vectors are not trusted either.
+pub fn rows(a: &Advisory) -> Option<Rows> {
+    if a.withdrawn.is_some() {
+        return None;
+    }
+    let mut ids: Vec<String> = a.ids().into_iter().map(String::from).collect();
+    // osv.dev names a distribution's per-CVE record after the CVE
+    // (`DEBIAN-CVE-2023-1234`, upstream `CVE-2023-1234`): the same vulnerability.
+    for up in &a.upstream {
+        if a.id.ends_with(&format!("-{up}")) && !ids.contains(up) {
+            ids.push(up.clone());
+        }
+    }
+    let mut related: Vec<String> = Vec::new();
+    for r in a.upstream.iter().chain(&a.related) {
+        if !ids.contains(r) && !related.contains(r) {
+            related.push(r.clone());
+        }
+    }
+    let mut vectors = Vec::new();
+    for (i, s) in a.severity.iter().enumerate() {
+        if !matches!(s.kind.as_str(), "CVSS_V3" | "CVSS_V4") {
+            continue;
+        }
+        let origin = match a.specific.severity_origins.get(i) {
+            Some(o) => o.clone(),
+            None if a.id.starts_with("GHSA-") => "ghsa".into(),
+            None => "osv".into(),
+        };
+        for id in &ids {
+            vectors.push((
+                id.clone(),
+                Vector {
+                    origin: origin.clone(),
+                    vector: s.score.trim().to_string(),
+                },
+            ));
+        }
+    }
+    let mut affected = Vec::new();
+    let mut notes = Vec::new();
+    for aff in &a.affected {
+        let Some(p) = &aff.package else { continue };
+        let name = index_name(&p.ecosystem, &p.name);
+        if let Some(note) = &aff.note {
+            for id in &ids {
+                notes.push((p.ecosystem.clone(), name.clone(), id.clone(), note.clone()));
+            }
+        }
+        affected.push((p.ecosystem.clone(), name, aff.clone()));
+    }
+    // Vectors published by others are found through `vectors`; a record
+    // that is only a severity carrier (NVD, CVE 5) keeps none of its own.
+    let origins_tagged = !a.specific.severity_origins.is_empty();
+    let head = Head {
+        ids,
+        related,
+        summary: a.summary.clone(),
+        reference: a.reference.clone(),
+        own: if origins_tagged { Vec::new() } else { a.severity.clone() },
+        rating: a.specific.rating.clone(),
+    };
+    Some(Rows {
+        head,
+        affected,
+        vectors,
+        notes,
+    })
+}
+
+/// The advisories in force, in memory: for tests, and as the baseline the
+/// on-disk index is benchmarked against.
+#[derive(Default)]
 pub struct VulnIndex {
-    advisories: Vec<Advisory>,
-    rated: Vec<Rated>,
-    by_package: HashMap<(String, String), Vec<(u32, u32)>>,
+    advisories: usize,
+    by_package: HashMap<(String, String), Arc<Vec<Candidate>>>,
+    vectors: HashMap<String, Vec<Vector>>,
+    notes: HashMap<(String, String, String), Vec<DistroNote>>,
 }
 
 impl VulnIndex {
     pub fn new(advisories: Vec<Advisory>) -> VulnIndex {
-        let advisories: Vec<Advisory> = advisories.into_iter().filter(|a| a.withdrawn.is_none()).collect();
-        let rated = advisories.iter().map(rate).collect();
-        let mut by_package: HashMap<(String, String), Vec<(u32, u32)>> = HashMap::new();
-        for (i, a) in advisories.iter().enumerate() {
-            for (j, aff) in a.affected.iter().enumerate() {
-                if let Some(p) = &aff.package {
-                    let name = if p.ecosystem == "PyPI" {
-                        python::normalize_name(&p.name)
-                    } else {
-                        p.name.clone()
-                    };
-                    by_package
-                        .entry((p.ecosystem.clone(), name))
-                        .or_default()
-                        .push((i as u32, j as u32));
-                }
+        let mut index = VulnIndex::default();
+        let mut by_package: HashMap<(String, String), Vec<Candidate>> = HashMap::new();
+        for a in &advisories {
+            let Some(rows) = rows(a) else { continue };
+            index.advisories += 1;
+            let head = Arc::new(rows.head);
+            for (eco, pkg, affected) in rows.affected {
+                by_package.entry((eco, pkg)).or_default().push(Candidate {
+                    head: head.clone(),
+                    affected,
+                });
+            }
+            for (id, v) in rows.vectors {
+                index.vectors.entry(id).or_default().push(v);
+            }
+            for (eco, pkg, id, note) in rows.notes {
+                index.notes.entry((eco, pkg, id)).or_default().push(note);
             }
         }
-        VulnIndex {
-            advisories,
-            rated,
-            by_package,
-        }
+        index.by_package = by_package.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        index
     }
 
     /// Advisories in the index (withdrawn ones excluded).
     pub fn len(&self) -> usize {
-        self.advisories.len()
+        self.advisories
     }
 
     pub fn is_empty(&self) -> bool {
-        self.advisories.is_empty()
+        self.advisories == 0
+    }
+}
+
+impl AdvisoryStore for VulnIndex {
+    fn candidates(&self, ecosystem: &str, package: &str) -> Result<Arc<Vec<Candidate>>, LookupError> {
+        Ok(self
+            .by_package
+            .get(&(ecosystem.to_string(), package.to_string()))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn vectors(&self, id: &str) -> Result<Vec<Vector>, LookupError> {
+        Ok(self.vectors.get(id).cloned().unwrap_or_default())
+    }
+
+    fn notes(&self, ecosystem: &str, package: &str, id: &str) -> Result<Vec<DistroNote>, LookupError> {
+        Ok(self
+            .notes
+            .get(&(ecosystem.to_string(), package.to_string(), id.to_string()))
+            .cloned()
+            .unwrap_or_default())
     }
 }
 
@@ -67,14 +231,27 @@ pub struct Finding {
     /// The first advisory's own id, then its aliases and those of any
     /// advisory merged into this finding for naming the same vulnerability.
     pub ids: Vec<String>,
-    /// Ids that are related but not the same vulnerability (a DSA's CVEs).
+    /// Ids that are related but not the same vulnerability (a DSA's CVEs),
+    /// and distribution advisories folded into their CVEs' findings.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub related: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
     pub severity: Severity,
+    /// Where the severity came from: `debian`, `ubuntu`, `almalinux`…,
+    /// `advisory` (the matched record's own), `ghsa`, `nvd`, `cve:cna`,
+    /// `cve:adp`, `nvd:cna`, `osv`; absent when Unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity_source: Option<String>,
+    /// The CVSS vector the severity was computed from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cvss_vector: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cvss_score: Option<f64>,
+    /// The distribution's own label when it does not plan a security fix
+    /// (`unimportant`, `no-dsa`, `postponed`, `ignored`, `end-of-life`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distro_status: Option<String>,
     pub package: String,
     pub version: String,
     /// The component's package URL.
@@ -116,59 +293,86 @@ pub fn distro_ecosystem(os: &OsRelease) -> Option<(String, Ecosystem)> {
 /// package is looked up by its source name and version in the ecosystem of
 /// the image's own release. Language packages are looked up in their
 /// ecosystem's advisories (PyPI by normalised name).
-pub fn match_image(image: &ImageFacts, index: &VulnIndex) -> Vec<Finding> {
-    match_image_with(image, index, &mut MatchCache::default())
+pub fn match_image(image: &ImageFacts, store: &dyn AdvisoryStore) -> Result<Vec<Finding>, LookupError> {
+    match_image_with(image, store, &mut MatchCache::default())
 }
 
-/// Which affected entries include a (ecosystem, package, version), with
-/// the fix to upgrade to: the costly part of matching (version parsing
-/// and range walks), remembered across the images of one re-match, which
-/// share most of their packages.
+/// What matching has looked up and worked out, remembered across the
+/// images of one re-match, which share most of their packages. The cache
+/// belongs to one store: make a new one when the database changes.
 #[derive(Default)]
 pub struct MatchCache {
-    hits: HashMap<(String, String, String), Vec<(u32, u32, Option<String>)>>,
+    candidates: HashMap<(String, String), Arc<Vec<Candidate>>>,
+    /// Which candidates include a version, with the fix to upgrade to.
+    hits: HashMap<(String, String, String), Arc<Vec<(usize, Option<String>)>>>,
+    /// The rating and label of a candidate (by index) of a package.
+    ratings: HashMap<(String, String, usize), (Rating, Option<String>)>,
 }
 
-/// [`match_image`], remembering per-package results in `cache`. The cache
-/// belongs to one index: make a new one when the index changes.
-pub fn match_image_with(image: &ImageFacts, index: &VulnIndex, cache: &mut MatchCache) -> Vec<Finding> {
+/// [`match_image`], remembering lookups and results in `cache`.
+pub fn match_image_with(
+    image: &ImageFacts,
+    store: &dyn AdvisoryStore,
+    cache: &mut MatchCache,
+) -> Result<Vec<Finding>, LookupError> {
     let mut out = Vec::new();
     let distro = image.os.as_ref().and_then(distro_ecosystem);
     for c in &image.components {
         let p = &c.package;
-        let ecosystem = match (p.ecosystem.osv_name(), &distro) {
-            (Some(name), _) => name.to_string(),
-            (None, Some((name, manager))) if *manager == p.ecosystem => name.clone(),
+        let (ecosystem, os_package) = match (p.ecosystem.osv_name(), &distro) {
+            (Some(name), _) => (name.to_string(), false),
+            (None, Some((name, manager))) if *manager == p.ecosystem => (name.clone(), true),
             _ => continue,
         };
-        let cmp = &p.ecosystem.version_order();
+        let cmp = p.ecosystem.version_order();
         let key = (ecosystem.clone(), p.source_name.clone());
-        let Some(candidates) = index.by_package.get(&key) else {
-            continue;
+        let candidates = match cache.candidates.get(&key) {
+            Some(c) => c.clone(),
+            None => {
+                let found = store.candidates(&key.0, &key.1)?;
+                cache.candidates.insert(key.clone(), found.clone());
+                found
+            }
         };
+        if candidates.is_empty() {
+            continue;
+        }
         let hits = cache
             .hits
-            .entry((key.0, key.1, p.source_version.clone()))
+            .entry((key.0.clone(), key.1.clone(), p.source_version.clone()))
             .or_insert_with(|| {
-                candidates
-                    .iter()
-                    .filter_map(|&(i, j)| {
-                        let aff = &index.advisories[i as usize].affected[j as usize];
-                        aff.includes(&p.source_version, *cmp)
-                            .then(|| (i, j, aff.fixed_after(&p.source_version, *cmp).map(String::from)))
-                    })
-                    .collect()
-            });
+                Arc::new(
+                    candidates
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, cand)| cand.affected.includes(&p.source_version, cmp))
+                        .map(|(i, cand)| (i, cand.affected.fixed_after(&p.source_version, cmp).map(String::from)))
+                        .collect(),
+                )
+            })
+            .clone();
         let mut found: Vec<Finding> = Vec::new();
-        for (i, _, fixed) in hits.iter() {
-            let adv = &index.advisories[*i as usize];
-            let rated = index.rated[*i as usize];
+        for (i, fixed) in hits.iter() {
+            let cand = &candidates[*i];
+            let rating_key = (key.0.clone(), key.1.clone(), *i);
+            let (rating, status) = match cache.ratings.get(&rating_key) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = rate(store, cand, &ecosystem, &key.1, os_package)?;
+                    cache.ratings.insert(rating_key, r.clone());
+                    r
+                }
+            };
+            let head = &cand.head;
             found.push(Finding {
-                ids: adv.ids().into_iter().map(String::from).collect(),
-                related: adv.upstream.iter().chain(&adv.related).cloned().collect(),
-                summary: adv.summary.clone(),
-                severity: rated.severity,
-                cvss_score: rated.cvss_score,
+                ids: head.ids.clone(),
+                related: head.related.clone(),
+                summary: head.summary.clone(),
+                severity: rating.severity,
+                severity_source: rating.source,
+                cvss_vector: rating.vector,
+                cvss_score: rating.score,
+                distro_status: status,
                 package: p.name.clone(),
                 version: p.version.clone(),
                 purl: c.purl.clone(),
@@ -176,10 +380,10 @@ pub fn match_image_with(image: &ImageFacts, index: &VulnIndex, cache: &mut Match
                 fixed_version: fixed.clone(),
                 layer: c.layer.clone(),
                 path: c.path.clone(),
-                reference: adv.reference.clone(),
+                reference: head.reference.clone(),
             });
         }
-        out.extend(merge_aliases(found, *cmp));
+        out.extend(fold_advisories(merge_aliases(found, cmp)));
     }
     out.sort_by(|a, b| {
         b.severity
@@ -187,7 +391,79 @@ pub fn match_image_with(image: &ImageFacts, index: &VulnIndex, cache: &mut Match
             .then_with(|| a.package.cmp(&b.package))
             .then_with(|| a.ids.cmp(&b.ids))
     });
-    out
+    Ok(out)
+}
+
+/// The distribution that publishes an ecosystem's advisories, by the name
+/// a finding's `severity_source` shows (`Debian:12` → `debian`).
+fn distro_name(ecosystem: &str) -> String {
+    let name = ecosystem.split(':').next().unwrap_or(ecosystem);
+    match name {
+        "Rocky Linux" => "rocky".into(),
+        "Red Hat" => "redhat".into(),
+        other => other.to_ascii_lowercase().replace(' ', "-"),
+    }
+}
+
+/// A candidate's severity and distribution label; see [`resolve`].
+fn rate(
+    store: &dyn AdvisoryStore,
+    cand: &Candidate,
+    ecosystem: &str,
+    package: &str,
+    os_package: bool,
+) -> Result<(Rating, Option<String>), LookupError> {
+    let head = &cand.head;
+    let distro = distro_name(ecosystem);
+    let mut status = None;
+    let distro_rating = if !os_package {
+        None
+    } else if distro == "debian" {
+        // Debian's per-CVE records carry the urgency; a DSA or DLA takes
+        // the worst urgency of the CVEs it fixes, from those records.
+        match &cand.affected.note {
+            Some(note) => {
+                status = debian_status(note);
+                note.urgency.as_deref().and_then(debian_urgency)
+            }
+            None => {
+                let mut worst = None;
+                for id in head.ids.iter().chain(&head.related) {
+                    for note in store.notes(ecosystem, package, id)? {
+                        worst = worst.max(note.urgency.as_deref().and_then(debian_urgency));
+                    }
+                }
+                worst
+            }
+        }
+    } else if distro == "ubuntu" {
+        head.own
+            .iter()
+            .find(|s| s.kind == "Ubuntu")
+            .and_then(|s| Severity::from_rating(&s.score))
+    } else {
+        // Red Hat, AlmaLinux and Rocky rate their errata, in the record
+        // or in front of its title ("Important: kernel security update").
+        head.rating.as_deref().and_then(Severity::from_rating).or_else(|| {
+            let summary = head.summary.as_deref()?;
+            Severity::from_rating(summary.split_once(':')?.0)
+        })
+    };
+    let mut elsewhere = Vec::new();
+    for id in head.ids.iter().chain(&head.related) {
+        for v in store.vectors(id)? {
+            if !elsewhere.contains(&v) {
+                elsewhere.push(v);
+            }
+        }
+    }
+    let rating = resolve(&Evidence {
+        distro: Some((distro.as_str(), distro_rating.unwrap_or(Severity::Unknown))),
+        own: &head.own,
+        own_rating: head.rating.as_deref(),
+        elsewhere: &elsewhere,
+    });
+    Ok((rating, status))
 }
 
 /// Findings for one component that share any id are one vulnerability.
@@ -210,21 +486,62 @@ fn merge_aliases(found: Vec<Finding>, cmp: VersionOrder) -> Vec<Finding> {
     merged
 }
 
+/// A distribution advisory (DSA, DLA) whose every CVE is already a finding
+/// of the same component is folded into those findings (listed in their
+/// `related`), so one vulnerability is not counted twice; one naming a CVE
+/// not otherwise found stays a finding of its own.
+fn fold_advisories(mut found: Vec<Finding>) -> Vec<Finding> {
+    let covered = |f: &Finding, all: &[Finding]| {
+        !f.related.is_empty()
+            && f.related
+                .iter()
+                .all(|r| all.iter().any(|o| !std::ptr::eq(o, f) && o.ids.contains(r)))
+    };
+    let folded: Vec<usize> = (0..found.len()).filter(|&i| covered(&found[i], &found)).collect();
+    for &i in &folded {
+        let (id, related) = (found[i].ids[0].clone(), found[i].related.clone());
+        for o in found.iter_mut() {
+            if o.ids.iter().any(|x| related.contains(x)) && !o.related.contains(&id) {
+                o.related.push(id.clone());
+            }
+        }
+    }
+    let mut i = 0;
+    found.retain(|_| {
+        i += 1;
+        !folded.contains(&(i - 1))
+    });
+    found
+}
+
+/// Whose rating a merged finding keeps: the distribution's own, else the worse.
+fn rating_rank(f: &Finding) -> (bool, Severity, u64) {
+    let distro = matches!(
+        f.severity_source.as_deref(),
+        Some(s) if !crate::severity::ORIGINS.contains(&s) && s != "advisory"
+    );
+    (distro, f.severity, f.cvss_score.map_or(0, |s| (s * 10.0) as u64))
+}
+
 fn join(mut a: Finding, b: Finding, cmp: VersionOrder) -> Finding {
-    for id in b.ids {
-        if !a.ids.contains(&id) {
-            a.ids.push(id);
+    for id in b.ids.iter() {
+        if !a.ids.contains(id) {
+            a.ids.push(id.clone());
         }
     }
-    for id in b.related {
-        if !a.related.contains(&id) {
-            a.related.push(id);
+    for id in b.related.iter() {
+        if !a.related.contains(id) && !a.ids.contains(id) {
+            a.related.push(id.clone());
         }
     }
-    if (b.severity, b.cvss_score.unwrap_or(0.0)) > (a.severity, a.cvss_score.unwrap_or(0.0)) {
+    a.related.retain(|r| !a.ids.contains(r));
+    if rating_rank(&b) > rating_rank(&a) {
         a.severity = b.severity;
+        a.severity_source = b.severity_source;
+        a.cvss_vector = b.cvss_vector;
         a.cvss_score = b.cvss_score;
     }
+    a.distro_status = a.distro_status.or(b.distro_status);
     a.summary = a.summary.or(b.summary);
     a.reference = a.reference.or(b.reference);
     a.fixed_version = match (a.fixed_version, b.fixed_version) {
@@ -265,7 +582,7 @@ mod tests {
             }],
             warnings: vec![],
         };
-        match_image(&image, index)
+        match_image(&image, index).unwrap()
     }
 
     fn pkg(name: &str, version: &str, source: &str, source_version: &str) -> Package {
@@ -381,8 +698,8 @@ mod tests {
         assert_eq!(got, ["ALPINE-CVE-2016-9932", "ALPINE-XSA-207"]);
     }
 
-    /// Two advisories naming one CVE are one finding; a DSA that merely
-    /// lists the CVE as upstream stays separate; withdrawn ones never match.
+    /// Two advisories naming one CVE are one finding; a DSA whose CVEs are
+    /// all findings already is folded into them; withdrawn ones never match.
     #[test]
     fn aliases_merge_and_withdrawn_advisories_are_gone() {
         let range = |fixed: &str| {
@@ -419,15 +736,13 @@ mod tests {
                 )
             })
             .collect();
+        // DSA-9 fixes only CVE-1, which is already a finding: it is folded in.
         assert_eq!(
             got,
-            [
-                (vec!["GHSA-1", "CVE-1", "DEBIAN-CVE-1"], Severity::High, Some("1.3-1")),
-                (vec!["DSA-9"], Severity::Unknown, Some("1.2-1")),
-            ]
+            [(vec!["GHSA-1", "CVE-1", "DEBIAN-CVE-1"], Severity::High, Some("1.3-1"))]
         );
         assert_eq!(found[0].cvss_score, Some(7.5));
-        assert_eq!(found[1].related, ["CVE-1"]);
+        assert_eq!(found[0].related, ["DSA-9"]);
         // Past the first fix, only the later advisory still applies.
         let found = scan(&os, &pkg("libfoo1", "1.2-1", "foo", "1.2-1"), &index);
         assert_eq!(found.len(), 1);

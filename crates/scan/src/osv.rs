@@ -3,7 +3,7 @@
 
 use std::cmp::Ordering;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -34,10 +34,9 @@ pub struct Advisory {
     pub severity: Vec<Severity>,
     #[serde(default)]
     pub affected: Vec<Affected>,
-    /// The advisory's own severity word (`database_specific.severity`, as
-    /// GitHub and others write it), for records without a CVSS vector.
-    #[serde(default, rename = "database_specific", deserialize_with = "own_rating")]
-    pub rating: Option<String>,
+    /// What `database_specific` says that matters here.
+    #[serde(default, rename = "database_specific", deserialize_with = "database_specific")]
+    pub specific: DatabaseSpecific,
     /// Where people read the advisory: its first `ADVISORY` reference,
     /// else its first `WEB` one. Only that URL is kept, not the list, so
     /// a loaded database stays small.
@@ -59,39 +58,105 @@ fn advisory_url<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>
     Ok(url_of("ADVISORY").or_else(|| url_of("WEB")))
 }
 
-fn own_rating<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    let value = Option::<serde_json::Value>::deserialize(d)?;
-    Ok(value
-        .as_ref()
-        .and_then(|v| v.get("severity"))
-        .and_then(|s| s.as_str())
-        .map(String::from))
+/// The parts of an advisory's free-form `database_specific` that matter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DatabaseSpecific {
+    /// The advisory's own severity word (`severity`, as GitHub and others
+    /// write it), for records without a CVSS vector.
+    pub rating: Option<String>,
+    /// Who published each entry of `severity`, in the same order, for
+    /// records converted from CVE 5 or NVD (`cve:cna`, `cve:adp`, `nvd`).
+    pub severity_origins: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// Lenient: `database_specific` has no schema, so anything unexpected in
+/// it is ignored rather than failing the record.
+fn database_specific<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DatabaseSpecific, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    let Some(v) = value else {
+        return Ok(DatabaseSpecific::default());
+    };
+    let strings = |key: &str| -> Vec<String> {
+        v.get(key)
+            .and_then(|o| o.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(String::from))
+            .collect()
+    };
+    Ok(DatabaseSpecific {
+        rating: v.get("severity").and_then(|s| s.as_str()).map(String::from),
+        severity_origins: strings("severity_origins"),
+    })
+}
+
+/// A distribution's own word on one package's exposure (`affected[].
+/// ecosystem_specific` of Debian's per-CVE records: the tracker's urgency
+/// and whether a fix is planned).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistroNote {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urgency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodsa: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodsa_reason: Option<String>,
+}
+
+impl DistroNote {
+    pub fn is_empty(&self) -> bool {
+        self.urgency.is_none() && self.nodsa.is_none() && self.nodsa_reason.is_none()
+    }
+}
+
+fn distro_note<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<DistroNote>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    let text = |key: &str| {
+        value
+            .as_ref()
+            .and_then(|v| v.get(key))
+            .and_then(|s| s.as_str())
+            .map(String::from)
+    };
+    let note = DistroNote {
+        urgency: text("urgency"),
+        nodsa: text("nodsa"),
+        nodsa_reason: text("nodsa_reason"),
+    };
+    Ok((!note.is_empty()).then_some(note))
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct Severity {
     #[serde(rename = "type")]
     pub kind: String,
     pub score: String,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct Affected {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package: Option<PackageRef>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ranges: Vec<Range>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub versions: Vec<String>,
+    #[serde(
+        default,
+        rename = "ecosystem_specific",
+        deserialize_with = "distro_note",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub note: Option<DistroNote>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct PackageRef {
     pub ecosystem: String,
     pub name: String,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct Range {
     #[serde(rename = "type")]
     pub kind: String,
@@ -99,7 +164,7 @@ pub struct Range {
     pub events: Vec<Event>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Event {
     Introduced(String),
@@ -216,6 +281,7 @@ mod tests {
                 events,
             }],
             versions: vec![],
+            note: None,
         }
     }
 
@@ -276,7 +342,7 @@ mod tests {
         assert_eq!(dsa.ids(), ["DSA-5380-1"]);
         assert_eq!(dsa.upstream, ["CVE-2023-1393"]);
         let ghsa = Advisory::parse(r#"{"id":"G","database_specific":{"severity":"HIGH"}}"#).unwrap();
-        assert_eq!(ghsa.rating.as_deref(), Some("HIGH"));
+        assert_eq!(ghsa.specific.rating.as_deref(), Some("HIGH"));
         for (bad, why) in [
             ("{", "not an OSV record"),
             ("[]", "not an OSV record"),

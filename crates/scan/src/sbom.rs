@@ -187,6 +187,23 @@ pub fn cyclonedx(subject: &Subject, image: &ImageFacts, findings: &[Finding]) ->
             if let Some(score) = f.cvss_score {
                 v["ratings"][0]["score"] = json!(score);
             }
+            if let Some(vector) = &f.cvss_vector {
+                let method = if vector.starts_with("CVSS:4.0") {
+                    "CVSSv4"
+                } else if vector.starts_with("CVSS:3.1") {
+                    "CVSSv31"
+                } else {
+                    "CVSSv3"
+                };
+                v["ratings"][0]["method"] = json!(method);
+                v["ratings"][0]["vector"] = json!(vector);
+            }
+            if let Some(source) = &f.severity_source {
+                v["ratings"][0]["source"] = json!({"name": source});
+            }
+            if let Some(status) = &f.distro_status {
+                v["properties"] = json!([{"name": "portcullis:distro_status", "value": status}]);
+            }
             if let Some(summary) = &f.summary {
                 v["description"] = json!(summary);
             }

@@ -1,11 +1,11 @@
-//! How bad a vulnerability is, per DESIGN.md: the CVSS base score when the
-//! advisory carries a vector, else the advisory's own rating, else Unknown.
+//! How bad a vulnerability is: the distribution's own rating for its
+//! packages, else the advisory's CVSS, else CVSS published under its other
+//! ids (GHSA, NVD, CVE 5), else Unknown; always with where it came from.
 
 use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::osv::Advisory;
 
 /// Ordered so that `max()` is the worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
@@ -71,38 +71,149 @@ impl FromStr for Severity {
     }
 }
 
-/// A severity with the CVSS score it came from, if any.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Rated {
-    pub severity: Severity,
-    pub cvss_score: Option<f64>,
+/// A CVSS vector someone published for a vulnerability id, and who:
+/// `ghsa`, `nvd`, `cve:cna`, `cve:adp`, `nvd:cna` or `osv` (any other
+/// advisory database's own vector).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+pub struct Vector {
+    pub origin: String,
+    pub vector: String,
 }
 
-/// The worst CVSS v3.x/v4 base score among the advisory's vectors (a gate
-/// errs towards caution when sources disagree); vectors the CVSS crate
-/// cannot parse are passed over rather than trusted.
-pub fn rate(advisory: &Advisory) -> Rated {
-    let score = advisory
-        .severity
+/// The order in which vectors found through an advisory's other ids are
+/// trusted, like Trivy's: GitHub's reviewed advisories, then NVD's own
+/// analysis, then the CVE record's CNA, then its ADP enrichment (CISA),
+/// then the CNA scores NVD republishes, then any other advisory database.
+pub const ORIGINS: [&str; 6] = ["ghsa", "nvd", "cve:cna", "cve:adp", "nvd:cna", "osv"];
+
+fn origin_rank(origin: &str) -> usize {
+    ORIGINS.iter().position(|o| *o == origin).unwrap_or(ORIGINS.len())
+}
+
+/// A CVSS v3.x or v4.0 base score; `None` for a vector the CVSS crate
+/// cannot parse, which is passed over rather than trusted.
+pub fn score_of(vector: &str) -> Option<f64> {
+    cvss::Cvss::from_str(vector.trim()).ok().map(|c| c.score())
+}
+
+/// A finding's severity and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Rating {
+    pub severity: Severity,
+    /// `debian`, `ubuntu`, `almalinux`…, `advisory` (the matched record's
+    /// own), or a vector's origin (`ghsa`, `nvd`, `cve:cna`, `cve:adp`…).
+    pub source: Option<String>,
+    pub vector: Option<String>,
+    pub score: Option<f64>,
+}
+
+impl Rating {
+    pub const UNKNOWN: Rating = Rating {
+        severity: Severity::Unknown,
+        source: None,
+        vector: None,
+        score: None,
+    };
+}
+
+/// Everything known about how bad one matched vulnerability is.
+#[derive(Debug, Default)]
+pub struct Evidence<'a> {
+    /// The distribution's own rating of the package's exposure (Debian's
+    /// urgency, Ubuntu's priority, Red Hat's and AlmaLinux's severity) and
+    /// the distribution's name.
+    pub distro: Option<(&'a str, Severity)>,
+    /// The matched advisory's own `severity` entries.
+    pub own: &'a [crate::osv::Severity],
+    /// The matched advisory's own severity word.
+    pub own_rating: Option<&'a str>,
+    /// Vectors published under the advisory's ids (its aliases, upstream
+    /// and related ids) in every imported source.
+    pub elsewhere: &'a [Vector],
+}
+
+/// The severity of a finding, in Trivy's order: the distribution's own
+/// rating for its packages; then the advisory's own CVSS (the worst of its
+/// vectors, as a gate errs towards caution) or its own word; then vectors
+/// found through its other ids, by [`ORIGINS`] (within the first origin
+/// that has one, the worst); else Unknown.
+pub fn resolve(e: &Evidence<'_>) -> Rating {
+    if let Some((distro, severity)) = e.distro {
+        if severity != Severity::Unknown {
+            return Rating {
+                severity,
+                source: Some(distro.to_string()),
+                vector: None,
+                score: None,
+            };
+        }
+    }
+    let own = e
+        .own
         .iter()
         .filter(|s| matches!(s.kind.as_str(), "CVSS_V3" | "CVSS_V4"))
-        .filter_map(|s| cvss::Cvss::from_str(s.score.trim()).ok())
-        .map(|c| c.score())
-        .max_by(f64::total_cmp);
-    if let Some(score) = score {
-        return Rated {
+        .filter_map(|s| score_of(&s.score).map(|score| (score, s.score.trim())))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((score, vector)) = own {
+        return Rating {
             severity: Severity::from_score(score),
-            cvss_score: Some(score),
+            source: Some("advisory".into()),
+            vector: Some(vector.to_string()),
+            score: Some(score),
         };
     }
-    let own = advisory.rating.as_deref().and_then(Severity::from_rating).or_else(|| {
-        // AlmaLinux and Red Hat put the rating in front of the title.
-        let summary = advisory.summary.as_deref()?;
-        Severity::from_rating(summary.split_once(':')?.0)
-    });
-    Rated {
-        severity: own.unwrap_or(Severity::Unknown),
-        cvss_score: None,
+    if let Some(severity) = e.own_rating.and_then(Severity::from_rating) {
+        return Rating {
+            severity,
+            source: Some("advisory".into()),
+            vector: None,
+            score: None,
+        };
+    }
+    let best = e
+        .elsewhere
+        .iter()
+        .filter_map(|v| score_of(&v.vector).map(|score| (origin_rank(&v.origin), score, v)))
+        .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
+    match best {
+        Some((_, score, v)) => Rating {
+            severity: Severity::from_score(score),
+            source: Some(v.origin.clone()),
+            vector: Some(v.vector.trim().to_string()),
+            score: Some(score),
+        },
+        None => Rating::UNKNOWN,
+    }
+}
+
+/// Debian's urgency words (with the tracker's `*`/`**` uncertainty marks):
+/// `unimportant` is Low, as Trivy shows it; `not yet assigned` and
+/// `end-of-life` say nothing about severity.
+pub fn debian_urgency(word: &str) -> Option<Severity> {
+    match word.trim().trim_end_matches('*') {
+        "unimportant" | "low" => Some(Severity::Low),
+        "medium" => Some(Severity::Medium),
+        "high" => Some(Severity::High),
+        _ => None,
+    }
+}
+
+/// The distribution's own label for a finding it does not plan to fix in
+/// a security update, kept as the tracker writes it: `unimportant`,
+/// `no-dsa` (`postponed` or `ignored` when the tracker says why),
+/// `end-of-life`.
+pub fn debian_status(note: &crate::osv::DistroNote) -> Option<String> {
+    let urgency = note.urgency.as_deref().map(|u| u.trim().trim_end_matches('*'));
+    if urgency == Some("unimportant") {
+        return Some("unimportant".into());
+    }
+    if urgency == Some("end-of-life") {
+        return Some("end-of-life".into());
+    }
+    match note.nodsa_reason.as_deref().map(str::trim) {
+        Some(r @ ("postponed" | "ignored")) => Some(r.to_string()),
+        _ if note.nodsa.is_some() || note.nodsa_reason.is_some() => Some("no-dsa".into()),
+        _ => None,
     }
 }
 
@@ -113,85 +224,152 @@ mod tests {
     /// Scores computed by hand from the CVSS v3.1 and v4.0 specifications
     /// for these vectors; ratings as their sources define them.
     #[test]
-    fn severity_table() {
-        let advisory = |severity: &str, rating: Option<&str>, summary: Option<&str>| {
-            let mut a = Advisory::parse(&format!(r#"{{"id":"X","severity":[{severity}]}}"#)).unwrap();
-            a.rating = rating.map(String::from);
-            a.summary = summary.map(String::from);
-            a
+    fn resolution_table() {
+        const CRIT: &str = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"; // 9.8
+        const HIGH: &str = "CVSS:3.0/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"; // 7.5
+        const LOW: &str = "CVSS:3.1/AV:L/AC:L/PR:N/UI:R/S:U/C:L/I:N/A:N"; // 3.3
+        const V4: &str = "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:H/SI:H/SA:H"; // 10
+        let own = |kind: &str, v: &str| crate::osv::Severity {
+            kind: kind.into(),
+            score: v.into(),
         };
-        let v3 = |v: &str| format!(r#"{{"type":"CVSS_V3","score":"{v}"}}"#);
-        let v4 = |v: &str| format!(r#"{{"type":"CVSS_V4","score":"{v}"}}"#);
-        let cases: Vec<(Advisory, Severity, Option<f64>)> = vec![
-            // AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H is the textbook 9.8.
-            (
-                advisory(&v3("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"), None, None),
-                Severity::Critical,
-                Some(9.8),
-            ),
-            // Network, low complexity, no privileges, availability only: 7.5.
-            (
-                advisory(&v3("CVSS:3.0/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"), None, None),
-                Severity::High,
-                Some(7.5),
-            ),
-            // Local, user interaction, low confidentiality: 3.3.
-            (
-                advisory(&v3("CVSS:3.1/AV:L/AC:L/PR:N/UI:R/S:U/C:L/I:N/A:N"), None, None),
-                Severity::Low,
-                Some(3.3),
-            ),
-            // Two vectors: the worse one counts.
-            (
-                advisory(
-                    &format!(
-                        "{},{}",
-                        v3("CVSS:3.1/AV:L/AC:L/PR:N/UI:R/S:U/C:L/I:N/A:N"),
-                        v3("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H")
-                    ),
-                    None,
-                    None,
-                ),
-                Severity::High,
-                Some(7.5),
-            ),
-            // CVSS v4: everything high and unauthenticated is 10.
-            (
-                advisory(
-                    &v4("CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:H/SI:H/SA:H"),
-                    None,
-                    None,
-                ),
-                Severity::Critical,
-                Some(10.0),
-            ),
-            // A broken vector falls back to the rating.
-            (
-                advisory(&v3("CVSS:3.1/AV:X"), Some("MODERATE"), None),
-                Severity::Medium,
+        let at = |origin: &str, v: &str| Vector {
+            origin: origin.into(),
+            vector: v.into(),
+        };
+        struct Case {
+            distro: Option<(&'static str, Severity)>,
+            own: Vec<crate::osv::Severity>,
+            rating: Option<&'static str>,
+            elsewhere: Vec<Vector>,
+            want: (Severity, Option<&'static str>, Option<&'static str>, Option<f64>),
+        }
+        let case = |distro, own, rating, elsewhere, want| Case {
+            distro,
+            own,
+            rating,
+            elsewhere,
+            want,
+        };
+        use Severity::*;
+        let cases = vec![
+            // 1. The distribution's own rating wins over any CVSS.
+            case(
+                Some(("debian", Low)),
+                vec![own("CVSS_V3", CRIT)],
                 None,
+                vec![at("nvd", CRIT)],
+                (Low, Some("debian"), None, None),
             ),
-            (advisory("", Some("HIGH"), None), Severity::High, None),
-            (
-                advisory("", None, Some("Important: kernel security update")),
-                Severity::High,
+            // ... unless it says nothing ("not yet assigned").
+            case(
+                Some(("debian", Unknown)),
+                vec![],
                 None,
+                vec![at("nvd", HIGH)],
+                (High, Some("nvd"), Some(HIGH), Some(7.5)),
             ),
-            (
-                advisory("", None, Some("Moderate: curl security update")),
-                Severity::Medium,
+            // 2. The advisory's own vectors: the worst one.
+            case(
                 None,
-            ),
-            (
-                advisory("", None, Some("xorg-server - security update")),
-                Severity::Unknown,
+                vec![own("CVSS_V3", LOW), own("CVSS_V3", HIGH)],
                 None,
+                vec![at("ghsa", CRIT)],
+                (High, Some("advisory"), Some(HIGH), Some(7.5)),
             ),
-            (advisory("", None, None), Severity::Unknown, None),
+            case(None, vec![own("CVSS_V4", V4)], None, vec![], (Critical, Some("advisory"), Some(V4), Some(10.0))),
+            // A broken own vector falls through to the own word.
+            case(
+                None,
+                vec![own("CVSS_V3", "CVSS:3.1/AV:X")],
+                Some("MODERATE"),
+                vec![at("nvd", CRIT)],
+                (Medium, Some("advisory"), None, None),
+            ),
+            // Ubuntu's priority word is not a CVSS vector.
+            case(None, vec![own("Ubuntu", "medium")], None, vec![], (Unknown, None, None, None)),
+            // 3. Through the aliases: GHSA before NVD before CVE 5's CNA before its ADP.
+            case(
+                None,
+                vec![],
+                None,
+                vec![at("cve:adp", CRIT), at("nvd", LOW), at("cve:cna", HIGH)],
+                (Low, Some("nvd"), Some(LOW), Some(3.3)),
+            ),
+            case(
+                None,
+                vec![],
+                None,
+                vec![at("cve:adp", CRIT), at("cve:cna", HIGH), at("ghsa", LOW)],
+                (Low, Some("ghsa"), Some(LOW), Some(3.3)),
+            ),
+            case(
+                None,
+                vec![],
+                None,
+                vec![at("cve:adp", CRIT), at("cve:cna", HIGH)],
+                (High, Some("cve:cna"), Some(HIGH), Some(7.5)),
+            ),
+            case(
+                None,
+                vec![],
+                None,
+                vec![at("cve:adp", CRIT)],
+                (Critical, Some("cve:adp"), Some(CRIT), Some(9.8)),
+            ),
+            // Within one origin (two CVEs of one DSA), the worst.
+            case(
+                None,
+                vec![],
+                None,
+                vec![at("nvd", LOW), at("nvd", CRIT)],
+                (Critical, Some("nvd"), Some(CRIT), Some(9.8)),
+            ),
+            // An unparsable vector elsewhere is passed over.
+            case(
+                None,
+                vec![],
+                None,
+                vec![at("ghsa", "CVSS:3.1/garbage"), at("cve:adp", HIGH)],
+                (High, Some("cve:adp"), Some(HIGH), Some(7.5)),
+            ),
+            case(None, vec![], None, vec![], (Unknown, None, None, None)),
         ];
-        for (a, severity, score) in cases {
-            let got = rate(&a);
-            assert_eq!((got.severity, got.cvss_score), (severity, score), "{:?}", a.severity);
+        for (i, c) in cases.iter().enumerate() {
+            let got = resolve(&Evidence {
+                distro: c.distro,
+                own: &c.own,
+                own_rating: c.rating,
+                elsewhere: &c.elsewhere,
+            });
+            assert_eq!(
+                (got.severity, got.source.as_deref(), got.vector.as_deref(), got.score),
+                c.want,
+                "case {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn debian_words() {
+        use crate::osv::DistroNote;
+        let note = |u: Option<&str>, nodsa: Option<&str>, reason: Option<&str>| DistroNote {
+            urgency: u.map(String::from),
+            nodsa: nodsa.map(String::from),
+            nodsa_reason: reason.map(String::from),
+        };
+        let cases = [
+            (note(Some("unimportant"), None, None), Some(Severity::Low), Some("unimportant")),
+            (note(Some("low**"), None, None), Some(Severity::Low), None),
+            (note(Some("medium"), Some("Minor issue"), None), Some(Severity::Medium), Some("no-dsa")),
+            (note(Some("high*"), Some(""), Some("postponed")), Some(Severity::High), Some("postponed")),
+            (note(Some("not yet assigned"), None, Some("ignored")), None, Some("ignored")),
+            (note(Some("end-of-life"), None, None), None, Some("end-of-life")),
+            (note(None, None, None), None, None),
+        ];
+        for (n, severity, status) in cases {
+            assert_eq!(n.urgency.as_deref().and_then(debian_urgency), severity, "{n:?}");
+            assert_eq!(debian_status(&n).as_deref(), status, "{n:?}");
         }
     }
 

@@ -16,9 +16,9 @@ use portcullis_meta::{ScanOutcome, SeverityCounts};
 use portcullis_oci::{media_type, Digest, Manifest};
 use portcullis_scan::layer::links::resolve_links;
 use portcullis_scan::layer::{merge, read_files, read_layer, ImageFacts, LayerFacts, Limits, FACTS_VERSION};
-use portcullis_scan::matching::{match_image, match_image_with, Finding, MatchCache, VulnIndex};
+use portcullis_scan::matching::{match_image, match_image_with, Finding, MatchCache};
 use portcullis_scan::summary::severity_counts;
-use portcullis_vulndb::VulnDb;
+use portcullis_vulndb::{DiskIndex, VulnDb};
 
 use crate::Registry;
 
@@ -56,7 +56,7 @@ pub(crate) const IMAGE_CONFIGS: [&str; 2] = [
 pub(crate) struct Scanner {
     settings: ScanSettings,
     pub(crate) vulndb: VulnDb,
-    index: RwLock<Option<(u64, Arc<VulnIndex>)>>,
+    index: RwLock<Option<(u64, Arc<DiskIndex>)>>,
     /// Holds a permit when work arrived while no worker was waiting.
     wake: Arc<tokio::sync::Notify>,
     /// One reader per layer digest at a time, so concurrent scans of images
@@ -86,7 +86,7 @@ impl Scanner {
         self.settings.workers > 0
     }
 
-    pub(crate) fn index(&self) -> Option<(u64, Arc<VulnIndex>)> {
+    pub(crate) fn index(&self) -> Option<(u64, Arc<DiskIndex>)> {
         self.index.read().expect("index lock").clone()
     }
 
@@ -251,7 +251,10 @@ impl Registry {
             let layers: Vec<(String, LayerFacts)> = digests.iter().map(ToString::to_string).zip(facts).collect();
             let image = merge(layers.iter().map(|(d, f)| (d.as_str(), f)));
             let (generation, findings) = match index {
-                Some((generation, index)) => (Some(generation as i64), match_image(&image, &index)),
+                Some((generation, index)) => (
+                    Some(generation as i64),
+                    match_image(&image, index.as_ref()).map_err(|e| e.to_string())?,
+                ),
                 None => (None, Vec::new()),
             };
             let sbom = sbom_to_bytes(&image);
@@ -297,10 +300,11 @@ impl Registry {
     }
 
     /// Matches one stored SBOM against `index` (generation `loaded`).
-    async fn rematch_one(&self, digest: &str, sbom: &[u8], loaded: u64, index: Arc<VulnIndex>) -> Result<(), String> {
+    async fn rematch_one(&self, digest: &str, sbom: &[u8], loaded: u64, index: Arc<DiskIndex>) -> Result<(), String> {
         let image = sbom_from_bytes(sbom).ok_or("the SBOM just stored is unreadable")?;
-        let findings = tokio::task::spawn_blocking(move || match_image(&image, &index))
+        let findings = tokio::task::spawn_blocking(move || match_image(&image, index.as_ref()))
             .await
+            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         let json = serde_json::to_string(&findings).expect("json");
         self.meta
@@ -318,7 +322,7 @@ impl Registry {
     async fn rematch_all(
         &self,
         generation: u64,
-        index: &Arc<VulnIndex>,
+        index: &Arc<DiskIndex>,
         changed: &mut Vec<String>,
     ) -> Result<usize, crate::RegistryError> {
         let mut after = String::new();
@@ -338,13 +342,17 @@ impl Registry {
                         tracing::warn!(%digest, "stored SBOM unreadable; scan it again");
                         continue;
                     };
-                    let findings = match_image_with(&image, &index, &mut cache);
+                    let findings = match match_image_with(&image, index.as_ref(), &mut cache) {
+                        Ok(f) => f,
+                        Err(e) => return Err(e),
+                    };
                     let json = serde_json::to_string(&findings).expect("json");
                     rows.push((digest, json, counts(&findings)));
                 }
-                (rows, cache)
+                Ok((rows, cache))
             })
             .await
+            .map_err(|e| crate::RegistryError::Internal(e.to_string()))?
             .map_err(|e| crate::RegistryError::Internal(e.to_string()))?;
             cache = returned;
             done += rows.len();
@@ -419,7 +427,7 @@ async fn worker(weak: Weak<Registry>) {
 /// new generation, and re-matches the stored SBOMs each time.
 async fn watch_database(weak: Weak<Registry>) {
     let mut first = true;
-    let mut unmatched: Option<(u64, Arc<VulnIndex>)> = None;
+    let mut unmatched: Option<(u64, Arc<DiskIndex>)> = None;
     let mut changed: Vec<String> = Vec::new();
     loop {
         let Some(reg) = weak.upgrade() else { return };
@@ -450,10 +458,10 @@ async fn watch_database(weak: Weak<Registry>) {
         };
         if status.is_some_and(|s| Some(s.generation) != loaded) {
             let db = reg.scanner.vulndb.clone();
-            match tokio::task::spawn_blocking(move || db.load()).await {
-                Ok(Ok(Some(l))) => {
-                    let generation = l.status.generation;
-                    let index = Arc::new(VulnIndex::new(l.advisories));
+            match tokio::task::spawn_blocking(move || db.open()).await {
+                Ok(Ok(Some((status, index)))) => {
+                    let generation = status.generation;
+                    let index = Arc::new(index);
                     *reg.scanner.index.write().expect("index lock") = Some((generation, index.clone()));
                     unmatched = Some((generation, index));
                 }

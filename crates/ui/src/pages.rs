@@ -236,6 +236,10 @@ pub struct FindingRow {
     id: String,
     link: String,
     severity: String,
+    /// Who rated it (`debian`, `nvd`, `cve:cna`…), empty when Unknown.
+    source: String,
+    /// The CVSS vector behind the rating, shown on hover.
+    vector: String,
     package: String,
     version: String,
     fixed: String,
@@ -334,9 +338,15 @@ fn finding_row(f: &Value) -> FindingRow {
     FindingRow {
         link,
         severity: s(&f["severity"]).to_lowercase(),
+        source: s(&f["severity_source"]),
+        vector: s(&f["cvss_vector"]),
         package: s(&f["package"]),
         version: s(&f["version"]),
-        fixed: s(&f["fixed_version"]),
+        fixed: match (f["fixed_version"].as_str(), f["distro_status"].as_str()) {
+            (Some(v), _) => v.to_string(),
+            (None, Some(status)) => format!("no fix: {status}"),
+            (None, None) => String::new(),
+        },
         path: s(&f["path"]),
         id,
     }

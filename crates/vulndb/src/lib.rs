@@ -9,9 +9,9 @@
 //! in (compacted), so a later Portcullis that understands more of OSV can
 //! read more of them without a re-import.
 
+mod index;
 mod input;
 
-use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -21,6 +21,7 @@ use portcullis_scan::osv::Advisory;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use index::DiskIndex;
 pub use input::Limits;
 
 #[derive(Debug, Error)]
@@ -37,6 +38,8 @@ pub enum VulnDbError {
     Busy(PathBuf),
     #[error("the stored database is damaged ({0}); import it again")]
     Damaged(String),
+    #[error("the database index: {0}")]
+    Index(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> VulnDbError + '_ {
@@ -175,7 +178,9 @@ impl VulnDb {
         }
     }
 
-    /// Every advisory in force; an empty database before the first import.
+    /// Every advisory in force, read into memory (a record whose id comes
+    /// again later in its source is replaced by the later one); for the
+    /// in-memory baseline of benchmarks and tests. Scans use [`VulnDb::open`].
     pub fn load(&self) -> Result<Option<Loaded>, VulnDbError> {
         let Some(status) = self.status()? else {
             return Ok(None);
@@ -183,17 +188,61 @@ impl VulnDb {
         let gen_dir = self.dir.join(status.generation.to_string());
         let mut advisories = Vec::with_capacity(status.records() as usize);
         for source in &status.sources {
-            let path = gen_dir.join(&source.file);
-            let file = File::open(&path).map_err(io_err(&path))?;
-            let reader = BufReader::new(zstd::stream::read::Decoder::new(file).map_err(io_err(&path))?);
-            for (i, line) in reader.lines().enumerate() {
-                let line = line.map_err(io_err(&path))?;
-                let advisory = Advisory::parse(&line)
-                    .map_err(|e| VulnDbError::Damaged(format!("{}:{}: {e}", path.display(), i + 1)))?;
-                advisories.push(advisory);
-            }
+            let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+            read_records(&gen_dir.join(&source.file), &mut |advisory| {
+                match at.get(&advisory.id) {
+                    Some(&i) => advisories[i] = advisory,
+                    None => {
+                        at.insert(advisory.id.clone(), advisories.len());
+                        advisories.push(advisory);
+                    }
+                }
+                Ok(())
+            })?;
         }
         Ok(Some(Loaded { status, advisories }))
+    }
+
+    /// The generation in force with its on-disk index, or `None` before the
+    /// first import. A generation written before the index existed (or
+    /// with an older index) gets one built first, under the import lock.
+    pub fn open(&self) -> Result<Option<(Status, DiskIndex)>, VulnDbError> {
+        let Some(status) = self.status()? else {
+            return Ok(None);
+        };
+        let gen_dir = self.dir.join(status.generation.to_string());
+        let path = gen_dir.join(index::FILE);
+        if !index::is_current(&path) {
+            let _lock = self.lock()?;
+            // Another process may have built it while we waited for the lock.
+            if self.status()?.map(|s| s.generation) != Some(status.generation) {
+                return self.open();
+            }
+            if !index::is_current(&path) {
+                let tmp = gen_dir.join(format!("{}.tmp", index::FILE));
+                let _ = fs::remove_file(&tmp);
+                let mut writer = index::IndexWriter::create(&tmp, None)?;
+                for source in &status.sources {
+                    writer.begin_source(&source.name)?;
+                    read_records(&gen_dir.join(&source.file), &mut |a| writer.add(&a).map(drop))?;
+                }
+                writer.finish()?;
+                fs::rename(&tmp, &path).map_err(io_err(&path))?;
+            }
+        }
+        let index = DiskIndex::open(&path)?;
+        Ok(Some((status, index)))
+    }
+
+    fn lock(&self) -> Result<File, VulnDbError> {
+        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        let lock_path = self.dir.join("import.lock");
+        let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => Ok(lock),
+            Err(fs::TryLockError::WouldBlock) => Err(VulnDbError::Busy(self.dir.clone())),
+            Err(fs::TryLockError::Error(e)) => Err(io_err(&lock_path)(e)),
+        }
     }
 
     /// Imports OSV records from `inputs` (files of JSON, JSON Lines, gzip
@@ -218,14 +267,7 @@ impl VulnDb {
             }
             names.push(name);
         }
-        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
-        let lock_path = self.dir.join("import.lock");
-        let lock = File::create(&lock_path).map_err(io_err(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(VulnDbError::Busy(self.dir.clone())),
-            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
-        }
+        let _lock = self.lock()?;
         let previous = self.status()?;
         let generation = self.next_generation(previous.as_ref())?;
         let building = self.dir.join(format!("{generation}.building"));
@@ -296,6 +338,23 @@ impl VulnDb {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let mut sources = Vec::new();
         let mut kept = Vec::new();
+        // The previous index is copied and updated when it can be read;
+        // otherwise the kept sources are indexed again from their files.
+        let prev_index = previous
+            .filter(|_| !replace_all)
+            .map(|p| self.dir.join(p.generation.to_string()).join(index::FILE))
+            .filter(|p| index::is_current(p));
+        let mut writer = index::IndexWriter::create(&building.join(index::FILE), prev_index.as_deref())?;
+        if prev_index.is_some() {
+            // Sources the previous status no longer lists (an interrupted
+            // past) or that this import replaces go.
+            let listed: Vec<&str> = previous.map_or(Vec::new(), |p| p.sources.iter().map(|s| s.name.as_str()).collect());
+            for name in writer.sources()? {
+                if !listed.contains(&name.as_str()) || names.contains(&name) {
+                    writer.drop_source(&name)?;
+                }
+            }
+        }
         // Earlier sources that this import does not replace carry over by hard link.
         if let (Some(prev), false) = (previous, replace_all) {
             let prev_dir = self.dir.join(prev.generation.to_string());
@@ -304,6 +363,10 @@ impl VulnDb {
                 let (from, to) = (prev_dir.join(&s.file), building.join(&file));
                 if fs::hard_link(&from, &to).is_err() {
                     fs::copy(&from, &to).map_err(io_err(&from))?;
+                }
+                if prev_index.is_none() {
+                    writer.begin_source(&s.name)?;
+                    read_records(&to, &mut |a| writer.add(&a).map(drop))?;
                 }
                 kept.push(s.name.clone());
                 sources.push(SourceStatus { file, ..s.clone() });
@@ -315,30 +378,37 @@ impl VulnDb {
                 name: name.clone(),
                 ..SourceReport::default()
             };
-            let mut records: BTreeMap<String, String> = BTreeMap::new();
-            input::read_source(path, limits, progress, &mut |location, raw| match raw
-                .and_then(|raw| Advisory::parse(raw).map(|a| (a, raw)).map_err(|e| e.to_string()))
-            {
-                Ok((a, raw)) => {
-                    let compact = if raw.contains('\n') {
-                        compact_json(raw)
-                    } else {
-                        raw.trim().to_string()
-                    };
-                    if records.insert(a.id, compact).is_some() {
-                        report.duplicates += 1;
-                    }
+            let file = format!("source-{}.jsonl.zst", sources.len());
+            let mut out = RecordFile::create(&building.join(&file))?;
+            writer.begin_source(name)?;
+            let mut added = 0u64;
+            let mut failure = None;
+            input::read_source(path, limits, progress, &mut |location, raw| {
+                if failure.is_some() {
+                    return;
                 }
-                Err(reason) => {
-                    report.rejected_count += 1;
-                    if report.rejected.len() < REJECTED_KEPT {
-                        report.rejected.push(Rejected { location, reason });
+                match raw.and_then(|raw| Advisory::parse(raw).map(|a| (a, raw)).map_err(|e| e.to_string())) {
+                    Ok((a, raw)) => {
+                        let stored = out.write(raw).and_then(|()| writer.add(&a));
+                        match stored {
+                            Ok(true) => report.duplicates += 1,
+                            Ok(false) => added += 1,
+                            Err(e) => failure = Some(e),
+                        }
+                    }
+                    Err(reason) => {
+                        report.rejected_count += 1;
+                        if report.rejected.len() < REJECTED_KEPT {
+                            report.rejected.push(Rejected { location, reason });
+                        }
                     }
                 }
             })?;
-            let file = format!("source-{}.jsonl.zst", sources.len());
-            write_records(&building.join(&file), records.values())?;
-            report.records = records.len() as u64;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            out.finish()?;
+            report.records = added;
             sources.push(SourceStatus {
                 name: name.clone(),
                 origin: path.display().to_string(),
@@ -349,6 +419,7 @@ impl VulnDb {
             });
             reports.push(report);
         }
+        writer.finish()?;
         let status = Status {
             generation,
             imported_at: now,
@@ -385,20 +456,59 @@ fn source_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-/// A record that was pretty-printed (one OSV file per advisory) becomes one line.
 fn compact_json(raw: &str) -> String {
     serde_json::from_str::<serde_json::Value>(raw).map_or_else(|_| raw.replace('\n', " "), |v| v.to_string())
 }
 
-fn write_records<'a>(path: &Path, records: impl Iterator<Item = &'a String>) -> Result<(), VulnDbError> {
-    let file = File::create(path).map_err(io_err(path))?;
-    let mut encoder = zstd::stream::write::Encoder::new(file, 3).map_err(io_err(path))?;
-    for r in records {
-        encoder.write_all(r.as_bytes()).map_err(io_err(path))?;
-        encoder.write_all(b"\n").map_err(io_err(path))?;
+/// A source's records as stored: compact JSON Lines under zstd, every
+/// valid record in input order (a later record of the same id wins when
+/// read back).
+struct RecordFile {
+    path: PathBuf,
+    encoder: zstd::stream::write::Encoder<'static, File>,
+}
+
+impl RecordFile {
+    fn create(path: &Path) -> Result<RecordFile, VulnDbError> {
+        let file = File::create(path).map_err(io_err(path))?;
+        let encoder = zstd::stream::write::Encoder::new(file, 3).map_err(io_err(path))?;
+        Ok(RecordFile {
+            path: path.to_path_buf(),
+            encoder,
+        })
     }
-    let file = encoder.finish().map_err(io_err(path))?;
-    file.sync_all().map_err(io_err(path))
+
+    fn write(&mut self, raw: &str) -> Result<(), VulnDbError> {
+        // A record that was pretty-printed (one OSV file per advisory) becomes one line.
+        let line = if raw.contains('\n') {
+            compact_json(raw)
+        } else {
+            raw.trim().to_string()
+        };
+        self.encoder.write_all(line.as_bytes()).map_err(io_err(&self.path))?;
+        self.encoder.write_all(b"\n").map_err(io_err(&self.path))
+    }
+
+    fn finish(self) -> Result<(), VulnDbError> {
+        let file = self.encoder.finish().map_err(io_err(&self.path))?;
+        file.sync_all().map_err(io_err(&self.path))
+    }
+}
+
+/// Every record of a stored source file, in order.
+fn read_records(
+    path: &Path,
+    each: &mut dyn FnMut(Advisory) -> Result<(), VulnDbError>,
+) -> Result<(), VulnDbError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let reader = BufReader::new(zstd::stream::read::Decoder::new(file).map_err(io_err(path))?);
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(io_err(path))?;
+        let advisory = Advisory::parse(&line)
+            .map_err(|e| VulnDbError::Damaged(format!("{}:{}: {e}", path.display(), i + 1)))?;
+        each(advisory)?;
+    }
+    Ok(())
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), VulnDbError> {

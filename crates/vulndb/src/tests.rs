@@ -231,3 +231,187 @@ fn one_import_at_a_time_and_clear_input_errors() {
     drop(held);
     import(&db, &[shared("sample.osv.jsonl")]).unwrap();
 }
+
+mod index {
+    use super::*;
+    use portcullis_scan::layer::{Component, ImageFacts};
+    use portcullis_scan::matching::{match_image, AdvisoryStore, VulnIndex};
+    use portcullis_scan::severity::Severity;
+    use portcullis_scan::{os_release, Ecosystem, Package};
+
+    fn package(ecosystem: Ecosystem, name: &str, version: &str) -> Package {
+        Package {
+            ecosystem,
+            name: name.into(),
+            version: version.into(),
+            architecture: None,
+            source_name: name.into(),
+            source_version: version.into(),
+            license: None,
+        }
+    }
+
+    fn image(os: Option<&str>, packages: Vec<Package>) -> ImageFacts {
+        ImageFacts {
+            os: os.map(|o| os_release::parse(o).unwrap()),
+            components: packages
+                .into_iter()
+                .map(|package| Component {
+                    package,
+                    layer: "sha256:l".into(),
+                    path: "p".into(),
+                    purl: String::new(),
+                })
+                .collect(),
+            warnings: vec![],
+        }
+    }
+
+    /// Every version an advisory names, and one below all of them: the
+    /// places where range evaluation can go wrong.
+    fn probe_versions(a: &portcullis_scan::osv::Advisory) -> Vec<String> {
+        let mut out = vec!["0.0.0".to_string()];
+        for aff in &a.affected {
+            out.extend(aff.versions.iter().take(2).cloned());
+            for r in &aff.ranges {
+                for e in &r.events {
+                    use portcullis_scan::osv::Event::*;
+                    let (Introduced(v) | Fixed(v) | LastAffected(v) | Limit(v)) = e;
+                    out.push(v.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The on-disk index and the in-memory one find exactly the same
+    /// findings, severities included, for packages at every boundary
+    /// version of the shared data's advisories.
+    #[test]
+    fn disk_and_memory_agree_on_the_shared_data() {
+        let data = tempfile::tempdir().unwrap();
+        let db = VulnDb::in_data_dir(data.path());
+        let files = ["pypi.osv.jsonl.gz", "go.osv.jsonl.gz", "npm.osv.jsonl.gz", "crates.osv.jsonl.gz",
+            "debian-dsa-dla.osv.jsonl.gz", "alpine.osv.jsonl.gz", "almalinux.osv.jsonl.gz"];
+        import(&db, &files.map(shared)).unwrap();
+        let loaded = db.load().unwrap().unwrap();
+        let (status, disk) = db.open().unwrap().unwrap();
+        assert_eq!(status.generation, loaded.status.generation);
+        let memory = VulnIndex::new(loaded.advisories.clone());
+        assert_eq!(disk.len() as usize, memory.len());
+        // Every 7th advisory, as a language package or in its release.
+        let mut checked = 0;
+        for a in loaded.advisories.iter().step_by(7) {
+            let Some(p) = a.affected.iter().find_map(|x| x.package.as_ref()) else { continue };
+            let (os, eco) = match p.ecosystem.split_once(':') {
+                Some(("Debian", v)) => (Some(format!("ID=debian\nVERSION_ID=\"{v}\"\n")), Ecosystem::Deb),
+                Some(("Alpine", v)) => (Some(format!("ID=alpine\nVERSION_ID={}.0\n", &v[1..])), Ecosystem::Apk),
+                Some(("AlmaLinux", v)) => (Some(format!("ID=almalinux\nVERSION_ID={v}\n")), Ecosystem::Rpm),
+                _ => match p.ecosystem.as_str() {
+                    "PyPI" => (None, Ecosystem::Python),
+                    "Go" => (None, Ecosystem::Go),
+                    "npm" => (None, Ecosystem::Npm),
+                    "crates.io" => (None, Ecosystem::Cargo),
+                    _ => continue,
+                },
+            };
+            let packages = probe_versions(a).iter().map(|v| package(eco, &p.name, v)).collect();
+            let img = image(os.as_deref(), packages);
+            let (want, got) = (match_image(&img, &memory).unwrap(), match_image(&img, &disk).unwrap());
+            assert_eq!(got, want, "{}", a.id);
+            checked += want.len();
+        }
+        assert!(checked > 1000, "only {checked} findings compared");
+    }
+
+    /// A DSA's severity comes from the CVSS of the CVEs it fixes, found in
+    /// another source imported later; re-matching (no re-scan) sees it,
+    /// and a source dropped takes its vectors along.
+    #[test]
+    fn severities_come_from_other_sources_and_follow_imports() {
+        let data = tempfile::tempdir().unwrap();
+        let input = tempfile::tempdir().unwrap();
+        let db = VulnDb::in_data_dir(data.path());
+        let dsa = input.path().join("dsa.jsonl");
+        std::fs::write(
+            &dsa,
+            r#"{"id":"DSA-1-1","upstream":["CVE-2099-1","CVE-2099-2"],"affected":[{"package":{"ecosystem":"Debian:12","name":"foo"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1.2-1"}]}]}]}"#,
+        )
+        .unwrap();
+        import(&db, std::slice::from_ref(&dsa)).unwrap();
+        let img = image(Some("ID=debian\nVERSION_ID=\"12\"\n"), vec![Package {
+            ecosystem: Ecosystem::Deb,
+            ..package(Ecosystem::Deb, "foo", "1.1-1")
+        }]);
+        let rated = |db: &VulnDb| {
+            let (_, index) = db.open().unwrap().unwrap();
+            let f = match_image(&img, &index).unwrap();
+            assert_eq!(f.len(), 1);
+            (f[0].severity, f[0].severity_source.clone(), f[0].cvss_score)
+        };
+        assert_eq!(rated(&db), (Severity::Unknown, None, None));
+        // NVD rates one CVE 7.5, CVE 5's CNA the other 9.8: the worst counts.
+        let nvd = input.path().join("nvd.jsonl");
+        std::fs::write(
+            &nvd,
+            r#"{"id":"CVE-2099-1","severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"}],"database_specific":{"severity_origins":["nvd"]}}"#,
+        )
+        .unwrap();
+        import(&db, std::slice::from_ref(&nvd)).unwrap();
+        assert_eq!(rated(&db), (Severity::High, Some("nvd".into()), Some(7.5)));
+        let cve5 = input.path().join("cve5.jsonl");
+        std::fs::write(
+            &cve5,
+            r#"{"id":"CVE-2099-2","severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],"database_specific":{"severity_origins":["cve:cna"]}}"#,
+        )
+        .unwrap();
+        import(&db, std::slice::from_ref(&cve5)).unwrap();
+        assert_eq!(rated(&db), (Severity::High, Some("nvd".into()), Some(7.5)), "NVD comes before CVE 5");
+        // The tracker's urgency for the CVE, for this package, wins over both.
+        let tracker = input.path().join("tracker.jsonl");
+        std::fs::write(
+            &tracker,
+            r#"{"id":"DEBIAN-CVE-2099-1","upstream":["CVE-2099-1"],"affected":[{"package":{"ecosystem":"Debian:12","name":"foo"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1.2-1"}]}],"ecosystem_specific":{"urgency":"low"}}]}"#,
+        )
+        .unwrap();
+        import(&db, std::slice::from_ref(&tracker)).unwrap();
+        let (_, index) = db.open().unwrap().unwrap();
+        let found = match_image(&img, &index).unwrap();
+        let got: Vec<_> = found.iter().map(|f| (f.ids[0].as_str(), f.severity, f.severity_source.as_deref())).collect();
+        // CVE-2099-2 has no per-CVE record: the DSA stays, rated by Debian's
+        // urgency of the CVE it does have.
+        assert_eq!(got, [("DEBIAN-CVE-2099-1", Severity::Low, Some("debian")), ("DSA-1-1", Severity::Low, Some("debian"))]);
+        // Replacing the NVD source with an empty one drops its vectors.
+        std::fs::write(&nvd, "").unwrap();
+        import(&db, std::slice::from_ref(&nvd)).unwrap();
+        let (_, index) = db.open().unwrap().unwrap();
+        assert!(index.vectors("CVE-2099-1").unwrap().is_empty());
+        assert_eq!(index.vectors("CVE-2099-2").unwrap().len(), 1);
+    }
+
+    /// A data directory written before the index existed gets one on open;
+    /// a record repeated in a source is replaced by its later copy.
+    #[test]
+    fn old_generations_are_indexed_and_later_duplicates_win() {
+        let data = tempfile::tempdir().unwrap();
+        let input = tempfile::tempdir().unwrap();
+        let db = VulnDb::in_data_dir(data.path());
+        let file = input.path().join("dup.jsonl");
+        let record = |fixed: &str| {
+            format!(r#"{{"id":"PYSEC-X","affected":[{{"package":{{"ecosystem":"PyPI","name":"Foo_Bar"}},"ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}},{{"fixed":"{fixed}"}}]}}]}}]}}"#)
+        };
+        std::fs::write(&file, format!("{}\n{}\n", record("1.0"), record("2.0"))).unwrap();
+        let report = import(&db, std::slice::from_ref(&file)).unwrap();
+        assert_eq!((report.sources[0].records, report.sources[0].duplicates), (1, 1));
+        let fixed = |db: &VulnDb| {
+            let (_, index) = db.open().unwrap().unwrap();
+            let c = index.candidates("PyPI", "foo-bar").unwrap();
+            c.iter().map(|c| c.affected.fixed_after("0.1", portcullis_scan::version::pep440_cmp).unwrap().to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(fixed(&db), ["2.0"]);
+        let gen_dir = db.dir().join(db.status().unwrap().unwrap().generation.to_string());
+        std::fs::remove_file(gen_dir.join("index.sqlite")).unwrap();
+        assert_eq!(fixed(&db), ["2.0"], "rebuilt from the source file");
+        assert!(gen_dir.join("index.sqlite").exists());
+    }
+}

@@ -1,0 +1,374 @@
+//! The on-disk index of one generation, `index.sqlite`: advisories keyed
+//! by (ecosystem, package), CVSS vectors and distribution notes keyed by
+//! vulnerability id.
+//!
+//! Why SQLite: the index must not live in memory (the real OSV corpus is
+//! gigabytes), a scan must read only the packages an image has, and the
+//! file must open in milliseconds. SQLite is already in the tree (the scan
+//! crate reads `rpmdb.sqlite` with it), its page cache is bounded per
+//! connection, and a B-tree lookup per package is what a scan needs.
+//! Readers never map the file (`mmap_size = 0`), so its pages count in the
+//! kernel's page cache, not in the process's resident memory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use portcullis_scan::matching::{rows, AdvisoryStore, Candidate, Head, LookupError};
+use portcullis_scan::osv::{Advisory, Affected, DistroNote};
+use portcullis_scan::severity::Vector;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use crate::VulnDbError;
+
+pub(crate) const FILE: &str = "index.sqlite";
+/// Bumped when the schema or the rows' encoding changes; an index of
+/// another version is rebuilt from the generation's source files.
+const SCHEMA: &str = "1";
+/// Page cache per reading connection (SQLite's KiB when negative).
+const READER_CACHE_KIB: i64 = 2048;
+/// Reading connections kept open for reuse.
+const POOL: usize = 4;
+
+fn index_err(path: &Path) -> impl Fn(rusqlite::Error) -> VulnDbError + '_ {
+    move |e| VulnDbError::Index(format!("{}: {e}", path.display()))
+}
+
+/// Writes the index of a generation being built.
+pub(crate) struct IndexWriter {
+    conn: Connection,
+    path: PathBuf,
+    /// Ids seen in the source being added, and their head rows: a record
+    /// whose id comes again later in the same source is replaced by it.
+    seen: HashMap<String, i64>,
+    source: i64,
+    fresh: bool,
+}
+
+impl IndexWriter {
+    /// A new, empty index at `path`, or a copy of `previous` to update.
+    pub(crate) fn create(path: &Path, previous: Option<&Path>) -> Result<IndexWriter, VulnDbError> {
+        let err = index_err(path);
+        if let Some(prev) = previous {
+            std::fs::copy(prev, path).map_err(|e| VulnDbError::Io {
+                path: prev.to_path_buf(),
+                source: e,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(&err)?;
+        // The file is private to the build until the generation is
+        // switched in, and a crash abandons the whole build: no journal.
+        conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -65536;")
+            .map_err(&err)?;
+        let fresh = previous.is_none();
+        if fresh {
+            conn.execute_batch(
+                "PRAGMA page_size = 8192;
+                 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                 CREATE TABLE source(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+                 CREATE TABLE head(id INTEGER PRIMARY KEY, source INTEGER NOT NULL, data BLOB NOT NULL);
+                 CREATE TABLE affected(ecosystem TEXT NOT NULL, package TEXT NOT NULL, head INTEGER NOT NULL,
+                     seq INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (ecosystem, package, head, seq))
+                     WITHOUT ROWID;
+                 CREATE TABLE vector(vid TEXT NOT NULL, head INTEGER NOT NULL, origin TEXT NOT NULL, vector TEXT NOT NULL);
+                 CREATE TABLE note(ecosystem TEXT NOT NULL, package TEXT NOT NULL, vid TEXT NOT NULL,
+                     head INTEGER NOT NULL, data BLOB NOT NULL);",
+            )
+            .map_err(&err)?;
+            conn.execute("INSERT INTO meta VALUES ('schema', ?1)", [SCHEMA])
+                .map_err(&err)?;
+        } else {
+            check_schema(&conn, path)?;
+        }
+        conn.execute_batch("BEGIN").map_err(&err)?;
+        Ok(IndexWriter {
+            conn,
+            path: path.to_path_buf(),
+            seen: HashMap::new(),
+            source: 0,
+            fresh,
+        })
+    }
+
+    /// Removes every row of the source called `name`, if any.
+    pub(crate) fn drop_source(&mut self, name: &str) -> Result<(), VulnDbError> {
+        let err = index_err(&self.path);
+        let id: Option<i64> = self
+            .conn
+            .query_row("SELECT id FROM source WHERE name = ?1", [name], |r| r.get(0))
+            .optional()
+            .map_err(&err)?;
+        let Some(id) = id else { return Ok(()) };
+        self.conn
+            .execute_batch(&format!(
+                "DELETE FROM affected WHERE head IN (SELECT id FROM head WHERE source = {id});
+                 DELETE FROM vector WHERE head IN (SELECT id FROM head WHERE source = {id});
+                 DELETE FROM note WHERE head IN (SELECT id FROM head WHERE source = {id});
+                 DELETE FROM head WHERE source = {id};
+                 DELETE FROM source WHERE id = {id};"
+            ))
+            .map_err(&err)
+    }
+
+    /// The names of the sources in the index.
+    pub(crate) fn sources(&self) -> Result<Vec<String>, VulnDbError> {
+        let err = index_err(&self.path);
+        let mut stmt = self.conn.prepare("SELECT name FROM source").map_err(&err)?;
+        let names = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(&err)?
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(&err)?;
+        Ok(names)
+    }
+
+    /// Starts adding the records of the source called `name`.
+    pub(crate) fn begin_source(&mut self, name: &str) -> Result<(), VulnDbError> {
+        let err = index_err(&self.path);
+        self.drop_source(name)?;
+        self.conn
+            .execute("INSERT INTO source(name) VALUES (?1)", [name])
+            .map_err(&err)?;
+        self.source = self.conn.last_insert_rowid();
+        self.seen.clear();
+        Ok(())
+    }
+
+    /// Adds one record of the current source; `true` when it replaced an
+    /// earlier record of the same id.
+    pub(crate) fn add(&mut self, advisory: &Advisory) -> Result<bool, VulnDbError> {
+        let err = index_err(&self.path);
+        let replaced = match self.seen.get(&advisory.id) {
+            Some(&old) => {
+                for table in ["affected", "vector", "note"] {
+                    self.conn
+                        .prepare_cached(&format!("DELETE FROM {table} WHERE head = ?1"))
+                        .and_then(|mut s| s.execute([old]))
+                        .map_err(&err)?;
+                }
+                self.conn
+                    .prepare_cached("DELETE FROM head WHERE id = ?1")
+                    .and_then(|mut s| s.execute([old]))
+                    .map_err(&err)?;
+                true
+            }
+            None => false,
+        };
+        let Some(rows) = rows(advisory) else {
+            self.seen.remove(&advisory.id);
+            return Ok(replaced);
+        };
+        let head_json = serde_json::to_vec(&rows.head).expect("a head serializes");
+        self.conn
+            .prepare_cached("INSERT INTO head(source, data) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![self.source, head_json]))
+            .map_err(&err)?;
+        let head = self.conn.last_insert_rowid();
+        self.seen.insert(advisory.id.clone(), head);
+        {
+            let mut stmt = self
+                .conn
+                .prepare_cached("INSERT OR REPLACE INTO affected VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(&err)?;
+            for (seq, (eco, pkg, mut aff)) in rows.affected.into_iter().enumerate() {
+                // The key says which package; the note lives in `note` too.
+                aff.package = None;
+                let data = serde_json::to_vec(&aff).expect("an affected entry serializes");
+                stmt.execute(params![eco, pkg, head, seq as i64, data]).map_err(&err)?;
+            }
+        }
+        {
+            let mut stmt = self
+                .conn
+                .prepare_cached("INSERT INTO vector VALUES (?1, ?2, ?3, ?4)")
+                .map_err(&err)?;
+            for (id, v) in rows.vectors {
+                stmt.execute(params![id, head, v.origin, v.vector]).map_err(&err)?;
+            }
+        }
+        {
+            let mut stmt = self
+                .conn
+                .prepare_cached("INSERT INTO note VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(&err)?;
+            for (eco, pkg, id, note) in rows.notes {
+                let data = serde_json::to_vec(&note).expect("a note serializes");
+                stmt.execute(params![eco, pkg, id, head, data]).map_err(&err)?;
+            }
+        }
+        Ok(replaced)
+    }
+
+    /// Commits, builds the lookup indexes of a fresh file, and syncs it.
+    pub(crate) fn finish(self) -> Result<(), VulnDbError> {
+        let err = index_err(&self.path);
+        self.conn.execute_batch("COMMIT").map_err(&err)?;
+        if self.fresh {
+            self.conn
+                .execute_batch(
+                    "CREATE INDEX vector_vid ON vector(vid);
+                     CREATE INDEX vector_head ON vector(head);
+                     CREATE INDEX note_key ON note(ecosystem, package, vid);
+                     CREATE INDEX note_head ON note(head);
+                     CREATE INDEX head_source ON head(source);
+                     CREATE INDEX affected_head ON affected(head);
+                     ANALYZE;",
+                )
+                .map_err(&err)?;
+        }
+        self.conn.close().map_err(|(_, e)| err(e))?;
+        let file = std::fs::File::open(&self.path).map_err(|e| VulnDbError::Io {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        file.sync_all().map_err(|e| VulnDbError::Io {
+            path: self.path.clone(),
+            source: e,
+        })
+    }
+}
+
+fn check_schema(conn: &Connection, path: &Path) -> Result<(), VulnDbError> {
+    let version: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0))
+        .optional()
+        .map_err(index_err(path))?;
+    if version.as_deref() == Some(SCHEMA) {
+        Ok(())
+    } else {
+        Err(VulnDbError::Damaged(format!(
+            "{} has index schema {version:?}, this Portcullis reads {SCHEMA:?}",
+            path.display()
+        )))
+    }
+}
+
+/// Whether the index at `path` can be read by this version.
+pub(crate) fn is_current(path: &Path) -> bool {
+    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .ok()
+        .is_some_and(|c| check_schema(&c, path).is_ok())
+}
+
+/// A generation's index, open for lookups. Connections are pooled: a
+/// `rusqlite::Connection` serves one thread at a time.
+pub struct DiskIndex {
+    path: PathBuf,
+    pool: Mutex<Vec<Connection>>,
+    advisories: u64,
+}
+
+impl DiskIndex {
+    pub(crate) fn open(path: &Path) -> Result<DiskIndex, VulnDbError> {
+        let index = DiskIndex {
+            path: path.to_path_buf(),
+            pool: Mutex::new(Vec::new()),
+            advisories: 0,
+        };
+        let conn = index.connect()?;
+        check_schema(&conn, path)?;
+        let advisories: i64 = conn
+            .query_row("SELECT count(*) FROM head", [], |r| r.get(0))
+            .map_err(index_err(path))?;
+        index.pool.lock().expect("pool").push(conn);
+        Ok(DiskIndex { advisories: advisories as u64, ..index })
+    }
+
+    /// Advisories in the index (withdrawn ones excluded).
+    pub fn len(&self) -> u64 {
+        self.advisories
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.advisories == 0
+    }
+
+    fn connect(&self) -> Result<Connection, VulnDbError> {
+        let err = index_err(&self.path);
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(&err)?;
+        conn.execute_batch(&format!(
+            "PRAGMA cache_size = -{READER_CACHE_KIB}; PRAGMA mmap_size = 0; PRAGMA query_only = 1;"
+        ))
+        .map_err(&err)?;
+        Ok(conn)
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, LookupError> {
+        let pooled = self.pool.lock().expect("pool").pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => self.connect().map_err(|e| LookupError(e.to_string()))?,
+        };
+        let result = f(&conn).map_err(|e| LookupError(format!("{}: {e}", self.path.display())));
+        let mut pool = self.pool.lock().expect("pool");
+        if pool.len() < POOL {
+            pool.push(conn);
+        }
+        result
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> rusqlite::Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e)))
+}
+
+impl AdvisoryStore for DiskIndex {
+    fn candidates(&self, ecosystem: &str, package: &str) -> Result<Arc<Vec<Candidate>>, LookupError> {
+        self.with(|conn| {
+            let mut rows = conn.prepare_cached(
+                "SELECT a.head, a.data, h.data FROM affected a JOIN head h ON h.id = a.head
+                 WHERE a.ecosystem = ?1 AND a.package = ?2 ORDER BY a.head, a.seq",
+            )?;
+            let mut heads: HashMap<i64, Arc<Head>> = HashMap::new();
+            let mut out = Vec::new();
+            let mut q = rows.query(params![ecosystem, package])?;
+            while let Some(row) = q.next()? {
+                let id: i64 = row.get(0)?;
+                let affected: Affected = decode(&row.get::<_, Vec<u8>>(1)?)?;
+                let head = match heads.get(&id) {
+                    Some(h) => h.clone(),
+                    None => {
+                        let h = Arc::new(decode::<Head>(&row.get::<_, Vec<u8>>(2)?)?);
+                        heads.insert(id, h.clone());
+                        h
+                    }
+                };
+                out.push(Candidate { head, affected });
+            }
+            Ok(Arc::new(out))
+        })
+    }
+
+    fn vectors(&self, id: &str) -> Result<Vec<Vector>, LookupError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT origin, vector FROM vector WHERE vid = ?1")?;
+            let rows = stmt.query_map([id], |r| {
+                Ok(Vector {
+                    origin: r.get(0)?,
+                    vector: r.get(1)?,
+                })
+            })?;
+            let mut out: Vec<Vector> = Vec::new();
+            for v in rows {
+                let v = v?;
+                if !out.contains(&v) {
+                    out.push(v);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn notes(&self, ecosystem: &str, package: &str, id: &str) -> Result<Vec<DistroNote>, LookupError> {
+        self.with(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT data FROM note WHERE ecosystem = ?1 AND package = ?2 AND vid = ?3")?;
+            let rows = stmt.query_map(params![ecosystem, package, id], |r| decode(&r.get::<_, Vec<u8>>(0)?))?;
+            rows.collect()
+        })
+    }
+}
