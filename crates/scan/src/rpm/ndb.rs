@@ -279,13 +279,14 @@ mod tests {
         );
     }
 
-    /// Any byte of the file damaged, or the file cut anywhere: never a
+    /// Some 4096 bytes across the file damaged in turn, or the file cut
+    /// every 509 bytes: never a
     /// panic, never more packages than there are.
     #[test]
     fn any_damage_is_bounded() {
         let good = fixture("Packages.db");
         let mut db = good.clone();
-        for at in (0..good.len()).step_by(5) {
+        for at in (0..good.len()).step_by(good.len() / 4096 + 1) {
             for value in [0x00, 0xff] {
                 db[at] = value;
                 assert!(parse(&db).packages.len() <= 3, "byte {at} = {value}");
