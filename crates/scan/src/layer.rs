@@ -49,7 +49,7 @@ impl Default for Limits {
 /// paths it was found at so later layers can replace or delete it.
 /// The reader's version: cached facts from an older reader (which knew
 /// fewer kinds of files) are read again rather than trusted.
-pub const FACTS_VERSION: u32 = 5;
+pub const FACTS_VERSION: u32 = 6;
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LayerFacts {
@@ -60,7 +60,8 @@ pub struct LayerFacts {
     /// (the former wins, as systemd reads it first).
     pub os_release: BTreeMap<String, OsRelease>,
     /// Package databases by path: `var/lib/dpkg/status`,
-    /// `var/lib/dpkg/status.d/<name>`, `lib/apk/db/installed`, and each
+    /// `var/lib/dpkg/status.d/<name>`, `lib/apk/db/installed`, the rpm
+    /// database (`rpmdb.sqlite`, `Packages`, `Packages.db`), and each
     /// Python distribution's metadata and npm package's `package.json`.
     pub package_dbs: BTreeMap<String, Parsed>,
     /// Licenses from machine-readable `usr/share/doc/<pkg>/copyright`
@@ -81,7 +82,9 @@ pub struct LayerFacts {
 
 const DPKG_STATUS: &str = "var/lib/dpkg/status";
 const DPKG_STATUS_D: &str = "var/lib/dpkg/status.d/";
-const APK_INSTALLED: &str = "lib/apk/db/installed";
+/// Wolfi and Chainguard merged `/lib` into `/usr/lib` (a symlink to it is
+/// not a file the layer holds).
+const APK_INSTALLED: [&str; 2] = ["lib/apk/db/installed", "usr/lib/apk/db/installed"];
 /// Release files in the order they are believed: systemd's two, then
 /// Alpine's own (for images that lack `os-release`).
 const OS_RELEASE: [&str; 3] = ["etc/os-release", "usr/lib/os-release", ALPINE_RELEASE];
@@ -89,14 +92,14 @@ const ALPINE_RELEASE: &str = "etc/alpine-release";
 
 fn interesting(path: &str) -> bool {
     path == DPKG_STATUS
-        || path == APK_INSTALLED
+        || APK_INSTALLED.contains(&path)
         || OS_RELEASE.contains(&path)
         || (path.starts_with(DPKG_STATUS_D)
             && !path[DPKG_STATUS_D.len()..].contains('/')
             && !path.ends_with(".md5sums"))
         || python::is_metadata_path(path)
         || npm::is_installed_manifest(path)
-        || rpm::SQLITE_PATHS.contains(&path)
+        || rpm::database_format(path).is_some()
         || dpkg::copyright_package(path).is_some()
         || java::is_archive_path(path)
 }
@@ -316,12 +319,6 @@ pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, Layer
         if executable && !interesting(&path) {
             return read_executable(entry, path, limits, &mut facts);
         }
-        if is_file && rpm::LEGACY_PATHS.contains(&path.as_str()) {
-            facts.warnings.push(format!(
-                "{path}: an rpm Berkeley DB or NDB database, which is not read yet (rpmdb.sqlite is)"
-            ));
-            return Ok(());
-        }
         if !is_file || !interesting(&path) {
             return Ok(());
         }
@@ -336,8 +333,8 @@ pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, Layer
 
 /// What a file at `path` (one [`interesting`] names) says, into `facts`.
 pub(crate) fn interpret(path: String, bytes: &[u8], limits: &Limits, facts: &mut LayerFacts) {
-    if rpm::SQLITE_PATHS.contains(&path.as_str()) {
-        facts.package_dbs.insert(path, rpm::parse_sqlite(bytes));
+    if let Some(format) = rpm::database_format(&path) {
+        facts.package_dbs.insert(path, rpm::parse_database(format, bytes));
         return;
     }
     if java::is_archive_path(&path) {
@@ -368,7 +365,7 @@ pub(crate) fn interpret(path: String, bytes: &[u8], limits: &Limits, facts: &mut
             }
             None => facts.warnings.push(format!("{path} has no ID; ignored")),
         }
-    } else if path == APK_INSTALLED {
+    } else if APK_INSTALLED.contains(&path.as_str()) {
         facts.package_dbs.insert(path, apk::parse_installed(&text));
     } else if python::is_metadata_path(&path) {
         facts.package_dbs.insert(path, python::parse_metadata(&text));

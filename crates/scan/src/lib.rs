@@ -10,6 +10,7 @@
 pub mod apk;
 pub mod binary;
 pub mod decompress;
+pub mod distro;
 pub mod dpkg;
 pub mod java;
 pub mod layer;

@@ -14,10 +14,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::layer::ImageFacts;
-use crate::os_release::OsRelease;
 use crate::osv::{Advisory, Affected, DistroNote};
+use crate::python;
 use crate::severity::{debian_status, debian_urgency, resolve, Evidence, Rating, Severity, Vector};
-use crate::{python, Ecosystem};
 
 type VersionOrder = fn(&str, &str) -> std::cmp::Ordering;
 
@@ -270,21 +269,7 @@ pub struct Finding {
     pub reference: Option<String>,
 }
 
-/// The OSV ecosystem of the distribution release (`Debian:11`,
-/// `Alpine:v3.11`) and the package manager whose packages it covers;
-/// `None` for distributions not handled yet.
-pub fn distro_ecosystem(os: &OsRelease) -> Option<(String, Ecosystem)> {
-    let version = os.version_id.as_deref()?;
-    let mut parts = version.split('.');
-    let major = parts.next().filter(|m| !m.is_empty())?;
-    match os.id.as_str() {
-        "debian" => Some((format!("Debian:{major}"), Ecosystem::Deb)),
-        "alpine" => Some((format!("Alpine:v{major}.{}", parts.next()?), Ecosystem::Apk)),
-        "almalinux" => Some((format!("AlmaLinux:{major}"), Ecosystem::Rpm)),
-        "rocky" => Some((format!("Rocky Linux:{major}"), Ecosystem::Rpm)),
-        _ => None,
-    }
-}
+pub use crate::distro::distro_ecosystem;
 
 /// Every vulnerability in the image's components, worst first.
 ///
@@ -555,7 +540,8 @@ fn join(mut a: Finding, b: Finding, cmp: VersionOrder) -> Finding {
 mod tests {
     use super::*;
     use crate::layer::Component;
-    use crate::{os_release, Package};
+    use crate::os_release::{self, OsRelease};
+    use crate::Package;
 
     fn sample() -> VulnIndex {
         let text = std::fs::read_to_string(concat!(

@@ -1,12 +1,14 @@
-//! The rpm database as RHEL 9, AlmaLinux 9, Rocky 9 and Fedora keep it:
-//! `rpmdb.sqlite`, a SQLite file whose `Packages` table holds one rpm
-//! header blob per installed package.
+//! The rpm database, in the three formats images carry. Each holds one rpm
+//! header blob per installed package, read by [`parse_header`]:
+//! - `rpmdb.sqlite` (RHEL 9, AlmaLinux 9, Rocky 9, Fedora): a SQLite file
+//!   whose `Packages` table holds the blobs;
+//! - `Packages` (CentOS 7, RHEL/AlmaLinux/Rocky 8): a Berkeley DB hash
+//!   database ([`bdb`]);
+//! - `Packages.db` (SUSE): rpm's own NDB format ([`ndb`]).
 //!
-//! The bytes are opened in memory (SQLite's own deserializer, read-only),
+//! The SQLite bytes are opened in memory (SQLite's own deserializer, read-only),
 //! so nothing touches the disk and a damaged file is SQLite's
-//! `SQLITE_CORRUPT`, not ours to guess at. The older Berkeley DB
-//! (`Packages`) and NDB (`Packages.db`) formats are not read; the layer
-//! reader records a warning when it meets them.
+//! `SQLITE_CORRUPT`, not ours to guess at.
 //!
 //! The file comes from an image, so it is hostile until read: `Packages`
 //! must be a plain table (a view or a generated column could compute
@@ -14,6 +16,7 @@
 //! with an untrusted schema, and values, rows, total bytes and the work of
 //! the query are all bounded.
 
+use std::borrow::Cow;
 use std::ptr::NonNull;
 
 use rusqlite::config::DbConfig;
@@ -22,12 +25,43 @@ use rusqlite::{Connection, DatabaseName, OpenFlags};
 
 use crate::{Ecosystem, Package, Parsed};
 
+pub mod bdb;
+pub mod ndb;
+
 pub const SQLITE_PATHS: [&str; 2] = ["var/lib/rpm/rpmdb.sqlite", "usr/lib/sysimage/rpm/rpmdb.sqlite"];
-pub const LEGACY_PATHS: [&str; 3] = [
-    "var/lib/rpm/Packages",
-    "var/lib/rpm/Packages.db",
-    "usr/lib/sysimage/rpm/Packages.db",
-];
+/// openSUSE moved the database to `usr/lib/sysimage/rpm` before it moved to NDB.
+pub const BDB_PATHS: [&str; 2] = ["var/lib/rpm/Packages", "usr/lib/sysimage/rpm/Packages"];
+pub const NDB_PATHS: [&str; 2] = ["var/lib/rpm/Packages.db", "usr/lib/sysimage/rpm/Packages.db"];
+
+/// How an rpm database is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Sqlite,
+    BerkeleyDb,
+    Ndb,
+}
+
+/// The format of the rpm database at `path`, if it is one.
+pub fn database_format(path: &str) -> Option<Format> {
+    if SQLITE_PATHS.contains(&path) {
+        Some(Format::Sqlite)
+    } else if BDB_PATHS.contains(&path) {
+        Some(Format::BerkeleyDb)
+    } else if NDB_PATHS.contains(&path) {
+        Some(Format::Ndb)
+    } else {
+        None
+    }
+}
+
+/// The installed packages in an rpm database of this format.
+pub fn parse_database(format: Format, bytes: &[u8]) -> Parsed {
+    match format {
+        Format::Sqlite => parse_sqlite(bytes),
+        Format::BerkeleyDb => bdb::parse(bytes),
+        Format::Ndb => ndb::parse(bytes),
+    }
+}
 
 const NAME: u32 = 1000;
 const VERSION: u32 = 1001;
@@ -39,10 +73,11 @@ const SOURCERPM: u32 = 1044;
 
 /// The largest header blob read (real ones are tens of KiB).
 const MAX_HEADER_BYTES: i32 = 8 << 20;
+pub(crate) const MAX_HEADER_LEN: usize = MAX_HEADER_BYTES as usize;
 /// Installed packages read from one database.
-const MAX_PACKAGES: usize = 100_000;
+pub(crate) const MAX_PACKAGES: usize = 100_000;
 /// Header bytes held at once.
-const MAX_TOTAL_BYTES: usize = 128 << 20;
+pub(crate) const MAX_TOTAL_BYTES: usize = 128 << 20;
 /// SQLite virtual-machine steps, in units of `STEPS_PER_CHECK`: reading
 /// tens of thousands of headers takes a small fraction of it.
 const MAX_STEP_CHECKS: u32 = 20_000;
@@ -200,19 +235,64 @@ fn read_headers(bytes: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     Ok(blobs)
 }
 
+/// Warnings about parts of a database skipped, the first few in full: a
+/// hostile file can damage every one of its thousands of items.
+#[derive(Default)]
+pub(crate) struct Skipped {
+    warnings: Vec<String>,
+    more: usize,
+}
+
+impl Skipped {
+    const SHOWN: usize = 20;
+
+    pub(crate) fn push(&mut self, warning: String) {
+        if self.warnings.len() < Self::SHOWN {
+            self.warnings.push(warning);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    pub(crate) fn into_warnings(mut self) -> Vec<String> {
+        if self.more > 0 {
+            self.warnings
+                .push(format!("{} more damaged entries were skipped", self.more));
+        }
+        self.warnings
+    }
+}
+
 /// The installed packages in an `rpmdb.sqlite`.
 pub fn parse_sqlite(bytes: &[u8]) -> Parsed {
-    let mut out = Parsed::default();
-    let blobs = match read_headers(bytes) {
-        Ok(b) => b,
-        Err(e) => {
-            out.warnings
-                .push(format!("rpmdb.sqlite is not a readable rpm database: {e}"));
-            return out;
-        }
+    let read = read_headers(bytes).map(|blobs| (blobs.into_iter().map(Cow::Owned).collect(), Vec::new()));
+    from_blobs(read, "rpmdb.sqlite is not a readable rpm database")
+}
+
+/// Header blobs a database held, with what reading it skipped.
+pub(crate) type Blobs<'a> = (Vec<Cow<'a, [u8]>>, Vec<String>);
+
+/// The packages in what a database reader returned, or one warning
+/// (`refused`, then why) when it could not read the database at all.
+pub(crate) fn from_blobs(read: Result<Blobs<'_>, String>, refused: &str) -> Parsed {
+    match read {
+        Ok((blobs, warnings)) => packages(blobs, warnings),
+        Err(e) => Parsed {
+            packages: Vec::new(),
+            warnings: vec![format!("{refused}: {e}")],
+        },
+    }
+}
+
+/// The packages in header blobs, whatever database they came from;
+/// `warnings` are what reading the database already found.
+fn packages<'a>(blobs: impl IntoIterator<Item = Cow<'a, [u8]>>, warnings: Vec<String>) -> Parsed {
+    let mut out = Parsed {
+        packages: Vec::new(),
+        warnings,
     };
-    for (i, blob) in blobs.iter().enumerate() {
-        let Some(h) = parse_header(blob) else {
+    for (i, blob) in blobs.into_iter().enumerate() {
+        let Some(h) = parse_header(&blob) else {
             out.warnings.push(format!("rpm header {} is malformed; skipped", i + 1));
             continue;
         };
@@ -397,18 +477,7 @@ pub(crate) mod tests {
             b"\x00\x00\xff\xff garbage".to_vec(),
         ]);
         let p = parse_sqlite(&db);
-        let got: Vec<(&str, &str, Option<&str>, Option<&str>)> = p
-            .packages
-            .iter()
-            .map(|p| {
-                (
-                    p.name.as_str(),
-                    p.version.as_str(),
-                    p.architecture.as_deref(),
-                    p.license.as_deref(),
-                )
-            })
-            .collect();
+        let got = summary(&p);
         assert_eq!(
             got,
             [
@@ -440,5 +509,179 @@ pub(crate) mod tests {
         let mut bad_offset = good.clone();
         bad_offset[16..20].copy_from_slice(&0x7fff_ffffu32.to_be_bytes());
         assert_eq!(parse_header(&bad_offset).unwrap().name, None);
+    }
+
+    /// Name, version, arch and license of each package, in database order.
+    fn summary(p: &Parsed) -> Vec<(&str, &str, Option<&str>, Option<&str>)> {
+        p.packages
+            .iter()
+            .map(|p| {
+                (
+                    p.name.as_str(),
+                    p.version.as_str(),
+                    p.architecture.as_deref(),
+                    p.license.as_deref(),
+                )
+            })
+            .collect()
+    }
+
+    /// A way to damage a database, and what the one warning must then say.
+    pub(crate) type Damage = (&'static str, Box<dyn Fn(&mut Vec<u8>)>, &'static str);
+
+    /// Each damage done to a copy of `good` leaves `remaining` packages
+    /// and one warning saying why.
+    pub(crate) fn check_damage(good: &[u8], parse: fn(&[u8]) -> Parsed, cases: Vec<Damage>, remaining: usize) {
+        for (what, damage, why) in cases {
+            let mut db = good.to_vec();
+            damage(&mut db);
+            let p = parse(&db);
+            assert_eq!(p.packages.len(), remaining, "{what}: {:?}", p.packages);
+            assert!(
+                p.warnings.len() == 1 && p.warnings[0].contains(why),
+                "{what}: {:?}",
+                p.warnings
+            );
+        }
+    }
+
+    /// A database rpm wrote (`tests/data/rpm`, see `make.sh` there), unzipped.
+    pub(crate) fn fixture(name: &str) -> Vec<u8> {
+        use std::io::Read;
+        let path = format!("{}/tests/data/rpm/{name}.gz", env!("CARGO_MANIFEST_DIR"));
+        let mut bytes = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
+            .read_to_end(&mut bytes)
+            .unwrap();
+        bytes
+    }
+
+    /// Name, epoch, version-release, arch, source rpm and license of each
+    /// header, sorted by name (each format keeps its own order).
+    type Row = (String, Option<u32>, String, String, String, String);
+
+    fn rows<'a>(blobs: impl IntoIterator<Item = Cow<'a, [u8]>>) -> Vec<Row> {
+        let mut rows: Vec<Row> = blobs
+            .into_iter()
+            .map(|b| {
+                let h = parse_header(&b).expect("rpm wrote a whole header");
+                let text = |s: Option<String>| s.unwrap_or_else(|| "(none)".into());
+                (
+                    text(h.name),
+                    h.epoch,
+                    format!("{}-{}", text(h.version), text(h.release)),
+                    text(h.arch),
+                    text(h.source_rpm),
+                    text(h.license),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    /// The three packages of `tests/data/rpm/specs`, as `rpm -qa` printed
+    /// them from each database when make.sh wrote it.
+    #[test]
+    fn databases_written_by_rpm_in_every_format() {
+        let want: Vec<Row> = [
+            (
+                "portcullis-big",
+                None,
+                "20240101-7.el8",
+                "x86_64",
+                "portcullis-big-20240101-7.el8.src.rpm",
+                "ASL 2.0",
+            ),
+            (
+                "portcullis-epoch",
+                Some(2),
+                "3.4.5-6.el8_9",
+                "x86_64",
+                "portcullis-epoch-3.4.5-6.el8_9.src.rpm",
+                "GPLv2+ and BSD",
+            ),
+            (
+                "portcullis-tiny",
+                None,
+                "1.0-1",
+                "noarch",
+                "portcullis-tiny-1.0-1.src.rpm",
+                "MIT",
+            ),
+        ]
+        .iter()
+        .map(|(n, e, vr, a, s, l)| {
+            (
+                n.to_string(),
+                *e,
+                vr.to_string(),
+                a.to_string(),
+                s.to_string(),
+                l.to_string(),
+            )
+        })
+        .collect();
+        let cases: [(&str, Format, fn(&[u8]) -> Vec<Row>); 4] = [
+            ("rpmdb.sqlite", Format::Sqlite, |b| {
+                rows(read_headers(b).unwrap().into_iter().map(Cow::Owned))
+            }),
+            ("Packages", Format::BerkeleyDb, |b| rows(bdb::read_blobs(b).unwrap().0)),
+            ("Packages-be64k", Format::BerkeleyDb, |b| {
+                rows(bdb::read_blobs(b).unwrap().0)
+            }),
+            ("Packages.db", Format::Ndb, |b| rows(ndb::read_blobs(b).unwrap().0)),
+        ];
+        for (name, format, headers) in cases {
+            let bytes = fixture(name);
+            assert_eq!(headers(&bytes), want, "{name}");
+            let parsed = parse_database(format, &bytes);
+            assert!(parsed.warnings.is_empty(), "{name}: {:?}", parsed.warnings);
+            let mut got = summary(&parsed);
+            got.sort();
+            assert_eq!(
+                got,
+                [
+                    ("portcullis-big", "20240101-7.el8", Some("x86_64"), Some("ASL 2.0")),
+                    (
+                        "portcullis-epoch",
+                        "2:3.4.5-6.el8_9",
+                        Some("x86_64"),
+                        Some("GPLv2+ and BSD")
+                    ),
+                    ("portcullis-tiny", "1.0-1", Some("noarch"), Some("MIT")),
+                ],
+                "{name}"
+            );
+            assert!(parsed
+                .packages
+                .iter()
+                .all(|p| p.ecosystem == Ecosystem::Rpm && p.source_name == p.name));
+        }
+    }
+
+    /// Each database read as another format is refused with a warning.
+    #[test]
+    fn a_database_in_another_format_is_refused() {
+        let formats = [
+            ("rpmdb.sqlite", Format::Sqlite),
+            ("Packages", Format::BerkeleyDb),
+            ("Packages.db", Format::Ndb),
+        ];
+        for (name, _) in formats {
+            let bytes = fixture(name);
+            for (other, format) in formats.iter().filter(|(n, _)| *n != name) {
+                let p = parse_database(*format, &bytes);
+                assert!(
+                    p.packages.is_empty() && p.warnings.len() == 1,
+                    "{name} as {other}: {p:?}"
+                );
+                assert!(p.warnings[0].contains("not a readable"), "{name} as {other}: {p:?}");
+            }
+        }
+        assert_eq!(database_format("var/lib/rpm/Packages"), Some(Format::BerkeleyDb));
+        assert_eq!(database_format("usr/lib/sysimage/rpm/Packages.db"), Some(Format::Ndb));
+        assert_eq!(database_format("var/lib/rpm/rpmdb.sqlite"), Some(Format::Sqlite));
+        assert_eq!(database_format("var/lib/rpm/Name"), None);
     }
 }

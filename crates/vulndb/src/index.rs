@@ -124,8 +124,8 @@ impl IndexWriter {
 
     /// Starts adding the records of the source called `name`.
     pub(crate) fn begin_source(&mut self, name: &str) -> Result<(), VulnDbError> {
-        let err = index_err(&self.path);
         self.drop_source(name)?;
+        let err = index_err(&self.path);
         self.conn
             .execute("INSERT INTO source(name) VALUES (?1)", [name])
             .map_err(&err)?;

@@ -418,3 +418,138 @@ fn long_names_huge_headers_and_links() {
     let facts = read_layer(&layer[..], &Limits::default()).unwrap();
     assert!(facts.package_dbs.is_empty());
 }
+
+/// The rpm databases rpm wrote (`tests/data/rpm`) are read at the paths
+/// each distribution keeps them, and nothing is said about them but their
+/// packages.
+#[test]
+fn rpm_databases_of_every_format() {
+    let sqlite = crate::rpm::tests::fixture("rpmdb.sqlite");
+    let bdb = crate::rpm::tests::fixture("Packages");
+    let ndb = crate::rpm::tests::fixture("Packages.db");
+    let cases: [(&str, &[u8]); 5] = [
+        ("var/lib/rpm/rpmdb.sqlite", &sqlite),
+        ("usr/lib/sysimage/rpm/rpmdb.sqlite", &sqlite),
+        ("var/lib/rpm/Packages", &bdb),
+        ("var/lib/rpm/Packages.db", &ndb),
+        ("usr/lib/sysimage/rpm/Packages.db", &ndb),
+    ];
+    for (path, bytes) in cases {
+        let layer = tar(&[
+            ("etc/os-release", Some(b"ID=\"rocky\"\nVERSION_ID=\"8.9\"\n")),
+            (path, Some(bytes)),
+        ]);
+        let facts = read_layer(&layer[..], &Limits::default()).unwrap();
+        assert!(facts.warnings.is_empty(), "{path}: {:?}", facts.warnings);
+        let image = merge([("sha256:l1", &facts)]);
+        let mut got: Vec<(&str, &str, &str)> = image
+            .components
+            .iter()
+            .map(|c| (c.package.name.as_str(), c.package.version.as_str(), c.purl.as_str()))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                (
+                    "portcullis-big",
+                    "20240101-7.el8",
+                    "pkg:rpm/rocky/portcullis-big@20240101-7.el8?arch=x86_64&distro=rocky-8.9"
+                ),
+                (
+                    "portcullis-epoch",
+                    "2:3.4.5-6.el8_9",
+                    "pkg:rpm/rocky/portcullis-epoch@3.4.5-6.el8_9?arch=x86_64&epoch=2&distro=rocky-8.9"
+                ),
+                (
+                    "portcullis-tiny",
+                    "1.0-1",
+                    "pkg:rpm/rocky/portcullis-tiny@1.0-1?arch=noarch&distro=rocky-8.9"
+                ),
+            ],
+            "{path}"
+        );
+        assert!(image.components.iter().all(|c| c.path == path));
+    }
+}
+
+/// A distroless image: one control file a package under `status.d`, its
+/// md5sums beside it (`tests/data/dpkg`). Only the control files are
+/// package records; the md5sums are neither read nor warned about.
+#[test]
+fn distroless_status_d_with_md5sums() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/dpkg/status.d");
+    let files: Vec<(String, Vec<u8>)> = ["libssl3", "libssl3.md5sums", "tzdata", "tzdata.md5sums"]
+        .iter()
+        .map(|n| {
+            (
+                format!("var/lib/dpkg/status.d/{n}"),
+                std::fs::read(format!("{dir}/{n}")).unwrap(),
+            )
+        })
+        .collect();
+    let mut entries: Vec<(&str, Option<&[u8]>)> = vec![(
+        "etc/os-release",
+        Some(b"PRETTY_NAME=\"Distroless\"\nID=debian\nVERSION_ID=\"12\"\n"),
+    )];
+    entries.extend(files.iter().map(|(p, b)| (p.as_str(), Some(b.as_slice()))));
+    let facts = read_layer(&tar(&entries)[..], &Limits::default()).unwrap();
+    assert!(facts.warnings.is_empty(), "{:?}", facts.warnings);
+    assert_eq!(
+        facts.package_dbs.keys().collect::<Vec<_>>(),
+        ["var/lib/dpkg/status.d/libssl3", "var/lib/dpkg/status.d/tzdata"]
+    );
+    let image = merge([("sha256:distroless", &facts)]);
+    assert!(image.warnings.is_empty(), "{:?}", image.warnings);
+    let got: Vec<(&str, &str, &str, &str, Option<&str>)> = image
+        .components
+        .iter()
+        .map(|c| {
+            let p = &c.package;
+            (
+                p.name.as_str(),
+                p.version.as_str(),
+                p.source_name.as_str(),
+                p.source_version.as_str(),
+                p.architecture.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "libssl3",
+                "3.0.22-1~deb12u2",
+                "openssl",
+                "3.0.22-1~deb12u2",
+                Some("amd64")
+            ),
+            ("tzdata", "2026f-0+deb12u1", "tzdata", "2026f-0+deb12u1", Some("all")),
+        ]
+    );
+    let (ecosystem, _) = crate::distro::distro_ecosystem(image.os.as_ref().unwrap()).unwrap();
+    assert_eq!(ecosystem, "Debian:12");
+}
+
+/// Wolfi after its /usr merge keeps the apk database in `usr/lib`.
+#[test]
+fn wolfi_apk_database_under_usr_lib() {
+    let installed = b"P:libcrypto3\nV:3.1.2-r0\nA:x86_64\nL:Apache-2.0\nT:OpenSSL libcrypto library\no:openssl\n\n";
+    let layer = tar(&[
+        (
+            "usr/lib/os-release",
+            Some(b"ID=wolfi\nNAME=\"Wolfi\"\nVERSION_ID=\"20230201\"\n"),
+        ),
+        ("usr/lib/apk/db/installed", Some(installed)),
+    ]);
+    let facts = read_layer(&layer[..], &Limits::default()).unwrap();
+    let image = merge([("sha256:wolfi", &facts)]);
+    assert_eq!(image.os.as_ref().map(|o| o.id.as_str()), Some("wolfi"));
+    let got: Vec<(&str, &str, &str)> = image
+        .components
+        .iter()
+        .map(|c| (c.package.name.as_str(), c.package.source_name.as_str(), c.path.as_str()))
+        .collect();
+    assert_eq!(got, [("libcrypto3", "openssl", "usr/lib/apk/db/installed")]);
+}
