@@ -45,10 +45,13 @@ pub struct Head {
     pub rating: Option<String>,
 }
 
-/// One affected entry of one advisory.
+/// One affected entry of one advisory. The advisory's [`Head`] is asked
+/// for only when the entry matches: most entries of a package do not (its
+/// installed version is past their fix), so a scan decodes ranges, not
+/// summaries.
 #[derive(Debug, Clone)]
 pub struct Candidate {
-    pub head: Arc<Head>,
+    pub head: u64,
     pub affected: Affected,
 }
 
@@ -57,6 +60,8 @@ pub trait AdvisoryStore {
     /// The affected entries naming `package` in `ecosystem` (PyPI names
     /// normalised).
     fn candidates(&self, ecosystem: &str, package: &str) -> Result<Arc<Vec<Candidate>>, LookupError>;
+    /// The advisory a candidate belongs to.
+    fn head(&self, id: u64) -> Result<Arc<Head>, LookupError>;
     /// CVSS vectors any imported source published under `id`.
     fn vectors(&self, id: &str) -> Result<Vec<Vector>, LookupError>;
     /// The distribution's notes on `id` for `package` in `ecosystem`
@@ -161,7 +166,7 @@ pub fn rows(a: &Advisory) -> Option<Rows> {
 /// on-disk index is benchmarked against.
 #[derive(Default)]
 pub struct VulnIndex {
-    advisories: usize,
+    heads: Vec<Arc<Head>>,
     by_package: HashMap<(String, String), Arc<Vec<Candidate>>>,
     vectors: HashMap<String, Vec<Vector>>,
     notes: HashMap<(String, String, String), Vec<DistroNote>>,
@@ -173,13 +178,13 @@ impl VulnIndex {
         let mut by_package: HashMap<(String, String), Vec<Candidate>> = HashMap::new();
         for a in &advisories {
             let Some(rows) = rows(a) else { continue };
-            index.advisories += 1;
-            let head = Arc::new(rows.head);
+            let head = index.heads.len() as u64;
+            index.heads.push(Arc::new(rows.head));
             for (eco, pkg, affected) in rows.affected {
-                by_package.entry((eco, pkg)).or_default().push(Candidate {
-                    head: head.clone(),
-                    affected,
-                });
+                by_package
+                    .entry((eco, pkg))
+                    .or_default()
+                    .push(Candidate { head, affected });
             }
             for (id, v) in rows.vectors {
                 index.vectors.entry(id).or_default().push(v);
@@ -194,11 +199,11 @@ impl VulnIndex {
 
     /// Advisories in the index (withdrawn ones excluded).
     pub fn len(&self) -> usize {
-        self.advisories
+        self.heads.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.advisories == 0
+        self.heads.is_empty()
     }
 }
 
@@ -209,6 +214,13 @@ impl AdvisoryStore for VulnIndex {
             .get(&(ecosystem.to_string(), package.to_string()))
             .cloned()
             .unwrap_or_default())
+    }
+
+    fn head(&self, id: u64) -> Result<Arc<Head>, LookupError> {
+        self.heads
+            .get(id as usize)
+            .cloned()
+            .ok_or_else(|| LookupError(format!("no advisory {id}")))
     }
 
     fn vectors(&self, id: &str) -> Result<Vec<Vector>, LookupError> {
@@ -292,6 +304,7 @@ pub struct MatchCache {
     hits: HashMap<(String, String, String), Arc<Vec<(usize, Option<String>)>>>,
     /// The rating and label of a candidate (by index) of a package.
     ratings: HashMap<(String, String, usize), (Rating, Option<String>)>,
+    heads: HashMap<u64, Arc<Head>>,
 }
 
 /// [`match_image`], remembering lookups and results in `cache`.
@@ -339,16 +352,23 @@ pub fn match_image_with(
         let mut found: Vec<Finding> = Vec::new();
         for (i, fixed) in hits.iter() {
             let cand = &candidates[*i];
+            let head = match cache.heads.get(&cand.head) {
+                Some(h) => h.clone(),
+                None => {
+                    let h = store.head(cand.head)?;
+                    cache.heads.insert(cand.head, h.clone());
+                    h
+                }
+            };
             let rating_key = (key.0.clone(), key.1.clone(), *i);
             let (rating, status) = match cache.ratings.get(&rating_key) {
                 Some(r) => r.clone(),
                 None => {
-                    let r = rate(store, cand, &ecosystem, &key.1, os_package)?;
+                    let r = rate(store, &head, cand, &ecosystem, &key.1, os_package)?;
                     cache.ratings.insert(rating_key, r.clone());
                     r
                 }
             };
-            let head = &cand.head;
             found.push(Finding {
                 ids: head.ids.clone(),
                 related: head.related.clone(),
@@ -393,12 +413,12 @@ fn distro_name(ecosystem: &str) -> String {
 /// A candidate's severity and distribution label; see [`resolve`].
 fn rate(
     store: &dyn AdvisoryStore,
+    head: &Head,
     cand: &Candidate,
     ecosystem: &str,
     package: &str,
     os_package: bool,
 ) -> Result<(Rating, Option<String>), LookupError> {
-    let head = &cand.head;
     let distro = distro_name(ecosystem);
     let mut status = None;
     let distro_rating = if !os_package {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use portcullis_scan::matching::{rows, AdvisoryStore, Candidate, Head, LookupError};
-use portcullis_scan::osv::{Advisory, Affected, DistroNote};
+use portcullis_scan::osv::{Advisory, DistroNote};
 use portcullis_scan::severity::Vector;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
@@ -319,27 +319,24 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> rusqlite::Result<T> {
 impl AdvisoryStore for DiskIndex {
     fn candidates(&self, ecosystem: &str, package: &str) -> Result<Arc<Vec<Candidate>>, LookupError> {
         self.with(|conn| {
-            let mut rows = conn.prepare_cached(
-                "SELECT a.head, a.data, h.data FROM affected a JOIN head h ON h.id = a.head
-                 WHERE a.ecosystem = ?1 AND a.package = ?2 ORDER BY a.head, a.seq",
+            let mut stmt = conn.prepare_cached(
+                "SELECT head, data FROM affected WHERE ecosystem = ?1 AND package = ?2 ORDER BY head, seq",
             )?;
-            let mut heads: HashMap<i64, Arc<Head>> = HashMap::new();
-            let mut out = Vec::new();
-            let mut q = rows.query(params![ecosystem, package])?;
-            while let Some(row) = q.next()? {
-                let id: i64 = row.get(0)?;
-                let affected: Affected = decode(&row.get::<_, Vec<u8>>(1)?)?;
-                let head = match heads.get(&id) {
-                    Some(h) => h.clone(),
-                    None => {
-                        let h = Arc::new(decode::<Head>(&row.get::<_, Vec<u8>>(2)?)?);
-                        heads.insert(id, h.clone());
-                        h
-                    }
-                };
-                out.push(Candidate { head, affected });
-            }
-            Ok(Arc::new(out))
+            let rows = stmt.query_map(params![ecosystem, package], |r| {
+                Ok(Candidate {
+                    head: r.get::<_, i64>(0)? as u64,
+                    affected: decode(&r.get::<_, Vec<u8>>(1)?)?,
+                })
+            })?;
+            Ok(Arc::new(rows.collect::<Result<Vec<_>, _>>()?))
+        })
+    }
+
+    fn head(&self, id: u64) -> Result<Arc<Head>, LookupError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT data FROM head WHERE id = ?1")?;
+            let head: Head = stmt.query_row([id as i64], |r| decode(&r.get::<_, Vec<u8>>(0)?))?;
+            Ok(Arc::new(head))
         })
     }
 

@@ -299,9 +299,9 @@ mod index {
         assert_eq!(status.generation, loaded.status.generation);
         let memory = VulnIndex::new(loaded.advisories.clone());
         assert_eq!(disk.len() as usize, memory.len());
-        // Every 7th advisory, as a language package or in its release.
+        // Every 41st advisory, as a language package or in its release.
         let mut checked = 0;
-        for a in loaded.advisories.iter().step_by(7) {
+        for a in loaded.advisories.iter().step_by(41) {
             let Some(p) = a.affected.iter().find_map(|x| x.package.as_ref()) else { continue };
             let (os, eco) = match p.ecosystem.split_once(':') {
                 Some(("Debian", v)) => (Some(format!("ID=debian\nVERSION_ID=\"{v}\"\n")), Ecosystem::Deb),
@@ -321,7 +321,7 @@ mod index {
             assert_eq!(got, want, "{}", a.id);
             checked += want.len();
         }
-        assert!(checked > 1000, "only {checked} findings compared");
+        assert!(checked > 150, "only {checked} findings compared");
     }
 
     /// A DSA's severity comes from the CVSS of the CVEs it fixes, found in
