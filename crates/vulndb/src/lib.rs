@@ -9,6 +9,7 @@
 //! in (compacted), so a later Portcullis that understands more of OSV can
 //! read more of them without a re-import.
 
+mod formats;
 mod input;
 
 use std::collections::BTreeMap;
@@ -65,7 +66,16 @@ pub struct SourceStatus {
     pub records: u64,
     pub rejected: u64,
     pub imported_at: u64,
+    /// What the input held (`osv`, `nvd`, `cve5`, `debian-tracker`, or
+    /// several joined by `+`); sources imported before formats were told
+    /// apart were all OSV.
+    #[serde(default = "osv_format")]
+    pub format: String,
     file: String,
+}
+
+fn osv_format() -> String {
+    "osv".into()
 }
 
 impl Status {
@@ -90,6 +100,8 @@ pub struct Rejected {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SourceReport {
     pub name: String,
+    /// The formats recognised in the input, as [`SourceStatus::format`].
+    pub format: String,
     pub records: u64,
     pub rejected_count: u64,
     /// The first [`REJECTED_KEPT`] rejections in full.
@@ -316,7 +328,7 @@ impl VulnDb {
                 ..SourceReport::default()
             };
             let mut records: BTreeMap<String, String> = BTreeMap::new();
-            input::read_source(path, limits, progress, &mut |location, raw| match raw
+            let format = input::read_source(path, limits, progress, &mut |location, raw| match raw
                 .and_then(|raw| Advisory::parse(raw).map(|a| (a, raw)).map_err(|e| e.to_string()))
             {
                 Ok((a, raw)) => {
@@ -336,6 +348,7 @@ impl VulnDb {
                     }
                 }
             })?;
+            report.format = format;
             let file = format!("source-{}.jsonl.zst", sources.len());
             write_records(&building.join(&file), records.values())?;
             report.records = records.len() as u64;
@@ -345,6 +358,7 @@ impl VulnDb {
                 records: report.records,
                 rejected: report.rejected_count,
                 imported_at: now,
+                format: report.format.clone(),
                 file,
             });
             reports.push(report);
