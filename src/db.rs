@@ -48,8 +48,8 @@ pub fn import(settings: &Settings, paths: &[PathBuf], replace: bool, format: For
 fn print_report(report: &ImportReport) {
     for s in &report.sources {
         println!(
-            "{}: {} records imported, {} rejected, {} duplicate ids",
-            s.name, s.records, s.rejected_count, s.duplicates
+            "{} ({}): {} records imported, {} rejected, {} duplicate ids",
+            s.name, s.format, s.records, s.rejected_count, s.duplicates
         );
         for r in &s.rejected {
             println!("  rejected {}: {}", r.location, r.reason);
@@ -83,8 +83,9 @@ pub fn status(settings: &Settings, format: Format) -> anyhow::Result<()> {
             );
             for src in &s.sources {
                 println!(
-                    "  {:<28} {:>8} records {:>6} rejected  imported {}  from {}",
+                    "  {:<28} {:<14} {:>8} records {:>6} rejected  imported {}  from {}",
                     src.name,
+                    src.format,
                     src.records,
                     src.rejected,
                     rfc3339(src.imported_at),

@@ -199,7 +199,11 @@ mod tests {
             (rule(None, false, false), ScanState::None, None),
             // Unknown counted as a chosen severity.
             (unknown_as("high", "high"), done([0, 0, 0, 0, 2]), Some("2 high")),
-            (unknown_as("high", "critical"), done([0, 1, 0, 0, 1]), Some("1 critical, 1 high")),
+            (
+                unknown_as("high", "critical"),
+                done([0, 1, 0, 0, 1]),
+                Some("1 critical, 1 high"),
+            ),
             (unknown_as("high", "medium"), done([0, 0, 0, 0, 3]), None),
             (rule(Some("high"), false, false), done([0, 0, 0, 0, 3]), None),
         ];

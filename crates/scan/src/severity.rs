@@ -6,7 +6,6 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-
 /// Ordered so that `max()` is the worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 pub enum Severity {
@@ -277,7 +276,13 @@ mod tests {
                 vec![at("ghsa", CRIT)],
                 (High, Some("advisory"), Some(HIGH), Some(7.5)),
             ),
-            case(None, vec![own("CVSS_V4", V4)], None, vec![], (Critical, Some("advisory"), Some(V4), Some(10.0))),
+            case(
+                None,
+                vec![own("CVSS_V4", V4)],
+                None,
+                vec![],
+                (Critical, Some("advisory"), Some(V4), Some(10.0)),
+            ),
             // A broken own vector falls through to the own word.
             case(
                 None,
@@ -287,7 +292,13 @@ mod tests {
                 (Medium, Some("advisory"), None, None),
             ),
             // Ubuntu's priority word is not a CVSS vector.
-            case(None, vec![own("Ubuntu", "medium")], None, vec![], (Unknown, None, None, None)),
+            case(
+                None,
+                vec![own("Ubuntu", "medium")],
+                None,
+                vec![],
+                (Unknown, None, None, None),
+            ),
             // 3. Through the aliases: GHSA before NVD before CVE 5's CNA before its ADP.
             case(
                 None,
@@ -359,11 +370,27 @@ mod tests {
             nodsa_reason: reason.map(String::from),
         };
         let cases = [
-            (note(Some("unimportant"), None, None), Some(Severity::Low), Some("unimportant")),
+            (
+                note(Some("unimportant"), None, None),
+                Some(Severity::Low),
+                Some("unimportant"),
+            ),
             (note(Some("low**"), None, None), Some(Severity::Low), None),
-            (note(Some("medium"), Some("Minor issue"), None), Some(Severity::Medium), Some("no-dsa")),
-            (note(Some("high*"), Some(""), Some("postponed")), Some(Severity::High), Some("postponed")),
-            (note(Some("not yet assigned"), None, Some("ignored")), None, Some("ignored")),
+            (
+                note(Some("medium"), Some("Minor issue"), None),
+                Some(Severity::Medium),
+                Some("no-dsa"),
+            ),
+            (
+                note(Some("high*"), Some(""), Some("postponed")),
+                Some(Severity::High),
+                Some("postponed"),
+            ),
+            (
+                note(Some("not yet assigned"), None, Some("ignored")),
+                None,
+                Some("ignored"),
+            ),
             (note(Some("end-of-life"), None, None), None, Some("end-of-life")),
             (note(None, None, None), None, None),
         ];

@@ -64,7 +64,7 @@ impl Registry {
             "imported_at": status.as_ref().map(|s| portcullis_vulndb::rfc3339(s.imported_at)),
             "records": status.as_ref().map(|s| s.records()),
             "sources": status.as_ref().map(|s| s.sources.iter().map(|src| serde_json::json!({
-                "name": src.name, "records": src.records, "rejected": src.rejected,
+                "name": src.name, "format": src.format, "records": src.records, "rejected": src.rejected,
                 "imported_at": portcullis_vulndb::rfc3339(src.imported_at),
             })).collect::<Vec<_>>()).unwrap_or_default(),
             "loaded_generation": loaded.map(|(g, _)| g),

@@ -271,7 +271,10 @@ impl DiskIndex {
             .query_row("SELECT count(*) FROM head", [], |r| r.get(0))
             .map_err(index_err(path))?;
         index.pool.lock().expect("pool").push(conn);
-        Ok(DiskIndex { advisories: advisories as u64, ..index })
+        Ok(DiskIndex {
+            advisories: advisories as u64,
+            ..index
+        })
     }
 
     /// Advisories in the index (withdrawn ones excluded).
@@ -313,7 +316,8 @@ impl DiskIndex {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> rusqlite::Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e)))
+    serde_json::from_slice(bytes)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e)))
 }
 
 impl AdvisoryStore for DiskIndex {

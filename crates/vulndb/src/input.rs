@@ -1,14 +1,18 @@
-//! Reading OSV records out of whatever a user downloaded: one JSON
+//! Reading vulnerability records out of whatever a user downloaded: one JSON
 //! document, a JSON array, JSON Lines, gzip or zstd of any of those, a zip archive
-//! (osv.dev's `all.zip`) or a directory tree of such files.
+//! (osv.dev's `all.zip`) or a directory tree of such files. What a stream
+//! holds (OSV, CVE JSON 5, NVD, Debian's tracker) is told by its content,
+//! never by its name; every record reaches the sink as OSV JSON.
 //!
 //! Inputs are untrusted: decompressed bytes and the size of one record are
 //! bounded, so a gzip or zip bomb stops with an error after the limit.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 
+use crate::formats::{self, debian_tracker, nvd, Allowance, Format, Shape, Unrecognised};
 use crate::{Progress, VulnDbError};
 
 #[derive(Debug, Clone, Copy)]
@@ -31,15 +35,65 @@ impl Default for Limits {
 /// Called with each record's location and raw text; it decides what is valid.
 pub(crate) type Sink<'a> = dyn FnMut(String, Result<&str, String>) + 'a;
 
-const EXTENSIONS: [&str; 5] = [".json", ".jsonl", ".json.gz", ".jsonl.gz", ".zip"];
+/// Names of files that should hold records: in a directory or an archive,
+/// such a file that is not JSON is rejected, while any other file that is
+/// not JSON (a README, a licence) is passed over.
+const RECORD_NAMES: [&str; 6] = [".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst"];
 
-/// Reads every record of one input, file or directory.
+/// How much of a stream is read to tell its format.
+const HEAD_BYTES: usize = 64 << 10;
+
+/// Hands records to the sink and notes which formats they came in.
+pub(crate) struct Emit<'s, 'a> {
+    sink: &'s mut Sink<'a>,
+    formats: BTreeSet<Format>,
+}
+
+impl Emit<'_, '_> {
+    pub(crate) fn saw(&mut self, format: Format) {
+        self.formats.insert(format);
+    }
+
+    /// An OSV record, converted from `format`.
+    pub(crate) fn record(&mut self, format: Format, location: String, osv: &str) {
+        self.formats.insert(format);
+        (self.sink)(location, Ok(osv));
+    }
+
+    pub(crate) fn reject(&mut self, location: String, why: String) {
+        (self.sink)(location, Err(why));
+    }
+
+    /// One record of a record stream, in whichever format it is.
+    fn any(&mut self, location: String, text: &str) {
+        match formats::to_osv(text) {
+            Ok((format, None)) => self.record(format, location, text),
+            Ok((format, Some(osv))) => self.record(format, location, &osv),
+            Err(why) => self.reject(location, why),
+        }
+    }
+
+    /// `osv`, `nvd`, `cve5+osv`…; `none` when nothing was read.
+    fn label(&self) -> String {
+        if self.formats.is_empty() {
+            return "none".into();
+        }
+        self.formats.iter().map(|f| f.name()).collect::<Vec<_>>().join("+")
+    }
+}
+
+/// Reads every record of one input, file or directory, and says which
+/// formats it held.
 pub(crate) fn read_source(
     path: &Path,
     limits: &Limits,
     progress: &dyn Progress,
     sink: &mut Sink<'_>,
-) -> Result<(), VulnDbError> {
+) -> Result<String, VulnDbError> {
+    let mut emit = Emit {
+        sink,
+        formats: BTreeSet::new(),
+    };
     let files = if path.is_dir() {
         let mut files = Vec::new();
         walk(path, &mut files).map_err(|e| unreadable(path, e))?;
@@ -51,7 +105,8 @@ pub(crate) fn read_source(
     let total: u64 = files.iter().filter_map(|f| fs::metadata(f).ok()).map(|m| m.len()).sum();
     progress.start(&crate::source_name(path), total);
     for file in &files {
-        let shown = if file == path {
+        let named = file == path;
+        let shown = if named {
             path.display().to_string()
         } else {
             format!(
@@ -60,10 +115,10 @@ pub(crate) fn read_source(
                 file.strip_prefix(path).unwrap_or(file).display()
             )
         };
-        read_file(file, &shown, limits, progress, sink)?;
+        read_file(file, &shown, named, limits, progress, &mut emit)?;
     }
     progress.finish();
-    Ok(())
+    Ok(emit.label())
 }
 
 fn unreadable(path: &Path, e: impl ToString) -> VulnDbError {
@@ -73,31 +128,42 @@ fn unreadable(path: &Path, e: impl ToString) -> VulnDbError {
     }
 }
 
-/// Files with an OSV-ish extension under `dir`; symbolic links are not
-/// followed, so a link loop cannot trap the walk.
+/// The files under `dir`, whatever their names, but not hidden ones (a
+/// clone's `.git`); symbolic links are not followed, so a link loop cannot
+/// trap the walk.
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         let kind = entry.file_type()?;
-        let path = entry.path();
         if kind.is_dir() {
-            walk(&path, out)?;
+            walk(&entry.path(), out)?;
         } else if kind.is_file() {
-            let name = entry.file_name().to_string_lossy().to_ascii_lowercase();
-            if EXTENSIONS.iter().any(|e| name.ends_with(e)) {
-                out.push(path);
-            }
+            out.push(entry.path());
         }
     }
     Ok(())
 }
 
+/// Why a stream gave no records.
+enum StreamError {
+    /// The input cannot be trusted (I/O, truncated, a bomb, an entry too large).
+    Broken(String),
+    Unrecognised(Unrecognised),
+}
+
+/// One file: a zip archive's members, or one stream. `named` is a file the
+/// user named, which must be in a known format; a file found in a
+/// directory need not be.
 fn read_file(
     path: &Path,
     shown: &str,
+    named: bool,
     limits: &Limits,
     progress: &dyn Progress,
-    sink: &mut Sink<'_>,
+    emit: &mut Emit<'_, '_>,
 ) -> Result<(), VulnDbError> {
     let fail = |why: String| VulnDbError::Unreadable {
         path: shown.to_string(),
@@ -116,18 +182,44 @@ fn read_file(
                 .name()
                 .map_err(|e| fail(format!("zip member {i} has a bad name: {e}")))?
                 .into_owned();
-            let lower = name.to_ascii_lowercase();
-            if !member.is_file() || !EXTENSIONS[..4].iter().any(|e| lower.ends_with(e)) {
+            if !member.is_file() {
                 continue;
             }
-            read_stream(member, &format!("{shown}!{name}"), limits, sink).map_err(fail)?;
+            let location = format!("{shown}!{name}");
+            match read_stream(member, &location, limits, emit) {
+                Ok(()) => {}
+                Err(StreamError::Broken(why)) => return Err(fail(why)),
+                Err(StreamError::Unrecognised(what)) => passed_over(&name, location, what, emit),
+            }
         }
         progress.advance(size);
         return Ok(());
     }
     let file = File::open(path).map_err(|e| fail(e.to_string()))?;
     let counted = Counted { inner: file, progress };
-    read_stream(counted, shown, limits, sink).map_err(fail)
+    match read_stream(counted, shown, limits, emit) {
+        Ok(()) => Ok(()),
+        Err(StreamError::Broken(why)) => Err(fail(why)),
+        Err(StreamError::Unrecognised(what)) if named => {
+            Err(fail(format!("not a recognised vulnerability format: {}", what.why())))
+        }
+        Err(StreamError::Unrecognised(what)) => {
+            passed_over(&path.to_string_lossy(), shown.to_string(), what, emit);
+            Ok(())
+        }
+    }
+}
+
+/// A file in a directory or archive that is in no known format: rejected
+/// if it is JSON or named as records, else (a README) left out quietly.
+fn passed_over(name: &str, location: String, what: Unrecognised, emit: &mut Emit<'_, '_>) {
+    let lower = name.to_ascii_lowercase();
+    let named_as_records = RECORD_NAMES.iter().any(|e| lower.ends_with(e));
+    match what {
+        Unrecognised::NotJson(why) if named_as_records => emit.reject(location, why),
+        Unrecognised::NotJson(_) => {}
+        Unrecognised::UnknownJson(why) => emit.reject(location, why),
+    }
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -155,24 +247,78 @@ impl<R: Read> Read for Counted<'_, R> {
     }
 }
 
-/// One stream of records, compressed (gzip, zstd) or not. `Err` is a reason the
-/// whole input cannot be trusted (I/O, truncated compression, a bomb);
-/// a bad record is handed to the sink like a good one, which rejects it.
-fn read_stream(raw: impl Read, location: &str, limits: &Limits, sink: &mut Sink<'_>) -> Result<(), String> {
-    let decoded = portcullis_scan::decompress::open(raw, limits.max_input_bytes).map_err(|e| e.to_string())?;
+/// One stream, compressed (gzip, zstd) or not, read as its first bytes say.
+fn read_stream(raw: impl Read, location: &str, limits: &Limits, emit: &mut Emit<'_, '_>) -> Result<(), StreamError> {
+    let broken = |e: io::Error| StreamError::Broken(e.to_string());
+    let decoded = portcullis_scan::decompress::open(raw, limits.max_input_bytes).map_err(broken)?;
     let mut reader = BufReader::with_capacity(256 * 1024, decoded);
-    let mut line_no = 0u64;
+    let (head, blank_lines) = read_head(&mut reader).map_err(broken)?;
+    let shape = formats::recognise(&head).map_err(StreamError::Unrecognised)?;
+    let stream = Cursor::new(head).chain(reader);
+    let allowance = Allowance::new(limits.max_record_bytes);
+    let read = match shape {
+        Shape::Empty => Ok(()),
+        Shape::NvdDocument => nvd::stream(stream, (location, &allowance), emit),
+        Shape::DebianTracker => debian_tracker::stream(stream, (location, &allowance), emit),
+        Shape::Records => read_records(stream, location, limits, blank_lines, emit),
+    };
+    read.map_err(StreamError::Broken)
+}
+
+/// The first bytes of a stream after any byte order mark and whitespace,
+/// and how many lines that whitespace spanned.
+fn read_head(reader: &mut impl BufRead) -> io::Result<(Vec<u8>, u64)> {
+    let mut head = Vec::new();
+    let mut lines = 0u64;
+    let mut at_start = true;
+    while head.len() < HEAD_BYTES {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            break;
+        }
+        if head.is_empty() {
+            let bom = if at_start && buf.starts_with(b"\xef\xbb\xbf") {
+                3
+            } else {
+                0
+            };
+            at_start = false;
+            let blank = buf[bom..].iter().take_while(|b| b.is_ascii_whitespace()).count();
+            if bom + blank > 0 {
+                lines += buf[bom..bom + blank].iter().filter(|&&b| b == b'\n').count() as u64;
+                reader.consume(bom + blank);
+                continue;
+            }
+        }
+        let take = buf.len().min(HEAD_BYTES - head.len());
+        head.extend_from_slice(&buf[..take]);
+        reader.consume(take);
+    }
+    Ok((head, lines))
+}
+
+/// A stream of records: JSON Lines, one JSON document, or a JSON array.
+/// `Err` is a reason the whole input cannot be trusted (I/O, truncated
+/// compression, a bomb); a bad record is rejected and the rest read.
+fn read_records(
+    mut reader: impl BufRead,
+    location: &str,
+    limits: &Limits,
+    blank_lines: u64,
+    emit: &mut Emit<'_, '_>,
+) -> Result<(), String> {
+    let mut line_no = blank_lines;
     let mut first: Option<Vec<u8>> = None;
     // The first non-blank line tells the shape: a whole JSON value on one
     // line means JSON Lines; `[` or an incomplete value means one document.
     while let Some(line) = next_line(&mut reader, limits.max_record_bytes, &mut line_no)? {
         let Some(line) = line else {
             let why = format!("a record over the {} byte limit", limits.max_record_bytes);
-            sink(format!("{location}:{line_no}"), Err(why));
+            emit.reject(format!("{location}:{line_no}"), why);
             continue;
         };
         let Ok(text) = std::str::from_utf8(&line) else {
-            sink(format!("{location}:{line_no}"), Err("not UTF-8".into()));
+            emit.reject(format!("{location}:{line_no}"), "not UTF-8".into());
             continue;
         };
         let text = text.trim_start_matches('\u{feff}');
@@ -183,7 +329,7 @@ fn read_stream(raw: impl Read, location: &str, limits: &Limits, sink: &mut Sink<
             first = Some(line.clone());
             break;
         }
-        sink(format!("{location}:{line_no}"), Ok(text));
+        emit.any(format!("{location}:{line_no}"), text);
         first = Some(Vec::new());
     }
     let Some(head) = first.filter(|h| !h.is_empty()) else {
@@ -207,13 +353,13 @@ fn read_stream(raw: impl Read, location: &str, limits: &Limits, sink: &mut Sink<
         match serde_json::from_str::<Vec<serde_json::Value>>(text) {
             Ok(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    sink(format!("{location}[{i}]"), Ok(&item.to_string()));
+                    emit.any(format!("{location}[{i}]"), &item.to_string());
                 }
             }
-            Err(e) => sink(location.to_string(), Err(format!("not a JSON array of records: {e}"))),
+            Err(e) => emit.reject(location.to_string(), format!("not a JSON array of records: {e}")),
         }
     } else {
-        sink(location.to_string(), Ok(text));
+        emit.any(location.to_string(), text);
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! in (compacted), so a later Portcullis that understands more of OSV can
 //! read more of them without a re-import.
 
+mod formats;
 mod index;
 mod input;
 
@@ -68,7 +69,16 @@ pub struct SourceStatus {
     pub records: u64,
     pub rejected: u64,
     pub imported_at: u64,
+    /// What the input held (`osv`, `nvd`, `cve5`, `debian-tracker`, or
+    /// several joined by `+`); sources imported before formats were told
+    /// apart were all OSV.
+    #[serde(default = "osv_format")]
+    pub format: String,
     file: String,
+}
+
+fn osv_format() -> String {
+    "osv".into()
 }
 
 impl Status {
@@ -93,6 +103,8 @@ pub struct Rejected {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SourceReport {
     pub name: String,
+    /// The formats recognised in the input, as [`SourceStatus::format`].
+    pub format: String,
     pub records: u64,
     pub rejected_count: u64,
     /// The first [`REJECTED_KEPT`] rejections in full.
@@ -348,7 +360,8 @@ impl VulnDb {
         if prev_index.is_some() {
             // Sources the previous status no longer lists (an interrupted
             // past) or that this import replaces go.
-            let listed: Vec<&str> = previous.map_or(Vec::new(), |p| p.sources.iter().map(|s| s.name.as_str()).collect());
+            let listed: Vec<&str> =
+                previous.map_or(Vec::new(), |p| p.sources.iter().map(|s| s.name.as_str()).collect());
             for name in writer.sources()? {
                 if !listed.contains(&name.as_str()) || names.contains(&name) {
                     writer.drop_source(&name)?;
@@ -383,7 +396,7 @@ impl VulnDb {
             writer.begin_source(name)?;
             let mut added = 0u64;
             let mut failure = None;
-            input::read_source(path, limits, progress, &mut |location, raw| {
+            let format = input::read_source(path, limits, progress, &mut |location, raw| {
                 if failure.is_some() {
                     return;
                 }
@@ -408,6 +421,7 @@ impl VulnDb {
                 return Err(e);
             }
             out.finish()?;
+            report.format = format;
             report.records = added;
             sources.push(SourceStatus {
                 name: name.clone(),
@@ -415,6 +429,7 @@ impl VulnDb {
                 records: report.records,
                 rejected: report.rejected_count,
                 imported_at: now,
+                format: report.format.clone(),
                 file,
             });
             reports.push(report);
@@ -496,16 +511,13 @@ impl RecordFile {
 }
 
 /// Every record of a stored source file, in order.
-fn read_records(
-    path: &Path,
-    each: &mut dyn FnMut(Advisory) -> Result<(), VulnDbError>,
-) -> Result<(), VulnDbError> {
+fn read_records(path: &Path, each: &mut dyn FnMut(Advisory) -> Result<(), VulnDbError>) -> Result<(), VulnDbError> {
     let file = File::open(path).map_err(io_err(path))?;
     let reader = BufReader::new(zstd::stream::read::Decoder::new(file).map_err(io_err(path))?);
     for (i, line) in reader.lines().enumerate() {
         let line = line.map_err(io_err(path))?;
-        let advisory = Advisory::parse(&line)
-            .map_err(|e| VulnDbError::Damaged(format!("{}:{}: {e}", path.display(), i + 1)))?;
+        let advisory =
+            Advisory::parse(&line).map_err(|e| VulnDbError::Damaged(format!("{}:{}: {e}", path.display(), i + 1)))?;
         each(advisory)?;
     }
     Ok(())

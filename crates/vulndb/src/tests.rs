@@ -2,13 +2,13 @@ use std::io::Write;
 
 use super::*;
 
-fn shared(name: &str) -> PathBuf {
+pub(crate) fn shared(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/vulndb")
         .join(name)
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(bytes).unwrap();
     e.finish().unwrap()
@@ -291,8 +291,15 @@ mod index {
     fn disk_and_memory_agree_on_the_shared_data() {
         let data = tempfile::tempdir().unwrap();
         let db = VulnDb::in_data_dir(data.path());
-        let files = ["pypi.osv.jsonl.gz", "go.osv.jsonl.gz", "npm.osv.jsonl.gz", "crates.osv.jsonl.gz",
-            "debian-dsa-dla.osv.jsonl.gz", "alpine.osv.jsonl.gz", "almalinux.osv.jsonl.gz"];
+        let files = [
+            "pypi.osv.jsonl.gz",
+            "go.osv.jsonl.gz",
+            "npm.osv.jsonl.gz",
+            "crates.osv.jsonl.gz",
+            "debian-dsa-dla.osv.jsonl.gz",
+            "alpine.osv.jsonl.gz",
+            "almalinux.osv.jsonl.gz",
+        ];
         import(&db, &files.map(shared)).unwrap();
         let loaded = db.load().unwrap().unwrap();
         let (status, disk) = db.open().unwrap().unwrap();
@@ -302,7 +309,9 @@ mod index {
         // Every 41st advisory, as a language package or in its release.
         let mut checked = 0;
         for a in loaded.advisories.iter().step_by(41) {
-            let Some(p) = a.affected.iter().find_map(|x| x.package.as_ref()) else { continue };
+            let Some(p) = a.affected.iter().find_map(|x| x.package.as_ref()) else {
+                continue;
+            };
             let (os, eco) = match p.ecosystem.split_once(':') {
                 Some(("Debian", v)) => (Some(format!("ID=debian\nVERSION_ID=\"{v}\"\n")), Ecosystem::Deb),
                 Some(("Alpine", v)) => (Some(format!("ID=alpine\nVERSION_ID={}.0\n", &v[1..])), Ecosystem::Apk),
@@ -339,10 +348,13 @@ mod index {
         )
         .unwrap();
         import(&db, std::slice::from_ref(&dsa)).unwrap();
-        let img = image(Some("ID=debian\nVERSION_ID=\"12\"\n"), vec![Package {
-            ecosystem: Ecosystem::Deb,
-            ..package(Ecosystem::Deb, "foo", "1.1-1")
-        }]);
+        let img = image(
+            Some("ID=debian\nVERSION_ID=\"12\"\n"),
+            vec![Package {
+                ecosystem: Ecosystem::Deb,
+                ..package(Ecosystem::Deb, "foo", "1.1-1")
+            }],
+        );
         let rated = |db: &VulnDb| {
             let (_, index) = db.open().unwrap().unwrap();
             let f = match_image(&img, &index).unwrap();
@@ -366,7 +378,11 @@ mod index {
         )
         .unwrap();
         import(&db, std::slice::from_ref(&cve5)).unwrap();
-        assert_eq!(rated(&db), (Severity::High, Some("nvd".into()), Some(7.5)), "NVD comes before CVE 5");
+        assert_eq!(
+            rated(&db),
+            (Severity::High, Some("nvd".into()), Some(7.5)),
+            "NVD comes before CVE 5"
+        );
         // The tracker's urgency for the CVE, for this package, wins over both.
         let tracker = input.path().join("tracker.jsonl");
         std::fs::write(
@@ -377,10 +393,19 @@ mod index {
         import(&db, std::slice::from_ref(&tracker)).unwrap();
         let (_, index) = db.open().unwrap().unwrap();
         let found = match_image(&img, &index).unwrap();
-        let got: Vec<_> = found.iter().map(|f| (f.ids[0].as_str(), f.severity, f.severity_source.as_deref())).collect();
+        let got: Vec<_> = found
+            .iter()
+            .map(|f| (f.ids[0].as_str(), f.severity, f.severity_source.as_deref()))
+            .collect();
         // CVE-2099-2 has no per-CVE record: the DSA stays, rated by Debian's
         // urgency of the CVE it does have.
-        assert_eq!(got, [("DEBIAN-CVE-2099-1", Severity::Low, Some("debian")), ("DSA-1-1", Severity::Low, Some("debian"))]);
+        assert_eq!(
+            got,
+            [
+                ("DEBIAN-CVE-2099-1", Severity::Low, Some("debian")),
+                ("DSA-1-1", Severity::Low, Some("debian"))
+            ]
+        );
         // Replacing the NVD source with an empty one drops its vectors.
         std::fs::write(&nvd, "").unwrap();
         import(&db, std::slice::from_ref(&nvd)).unwrap();
@@ -398,7 +423,9 @@ mod index {
         let db = VulnDb::in_data_dir(data.path());
         let file = input.path().join("dup.jsonl");
         let record = |fixed: &str| {
-            format!(r#"{{"id":"PYSEC-X","affected":[{{"package":{{"ecosystem":"PyPI","name":"Foo_Bar"}},"ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}},{{"fixed":"{fixed}"}}]}}]}}]}}"#)
+            format!(
+                r#"{{"id":"PYSEC-X","affected":[{{"package":{{"ecosystem":"PyPI","name":"Foo_Bar"}},"ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}},{{"fixed":"{fixed}"}}]}}]}}]}}"#
+            )
         };
         std::fs::write(&file, format!("{}\n{}\n", record("1.0"), record("2.0"))).unwrap();
         let report = import(&db, std::slice::from_ref(&file)).unwrap();
@@ -406,7 +433,14 @@ mod index {
         let fixed = |db: &VulnDb| {
             let (_, index) = db.open().unwrap().unwrap();
             let c = index.candidates("PyPI", "foo-bar").unwrap();
-            c.iter().map(|c| c.affected.fixed_after("0.1", portcullis_scan::version::pep440_cmp).unwrap().to_string()).collect::<Vec<_>>()
+            c.iter()
+                .map(|c| {
+                    c.affected
+                        .fixed_after("0.1", portcullis_scan::version::pep440_cmp)
+                        .unwrap()
+                        .to_string()
+                })
+                .collect::<Vec<_>>()
         };
         assert_eq!(fixed(&db), ["2.0"]);
         let gen_dir = db.dir().join(db.status().unwrap().unwrap().generation.to_string());
@@ -414,4 +448,120 @@ mod index {
         assert_eq!(fixed(&db), ["2.0"], "rebuilt from the source file");
         assert!(gen_dir.join("index.sqlite").exists());
     }
+}
+
+/// Debian 12 at its release versions (a real image's package list, see
+/// `tests/data/debian12/PROVENANCE.md`) gets exactly the DSA and DLA
+/// findings that Debian's own `dpkg --compare-versions` says it should; the
+/// same packages fully updated get none.
+#[test]
+fn debian_12_gets_what_dpkg_says_it_should() {
+    use portcullis_scan::layer::{Component, ImageFacts};
+    use portcullis_scan::matching::match_image;
+    use std::collections::BTreeSet;
+    let data = tempfile::tempdir().unwrap();
+    let db = VulnDb::in_data_dir(data.path());
+    let dsa_dla = shared("debian-dsa-dla.osv.jsonl.gz");
+    import(&db, std::slice::from_ref(&dsa_dla)).unwrap();
+    let (_, index) = db.open().unwrap().unwrap();
+    // The oracle: every Debian:12 range of the data, judged by dpkg itself.
+    let text = {
+        use std::io::Read;
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(File::open(&dsa_dla).unwrap())
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    };
+    let mut ranges: Vec<(String, String, Option<String>)> = Vec::new();
+    for line in text.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        for a in r["affected"].as_array().into_iter().flatten() {
+            if a["package"]["ecosystem"] != "Debian:12" {
+                continue;
+            }
+            for range in a["ranges"].as_array().into_iter().flatten() {
+                let fixed = range["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find_map(|e| e["fixed"].as_str().map(String::from));
+                ranges.push((
+                    r["id"].as_str().unwrap().into(),
+                    a["package"]["name"].as_str().unwrap().into(),
+                    fixed,
+                ));
+            }
+        }
+    }
+    let dpkg_lt = |a: &str, b: &str| {
+        std::process::Command::new("dpkg")
+            .args(["--compare-versions", a, "lt", b])
+            .status()
+            .expect("Debian's dpkg")
+            .success()
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/debian12");
+    let mut counts = Vec::new();
+    for name in ["status-12.0", "status-12.0-full", "status-12-updated-full"] {
+        let parsed = portcullis_scan::dpkg::parse_status(&std::fs::read_to_string(dir.join(name)).unwrap());
+        let image = ImageFacts {
+            os: Some(portcullis_scan::os_release::parse("ID=debian\nVERSION_ID=\"12\"\n").unwrap()),
+            components: parsed
+                .packages
+                .iter()
+                .map(|p| Component {
+                    package: p.clone(),
+                    layer: "sha256:l".into(),
+                    path: "var/lib/dpkg/status".into(),
+                    purl: String::new(),
+                })
+                .collect(),
+            warnings: vec![],
+        };
+        let sources: BTreeSet<(String, String)> = parsed
+            .packages
+            .iter()
+            .map(|p| (p.source_name.clone(), p.source_version.clone()))
+            .collect();
+        let mut want = BTreeSet::new();
+        for (source, version) in &sources {
+            for (id, _, fixed) in ranges.iter().filter(|(_, s, _)| s == source) {
+                if fixed.as_deref().is_none_or(|f| dpkg_lt(version, f)) {
+                    want.insert((id.clone(), source.clone()));
+                }
+            }
+        }
+        let got: BTreeSet<(String, String)> = match_image(&image, &index)
+            .unwrap()
+            .into_iter()
+            .flat_map(|f| {
+                let source = parsed
+                    .packages
+                    .iter()
+                    .find(|p| p.name == f.package)
+                    .map(|p| p.source_name.clone())
+                    .unwrap();
+                std::iter::once(f.ids[0].clone())
+                    .chain(
+                        f.related
+                            .into_iter()
+                            .filter(|r| r.starts_with("DSA-") || r.starts_with("DLA-")),
+                    )
+                    .map(move |id| (id, source.clone()))
+            })
+            .collect();
+        assert_eq!(got, want, "{name}");
+        let dla = want.iter().filter(|(id, _)| id.starts_with("DLA-")).count();
+        counts.push((name, want.len(), dla));
+    }
+    assert_eq!(
+        counts,
+        [
+            ("status-12.0", 27, 0),
+            ("status-12.0-full", 109, 8),
+            ("status-12-updated-full", 0, 0)
+        ],
+        "the counts dpkg gave when the fixtures were made"
+    );
 }
