@@ -348,6 +348,29 @@ fn sboms_validate_against_the_official_schemas() {
             "{kind} without {required} must fail"
         );
     }
+    // SARIF for code-scanning dashboards: one rule per vulnerability, one
+    // result per finding, each pointing at its rule and saying who rated it.
+    let out = portcullis(data.path(), &["scan", &target, "--format", "sarif"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["version"], "2.1.0");
+    let run = &doc["runs"][0];
+    let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+    let results = run["results"].as_array().unwrap();
+    assert_eq!((rules.len(), results.len()), (3, 3));
+    for r in results {
+        let rule = &rules[r["ruleIndex"].as_u64().unwrap() as usize];
+        assert_eq!(rule["id"], r["ruleId"]);
+    }
+    let nswg = results.iter().find(|r| r["ruleId"] == "NSWG-ECO-500").unwrap();
+    assert_eq!(
+        (&nswg["level"], &nswg["properties"]["severity_source"], &nswg["properties"]["fixed_version"]),
+        (&serde_json::json!("error"), &serde_json::json!("advisory"), &serde_json::json!("6.1.2"))
+    );
+    let rule = rules.iter().find(|r| r["id"] == "NSWG-ECO-500").unwrap();
+    assert_eq!(rule["properties"]["security-severity"], "7.5");
+    let unknown = results.iter().find(|r| r["ruleId"] == "PYSEC-2022-42969").unwrap();
+    assert_eq!(unknown["level"], "note");
 }
 
 /// A real rpmdb.sqlite, written by rpm itself (Debian's rpm 4.18 keeps its

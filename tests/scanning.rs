@@ -88,6 +88,28 @@ async fn scan_on_push_rematch_on_import_and_the_views() {
         assert_eq!(v["summary"]["unknown"], 1, "{label}: {v}");
         assert_eq!(s.registry.scan_layers_read(), 2, "{label}: re-matched without reading");
 
+        // DSA-5380-1 carries no severity. NVD's record of the CVE it fixes,
+        // uploaded later in NVD's own API format, rates the finding at the
+        // re-match: no layer is read again.
+        let nvd = json!({"resultsPerPage": 1, "startIndex": 0, "totalResults": 1, "format": "NVD_CVE",
+            "version": "2.0", "timestamp": "2023-04-12T00:00:00.000",
+            "vulnerabilities": [{"cve": {"id": "CVE-2023-1393", "published": "2023-03-30T21:15:09.000",
+                "lastModified": "2023-04-12T00:00:00.000", "vulnStatus": "Analyzed",
+                "metrics": {"cvssMetricV31": [{"source": "nvd@nist.gov", "type": "Primary",
+                    "cvssData": {"version": "3.1", "vectorString": "CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H",
+                        "baseScore": 7.8, "baseSeverity": "HIGH"}}]}}}]});
+        let r = s
+            .http
+            .post(s.url("/api/v1/vulndb?name=nvd-page.json"))
+            .body(nvd.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{label}: {}", r.text().await.unwrap());
+        let v = wait(&s, "acme/app", &image, |v| v["summary"]["high"] == 1).await;
+        assert_eq!(v["summary"]["unknown"], 0, "{label}: {v}");
+        assert_eq!(s.registry.scan_layers_read(), 2, "{label}: re-matched without reading");
+
         let q = "?repository=acme/app";
         let (status, vulns) = get(&s, &format!("/api/v1/scans/{image}/vulnerabilities{q}")).await;
         assert_eq!(status, 200);
@@ -95,6 +117,15 @@ async fn scan_on_push_rematch_on_import_and_the_views() {
         assert_eq!(vulns.len(), 1, "{vulns:?}");
         let top_digest = Digest::sha256_of(&top).to_string();
         assert_eq!(vulns[0]["ids"], json!(["DSA-5380-1"]));
+        assert_eq!(
+            (&vulns[0]["severity"], &vulns[0]["severity_source"], &vulns[0]["cvss_vector"]),
+            (
+                &json!("High"),
+                &json!("nvd"),
+                &json!("CVSS:3.1/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H")
+            ),
+            "{label}"
+        );
         assert_eq!(vulns[0]["fixed_version"], "2:1.20.11-1+deb11u6");
         assert_eq!(vulns[0]["layer"], top_digest.as_str(), "the layer that brought it");
         assert_eq!(vulns[0]["path"], "var/lib/dpkg/status");
