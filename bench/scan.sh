@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The scanner benchmark: `portcullis scan`, syft 1.18.1 and trivy 0.59.1 in
-# SBOM mode on the same image, side by side (wall time, peak RSS, ratios),
-# then which packages each found. The image is built without a container
+# SBOM mode on the same image, side by side (wall time, CPU time, peak
+# RSS, ratios), then which packages each found. `portcullis` reads layers
+# at once, each read, inflated and walked on three threads
+# (`scan_layer_workers` = cores); `portcullis-1` is the same binary with
+# one layer worker: one thread, layer after layer. The image is built without a container
 # engine: debootstrap minbase bookworm + pip-installed packages + an npm
 # node_modules tree, each one gzip layer of an OCI layout.
 #
@@ -40,34 +43,43 @@ if [ ! -f "$work/layout/index.json" ]; then
 fi
 cargo build --release -j2 -q
 mkdir -p "$work/data"
+load=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# run NAME CMD... : median wall seconds and peak RSS (KiB) over $runs runs.
-declare -A wall rss
+# run NAME CMD... : median wall and CPU (user + system) seconds and peak
+# RSS (KiB) over $runs runs.
+declare -A wall cpu rss
 run() {
   local name=$1; shift
   local times=()
   for _ in $(seq "$runs"); do
-    /usr/bin/time -f '%e %M' -o "$work/$name.time" "$@" >"$work/$name.out" 2>"$work/$name.err"
+    /usr/bin/time -f '%e %U %S %M' -o "$work/$name.time" "$@" >"$work/$name.out" 2>"$work/$name.err"
     times+=("$(cat "$work/$name.time")")
   done
-  local sorted
-  sorted=$(printf '%s\n' "${times[@]}" | sort -n)
-  wall[$name]=$(echo "$sorted" | awk -v n="$runs" 'NR==int((n+1)/2){print $1}')
-  rss[$name]=$(echo "$sorted" | awk '{print $2}' | sort -n | tail -1)
+  local lines
+  lines=$(printf '%s\n' "${times[@]}")
+  wall[$name]=$(echo "$lines" | awk '{print $1}' | sort -n | awk -v n="$runs" 'NR==int((n+1)/2)')
+  cpu[$name]=$(echo "$lines" | awk '{printf "%.2f\n", $2 + $3}' | sort -n | awk -v n="$runs" 'NR==int((n+1)/2)')
+  rss[$name]=$(echo "$lines" | awk '{print $4}' | sort -n | tail -1)
 }
 
 export SYFT_CHECK_FOR_APP_UPDATE=false
-run portcullis "$root/target/release/portcullis" scan --data "$work/data" "oci:$work/layout:latest" --format json
+scan=("$root/target/release/portcullis" scan --data "$work/data" "oci:$work/layout:latest" --format json)
+run portcullis env PORTCULLIS_SCAN_LAYER_WORKERS=0 "${scan[@]}"
+run portcullis-1 env PORTCULLIS_SCAN_LAYER_WORKERS=1 "${scan[@]}"
 run syft syft scan "oci-dir:$work/layout" -o json -q
 # CycloneDX output is trivy's SBOM mode (no vulnerability database); the
 # memory cache keeps it from reusing an earlier run's layer analysis.
 run trivy "$trivy_bin" image --input "$work/layout" --format cyclonedx --quiet --cache-backend memory
 
-printf '\n%-12s %10s %12s %14s %12s\n' tool "wall s" "peak RSS MiB" "wall vs ours" "RSS vs ours"
-for t in portcullis syft trivy; do
+echo "load before the runs: $load; cores: $(nproc); median of $runs runs"
+printf '\n%-14s %8s %8s %12s %14s %12s\n' tool "wall s" "CPU s" "peak RSS MiB" "wall vs ours" "RSS vs ours"
+for t in portcullis portcullis-1 syft trivy; do
   w=${wall[$t]}; r=${rss[$t]}
-  printf '%-12s %10s %12.1f %13.1fx %11.1fx\n' "$t" "$w" "$(echo "$r/1024" | bc -l)" \
+  printf '%-14s %8s %8s %12.1f %13.1fx %11.1fx\n' "$t" "$w" "${cpu[$t]}" "$(echo "$r/1024" | bc -l)" \
     "$(echo "$w/${wall[portcullis]}" | bc -l)" "$(echo "$r/${rss[portcullis]}" | bc -l)"
 done
+cmp -s <(python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["components"]))' "$work/portcullis.out") \
+  <(python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["components"]))' "$work/portcullis-1.out") \
+  || { echo "portcullis and portcullis-1 found different components" >&2; exit 1; }
 echo
 python3 bench/compare_sboms.py "$work/portcullis.out" "$work/syft.out" "$work/trivy.out"

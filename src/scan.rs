@@ -98,9 +98,12 @@ pub async fn run(settings: &Settings, args: ScanArgs) -> anyhow::Result<bool> {
         .await
         .with_context(|| format!("resolving {}", args.target))?;
     let limits = settings.scan_limits();
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = settings.scan_layer_workers();
+    let threads = portcullis_scan::layer::Threads::for_layer_workers(workers);
+    // `buffered` yields in layer order whatever order the reads finish in:
+    // the merge sees the overlay as it is.
     let mut facts: Vec<LayerFacts> = futures_util::stream::iter(&image.layers)
-        .map(|layer| layer.facts(limits))
+        .map(|layer| layer.facts(limits, threads))
         .buffered(workers)
         .try_collect()
         .await?;

@@ -56,9 +56,13 @@ pub struct Settings {
     /// The largest single file read into memory while scanning (a package
     /// database, a manifest, one OSV record).
     pub scan_max_file_bytes: u64,
-    /// Images `serve` scans at once; 0 turns scanning off. Each scan uses
-    /// about one core while it reads a layer.
+    /// Images `serve` scans at once; 0 turns scanning off.
     pub scan_workers: usize,
+    /// Layers of one image read at once, by `serve` and `scan`; 0 (the
+    /// default): one per core. Above 1, each layer is read, decompressed
+    /// and walked by a pipeline of threads; 1 reads layer after layer on
+    /// one thread.
+    pub scan_layer_workers: usize,
     /// Seconds between looks for a database `db import` has replaced.
     pub scan_db_poll_secs: u64,
     /// Connections served at once.
@@ -118,6 +122,7 @@ impl Default for Settings {
             scan_max_layer_bytes: 16 << 30,
             scan_max_file_bytes: 64 << 20,
             scan_workers: 1,
+            scan_layer_workers: 0,
             scan_db_poll_secs: 5,
             max_connections: limits.max_connections,
             header_read_timeout_secs: limits.header_read_timeout.as_secs(),
@@ -281,9 +286,18 @@ impl Settings {
     pub fn scan(&self) -> ScanSettings {
         ScanSettings {
             workers: self.scan_workers,
+            layer_workers: self.scan_layer_workers(),
             limits: self.scan_limits(),
             data_dir: self.data.clone(),
             db_poll: Duration::from_secs(self.scan_db_poll_secs.max(1)),
+        }
+    }
+
+    /// `scan_layer_workers`, 0 read as the number of cores.
+    pub fn scan_layer_workers(&self) -> usize {
+        match self.scan_layer_workers {
+            0 => portcullis_server::available_cores(),
+            n => n,
         }
     }
 

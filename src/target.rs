@@ -15,7 +15,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use portcullis_oci::{index_entries, media_type, Digest, Manifest, Platform};
 use portcullis_scan::layer::links::Found;
-use portcullis_scan::layer::{read_files, read_layer, LayerError, LayerFacts, Limits};
+use portcullis_scan::layer::{read_files, read_layer_with, LayerError, LayerFacts, Limits, Threads};
 
 use portcullis_registry_client::{ImageRef, RegistryClient};
 
@@ -121,8 +121,8 @@ pub struct ResolvedImage {
 impl Layer {
     /// Reads the layer into its facts, off the async threads. Registry
     /// layers are checked against their digest as they stream by.
-    pub async fn facts(&self, limits: Limits) -> anyhow::Result<LayerFacts> {
-        self.read(move |r| read_layer(r, &limits)).await
+    pub async fn facts(&self, limits: Limits, threads: Threads) -> anyhow::Result<LayerFacts> {
+        self.read(move |r| read_layer_with(r, &limits, threads)).await
     }
 
     /// The files at `wanted` paths (for following linked package databases).

@@ -364,8 +364,16 @@ fn sboms_validate_against_the_official_schemas() {
     }
     let nswg = results.iter().find(|r| r["ruleId"] == "NSWG-ECO-500").unwrap();
     assert_eq!(
-        (&nswg["level"], &nswg["properties"]["severity_source"], &nswg["properties"]["fixed_version"]),
-        (&serde_json::json!("error"), &serde_json::json!("advisory"), &serde_json::json!("6.1.2"))
+        (
+            &nswg["level"],
+            &nswg["properties"]["severity_source"],
+            &nswg["properties"]["fixed_version"]
+        ),
+        (
+            &serde_json::json!("error"),
+            &serde_json::json!("advisory"),
+            &serde_json::json!("6.1.2")
+        )
     );
     let rule = rules.iter().find(|r| r["id"] == "NSWG-ECO-500").unwrap();
     assert_eq!(rule["properties"]["security-severity"], "7.5");
@@ -545,4 +553,49 @@ fn scan_follows_package_databases_behind_links() {
         .collect();
     names.sort();
     assert_eq!(names, ["left-pad", "tucked-away"], "{report}");
+}
+
+/// Layers read four at once (the large base finishing last) merge into
+/// the image they merge into read one at a time: `buffered` keeps layer
+/// order whatever order the reads finish in.
+#[test]
+fn layers_read_at_once_merge_as_one_at_a_time() {
+    let data = tempfile::tempdir().unwrap();
+    let image = tempfile::tempdir().unwrap();
+    let layers = write_layout(image.path(), "v1", &common::overlay_layers());
+    let target = format!("oci:{}:v1", image.path().display());
+    let scan = |workers: &str| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["scan", &target, "--format", "json", "--data"])
+            .arg(data.path())
+            .env("PORTCULLIS_SCAN_LAYER_WORKERS", workers)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let one = scan("1");
+    let got: Vec<(String, String, String)> = one["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["package"]["name"].as_str().unwrap().to_string(),
+                c["package"]["version"].as_str().unwrap().to_string(),
+                c["layer"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String, String)> = common::OVERLAY_COMPONENTS
+        .iter()
+        .map(|(n, v, l)| (n.to_string(), v.to_string(), layers[*l].0.to_string()))
+        .collect();
+    assert_eq!(got, want);
+    for workers in ["4", "0"] {
+        let many = scan(workers);
+        for key in ["os", "components", "layers", "warnings"] {
+            assert_eq!(many[key], one[key], "{key} with {workers} layer workers");
+        }
+    }
 }

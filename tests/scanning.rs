@@ -118,7 +118,11 @@ async fn scan_on_push_rematch_on_import_and_the_views() {
         let top_digest = Digest::sha256_of(&top).to_string();
         assert_eq!(vulns[0]["ids"], json!(["DSA-5380-1"]));
         assert_eq!(
-            (&vulns[0]["severity"], &vulns[0]["severity_source"], &vulns[0]["cvss_vector"]),
+            (
+                &vulns[0]["severity"],
+                &vulns[0]["severity_source"],
+                &vulns[0]["cvss_vector"]
+            ),
             (
                 &json!("High"),
                 &json!("nvd"),
@@ -196,7 +200,10 @@ async fn scan_on_push_rematch_on_import_and_the_views() {
         }
         for d in &pushed {
             let v = wait(&s, "acme/many", d, is_done).await;
-            assert_eq!(v["summary"]["high"], 1, "{label}: rated by the NVD source imported above");
+            assert_eq!(
+                v["summary"]["high"], 1,
+                "{label}: rated by the NVD source imported above"
+            );
         }
         assert_eq!(
             s.registry.scan_layers_read(),
@@ -307,4 +314,84 @@ async fn hostile_layers_fail_the_scan_not_the_registry() {
     assert!(last["error"].as_str().unwrap().contains("not a readable tar"), "{last}");
     let (status, _) = get(&s, "/v2/acme/bad/tags/list").await;
     assert_eq!(status, 200);
+}
+
+/// The registry reading an image's layers four at once stores the SBOM it
+/// stores reading them one at a time; and with four scans at once over
+/// images that share a base (and one that lists a layer twice), each
+/// layer is still read once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layers_read_at_once_merge_as_one_at_a_time_and_once_each() {
+    let layers: Vec<Vec<u8>> = common::overlay_layers().iter().map(|t| gzip(t)).collect();
+    let refs: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
+    for backend in backends() {
+        let mut views = Vec::new();
+        for layer_workers in [1, 4] {
+            let s = TestServer::start_tuned(&backend, portcullis_server::Anonymous::None, |o| {
+                o.scan.workers = 4;
+                o.scan.layer_workers = layer_workers;
+            })
+            .await;
+            let label = format!("{} with {layer_workers} layer workers", s.label());
+            let (image, _) = s.push_image("acme/overlay", "1", b"{\"overlay\":1}", &refs).await;
+            wait(&s, "acme/overlay", &image, is_done).await;
+            let (_, view) = get(&s, &format!("/api/v1/scans/{image}/components?repository=acme/overlay")).await;
+            let got: Vec<(&str, &str, &str)> = view["components"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap(),
+                        c["version"].as_str().unwrap(),
+                        c["layer"].as_str().unwrap(),
+                    )
+                })
+                .collect();
+            let digests: Vec<String> = layers.iter().map(|l| Digest::sha256_of(l).to_string()).collect();
+            let want: Vec<(&str, &str, &str)> = common::OVERLAY_COMPONENTS
+                .iter()
+                .map(|(n, v, l)| (*n, *v, digests[*l].as_str()))
+                .collect();
+            assert_eq!(got, want, "{label}");
+            views.push((s.label(), view));
+            assert_eq!(s.registry.scan_layers_read(), 4, "{label}");
+
+            // Six images on that base at once, each with a top of its own,
+            // and one listing a new layer below and above its top.
+            let mut pushed = Vec::new();
+            for i in 0..6 {
+                let top = x_layer(&format!("overlay {i}"));
+                let (d, _) = s
+                    .push_image(
+                        "acme/shared",
+                        &format!("{i}"),
+                        format!("{{\"shared\":{i}}}").as_bytes(),
+                        &[refs[0], top.as_slice()],
+                    )
+                    .await;
+                pushed.push(d);
+            }
+            let twice = base_layer();
+            let (d, _) = s
+                .push_image(
+                    "acme/shared",
+                    "twice",
+                    b"{\"twice\":1}",
+                    &[twice.as_slice(), x_layer("twice").as_slice(), twice.as_slice()],
+                )
+                .await;
+            pushed.push(d);
+            for d in &pushed {
+                let v = wait(&s, "acme/shared", d, is_done).await;
+                assert_eq!(v["status"], "done", "{label}");
+            }
+            assert_eq!(
+                s.registry.scan_layers_read(),
+                4 + 6 + 2,
+                "{label}: the shared base and the repeated layer read once"
+            );
+        }
+        assert_eq!(views[0].1, views[1].1, "{}", views[0].0);
+    }
 }

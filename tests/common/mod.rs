@@ -584,3 +584,69 @@ pub async fn evaluated(s: &TestServer, repo: &str, id: &str, tag: &str) -> serde
     let newest = list.as_array().and_then(|l| l.iter().find(|e| e["tag"] == tag));
     newest.cloned().expect("found by until")
 }
+
+/// The uncompressed layers of a Debian image whose upper layers change
+/// what the lower ones installed: an upgrade, a whiteout, an opaque
+/// directory. The base is the largest (several MiB that do not compress)
+/// so, read at once, the upper layers finish first.
+pub fn overlay_layers() -> Vec<Vec<u8>> {
+    let site = "usr/lib/python3/dist-packages";
+    let status = |extra: &str| {
+        format!(
+            "Package: libc6\nStatus: install ok installed\nSource: glibc\nVersion: 2.36-9\nArchitecture: amd64\n\n\
+             Package: bash\nStatus: install ok installed\nVersion: 5.2.15-2\nArchitecture: amd64\n{extra}"
+        )
+    };
+    let base_status = status("");
+    let upgraded = status("\nPackage: curl\nStatus: install ok installed\nVersion: 7.88.1-10\nArchitecture: amd64\n")
+        .replace("2.36-9", "2.36-9+deb12u4");
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let padding: Vec<u8> = (0..6 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let six = format!("{site}/six-1.16.0.dist-info/METADATA");
+    let six_gone = format!("{site}/.wh.six-1.16.0.dist-info");
+    vec![
+        tar_of(&[
+            (
+                "etc/os-release",
+                b"ID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n",
+            ),
+            ("var/lib/dpkg/status", base_status.as_bytes()),
+            (
+                "var/lib/dpkg/status.d/tzdata",
+                b"Package: tzdata\nVersion: 2024a-0+deb12u1\n",
+            ),
+            ("srv/padding", &padding),
+            (&six, b"Name: six\nVersion: 1.16.0\n"),
+        ]),
+        tar_of(&[
+            ("var/lib/dpkg/status", upgraded.as_bytes()),
+            ("var/lib/dpkg/status.d/.wh..wh..opq", b""),
+            (
+                "var/lib/dpkg/status.d/base-files",
+                b"Package: base-files\nVersion: 12.4+deb12u5\n",
+            ),
+        ]),
+        tar_of(&[(&six_gone, b"")]),
+        tar_of(&[(
+            "srv/app/node_modules/lodash/package.json",
+            br#"{"name":"lodash","version":"4.17.20","license":"MIT"}"#,
+        )]),
+    ]
+}
+
+/// What [`overlay_layers`] merge to: (name, version, index of the layer
+/// that introduced it), in merged order.
+pub const OVERLAY_COMPONENTS: [(&str, &str, usize); 5] = [
+    ("lodash", "4.17.20", 3),
+    ("libc6", "2.36-9+deb12u4", 1),
+    ("bash", "5.2.15-2", 0),
+    ("curl", "7.88.1-10", 1),
+    ("base-files", "12.4+deb12u5", 1),
+];

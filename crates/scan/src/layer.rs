@@ -222,14 +222,64 @@ impl Names {
 /// decompressor's, chosen by the bytes; one virtual call per read).
 type LayerStream<'a> = Box<dyn Read + 'a>;
 
+/// Whether reading a layer's bytes, decompressing them and walking its
+/// entries are each done on a thread of their own, handing chunks on
+/// through [`decompress::pipe`]s. Pipelined, a layer takes about as long
+/// as its slowest stage (inflating, for gzip: about three quarters of the
+/// work) instead of the sum, and holds two pipes more (3 MiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    One,
+    Pipeline,
+}
+
+impl Threads {
+    /// With room for more than one layer read at once, a layer's stages
+    /// get threads of their own; one means one thread.
+    pub fn for_layer_workers(layer_workers: usize) -> Threads {
+        if layer_workers > 1 {
+            Threads::Pipeline
+        } else {
+            Threads::One
+        }
+    }
+}
+
 /// Walks a layer's entries with their normalized names, bounded.
 fn walk<'a, R: Read + 'a>(
     blob: R,
     limits: &Limits,
+    threads: Threads,
+    visit: impl FnMut(Named, &mut Names, &mut tar::Entry<'_, LayerStream<'a>>) -> io::Result<()> + Send,
+) -> Result<(), LayerError> {
+    if threads == Threads::One {
+        let bounded = decompress::open(blob, limits.max_layer_bytes).map_err(|e| LayerError::Corrupt(e.to_string()))?;
+        return walk_stream(Box::new(bounded), limits, visit);
+    }
+    // The blob (which need not be Send) is read on the calling thread.
+    let (raw_in, raw_out) = decompress::pipe();
+    let (plain_in, plain_out) = decompress::pipe();
+    std::thread::scope(|scope| {
+        let walker = scope.spawn(move || walk_stream(Box::new(plain_out), limits, visit));
+        scope.spawn(
+            move || match decompress::open_buffered(raw_out, limits.max_layer_bytes) {
+                Ok(stream) => plain_in.pump(stream),
+                Err(e) => plain_in.fail(e),
+            },
+        );
+        // Each stage ends when the next stops reading (done, or failed):
+        // its dropped reader makes the next send fail.
+        raw_in.pump(blob);
+        walker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+fn walk_stream<'a>(
+    stream: LayerStream<'a>,
+    limits: &Limits,
     mut visit: impl FnMut(Named, &mut Names, &mut tar::Entry<'_, LayerStream<'a>>) -> io::Result<()>,
 ) -> Result<(), LayerError> {
-    let bounded = decompress::open(blob, limits.max_layer_bytes).map_err(|e| LayerError::Corrupt(e.to_string()))?;
-    let mut archive = tar::Archive::new(Box::new(bounded) as LayerStream<'a>);
+    let mut archive = tar::Archive::new(stream);
     let fail = |e: io::Error| -> LayerError {
         if decompress::is_limit(&e) {
             LayerError::TooLarge(limits.max_layer_bytes)
@@ -272,13 +322,20 @@ fn read_bounded<R: Read>(
     Ok(Some(bytes))
 }
 
-/// Reads a layer blob (gzip, zstd or plain tar) into its facts.
+/// Reads a layer blob (gzip, zstd or plain tar) into its facts, on the
+/// calling thread.
 pub fn read_layer<R: Read>(blob: R, limits: &Limits) -> Result<LayerFacts, LayerError> {
+    read_layer_with(blob, limits, Threads::One)
+}
+
+/// [`read_layer`], pipelined over three threads with
+/// [`Threads::Pipeline`]. The facts are the same.
+pub fn read_layer_with<R: Read>(blob: R, limits: &Limits, threads: Threads) -> Result<LayerFacts, LayerError> {
     let mut facts = LayerFacts {
         version: FACTS_VERSION,
         ..LayerFacts::default()
     };
-    walk(blob, limits, |named, names, entry| {
+    walk(blob, limits, threads, |named, names, entry| {
         let path = match named {
             Named::Path(p) => p,
             Named::Outside(raw) => {
@@ -385,7 +442,7 @@ pub fn read_files<R: Read>(
     limits: &Limits,
 ) -> Result<BTreeMap<String, links::Found>, LayerError> {
     let mut found = BTreeMap::new();
-    walk(blob, limits, |named, names, entry| {
+    walk(blob, limits, Threads::One, |named, names, entry| {
         let Named::Path(path) = named else { return Ok(()) };
         if !wanted.contains(&path) {
             return Ok(());

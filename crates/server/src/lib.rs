@@ -51,7 +51,7 @@ pub use api::audit_json;
 pub use error::RegistryError;
 pub use gc::{collect_garbage_logged, GcReport, GcSettings};
 pub use metrics::Metrics;
-pub use scanner::ScanSettings;
+pub use scanner::{available_cores, ScanSettings};
 pub use serve::{serve, ConnectionLimits, TlsFiles};
 pub use webhooks::WebhookSettings;
 

@@ -12,10 +12,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
+use futures_util::{StreamExt, TryStreamExt};
 use portcullis_meta::{ScanOutcome, SeverityCounts};
 use portcullis_oci::{media_type, Digest, Manifest};
 use portcullis_scan::layer::links::resolve_links;
-use portcullis_scan::layer::{merge, read_files, read_layer, ImageFacts, LayerFacts, Limits, FACTS_VERSION};
+use portcullis_scan::layer::{
+    merge, read_files, read_layer_with, ImageFacts, LayerFacts, Limits, Threads, FACTS_VERSION,
+};
 use portcullis_scan::matching::{match_image, match_image_with, Finding, MatchCache};
 use portcullis_scan::summary::severity_counts;
 use portcullis_vulndb::{DiskIndex, VulnDb};
@@ -27,6 +30,12 @@ use crate::Registry;
 pub struct ScanSettings {
     /// Concurrent scans; 0 turns scanning off.
     pub workers: usize,
+    /// Layers of one image read at once, each by a pipeline of threads
+    /// when more than one ([`Threads::for_layer_workers`]); 1 reads layer
+    /// after layer on one thread. A read holds about two `limits.max_file_bytes` (a
+    /// file, a Java archive's contents) and its decompressor's window:
+    /// `workers × layer_workers` reads at most.
+    pub layer_workers: usize,
     pub limits: Limits,
     /// The data directory, whose `vulndb` `db import` fills.
     pub data_dir: PathBuf,
@@ -35,15 +44,23 @@ pub struct ScanSettings {
 }
 
 impl ScanSettings {
-    /// One worker, the scanner's default limits, a 5 s look for new databases.
+    /// One worker reading as many layers at once as there are cores, the
+    /// scanner's default limits, a 5 s look for new databases.
     pub fn new(data_dir: &std::path::Path) -> ScanSettings {
         ScanSettings {
             workers: 1,
+            layer_workers: available_cores(),
             limits: Limits::default(),
             data_dir: data_dir.to_path_buf(),
             db_poll: Duration::from_secs(5),
         }
     }
+}
+
+/// The cores this process may use (one when the system won't say): the
+/// default number of layers read at once.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Config media types of images (as opposed to signatures, SBOMs and other
@@ -161,21 +178,13 @@ impl Registry {
         if let Some(facts) = self.cached_facts(digest).await? {
             return Ok(facts);
         }
-        let gate = {
-            let mut reading = self.scanner.reading.lock().expect("reading lock");
-            reading.entry(digest.to_string()).or_default().clone()
-        };
-        let result = async {
-            let _held = gate.lock().await;
-            // Another scan may have read it while this one waited.
-            if let Some(facts) = self.cached_facts(digest).await? {
-                return Ok(facts);
-            }
-            self.read_layer_facts(digest).await
+        let reading = ReadingGate::enter(&self.scanner.reading, digest);
+        let _held = reading.gate.lock().await;
+        // Another scan may have read it while this one waited.
+        if let Some(facts) = self.cached_facts(digest).await? {
+            return Ok(facts);
         }
-        .await;
-        self.scanner.reading.lock().expect("reading lock").remove(digest);
-        result
+        self.read_layer_facts(digest).await
     }
 
     /// Reads a layer blob from storage and caches its facts.
@@ -183,9 +192,10 @@ impl Registry {
         let parsed: Digest = digest.parse().map_err(|e| format!("{e}"))?;
         let path = self.store.blob_path(&parsed);
         let limits = self.scanner.settings.limits;
+        let threads = Threads::for_layer_workers(self.scanner.settings.layer_workers);
         let facts = tokio::task::spawn_blocking(move || {
             let file = std::fs::File::open(&path).map_err(|e| format!("layer {parsed}: {e}"))?;
-            read_layer(file, &limits).map_err(|e| format!("layer {parsed}: {e}"))
+            read_layer_with(file, &limits, threads).map_err(|e| format!("layer {parsed}: {e}"))
         })
         .await
         .map_err(|e| e.to_string())??;
@@ -216,26 +226,17 @@ impl Registry {
             .map_err(|e| e.to_string())?
             .ok_or_else(|| "the manifest is no longer in any repository".to_string())?;
         let manifest = Manifest::parse(&manifest.content, Some(&manifest.media_type)).map_err(|e| e.to_string())?;
-        let (mut digests, mut facts) = (Vec::new(), Vec::new());
-        for l in &manifest.layers {
-            // A non-distributable ("foreign") layer still runs: a runtime
-            // fetches it from its URLs. Scanned when its bytes are here;
-            // otherwise the scan can't vouch for the image and fails.
-            if media_type::is_non_distributable(&l.media_type)
-                && !self
-                    .meta
-                    .blob_known(l.digest.as_str())
-                    .await
-                    .map_err(|e| e.to_string())?
-            {
-                return Err(format!(
-                    "layer {} is non-distributable and its bytes are not in this registry: it can't be scanned",
-                    l.digest
-                ));
-            }
-            facts.push(self.layer_facts(l.digest.as_str()).await?);
-            digests.push(l.digest.clone());
-        }
+        // Up to `layer_workers` layers are read at once; `buffered` hands
+        // their facts back in layer order, whatever order they finish in,
+        // so the merge below sees the overlay as it is.
+        // (Descriptors by value: a closure over borrowed ones trips the
+        // compiler's Send check for the spawned worker.)
+        let mut facts: Vec<LayerFacts> = futures_util::stream::iter(manifest.layers.clone())
+            .map(|l| self.scannable_layer_facts(l))
+            .buffered(self.scanner.settings.layer_workers.max(1))
+            .try_collect()
+            .await?;
+        let digests: Vec<Digest> = manifest.layers.iter().map(|l| l.digest.clone()).collect();
         // Following links, merging and matching are work over data an image
         // controls: off the async threads, like reading the layers. Links
         // are resolved for this image only (a symlink's target depends on
@@ -299,6 +300,26 @@ impl Registry {
         Ok(())
     }
 
+    /// A layer's facts, cached or read. A non-distributable ("foreign")
+    /// layer still runs: a runtime fetches it from its URLs. It is scanned
+    /// when its bytes are here; otherwise the scan can't vouch for the
+    /// image and fails.
+    async fn scannable_layer_facts(&self, layer: portcullis_oci::Descriptor) -> Result<LayerFacts, String> {
+        if media_type::is_non_distributable(&layer.media_type)
+            && !self
+                .meta
+                .blob_known(layer.digest.as_str())
+                .await
+                .map_err(|e| e.to_string())?
+        {
+            return Err(format!(
+                "layer {} is non-distributable and its bytes are not in this registry: it can't be scanned",
+                layer.digest
+            ));
+        }
+        self.layer_facts(layer.digest.as_str()).await
+    }
+
     /// Matches one stored SBOM against `index` (generation `loaded`).
     async fn rematch_one(&self, digest: &str, sbom: &[u8], loaded: u64, index: Arc<DiskIndex>) -> Result<(), String> {
         let image = sbom_from_bytes(sbom).ok_or("the SBOM just stored is unreadable")?;
@@ -359,6 +380,44 @@ impl Registry {
             changed.extend(self.meta.update_findings(generation as i64, &rows).await?);
         }
         Ok(done)
+    }
+}
+
+/// A turn at reading one layer digest: scans that want the same layer
+/// queue on one gate, so the first reads it and the rest find it cached.
+/// Leaving (also when a scan is dropped half-way) removes the gate once no
+/// one else holds it.
+struct ReadingGate<'a> {
+    gates: &'a Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    digest: String,
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<'a> ReadingGate<'a> {
+    fn enter(gates: &'a Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>, digest: &str) -> ReadingGate<'a> {
+        let gate = gates
+            .lock()
+            .expect("reading lock")
+            .entry(digest.to_string())
+            .or_default()
+            .clone();
+        ReadingGate {
+            gates,
+            digest: digest.to_string(),
+            gate,
+        }
+    }
+}
+
+impl Drop for ReadingGate<'_> {
+    fn drop(&mut self) {
+        let mut gates = self.gates.lock().expect("reading lock");
+        // Let go under the lock (where gates are handed out): a count of
+        // one is then the map's alone, and no one waits.
+        drop(std::mem::take(&mut self.gate));
+        if gates.get(&self.digest).is_some_and(|g| Arc::strong_count(g) == 1) {
+            gates.remove(&self.digest);
+        }
     }
 }
 

@@ -133,6 +133,15 @@ fn hostile_layers_get_clear_errors_or_warnings() {
     );
 }
 
+/// Each component as (name, version, the layer that introduced it).
+fn introduced(image: &ImageFacts) -> Vec<(&str, &str, &str)> {
+    image
+        .components
+        .iter()
+        .map(|c| (c.package.name.as_str(), c.package.version.as_str(), c.layer.as_str()))
+        .collect()
+}
+
 #[test]
 fn merge_follows_overlay_semantics() {
     let l1 = read_layer(&base_layer()[..], &Limits::default()).unwrap();
@@ -143,13 +152,8 @@ fn merge_follows_overlay_semantics() {
     .unwrap();
     let image = merge([("sha256:l1", &l1), ("sha256:l2", &l2)]);
     assert_eq!(image.os.as_ref().unwrap().version_id.as_deref(), Some("11"));
-    let got: Vec<(&str, &str, &str)> = image
-        .components
-        .iter()
-        .map(|c| (c.package.name.as_str(), c.package.version.as_str(), c.layer.as_str()))
-        .collect();
     assert_eq!(
-        got,
+        introduced(&image),
         [
             ("libc6", "2.31-13+deb11u5", "sha256:l2"), // upgraded in l2
             ("bash", "5.1-2", "sha256:l1"),            // unchanged since l1
@@ -552,4 +556,136 @@ fn wolfi_apk_database_under_usr_lib() {
         .map(|c| (c.package.name.as_str(), c.package.source_name.as_str(), c.path.as_str()))
         .collect();
     assert_eq!(got, [("libcrypto3", "openssl", "usr/lib/apk/db/installed")]);
+}
+
+/// Bytes that do not compress (xorshift), so a layer of them is many
+/// pipe chunks compressed as well as decompressed.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A pipeline of threads reads a layer into the facts one thread reads, or fail the
+/// same way: layers many times the pipe's size, layers whose walk stops
+/// before their stream ends (at the end of the archive, at the entry
+/// limit), bombs, broken streams.
+#[test]
+fn a_pipeline_reads_what_one_thread_reads() {
+    let limits = Limits {
+        max_layer_bytes: 8 << 20,
+        max_file_bytes: 1 << 20,
+        max_entries: 1000,
+    };
+    let noise = noise(3 << 20);
+    let big = tar(&[
+        ("etc/os-release", Some(DEBIAN.as_bytes())),
+        ("srv/noise", Some(&noise)),
+        ("var/lib/dpkg/status", Some(STATUS_2.as_bytes())),
+        ("var/lib/dpkg/status.d/.wh..wh..opq", Some(b"")),
+        ("usr/lib/python3/dist-packages/.wh.six", Some(b"")),
+    ]);
+    let mut trailing = base_layer();
+    trailing.extend_from_slice(&noise);
+    let many: Vec<String> = (0..1500).map(|i| format!("f{i}")).collect();
+    let many = tar(&many.iter().map(|p| (p.as_str(), Some(&b"x"[..]))).collect::<Vec<_>>());
+    let bomb = gzip(&tar(&[("zeros", Some(&vec![0u8; 64 << 20]))]));
+    let whole = gzip(&big);
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+    // What each must come to, so an agreement on nothing can't pass.
+    let cases: [(&str, Vec<u8>, &str); 13] = [
+        ("plain", base_layer(), "ok"),
+        ("gzip", gzip(&base_layer()), "ok"),
+        ("zstd", zstd(&base_layer()), "ok"),
+        ("large plain", big.clone(), "ok"),
+        ("large gzip", whole.clone(), "ok"),
+        ("large zstd", zstd(&big), "ok"),
+        ("data after the end of the archive", gzip(&trailing), "ok"),
+        ("too many entries", gzip(&many), "TooManyEntries"),
+        ("bomb", bomb, "TooLarge"),
+        ("truncated", whole[..whole.len() / 2].to_vec(), "Corrupt"),
+        (
+            "truncated at a chunk's edge",
+            whole[..(1 << 20) + 17].to_vec(),
+            "Corrupt",
+        ),
+        ("garbage", garbage, "Corrupt"),
+        ("empty", Vec::new(), "ok"),
+    ];
+    for (what, blob, want) in cases {
+        let one = read_layer_with(&blob[..], &limits, Threads::One);
+        let piped = read_layer_with(&blob[..], &limits, Threads::Pipeline);
+        let kind = |r: &Result<LayerFacts, LayerError>| match r {
+            Ok(_) => "ok",
+            Err(LayerError::TooLarge(_)) => "TooLarge",
+            Err(LayerError::TooManyEntries(_)) => "TooManyEntries",
+            Err(LayerError::Corrupt(_)) => "Corrupt",
+        };
+        assert_eq!(kind(&one), want, "{what}: {one:?}");
+        match (one, piped) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{what}"),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{what}"),
+            (a, b) => panic!("{what}: one thread {a:?}, a pipeline {b:?}"),
+        }
+    }
+    let large = read_layer_with(&whole[..], &limits, Threads::Pipeline).unwrap();
+    assert_eq!(large.package_dbs["var/lib/dpkg/status"].packages.len(), 3);
+    assert_eq!(large.whiteouts, ["usr/lib/python3/dist-packages/six"]);
+}
+
+/// An image whose layers are each read by a pipeline of threads merges into the
+/// image one thread reads: packages upgraded, deleted by whiteouts and
+/// hidden by an opaque directory, each credited to the same layer.
+#[test]
+fn an_image_merges_alike_read_on_one_thread_or_a_pipeline() {
+    let layers = [
+        gzip(&tar(&[
+            ("etc/os-release", Some(DEBIAN.as_bytes())),
+            ("var/lib/dpkg/status", Some(STATUS_1.as_bytes())),
+            ("srv/padding", Some(&noise(2 << 20))),
+            (
+                "var/lib/dpkg/status.d/tzdata",
+                Some(b"Package: tzdata\nVersion: 2021a-1\n"),
+            ),
+            (
+                "usr/lib/python3/dist-packages/six-1.16.0.dist-info/METADATA",
+                Some(b"Name: six\nVersion: 1.16.0\n"),
+            ),
+        ])),
+        zstd(&tar(&[
+            ("var/lib/dpkg/status", Some(STATUS_2.as_bytes())),
+            ("var/lib/dpkg/status.d/.wh..wh..opq", Some(b"")),
+            (
+                "var/lib/dpkg/status.d/base-files",
+                Some(b"Package: base-files\nVersion: 11.1\n"),
+            ),
+        ])),
+        tar(&[("usr/lib/python3/dist-packages/.wh.six-1.16.0.dist-info", Some(b""))]),
+    ];
+    let digests = ["sha256:l1", "sha256:l2", "sha256:l3"];
+    let read = |threads| -> ImageFacts {
+        let facts: Vec<LayerFacts> = layers
+            .iter()
+            .map(|l| read_layer_with(&l[..], &Limits::default(), threads).unwrap())
+            .collect();
+        merge(digests.into_iter().zip(&facts))
+    };
+    let one = read(Threads::One);
+    assert_eq!(
+        introduced(&one),
+        [
+            ("libc6", "2.31-13+deb11u5", "sha256:l2"),
+            ("bash", "5.1-2", "sha256:l1"),
+            ("curl", "7.74.0-1.3", "sha256:l2"),
+            ("base-files", "11.1", "sha256:l2"),
+        ],
+        "tzdata hidden by the opaque directory, six deleted"
+    );
+    assert_eq!(read(Threads::Pipeline), one);
 }
