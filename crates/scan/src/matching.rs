@@ -116,10 +116,14 @@ pub fn rows(a: &Advisory) -> Option<Rows> {
         if !matches!(s.kind.as_str(), "CVSS_V3" | "CVSS_V4") {
             continue;
         }
-        let origin = match a.specific.severity_origins.get(i) {
-            Some(o) => o.clone(),
-            None if a.id.starts_with("GHSA-") => "ghsa".into(),
-            None => "osv".into(),
+        // A record may only speak for the database its id belongs to: a
+        // feed cannot rank its own vectors as NVD's or GitHub's (which
+        // come first) by saying so.
+        let claimed = a.specific.severity_origins.get(i).map(String::as_str);
+        let origin = match claimed {
+            Some(o @ ("nvd" | "nvd:cna" | "cve:cna" | "cve:adp")) if a.id.starts_with("CVE-") => o.to_string(),
+            _ if a.id.starts_with("GHSA-") => "ghsa".into(),
+            _ => "osv".into(),
         };
         for id in &ids {
             vectors.push((
@@ -702,6 +706,33 @@ mod tests {
         let mut got = ids(&found);
         got.sort();
         assert_eq!(got, ["ALPINE-CVE-2016-9932", "ALPINE-XSA-207"]);
+    }
+
+    /// Where a vector ranks follows the record's id, not what the record
+    /// claims: only CVE records speak for NVD and CVE 5, only GHSA ones
+    /// for GitHub.
+    #[test]
+    fn a_record_cannot_claim_another_databases_rank() {
+        let record = |id: &str, origin: &str| {
+            Advisory::parse(&format!(
+                r#"{{"id":"{id}","aliases":["CVE-9"],"severity":[{{"type":"CVSS_V3","score":"CVSS:3.1/AV:L/AC:L/PR:N/UI:R/S:U/C:L/I:N/A:N"}}],"database_specific":{{"severity_origins":["{origin}"]}}}}"#
+            ))
+            .unwrap()
+        };
+        let cases = [
+            ("CVE-9", "nvd", "nvd"),
+            ("CVE-9", "cve:adp", "cve:adp"),
+            ("CVE-9", "ghsa", "osv"),
+            ("CVE-9", "made-up", "osv"),
+            ("EVIL-1", "nvd", "osv"),
+            ("EVIL-1", "ghsa", "osv"),
+            ("GHSA-xxxx", "nvd", "ghsa"),
+        ];
+        for (id, claimed, want) in cases {
+            let r = rows(&record(id, claimed)).unwrap();
+            let origins: Vec<&str> = r.vectors.iter().map(|(_, v)| v.origin.as_str()).collect();
+            assert!(origins.iter().all(|o| *o == want), "{id} claiming {claimed}: {origins:?}");
+        }
     }
 
     /// Two advisories naming one CVE are one finding; a DSA whose CVEs are
