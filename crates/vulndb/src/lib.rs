@@ -10,6 +10,8 @@
 //! read more of them without a re-import.
 
 mod input;
+mod sources;
+mod update;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -22,6 +24,11 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use input::Limits;
+pub use sources::{
+    parse_source, parse_sources, unix_now, Location, Source, SourceState, SourceView, SourcesFrom, UpdateState,
+    MAX_SOURCES,
+};
+pub use update::{Outcome, SourceOutcome, UpdateOptions, UpdateReport};
 
 #[derive(Debug, Error)]
 pub enum VulnDbError {
@@ -37,6 +44,10 @@ pub enum VulnDbError {
     Busy(PathBuf),
     #[error("the stored database is damaged ({0}); import it again")]
     Damaged(String),
+    #[error("vulnerability database source {url:?}: {why}")]
+    BadSource { url: String, why: String },
+    #[error("another update is running on {0}")]
+    UpdateBusy(PathBuf),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> VulnDbError + '_ {
