@@ -1,9 +1,10 @@
-//! `portcullis db import|status`: the offline vulnerability database.
+//! `portcullis db import|status|update`: the offline vulnerability database.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use portcullis_vulndb::{rfc3339, ImportReport, Limits, Progress, VulnDb};
+use portcullis_vulndb::{rfc3339, unix_now, ImportReport, Limits, Outcome, Progress, UpdateReport, VulnDb};
 
 use crate::settings::Settings;
 use crate::Format;
@@ -26,13 +27,17 @@ impl Progress for Bar {
     }
 }
 
-pub fn import(settings: &Settings, paths: &[PathBuf], replace: bool, format: Format) -> anyhow::Result<()> {
-    let db = VulnDb::in_data_dir(&settings.data);
-    let bar = ProgressBar::new(0).with_style(
+fn bar() -> ProgressBar {
+    ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{msg:24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
             .expect("valid template")
             .progress_chars("=> "),
-    );
+    )
+}
+
+pub fn import(settings: &Settings, paths: &[PathBuf], replace: bool, format: Format) -> anyhow::Result<()> {
+    let db = VulnDb::in_data_dir(&settings.data);
+    let bar = bar();
     let limits = Limits {
         max_input_bytes: settings.scan_max_layer_bytes,
         max_record_bytes: settings.scan_max_file_bytes,
@@ -69,7 +74,7 @@ pub fn status(settings: &Settings, format: Format) -> anyhow::Result<()> {
     let db = VulnDb::in_data_dir(&settings.data);
     let status = db.status()?;
     match (format, status) {
-        (Format::Json, status) => println!("{}", serde_json::to_string(&status)?),
+        (Format::Json, status) => println!("{}", serde_json::to_string(&with_updates(&db, settings, status)?)?),
         (Format::Text, None) => println!(
             "no vulnerability database in {} yet: run `portcullis db import FILE…`",
             db.dir().display()
@@ -94,5 +99,118 @@ pub fn status(settings: &Settings, format: Format) -> anyhow::Result<()> {
             }
         }
     }
+    if matches!(format, Format::Text) {
+        print_updates(&db, settings)?;
+    }
     Ok(())
+}
+
+/// `db status --format json`: the status, with an `updates` member (each
+/// source's records, last success and error, ages) when sources are set.
+fn with_updates(
+    db: &VulnDb,
+    settings: &Settings,
+    status: Option<portcullis_vulndb::Status>,
+) -> anyhow::Result<serde_json::Value> {
+    let mut out = serde_json::to_value(&status)?;
+    let (urls, from) = db.effective_sources(&settings.vulndb_sources)?;
+    if urls.is_empty() {
+        return Ok(out);
+    }
+    let now = unix_now();
+    let fresh = db.fresh_at()?;
+    let state = db.update_state()?;
+    let updates = serde_json::json!({
+        "sources": db.source_views(&urls, now)?,
+        "from": from,
+        "last_run": state.last_run.map(rfc3339),
+        "updated_at": state.updated_at.map(rfc3339),
+        "fresh_at": fresh.map(rfc3339),
+        "database_age_seconds": fresh.map(|t| now.saturating_sub(t)),
+    });
+    match &mut out {
+        serde_json::Value::Object(map) => {
+            map.insert("updates".into(), updates);
+        }
+        _ => out = serde_json::json!({ "updates": updates }),
+    }
+    Ok(out)
+}
+
+/// The update sources and the database's age, under `db status`.
+fn print_updates(db: &VulnDb, settings: &Settings) -> anyhow::Result<()> {
+    let now = unix_now();
+    if let Some(fresh) = db.fresh_at()? {
+        let age = std::time::Duration::from_secs(now.saturating_sub(fresh));
+        println!(
+            "current as of {} ({} ago)",
+            rfc3339(fresh),
+            portcullis_policy::age_text(age)
+        );
+    }
+    let (urls, from) = db.effective_sources(&settings.vulndb_sources)?;
+    if urls.is_empty() {
+        return Ok(());
+    }
+    let from = match from {
+        portcullis_vulndb::SourcesFrom::Api => "set through the API",
+        portcullis_vulndb::SourcesFrom::Configuration => "vulndb_sources",
+    };
+    println!("updated from ({from}):");
+    for v in db.source_views(&urls, now)? {
+        let age = v.age_seconds.map_or("never".to_string(), |s| {
+            format!("{} ago", portcullis_policy::age_text(std::time::Duration::from_secs(s)))
+        });
+        let records = v.records.map_or("-".to_string(), |n| n.to_string());
+        println!("  {}", v.url);
+        println!(
+            "    {records} records, last success {age}{}",
+            if v.plain_http {
+                " (plain http: unauthenticated)"
+            } else {
+                ""
+            }
+        );
+        if let Some(e) = &v.last_error {
+            println!("    last error {}: {e}", v.last_error_at.as_deref().unwrap_or("?"));
+        }
+    }
+    Ok(())
+}
+
+/// `db update`: once, with a progress bar; `false` when a source failed.
+pub async fn update(settings: &Settings, format: Format) -> anyhow::Result<bool> {
+    let db = VulnDb::in_data_dir(&settings.data);
+    let (urls, _) = db.effective_sources(&settings.vulndb_sources)?;
+    anyhow::ensure!(
+        !urls.is_empty(),
+        "no sources to update from: set vulndb_sources (configuration, PORTCULLIS_VULNDB_SOURCES) \
+         or PUT /api/v1/vulndb/sources"
+    );
+    let report = db
+        .update(&urls, &settings.vulndb_update_options(), Arc::new(Bar(bar())))
+        .await?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string(&report)?),
+        Format::Text => print_update(&report),
+    }
+    Ok(report.failed() == 0)
+}
+
+fn print_update(report: &UpdateReport) {
+    for s in &report.sources {
+        let resumed = s
+            .resumed_from
+            .map(|n| format!(", resumed at byte {n}"))
+            .unwrap_or_default();
+        match (s.result, &s.error) {
+            (Outcome::Unchanged, _) => println!("{}: not modified", s.url),
+            (Outcome::Imported, _) => println!("{}: {} bytes downloaded{resumed}, imported", s.url, s.downloaded),
+            (Outcome::Failed, e) => println!("{}: FAILED: {}", s.url, e.as_deref().unwrap_or("")),
+        }
+    }
+    match &report.import {
+        Some(import) => print_report(import),
+        None => println!("nothing new: the database in force is unchanged"),
+    }
 }

@@ -143,6 +143,13 @@ enum DbCommand {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Update from the configured sources (`vulndb_sources`, or the list set
+    /// through the API) once: conditional, resumable downloads, then one
+    /// import of what changed. Exits 1 when a source failed.
+    Update {
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
 }
 
 #[derive(Subcommand)]
@@ -516,6 +523,11 @@ async fn main() -> anyhow::Result<()> {
             match command {
                 DbCommand::Import { paths, replace, format } => db::import(&settings, &paths, replace, format)?,
                 DbCommand::Status { format } => db::status(&settings, format)?,
+                DbCommand::Update { format } => {
+                    if !db::update(&settings, format).await? {
+                        std::process::exit(1);
+                    }
+                }
             }
         }
     }

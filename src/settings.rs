@@ -92,6 +92,13 @@ pub struct Settings {
     /// Other names of this registry (`host[:port]`, comma-separated) that
     /// admission judges as its own.
     pub registry_aliases: String,
+    /// Publications the vulnerability database is updated from: https://,
+    /// http:// (mirrors) or file:// URLs; a TOML list, or comma-separated
+    /// in `PORTCULLIS_VULNDB_SOURCES`. A list set through the API overrides it.
+    #[serde(deserialize_with = "list_or_commas")]
+    pub vulndb_sources: Vec<String>,
+    /// How often `serve` updates the database from them (`6h`, `30m`).
+    pub vulndb_update_interval: String,
 }
 
 impl Default for Settings {
@@ -137,6 +144,8 @@ impl Default for Settings {
             webhook_poll_ms: hooks.poll.as_millis() as u64,
             admission_foreign_images: "deny".into(),
             registry_aliases: String::new(),
+            vulndb_sources: Vec::new(),
+            vulndb_update_interval: "6h".into(),
         }
     }
 }
@@ -192,6 +201,8 @@ impl Settings {
             ["deny", "allow"].contains(&s.admission_foreign_images.as_str()),
             "admission_foreign_images is deny or allow"
         );
+        s.vulndb_update_interval()?;
+        portcullis_vulndb::parse_sources(&s.vulndb_sources).map_err(|e| anyhow::anyhow!("vulndb_sources: {e}"))?;
         Ok(s)
     }
 
@@ -290,6 +301,33 @@ impl Settings {
             limits: self.scan_limits(),
             data_dir: self.data.clone(),
             db_poll: Duration::from_secs(self.scan_db_poll_secs.max(1)),
+            updates: portcullis_server::UpdateSettings {
+                sources: self.vulndb_sources.clone(),
+                interval: self.vulndb_update_interval().unwrap_or(Duration::from_secs(6 * 3600)),
+                options: self.vulndb_update_options(),
+            },
+        }
+    }
+
+    /// `vulndb_update_interval`, at least a second.
+    pub fn vulndb_update_interval(&self) -> anyhow::Result<Duration> {
+        let d = humantime::parse_duration(self.vulndb_update_interval.trim())
+            .map_err(|e| anyhow::anyhow!("vulndb_update_interval {:?}: {e}", self.vulndb_update_interval))?;
+        anyhow::ensure!(
+            d >= Duration::from_secs(1),
+            "vulndb_update_interval must be at least 1s"
+        );
+        Ok(d)
+    }
+
+    /// Downloads and imports of updates are bounded like `db import`.
+    pub fn vulndb_update_options(&self) -> portcullis_vulndb::UpdateOptions {
+        portcullis_vulndb::UpdateOptions {
+            limits: portcullis_vulndb::Limits {
+                max_input_bytes: self.scan_max_layer_bytes,
+                max_record_bytes: self.scan_max_file_bytes,
+            },
+            ..Default::default()
         }
     }
 
@@ -321,6 +359,25 @@ impl Settings {
             upload_expiry: Duration::from_secs(self.upload_expiry_secs),
         }
     }
+}
+
+/// A list from TOML, or one string of comma-separated items (the environment).
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrCommas {
+        List(Vec<String>),
+        Commas(String),
+    }
+    Ok(match ListOrCommas::deserialize(d)? {
+        ListOrCommas::List(l) => l,
+        ListOrCommas::Commas(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
 }
 
 /// A 32-byte key given as 64 hex digits in the environment variable `name`.
@@ -369,6 +426,38 @@ mod tests {
             assert!(Settings::load(Some(Path::new("missing.toml")), Overrides::default()).is_err());
             jail.set_env("PORTCULLIS_TLS_CERT", "/c.pem");
             assert!(Settings::load(None, Overrides::default()).is_err(), "cert without key");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn vulndb_sources_from_toml_or_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "p.toml",
+                "vulndb_sources = [\"https://a.org/x.json\", \"file:///srv/y.json\"]\nvulndb_update_interval = \"30m\"\n",
+            )?;
+            let s = Settings::load(Some(Path::new("p.toml")), Overrides::default()).unwrap();
+            assert_eq!(s.vulndb_sources, ["https://a.org/x.json", "file:///srv/y.json"]);
+            assert_eq!(s.scan().updates.interval, Duration::from_secs(1800));
+            jail.set_env(
+                "PORTCULLIS_VULNDB_SOURCES",
+                "https://b.org/1.json, http://127.0.0.1:8080/2.json",
+            );
+            let s = Settings::load(Some(Path::new("p.toml")), Overrides::default()).unwrap();
+            assert_eq!(
+                s.vulndb_sources,
+                ["https://b.org/1.json", "http://127.0.0.1:8080/2.json"]
+            );
+            let defaults = Settings::load(None, Overrides::default()).unwrap();
+            assert_eq!(defaults.scan().updates.interval, Duration::from_secs(6 * 3600));
+            jail.set_env("PORTCULLIS_VULNDB_SOURCES", "ftp://c.org/3.json");
+            let e = Settings::load(None, Overrides::default()).unwrap_err().to_string();
+            assert!(e.contains("vulndb_sources") && e.contains("ftp"), "{e}");
+            jail.set_env("PORTCULLIS_VULNDB_SOURCES", "");
+            jail.set_env("PORTCULLIS_VULNDB_UPDATE_INTERVAL", "often");
+            assert!(Settings::load(None, Overrides::default()).is_err());
             Ok(())
         });
     }

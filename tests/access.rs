@@ -671,6 +671,12 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
         ),
         "vulndb_status" => (Method::GET, "/api/v1/vulndb".into(), None),
         "scanner_status" => (Method::GET, "/api/v1/scanner".into(), None),
+        "vulndb_sources_get" => (Method::GET, "/api/v1/vulndb/sources".into(), None),
+        "vulndb_sources_set" => (
+            Method::PUT,
+            "/api/v1/vulndb/sources".into(),
+            Some(json!({ "sources": [] }).to_string().into_bytes()),
+        ),
         "vulndb_import" => (
             Method::POST,
             format!("/api/v1/vulndb?name={n}.json"),
@@ -813,6 +819,8 @@ fn matrix() -> Vec<(&'static str, [u16; 13])> {
         ("vulndb_status", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("scanner_status", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("vulndb_import", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
+        ("vulndb_sources_get", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
+        ("vulndb_sources_set", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("repository_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
         ("audit_list", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("admission", [U, 200, 200, 200, 200, 200, 200, U, U, U, U, 200, 200]),
@@ -857,6 +865,7 @@ fn audited_action(endpoint: &str) -> Option<&'static str> {
         "webhook_redeliver" => "webhook.redeliver",
         "scan_request" => "scan.request",
         "vulndb_import" => "vulndb.import",
+        "vulndb_sources_set" => "vulndb.sources.update",
         _ => return None,
     })
 }

@@ -3,6 +3,7 @@
 //! the PostgreSQL named by `PORTCULLIS_TEST_POSTGRES`.
 #![allow(dead_code)]
 
+pub mod feed;
 pub mod signing;
 
 use std::path::Path;

@@ -4,12 +4,14 @@
 //! their own transaction.
 
 mod admission;
+mod freshness;
 mod immutability;
 mod promotion;
 mod pull;
 mod template;
 
 pub use admission::{admission_request, parse_image, AdmissionRequest, ImageRef};
+pub use freshness::age_text;
 pub use immutability::{parse_patterns, TagImmutability, TagPattern};
 pub use promotion::{CompiledPolicy, Evaluation, ImageFacts, PackageFact, PromotionPolicy, Rule, RuleResult};
 pub use pull::{PullRule, ScanState, SignedBy, SEVERITIES};

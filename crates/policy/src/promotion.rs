@@ -12,7 +12,10 @@
 //!   (alias `_minor`), `_low`, `_unknown` with a count operator;
 //! - `license_name` with `one_of` (an allow list: every license identifier
 //!   of every component that declares one is listed) or `none_of` (a deny
-//!   list: none is).
+//!   list: none is);
+//! - `database_age` with `lte` or `lt` and one duration (`2d`, `36h`): the
+//!   vulnerability database in force is no older than that (the freshness
+//!   rule: a stale database, or none, never blesses an image).
 //!
 //! String operators: `eq`, `neq`, `starts_with`, `ends_with`, `contains`,
 //! `one_of`, `none_of`, `matches` (a glob, as for immutable tags), `regex`
@@ -20,6 +23,7 @@
 //! `eq`, `gte`.
 
 use std::cmp::Ordering;
+use std::time::Duration;
 
 use globset::{Glob, GlobMatcher};
 use serde::{Deserialize, Serialize};
@@ -79,6 +83,9 @@ pub struct ImageFacts {
     /// Findings per severity: critical, high, medium, low, unknown.
     pub counts: [u64; 5],
     pub packages: Vec<PackageFact>,
+    /// Time since the vulnerability database in force was last imported
+    /// or found current; `None` without a database.
+    pub database_age: Option<Duration>,
 }
 
 /// One rule's outcome and the facts it looked at.
@@ -149,7 +156,15 @@ enum Check {
     Tag(StrOp),
     Package(StrOp, Option<(Ordering, bool, String)>),
     Count(Option<usize>, CountOp, u64),
-    Licenses { allow: bool, list: Vec<String> },
+    Licenses {
+        allow: bool,
+        list: Vec<String>,
+    },
+    DatabaseAge {
+        limit: Duration,
+        strict: bool,
+        shown: String,
+    },
 }
 
 /// A policy whose rules and template have been checked, ready to evaluate.
@@ -274,6 +289,18 @@ fn compile_rule(index: usize, r: &Rule) -> Result<Check, PolicyError> {
     }
     match r.field.as_str() {
         "tag" => Ok(Check::Tag(str_op(index, r)?)),
+        "database_age" => {
+            let strict = match r.operator.as_str() {
+                "lte" => false,
+                "lt" => true,
+                other => return Err(bad(format!("unknown operator {other:?} for field database_age (lte, lt)"))),
+            };
+            let (limit, shown) = match r.values.as_slice() {
+                [v] => (crate::freshness::parse_limit(v).map_err(bad)?, v.trim().to_string()),
+                _ => return Err(bad("database_age takes exactly one duration, such as 2d".into())),
+            };
+            Ok(Check::DatabaseAge { limit, strict, shown })
+        }
         "package_name" => {
             let op = str_op(index, r)?;
             let version = r.version.as_deref().map(|c| version_constraint(index, c)).transpose()?;
@@ -292,7 +319,7 @@ fn compile_rule(index: usize, r: &Rule) -> Result<Check, PolicyError> {
             ))),
         },
         other => Err(bad(format!(
-            "unknown field {other:?} (tag, package_name, license_name, vulnerability_all, vulnerability_critical, vulnerability_high, vulnerability_medium, vulnerability_low, vulnerability_unknown)"
+            "unknown field {other:?} (tag, package_name, license_name, vulnerability_all, vulnerability_critical, vulnerability_high, vulnerability_medium, vulnerability_low, vulnerability_unknown, database_age)"
         ))),
     }
 }
@@ -343,7 +370,12 @@ impl PromotionPolicy {
 
     /// Whether any rule needs scan results (components, licenses or counts).
     pub fn needs_scan(&self) -> bool {
-        self.rules.iter().any(|r| r.field != "tag")
+        self.rules.iter().any(|r| r.field != "tag" && r.field != "database_age")
+    }
+
+    /// Whether a rule asks how old the vulnerability database is.
+    pub fn needs_database_age(&self) -> bool {
+        self.rules.iter().any(|r| r.field == "database_age")
     }
 }
 
@@ -415,6 +447,12 @@ fn run(check: &Check, f: &ImageFacts) -> (bool, String) {
             };
             (hits.is_empty() == absent, facts)
         }
+        Check::DatabaseAge { limit, strict, shown } => {
+            match crate::freshness::judge(f.database_age, *limit, shown, *strict) {
+                Ok(facts) => (true, facts),
+                Err(facts) => (false, facts),
+            }
+        }
         Check::Licenses { allow, list } => {
             let mut offending: Vec<String> = Vec::new();
             for p in &f.packages {
@@ -461,6 +499,7 @@ mod tests {
                 pkg("zlib", "1.2.13", Some("Zlib OR MIT")),
                 pkg("mystery", "1", None),
             ],
+            database_age: Some(Duration::from_secs(30 * 3600)),
         }
     }
 
@@ -517,6 +556,10 @@ mod tests {
             (rule("license_name", "one_of", &["Apache-2.0", "MIT"], None), false),
             (rule("license_name", "none_of", &["GPL-3.0-or-later"], None), false),
             (rule("license_name", "none_of", &["AGPL-3.0-only"], None), true),
+            (rule("database_age", "lte", &["2d"], None), true),
+            (rule("database_age", "lte", &["30h"], None), true),
+            (rule("database_age", "lt", &["30h"], None), false),
+            (rule("database_age", "lte", &["1d"], None), false),
         ];
         for (r, want) in table {
             let p = PromotionPolicy {
@@ -575,6 +618,10 @@ mod tests {
             (rule("license_name", "eq", &["MIT"], None), "allow list"),
             (rule("tag", "one_of", &vec!["v"; 257], None), "at most 256"),
             (rule("tag", "eq", &[&"x".repeat(1025)], None), "longer than 1024"),
+            (rule("database_age", "gte", &["2d"], None), "(lte, lt)"),
+            (rule("database_age", "lte", &["2d", "3d"], None), "exactly one duration"),
+            (rule("database_age", "lte", &["fortnight"], None), "write it like"),
+            (rule("database_age", "lte", &["10s"], None), "between 1m and 366d"),
         ];
         for (r, why) in cases {
             let p = PromotionPolicy {
@@ -600,5 +647,39 @@ mod tests {
             sign_as: None,
         };
         assert!(p.compile().unwrap_err().to_string().contains("%q"));
+    }
+
+    /// The freshness rule names the age and the limit, refuses without a
+    /// database, and alone needs no scan.
+    #[test]
+    fn stale_or_missing_databases_never_bless() {
+        let p = PromotionPolicy {
+            target: "acme/app".into(),
+            tag_template: "%n".into(),
+            enabled: true,
+            rules: vec![rule("database_age", "lte", &["2d"], None)],
+            copy_referrers: true,
+            sign_as: None,
+        };
+        assert!(!p.needs_scan() && p.needs_database_age());
+        let compiled = p.compile().unwrap();
+        let table = [
+            (
+                Some(Duration::from_secs(3 * 86_400 + 3600)),
+                false,
+                "3d 1h old (limit 2d)",
+            ),
+            (Some(Duration::from_secs(3600)), true, "1h 0m old"),
+            (None, false, "no vulnerability database"),
+        ];
+        for (age, pass, text) in table {
+            let facts = ImageFacts {
+                database_age: age,
+                ..facts()
+            };
+            let e = compiled.evaluate(&facts);
+            assert_eq!(e.passed, pass, "{age:?}");
+            assert!(e.rules[0].facts.contains(text), "{}", e.rules[0].facts);
+        }
     }
 }

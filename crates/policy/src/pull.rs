@@ -6,6 +6,8 @@
 //! first, and layers are shared); an index passes when every image it
 //! reaches does.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::PolicyError;
@@ -34,6 +36,10 @@ pub struct PullRule {
     /// these teams' members (`org/team`) or of these accounts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_signed_by: Option<SignedBy>,
+    /// Refuse every image while the vulnerability database is older than
+    /// this (`2d`, `36h`), or missing: its scan results can't be trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_database_age: Option<String>,
     /// When the rule was saved (ms), stamped by the registry: a signer
     /// created after it is a new account or team reusing a name, and does
     /// not count.
@@ -82,6 +88,9 @@ impl PullRule {
                 return Err(PolicyError::BadPolicy(format!("team {t:?}: write teams as org/team")));
             }
         }
+        if let Some(age) = &self.max_database_age {
+            crate::freshness::parse_limit(age).map_err(|e| PolicyError::BadPolicy(format!("max_database_age: {e}")))?;
+        }
         if let Some(s) = &self.unknown_as {
             if !SEVERITIES[..4].contains(&s.as_str()) {
                 return Err(PolicyError::BadPolicy(format!(
@@ -103,7 +112,25 @@ impl PullRule {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.deny_severity.is_none() && !self.deny_unscanned && !self.deny_failed && self.require_signed_by.is_none()
+        self.deny_severity.is_none()
+            && !self.deny_unscanned
+            && !self.deny_failed
+            && self.require_signed_by.is_none()
+            && self.max_database_age.is_none()
+    }
+
+    /// `Err` with the reason when the rule limits the database's age and
+    /// `age` (since its last import or successful update) is past it, or
+    /// there is no database (`None`).
+    pub fn judge_database(&self, age: Option<Duration>) -> Result<(), String> {
+        let Some(shown) = &self.max_database_age else {
+            return Ok(());
+        };
+        // Checked when saved; a stored limit that no longer parses refuses.
+        let limit = crate::freshness::parse_limit(shown).map_err(|e| format!("pull rule max_database_age: {e}"))?;
+        crate::freshness::judge(age, limit, shown.trim(), false)
+            .map(drop)
+            .map_err(|facts| format!("pull rule max_database_age: {facts}"))
     }
 
     /// `Err` with the reason when the image must not be served.
@@ -253,5 +280,34 @@ mod tests {
         }
         .check_valid()
         .is_err());
+    }
+
+    #[test]
+    fn database_age_table() {
+        let rule = |age: Option<&str>| PullRule {
+            max_database_age: age.map(str::to_string),
+            ..PullRule::default()
+        };
+        let h = |n: u64| Some(Duration::from_secs(n * 3600));
+        let table = [
+            (rule(Some("2d")), h(47), None),
+            (rule(Some("2d")), h(49), Some("is 2d 1h old (limit 2d)")),
+            (rule(Some("2d")), None, Some("no vulnerability database")),
+            (rule(None), None, None),
+            (rule(Some("soon")), h(1), Some("write it like")),
+        ];
+        for (r, age, want) in table {
+            match (r.judge_database(age), want) {
+                (Ok(()), None) => {}
+                (Err(why), Some(part)) => assert!(why.contains(part), "{r:?} {age:?}: {why}"),
+                (got, want) => panic!("{r:?} {age:?}: {got:?}, want {want:?}"),
+            }
+        }
+        assert!(!rule(Some("2d")).is_empty());
+        assert!(rule(Some("2d")).check_valid().is_ok());
+        let e = rule(Some("5s")).check_valid().unwrap_err().to_string();
+        assert!(e.contains("max_database_age") && e.contains("between"), "{e}");
+        let parsed: Result<PullRule, _> = serde_json::from_str(r#"{"max_database_age": "2d", "max_db_age": "1d"}"#);
+        assert!(parsed.unwrap_err().to_string().contains("max_db_age"));
     }
 }

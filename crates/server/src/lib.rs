@@ -22,7 +22,9 @@ mod pull;
 mod pull_audit;
 mod reach;
 pub mod route;
+mod vulndb_update;
 mod vulndb_upload;
+pub use vulndb_update::UpdateSettings;
 pub use vulndb_upload::VulnDbUpload;
 mod scanner;
 mod serve;
@@ -71,6 +73,8 @@ pub struct Registry {
     /// Served over HTTPS: token realms say `https`.
     tls: bool,
     scanner: scanner::Scanner,
+    /// Keeps the vulnerability database current (`vulndb_update.rs`).
+    updater: vulndb_update::Updater,
     /// Pull rules per repository, read at most once per TTL (a cache; a
     /// change made here clears it at once).
     pull_rules: pull::PullRuleCache,
@@ -128,6 +132,7 @@ impl Registry {
             pull_audit: pull_audit.clone(),
             access: Access::new(options.access, options.manifest_cache_ttl)?,
             tls: options.tls,
+            updater: vulndb_update::Updater::new(options.scan.updates.clone()),
             scanner: scanner::Scanner::new(options.scan),
             pull_rules: pull::PullRuleCache::new(options.manifest_cache_ttl),
             dispatcher: webhooks::Dispatcher::new(&options.webhooks),
@@ -141,6 +146,7 @@ impl Registry {
             scanner::Scanner::start(&registry);
             tokio::spawn(webhooks::dispatch(Arc::downgrade(&registry)));
             tokio::spawn(Registry::retry_failed_signings(Arc::downgrade(&registry)));
+            tokio::spawn(vulndb_update::run(Arc::downgrade(&registry)));
         }
         Ok(registry)
     }

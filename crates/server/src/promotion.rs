@@ -295,11 +295,17 @@ impl Registry {
                 false,
             ));
         }
+        let database_age = if compiled.policy.needs_database_age() {
+            self.database_age().await?
+        } else {
+            None
+        };
         let mut per_image = Vec::new();
         let mut all_pass = true;
         for image in &images {
             match self.image_facts(tag, image, needs_scan).await? {
-                Ok(facts) => {
+                Ok(mut facts) => {
+                    facts.database_age = database_age;
                     let e = compiled.evaluate(&facts);
                     all_pass &= e.passed;
                     per_image.push(json!({"digest": image, "passed": e.passed, "rules": e.rules}));

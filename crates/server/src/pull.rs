@@ -180,6 +180,13 @@ impl Registry {
             rule.judge(&state)
                 .map_err(|why| RegistryError::Denied(format!("{digest} in {repo}: {why}")))?;
         }
+        if rules.iter().any(|r| r.max_database_age.is_some()) {
+            let age = self.database_age().await?;
+            for rule in rules {
+                rule.judge_database(age)
+                    .map_err(|why| RegistryError::Denied(format!("{digest} in {repo}: {why}")))?;
+            }
+        }
         Ok(())
     }
 

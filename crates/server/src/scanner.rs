@@ -41,6 +41,8 @@ pub struct ScanSettings {
     pub data_dir: PathBuf,
     /// How often to look for a newly imported database.
     pub db_poll: Duration,
+    /// Where `serve` updates the database from, and how often.
+    pub updates: crate::UpdateSettings,
 }
 
 impl ScanSettings {
@@ -53,6 +55,7 @@ impl ScanSettings {
             limits: Limits::default(),
             data_dir: data_dir.to_path_buf(),
             db_poll: Duration::from_secs(5),
+            updates: crate::UpdateSettings::default(),
         }
     }
 }

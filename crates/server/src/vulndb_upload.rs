@@ -69,6 +69,7 @@ impl Registry {
             })).collect::<Vec<_>>()).unwrap_or_default(),
             "loaded_generation": loaded.map(|(g, _)| g),
             "loaded_advisories": loaded.map(|(_, n)| n),
+            "updates": self.vulndb_update_status().await?,
         }))
     }
 

@@ -894,6 +894,23 @@ pub struct SourceRow {
     imported_at: String,
 }
 
+/// A source the database is updated from, as the administration page shows it.
+pub struct UpdateRow {
+    url: String,
+    plain_http: bool,
+    records: String,
+    last_success: String,
+    age: String,
+    last_error: String,
+}
+
+/// Seconds as `3d 4h`; empty for none.
+fn age_of(v: &Value) -> String {
+    v.as_u64()
+        .map(|s| portcullis_policy::age_text(std::time::Duration::from_secs(s)))
+        .unwrap_or_default()
+}
+
 pub struct GcRow {
     at: String,
     result: String,
@@ -909,6 +926,12 @@ struct VulnDbPage {
     records: i64,
     loaded: String,
     sources: Vec<SourceRow>,
+    /// When the database was last known current, and how long ago.
+    fresh_at: String,
+    age: String,
+    updates: Vec<UpdateRow>,
+    /// `api` or `configuration`: where the update sources are set.
+    updates_from: String,
     /// Scans per status: the scanner's queue.
     queue: Vec<(String, i64)>,
     gc_runs: Vec<GcRow>,
@@ -942,6 +965,24 @@ pub async fn vulndb(who: SignedIn, Query(q): Query<MsgQuery>) -> Page {
         imported_at: s(&st["imported_at"]),
         records: st["records"].as_i64().unwrap_or(0),
         loaded: s(&st["loaded_generation"]),
+        fresh_at: s(&st["updates"]["fresh_at"]),
+        age: age_of(&st["updates"]["database_age_seconds"]),
+        updates_from: s(&st["updates"]["from"]),
+        updates: view::items(&st["updates"]["sources"])
+            .map(|u| UpdateRow {
+                url: s(&u["url"]),
+                plain_http: u["plain_http"].as_bool().unwrap_or(false),
+                records: s(&u["records"]),
+                last_success: s(&u["last_success"]),
+                age: age_of(&u["age_seconds"]),
+                last_error: [s(&u["last_error_at"]), s(&u["last_error"])]
+                    .iter()
+                    .filter(|x| !x.is_empty())
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(": "),
+            })
+            .collect(),
         sources: view::items(&st["sources"])
             .map(|src| SourceRow {
                 name: s(&src["name"]),

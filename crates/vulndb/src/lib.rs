@@ -12,6 +12,8 @@
 mod formats;
 mod index;
 mod input;
+mod sources;
+mod update;
 
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Write};
@@ -24,6 +26,11 @@ use thiserror::Error;
 
 pub use index::DiskIndex;
 pub use input::Limits;
+pub use sources::{
+    parse_source, parse_sources, unix_now, Location, Source, SourceState, SourceView, SourcesFrom, UpdateState,
+    MAX_SOURCES,
+};
+pub use update::{Outcome, SourceOutcome, UpdateOptions, UpdateReport};
 
 #[derive(Debug, Error)]
 pub enum VulnDbError {
@@ -41,6 +48,10 @@ pub enum VulnDbError {
     Damaged(String),
     #[error("the database index: {0}")]
     Index(String),
+    #[error("vulnerability database source {url:?}: {why}")]
+    BadSource { url: String, why: String },
+    #[error("another update is running on {0}")]
+    UpdateBusy(PathBuf),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> VulnDbError + '_ {

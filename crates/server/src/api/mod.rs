@@ -8,6 +8,7 @@ mod browse;
 mod identity;
 mod policies;
 mod scans;
+mod vulndb_sources;
 mod webhooks;
 
 use std::sync::Arc;
@@ -126,6 +127,8 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/audit/verify", "audit_verify"),
     ("GET", "/api/v1/vulndb", "vulndb_status"),
     ("POST", "/api/v1/vulndb", "vulndb_import"),
+    ("GET", "/api/v1/vulndb/sources", "vulndb_sources_get"),
+    ("PUT", "/api/v1/vulndb/sources", "vulndb_sources_set"),
     ("GET", "/api/v1/scanner", "scanner_status"),
     ("POST", "/api/v1/admission", "admission"),
     ("GET", "/api/v1/scans/{digest}", "scan_get"),
@@ -174,6 +177,8 @@ fn handler(name: &str, m: MethodFilter) -> MethodRouter<Arc<Registry>> {
         "repository_list" => on(m, browse::repository_list),
         "vulndb_status" => on(m, browse::vulndb_status),
         "vulndb_import" => on(m, browse::vulndb_import),
+        "vulndb_sources_get" => on(m, vulndb_sources::vulndb_sources_get),
+        "vulndb_sources_set" => on(m, vulndb_sources::vulndb_sources_set),
         "scanner_status" => on(m, browse::scanner_status),
         "admission" => on(m, admission::admission),
         "namespace_webhooks" => on(m, webhooks::namespace_webhooks),

@@ -1,0 +1,755 @@
+//! Updating the database from its sources without a person: each source
+//! is asked whether it changed (`If-None-Match` / `If-Modified-Since`; a
+//! file's size and modification time), what changed is downloaded into
+//! `<vulndb>/downloads` (resumed with `Range` + `If-Range` after an
+//! interruption, bounded by the import's input limit), and everything that
+//! changed goes into ONE import: one new generation, or none. A source
+//! whose file turns out unreadable is left out of that import and keeps its
+//! previous records; its error is remembered for status.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{
+    CONTENT_RANGE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE, USER_AGENT,
+};
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use crate::sources::{parse_sources, unix_now, Location, Source, SourceState};
+use crate::{io_err, ImportReport, Limits, Progress, VulnDb, VulnDbError};
+
+/// How an update downloads.
+#[derive(Debug, Clone)]
+pub struct UpdateOptions {
+    /// Bounds the import, and each download (a file is never larger than
+    /// what it may decompress to).
+    pub limits: Limits,
+    pub connect_timeout: Duration,
+    /// Silence this long ends a download; the next update resumes it.
+    pub read_timeout: Duration,
+}
+
+impl Default for UpdateOptions {
+    fn default() -> Self {
+        UpdateOptions {
+            limits: Limits::default(),
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What one update did.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpdateReport {
+    pub sources: Vec<SourceOutcome>,
+    /// The import of what changed, when something did.
+    pub import: Option<ImportReport>,
+}
+
+impl UpdateReport {
+    pub fn failed(&self) -> usize {
+        self.sources.iter().filter(|s| s.result == Outcome::Failed).count()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The source answered "not modified" (or the file is as imported).
+    Unchanged,
+    Imported,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceOutcome {
+    pub url: String,
+    pub name: String,
+    pub result: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Bytes received in this update.
+    pub downloaded: u64,
+    /// Where a resumed download started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<u64>,
+}
+
+/// A new version of a source, on disk and ready to import.
+struct Fetched {
+    path: PathBuf,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    file_version: Option<String>,
+}
+
+/// What a download left behind to resume: beside `<name>.partial`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PartialMeta {
+    url: String,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    total: Option<u64>,
+}
+
+/// How many times one update asks a source again when its answer throws
+/// a kept partial file away (a changed file, a range refused).
+const ATTEMPTS: usize = 2;
+
+impl VulnDb {
+    /// Updates the database from `urls` once (see the module comment).
+    /// `Err` only when nothing could be tried (a bad URL, another update
+    /// running); each source's failure is in the report and in status.
+    pub async fn update(
+        &self,
+        urls: &[String],
+        options: &UpdateOptions,
+        progress: Arc<dyn Progress + Send + Sync>,
+    ) -> Result<UpdateReport, VulnDbError> {
+        let sources = parse_sources(urls)?;
+        let downloads = self.dir().join("downloads");
+        let ready_dir = downloads.join("ready");
+        fs::create_dir_all(&ready_dir).map_err(io_err(&ready_dir))?;
+        let lock_path = self.dir().join("update.lock");
+        let lock = fs::File::create(&lock_path).map_err(io_err(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(VulnDbError::UpdateBusy(self.dir().to_path_buf())),
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        }
+        // Leftovers of an update that died before its import.
+        if let Ok(entries) = fs::read_dir(&ready_dir) {
+            for e in entries.flatten() {
+                let _ = fs::remove_file(e.path()).or_else(|_| fs::remove_dir_all(e.path()));
+            }
+        }
+        let state = self.update_state()?;
+        let client = client(options).map_err(|e| VulnDbError::BadSource {
+            url: String::new(),
+            why: format!("the HTTP client: {e}"),
+        })?;
+        let started = unix_now();
+        let mut outcomes = Vec::with_capacity(sources.len());
+        let mut fetched: Vec<Option<Fetched>> = Vec::with_capacity(sources.len());
+        for source in &sources {
+            let imported = state.sources.get(&source.url);
+            let mut outcome = SourceOutcome {
+                url: source.url.clone(),
+                name: source.name.clone(),
+                result: Outcome::Unchanged,
+                error: None,
+                downloaded: 0,
+                resumed_from: None,
+            };
+            let result = match &source.location {
+                Location::Http(_) => {
+                    fetch_http(&client, source, imported, &downloads, options, &*progress, &mut outcome).await
+                }
+                Location::File(path) => fetch_file(source, path, imported, &ready_dir),
+            };
+            let result = result.and_then(|f| match f {
+                Some(f) => sniff(&f.path, &options.limits).map(|()| Some(f)),
+                None => Ok(None),
+            });
+            match result {
+                Ok(f) => fetched.push(f),
+                Err(why) => {
+                    outcome.result = Outcome::Failed;
+                    outcome.error = Some(why);
+                    fetched.push(None);
+                }
+            }
+            outcomes.push(outcome);
+        }
+        let import = self.import_changed(&mut outcomes, &fetched, options, &progress).await;
+        for f in fetched.iter().flatten() {
+            let _ = fs::remove_file(&f.path);
+        }
+        let report = UpdateReport {
+            sources: outcomes,
+            import,
+        };
+        self.remember(&sources, &report, &fetched, started)?;
+        Ok(report)
+    }
+
+    /// One import of every changed source that reads; a source the import
+    /// finds unreadable is marked failed and the rest imported without it.
+    async fn import_changed(
+        &self,
+        outcomes: &mut [SourceOutcome],
+        fetched: &[Option<Fetched>],
+        options: &UpdateOptions,
+        progress: &Arc<dyn Progress + Send + Sync>,
+    ) -> Option<ImportReport> {
+        let mut pending: Vec<usize> = (0..fetched.len()).filter(|i| fetched[*i].is_some()).collect();
+        while !pending.is_empty() {
+            let paths: Vec<PathBuf> = pending
+                .iter()
+                .filter_map(|i| fetched[*i].as_ref().map(|f| f.path.clone()))
+                .collect();
+            let (db, limits, bar, inputs) = (self.clone(), options.limits, progress.clone(), paths.clone());
+            let result = tokio::task::spawn_blocking(move || db.import(&inputs, false, &limits, &*bar))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(VulnDbError::Unreadable {
+                        path: String::new(),
+                        why: e.to_string(),
+                    })
+                });
+            match result {
+                Ok(report) => {
+                    for i in &pending {
+                        outcomes[*i].result = Outcome::Imported;
+                        let name = outcomes[*i].name.clone();
+                        // JSON that holds no record the import recognised
+                        // replaced the source with nothing: say so.
+                        if let Some(s) = report
+                            .sources
+                            .iter()
+                            .find(|s| s.name == name && s.records == 0 && s.rejected_count > 0)
+                        {
+                            outcomes[*i].result = Outcome::Failed;
+                            outcomes[*i].error = Some(format!(
+                                "no record recognised ({} rejected{})",
+                                s.rejected_count,
+                                s.rejected
+                                    .first()
+                                    .map(|r| format!("; first: {}", r.reason))
+                                    .unwrap_or_default()
+                            ));
+                        }
+                    }
+                    return Some(report);
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    // The input the error names (the longest path, as one
+                    // name may begin another).
+                    let culprit = pending
+                        .iter()
+                        .zip(&paths)
+                        .filter(|(_, p)| names(&message, p))
+                        .max_by_key(|(_, p)| p.as_os_str().len())
+                        .map(|(i, _)| *i);
+                    match culprit {
+                        Some(i) => {
+                            outcomes[i].result = Outcome::Failed;
+                            outcomes[i].error = Some(message);
+                            pending.retain(|p| *p != i);
+                        }
+                        None => {
+                            for i in &pending {
+                                outcomes[*i].result = Outcome::Failed;
+                                outcomes[*i].error = Some(message.clone());
+                            }
+                            return None;
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Writes what this update learnt into `sources.json`: validators only
+    /// of versions now imported, so a failed one is fetched again.
+    fn remember(
+        &self,
+        sources: &[Source],
+        report: &UpdateReport,
+        fetched: &[Option<Fetched>],
+        started: u64,
+    ) -> Result<(), VulnDbError> {
+        let now = unix_now();
+        let all_ok = report.failed() == 0;
+        self.change_state(|state| {
+            state.sources.retain(|url, _| sources.iter().any(|s| &s.url == url));
+            for ((source, outcome), f) in sources.iter().zip(&report.sources).zip(fetched) {
+                let st = state.sources.entry(source.url.clone()).or_insert_with(|| SourceState {
+                    name: source.name.clone(),
+                    ..SourceState::default()
+                });
+                st.name = source.name.clone();
+                st.last_attempt = Some(started);
+                match outcome.result {
+                    Outcome::Failed => {
+                        st.last_error = outcome.error.clone();
+                        st.last_error_at = Some(now);
+                    }
+                    Outcome::Unchanged | Outcome::Imported => {
+                        st.last_success = Some(now);
+                        st.last_error = None;
+                        st.last_error_at = None;
+                    }
+                }
+                if let (Outcome::Imported, Some(f)) = (outcome.result, f) {
+                    st.etag = f.etag.clone();
+                    st.last_modified = f.last_modified.clone();
+                    st.file_version = f.file_version.clone();
+                    st.last_change = Some(now);
+                }
+            }
+            state.last_run = Some(now);
+            state.last_run_ok = all_ok;
+            if all_ok {
+                state.updated_at = Some(now);
+            }
+        })
+    }
+}
+
+/// Whether `message` names `path` as the thing that failed.
+fn names(message: &str, path: &Path) -> bool {
+    let p = path.display().to_string();
+    [":", "/", "!"].iter().any(|sep| message.contains(&format!("{p}{sep}")))
+}
+
+fn client(options: &UpdateOptions) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(options.connect_timeout)
+        .read_timeout(options.read_timeout)
+        // Ranges and sizes are of the bytes as published.
+        .no_gzip()
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            let to = attempt.url().scheme().to_string();
+            let from_https = attempt.previous().last().is_some_and(|u| u.scheme() == "https");
+            if attempt.previous().len() >= 10 {
+                attempt.error("more than 10 redirects")
+            } else if to != "https" && to != "http" {
+                attempt.error(format!("a redirect to a {to}: URL"))
+            } else if from_https && to == "http" {
+                attempt.error("a redirect from https to plain http")
+            } else {
+                attempt.follow()
+            }
+        }))
+        .build()
+}
+
+/// A reqwest error with its causes, which say what actually went wrong.
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+fn header(resp: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// `(start, total)` of `Content-Range: bytes START-END/TOTAL` (or `*/TOTAL`).
+fn content_range(value: &str) -> Option<(Option<u64>, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let total = if total == "*" { None } else { Some(total.parse().ok()?) };
+    let start = if range == "*" {
+        None
+    } else {
+        Some(range.split_once('-')?.0.parse().ok()?)
+    };
+    Some((start, total))
+}
+
+/// Downloads a new version of an HTTP source, or `None` when it is unchanged.
+async fn fetch_http(
+    client: &reqwest::Client,
+    source: &Source,
+    imported: Option<&SourceState>,
+    downloads: &Path,
+    options: &UpdateOptions,
+    progress: &(dyn Progress + Send + Sync),
+    outcome: &mut SourceOutcome,
+) -> Result<Option<Fetched>, String> {
+    let partial = downloads.join(format!("{}.partial", source.name));
+    let sidecar = downloads.join(format!("{}.partial.json", source.name));
+    let discard = || {
+        let _ = fs::remove_file(&partial);
+        let _ = fs::remove_file(&sidecar);
+    };
+    let max = options.limits.max_input_bytes;
+    let mut resume: Option<(PartialMeta, u64)> = fs::read(&sidecar)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<PartialMeta>(&b).ok())
+        .filter(|m| m.url == source.url)
+        .and_then(|m| Some((m, fs::metadata(&partial).ok()?.len())))
+        .filter(|(_, len)| *len > 0);
+    if resume.is_none() {
+        discard();
+    }
+    for _ in 0..ATTEMPTS {
+        let mut req = client
+            .get(source.url.as_str())
+            .header(USER_AGENT, concat!("portcullis/", env!("CARGO_PKG_VERSION")));
+        if let Some(st) = imported {
+            if let Some(etag) = &st.etag {
+                req = req.header(IF_NONE_MATCH, etag);
+            }
+            if let Some(lm) = &st.last_modified {
+                req = req.header(IF_MODIFIED_SINCE, lm);
+            }
+        }
+        // Resume only under a validator that proves the bytes kept are of
+        // the same version (a weak ETag does not).
+        let validator = resume.as_ref().and_then(|(m, _)| {
+            m.etag
+                .clone()
+                .filter(|e| !e.starts_with("W/"))
+                .or_else(|| m.last_modified.clone())
+        });
+        let offset = match (&resume, &validator) {
+            (Some((_, len)), Some(v)) => {
+                req = req.header(RANGE, format!("bytes={len}-")).header(IF_RANGE, v);
+                *len
+            }
+            _ => 0,
+        };
+        let resp = req.send().await.map_err(|e| describe(&e))?;
+        let status = resp.status();
+        let range = header(&resp, CONTENT_RANGE).and_then(|v| content_range(&v));
+        match status {
+            StatusCode::NOT_MODIFIED => {
+                discard();
+                return Ok(None);
+            }
+            // Asked for the bytes after the end: the kept file may be whole.
+            StatusCode::RANGE_NOT_SATISFIABLE if offset > 0 => {
+                let total = resume.as_ref().and_then(|(m, _)| m.total);
+                if range.and_then(|(_, t)| t) == Some(offset) && total.is_none_or(|t| t == offset) {
+                    let meta = resume.take().map(|(m, _)| m).expect("resuming");
+                    outcome.resumed_from = Some(offset);
+                    return finish(&partial, &sidecar, downloads, source, meta).map(Some);
+                }
+                discard();
+                resume = None;
+                continue;
+            }
+            StatusCode::PARTIAL_CONTENT if offset > 0 => {
+                if range.and_then(|(start, _)| start) != Some(offset) {
+                    discard();
+                    resume = None;
+                    continue;
+                }
+                outcome.resumed_from = Some(offset);
+            }
+            StatusCode::OK => {}
+            s => return Err(format!("HTTP {s} from {}", source.url)),
+        }
+        let append = status == StatusCode::PARTIAL_CONTENT;
+        let total = if append {
+            range.and_then(|(_, t)| t)
+        } else {
+            resp.content_length()
+        };
+        if let Some(t) = total.filter(|t| *t > max) {
+            discard();
+            return Err(format!("{t} bytes: larger than the input limit of {max} bytes"));
+        }
+        let meta = PartialMeta {
+            url: source.url.clone(),
+            etag: header(&resp, ETAG),
+            last_modified: header(&resp, LAST_MODIFIED),
+            total,
+        };
+        crate::write_synced(&sidecar, &serde_json::to_vec(&meta).expect("json")).map_err(|e| e.to_string())?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(&partial)
+            .await
+            .map_err(|e| format!("{}: {e}", partial.display()))?;
+        let start = if append { offset } else { 0 };
+        let mut have = start;
+        progress.start(&source.name, total.unwrap_or(0));
+        progress.advance(start);
+        let mut resp = resp;
+        let body = loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    have += chunk.len() as u64;
+                    outcome.downloaded += chunk.len() as u64;
+                    if have > max {
+                        break Err(format!("more than the input limit of {max} bytes"));
+                    }
+                    if let Err(e) = file.write_all(&chunk).await {
+                        break Err(format!("{}: {e}", partial.display()));
+                    }
+                    progress.advance(chunk.len() as u64);
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(describe(&e)),
+            }
+        };
+        progress.finish();
+        let flushed = async {
+            file.flush().await?;
+            file.sync_all().await
+        }
+        .await;
+        match body {
+            Err(why) if have > max => {
+                discard();
+                return Err(why);
+            }
+            Err(why) => {
+                // Kept, with its validators, for the next update to resume.
+                let of = total.map(|t| format!(" of {t}")).unwrap_or_default();
+                return Err(format!(
+                    "the download stopped after {have}{of} bytes ({why}); the next update resumes it"
+                ));
+            }
+            Ok(()) => {}
+        }
+        flushed.map_err(|e| format!("{}: {e}", partial.display()))?;
+        if total.is_some_and(|t| t != have) {
+            discard();
+            return Err(format!(
+                "the download ended at {have} of {} bytes",
+                total.unwrap_or_default()
+            ));
+        }
+        return finish(&partial, &sidecar, downloads, source, meta).map(Some);
+    }
+    Err(format!(
+        "{} kept answering with a different version than the one being resumed",
+        source.url
+    ))
+}
+
+/// Moves a whole download into `ready/` under the source's name.
+fn finish(
+    partial: &Path,
+    sidecar: &Path,
+    downloads: &Path,
+    source: &Source,
+    meta: PartialMeta,
+) -> Result<Fetched, String> {
+    let path = downloads.join("ready").join(&source.name);
+    fs::rename(partial, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let _ = fs::remove_file(sidecar);
+    Ok(Fetched {
+        path,
+        etag: meta.etag,
+        last_modified: meta.last_modified,
+        file_version: None,
+    })
+}
+
+/// A `file://` source: its version is its size and modification time (for
+/// a directory, its files' count, total size and latest time); a new one
+/// is imported through a link named after the source.
+fn fetch_file(
+    source: &Source,
+    path: &Path,
+    imported: Option<&SourceState>,
+    ready: &Path,
+) -> Result<Option<Fetched>, String> {
+    let meta = fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let version = if meta.is_dir() {
+        let (mut files, mut bytes, mut latest) = (0u64, 0u64, 0u128);
+        walk_versions(path, &mut files, &mut bytes, &mut latest, 0).map_err(|e| format!("{}: {e}", path.display()))?;
+        format!("dir:{files}:{bytes}:{latest}")
+    } else {
+        format!("file:{}:{}", meta.len(), mtime_nanos(&meta))
+    };
+    if imported.and_then(|s| s.file_version.as_deref()) == Some(version.as_str()) {
+        return Ok(None);
+    }
+    let link = ready.join(&source.name);
+    std::os::unix::fs::symlink(path, &link).map_err(|e| format!("{}: {e}", link.display()))?;
+    Ok(Some(Fetched {
+        path: link,
+        etag: None,
+        last_modified: None,
+        file_version: Some(version),
+    }))
+}
+
+fn mtime_nanos(meta: &fs::Metadata) -> u128 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// Files walked for a directory source's version (its import walks the same).
+const MAX_WALK: u64 = 1_000_000;
+
+fn walk_versions(dir: &Path, files: &mut u64, bytes: &mut u64, latest: &mut u128, depth: usize) -> std::io::Result<()> {
+    if depth > 64 {
+        return Ok(());
+    }
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            walk_versions(&entry.path(), files, bytes, latest, depth + 1)?;
+        } else if kind.is_file() {
+            let meta = entry.metadata()?;
+            *files += 1;
+            *bytes += meta.len();
+            *latest = (*latest).max(mtime_nanos(&meta));
+            if *files > MAX_WALK {
+                return Err(std::io::Error::other(format!("more than {MAX_WALK} files")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses what no publication looks like before it reaches the import:
+/// an empty file, or (after gzip or zstd) text that is not JSON, such as a
+/// proxy's HTML error page. Zip archives and directories pass to the import.
+fn sniff(path: &Path, limits: &Limits) -> Result<(), String> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    let file = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if file.metadata().map_err(|e| e.to_string())?.len() == 0 {
+        return Err("the file is empty".into());
+    }
+    let mut head = [0u8; 4];
+    let mut raw = fs::File::open(path).map_err(|e| e.to_string())?;
+    let n = raw.read(&mut head).map_err(|e| e.to_string())?;
+    if head[..n].starts_with(b"PK") {
+        return Ok(());
+    }
+    let decoded =
+        portcullis_scan::decompress::open(file, limits.max_input_bytes).map_err(|e| format!("not readable: {e}"))?;
+    let mut start = Vec::with_capacity(4096);
+    decoded
+        .take(4096)
+        .read_to_end(&mut start)
+        .map_err(|e| format!("not readable: {e}"))?;
+    let text = String::from_utf8_lossy(&start);
+    let first = text.trim_start_matches('\u{feff}').trim_start().chars().next();
+    match first {
+        Some('{') | Some('[') => Ok(()),
+        None => Err("no content after decompression".into()),
+        Some(_) => {
+            let shown: String = text.trim_start().chars().take(40).collect();
+            Err(format!("not JSON, a zip or a gzip of JSON (it begins {shown:?})"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_ranges_parse() {
+        let table = [
+            ("bytes 100-199/200", Some((Some(100), Some(200)))),
+            ("bytes 0-0/*", Some((Some(0), None))),
+            ("bytes */4096", Some((None, Some(4096)))),
+            ("bytes=0-1/2", None),
+            ("items 0-1/2", None),
+            ("bytes x-1/2", None),
+        ];
+        for (value, want) in table {
+            assert_eq!(content_range(value), want, "{value}");
+        }
+    }
+
+    #[test]
+    fn only_json_zip_and_compressed_json_pass_the_sniff() {
+        let dir = tempfile::tempdir().unwrap();
+        let gz = |b: &[u8]| {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(b).unwrap();
+            e.finish().unwrap()
+        };
+        let table: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
+            ("records.jsonl", b"{\"id\": \"X\"}\n".to_vec(), None),
+            ("array.json", b"  [ {} ]".to_vec(), None),
+            ("bom.json", "\u{feff}{}".as_bytes().to_vec(), None),
+            ("records.jsonl.gz", gz(b"{\"id\": \"X\"}\n"), None),
+            ("all.zip", b"PK\x03\x04 the import reads it".to_vec(), None),
+            ("empty.json", vec![], Some("empty")),
+            ("page.html", b"<!DOCTYPE html><html>".to_vec(), Some("not JSON")),
+            ("page.html.gz", gz(b"<html>Service Unavailable"), Some("not JSON")),
+            (
+                "bad.gz",
+                vec![0x1f, 0x8b, 0x08, 0, 1, 2, 3, 4, 5, 6, 7],
+                Some("not readable"),
+            ),
+            ("blank.gz", gz(b"   \n"), Some("no content")),
+        ];
+        for (name, bytes, want) in table {
+            let path = dir.path().join(name);
+            fs::write(&path, &bytes).unwrap();
+            match (sniff(&path, &Limits::default()), want) {
+                (Ok(()), None) => {}
+                (Err(e), Some(part)) => assert!(e.contains(part), "{name}: {e}"),
+                (got, want) => panic!("{name}: {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    fn shared(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/vulndb")
+            .join(name)
+    }
+
+    /// File sources: imported once, then unchanged until the file changes;
+    /// a corrupt file keeps the generation in force and is the source's error.
+    #[tokio::test]
+    async fn file_sources_import_when_they_change() {
+        let data = tempfile::tempdir().unwrap();
+        let mirror = tempfile::tempdir().unwrap();
+        let db = VulnDb::in_data_dir(data.path());
+        let npm = mirror.path().join("npm.osv.jsonl.gz");
+        let alpine = mirror.path().join("alpine.osv.jsonl.gz");
+        fs::copy(shared("npm.osv.jsonl.gz"), &npm).unwrap();
+        fs::copy(shared("alpine.osv.jsonl.gz"), &alpine).unwrap();
+        let urls: Vec<String> = [&npm, &alpine]
+            .iter()
+            .map(|p| reqwest::Url::from_file_path(p).unwrap().to_string())
+            .collect();
+        let options = UpdateOptions::default();
+        let run = || db.update(&urls, &options, Arc::new(crate::NoProgress));
+        let first = run().await.unwrap();
+        assert_eq!(first.failed(), 0, "{first:?}");
+        let generation = db.status().unwrap().unwrap().generation;
+        assert_eq!(db.status().unwrap().unwrap().records(), 467 + 2469);
+        let second = run().await.unwrap();
+        assert!(second.import.is_none(), "nothing changed: no import");
+        assert!(second.sources.iter().all(|s| s.result == Outcome::Unchanged));
+        assert_eq!(db.status().unwrap().unwrap().generation, generation);
+
+        // A truncated gzip: the import refuses it, the other source's new
+        // version still goes in, and npm keeps its records.
+        let whole = fs::read(shared("npm.osv.jsonl.gz")).unwrap();
+        fs::write(&npm, &whole[..whole.len() / 2]).unwrap();
+        fs::copy(shared("sample.osv.jsonl"), &alpine).unwrap();
+        let third = run().await.unwrap();
+        assert_eq!(third.sources[0].result, Outcome::Failed);
+        assert_eq!(third.sources[1].result, Outcome::Imported);
+        let status = db.status().unwrap().unwrap();
+        assert_eq!(status.generation, generation + 1);
+        let npm_view = &db.source_views(&urls, unix_now()).unwrap()[0];
+        assert_eq!(npm_view.records, Some(467), "the previous npm records stay in force");
+        assert!(npm_view.last_error.is_some(), "{npm_view:?}");
+        assert!(db.update_state().unwrap().updated_at.is_some());
+        assert!(!db.update_state().unwrap().last_run_ok);
+    }
+}
