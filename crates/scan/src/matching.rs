@@ -731,7 +731,10 @@ mod tests {
         for (id, claimed, want) in cases {
             let r = rows(&record(id, claimed)).unwrap();
             let origins: Vec<&str> = r.vectors.iter().map(|(_, v)| v.origin.as_str()).collect();
-            assert!(origins.iter().all(|o| *o == want), "{id} claiming {claimed}: {origins:?}");
+            assert!(
+                origins.iter().all(|o| *o == want),
+                "{id} claiming {claimed}: {origins:?}"
+            );
         }
     }
 
