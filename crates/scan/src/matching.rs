@@ -499,18 +499,40 @@ fn merge_aliases(found: Vec<Finding>, cmp: VersionOrder) -> Vec<Finding> {
 /// of the same component is folded into those findings (listed in their
 /// `related`), so one vulnerability is not counted twice; one naming a CVE
 /// not otherwise found stays a finding of its own.
+///
+/// Folding never hides or softens anything: a finding is folded only into
+/// findings that stay (worked out to a fixed point, so two findings naming
+/// each other, or a chain, fold nothing they depend on), that do not name
+/// it back, and that are at least as severe.
 fn fold_advisories(mut found: Vec<Finding>) -> Vec<Finding> {
-    let covered = |f: &Finding, all: &[Finding]| {
-        !f.related.is_empty()
-            && f.related
-                .iter()
-                .all(|r| all.iter().any(|o| !std::ptr::eq(o, f) && o.ids.contains(r)))
-    };
-    let folded: Vec<usize> = (0..found.len()).filter(|&i| covered(&found[i], &found)).collect();
-    for &i in &folded {
+    let names = |f: &Finding, other: &Finding| f.related.iter().any(|r| other.ids.contains(r));
+    let mut folded: Vec<bool> = found.iter().map(|f| !f.related.is_empty()).collect();
+    loop {
+        let mut changed = false;
+        for i in 0..found.len() {
+            if !folded[i] {
+                continue;
+            }
+            let f = &found[i];
+            let kept_cover = f.related.iter().all(|r| {
+                found
+                    .iter()
+                    .enumerate()
+                    .any(|(j, o)| j != i && !folded[j] && o.ids.contains(r) && !names(o, f) && o.severity >= f.severity)
+            });
+            if !kept_cover {
+                folded[i] = false;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for i in (0..found.len()).filter(|&i| folded[i]) {
         let (id, related) = (found[i].ids[0].clone(), found[i].related.clone());
-        for o in found.iter_mut() {
-            if o.ids.iter().any(|x| related.contains(x)) && !o.related.contains(&id) {
+        for (j, o) in found.iter_mut().enumerate() {
+            if !folded[j] && o.ids.iter().any(|x| related.contains(x)) && !o.related.contains(&id) {
                 o.related.push(id.clone());
             }
         }
@@ -518,7 +540,7 @@ fn fold_advisories(mut found: Vec<Finding>) -> Vec<Finding> {
     let mut i = 0;
     found.retain(|_| {
         i += 1;
-        !folded.contains(&(i - 1))
+        !folded[i - 1]
     });
     found
 }
@@ -706,6 +728,66 @@ mod tests {
         let mut got = ids(&found);
         got.sort();
         assert_eq!(got, ["ALPINE-CVE-2016-9932", "ALPINE-XSA-207"]);
+    }
+
+    /// Folding a DSA into its CVE's finding never hides a finding: two
+    /// findings naming each other both stay, a DSA more severe than the CVE
+    /// finding stays, and a chain folds only into what stays.
+    #[test]
+    fn folding_never_hides_a_finding() {
+        let f = |ids: &[&str], related: &[&str], severity: Severity| Finding {
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            related: related.iter().map(|s| s.to_string()).collect(),
+            summary: None,
+            severity,
+            severity_source: None,
+            cvss_vector: None,
+            cvss_score: None,
+            distro_status: None,
+            package: "openssl".into(),
+            version: "1".into(),
+            purl: String::new(),
+            ecosystem: "Debian:12".into(),
+            fixed_version: None,
+            layer: String::new(),
+            path: String::new(),
+            reference: None,
+        };
+        use Severity::*;
+        let ids = |v: Vec<Finding>| -> Vec<String> { v.into_iter().map(|f| f.ids[0].clone()).collect() };
+        let cases: Vec<(Vec<Finding>, Vec<&str>)> = vec![
+            // The ordinary fold.
+            (
+                vec![f(&["DSA-1"], &["CVE-A"], Low), f(&["DEBIAN-CVE-A", "CVE-A"], &[], Low)],
+                vec!["DEBIAN-CVE-A"],
+            ),
+            // Mutual naming (an injected record related to the DSA): both stay.
+            (
+                vec![
+                    f(&["DSA-1"], &["CVE-A"], High),
+                    f(&["DEBIAN-CVE-A", "CVE-A", "X"], &["DSA-1"], High),
+                ],
+                vec!["DSA-1", "DEBIAN-CVE-A"],
+            ),
+            // A DSA rated worse than the CVE finding is not softened into it.
+            (
+                vec![f(&["DSA-1"], &["CVE-A"], High), f(&["DEBIAN-CVE-A", "CVE-A"], &[], Low)],
+                vec!["DSA-1", "DEBIAN-CVE-A"],
+            ),
+            // A chain X -> Z -> CVE-A: Z folds into CVE-A; X names only Z,
+            // which goes, so X stays.
+            (
+                vec![
+                    f(&["X"], &["Z"], Low),
+                    f(&["Z"], &["CVE-A"], Low),
+                    f(&["CVE-A"], &[], Low),
+                ],
+                vec!["X", "CVE-A"],
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(ids(fold_advisories(input.clone())), want, "{input:?}");
+        }
     }
 
     /// Where a vector ranks follows the record's id, not what the record
