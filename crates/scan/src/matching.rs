@@ -106,8 +106,9 @@ pub fn rows(a: &Advisory) -> Option<Rows> {
         }
     }
     let mut related: Vec<String> = Vec::new();
+    let mut seen: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
     for r in a.upstream.iter().chain(&a.related) {
-        if !ids.contains(r) && !related.contains(r) {
+        if seen.insert(r) {
             related.push(r.clone());
         }
     }
@@ -140,12 +141,18 @@ pub fn rows(a: &Advisory) -> Option<Rows> {
     for aff in &a.affected {
         let Some(p) = &aff.package else { continue };
         let name = index_name(&p.ecosystem, &p.name);
+        let mut aff = aff.clone();
+        // Only the distribution's own records speak for it: a note in any
+        // other feed's record could mark the distribution's findings unimportant.
+        if !published_by(&distro_name(&p.ecosystem), &a.id) {
+            aff.note = None;
+        }
         if let Some(note) = &aff.note {
             for id in &ids {
                 notes.push((p.ecosystem.clone(), name.clone(), id.clone(), note.clone()));
             }
         }
-        affected.push((p.ecosystem.clone(), name, aff.clone()));
+        affected.push((p.ecosystem.clone(), name, aff));
     }
     // Vectors published by others are found through `vectors`; a record
     // that is only a severity carrier (NVD, CVE 5) keeps none of its own.
@@ -405,6 +412,22 @@ pub fn match_image_with(
 
 /// The distribution that publishes an ecosystem's advisories, by the name
 /// a finding's `severity_source` shows (`Debian:12` → `debian`).
+/// Whether the advisory called `id` is the distribution's own: the
+/// prefixes its security team publishes under. Its rating and notes count
+/// as the distribution's word (rank 1); another feed's do not.
+fn published_by(distro: &str, id: &str) -> bool {
+    let prefixes: &[&str] = match distro {
+        "debian" => &["DEBIAN-", "DSA-", "DLA-", "DTSA-"],
+        "ubuntu" => &["UBUNTU-", "USN-", "LSN-"],
+        "almalinux" => &["ALSA-", "ALBA-", "ALEA-"],
+        "rocky" => &["RLSA-", "RLBA-", "RLEA-", "RXSA-"],
+        "redhat" => &["RHSA-", "RHBA-", "RHEA-"],
+        "suse" | "opensuse" => &["SUSE-", "openSUSE-"],
+        _ => &[],
+    };
+    prefixes.iter().any(|p| id.starts_with(p))
+}
+
 fn distro_name(ecosystem: &str) -> String {
     let name = ecosystem.split(':').next().unwrap_or(ecosystem);
     match name {
@@ -445,6 +468,8 @@ fn rate(
                 worst
             }
         }
+    } else if !head.ids.first().is_some_and(|id| published_by(&distro, id)) {
+        None
     } else if distro == "ubuntu" {
         head.own
             .iter()
@@ -816,6 +841,59 @@ mod tests {
             assert!(
                 origins.iter().all(|o| *o == want),
                 "{id} claiming {claimed}: {origins:?}"
+            );
+        }
+    }
+
+    /// A distribution's rating and notes count only from the records its
+    /// own security team publishes; the same words in another feed's record
+    /// are not the distribution's (they could mark its findings unimportant).
+    #[test]
+    fn only_a_distribution_speaks_for_it() {
+        let critical = r#""severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]"#;
+        let debian = |id: &str| {
+            format!(
+                r#"{{"id":"{id}",{critical},"affected":[{{"package":{{"ecosystem":"Debian:12","name":"foo"}},"ecosystem_specific":{{"urgency":"unimportant"}},"ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}},{{"fixed":"2-1"}}]}}]}}]}}"#
+            )
+        };
+        let alma = |id: &str| {
+            format!(
+                r#"{{"id":"{id}","summary":"Low: foo update",{critical},"affected":[{{"package":{{"ecosystem":"AlmaLinux:8","name":"foo"}},"ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}},{{"fixed":"2-1.el8"}}]}}]}}]}}"#
+            )
+        };
+        let deb_os = os_release::parse("ID=debian\nVERSION_ID=\"12\"\n").unwrap();
+        let alma_os = os_release::parse("ID=\"almalinux\"\nVERSION_ID=\"8.10\"\n").unwrap();
+        let rpm = Package {
+            ecosystem: crate::Ecosystem::Rpm,
+            ..pkg("foo", "1-1.el8", "foo", "1-1.el8")
+        };
+        let cases: [(String, &OsRelease, Package, (Severity, &str)); 4] = [
+            (
+                debian("DEBIAN-CVE-2024-1"),
+                &deb_os,
+                pkg("foo", "1-1", "foo", "1-1"),
+                (Severity::Low, "debian"),
+            ),
+            (
+                debian("EVIL-1"),
+                &deb_os,
+                pkg("foo", "1-1", "foo", "1-1"),
+                (Severity::Critical, "advisory"),
+            ),
+            (alma("ALSA-2024:1"), &alma_os, rpm.clone(), (Severity::Low, "almalinux")),
+            (alma("EVIL-2"), &alma_os, rpm, (Severity::Critical, "advisory")),
+        ];
+        for (record, os, package, want) in cases {
+            let index = VulnIndex::new(vec![Advisory::parse(&record).unwrap()]);
+            let found = scan(os, &package, &index);
+            assert_eq!(found.len(), 1, "{record}");
+            let got = (found[0].severity, found[0].severity_source.as_deref().unwrap_or(""));
+            assert_eq!(got, want, "{record}");
+            let rows = rows(&Advisory::parse(&record).unwrap()).unwrap();
+            assert_eq!(
+                rows.notes.is_empty(),
+                !found[0].ids[0].starts_with("DEBIAN-"),
+                "{record}"
             );
         }
     }

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use portcullis_scan::matching::{rows, AdvisoryStore, Candidate, Head, LookupError};
 use portcullis_scan::osv::{Advisory, DistroNote};
@@ -24,10 +24,10 @@ use crate::VulnDbError;
 pub(crate) const FILE: &str = "index.sqlite";
 /// Bumped when the schema or the rows' encoding changes; an index of
 /// another version is rebuilt from the generation's source files.
-const SCHEMA: &str = "1";
+const SCHEMA: &str = "2";
 /// Page cache per reading connection (SQLite's KiB when negative).
 const READER_CACHE_KIB: i64 = 2048;
-/// Reading connections kept open for reuse.
+/// Reading connections, opened with the index.
 const POOL: usize = 4;
 
 fn index_err(path: &Path) -> impl Fn(rusqlite::Error) -> VulnDbError + '_ {
@@ -251,29 +251,33 @@ pub(crate) fn is_current(path: &Path) -> bool {
 }
 
 /// A generation's index, open for lookups. Connections are pooled: a
-/// `rusqlite::Connection` serves one thread at a time.
+/// `rusqlite::Connection` serves one thread at a time. All of them are
+/// opened at once and none later: an import may delete this generation's
+/// directory while a scan still reads it, and open files outlive the
+/// unlinking where a new open would fail.
 pub struct DiskIndex {
     path: PathBuf,
     pool: Mutex<Vec<Connection>>,
+    returned: Condvar,
     advisories: u64,
 }
 
 impl DiskIndex {
     pub(crate) fn open(path: &Path) -> Result<DiskIndex, VulnDbError> {
-        let index = DiskIndex {
-            path: path.to_path_buf(),
-            pool: Mutex::new(Vec::new()),
-            advisories: 0,
-        };
-        let conn = index.connect()?;
+        let conn = connect(path)?;
         check_schema(&conn, path)?;
         let advisories: i64 = conn
             .query_row("SELECT count(*) FROM head", [], |r| r.get(0))
             .map_err(index_err(path))?;
-        index.pool.lock().expect("pool").push(conn);
+        let mut pool = vec![conn];
+        while pool.len() < POOL {
+            pool.push(connect(path)?);
+        }
         Ok(DiskIndex {
+            path: path.to_path_buf(),
+            pool: Mutex::new(pool),
+            returned: Condvar::new(),
             advisories: advisories as u64,
-            ..index
         })
     }
 
@@ -286,33 +290,32 @@ impl DiskIndex {
         self.advisories == 0
     }
 
-    fn connect(&self) -> Result<Connection, VulnDbError> {
-        let err = index_err(&self.path);
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(&err)?;
-        conn.execute_batch(&format!(
-            "PRAGMA cache_size = -{READER_CACHE_KIB}; PRAGMA mmap_size = 0; PRAGMA query_only = 1;"
-        ))
-        .map_err(&err)?;
-        Ok(conn)
-    }
-
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, LookupError> {
-        let pooled = self.pool.lock().expect("pool").pop();
-        let conn = match pooled {
-            Some(c) => c,
-            None => self.connect().map_err(|e| LookupError(e.to_string()))?,
+        let conn = {
+            let mut pool = self.pool.lock().expect("pool");
+            loop {
+                match pool.pop() {
+                    Some(c) => break c,
+                    None => pool = self.returned.wait(pool).expect("pool"),
+                }
+            }
         };
         let result = f(&conn).map_err(|e| LookupError(format!("{}: {e}", self.path.display())));
-        let mut pool = self.pool.lock().expect("pool");
-        if pool.len() < POOL {
-            pool.push(conn);
-        }
+        self.pool.lock().expect("pool").push(conn);
+        self.returned.notify_one();
         result
     }
+}
+
+fn connect(path: &Path) -> Result<Connection, VulnDbError> {
+    let err = index_err(path);
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(&err)?;
+    conn.execute_batch(&format!(
+        "PRAGMA cache_size = -{READER_CACHE_KIB}; PRAGMA mmap_size = 0; PRAGMA query_only = 1;"
+    ))
+    .map_err(&err)?;
+    Ok(conn)
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> rusqlite::Result<T> {

@@ -326,11 +326,43 @@ fn client(options: &UpdateOptions) -> reqwest::Result<reqwest::Client> {
                 attempt.error(format!("a redirect to a {to}: URL"))
             } else if from_https && to == "http" {
                 attempt.error("a redirect from https to plain http")
+            } else if attempt.previous().first().is_some_and(|u| !is_internal(u)) && is_internal(attempt.url()) {
+                let host = attempt.url().host_str().unwrap_or_default().to_string();
+                attempt.error(format!("a redirect from a public address to an internal one ({host})"))
             } else {
                 attempt.follow()
             }
         }))
         .build()
+}
+
+/// Whether a URL names this machine or a private network by its address
+/// (or `localhost`): a public feed must not redirect the server into the
+/// network it sits in. Names that resolve to such addresses are not caught
+/// here; sources are configured by administrators, who can name internal
+/// hosts directly.
+fn is_internal(url: &reqwest::Url) -> bool {
+    use std::net::IpAddr;
+    let v4 = |ip: std::net::Ipv4Addr| {
+        ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified() || ip.is_broadcast()
+            // 100.64.0.0/10, carrier-grade NAT, often a cloud's internal range
+            || (ip.octets()[0] == 100 && ip.octets()[1] & 0xc0 == 64)
+    };
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => v4(ip),
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || (ip.segments()[0] & 0xfe00) == 0xfc00 // unique local
+                || (ip.segments()[0] & 0xffc0) == 0xfe80 // link local
+                || ip.to_ipv4_mapped().is_some_and(v4)
+        }
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost") || name.parse::<IpAddr>().is_ok()
+        }
+        None => true,
+    }
 }
 
 /// A reqwest error with its causes, which say what actually went wrong.
@@ -652,6 +684,31 @@ fn sniff(path: &Path, limits: &Limits) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internal_addresses_are_told_apart() {
+        let cases = [
+            ("https://osv-vulnerabilities.storage.googleapis.com/x", false),
+            ("https://8.8.8.8/x", false),
+            ("https://[2001:4860::8888]/x", false),
+            ("http://127.0.0.1:8080/x", true),
+            ("http://localhost/x", true),
+            ("http://LOCALHOST./x", true),
+            ("http://10.1.2.3/x", true),
+            ("http://172.16.0.1/x", true),
+            ("http://192.168.1.1/x", true),
+            ("http://169.254.169.254/latest/meta-data", true),
+            ("http://100.100.100.200/x", true),
+            ("http://[::1]/x", true),
+            ("http://[fd00::1]/x", true),
+            ("http://[fe80::1]/x", true),
+            ("http://[::ffff:10.0.0.1]/x", true),
+            ("http://0.0.0.0/x", true),
+        ];
+        for (url, internal) in cases {
+            assert_eq!(is_internal(&url.parse().unwrap()), internal, "{url}");
+        }
+    }
 
     #[test]
     fn content_ranges_parse() {
