@@ -62,11 +62,14 @@ pub trait AdvisoryStore {
     fn candidates(&self, ecosystem: &str, package: &str) -> Result<Arc<Vec<Candidate>>, LookupError>;
     /// The advisory a candidate belongs to.
     fn head(&self, id: u64) -> Result<Arc<Head>, LookupError>;
-    /// CVSS vectors any imported source published under `id`.
-    fn vectors(&self, id: &str) -> Result<Vec<Vector>, LookupError>;
-    /// The distribution's notes on `id` for `package` in `ecosystem`
-    /// (Debian's urgency per CVE, from its per-CVE records).
-    fn notes(&self, ecosystem: &str, package: &str, id: &str) -> Result<Vec<DistroNote>, LookupError>;
+    /// CVSS vectors any imported source published under any of `ids`, each
+    /// once, in the order of `ids`. One call for all of an advisory's ids:
+    /// a kernel DLA names hundreds of CVEs, and a store on disk answers
+    /// them in one query.
+    fn vectors(&self, ids: &[&str]) -> Result<Vec<Vector>, LookupError>;
+    /// The distribution's notes on any of `ids` for `package` in
+    /// `ecosystem` (Debian's urgency per CVE, from its per-CVE records).
+    fn notes(&self, ecosystem: &str, package: &str, ids: &[&str]) -> Result<Vec<DistroNote>, LookupError>;
 }
 
 /// What one advisory contributes to an index, computed the same way for
@@ -234,16 +237,26 @@ impl AdvisoryStore for VulnIndex {
             .ok_or_else(|| LookupError(format!("no advisory {id}")))
     }
 
-    fn vectors(&self, id: &str) -> Result<Vec<Vector>, LookupError> {
-        Ok(self.vectors.get(id).cloned().unwrap_or_default())
+    fn vectors(&self, ids: &[&str]) -> Result<Vec<Vector>, LookupError> {
+        let mut out: Vec<Vector> = Vec::new();
+        for v in ids.iter().filter_map(|id| self.vectors.get(*id)).flatten() {
+            if !out.contains(v) {
+                out.push(v.clone());
+            }
+        }
+        Ok(out)
     }
 
-    fn notes(&self, ecosystem: &str, package: &str, id: &str) -> Result<Vec<DistroNote>, LookupError> {
-        Ok(self
-            .notes
-            .get(&(ecosystem.to_string(), package.to_string(), id.to_string()))
+    fn notes(&self, ecosystem: &str, package: &str, ids: &[&str]) -> Result<Vec<DistroNote>, LookupError> {
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                self.notes
+                    .get(&(ecosystem.to_string(), package.to_string(), id.to_string()))
+            })
+            .flatten()
             .cloned()
-            .unwrap_or_default())
+            .collect())
     }
 }
 
@@ -459,13 +472,12 @@ fn rate(
                 note.urgency.as_deref().and_then(debian_urgency)
             }
             None => {
-                let mut worst = None;
-                for id in head.ids.iter().chain(&head.related) {
-                    for note in store.notes(ecosystem, package, id)? {
-                        worst = worst.max(note.urgency.as_deref().and_then(debian_urgency));
-                    }
-                }
-                worst
+                let ids: Vec<&str> = head.ids.iter().chain(&head.related).map(String::as_str).collect();
+                let notes = store.notes(ecosystem, package, &ids)?;
+                notes
+                    .iter()
+                    .filter_map(|n| n.urgency.as_deref().and_then(debian_urgency))
+                    .max()
             }
         }
     } else if !head.ids.first().is_some_and(|id| published_by(&distro, id)) {
@@ -483,14 +495,8 @@ fn rate(
             Severity::from_rating(summary.split_once(':')?.0)
         })
     };
-    let mut elsewhere = Vec::new();
-    for id in head.ids.iter().chain(&head.related) {
-        for v in store.vectors(id)? {
-            if !elsewhere.contains(&v) {
-                elsewhere.push(v);
-            }
-        }
-    }
+    let ids: Vec<&str> = head.ids.iter().chain(&head.related).map(String::as_str).collect();
+    let elsewhere = store.vectors(&ids)?;
     let rating = resolve(&Evidence {
         distro: Some((distro.as_str(), distro_rating.unwrap_or(Severity::Unknown))),
         own: &head.own,

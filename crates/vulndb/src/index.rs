@@ -347,10 +347,14 @@ impl AdvisoryStore for DiskIndex {
         })
     }
 
-    fn vectors(&self, id: &str) -> Result<Vec<Vector>, LookupError> {
+    fn vectors(&self, ids: &[&str]) -> Result<Vec<Vector>, LookupError> {
         self.with(|conn| {
-            let mut stmt = conn.prepare_cached("SELECT origin, vector FROM vector WHERE vid = ?1")?;
-            let rows = stmt.query_map([id], |r| {
+            // `json_each` keeps the ids' order (`key` is the position).
+            let mut stmt = conn.prepare_cached(
+                "SELECT v.origin, v.vector FROM json_each(?1) AS j JOIN vector AS v ON v.vid = j.value
+                 ORDER BY j.key, v.rowid",
+            )?;
+            let rows = stmt.query_map([id_list(ids)], |r| {
                 Ok(Vector {
                     origin: r.get(0)?,
                     vector: r.get(1)?,
@@ -367,12 +371,22 @@ impl AdvisoryStore for DiskIndex {
         })
     }
 
-    fn notes(&self, ecosystem: &str, package: &str, id: &str) -> Result<Vec<DistroNote>, LookupError> {
+    fn notes(&self, ecosystem: &str, package: &str, ids: &[&str]) -> Result<Vec<DistroNote>, LookupError> {
         self.with(|conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT data FROM note WHERE ecosystem = ?1 AND package = ?2 AND vid = ?3")?;
-            let rows = stmt.query_map(params![ecosystem, package, id], |r| decode(&r.get::<_, Vec<u8>>(0)?))?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT n.data FROM json_each(?3) AS j
+                 JOIN note AS n ON n.ecosystem = ?1 AND n.package = ?2 AND n.vid = j.value
+                 ORDER BY j.key, n.rowid",
+            )?;
+            let rows = stmt.query_map(params![ecosystem, package, id_list(ids)], |r| {
+                decode(&r.get::<_, Vec<u8>>(0)?)
+            })?;
             rows.collect()
         })
     }
+}
+
+/// Ids as the JSON array `json_each` reads.
+fn id_list(ids: &[&str]) -> String {
+    serde_json::to_string(ids).expect("strings serialize")
 }

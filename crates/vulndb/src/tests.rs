@@ -410,8 +410,8 @@ mod index {
         std::fs::write(&nvd, "").unwrap();
         import(&db, std::slice::from_ref(&nvd)).unwrap();
         let (_, index) = db.open().unwrap().unwrap();
-        assert!(index.vectors("CVE-2099-1").unwrap().is_empty());
-        assert_eq!(index.vectors("CVE-2099-2").unwrap().len(), 1);
+        assert!(index.vectors(&["CVE-2099-1"]).unwrap().is_empty());
+        assert_eq!(index.vectors(&["CVE-2099-2"]).unwrap().len(), 1);
     }
 
     /// A data directory written before the index existed gets one on open;
@@ -586,7 +586,7 @@ fn an_osv_feed_cannot_rank_its_vectors_as_nvd() {
     import(&db, &[forged, converted]).unwrap();
     let origins = |db: &VulnDb, id: &str| -> Vec<String> {
         let (_, index) = db.open().unwrap().unwrap();
-        index.vectors(id).unwrap().into_iter().map(|v| v.origin).collect()
+        index.vectors(&[id]).unwrap().into_iter().map(|v| v.origin).collect()
     };
     assert_eq!(origins(&db, "CVE-2024-9999"), ["osv"]);
     assert!(origins(&db, "CVE-2022-1576").iter().all(|o| o.starts_with("nvd")));
