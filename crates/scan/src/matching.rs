@@ -506,15 +506,22 @@ fn rate(
     Ok((rating, status))
 }
 
-/// Findings for one component that share any id are one vulnerability.
+/// Findings for one component that share any id are one vulnerability,
+/// and so are a Debian regression update and the advisory it repairs.
 fn merge_aliases(found: Vec<Finding>, cmp: VersionOrder) -> Vec<Finding> {
+    let overlap = |a: &Finding, b: &Finding| {
+        a.ids.iter().any(|id| b.ids.contains(id))
+            || [(a, b), (b, a)].into_iter().any(|(r, other)| {
+                regression_of(r).is_some_and(|stem| other.ids.iter().any(|id| debian_stem(id).0 == Some(stem)))
+            })
+    };
     let mut merged: Vec<Finding> = Vec::new();
     for f in found {
         let mut f = f;
         // Absorb every earlier group this one overlaps; it may join several.
         let mut k = 0;
         while k < merged.len() {
-            if merged[k].ids.iter().any(|id| f.ids.contains(id)) {
+            if overlap(&merged[k], &f) {
                 let g = merged.swap_remove(k);
                 f = join(g, f, cmp);
             } else {
@@ -524,6 +531,31 @@ fn merge_aliases(found: Vec<Finding>, cmp: VersionOrder) -> Vec<Finding> {
         merged.push(f);
     }
     merged
+}
+
+/// `DSA-5682-2` → (`DSA-5682`, 2): a Debian advisory's number and revision.
+fn debian_stem(id: &str) -> (Option<&str>, u32) {
+    if !(id.starts_with("DSA-") || id.starts_with("DLA-")) {
+        return (None, 0);
+    }
+    match id.rsplit_once('-') {
+        Some((stem, rev)) if stem.len() > 4 => (Some(stem), rev.parse().unwrap_or(0)),
+        _ => (None, 0),
+    }
+}
+
+/// The advisory a finding repairs when it is a Debian regression update
+/// (`DSA-5682-2`) that names no vulnerability of its own: its severity is
+/// the repaired advisory's, so it joins that finding rather than stand
+/// alone, unrated.
+fn regression_of(f: &Finding) -> Option<&str> {
+    match (f.ids.as_slice(), f.related.is_empty()) {
+        ([id], true) => match debian_stem(id) {
+            (Some(stem), rev) if rev >= 2 => Some(stem),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// A distribution advisory (DSA, DLA) whose every CVE is already a finding
@@ -956,6 +988,72 @@ mod tests {
             (found[0].ids[0].as_str(), found[0].severity),
             ("DEBIAN-CVE-1", Severity::Low)
         );
+    }
+
+    /// A Debian regression update that names no CVE (DSA-5682-2, glib2.0,
+    /// from debian-dsa-dla.osv.jsonl.gz, abridged) is one finding with the
+    /// advisory it repairs: that one's severity, the later fix. Alone, or
+    /// naming a CVE of its own, it stays a finding.
+    #[test]
+    fn regression_updates_join_what_they_repair() {
+        let dsa = |id: &str, upstream: &str, fixed: &str| {
+            format!(
+                r#"{{"id":"{id}","upstream":[{upstream}],"affected":[{{"package":{{"ecosystem":"Debian:12","name":"glib2.0"}},"ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}},{{"fixed":"{fixed}"}}]}}]}}]}}"#
+            )
+        };
+        let cvss =
+            |id: &str, vector: &str| format!(r#"{{"id":"{id}","severity":[{{"type":"CVSS_V3","score":"{vector}"}}]}}"#);
+        let medium = "CVSS:3.1/AV:N/AC:H/PR:N/UI:N/S:U/C:L/I:L/A:N";
+        let records = [
+            dsa("DSA-5682-1", r#""CVE-2024-34397""#, "2.74.6-2+deb12u1"),
+            dsa("DSA-5682-2", "", "2.74.6-2+deb12u2"),
+            dsa("DSA-7000-2", "", "2.74.6-2+deb12u3"),
+            dsa("DSA-6000-1", r#""CVE-2099-1""#, "2.74.6-2+deb12u1"),
+            dsa("DSA-6000-2", r#""CVE-2099-2""#, "2.74.6-2+deb12u2"),
+            cvss("CVE-2024-34397", medium),
+            cvss("CVE-2099-1", medium),
+        ];
+        let index = VulnIndex::new(records.iter().map(|r| Advisory::parse(r).unwrap()).collect());
+        let os = os_release::parse("ID=debian\nVERSION_ID=\"12\"\n").unwrap();
+        type Row<'a> = (Vec<&'a str>, Severity, Option<&'a str>);
+        let cases: [(&str, Vec<Row>); 2] = [
+            (
+                "2.74.6-2",
+                vec![
+                    (
+                        vec!["DSA-5682-1", "DSA-5682-2"],
+                        Severity::Medium,
+                        Some("2.74.6-2+deb12u2"),
+                    ),
+                    (vec!["DSA-6000-1"], Severity::Medium, Some("2.74.6-2+deb12u1")),
+                    (vec!["DSA-6000-2"], Severity::Unknown, Some("2.74.6-2+deb12u2")),
+                    (vec!["DSA-7000-2"], Severity::Unknown, Some("2.74.6-2+deb12u3")),
+                ],
+            ),
+            (
+                "2.74.6-2+deb12u1",
+                vec![
+                    (vec!["DSA-5682-2"], Severity::Unknown, Some("2.74.6-2+deb12u2")),
+                    (vec!["DSA-6000-2"], Severity::Unknown, Some("2.74.6-2+deb12u2")),
+                    (vec!["DSA-7000-2"], Severity::Unknown, Some("2.74.6-2+deb12u3")),
+                ],
+            ),
+        ];
+        for (version, want) in cases {
+            let found = scan(&os, &pkg("libglib2.0-0", version, "glib2.0", version), &index);
+            let mut got: Vec<Row> = found
+                .iter()
+                .map(|f| {
+                    (
+                        f.ids.iter().map(String::as_str).collect(),
+                        f.severity,
+                        f.fixed_version.as_deref(),
+                    )
+                })
+                .collect();
+            got.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(got, want, "{version}");
+        }
     }
 
     /// ALSA-2025:10991 ("Moderate: microcode_ctl security update"):

@@ -542,12 +542,11 @@ fn debian_12_gets_what_dpkg_says_it_should() {
                     .find(|p| p.name == f.package)
                     .map(|p| p.source_name.clone())
                     .unwrap();
-                std::iter::once(f.ids[0].clone())
-                    .chain(
-                        f.related
-                            .into_iter()
-                            .filter(|r| r.starts_with("DSA-") || r.starts_with("DLA-")),
-                    )
+                // A regression update joins the advisory it repairs (its ids).
+                f.ids
+                    .into_iter()
+                    .chain(f.related)
+                    .filter(|r| r.starts_with("DSA-") || r.starts_with("DLA-"))
                     .map(move |id| (id, source.clone()))
             })
             .collect();
