@@ -625,3 +625,16 @@ fn an_open_index_outlives_its_generation() {
         }
     });
 }
+
+/// The index opens by URI (`immutable`): a data directory whose name holds
+/// the URI's own characters still names the same file.
+#[test]
+fn an_index_opens_under_any_directory_name() {
+    use portcullis_scan::matching::AdvisoryStore;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("odd 100%?x=1#frag");
+    let db = VulnDb::in_data_dir(&data);
+    import(&db, &[shared("npm.osv.jsonl.gz")]).unwrap();
+    let (_, index) = db.open().unwrap().unwrap();
+    assert!(!index.candidates("npm", "lodash").unwrap().is_empty());
+}
