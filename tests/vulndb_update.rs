@@ -522,8 +522,10 @@ async fn an_osv_bucket_is_followed_record_by_record() {
 
     // One record changed, one new: those two are fetched, not the archive.
     records[0]["summary"] = json!("changed upstream");
+    records[0]["modified"] = json!("2026-02-01T00:00:00.5Z");
     let mut added = records[1].clone();
     added["id"] = json!("ALPINE-TEST-1");
+    added["modified"] = json!("2026-02-01T00:00:00.5Z");
     for r in [&records[0], &added] {
         feed.publish(&format!("/osv/Alpine/{}.json", id(r)), r.to_string().as_bytes());
         lines.insert(0, ("2026-02-01T00:00:00.5Z".into(), id(r)));
@@ -551,22 +553,34 @@ async fn an_osv_bucket_is_followed_record_by_record() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(paths(&feed), ["/osv/Alpine/modified_id.csv"]);
 
-    // A listing naming a path, or a record it lists that is missing: the
-    // source fails, its records stay.
-    for bad in ["../../etc/passwd", "ALPINE-MISSING-1"] {
-        lines.insert(0, ("2026-03-01T00:00:00Z".into(), bad.into()));
+    // A listing naming a path, a time ahead of the clock, a record it
+    // lists that is missing, or a copy older than listed (a stale cache):
+    // the source fails, its records stay.
+    let stale = added.to_string().replace("ALPINE-TEST-1", "ALPINE-STALE-1");
+    feed.publish("/osv/Alpine/ALPINE-STALE-1.json", stale.as_bytes());
+    for (when, bad, why) in [
+        ("2026-03-01T00:00:00Z", "../../etc/passwd", "not an OSV id"),
+        ("9999-01-01T00:00:00Z", "ALPINE-TEST-1", "in the future"),
+        ("2026-03-01T00:00:00Z", "ALPINE-MISSING-1", "not published"),
+        ("2026-03-01T00:00:00Z", "ALPINE-STALE-1", "older than"),
+    ] {
+        lines.insert(0, (when.into(), bad.into()));
         feed.publish("/osv/Alpine/modified_id.csv", listing(&lines).as_bytes());
         let (code, out) = db(data.path(), &["update"], &sources).await;
         assert_eq!(code, 1, "{out}");
-        let why = if bad.contains('/') {
-            "not an OSV id"
-        } else {
-            "not published"
-        };
-        assert!(out.contains(why), "{out}");
+        assert!(out.contains(why), "{why}: {out}");
         assert_eq!(total(data.path(), &sources).await, 6);
         lines.remove(0);
     }
+    // A listing older than what was imported (a mirror restored from an
+    // old copy): the whole archive is fetched again.
+    feed.publish("/osv/Alpine/modified_id.csv", listing(&lines[2..]).as_bytes());
+    feed.publish("/osv/Alpine/all.zip", &archive);
+    feed.forget_seen();
+    let (code, out) = db(data.path(), &["update"], &sources).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(paths(&feed), ["/osv/Alpine/all.zip", "/osv/Alpine/modified_id.csv"]);
+    assert_eq!(total(data.path(), &sources).await, 5);
 }
 
 /// Records in force, over all sources.

@@ -507,12 +507,13 @@ fn rate(
 }
 
 /// Findings for one component that share any id are one vulnerability,
-/// and so are a Debian regression update and the advisory it repairs.
+/// and so are a Debian regression update and the advisory it repairs (the
+/// same number, revision 1).
 fn merge_aliases(found: Vec<Finding>, cmp: VersionOrder) -> Vec<Finding> {
     let overlap = |a: &Finding, b: &Finding| {
         a.ids.iter().any(|id| b.ids.contains(id))
             || [(a, b), (b, a)].into_iter().any(|(r, other)| {
-                regression_of(r).is_some_and(|stem| other.ids.iter().any(|id| debian_stem(id).0 == Some(stem)))
+                regression_of(r).is_some_and(|stem| other.ids.iter().any(|id| debian_stem(id) == (Some(stem), 1)))
             })
     };
     let mut merged: Vec<Finding> = Vec::new();
@@ -549,6 +550,11 @@ fn debian_stem(id: &str) -> (Option<&str>, u32) {
 /// the repaired advisory's, so it joins that finding rather than stand
 /// alone, unrated.
 fn regression_of(f: &Finding) -> Option<&str> {
+    // Only an unrated one: a record that rates itself (any feed can name
+    // itself DSA-N-9) must not lend its rating to the advisory it names.
+    if f.severity != Severity::Unknown || f.distro_status.is_some() {
+        return None;
+    }
     match (f.ids.as_slice(), f.related.is_empty()) {
         ([id], true) => match debian_stem(id) {
             (Some(stem), rev) if rev >= 2 => Some(stem),
@@ -1012,6 +1018,8 @@ mod tests {
             dsa("DSA-6000-2", r#""CVE-2099-2""#, "2.74.6-2+deb12u2"),
             cvss("CVE-2024-34397", medium),
             cvss("CVE-2099-1", medium),
+            // Rated by itself: not a regression to join, whatever its name.
+            r#"{"id":"DSA-5682-9","affected":[{"package":{"ecosystem":"Debian:12","name":"glib2.0"},"ecosystem_specific":{"urgency":"low"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"99"}]}]}]}"#.to_string(),
         ];
         let index = VulnIndex::new(records.iter().map(|r| Advisory::parse(r).unwrap()).collect());
         let os = os_release::parse("ID=debian\nVERSION_ID=\"12\"\n").unwrap();
@@ -1025,6 +1033,7 @@ mod tests {
                         Severity::Medium,
                         Some("2.74.6-2+deb12u2"),
                     ),
+                    (vec!["DSA-5682-9"], Severity::Low, Some("99")),
                     (vec!["DSA-6000-1"], Severity::Medium, Some("2.74.6-2+deb12u1")),
                     (vec!["DSA-6000-2"], Severity::Unknown, Some("2.74.6-2+deb12u2")),
                     (vec!["DSA-7000-2"], Severity::Unknown, Some("2.74.6-2+deb12u3")),
@@ -1034,6 +1043,7 @@ mod tests {
                 "2.74.6-2+deb12u1",
                 vec![
                     (vec!["DSA-5682-2"], Severity::Unknown, Some("2.74.6-2+deb12u2")),
+                    (vec!["DSA-5682-9"], Severity::Low, Some("99")),
                     (vec!["DSA-6000-2"], Severity::Unknown, Some("2.74.6-2+deb12u2")),
                     (vec!["DSA-7000-2"], Severity::Unknown, Some("2.74.6-2+deb12u3")),
                 ],

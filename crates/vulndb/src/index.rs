@@ -318,8 +318,14 @@ impl DiskIndex {
 /// scan's match time).
 fn connect(path: &Path) -> Result<Connection, VulnDbError> {
     let err = index_err(path);
-    let mut uri = String::from("file:");
-    for c in path.display().to_string().chars() {
+    // `file://` and an absolute path: a path of its own starting with `//`
+    // must not read as an authority.
+    let absolute = std::path::absolute(path).map_err(|e| VulnDbError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let mut uri = String::from("file://");
+    for c in absolute.display().to_string().chars() {
         match c {
             '%' | '?' | '#' => uri.push_str(&format!("%{:02X}", c as u32)),
             c => uri.push(c),

@@ -94,7 +94,8 @@ impl Emit<'_, '_> {
 /// cannot claim NVD's rank by writing the key itself. `None` when the
 /// record has no such key (or is not JSON, which the parser will report).
 fn without_origins(osv: &str) -> Option<String> {
-    if !osv.contains("severity_origins") {
+    // The key cannot be written without its letters or a `\u` escape.
+    if !osv.contains("severity_origins") && !osv.contains("\\u") {
         return None;
     }
     let mut value: serde_json::Value = serde_json::from_str(osv).ok()?;

@@ -575,10 +575,15 @@ fn an_osv_feed_cannot_rank_its_vectors_as_nvd() {
     let data = tempfile::tempdir().unwrap();
     let db = VulnDb::in_data_dir(data.path());
     let input = tempfile::tempdir().unwrap();
-    let forged = input.path().join("feed.json");
+    let forged = input.path().join("feed.jsonl");
     std::fs::write(
         &forged,
-        r#"{"id":"CVE-2024-9999","modified":"2024-01-01T00:00:00Z","severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:L"}],"database_specific":{"severity_origins":["nvd"],"other":1}}"#,
+        concat!(
+            r#"{"id":"CVE-2024-9999","modified":"2024-01-01T00:00:00Z","severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:L"}],"database_specific":{"severity_origins":["nvd"],"other":1}}"#,
+            "\n",
+            // The key spelt with an escape is the same key.
+            r#"{"id":"CVE-2024-9998","modified":"2024-01-01T00:00:00Z","severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:L"}],"database_specific":{"severity\u005forigins":["nvd"]}}"#,
+        ),
     )
     .unwrap();
     let converted = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/nvd/nvd-api-single-entry.json");
@@ -588,6 +593,7 @@ fn an_osv_feed_cannot_rank_its_vectors_as_nvd() {
         index.vectors(&[id]).unwrap().into_iter().map(|v| v.origin).collect()
     };
     assert_eq!(origins(&db, "CVE-2024-9999"), ["osv"]);
+    assert_eq!(origins(&db, "CVE-2024-9998"), ["osv"]);
     assert!(origins(&db, "CVE-2022-1576").iter().all(|o| o.starts_with("nvd")));
     // The index built again from the stored records says the same.
     let status = db.status().unwrap().unwrap();
@@ -632,9 +638,17 @@ fn an_open_index_outlives_its_generation() {
 fn an_index_opens_under_any_directory_name() {
     use portcullis_scan::matching::AdvisoryStore;
     let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("odd 100%?x=1#frag");
-    let db = VulnDb::in_data_dir(&data);
-    import(&db, &[shared("npm.osv.jsonl.gz")]).unwrap();
-    let (_, index) = db.open().unwrap().unwrap();
-    assert!(!index.candidates("npm", "lodash").unwrap().is_empty());
+    let odd = root.path().join("odd 100%?x=1#frag");
+    // The same directory spelt with a leading `//` (POSIX keeps it).
+    let doubled = std::path::PathBuf::from(format!("/{}", odd.display()));
+    for data in [odd, doubled] {
+        let db = VulnDb::in_data_dir(&data);
+        import(&db, &[shared("npm.osv.jsonl.gz")]).unwrap();
+        let (_, index) = db.open().unwrap().unwrap();
+        assert!(
+            !index.candidates("npm", "lodash").unwrap().is_empty(),
+            "{}",
+            data.display()
+        );
+    }
 }

@@ -629,17 +629,24 @@ impl OsvBucket<'_> {
             None => None,
         };
         let mark = imported.and_then(|s| s.osv_modified.as_deref());
-        if let (Some(text), Some(mark)) = (&listing, mark) {
+        // A listing older than what was imported (a mirror restored from
+        // an old copy) says nothing reliable of what changed since.
+        let went_back = match (&newest, mark) {
+            (Some(n), Some(m)) => humantime::parse_rfc3339_weak(n).ok() < humantime::parse_rfc3339_weak(m).ok(),
+            _ => false,
+        };
+        if let (Some(text), Some(mark), false) = (&listing, mark, went_back) {
             let changed = changed_since(text, mark, MAX_CHANGED).map_err(|why| format!("{}: {why}", self.listing))?;
             match changed {
                 Some(ids) if ids.is_empty() => return Ok(None),
                 Some(ids) => {
                     if let Some(path) = self.delta(source, &ids, options, outcome).await? {
-                        // The archive was not fetched: its validators stay.
+                        // The records in force are no longer any one
+                        // archive: a later fetch of it must not be conditional.
                         return Ok(Some(Fetched {
                             path,
-                            etag: imported.and_then(|s| s.etag.clone()),
-                            last_modified: imported.and_then(|s| s.last_modified.clone()),
+                            etag: None,
+                            last_modified: None,
                             file_version: None,
                             osv_modified: newest,
                         }));
@@ -660,20 +667,21 @@ impl OsvBucket<'_> {
     async fn delta(
         &self,
         source: &Source,
-        ids: &std::collections::HashSet<String>,
+        ids: &Changed,
         options: &UpdateOptions,
         outcome: &mut SourceOutcome,
     ) -> Result<Option<PathBuf>, String> {
         let path = self.ready.join(&source.name);
+        let replaced: std::collections::HashSet<String> = ids.keys().cloned().collect();
         let Some(mut records) = self
             .db
-            .source_without(&source.name, ids, &path)
+            .source_without(&source.name, &replaced, &path)
             .map_err(|e| e.to_string())?
         else {
             return Ok(None);
         };
         let mut total = 0u64;
-        for id in ids {
+        for (id, listed_at) in ids {
             // `./` keeps an id with a colon (ALSA-2024:1234) a path.
             let url = self
                 .listing
@@ -695,7 +703,27 @@ impl OsvBucket<'_> {
             if record.get("id").and_then(serde_json::Value::as_str) != Some(id.as_str()) {
                 return Err(format!("{url} holds another record than {id}"));
             }
-            records.write(&record.to_string()).map_err(|e| e.to_string())?;
+            // The stored copy is already left out: one that would not
+            // import must fail the source, not vanish.
+            let text = record.to_string();
+            portcullis_scan::osv::Advisory::parse(&text).map_err(|e| format!("{url}: {e}"))?;
+            // An older copy than listed (a cache's) would move the mark
+            // past the change it lacks.
+            let modified = record
+                .get("modified")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|m| humantime::parse_rfc3339_weak(m).ok());
+            if modified.is_none_or(|m| m < *listed_at) {
+                return Err(format!(
+                    "{url} is older than {} lists it (modified {}); the next update tries again",
+                    self.listing,
+                    record
+                        .get("modified")
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or("missing")
+                ));
+            }
+            records.write(&text).map_err(|e| e.to_string())?;
         }
         records.finish().map_err(|e| e.to_string())?;
         Ok(Some(path))
@@ -731,6 +759,14 @@ impl OsvBucket<'_> {
 fn listed(line: &str) -> Result<(std::time::SystemTime, &str), String> {
     let (when, id) = line.split_once(',').ok_or("a line without a comma")?;
     let when = humantime::parse_rfc3339_weak(when.trim()).map_err(|e| format!("{when:?}: {e}"))?;
+    // A time ahead of the clock would be kept as the mark and hide every
+    // later change (while each update reports the source current).
+    if when > std::time::SystemTime::now() + Duration::from_secs(86_400) {
+        return Err(format!(
+            "{:?} is in the future",
+            line.split_once(',').map_or("", |(w, _)| w)
+        ));
+    }
     // The bucket's root listing names `<Ecosystem>/<ID>`; this one, ids.
     let id = id.trim();
     let id = match id.split_once('/') {
@@ -768,21 +804,25 @@ fn newest_listed(text: &str) -> Result<Option<String>, String> {
 /// The ids listed as modified after `mark`; `None` when there are more
 /// than `max`. Every line is read: the order is osv.dev's habit, not a
 /// promise a mirror keeps.
-fn changed_since(text: &str, mark: &str, max: usize) -> Result<Option<std::collections::HashSet<String>>, String> {
+fn changed_since(text: &str, mark: &str, max: usize) -> Result<Option<Changed>, String> {
     let mark = humantime::parse_rfc3339_weak(mark).map_err(|e| format!("the kept time {mark:?}: {e}"))?;
-    let mut ids = std::collections::HashSet::new();
+    let mut ids = Changed::new();
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let (when, id) = listed(line).map_err(|why| format!("line {}: {why}", n + 1))?;
         if when <= mark {
             continue;
         }
-        ids.insert(id.to_string());
+        let latest = ids.entry(id.to_string()).or_insert(when);
+        *latest = (*latest).max(when);
         if ids.len() > max {
             return Ok(None);
         }
     }
     Ok(Some(ids))
 }
+
+/// Ids listed as changed, with the latest time listed for each.
+type Changed = std::collections::HashMap<String, std::time::SystemTime>;
 
 /// Moves a whole download into `ready/` under the source's name.
 fn finish(
@@ -923,7 +963,7 @@ mod tests {
         let changed = |mark: &str, max: usize| {
             changed_since(listing, mark, max).map(|o| {
                 o.map(|ids| {
-                    let mut ids: Vec<String> = ids.into_iter().collect();
+                    let mut ids: Vec<String> = ids.into_keys().collect();
                     ids.sort();
                     ids
                 })
@@ -950,6 +990,7 @@ mod tests {
             ("yesterday,DSA-1-1\n", "yesterday"),
             ("DSA-1-1\n", "without a comma"),
             ("2026-08-21T10:00:00Z,\n", "not an OSV id"),
+            ("9999-12-31T00:00:00Z,DSA-1-1\n", "in the future"),
         ] {
             let err = changed_since(bad, "2020-01-01T00:00:00Z", 10).unwrap_err();
             assert!(err.contains(why) && err.contains("line 1"), "{bad}: {err}");
