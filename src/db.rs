@@ -1,10 +1,12 @@
-//! `portcullis db import|status|update`: the offline vulnerability database.
+//! `portcullis db import|export|status|update`: the offline vulnerability database.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use portcullis_vulndb::{rfc3339, unix_now, ImportReport, Limits, Outcome, Progress, UpdateReport, VulnDb};
+use portcullis_vulndb::{
+    rfc3339, unix_now, ExportManifest, ImportReport, Limits, Outcome, Progress, UpdateReport, VulnDb,
+};
 
 use crate::settings::Settings;
 use crate::Format;
@@ -35,17 +37,67 @@ fn bar() -> ProgressBar {
     )
 }
 
+/// Inputs are bounded like the scanner's layers and files.
+pub fn limits(settings: &Settings) -> Limits {
+    Limits {
+        max_input_bytes: settings.scan_max_layer_bytes,
+        max_record_bytes: settings.scan_max_file_bytes,
+    }
+}
+
 pub fn import(settings: &Settings, paths: &[PathBuf], replace: bool, format: Format) -> anyhow::Result<()> {
     let db = VulnDb::in_data_dir(&settings.data);
     let bar = bar();
-    let limits = Limits {
-        max_input_bytes: settings.scan_max_layer_bytes,
-        max_record_bytes: settings.scan_max_file_bytes,
-    };
-    let report = db.import(paths, replace, &limits, &Bar(bar))?;
+    if let [path] = paths {
+        if portcullis_vulndb::is_export(path) {
+            let (report, export) = db.import_export(path, &limits(settings), &Bar(bar))?;
+            match format {
+                Format::Json => println!("{}", serde_json::json!({"import": report, "export": export})),
+                Format::Text => {
+                    print_export(&export);
+                    print_report(&report);
+                }
+            }
+            return Ok(());
+        }
+    }
+    let report = db.import(paths, replace, &limits(settings), &Bar(bar))?;
     match format {
         Format::Json => println!("{}", serde_json::to_string(&report)?),
         Format::Text => print_report(&report),
+    }
+    Ok(())
+}
+
+/// What an export says of itself.
+fn print_export(m: &ExportManifest) {
+    println!(
+        "database export of generation {} ({}), current as of {}, exported {}",
+        m.generation,
+        m.exported_by,
+        rfc3339(m.fresh_at),
+        rfc3339(m.exported_at)
+    );
+}
+
+/// `db export FILE`.
+pub fn export(settings: &Settings, file: &Path, format: Format) -> anyhow::Result<()> {
+    let db = VulnDb::in_data_dir(&settings.data);
+    let manifest = db.export(file)?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string(&manifest)?),
+        Format::Text => {
+            for s in &manifest.sources {
+                println!("  {:<28} {:>8} records  {}  {}", s.name, s.records, s.size, s.sha256);
+            }
+            println!(
+                "wrote {}: generation {}, {} sources, current as of {}",
+                file.display(),
+                manifest.generation,
+                manifest.sources.len(),
+                rfc3339(manifest.fresh_at)
+            );
+        }
     }
     Ok(())
 }

@@ -128,13 +128,23 @@ enum Command {
 enum DbCommand {
     /// Import OSV records: JSON, JSON Lines, gzip or zstd of either, zip archives or
     /// directories. Each input is a source named by its file name and
-    /// replaces an earlier source of that name; all or nothing.
+    /// replaces an earlier source of that name; all or nothing. A file
+    /// `db export` wrote is a whole database: it replaces every source.
     Import {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
         /// Drop the sources not named in this import.
         #[arg(long)]
         replace: bool,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Write the database in force to one file (zstd-compressed tar: a
+    /// manifest of sources and digests, then each source's records), to
+    /// carry to a registry without network; `db import` reads it back.
+    Export {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
@@ -522,6 +532,7 @@ async fn main() -> anyhow::Result<()> {
             let settings = offline_settings(state)?;
             match command {
                 DbCommand::Import { paths, replace, format } => db::import(&settings, &paths, replace, format)?,
+                DbCommand::Export { file, format } => db::export(&settings, &file, format)?,
                 DbCommand::Status { format } => db::status(&settings, format)?,
                 DbCommand::Update { format } => {
                     if !db::update(&settings, format).await? {

@@ -9,6 +9,7 @@
 //! in (compacted), so a later Portcullis that understands more of OSV can
 //! read more of them without a re-import.
 
+mod export;
 mod formats;
 mod index;
 mod input;
@@ -24,6 +25,10 @@ use portcullis_scan::osv::Advisory;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use export::{
+    is_export, ExportManifest, ExportedSource, ARTIFACT_TYPE, EXPORT_FORMAT, EXPORT_VERSION, LAYER_MEDIA_TYPE,
+    MANIFEST_NAME, MAX_EXPORT_SOURCES,
+};
 pub use index::DiskIndex;
 pub use input::Limits;
 pub use sources::{
@@ -52,6 +57,8 @@ pub enum VulnDbError {
     BadSource { url: String, why: String },
     #[error("another update is running on {0}")]
     UpdateBusy(PathBuf),
+    #[error("there is no database in {0}: import one first")]
+    NoDatabase(PathBuf),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> VulnDbError + '_ {
@@ -279,6 +286,16 @@ impl VulnDb {
         limits: &Limits,
         progress: &dyn Progress,
     ) -> Result<ImportReport, VulnDbError> {
+        // An export is a whole database: it replaces every source, alone.
+        if let Some(export) = inputs.iter().find(|p| export::is_export(p)) {
+            if inputs.len() > 1 {
+                return Err(VulnDbError::Unreadable {
+                    path: export.display().to_string(),
+                    why: "a database export replaces the whole database: import it alone".into(),
+                });
+            }
+            return self.import_export(export, limits, progress).map(|(report, _)| report);
+        }
         let mut names = Vec::new();
         for path in inputs {
             if !path.exists() {
@@ -292,12 +309,7 @@ impl VulnDb {
         }
         let _lock = self.lock()?;
         let previous = self.status()?;
-        let generation = self.next_generation(previous.as_ref())?;
-        let building = self.dir.join(format!("{generation}.building"));
-        if building.exists() {
-            fs::remove_dir_all(&building).map_err(io_err(&building))?;
-        }
-        fs::create_dir(&building).map_err(io_err(&building))?;
+        let (generation, building) = self.begin_generation(previous.as_ref())?;
         let result = self.build(
             generation,
             &building,
@@ -315,13 +327,33 @@ impl VulnDb {
                 return Err(e);
             }
         };
+        self.switch_to(&building, &status)?;
+        Ok(report)
+    }
+
+    /// The next generation's number and its empty `<n>.building`
+    /// directory; the caller holds the import lock.
+    fn begin_generation(&self, previous: Option<&Status>) -> Result<(u64, PathBuf), VulnDbError> {
+        let generation = self.next_generation(previous)?;
+        let building = self.dir.join(format!("{generation}.building"));
+        if building.exists() {
+            fs::remove_dir_all(&building).map_err(io_err(&building))?;
+        }
+        fs::create_dir(&building).map_err(io_err(&building))?;
+        Ok((generation, building))
+    }
+
+    /// Writes `status` into the generation built in `building` and puts
+    /// that generation in force; the caller holds the import lock.
+    fn switch_to(&self, building: &Path, status: &Status) -> Result<(), VulnDbError> {
+        let generation = status.generation;
         let status_path = building.join(STATUS);
         write_synced(
             &status_path,
-            &serde_json::to_vec_pretty(&status).expect("status serializes"),
+            &serde_json::to_vec_pretty(status).expect("status serializes"),
         )?;
         let final_dir = self.dir.join(generation.to_string());
-        fs::rename(&building, &final_dir).map_err(io_err(&final_dir))?;
+        fs::rename(building, &final_dir).map_err(io_err(&final_dir))?;
         // The switch: readers see the old generation or the new one, whole.
         let tmp = self.dir.join("CURRENT.tmp");
         write_synced(&tmp, format!("{generation}\n").as_bytes())?;
@@ -329,7 +361,7 @@ impl VulnDb {
         fs::rename(&tmp, &current).map_err(io_err(&current))?;
         sync_dir(&self.dir);
         self.remove_other_generations(generation);
-        Ok(report)
+        Ok(())
     }
 
     fn next_generation(&self, previous: Option<&Status>) -> Result<u64, VulnDbError> {
