@@ -9,6 +9,7 @@ use portcullis_vulndb::{
 };
 
 use crate::settings::Settings;
+use crate::signature::{self, Form, RegistryArgs};
 use crate::Format;
 
 /// A byte-count bar per source on a terminal; indicatif draws nothing when
@@ -265,4 +266,139 @@ fn print_update(report: &UpdateReport) {
         Some(import) => print_report(import),
         None => println!("nothing new: the database in force is unchanged"),
     }
+}
+
+#[derive(clap::Args)]
+pub struct PushArgs {
+    /// docker://HOST/REPO[:TAG] or HOST/REPO[:TAG]: where the artifact goes.
+    reference: String,
+    /// Sign it with this cosign key file (password from COSIGN_PASSWORD or
+    /// a prompt) or PKCS#8 PEM private key, as `portcullis sign` does.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Which of cosign's two forms to sign in.
+    #[arg(long, value_enum, default_value = "tag", requires = "key")]
+    form: Form,
+    /// Push this file `db export` wrote instead of exporting the database in force.
+    #[arg(long, value_name = "EXPORT")]
+    file: Option<PathBuf>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(serde::Serialize)]
+struct Pushed {
+    reference: String,
+    digest: String,
+    layer: String,
+    size: u64,
+    generation: u64,
+    sources: usize,
+    fresh_at: String,
+    signature: Option<signature::Signed>,
+}
+
+/// Removes the export `db push` wrote for itself, however the push ends.
+struct Scratch(Option<PathBuf>);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// `db push REF [--key K]`: the export as an OCI image manifest of
+/// artifact type `application/vnd.portcullis.vulndb.v1` whose one layer
+/// is the export, then (with --key) a cosign signature on its digest.
+pub async fn push(settings: &Settings, args: PushArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use portcullis_registry_client::{ImageRef, RegistryClient};
+    let image: ImageRef = args.reference.parse()?;
+    anyhow::ensure!(
+        image.digest().is_none(),
+        "{}: push to a tag (the artifact's digest is known only once it is written)",
+        args.reference
+    );
+    // The key first: a wrong password stops the push before any upload.
+    let key = args.key.as_deref().map(signature::signing_key).transpose()?;
+    let db = VulnDb::in_data_dir(&settings.data);
+    let mut scratch = Scratch(None);
+    let (file, manifest) = match &args.file {
+        Some(file) => (
+            file.clone(),
+            portcullis_vulndb::read_export_manifest(file, &limits(settings))?,
+        ),
+        None => {
+            std::fs::create_dir_all(db.dir()).with_context(|| format!("{}", db.dir().display()))?;
+            let file = db.dir().join(format!("push-{}.tar.zst", std::process::id()));
+            scratch.0 = Some(file.clone());
+            let manifest = db.export(&file)?;
+            (file, manifest)
+        }
+    };
+    let client = RegistryClient::for_image(&image, &args.registry.access())?;
+    let config = client.push_blob(b"{}").await?;
+    let (layer, size) = client.push_blob_file(&file).await?;
+    drop(scratch);
+    let body = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": portcullis_oci::media_type::OCI_MANIFEST,
+        "artifactType": portcullis_vulndb::ARTIFACT_TYPE,
+        "config": {"mediaType": portcullis_oci::media_type::EMPTY, "digest": config.as_str(), "size": 2},
+        "layers": [{
+            "mediaType": portcullis_vulndb::LAYER_MEDIA_TYPE,
+            "digest": layer.as_str(),
+            "size": size,
+            "annotations": {"org.opencontainers.image.title": "vulndb.tar.zst"},
+        }],
+        "annotations": {
+            "org.opencontainers.image.created": rfc3339(manifest.exported_at),
+            "io.portcullis.vulndb.generation": manifest.generation.to_string(),
+            "io.portcullis.vulndb.fresh_at": rfc3339(manifest.fresh_at),
+            "io.portcullis.vulndb.sources": manifest.sources.len().to_string(),
+        },
+    });
+    let bytes = serde_json::to_vec(&body)?;
+    let digest = client
+        .put_manifest(&image.reference, portcullis_oci::media_type::OCI_MANIFEST, &bytes)
+        .await?;
+    // Signed by digest: exactly what was pushed, whatever the tag does next.
+    let signature = match &key {
+        Some(key) => {
+            let pushed = ImageRef {
+                reference: digest.to_string(),
+                ..image.clone()
+            };
+            Some(signature::sign_image(&client, &pushed, key, args.form).await?)
+        }
+        None => None,
+    };
+    let out = Pushed {
+        reference: image.to_string(),
+        digest: digest.to_string(),
+        layer: layer.to_string(),
+        size,
+        generation: manifest.generation,
+        sources: manifest.sources.len(),
+        fresh_at: rfc3339(manifest.fresh_at),
+        signature,
+    };
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string(&out)?),
+        Format::Text => {
+            println!(
+                "pushed {}@{}: generation {}, {} sources, {} bytes, current as of {}",
+                image, out.digest, out.generation, out.sources, out.size, out.fresh_at
+            );
+            match &out.signature {
+                Some(s) => println!("signed with key {} ({})", s.key_id, s.signature),
+                None => println!("NOT signed: a registry pulling it with `db pull --key` refuses it until it is"),
+            }
+        }
+    }
+    Ok(())
 }

@@ -148,6 +148,10 @@ enum DbCommand {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Push the database in force (exported on the way, or --file) to a
+    /// registry as an OCI artifact, signed with --key as `portcullis sign`
+    /// signs; a disconnected registry takes it with `db pull`. Exits 2 on error.
+    Push(db::PushArgs),
     /// The sources in force, their record counts and import times.
     Status {
         #[arg(long, value_enum, default_value = "text")]
@@ -533,6 +537,12 @@ async fn main() -> anyhow::Result<()> {
             match command {
                 DbCommand::Import { paths, replace, format } => db::import(&settings, &paths, replace, format)?,
                 DbCommand::Export { file, format } => db::export(&settings, &file, format)?,
+                DbCommand::Push(args) => {
+                    if let Err(e) = db::push(&settings, args).await {
+                        eprintln!("Error: {e:#}");
+                        std::process::exit(2);
+                    }
+                }
                 DbCommand::Status { format } => db::status(&settings, format)?,
                 DbCommand::Update { format } => {
                     if !db::update(&settings, format).await? {

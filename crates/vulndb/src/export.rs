@@ -343,22 +343,11 @@ impl VulnDb {
         progress: &dyn Progress,
     ) -> Result<(Status, ImportReport, ExportManifest), VulnDbError> {
         let broken = |e: io::Error| unreadable(shown, e.to_string());
-        let mut raw = BufReader::new(Counted { inner: file, progress });
-        if !raw.fill_buf().map_err(broken)?.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            return Err(unreadable(shown, "not a database export (not zstd)"));
-        }
-        let decoded = portcullis_scan::decompress::open(raw, limits.max_input_bytes).map_err(broken)?;
-        let mut archive = tar::Archive::new(decoded);
+        let mut archive = open_archive(Counted { inner: file, progress }, shown, limits)?;
         // Raw: extension headers (long names, PAX) are members like any
         // other, refused below, never read into memory by the tar crate.
         let mut entries = archive.entries().map_err(broken)?.raw(true);
-        let mut entry = next_member(&mut entries, shown, MANIFEST_NAME, MAX_MANIFEST_BYTES)?;
-        let mut json = Vec::new();
-        entry.read_to_end(&mut json).map_err(broken)?;
-        drop(entry);
-        let manifest: ExportManifest = serde_json::from_slice(&json)
-            .map_err(|e| unreadable(shown, format!("{MANIFEST_NAME} does not read: {e}")))?;
-        check_manifest(&manifest, limits).map_err(|why| unreadable(shown, format!("{MANIFEST_NAME}: {why}")))?;
+        let manifest = manifest_member(&mut entries, shown, limits)?;
 
         let mut writer = index::IndexWriter::create(&building.join(index::FILE), None)?;
         let mut sources = Vec::with_capacity(manifest.sources.len());
@@ -448,6 +437,51 @@ impl VulnDb {
         };
         Ok((status, report, manifest))
     }
+}
+
+/// The tar inside an export's zstd, decompressed bytes bounded.
+fn open_archive<'a, R: Read + 'a>(
+    raw: R,
+    shown: &str,
+    limits: &Limits,
+) -> Result<tar::Archive<impl Read + 'a>, VulnDbError> {
+    let broken = |e: io::Error| unreadable(shown, e.to_string());
+    let mut raw = BufReader::new(raw);
+    if !raw.fill_buf().map_err(broken)?.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return Err(unreadable(shown, "not a database export (not zstd)"));
+    }
+    let decoded = portcullis_scan::decompress::open(raw, limits.max_input_bytes).map_err(broken)?;
+    Ok(tar::Archive::new(decoded))
+}
+
+/// The first member, the manifest, read (bounded) and checked.
+fn manifest_member<R: Read>(
+    entries: &mut tar::Entries<'_, R>,
+    shown: &str,
+    limits: &Limits,
+) -> Result<ExportManifest, VulnDbError> {
+    let mut entry = next_member(entries, shown, MANIFEST_NAME, MAX_MANIFEST_BYTES)?;
+    let mut json = Vec::new();
+    entry
+        .read_to_end(&mut json)
+        .map_err(|e| unreadable(shown, e.to_string()))?;
+    let manifest: ExportManifest =
+        serde_json::from_slice(&json).map_err(|e| unreadable(shown, format!("{MANIFEST_NAME} does not read: {e}")))?;
+    check_manifest(&manifest, limits).map_err(|why| unreadable(shown, format!("{MANIFEST_NAME}: {why}")))?;
+    Ok(manifest)
+}
+
+/// The manifest of the export in `path` (what `db push --file` says of
+/// it), read and checked without reading the rest.
+pub fn read_export_manifest(path: &Path, limits: &Limits) -> Result<ExportManifest, VulnDbError> {
+    let shown = path.display().to_string();
+    let file = File::open(path).map_err(|e| unreadable(&shown, e.to_string()))?;
+    let mut archive = open_archive(file, &shown, limits)?;
+    let mut entries = archive
+        .entries()
+        .map_err(|e| unreadable(&shown, e.to_string()))?
+        .raw(true);
+    manifest_member(&mut entries, &shown, limits)
 }
 
 /// The next member, which must be a plain file named exactly `want` of

@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use export::{
-    is_export, ExportManifest, ExportedSource, ARTIFACT_TYPE, EXPORT_FORMAT, EXPORT_VERSION, LAYER_MEDIA_TYPE,
-    MANIFEST_NAME, MAX_EXPORT_SOURCES,
+    is_export, read_export_manifest, ExportManifest, ExportedSource, ARTIFACT_TYPE, EXPORT_FORMAT, EXPORT_VERSION,
+    LAYER_MEDIA_TYPE, MANIFEST_NAME, MAX_EXPORT_SOURCES,
 };
 pub use index::DiskIndex;
 pub use input::Limits;
