@@ -402,3 +402,44 @@ pub async fn push(settings: &Settings, args: PushArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[derive(clap::Args)]
+pub struct PullArgs {
+    /// docker://HOST/REPO[:TAG|@DIGEST] or HOST/REPO[:TAG|@DIGEST].
+    reference: String,
+    /// A PEM public key (`cosign.pub`). Repeatable: any of them may have signed.
+    #[arg(long, value_name = "FILE", required = true)]
+    key: Vec<PathBuf>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+/// `db pull REF --key K…`; a refusal is a `VulnDbError::PullRefused`.
+pub async fn pull(settings: &Settings, args: PullArgs) -> anyhow::Result<()> {
+    let options = portcullis_vulndb::PullOptions {
+        access: args.registry.access(),
+        keys: signature::public_keys(&args.key)?,
+        limits: limits(settings),
+    };
+    let db = VulnDb::in_data_dir(&settings.data);
+    let report = db.pull(&args.reference, &options, Arc::new(Bar(bar()))).await?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string(&report)?),
+        Format::Text => {
+            println!(
+                "{}@{}: signed by key {} ({} form)",
+                args.reference, report.digest, report.key_id, report.form
+            );
+            match (&report.import, &report.export) {
+                (Some(import), Some(export)) => {
+                    print_export(export);
+                    print_report(import);
+                }
+                _ => println!("unchanged: the database in force is this artifact's already"),
+            }
+        }
+    }
+    Ok(())
+}

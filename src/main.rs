@@ -152,6 +152,12 @@ enum DbCommand {
     /// registry as an OCI artifact, signed with --key as `portcullis sign`
     /// signs; a disconnected registry takes it with `db pull`. Exits 2 on error.
     Push(db::PushArgs),
+    /// Pull a database artifact `db push` wrote, verify a cosign signature
+    /// on it by one of --key, check its bytes against their digests, and
+    /// import it as one new generation. Exits 0 imported (or already in
+    /// force), 1 refused (unsigned, signed by none of the keys, bytes not
+    /// matching their digest), 2 on an error.
+    Pull(db::PullArgs),
     /// The sources in force, their record counts and import times.
     Status {
         #[arg(long, value_enum, default_value = "text")]
@@ -543,6 +549,17 @@ async fn main() -> anyhow::Result<()> {
                         std::process::exit(2);
                     }
                 }
+                DbCommand::Pull(args) => match db::pull(&settings, args).await {
+                    Ok(()) => {}
+                    Err(e) => {
+                        eprintln!("Error: {e:#}");
+                        let refused = matches!(
+                            e.downcast_ref::<portcullis_vulndb::VulnDbError>(),
+                            Some(portcullis_vulndb::VulnDbError::PullRefused { .. })
+                        );
+                        std::process::exit(if refused { 1 } else { 2 });
+                    }
+                },
                 DbCommand::Status { format } => db::status(&settings, format)?,
                 DbCommand::Update { format } => {
                     if !db::update(&settings, format).await? {

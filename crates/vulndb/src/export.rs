@@ -302,7 +302,19 @@ impl VulnDb {
         limits: &Limits,
         progress: &dyn Progress,
     ) -> Result<(ImportReport, ExportManifest), VulnDbError> {
-        let shown = path.display().to_string();
+        self.import_export_from(path, &path.display().to_string(), limits, progress)
+    }
+
+    /// [`VulnDb::import_export`] of a file that came from `shown` (a
+    /// pulled artifact's reference), which errors and origins name.
+    pub(crate) fn import_export_from(
+        &self,
+        path: &Path,
+        shown: &str,
+        limits: &Limits,
+        progress: &dyn Progress,
+    ) -> Result<(ImportReport, ExportManifest), VulnDbError> {
+        let shown = shown.to_string();
         let file = File::open(path).map_err(|e| unreadable(&shown, e.to_string()))?;
         let total = file.metadata().map_or(0, |m| m.len());
         let _lock = self.lock()?;

@@ -13,6 +13,7 @@ mod export;
 mod formats;
 mod index;
 mod input;
+mod pull;
 mod sources;
 mod update;
 
@@ -31,6 +32,7 @@ pub use export::{
 };
 pub use index::DiskIndex;
 pub use input::Limits;
+pub use pull::{PullOptions, PullOutcome, PullReport, PullState, PullView};
 pub use sources::{
     parse_source, parse_sources, unix_now, Location, Source, SourceState, SourceView, SourcesFrom, UpdateState,
     MAX_SOURCES,
@@ -59,6 +61,12 @@ pub enum VulnDbError {
     UpdateBusy(PathBuf),
     #[error("there is no database in {0}: import one first")]
     NoDatabase(PathBuf),
+    /// A pulled copy that is not to be trusted (`db pull`, `vulndb_pull`).
+    #[error("{reference}: refused: {why}; the database in force is unchanged")]
+    PullRefused { reference: String, why: String },
+    /// A pull that could not be tried or finished.
+    #[error("{reference}: {why}")]
+    Pull { reference: String, why: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> VulnDbError + '_ {
@@ -562,6 +570,29 @@ fn read_records(path: &Path, each: &mut dyn FnMut(Advisory) -> Result<(), VulnDb
         let advisory =
             Advisory::parse(&line).map_err(|e| VulnDbError::Damaged(format!("{}:{}: {e}", path.display(), i + 1)))?;
         each(advisory)?;
+    }
+    Ok(())
+}
+
+/// A JSON state file beside `CURRENT` (`sources.json`, `pull.json`);
+/// the default before it was first written.
+fn read_state<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, VulnDbError> {
+    match fs::read(path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|e| VulnDbError::Damaged(format!("{}: {e}", path.display())))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Writes a state file whole and switches it in by rename.
+fn write_state<T: Serialize>(path: &Path, state: &T) -> Result<(), VulnDbError> {
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    write_synced(&tmp, &serde_json::to_vec_pretty(state).expect("state serializes"))?;
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir);
     }
     Ok(())
 }
