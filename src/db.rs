@@ -154,18 +154,47 @@ pub fn status(settings: &Settings, format: Format) -> anyhow::Result<()> {
     }
     if matches!(format, Format::Text) {
         print_updates(&db, settings)?;
+        print_pull(&db)?;
+    }
+    Ok(())
+}
+
+/// The last `db pull` or scheduled pull, under `db status`.
+fn print_pull(db: &VulnDb) -> anyhow::Result<()> {
+    let Some(p) = db.pull_view(unix_now())? else {
+        return Ok(());
+    };
+    println!("pulled from {}", p.reference.as_deref().unwrap_or("?"));
+    if let Some(digest) = &p.digest {
+        let in_force = if p.in_force { "in force" } else { "no longer in force" };
+        println!(
+            "    {digest} ({in_force}), signed by key {}",
+            p.key_id.as_deref().unwrap_or("?")
+        );
+    }
+    let age = p.age_seconds.map_or("never".to_string(), |s| {
+        format!("{} ago", portcullis_policy::age_text(std::time::Duration::from_secs(s)))
+    });
+    println!("    last success {age}");
+    if let Some(e) = &p.last_error {
+        println!("    last error {}: {e}", p.last_error_at.as_deref().unwrap_or("?"));
     }
     Ok(())
 }
 
 /// `db status --format json`: the status, with an `updates` member (each
-/// source's records, last success and error, ages) when sources are set.
+/// source's records, last success and error, ages) when sources are set,
+/// and a `pull` member (the last pull's artifact, success and error) once
+/// the database was pulled.
 fn with_updates(
     db: &VulnDb,
     settings: &Settings,
     status: Option<portcullis_vulndb::Status>,
 ) -> anyhow::Result<serde_json::Value> {
     let mut out = serde_json::to_value(&status)?;
+    if let Some(pull) = db.pull_view(unix_now())? {
+        add_member(&mut out, "pull", serde_json::to_value(pull)?);
+    }
     let (urls, from) = db.effective_sources(&settings.vulndb_sources)?;
     if urls.is_empty() {
         return Ok(out);
@@ -181,13 +210,18 @@ fn with_updates(
         "fresh_at": fresh.map(rfc3339),
         "database_age_seconds": fresh.map(|t| now.saturating_sub(t)),
     });
-    match &mut out {
-        serde_json::Value::Object(map) => {
-            map.insert("updates".into(), updates);
-        }
-        _ => out = serde_json::json!({ "updates": updates }),
-    }
+    add_member(&mut out, "updates", updates);
     Ok(out)
+}
+
+/// `out` with `name` set to `value` (`out` is the status, or null before any import).
+fn add_member(out: &mut serde_json::Value, name: &str, value: serde_json::Value) {
+    match out {
+        serde_json::Value::Object(map) => {
+            map.insert(name.into(), value);
+        }
+        _ => *out = serde_json::json!({ name: value }),
+    }
 }
 
 /// The update sources and the database's age, under `db status`.

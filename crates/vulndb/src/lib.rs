@@ -32,6 +32,7 @@ pub use export::{
 };
 pub use index::DiskIndex;
 pub use input::Limits;
+pub use portcullis_registry_client::Access;
 pub use pull::{PullOptions, PullOutcome, PullReport, PullState, PullView};
 pub use sources::{
     parse_source, parse_sources, unix_now, Location, Source, SourceState, SourceView, SourcesFrom, UpdateState,
@@ -64,6 +65,8 @@ pub enum VulnDbError {
     /// A pulled copy that is not to be trusted (`db pull`, `vulndb_pull`).
     #[error("{reference}: refused: {why}; the database in force is unchanged")]
     PullRefused { reference: String, why: String },
+    #[error("another pull is running on {0}")]
+    PullBusy(PathBuf),
     /// A pull that could not be tried or finished.
     #[error("{reference}: {why}")]
     Pull { reference: String, why: String },

@@ -251,12 +251,7 @@ impl VulnDb {
         let lock = fs::File::create(&lock_path).map_err(io_err(&lock_path))?;
         match lock.try_lock() {
             Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(VulnDbError::Pull {
-                    reference: reference.to_string(),
-                    why: "another pull is running".into(),
-                })
-            }
+            Err(fs::TryLockError::WouldBlock) => return Err(VulnDbError::PullBusy(self.dir().to_path_buf())),
             Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
         }
         let started = unix_now();
