@@ -639,6 +639,37 @@ async fn management_forms_do_what_they_say() {
         assert_eq!(repo["pull_rule"]["deny_severity"], "critical", "{repo}");
         let f = settings("{not json");
         assert_eq!(submit(&mut admin, &csrf, &f).await.0, 400, "{label}");
+        // The database's update sources, set on the administration page.
+        let feed = tempfile::tempdir().unwrap();
+        let url = format!("file://{}/", feed.path().display());
+        let back = ("back", "/ui/admin/vulndb");
+        let list = format!("{url}\r\n");
+        let f = [("op", "vulndb_sources"), ("sources", list.as_str()), back];
+        assert_eq!(submit(&mut admin, &csrf, &f).await.0, 303, "{label}");
+        let (_, v) = call(&s, Method::GET, "/api/v1/vulndb/sources", Value::Null).await;
+        assert_eq!(
+            (&v["sources"], &v["from"]),
+            (&json!([url]), &json!("api")),
+            "{label}: {v}"
+        );
+        let (_, page, _) = admin.get("/ui/admin/vulndb").await;
+        assert!(page.contains(&format!(">{url}</textarea>")), "{label}: {page}");
+        let f = [("op", "vulndb_sources"), ("sources", "ftp://mirror.example/osv"), back];
+        let (st, _, h) = submit(&mut admin, &csrf, &f).await;
+        let to = h["location"].to_str().unwrap();
+        assert!(
+            st == 303 && to.contains("scheme"),
+            "{label}: the API's refusal is shown: {to}"
+        );
+        let f = [
+            ("op", "vulndb_sources"),
+            ("sources", ""),
+            ("from_configuration", "on"),
+            back,
+        ];
+        assert_eq!(submit(&mut admin, &csrf, &f).await.0, 303, "{label}");
+        let (_, v) = call(&s, Method::GET, "/api/v1/vulndb/sources", Value::Null).await;
+        assert_eq!(v["from"], "configuration", "{label}: {v}");
         // A policy edited through its form keeps its id and takes the new values.
         let body = json!({"target": "acme/other", "tag_template": "%n",
             "rules": [{"field": "tag", "operator": "eq", "values": ["never"]}]});

@@ -471,3 +471,105 @@ async fn a_pull_rule_refuses_pulls_while_the_database_is_stale() {
         assert_eq!(st, 200, "{label}: {body}");
     }
 }
+
+/// osv.dev's layout (`<Ecosystem>/all.zip`, `modified_id.csv`, `<ID>.json`):
+/// the first update imports the archive; later ones fetch only the records
+/// listed as modified since, and never the archive again; a hostile
+/// listing changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_osv_bucket_is_followed_record_by_record() {
+    use std::io::{Read, Write};
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&shared("alpine.osv.jsonl.gz")[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    let mut records: Vec<Value> = text.lines().take(5).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let id = |r: &Value| r["id"].as_str().unwrap().to_string();
+    let mut archive = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for r in &records {
+        archive
+            .start_file(format!("{}.json", id(r)), zip::write::SimpleFileOptions::default())
+            .unwrap();
+        archive.write_all(r.to_string().as_bytes()).unwrap();
+    }
+    let archive = archive.finish().unwrap().into_inner();
+    let listing = |lines: &[(String, String)]| {
+        lines
+            .iter()
+            .map(|(when, id)| format!("{when},{id}\n"))
+            .collect::<String>()
+    };
+    let mut lines: Vec<(String, String)> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("2026-01-0{}T00:00:00Z", 5 - i), id(r)))
+        .collect();
+    let feed = Feed::start().await;
+    feed.publish("/osv/Alpine/all.zip", &archive);
+    feed.publish("/osv/Alpine/modified_id.csv", listing(&lines).as_bytes());
+    let sources = vec![feed.url("/osv/Alpine/all.zip")];
+    let data = tempfile::tempdir().unwrap();
+    let paths = |feed: &Feed| {
+        let mut p: Vec<String> = feed.seen().into_iter().map(|s| s.path).collect();
+        p.sort();
+        p
+    };
+
+    let (code, out) = db(data.path(), &["update"], &sources).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(paths(&feed), ["/osv/Alpine/all.zip", "/osv/Alpine/modified_id.csv"]);
+    assert_eq!(total(data.path(), &sources).await, 5);
+
+    // One record changed, one new: those two are fetched, not the archive.
+    records[0]["summary"] = json!("changed upstream");
+    let mut added = records[1].clone();
+    added["id"] = json!("ALPINE-TEST-1");
+    for r in [&records[0], &added] {
+        feed.publish(&format!("/osv/Alpine/{}.json", id(r)), r.to_string().as_bytes());
+        lines.insert(0, ("2026-02-01T00:00:00.5Z".into(), id(r)));
+    }
+    feed.publish("/osv/Alpine/modified_id.csv", listing(&lines).as_bytes());
+    feed.forget_seen();
+    let (code, out) = db(data.path(), &["update"], &sources).await;
+    assert_eq!(code, 0, "{out}");
+    let mut want = vec![
+        "/osv/Alpine/ALPINE-TEST-1.json".to_string(),
+        format!("/osv/Alpine/{}.json", id(&records[0])),
+        "/osv/Alpine/modified_id.csv".to_string(),
+    ];
+    want.sort();
+    assert_eq!(paths(&feed), want);
+    assert_eq!(total(data.path(), &sources).await, 6);
+    let loaded = VulnDb::in_data_dir(data.path()).load().unwrap().unwrap();
+    let first = loaded.advisories.iter().find(|a| a.id == id(&records[0])).unwrap();
+    assert_eq!(first.summary.as_deref(), Some("changed upstream"));
+    assert_eq!(loaded.advisories.iter().filter(|a| a.id == id(&records[0])).count(), 1);
+
+    // Nothing listed since: only the listing is read.
+    feed.forget_seen();
+    let (code, out) = db(data.path(), &["update"], &sources).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(paths(&feed), ["/osv/Alpine/modified_id.csv"]);
+
+    // A listing naming a path, or a record it lists that is missing: the
+    // source fails, its records stay.
+    for bad in ["../../etc/passwd", "ALPINE-MISSING-1"] {
+        lines.insert(0, ("2026-03-01T00:00:00Z".into(), bad.into()));
+        feed.publish("/osv/Alpine/modified_id.csv", listing(&lines).as_bytes());
+        let (code, out) = db(data.path(), &["update"], &sources).await;
+        assert_eq!(code, 1, "{out}");
+        let why = if bad.contains('/') {
+            "not an OSV id"
+        } else {
+            "not published"
+        };
+        assert!(out.contains(why), "{out}");
+        assert_eq!(total(data.path(), &sources).await, 6);
+        lines.remove(0);
+    }
+}
+
+/// Records in force, over all sources.
+async fn total(data: &Path, sources: &[String]) -> u64 {
+    records(&status(data, sources).await).iter().map(|r| r.1).sum()
+}

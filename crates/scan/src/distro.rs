@@ -14,6 +14,7 @@ pub fn distro_ecosystem(os: &OsRelease) -> Option<(String, Ecosystem)> {
     match os.id.as_str() {
         "wolfi" => return Some(("Wolfi".into(), Ecosystem::Apk)),
         "chainguard" => return Some(("Chainguard".into(), Ecosystem::Apk)),
+        "opensuse-tumbleweed" => return Some(("openSUSE:Tumbleweed".into(), Ecosystem::Rpm)),
         _ => {}
     }
     let version = os.version_id.as_deref()?;
@@ -25,6 +26,12 @@ pub fn distro_ecosystem(os: &OsRelease) -> Option<(String, Ecosystem)> {
         "alpine" => Some((format!("Alpine:v{major}.{}", parts.next()?), Ecosystem::Apk)),
         "almalinux" => Some((format!("AlmaLinux:{major}"), Ecosystem::Rpm)),
         "rocky" => Some((format!("Rocky Linux:{major}"), Ecosystem::Rpm)),
+        "opensuse-leap" => Some((format!("openSUSE:Leap {major}.{}", parts.next()?), Ecosystem::Rpm)),
+        // Not handled, on purpose: SUSE files SLE advisories under the
+        // module that ships a package ("SUSE:Linux Enterprise Module for
+        // Basesystem 15 SP5") and under support-phase names ("… 15 SP5-LTSS"),
+        // and Red Hat under its repositories ("Red Hat:enterprise_linux:9::baseos");
+        // neither is in os-release, and a guessed name would scan clean.
         _ => None,
     }
 }
@@ -114,7 +121,17 @@ mod tests {
                 Some(("Rocky Linux:9", Ecosystem::Rpm)),
             ),
             ("NAME=\"CentOS Linux\"\nVERSION_ID=\"7\"\nID=\"centos\"\n", None),
-            ("NAME=\"openSUSE Leap\"\nVERSION_ID=\"15.5\"\nID=\"opensuse-leap\"\n", None),
+            (
+                "NAME=\"openSUSE Leap\"\nVERSION_ID=\"15.6\"\nID=\"opensuse-leap\"\nID_LIKE=\"suse opensuse\"\n",
+                Some(("openSUSE:Leap 15.6", Ecosystem::Rpm)),
+            ),
+            ("NAME=\"openSUSE Leap\"\nVERSION_ID=\"15\"\nID=\"opensuse-leap\"\n", None),
+            (
+                "NAME=\"openSUSE Tumbleweed\"\nID=\"opensuse-tumbleweed\"\nVERSION_ID=\"20240801\"\n",
+                Some(("openSUSE:Tumbleweed", Ecosystem::Rpm)),
+            ),
+            ("NAME=\"SLES\"\nVERSION=\"15-SP5\"\nVERSION_ID=\"15.5\"\nID=\"sles\"\n", None),
+            ("NAME=\"Red Hat Enterprise Linux\"\nVERSION_ID=\"9.4\"\nID=\"rhel\"\n", None),
         ];
         for (text, want) in cases {
             let os = os_release::parse(text).unwrap();

@@ -62,11 +62,14 @@ pub trait AdvisoryStore {
     fn candidates(&self, ecosystem: &str, package: &str) -> Result<Arc<Vec<Candidate>>, LookupError>;
     /// The advisory a candidate belongs to.
     fn head(&self, id: u64) -> Result<Arc<Head>, LookupError>;
-    /// CVSS vectors any imported source published under `id`.
-    fn vectors(&self, id: &str) -> Result<Vec<Vector>, LookupError>;
-    /// The distribution's notes on `id` for `package` in `ecosystem`
-    /// (Debian's urgency per CVE, from its per-CVE records).
-    fn notes(&self, ecosystem: &str, package: &str, id: &str) -> Result<Vec<DistroNote>, LookupError>;
+    /// CVSS vectors any imported source published under any of `ids`, each
+    /// once, in the order of `ids`. One call for all of an advisory's ids:
+    /// a kernel DLA names hundreds of CVEs, and a store on disk answers
+    /// them in one query.
+    fn vectors(&self, ids: &[&str]) -> Result<Vec<Vector>, LookupError>;
+    /// The distribution's notes on any of `ids` for `package` in
+    /// `ecosystem` (Debian's urgency per CVE, from its per-CVE records).
+    fn notes(&self, ecosystem: &str, package: &str, ids: &[&str]) -> Result<Vec<DistroNote>, LookupError>;
 }
 
 /// What one advisory contributes to an index, computed the same way for
@@ -106,8 +109,9 @@ pub fn rows(a: &Advisory) -> Option<Rows> {
         }
     }
     let mut related: Vec<String> = Vec::new();
+    let mut seen: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
     for r in a.upstream.iter().chain(&a.related) {
-        if !ids.contains(r) && !related.contains(r) {
+        if seen.insert(r) {
             related.push(r.clone());
         }
     }
@@ -140,12 +144,18 @@ pub fn rows(a: &Advisory) -> Option<Rows> {
     for aff in &a.affected {
         let Some(p) = &aff.package else { continue };
         let name = index_name(&p.ecosystem, &p.name);
+        let mut aff = aff.clone();
+        // Only the distribution's own records speak for it: a note in any
+        // other feed's record could mark the distribution's findings unimportant.
+        if !published_by(&distro_name(&p.ecosystem), &a.id) {
+            aff.note = None;
+        }
         if let Some(note) = &aff.note {
             for id in &ids {
                 notes.push((p.ecosystem.clone(), name.clone(), id.clone(), note.clone()));
             }
         }
-        affected.push((p.ecosystem.clone(), name, aff.clone()));
+        affected.push((p.ecosystem.clone(), name, aff));
     }
     // Vectors published by others are found through `vectors`; a record
     // that is only a severity carrier (NVD, CVE 5) keeps none of its own.
@@ -227,16 +237,26 @@ impl AdvisoryStore for VulnIndex {
             .ok_or_else(|| LookupError(format!("no advisory {id}")))
     }
 
-    fn vectors(&self, id: &str) -> Result<Vec<Vector>, LookupError> {
-        Ok(self.vectors.get(id).cloned().unwrap_or_default())
+    fn vectors(&self, ids: &[&str]) -> Result<Vec<Vector>, LookupError> {
+        let mut out: Vec<Vector> = Vec::new();
+        for v in ids.iter().filter_map(|id| self.vectors.get(*id)).flatten() {
+            if !out.contains(v) {
+                out.push(v.clone());
+            }
+        }
+        Ok(out)
     }
 
-    fn notes(&self, ecosystem: &str, package: &str, id: &str) -> Result<Vec<DistroNote>, LookupError> {
-        Ok(self
-            .notes
-            .get(&(ecosystem.to_string(), package.to_string(), id.to_string()))
+    fn notes(&self, ecosystem: &str, package: &str, ids: &[&str]) -> Result<Vec<DistroNote>, LookupError> {
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                self.notes
+                    .get(&(ecosystem.to_string(), package.to_string(), id.to_string()))
+            })
+            .flatten()
             .cloned()
-            .unwrap_or_default())
+            .collect())
     }
 }
 
@@ -405,6 +425,22 @@ pub fn match_image_with(
 
 /// The distribution that publishes an ecosystem's advisories, by the name
 /// a finding's `severity_source` shows (`Debian:12` → `debian`).
+/// Whether the advisory called `id` is the distribution's own: the
+/// prefixes its security team publishes under. Its rating and notes count
+/// as the distribution's word (rank 1); another feed's do not.
+fn published_by(distro: &str, id: &str) -> bool {
+    let prefixes: &[&str] = match distro {
+        "debian" => &["DEBIAN-", "DSA-", "DLA-", "DTSA-"],
+        "ubuntu" => &["UBUNTU-", "USN-", "LSN-"],
+        "almalinux" => &["ALSA-", "ALBA-", "ALEA-"],
+        "rocky" => &["RLSA-", "RLBA-", "RLEA-", "RXSA-"],
+        "redhat" => &["RHSA-", "RHBA-", "RHEA-"],
+        "suse" | "opensuse" => &["SUSE-", "openSUSE-"],
+        _ => &[],
+    };
+    prefixes.iter().any(|p| id.starts_with(p))
+}
+
 fn distro_name(ecosystem: &str) -> String {
     let name = ecosystem.split(':').next().unwrap_or(ecosystem);
     match name {
@@ -436,15 +472,16 @@ fn rate(
                 note.urgency.as_deref().and_then(debian_urgency)
             }
             None => {
-                let mut worst = None;
-                for id in head.ids.iter().chain(&head.related) {
-                    for note in store.notes(ecosystem, package, id)? {
-                        worst = worst.max(note.urgency.as_deref().and_then(debian_urgency));
-                    }
-                }
-                worst
+                let ids: Vec<&str> = head.ids.iter().chain(&head.related).map(String::as_str).collect();
+                let notes = store.notes(ecosystem, package, &ids)?;
+                notes
+                    .iter()
+                    .filter_map(|n| n.urgency.as_deref().and_then(debian_urgency))
+                    .max()
             }
         }
+    } else if !head.ids.first().is_some_and(|id| published_by(&distro, id)) {
+        None
     } else if distro == "ubuntu" {
         head.own
             .iter()
@@ -458,14 +495,8 @@ fn rate(
             Severity::from_rating(summary.split_once(':')?.0)
         })
     };
-    let mut elsewhere = Vec::new();
-    for id in head.ids.iter().chain(&head.related) {
-        for v in store.vectors(id)? {
-            if !elsewhere.contains(&v) {
-                elsewhere.push(v);
-            }
-        }
-    }
+    let ids: Vec<&str> = head.ids.iter().chain(&head.related).map(String::as_str).collect();
+    let elsewhere = store.vectors(&ids)?;
     let rating = resolve(&Evidence {
         distro: Some((distro.as_str(), distro_rating.unwrap_or(Severity::Unknown))),
         own: &head.own,
@@ -475,15 +506,22 @@ fn rate(
     Ok((rating, status))
 }
 
-/// Findings for one component that share any id are one vulnerability.
+/// Findings for one component that share any id are one vulnerability,
+/// and so are a Debian regression update and the advisory it repairs.
 fn merge_aliases(found: Vec<Finding>, cmp: VersionOrder) -> Vec<Finding> {
+    let overlap = |a: &Finding, b: &Finding| {
+        a.ids.iter().any(|id| b.ids.contains(id))
+            || [(a, b), (b, a)].into_iter().any(|(r, other)| {
+                regression_of(r).is_some_and(|stem| other.ids.iter().any(|id| debian_stem(id).0 == Some(stem)))
+            })
+    };
     let mut merged: Vec<Finding> = Vec::new();
     for f in found {
         let mut f = f;
         // Absorb every earlier group this one overlaps; it may join several.
         let mut k = 0;
         while k < merged.len() {
-            if merged[k].ids.iter().any(|id| f.ids.contains(id)) {
+            if overlap(&merged[k], &f) {
                 let g = merged.swap_remove(k);
                 f = join(g, f, cmp);
             } else {
@@ -493,6 +531,31 @@ fn merge_aliases(found: Vec<Finding>, cmp: VersionOrder) -> Vec<Finding> {
         merged.push(f);
     }
     merged
+}
+
+/// `DSA-5682-2` → (`DSA-5682`, 2): a Debian advisory's number and revision.
+fn debian_stem(id: &str) -> (Option<&str>, u32) {
+    if !(id.starts_with("DSA-") || id.starts_with("DLA-")) {
+        return (None, 0);
+    }
+    match id.rsplit_once('-') {
+        Some((stem, rev)) if stem.len() > 4 => (Some(stem), rev.parse().unwrap_or(0)),
+        _ => (None, 0),
+    }
+}
+
+/// The advisory a finding repairs when it is a Debian regression update
+/// (`DSA-5682-2`) that names no vulnerability of its own: its severity is
+/// the repaired advisory's, so it joins that finding rather than stand
+/// alone, unrated.
+fn regression_of(f: &Finding) -> Option<&str> {
+    match (f.ids.as_slice(), f.related.is_empty()) {
+        ([id], true) => match debian_stem(id) {
+            (Some(stem), rev) if rev >= 2 => Some(stem),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// A distribution advisory (DSA, DLA) whose every CVE is already a finding
@@ -820,6 +883,59 @@ mod tests {
         }
     }
 
+    /// A distribution's rating and notes count only from the records its
+    /// own security team publishes; the same words in another feed's record
+    /// are not the distribution's (they could mark its findings unimportant).
+    #[test]
+    fn only_a_distribution_speaks_for_it() {
+        let critical = r#""severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]"#;
+        let debian = |id: &str| {
+            format!(
+                r#"{{"id":"{id}",{critical},"affected":[{{"package":{{"ecosystem":"Debian:12","name":"foo"}},"ecosystem_specific":{{"urgency":"unimportant"}},"ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}},{{"fixed":"2-1"}}]}}]}}]}}"#
+            )
+        };
+        let alma = |id: &str| {
+            format!(
+                r#"{{"id":"{id}","summary":"Low: foo update",{critical},"affected":[{{"package":{{"ecosystem":"AlmaLinux:8","name":"foo"}},"ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}},{{"fixed":"2-1.el8"}}]}}]}}]}}"#
+            )
+        };
+        let deb_os = os_release::parse("ID=debian\nVERSION_ID=\"12\"\n").unwrap();
+        let alma_os = os_release::parse("ID=\"almalinux\"\nVERSION_ID=\"8.10\"\n").unwrap();
+        let rpm = Package {
+            ecosystem: crate::Ecosystem::Rpm,
+            ..pkg("foo", "1-1.el8", "foo", "1-1.el8")
+        };
+        let cases: [(String, &OsRelease, Package, (Severity, &str)); 4] = [
+            (
+                debian("DEBIAN-CVE-2024-1"),
+                &deb_os,
+                pkg("foo", "1-1", "foo", "1-1"),
+                (Severity::Low, "debian"),
+            ),
+            (
+                debian("EVIL-1"),
+                &deb_os,
+                pkg("foo", "1-1", "foo", "1-1"),
+                (Severity::Critical, "advisory"),
+            ),
+            (alma("ALSA-2024:1"), &alma_os, rpm.clone(), (Severity::Low, "almalinux")),
+            (alma("EVIL-2"), &alma_os, rpm, (Severity::Critical, "advisory")),
+        ];
+        for (record, os, package, want) in cases {
+            let index = VulnIndex::new(vec![Advisory::parse(&record).unwrap()]);
+            let found = scan(os, &package, &index);
+            assert_eq!(found.len(), 1, "{record}");
+            let got = (found[0].severity, found[0].severity_source.as_deref().unwrap_or(""));
+            assert_eq!(got, want, "{record}");
+            let rows = rows(&Advisory::parse(&record).unwrap()).unwrap();
+            assert_eq!(
+                rows.notes.is_empty(),
+                !found[0].ids[0].starts_with("DEBIAN-"),
+                "{record}"
+            );
+        }
+    }
+
     /// Two advisories naming one CVE are one finding; a DSA whose CVEs are
     /// all findings already is folded into them; withdrawn ones never match.
     #[test]
@@ -872,6 +988,72 @@ mod tests {
             (found[0].ids[0].as_str(), found[0].severity),
             ("DEBIAN-CVE-1", Severity::Low)
         );
+    }
+
+    /// A Debian regression update that names no CVE (DSA-5682-2, glib2.0,
+    /// from debian-dsa-dla.osv.jsonl.gz, abridged) is one finding with the
+    /// advisory it repairs: that one's severity, the later fix. Alone, or
+    /// naming a CVE of its own, it stays a finding.
+    #[test]
+    fn regression_updates_join_what_they_repair() {
+        let dsa = |id: &str, upstream: &str, fixed: &str| {
+            format!(
+                r#"{{"id":"{id}","upstream":[{upstream}],"affected":[{{"package":{{"ecosystem":"Debian:12","name":"glib2.0"}},"ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}},{{"fixed":"{fixed}"}}]}}]}}]}}"#
+            )
+        };
+        let cvss =
+            |id: &str, vector: &str| format!(r#"{{"id":"{id}","severity":[{{"type":"CVSS_V3","score":"{vector}"}}]}}"#);
+        let medium = "CVSS:3.1/AV:N/AC:H/PR:N/UI:N/S:U/C:L/I:L/A:N";
+        let records = [
+            dsa("DSA-5682-1", r#""CVE-2024-34397""#, "2.74.6-2+deb12u1"),
+            dsa("DSA-5682-2", "", "2.74.6-2+deb12u2"),
+            dsa("DSA-7000-2", "", "2.74.6-2+deb12u3"),
+            dsa("DSA-6000-1", r#""CVE-2099-1""#, "2.74.6-2+deb12u1"),
+            dsa("DSA-6000-2", r#""CVE-2099-2""#, "2.74.6-2+deb12u2"),
+            cvss("CVE-2024-34397", medium),
+            cvss("CVE-2099-1", medium),
+        ];
+        let index = VulnIndex::new(records.iter().map(|r| Advisory::parse(r).unwrap()).collect());
+        let os = os_release::parse("ID=debian\nVERSION_ID=\"12\"\n").unwrap();
+        type Row<'a> = (Vec<&'a str>, Severity, Option<&'a str>);
+        let cases: [(&str, Vec<Row>); 2] = [
+            (
+                "2.74.6-2",
+                vec![
+                    (
+                        vec!["DSA-5682-1", "DSA-5682-2"],
+                        Severity::Medium,
+                        Some("2.74.6-2+deb12u2"),
+                    ),
+                    (vec!["DSA-6000-1"], Severity::Medium, Some("2.74.6-2+deb12u1")),
+                    (vec!["DSA-6000-2"], Severity::Unknown, Some("2.74.6-2+deb12u2")),
+                    (vec!["DSA-7000-2"], Severity::Unknown, Some("2.74.6-2+deb12u3")),
+                ],
+            ),
+            (
+                "2.74.6-2+deb12u1",
+                vec![
+                    (vec!["DSA-5682-2"], Severity::Unknown, Some("2.74.6-2+deb12u2")),
+                    (vec!["DSA-6000-2"], Severity::Unknown, Some("2.74.6-2+deb12u2")),
+                    (vec!["DSA-7000-2"], Severity::Unknown, Some("2.74.6-2+deb12u3")),
+                ],
+            ),
+        ];
+        for (version, want) in cases {
+            let found = scan(&os, &pkg("libglib2.0-0", version, "glib2.0", version), &index);
+            let mut got: Vec<Row> = found
+                .iter()
+                .map(|f| {
+                    (
+                        f.ids.iter().map(String::as_str).collect(),
+                        f.severity,
+                        f.fixed_version.as_deref(),
+                    )
+                })
+                .collect();
+            got.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(got, want, "{version}");
+        }
     }
 
     /// ALSA-2025:10991 ("Moderate: microcode_ctl security update"):

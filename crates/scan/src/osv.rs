@@ -12,7 +12,23 @@ pub enum OsvError {
     Malformed(String),
     #[error("OSV record has no id")]
     NoId,
+    #[error("OSV record {id} has {count} {what}; at most {max} are read")]
+    TooLarge {
+        id: String,
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
 }
+
+/// Bounds on one record, far above any real one (the largest seen: 849
+/// upstream CVEs in a kernel DLA, 516 affected packages in an AlmaLinux
+/// erratum, 16 aliases), so that a hostile record cannot make indexing
+/// it cost more than a few thousand rows.
+const MAX_IDS: usize = 1024;
+const MAX_LINKED: usize = 8192;
+const MAX_SEVERITY: usize = 64;
+const MAX_AFFECTED: usize = 16384;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Advisory {
@@ -178,6 +194,29 @@ impl Advisory {
         let a: Advisory = serde_json::from_str(json).map_err(|e| OsvError::Malformed(e.to_string()))?;
         if a.id.is_empty() {
             return Err(OsvError::NoId);
+        }
+        let noted = a.affected.iter().filter(|x| x.note.is_some()).count();
+        let bounds = [
+            ("aliases", a.aliases.len(), MAX_IDS),
+            (
+                "upstream and related ids",
+                a.upstream.len() + a.related.len(),
+                MAX_LINKED,
+            ),
+            ("severity entries", a.severity.len(), MAX_SEVERITY),
+            ("affected entries", a.affected.len(), MAX_AFFECTED),
+            // Each note is indexed under every id of the record.
+            ("notes × ids", noted * (1 + a.aliases.len()), MAX_AFFECTED),
+        ];
+        for (what, count, max) in bounds {
+            if count > max {
+                return Err(OsvError::TooLarge {
+                    id: a.id,
+                    what,
+                    count,
+                    max,
+                });
+            }
         }
         Ok(a)
     }
@@ -354,6 +393,42 @@ mod tests {
         ] {
             let err = Advisory::parse(bad).unwrap_err();
             assert!(err.to_string().contains(why), "{bad}: {err}");
+        }
+    }
+
+    /// Bounds a hostile record meets, each named in the error; records at
+    /// the bound still parse.
+    #[test]
+    fn oversized_records_are_refused_with_the_bound() {
+        let list = |n: usize| (0..n).map(|i| format!("\"CVE-{i}\"")).collect::<Vec<_>>().join(",");
+        let noted = |n: usize| {
+            (0..n)
+                .map(|i| format!(r#"{{"package":{{"ecosystem":"Debian:12","name":"p{i}"}},"ecosystem_specific":{{"urgency":"low"}}}}"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let cases = [
+            (format!(r#"{{"id":"X","aliases":[{}]}}"#, list(MAX_IDS)), None),
+            (
+                format!(r#"{{"id":"X","aliases":[{}]}}"#, list(MAX_IDS + 1)),
+                Some("1025 aliases"),
+            ),
+            (
+                format!(r#"{{"id":"X","upstream":[{}],"related":[{}]}}"#, list(8000), list(193)),
+                Some("8193 upstream and related ids"),
+            ),
+            (format!(r#"{{"id":"X","affected":[{}]}}"#, noted(100)), None),
+            (
+                format!(r#"{{"id":"X","aliases":[{}],"affected":[{}]}}"#, list(200), noted(100)),
+                Some("notes × ids"),
+            ),
+        ];
+        for (record, want) in cases {
+            match (Advisory::parse(&record), want) {
+                (Ok(_), None) => {}
+                (Err(e), Some(why)) => assert!(e.to_string().contains(why), "{e}"),
+                (got, want) => panic!("{want:?}: {:?}", got.map(|a| a.id)),
+            }
         }
     }
 }

@@ -477,6 +477,23 @@ fn op_call(op: &str, f: &HashMap<String, String>) -> Result<(Method, String, Val
             format!("/api/v1/accounts/{}/signing-key", account()),
             Value::Null,
         ),
+        // One URL a line; "use the configuration's" clears the API's list.
+        "vulndb_sources" => {
+            let sources = if f.contains_key("from_configuration") {
+                Value::Null
+            } else {
+                json!(get("sources")
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>())
+            };
+            (
+                Method::PUT,
+                "/api/v1/vulndb/sources".into(),
+                json!({"sources": sources}),
+            )
+        }
         other => return Err(UiError::BadRequest(format!("unknown form {other:?}"))),
     })
 }
@@ -529,6 +546,20 @@ mod tests {
     #[test]
     fn form_ops_table() {
         let table = [
+            (
+                "vulndb_sources",
+                form(&[("sources", " https://a.example/Debian/all.zip\r\n\r\nfile:///srv/osv \n")]),
+                (
+                    Method::PUT,
+                    "/api/v1/vulndb/sources",
+                    json!({"sources": ["https://a.example/Debian/all.zip", "file:///srv/osv"]}),
+                ),
+            ),
+            (
+                "vulndb_sources",
+                form(&[("sources", "https://a.example/x"), ("from_configuration", "on")]),
+                (Method::PUT, "/api/v1/vulndb/sources", json!({"sources": null})),
+            ),
             (
                 "grant_create",
                 form(&[

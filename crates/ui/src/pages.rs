@@ -932,6 +932,9 @@ struct VulnDbPage {
     updates: Vec<UpdateRow>,
     /// `api` or `configuration`: where the update sources are set.
     updates_from: String,
+    /// The sources in force, one a line, for the form that sets them.
+    source_list: String,
+    interval: String,
     /// Scans per status: the scanner's queue.
     queue: Vec<(String, i64)>,
     gc_runs: Vec<GcRow>,
@@ -941,6 +944,7 @@ pub async fn vulndb(who: SignedIn, Query(q): Query<MsgQuery>) -> Page {
     let v = who.get("/api/v1/vulndb").await?;
     let st = &v["status"];
     let scanner = who.get("/api/v1/scanner").await?;
+    let sources = who.get("/api/v1/vulndb/sources").await?;
     let queue = ["queued", "scanning", "done", "failed"]
         .iter()
         .map(|k| (k.to_string(), scanner["scans"][k].as_i64().unwrap_or(0)))
@@ -968,6 +972,8 @@ pub async fn vulndb(who: SignedIn, Query(q): Query<MsgQuery>) -> Page {
         fresh_at: s(&st["updates"]["fresh_at"]),
         age: age_of(&st["updates"]["database_age_seconds"]),
         updates_from: s(&st["updates"]["from"]),
+        source_list: view::items(&sources["sources"]).map(s).collect::<Vec<_>>().join("\n"),
+        interval: age_of(&sources["interval_seconds"]),
         updates: view::items(&st["updates"]["sources"])
             .map(|u| UpdateRow {
                 url: s(&u["url"]),

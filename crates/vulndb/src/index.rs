@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use portcullis_scan::matching::{rows, AdvisoryStore, Candidate, Head, LookupError};
 use portcullis_scan::osv::{Advisory, DistroNote};
@@ -24,10 +24,10 @@ use crate::VulnDbError;
 pub(crate) const FILE: &str = "index.sqlite";
 /// Bumped when the schema or the rows' encoding changes; an index of
 /// another version is rebuilt from the generation's source files.
-const SCHEMA: &str = "1";
+const SCHEMA: &str = "2";
 /// Page cache per reading connection (SQLite's KiB when negative).
 const READER_CACHE_KIB: i64 = 2048;
-/// Reading connections kept open for reuse.
+/// Reading connections, opened with the index.
 const POOL: usize = 4;
 
 fn index_err(path: &Path) -> impl Fn(rusqlite::Error) -> VulnDbError + '_ {
@@ -200,6 +200,9 @@ impl IndexWriter {
     }
 
     /// Commits, builds the lookup indexes of a fresh file, and syncs it.
+    /// The statistics keep no samples (`sqlite_stat4`): with samples, SQLite
+    /// plans a statement again for every new value bound to it, and a scan
+    /// paid a parse and a plan for each of its lookups.
     pub(crate) fn finish(self) -> Result<(), VulnDbError> {
         let err = index_err(&self.path);
         self.conn.execute_batch("COMMIT").map_err(&err)?;
@@ -212,7 +215,8 @@ impl IndexWriter {
                      CREATE INDEX note_head ON note(head);
                      CREATE INDEX head_source ON head(source);
                      CREATE INDEX affected_head ON affected(head);
-                     ANALYZE;",
+                     ANALYZE;
+                     DELETE FROM sqlite_stat4;",
                 )
                 .map_err(&err)?;
         }
@@ -251,29 +255,33 @@ pub(crate) fn is_current(path: &Path) -> bool {
 }
 
 /// A generation's index, open for lookups. Connections are pooled: a
-/// `rusqlite::Connection` serves one thread at a time.
+/// `rusqlite::Connection` serves one thread at a time. All of them are
+/// opened at once and none later: an import may delete this generation's
+/// directory while a scan still reads it, and open files outlive the
+/// unlinking where a new open would fail.
 pub struct DiskIndex {
     path: PathBuf,
     pool: Mutex<Vec<Connection>>,
+    returned: Condvar,
     advisories: u64,
 }
 
 impl DiskIndex {
     pub(crate) fn open(path: &Path) -> Result<DiskIndex, VulnDbError> {
-        let index = DiskIndex {
-            path: path.to_path_buf(),
-            pool: Mutex::new(Vec::new()),
-            advisories: 0,
-        };
-        let conn = index.connect()?;
+        let conn = connect(path)?;
         check_schema(&conn, path)?;
         let advisories: i64 = conn
             .query_row("SELECT count(*) FROM head", [], |r| r.get(0))
             .map_err(index_err(path))?;
-        index.pool.lock().expect("pool").push(conn);
+        let mut pool = vec![conn];
+        while pool.len() < POOL {
+            pool.push(connect(path)?);
+        }
         Ok(DiskIndex {
+            path: path.to_path_buf(),
+            pool: Mutex::new(pool),
+            returned: Condvar::new(),
             advisories: advisories as u64,
-            ..index
         })
     }
 
@@ -286,33 +294,48 @@ impl DiskIndex {
         self.advisories == 0
     }
 
-    fn connect(&self) -> Result<Connection, VulnDbError> {
-        let err = index_err(&self.path);
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(&err)?;
-        conn.execute_batch(&format!(
-            "PRAGMA cache_size = -{READER_CACHE_KIB}; PRAGMA mmap_size = 0; PRAGMA query_only = 1;"
-        ))
-        .map_err(&err)?;
-        Ok(conn)
-    }
-
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, LookupError> {
-        let pooled = self.pool.lock().expect("pool").pop();
-        let conn = match pooled {
-            Some(c) => c,
-            None => self.connect().map_err(|e| LookupError(e.to_string()))?,
+        let conn = {
+            let mut pool = self.pool.lock().expect("pool");
+            loop {
+                match pool.pop() {
+                    Some(c) => break c,
+                    None => pool = self.returned.wait(pool).expect("pool"),
+                }
+            }
         };
         let result = f(&conn).map_err(|e| LookupError(format!("{}: {e}", self.path.display())));
-        let mut pool = self.pool.lock().expect("pool");
-        if pool.len() < POOL {
-            pool.push(conn);
-        }
+        self.pool.lock().expect("pool").push(conn);
+        self.returned.notify_one();
         result
     }
+}
+
+/// A reading connection. A generation's index never changes once switched
+/// in (the next import writes a copy), so it is opened `immutable`: no
+/// file locks, no hot-journal checks, a page cache that stays valid, where
+/// each lookup otherwise cost a lock, an unlock and a stat (a third of a
+/// scan's match time).
+fn connect(path: &Path) -> Result<Connection, VulnDbError> {
+    let err = index_err(path);
+    let mut uri = String::from("file:");
+    for c in path.display().to_string().chars() {
+        match c {
+            '%' | '?' | '#' => uri.push_str(&format!("%{:02X}", c as u32)),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    let conn = Connection::open_with_flags(
+        &uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(&err)?;
+    conn.execute_batch(&format!(
+        "PRAGMA cache_size = -{READER_CACHE_KIB}; PRAGMA mmap_size = 0; PRAGMA query_only = 1;"
+    ))
+    .map_err(&err)?;
+    Ok(conn)
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> rusqlite::Result<T> {
@@ -344,10 +367,14 @@ impl AdvisoryStore for DiskIndex {
         })
     }
 
-    fn vectors(&self, id: &str) -> Result<Vec<Vector>, LookupError> {
+    fn vectors(&self, ids: &[&str]) -> Result<Vec<Vector>, LookupError> {
         self.with(|conn| {
-            let mut stmt = conn.prepare_cached("SELECT origin, vector FROM vector WHERE vid = ?1")?;
-            let rows = stmt.query_map([id], |r| {
+            // `json_each` keeps the ids' order (`key` is the position).
+            let mut stmt = conn.prepare_cached(
+                "SELECT v.origin, v.vector FROM json_each(?1) AS j JOIN vector AS v ON v.vid = j.value
+                 ORDER BY j.key, v.rowid",
+            )?;
+            let rows = stmt.query_map([id_list(ids)], |r| {
                 Ok(Vector {
                     origin: r.get(0)?,
                     vector: r.get(1)?,
@@ -364,12 +391,22 @@ impl AdvisoryStore for DiskIndex {
         })
     }
 
-    fn notes(&self, ecosystem: &str, package: &str, id: &str) -> Result<Vec<DistroNote>, LookupError> {
+    fn notes(&self, ecosystem: &str, package: &str, ids: &[&str]) -> Result<Vec<DistroNote>, LookupError> {
         self.with(|conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT data FROM note WHERE ecosystem = ?1 AND package = ?2 AND vid = ?3")?;
-            let rows = stmt.query_map(params![ecosystem, package, id], |r| decode(&r.get::<_, Vec<u8>>(0)?))?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT n.data FROM json_each(?3) AS j
+                 JOIN note AS n ON n.ecosystem = ?1 AND n.package = ?2 AND n.vid = j.value
+                 ORDER BY j.key, n.rowid",
+            )?;
+            let rows = stmt.query_map(params![ecosystem, package, id_list(ids)], |r| {
+                decode(&r.get::<_, Vec<u8>>(0)?)
+            })?;
             rows.collect()
         })
     }
+}
+
+/// Ids as the JSON array `json_each` reads.
+fn id_list(ids: &[&str]) -> String {
+    serde_json::to_string(ids).expect("strings serialize")
 }

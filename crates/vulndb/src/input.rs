@@ -57,7 +57,13 @@ impl Emit<'_, '_> {
     /// An OSV record, converted from `format`.
     pub(crate) fn record(&mut self, format: Format, location: String, osv: &str) {
         self.formats.insert(format);
-        (self.sink)(location, Ok(osv));
+        match format {
+            Format::Osv => match without_origins(osv) {
+                Some(cleaned) => (self.sink)(location, Ok(&cleaned)),
+                None => (self.sink)(location, Ok(osv)),
+            },
+            _ => (self.sink)(location, Ok(osv)),
+        }
     }
 
     pub(crate) fn reject(&mut self, location: String, why: String) {
@@ -80,6 +86,23 @@ impl Emit<'_, '_> {
         }
         self.formats.iter().map(|f| f.name()).collect::<Vec<_>>().join("+")
     }
+}
+
+/// An OSV record as published, less any `database_specific.severity_origins`:
+/// only this importer's own conversions of NVD and CVE 5 data may say whose
+/// vectors a record carries (those rank above a feed's own), so a feed
+/// cannot claim NVD's rank by writing the key itself. `None` when the
+/// record has no such key (or is not JSON, which the parser will report).
+fn without_origins(osv: &str) -> Option<String> {
+    if !osv.contains("severity_origins") {
+        return None;
+    }
+    let mut value: serde_json::Value = serde_json::from_str(osv).ok()?;
+    let removed = value
+        .get_mut("database_specific")
+        .and_then(serde_json::Value::as_object_mut)
+        .and_then(|d| d.remove("severity_origins"));
+    removed.map(|_| value.to_string())
 }
 
 /// Reads every record of one input, file or directory, and says which

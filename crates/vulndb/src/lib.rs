@@ -363,6 +363,9 @@ impl VulnDb {
             &status_path,
             &serde_json::to_vec_pretty(status).expect("status serializes"),
         )?;
+        // Its files are synced; its entries (and hard links) must be too
+        // before CURRENT can name it.
+        sync_dir(&building);
         let final_dir = self.dir.join(generation.to_string());
         fs::rename(building, &final_dir).map_err(io_err(&final_dir))?;
         // The switch: readers see the old generation or the new one, whole.
@@ -532,13 +535,13 @@ fn compact_json(raw: &str) -> String {
 /// A source's records as stored: compact JSON Lines under zstd, every
 /// valid record in input order (a later record of the same id wins when
 /// read back).
-struct RecordFile {
+pub(crate) struct RecordFile {
     path: PathBuf,
     encoder: zstd::stream::write::Encoder<'static, File>,
 }
 
 impl RecordFile {
-    fn create(path: &Path) -> Result<RecordFile, VulnDbError> {
+    pub(crate) fn create(path: &Path) -> Result<RecordFile, VulnDbError> {
         let file = File::create(path).map_err(io_err(path))?;
         let encoder = zstd::stream::write::Encoder::new(file, 3).map_err(io_err(path))?;
         Ok(RecordFile {
@@ -547,7 +550,7 @@ impl RecordFile {
         })
     }
 
-    fn write(&mut self, raw: &str) -> Result<(), VulnDbError> {
+    pub(crate) fn write(&mut self, raw: &str) -> Result<(), VulnDbError> {
         // A record that was pretty-printed (one OSV file per advisory) becomes one line.
         let line = if raw.contains('\n') {
             compact_json(raw)
@@ -558,9 +561,45 @@ impl RecordFile {
         self.encoder.write_all(b"\n").map_err(io_err(&self.path))
     }
 
-    fn finish(self) -> Result<(), VulnDbError> {
+    pub(crate) fn finish(self) -> Result<(), VulnDbError> {
         let file = self.encoder.finish().map_err(io_err(&self.path))?;
         file.sync_all().map_err(io_err(&self.path))
+    }
+}
+
+impl VulnDb {
+    /// Starts the next version of a source from its stored records: a new
+    /// record file at `out` holding every record of the source called
+    /// `name` in the generation in force except those `replaced`, for the
+    /// caller to add the changed records to. `None` when no such source is
+    /// in force (the whole publication must be fetched).
+    pub(crate) fn source_without(
+        &self,
+        name: &str,
+        replaced: &std::collections::HashSet<String>,
+        out: &Path,
+    ) -> Result<Option<RecordFile>, VulnDbError> {
+        #[derive(serde::Deserialize)]
+        struct Id {
+            id: String,
+        }
+        let Some(status) = self.status()? else { return Ok(None) };
+        let Some(source) = status.sources.iter().find(|s| s.name == name) else {
+            return Ok(None);
+        };
+        let path = self.dir.join(status.generation.to_string()).join(&source.file);
+        let file = File::open(&path).map_err(io_err(&path))?;
+        let reader = BufReader::new(zstd::stream::read::Decoder::new(file).map_err(io_err(&path))?);
+        let mut records = RecordFile::create(out)?;
+        for (i, line) in reader.lines().enumerate() {
+            let line = line.map_err(io_err(&path))?;
+            let id = serde_json::from_str::<Id>(&line)
+                .map_err(|e| VulnDbError::Damaged(format!("{}:{}: {e}", path.display(), i + 1)))?;
+            if !replaced.contains(&id.id) {
+                records.write(&line)?;
+            }
+        }
+        Ok(Some(records))
     }
 }
 

@@ -204,6 +204,11 @@ pub struct SourceState {
     pub etag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_modified: Option<String>,
+    /// For osv.dev's `<Ecosystem>/all.zip`: the newest `modified` time of
+    /// its `modified_id.csv` that the records in force include; later
+    /// updates fetch only the records modified after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub osv_modified: Option<String>,
     /// For `file://` sources: the size and modification time imported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_version: Option<String>,

@@ -366,7 +366,7 @@ mod index {
         let nvd = input.path().join("nvd.jsonl");
         std::fs::write(
             &nvd,
-            r#"{"id":"CVE-2099-1","severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"}],"database_specific":{"severity_origins":["nvd"]}}"#,
+            r#"{"cve":{"id":"CVE-2099-1","sourceIdentifier":"cve@mitre.org","vulnStatus":"Analyzed","lastModified":"2099-01-01T00:00:00.000","metrics":{"cvssMetricV31":[{"source":"nvd@nist.gov","type":"Primary","cvssData":{"version":"3.1","vectorString":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"}}]}}}"#,
         )
         .unwrap();
         import(&db, std::slice::from_ref(&nvd)).unwrap();
@@ -374,7 +374,7 @@ mod index {
         let cve5 = input.path().join("cve5.jsonl");
         std::fs::write(
             &cve5,
-            r#"{"id":"CVE-2099-2","severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],"database_specific":{"severity_origins":["cve:cna"]}}"#,
+            r#"{"dataType":"CVE_RECORD","cveMetadata":{"cveId":"CVE-2099-2","state":"PUBLISHED","datePublished":"2099-01-01T00:00:00.000Z"},"containers":{"cna":{"metrics":[{"cvssV3_1":{"version":"3.1","vectorString":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}}]}}}"#,
         )
         .unwrap();
         import(&db, std::slice::from_ref(&cve5)).unwrap();
@@ -410,8 +410,8 @@ mod index {
         std::fs::write(&nvd, "").unwrap();
         import(&db, std::slice::from_ref(&nvd)).unwrap();
         let (_, index) = db.open().unwrap().unwrap();
-        assert!(index.vectors("CVE-2099-1").unwrap().is_empty());
-        assert_eq!(index.vectors("CVE-2099-2").unwrap().len(), 1);
+        assert!(index.vectors(&["CVE-2099-1"]).unwrap().is_empty());
+        assert_eq!(index.vectors(&["CVE-2099-2"]).unwrap().len(), 1);
     }
 
     /// A data directory written before the index existed gets one on open;
@@ -542,12 +542,11 @@ fn debian_12_gets_what_dpkg_says_it_should() {
                     .find(|p| p.name == f.package)
                     .map(|p| p.source_name.clone())
                     .unwrap();
-                std::iter::once(f.ids[0].clone())
-                    .chain(
-                        f.related
-                            .into_iter()
-                            .filter(|r| r.starts_with("DSA-") || r.starts_with("DLA-")),
-                    )
+                // A regression update joins the advisory it repairs (its ids).
+                f.ids
+                    .into_iter()
+                    .chain(f.related)
+                    .filter(|r| r.starts_with("DSA-") || r.starts_with("DLA-"))
                     .map(move |id| (id, source.clone()))
             })
             .collect();
@@ -564,4 +563,78 @@ fn debian_12_gets_what_dpkg_says_it_should() {
         ],
         "the counts dpkg gave when the fixtures were made"
     );
+}
+
+/// Only this importer's conversions of NVD and CVE 5 data may rank a
+/// vector as theirs: an OSV feed that writes `severity_origins` itself,
+/// under a CVE id, is ranked as the OSV feed it is, and the stored copy no
+/// longer carries the claim (an index rebuilt from it agrees).
+#[test]
+fn an_osv_feed_cannot_rank_its_vectors_as_nvd() {
+    use portcullis_scan::matching::AdvisoryStore;
+    let data = tempfile::tempdir().unwrap();
+    let db = VulnDb::in_data_dir(data.path());
+    let input = tempfile::tempdir().unwrap();
+    let forged = input.path().join("feed.json");
+    std::fs::write(
+        &forged,
+        r#"{"id":"CVE-2024-9999","modified":"2024-01-01T00:00:00Z","severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:L"}],"database_specific":{"severity_origins":["nvd"],"other":1}}"#,
+    )
+    .unwrap();
+    let converted = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/nvd/nvd-api-single-entry.json");
+    import(&db, &[forged, converted]).unwrap();
+    let origins = |db: &VulnDb, id: &str| -> Vec<String> {
+        let (_, index) = db.open().unwrap().unwrap();
+        index.vectors(&[id]).unwrap().into_iter().map(|v| v.origin).collect()
+    };
+    assert_eq!(origins(&db, "CVE-2024-9999"), ["osv"]);
+    assert!(origins(&db, "CVE-2022-1576").iter().all(|o| o.starts_with("nvd")));
+    // The index built again from the stored records says the same.
+    let status = db.status().unwrap().unwrap();
+    std::fs::remove_file(db.dir().join(status.generation.to_string()).join(crate::index::FILE)).unwrap();
+    assert_eq!(origins(&db, "CVE-2024-9999"), ["osv"]);
+    let stored = db.load().unwrap().unwrap();
+    assert!(stored
+        .advisories
+        .iter()
+        .any(|a| a.id == "CVE-2024-9999" && a.specific.severity_origins.is_empty()));
+}
+
+/// A scan holding the index of a generation that a later import removes
+/// keeps reading it, from every connection it uses.
+#[test]
+fn an_open_index_outlives_its_generation() {
+    use portcullis_scan::matching::AdvisoryStore;
+    let data = tempfile::tempdir().unwrap();
+    let db = VulnDb::in_data_dir(data.path());
+    import(&db, &[shared("go.osv.jsonl.gz")]).unwrap();
+    let (old, index) = db.open().unwrap().unwrap();
+    let before = index.candidates("Go", "stdlib").unwrap().len();
+    assert!(before > 100);
+    import(&db, &[shared("npm.osv.jsonl.gz")]).unwrap();
+    assert!(
+        !db.dir().join(old.generation.to_string()).exists(),
+        "the old generation is gone"
+    );
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| (0..20).map(|_| index.candidates("Go", "stdlib").unwrap().len()).max()))
+            .collect();
+        for w in workers {
+            assert_eq!(w.join().unwrap(), Some(before));
+        }
+    });
+}
+
+/// The index opens by URI (`immutable`): a data directory whose name holds
+/// the URI's own characters still names the same file.
+#[test]
+fn an_index_opens_under_any_directory_name() {
+    use portcullis_scan::matching::AdvisoryStore;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("odd 100%?x=1#frag");
+    let db = VulnDb::in_data_dir(&data);
+    import(&db, &[shared("npm.osv.jsonl.gz")]).unwrap();
+    let (_, index) = db.open().unwrap().unwrap();
+    assert!(!index.candidates("npm", "lodash").unwrap().is_empty());
 }

@@ -87,6 +87,8 @@ struct Fetched {
     etag: Option<String>,
     last_modified: Option<String>,
     file_version: Option<String>,
+    /// See [`SourceState::osv_modified`].
+    osv_modified: Option<String>,
 }
 
 /// What a download left behind to resume: beside `<name>.partial`.
@@ -148,9 +150,19 @@ impl VulnDb {
                 resumed_from: None,
             };
             let result = match &source.location {
-                Location::Http(_) => {
-                    fetch_http(&client, source, imported, &downloads, options, &*progress, &mut outcome).await
-                }
+                Location::Http(url) => match osv_listing(url) {
+                    Some(listing) => {
+                        let at = OsvBucket {
+                            db: self,
+                            client: &client,
+                            listing,
+                            ready: &ready_dir,
+                        };
+                        at.fetch(source, imported, &downloads, options, &*progress, &mut outcome)
+                            .await
+                    }
+                    None => fetch_http(&client, source, imported, &downloads, options, &*progress, &mut outcome).await,
+                },
                 Location::File(path) => fetch_file(source, path, imported, &ready_dir),
             };
             let result = result.and_then(|f| match f {
@@ -293,6 +305,7 @@ impl VulnDb {
                     st.etag = f.etag.clone();
                     st.last_modified = f.last_modified.clone();
                     st.file_version = f.file_version.clone();
+                    st.osv_modified = f.osv_modified.clone();
                     st.last_change = Some(now);
                 }
             }
@@ -326,11 +339,43 @@ fn client(options: &UpdateOptions) -> reqwest::Result<reqwest::Client> {
                 attempt.error(format!("a redirect to a {to}: URL"))
             } else if from_https && to == "http" {
                 attempt.error("a redirect from https to plain http")
+            } else if attempt.previous().first().is_some_and(|u| !is_internal(u)) && is_internal(attempt.url()) {
+                let host = attempt.url().host_str().unwrap_or_default().to_string();
+                attempt.error(format!("a redirect from a public address to an internal one ({host})"))
             } else {
                 attempt.follow()
             }
         }))
         .build()
+}
+
+/// Whether a URL names this machine or a private network by its address
+/// (or `localhost`): a public feed must not redirect the server into the
+/// network it sits in. Names that resolve to such addresses are not caught
+/// here; sources are configured by administrators, who can name internal
+/// hosts directly.
+fn is_internal(url: &reqwest::Url) -> bool {
+    use std::net::IpAddr;
+    let v4 = |ip: std::net::Ipv4Addr| {
+        ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified() || ip.is_broadcast()
+            // 100.64.0.0/10, carrier-grade NAT, often a cloud's internal range
+            || (ip.octets()[0] == 100 && ip.octets()[1] & 0xc0 == 64)
+    };
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => v4(ip),
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || (ip.segments()[0] & 0xfe00) == 0xfc00 // unique local
+                || (ip.segments()[0] & 0xffc0) == 0xfe80 // link local
+                || ip.to_ipv4_mapped().is_some_and(v4)
+        }
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost") || name.parse::<IpAddr>().is_ok()
+        }
+        None => true,
+    }
 }
 
 /// A reqwest error with its causes, which say what actually went wrong.
@@ -532,6 +577,213 @@ async fn fetch_http(
     ))
 }
 
+/// `modified_id.csv` beside an osv.dev-style `<Ecosystem>/all.zip`.
+fn osv_listing(url: &reqwest::Url) -> Option<reqwest::Url> {
+    if url.query().is_some() || !url.path().ends_with("/all.zip") {
+        return None;
+    }
+    url.join("modified_id.csv").ok()
+}
+
+/// Records changed since the last update that one incremental update
+/// fetches one by one; more, and the whole archive is cheaper.
+const MAX_CHANGED: usize = 2000;
+/// Bounds on `modified_id.csv` (osv.dev's largest ecosystem lists ~150k
+/// records, ~7 MiB) and on one record.
+const MAX_LISTING_BYTES: u64 = 64 << 20;
+const MAX_RECORD_BYTES: u64 = 8 << 20;
+
+/// osv.dev's bucket layout, as its own tools read it: `<Ecosystem>/all.zip`
+/// holds every record, `modified_id.csv` beside it lists
+/// `<RFC 3339 modified>,<ID>` newest first, and `<ID>.json` is each record.
+/// The first update imports the archive and remembers the listing's
+/// newest time; later ones fetch only the records listed after it and
+/// import them over the source's stored records. Without a listing, or
+/// with too many changes, the archive is fetched as any source is.
+struct OsvBucket<'a> {
+    db: &'a VulnDb,
+    client: &'a reqwest::Client,
+    listing: reqwest::Url,
+    ready: &'a Path,
+}
+
+impl OsvBucket<'_> {
+    async fn fetch(
+        &self,
+        source: &Source,
+        imported: Option<&SourceState>,
+        downloads: &Path,
+        options: &UpdateOptions,
+        progress: &(dyn Progress + Send + Sync),
+        outcome: &mut SourceOutcome,
+    ) -> Result<Option<Fetched>, String> {
+        // Read before the archive: a record changed in between is fetched
+        // again next time, never missed.
+        let listing = self.get(&self.listing, MAX_LISTING_BYTES, outcome).await?;
+        let listing = match listing {
+            Some(bytes) => Some(String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8", self.listing))?),
+            None => None,
+        };
+        let newest = match &listing {
+            Some(text) => newest_listed(text).map_err(|why| format!("{}: {why}", self.listing))?,
+            None => None,
+        };
+        let mark = imported.and_then(|s| s.osv_modified.as_deref());
+        if let (Some(text), Some(mark)) = (&listing, mark) {
+            let changed = changed_since(text, mark, MAX_CHANGED).map_err(|why| format!("{}: {why}", self.listing))?;
+            match changed {
+                Some(ids) if ids.is_empty() => return Ok(None),
+                Some(ids) => {
+                    if let Some(path) = self.delta(source, &ids, options, outcome).await? {
+                        // The archive was not fetched: its validators stay.
+                        return Ok(Some(Fetched {
+                            path,
+                            etag: imported.and_then(|s| s.etag.clone()),
+                            last_modified: imported.and_then(|s| s.last_modified.clone()),
+                            file_version: None,
+                            osv_modified: newest,
+                        }));
+                    }
+                }
+                None => {}
+            }
+        }
+        let fetched = fetch_http(self.client, source, imported, downloads, options, progress, outcome).await?;
+        Ok(fetched.map(|f| Fetched {
+            osv_modified: newest,
+            ..f
+        }))
+    }
+
+    /// The source's stored records with `ids` fetched anew, ready to import
+    /// under its name; `None` when the source is not in force.
+    async fn delta(
+        &self,
+        source: &Source,
+        ids: &std::collections::HashSet<String>,
+        options: &UpdateOptions,
+        outcome: &mut SourceOutcome,
+    ) -> Result<Option<PathBuf>, String> {
+        let path = self.ready.join(&source.name);
+        let Some(mut records) = self
+            .db
+            .source_without(&source.name, ids, &path)
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let mut total = 0u64;
+        for id in ids {
+            // `./` keeps an id with a colon (ALSA-2024:1234) a path.
+            let url = self
+                .listing
+                .join(&format!("./{id}.json"))
+                .map_err(|e| format!("{id}: {e}"))?;
+            let bytes = self
+                .get(&url, MAX_RECORD_BYTES, outcome)
+                .await?
+                .ok_or_else(|| format!("{url} is listed in {} but not published", self.listing))?;
+            total += bytes.len() as u64;
+            if total > options.limits.max_input_bytes {
+                return Err(format!(
+                    "the changed records pass the input limit of {} bytes",
+                    options.limits.max_input_bytes
+                ));
+            }
+            let record: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| format!("{url}: not a JSON record: {e}"))?;
+            if record.get("id").and_then(serde_json::Value::as_str) != Some(id.as_str()) {
+                return Err(format!("{url} holds another record than {id}"));
+            }
+            records.write(&record.to_string()).map_err(|e| e.to_string())?;
+        }
+        records.finish().map_err(|e| e.to_string())?;
+        Ok(Some(path))
+    }
+
+    /// A whole body of at most `max` bytes; `None` for a 404.
+    async fn get(&self, url: &reqwest::Url, max: u64, outcome: &mut SourceOutcome) -> Result<Option<Vec<u8>>, String> {
+        let mut resp = self
+            .client
+            .get(url.as_str())
+            .header(USER_AGENT, concat!("portcullis/", env!("CARGO_PKG_VERSION")))
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        match resp.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Ok(None),
+            s => return Err(format!("HTTP {s} from {url}")),
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {
+            outcome.downloaded += chunk.len() as u64;
+            if (body.len() + chunk.len()) as u64 > max {
+                return Err(format!("{url}: larger than {max} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Some(body))
+    }
+}
+
+/// One line of `modified_id.csv`: its time and id.
+fn listed(line: &str) -> Result<(std::time::SystemTime, &str), String> {
+    let (when, id) = line.split_once(',').ok_or("a line without a comma")?;
+    let when = humantime::parse_rfc3339_weak(when.trim()).map_err(|e| format!("{when:?}: {e}"))?;
+    // The bucket's root listing names `<Ecosystem>/<ID>`; this one, ids.
+    let id = id.trim();
+    let id = match id.split_once('/') {
+        Some((eco, id))
+            if !eco.starts_with('.') && eco.bytes().all(|b| b.is_ascii_alphanumeric() || b" .:-".contains(&b)) =>
+        {
+            id
+        }
+        Some(_) => return Err(format!("{id:?} is not an OSV id")),
+        None => id,
+    };
+    let ok = !id.is_empty()
+        && id.len() <= 256
+        && id != "."
+        && id != ".."
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:+-".contains(&b));
+    if !ok {
+        return Err(format!("{id:?} is not an OSV id"));
+    }
+    Ok((when, id))
+}
+
+/// The newest time `modified_id.csv` lists, as written there.
+fn newest_listed(text: &str) -> Result<Option<String>, String> {
+    let mut newest: Option<(std::time::SystemTime, &str)> = None;
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let (when, _) = listed(line).map_err(|why| format!("line {}: {why}", n + 1))?;
+        if newest.is_none_or(|(t, _)| when > t) {
+            newest = Some((when, line.split_once(',').map_or("", |(w, _)| w).trim()));
+        }
+    }
+    Ok(newest.map(|(_, w)| w.to_string()))
+}
+
+/// The ids listed as modified after `mark`; `None` when there are more
+/// than `max`. Every line is read: the order is osv.dev's habit, not a
+/// promise a mirror keeps.
+fn changed_since(text: &str, mark: &str, max: usize) -> Result<Option<std::collections::HashSet<String>>, String> {
+    let mark = humantime::parse_rfc3339_weak(mark).map_err(|e| format!("the kept time {mark:?}: {e}"))?;
+    let mut ids = std::collections::HashSet::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let (when, id) = listed(line).map_err(|why| format!("line {}: {why}", n + 1))?;
+        if when <= mark {
+            continue;
+        }
+        ids.insert(id.to_string());
+        if ids.len() > max {
+            return Ok(None);
+        }
+    }
+    Ok(Some(ids))
+}
+
 /// Moves a whole download into `ready/` under the source's name.
 fn finish(
     partial: &Path,
@@ -548,6 +800,7 @@ fn finish(
         etag: meta.etag,
         last_modified: meta.last_modified,
         file_version: None,
+        osv_modified: None,
     })
 }
 
@@ -578,6 +831,7 @@ fn fetch_file(
         etag: None,
         last_modified: None,
         file_version: Some(version),
+        osv_modified: None,
     }))
 }
 
@@ -652,6 +906,88 @@ fn sniff(path: &Path, limits: &Limits) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `modified_id.csv` as osv.dev writes it (newest first, per ecosystem
+    /// `<time>,<ID>`, at the root `<time>,<Ecosystem>/<ID>`): what changed
+    /// after the time kept, and lines that must stop the update.
+    #[test]
+    fn osv_listings_say_what_changed() {
+        let listing = "2026-08-21T10:00:00.123456Z,DSA-6335-1\n\
+                       2026-08-20T09:00:00Z,Debian/DLA-4742-1\n\
+                       2026-08-19T00:00:00Z,ALSA-2024:1234\n\
+                       2026-08-01T00:00:00Z,DSA-5000-1\n";
+        assert_eq!(
+            newest_listed(listing).unwrap().as_deref(),
+            Some("2026-08-21T10:00:00.123456Z")
+        );
+        let changed = |mark: &str, max: usize| {
+            changed_since(listing, mark, max).map(|o| {
+                o.map(|ids| {
+                    let mut ids: Vec<String> = ids.into_iter().collect();
+                    ids.sort();
+                    ids
+                })
+            })
+        };
+        let table: [(&str, usize, Option<Vec<&str>>); 5] = [
+            ("2026-08-21T10:00:00.123456Z", 10, Some(vec![])),
+            ("2026-08-21T10:00:00Z", 10, Some(vec!["DSA-6335-1"])),
+            ("2026-08-19T00:00:00Z", 10, Some(vec!["DLA-4742-1", "DSA-6335-1"])),
+            (
+                "2020-01-01T00:00:00Z",
+                10,
+                Some(vec!["ALSA-2024:1234", "DLA-4742-1", "DSA-5000-1", "DSA-6335-1"]),
+            ),
+            ("2020-01-01T00:00:00Z", 3, None),
+        ];
+        for (mark, max, want) in table {
+            let want = want.map(|v| v.into_iter().map(String::from).collect::<Vec<_>>());
+            assert_eq!(changed(mark, max).unwrap(), want, "{mark} {max}");
+        }
+        for (bad, why) in [
+            ("2026-08-21T10:00:00Z,../../etc/passwd\n", "not an OSV id"),
+            ("2026-08-21T10:00:00Z,a?b\n", "not an OSV id"),
+            ("yesterday,DSA-1-1\n", "yesterday"),
+            ("DSA-1-1\n", "without a comma"),
+            ("2026-08-21T10:00:00Z,\n", "not an OSV id"),
+        ] {
+            let err = changed_since(bad, "2020-01-01T00:00:00Z", 10).unwrap_err();
+            assert!(err.contains(why) && err.contains("line 1"), "{bad}: {err}");
+            assert!(newest_listed(bad).is_err(), "{bad}");
+        }
+        let at = |path: &str| osv_listing(&path.parse().unwrap()).map(|u| u.to_string());
+        assert_eq!(
+            at("https://osv-vulnerabilities.storage.googleapis.com/Debian/all.zip").as_deref(),
+            Some("https://osv-vulnerabilities.storage.googleapis.com/Debian/modified_id.csv")
+        );
+        assert_eq!(at("https://example.com/debian.osv.jsonl.gz"), None);
+        assert_eq!(at("https://example.com/Debian/all.zip?x=1"), None);
+    }
+
+    #[test]
+    fn internal_addresses_are_told_apart() {
+        let cases = [
+            ("https://osv-vulnerabilities.storage.googleapis.com/x", false),
+            ("https://8.8.8.8/x", false),
+            ("https://[2001:4860::8888]/x", false),
+            ("http://127.0.0.1:8080/x", true),
+            ("http://localhost/x", true),
+            ("http://LOCALHOST./x", true),
+            ("http://10.1.2.3/x", true),
+            ("http://172.16.0.1/x", true),
+            ("http://192.168.1.1/x", true),
+            ("http://169.254.169.254/latest/meta-data", true),
+            ("http://100.100.100.200/x", true),
+            ("http://[::1]/x", true),
+            ("http://[fd00::1]/x", true),
+            ("http://[fe80::1]/x", true),
+            ("http://[::ffff:10.0.0.1]/x", true),
+            ("http://0.0.0.0/x", true),
+        ];
+        for (url, internal) in cases {
+            assert_eq!(is_internal(&url.parse().unwrap()), internal, "{url}");
+        }
+    }
 
     #[test]
     fn content_ranges_parse() {
