@@ -336,11 +336,7 @@ impl VulnDb {
         // and its last success would make this older data look current.
         self.change_state(|state| {
             state.updated_at = None;
-            for s in state.sources.values_mut() {
-                s.etag = None;
-                s.last_modified = None;
-                s.file_version = None;
-            }
+            state.sources.values_mut().for_each(crate::SourceState::forget_version);
         })?;
         Ok((report, manifest))
     }
@@ -700,6 +696,23 @@ mod tests {
 
         let target = VulnDb::in_data_dir(&dir.path().join("target"));
         import(&target, &[shared("go.osv.jsonl.gz")]).unwrap();
+        // What an updater remembers of the sources about to be replaced.
+        target
+            .change_state(|s| {
+                s.updated_at = Some(unix_now());
+                s.sources.insert(
+                    "https://example.org/go.json".into(),
+                    crate::SourceState {
+                        name: "example.org_go.json".into(),
+                        etag: Some("\"v1\"".into()),
+                        osv_modified: Some("2026-01-01T00:00:00Z".into()),
+                        file_version: Some("file:1:2".into()),
+                        last_success: Some(1),
+                        ..Default::default()
+                    },
+                );
+            })
+            .unwrap();
         let report = import(&target, std::slice::from_ref(&file)).unwrap();
         assert!(report.kept.is_empty(), "an export replaces every source");
         assert_eq!(report.sources[2].duplicates, 1);
@@ -713,6 +726,14 @@ mod tests {
         assert_eq!(index.len(), source.open().unwrap().unwrap().1.len());
         // Dated by the data, not by the transfer: two hours old on both sides.
         assert_eq!(target.fresh_at().unwrap(), source.fresh_at().unwrap());
+        // The updater's knowledge described replaced records: the next update fetches whole.
+        let state = target.update_state().unwrap();
+        assert_eq!(state.updated_at, None);
+        let kept = &state.sources["https://example.org/go.json"];
+        assert_eq!(
+            (&kept.etag, &kept.osv_modified, &kept.file_version, kept.last_success),
+            (&None, &None, &None, Some(1))
+        );
         assert!(unix_now() - status.sources[0].imported_at >= 7200);
         assert!(
             status.sources[0].origin.ends_with("npm.osv.jsonl.gz"),

@@ -365,7 +365,7 @@ impl VulnDb {
         )?;
         // Its files are synced; its entries (and hard links) must be too
         // before CURRENT can name it.
-        sync_dir(&building);
+        sync_dir(building);
         let final_dir = self.dir.join(generation.to_string());
         fs::rename(building, &final_dir).map_err(io_err(&final_dir))?;
         // The switch: readers see the old generation or the new one, whole.

@@ -227,6 +227,18 @@ pub struct SourceState {
     pub last_error_at: Option<u64>,
 }
 
+impl SourceState {
+    /// Forgets which version of the source is in force (its validators and
+    /// listing time), so the next update fetches it whole: its records
+    /// were replaced from elsewhere (an imported export).
+    pub(crate) fn forget_version(&mut self) {
+        self.etag = None;
+        self.last_modified = None;
+        self.osv_modified = None;
+        self.file_version = None;
+    }
+}
+
 impl VulnDb {
     fn state_path(&self) -> PathBuf {
         self.dir().join(STATE)
