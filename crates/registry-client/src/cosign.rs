@@ -16,6 +16,10 @@ use crate::{RegistryClient, Result};
 /// Signature payloads and bundles are a few KiB; anything bigger is not one.
 pub const MAX_SIGNATURE_BLOB: usize = 1 << 20;
 
+/// Signatures of each form examined at most (as the server's signed-only
+/// pulls): whatever a registry lists, the work stays bounded.
+const MAX_EXAMINED: usize = 32;
+
 /// Which of cosign's two forms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignatureForm {
@@ -122,8 +126,8 @@ impl RegistryClient {
 
     /// Checks every signature on the manifest `digest` in both forms (the
     /// `.sig` tag; the referrers, through the API or its tag schema)
-    /// against `keys`. Only a signature that verifies counts: the presence
-    /// of one is never enough.
+    /// against `keys`, at most 32 of each form. Only a signature
+    /// that verifies counts: the presence of one is never enough.
     pub async fn verify_signatures(&self, digest: &Digest, keys: &[PublicKey]) -> Result<Verdict> {
         let mut verdict = Verdict::default();
         let mut record = |key: Option<&PublicKey>, form: SignatureForm| match key {
@@ -131,7 +135,7 @@ impl RegistryClient {
             None => verdict.unverified += 1,
         };
         if let Some(sig) = self.manifest_if_exists(&signature_tag(digest)).await? {
-            for c in candidates(&sig.bytes) {
+            for c in candidates(&sig.bytes).into_iter().take(MAX_EXAMINED) {
                 if c.size as usize > MAX_SIGNATURE_BLOB {
                     record(None, SignatureForm::Tag);
                     continue;
@@ -142,7 +146,11 @@ impl RegistryClient {
         }
         // Some registries list a bundle under its config's type (the empty
         // one), so the artifact type filters loosely and the layers decide.
+        let mut examined = 0;
         for referrer in self.referrers(digest, None).await? {
+            if examined == MAX_EXAMINED {
+                break;
+            }
             let kind = referrer["artifactType"].as_str().unwrap_or(EMPTY_CONFIG);
             let (Some(referrer), true) = (
                 referrer["digest"].as_str(),
@@ -150,6 +158,7 @@ impl RegistryClient {
             ) else {
                 continue;
             };
+            examined += 1;
             let manifest = self.manifest(referrer).await?;
             for (layer, size) in bundle_layers(&manifest.bytes) {
                 if size as usize > MAX_SIGNATURE_BLOB {
