@@ -128,7 +128,8 @@ enum Command {
 enum DbCommand {
     /// Import OSV records: JSON, JSON Lines, gzip or zstd of either, zip archives or
     /// directories. Each input is a source named by its file name and
-    /// replaces an earlier source of that name; all or nothing.
+    /// replaces an earlier source of that name; all or nothing. A file
+    /// `db export` wrote is a whole database: it replaces every source.
     Import {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
@@ -138,6 +139,25 @@ enum DbCommand {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Write the database in force to one file (zstd-compressed tar: a
+    /// manifest of sources and digests, then each source's records), to
+    /// carry to a registry without network; `db import` reads it back.
+    Export {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Push the database in force (exported on the way, or --file) to a
+    /// registry as an OCI artifact, signed with --key as `portcullis sign`
+    /// signs; a disconnected registry takes it with `db pull`. Exits 2 on error.
+    Push(db::PushArgs),
+    /// Pull a database artifact `db push` wrote, verify a cosign signature
+    /// on it by one of --key, check its bytes against their digests, and
+    /// import it as one new generation. Exits 0 imported (or already in
+    /// force), 1 refused (unsigned, signed by none of the keys, bytes not
+    /// matching their digest), 2 on an error.
+    Pull(db::PullArgs),
     /// The sources in force, their record counts and import times.
     Status {
         #[arg(long, value_enum, default_value = "text")]
@@ -522,6 +542,24 @@ async fn main() -> anyhow::Result<()> {
             let settings = offline_settings(state)?;
             match command {
                 DbCommand::Import { paths, replace, format } => db::import(&settings, &paths, replace, format)?,
+                DbCommand::Export { file, format } => db::export(&settings, &file, format)?,
+                DbCommand::Push(args) => {
+                    if let Err(e) = db::push(&settings, args).await {
+                        eprintln!("Error: {e:#}");
+                        std::process::exit(2);
+                    }
+                }
+                DbCommand::Pull(args) => match db::pull(&settings, args).await {
+                    Ok(()) => {}
+                    Err(e) => {
+                        eprintln!("Error: {e:#}");
+                        let refused = matches!(
+                            e.downcast_ref::<portcullis_vulndb::VulnDbError>(),
+                            Some(portcullis_vulndb::VulnDbError::PullRefused { .. })
+                        );
+                        std::process::exit(if refused { 1 } else { 2 });
+                    }
+                },
                 DbCommand::Status { format } => db::status(&settings, format)?,
                 DbCommand::Update { format } => {
                     if !db::update(&settings, format).await? {

@@ -99,6 +99,20 @@ pub struct Settings {
     pub vulndb_sources: Vec<String>,
     /// How often `serve` updates the database from them (`6h`, `30m`).
     pub vulndb_update_interval: String,
+    /// A database artifact `db push` wrote (`HOST/REPO[:TAG]`, typically a
+    /// repository of this registry or an internal mirror) that `serve`
+    /// pulls and imports when it changes; exclusive with `vulndb_sources`.
+    pub vulndb_pull: Option<String>,
+    /// The public keys (PEM, or paths of PEM files) one of which must have
+    /// signed a pulled artifact; a TOML list, or comma-separated.
+    #[serde(deserialize_with = "list_or_commas")]
+    pub vulndb_pull_keys: Vec<String>,
+    /// How often `serve` pulls (`6h`, `30m`).
+    pub vulndb_pull_interval: String,
+    /// `USER:TOKEN` for the registry `vulndb_pull` names (pull rights suffice).
+    pub vulndb_pull_creds: Option<String>,
+    /// `false` talks plain HTTP to it.
+    pub vulndb_pull_tls_verify: bool,
 }
 
 impl Default for Settings {
@@ -146,6 +160,11 @@ impl Default for Settings {
             registry_aliases: String::new(),
             vulndb_sources: Vec::new(),
             vulndb_update_interval: "6h".into(),
+            vulndb_pull: None,
+            vulndb_pull_keys: Vec::new(),
+            vulndb_pull_interval: "6h".into(),
+            vulndb_pull_creds: None,
+            vulndb_pull_tls_verify: true,
         }
     }
 }
@@ -203,6 +222,7 @@ impl Settings {
         );
         s.vulndb_update_interval()?;
         portcullis_vulndb::parse_sources(&s.vulndb_sources).map_err(|e| anyhow::anyhow!("vulndb_sources: {e}"))?;
+        s.check_vulndb_pull()?;
         Ok(s)
     }
 
@@ -306,18 +326,73 @@ impl Settings {
                 interval: self.vulndb_update_interval().unwrap_or(Duration::from_secs(6 * 3600)),
                 options: self.vulndb_update_options(),
             },
+            pull: self.vulndb_pull_settings(),
+        }
+    }
+
+    /// `vulndb_pull`, when set (an empty value is none).
+    pub fn vulndb_pull(&self) -> Option<&str> {
+        self.vulndb_pull.as_deref().map(str::trim).filter(|r| !r.is_empty())
+    }
+
+    /// A pull needs a reference that parses, keys that read, an interval,
+    /// and no sources beside it (each would replace the other's database).
+    fn check_vulndb_pull(&self) -> anyhow::Result<()> {
+        parse_interval("vulndb_pull_interval", &self.vulndb_pull_interval)?;
+        let Some(reference) = self.vulndb_pull() else {
+            return Ok(());
+        };
+        reference
+            .parse::<portcullis_registry_client::ImageRef>()
+            .map_err(|e| anyhow::anyhow!("vulndb_pull: {e}"))?;
+        anyhow::ensure!(
+            !self.vulndb_pull_keys.is_empty(),
+            "vulndb_pull needs vulndb_pull_keys: a pulled database is imported only when one of them signed it"
+        );
+        self.vulndb_pull_keys()?;
+        anyhow::ensure!(
+            self.vulndb_sources.is_empty(),
+            "vulndb_pull and vulndb_sources exclude each other: the database comes from one or the other"
+        );
+        Ok(())
+    }
+
+    /// `vulndb_pull_keys`: each a PEM public key, or the path of one.
+    pub fn vulndb_pull_keys(&self) -> anyhow::Result<Vec<portcullis_sign::PublicKey>> {
+        self.vulndb_pull_keys
+            .iter()
+            .map(|k| {
+                let pem = if k.contains("-----BEGIN") {
+                    k.clone()
+                } else {
+                    std::fs::read_to_string(k).map_err(|e| anyhow::anyhow!("vulndb_pull_keys: {k}: {e}"))?
+                };
+                portcullis_sign::PublicKey::from_pem(&pem).map_err(|e| anyhow::anyhow!("vulndb_pull_keys: {e}"))
+            })
+            .collect()
+    }
+
+    /// Where and how often `serve` pulls the database.
+    pub fn vulndb_pull_settings(&self) -> portcullis_server::PullSettings {
+        portcullis_server::PullSettings {
+            reference: self.vulndb_pull().map(str::to_string),
+            interval: parse_interval("vulndb_pull_interval", &self.vulndb_pull_interval)
+                .unwrap_or(Duration::from_secs(6 * 3600)),
+            options: portcullis_vulndb::PullOptions {
+                access: portcullis_vulndb::Access {
+                    creds: self.vulndb_pull_creds.clone().filter(|c| !c.is_empty()),
+                    tls_verify: self.vulndb_pull_tls_verify,
+                },
+                // Checked when the settings were loaded.
+                keys: self.vulndb_pull_keys().unwrap_or_default(),
+                limits: self.vulndb_update_options().limits,
+            },
         }
     }
 
     /// `vulndb_update_interval`, at least a second.
     pub fn vulndb_update_interval(&self) -> anyhow::Result<Duration> {
-        let d = humantime::parse_duration(self.vulndb_update_interval.trim())
-            .map_err(|e| anyhow::anyhow!("vulndb_update_interval {:?}: {e}", self.vulndb_update_interval))?;
-        anyhow::ensure!(
-            d >= Duration::from_secs(1),
-            "vulndb_update_interval must be at least 1s"
-        );
-        Ok(d)
+        parse_interval("vulndb_update_interval", &self.vulndb_update_interval)
     }
 
     /// Downloads and imports of updates are bounded like `db import`.
@@ -362,6 +437,13 @@ impl Settings {
 }
 
 /// A list from TOML, or one string of comma-separated items (the environment).
+/// A duration setting (`6h`, `30m`), at least a second.
+fn parse_interval(name: &str, text: &str) -> anyhow::Result<Duration> {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| anyhow::anyhow!("{name} {text:?}: {e}"))?;
+    anyhow::ensure!(d >= Duration::from_secs(1), "{name} must be at least 1s");
+    Ok(d)
+}
+
 fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -458,6 +540,54 @@ mod tests {
             jail.set_env("PORTCULLIS_VULNDB_SOURCES", "");
             jail.set_env("PORTCULLIS_VULNDB_UPDATE_INTERVAL", "often");
             assert!(Settings::load(None, Overrides::default()).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn vulndb_pull_needs_keys_that_read_and_no_sources() {
+        let (a, _) = portcullis_sign::SigningKey::generate().unwrap();
+        let (b, _) = portcullis_sign::SigningKey::generate().unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("a.pub", &a.public.to_pem())?;
+            jail.create_file(
+                "p.toml",
+                "vulndb_pull = \"registry.internal/security/vulndb:latest\"\nvulndb_pull_keys = [\"a.pub\"]\nvulndb_pull_interval = \"15m\"\nvulndb_pull_creds = \"mirror:token\"\n",
+            )?;
+            let load = || Settings::load(Some(Path::new("p.toml")), Overrides::default());
+            let pull = load().unwrap().scan().pull;
+            assert_eq!(
+                pull.reference.as_deref(),
+                Some("registry.internal/security/vulndb:latest")
+            );
+            assert_eq!(pull.interval, Duration::from_secs(900));
+            assert_eq!(pull.options.access.creds.as_deref(), Some("mirror:token"));
+            assert!(pull.options.access.tls_verify);
+            assert_eq!(pull.options.keys, vec![a.public.clone()]);
+            // Keys inline as PEM too, comma-separated in the environment.
+            jail.set_env(
+                "PORTCULLIS_VULNDB_PULL_KEYS",
+                format!("{},{}", a.public.to_pem(), b.public.to_pem()),
+            );
+            assert_eq!(
+                load().unwrap().scan().pull.options.keys,
+                vec![a.public.clone(), b.public.clone()]
+            );
+            jail.set_env("PORTCULLIS_VULNDB_PULL_KEYS", "missing.pub");
+            assert!(load().unwrap_err().to_string().contains("missing.pub"));
+            jail.set_env("PORTCULLIS_VULNDB_PULL_KEYS", "");
+            assert!(load().unwrap_err().to_string().contains("vulndb_pull_keys"));
+            jail.set_env("PORTCULLIS_VULNDB_PULL_KEYS", "a.pub");
+            jail.set_env("PORTCULLIS_VULNDB_SOURCES", "https://a.org/x.json");
+            assert!(load().unwrap_err().to_string().contains("exclude each other"));
+            jail.set_env("PORTCULLIS_VULNDB_SOURCES", "");
+            jail.set_env("PORTCULLIS_VULNDB_PULL", "no-registry-named");
+            assert!(load().unwrap_err().to_string().contains("vulndb_pull"));
+            jail.set_env("PORTCULLIS_VULNDB_PULL", "");
+            assert!(load().unwrap().scan().pull.reference.is_none(), "empty: no pull");
+            let defaults = Settings::load(None, Overrides::default()).unwrap();
+            assert_eq!(defaults.scan().pull.interval, Duration::from_secs(6 * 3600));
             Ok(())
         });
     }

@@ -5,15 +5,9 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
-use portcullis_registry_client::{Access, ImageRef, RegistryClient};
-use portcullis_sign::{
-    bundle_layers, bundle_manifest, bundle_signer, candidates, payload, read_private_key, sign_bundle,
-    signature_manifest_adding, signature_tag, signer, PublicKey, BUNDLE_MEDIA_TYPE, EMPTY_CONFIG,
-};
+use portcullis_registry_client::{Access, ImageRef, RegistryClient, SignatureForm};
+use portcullis_sign::{read_private_key, PublicKey, SigningKey};
 use serde::Serialize;
-
-/// Signature payloads and bundles are a few KiB; anything bigger is not one.
-const MAX_SIGNATURE_BLOB: usize = 1 << 20;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -41,8 +35,26 @@ pub struct RegistryArgs {
     tls_verify: bool,
 }
 
+impl From<Form> for SignatureForm {
+    fn from(f: Form) -> SignatureForm {
+        match f {
+            Form::Tag => SignatureForm::Tag,
+            Form::Bundle => SignatureForm::Bundle,
+        }
+    }
+}
+
+impl From<SignatureForm> for Form {
+    fn from(f: SignatureForm) -> Form {
+        match f {
+            SignatureForm::Tag => Form::Tag,
+            SignatureForm::Bundle => Form::Bundle,
+        }
+    }
+}
+
 impl RegistryArgs {
-    fn access(&self) -> Access {
+    pub fn access(&self) -> Access {
         Access {
             creds: self.creds.clone(),
             tls_verify: self.tls_verify,
@@ -98,67 +110,62 @@ fn password() -> anyhow::Result<String> {
 }
 
 #[derive(Serialize)]
-struct Signed<'a> {
-    image: String,
-    digest: &'a str,
-    key_id: &'a str,
-    form: Form,
+pub struct Signed {
+    pub image: String,
+    pub digest: String,
+    pub key_id: String,
+    pub form: Form,
     /// Where the signature is: the tag, or the referrer manifest's digest.
-    signature: String,
+    pub signature: String,
+}
+
+/// Reads a cosign key file (password from COSIGN_PASSWORD or a prompt)
+/// or an unencrypted PKCS#8 PEM private key.
+pub fn signing_key(path: &std::path::Path) -> anyhow::Result<SigningKey> {
+    let pem = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let encrypted = pem.contains("ENCRYPTED");
+    let secret = if encrypted { password()? } else { String::new() };
+    let (key, _) = read_private_key(&pem, secret.as_bytes()).with_context(|| format!("{}", path.display()))?;
+    Ok(key)
+}
+
+/// Reads PEM public keys (`cosign.pub`).
+pub fn public_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<PublicKey>> {
+    paths
+        .iter()
+        .map(|path| {
+            let pem = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            PublicKey::from_pem(&pem).with_context(|| format!("{}", path.display()))
+        })
+        .collect()
+}
+
+/// Signs what `image` names with `key`, in `form`: `portcullis sign`
+/// and `portcullis db push --key`.
+pub async fn sign_image(
+    client: &RegistryClient,
+    image: &ImageRef,
+    key: &SigningKey,
+    form: Form,
+) -> anyhow::Result<Signed> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let created = portcullis_vulndb::rfc3339(now.as_secs());
+    let name = format!("{}/{}", image.host, image.repository);
+    let signed = client.sign(&name, &image.reference, key, form.into(), &created).await?;
+    Ok(Signed {
+        image: image.to_string(),
+        digest: signed.digest.to_string(),
+        key_id: key.public.id.clone(),
+        form,
+        signature: signed.signature,
+    })
 }
 
 pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
     let image: ImageRef = args.image.parse()?;
-    let pem = std::fs::read_to_string(&args.key).with_context(|| format!("reading {}", args.key.display()))?;
-    let encrypted = pem.contains("ENCRYPTED");
-    let secret = if encrypted { password()? } else { String::new() };
-    let (key, _) = read_private_key(&pem, secret.as_bytes()).with_context(|| format!("{}", args.key.display()))?;
+    let key = signing_key(&args.key)?;
     let client = RegistryClient::for_image(&image, &args.registry.access())?;
-    // The empty config both forms need goes first, so the credentials in
-    // hand carry push; then a HEAD names the digest: a registry whose pull
-    // rules refuse the unsigned image its body still lets a pusher sign it.
-    let config = client.push_blob(b"{}").await?;
-    let m = client.manifest_head(&image.reference).await?;
-    let signature = match args.form {
-        Form::Tag => {
-            let body = payload(&format!("{}/{}", image.host, image.repository), &m.digest);
-            let sig = key.sign(&body)?;
-            let p = client.push_blob(&body).await?;
-            let tag = signature_tag(&m.digest);
-            // Signatures already there stay: another signer adds a layer.
-            let kept = match client.manifest_if_exists(&tag).await? {
-                Some(existing) => candidates(&existing.bytes),
-                None => Vec::new(),
-            };
-            let manifest = signature_manifest_adding(kept, &config, 2, (p, body.len(), sig));
-            client
-                .put_manifest(&tag, "application/vnd.oci.image.manifest.v1+json", &manifest)
-                .await?;
-            tag
-        }
-        Form::Bundle => {
-            let bundle = sign_bundle(&key, &m.digest)?;
-            let b = client.push_blob(&bundle).await?;
-            let media_type = m
-                .media_type
-                .clone()
-                .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into());
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
-            let created = portcullis_vulndb::rfc3339(now.as_secs());
-            let manifest = bundle_manifest((&media_type, &m.digest, m.size), (&b, bundle.len()), &created);
-            client
-                .put_referrer(&manifest, &m.digest, BUNDLE_MEDIA_TYPE)
-                .await?
-                .to_string()
-        }
-    };
-    let out = Signed {
-        image: image.to_string(),
-        digest: m.digest.as_str(),
-        key_id: &key.public.id,
-        form: args.form,
-        signature,
-    };
+    let out = sign_image(&client, &image, &key, args.form).await?;
     match args.format {
         OutputFormat::Json => println!("{}", serde_json::to_string(&out)?),
         OutputFormat::Text => println!(
@@ -229,66 +236,34 @@ struct VerifiedSignature {
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
     let image: ImageRef = args.image.parse()?;
     let access = args.access.access();
-    let mut trusted = Vec::new();
-    for path in &args.key {
-        let pem = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let key = PublicKey::from_pem(&pem).with_context(|| format!("{}", path.display()))?;
-        trusted.push(TrustedKey { key, account: None });
-    }
+    let mut trusted: Vec<TrustedKey> = public_keys(&args.key)?
+        .into_iter()
+        .map(|key| TrustedKey { key, account: None })
+        .collect();
     if let (Some(team), Some(registry)) = (&args.team, &args.registry) {
         trusted.extend(team_keys(registry, team, &access).await?);
     }
     let keys: Vec<PublicKey> = trusted.iter().map(|t| t.key.clone()).collect();
     let client = RegistryClient::for_image(&image, &access)?;
     let m = client.manifest(&image.reference).await?;
-    let mut found = Vec::new();
-    let mut unverified = 0;
-    let mut record = |key: Option<&PublicKey>, form: Form| match key {
-        Some(k) => {
-            let account = trusted
+    let verdict = client.verify_signatures(&m.digest, &keys).await?;
+    let found: Vec<VerifiedSignature> = verdict
+        .verified
+        .iter()
+        .map(|(key_id, form)| VerifiedSignature {
+            key_id: key_id.clone(),
+            account: trusted
                 .iter()
-                .find(|t| t.key.id == k.id)
-                .and_then(|t| t.account.clone());
-            found.push(VerifiedSignature {
-                key_id: k.id.clone(),
-                account,
-                form,
-            })
-        }
-        None => unverified += 1,
-    };
-    if let Some(sig) = client.manifest_if_exists(&signature_tag(&m.digest)).await? {
-        for c in candidates(&sig.bytes) {
-            let body = client.blob(&c.payload, MAX_SIGNATURE_BLOB).await?;
-            record(signer(&m.digest, &c, &body, &keys), Form::Tag);
-        }
-    }
-    // Some registries list a bundle under its config's type (the empty
-    // one), so the artifact type filters loosely and the layers decide.
-    for referrer in client.referrers(&m.digest, None).await? {
-        let kind = referrer["artifactType"].as_str().unwrap_or(EMPTY_CONFIG);
-        let (Some(digest), true) = (
-            referrer["digest"].as_str(),
-            kind == BUNDLE_MEDIA_TYPE || kind == EMPTY_CONFIG,
-        ) else {
-            continue;
-        };
-        let manifest = client.manifest(digest).await?;
-        for (layer, size) in bundle_layers(&manifest.bytes) {
-            if size as usize > MAX_SIGNATURE_BLOB {
-                record(None, Form::Bundle);
-                continue;
-            }
-            let bundle = client.blob(&layer, MAX_SIGNATURE_BLOB).await?;
-            record(bundle_signer(&m.digest, &bundle, &keys), Form::Bundle);
-        }
-    }
-    let verified = !found.is_empty();
-    let reason = match (verified, keys.is_empty(), unverified) {
-        (true, _, _) => None,
-        (false, true, _) => Some("no trusted key: the team's members have no current keys".to_string()),
-        (false, false, 0) => Some("the image has no signatures".to_string()),
-        (false, false, n) => Some(format!("none of its {n} signature(s) verifies under a trusted key")),
+                .find(|t| &t.key.id == key_id)
+                .and_then(|t| t.account.clone()),
+            form: (*form).into(),
+        })
+        .collect();
+    let unverified = verdict.unverified;
+    let verified = verdict.is_verified();
+    let reason = match keys.is_empty() {
+        true => Some("no trusted key: the team's members have no current keys".to_string()),
+        false => verdict.refusal(keys.len()),
     };
     let out = Verification {
         image: image.to_string(),

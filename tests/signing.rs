@@ -11,7 +11,7 @@ use std::path::Path;
 
 use base64::Engine;
 use common::signing::{ci_release_account, cosign_sign, key_pair, reader_pull, review, trusted_team, PW};
-use common::{backends, call, openssl, TestServer};
+use common::{backends, call, cli, openssl, TestServer};
 use portcullis_oci::Digest;
 use serde_json::{json, Value};
 use sigstore::cosign::constraint::PrivateKeySigner;
@@ -461,20 +461,6 @@ async fn admission_reviews_allow_only_signed_images() {
             .unwrap();
         assert_eq!(r.status(), 401);
     }
-}
-
-/// Runs the `portcullis` binary: (exit code, stdout, stderr).
-async fn cli(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .env_remove("COSIGN_PASSWORD")
-        .envs(envs.iter().copied())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }
 
 /// `portcullis verify IMAGE --team ci/gitlab` against the test server:

@@ -383,6 +383,23 @@ pub fn wait_ready(addr: &str) {
     panic!("server at {addr} did not start within 30 s");
 }
 
+/// Runs the `portcullis` binary with `envs` (and none of the variables a
+/// developer's shell might hold for it): (exit code, stdout, stderr).
+pub async fn cli(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .env_remove("COSIGN_PASSWORD")
+        .env_remove("PORTCULLIS_CREDS")
+        .env_remove("PORTCULLIS_VULNDB_SOURCES")
+        .envs(envs.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
 /// Whether a missing tool must fail the test rather than skip it: under
 /// `PORTCULLIS_REQUIRE_CLIENTS` and under CI (`CI=true`), so a direct
 /// `cargo nextest run` in CI cannot pass on skipped tests.

@@ -1,22 +1,28 @@
 //! A client for remote registries that speak the OCI distribution API:
 //! Distribution's token flow (or Basic), manifests and blobs checked
 //! against their digests, pushes of small blobs and manifests, and the
-//! referrers API with its tag-schema fallback. `portcullis scan docker://`,
-//! `portcullis sign` and `portcullis verify` share it, so every command
-//! that talks to another registry authenticates and checks bytes the same way.
+//! referrers API with its tag-schema fallback, and cosign's signatures on
+//! what it reads and writes (`cosign.rs`). `portcullis scan docker://`,
+//! `portcullis sign`, `portcullis verify` and the vulnerability database's
+//! `db push`/`db pull` (and `serve`'s scheduled pull) share it, so
+//! everything that talks to another registry authenticates and checks
+//! bytes the same way.
 
 use std::io::{self, Read};
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use portcullis_oci::{media_type, Digest, MAX_MANIFEST_BYTES};
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 use thiserror::Error;
 use tokio::sync::Mutex;
 
+mod cosign;
 mod reference;
 
+pub use cosign::{SignatureForm, Signed, Verdict, MAX_SIGNATURE_BLOB};
 pub use reference::ImageRef;
 
 /// Boxed error of a caller's blob reader (a tar parser, say).
@@ -47,6 +53,12 @@ pub enum ClientError {
     Protocol(String),
     #[error("{context}: {source}")]
     Read { context: String, source: ReaderError },
+    /// Bytes that do not hash to the digest they were asked by: altered
+    /// on the way or in the registry's storage.
+    #[error("{what} arrived with digest {actual}")]
+    DigestMismatch { what: String, actual: Digest },
+    #[error("{0}")]
+    Sign(#[from] portcullis_sign::SignError),
 }
 
 impl ClientError {
@@ -136,7 +148,14 @@ struct Request<'a> {
     path: &'a str,
     accept: Option<&'a str>,
     content_type: Option<&'a str>,
-    body: Option<Bytes>,
+    body: Option<Body>,
+}
+
+/// What a request sends: bytes in memory, or a file read anew for each
+/// attempt (a large blob, never held whole).
+enum Body {
+    Bytes(Bytes),
+    File(PathBuf, u64),
 }
 
 impl<'a> Request<'a> {
@@ -228,8 +247,16 @@ impl RegistryClient {
             if let Some(c) = req.content_type {
                 r = r.header(CONTENT_TYPE, c);
             }
-            if let Some(b) = &req.body {
-                r = r.body(b.clone());
+            match &req.body {
+                Some(Body::Bytes(b)) => r = r.body(b.clone()),
+                Some(Body::File(path, len)) => {
+                    let file = tokio::fs::File::open(path)
+                        .await
+                        .map_err(|e| ClientError::Usage(format!("{}: {e}", path.display())))?;
+                    let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 << 10);
+                    r = r.header(CONTENT_LENGTH, *len).body(reqwest::Body::wrap_stream(stream));
+                }
+                None => {}
             }
             if let Some(auth) = self.auth.lock().await.clone() {
                 r = r.header(AUTHORIZATION, auth);
@@ -355,9 +382,10 @@ impl RegistryClient {
             Ok(wanted) => {
                 let actual = Digest::of(wanted.algorithm(), &bytes);
                 if actual != wanted {
-                    return Err(ClientError::Protocol(format!(
-                        "manifest {reference} arrived with digest {actual}"
-                    )));
+                    return Err(ClientError::DigestMismatch {
+                        what: format!("manifest {reference}"),
+                        actual,
+                    });
                 }
                 wanted
             }
@@ -422,9 +450,10 @@ impl RegistryClient {
         let bytes = Self::body(resp, max, &format!("blob {digest}")).await?;
         let actual = Digest::of(digest.algorithm(), &bytes);
         if actual != *digest {
-            return Err(ClientError::Protocol(format!(
-                "blob {digest} arrived with digest {actual}"
-            )));
+            return Err(ClientError::DigestMismatch {
+                what: format!("blob {digest}"),
+                actual,
+            });
         }
         Ok(bytes)
     }
@@ -461,7 +490,7 @@ impl RegistryClient {
             io::copy(&mut hashing, &mut io::sink()).map_err(|e| read(e.into()))?;
             let actual = hashing.hasher.finish();
             if actual != wanted {
-                return Err(ClientError::Protocol(format!("{context} arrived with digest {actual}")));
+                return Err(ClientError::DigestMismatch { what: context, actual });
             }
             Ok(parsed)
         })
@@ -473,6 +502,12 @@ impl RegistryClient {
     /// monolithic PUT; returns its digest.
     pub async fn push_blob(&self, bytes: &[u8]) -> Result<Digest> {
         let digest = Digest::sha256_of(bytes);
+        self.upload(&digest, Body::Bytes(Bytes::copy_from_slice(bytes))).await?;
+        Ok(digest)
+    }
+
+    /// Uploads `body`, whose digest is `digest`, unless the repository has it.
+    async fn upload(&self, digest: &Digest, body: Body) -> Result<()> {
         let head = format!("blobs/{digest}");
         let exists = self
             .send_any(&Request {
@@ -481,7 +516,7 @@ impl RegistryClient {
             })
             .await?;
         if exists.status().is_success() {
-            return Ok(digest);
+            return Ok(());
         }
         let start = self
             .send(Request {
@@ -499,11 +534,31 @@ impl RegistryClient {
         self.send(Request {
             method: Method::PUT,
             content_type: Some("application/octet-stream"),
-            body: Some(Bytes::copy_from_slice(bytes)),
+            body: Some(body),
             ..Request::get(&put)
         })
         .await?;
-        Ok(digest)
+        Ok(())
+    }
+
+    /// Uploads a file as a blob (unless the repository has it), streamed
+    /// from disk in one PUT; returns its digest and size.
+    pub async fn push_blob_file(&self, path: &Path) -> Result<(Digest, u64)> {
+        let usage = |e: io::Error| ClientError::Usage(format!("{}: {e}", path.display()));
+        let owned = path.to_path_buf();
+        let (digest, size) = tokio::task::spawn_blocking(move || -> io::Result<(Digest, u64)> {
+            let mut hashing = Hashing {
+                inner: std::fs::File::open(&owned)?,
+                hasher: portcullis_oci::Algorithm::Sha256.hasher(),
+            };
+            let size = io::copy(&mut hashing, &mut io::sink())?;
+            Ok((hashing.hasher.finish(), size))
+        })
+        .await
+        .map_err(|e| ClientError::Usage(e.to_string()))?
+        .map_err(usage)?;
+        self.upload(&digest, Body::File(path.to_path_buf(), size)).await?;
+        Ok((digest, size))
     }
 
     /// Stores a manifest under `reference` (a tag, or its own digest).
@@ -517,7 +572,7 @@ impl RegistryClient {
         self.send(Request {
             method: Method::PUT,
             content_type: Some(media_type),
-            body: Some(Bytes::copy_from_slice(bytes)),
+            body: Some(Body::Bytes(Bytes::copy_from_slice(bytes))),
             ..Request::get(&path)
         })
         .await

@@ -22,8 +22,10 @@ mod pull;
 mod pull_audit;
 mod reach;
 pub mod route;
+mod vulndb_pull;
 mod vulndb_update;
 mod vulndb_upload;
+pub use vulndb_pull::PullSettings;
 pub use vulndb_update::UpdateSettings;
 pub use vulndb_upload::VulnDbUpload;
 mod scanner;
@@ -75,6 +77,8 @@ pub struct Registry {
     scanner: scanner::Scanner,
     /// Keeps the vulnerability database current (`vulndb_update.rs`).
     updater: vulndb_update::Updater,
+    /// Or pulls it, signed, from a registry (`vulndb_pull.rs`).
+    puller: vulndb_pull::PullSettings,
     /// Pull rules per repository, read at most once per TTL (a cache; a
     /// change made here clears it at once).
     pull_rules: pull::PullRuleCache,
@@ -133,6 +137,7 @@ impl Registry {
             access: Access::new(options.access, options.manifest_cache_ttl)?,
             tls: options.tls,
             updater: vulndb_update::Updater::new(options.scan.updates.clone()),
+            puller: options.scan.pull.clone(),
             scanner: scanner::Scanner::new(options.scan),
             pull_rules: pull::PullRuleCache::new(options.manifest_cache_ttl),
             dispatcher: webhooks::Dispatcher::new(&options.webhooks),
@@ -147,6 +152,9 @@ impl Registry {
             tokio::spawn(webhooks::dispatch(Arc::downgrade(&registry)));
             tokio::spawn(Registry::retry_failed_signings(Arc::downgrade(&registry)));
             tokio::spawn(vulndb_update::run(Arc::downgrade(&registry)));
+            if registry.pulls_vulndb() {
+                tokio::spawn(vulndb_pull::run(Arc::downgrade(&registry)));
+            }
         }
         Ok(registry)
     }

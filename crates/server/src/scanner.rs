@@ -43,6 +43,8 @@ pub struct ScanSettings {
     pub db_poll: Duration,
     /// Where `serve` updates the database from, and how often.
     pub updates: crate::UpdateSettings,
+    /// Or where it pulls a signed database artifact from (`vulndb_pull`).
+    pub pull: crate::PullSettings,
 }
 
 impl ScanSettings {
@@ -56,6 +58,7 @@ impl ScanSettings {
             data_dir: data_dir.to_path_buf(),
             db_poll: Duration::from_secs(5),
             updates: crate::UpdateSettings::default(),
+            pull: crate::PullSettings::default(),
         }
     }
 }

@@ -114,6 +114,13 @@ impl Registry {
         actor: &Actor,
         sources: Option<Vec<String>>,
     ) -> Result<serde_json::Value, RegistryError> {
+        if self.pulls_vulndb() && sources.as_ref().is_some_and(|l| !l.is_empty()) {
+            // An import from the sources would replace the pulled database
+            // and the next pull would replace theirs.
+            return Err(RegistryError::Invalid(
+                "this registry pulls its database from vulndb_pull: sources cannot be set too".into(),
+            ));
+        }
         let detail = match &sources {
             Some(list) => format!("{} sources: {}", list.len(), list.join(" ")),
             None => "the configuration's sources".to_string(),
@@ -161,6 +168,10 @@ impl Registry {
     /// One scheduled update when it is due; how long until the next look.
     async fn update_when_due(&self) -> Duration {
         let asked = self.updater.now.swap(false, std::sync::atomic::Ordering::Relaxed);
+        if self.pulls_vulndb() {
+            // The database comes from `vulndb_pull` (`vulndb_pull.rs`).
+            return IDLE;
+        }
         let configuration = self.updater.settings.sources.clone();
         let plan = self
             .with_vulndb(move |db| Ok((db.effective_sources(&configuration)?.0, db.update_state()?)))

@@ -70,6 +70,7 @@ impl Registry {
             "loaded_generation": loaded.map(|(g, _)| g),
             "loaded_advisories": loaded.map(|(_, n)| n),
             "updates": self.vulndb_update_status().await?,
+            "pull": self.vulndb_pull_status().await?,
         }))
     }
 

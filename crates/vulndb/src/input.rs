@@ -258,9 +258,9 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Reports raw bytes read to the progress bar.
-struct Counted<'a, R> {
-    inner: R,
-    progress: &'a dyn Progress,
+pub(crate) struct Counted<'a, R> {
+    pub(crate) inner: R,
+    pub(crate) progress: &'a dyn Progress,
 }
 
 impl<R: Read> Read for Counted<'_, R> {

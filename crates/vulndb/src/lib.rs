@@ -9,9 +9,11 @@
 //! in (compacted), so a later Portcullis that understands more of OSV can
 //! read more of them without a re-import.
 
+mod export;
 mod formats;
 mod index;
 mod input;
+mod pull;
 mod sources;
 mod update;
 
@@ -24,8 +26,14 @@ use portcullis_scan::osv::Advisory;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use export::{
+    is_export, read_export_manifest, ExportManifest, ExportedSource, ARTIFACT_TYPE, EXPORT_FORMAT, EXPORT_VERSION,
+    LAYER_MEDIA_TYPE, MANIFEST_NAME, MAX_EXPORT_SOURCES,
+};
 pub use index::DiskIndex;
 pub use input::Limits;
+pub use portcullis_registry_client::Access;
+pub use pull::{PullOptions, PullOutcome, PullReport, PullState, PullView};
 pub use sources::{
     parse_source, parse_sources, unix_now, Location, Source, SourceState, SourceView, SourcesFrom, UpdateState,
     MAX_SOURCES,
@@ -52,6 +60,16 @@ pub enum VulnDbError {
     BadSource { url: String, why: String },
     #[error("another update is running on {0}")]
     UpdateBusy(PathBuf),
+    #[error("there is no database in {0}: import one first")]
+    NoDatabase(PathBuf),
+    /// A pulled copy that is not to be trusted (`db pull`, `vulndb_pull`).
+    #[error("{reference}: refused: {why}; the database in force is unchanged")]
+    PullRefused { reference: String, why: String },
+    #[error("another pull is running on {0}")]
+    PullBusy(PathBuf),
+    /// A pull that could not be tried or finished.
+    #[error("{reference}: {why}")]
+    Pull { reference: String, why: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> VulnDbError + '_ {
@@ -279,6 +297,16 @@ impl VulnDb {
         limits: &Limits,
         progress: &dyn Progress,
     ) -> Result<ImportReport, VulnDbError> {
+        // An export is a whole database: it replaces every source, alone.
+        if let Some(export) = inputs.iter().find(|p| export::is_export(p)) {
+            if inputs.len() > 1 {
+                return Err(VulnDbError::Unreadable {
+                    path: export.display().to_string(),
+                    why: "a database export replaces the whole database: import it alone".into(),
+                });
+            }
+            return self.import_export(export, limits, progress).map(|(report, _)| report);
+        }
         let mut names = Vec::new();
         for path in inputs {
             if !path.exists() {
@@ -292,12 +320,7 @@ impl VulnDb {
         }
         let _lock = self.lock()?;
         let previous = self.status()?;
-        let generation = self.next_generation(previous.as_ref())?;
-        let building = self.dir.join(format!("{generation}.building"));
-        if building.exists() {
-            fs::remove_dir_all(&building).map_err(io_err(&building))?;
-        }
-        fs::create_dir(&building).map_err(io_err(&building))?;
+        let (generation, building) = self.begin_generation(previous.as_ref())?;
         let result = self.build(
             generation,
             &building,
@@ -315,16 +338,36 @@ impl VulnDb {
                 return Err(e);
             }
         };
+        self.switch_to(&building, &status)?;
+        Ok(report)
+    }
+
+    /// The next generation's number and its empty `<n>.building`
+    /// directory; the caller holds the import lock.
+    fn begin_generation(&self, previous: Option<&Status>) -> Result<(u64, PathBuf), VulnDbError> {
+        let generation = self.next_generation(previous)?;
+        let building = self.dir.join(format!("{generation}.building"));
+        if building.exists() {
+            fs::remove_dir_all(&building).map_err(io_err(&building))?;
+        }
+        fs::create_dir(&building).map_err(io_err(&building))?;
+        Ok((generation, building))
+    }
+
+    /// Writes `status` into the generation built in `building` and puts
+    /// that generation in force; the caller holds the import lock.
+    fn switch_to(&self, building: &Path, status: &Status) -> Result<(), VulnDbError> {
+        let generation = status.generation;
         let status_path = building.join(STATUS);
         write_synced(
             &status_path,
-            &serde_json::to_vec_pretty(&status).expect("status serializes"),
+            &serde_json::to_vec_pretty(status).expect("status serializes"),
         )?;
         // Its files are synced; its entries (and hard links) must be too
         // before CURRENT can name it.
-        sync_dir(&building);
+        sync_dir(building);
         let final_dir = self.dir.join(generation.to_string());
-        fs::rename(&building, &final_dir).map_err(io_err(&final_dir))?;
+        fs::rename(building, &final_dir).map_err(io_err(&final_dir))?;
         // The switch: readers see the old generation or the new one, whole.
         let tmp = self.dir.join("CURRENT.tmp");
         write_synced(&tmp, format!("{generation}\n").as_bytes())?;
@@ -332,7 +375,7 @@ impl VulnDb {
         fs::rename(&tmp, &current).map_err(io_err(&current))?;
         sync_dir(&self.dir);
         self.remove_other_generations(generation);
-        Ok(report)
+        Ok(())
     }
 
     fn next_generation(&self, previous: Option<&Status>) -> Result<u64, VulnDbError> {
@@ -569,6 +612,29 @@ fn read_records(path: &Path, each: &mut dyn FnMut(Advisory) -> Result<(), VulnDb
         let advisory =
             Advisory::parse(&line).map_err(|e| VulnDbError::Damaged(format!("{}:{}: {e}", path.display(), i + 1)))?;
         each(advisory)?;
+    }
+    Ok(())
+}
+
+/// A JSON state file beside `CURRENT` (`sources.json`, `pull.json`);
+/// the default before it was first written.
+fn read_state<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, VulnDbError> {
+    match fs::read(path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map_err(|e| VulnDbError::Damaged(format!("{}: {e}", path.display())))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Writes a state file whole and switches it in by rename.
+fn write_state<T: Serialize>(path: &Path, state: &T) -> Result<(), VulnDbError> {
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    write_synced(&tmp, &serde_json::to_vec_pretty(state).expect("state serializes"))?;
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir);
     }
     Ok(())
 }

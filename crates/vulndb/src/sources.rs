@@ -6,13 +6,12 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io;
 use std::path::PathBuf;
 
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
-use crate::{io_err, rfc3339, sync_dir, write_synced, VulnDb, VulnDbError};
+use crate::{io_err, rfc3339, VulnDb, VulnDbError};
 
 /// Sources one database may be updated from.
 pub const MAX_SOURCES: usize = 64;
@@ -228,6 +227,18 @@ pub struct SourceState {
     pub last_error_at: Option<u64>,
 }
 
+impl SourceState {
+    /// Forgets which version of the source is in force (its validators and
+    /// listing time), so the next update fetches it whole: its records
+    /// were replaced from elsewhere (an imported export).
+    pub(crate) fn forget_version(&mut self) {
+        self.etag = None;
+        self.last_modified = None;
+        self.osv_modified = None;
+        self.file_version = None;
+    }
+}
+
 impl VulnDb {
     fn state_path(&self) -> PathBuf {
         self.dir().join(STATE)
@@ -235,14 +246,7 @@ impl VulnDb {
 
     /// What the updater remembers; empty before the first update.
     pub fn update_state(&self) -> Result<UpdateState, VulnDbError> {
-        let path = self.state_path();
-        match fs::read(&path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| VulnDbError::Damaged(format!("{}: {e}", path.display())))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(UpdateState::default()),
-            Err(e) => Err(io_err(&path)(e)),
-        }
+        crate::read_state(&self.state_path())
     }
 
     /// Reads, changes and writes `sources.json` under its lock, so the
@@ -254,11 +258,7 @@ impl VulnDb {
         lock.lock().map_err(io_err(&lock_path))?;
         let mut state = self.update_state()?;
         let out = f(&mut state);
-        let tmp = self.dir().join("sources.json.tmp");
-        write_synced(&tmp, &serde_json::to_vec_pretty(&state).expect("state serializes"))?;
-        let path = self.state_path();
-        fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        sync_dir(self.dir());
+        crate::write_state(&self.state_path(), &state)?;
         Ok(out)
     }
 

@@ -14,11 +14,11 @@ pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-fn import(db: &VulnDb, inputs: &[PathBuf]) -> Result<ImportReport, VulnDbError> {
+pub(crate) fn import(db: &VulnDb, inputs: &[PathBuf]) -> Result<ImportReport, VulnDbError> {
     db.import(inputs, false, &Limits::default(), &NoProgress)
 }
 
-fn ids(db: &VulnDb) -> Vec<String> {
+pub(crate) fn ids(db: &VulnDb) -> Vec<String> {
     let mut ids: Vec<String> = db
         .load()
         .unwrap()
