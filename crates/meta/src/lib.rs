@@ -197,10 +197,12 @@ impl Meta {
                         Backend::Sqlite => {
                             // WAL lets readers run beside the one writer; FULL sync makes
                             // an acknowledged commit survive power loss, not just a crash.
+                            // The timeout first: switching to WAL takes a lock
+                            // that another process may hold.
+                            conn.execute("PRAGMA busy_timeout = 30000").await?;
                             conn.execute("PRAGMA journal_mode = WAL").await?;
                             conn.execute("PRAGMA synchronous = FULL").await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
-                            conn.execute("PRAGMA busy_timeout = 30000").await?;
                         }
                         Backend::Postgres => {
                             if let Some(sql) = &search_path {
@@ -228,7 +230,13 @@ impl Meta {
     }
 
     async fn migrate(&self) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        // SQLite: the write lock at BEGIN, waiting out a live server's
+        // writes; a deferred transaction that read the schema first could
+        // fail to upgrade at once ("database is locked", no wait).
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
         if self.backend == Backend::Postgres {
             // Replicas starting together must not apply a migration twice.
             tx.execute("SELECT pg_advisory_xact_lock(7401)").await?;
