@@ -578,6 +578,44 @@ async fn internal_targets_are_refused_when_saved() {
     }
 }
 
+/// A URL without a scheme is refused with a message that says so, on
+/// creation and on change (the URL parser alone says "relative URL without
+/// a base", or takes `host:port` for a scheme).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_without_a_scheme_says_so() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let (st, hook) = call(
+            &s,
+            reqwest::Method::POST,
+            "/api/v1/repositories/acme/app/webhooks",
+            json!({"url": "http://127.0.0.1:9/hook", "secret": SECRET, "events": ["TAG_PUSH"], "enabled": false}),
+        )
+        .await;
+        assert_eq!(st, 201, "{label}: {hook}");
+        let id = hook["id"].as_str().unwrap();
+        for url in ["ci.example.com/hook", "ci.example.com:8443/hook"] {
+            let (st, v) = call(
+                &s,
+                reqwest::Method::POST,
+                "/api/v1/repositories/acme/app/webhooks",
+                json!({"url": url, "secret": SECRET, "events": ["TAG_PUSH"]}),
+            )
+            .await;
+            assert_eq!(st, 400, "{label}: POST {url}: {v}");
+            let text = v.to_string();
+            assert!(
+                text.contains("url needs a scheme") && text.contains(&format!("https://{url}")),
+                "{label}: POST {url}: {v}"
+            );
+            let (st, v) = call(&s, reqwest::Method::PUT, &format!("/api/v1/webhooks/{id}"), json!({"url": url})).await;
+            assert_eq!(st, 400, "{label}: PUT {url}: {v}");
+            assert!(v.to_string().contains("url needs a scheme"), "{label}: PUT {url}: {v}");
+        }
+    }
+}
+
 /// A host name vetted when the hook was saved is vetted again at every
 /// delivery: it resolves to 127.0.0.1 (allowed) when saved and first
 /// delivered, then to 127.0.0.2 (internal, not allowed), where a receiver
