@@ -374,7 +374,17 @@ async fn ui_authorization_matrix() {
                     "ui_image_sbom" => {
                         // A "scan now" row before may have queued it again.
                         wait_for_scan(&s, &digest).await;
-                        b.get(&format!("/ui/image/sbom?{image_q}&format=spdx")).await
+                        let (st, page, h) = b.get(&format!("/ui/image/sbom?{image_q}&format=spdx")).await;
+                        if st == 200 {
+                            // The API's file name, passed on.
+                            let short = &digest["sha256:".len()..][..12];
+                            assert_eq!(
+                                h["content-disposition"],
+                                format!("attachment; filename=\"acme_app_{short}.spdx.json\"").as_str(),
+                                "{label}"
+                            );
+                        }
+                        (st, page, h)
                     }
                     "ui_policies" => b.get("/ui/policies?repository=acme/app").await,
                     "ui_policy_save" => {
