@@ -609,7 +609,13 @@ async fn a_url_without_a_scheme_says_so() {
                 text.contains("url needs a scheme") && text.contains(&format!("https://{url}")),
                 "{label}: POST {url}: {v}"
             );
-            let (st, v) = call(&s, reqwest::Method::PUT, &format!("/api/v1/webhooks/{id}"), json!({"url": url})).await;
+            let (st, v) = call(
+                &s,
+                reqwest::Method::PUT,
+                &format!("/api/v1/webhooks/{id}"),
+                json!({"url": url}),
+            )
+            .await;
             assert_eq!(st, 400, "{label}: PUT {url}: {v}");
             assert!(v.to_string().contains("url needs a scheme"), "{label}: PUT {url}: {v}");
         }
