@@ -569,6 +569,17 @@ async fn management_forms_do_what_they_say() {
         assert_eq!(st, 200, "{label}: {page}");
         let at = page.find("pct_").expect("the new token is on the page");
         let token: String = page[at..].chars().take_while(|c| *c != '<').collect();
+        // And how to use it: on the API, and with registry clients.
+        let host = s.base.trim_start_matches("http://");
+        for how in [
+            format!(
+                "curl -H \"Authorization: Bearer {token}\" {}/api/v1/repositories",
+                s.base
+            ),
+            format!("skopeo login --tls-verify=false -u admin --password-stdin {host}"),
+        ] {
+            assert!(page.contains(&how), "{label}: {how:?} in {page}");
+        }
         let r = s
             .anon
             .get(s.url("/auth/token?scope=repository:acme/app:pull"))
