@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
-use portcullis_registry_client::{Access, ImageRef, RegistryClient, SignatureForm};
+use portcullis_registry_client::{explain, Access, ClientError, ImageRef, RegistryClient, SignatureForm};
 use portcullis_sign::{read_private_key, PublicKey, SigningKey};
 use serde::Serialize;
 
@@ -80,17 +80,27 @@ pub struct SignArgs {
 }
 
 #[derive(clap::Args)]
-#[command(group = clap::ArgGroup::new("trust").required(true).args(["key", "team"]))]
+#[command(
+    group = clap::ArgGroup::new("trust").required(true).args(["key", "team"]),
+    override_usage = "portcullis verify --key <FILE> [--key <FILE>]... [--creds <USER:PASSWORD>] \
+                      [--tls-verify=false] [--format json] <IMAGE>\n       \
+                      portcullis verify --team <ORG/TEAM> [--registry <URL>] [--creds <USER:PASSWORD>] \
+                      [--tls-verify=false] [--format json] <IMAGE>"
+)]
 pub struct VerifyArgs {
     /// docker://HOST/REPO[:TAG|@DIGEST] or HOST/REPO[:TAG|@DIGEST].
     image: String,
-    /// A PEM public key (`cosign.pub`). Repeatable: any of them may have signed.
+    /// A PEM public key (`cosign.pub`). Repeatable: any of them may have
+    /// signed. This or --team is required.
     #[arg(long, value_name = "FILE")]
     key: Vec<PathBuf>,
-    /// Trust the current keys of this Portcullis team's members.
-    #[arg(long, value_name = "ORG/TEAM", requires = "registry")]
+    /// Trust the current keys of this Portcullis team's members. This or
+    /// --key is required.
+    #[arg(long, value_name = "ORG/TEAM")]
     team: Option<String>,
-    /// The Portcullis server that knows --team: http(s)://HOST[:PORT].
+    /// Optional: the Portcullis server that knows --team,
+    /// http(s)://HOST[:PORT]. Default: the image's registry (http:// with
+    /// --tls-verify=false).
     #[arg(long, value_name = "URL")]
     registry: Option<String>,
     #[command(flatten)]
@@ -190,13 +200,16 @@ async fn team_keys(registry: &str, team: &str, access: &Access) -> anyhow::Resul
     if let Some((user, pass)) = access.creds.as_deref().and_then(|c| c.split_once(':')) {
         req = req.basic_auth(user, Some(pass));
     }
-    let resp = req.send().await.with_context(|| format!("GET {url}"))?;
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| ClientError::http(reqwest::Method::GET, url.clone(), e))?;
     let status = resp.status();
     if !status.is_success() {
         let body = resp.text().await.unwrap_or_default();
         bail!("GET {url}: {status}: {}", body.chars().take(300).collect::<String>());
     }
-    let list: serde_json::Value = resp.json().await.with_context(|| format!("GET {url}"))?;
+    let list: serde_json::Value = resp.json().await.map_err(|e| anyhow!("GET {url}: {}", explain(e)))?;
     list.as_array()
         .into_iter()
         .flatten()
@@ -240,8 +253,14 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
         .into_iter()
         .map(|key| TrustedKey { key, account: None })
         .collect();
-    if let (Some(team), Some(registry)) = (&args.team, &args.registry) {
-        trusted.extend(team_keys(registry, team, &access).await?);
+    if let Some(team) = &args.team {
+        // The team's server is the image's registry unless named.
+        let scheme = if access.tls_verify { "https" } else { "http" };
+        let registry = args
+            .registry
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{}", image.host));
+        trusted.extend(team_keys(&registry, team, &access).await?);
     }
     let keys: Vec<PublicKey> = trusted.iter().map(|t| t.key.clone()).collect();
     let client = RegistryClient::for_image(&image, &access)?;

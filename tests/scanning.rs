@@ -160,24 +160,34 @@ async fn scan_on_push_rematch_on_import_and_the_views() {
             "pkg:deb/debian/xserver-xorg-core@2:1.20.11-1%2Bdeb11u5?arch=amd64&distro=debian-11"
         )));
 
-        for (format, content_type, key) in [
-            ("spdx", "application/spdx+json", "spdxVersion"),
+        // Without `format=`, SPDX; every document is an attachment named
+        // after the repository and the digest.
+        let short = &image.as_str()["sha256:".len()..][..12];
+        for (format, content_type, key, extension) in [
+            ("", "application/spdx+json", "spdxVersion", "spdx.json"),
+            ("&format=spdx", "application/spdx+json", "spdxVersion", "spdx.json"),
             (
-                "cyclonedx",
+                "&format=cyclonedx",
                 "application/vnd.cyclonedx+json; version=1.5",
                 "specVersion",
+                "cdx.json",
             ),
         ] {
             let r = s
                 .http
-                .get(s.url(&format!("/api/v1/scans/{image}/sbom{q}&format={format}")))
+                .get(s.url(&format!("/api/v1/scans/{image}/sbom{q}{format}")))
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(r.status(), 200);
-            assert_eq!(r.headers()["content-type"], content_type);
+            assert_eq!(r.status(), 200, "{label}: {format:?}");
+            assert_eq!(r.headers()["content-type"], content_type, "{label}: {format:?}");
+            assert_eq!(
+                r.headers()["content-disposition"],
+                format!("attachment; filename=\"acme_app_{short}.{extension}\"").as_str(),
+                "{label}: {format:?}"
+            );
             let doc: Value = r.json().await.unwrap();
-            assert!(doc.get(key).is_some(), "{format}");
+            assert!(doc.get(key).is_some(), "{label}: {format:?}");
         }
         let (status, _) = get(&s, &format!("/api/v1/scans/{image}/sbom{q}&format=xml")).await;
         assert_eq!(status, 400);

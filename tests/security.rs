@@ -833,36 +833,199 @@ async fn package_databases_behind_links_are_scanned() {
 }
 
 /// A misspelt field is an error naming it, never silently ignored:
-/// `expires_days` for `expires_in_days` used to give a 90-day token.
+/// `expires_days` for `expires_in_days` used to give a 90-day token. Every
+/// JSON body of the management API (`api::ENDPOINTS`) is here, nested
+/// objects included (a pull rule, a promotion rule); the admission webhook
+/// is not, its `AdmissionReview` is Kubernetes's and grows fields.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_bodies_refuse_unknown_fields() {
+    const PEM: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n";
     for backend in backends() {
         let s = TestServer::start(&backend).await;
         let label = s.label();
-        let (st, _) = common::call(&s, Method::POST, "/api/v1/orgs", json!({"name": "acme"})).await;
-        assert_eq!(st, 201);
-        let table = [
+        // Something for each body to be about.
+        s.push_image("acme/app", "1", b"{\"u\":1}", &[b"unknown fields"]).await;
+        let made = |path: &'static str, body: Value| {
+            let s = &s;
+            async move {
+                let (st, v) = common::call(s, Method::POST, path, body).await;
+                assert!(st == 201 || st == 200, "{path}: {v}");
+                v
+            }
+        };
+        made("/api/v1/orgs", json!({"name": "acme"})).await;
+        made("/api/v1/namespaces/acme/service-accounts", json!({"name": "ci"})).await;
+        let policy = made(
+            "/api/v1/repositories/acme/app/policies",
+            json!({"target": "acme/release", "tag_template": "%n"}),
+        )
+        .await;
+        let policy = format!(
+            "/api/v1/repositories/acme/app/policies/{}",
+            policy["id"].as_str().unwrap()
+        );
+        let hook = made(
+            "/api/v1/repositories/acme/app/webhooks",
+            json!({"url": "http://127.0.0.1:9/hook", "secret": "a-webhook-secret-of-length", "events": ["TAG_PUSH"], "enabled": false}),
+        )
+        .await;
+        let hook = format!("/api/v1/webhooks/{}", hook["id"].as_str().unwrap());
+        let password = "long-enough-password";
+        let hook_body = json!({"url": "http://127.0.0.1:9/hook", "secret": "a-webhook-secret-of-length",
+            "events": ["TAG_PUSH"], "retries": 3});
+        let policy_body = |extra: Value| {
+            let mut p = json!({"target": "acme/release", "tag_template": "%n"});
+            p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            p
+        };
+        let nested_rule = json!({"rules": [{"field": "tag", "operator": "eq", "values": ["1"], "value": "1"}]});
+        let table: Vec<(Method, String, Value, &str)> = vec![
             (
-                "/api/v1/accounts/admin/tokens",
+                Method::POST,
+                "/api/v1/accounts/admin/tokens".into(),
                 json!({"name": "ci", "scopes": ["acme/*:pull"], "expires_days": 1}),
                 "expires_days",
             ),
             (
-                "/api/v1/users",
-                json!({"name": "u1", "password": "long-enough-password", "role": "admin"}),
+                Method::POST,
+                "/api/v1/users".into(),
+                json!({"name": "u1", "password": password, "role": "admin"}),
                 "role",
             ),
-            ("/api/v1/orgs", json!({"name": "o1", "owner": "admin"}), "owner"),
             (
-                "/api/v1/namespaces/acme/grants",
+                Method::PUT,
+                "/api/v1/users/admin/password".into(),
+                json!({"password": password, "current_password": common::ADMIN_PASSWORD}),
+                "current_password",
+            ),
+            (
+                Method::POST,
+                "/api/v1/orgs".into(),
+                json!({"name": "o1", "owner": "admin"}),
+                "owner",
+            ),
+            (
+                Method::POST,
+                "/api/v1/orgs/acme/teams".into(),
+                json!({"name": "t1", "members": ["admin"]}),
+                "members",
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/acme/grants".into(),
                 json!({"account": "admin", "role": "read", "repo": "acme/app"}),
                 "repo",
             ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/acme/service-accounts".into(),
+                json!({"name": "bot", "description": "a robot"}),
+                "description",
+            ),
+            (
+                Method::POST,
+                "/api/v1/accounts/admin/keys".into(),
+                json!({"name": "laptop", "pem": PEM, "public_key": PEM}),
+                "public_key",
+            ),
+            (
+                Method::POST,
+                "/api/v1/accounts/acme+ci/signing-key".into(),
+                json!({"cosign_key": "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----", "passphrase": "x"}),
+                "passphrase",
+            ),
+            (
+                Method::PUT,
+                "/api/v1/repositories/acme/app".into(),
+                json!({"visibilty": "public"}),
+                "visibilty",
+            ),
+            (
+                Method::PUT,
+                "/api/v1/repositories/acme/app".into(),
+                json!({"pull_rule": {"deny_unscanned": true, "max_db_age": "2d"}}),
+                "max_db_age",
+            ),
+            (
+                Method::PUT,
+                "/api/v1/repositories/acme/app".into(),
+                json!({"pull_rule": {"require_signed_by": {"teams": [], "team": "ci/gitlab"}}}),
+                "team",
+            ),
+            (
+                Method::PUT,
+                "/api/v1/namespaces/acme/settings".into(),
+                json!({"immutable_tag_patterns": ["v*"], "immutable_tags": true}),
+                "immutable_tags",
+            ),
+            (
+                Method::PUT,
+                "/api/v1/namespaces/acme/settings".into(),
+                json!({"pull_rule": {"deny_severity": "high", "deny_unknown": true}}),
+                "deny_unknown",
+            ),
+            (
+                Method::POST,
+                "/api/v1/repositories/acme/app/policies".into(),
+                policy_body(json!({"sign_with": "acme+ci"})),
+                "sign_with",
+            ),
+            (
+                Method::POST,
+                "/api/v1/repositories/acme/app/policies".into(),
+                policy_body(nested_rule.clone()),
+                "value",
+            ),
+            (
+                Method::PUT,
+                policy.clone(),
+                policy_body(json!({"enable": false})),
+                "enable",
+            ),
+            (Method::PUT, policy.clone(), policy_body(nested_rule), "value"),
+            (
+                Method::POST,
+                format!("{policy}/dry-run"),
+                json!({"tag": "1", "platform": "linux/amd64"}),
+                "platform",
+            ),
+            (
+                Method::POST,
+                "/api/v1/repositories/acme/app/webhooks".into(),
+                hook_body.clone(),
+                "retries",
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/acme/webhooks".into(),
+                hook_body,
+                "retries",
+            ),
+            (
+                Method::PUT,
+                hook.clone(),
+                json!({"enabled": false, "event": "TAG_PUSH"}),
+                "event",
+            ),
+            (
+                Method::PUT,
+                "/api/v1/vulndb/sources".into(),
+                json!({"sources": [], "interval": "1h"}),
+                "interval",
+            ),
         ];
-        for (path, body, field) in table {
-            let (st, v) = common::call(&s, Method::POST, path, body).await;
-            assert_eq!(st, 400, "{label}: {path} took an unknown field: {v}");
-            assert!(v.to_string().contains(field), "{label}: {path}: {v}");
+        for (method, path, body, field) in table {
+            let (st, v) = common::call(&s, method.clone(), &path, body).await;
+            assert_eq!(st, 400, "{label}: {method} {path} took an unknown field: {v}");
+            assert!(
+                v.to_string().contains(&format!("unknown field `{field}`")),
+                "{label}: {method} {path}: {v}"
+            );
         }
+        // Nothing above was saved.
+        let (_, stored) = common::call(&s, Method::GET, &policy, Value::Null).await;
+        assert_eq!(stored["rules"], json!([]), "{label}: {stored}");
+        let (_, settings) = common::call(&s, Method::GET, "/api/v1/namespaces/acme/settings", Value::Null).await;
+        assert_eq!(settings["pull_rule"], json!({}), "{label}: no rule: {settings}");
     }
 }

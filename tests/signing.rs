@@ -1160,3 +1160,102 @@ async fn a_pusher_signs_an_image_the_rule_refuses_to_readers() {
         assert_eq!(reader_pull(&s, "dev", "acme/app", &image.to_string()).await.0, 200);
     }
 }
+
+/// `verify --team` without `--registry` asks the image's own registry for
+/// the team's keys (over plain HTTP with `--tls-verify=false`), and the
+/// usage shows `--registry` and the other flags as optional.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_by_team_asks_the_images_registry_unless_told() {
+    let (code, help, err) = cli(&["verify", "--help"], &[]).await;
+    assert_eq!(code, 0, "{err}");
+    let usage: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Usage:"))
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(usage.len(), 2, "one line with --key, one with --team: {help}");
+    assert!(
+        usage[0].contains("--key <FILE> [--key <FILE>]...") && !usage[0].contains("--team"),
+        "{help}"
+    );
+    assert!(usage[1].contains("--team <ORG/TEAM> [--registry <URL>]"), "{help}");
+    for optional in ["[--creds <USER:PASSWORD>]", "[--tls-verify=false]", "[--format json]"] {
+        assert!(usage.iter().all(|l| l.contains(optional)), "{optional}: {help}");
+    }
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path();
+        trusted_team(&s, &["builder"], &["builder"]).await;
+        let (key, key_id) = common::signing::register_key(&s, dir, "builder").await;
+        let (image, _) = s.push_image("acme/app", "1", b"{\"t\":1}", &[b"team from image"]).await;
+        common::signing::cosign_sign(&s, dir, &key, "acme/app", &image).await;
+        let host = s.base.trim_start_matches("http://");
+        let img = format!("{host}/acme/app:1");
+        let creds = format!("admin:{}", s.admin_token);
+        let args = [
+            "verify",
+            &img,
+            "--team",
+            "ci/gitlab",
+            "--tls-verify=false",
+            "--creds",
+            &creds,
+            "--format",
+            "json",
+        ];
+        let (code, out, err) = cli(&args, &[]).await;
+        assert_eq!(code, 0, "{label}: {out} {err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["digest"], image.as_str(), "{label}: {v}");
+        assert_eq!(
+            (
+                v["signatures"][0]["account"].as_str(),
+                v["signatures"][0]["key_id"].as_str()
+            ),
+            (Some("builder"), Some(key_id.as_str())),
+            "{label}: {v}"
+        );
+        assert_eq!(v["trusted_keys"], 1, "{label}: {v}");
+        // `--registry` still names the team's server: here, one that is not there.
+        let (code, _, err) = cli(&[&args[..], &["--registry", "http://127.0.0.1:1"]].concat(), &[]).await;
+        assert_eq!(code, 2, "{label}: {err}");
+        assert!(
+            err.contains("http://127.0.0.1:1/api/v1/orgs/ci/teams/gitlab/keys"),
+            "{label}: {err}"
+        );
+    }
+}
+
+/// `sign` and `verify` against a plain-HTTP registry without
+/// `--tls-verify=false` say to pass it, naming the URL once (the TLS
+/// handshake's failure is the same whatever the database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_http_registry_is_met_with_the_flag_it_needs() {
+    let backend = backends().remove(0);
+    let s = TestServer::start(&backend).await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let (key, public) = common::signing::key_pair(dir, "someone");
+    openssl(&["pkcs8", "-topk8", "-nocrypt", "-in", &key, "-out", "someone.p8"], dir);
+    std::fs::write(dir.join("someone.pub"), &public).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let host = s.base.trim_start_matches("http://");
+    let img = format!("{host}/acme/app:1");
+    let creds = format!("admin:{}", s.admin_token);
+    for args in [
+        vec!["verify", &img, "--key", &path("someone.pub")],
+        vec!["verify", &img, "--team", "ci/gitlab"],
+        vec!["sign", &img, "--key", &path("someone.p8")],
+    ] {
+        let (code, out, err) = cli(&[&args[..], &["--creds", &creds]].concat(), &[]).await;
+        assert_eq!(code, 2, "{args:?}: {out} {err}");
+        assert!(
+            err.contains("does not answer in TLS") && err.contains("pass --tls-verify=false"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.matches(host).count(), 1, "{args:?}: the URL once: {err}");
+        assert!(err.contains(&format!("https://{host}/")), "{args:?}: {err}");
+    }
+}

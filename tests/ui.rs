@@ -374,7 +374,17 @@ async fn ui_authorization_matrix() {
                     "ui_image_sbom" => {
                         // A "scan now" row before may have queued it again.
                         wait_for_scan(&s, &digest).await;
-                        b.get(&format!("/ui/image/sbom?{image_q}&format=spdx")).await
+                        let (st, page, h) = b.get(&format!("/ui/image/sbom?{image_q}&format=spdx")).await;
+                        if st == 200 {
+                            // The API's file name, passed on.
+                            let short = &digest["sha256:".len()..][..12];
+                            assert_eq!(
+                                h["content-disposition"],
+                                format!("attachment; filename=\"acme_app_{short}.spdx.json\"").as_str(),
+                                "{label}"
+                            );
+                        }
+                        (st, page, h)
                     }
                     "ui_policies" => b.get("/ui/policies?repository=acme/app").await,
                     "ui_policy_save" => {
@@ -559,6 +569,17 @@ async fn management_forms_do_what_they_say() {
         assert_eq!(st, 200, "{label}: {page}");
         let at = page.find("pct_").expect("the new token is on the page");
         let token: String = page[at..].chars().take_while(|c| *c != '<').collect();
+        // And how to use it: on the API, and with registry clients.
+        let host = s.base.trim_start_matches("http://");
+        for how in [
+            format!(
+                "curl -H \"Authorization: Bearer {token}\" {}/api/v1/repositories",
+                s.base
+            ),
+            format!("skopeo login --tls-verify=false -u admin --password-stdin {host}"),
+        ] {
+            assert!(page.contains(&how), "{label}: {how:?} in {page}");
+        }
         let r = s
             .anon
             .get(s.url("/auth/token?scope=repository:acme/app:pull"))

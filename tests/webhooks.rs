@@ -480,6 +480,30 @@ async fn ping(s: &TestServer, id: &str) {
     assert_eq!(st, 202, "{v}");
 }
 
+/// A hook created with `url`, and hook `id` changed to it: both refused
+/// (400); the two answers, as "POST: …" and "PUT: …".
+async fn refused_url(s: &TestServer, id: &str, url: &str) -> [String; 2] {
+    let create = json!({"url": url, "secret": SECRET, "events": ["TAG_PUSH"]});
+    let change = json!({"url": url});
+    let mut out = [String::new(), String::new()];
+    for (i, (method, path, body)) in [
+        (
+            reqwest::Method::POST,
+            "/api/v1/repositories/acme/app/webhooks".to_string(),
+            create,
+        ),
+        (reqwest::Method::PUT, format!("/api/v1/webhooks/{id}"), change),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (st, v) = call(s, method.clone(), &path, body).await;
+        assert_eq!(st, 400, "{} {method} {url}: {v}", s.label());
+        out[i] = format!("{method}: {v}");
+    }
+    out
+}
+
 /// Internal targets in every form the filter knows: each is refused when a
 /// hook is created with it and when a hook is changed to it. Every URL
 /// names an address, judged without connecting anywhere.
@@ -542,24 +566,12 @@ async fn internal_targets_are_refused_when_saved() {
         assert_eq!(st, 201, "{label}: {hook}");
         let id = hook["id"].as_str().unwrap();
         for (url, what) in internal {
-            let (st, v) = call(
-                &s,
-                reqwest::Method::POST,
-                "/api/v1/repositories/acme/app/webhooks",
-                json!({"url": url, "secret": SECRET, "events": ["TAG_PUSH"]}),
-            )
-            .await;
-            assert_eq!(st, 400, "{label}: POST {url} ({what}): {v}");
-            assert!(v.to_string().contains("internal address"), "{label}: POST {url}: {v}");
-            let (st, v) = call(
-                &s,
-                reqwest::Method::PUT,
-                &format!("/api/v1/webhooks/{id}"),
-                json!({"url": url}),
-            )
-            .await;
-            assert_eq!(st, 400, "{label}: PUT {url} ({what}): {v}");
-            assert!(v.to_string().contains("internal address"), "{label}: PUT {url}: {v}");
+            for refusal in refused_url(&s, id, url).await {
+                assert!(
+                    refusal.contains("internal address"),
+                    "{label}: {url} ({what}): {refusal}"
+                );
+            }
         }
         let (_, list) = call(
             &s,
@@ -575,6 +587,34 @@ async fn internal_targets_are_refused_when_saved() {
             .filter_map(|h| h["url"].as_str())
             .collect();
         assert_eq!(urls, [allowed], "{label}: nothing else saved, nothing changed");
+    }
+}
+
+/// A URL without a scheme is refused with a message that says so, on
+/// creation and on change (the URL parser alone says "relative URL without
+/// a base", or takes `host:port` for a scheme).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_without_a_scheme_says_so() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let (st, hook) = call(
+            &s,
+            reqwest::Method::POST,
+            "/api/v1/repositories/acme/app/webhooks",
+            json!({"url": "http://127.0.0.1:9/hook", "secret": SECRET, "events": ["TAG_PUSH"], "enabled": false}),
+        )
+        .await;
+        assert_eq!(st, 201, "{label}: {hook}");
+        let id = hook["id"].as_str().unwrap();
+        for url in ["ci.example.com/hook", "ci.example.com:8443/hook"] {
+            for refusal in refused_url(&s, id, url).await {
+                assert!(
+                    refusal.contains("url needs a scheme") && refusal.contains(&format!("https://{url}")),
+                    "{label}: {url}: {refusal}"
+                );
+            }
+        }
     }
 }
 

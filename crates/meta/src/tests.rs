@@ -7,6 +7,20 @@ pub(crate) struct TestDb {
     pub meta: Meta,
     _dir: Option<tempfile::TempDir>,
     label: &'static str,
+    /// Where it lives: the URL and, on PostgreSQL, the schema.
+    url: String,
+    schema: Option<String>,
+}
+
+impl TestDb {
+    /// Closes the database and opens it again, as a restart does: the
+    /// migrations and start-up rewrites run again.
+    async fn reopen(&mut self) {
+        self.meta.close().await;
+        self.meta = Meta::connect_in_schema(&self.url, self.schema.as_deref())
+            .await
+            .unwrap();
+    }
 }
 
 pub(crate) async fn backends() -> Vec<TestDb> {
@@ -16,6 +30,8 @@ pub(crate) async fn backends() -> Vec<TestDb> {
         meta: Meta::connect(&url).await.unwrap(),
         _dir: Some(dir),
         label: "sqlite",
+        url,
+        schema: None,
     }];
     match std::env::var("PORTCULLIS_TEST_POSTGRES") {
         Ok(pg) if !pg.is_empty() => {
@@ -25,6 +41,8 @@ pub(crate) async fn backends() -> Vec<TestDb> {
                 meta,
                 _dir: None,
                 label: "postgres",
+                url: pg,
+                schema: Some(schema),
             });
         }
         _ if std::env::var("CI").as_deref() == Ok("true") => panic!("CI=true but PORTCULLIS_TEST_POSTGRES is not set"),
@@ -1350,39 +1368,37 @@ async fn rules_from_before_saved_at_are_stamped_at_start() {
 /// so every existing policy yields the tags it yielded before.
 #[tokio::test]
 async fn stored_tag_templates_are_upgraded_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("meta.db").display());
-    let m = Meta::connect(&url).await.unwrap();
-    m.create_account(&user("acme"), &ev()).await.unwrap();
-    let policy = |template: &str| {
-        serde_json::json!({"target": "acme/release", "tag_template": template, "enabled": true, "rules": []})
-            .to_string()
-    };
-    // A database from before: the migration not yet applied, an old template stored.
-    sqlx::query("DELETE FROM schema_migrations WHERE version >= 14")
-        .execute(&m.pool)
+    for mut db in backends().await {
+        let label = db.label;
+        db.meta.create_account(&user("acme"), &ev()).await.unwrap();
+        let policy = |template: &str| {
+            serde_json::json!({"target": "acme/release", "tag_template": template, "enabled": true, "rules": []})
+                .to_string()
+        };
+        // A database from before: the migration not yet applied, an old template stored.
+        sqlx::query("DELETE FROM schema_migrations WHERE version >= 14")
+            .execute(&db.meta.pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO promotion_policies (id, repository, owner, policy, created_at, updated_at) VALUES ('p1', 'acme/build', 'acme', $1, 0, 0)",
+        )
+        .bind(policy("release-%d.%t"))
+        .execute(&db.meta.pool)
         .await
         .unwrap();
-    sqlx::query(
-        "INSERT INTO promotion_policies (id, repository, owner, policy, created_at, updated_at) VALUES ('p1', 'acme/build', 'acme', $1, 0, 0)",
-    )
-    .bind(policy("release-%d.%t"))
-    .execute(&m.pool)
-    .await
-    .unwrap();
-    m.close().await;
-    let m = Meta::connect(&url).await.unwrap();
-    let stored = m.policy("p1").await.unwrap().unwrap();
-    let v: serde_json::Value = serde_json::from_str(&stored.policy).unwrap();
-    assert_eq!(v["tag_template"], "release-%Y%m%d.%H%M%S");
-    // Applied once: a template saved afterwards with today's %d is kept.
-    sqlx::query("UPDATE promotion_policies SET policy = $1 WHERE id = 'p1'")
-        .bind(policy("%n-%d"))
-        .execute(&m.pool)
-        .await
-        .unwrap();
-    m.close().await;
-    let m = Meta::connect(&url).await.unwrap();
-    let v: serde_json::Value = serde_json::from_str(&m.policy("p1").await.unwrap().unwrap().policy).unwrap();
-    assert_eq!(v["tag_template"], "%n-%d");
+        db.reopen().await;
+        let stored = db.meta.policy("p1").await.unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&stored.policy).unwrap();
+        assert_eq!(v["tag_template"], "release-%Y%m%d.%H%M%S", "{label}");
+        // Applied once: a template saved afterwards with today's %d is kept.
+        sqlx::query("UPDATE promotion_policies SET policy = $1 WHERE id = 'p1'")
+            .bind(policy("%n-%d"))
+            .execute(&db.meta.pool)
+            .await
+            .unwrap();
+        db.reopen().await;
+        let v: serde_json::Value = serde_json::from_str(&db.meta.policy("p1").await.unwrap().unwrap().policy).unwrap();
+        assert_eq!(v["tag_template"], "%n-%d", "{label}");
+    }
 }

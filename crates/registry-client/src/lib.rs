@@ -32,11 +32,12 @@ pub type ReaderError = Box<dyn std::error::Error + Send + Sync>;
 pub enum ClientError {
     #[error("{0}")]
     Usage(String),
-    #[error("{method} {url}: {source}")]
+    /// A request that got no answer; `reason` is [`explain`]'s.
+    #[error("{method} {url}: {reason}")]
     Http {
         method: Method,
         url: String,
-        source: reqwest::Error,
+        reason: String,
     },
     #[error("{method} {url}: the registry wants credentials: pass --creds USER:PASSWORD")]
     NeedCredentials { method: Method, url: String },
@@ -61,7 +62,55 @@ pub enum ClientError {
     Sign(#[from] portcullis_sign::SignError),
 }
 
+/// Why a request got no answer, in one line: the causes of `error`
+/// without its URL (the caller names that once), and, when a TLS handshake
+/// was answered by something that does not speak TLS (a plain-HTTP
+/// registry answers the client's hello with an HTTP error page), the flag
+/// that talks plain HTTP.
+pub fn explain(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut causes: Vec<String> = Vec::new();
+    let mut not_tls = false;
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(e) = next {
+        not_tls |= not_tls_answer(e);
+        let text = e.to_string();
+        if !causes.last().is_some_and(|last| last.ends_with(&text)) {
+            causes.push(text);
+        }
+        next = e.source();
+    }
+    let causes = causes.join(": ");
+    if not_tls {
+        format!("the registry does not answer in TLS ({causes}); if it serves plain HTTP, pass --tls-verify=false")
+    } else {
+        causes
+    }
+}
+
+/// Whether `e` is rustls refusing what came back to its hello as not TLS.
+/// An I/O error (tokio-rustls's nests two) shows its inner error's text but
+/// hands out only that error's source, so the inner error is looked at too.
+fn not_tls_answer(e: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(inner) = e.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
+        return not_tls_answer(inner);
+    }
+    matches!(
+        e.downcast_ref::<rustls::Error>(),
+        Some(rustls::Error::InvalidMessage(_))
+    )
+}
+
 impl ClientError {
+    /// A request to `url` that got no answer.
+    pub fn http(method: Method, url: String, error: reqwest::Error) -> ClientError {
+        ClientError::Http {
+            method,
+            url,
+            reason: explain(error),
+        }
+    }
+
     /// The HTTP status the registry answered, when that was the failure.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
@@ -261,11 +310,10 @@ impl RegistryClient {
             if let Some(auth) = self.auth.lock().await.clone() {
                 r = r.header(AUTHORIZATION, auth);
             }
-            let resp = r.send().await.map_err(|source| ClientError::Http {
-                method: req.method.clone(),
-                url: url.clone(),
-                source,
-            })?;
+            let resp = r
+                .send()
+                .await
+                .map_err(|e| ClientError::http(req.method.clone(), url.clone(), e))?;
             if resp.status() != StatusCode::UNAUTHORIZED {
                 return Ok(resp);
             }
@@ -321,7 +369,8 @@ impl RegistryClient {
                 if let Some(b) = basic {
                     req = req.header(AUTHORIZATION, b);
                 }
-                let token_error = |e: reqwest::Error| ClientError::Protocol(format!("token request to {realm}: {e}"));
+                let token_error =
+                    |e: reqwest::Error| ClientError::Protocol(format!("token request to {realm}: {}", explain(e)));
                 let resp = req.send().await.map_err(token_error)?;
                 let status = resp.status();
                 if status == StatusCode::UNAUTHORIZED && self.creds.is_some() {
@@ -353,7 +402,7 @@ impl RegistryClient {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| ClientError::Protocol(format!("{what}: {e}")))?
+            .map_err(|e| ClientError::Protocol(format!("{what}: {}", explain(e))))?
         {
             bytes.extend_from_slice(&chunk);
             if bytes.len() > max {

@@ -48,6 +48,21 @@ impl Format {
         }
     }
 
+    /// The name a document of this format about `digest` in `repository`
+    /// is saved under: `acme_app_0123456789ab.spdx.json` (or `.cdx.json`).
+    pub fn file_name(self, repository: &str, digest: &str) -> String {
+        let hex = digest.split_once(':').map_or(digest, |(_, hex)| hex);
+        let extension = match self {
+            Format::Spdx => "spdx.json",
+            Format::CycloneDx => "cdx.json",
+        };
+        format!(
+            "{}_{}.{extension}",
+            repository.replace('/', "_"),
+            &hex[..hex.len().min(12)]
+        )
+    }
+
     pub fn document(self, subject: &Subject, image: &ImageFacts, findings: &[Finding]) -> Value {
         match self {
             Format::Spdx => spdx(subject, image, findings),

@@ -38,6 +38,8 @@ pub struct ApiAnswer {
     /// The raw body (SBOM documents and other downloads).
     pub bytes: bytes::Bytes,
     pub content_type: Option<String>,
+    /// A download's `Content-Disposition` (its file name).
+    pub content_disposition: Option<String>,
 }
 
 impl ApiAnswer {
@@ -70,17 +72,18 @@ impl Registry {
             Ok(r) => r,
             Err(never) => match never {},
         };
-        let status = response.status();
-        let content_type = crate::header_str(response.headers(), "content-type").map(str::to_string);
-        let bytes = axum::body::to_bytes(response.into_body(), 64 << 20)
-            .await
-            .unwrap_or_default();
+        let (parts, body) = response.into_parts();
+        let header = |name| crate::header_str(&parts.headers, name).map(str::to_string);
+        let (status, content_type, content_disposition) =
+            (parts.status, header("content-type"), header("content-disposition"));
+        let bytes = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
         let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         ApiAnswer {
             status,
             body,
             bytes,
             content_type,
+            content_disposition,
         }
     }
 

@@ -166,6 +166,11 @@ impl Registry {
         }
     }
 
+    /// The registry's public URL (`public_url`), as clients reach it.
+    pub fn public_url(&self) -> &str {
+        &self.webhooks.public_url
+    }
+
     /// Writes every queued pull record now (at shutdown, and for tests).
     pub async fn flush_pull_audit(&self) {
         self.pull_audit.drain(self).await;

@@ -344,6 +344,11 @@ struct TokenCreatedPage {
     chrome: Chrome,
     account: String,
     token: String,
+    /// The registry's public URL, and its host for registry clients.
+    url: String,
+    host: String,
+    /// `--tls-verify=false ` when the public URL is plain HTTP.
+    tls_flag: &'static str,
 }
 
 /// One form post: the API call it makes, as (method, path, body).
@@ -519,10 +524,15 @@ pub async fn form_action(who: SignedIn, Form(f): Form<HashMap<String, String>>) 
     };
     if op == "token_create" {
         // Shown once, here; the API never shows it again.
+        let url = who.registry().public_url().trim_end_matches('/').to_string();
+        let (scheme, host) = url.split_once("://").unwrap_or(("https", &url));
         return render(TokenCreatedPage {
             chrome: chrome(&who, None),
             account: f.get("account").cloned().unwrap_or_default(),
             token: s(&answer["token"]),
+            host: host.to_string(),
+            tls_flag: if scheme == "http" { "--tls-verify=false " } else { "" },
+            url,
         });
     }
     if op == "org_create" {

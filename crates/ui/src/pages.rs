@@ -528,19 +528,15 @@ pub async fn image_sbom(who: SignedIn, Query(q): Query<SbomQuery>) -> Page {
         enc(&q.format)
     );
     let answer = who.download(&path).await?;
-    let file = format!(
-        "{}-{}.{}.json",
-        q.repository.replace('/', "_"),
-        view::short(&q.digest),
-        if q.format == "spdx" { "spdx" } else { "cdx" }
-    );
+    // The API names the file (repository and digest).
+    let disposition = answer.content_disposition.unwrap_or_else(|| "attachment".into());
     Ok((
         [
             (
                 "content-type",
                 answer.content_type.unwrap_or_else(|| "application/json".into()),
             ),
-            ("content-disposition", format!("attachment; filename=\"{file}\"")),
+            ("content-disposition", disposition),
         ],
         answer.bytes,
     )

@@ -255,18 +255,19 @@ pub(crate) async fn scan_vulnerabilities(
     ))
 }
 
-/// `GET …/sbom?format=spdx|cyclonedx`.
+/// `GET …/sbom?format=spdx|cyclonedx` (SPDX without `format`), as an
+/// attachment named after the repository and the digest.
 pub(crate) async fn scan_sbom(
     State(reg): State<Arc<Registry>>,
     who: Who,
     Path(digest): Path<String>,
     Query(q): Query<ScanQuery>,
 ) -> ApiResult {
-    let format = q
-        .format
-        .as_deref()
-        .and_then(sbom::Format::parse)
-        .ok_or_else(|| RegistryError::Invalid("format is spdx or cyclonedx".into()))?;
+    let format = match q.format.as_deref() {
+        None => sbom::Format::Spdx,
+        Some(name) => sbom::Format::parse(name)
+            .ok_or_else(|| RegistryError::Invalid("format is spdx (the default) or cyclonedx".into()))?,
+    };
     let (repo, r, image, findings, _) = finished(&reg, &who, &q, &digest).await?;
     let name = format!("{repo}@{}", r.digest);
     let created = portcullis_vulndb::rfc3339((r.finished_at.unwrap_or(r.requested_at) / 1000) as u64);
@@ -279,9 +280,16 @@ pub(crate) async fn scan_sbom(
         tool_version: env!("CARGO_PKG_VERSION"),
     };
     let doc = format.document(&subject, &image, &findings);
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        format.file_name(repo.as_str(), &r.digest)
+    );
     Ok((
         StatusCode::OK,
-        [("content-type", format.content_type())],
+        [
+            ("content-type", format.content_type().to_string()),
+            ("content-disposition", disposition),
+        ],
         doc.to_string(),
     )
         .into_response())

@@ -58,6 +58,13 @@ async fn apply(reg: &Registry, h: &mut Webhook, b: HookBody) -> Result<(), Regis
     let shown = redact_url(&h.url);
     let echoed = shown != h.url && b.url.as_deref() == Some(shown.as_str());
     if let Some(url) = b.url.filter(|_| !echoed) {
+        // `example.com/hook` would read "relative URL without a base", and
+        // `example.com:8080/hook` as the scheme `example.com`.
+        if !url.contains("://") {
+            return Err(RegistryError::Invalid(format!(
+                "url needs a scheme: https://{url} (or http://{url})"
+            )));
+        }
         let parsed = reqwest::Url::parse(&url).map_err(|e| RegistryError::Invalid(format!("url: {e}")))?;
         reg.webhooks.allow.vet(&parsed).await.map_err(RegistryError::Invalid)?;
         h.url = url;
