@@ -296,8 +296,12 @@ fn print_update(report: &UpdateReport) {
             (Outcome::Failed, e) => println!("{}: FAILED: {}", s.url, e.as_deref().unwrap_or("")),
         }
     }
+    for name in &report.removed {
+        println!("{name}: no longer a source, its records removed");
+    }
     match &report.import {
         Some(import) => print_report(import),
+        None if !report.removed.is_empty() => {}
         None => println!("nothing new: the database in force is unchanged"),
     }
 }

@@ -472,6 +472,48 @@ async fn a_pull_rule_refuses_pulls_while_the_database_is_stale() {
     }
 }
 
+/// A source taken off the list takes its records with it at the next
+/// update; a source imported by hand (`db import`) is not the updater's
+/// to remove.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_taken_off_the_list_leaves_the_database() {
+    let feed = Feed::start().await;
+    feed.publish("/npm.osv.jsonl.gz", &shared("npm.osv.jsonl.gz"));
+    feed.publish("/alpine/all.jsonl.gz", &shared("alpine.osv.jsonl.gz"));
+    let both = vec![feed.url("/npm.osv.jsonl.gz"), feed.url("/alpine/all.jsonl.gz")];
+    let data = tempfile::tempdir().unwrap();
+    let (code, out) = db(data.path(), &["update"], &both).await;
+    assert_eq!(code, 0, "{out}");
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/vulndb/crates.osv.jsonl.gz");
+    let (code, out) = db(data.path(), &["import", crates.to_str().unwrap()], &both).await;
+    assert_eq!(code, 0, "{out}");
+    let names = |st: &Value| records(st).into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+    assert_eq!(names(&status(data.path(), &both).await).len(), 3);
+
+    let npm_only = vec![both[0].clone()];
+    let (code, out) = db(data.path(), &["update", "--format", "json"], &npm_only).await;
+    assert_eq!(code, 0, "{out}");
+    let report: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let port = feed.base.rsplit(':').next().unwrap().to_string();
+    assert_eq!(
+        report["removed"],
+        json!([format!("127.0.0.1_{port}_alpine_all.jsonl.gz")]),
+        "{report}"
+    );
+    let left = names(&status(data.path(), &npm_only).await);
+    assert_eq!(
+        left,
+        [
+            format!("127.0.0.1_{port}_npm.osv.jsonl.gz"),
+            "crates.osv.jsonl.gz".to_string()
+        ]
+    );
+    // Nothing more to remove the next time.
+    let (code, out) = db(data.path(), &["update"], &npm_only).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("no longer a source"), "{out}");
+}
+
 /// osv.dev's layout (`<Ecosystem>/all.zip`, `modified_id.csv`, `<ID>.json`):
 /// the first update imports the archive; later ones fetch only the records
 /// listed as modified since, and never the archive again; a hostile

@@ -318,6 +318,35 @@ impl VulnDb {
             }
             names.push(name);
         }
+        self.new_generation(inputs, &names, replace_all, limits, progress)
+    }
+
+    /// Drops the sources called `names` from the database in force, in one
+    /// new generation (the rest carried over); `None` when none of them is
+    /// in force. Used when a source leaves `vulndb_sources`: its records
+    /// must not go on matching, unrefreshed, for ever.
+    pub fn remove_sources(&self, names: &[String]) -> Result<Option<ImportReport>, VulnDbError> {
+        let in_force = self
+            .status()?
+            .is_some_and(|s| s.sources.iter().any(|x| names.contains(&x.name)));
+        if !in_force {
+            return Ok(None);
+        }
+        self.new_generation(&[], names, false, &Limits::default(), &NoProgress)
+            .map(Some)
+    }
+
+    /// One new generation: `inputs` imported as the sources `names` (an
+    /// input-less name is dropped), the other sources carried over unless
+    /// `replace_all`.
+    fn new_generation(
+        &self,
+        inputs: &[PathBuf],
+        names: &[String],
+        replace_all: bool,
+        limits: &Limits,
+        progress: &dyn Progress,
+    ) -> Result<ImportReport, VulnDbError> {
         let _lock = self.lock()?;
         let previous = self.status()?;
         let (generation, building) = self.begin_generation(previous.as_ref())?;
@@ -325,7 +354,7 @@ impl VulnDb {
             generation,
             &building,
             inputs,
-            &names,
+            names,
             previous.as_ref(),
             replace_all,
             limits,

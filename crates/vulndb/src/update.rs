@@ -50,6 +50,9 @@ pub struct UpdateReport {
     pub sources: Vec<SourceOutcome>,
     /// The import of what changed, when something did.
     pub import: Option<ImportReport>,
+    /// Sources no longer listed whose records left the database.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
 }
 
 impl UpdateReport {
@@ -183,9 +186,34 @@ impl VulnDb {
         for f in fetched.iter().flatten() {
             let _ = fs::remove_file(&f.path);
         }
+        // Sources an earlier update brought in and no longer listed go.
+        let gone: Vec<String> = state
+            .sources
+            .iter()
+            .filter(|(url, st)| !sources.iter().any(|s| &s.url == *url || s.name == st.name))
+            .map(|(_, st)| st.name.clone())
+            .collect();
+        let removed = if gone.is_empty() {
+            Vec::new()
+        } else {
+            let db = self.clone();
+            let names = gone.clone();
+            match tokio::task::spawn_blocking(move || db.remove_sources(&names)).await {
+                Ok(Ok(Some(_))) => gone,
+                Ok(Ok(None)) => Vec::new(),
+                Ok(Err(e)) => return Err(e),
+                Err(e) => {
+                    return Err(VulnDbError::Unreadable {
+                        path: String::new(),
+                        why: e.to_string(),
+                    })
+                }
+            }
+        };
         let report = UpdateReport {
             sources: outcomes,
             import,
+            removed,
         };
         self.remember(&sources, &report, &fetched, started)?;
         Ok(report)
