@@ -436,6 +436,8 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
             api(s, Method::POST, "/api/v1/orgs", json!({"name": format!("gone{n}")})).await;
             (Method::DELETE, format!("/api/v1/orgs/gone{n}"), None)
         }
+        "team_list" => (Method::GET, "/api/v1/orgs/acme/teams".into(), None),
+        "member_list" => (Method::GET, "/api/v1/orgs/acme/teams/gitlab/members".into(), None),
         "team_create" => (
             Method::POST,
             "/api/v1/orgs/acme/teams".into(),
@@ -753,6 +755,9 @@ fn matrix() -> Vec<(&'static str, [u16; 13])> {
         ("org_create", [U, 201, 201, 201, 201, D, D, U, U, U, U, 201, D]),
         ("org_get", [U, 200, 200, D, D, D, D, U, U, U, U, 200, D]),
         ("org_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
+        // Listing teams and members: whoever may read the organization.
+        ("team_list", [U, 200, 200, D, D, D, D, U, U, U, U, 200, D]),
+        ("member_list", [U, 200, 200, D, D, D, D, U, U, U, U, 200, D]),
         ("team_create", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
         ("team_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
         // Public keys are for verifiers: any authenticated caller.
@@ -1003,6 +1008,41 @@ async fn authorization_matrix() {
             "the token a push came with is recorded"
         );
         assert_eq!(s.registry.meta.verify_audit().await.unwrap().1, None);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teams_and_members_are_listed_as_created() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        for u in ["alice", "bob"] {
+            api(&s, Method::POST, "/api/v1/users", json!({"name": u, "password": PW})).await;
+        }
+        api(&s, Method::POST, "/api/v1/orgs", json!({"name": "acme"})).await;
+        for t in ["ci", "dev"] {
+            api(&s, Method::POST, "/api/v1/orgs/acme/teams", json!({"name": t})).await;
+        }
+        for (t, u) in [("dev", "bob"), ("dev", "alice"), ("ci", "alice")] {
+            let path = format!("/api/v1/orgs/acme/teams/{t}/members/{u}");
+            api(&s, Method::PUT, &path, json!(null)).await;
+        }
+        let teams = api(&s, Method::GET, "/api/v1/orgs/acme/teams", json!(null)).await;
+        assert_eq!(
+            teams,
+            json!([
+                {"name": "ci", "members": ["alice"]},
+                {"name": "dev", "members": ["alice", "bob"]},
+                {"name": "owners", "members": ["admin"]},
+            ]),
+            "{}",
+            s.label()
+        );
+        let members = api(&s, Method::GET, "/api/v1/orgs/acme/teams/dev/members", json!(null)).await;
+        assert_eq!(members, json!(["alice", "bob"]), "{}", s.label());
+        let s = &s;
+        let missing = |path: &'static str| async move { s.http.get(s.url(path)).send().await.unwrap().status() };
+        assert_eq!(missing("/api/v1/orgs/acme/teams/nope/members").await, 404);
+        assert_eq!(missing("/api/v1/orgs/nobody/teams").await, 404);
     }
 }
 

@@ -1045,3 +1045,101 @@ async fn copied_referrers_carry_no_image_the_policy_did_not_judge() {
         assert_eq!(in_release(smuggler_digest.to_string()).await, 404, "{label}");
     }
 }
+
+/// `apply_existing` on create: an image pushed and scanned before the
+/// policy existed is promoted by its creation, which answers with the
+/// evaluations and leaves a `PROMOTION` event; the flag is not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_created_with_apply_existing_promotes_what_is_already_there() {
+    for backend in backends() {
+        let (s, _work) = acme_with_npm_advisories(&backend).await;
+        let label = s.label();
+        let layer = common::gzip(&tar_of(&[(
+            "node_modules/portcullis-demo-widget/package.json",
+            b"{\"name\": \"portcullis-demo-widget\", \"version\": \"1.0.0\"}".as_slice(),
+        )]));
+        let (digest, _) = s.push_image("acme/build", "1", b"{\"old\":1}", &[&layer]).await;
+        until(&s, &format!("/api/v1/scans/{digest}?repository=acme/build"), |v| {
+            v["status"] == "done" && v["database_generation"].is_i64()
+        })
+        .await;
+        let (st, hook) = call(
+            &s,
+            reqwest::Method::POST,
+            "/api/v1/namespaces/acme/webhooks",
+            json!({"url": "http://127.0.0.1:9/hook", "secret": "apply-existing-secret", "events": ["PROMOTION"]}),
+        )
+        .await;
+        assert_eq!(st, 201, "{hook}");
+        let policy = |apply: Value| {
+            json!({"target": "acme/release", "tag_template": "%n", "apply_existing": apply,
+                   "rules": [{"field": "vulnerability_high", "operator": "lte", "values": ["0"]}]})
+        };
+        let create = |body: Value| {
+            call(
+                &s,
+                reqwest::Method::POST,
+                "/api/v1/repositories/acme/build/policies",
+                body,
+            )
+        };
+        let (st, bad) = create(policy(json!("yes"))).await;
+        assert_eq!(st, 400, "{label}: {bad}");
+        assert!(bad.to_string().contains("apply_existing"), "{bad}");
+
+        let (st, p) = create(policy(json!(true))).await;
+        assert_eq!(st, 201, "{label}: {p}");
+        let outcomes: Vec<_> = p["evaluations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["tag"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
+            .collect();
+        assert_eq!(outcomes, [("1", "promoted")], "{label}: {p}");
+        let id = p["id"].as_str().unwrap();
+        let (st, tag) = call(
+            &s,
+            reqwest::Method::GET,
+            "/api/v1/repositories/acme/release/tags/1",
+            Value::Null,
+        )
+        .await;
+        assert_eq!(st, 200, "{label}: {tag}");
+        assert_eq!(tag["digest"], digest.as_str());
+        assert_eq!(tag["promoted_from"]["policy_id"], id);
+        let (_, stored) = call(
+            &s,
+            reqwest::Method::GET,
+            &format!("/api/v1/repositories/acme/build/policies/{id}"),
+            Value::Null,
+        )
+        .await;
+        assert!(stored.get("apply_existing").is_none(), "{label}: stored {stored}");
+        assert!(stored.get("evaluations").is_none(), "{label}: stored {stored}");
+        let hook_id = hook["id"].as_str().unwrap();
+        let (_, log) = call(
+            &s,
+            reqwest::Method::GET,
+            &format!("/api/v1/webhooks/{hook_id}/deliveries"),
+            Value::Null,
+        )
+        .await;
+        let kinds: Vec<_> = log["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["type"].clone())
+            .collect();
+        assert_eq!(kinds, [json!("PROMOTION")], "{label}: {log}");
+        let (_, audit) = call(&s, reqwest::Method::GET, "/api/v1/audit?action=promotion", Value::Null).await;
+        assert_eq!(audit["records"].as_array().unwrap().len(), 1, "{label}: {audit}");
+
+        // Without the flag (or with it false) nothing runs and nothing is said.
+        let mut other = policy(json!(false));
+        other["target"] = json!("acme/prod");
+        let (st, p) = create(other).await;
+        assert_eq!(st, 201, "{label}: {p}");
+        assert!(p.get("evaluations").is_none(), "{p}");
+        assert_eq!(status_of(&s, "/api/v1/repositories/acme/prod/tags/1").await, 404);
+    }
+}

@@ -641,6 +641,21 @@ async fn management_forms_do_what_they_say() {
                 "{label}: {path}: {page}"
             );
         }
+        // The namespace's hooks apply to the repository: its settings list
+        // them, for those who may see them (not the reader, below).
+        let ns_hook = json!({"url": "http://127.0.0.1:9/acme-namespace-hook", "secret": "a-long-enough-hook-secret",
+                             "events": ["PROMOTION"]});
+        let (st, v) = call(&s, Method::POST, "/api/v1/namespaces/acme/webhooks", ns_hook).await;
+        assert_eq!(st, 201, "{v}");
+        let (_, page, _) = admin.get("/ui/repository/settings?name=acme/app").await;
+        let section = page.split("id=\"namespace-hooks\"").nth(1).unwrap_or_default();
+        assert!(
+            section.contains("acme-namespace-hook")
+                && section.contains(&format!("/ui/webhook?id={}", v["id"].as_str().unwrap()))
+                && section.contains("PROMOTION")
+                && !section.contains("ui-hook-t0k3n"),
+            "{label}: {page}"
+        );
         // Settings: saved through the form; a malformed pull rule is refused.
         let settings = |rule: &'static str| {
             [
@@ -770,6 +785,10 @@ async fn management_forms_do_what_they_say() {
         assert!(
             !page.contains("id=\"repository-settings\"") && page.contains("critical"),
             "{label}: {page}"
+        );
+        assert!(
+            !page.contains("namespace-hooks") && !page.contains("acme-namespace-hook"),
+            "{label}: the reader may not see the namespace's hooks: {page}"
         );
         let (st, page, _) = reader
             .get(&format!("/ui/image?repository=acme/app&digest={digest}"))

@@ -72,6 +72,10 @@ struct RepositorySettingsPage {
     patterns: String,
     pull_rule: String,
     hooks: Option<Vec<HookRow>>,
+    /// The repository's namespace, and its hooks (which apply to the
+    /// repository too) when the viewer may see them.
+    namespace: String,
+    namespace_hooks: Option<Vec<HookRow>>,
     events: &'static [&'static str],
     may_admin: bool,
 }
@@ -86,6 +90,12 @@ pub async fn repository_settings(who: SignedIn, Query(q): Query<NameQuery>) -> P
     let api = format!("/api/v1/repositories/{}", enc(&q.name));
     let r = who.get(&api).await?;
     let hooks_json = optional(&who, &format!("{api}/webhooks")).await?;
+    let namespace = q.name.split_once('/').map_or("", |(ns, _)| ns).to_string();
+    let namespace_hooks = if namespace.is_empty() {
+        None
+    } else {
+        optional(&who, &format!("/api/v1/namespaces/{}/webhooks", enc(&namespace))).await?
+    };
     let patterns: Vec<String> = view::items(&r["immutable_tag_patterns"]).map(s).collect();
     render(RepositorySettingsPage {
         chrome: chrome(&who, q.msg),
@@ -99,6 +109,8 @@ pub async fn repository_settings(who: SignedIn, Query(q): Query<NameQuery>) -> P
             serde_json::to_string_pretty(&r["pull_rule"]).unwrap_or_default()
         },
         hooks: hooks(hooks_json.as_ref()),
+        namespace_hooks: hooks(namespace_hooks.as_ref()),
+        namespace,
         events: &portcullis_server::webhooks::EVENT_TYPES,
         may_admin: r["caller_may"]["admin"] == true,
         name: q.name,

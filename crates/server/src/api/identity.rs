@@ -214,15 +214,45 @@ pub(crate) async fn org_create(State(reg): State<Arc<Registry>>, who: Who, body:
 
 pub(crate) async fn org_get(State(reg): State<Arc<Registry>>, who: Who, Path(org): Path<String>) -> ApiResult {
     who.need(&reg, Need::Namespace(&org, Role::Read)).await?;
+    Ok(reply(
+        StatusCode::OK,
+        json!({"name": org, "teams": org_teams(&reg, &org).await?}),
+    ))
+}
+
+/// The teams of an organization that exists, each with its members.
+async fn org_teams(reg: &Registry, org: &str) -> Result<serde_json::Value, RegistryError> {
+    must_exist(reg, org, Some("org")).await?;
+    let teams = reg.meta.teams(org).await?;
+    let render = |(name, members): &(String, Vec<String>)| json!({"name": name, "members": members});
+    Ok(json_list(&teams, render))
+}
+
+/// `GET /api/v1/orgs/ORG/teams`: the teams and their members, for whoever
+/// may read the organization (as `GET /api/v1/orgs/ORG` shows them).
+pub(crate) async fn team_list(State(reg): State<Arc<Registry>>, who: Who, Path(org): Path<String>) -> ApiResult {
+    who.need(&reg, Need::Namespace(&org, Role::Read)).await?;
+    Ok(reply(StatusCode::OK, org_teams(&reg, &org).await?))
+}
+
+/// `GET /api/v1/orgs/ORG/teams/TEAM/members`: the team's member accounts,
+/// by name.
+pub(crate) async fn member_list(
+    State(reg): State<Arc<Registry>>,
+    who: Who,
+    Path((org, team)): Path<(String, String)>,
+) -> ApiResult {
+    who.need(&reg, Need::Namespace(&org, Role::Read)).await?;
     must_exist(&reg, &org, Some("org")).await?;
-    let teams: Vec<_> = reg
+    let members = reg
         .meta
         .teams(&org)
         .await?
         .into_iter()
-        .map(|(name, members)| json!({"name": name, "members": members}))
-        .collect();
-    Ok(reply(StatusCode::OK, json!({"name": org, "teams": teams})))
+        .find(|(name, _)| *name == team)
+        .map(|(_, members)| members)
+        .ok_or_else(|| RegistryError::Absent(format!("no such team: {org}/{team}")))?;
+    Ok(reply(StatusCode::OK, json!(members)))
 }
 
 pub(crate) async fn org_delete(State(reg): State<Arc<Registry>>, who: Who, Path(org): Path<String>) -> ApiResult {

@@ -37,12 +37,7 @@ pub(crate) fn evaluation_json(e: &EvaluationRecord) -> serde_json::Value {
 /// Parses and checks a policy, and that the caller may push to its target
 /// (a policy acts with its creator's rights: it can't reach further).
 async fn checked(reg: &Registry, who: &Who, source: &str, body: &[u8]) -> Result<PromotionPolicy, RegistryError> {
-    if body.len() > MAX_POLICY_BYTES {
-        return Err(RegistryError::Invalid(format!(
-            "a policy of {} bytes; at most {MAX_POLICY_BYTES}",
-            body.len()
-        )));
-    }
+    check_size(body)?;
     let p: PromotionPolicy = json_body(body)?;
     p.compile().map_err(|e| RegistryError::Invalid(e.to_string()))?;
     let target = repo_name(&p.target)?;
@@ -65,6 +60,16 @@ async fn checked(reg: &Registry, who: &Who, source: &str, body: &[u8]) -> Result
         }
     }
     Ok(p)
+}
+
+fn check_size(body: &[u8]) -> Result<(), RegistryError> {
+    if body.len() > MAX_POLICY_BYTES {
+        return Err(RegistryError::Invalid(format!(
+            "a policy of {} bytes; at most {MAX_POLICY_BYTES}",
+            body.len()
+        )));
+    }
+    Ok(())
 }
 
 fn owner(who: &Who) -> Result<String, RegistryError> {
@@ -100,10 +105,32 @@ pub(crate) const MAX_POLICIES: usize = 32;
 /// The largest policy: every push to its source parses it again.
 const MAX_POLICY_BYTES: usize = 64 << 10;
 
+/// Takes the request's `apply_existing` (a bool, default false) out of a
+/// policy body: it asks for an action, it is not part of the policy, so
+/// the rest is parsed (unknown fields refused) and stored without it.
+fn take_apply_existing(body: &[u8]) -> Result<(bool, Vec<u8>), RegistryError> {
+    let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_slice(body) else {
+        // Not an object: the policy's own parse says what is wrong.
+        return Ok((false, body.to_vec()));
+    };
+    let apply = match fields.remove("apply_existing") {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| RegistryError::Invalid("request body: apply_existing is true or false".into()))?,
+    };
+    Ok((apply, serde_json::to_vec(&fields).expect("json")))
+}
+
+/// `POST …/policies`: a new policy; with `"apply_existing": true` it is
+/// also applied at once to every tag of its source, as `POST …/apply` does,
+/// and the response carries those `evaluations`.
 pub(crate) async fn policy_create(reg: &Registry, who: &Who, name: &str, body: &[u8]) -> ApiResult {
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
-    let p = checked(reg, who, name.as_str(), body).await?;
+    check_size(body)?;
+    let (apply_existing, body) = take_apply_existing(body)?;
+    let p = checked(reg, who, name.as_str(), &body).await?;
     // Every push to the repository runs each of its policies.
     let existing = reg.meta.policies(name.as_str()).await?.len();
     if existing >= MAX_POLICIES {
@@ -125,7 +152,11 @@ pub(crate) async fn policy_create(reg: &Registry, who: &Who, name: &str, body: &
         .repository(name.as_str())
         .detail(format!("{} {}", stored.id, stored.policy));
     reg.meta.create_policy(&stored, &ev).await?;
-    Ok(reply(StatusCode::CREATED, policy_json(&stored)))
+    let mut out = policy_json(&stored);
+    if apply_existing {
+        out["evaluations"] = applied(reg, &stored).await?;
+    }
+    Ok(reply(StatusCode::CREATED, out))
 }
 
 pub(crate) async fn policy_get(reg: &Registry, who: &Who, name: &str, id: &str) -> ApiResult {
@@ -167,9 +198,13 @@ pub(crate) async fn policy_apply(reg: &Registry, who: &Who, name: &str, id: &str
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
     let p = find(reg, name.as_str(), id).await?;
-    let done = reg.apply_policy(&p).await?;
-    let list: Vec<_> = done.iter().map(evaluation_json).collect();
-    Ok(reply(StatusCode::OK, json!({"evaluations": list})))
+    Ok(reply(StatusCode::OK, json!({"evaluations": applied(reg, &p).await?})))
+}
+
+/// Runs a stored policy over every tag of its source now; its evaluations.
+async fn applied(reg: &Registry, p: &StoredPolicy) -> Result<serde_json::Value, RegistryError> {
+    let done = reg.apply_policy(p).await?;
+    Ok(json!(done.iter().map(evaluation_json).collect::<Vec<_>>()))
 }
 
 #[derive(Deserialize)]
