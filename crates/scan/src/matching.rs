@@ -43,6 +43,59 @@ pub struct Head {
     /// The advisory's own severity word.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rating: Option<String>,
+    /// Whose word the source it came from may carry; set by the store.
+    #[serde(skip)]
+    pub publisher: Publisher,
+}
+
+/// Which distribution an advisory's source speaks for. A distribution's
+/// rating and notes rank first and may lower a finding, so they count only
+/// from a source whose every affected entry is that distribution's: a
+/// compromised mirror of a language feed cannot publish Debian's word.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Publisher {
+    /// Not known (the in-memory index of tests and benchmarks): the
+    /// advisory's id alone decides.
+    #[default]
+    Unchecked,
+    /// A source of this distribution's records only (`debian`, `ubuntu`…).
+    Distribution(String),
+    /// A source of several ecosystems, or of language packages: no
+    /// distribution's word.
+    Mixed,
+}
+
+impl Publisher {
+    pub fn speaks_for(&self, distro: &str) -> bool {
+        match self {
+            Publisher::Unchecked => true,
+            Publisher::Distribution(d) => d == distro,
+            Publisher::Mixed => false,
+        }
+    }
+}
+
+/// The distribution an OSV ecosystem belongs to, by the name findings
+/// show (`Debian:12` → `debian`); `None` for language ecosystems.
+pub fn distribution_of(ecosystem: &str) -> Option<String> {
+    const DISTRIBUTIONS: &[&str] = &[
+        "AlmaLinux",
+        "Alpine",
+        "Azure Linux",
+        "Chainguard",
+        "Debian",
+        "Mageia",
+        "openEuler",
+        "openSUSE",
+        "Photon OS",
+        "Red Hat",
+        "Rocky Linux",
+        "SUSE",
+        "Ubuntu",
+        "Wolfi",
+    ];
+    let name = ecosystem.split(':').next().unwrap_or(ecosystem);
+    DISTRIBUTIONS.contains(&name).then(|| distro_name(ecosystem))
 }
 
 /// One affected entry of one advisory. The advisory's [`Head`] is asked
@@ -68,7 +121,8 @@ pub trait AdvisoryStore {
     /// them in one query.
     fn vectors(&self, ids: &[&str]) -> Result<Vec<Vector>, LookupError>;
     /// The distribution's notes on any of `ids` for `package` in
-    /// `ecosystem` (Debian's urgency per CVE, from its per-CVE records).
+    /// `ecosystem` (Debian's urgency per CVE, from its per-CVE records),
+    /// from sources that speak for the distribution (see [`Publisher`]).
     fn notes(&self, ecosystem: &str, package: &str, ids: &[&str]) -> Result<Vec<DistroNote>, LookupError>;
 }
 
@@ -167,6 +221,7 @@ pub fn rows(a: &Advisory) -> Option<Rows> {
         reference: a.reference.clone(),
         own: if origins_tagged { Vec::new() } else { a.severity.clone() },
         rating: a.specific.rating.clone(),
+        publisher: Publisher::Unchecked,
     };
     Some(Rows {
         head,
@@ -461,7 +516,7 @@ fn rate(
 ) -> Result<(Rating, Option<String>), LookupError> {
     let distro = distro_name(ecosystem);
     let mut status = None;
-    let distro_rating = if !os_package {
+    let distro_rating = if !os_package || !head.publisher.speaks_for(&distro) {
         None
     } else if distro == "debian" {
         // Debian's per-CVE records carry the urgency; a DSA or DLA takes

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
-use portcullis_scan::matching::{rows, AdvisoryStore, Candidate, Head, LookupError};
+use portcullis_scan::matching::{distribution_of, rows, AdvisoryStore, Candidate, Head, LookupError, Publisher};
 use portcullis_scan::osv::{Advisory, DistroNote};
 use portcullis_scan::severity::Vector;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -24,7 +24,7 @@ use crate::VulnDbError;
 pub(crate) const FILE: &str = "index.sqlite";
 /// Bumped when the schema or the rows' encoding changes; an index of
 /// another version is rebuilt from the generation's source files.
-const SCHEMA: &str = "2";
+const SCHEMA: &str = "3";
 /// Page cache per reading connection (SQLite's KiB when negative).
 const READER_CACHE_KIB: i64 = 2048;
 /// Reading connections, opened with the index.
@@ -43,6 +43,9 @@ pub(crate) struct IndexWriter {
     seen: HashMap<String, i64>,
     source: i64,
     fresh: bool,
+    /// The distributions (or `None`: a language ecosystem) of the current
+    /// source's affected entries, which decide its publisher.
+    families: std::collections::BTreeSet<Option<String>>,
 }
 
 impl IndexWriter {
@@ -65,7 +68,7 @@ impl IndexWriter {
             conn.execute_batch(
                 "PRAGMA page_size = 8192;
                  CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-                 CREATE TABLE source(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+                 CREATE TABLE source(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, publisher TEXT);
                  CREATE TABLE head(id INTEGER PRIMARY KEY, source INTEGER NOT NULL, data BLOB NOT NULL);
                  CREATE TABLE affected(ecosystem TEXT NOT NULL, package TEXT NOT NULL, head INTEGER NOT NULL,
                      seq INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (ecosystem, package, head, seq))
@@ -85,6 +88,7 @@ impl IndexWriter {
             conn,
             path: path.to_path_buf(),
             seen: HashMap::new(),
+            families: Default::default(),
             source: 0,
             fresh,
         })
@@ -124,6 +128,7 @@ impl IndexWriter {
 
     /// Starts adding the records of the source called `name`.
     pub(crate) fn begin_source(&mut self, name: &str) -> Result<(), VulnDbError> {
+        self.end_source()?;
         self.drop_source(name)?;
         let err = index_err(&self.path);
         self.conn
@@ -131,6 +136,27 @@ impl IndexWriter {
             .map_err(&err)?;
         self.source = self.conn.last_insert_rowid();
         self.seen.clear();
+        Ok(())
+    }
+
+    /// Records the current source's publisher: the one distribution all
+    /// its affected entries belong to, if there is one.
+    fn end_source(&mut self) -> Result<(), VulnDbError> {
+        if self.source == 0 {
+            return Ok(());
+        }
+        let families = std::mem::take(&mut self.families);
+        let publisher = match families.iter().collect::<Vec<_>>().as_slice() {
+            [Some(d)] => Some((*d).clone()),
+            _ => None,
+        };
+        self.conn
+            .execute(
+                "UPDATE source SET publisher = ?1 WHERE id = ?2",
+                params![publisher, self.source],
+            )
+            .map_err(index_err(&self.path))?;
+        self.source = 0;
         Ok(())
     }
 
@@ -158,6 +184,9 @@ impl IndexWriter {
             self.seen.remove(&advisory.id);
             return Ok(replaced);
         };
+        for (eco, _, _) in &rows.affected {
+            self.families.insert(distribution_of(eco));
+        }
         let head_json = serde_json::to_vec(&rows.head).expect("a head serializes");
         self.conn
             .prepare_cached("INSERT INTO head(source, data) VALUES (?1, ?2)")
@@ -203,7 +232,8 @@ impl IndexWriter {
     /// The statistics keep no samples (`sqlite_stat4`): with samples, SQLite
     /// plans a statement again for every new value bound to it, and a scan
     /// paid a parse and a plan for each of its lookups.
-    pub(crate) fn finish(self) -> Result<(), VulnDbError> {
+    pub(crate) fn finish(mut self) -> Result<(), VulnDbError> {
+        self.end_source()?;
         let err = index_err(&self.path);
         self.conn.execute_batch("COMMIT").map_err(&err)?;
         if self.fresh {
@@ -367,8 +397,17 @@ impl AdvisoryStore for DiskIndex {
 
     fn head(&self, id: u64) -> Result<Arc<Head>, LookupError> {
         self.with(|conn| {
-            let mut stmt = conn.prepare_cached("SELECT data FROM head WHERE id = ?1")?;
-            let head: Head = stmt.query_row([id as i64], |r| decode(&r.get::<_, Vec<u8>>(0)?))?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT h.data, s.publisher FROM head AS h JOIN source AS s ON s.id = h.source WHERE h.id = ?1",
+            )?;
+            let head: Head = stmt.query_row([id as i64], |r| {
+                let mut head: Head = decode(&r.get::<_, Vec<u8>>(0)?)?;
+                head.publisher = match r.get::<_, Option<String>>(1)? {
+                    Some(d) => Publisher::Distribution(d),
+                    None => Publisher::Mixed,
+                };
+                Ok(head)
+            })?;
             Ok(Arc::new(head))
         })
     }
@@ -399,12 +438,16 @@ impl AdvisoryStore for DiskIndex {
 
     fn notes(&self, ecosystem: &str, package: &str, ids: &[&str]) -> Result<Vec<DistroNote>, LookupError> {
         self.with(|conn| {
+            // Only notes from sources that speak for the distribution.
             let mut stmt = conn.prepare_cached(
                 "SELECT n.data FROM json_each(?3) AS j
                  JOIN note AS n ON n.ecosystem = ?1 AND n.package = ?2 AND n.vid = j.value
+                 JOIN head AS h ON h.id = n.head
+                 JOIN source AS s ON s.id = h.source AND s.publisher = ?4
                  ORDER BY j.key, n.rowid",
             )?;
-            let rows = stmt.query_map(params![ecosystem, package, id_list(ids)], |r| {
+            let publisher = distribution_of(ecosystem);
+            let rows = stmt.query_map(params![ecosystem, package, id_list(ids), publisher], |r| {
                 decode(&r.get::<_, Vec<u8>>(0)?)
             })?;
             rows.collect()

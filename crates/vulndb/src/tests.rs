@@ -333,6 +333,79 @@ mod index {
         assert!(checked > 150, "only {checked} findings compared");
     }
 
+    /// A distribution's word counts only from a source of that
+    /// distribution's records alone: a DEBIAN-CVE record marking a package
+    /// unimportant lowers nothing when it comes inside a mixed feed (a
+    /// compromised mirror of a language feed), and rates the finding when
+    /// a Debian-only source carries it.
+    #[test]
+    fn only_a_distributions_own_source_speaks_for_it() {
+        let nvd = r#"{"cve":{"id":"CVE-2099-7","sourceIdentifier":"cve@mitre.org","vulnStatus":"Analyzed","lastModified":"2099-01-01T00:00:00.000","metrics":{"cvssMetricV31":[{"source":"nvd@nist.gov","type":"Primary","cvssData":{"version":"3.1","vectorString":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}}]}}}"#;
+        let dsa = r#"{"id":"DSA-1-1","upstream":["CVE-2099-7"],"affected":[{"package":{"ecosystem":"Debian:12","name":"foo"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"2-1"}]}]}]}"#;
+        let note = r#"{"id":"DEBIAN-CVE-2099-7","upstream":["CVE-2099-7"],"affected":[{"package":{"ecosystem":"Debian:12","name":"foo"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"99"}]}],"ecosystem_specific":{"urgency":"unimportant"}}]}"#;
+        let go = r#"{"id":"GO-2099-1","affected":[{"package":{"ecosystem":"Go","name":"example.com/x"},"ranges":[{"type":"SEMVER","events":[{"introduced":"0"}]}]}]}"#;
+        let img = image(
+            Some("ID=debian\nVERSION_ID=\"12\"\n"),
+            vec![Package {
+                ecosystem: Ecosystem::Deb,
+                ..package(Ecosystem::Deb, "foo", "1-1")
+            }],
+        );
+        let cases: [(&str, String, &[(&str, Severity, &str)]); 2] = [
+            (
+                "mixed.jsonl",
+                format!("{go}\n{note}\n"),
+                &[
+                    ("DEBIAN-CVE-2099-7", Severity::Critical, "nvd"),
+                    ("DSA-1-1", Severity::Critical, "nvd"),
+                ],
+            ),
+            (
+                "debian.jsonl",
+                format!("{note}\n"),
+                &[
+                    ("DEBIAN-CVE-2099-7", Severity::Low, "debian"),
+                    ("DSA-1-1", Severity::Low, "debian"),
+                ],
+            ),
+        ];
+        for (name, feed, want) in cases {
+            let data = tempfile::tempdir().unwrap();
+            let input = tempfile::tempdir().unwrap();
+            let db = VulnDb::in_data_dir(data.path());
+            let mut files = Vec::new();
+            for (file, text) in [
+                ("nvd.jsonl", nvd.to_string()),
+                ("dsa.jsonl", dsa.to_string()),
+                (name, feed),
+            ] {
+                let path = input.path().join(file);
+                std::fs::write(&path, text).unwrap();
+                files.push(path);
+            }
+            import(&db, &files).unwrap();
+            let (_, index) = db.open().unwrap().unwrap();
+            let mut got: Vec<(String, Severity, String)> = match_image(&img, &index)
+                .unwrap()
+                .into_iter()
+                .flat_map(|f| {
+                    let (sev, src) = (f.severity, f.severity_source.clone().unwrap_or_default());
+                    f.ids
+                        .into_iter()
+                        .chain(f.related)
+                        .filter(|id| !id.starts_with("CVE-"))
+                        .map(move |id| (id, sev, src.clone()))
+                })
+                .collect();
+            got.sort();
+            let want: Vec<(String, Severity, String)> = want
+                .iter()
+                .map(|(i, s, o)| (i.to_string(), *s, o.to_string()))
+                .collect();
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
     /// A DSA's severity comes from the CVSS of the CVEs it fixes, found in
     /// another source imported later; re-matching (no re-scan) sees it,
     /// and a source dropped takes its vectors along.
