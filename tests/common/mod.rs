@@ -342,6 +342,16 @@ impl ServerProcess {
 
     /// As [`ServerProcess::spawn`], with environment variables that override the defaults.
     pub fn spawn_env(data: &Path, extra: &[&str], envs: &[(&str, &str)]) -> ServerProcess {
+        Self::spawn_to(data, extra, envs, Stdio::inherit())
+    }
+
+    /// As [`ServerProcess::spawn_env`], with the server's log (its
+    /// stderr) written to the file `log`, for a test to read.
+    pub fn spawn_logged(data: &Path, extra: &[&str], envs: &[(&str, &str)], log: &Path) -> ServerProcess {
+        Self::spawn_to(data, extra, envs, std::fs::File::create(log).unwrap().into())
+    }
+
+    fn spawn_to(data: &Path, extra: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> ServerProcess {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
@@ -352,7 +362,7 @@ impl ServerProcess {
             .env("PORTCULLIS_ANONYMOUS", "push")
             .envs(envs.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let base = format!("http://127.0.0.1:{port}");

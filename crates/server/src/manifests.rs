@@ -99,6 +99,17 @@ pub(crate) async fn get(
     // refusal, so an ordinary HEAD costs nothing more.
     if let Err(refused) = reg.check_pull_rule(caller, name.as_str(), &m).await {
         if !(head && account_may_push(reg, caller, name.as_str()).await) {
+            if let RegistryError::Denied(why) = &refused {
+                tracing::info!(
+                    log = "pull_refused",
+                    repository = %name.as_str(),
+                    reference = %reference,
+                    digest = %&*m.digest,
+                    rule = crate::pull::refusing_rule(why),
+                    reason = %why,
+                    "pull refused by a pull rule"
+                );
+            }
             return Err(refused);
         }
     }

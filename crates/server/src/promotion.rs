@@ -164,11 +164,25 @@ impl Registry {
                     Ok(now) => {
                         // Not only when promoted now: a signature that failed
                         // before is tried again until it is there.
+                        let mut signed = None;
                         if let Some(account) = &policy.sign_as {
                             let signature = self.ensure_signed(&policy.target, digest, account).await?;
+                            signed = Some(signature["state"] == "signed");
                             record.detail = json!({"rules": detail, "signature": signature}).to_string();
                         }
                         if now {
+                            tracing::info!(
+                                log = "promotion",
+                                policy_id = %stored.id,
+                                source_repository = %stored.repository,
+                                source_tag = %tag,
+                                target_repository = %policy.target,
+                                target_tag = %target_tag,
+                                %digest,
+                                signed = signed.unwrap_or(false),
+                                sign_as = policy.sign_as.as_deref(),
+                                "image promoted"
+                            );
                             Box::pin(self.promote_onward(&policy.target, &target_tag, digest, depth + 1)).await;
                         }
                         "promoted".into()

@@ -104,6 +104,20 @@ pub(crate) enum Signed {
     By(String),
 }
 
+/// The name of the rule a refusal from [`Registry::check_pull_rule`]
+/// names (`deny_severity`, `require_signed_by`, ...), or `unreadable`
+/// for a stored rule that does not parse, for the server log.
+pub(crate) fn refusing_rule(why: &str) -> &str {
+    if why.contains("pull rule over") {
+        return "unreadable";
+    }
+    why.split_once("pull rule ")
+        .map(|(_, rest)| rest)
+        .and_then(|rest| rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next())
+        .filter(|name| !name.is_empty())
+        .unwrap_or("unknown")
+}
+
 impl Registry {
     /// The rules in force for `repo`: its own and its namespace's.
     async fn pull_rule(&self, repo: &str) -> Result<InForce, RegistryError> {
@@ -368,6 +382,41 @@ impl Registry {
         match self.meta.blob_in_repo(repo, digest).await? {
             Some(size) if size <= MAX_PAYLOAD => Ok(tokio::fs::read(self.store.blob_path(digest)).await.ok()),
             _ => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refusing_rule;
+
+    #[test]
+    fn the_log_names_the_refusing_rule() {
+        let table = [
+            (
+                "sha256:ab in a/b: pull rule deny_severity high: the image has 1 critical",
+                "deny_severity",
+            ),
+            (
+                "sha256:ab in a/b: pull rule deny_unscanned: the image has never been scanned",
+                "deny_unscanned",
+            ),
+            (
+                "sha256:ab in a/b: pull rule require_signed_by (team ci/gitlab): the image is not signed",
+                "require_signed_by",
+            ),
+            (
+                "sha256:ab in a/b: pull rule max_database_age: there is no vulnerability database",
+                "max_database_age",
+            ),
+            (
+                "sha256:ab in a/b: the namespace pull rule over a/b is unreadable (eof)",
+                "unreadable",
+            ),
+            ("something else", "unknown"),
+        ];
+        for (why, rule) in table {
+            assert_eq!(refusing_rule(why), rule, "{why}");
         }
     }
 }

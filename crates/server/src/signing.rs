@@ -204,6 +204,16 @@ impl Registry {
             .await?;
         self.invalidate(repo);
         self.dispatcher.wake.notify_one();
+        tracing::info!(
+            log = "signature",
+            event = "IMAGE_SIGNED",
+            repository = %repo,
+            %digest,
+            signed_by = %account,
+            key_id = %key_id,
+            signature_manifest = %manifest_digest,
+            "image signed with a server-side key"
+        );
         Ok(key_id)
     }
 }

@@ -116,7 +116,7 @@ impl Registry {
             }
             Ok(report) => {
                 let generation = report.import.as_ref().map(|i| i.generation);
-                tracing::info!(reference, digest = %report.digest, key = %report.key_id, generation = ?generation, ms,
+                tracing::info!(log = "vulndb_pull", reference, digest = %report.digest, key = %report.key_id, generation, ms,
                     "vulnerability database pulled");
                 let mut ev = AuditEvent::ok("system", "vulndb.pull");
                 ev.detail = Some(format!(

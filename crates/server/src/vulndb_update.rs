@@ -215,10 +215,19 @@ impl Registry {
             tracing::warn!(source = %s.url, error = s.error.as_deref().unwrap_or(""), "vulnerability database source failed");
         }
         let generation = report.import.as_ref().map(|i| i.generation);
+        let failed_sources: Vec<&str> = report
+            .sources
+            .iter()
+            .filter(|s| s.error.is_some())
+            .map(|s| s.name.as_str())
+            .collect();
         tracing::info!(
+            log = "vulndb_update",
             sources = report.sources.len(),
+            imported = report.sources.len() - report.failed(),
             failed = report.failed(),
-            generation = ?generation,
+            failed_sources = %failed_sources.join(","),
+            generation,
             ms,
             "vulnerability database update"
         );

@@ -491,6 +491,23 @@ async fn deliver(reg: &Arc<Registry>, d: DueDelivery) {
         AfterAttempt::RetryAt(_) => "retry",
         AfterAttempt::GiveUp => "failed",
     });
+    tracing::info!(
+        log = "webhook_delivery",
+        hook_id = %d.hook_id,
+        delivery = %d.id,
+        event_type = %d.kind,
+        url = %redact_url(&d.url),
+        status = attempt.status_code,
+        error = attempt.error.as_deref().map(|e| scrub_url(e, &d.url)),
+        latency_ms = attempt.latency_ms,
+        attempt = d.attempt,
+        outcome = match then {
+            AfterAttempt::Delivered => "delivered",
+            AfterAttempt::RetryAt(_) => "retry",
+            AfterAttempt::GiveUp => "failed",
+        },
+        "webhook delivery attempt"
+    );
     if let Err(e) = reg.meta.finish_attempt(&d.id, &attempt, then).await {
         tracing::warn!(delivery = %d.id, error = %e, "recording a webhook attempt");
     }
