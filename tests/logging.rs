@@ -1,13 +1,15 @@
 //! The server log (issue 21): with `log_format = json` the real binary
 //! writes one INFO line, with its facts as separate keys, for a promotion,
 //! the signature a promotion's `sign_as` makes, a webhook delivery attempt
-//! and a pull that a pull rule refuses; secrets stay out of it.
+//! a pull that a pull rule refuses, and a vulnerability database update
+//! from a feed on 127.0.0.1; secrets stay out of it.
 
 mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::feed::Feed;
 use common::{image_manifest, ServerProcess};
 use portcullis_oci::Digest;
 use serde_json::{json, Value};
@@ -87,12 +89,27 @@ async fn json_log_has_promotions_signatures_deliveries_and_refused_pulls() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let log = dir.path().join("server.log");
+    let feed = Feed::start().await;
+    let db = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/vulndb/npm.osv.jsonl.gz"
+    ))
+    .unwrap();
+    feed.publish("/npm.osv.jsonl.gz", &db);
+    // One source imports, one fails (nothing is published there).
+    let sources = format!(
+        "{},{}",
+        feed.url("/npm.osv.jsonl.gz"),
+        feed.url("/missing.osv.jsonl.gz")
+    );
     let envs = [
         ("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW),
         ("PORTCULLIS_LOG_FORMAT", "json"),
         ("PORTCULLIS_WEBHOOK_ALLOW", "127.0.0.1"),
         ("PORTCULLIS_WEBHOOK_POLL_MS", "50"),
         ("RUST_LOG", "info,sqlx=warn"),
+        ("PORTCULLIS_VULNDB_SOURCES", sources.as_str()),
+        ("PORTCULLIS_VULNDB_UPDATE_INTERVAL", "1s"),
     ];
     let server = ServerProcess::spawn_logged(&data, &[], &envs, &log);
     let base = server.base.clone();
@@ -203,11 +220,15 @@ async fn json_log_has_promotions_signatures_deliveries_and_refused_pulls() {
         .unwrap();
     assert_eq!(r.status(), 403, "an anonymous pull of an unsigned image");
 
-    // The delivery is logged after its response; give the line a moment.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // The delivery is logged after its response, the update after its
+    // import; give the lines a moment.
+    let deadline = Instant::now() + Duration::from_secs(30);
     let all = loop {
         let all = lines(&log);
-        if !of_kind(&all, "webhook_delivery").is_empty() || Instant::now() > deadline {
+        let done = ["webhook_delivery", "vulndb_update"]
+            .iter()
+            .all(|k| !of_kind(&all, k).is_empty());
+        if done || Instant::now() > deadline {
             break all;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -263,4 +284,15 @@ async fn json_log_has_promotions_signatures_deliveries_and_refused_pulls() {
     assert_eq!(r["digest"], digest.as_str(), "{r}");
     assert_eq!(r["rule"], "require_signed_by", "{r}");
     assert!(r["reason"].as_str().unwrap().contains("not signed"), "{r}");
+
+    let updates = of_kind(&all, "vulndb_update");
+    let u = updates
+        .iter()
+        .find(|u| u["generation"].is_u64())
+        .unwrap_or_else(|| panic!("no update with a new generation: {updates:?}"));
+    assert_eq!(u["sources"], 2, "{u}");
+    assert_eq!(u["imported"], 1, "{u}");
+    assert_eq!(u["failed"], 1, "{u}");
+    assert!(u["failed_sources"].as_str().is_some_and(|f| !f.is_empty()), "{u}");
+    assert!(u["ms"].is_u64(), "{u}");
 }
