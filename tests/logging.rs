@@ -1,8 +1,9 @@
 //! The server log (issue 21): with `log_format = json` the real binary
 //! writes one INFO line, with its facts as separate keys, for a promotion,
-//! the signature a promotion's `sign_as` makes, a webhook delivery attempt
+//! the signature a promotion's `sign_as` makes, a webhook delivery attempt,
 //! a pull that a pull rule refuses, and a vulnerability database update
-//! from a feed on 127.0.0.1; secrets stay out of it.
+//! from a feed on 127.0.0.1; secrets stay out of it. On SQLite and, with
+//! `PORTCULLIS_TEST_POSTGRES`, PostgreSQL.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::feed::Feed;
-use common::{image_manifest, ServerProcess};
+use common::{backends, database_args, image_manifest, Backend, ServerProcess};
 use portcullis_oci::Digest;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -86,8 +87,16 @@ fn of_kind(lines: &[Value], kind: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_log_has_promotions_signatures_deliveries_and_refused_pulls() {
+    for backend in backends() {
+        logged_on(&backend).await;
+    }
+}
+
+async fn logged_on(backend: &Backend) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
+    let database = database_args(backend, &data).await;
+    let database: Vec<&str> = database.iter().map(String::as_str).collect();
     let log = dir.path().join("server.log");
     let feed = Feed::start().await;
     let db = std::fs::read(concat!(
@@ -111,7 +120,7 @@ async fn json_log_has_promotions_signatures_deliveries_and_refused_pulls() {
         ("PORTCULLIS_VULNDB_SOURCES", sources.as_str()),
         ("PORTCULLIS_VULNDB_UPDATE_INTERVAL", "1s"),
     ];
-    let server = ServerProcess::spawn_logged(&data, &[], &envs, &log);
+    let server = ServerProcess::spawn_logged(&data, &database, &envs, &log);
     let base = server.base.clone();
     let http = reqwest::Client::new();
     let api = |method: reqwest::Method, path: &str, body: Value| {
