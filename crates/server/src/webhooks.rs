@@ -486,11 +486,12 @@ async fn deliver(reg: &Arc<Registry>, d: DueDelivery) {
     } else {
         AfterAttempt::RetryAt(now + backoff(settings.retry_base, d.attempt as u32).as_millis() as i64)
     };
-    reg.metrics.webhook_delivery(match then {
+    let outcome = match then {
         AfterAttempt::Delivered => "delivered",
         AfterAttempt::RetryAt(_) => "retry",
         AfterAttempt::GiveUp => "failed",
-    });
+    };
+    reg.metrics.webhook_delivery(outcome);
     tracing::info!(
         log = "webhook_delivery",
         hook_id = %d.hook_id,
@@ -501,11 +502,7 @@ async fn deliver(reg: &Arc<Registry>, d: DueDelivery) {
         error = attempt.error.as_deref().map(|e| scrub_url(e, &d.url)),
         latency_ms = attempt.latency_ms,
         attempt = d.attempt,
-        outcome = match then {
-            AfterAttempt::Delivered => "delivered",
-            AfterAttempt::RetryAt(_) => "retry",
-            AfterAttempt::GiveUp => "failed",
-        },
+        outcome,
         "webhook delivery attempt"
     );
     if let Err(e) = reg.meta.finish_attempt(&d.id, &attempt, then).await {
