@@ -940,7 +940,6 @@ pub async fn vulndb(who: SignedIn, Query(q): Query<MsgQuery>) -> Page {
     let v = who.get("/api/v1/vulndb").await?;
     let st = &v["status"];
     let scanner = who.get("/api/v1/scanner").await?;
-    let sources = who.get("/api/v1/vulndb/sources").await?;
     let queue = ["queued", "scanning", "done", "failed"]
         .iter()
         .map(|k| (k.to_string(), scanner["scans"][k].as_i64().unwrap_or(0)))
@@ -968,8 +967,11 @@ pub async fn vulndb(who: SignedIn, Query(q): Query<MsgQuery>) -> Page {
         fresh_at: s(&st["updates"]["fresh_at"]),
         age: age_of(&st["updates"]["database_age_seconds"]),
         updates_from: s(&st["updates"]["from"]),
-        source_list: view::items(&sources["sources"]).map(s).collect::<Vec<_>>().join("\n"),
-        interval: age_of(&sources["interval_seconds"]),
+        source_list: view::items(&st["updates"]["sources"])
+            .map(|u| s(&u["url"]))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        interval: age_of(&st["updates"]["interval_seconds"]),
         updates: view::items(&st["updates"]["sources"])
             .map(|u| UpdateRow {
                 url: s(&u["url"]),

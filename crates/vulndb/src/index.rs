@@ -350,10 +350,7 @@ fn connect(path: &Path) -> Result<Connection, VulnDbError> {
     let err = index_err(path);
     // `file://` and an absolute path: a path of its own starting with `//`
     // must not read as an authority.
-    let absolute = std::path::absolute(path).map_err(|e| VulnDbError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
+    let absolute = std::path::absolute(path).map_err(crate::io_err(path))?;
     let mut uri = String::from("file://");
     for c in absolute.display().to_string().chars() {
         match c {

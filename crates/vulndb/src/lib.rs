@@ -617,32 +617,40 @@ impl VulnDb {
             return Ok(None);
         };
         let path = self.dir.join(status.generation.to_string()).join(&source.file);
-        let file = File::open(&path).map_err(io_err(&path))?;
-        let reader = BufReader::new(zstd::stream::read::Decoder::new(file).map_err(io_err(&path))?);
         let mut records = RecordFile::create(out)?;
-        for (i, line) in reader.lines().enumerate() {
-            let line = line.map_err(io_err(&path))?;
-            let id = serde_json::from_str::<Id>(&line)
-                .map_err(|e| VulnDbError::Damaged(format!("{}:{}: {e}", path.display(), i + 1)))?;
+        stored_lines(&path, &mut |n, line| {
+            let id = serde_json::from_str::<Id>(&line).map_err(|e| damaged(&path, n, e))?;
             if !replaced.contains(&id.id) {
                 records.write(&line)?;
             }
-        }
+            Ok(())
+        })?;
         Ok(Some(records))
     }
 }
 
-/// Every record of a stored source file, in order.
-fn read_records(path: &Path, each: &mut dyn FnMut(Advisory) -> Result<(), VulnDbError>) -> Result<(), VulnDbError> {
+/// Every line of a stored source file, in order, with its number.
+fn stored_lines(
+    path: &Path,
+    each: &mut dyn FnMut(usize, String) -> Result<(), VulnDbError>,
+) -> Result<(), VulnDbError> {
     let file = File::open(path).map_err(io_err(path))?;
     let reader = BufReader::new(zstd::stream::read::Decoder::new(file).map_err(io_err(path))?);
     for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(io_err(path))?;
-        let advisory =
-            Advisory::parse(&line).map_err(|e| VulnDbError::Damaged(format!("{}:{}: {e}", path.display(), i + 1)))?;
-        each(advisory)?;
+        each(i + 1, line.map_err(io_err(path))?)?;
     }
     Ok(())
+}
+
+fn damaged(path: &Path, line: usize, e: impl std::fmt::Display) -> VulnDbError {
+    VulnDbError::Damaged(format!("{}:{line}: {e}", path.display()))
+}
+
+/// Every record of a stored source file, in order.
+fn read_records(path: &Path, each: &mut dyn FnMut(Advisory) -> Result<(), VulnDbError>) -> Result<(), VulnDbError> {
+    stored_lines(path, &mut |n, line| {
+        each(Advisory::parse(&line).map_err(|e| damaged(path, n, e))?)
+    })
 }
 
 /// A JSON state file beside `CURRENT` (`sources.json`, `pull.json`);

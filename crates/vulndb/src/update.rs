@@ -196,18 +196,10 @@ impl VulnDb {
         let removed = if gone.is_empty() {
             Vec::new()
         } else {
-            let db = self.clone();
-            let names = gone.clone();
-            match tokio::task::spawn_blocking(move || db.remove_sources(&names)).await {
-                Ok(Ok(Some(_))) => gone,
-                Ok(Ok(None)) => Vec::new(),
-                Ok(Err(e)) => return Err(e),
-                Err(e) => {
-                    return Err(VulnDbError::Unreadable {
-                        path: String::new(),
-                        why: e.to_string(),
-                    })
-                }
+            let (db, names) = (self.clone(), gone.clone());
+            match blocking(move || db.remove_sources(&names)).await? {
+                Some(_) => gone,
+                None => Vec::new(),
             }
         };
         let report = UpdateReport {
@@ -235,14 +227,7 @@ impl VulnDb {
                 .filter_map(|i| fetched[*i].as_ref().map(|f| f.path.clone()))
                 .collect();
             let (db, limits, bar, inputs) = (self.clone(), options.limits, progress.clone(), paths.clone());
-            let result = tokio::task::spawn_blocking(move || db.import(&inputs, false, &limits, &*bar))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(VulnDbError::Unreadable {
-                        path: String::new(),
-                        why: e.to_string(),
-                    })
-                });
+            let result = blocking(move || db.import(&inputs, false, &limits, &*bar)).await;
             match result {
                 Ok(report) => {
                     for i in &pending {
@@ -344,6 +329,18 @@ impl VulnDb {
             }
         })
     }
+}
+
+/// Database work (imports: file I/O, SQLite) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, VulnDbError> + Send + 'static,
+) -> Result<T, VulnDbError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(VulnDbError::Unreadable {
+            path: String::new(),
+            why: e.to_string(),
+        })
+    })
 }
 
 /// Whether `message` names `path` as the thing that failed.
