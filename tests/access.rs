@@ -1105,7 +1105,11 @@ async fn catalog_lists_only_what_the_caller_can_read_and_public_repos_are_pullab
         assert_eq!(c["sub"], "anonymous");
         assert_eq!(
             c["access"],
-            json!([{"type": "repository", "name": "pub/open", "actions": ["pull"]}])
+            json!([
+                {"type": "repository", "name": "pub/open", "actions": ["pull"]},
+                {"type": "repository", "name": "bob/theirs", "actions": []},
+            ]),
+            "a refused scope is listed with no actions"
         );
         let r = s.anon.get(s.url("/v2/pub/open/manifests/v1")).send().await.unwrap();
         assert_eq!(r.status(), 200);
@@ -1238,4 +1242,127 @@ async fn a_remembered_registry_token_still_expires() {
     tokio::time::sleep(std::time::Duration::from_millis(7100)).await;
     let r = pull().await.unwrap();
     assert_eq!(r.status(), 401, "an expired token is not served from the cache");
+}
+
+/// `curl -u` on the management API does not flood the trail: a successful
+/// Basic login writes no `login` record of its own, the action's record
+/// says `via: password`; failures stay audited, and a lockout's further
+/// refusals are one record and a count. The token endpoint still records
+/// each login. On SQLite and PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_logins_ride_on_the_actions_record() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        api(
+            &s,
+            Method::POST,
+            "/api/v1/users",
+            json!({"name": "dana", "password": PW}),
+        )
+        .await;
+        let registry = s.registry.clone();
+        let records = move |actor: &'static str| {
+            let registry = registry.clone();
+            async move {
+                registry
+                    .meta
+                    .audit_records(&AuditQuery {
+                        actor: Some(actor.into()),
+                        limit: 1000,
+                        ..AuditQuery::default()
+                    })
+                    .await
+                    .unwrap()
+            }
+        };
+        let as_dana = |method: Method, path: &str, password: &str| {
+            s.anon
+                .request(method, s.url(path))
+                .header("authorization", basic_header("dana", password))
+        };
+        for _ in 0..10 {
+            let r = as_dana(Method::GET, "/api/v1/accounts/dana/tokens", PW)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{label}");
+        }
+        assert!(
+            records("dana").await.is_empty(),
+            "{label}: reads by password leave no login records"
+        );
+
+        let r = as_dana(Method::POST, "/api/v1/accounts/dana/tokens", PW)
+            .json(&json!({"name": "ci", "scopes": ["dana/*:pull"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{label}: {}", r.text().await.unwrap());
+        let trail = records("dana").await;
+        assert_eq!(trail.len(), 1, "{label}: {trail:?}");
+        assert_eq!(trail[0].event.action, "token.create", "{label}");
+        assert_eq!(trail[0].event.via.as_deref(), Some("password"), "{label}");
+        let listed: Value = s
+            .http
+            .get(s.url("/api/v1/audit?actor=dana"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed["records"][0]["via"], "password", "{label}: {listed}");
+        let verified: Value = s
+            .http
+            .get(s.url("/api/v1/audit/verify"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(verified["intact"], true, "{label}: the chain covers via: {verified}");
+
+        // Twenty wrong passwords: five failures, then one lockout record.
+        for _ in 0..20 {
+            let r = as_dana(Method::GET, "/api/v1/accounts/dana/tokens", "wrong-password")
+                .send()
+                .await
+                .unwrap();
+            assert!(matches!(r.status().as_u16(), 401 | 429), "{label}");
+        }
+        let logins: Vec<_> = records("dana")
+            .await
+            .into_iter()
+            .filter(|r| r.event.action == "login")
+            .collect();
+        let failed = logins.iter().filter(|r| r.event.result == "failed").count();
+        let denied = logins.iter().filter(|r| r.event.result == "denied").count();
+        assert_eq!((failed, denied, logins.len()), (5, 1, 6), "{label}: {logins:?}");
+
+        // The token endpoint issues a token: that login is recorded.
+        let s2 = TestServer::start(&backend).await;
+        api(
+            &s2,
+            Method::POST,
+            "/api/v1/users",
+            json!({"name": "erin", "password": PW}),
+        )
+        .await;
+        jwt(&s2, "erin", PW, "repository:erin/app:pull").await;
+        let logins = s2
+            .registry
+            .meta
+            .audit_records(&AuditQuery {
+                actor: Some("erin".into()),
+                action: Some("login".into()),
+                limit: 10,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(logins.len(), 1, "{label}");
+        assert_eq!(logins[0].event.result, "ok", "{label}");
+    }
 }

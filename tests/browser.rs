@@ -2,7 +2,8 @@
 //! from npm (`tests/node/ui_browser.js`): sign in, upload a vulnerability
 //! database, find an image and the layer that brought its vulnerable
 //! component, create a promotion policy, push a clean build with skopeo and
-//! see it PROMOTED and SIGNED, and see a reader refused. Screenshots of the
+//! see it PROMOTED and SIGNED (its signature tag under it) and its
+//! evaluation on the policy's page, and see a reader refused. Screenshots of the
 //! main pages go to `target/ui-screenshots/` (not committed).
 
 mod common;
@@ -127,6 +128,6 @@ async fn the_supply_chain_in_a_browser() {
             .filter_map(|e| e.ok())
             .filter(|e| e.file_name().to_string_lossy().starts_with(label))
             .count();
-        assert!(screenshots >= 9, "{label}: {screenshots} screenshots");
+        assert!(screenshots >= 10, "{label}: {screenshots} screenshots");
     }
 }

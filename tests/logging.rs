@@ -2,7 +2,8 @@
 //! writes one INFO line, with its facts as separate keys, for a promotion,
 //! the signature a promotion's `sign_as` makes, a webhook delivery attempt,
 //! a pull that a pull rule refuses, and a vulnerability database update
-//! from a feed on 127.0.0.1; secrets stay out of it. On SQLite and, with
+//! from a feed on 127.0.0.1; secrets stay out of it; a promotion a restart
+//! makes is delivered, audited and logged. On SQLite and, with
 //! `PORTCULLIS_TEST_POSTGRES`, PostgreSQL.
 
 mod common;
@@ -68,6 +69,56 @@ async fn receiver() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
     (addr, events)
 }
 
+/// Pushes a one-layer image to `acme/app:1` without credentials (the
+/// spawned server lets anonymous callers push); its digest.
+async fn push_anonymously(http: &reqwest::Client, base: &str, config: &[u8], layer: &[u8]) -> String {
+    for blob in [config, layer] {
+        let d = Digest::sha256_of(blob);
+        let r = http
+            .post(format!("{base}/v2/acme/app/blobs/uploads/?digest={d}"))
+            .body(blob.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let manifest = image_manifest(
+        &Digest::sha256_of(config),
+        config.len(),
+        &[(Digest::sha256_of(layer), layer.len())],
+    );
+    let digest = Digest::sha256_of(&manifest).to_string();
+    let r = http
+        .put(format!("{base}/v2/acme/app/manifests/1"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    digest
+}
+
+/// `method path body` as `admin` (Basic): (status, body text). The
+/// request is built before the future, which borrows nothing.
+fn as_admin(
+    http: &reqwest::Client,
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> impl std::future::Future<Output = (u16, String)> {
+    let req = http
+        .request(method, format!("{base}{path}"))
+        .basic_auth("admin", Some(ADMIN_PW));
+    let req = if body.is_null() { req } else { req.json(&body) };
+    async move {
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap())
+    }
+}
+
 fn lines(log: &std::path::Path) -> Vec<Value> {
     std::fs::read_to_string(log)
         .unwrap()
@@ -123,18 +174,7 @@ async fn logged_on(backend: &Backend) {
     let server = ServerProcess::spawn_logged(&data, &database, &envs, &log);
     let base = server.base.clone();
     let http = reqwest::Client::new();
-    let api = |method: reqwest::Method, path: &str, body: Value| {
-        let req = http
-            .request(method, format!("{base}{path}"))
-            .basic_auth("admin", Some(ADMIN_PW));
-        let req = if body.is_null() { req } else { req.json(&body) };
-        async move {
-            let r = req.send().await.unwrap();
-            let status = r.status().as_u16();
-            let text = r.text().await.unwrap();
-            (status, text)
-        }
-    };
+    let api = |method: reqwest::Method, path: &str, body: Value| as_admin(&http, &base, method, path, body);
     for org in ["ci", "acme"] {
         let (st, v) = api(reqwest::Method::POST, "/api/v1/orgs", json!({"name": org})).await;
         assert_eq!(st, 201, "{v}");
@@ -177,32 +217,7 @@ async fn logged_on(backend: &Backend) {
     let policy_id = policy["id"].as_str().unwrap().to_string();
 
     // An anonymous push (the test server lets anonymous callers push) of acme/app:1.
-    let config = b"{\"logging\":1}".to_vec();
-    let layer = b"a layer of the logging test".to_vec();
-    for blob in [&config, &layer] {
-        let d = Digest::sha256_of(blob);
-        let r = http
-            .post(format!("{base}/v2/acme/app/blobs/uploads/?digest={d}"))
-            .body(blob.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-    }
-    let manifest = image_manifest(
-        &Digest::sha256_of(&config),
-        config.len(),
-        &[(Digest::sha256_of(&layer), layer.len())],
-    );
-    let digest = Digest::sha256_of(&manifest).to_string();
-    let r = http
-        .put(format!("{base}/v2/acme/app/manifests/1"))
-        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-        .body(manifest)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let digest = push_anonymously(&http, &base, b"{\"logging\":1}", b"a layer of the logging test").await;
 
     let deadline = Instant::now() + Duration::from_secs(30);
     while !events.lock().unwrap().iter().any(|e| e == "PROMOTION") {
@@ -304,4 +319,139 @@ async fn logged_on(backend: &Backend) {
     assert_eq!(u["failed"], 1, "{u}");
     assert!(u["failed_sources"].as_str().is_some_and(|f| !f.is_empty()), "{u}");
     assert!(u["ms"].is_u64(), "{u}");
+}
+
+/// A promotion that a restart makes (the database arrives with the new
+/// process, re-matching an image that was waiting for one) is never silent:
+/// the webhook created before the restart hears PROMOTION, the trail holds
+/// the promotion, and the log has its line. On both databases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_made_by_a_restart_is_delivered_audited_and_logged() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let database = database_args(&backend, &data).await;
+        let database: Vec<&str> = database.iter().map(String::as_str).collect();
+        let envs = [
+            ("PORTCULLIS_ADMIN_PASSWORD", ADMIN_PW),
+            ("PORTCULLIS_LOG_FORMAT", "json"),
+            ("PORTCULLIS_WEBHOOK_ALLOW", "127.0.0.1"),
+            ("PORTCULLIS_WEBHOOK_POLL_MS", "50"),
+            ("RUST_LOG", "info,sqlx=warn"),
+        ];
+        let http = reqwest::Client::new();
+        let (addr, events) = receiver().await;
+
+        // Before: a hook, a policy that needs a scan against a database,
+        // and an image scanned while there is none (its evaluation waits).
+        let first = ServerProcess::spawn_logged(&data, &database, &envs, &dir.path().join("first.log"));
+        let base = first.base.clone();
+        let (st, v) = as_admin(
+            &http,
+            &base,
+            reqwest::Method::POST,
+            "/api/v1/orgs",
+            json!({"name": "acme"}),
+        )
+        .await;
+        assert_eq!(st, 201, "{v}");
+        let hook = json!({"url": format!("http://127.0.0.1:{}/hook", addr.port()), "secret": SECRET,
+                          "events": ["PROMOTION"]});
+        let (st, v) = as_admin(
+            &http,
+            &base,
+            reqwest::Method::POST,
+            "/api/v1/namespaces/acme/webhooks",
+            hook,
+        )
+        .await;
+        assert_eq!(st, 201, "{v}");
+        let policy = json!({"target": "acme/release", "tag_template": "r%n",
+                            "rules": [{"field": "vulnerability_critical", "operator": "lte", "values": ["0"]}]});
+        let (st, v) = as_admin(
+            &http,
+            &base,
+            reqwest::Method::POST,
+            "/api/v1/repositories/acme/app/policies",
+            policy,
+        )
+        .await;
+        assert_eq!(st, 201, "{v}");
+        let policy_id = serde_json::from_str::<Value>(&v).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let layer = common::tar_of(&[("etc/restart-test", b"a file of the restart test")]);
+        let digest = push_anonymously(&http, &base, b"{\"restart\":1}", &layer).await;
+        let evaluations = format!("/api/v1/repositories/acme/app/policies/{policy_id}/evaluations");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, v) = as_admin(&http, &base, reqwest::Method::GET, &evaluations, Value::Null).await;
+            // Scanned, and waiting for a database.
+            if v.contains("before any vulnerability database") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no evaluation waiting for a database: {v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        drop(first);
+        assert!(events.lock().unwrap().is_empty(), "nothing promoted before the restart");
+
+        // The restart brings the database (an update source on 127.0.0.1).
+        let feed = Feed::start().await;
+        let db = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/vulndb/npm.osv.jsonl.gz"
+        ))
+        .unwrap();
+        feed.publish("/npm.osv.jsonl.gz", &db);
+        let source = feed.url("/npm.osv.jsonl.gz");
+        let mut envs = envs.to_vec();
+        envs.push(("PORTCULLIS_VULNDB_SOURCES", source.as_str()));
+        envs.push(("PORTCULLIS_VULNDB_UPDATE_INTERVAL", "1s"));
+        let log = dir.path().join("second.log");
+        let second = ServerProcess::spawn_logged(&data, &database, &envs, &log);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !events.lock().unwrap().iter().any(|e| e == "PROMOTION") {
+            if Instant::now() > deadline {
+                let scan = as_admin(
+                    &http,
+                    &second.base,
+                    reqwest::Method::GET,
+                    &format!("/api/v1/scans/{digest}"),
+                    Value::Null,
+                )
+                .await;
+                let evals = as_admin(&http, &second.base, reqwest::Method::GET, &evaluations, Value::Null).await;
+                panic!(
+                    "no PROMOTION delivery after the restart; scan {scan:?}; evaluations {evals:?}; its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (_, v) = as_admin(
+            &http,
+            &second.base,
+            reqwest::Method::GET,
+            "/api/v1/audit?action=promotion",
+            Value::Null,
+        )
+        .await;
+        let audit: Value = serde_json::from_str(&v).unwrap();
+        let records = audit["records"].as_array().unwrap();
+        assert_eq!(records.len(), 1, "{audit}");
+        assert_eq!(records[0]["repository"], "acme/release", "{audit}");
+        assert_eq!(records[0]["digest"], digest.as_str(), "{audit}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let promotions = loop {
+            let found = of_kind(&lines(&log), "promotion");
+            if !found.is_empty() || Instant::now() > deadline {
+                break found;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(promotions.len(), 1, "{promotions:?}");
+        assert_eq!(promotions[0]["target_tag"], "r1", "{promotions:?}");
+    }
 }

@@ -1,6 +1,8 @@
 //! Cross-repository mounts every client can use, on SQLite and PostgreSQL:
 //! the 401 for `?mount=D&from=R` names both scopes, so a token fetched for
 //! exactly the challenged scopes mounts (201) instead of uploading (202);
+//! a token for the target alone is challenged again (insufficient_scope),
+//! and one that asked for the source and was refused uploads;
 //! a mount without `from` (OCI 1.1) mounts from a repository the caller
 //! may pull, and otherwise answers exactly as if the blob did not exist.
 
@@ -86,14 +88,48 @@ async fn mounts_from_the_challenge_alone_and_without_from() {
             .await
             .unwrap();
         assert_eq!(r.status(), 201, "{label}: {}", r.text().await.unwrap());
-        // A token without the source's scope uploads instead.
+        // A token for the target only is challenged again with both scopes
+        // (401 insufficient_scope, as Distribution answers); the wider token
+        // it names mounts.
         let narrow = s.registry_token("dev", PW, &["repository:acme/app2:pull,push"]).await;
-        let r = post(format!("/v2/acme/app2/blobs/uploads/?mount={base}&from=acme/base"))
-            .bearer_auth(&narrow)
+        let mount_app2 = format!("/v2/acme/app2/blobs/uploads/?mount={base}&from=acme/base");
+        let r = post(mount_app2.clone()).bearer_auth(&narrow).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{label}");
+        let header = r.headers()["www-authenticate"].to_str().unwrap().to_string();
+        assert!(header.contains("error=\"insufficient_scope\""), "{label}: {header}");
+        let scopes = challenged_scopes(&r);
+        assert_eq!(
+            scopes,
+            ["repository:acme/app2:push,pull", "repository:acme/base:pull"],
+            "{label}"
+        );
+        let wider = s.registry_token("dev", PW, &scopes).await;
+        let r = post(mount_app2).bearer_auth(&wider).send().await.unwrap();
+        assert_eq!(r.status(), 201, "{label}: {}", r.text().await.unwrap());
+        // A source the account may not read: the token lists it with no
+        // actions (asked for, refused), so the mount falls back to an upload
+        // rather than challenging forever.
+        let refused = s
+            .registry_token(
+                "dev",
+                PW,
+                &["repository:acme/app6:pull,push", "repository:secret/x:pull"],
+            )
+            .await;
+        let r = post(format!("/v2/acme/app6/blobs/uploads/?mount={hidden}&from=secret/x"))
+            .bearer_auth(&refused)
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 202, "{label}");
+        let r = s
+            .anon
+            .head(s.url(&format!("/v2/acme/app6/blobs/{hidden}")))
+            .bearer_auth(&refused)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{label}: nothing was linked");
 
         // Without `from`: a repository the caller may pull holds it: mounted.
         // (dev's API token may do anything dev's grants allow.)

@@ -656,25 +656,50 @@ async fn management_forms_do_what_they_say() {
                 && !section.contains("ui-hook-t0k3n"),
             "{label}: {page}"
         );
-        // Settings: saved through the form; a malformed pull rule is refused.
-        let settings = |rule: &'static str| {
+        // Settings: saved through the form, the pull rule from its fields;
+        // a rule the registry refuses is refused.
+        let settings = |severity: &'static str| {
             [
                 ("op", "repository_update"),
                 ("repository", "acme/app"),
                 ("visibility", "public"),
                 ("scan_on_push", "on"),
                 ("patterns", "v*\nrelease-*"),
-                ("pull_rule", rule),
+                ("rule_deny_severity", severity),
+                ("rule_deny_unscanned", "on"),
+                ("rule_teams", "acme/dev"),
             ]
         };
-        let f = settings(r#"{"deny_severity": "critical"}"#);
-        assert_eq!(submit(&mut admin, &csrf, &f).await.0, 303);
+        let f = settings("critical");
+        let (st, body, _) = submit(&mut admin, &csrf, &f).await;
+        assert_eq!(st, 303, "{label}: {body}");
         let (_, repo) = call(&s, Method::GET, "/api/v1/repositories/acme/app", Value::Null).await;
         assert_eq!(repo["visibility"], "public", "{label}: {repo}");
         assert_eq!(repo["immutable_tag_patterns"], json!(["v*", "release-*"]), "{repo}");
         assert_eq!(repo["pull_rule"]["deny_severity"], "critical", "{repo}");
-        let f = settings("{not json");
-        assert_eq!(submit(&mut admin, &csrf, &f).await.0, 400, "{label}");
+        assert_eq!(repo["pull_rule"]["deny_unscanned"], true, "{repo}");
+        assert_eq!(
+            repo["pull_rule"]["require_signed_by"]["teams"],
+            json!(["acme/dev"]),
+            "{repo}"
+        );
+        // The form shows the saved rule in its fields.
+        let (_, page, _) = admin.get("/ui/repository/settings?name=acme/app").await;
+        let fieldset = page.split("id=\"pull-rule\"").nth(1).unwrap_or_default();
+        assert!(
+            fieldset.contains("<option value=\"critical\" selected>")
+                && fieldset.contains("name=\"rule_deny_unscanned\" checked")
+                && fieldset.contains(">acme/dev</textarea>"),
+            "{label}: {fieldset}"
+        );
+        // The registry's refusal comes back as the page's message; the
+        // saved rule stays.
+        let f = settings("severe");
+        let (st, _, h) = submit(&mut admin, &csrf, &f).await;
+        assert_eq!(st, 303, "{label}");
+        assert!(location(&h).contains("severe"), "{label}: {}", location(&h));
+        let (_, repo) = call(&s, Method::GET, "/api/v1/repositories/acme/app", Value::Null).await;
+        assert_eq!(repo["pull_rule"]["deny_severity"], "critical", "{label}: {repo}");
         // The database's update sources, set on the administration page.
         let feed = tempfile::tempdir().unwrap();
         let url = format!("file://{}/", feed.path().display());
@@ -841,5 +866,55 @@ async fn repositories_named_like_api_routes_are_reachable() {
         let (st, v) = call(&s, Method::GET, "/api/v1/repositories/team/history", Value::Null).await;
         assert_eq!(st, 200, "{label}: {v}");
         assert!(v["days"].is_array() && v["name"].is_null(), "{label}: {v}");
+    }
+}
+
+/// Cosign's `sha256-<hex>.sig` and `.att` tags are shown under the image
+/// they name, not as tags, and the repository list does not count them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signature_tags_sit_under_their_image() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let mut b = Browser::new(&s);
+        assert_eq!(b.sign_in("admin", common::ADMIN_PASSWORD).await, 303);
+        let (image, _) = s.push_image("acme/app", "v1", b"{\"image\":1}", &[b"app layer"]).await;
+        let hex = image.hex().to_string();
+        let sig = format!("sha256-{hex}.sig");
+        let att = format!("sha256-{hex}.att");
+        s.push_image("acme/app", &sig, b"{\"sig\":1}", &[b"signature layer"])
+            .await;
+        s.push_image("acme/app", &att, b"{\"att\":1}", &[b"attestation layer"])
+            .await;
+        // Named like an accessory of an image that is not here: a tag.
+        let stray = format!("sha256-{}.sig", "0".repeat(64));
+        s.push_image("acme/app", &stray, b"{\"stray\":1}", &[b"stray layer"])
+            .await;
+
+        let (st, page, _) = b.get("/ui/repository?name=acme%2Fapp").await;
+        assert_eq!(st, 200, "{label}");
+        let rows: Vec<&str> = page
+            .split("data-tag=\"")
+            .skip(1)
+            .map(|r| r.split('"').next().unwrap())
+            .collect();
+        assert_eq!(rows, [stray.as_str(), "v1"], "{label}: {page}");
+        let v1_row = page
+            .split("data-tag=\"v1\"")
+            .nth(1)
+            .unwrap()
+            .split("</tr>")
+            .next()
+            .unwrap();
+        for (tag, kind) in [(&sig, "signature"), (&att, "attestation")] {
+            assert!(
+                v1_row.contains(&format!("data-accessory=\"{tag}\">{kind}: ")),
+                "{label}: {tag} under v1: {v1_row}"
+            );
+        }
+        let (_, v) = call(&s, Method::GET, "/api/v1/repositories?q=acme", Value::Null).await;
+        // The count goes by name: accessory-named tags are not counted, even
+        // the stray one whose image is elsewhere.
+        assert_eq!(v["repositories"][0]["tags"], 1, "{label}: only v1: {v}");
     }
 }

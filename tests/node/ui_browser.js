@@ -149,12 +149,26 @@ async function main() {
     check(release.includes("from acme/build:42"), `provenance shown: ${release}`);
     check(release.includes("by ci+release"), `signer shown: ${release}`);
     check((await page.locator("tr[data-tag='41']").count()) === 0, "41 was never promoted");
+    // Its cosign signature tag sits under it, not as a tag of its own.
+    const accessory = await page.textContent("tr[data-tag='42'] .accessory");
+    check(accessory.startsWith("signature: sha256-"), `the signature tag under 42: ${accessory}`);
+    const tagRows = await page.locator("tr[data-tag]").count();
+    check(tagRows === 1, `one tag row in the release repository: ${tagRows}`);
     await shot(page, "repository-release");
     // The promoted image lists its signature among its referrers.
     await page.click("tr[data-tag='42'] a");
     await page.waitForSelector("#referrers");
     await shot(page, "image-release");
     check((await page.textContent("#referrers")).includes("signature"), "the signature is a referrer");
+    // The policy's page lists the evaluations: 42 promoted as 42.
+    await page.goto(repoUrl);
+    await page.click("text=Promotion policies");
+    const evaluations = await page.locator("table.evaluations tr[data-evaluated='42']").allTextContents();
+    check(
+      evaluations.some((row) => /promoted/.test(row) && /42\s*$/.test(row.trim())),
+      `the evaluation of 42, promoted as 42: ${evaluations}`
+    );
+    await shot(page, "policy-evaluations");
 
     // A reader: sees the build, is refused the administration and the release.
     await page.click("button:has-text('Sign out')");

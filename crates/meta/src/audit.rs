@@ -26,6 +26,10 @@ pub struct AuditEvent {
     /// `ok`, `denied` or `failed`.
     pub result: String,
     pub detail: Option<String>,
+    /// How the actor proved who they are, where no record of its own says
+    /// so: `password` for a Basic login carried on the action's record
+    /// instead of a `login` record per request.
+    pub via: Option<String>,
     /// Webhook events the same change causes: written to the outbox in the
     /// same transaction as this record. Not part of the record's hash.
     pub outbox: Vec<crate::OutboxEvent>,
@@ -51,6 +55,10 @@ impl AuditEvent {
     }
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
+        self
+    }
+    pub fn via(mut self, via: Option<&str>) -> Self {
+        self.via = via.map(str::to_string);
         self
     }
 }
@@ -109,6 +117,8 @@ impl ChainHasher {
 
 /// The bytes a record's hash covers: a JSON array of its fields in a fixed
 /// order. A tuple serialises as the same array without building a tree.
+/// `via` came later: it is appended only when present, so records written
+/// before it keep their hashes (and the arrays' lengths differ).
 pub(crate) fn hash_input(prev_hash: &str, seq: i64, at: i64, e: &AuditEvent) -> Vec<u8> {
     let fields = (
         prev_hash,
@@ -123,7 +133,14 @@ pub(crate) fn hash_input(prev_hash: &str, seq: i64, at: i64, e: &AuditEvent) -> 
         &e.result,
         &e.detail,
     );
-    serde_json::to_vec(&fields).expect("plain JSON values serialise")
+    match &e.via {
+        None => serde_json::to_vec(&fields),
+        Some(via) => {
+            let (a, b, c, d, e2, f, g, h, i, j, k) = fields;
+            serde_json::to_vec(&(a, b, c, d, e2, f, g, h, i, j, k, via))
+        }
+    }
+    .expect("plain JSON values serialise")
 }
 
 /// A record's position and hash, printed for the operator to keep
@@ -169,7 +186,7 @@ pub(crate) async fn append_many(
     // asks for each one's name: quadratic in a statement's parameters. Its
     // anonymous `?` are bound in order without a lookup.
     let anonymous = tx.backend_name() == "SQLite";
-    // 12 parameters a row, far below every backend's limit. PostgreSQL
+    // 13 parameters a row, far below every backend's limit. PostgreSQL
     // pays a round trip per statement, so it takes bigger ones (measured
     // with bench/pulls.sh's request: p99 7.8-11 ms at 40 rows, 6.0-6.6 ms at 250);
     // SQLite's in-process statements do best small.
@@ -177,12 +194,12 @@ pub(crate) async fn append_many(
     for chunk in rows.chunks(rows_per_statement) {
         let values: Vec<String> = (0..chunk.len())
             .map(|r| {
-                let p: Vec<String> = (1..=12)
+                let p: Vec<String> = (1..=13)
                     .map(|c| {
                         if anonymous {
                             "?".to_string()
                         } else {
-                            format!("${}", r * 12 + c)
+                            format!("${}", r * 13 + c)
                         }
                     })
                     .collect();
@@ -190,7 +207,7 @@ pub(crate) async fn append_many(
             })
             .collect();
         let sql = format!(
-            "INSERT INTO audit_log (seq, at, actor, token_id, action, repository, digest, address, result, detail, prev_hash, hash) VALUES {}",
+            "INSERT INTO audit_log (seq, at, actor, token_id, action, repository, digest, address, result, detail, prev_hash, hash, via) VALUES {}",
             values.join(", ")
         );
         let mut q = sqlx::query(&sql);
@@ -207,7 +224,8 @@ pub(crate) async fn append_many(
                 .bind(&e.result)
                 .bind(e.detail.as_deref())
                 .bind(prev_hash)
-                .bind(hash);
+                .bind(hash)
+                .bind(e.via.as_deref());
         }
         q.execute(&mut **tx).await?;
     }
@@ -222,7 +240,7 @@ pub(crate) async fn append_many(
 }
 
 pub(crate) const COLUMNS: &str =
-    "seq, at, actor, token_id, action, repository, digest, address, result, detail, prev_hash, hash";
+    "seq, at, actor, token_id, action, repository, digest, address, result, detail, prev_hash, hash, via";
 
 pub(crate) fn record(r: &sqlx::any::AnyRow) -> Result<AuditRecord> {
     Ok(AuditRecord {
@@ -237,6 +255,7 @@ pub(crate) fn record(r: &sqlx::any::AnyRow) -> Result<AuditRecord> {
             address: r.try_get(7)?,
             result: r.try_get(8)?,
             detail: r.try_get(9)?,
+            via: r.try_get(12)?,
             outbox: Vec::new(),
         },
         prev_hash: r.try_get(10)?,

@@ -12,6 +12,7 @@ use crate::{Meta, Result, SeverityCounts};
 pub struct RepositorySummary {
     pub name: String,
     pub visibility: String,
+    /// Tags, not counting cosign's `sha256-<hex>.sig|.att|.sbom` accessories.
     pub tags: i64,
     /// When a tag last moved (ms), if any tag exists.
     pub last_push: Option<i64>,
@@ -87,7 +88,10 @@ impl Meta {
         }
         let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
-            "SELECT r.name, r.visibility, COUNT(t.name), MAX(t.updated_at),
+            "SELECT r.name, r.visibility,
+                    COUNT(CASE WHEN t.name NOT LIKE 'sha256-%.sig' AND t.name NOT LIKE 'sha256-%.att'
+                                AND t.name NOT LIKE 'sha256-%.sbom' THEN t.name END),
+                    MAX(t.updated_at),
                     COALESCE(MAX(s.critical), 0), COALESCE(MAX(s.high), 0), COALESCE(MAX(s.medium), 0),
                     COALESCE(MAX(s.low), 0), COALESCE(MAX(s.unknown), 0), COUNT(s.digest),
                     CAST(COALESCE((SELECT SUM(b.size) FROM repo_blobs l CROSS JOIN blobs b

@@ -23,7 +23,7 @@ pub use browse::{DayFindings, RepositorySummary, TagDetail};
 pub use identity::{Account, Grant, RepositoryInfo, StoredToken};
 pub use immutability::{ImmutabilitySettings, RepositorySettingsChange};
 pub use keys::AccountKey;
-pub use promotion::{EvaluationRecord, PromotionCopy, Provenance, StoredPolicy};
+pub use promotion::{EvaluationOutcome, EvaluationRecord, PromotionCopy, Provenance, StoredPolicy};
 pub use scans::{EventsFor, ScanOutcome, ScanRecord, SeverityCounts, MAX_SCAN_ATTEMPTS};
 pub use sessions::UiSession;
 pub use webhooks::{AfterAttempt, Attempt, DeliveryLog, DueDelivery, OutboxEvent, Webhook};

@@ -381,6 +381,11 @@ ALTER TABLE namespace_settings ADD COLUMN promotion_only TEXT NOT NULL DEFAULT '
     r#"
 UPDATE schema_migrations SET applied_at = applied_at WHERE version < 0
 "#,
+    // 15: how the actor authenticated, when the action's record carries it
+    // (a Basic login on the management API) instead of a `login` record.
+    r#"
+ALTER TABLE audit_log ADD COLUMN via TEXT
+"#,
 ];
 
 /// The migration whose version rewrites stored tag templates

@@ -29,13 +29,66 @@ pub struct EvaluationRecord {
     pub repository: String,
     pub tag: Option<String>,
     pub digest: String,
-    /// `promoted`, `failed` (a rule did not hold), `pending` (no finished
-    /// scan yet), `refused` (the target would not take it) or `passed`.
-    pub outcome: String,
+    pub outcome: EvaluationOutcome,
     pub target_tag: Option<String>,
     /// JSON: the rules with their outcomes and facts, or the reason.
     pub detail: String,
     pub at: i64,
+}
+
+/// What an evaluation came to; stored and served as its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvaluationOutcome {
+    /// Every rule held and the image is in the target.
+    Promoted,
+    /// Every rule held (a dry run: nothing was copied).
+    Passed,
+    /// A rule did not hold, or the image's scan failed.
+    Failed,
+    /// No finished scan (or no database) yet: evaluated again when there is.
+    Pending,
+    /// The rules held but the target would not take it.
+    Refused,
+    /// The policy's owner may no longer do what it does.
+    Suspended,
+}
+
+impl EvaluationOutcome {
+    const ALL: [EvaluationOutcome; 6] = [
+        EvaluationOutcome::Promoted,
+        EvaluationOutcome::Passed,
+        EvaluationOutcome::Failed,
+        EvaluationOutcome::Pending,
+        EvaluationOutcome::Refused,
+        EvaluationOutcome::Suspended,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvaluationOutcome::Promoted => "promoted",
+            EvaluationOutcome::Passed => "passed",
+            EvaluationOutcome::Failed => "failed",
+            EvaluationOutcome::Pending => "pending",
+            EvaluationOutcome::Refused => "refused",
+            EvaluationOutcome::Suspended => "suspended",
+        }
+    }
+}
+
+impl std::fmt::Display for EvaluationOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for EvaluationOutcome {
+    type Err = MetaError;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| MetaError::Corrupt(format!("evaluation outcome {s:?}")))
+    }
 }
 
 /// Where a promoted tag came from.
@@ -92,7 +145,7 @@ fn evaluation(r: &sqlx::any::AnyRow) -> Result<EvaluationRecord> {
         repository: r.try_get(2)?,
         tag: r.try_get(3)?,
         digest: r.try_get(4)?,
-        outcome: r.try_get(5)?,
+        outcome: r.try_get::<String, _>(5)?.parse()?,
         target_tag: r.try_get(6)?,
         detail: r.try_get(7)?,
         at: r.try_get(8)?,
@@ -238,7 +291,7 @@ impl Meta {
         .await?;
         if let Some(r) = last {
             let (outcome, detail): (String, String) = (r.try_get(0)?, r.try_get(1)?);
-            if outcome == e.outcome && detail == e.detail {
+            if outcome == e.outcome.as_str() && detail == e.detail {
                 return Ok(false);
             }
         }
@@ -250,7 +303,7 @@ impl Meta {
         .bind(&e.repository)
         .bind(e.tag.as_deref())
         .bind(&e.digest)
-        .bind(&e.outcome)
+        .bind(e.outcome.as_str())
         .bind(e.target_tag.as_deref())
         .bind(&e.detail)
         .bind(e.at)

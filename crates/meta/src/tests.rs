@@ -1001,7 +1001,7 @@ async fn promotion_copies_links_and_records_provenance() {
             repository: "acme/build".into(),
             tag: Some("66".into()),
             digest: idx.to_string(),
-            outcome: "failed".into(),
+            outcome: EvaluationOutcome::Failed,
             target_tag: None,
             detail: "[]".into(),
             at: 1,
@@ -1019,7 +1019,7 @@ async fn promotion_copies_links_and_records_provenance() {
             .record_evaluation(&EvaluationRecord {
                 id: "e3".into(),
                 at: 3,
-                outcome: "promoted".into(),
+                outcome: EvaluationOutcome::Promoted,
                 ..e.clone()
             })
             .await
@@ -1375,8 +1375,13 @@ async fn stored_tag_templates_are_upgraded_once() {
             serde_json::json!({"target": "acme/release", "tag_template": template, "enabled": true, "rules": []})
                 .to_string()
         };
-        // A database from before: the migration not yet applied, an old template stored.
+        // A database from before: the migration (and those after it,
+        // undone) not yet applied, an old template stored.
         sqlx::query("DELETE FROM schema_migrations WHERE version >= 14")
+            .execute(&db.meta.pool)
+            .await
+            .unwrap();
+        sqlx::query("ALTER TABLE audit_log DROP COLUMN via")
             .execute(&db.meta.pool)
             .await
             .unwrap();
@@ -1400,5 +1405,47 @@ async fn stored_tag_templates_are_upgraded_once() {
         db.reopen().await;
         let v: serde_json::Value = serde_json::from_str(&db.meta.policy("p1").await.unwrap().unwrap().policy).unwrap();
         assert_eq!(v["tag_template"], "%n-%d", "{label}");
+    }
+}
+
+/// `via` is covered by the record's hash when present, and records written
+/// before it existed (no `via`) hash exactly as they did.
+#[tokio::test]
+async fn audit_via_is_chained_and_old_records_keep_their_hashes() {
+    let old = AuditEvent::ok("dana", "token.create");
+    assert_eq!(
+        crate::audit::hash_input("00", 3, 7, &old),
+        br#"["00",3,7,"dana",null,"token.create",null,null,null,"ok",null]"#.to_vec(),
+        "the array records have always been hashed over"
+    );
+    let with_via = old.clone().via(Some("password"));
+    assert_eq!(
+        crate::audit::hash_input("00", 3, 7, &with_via),
+        br#"["00",3,7,"dana",null,"token.create",null,null,null,"ok",null,"password"]"#.to_vec()
+    );
+    for db in backends().await {
+        let m = &db.meta;
+        m.audit(&[old.clone(), with_via.clone(), old.clone()]).await.unwrap();
+        let trail = m
+            .audit_records(&AuditQuery {
+                limit: 10,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        let vias: Vec<Option<&str>> = trail.iter().map(|r| r.event.via.as_deref()).collect();
+        assert_eq!(vias, [None, Some("password"), None], "{}", db.label);
+        assert_eq!(m.verify_audit().await.unwrap(), (3, None), "{}", db.label);
+        let seq = trail[1].seq;
+        for forged in [Some("token"), None] {
+            sqlx::query("UPDATE audit_log SET via = $1 WHERE seq = $2")
+                .bind(forged)
+                .bind(seq)
+                .execute(&m.pool)
+                .await
+                .unwrap();
+            let (_, broken) = m.verify_audit().await.unwrap();
+            assert_eq!(broken.map(|b| b.seq), Some(seq), "{}: via {forged:?}", db.label);
+        }
     }
 }

@@ -374,6 +374,9 @@ pub struct Actor {
     pub name: String,
     pub token_id: Option<String>,
     pub address: Option<String>,
+    /// How a request's login was proved when no `login` record says so
+    /// (see `AuditEvent::via`).
+    pub via: Option<&'static str>,
 }
 
 impl Actor {
@@ -382,6 +385,7 @@ impl Actor {
             actor: self.name.clone(),
             token_id: self.token_id.clone(),
             address: self.address.clone(),
+            via: self.via.map(str::to_string),
             ..AuditEvent::ok("", action)
         }
     }
@@ -398,6 +402,7 @@ impl Caller {
             name,
             token_id,
             address,
+            via: None,
         }
     }
 }

@@ -101,7 +101,7 @@ impl Registry {
                 "sign in with your password, not an API token".into(),
             ));
         }
-        let principal = crate::token::login(self, user, password, address).await?;
+        let principal = crate::token::login(self, user, password, address, crate::token::LoginRecord::All).await?;
         Ok(principal.account.name)
     }
 

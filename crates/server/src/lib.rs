@@ -323,7 +323,7 @@ async fn dispatch(State(reg): State<Arc<Registry>>, peer: token::Peer, request: 
         (_, Route::Manifest(n, rf)) => manifests::delete(r, &actor, &n, &rf).await,
         (Method::DELETE, Route::Blob(n, d)) => blobs::delete(r, &actor, &n, &d).await,
         (_, Route::Blob(n, d)) => blobs::get(r, &n, &d, &headers, head, zero_copy.as_ref()).await,
-        (_, Route::Uploads(n)) => match uploads::mount_source(r, &caller, query).await {
+        (_, Route::Uploads(n)) => match uploads::mount_source(r, &caller, &n, query).await {
             Ok(from) => uploads::start(r, &n, &actor.name, query, from, body).await,
             Err(e) => Err(e),
         },

@@ -19,7 +19,7 @@
 //! the next trigger runs again.
 
 use portcullis_auth::Actions;
-use portcullis_meta::{now_ms, AuditEvent, EvaluationRecord, PromotionCopy, StoredPolicy};
+use portcullis_meta::{now_ms, AuditEvent, EvaluationOutcome, EvaluationRecord, PromotionCopy, StoredPolicy};
 use portcullis_oci::{validate_tag, Digest, Reference};
 use portcullis_policy::{CompiledPolicy, ImageFacts, PackageFact, PromotionPolicy};
 use serde_json::json;
@@ -53,7 +53,7 @@ impl Registry {
         tag: &str,
         digest: &str,
         needs_scan: bool,
-    ) -> Result<Result<ImageFacts, (String, String)>, RegistryError> {
+    ) -> Result<Result<ImageFacts, (EvaluationOutcome, String)>, RegistryError> {
         let mut facts = ImageFacts {
             tag: tag.to_string(),
             digest: digest.to_string(),
@@ -63,31 +63,39 @@ impl Registry {
             return Ok(Ok(facts));
         }
         let Some(scan) = self.meta.scan(digest).await? else {
-            return Ok(Err(("pending".into(), format!("{digest} has not been scanned"))));
+            return Ok(Err((
+                EvaluationOutcome::Pending,
+                format!("{digest} has not been scanned"),
+            )));
         };
         match scan.status.as_str() {
             // Zero findings from no database is not a clean image: wait for
             // a database (its import re-matches and re-runs the policies).
             "done" if scan.db_generation.is_none() => {
                 return Ok(Err((
-                    "pending".into(),
+                    EvaluationOutcome::Pending,
                     format!("{digest} was scanned before any vulnerability database was loaded"),
                 )))
             }
             "done" => {}
             "failed" => {
                 return Ok(Err((
-                    "failed".into(),
+                    EvaluationOutcome::Failed,
                     format!("the scan of {digest} failed: {}", scan.error.unwrap_or_default()),
                 )))
             }
-            other => return Ok(Err(("pending".into(), format!("the scan of {digest} is {other}")))),
+            other => {
+                return Ok(Err((
+                    EvaluationOutcome::Pending,
+                    format!("the scan of {digest} is {other}"),
+                )))
+            }
         }
         facts.counts = scan.counts.map(|n| n.max(0) as u64);
         let sbom = self.meta.scan_sbom(digest).await?;
         let Some(image) = sbom.as_deref().and_then(crate::scanner::sbom_from_bytes) else {
             return Ok(Err((
-                "failed".into(),
+                EvaluationOutcome::Failed,
                 format!("the stored SBOM of {digest} is unreadable"),
             )));
         };
@@ -138,13 +146,13 @@ impl Registry {
             repository: stored.repository.clone(),
             tag: Some(tag.to_string()),
             digest: digest.to_string(),
-            outcome: String::new(),
+            outcome: EvaluationOutcome::Pending,
             target_tag: None,
             detail: String::new(),
             at: now_ms(),
         };
         if let Some(why) = self.suspension(stored, &policy).await? {
-            record.outcome = "suspended".into();
+            record.outcome = EvaluationOutcome::Suspended;
             record.detail = json!({"suspended": why}).to_string();
             if !dry_run {
                 self.meta.record_evaluation(&record).await?;
@@ -158,7 +166,7 @@ impl Registry {
             let target_tag = compiled.template.render(tag, digest, now_ms() * 1000);
             record.target_tag = Some(target_tag.clone());
             record.outcome = if dry_run {
-                "passed".into()
+                EvaluationOutcome::Passed
             } else {
                 match self.promote(stored, &policy, tag, digest, &target_tag).await? {
                     Ok(now) => {
@@ -185,11 +193,11 @@ impl Registry {
                             );
                             Box::pin(self.promote_onward(&policy.target, &target_tag, digest, depth + 1)).await;
                         }
-                        "promoted".into()
+                        EvaluationOutcome::Promoted
                     }
                     Err(why) => {
                         record.detail = json!({"rules": detail, "refused": why}).to_string();
-                        "refused".into()
+                        EvaluationOutcome::Refused
                     }
                 }
             };
@@ -294,17 +302,17 @@ impl Registry {
         repo: &str,
         tag: &str,
         digest: &str,
-    ) -> Result<(String, serde_json::Value, bool), RegistryError> {
+    ) -> Result<(EvaluationOutcome, serde_json::Value, bool), RegistryError> {
         let needs_scan = compiled.policy.needs_scan();
         let images = self.images_reached_by_digest(repo, digest).await;
         let images = match images {
             Ok(i) => i,
             Err(e @ RegistryError::Internal(_)) => return Err(e),
-            Err(e) => return Ok(("failed".into(), json!({"error": e.to_string()}), false)),
+            Err(e) => return Ok((EvaluationOutcome::Failed, json!({"error": e.to_string()}), false)),
         };
         if images.is_empty() {
             return Ok((
-                "failed".into(),
+                EvaluationOutcome::Failed,
                 json!({"error": "an index without images the scanner can read"}),
                 false,
             ));
@@ -329,8 +337,12 @@ impl Registry {
                 }
             }
         }
-        let outcome = if all_pass { "passed" } else { "failed" };
-        Ok((outcome.into(), json!({"images": per_image}), all_pass))
+        let outcome = if all_pass {
+            EvaluationOutcome::Passed
+        } else {
+            EvaluationOutcome::Failed
+        };
+        Ok((outcome, json!({"images": per_image}), all_pass))
     }
 
     /// The copy itself, after the rendered tag is checked (the owner's
@@ -434,7 +446,7 @@ impl Registry {
             return Ok(());
         };
         let mut detail: serde_json::Value = serde_json::from_str(&latest.detail).unwrap_or_default();
-        if latest.outcome != "promoted" || detail["signature"]["state"] != "failed" {
+        if latest.outcome != EvaluationOutcome::Promoted || detail["signature"]["state"] != "failed" {
             return Ok(());
         }
         let Some(stored) = self.meta.policy(policy_id).await? else {

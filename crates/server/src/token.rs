@@ -168,7 +168,7 @@ async fn issue(
     let req = parse_request(method, uri, headers, body)?;
     let principal = match &req.credentials {
         Credentials::None => None,
-        Credentials::Password { user, secret } => Some(login(reg, user, secret, addr.clone()).await?),
+        Credentials::Password { user, secret } => Some(login(reg, user, secret, addr.clone(), LoginRecord::All).await?),
         Credentials::Refresh(t) => {
             let bad = || RegistryError::Unauthorized("invalid refresh token".into());
             let tk = ApiToken::parse(t).ok_or_else(bad)?;
@@ -193,7 +193,18 @@ async fn issue(
             "registry" if scope.name == "catalog" => Actions::ALL,
             _ => Actions::NONE,
         };
+        // A refused repository scope stays in the token with no actions
+        // (the token spec allows it): a mount that challenged for it can
+        // see it was asked for and refused, and fall back instead of
+        // challenging again.
         if granted.is_empty() {
+            if scope.kind == "repository" {
+                access.push(AccessEntry {
+                    kind: scope.kind.clone(),
+                    name: scope.name.clone(),
+                    actions: Vec::new(),
+                });
+            }
             continue;
         }
         let actions = if scope.kind == "registry" || (scope.actions.iter().any(|a| a == "*") && granted == Actions::ALL)
@@ -248,8 +259,19 @@ async fn refresh_token(reg: &Registry, p: &Principal, addr: Option<String>) -> R
     Ok(t.reveal())
 }
 
-/// Checks a password or API token for `user`; every attempt is audited
-/// (a lockout's repeated refusals as one record and a count).
+/// Which of a login's outcomes get a `login` record of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LoginRecord {
+    /// Every attempt: token issuance, UI sign-in, password changes.
+    All,
+    /// Failures (and a success that reports refused attempts): a Basic
+    /// login per API request, whose success the action's record carries.
+    FailuresOnly,
+}
+
+/// Checks a password or API token for `user`; every failure is audited
+/// (a lockout's repeated refusals as one record and a count), and a
+/// success as `record` says.
 ///
 /// API tokens are checked first and apart: they are unguessable and cheap
 /// to check, so they are throttled only by failed *token* attempts from the
@@ -261,6 +283,7 @@ pub(crate) async fn login(
     user: &str,
     secret: &str,
     addr: Option<String>,
+    record: LoginRecord,
 ) -> Result<Principal, RegistryError> {
     check_sizes(user, secret)?;
     let mut ev = AuditEvent::ok(user, "login");
@@ -324,8 +347,10 @@ pub(crate) async fn login(
     }
     match outcome {
         Ok(p) => {
-            ev.detail = (!notes.is_empty()).then(|| notes.join("; "));
-            reg.meta.audit(&[ev]).await?;
+            if record == LoginRecord::All || !notes.is_empty() {
+                ev.detail = (!notes.is_empty()).then(|| notes.join("; "));
+                reg.meta.audit(&[ev]).await?;
+            }
             Ok(p)
         }
         Err(why) => {

@@ -51,11 +51,18 @@ async fn complete(reg: &Registry, name: &RepositoryName, id: Uuid, digest: &Dige
 
 /// Where a `?mount=` request may take its blob from: `from` if the caller
 /// may pull it; without `from` (OCI 1.1), the first repository holding the
-/// blob that the caller may pull. `None` makes the request a normal upload,
-/// so the answer says nothing about repositories the caller cannot read.
+/// blob that the caller's token may pull. `None` makes the request a normal
+/// upload, so the answer says nothing about repositories the caller cannot
+/// read.
+///
+/// A registry token that never asked for `from` gets a challenge naming
+/// both scopes instead (as Distribution answers), so the client fetches a
+/// wider token and mounts. A token that asked and was refused (it lists
+/// `from` with no actions) gets the upload, so a client never loops.
 pub(crate) async fn mount_source(
     reg: &Registry,
     caller: &Caller,
+    target: &RepositoryName,
     query: &str,
 ) -> Result<Option<RepositoryName>, RegistryError> {
     let Some(mount) = query_param(query, "mount") else {
@@ -69,7 +76,23 @@ pub(crate) async fn mount_source(
         allowed.is_ok().then_some(repo)
     };
     if let Some(from) = query_param(query, "from") {
-        return Ok(may_pull(from.parse()?).await);
+        let from: RepositoryName = from.parse()?;
+        if let Some(from) = may_pull(from.clone()).await {
+            return Ok(Some(from));
+        }
+        if let Caller::Bearer(claims) = caller {
+            let asked = claims
+                .access
+                .iter()
+                .any(|a| a.kind == "repository" && a.name == from.as_str());
+            if !asked {
+                return Err(RegistryError::Challenge {
+                    scope: format!("repository:{target}:push,pull repository:{from}:pull"),
+                    insufficient: true,
+                });
+            }
+        }
+        return Ok(None);
     }
     for repo in reg.meta.repositories_with_blob(&digest, MOUNT_CANDIDATES).await? {
         if let Some(from) = may_pull(repo.parse()?).await {

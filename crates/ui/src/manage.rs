@@ -70,7 +70,9 @@ struct RepositorySettingsPage {
     scan_on_push: bool,
     immutable_tags: bool,
     patterns: String,
+    /// The rule as stored, for those who only read it.
     pull_rule: String,
+    rule: PullRuleForm,
     hooks: Option<Vec<HookRow>>,
     /// The repository's namespace, and its hooks (which apply to the
     /// repository too) when the viewer may see them.
@@ -78,6 +80,67 @@ struct RepositorySettingsPage {
     namespace_hooks: Option<Vec<HookRow>>,
     events: &'static [&'static str],
     may_admin: bool,
+}
+
+/// A pull rule's fields as the settings form shows them.
+pub struct PullRuleForm {
+    deny_severity: String,
+    unknown_as: String,
+    deny_unscanned: bool,
+    deny_failed: bool,
+    teams: String,
+    accounts: String,
+    match_reference: bool,
+    max_database_age: String,
+    severities: &'static [&'static str],
+}
+
+impl PullRuleForm {
+    fn of(rule: &Value) -> PullRuleForm {
+        let lines = |v: &Value| view::items(v).map(s).collect::<Vec<_>>().join("\n");
+        let by = &rule["require_signed_by"];
+        PullRuleForm {
+            deny_severity: s(&rule["deny_severity"]),
+            unknown_as: s(&rule["unknown_as"]),
+            deny_unscanned: rule["deny_unscanned"] == true,
+            deny_failed: rule["deny_failed"] == true,
+            teams: lines(&by["teams"]),
+            accounts: lines(&by["accounts"]),
+            match_reference: by["match_reference"] == true,
+            max_database_age: s(&rule["max_database_age"]),
+            severities: &portcullis_policy::SEVERITIES,
+        }
+    }
+}
+
+/// The pull rule the settings form describes (`rule_*` fields); `{}`, no
+/// rule, when nothing is set. The registry validates it.
+fn pull_rule_of_form(
+    get: &dyn Fn(&str) -> String,
+    lines: &dyn Fn(&str) -> Vec<String>,
+    f: &HashMap<String, String>,
+) -> Value {
+    let mut rule = serde_json::Map::new();
+    for key in ["deny_severity", "unknown_as", "max_database_age"] {
+        let v = get(&format!("rule_{key}"));
+        if !v.is_empty() {
+            rule.insert(key.into(), json!(v));
+        }
+    }
+    for key in ["deny_unscanned", "deny_failed"] {
+        if f.contains_key(&format!("rule_{key}")) {
+            rule.insert(key.into(), json!(true));
+        }
+    }
+    let (teams, accounts) = (lines("rule_teams"), lines("rule_accounts"));
+    if !teams.is_empty() || !accounts.is_empty() {
+        let mut by = json!({"teams": teams, "accounts": accounts});
+        if f.contains_key("rule_match_reference") {
+            by["match_reference"] = json!(true);
+        }
+        rule.insert("require_signed_by".into(), by);
+    }
+    Value::Object(rule)
 }
 
 impl RepositorySettingsPage {
@@ -103,6 +166,7 @@ pub async fn repository_settings(who: SignedIn, Query(q): Query<NameQuery>) -> P
         scan_on_push: r["scan_on_push"] != false,
         immutable_tags: r["immutable_tags"] == true,
         patterns: patterns.join("\n"),
+        rule: PullRuleForm::of(&r["pull_rule"]),
         pull_rule: if r["pull_rule"].is_null() {
             String::new()
         } else {
@@ -386,12 +450,7 @@ fn op_call(op: &str, f: &HashMap<String, String>) -> Result<(Method, String, Val
     };
     Ok(match op {
         "repository_update" => {
-            let rule = get("pull_rule");
-            let pull_rule: Value = if rule.is_empty() {
-                json!({})
-            } else {
-                serde_json::from_str(&rule).map_err(|e| UiError::BadRequest(format!("pull rule: {e}")))?
-            };
+            let pull_rule = pull_rule_of_form(&get, &lines, f);
             let body = json!({
                 "visibility": get("visibility"), "scan_on_push": f.contains_key("scan_on_push"),
                 "immutable_tags": f.contains_key("immutable_tags"), "immutable_tag_patterns": lines("patterns"),
@@ -564,6 +623,28 @@ mod tests {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
+    /// What a browser submits for the form as shown (checked boxes only).
+    fn pull_rule_form_fields(r: &PullRuleForm) -> HashMap<String, String> {
+        let mut f = form(&[
+            ("repository", "acme/app"),
+            ("rule_deny_severity", &r.deny_severity),
+            ("rule_unknown_as", &r.unknown_as),
+            ("rule_teams", &r.teams),
+            ("rule_accounts", &r.accounts),
+            ("rule_max_database_age", &r.max_database_age),
+        ]);
+        for (name, on) in [
+            ("rule_deny_unscanned", r.deny_unscanned),
+            ("rule_deny_failed", r.deny_failed),
+            ("rule_match_reference", r.match_reference),
+        ] {
+            if on {
+                f.insert(name.into(), "on".into());
+            }
+        }
+        f
+    }
+
     /// Each form op is the API call it names, with values encoded.
     #[test]
     fn form_ops_table() {
@@ -638,7 +719,52 @@ mod tests {
             assert_eq!((m, p.as_str(), b), (method, path, body), "{op}");
         }
         assert!(op_call("user_delete", &form(&[])).is_err(), "only the listed ops");
-        assert!(op_call("repository_update", &form(&[("pull_rule", "{not json")])).is_err());
+    }
+
+    /// The settings form's pull-rule fields are the rule the API takes.
+    #[test]
+    fn pull_rule_form_table() {
+        let table = [
+            (form(&[]), json!({})),
+            (
+                form(&[("rule_deny_severity", "high")]),
+                json!({"deny_severity": "high"}),
+            ),
+            (
+                form(&[
+                    ("rule_deny_severity", "critical"),
+                    ("rule_unknown_as", "high"),
+                    ("rule_deny_unscanned", "on"),
+                    ("rule_deny_failed", "on"),
+                    ("rule_max_database_age", " 2d "),
+                ]),
+                json!({"deny_severity": "critical", "unknown_as": "high", "deny_unscanned": true,
+                       "deny_failed": true, "max_database_age": "2d"}),
+            ),
+            (
+                form(&[
+                    ("rule_teams", "ci/gitlab\r\nci/release\n"),
+                    ("rule_match_reference", "on"),
+                ]),
+                json!({"require_signed_by": {"teams": ["ci/gitlab", "ci/release"], "accounts": [],
+                                             "match_reference": true}}),
+            ),
+            (
+                form(&[("rule_accounts", "ci+release")]),
+                json!({"require_signed_by": {"teams": [], "accounts": ["ci+release"]}}),
+            ),
+        ];
+        for (mut f, rule) in table {
+            f.insert("repository".into(), "acme/app".into());
+            let (_, path, body) = op_call("repository_update", &f).unwrap();
+            assert_eq!(path, "/api/v1/repositories/acme%2Fapp");
+            assert_eq!(body["pull_rule"], rule, "{f:?}");
+            // What the form shows for the rule saved is what was entered.
+            let shown = PullRuleForm::of(&rule);
+            let round = pull_rule_form_fields(&shown);
+            let (_, _, again) = op_call("repository_update", &round).unwrap();
+            assert_eq!(again["pull_rule"], rule, "round trip of {f:?}");
+        }
     }
 
     #[test]

@@ -149,6 +149,48 @@ pub struct TagRow {
     signed: Option<String>,
     unverified_signature: bool,
     artifact: bool,
+    /// Cosign's `sha256-<hex>.sig|.att|.sbom` tags about this image: shown
+    /// under it, not as tags of their own.
+    accessories: Vec<Accessory>,
+}
+
+pub struct Accessory {
+    /// `signature`, `attestation` or `SBOM`.
+    kind: &'static str,
+    tag: String,
+    digest: String,
+}
+
+/// The image digest and kind a cosign accessory tag names
+/// (`sha256-<hex>.sig` → `sha256:<hex>`, `signature`).
+fn accessory_of(tag: &str) -> Option<(String, &'static str)> {
+    let (hex, kind) = [(".sig", "signature"), (".att", "attestation"), (".sbom", "SBOM")]
+        .into_iter()
+        .find_map(|(suffix, kind)| Some((tag.strip_prefix("sha256-")?.strip_suffix(suffix)?, kind)))?;
+    let hex_ok = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    hex_ok.then(|| (format!("sha256:{hex}"), kind))
+}
+
+/// Moves each accessory tag under the row of the image it names, when that
+/// image is on the page; the others stay rows (their image is elsewhere).
+fn group_accessories(rows: Vec<TagRow>) -> Vec<TagRow> {
+    let (accessories, mut images): (Vec<TagRow>, Vec<TagRow>) =
+        rows.into_iter().partition(|r| accessory_of(&r.name).is_some());
+    let mut orphans = Vec::new();
+    for a in accessories {
+        let (subject, kind) = accessory_of(&a.name).expect("partitioned on it");
+        match images.iter_mut().find(|r| r.digest == subject) {
+            Some(image) => image.accessories.push(Accessory {
+                kind,
+                tag: a.name,
+                digest: a.digest,
+            }),
+            None => orphans.push(a),
+        }
+    }
+    images.extend(orphans);
+    images.sort_by(|a, b| a.name.cmp(&b.name));
+    images
 }
 
 #[derive(Template)]
@@ -202,9 +244,11 @@ pub async fn repository(who: SignedIn, Query(p): Query<RepoQuery>) -> Page {
                 signed,
                 unverified_signature: t["signed"]["status"] == "unverified",
                 artifact: t["artifact"] == true,
+                accessories: Vec::new(),
             }
         })
         .collect();
+    let rows = group_accessories(rows);
     render(RepositoryPage {
         chrome: chrome(&who, p.msg),
         visibility: s(&info["visibility"]),
@@ -1034,8 +1078,8 @@ pub async fn vulndb_upload(who: SignedIn, mut form: Multipart) -> Page {
                 }
                 let actor = portcullis_server::access::Actor {
                     name: who.name.clone(),
-                    token_id: None,
                     address: who.on_behalf.address.clone(),
+                    ..Default::default()
                 };
                 report = Some(match upload.import(&reg, &actor, replace_all).await {
                     Ok(r) => r,

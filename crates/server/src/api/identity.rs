@@ -166,12 +166,18 @@ pub(crate) async fn user_password(
             .as_deref()
             .filter(|o| ApiToken::parse(o).is_none())
             .ok_or_else(|| RegistryError::Denied("changing a password needs the current one (old_password)".into()))?;
-        crate::token::login(&reg, &name, old, who.actor.address.clone())
-            .await
-            .map_err(|e| match e {
-                RegistryError::Unauthorized(_) => RegistryError::Denied("old_password is wrong".into()),
-                other => other,
-            })?;
+        crate::token::login(
+            &reg,
+            &name,
+            old,
+            who.actor.address.clone(),
+            crate::token::LoginRecord::All,
+        )
+        .await
+        .map_err(|e| match e {
+            RegistryError::Unauthorized(_) => RegistryError::Denied("old_password is wrong".into()),
+            other => other,
+        })?;
     }
     let hash = hash_password(p.password).await?;
     let ev = who.actor.event("user.password").detail(name.clone());

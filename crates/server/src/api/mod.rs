@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::access::{Actor, Caller, Need, Principal};
+use crate::token::LoginRecord;
 use crate::{Registry, RegistryError};
 
 /// `(method, path, name)` of every management endpoint.
@@ -407,20 +408,29 @@ impl FromRequestParts<Arc<Registry>> for Who {
             return Ok(Who { caller, actor });
         }
         let addr = reg.access.settings.trusted_proxies.client(peer, &parts.headers);
-        // A password (Basic) logs in like the token endpoint does: throttled
-        // and audited. Bearer credentials are API tokens, or registry tokens
-        // limited to their repositories (see `Principal::registry_access`).
+        // A password (Basic) logs in like the token endpoint does: throttled,
+        // failures audited. A success writes no `login` record per request
+        // (`curl -u` would flood the trail); the action's own record says
+        // `via: password`. Bearer credentials are API tokens, or registry
+        // tokens limited to their repositories (`Principal::registry_access`).
         let basic = crate::header_str(&parts.headers, "authorization").is_some_and(|v| v.starts_with("Basic "));
+        let mut via = None;
         let principal = match basic
             .then(|| crate::token::basic(&parts.headers))
             .transpose()?
             .flatten()
         {
-            Some((user, password)) => Some(crate::token::login(reg, &user, &password, addr.clone()).await?),
+            Some((user, password)) => {
+                let p = crate::token::login(reg, &user, &password, addr.clone(), LoginRecord::FailuresOnly).await?;
+                // A token sent as the password is named by its id already.
+                via = p.token_id.is_none().then_some("password");
+                Some(p)
+            }
             None => reg.principal(&reg.authenticate(&parts.headers).await?).await?,
         };
         let caller = principal.map_or(Caller::Anonymous, Caller::Account);
-        let actor = caller.actor(addr);
+        let mut actor = caller.actor(addr);
+        actor.via = via;
         Ok(Who { caller, actor })
     }
 }
@@ -508,6 +518,6 @@ pub fn audit_json(r: &portcullis_meta::AuditRecord) -> serde_json::Value {
     json!({
         "seq": r.seq, "at": r.at, "actor": e.actor, "token_id": e.token_id, "action": e.action,
         "repository": e.repository, "digest": e.digest, "address": e.address, "result": e.result,
-        "detail": e.detail, "prev_hash": r.prev_hash, "hash": r.hash,
+        "detail": e.detail, "via": e.via, "prev_hash": r.prev_hash, "hash": r.hash,
     })
 }

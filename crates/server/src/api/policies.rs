@@ -28,7 +28,7 @@ fn policy_json(p: &StoredPolicy) -> serde_json::Value {
 pub(crate) fn evaluation_json(e: &EvaluationRecord) -> serde_json::Value {
     json!({
         "id": e.id, "policy_id": e.policy_id, "repository": e.repository, "tag": e.tag,
-        "digest": e.digest, "outcome": e.outcome, "target_tag": e.target_tag,
+        "digest": e.digest, "outcome": e.outcome.as_str(), "target_tag": e.target_tag,
         "detail": serde_json::from_str::<serde_json::Value>(&e.detail).unwrap_or(json!(e.detail)),
         "at": e.at,
     })
