@@ -32,7 +32,7 @@ pub struct AuditEvent {
     pub via: Option<String>,
     /// Webhook events the same change causes: written to the outbox in the
     /// same transaction as this record. Not part of the record's hash.
-    pub outbox: Vec<crate::OutboxEvent>,
+    pub outbox: Vec<crate::outbox::OutboxEvent>,
 }
 
 impl AuditEvent {
@@ -234,7 +234,7 @@ pub(crate) async fn append_many(
         .execute(&mut **tx)
         .await?;
     for e in events.iter().filter(|e| !e.outbox.is_empty()) {
-        crate::webhooks::append_events(tx, &e.outbox, None).await?;
+        crate::outbox::append_events(tx, &e.outbox, None).await?;
     }
     Ok(())
 }

@@ -62,23 +62,6 @@ pub struct DayFindings {
     pub counts: SeverityCounts,
 }
 
-/// A LIKE pattern matching names that contain `text`, with LIKE's own
-/// characters escaped; empty for no filter.
-pub(crate) fn name_filter(text: &str) -> String {
-    if text.is_empty() {
-        return String::new();
-    }
-    let mut p = String::from("%");
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            p.push('\\');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
-}
-
 impl Meta {
     /// Summaries of the named repositories, in the order given (unknown
     /// names are left out).
@@ -115,7 +98,7 @@ impl Meta {
                 visibility: r.try_get(1)?,
                 tags: r.try_get(2)?,
                 last_push: r.try_get(3)?,
-                worst: crate::scans::severity_counts(&r, 4)?,
+                worst: crate::rows::severity_counts(&r, 4)?,
                 scanned: r.try_get(9)?,
                 size: r.try_get(10)?,
             });
@@ -175,7 +158,7 @@ impl Meta {
                 size: r.try_get(6)?,
                 scan_status: r.try_get(7)?,
                 scan_matched: db_generation.is_some(),
-                counts: crate::scans::severity_counts(&r, 9)?,
+                counts: crate::rows::severity_counts(&r, 9)?,
                 promoted_from,
                 signature_tag: r.try_get::<i64, _>(19)? > 0,
                 referrers: r.try_get(20)?,
@@ -206,7 +189,7 @@ impl Meta {
                 Ok(DayFindings {
                     day: r.try_get::<i64, _>(0)? * 86_400_000,
                     images: r.try_get(1)?,
-                    counts: crate::scans::severity_counts(r, 2)?,
+                    counts: crate::rows::severity_counts(r, 2)?,
                 })
             })
             .collect()

@@ -5,6 +5,7 @@
 use sqlx::Row;
 
 use crate::audit::{append, AuditEvent};
+use crate::rows::{ot, t, Value};
 use crate::{is_fk_violation, now_ms, Meta, MetaError, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,20 +56,6 @@ pub struct RepositoryInfo {
     pub name: String,
     pub visibility: String,
     pub created_at: i64,
-}
-
-/// A bind value for [`Meta::write`].
-#[derive(Debug, Clone)]
-pub(crate) enum Value {
-    Text(Option<String>),
-    Int(Option<i64>),
-}
-
-pub(crate) fn t(s: impl Into<String>) -> Value {
-    Value::Text(Some(s.into()))
-}
-pub(crate) fn ot(s: Option<&str>) -> Value {
-    Value::Text(s.map(str::to_string))
 }
 
 const ACCOUNT_COLUMNS: &str = "name, kind, password_hash, admin, owner, created_at, password_changed_at";
@@ -289,7 +276,7 @@ impl Meta {
         .bind(&high)
         .bind(name)
         .bind(n)
-        .bind(crate::browse::name_filter(containing))
+        .bind(crate::rows::name_filter(containing))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()

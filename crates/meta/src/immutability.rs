@@ -7,6 +7,7 @@ use portcullis_policy::TagImmutability;
 use sqlx::Row;
 
 use crate::audit::{append, AuditEvent};
+use crate::rows::namespace_of;
 use crate::{now_ms, Meta, MetaError, Result};
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
@@ -16,10 +17,6 @@ type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 pub struct ImmutabilitySettings {
     pub immutable_tags: bool,
     pub immutable_tag_patterns: Vec<String>,
-}
-
-fn namespace_of(repo: &str) -> &str {
-    repo.split_once('/').map_or("", |(ns, _)| ns)
 }
 
 /// The settings of a repository a change gives (`None`: unchanged).

@@ -5,7 +5,7 @@
 use sqlx::Row;
 
 use crate::audit::AuditEvent;
-use crate::identity::{t, Value};
+use crate::rows::{t, Value};
 use crate::{now_ms, Meta, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]

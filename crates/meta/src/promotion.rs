@@ -6,7 +6,7 @@
 use sqlx::Row;
 
 use crate::audit::{append, AuditEvent};
-use crate::identity::{t, Value};
+use crate::rows::{t, Value};
 use crate::{ensure_repo, immutability, now_ms, Meta, MetaError, Result};
 
 /// A policy as stored: the JSON the API took, and who owns it.

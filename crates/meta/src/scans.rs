@@ -4,27 +4,13 @@
 use sqlx::Row;
 
 use crate::audit::AuditEvent;
+use crate::rows::{severity_counts, SeverityCounts};
 use crate::{now_ms, Meta, Result};
 
 /// How many times an image is scanned before it stays failed: a scan that
 /// fails, or is interrupted by the server stopping, is retried at most this
 /// often (until someone asks for a scan explicitly).
 pub const MAX_SCAN_ATTEMPTS: i64 = 3;
-
-/// Per-severity counts, worst first: critical, high, medium, low, unknown.
-pub type SeverityCounts = [i64; 5];
-
-/// The five severity counts a query selects as consecutive columns, the
-/// first at `first`.
-pub(crate) fn severity_counts(r: &sqlx::any::AnyRow, first: usize) -> Result<SeverityCounts> {
-    Ok([
-        r.try_get(first)?,
-        r.try_get(first + 1)?,
-        r.try_get(first + 2)?,
-        r.try_get(first + 3)?,
-        r.try_get(first + 4)?,
-    ])
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanRecord {
@@ -217,7 +203,7 @@ impl Meta {
         .execute(&mut *tx)
         .await?;
         let events = (o.events)(&repositories_holding(&mut tx, digest).await?);
-        crate::webhooks::append_events(&mut tx, &events, None).await?;
+        crate::outbox::append_events(&mut tx, &events, None).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -241,7 +227,7 @@ impl Meta {
             .execute(&mut *tx)
             .await?;
         let events = events(&repositories_holding(&mut tx, digest).await?);
-        crate::webhooks::append_events(&mut tx, &events, None).await?;
+        crate::outbox::append_events(&mut tx, &events, None).await?;
         tx.commit().await?;
         Ok(())
     }
