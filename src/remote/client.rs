@@ -27,7 +27,7 @@ pub fn is_refusal(status: StatusCode) -> bool {
 }
 
 pub struct Client {
-    http: reqwest::Client,
+    pub http: reqwest::Client,
     /// `scheme://host[:port]`, no trailing slash.
     pub base: String,
     /// `host[:port]`: the key of the server's entry in the auth file.
