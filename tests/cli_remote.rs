@@ -91,7 +91,10 @@ async fn push_image(base: &str, user: &str, password: &str, repo: &str, tag: &st
     let http = reqwest::Client::new();
     let r = http
         .get(format!("{base}/auth/token"))
-        .query(&[("service", "portcullis"), ("scope", &format!("repository:{repo}:pull,push"))])
+        .query(&[
+            ("service", "portcullis"),
+            ("scope", &format!("repository:{repo}:pull,push")),
+        ])
         .basic_auth(user, Some(password))
         .send()
         .await
@@ -175,7 +178,11 @@ async fn round_trip(backend: &Backend) {
 
     // A wrong password is refused (1) and nothing is kept.
     let (code, _, err) = admin
-        .run(&["login", &base, "-u", "admin", "--password-stdin"], "not-the-password\n", &[])
+        .run(
+            &["login", &base, "-u", "admin", "--password-stdin"],
+            "not-the-password\n",
+            &[],
+        )
         .await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("wrong user name or password"), "{err}");
@@ -193,7 +200,10 @@ async fn round_trip(backend: &Backend) {
     assert_eq!(code, 0, "{out}\n{err}");
     let login: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(login["username"], "admin");
-    assert!(login["token"].get("token").is_none(), "the secret is not printed: {login}");
+    assert!(
+        login["token"].get("token").is_none(),
+        "the secret is not printed: {login}"
+    );
     let login_token_id = login["token"]["id"].as_str().unwrap().to_string();
     let entries = admin.auth_entries();
     assert_eq!(entries["auths"]["other.example"]["auth"], "b3RoZXI6c2VjcmV0");
@@ -204,7 +214,10 @@ async fn round_trip(backend: &Backend) {
     let kept = String::from_utf8(kept).unwrap();
     let (user, secret) = kept.split_once(':').unwrap();
     assert_eq!(user, "admin");
-    assert!(secret.starts_with(&format!("pct_{login_token_id}_")), "a token, not the password");
+    assert!(
+        secret.starts_with(&format!("pct_{login_token_id}_")),
+        "a token, not the password"
+    );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(admin.auth_file()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
@@ -226,16 +239,29 @@ async fn round_trip(backend: &Backend) {
     assert_eq!(r.status(), 201);
     assert_eq!(admin.json(&["team", "add", "acme", "ci", "bob"]).await["member"], "bob");
     let err = admin.exits(1, &["team", "add", "acme", "ci", "nobody"]).await;
-    assert!(err.contains("HTTP 404") && err.contains("no such account: nobody"), "{err}");
+    assert!(
+        err.contains("HTTP 404") && err.contains("no such account: nobody"),
+        "{err}"
+    );
     let teams = admin.json(&["team", "list", "acme"]).await;
-    assert!(teams.as_array().unwrap().iter().any(|t| t["name"] == "ci" && t["members"] == json!(["bob"])), "{teams}");
+    assert!(
+        teams
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "ci" && t["members"] == json!(["bob"])),
+        "{teams}"
+    );
 
     // A robot account, a grant to the team, tokens for the robot.
     let robot = admin.json(&["robot", "create", "acme", "ci"]).await;
     assert_eq!(robot["name"], "acme+ci");
     assert_eq!(robot["kind"], "service");
     let grant = admin.json(&["grant", "acme/app-build", "write", "--team", "ci"]).await;
-    assert_eq!((grant["repository"].as_str(), grant["team"].as_str()), (Some("acme/app-build"), Some("ci")));
+    assert_eq!(
+        (grant["repository"].as_str(), grant["team"].as_str()),
+        (Some("acme/app-build"), Some("ci"))
+    );
     assert_eq!(grant["role"], "write");
     let grant = admin.json(&["grant", "acme", "read", "--account", "acme+ci"]).await;
     assert!(grant["repository"].is_null(), "a namespace grant: {grant}");
@@ -243,23 +269,59 @@ async fn round_trip(backend: &Backend) {
     let err = admin.exits(2, &["grant", "acme", "superuser", "--team", "ci"]).await;
     assert!(err.contains("HTTP 400"), "{err}");
     let token = admin
-        .json(&["token", "create", "acme+ci", "--name", "gitlab", "--scope", "acme/app-build:pull,push", "--days", "30"])
+        .json(&[
+            "token",
+            "create",
+            "acme+ci",
+            "--name",
+            "gitlab",
+            "--scope",
+            "acme/app-build:pull,push",
+            "--days",
+            "30",
+        ])
         .await;
     let robot_token = token["token"].as_str().unwrap().to_string();
     assert!(robot_token.starts_with("pct_"));
     let token_id = token["id"].as_str().unwrap().to_string();
     // Text output is the token alone, for scripts.
     let (code, out, _) = admin
-        .run(&["token", "create", "acme+ci", "--name", "other", "--scope", "acme/*:pull"], "", &[])
+        .run(
+            &[
+                "token",
+                "create",
+                "acme+ci",
+                "--name",
+                "other",
+                "--scope",
+                "acme/*:pull",
+            ],
+            "",
+            &[],
+        )
         .await;
     assert_eq!(code, 0);
-    assert!(out.trim().starts_with("pct_") && out.trim().lines().count() == 1, "{out}");
+    assert!(
+        out.trim().starts_with("pct_") && out.trim().lines().count() == 1,
+        "{out}"
+    );
     let listed = admin.json(&["token", "list", "acme+ci"]).await;
-    let ids: Vec<&str> = listed.as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
     assert!(ids.contains(&token_id.as_str()), "{listed}");
     // Without an account, the logged-in one's: the login's own token.
     let mine = admin.json(&["token", "list"]).await;
-    assert!(mine.as_array().unwrap().iter().any(|t| t["id"] == login_token_id.as_str()), "{mine}");
+    assert!(
+        mine.as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == login_token_id.as_str()),
+        "{mine}"
+    );
     // The robot's token works (as skopeo would use it) until revoked.
     let token_flow = |user: &'static str, secret: String| {
         let http = http.clone();
@@ -276,12 +338,21 @@ async fn round_trip(backend: &Backend) {
         }
     };
     assert_eq!(token_flow("acme+ci", robot_token.clone()).await, 200);
-    admin.json(&["token", "revoke", &token_id, "--account", "acme+ci"]).await;
+    admin
+        .json(&["token", "revoke", &token_id, "--account", "acme+ci"])
+        .await;
     assert_eq!(token_flow("acme+ci", robot_token.clone()).await, 401);
-    let err = admin.exits(1, &["token", "revoke", &token_id, "--account", "acme+ci"]).await;
+    let err = admin
+        .exits(1, &["token", "revoke", &token_id, "--account", "acme+ci"])
+        .await;
     assert!(err.contains("HTTP 404"), "revoked already: {err}");
     let listed = admin.json(&["token", "list", "acme+ci"]).await;
-    let revoked = listed.as_array().unwrap().iter().find(|t| t["id"] == token_id.as_str()).unwrap();
+    let revoked = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == token_id.as_str())
+        .unwrap();
     assert!(revoked["revoked_at"].is_i64(), "{listed}");
 
     // Offline mode is still there, on the same data: --data (and --database) select it.
@@ -292,13 +363,26 @@ async fn round_trip(backend: &Backend) {
     assert!(out.contains(&login_token_id) && out.contains("active"), "{out}");
     let mut args = vec!["token", "list", "admin", "--server", &base];
     args.extend(offline.iter().map(String::as_str));
-    assert_eq!(admin.run(&args, "", &[]).await.0, 2, "--server and --data exclude each other");
+    assert_eq!(
+        admin.run(&args, "", &[]).await.0,
+        2,
+        "--server and --data exclude each other"
+    );
 
     // A webhook (on a port where nothing listens: its deliveries fail and are logged).
     let err = admin
         .exits(
             2,
-            &["webhook", "create", "--repository", "acme/app-build", "--url", "example.com/hook", "--event", "TAG_PUSH"],
+            &[
+                "webhook",
+                "create",
+                "--repository",
+                "acme/app-build",
+                "--url",
+                "example.com/hook",
+                "--event",
+                "TAG_PUSH",
+            ],
         )
         .await;
     assert!(err.contains("url needs a scheme"), "the server's message: {err}");
@@ -306,8 +390,18 @@ async fn round_trip(backend: &Backend) {
     let (code, out, err) = admin
         .run(
             &[
-                "webhook", "create", "--repository", "acme/app-build", "--url", &nobody, "--event", "TAG_PUSH,PROMOTION",
-                "--header", "X-Team=ci", "--format", "json",
+                "webhook",
+                "create",
+                "--repository",
+                "acme/app-build",
+                "--url",
+                &nobody,
+                "--event",
+                "TAG_PUSH,PROMOTION",
+                "--header",
+                "X-Team=ci",
+                "--format",
+                "json",
             ],
             "",
             &[],
@@ -315,12 +409,18 @@ async fn round_trip(backend: &Backend) {
         .await;
     assert_eq!(code, 0, "{err}");
     let hook: Value = serde_json::from_str(&out).unwrap();
-    assert!(err.contains("secret (shown once"), "a generated secret is shown once: {err}");
+    assert!(
+        err.contains("secret (shown once"),
+        "a generated secret is shown once: {err}"
+    );
     assert_eq!(hook["events"], json!(["TAG_PUSH", "PROMOTION"]));
     assert_eq!(hook["header_names"], json!(["X-Team"]));
     let hook_id = hook["id"].as_str().unwrap().to_string();
     let hooks = admin.json(&["webhook", "list", "--repository", "acme/app-build"]).await;
-    assert!(hooks.as_array().unwrap().iter().any(|h| h["id"] == hook_id.as_str()), "{hooks}");
+    assert!(
+        hooks.as_array().unwrap().iter().any(|h| h["id"] == hook_id.as_str()),
+        "{hooks}"
+    );
     admin.exits(2, &["webhook", "list"]).await;
 
     // Bob (in team ci, which may write acme/app-build) pushes a build.
@@ -349,41 +449,111 @@ async fn round_trip(backend: &Backend) {
 
     // Policies: one that passes tag 1, one that does not.
     let passing = admin
-        .json(&["policy", "create", "acme/app-build", "--target", "acme/app", "--tag-template", "r%n", "--rule", "tag eq 1"])
+        .json(&[
+            "policy",
+            "create",
+            "acme/app-build",
+            "--target",
+            "acme/app",
+            "--tag-template",
+            "r%n",
+            "--rule",
+            "tag eq 1",
+        ])
         .await;
     let passing_id = passing["id"].as_str().unwrap().to_string();
-    assert_eq!(passing["rules"][0], json!({"field": "tag", "operator": "eq", "values": ["1"]}));
+    assert_eq!(
+        passing["rules"][0],
+        json!({"field": "tag", "operator": "eq", "values": ["1"]})
+    );
     let failing = admin
-        .json(&["policy", "create", "acme/app-build", "--target", "acme/app", "--rule", r#"{"field": "tag", "operator": "one_of", "values": ["2", "3"]}"#])
+        .json(&[
+            "policy",
+            "create",
+            "acme/app-build",
+            "--target",
+            "acme/app",
+            "--rule",
+            r#"{"field": "tag", "operator": "one_of", "values": ["2", "3"]}"#,
+        ])
         .await;
     let failing_id = failing["id"].as_str().unwrap().to_string();
     let err = admin
-        .exits(2, &["policy", "create", "acme/app-build", "--target", "acme/app", "--rule", "tag sounds_like 1"])
+        .exits(
+            2,
+            &[
+                "policy",
+                "create",
+                "acme/app-build",
+                "--target",
+                "acme/app",
+                "--rule",
+                "tag sounds_like 1",
+            ],
+        )
         .await;
     assert!(err.contains("HTTP 400"), "{err}");
     let list = admin.json(&["policy", "list", "acme/app-build"]).await;
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
-    let dry = admin.json(&["policy", "dry-run", "acme/app-build", &passing_id, "--tag", "1"]).await;
-    assert_eq!((dry["outcome"].as_str(), dry["target_tag"].as_str()), (Some("passed"), Some("r1")));
+    let dry = admin
+        .json(&["policy", "dry-run", "acme/app-build", &passing_id, "--tag", "1"])
+        .await;
+    assert_eq!(
+        (dry["outcome"].as_str(), dry["target_tag"].as_str()),
+        (Some("passed"), Some("r1"))
+    );
     let (code, out, err) = admin
-        .run(&["policy", "dry-run", "acme/app-build", &failing_id, "--tag", "1", "--format", "json"], "", &[])
+        .run(
+            &[
+                "policy",
+                "dry-run",
+                "acme/app-build",
+                &failing_id,
+                "--tag",
+                "1",
+                "--format",
+                "json",
+            ],
+            "",
+            &[],
+        )
         .await;
     assert_eq!(code, 1, "a failing dry run is a refusal: {out}\n{err}");
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["outcome"], "failed");
     let (code, out, _) = admin
-        .run(&["policy", "dry-run", "acme/app-build", &failing_id, "--tag", "1"], "", &[])
+        .run(
+            &["policy", "dry-run", "acme/app-build", &failing_id, "--tag", "1"],
+            "",
+            &[],
+        )
         .await;
     assert_eq!(code, 1);
     assert!(out.contains("FAIL\ttag one_of 2,3"), "each rule's verdict: {out}");
-    admin.exits(1, &["policy", "dry-run", "acme/app-build", &passing_id, "--tag", "nosuchtag"]).await;
+    admin
+        .exits(
+            1,
+            &["policy", "dry-run", "acme/app-build", &passing_id, "--tag", "nosuchtag"],
+        )
+        .await;
     let applied = admin.json(&["policy", "apply", "acme/app-build", &passing_id]).await;
     assert_eq!(applied["evaluations"][0]["outcome"], "promoted", "{applied}");
 
     // Repository settings: shown, then changed.
     let settings = admin.json(&["repo", "settings", "acme/app"]).await;
-    assert_eq!((settings["name"].as_str(), settings["visibility"].as_str()), (Some("acme/app"), Some("private")));
+    assert_eq!(
+        (settings["name"].as_str(), settings["visibility"].as_str()),
+        (Some("acme/app"), Some("private"))
+    );
     let changed = admin
-        .json(&["repo", "settings", "acme/app-build", "--immutable-tags", "true", "--immutable-tag-patterns", "v*,release-*"])
+        .json(&[
+            "repo",
+            "settings",
+            "acme/app-build",
+            "--immutable-tags",
+            "true",
+            "--immutable-tag-patterns",
+            "v*,release-*",
+        ])
         .await;
     assert_eq!(changed["immutable_tags"], true);
     assert_eq!(changed["immutable_tag_patterns"], json!(["v*", "release-*"]));
@@ -391,21 +561,39 @@ async fn round_trip(backend: &Backend) {
     assert_eq!(code, 0);
     assert!(out.contains("immutable_tags\ttrue"), "{out}");
     admin.exits(1, &["repo", "settings", "acme/nosuchrepo"]).await;
-    admin.exits(2, &["repo", "settings", "acme/app", "--pull-rule", "{not json"]).await;
+    admin
+        .exits(2, &["repo", "settings", "acme/app", "--pull-rule", "{not json"])
+        .await;
 
     // Bob: what his team may do, and refusals (1) for the rest.
     let bob = Person::new();
     let (code, _, err) = bob
-        .run(&["login", &host, "--tls-verify=false", "-u", "bob", "-p", BOB_PW], "", &[])
+        .run(
+            &["login", &host, "--tls-verify=false", "-u", "bob", "-p", BOB_PW],
+            "",
+            &[],
+        )
         .await;
     assert_eq!(code, 0, "{err}");
-    assert_eq!(bob.json(&["policy", "list", "acme/app-build"]).await.as_array().unwrap().len(), 2);
+    assert_eq!(
+        bob.json(&["policy", "list", "acme/app-build"])
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     let err = bob.exits(1, &["team", "create", "acme", "release"]).await;
     assert!(err.contains("HTTP 403"), "{err}");
-    bob.exits(1, &["repo", "settings", "acme/app-build", "--visibility", "public"]).await;
+    bob.exits(1, &["repo", "settings", "acme/app-build", "--visibility", "public"])
+        .await;
     bob.exits(1, &["policy", "apply", "acme/app-build", &passing_id]).await;
     let (code, out, _) = bob
-        .run(&["grant", "acme", "admin", "--account", "bob", "--format", "json"], "", &[])
+        .run(
+            &["grant", "acme", "admin", "--account", "bob", "--format", "json"],
+            "",
+            &[],
+        )
         .await;
     assert_eq!(code, 1);
     let refused: Value = serde_json::from_str(&out).expect("json format prints the server's error body");
@@ -413,7 +601,9 @@ async fn round_trip(backend: &Backend) {
 
     // Unreachable (PORTCULLIS_SERVER beats the login's server) is an error (2).
     let closed = format!("http://127.0.0.1:{}", free_port());
-    let (code, _, err) = bob.run(&["org", "show", "acme"], "", &[("PORTCULLIS_SERVER", &closed)]).await;
+    let (code, _, err) = bob
+        .run(&["org", "show", "acme"], "", &[("PORTCULLIS_SERVER", &closed)])
+        .await;
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cannot reach"), "{err}");
     let err = bob.exits(2, &["org", "show", "acme", "--server", &closed]).await;
@@ -425,7 +615,11 @@ async fn round_trip(backend: &Backend) {
     let entries = admin.auth_entries();
     assert!(entries["auths"].get(&host).is_none(), "{entries}");
     assert_eq!(entries["auths"]["other.example"]["auth"], "b3RoZXI6c2VjcmV0");
-    assert_eq!(token_flow("admin", secret.to_string()).await, 401, "the login's token is revoked");
+    assert_eq!(
+        token_flow("admin", secret.to_string()).await,
+        401,
+        "the login's token is revoked"
+    );
     // No default server now; with one named, not logged in is a refusal.
     admin.exits(2, &["org", "show", "acme"]).await;
     let err = admin.exits(1, &["org", "show", "acme", "--server", &base]).await;
@@ -485,7 +679,10 @@ async fn shared_with_skopeo(backend: &Backend) {
     write_npm_layout(&layout, "left-pad", "1.3.0");
     let src = format!("oci:{}:latest", layout.display());
     let dest = format!("docker://{host}/admin/app:1");
-    let (ok, _, err) = skopeo(&["copy", "--authfile", auth, "--dest-tls-verify=false", &src, &dest], "");
+    let (ok, _, err) = skopeo(
+        &["copy", "--authfile", auth, "--dest-tls-verify=false", &src, &dest],
+        "",
+    );
     assert!(ok, "skopeo pushes with the login's token: {err}");
     let (ok, out, err) = skopeo(&["inspect", "--authfile", auth, "--tls-verify=false", &dest], "");
     assert!(ok, "{err}");
@@ -496,7 +693,16 @@ async fn shared_with_skopeo(backend: &Backend) {
     let other = Person::new();
     let theirs = other.auth_file();
     let (ok, _, err) = skopeo(
-        &["login", "--authfile", theirs.to_str().unwrap(), "--tls-verify=false", "-u", "admin", "--password-stdin", &host],
+        &[
+            "login",
+            "--authfile",
+            theirs.to_str().unwrap(),
+            "--tls-verify=false",
+            "-u",
+            "admin",
+            "--password-stdin",
+            &host,
+        ],
         &format!("{ADMIN_PW}\n"),
     );
     assert!(ok, "{err}");
@@ -504,13 +710,18 @@ async fn shared_with_skopeo(backend: &Backend) {
     let settings = other.json(&["repo", "settings", "admin/app", "--server", &base]).await;
     assert_eq!(settings["name"], "admin/app");
     let tokens = other.json(&["token", "list", "--server", &base]).await;
-    assert!(tokens.as_array().unwrap().iter().any(|t| t["account"] == "admin"), "{tokens}");
+    assert!(
+        tokens.as_array().unwrap().iter().any(|t| t["account"] == "admin"),
+        "{tokens}"
+    );
     // A wrong password skopeo kept is a refusal.
     let (ok, _, err) = skopeo(&["logout", "--authfile", theirs.to_str().unwrap(), &host], "");
     assert!(ok, "{err}");
     let encoded = base64::engine::general_purpose::STANDARD.encode("admin:wrong-password-here");
     std::fs::write(&theirs, json!({"auths": {&host: {"auth": encoded}}}).to_string()).unwrap();
-    let err = other.exits(1, &["repo", "settings", "admin/app", "--server", &base]).await;
+    let err = other
+        .exits(1, &["repo", "settings", "admin/app", "--server", &base])
+        .await;
     assert!(err.contains("HTTP 401") && err.contains("was refused"), "{err}");
     drop(server);
 }

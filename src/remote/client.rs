@@ -91,7 +91,9 @@ impl Client {
             }
             None => {
                 let url = credentials::current_server()?.ok_or_else(|| {
-                    anyhow!("which server? give --server URL, set PORTCULLIS_SERVER, or run `portcullis login URL` first")
+                    anyhow!(
+                        "which server? give --server URL, set PORTCULLIS_SERVER, or run `portcullis login URL` first"
+                    )
                 })?;
                 parse_server(&url, false)?
             }
@@ -124,15 +126,9 @@ impl Client {
         if let Some(b) = &body {
             req = req.json(b);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| anyhow!("cannot reach {}: {}", self.base, error_chain(&e)))?;
+        let resp = req.send().await.map_err(|e| unreachable(&self.base, e, false))?;
         let status = resp.status();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| anyhow!("reading the answer of {}: {}", self.base, error_chain(&e)))?;
+        let text = resp.text().await.map_err(|e| unreachable(&self.base, e, false))?;
         let parsed: Option<Value> = serde_json::from_str(&text).ok();
         if status.is_success() {
             return Ok(parsed.unwrap_or(Value::Null));
@@ -143,10 +139,14 @@ impl Client {
             }
         }
         let message = server_message(parsed.as_ref(), &text);
-        let mut msg = format!("{method} {path}: HTTP {}: {message}", status.as_u16());
+        let shown = path.replace("%2F", "/");
+        let mut msg = format!("{method} {shown}: HTTP {}: {message}", status.as_u16());
         if status == StatusCode::UNAUTHORIZED {
             msg.push_str(&match &self.secret {
-                None => format!(" (not logged in to {}: run `portcullis login {}`)", self.host, self.base),
+                None => format!(
+                    " (not logged in to {}: run `portcullis login {}`)",
+                    self.host, self.base
+                ),
                 Some(_) => format!(
                     " (the credential stored for {} was refused: run `portcullis login {}` again)",
                     self.host, self.base
@@ -213,20 +213,15 @@ pub fn server_message(parsed: Option<&Value>, text: &str) -> String {
     }
 }
 
-/// An error and its causes, one after the other (reqwest's own text says
-/// only "error sending request").
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let t = s.to_string();
-        if !out.contains(&t) {
-            out.push_str(": ");
-            out.push_str(&t);
-        }
-        source = s.source();
+/// A request that got no answer: every cause, and what to do about a
+/// server that does not speak TLS (`login`: --tls-verify=false; other
+/// commands: its http:// URL).
+pub fn unreachable(base: &str, e: reqwest::Error, login: bool) -> anyhow::Error {
+    let mut text = portcullis_registry_client::explain(e);
+    if !login {
+        text = text.replace("pass --tls-verify=false", "give its URL as http://…");
     }
-    out
+    anyhow!("cannot reach {base}: {text}")
 }
 
 /// One path segment, percent-encoded (a repository name's `/` too, which

@@ -187,8 +187,12 @@ pub fn store(host: &str, user: &str, secret: &str) -> anyhow::Result<PathBuf> {
 /// Removes `host`'s entry from the auth file; whether there was one.
 pub fn remove(host: &str) -> anyhow::Result<bool> {
     let path = auth_file()?;
-    let Some(mut v) = read_json(&path)? else { return Ok(false) };
-    let Some(auths) = v["auths"].as_object_mut() else { return Ok(false) };
+    let Some(mut v) = read_json(&path)? else {
+        return Ok(false);
+    };
+    let Some(auths) = v["auths"].as_object_mut() else {
+        return Ok(false);
+    };
     let before = auths.len();
     auths.retain(|k, _| normalize_key(k) != host);
     if auths.len() == before {
@@ -231,7 +235,9 @@ pub fn remembered_url(given: &str) -> Option<String> {
 
 /// The token `login` made for `host`, to revoke at `logout`.
 pub fn login_token(host: &str) -> Option<String> {
-    read_state().ok()?["servers"][host]["token_id"].as_str().map(String::from)
+    read_state().ok()?["servers"][host]["token_id"]
+        .as_str()
+        .map(String::from)
 }
 
 /// Records a login: the server becomes the default.

@@ -115,14 +115,29 @@ pub async fn team(c: Client, command: TeamCommand) -> anyhow::Result<()> {
             c.print(&v, |v| format!("created team {}/{}", cell(&v["org"]), cell(&v["name"])))
         }
         TeamCommand::Add { org, team, account } => {
-            let path = format!("/api/v1/orgs/{}/teams/{}/members/{}", seg(&org), seg(&team), seg(&account));
+            let path = format!(
+                "/api/v1/orgs/{}/teams/{}/members/{}",
+                seg(&org),
+                seg(&team),
+                seg(&account)
+            );
             let v = c.put(&path, None).await?;
             c.print(&v, |v| {
-                format!("added {} to {}/{}", cell(&v["member"]), cell(&v["org"]), cell(&v["team"]))
+                format!(
+                    "added {} to {}/{}",
+                    cell(&v["member"]),
+                    cell(&v["org"]),
+                    cell(&v["team"])
+                )
             })
         }
         TeamCommand::Remove { org, team, account } => {
-            let path = format!("/api/v1/orgs/{}/teams/{}/members/{}", seg(&org), seg(&team), seg(&account));
+            let path = format!(
+                "/api/v1/orgs/{}/teams/{}/members/{}",
+                seg(&org),
+                seg(&team),
+                seg(&account)
+            );
             let v = c.delete(&path).await?;
             c.print(&v, |_| format!("removed {account} from {org}/{team}"))
         }
@@ -157,8 +172,15 @@ pub async fn grant(c: Client, a: GrantArgs) -> anyhow::Result<()> {
             Some(t) => format!("team {ns}/{t}"),
             None => cell(&v["account"]),
         };
-        let on = v["repository"].as_str().map(String::from).unwrap_or_else(|| format!("{ns} (namespace)"));
-        format!("granted {} on {on} to {who} (grant {})", cell(&v["role"]), cell(&v["id"]))
+        let on = v["repository"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| format!("{ns} (namespace)"));
+        format!(
+            "granted {} on {on} to {who} (grant {})",
+            cell(&v["role"]),
+            cell(&v["id"])
+        )
     })
 }
 

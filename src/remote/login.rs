@@ -57,7 +57,7 @@ fn read_line(prompt: &str) -> anyhow::Result<String> {
 /// Checks `user`/`secret` with the registry's own login (the token flow
 /// that skopeo and docker follow): Ok, [`Refused`] or an error.
 async fn check_login(http: &reqwest::Client, base: &str, user: &str, secret: &str) -> anyhow::Result<()> {
-    let cannot_reach = |e: reqwest::Error| anyhow!("cannot reach {base}: {}", client::error_chain(&e));
+    let cannot_reach = |e: reqwest::Error| client::unreachable(base, e, true);
     let r = http.get(format!("{base}/v2/")).send().await.map_err(cannot_reach)?;
     let challenge = r
         .headers()
@@ -111,10 +111,14 @@ pub async fn login(a: LoginArgs) -> anyhow::Result<()> {
         (Some(p), _) => p,
         (None, true) => {
             let mut all = String::new();
-            std::io::stdin().read_to_string(&mut all).context("reading standard input")?;
+            std::io::stdin()
+                .read_to_string(&mut all)
+                .context("reading standard input")?;
             all.trim_end_matches(['\r', '\n']).to_string()
         }
-        (None, false) => rpassword::prompt_password(format!("Password for {user}@{host}: ")).context("reading the password")?,
+        (None, false) => {
+            rpassword::prompt_password(format!("Password for {user}@{host}: ")).context("reading the password")?
+        }
     };
     if password.is_empty() {
         bail!("an empty password");
@@ -138,11 +142,14 @@ pub async fn login(a: LoginArgs) -> anyhow::Result<()> {
             format: Format::Text,
         };
         let body = json!({
-            "name": format!("portcullis login {}", chrono_free_now()),
+            "name": login_token_name(),
             "scopes": ["*:pull,push,delete"],
             "expires_in_days": a.token_days,
         });
-        match c.post(&format!("/api/v1/accounts/{}/tokens", client::seg(&user)), body).await {
+        match c
+            .post(&format!("/api/v1/accounts/{}/tokens", client::seg(&user)), body)
+            .await
+        {
             Ok(mut t) => {
                 let secret = t["token"]
                     .as_str()
@@ -155,9 +162,15 @@ pub async fn login(a: LoginArgs) -> anyhow::Result<()> {
                 (secret, id, t)
             }
             Err(e) if e.downcast_ref::<Refused>().is_some() && e.to_string().contains("HTTP 401") => {
-                return Err(Refused(format!("login to {base} as {user} refused: wrong user name or password")).into())
+                return Err(Refused(format!(
+                    "login to {base} as {user} refused: wrong user name or password"
+                ))
+                .into())
             }
-            Err(e) => return Err(e.context("making an API token for this login (--keep-password keeps the password instead)")),
+            Err(e) if e.to_string().starts_with("cannot reach") => return Err(e),
+            Err(e) => {
+                return Err(e.context("making an API token for this login (--keep-password keeps the password instead)"))
+            }
         }
     };
     // A token an earlier login made here is replaced: revoke it.
@@ -190,13 +203,17 @@ pub async fn login(a: LoginArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A label for the login token: the seconds since the epoch.
-fn chrono_free_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!("at {secs}")
+/// The login token's name: which machine's CLI holds it.
+fn login_token_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty());
+    match host {
+        Some(h) => format!("portcullis login on {h}"),
+        None => "portcullis login".into(),
+    }
 }
 
 async fn revoke(http: &reqwest::Client, base: &str, host: &str, s: &Secret, id: &str) -> anyhow::Result<Value> {
@@ -207,8 +224,12 @@ async fn revoke(http: &reqwest::Client, base: &str, host: &str, s: &Secret, id: 
         secret: Some(s.clone()),
         format: Format::Text,
     };
-    c.delete(&format!("/api/v1/accounts/{}/tokens/{}", client::seg(&s.user), client::seg(id)))
-        .await
+    c.delete(&format!(
+        "/api/v1/accounts/{}/tokens/{}",
+        client::seg(&s.user),
+        client::seg(id)
+    ))
+    .await
 }
 
 pub async fn logout(a: LogoutArgs) -> anyhow::Result<()> {

@@ -86,8 +86,16 @@ fn policy_text(p: &Value) -> String {
         cell(&p["repository"]),
         cell(&p["target"]),
         cell(&p["tag_template"]),
-        if p["enabled"] == json!(false) { "disabled" } else { "enabled" },
-        if rules.is_empty() { "(no rules)".to_string() } else { rules.join("; ") }
+        if p["enabled"] == json!(false) {
+            "disabled"
+        } else {
+            "enabled"
+        },
+        if rules.is_empty() {
+            "(no rules)".to_string()
+        } else {
+            rules.join("; ")
+        }
     )
 }
 
@@ -96,10 +104,7 @@ fn evaluation_text(e: &Value) -> String {
         "{} {}{}: {}",
         cell(&e["tag"]),
         cell(&e["digest"]),
-        e["target_tag"]
-            .as_str()
-            .map(|t| format!(" -> {t}"))
-            .unwrap_or_default(),
+        e["target_tag"].as_str().map(|t| format!(" -> {t}")).unwrap_or_default(),
         cell(&e["outcome"])
     );
     let detail = &e["detail"];
@@ -167,7 +172,10 @@ pub async fn run(c: Client, command: PolicyCommand) -> anyhow::Result<()> {
                     v
                 }
                 None => {
-                    let rules = rules.iter().map(|r| parse_rule(r)).collect::<anyhow::Result<Vec<_>>>()?;
+                    let rules = rules
+                        .iter()
+                        .map(|r| parse_rule(r))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
                     let mut b = json!({
                         "target": target, "tag_template": tag_template.unwrap_or_else(|| "%n".into()),
                         "enabled": !disabled, "rules": rules, "copy_referrers": !no_copy_referrers,

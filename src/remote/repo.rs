@@ -46,7 +46,10 @@ fn settings_text(v: &Value) -> String {
             .filter(|(_, ok)| **ok == json!(true))
             .map(|(k, _)| k.as_str())
             .collect();
-        out.push_str(&format!("\nyou may\tpull{}", allowed.iter().map(|a| format!(",{a}")).collect::<String>()));
+        out.push_str(&format!(
+            "\nyou may\tpull{}",
+            allowed.iter().map(|a| format!(",{a}")).collect::<String>()
+        ));
     }
     out
 }

@@ -76,17 +76,17 @@ fn hook_text(h: &Value) -> String {
         cell(&h["id"]),
         cell(&h["url"]),
         cell(&h["events"]),
-        if h["enabled"] == json!(false) { "disabled" } else { "enabled" }
+        if h["enabled"] == json!(false) {
+            "disabled"
+        } else {
+            "enabled"
+        }
     )
 }
 
 /// A random secret: 32 bytes from the system's generator, as hex.
 fn generated_secret() -> String {
-    format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 
 pub async fn run(c: Client, command: WebhookCommand) -> anyhow::Result<()> {
