@@ -22,17 +22,44 @@ const BOB_PW: &str = "cli-remote-bob-password";
 /// One person's environment: their own home, auth file and CLI state.
 struct Person {
     home: tempfile::TempDir,
+    /// The auth file is found through XDG_RUNTIME_DIR, not REGISTRY_AUTH_FILE.
+    runtime_dir: bool,
 }
 
 impl Person {
     fn new() -> Person {
         Person {
             home: tempfile::tempdir().unwrap(),
+            runtime_dir: false,
         }
     }
 
+    fn with_runtime_dir() -> Person {
+        let p = Person {
+            home: tempfile::tempdir().unwrap(),
+            runtime_dir: true,
+        };
+        std::fs::create_dir(p.runtime()).unwrap();
+        p
+    }
+
+    fn runtime(&self) -> PathBuf {
+        self.home.path().join("run")
+    }
+
     fn auth_file(&self) -> PathBuf {
-        self.home.path().join("auth.json")
+        match self.runtime_dir {
+            true => self.runtime().join("containers/auth.json"),
+            false => self.home.path().join("auth.json"),
+        }
+    }
+
+    /// The variables that say where this person's auth file is.
+    fn auth_env(&self) -> Vec<(&'static str, PathBuf)> {
+        match self.runtime_dir {
+            true => vec![("XDG_RUNTIME_DIR", self.runtime())],
+            false => vec![("REGISTRY_AUTH_FILE", self.auth_file())],
+        }
     }
 
     /// Runs `portcullis ARGS` as this person, `stdin` on its standard
@@ -43,10 +70,11 @@ impl Person {
             .args(args)
             .env_remove("PORTCULLIS_SERVER")
             .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("REGISTRY_AUTH_FILE")
             .env_remove("PORTCULLIS_WEBHOOK_SECRET")
             .env("HOME", self.home.path())
             .env("XDG_CONFIG_HOME", self.home.path().join("config"))
-            .env("REGISTRY_AUTH_FILE", self.auth_file())
+            .envs(self.auth_env())
             .envs(envs.iter().copied())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -641,10 +669,16 @@ async fn skopeo_and_portcullis_share_credentials() {
 }
 
 fn skopeo(args: &[&str], stdin: &str) -> (bool, String, String) {
+    skopeo_env(args, stdin, &[])
+}
+
+fn skopeo_env(args: &[&str], stdin: &str, envs: &[(&str, PathBuf)]) -> (bool, String, String) {
     use std::io::Write;
     let mut child = std::process::Command::new("skopeo")
         .args(args)
         .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
+        .envs(envs.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -723,5 +757,24 @@ async fn shared_with_skopeo(backend: &Backend) {
         .exits(1, &["repo", "settings", "admin/app", "--server", &base])
         .await;
     assert!(err.contains("HTTP 401") && err.contains("was refused"), "{err}");
+
+    // Without REGISTRY_AUTH_FILE both use $XDG_RUNTIME_DIR/containers/auth.json.
+    let runtime = Person::with_runtime_dir();
+    let (code, _, err) = runtime
+        .run(
+            &["login", &base, "-u", "admin", "--password-stdin"],
+            &format!("{ADMIN_PW}\n"),
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(runtime.auth_file().exists());
+    let (ok, out, err) = skopeo_env(&["login", "--get-login", &host], "", &runtime.auth_env());
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "admin");
+    let (ok, _, err) = skopeo_env(&["logout", &host], "", &runtime.auth_env());
+    assert!(ok, "skopeo logs out of our login: {err}");
+    let err = runtime.exits(1, &["repo", "settings", "admin/app"]).await;
+    assert!(err.contains("not logged in"), "{err}");
     drop(server);
 }

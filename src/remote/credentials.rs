@@ -4,8 +4,9 @@
 //! they are. Written to `REGISTRY_AUTH_FILE`, else
 //! `$XDG_RUNTIME_DIR/containers/auth.json`, else
 //! `~/.config/containers/auth.json`; read from the same file and, when
-//! `REGISTRY_AUTH_FILE` is not set, from `~/.config/containers/auth.json`
-//! and `~/.docker/config.json` after it, as skopeo reads them.
+//! `REGISTRY_AUTH_FILE` is not set, from the other files skopeo reads
+//! (`/run/containers/$UID/auth.json`, `$XDG_CONFIG_HOME/containers/auth.json`,
+//! `~/.config/containers/auth.json`, `~/.docker/config.json`).
 //!
 //! The auth file has no room for a URL scheme, so the CLI keeps its own
 //! small state next to it, `$XDG_CONFIG_HOME/portcullis/cli.json` (default
@@ -69,15 +70,29 @@ pub fn auth_file() -> anyhow::Result<PathBuf> {
     Ok(home()?.join(".config/containers/auth.json"))
 }
 
-/// The files a credential is looked up in, in order.
+/// The files a credential is looked up in, in order: the one `login`
+/// writes, then where containers-auth.json(5) has skopeo look (without
+/// `XDG_RUNTIME_DIR`, `skopeo login` writes `/run/containers/$UID/auth.json`).
 fn read_files() -> anyhow::Result<Vec<PathBuf>> {
     let mut files = vec![auth_file()?];
     if env_path("REGISTRY_AUTH_FILE").is_none() {
+        let mut more = Vec::new();
+        if env_path("XDG_RUNTIME_DIR").is_none() {
+            use std::os::unix::fs::MetadataExt;
+            if let Ok(me) = std::fs::metadata("/proc/self") {
+                more.push(PathBuf::from(format!("/run/containers/{}/auth.json", me.uid())));
+            }
+        }
+        if let Some(config) = env_path("XDG_CONFIG_HOME") {
+            more.push(config.join("containers/auth.json"));
+        }
         if let Ok(h) = home() {
-            for f in [h.join(".config/containers/auth.json"), h.join(".docker/config.json")] {
-                if !files.contains(&f) {
-                    files.push(f);
-                }
+            more.push(h.join(".config/containers/auth.json"));
+            more.push(h.join(".docker/config.json"));
+        }
+        for f in more {
+            if !files.contains(&f) {
+                files.push(f);
             }
         }
     }
