@@ -247,3 +247,77 @@ pub fn cell(v: &Value) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls() {
+        let table = [
+            (
+                "https://r.example:5000",
+                false,
+                Some(("https://r.example:5000", "r.example:5000")),
+            ),
+            (
+                "https://r.example:5000/",
+                false,
+                Some(("https://r.example:5000", "r.example:5000")),
+            ),
+            (
+                "r.example:5000",
+                false,
+                Some(("https://r.example:5000", "r.example:5000")),
+            ),
+            (
+                "r.example:5000",
+                true,
+                Some(("http://r.example:5000", "r.example:5000")),
+            ),
+            (
+                "http://127.0.0.1:5000",
+                false,
+                Some(("http://127.0.0.1:5000", "127.0.0.1:5000")),
+            ),
+            ("https://r.example", false, Some(("https://r.example", "r.example"))),
+            // The default port is not part of the name (as skopeo keys it).
+            ("https://r.example:443", false, Some(("https://r.example", "r.example"))),
+            ("http://[::1]:5000", false, Some(("http://[::1]:5000", "[::1]:5000"))),
+            ("https://r.example/acme", false, None),
+            ("ftp://r.example", false, None),
+            ("", false, None),
+        ];
+        for (given, plain, want) in table {
+            let got = parse_server(given, plain).ok();
+            let want = want.map(|(b, h)| (b.to_string(), h.to_string()));
+            assert_eq!(got, want, "{given:?} plain={plain}");
+        }
+    }
+
+    #[test]
+    fn refusals_and_errors() {
+        for code in [401, 403, 404, 409, 422, 429] {
+            assert!(is_refusal(StatusCode::from_u16(code).unwrap()), "{code}");
+        }
+        for code in [400, 405, 413, 500, 502, 503] {
+            assert!(!is_refusal(StatusCode::from_u16(code).unwrap()), "{code}");
+        }
+    }
+
+    #[test]
+    fn server_messages() {
+        let body = serde_json::json!({"errors": [{"code": "DENIED", "message": "you may not", "detail": null}]});
+        assert_eq!(server_message(Some(&body), ""), "DENIED: you may not");
+        assert_eq!(server_message(None, "  bad gateway \n"), "bad gateway");
+        assert_eq!(server_message(None, ""), "(no message)");
+    }
+
+    #[test]
+    fn path_segments() {
+        assert_eq!(seg("acme/app"), "acme%2Fapp");
+        assert_eq!(seg("acme+ci"), "acme+ci");
+        assert_eq!(seg("a b?c#d"), "a%20b%3Fc%23d");
+        assert_eq!(seg("sha256:ab"), "sha256:ab");
+    }
+}

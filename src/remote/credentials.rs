@@ -279,3 +279,43 @@ pub fn forget(host: &str) -> anyhow::Result<()> {
     }
     write_private(&state_file()?, &state)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_ids() {
+        assert_eq!(token_id("pct_0123456789abcdef_secret"), Some("0123456789abcdef"));
+        assert_eq!(token_id("pct_0123_"), None);
+        assert_eq!(token_id("a-password"), None);
+        assert_eq!(token_id("pct__x"), None);
+    }
+
+    #[test]
+    fn auth_keys() {
+        assert_eq!(normalize_key("r.example:5000"), "r.example:5000");
+        assert_eq!(normalize_key("https://r.example:5000/v1/"), "r.example:5000");
+        assert_eq!(normalize_key("http://r.example"), "r.example");
+        assert_eq!(normalize_key("r.example/acme"), "r.example");
+    }
+
+    #[test]
+    fn private_files_keep_their_mode_and_neighbours() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/containers/auth.json");
+        write_private(&path, &json!({"auths": {"a": {"auth": "x"}}})).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(read_json(&path).unwrap().unwrap()["auths"]["a"]["auth"], "x");
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+    }
+}

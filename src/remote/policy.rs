@@ -249,3 +249,36 @@ pub async fn run(c: Client, command: PolicyCommand) -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_rule;
+    use serde_json::json;
+
+    #[test]
+    fn rules_from_flags() {
+        let table = [
+            (
+                "vulnerability_critical lte 0",
+                json!({"field": "vulnerability_critical", "operator": "lte", "values": ["0"]}),
+            ),
+            (
+                "tag one_of 1, 2,3",
+                json!({"field": "tag", "operator": "one_of", "values": ["1", "2", "3"]}),
+            ),
+            (
+                "tag matches [0-9]*",
+                json!({"field": "tag", "operator": "matches", "values": ["[0-9]*"]}),
+            ),
+            (
+                r#"{"field": "package_name", "operator": "neq", "values": ["openssl"], "version": "< 3"}"#,
+                json!({"field": "package_name", "operator": "neq", "values": ["openssl"], "version": "< 3"}),
+            ),
+        ];
+        for (text, want) in table {
+            assert_eq!(parse_rule(text).unwrap(), want, "{text}");
+        }
+        assert!(parse_rule("tag").is_err());
+        assert!(parse_rule("{not json").is_err());
+    }
+}
