@@ -366,6 +366,28 @@ async fn round_trip(backend: &Backend) {
         }
     };
     assert_eq!(token_flow("acme+ci", robot_token.clone()).await, 200);
+    // A robot logs in with its token: kept as it is, and logout leaves it valid.
+    let ci = Person::new();
+    let (code, _, err) = ci
+        .run(
+            &["login", &base, "-u", "acme+ci", "--password-stdin"],
+            &format!("{robot_token}\n"),
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let kept = ci.auth_entries()["auths"][&host]["auth"].as_str().unwrap().to_string();
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD.decode(kept).unwrap(),
+        format!("acme+ci:{robot_token}").into_bytes()
+    );
+    // Its token reaches acme/app-build only.
+    let policies = ci.json(&["policy", "list", "acme/app-build"]).await;
+    assert_eq!(policies, json!([]));
+    let err = ci.exits(1, &["team", "list", "acme"]).await;
+    assert!(err.contains("HTTP 403"), "{err}");
+    assert!(ci.json(&["logout"]).await["revoked_token"].is_null());
+    assert_eq!(token_flow("acme+ci", robot_token.clone()).await, 200);
     admin
         .json(&["token", "revoke", &token_id, "--account", "acme+ci"])
         .await;
