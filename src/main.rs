@@ -470,29 +470,11 @@ async fn main() -> anyhow::Result<()> {
             if state.config.is_none() && state.data.is_none() && state.database.is_none() {
                 std::process::exit(remote::token(remote, command).await);
             }
-            // Offline, on the data directory.
-            if remote.server.is_some() {
-                eprintln!("Error: --server talks to a running server; --data, --database and --config work offline");
+            if let Err(e) = remote.offline() {
+                eprintln!("Error: {e}");
                 std::process::exit(2);
             }
-            if remote.format == remote::Format::Json {
-                eprintln!("Error: offline token commands print text; --format json is for a running server");
-                std::process::exit(2);
-            }
-            let meta = open_meta(&offline_settings(state)?).await?;
-            match command {
-                remote::TokenCommand::Create {
-                    account,
-                    name,
-                    scopes,
-                    days,
-                } => manage::token_create(&meta, &account, &name, &scopes, days).await?,
-                remote::TokenCommand::List { account } => {
-                    let account = account.context("offline, name the account: token list ACCOUNT --data DIR")?;
-                    manage::token_list(&meta, &account).await?
-                }
-                remote::TokenCommand::Revoke { id, account: _ } => manage::token_revoke(&meta, &id).await?,
-            }
+            manage::token(&open_meta(&offline_settings(state)?).await?, command).await?
         }
         Command::Audit { state, command } => {
             let meta = open_meta_to_read_audit(&offline_settings(state)?).await?;

@@ -36,6 +36,19 @@ pub struct Remote {
     pub format: Format,
 }
 
+impl Remote {
+    /// Checks that nothing asks for a server when a command runs offline.
+    pub fn offline(&self) -> anyhow::Result<()> {
+        if self.server.is_some() {
+            anyhow::bail!("--server talks to a running server; --data, --database and --config work offline");
+        }
+        if self.format == Format::Json {
+            anyhow::bail!("offline token commands print text; --format json is for a running server");
+        }
+        Ok(())
+    }
+}
+
 /// The commands that talk to a running server.
 #[derive(Subcommand)]
 pub enum RemoteCommand {
