@@ -472,6 +472,11 @@ async fn round_trip(backend: &Backend) {
         "{hooks}"
     );
     admin.exits(2, &["webhook", "list"]).await;
+    let ns_hooks = admin.json(&["webhook", "list", "--namespace", "acme"]).await;
+    assert!(
+        ns_hooks.as_array().unwrap().iter().all(|h| h["id"] != hook_id.as_str()),
+        "{ns_hooks}"
+    );
 
     // Bob (in team ci, which may write acme/app-build) pushes a build.
     push_image(&base, "bob", BOB_PW, "acme/app-build", "1").await;
