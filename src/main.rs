@@ -2,6 +2,7 @@
 
 mod db;
 mod manage;
+mod remote;
 mod scan;
 mod settings;
 mod signature;
@@ -80,12 +81,16 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Manage API tokens offline.
+    /// Manage API tokens: on a running server (`portcullis login` first),
+    /// or offline on the data directory when --data, --database or --config
+    /// is given.
     Token {
         #[command(flatten)]
         state: StateArgs,
+        #[command(flatten)]
+        remote: remote::Remote,
         #[command(subcommand)]
-        command: TokenCommand,
+        command: remote::TokenCommand,
     },
     /// Verify or export the audit trail.
     Audit {
@@ -122,6 +127,8 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    #[command(flatten)]
+    Remote(remote::RemoteCommand),
 }
 
 #[derive(Subcommand)]
@@ -193,28 +200,6 @@ enum UserCommand {
     List,
     /// Delete an account with its memberships, grants and tokens.
     Delete { name: String },
-}
-
-#[derive(Subcommand)]
-enum TokenCommand {
-    /// Create an API token for an account; printed once.
-    Create {
-        account: String,
-        #[arg(long)]
-        name: String,
-        /// What it may do: `acme/*:pull,push`, `acme/app:pull`, `*:pull`. Repeatable.
-        #[arg(long = "scope", required = true)]
-        scopes: Vec<String>,
-        /// Days until it expires.
-        #[arg(long, default_value_t = 90)]
-        days: u32,
-    },
-    List {
-        account: String,
-    },
-    Revoke {
-        id: String,
-    },
 }
 
 #[derive(Subcommand)]
@@ -481,18 +466,15 @@ async fn main() -> anyhow::Result<()> {
                 UserCommand::Delete { name } => manage::user_delete(&meta, &name).await?,
             }
         }
-        Command::Token { state, command } => {
-            let meta = open_meta(&offline_settings(state)?).await?;
-            match command {
-                TokenCommand::Create {
-                    account,
-                    name,
-                    scopes,
-                    days,
-                } => manage::token_create(&meta, &account, &name, &scopes, days).await?,
-                TokenCommand::List { account } => manage::token_list(&meta, &account).await?,
-                TokenCommand::Revoke { id } => manage::token_revoke(&meta, &id).await?,
+        Command::Token { state, remote, command } => {
+            if state.config.is_none() && state.data.is_none() && state.database.is_none() {
+                std::process::exit(remote::token(remote, command).await);
             }
+            if let Err(e) = remote.offline() {
+                eprintln!("Error: {e}");
+                std::process::exit(2);
+            }
+            manage::token(&open_meta(&offline_settings(state)?).await?, command).await?
         }
         Command::Audit { state, command } => {
             let meta = open_meta_to_read_audit(&offline_settings(state)?).await?;
@@ -538,6 +520,7 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(2);
             }
         },
+        Command::Remote(command) => std::process::exit(remote::run(command).await),
         Command::Db { state, command } => {
             let settings = offline_settings(state)?;
             match command {

@@ -161,6 +161,24 @@ pub async fn user_delete(meta: &Meta, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `portcullis token …` offline, on the database.
+pub async fn token(meta: &Meta, command: crate::remote::TokenCommand) -> anyhow::Result<()> {
+    use crate::remote::TokenCommand;
+    match command {
+        TokenCommand::Create {
+            account,
+            name,
+            scopes,
+            days,
+        } => token_create(meta, &account, &name, &scopes, days).await,
+        TokenCommand::List { account } => {
+            let account = account.context("offline, name the account: token list ACCOUNT --data DIR")?;
+            token_list(meta, &account).await
+        }
+        TokenCommand::Revoke { id, account: _ } => token_revoke(meta, &id).await,
+    }
+}
+
 pub async fn token_create(meta: &Meta, account: &str, name: &str, scopes: &[String], days: u32) -> anyhow::Result<()> {
     anyhow::ensure!(meta.account(account).await?.is_some(), "no such account: {account}");
     anyhow::ensure!((1..=366).contains(&days), "--days must be between 1 and 366");
