@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 
 ci=${CI:-false}
 need_apt=()
-for tool in skopeo umoci podman buildah runc newuidmap fuse-overlayfs busybox docker-registry wrk openssl curl pg_isready rpmbuild chromium chromedriver; do
+for tool in skopeo umoci jq podman buildah runc newuidmap fuse-overlayfs busybox docker-registry wrk openssl curl pg_isready rpmbuild chromium chromedriver; do
   command -v "$tool" >/dev/null 2>&1 || need_apt+=("$tool")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -15,7 +15,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       skopeo umoci podman buildah runc uidmap containers-storage fuse-overlayfs slirp4netns \
-      busybox-static docker-registry wrk openssl curl postgresql-client rpm chromium chromium-driver >/dev/null
+      busybox-static docker-registry wrk openssl curl jq postgresql-client rpm chromium chromium-driver >/dev/null
   elif [ "$ci" = true ]; then
     echo "test tools missing and not root: ${need_apt[*]}" >&2; exit 1
   fi

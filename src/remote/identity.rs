@@ -48,6 +48,11 @@ pub enum RobotCommand {
     List { namespace: String },
     /// Delete a robot account with its tokens and grants.
     Delete { namespace: String, name: String },
+    /// Give a robot account a server-side signing key (ECDSA P-256, made
+    /// and sealed by the server; only its public half leaves it), which
+    /// policies created with `--sign-as NS+NAME` sign with. Prints its
+    /// public half (PEM), as `cosign.pub` is written.
+    SigningKey { namespace: String, name: String },
 }
 
 /// `portcullis token …`: online unless --data, --database or --config is given.
@@ -213,6 +218,13 @@ pub async fn robot(c: Client, command: RobotCommand) -> anyhow::Result<()> {
             let path = format!("/api/v1/namespaces/{}/service-accounts/{}", seg(&namespace), seg(&name));
             let v = c.delete(&path).await?;
             c.print(&v, |_| format!("deleted robot account {name}"))
+        }
+        RobotCommand::SigningKey { namespace, name } => {
+            let short = name.strip_prefix(&format!("{namespace}+")).unwrap_or(&name);
+            let path = format!("/api/v1/accounts/{}/signing-key", seg(&format!("{namespace}+{short}")));
+            let v = c.post(&path, Value::Null).await?;
+            // Text: the PEM alone, for `portcullis robot signing-key acme ci > ci.pub`.
+            c.print(&v, |v| cell(&v["pem"]))
         }
     }
 }
