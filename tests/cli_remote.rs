@@ -285,6 +285,20 @@ async fn round_trip(backend: &Backend) {
     let robot = admin.json(&["robot", "create", "acme", "ci"]).await;
     assert_eq!(robot["name"], "acme+ci");
     assert_eq!(robot["kind"], "service");
+    // A server-side signing key for the robot: its public half, as PEM.
+    let (code, out, err) = admin.run(&["robot", "signing-key", "acme", "acme+ci"], "", &[]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("-----BEGIN PUBLIC KEY-----") && !out.contains("PRIVATE"),
+        "{out}"
+    );
+    let robots = admin.json(&["robot", "list", "acme"]).await;
+    assert!(
+        keys.as_array().unwrap().iter().any(|a| a["name"] == "acme+ci"),
+        "{keys}"
+    );
+    let err = admin.exits(1, &["robot", "signing-key", "acme", "nosuchrobot"]).await;
+    assert!(err.contains("no such account"), "{err}");
     let grant = admin.json(&["grant", "acme/app-build", "write", "--team", "ci"]).await;
     assert_eq!(
         (grant["repository"].as_str(), grant["team"].as_str()),
