@@ -294,8 +294,8 @@ async fn round_trip(backend: &Backend) {
     );
     let robots = admin.json(&["robot", "list", "acme"]).await;
     assert!(
-        keys.as_array().unwrap().iter().any(|a| a["name"] == "acme+ci"),
-        "{keys}"
+        robots.as_array().unwrap().iter().any(|a| a["name"] == "acme+ci"),
+        "{robots}"
     );
     let err = admin.exits(1, &["robot", "signing-key", "acme", "nosuchrobot"]).await;
     assert!(err.contains("no such account"), "{err}");

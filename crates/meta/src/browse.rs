@@ -219,7 +219,7 @@ mod tests {
             ("a\\b", "%a\\\\b%"),
         ];
         for (text, want) in table {
-            assert_eq!(super::name_filter(text), want, "{text}");
+            assert_eq!(crate::rows::name_filter(text), want, "{text}");
         }
     }
 }
