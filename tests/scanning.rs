@@ -405,3 +405,40 @@ async fn layers_read_at_once_merge_as_one_at_a_time_and_once_each() {
         assert_eq!(views[0].1, views[1].1, "{}", views[0].0);
     }
 }
+
+/// A database uploaded through the API is in the scanner's hands moments
+/// after the answer, not at the next poll: an image pushed right after is
+/// matched against it (README's tutorial uploads, then pushes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_database_is_loaded_at_once() {
+    for backend in backends() {
+        let s = TestServer::start_tuned(&backend, portcullis_server::Anonymous::None, |o| {
+            o.scan.db_poll = Duration::from_secs(3600);
+        })
+        .await;
+        let label = s.label();
+        // The watcher's first look (no database yet) has happened.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = s
+            .http
+            .post(s.url("/api/v1/vulndb?name=sample.osv.jsonl"))
+            .body(std::fs::read(SAMPLE).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{label}: {}", r.text().await.unwrap());
+        let generation = r.json::<Value>().await.unwrap()["generation"].clone();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = common::json_of(s.http.get(s.url("/api/v1/vulndb"))).await;
+            if v["status"]["loaded_generation"] == generation {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{label}: the scanner did not load the upload (poll is an hour): {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

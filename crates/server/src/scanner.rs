@@ -90,6 +90,9 @@ pub(crate) struct Scanner {
     /// A finished scan's re-match against a newer database failed: the
     /// database watcher re-matches everything again.
     rematch_again: std::sync::atomic::AtomicBool,
+    /// Wakes the database watcher before its next poll: this process
+    /// imported a new generation (an upload through the API).
+    db_changed: Arc<tokio::sync::Notify>,
 }
 
 impl Scanner {
@@ -102,7 +105,13 @@ impl Scanner {
             reading: Mutex::new(HashMap::new()),
             layers_read: std::sync::atomic::AtomicU64::new(0),
             rematch_again: std::sync::atomic::AtomicBool::new(false),
+            db_changed: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// A new generation was imported here: load it now, not at the next poll.
+    pub(crate) fn database_changed(&self) {
+        self.db_changed.notify_one();
     }
 
     pub(crate) fn enabled(&self) -> bool {
@@ -564,7 +573,8 @@ async fn watch_database(weak: Weak<Registry>) {
             }
         }
         let poll = reg.scanner.settings.db_poll;
+        let changed = reg.scanner.db_changed.clone();
         drop(reg);
-        tokio::time::sleep(poll).await;
+        let _ = tokio::time::timeout(poll, changed.notified()).await;
     }
 }

@@ -144,6 +144,7 @@ impl VulnDbUpload {
             report.kept.len()
         ));
         reg.meta.audit(&[ev]).await?;
+        reg.scanner.database_changed();
         serde_json::to_value(&report).map_err(|e| RegistryError::Internal(e.to_string()))
     }
 }
