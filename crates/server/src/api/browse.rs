@@ -90,6 +90,12 @@ pub(crate) async fn tag_list(reg: &Registry, who: &Who, name: &str, query: &str)
         tags.last().map(|t| t.name.clone())
     });
     let signed = signatures(reg, name.as_str(), &tags).await?;
+    let mut accessories = HashMap::new();
+    for t in &tags {
+        if let Some(a) = accessory(reg, name.as_str(), t).await? {
+            accessories.insert(t.name.clone(), a);
+        }
+    }
     let list: Vec<_> =
         tags.iter()
             .map(|t| {
@@ -104,6 +110,7 @@ pub(crate) async fn tag_list(reg: &Registry, who: &Who, name: &str, query: &str)
                     "artifact_type": t.artifact_type, "size": t.size, "pushed_at": t.pushed_at,
                     "pushed_by": t.pushed_by, "scan": scan, "promoted_from": promoted,
                     "referrers": t.referrers, "artifact": is_artifact(t),
+                    "accessory_of": accessories.get(&t.name),
                     "signed": signed.get(&t.digest).cloned().unwrap_or(json!({"status": "unsigned"})),
                 })
             })
@@ -112,6 +119,36 @@ pub(crate) async fn tag_list(reg: &Registry, who: &Who, name: &str, query: &str)
         StatusCode::OK,
         json!({"repository": name.as_str(), "tags": list, "next": next.flatten()}),
     ))
+}
+
+/// What a cosign accessory tag (`sha256-<hex>.sig`, `.att`, `.sbom`) is
+/// about: `{"digest", "kind"}` when the name says so and its manifest is
+/// an artifact (its layers signatures, attestations or SBOMs, as the gate
+/// judges them); an image tagged so is a tag like any other, so no one
+/// who may push can hide one under another image's row.
+async fn accessory(reg: &Registry, repo: &str, t: &TagDetail) -> Result<Option<serde_json::Value>, RegistryError> {
+    let Some((hex, kind)) = [(".sig", "signature"), (".att", "attestation"), (".sbom", "SBOM")]
+        .into_iter()
+        .find_map(|(suffix, kind)| Some((t.name.strip_prefix("sha256-")?.strip_suffix(suffix)?, kind)))
+    else {
+        return Ok(None);
+    };
+    let Ok(subject) = format!("sha256:{hex}").parse::<Digest>() else {
+        return Ok(None);
+    };
+    let Ok(digest) = t.digest.parse::<Digest>() else {
+        return Ok(None);
+    };
+    let Some(m) = reg
+        .meta
+        .get_manifest(repo, &portcullis_oci::Reference::Digest(digest))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let artifact = portcullis_oci::Manifest::parse(&m.content, Some(&m.media_type))
+        .is_ok_and(|m| m.kind() == portcullis_oci::ManifestKind::Artifact);
+    Ok(artifact.then(|| json!({"digest": subject.to_string(), "kind": kind})))
 }
 
 /// Not an image or index: a signature, SBOM or other artifact (a `.sig`

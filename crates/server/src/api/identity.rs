@@ -797,7 +797,15 @@ fn rule_json(stored: &str) -> serde_json::Value {
 /// every signer it names must exist now, and the rule is stamped with the
 /// time it was saved, so a signer that later takes a deleted one's name is
 /// not trusted (`pull.rs` `check_signed`).
-async fn pull_rule_text(reg: &Registry, rule: &portcullis_policy::PullRule) -> Result<String, RegistryError> {
+/// The rule to store, stamped `saved_at` now, unless it is the rule
+/// already stored (`stored`, JSON): then its stamp stays, so saving a
+/// settings form that did not change the rule does not make a signer
+/// re-created under an old name count again.
+async fn pull_rule_text(
+    reg: &Registry,
+    rule: &portcullis_policy::PullRule,
+    stored: &str,
+) -> Result<String, RegistryError> {
     rule.check_valid().map_err(|e| RegistryError::Invalid(e.to_string()))?;
     if rule.is_empty() {
         return Ok(String::new());
@@ -820,7 +828,16 @@ async fn pull_rule_text(reg: &Registry, rule: &portcullis_policy::PullRule) -> R
         }
     }
     let mut stamped = rule.clone();
-    stamped.saved_at = Some(portcullis_meta::now_ms());
+    let kept = serde_json::from_str::<portcullis_policy::PullRule>(stored)
+        .ok()
+        .filter(|old| {
+            portcullis_policy::PullRule {
+                saved_at: None,
+                ..old.clone()
+            } == *rule
+        })
+        .and_then(|old| old.saved_at);
+    stamped.saved_at = Some(kept.unwrap_or_else(portcullis_meta::now_ms));
     Ok(serde_json::to_string(&stamped).expect("json"))
 }
 
@@ -850,7 +867,7 @@ pub(crate) async fn repository_update(reg: &Registry, who: &Who, name: &str, bod
         ));
     }
     let pull_rule = match &s.pull_rule {
-        Some(rule) => Some(pull_rule_text(reg, rule).await?),
+        Some(rule) => Some(pull_rule_text(reg, rule, &reg.meta.pull_rules(name.as_str()).await?.0).await?),
         None => None,
     };
     if let Some(v) = &s.visibility {
@@ -955,7 +972,8 @@ pub(crate) async fn namespace_settings_update(
             .map_err(|e| RegistryError::Invalid(format!("promotion_only: {e}")))?;
     }
     let pull_rule = match &s.pull_rule {
-        Some(rule) => Some(pull_rule_text(&reg, rule).await?),
+        // The namespace's rule, through a name in it.
+        Some(rule) => Some(pull_rule_text(&reg, rule, &reg.meta.pull_rules(&format!("{ns}/-")).await?.1).await?),
         None => None,
     };
     if let Some(patterns) = &s.immutable_tag_patterns {

@@ -421,7 +421,7 @@ impl FromRequestParts<Arc<Registry>> for Who {
             .flatten()
         {
             Some((user, password)) => {
-                let p = crate::token::login(reg, &user, &password, addr.clone(), LoginRecord::FailuresOnly).await?;
+                let p = crate::token::login(reg, &user, &password, addr.clone(), LoginRecord::Occasionally).await?;
                 // A token sent as the password is named by its id already.
                 via = p.token_id.is_none().then_some("password");
                 Some(p)

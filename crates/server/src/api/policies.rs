@@ -198,6 +198,14 @@ pub(crate) async fn policy_apply(reg: &Registry, who: &Who, name: &str, id: &str
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
     let p = find(reg, name.as_str(), id).await?;
+    // The promotions it makes are recorded as the policy owner's; who
+    // asked for them is recorded here.
+    let ev = who
+        .actor
+        .event("policy.apply")
+        .repository(name.as_str())
+        .detail(id.to_string());
+    reg.meta.audit(&[ev]).await?;
     Ok(reply(StatusCode::OK, json!({"evaluations": applied(reg, &p).await?})))
 }
 

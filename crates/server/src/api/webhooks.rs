@@ -251,6 +251,12 @@ pub(crate) async fn webhook_test(State(reg): State<Arc<Registry>>, who: Who, Pat
     };
     let event = reg.event("PING", Some(&who.actor), about, json!({"hook_id": h.id}));
     let event_id = event.id.clone();
+    // A request the registry sends on the caller's word is on the trail.
+    let ev = who
+        .actor
+        .event("webhook.test")
+        .detail(format!("{} event {event_id}", h.id));
+    reg.meta.audit(&[ev]).await?;
     reg.meta.emit(&[event], Some(&h.id)).await?;
     reg.dispatcher.wake.notify_one();
     Ok(reply(StatusCode::ACCEPTED, json!({"event_id": event_id})))
