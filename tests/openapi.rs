@@ -29,10 +29,7 @@ fn operations(doc: &Value) -> BTreeSet<(String, String)> {
 async fn served(s: &TestServer) -> Value {
     let r = s.anon.get(s.url("/api/v1/openapi.json")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(
-        r.headers()["content-type"].to_str().unwrap(),
-        "application/json"
-    );
+    assert_eq!(r.headers()["content-type"].to_str().unwrap(), "application/json");
     r.json().await.unwrap()
 }
 
@@ -133,10 +130,12 @@ async fn every_documented_operation_is_routed() {
         let path: String = segments
             .iter()
             .enumerate()
-            .map(|(i, seg)| match seg.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-                Some(p) => sample(p, segments[i.saturating_sub(1)]),
-                None => seg,
-            })
+            .map(
+                |(i, seg)| match seg.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                    Some(p) => sample(p, segments[i.saturating_sub(1)]),
+                    None => seg,
+                },
+            )
             .collect::<Vec<_>>()
             .join("/");
         let r = s
@@ -223,7 +222,10 @@ async fn docs_api_md_documents_every_operation() {
     let missing: Vec<_> = documented.difference(&headed).collect();
     let extra: Vec<_> = headed.difference(&documented).collect();
     assert!(missing.is_empty(), "docs/api.md lacks {missing:?}");
-    assert!(extra.is_empty(), "docs/api.md names operations the API lacks: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "docs/api.md names operations the API lacks: {extra:?}"
+    );
 
     for ((method, template), body) in &sections {
         // The command: from `curl` to the end of its code block.
@@ -245,8 +247,7 @@ async fn docs_api_md_documents_every_operation() {
         let url = curl
             .split_whitespace()
             .map(|w| w.trim_matches(|c| c == '"' || c == '\''))
-            .filter(|w| w.starts_with("http://127.0.0.1:5000/"))
-            .last()
+            .rfind(|w| w.starts_with("http://127.0.0.1:5000/"))
             .unwrap_or_else(|| panic!("{method} {template}: no URL in {curl}"));
         let path = url.splitn(4, '/').nth(3).map(|p| format!("/{p}")).unwrap();
         let path = path.split('?').next().unwrap();

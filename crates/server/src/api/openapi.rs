@@ -163,9 +163,7 @@ impl Modify for Conventions {
             SecurityScheme::Http(
                 Http::builder()
                     .scheme(HttpAuthScheme::Basic)
-                    .description(Some(
-                        "A user's name and password: a login, throttled and audited",
-                    ))
+                    .description(Some("A user's name and password: a login, throttled and audited"))
                     .build(),
             ),
         );
@@ -220,12 +218,7 @@ pub(crate) fn document_json() -> &'static str {
     responses((status = 200, description = "The OpenAPI 3.1 document of the management API", body = serde_json::Value)),
 )]
 pub(crate) async fn openapi_json(_: axum::extract::State<Arc<crate::Registry>>) -> Response {
-    (
-        StatusCode::OK,
-        [("content-type", "application/json")],
-        document_json(),
-    )
-        .into_response()
+    (StatusCode::OK, [("content-type", "application/json")], document_json()).into_response()
 }
 
 #[cfg(test)]
@@ -313,7 +306,10 @@ mod tests {
                 assert_eq!(op["operationId"].as_str(), names.get(&key).map(String::as_str), "{key}");
                 assert!(op["tags"].as_array().is_some_and(|t| t.len() == 1), "{key}: one tag");
                 let responses = op["responses"].as_object().unwrap();
-                assert!(responses.keys().any(|s| s.starts_with('2')), "{key}: no success response");
+                assert!(
+                    responses.keys().any(|s| s.starts_with('2')),
+                    "{key}: no success response"
+                );
                 if path != PATH {
                     assert_eq!(
                         responses["default"]["content"]["application/json"]["schema"]["$ref"],

@@ -476,5 +476,8 @@ pub(crate) async fn webhook_redeliver(
         .await?
         .ok_or_else(|| RegistryError::Absent(format!("no delivery {delivery}")))?;
     reg.dispatcher.wake.notify_one();
-    Ok(reply(StatusCode::ACCEPTED, to_json(&DeliveryQueued { delivery_id: new })))
+    Ok(reply(
+        StatusCode::ACCEPTED,
+        to_json(&DeliveryQueued { delivery_id: new }),
+    ))
 }
