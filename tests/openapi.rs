@@ -258,7 +258,42 @@ async fn docs_api_md_documents_every_operation() {
             body.contains("```json") || body.contains("HTTP/1.1 "),
             "{method} {template}: no response excerpt"
         );
+        // A JSON body given inline names only fields the operation's
+        // request body has (the API refuses unknown ones).
+        if let Some(start) = curl.find(" -d '") {
+            let rest = &curl[start + 5..];
+            let json = &rest[..rest.find('\'').expect("a closing quote")];
+            let sent: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{method} {template}: {e}: {json}"));
+            let op = &doc["paths"][template.as_str()][method.to_lowercase()];
+            let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+            let fields = properties(&doc, schema);
+            for key in sent.as_object().expect("an object").keys() {
+                assert!(
+                    fields.contains(key),
+                    "{method} {template}: the example sends {key}, not in {fields:?}"
+                );
+            }
+        }
     }
+}
+
+/// The property names a schema (or the schema it refers to, or those it
+/// combines) allows.
+fn properties(doc: &Value, schema: &Value) -> BTreeSet<String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.rsplit('/').next().unwrap();
+        return properties(doc, &doc["components"]["schemas"][name]);
+    }
+    let mut out: BTreeSet<String> = schema["properties"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    for combined in ["allOf", "oneOf", "anyOf"] {
+        for s in schema[combined].as_array().into_iter().flatten() {
+            out.extend(properties(doc, s));
+        }
+    }
+    out
 }
 
 #[test]
