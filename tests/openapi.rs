@@ -314,3 +314,433 @@ fn repository_names_fit_their_template() {
     assert!(!fits(&t("/api/v1/users/{name}"), &t("/api/v1/users/a/b")));
     assert!(!fits(&t("/api/v1/users"), &t("/api/v1/orgs")));
 }
+
+/// Real answers of the operations match the document's response schemas
+/// strictly (no property the schema lacks, every required one there, each
+/// of its type), checked by the `jsonschema` package over the document's
+/// own schemas: the typed response structs and the ones that only
+/// describe a shape alike. On both databases: the bodies come from them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_match_their_schemas() {
+    if !validator_present() {
+        return;
+    }
+    for backend in common::backends() {
+        let s = TestServer::start(&backend).await;
+        let doc = served(&s).await;
+        let mut calls: Vec<Value> = Vec::new();
+        let call = |op: &'static str, method: Method, path: String, body: Value| {
+            let s = &s;
+            async move {
+                let (status, v) = common::call(s, method.clone(), &path, body).await;
+                assert!((200..300).contains(&status), "{method} {path}: {status} {v}");
+                (op, status, v)
+            }
+        };
+        let mut record = |(op, status, v): (&'static str, u16, Value)| {
+            calls.push(serde_json::json!([op, status, v.clone()]));
+            v
+        };
+        let (digest, _) = s.push_image("acme/app", "1", b"{\"os\":\"linux\"}", &[b"layer"]).await;
+        let post = Method::POST;
+        let get = Method::GET;
+        let put = Method::PUT;
+        record(
+            call(
+                "user_create",
+                post.clone(),
+                "/api/v1/users".into(),
+                serde_json::json!({"name": "bob", "password": "long-enough-password"}),
+            )
+            .await,
+        );
+        record(call("user_list", get.clone(), "/api/v1/users".into(), Value::Null).await);
+        record(call("user_get", get.clone(), "/api/v1/users/bob".into(), Value::Null).await);
+        record(
+            call(
+                "org_create",
+                post.clone(),
+                "/api/v1/orgs".into(),
+                serde_json::json!({"name": "acme"}),
+            )
+            .await,
+        );
+        record(
+            call(
+                "team_create",
+                post.clone(),
+                "/api/v1/orgs/acme/teams".into(),
+                serde_json::json!({"name": "release"}),
+            )
+            .await,
+        );
+        record(
+            call(
+                "member_add",
+                put.clone(),
+                "/api/v1/orgs/acme/teams/release/members/bob".into(),
+                Value::Null,
+            )
+            .await,
+        );
+        record(call("org_get", get.clone(), "/api/v1/orgs/acme".into(), Value::Null).await);
+        record(call("team_list", get.clone(), "/api/v1/orgs/acme/teams".into(), Value::Null).await);
+        record(
+            call(
+                "member_list",
+                get.clone(),
+                "/api/v1/orgs/acme/teams/release/members".into(),
+                Value::Null,
+            )
+            .await,
+        );
+        let pem = portcullis_sign::SigningKey::generate().unwrap().0.public.to_pem();
+        record(
+            call(
+                "key_add",
+                post.clone(),
+                "/api/v1/accounts/admin/keys".into(),
+                serde_json::json!({"name": "laptop", "pem": pem}),
+            )
+            .await,
+        );
+        record(
+            call(
+                "key_list",
+                get.clone(),
+                "/api/v1/accounts/admin/keys".into(),
+                Value::Null,
+            )
+            .await,
+        );
+        record(
+            call(
+                "team_keys",
+                get.clone(),
+                "/api/v1/orgs/acme/teams/owners/keys".into(),
+                Value::Null,
+            )
+            .await,
+        );
+        record(
+            call(
+                "grant_create",
+                post.clone(),
+                "/api/v1/namespaces/acme/grants".into(),
+                serde_json::json!({"team": "release", "repository": "acme/app", "role": "write"}),
+            )
+            .await,
+        );
+        record(
+            call(
+                "grant_list",
+                get.clone(),
+                "/api/v1/namespaces/acme/grants".into(),
+                Value::Null,
+            )
+            .await,
+        );
+        record(
+            call(
+                "namespace_settings_update",
+                put.clone(),
+                "/api/v1/namespaces/acme/settings".into(),
+                serde_json::json!({"immutable_tag_patterns": ["v*"], "promotion_only": ["release"]}),
+            )
+            .await,
+        );
+        record(
+            call(
+                "namespace_settings_get",
+                get.clone(),
+                "/api/v1/namespaces/acme/settings".into(),
+                Value::Null,
+            )
+            .await,
+        );
+        record(
+            call(
+                "service_account_create",
+                post.clone(),
+                "/api/v1/namespaces/acme/service-accounts".into(),
+                serde_json::json!({"name": "ci"}),
+            )
+            .await,
+        );
+        record(
+            call(
+                "service_account_list",
+                get.clone(),
+                "/api/v1/namespaces/acme/service-accounts".into(),
+                Value::Null,
+            )
+            .await,
+        );
+        record(
+            call(
+                "token_create",
+                post.clone(),
+                "/api/v1/accounts/acme+ci/tokens".into(),
+                serde_json::json!({"name": "build", "scopes": ["acme/app:pull,push"]}),
+            )
+            .await,
+        );
+        record(
+            call(
+                "token_list",
+                get.clone(),
+                "/api/v1/accounts/acme+ci/tokens".into(),
+                Value::Null,
+            )
+            .await,
+        );
+        record(
+            call(
+                "signing_key_create",
+                post.clone(),
+                "/api/v1/accounts/acme+ci/signing-key".into(),
+                Value::Null,
+            )
+            .await,
+        );
+        record(
+            call(
+                "signing_key_get",
+                get.clone(),
+                "/api/v1/accounts/acme+ci/signing-key".into(),
+                Value::Null,
+            )
+            .await,
+        );
+        record(call("repository_update", put.clone(), "/api/v1/repositories/acme/app".into(),
+            serde_json::json!({"scan_on_push": true, "pull_rule": {"deny_failed": true, "require_signed_by": {"teams": ["acme/release"]}}})).await);
+        record(
+            call(
+                "repository_get",
+                get.clone(),
+                "/api/v1/repositories/acme/app".into(),
+                Value::Null,
+            )
+            .await,
+        );
+        record(
+            call(
+                "repository_list",
+                get.clone(),
+                "/api/v1/repositories?q=acme".into(),
+                Value::Null,
+            )
+            .await,
+        );
+        record(
+            call(
+                "tag_list",
+                get.clone(),
+                "/api/v1/repositories/acme/app/tags".into(),
+                Value::Null,
+            )
+            .await,
+        );
+        record(
+            call(
+                "tag_get",
+                get.clone(),
+                "/api/v1/repositories/acme/app/tags/1".into(),
+                Value::Null,
+            )
+            .await,
+        );
+        record(
+            call(
+                "repository_history",
+                get.clone(),
+                "/api/v1/repositories/acme/app/history?days=3".into(),
+                Value::Null,
+            )
+            .await,
+        );
+        record(
+            call(
+                "referrer_list",
+                get.clone(),
+                format!("/api/v1/repositories/acme/app/referrers/{digest}"),
+                Value::Null,
+            )
+            .await,
+        );
+        let policy = record(
+            call(
+                "policy_create",
+                post.clone(),
+                "/api/v1/repositories/acme/app/policies".into(),
+                serde_json::json!({"target": "acme/other", "tag_template": "%n", "apply_existing": true,
+                               "rules": [{"field": "tag", "operator": "eq", "values": ["1"]}]}),
+            )
+            .await,
+        );
+        let policy = format!(
+            "/api/v1/repositories/acme/app/policies/{}",
+            policy["id"].as_str().unwrap()
+        );
+        record(
+            call(
+                "policy_list",
+                get.clone(),
+                "/api/v1/repositories/acme/app/policies".into(),
+                Value::Null,
+            )
+            .await,
+        );
+        record(call("policy_get", get.clone(), policy.clone(), Value::Null).await);
+        record(
+            call(
+                "policy_update",
+                put.clone(),
+                policy.clone(),
+                serde_json::json!({"target": "acme/other", "tag_template": "%n-x", "enabled": false}),
+            )
+            .await,
+        );
+        record(
+            call(
+                "policy_dry_run",
+                post.clone(),
+                format!("{policy}/dry-run"),
+                serde_json::json!({"tag": "1"}),
+            )
+            .await,
+        );
+        record(call("policy_apply", post.clone(), format!("{policy}/apply"), Value::Null).await);
+        record(
+            call(
+                "policy_evaluations",
+                get.clone(),
+                format!("{policy}/evaluations"),
+                Value::Null,
+            )
+            .await,
+        );
+        let hook = record(call("repository_webhook_create", post.clone(), "/api/v1/repositories/acme/app/webhooks".into(),
+            serde_json::json!({"url": "http://127.0.0.1:9/hook?token=x", "events": ["TAG_PUSH"], "secret": "a-long-webhook-secret",
+                               "headers": {"X-Team": "release"}})).await);
+        let hook = format!("/api/v1/webhooks/{}", hook["id"].as_str().unwrap());
+        record(call("namespace_webhook_create", post.clone(), "/api/v1/namespaces/acme/webhooks".into(),
+            serde_json::json!({"url": "http://127.0.0.1:9/ns", "events": ["SCAN_FAILED"], "secret": "a-long-webhook-secret"})).await);
+        record(
+            call(
+                "repository_webhooks",
+                get.clone(),
+                "/api/v1/repositories/acme/app/webhooks".into(),
+                Value::Null,
+            )
+            .await,
+        );
+        record(
+            call(
+                "namespace_webhooks",
+                get.clone(),
+                "/api/v1/namespaces/acme/webhooks".into(),
+                Value::Null,
+            )
+            .await,
+        );
+        record(
+            call(
+                "webhook_update",
+                put.clone(),
+                hook.clone(),
+                serde_json::json!({"enabled": true}),
+            )
+            .await,
+        );
+        record(call("webhook_get", get.clone(), hook.clone(), Value::Null).await);
+        record(call("webhook_test", post.clone(), format!("{hook}/test"), Value::Null).await);
+        // The test delivery is attempted (nothing listens on port 9).
+        let deliveries = loop {
+            let (_, _, v) = call(
+                "webhook_deliveries",
+                get.clone(),
+                format!("{hook}/deliveries"),
+                Value::Null,
+            )
+            .await;
+            let tried = v["deliveries"][0]["attempts"].as_array().is_some_and(|a| !a.is_empty());
+            if tried {
+                break v;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        record(("webhook_deliveries", 200, deliveries.clone()));
+        let delivery = deliveries["deliveries"][0]["id"].as_str().unwrap().to_string();
+        record(
+            call(
+                "webhook_redeliver",
+                post.clone(),
+                format!("{hook}/deliveries/{delivery}/redeliver"),
+                Value::Null,
+            )
+            .await,
+        );
+        record(
+            call(
+                "scan_get",
+                get.clone(),
+                format!("/api/v1/scans/{digest}?repository=acme/app"),
+                Value::Null,
+            )
+            .await,
+        );
+        record(call("scanner_status", get.clone(), "/api/v1/scanner".into(), Value::Null).await);
+        record(call("vulndb_status", get.clone(), "/api/v1/vulndb".into(), Value::Null).await);
+        record(
+            call(
+                "vulndb_sources_get",
+                get.clone(),
+                "/api/v1/vulndb/sources".into(),
+                Value::Null,
+            )
+            .await,
+        );
+        record(call("audit_list", get.clone(), "/api/v1/audit?limit=5".into(), Value::Null).await);
+        record(call("audit_verify", get.clone(), "/api/v1/audit/verify".into(), Value::Null).await);
+        record(
+            call(
+                "admission",
+                post.clone(),
+                "/api/v1/admission".into(),
+                serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "request": {"uid": "u1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                            "object": {"spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}),
+            )
+            .await,
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("doc.json"), serde_json::to_vec(&doc).unwrap()).unwrap();
+        std::fs::write(dir.path().join("calls.json"), serde_json::to_vec(&calls).unwrap()).unwrap();
+        let check = |calls: &str| {
+            Command::new("python3")
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/validate_openapi_responses.py"
+                ))
+                .arg(dir.path().join("doc.json"))
+                .arg(dir.path().join(calls))
+                .output()
+                .unwrap()
+        };
+        let out = check("calls.json");
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            s.label(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Strict indeed: a property the schema lacks is refused.
+        let mut extra = calls[0].clone();
+        extra[2]["nickname"] = "bobby".into();
+        std::fs::write(dir.path().join("extra.json"), serde_json::to_vec(&[extra]).unwrap()).unwrap();
+        assert!(!check("extra.json").status.success(), "an undocumented property passed");
+    }
+}
