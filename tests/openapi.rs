@@ -681,6 +681,61 @@ async fn responses_match_their_schemas() {
             )
             .await,
         );
+        // An image whose scan finishes (one empty layer), for the scan's views.
+        let (scanned, _) = s
+            .push_image("acme/app", "scanned", b"{\"os\":\"linux\"}", &[&[0u8; 1024]])
+            .await;
+        let scan = format!("/api/v1/scans/{scanned}");
+        let done = 'wait: {
+            for _ in 0..300 {
+                let (_, _, v) = call(
+                    "scan_get",
+                    get.clone(),
+                    format!("{scan}?repository=acme/app"),
+                    Value::Null,
+                )
+                .await;
+                if v["status"] == "done" {
+                    break 'wait v;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("the scan of {scanned} did not finish within 30 s");
+        };
+        record(("scan_get", 200, done));
+        for (op, view) in [
+            ("scan_layers", "layers"),
+            ("scan_components", "components"),
+            ("scan_vulnerabilities", "vulnerabilities"),
+        ] {
+            record(
+                call(
+                    op,
+                    get.clone(),
+                    format!("{scan}/{view}?repository=acme/app"),
+                    Value::Null,
+                )
+                .await,
+            );
+        }
+        record(
+            call(
+                "scan_request",
+                post.clone(),
+                format!("{scan}?repository=acme/app"),
+                Value::Null,
+            )
+            .await,
+        );
+        record(
+            call(
+                "vulndb_sources_set",
+                put.clone(),
+                "/api/v1/vulndb/sources".into(),
+                serde_json::json!({"sources": null}),
+            )
+            .await,
+        );
         record(
             call(
                 "scan_get",
@@ -730,6 +785,7 @@ async fn responses_match_their_schemas() {
                 .unwrap()
         };
         let out = check("calls.json");
+        eprintln!("{}: {}", s.label(), String::from_utf8_lossy(&out.stdout).trim());
         assert!(
             out.status.success(),
             "{}: {}{}",
