@@ -663,6 +663,7 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
             None,
         ),
         "audit_verify" => (Method::GET, "/api/v1/audit/verify".into(), None),
+        "openapi" => (Method::GET, "/api/v1/openapi.json".into(), None),
         "repository_list" => (Method::GET, "/api/v1/repositories?q=acme".into(), None),
         "tag_list" => (Method::GET, "/api/v1/repositories/acme/app/tags".into(), None),
         "repository_history" => (Method::GET, "/api/v1/repositories/acme/app/history?days=7".into(), None),
@@ -747,6 +748,9 @@ fn matrix() -> Vec<(&'static str, [u16; 13])> {
         ("healthz", [200; 13]),
         ("readyz", [200; 13]),
         ("metrics", [200; 13]),
+        // The API's description: no data, no credentials needed (bad ones
+        // are not even read).
+        ("openapi", [200; 13]),
         ("user_list", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("user_create", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
         ("user_get", [U, 200, D, D, D, D, D, U, U, U, U, 200, D]),
