@@ -29,6 +29,11 @@ if ! python3 -c 'import cyclonedx.validation.json, spdx_tools, lib4sbom, jsonsch
   echo "== installing SBOM validators (PyPI)"
   python3 -m pip install -q 'cyclonedx-python-lib[json-validation]' spdx-tools lib4sbom jsonschema || { [ "$ci" = true ] && exit 1; }
 fi
+# openapi-spec-validator checks the management API's OpenAPI document.
+if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
+  echo "== installing openapi-spec-validator (PyPI)"
+  python3 -m pip install -q openapi-spec-validator || { [ "$ci" = true ] && exit 1; }
+fi
 
 # Independent signature verifiers: sigstore-js (npm) for bundles; the
 # `sigstore` crate (a dev-dependency) builds against the system OpenSSL.

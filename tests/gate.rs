@@ -290,6 +290,32 @@ async fn rules_name_only_signers_that_exist_and_fail_closed_when_they_go() {
         let (st, text) = reader_pull(&s, "dev", "acme/app", "1").await;
         assert_eq!(st, 403, "{label}: a re-created team of the same name is trusted");
         assert!(text.contains("created after"), "{text}");
+        // Saving the settings with the rule unchanged (as the web UI's form
+        // does) keeps its stamp: the re-created team still does not count.
+        let (st, v) = call(
+            &s,
+            Method::PUT,
+            "/api/v1/repositories/acme/app",
+            json!({"scan_on_push": true, "pull_rule": {"require_signed_by": {"teams": ["ops/signers"]}}}),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        let (st, text) = reader_pull(&s, "dev", "acme/app", "1").await;
+        assert_eq!(st, 403, "{label}: re-saving the same rule trusted the re-created team");
+        assert!(text.contains("created after"), "{text}");
+        // A changed rule is a new decision, stamped now.
+        let (_, before) = call(&s, Method::GET, "/api/v1/repositories/acme/app", Value::Null).await;
+        let (st, v) = set_rule(
+            &s,
+            "/api/v1/repositories/acme/app",
+            json!({"require_signed_by": {"teams": ["ops/signers"]}, "deny_failed": true}),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        assert!(
+            v["pull_rule"]["saved_at"].as_i64() > before["pull_rule"]["saved_at"].as_i64(),
+            "{label}: {before} then {v}"
+        );
     }
 }
 

@@ -869,8 +869,24 @@ async fn repositories_named_like_api_routes_are_reachable() {
     }
 }
 
-/// Cosign's `sha256-<hex>.sig` and `.att` tags are shown under the image
-/// they name, not as tags, and the repository list does not count them.
+/// An artifact manifest (one layer of `layer_type`) tagged `tag` in `repo`.
+async fn push_artifact(s: &TestServer, repo: &str, tag: &str, layer_type: &str, layer: &[u8]) {
+    let config = s.push_blob(repo, b"{}").await;
+    let layer_digest = s.push_blob(repo, layer).await;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": 2},
+        "layers": [{"mediaType": layer_type, "digest": layer_digest.to_string(), "size": layer.len()}],
+    });
+    let r = s.put_manifest(repo, tag, serde_json::to_vec(&manifest).unwrap()).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+}
+
+/// Cosign's `sha256-<hex>.sig` and `.att` tags holding a signature or an
+/// attestation are shown under the image they name, not as tags, and the
+/// repository list does not count them. A runnable image tagged so stays a
+/// tag row: naming a tag cannot hide an image under another's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signature_tags_sit_under_their_image() {
     for backend in backends() {
@@ -882,14 +898,53 @@ async fn signature_tags_sit_under_their_image() {
         let hex = image.hex().to_string();
         let sig = format!("sha256-{hex}.sig");
         let att = format!("sha256-{hex}.att");
-        s.push_image("acme/app", &sig, b"{\"sig\":1}", &[b"signature layer"])
+        push_artifact(
+            &s,
+            "acme/app",
+            &sig,
+            "application/vnd.dev.cosign.simplesigning.v1+json",
+            b"{\"sig\":1}",
+        )
+        .await;
+        push_artifact(
+            &s,
+            "acme/app",
+            &att,
+            "application/vnd.dsse.envelope.v1+json",
+            b"{\"att\":1}",
+        )
+        .await;
+        // A runnable image named as v1's SBOM: a tag of its own.
+        let disguised = format!("sha256-{hex}.sbom");
+        s.push_image("acme/app", &disguised, b"{\"disguised\":1}", &[b"disguised layer"])
             .await;
-        s.push_image("acme/app", &att, b"{\"att\":1}", &[b"attestation layer"])
-            .await;
-        // Named like an accessory of an image that is not here: a tag.
+        // A signature of an image that is not here: a row of its own.
         let stray = format!("sha256-{}.sig", "0".repeat(64));
-        s.push_image("acme/app", &stray, b"{\"stray\":1}", &[b"stray layer"])
-            .await;
+        push_artifact(
+            &s,
+            "acme/app",
+            &stray,
+            "application/vnd.dev.cosign.simplesigning.v1+json",
+            b"{\"stray\":1}",
+        )
+        .await;
+
+        let (_, v) = call(&s, Method::GET, "/api/v1/repositories/acme/app/tags", Value::Null).await;
+        let of: Vec<(String, Value)> = view_items(&v["tags"])
+            .map(|t| (t["name"].as_str().unwrap().to_string(), t["accessory_of"].clone()))
+            .collect();
+        for (name, accessory) in &of {
+            let want = if *name == sig {
+                json!({"digest": image.to_string(), "kind": "signature"})
+            } else if *name == att {
+                json!({"digest": image.to_string(), "kind": "attestation"})
+            } else if *name == stray {
+                json!({"digest": format!("sha256:{}", "0".repeat(64)), "kind": "signature"})
+            } else {
+                Value::Null
+            };
+            assert_eq!(accessory, &want, "{label}: {name}");
+        }
 
         let (st, page, _) = b.get("/ui/repository?name=acme%2Fapp").await;
         assert_eq!(st, 200, "{label}");
@@ -898,7 +953,9 @@ async fn signature_tags_sit_under_their_image() {
             .skip(1)
             .map(|r| r.split('"').next().unwrap())
             .collect();
-        assert_eq!(rows, [stray.as_str(), "v1"], "{label}: {page}");
+        let mut want = vec![stray.as_str(), disguised.as_str(), "v1"];
+        want.sort();
+        assert_eq!(rows, want, "{label}: {page}");
         let v1_row = page
             .split("data-tag=\"v1\"")
             .nth(1)
@@ -912,9 +969,17 @@ async fn signature_tags_sit_under_their_image() {
                 "{label}: {tag} under v1: {v1_row}"
             );
         }
+        assert!(
+            !v1_row.contains(&disguised),
+            "{label}: the disguised image is not under v1"
+        );
         let (_, v) = call(&s, Method::GET, "/api/v1/repositories?q=acme", Value::Null).await;
-        // The count goes by name: accessory-named tags are not counted, even
-        // the stray one whose image is elsewhere.
+        // The count goes by name alone (the list does not read manifests):
+        // tags named like accessories are not counted.
         assert_eq!(v["repositories"][0]["tags"], 1, "{label}: only v1: {v}");
     }
+}
+
+fn view_items(v: &Value) -> impl Iterator<Item = &Value> {
+    v.as_array().into_iter().flatten()
 }

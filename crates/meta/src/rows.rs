@@ -57,3 +57,20 @@ pub(crate) fn severity_counts(r: &sqlx::any::AnyRow, first: usize) -> Result<Sev
         r.try_get(first + 4)?,
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_patterns_escape_their_own_characters() {
+        let table = [
+            ("", ""),
+            ("app", "%app%"),
+            ("a_b", "%a\\_b%"),
+            ("50%", "%50\\%%"),
+            ("a\\b", "%a\\\\b%"),
+        ];
+        for (text, want) in table {
+            assert_eq!(super::name_filter(text), want, "{text}");
+        }
+    }
+}

@@ -32,6 +32,7 @@ use crate::{PolicyError, TagTemplate};
 
 /// A rule as the API takes and shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub field: String,
@@ -45,6 +46,7 @@ pub struct Rule {
 
 /// A policy as the API takes and shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PromotionPolicy {
     pub target: String,

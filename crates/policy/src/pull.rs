@@ -16,6 +16,7 @@ use crate::PolicyError;
 pub const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "unknown"];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PullRule {
     /// Refuse images with findings of this severity or worse.
@@ -48,6 +49,7 @@ pub struct PullRule {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignedBy {
     #[serde(default)]

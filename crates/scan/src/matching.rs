@@ -317,6 +317,7 @@ impl AdvisoryStore for VulnIndex {
 
 /// One vulnerability in one component, with every id it goes by.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Finding {
     /// The first advisory's own id, then its aliases and those of any
     /// advisory merged into this finding for naming the same vulnerability.

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 /// Ordered so that `max()` is the worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Severity {
     Unknown,
     Low,

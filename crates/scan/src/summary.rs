@@ -31,6 +31,7 @@ pub fn counts_json(counts: [usize; 5]) -> serde_json::Value {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LayerSummary {
     pub digest: String,
     /// Components this layer introduced.

@@ -185,10 +185,19 @@ pub(crate) struct Access {
     /// once per TTL, forgotten when its settings change here.
     public_repos: crate::cache::TtlMap<bool>,
     pub throttle: Mutex<LoginThrottle>,
+    /// (account, address) pairs whose Basic login on the management API
+    /// was recorded lately: the next ones within `LOGIN_RECORD_EVERY` ride
+    /// on their actions' records (`via: password`), so `curl -u` in a loop
+    /// leaves one `login` record, not one per request.
+    pub(crate) recent_logins: crate::cache::TtlMap<()>,
     /// Password hashes computed at once: each argon2id check takes 19 MiB
     /// and most of a core, so a flood waits here instead of exhausting both.
     pub hashing: tokio::sync::Semaphore,
 }
+
+/// How often a Basic login on the management API from one address is
+/// recorded in its own right (see `Access::recent_logins`).
+pub(crate) const LOGIN_RECORD_EVERY: Duration = Duration::from_secs(15 * 60);
 
 impl Access {
     pub fn new(settings: AccessSettings, public_ttl: Duration) -> std::io::Result<Access> {
@@ -202,6 +211,7 @@ impl Access {
             public_repos: crate::cache::TtlMap::new(public_ttl),
             settings,
             throttle: Mutex::new(LoginThrottle::new(5, Duration::from_secs(60))),
+            recent_logins: crate::cache::TtlMap::new(LOGIN_RECORD_EVERY),
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8),
             ),

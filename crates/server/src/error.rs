@@ -114,8 +114,16 @@ impl IntoResponse for RegistryError {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        let body = serde_json::json!({"errors": [{"code": code, "message": self.to_string(), "detail": null}]});
-        let mut resp = (status, [("content-type", "application/json")], body.to_string()).into_response();
+        let body = ErrorBody {
+            errors: vec![ErrorEntry {
+                code: code.to_string(),
+                message: self.to_string(),
+                detail: None,
+            }],
+        };
+        // Through a `Value`, whose keys are sorted, as the body always was.
+        let body = serde_json::to_value(&body).expect("json").to_string();
+        let mut resp = (status, [("content-type", "application/json")], body).into_response();
         if let RegistryError::RangeNotSatisfiable { location, size, .. } = &self {
             let h = resp.headers_mut();
             if let Some(loc) = location.as_deref().and_then(|l| HeaderValue::from_str(l).ok()) {
@@ -137,6 +145,27 @@ impl IntoResponse for RegistryError {
         }
         resp
     }
+}
+
+/// The body of every refusal, the distribution spec's error format.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// One entry.
+    pub errors: Vec<ErrorEntry>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorEntry {
+    /// `UNAUTHORIZED` (401), `DENIED` (403), `INVALID` (400), `NOT_FOUND`
+    /// (404), `CONFLICT` (409), `TOOMANYREQUESTS` (429, with
+    /// `Retry-After`), `UNKNOWN` (500), or a distribution spec code
+    /// (`NAME_INVALID`, `DIGEST_INVALID`, `TAG_INVALID`, …).
+    #[schema(example = "INVALID")]
+    pub code: String,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// Always `null` here.
+    pub detail: Option<serde_json::Value>,
 }
 
 /// Marks a 401 whose `WWW-Authenticate` challenge the outer middleware adds

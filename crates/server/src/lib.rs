@@ -19,15 +19,10 @@ mod metrics;
 mod ops;
 mod promotion;
 mod pull;
-mod pull_audit;
 mod reach;
 pub mod route;
-mod vulndb_pull;
-mod vulndb_update;
-mod vulndb_upload;
-pub use vulndb_pull::PullSettings;
-pub use vulndb_update::UpdateSettings;
-pub use vulndb_upload::VulnDbUpload;
+mod vulndb;
+pub use vulndb::{PullSettings, UpdateSettings, VulnDbUpload};
 mod scanner;
 mod serve;
 mod signing;
@@ -71,14 +66,14 @@ pub struct Registry {
     pub metrics: Metrics,
     manifests: cache::ManifestCache,
     access: Access,
-    pull_audit: Arc<pull_audit::PullAuditQueue>,
+    pull_audit: Arc<pull::audit::PullAuditQueue>,
     /// Served over HTTPS: token realms say `https`.
     tls: bool,
     scanner: scanner::Scanner,
     /// Keeps the vulnerability database current (`vulndb_update.rs`).
-    updater: vulndb_update::Updater,
+    updater: vulndb::update::Updater,
     /// Or pulls it, signed, from a registry (`vulndb_pull.rs`).
-    puller: vulndb_pull::PullSettings,
+    puller: vulndb::pull::PullSettings,
     /// Pull rules per repository, read at most once per TTL (a cache; a
     /// change made here clears it at once).
     pull_rules: pull::PullRuleCache,
@@ -124,7 +119,7 @@ impl Registry {
             None => keys::load_or_create_kek(&options.access.key_dir)?,
         };
         let metrics = Metrics::new();
-        let pull_audit = Arc::new(pull_audit::PullAuditQueue::new(
+        let pull_audit = Arc::new(pull::audit::PullAuditQueue::new(
             options.access.pull_audit_queue,
             metrics.pull_audit_depth.clone(),
         ));
@@ -136,7 +131,7 @@ impl Registry {
             pull_audit: pull_audit.clone(),
             access: Access::new(options.access, options.manifest_cache_ttl)?,
             tls: options.tls,
-            updater: vulndb_update::Updater::new(options.scan.updates.clone()),
+            updater: vulndb::update::Updater::new(options.scan.updates.clone()),
             puller: options.scan.pull.clone(),
             scanner: scanner::Scanner::new(options.scan),
             pull_rules: pull::PullRuleCache::new(options.manifest_cache_ttl),
@@ -146,14 +141,14 @@ impl Registry {
             promoting: tokio::sync::Mutex::new(()),
             key_imports: Arc::new(tokio::sync::Semaphore::new(signing::KEY_IMPORTS_AT_ONCE)),
         });
-        tokio::spawn(pull_audit::writer(Arc::downgrade(&registry), pull_audit));
+        tokio::spawn(pull::audit::writer(Arc::downgrade(&registry), pull_audit));
         if options.background {
             scanner::Scanner::start(&registry);
             tokio::spawn(webhooks::dispatch(Arc::downgrade(&registry)));
             tokio::spawn(Registry::retry_failed_signings(Arc::downgrade(&registry)));
-            tokio::spawn(vulndb_update::run(Arc::downgrade(&registry)));
+            tokio::spawn(vulndb::update::run(Arc::downgrade(&registry)));
             if registry.pulls_vulndb() {
-                tokio::spawn(vulndb_pull::run(Arc::downgrade(&registry)));
+                tokio::spawn(vulndb::pull::run(Arc::downgrade(&registry)));
             }
         }
         Ok(registry)

@@ -198,7 +198,9 @@ async fn issue(
         // see it was asked for and refused, and fall back instead of
         // challenging again.
         if granted.is_empty() {
-            if scope.kind == "repository" {
+            // Only a valid repository name (at most 255 bytes): an anonymous
+            // caller must not grow tokens with made-up names.
+            if scope.kind == "repository" && scope.name.parse::<portcullis_oci::RepositoryName>().is_ok() {
                 access.push(AccessEntry {
                     kind: scope.kind.clone(),
                     name: scope.name.clone(),
@@ -264,9 +266,11 @@ async fn refresh_token(reg: &Registry, p: &Principal, addr: Option<String>) -> R
 pub(crate) enum LoginRecord {
     /// Every attempt: token issuance, UI sign-in, password changes.
     All,
-    /// Failures (and a success that reports refused attempts): a Basic
-    /// login per API request, whose success the action's record carries.
-    FailuresOnly,
+    /// Failures, a success that reports refused attempts, and the first
+    /// success per account and address in `LOGIN_RECORD_EVERY`: a Basic
+    /// login per API request, whose later successes the actions' records
+    /// carry (`via: password`).
+    Occasionally,
 }
 
 /// Checks a password or API token for `user`; every failure is audited
@@ -347,7 +351,24 @@ pub(crate) async fn login(
     }
     match outcome {
         Ok(p) => {
-            if record == LoginRecord::All || !notes.is_empty() {
+            let first_lately = || {
+                let key = format!("{user}\n{address}");
+                // Not refreshed while seen: one record per window, not
+                // none for as long as the requests keep coming.
+                let seen = reg.access.recent_logins.get(&key).is_some();
+                if !seen {
+                    reg.access.recent_logins.put(&key, ());
+                }
+                !seen
+            };
+            if record == LoginRecord::All || !notes.is_empty() || first_lately() {
+                if record == LoginRecord::Occasionally {
+                    notes.push(format!(
+                        "Basic login on the management API; more from this address within {} minutes are \
+                         carried on their actions' records (via: password)",
+                        crate::access::LOGIN_RECORD_EVERY.as_secs() / 60
+                    ));
+                }
                 ev.detail = (!notes.is_empty()).then(|| notes.join("; "));
                 reg.meta.audit(&[ev]).await?;
             }

@@ -721,6 +721,32 @@ mod tests {
         assert!(op_call("user_delete", &form(&[])).is_err(), "only the listed ops");
     }
 
+    /// Every field a pull rule has survives the form: built without
+    /// `..Default::default()`, so a field added to `PullRule` fails to
+    /// compile here until the form carries it (a settings save must never
+    /// drop part of a rule).
+    #[test]
+    fn every_pull_rule_field_round_trips_through_the_form() {
+        let full = portcullis_policy::PullRule {
+            deny_severity: Some("high".into()),
+            unknown_as: Some("medium".into()),
+            deny_unscanned: true,
+            deny_failed: true,
+            require_signed_by: Some(portcullis_policy::SignedBy {
+                teams: vec!["ci/gitlab".into()],
+                accounts: vec!["ci+release".into()],
+                match_reference: true,
+            }),
+            max_database_age: Some("2d".into()),
+            // Stamped by the registry, never sent by the form.
+            saved_at: None,
+        };
+        let rule = serde_json::to_value(&full).unwrap();
+        let (_, _, body) = op_call("repository_update", &pull_rule_form_fields(&PullRuleForm::of(&rule))).unwrap();
+        let back: portcullis_policy::PullRule = serde_json::from_value(body["pull_rule"].clone()).unwrap();
+        assert_eq!(back, full);
+    }
+
     /// The settings form's pull-rule fields are the rule the API takes.
     #[test]
     fn pull_rule_form_table() {

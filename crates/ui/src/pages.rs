@@ -152,33 +152,26 @@ pub struct TagRow {
     /// Cosign's `sha256-<hex>.sig|.att|.sbom` tags about this image: shown
     /// under it, not as tags of their own.
     accessories: Vec<Accessory>,
+    /// For an accessory tag: the image it is about, and what it is.
+    accessory_of: Option<(String, String)>,
 }
 
 pub struct Accessory {
     /// `signature`, `attestation` or `SBOM`.
-    kind: &'static str,
+    kind: String,
     tag: String,
     digest: String,
 }
 
-/// The image digest and kind a cosign accessory tag names
-/// (`sha256-<hex>.sig` → `sha256:<hex>`, `signature`).
-fn accessory_of(tag: &str) -> Option<(String, &'static str)> {
-    let (hex, kind) = [(".sig", "signature"), (".att", "attestation"), (".sbom", "SBOM")]
-        .into_iter()
-        .find_map(|(suffix, kind)| Some((tag.strip_prefix("sha256-")?.strip_suffix(suffix)?, kind)))?;
-    let hex_ok = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    hex_ok.then(|| (format!("sha256:{hex}"), kind))
-}
-
-/// Moves each accessory tag under the row of the image it names, when that
-/// image is on the page; the others stay rows (their image is elsewhere).
+/// Moves each accessory tag (the API's `accessory_of`: named for an image
+/// and holding a signature, attestation or SBOM) under the row of the
+/// image it is about, when that image is on the page; the others stay rows.
 fn group_accessories(rows: Vec<TagRow>) -> Vec<TagRow> {
     let (accessories, mut images): (Vec<TagRow>, Vec<TagRow>) =
-        rows.into_iter().partition(|r| accessory_of(&r.name).is_some());
+        rows.into_iter().partition(|r| r.accessory_of.is_some());
     let mut orphans = Vec::new();
-    for a in accessories {
-        let (subject, kind) = accessory_of(&a.name).expect("partitioned on it");
+    for mut a in accessories {
+        let (subject, kind) = a.accessory_of.take().expect("partitioned on it");
         match images.iter_mut().find(|r| r.digest == subject) {
             Some(image) => image.accessories.push(Accessory {
                 kind,
@@ -245,6 +238,7 @@ pub async fn repository(who: SignedIn, Query(p): Query<RepoQuery>) -> Page {
                 unverified_signature: t["signed"]["status"] == "unverified",
                 artifact: t["artifact"] == true,
                 accessories: Vec::new(),
+                accessory_of: t["accessory_of"].as_object().map(|a| (s(&a["digest"]), s(&a["kind"]))),
             }
         })
         .collect();
@@ -1129,6 +1123,9 @@ pub struct AuditRow {
     seq: i64,
     at: String,
     actor: String,
+    /// How the actor proved who they were and from where: `password`,
+    /// `token <id>`, `from <address>`.
+    how: String,
     action: String,
     repository: String,
     result: String,
@@ -1178,6 +1175,15 @@ pub async fn audit(who: SignedIn, Query(f): Query<AuditFilter>) -> Page {
             seq: r["seq"].as_i64().unwrap_or(0),
             at: view::time_of(&r["at"]),
             actor: s(&r["actor"]),
+            how: [
+                r["via"].as_str().map(str::to_string),
+                r["token_id"].as_str().map(|t| format!("token {t}")),
+                r["address"].as_str().map(|a| format!("from {a}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" "),
             action: s(&r["action"]),
             repository: s(&r["repository"]),
             result: s(&r["result"]),

@@ -22,6 +22,7 @@ use portcullis_auth::Actions;
 use portcullis_oci::{Digest, Reference};
 use portcullis_policy::{admission_request, parse_image};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::{json_body, reply, ApiResult, Who};
 use crate::access::Need;
@@ -35,6 +36,29 @@ pub(crate) const DEADLINE: Duration = Duration::from_secs(8);
 /// Reviews judged at once; others wait (within their deadline).
 static REVIEWS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
+/// A Kubernetes `AdmissionReview`. It is Kubernetes's and grows fields,
+/// so unknown ones are accepted.
+#[derive(ToSchema)]
+#[allow(dead_code, non_snake_case)]
+pub(crate) struct AdmissionReview {
+    /// `admission.k8s.io/v1`.
+    apiVersion: String,
+    /// `AdmissionReview`.
+    kind: String,
+    /// In a review sent: the object (`uid`, `kind`, `object`, …).
+    request: Option<serde_json::Value>,
+    /// In the answer: `uid`, `allowed`, and `status` (`code` 403,
+    /// `message`) when denied.
+    response: Option<serde_json::Value>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/admission",
+    tag = "admission",
+    request_body(content = AdmissionReview, description = "A Kubernetes `AdmissionReview` (admission.k8s.io/v1) of a pod, its `ephemeralcontainers`, or a workload with a pod template"),
+    responses((status = 200, description = "The review answered: `response.allowed`, and why not in `response.status.message`", body = AdmissionReview)),
+)]
 pub(crate) async fn admission(State(reg): State<Arc<Registry>>, who: Who, body: Bytes) -> ApiResult {
     who.need(&reg, Need::Authenticated).await?;
     let review: serde_json::Value = json_body(&body)?;

@@ -14,6 +14,7 @@ use portcullis_oci::Digest;
 use portcullis_sign::PublicKey;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use super::identity::repo_name;
 use super::{reply, ApiResult, Who};
@@ -24,13 +25,122 @@ use crate::{Registry, RegistryError};
 /// How many rows one page holds at most.
 const MAX_PAGE: i64 = 1000;
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
-    /// Only names containing this text.
+    /// Only names containing this text (repositories only).
     #[serde(default)]
     q: String,
+    /// The previous page's `next`.
     after: Option<String>,
+    /// Rows per page: 1 to 1000, default 100.
     limit: Option<i64>,
+}
+
+/// A page of repositories.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct RepositoryPage {
+    repositories: Vec<RepositorySummaryView>,
+    /// The `after` of the next page; `null` on the last one.
+    next: Option<String>,
+}
+
+/// A repository in a list.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct RepositorySummaryView {
+    name: String,
+    /// `public` or `private`.
+    visibility: String,
+    /// How many tags it has.
+    tags: i64,
+    /// When a manifest was last pushed.
+    last_push: Option<i64>,
+    /// How many of its tagged images have a finished scan.
+    scanned: i64,
+    /// Bytes of its blobs.
+    size: i64,
+    /// The findings of its worst tagged image.
+    worst: crate::api::openapi::SeverityCounts,
+}
+
+/// A page of a repository's tags.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct TagPage {
+    repository: String,
+    tags: Vec<TagSummaryView>,
+    /// The `after` of the next page; `null` on the last one.
+    next: Option<String>,
+}
+
+/// A tag and what is known of its image.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct TagSummaryView {
+    name: String,
+    digest: String,
+    media_type: String,
+    artifact_type: Option<String>,
+    size: i64,
+    pushed_at: i64,
+    pushed_by: Option<String>,
+    /// `null` when it was never scanned.
+    scan: Option<TagScanView>,
+    promoted_from: Option<PromotedFromView>,
+    /// How many referrers (signatures, SBOMs, attestations) it has.
+    referrers: i64,
+    /// A signature, SBOM or other artifact rather than an image.
+    artifact: bool,
+    /// For cosign's `sha256-<hex>.sig`, `.att` or `.sbom` tag holding a
+    /// signature, attestation or SBOM: the image it is about; else `null`.
+    accessory_of: Option<AccessoryView>,
+    signed: SignedView,
+}
+
+/// What a cosign accessory tag is about.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct AccessoryView {
+    /// The image's digest.
+    digest: String,
+    /// `signature`, `attestation` or `SBOM`.
+    kind: String,
+}
+
+/// A tag's scan.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct TagScanView {
+    /// `queued`, `scanning`, `done` or `failed`.
+    status: String,
+    /// Matched against the vulnerability database in force.
+    matched: bool,
+    counts: crate::api::openapi::SeverityCounts,
+}
+
+/// Where a promotion brought an image from.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct PromotedFromView {
+    repository: String,
+    tag: Option<String>,
+    policy_id: String,
+    at: i64,
+}
+
+/// Whose signature over an image verifies.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct SignedView {
+    /// `verified`, `unverified` (no account holds the key any more) or
+    /// `unsigned`.
+    status: String,
+    /// With `verified`.
+    key_id: Option<String>,
+    /// With `verified`: the account holding the key.
+    account: Option<String>,
 }
 
 impl PageQuery {
@@ -46,6 +156,13 @@ fn counts_json(c: &SeverityCounts) -> serde_json::Value {
 /// `GET /api/v1/repositories?q=&after=&limit=`: a page of the repositories
 /// the caller may pull, with `next` (the `after` of the next page) when
 /// there is one.
+#[utoipa::path(
+    get,
+    path = "/api/v1/repositories",
+    tag = "repositories",
+    params(PageQuery),
+    responses((status = 200, description = "A page of the repositories the caller may pull, by name", body = RepositoryPage)),
+)]
 pub(crate) async fn repository_list(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -76,6 +193,13 @@ pub(crate) async fn repository_list(
 /// bytewise order with digest, size, who pushed it and when, the scan's
 /// counts, where a promotion brought it from, and whose signature over it
 /// verifies (checked against every current account key).
+#[utoipa::path(
+    get,
+    path = "/api/v1/repositories/{name}/tags",
+    tag = "repositories",
+    params(super::RepositoryPath, PageQuery),
+    responses((status = 200, description = "A page of tags in bytewise order", body = TagPage)),
+)]
 pub(crate) async fn tag_list(reg: &Registry, who: &Who, name: &str, query: &str) -> ApiResult {
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
@@ -90,6 +214,12 @@ pub(crate) async fn tag_list(reg: &Registry, who: &Who, name: &str, query: &str)
         tags.last().map(|t| t.name.clone())
     });
     let signed = signatures(reg, name.as_str(), &tags).await?;
+    let mut accessories = HashMap::new();
+    for t in &tags {
+        if let Some(a) = accessory(reg, name.as_str(), t).await? {
+            accessories.insert(t.name.clone(), a);
+        }
+    }
     let list: Vec<_> =
         tags.iter()
             .map(|t| {
@@ -104,6 +234,7 @@ pub(crate) async fn tag_list(reg: &Registry, who: &Who, name: &str, query: &str)
                     "artifact_type": t.artifact_type, "size": t.size, "pushed_at": t.pushed_at,
                     "pushed_by": t.pushed_by, "scan": scan, "promoted_from": promoted,
                     "referrers": t.referrers, "artifact": is_artifact(t),
+                    "accessory_of": accessories.get(&t.name),
                     "signed": signed.get(&t.digest).cloned().unwrap_or(json!({"status": "unsigned"})),
                 })
             })
@@ -112,6 +243,36 @@ pub(crate) async fn tag_list(reg: &Registry, who: &Who, name: &str, query: &str)
         StatusCode::OK,
         json!({"repository": name.as_str(), "tags": list, "next": next.flatten()}),
     ))
+}
+
+/// What a cosign accessory tag (`sha256-<hex>.sig`, `.att`, `.sbom`) is
+/// about: `{"digest", "kind"}` when the name says so and its manifest is
+/// an artifact (its layers signatures, attestations or SBOMs, as the gate
+/// judges them); an image tagged so is a tag like any other, so no one
+/// who may push can hide one under another image's row.
+async fn accessory(reg: &Registry, repo: &str, t: &TagDetail) -> Result<Option<serde_json::Value>, RegistryError> {
+    let Some((hex, kind)) = [(".sig", "signature"), (".att", "attestation"), (".sbom", "SBOM")]
+        .into_iter()
+        .find_map(|(suffix, kind)| Some((t.name.strip_prefix("sha256-")?.strip_suffix(suffix)?, kind)))
+    else {
+        return Ok(None);
+    };
+    let Ok(subject) = format!("sha256:{hex}").parse::<Digest>() else {
+        return Ok(None);
+    };
+    let Ok(digest) = t.digest.parse::<Digest>() else {
+        return Ok(None);
+    };
+    let Some(m) = reg
+        .meta
+        .get_manifest(repo, &portcullis_oci::Reference::Digest(digest))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let artifact = portcullis_oci::Manifest::parse(&m.content, Some(&m.media_type))
+        .is_ok_and(|m| m.kind() == portcullis_oci::ManifestKind::Artifact);
+    Ok(artifact.then(|| json!({"digest": subject.to_string(), "kind": kind})))
 }
 
 /// Not an image or index: a signature, SBOM or other artifact (a `.sig`
@@ -172,19 +333,139 @@ fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(query: &str) -> Result
     .map_err(|e| RegistryError::Invalid(format!("query: {e}")))
 }
 
+/// The vulnerability database's status.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct VulnDbStatusView {
+    status: VulnDbStatusFields,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct VulnDbStatusFields {
+    /// The generation in force; `null` before any import.
+    generation: Option<u64>,
+    /// RFC 3339.
+    imported_at: Option<String>,
+    records: Option<u64>,
+    sources: Vec<VulnDbSourceView>,
+    /// The generation the scanner has loaded.
+    loaded_generation: Option<u64>,
+    loaded_advisories: Option<u64>,
+    /// Scheduled updates from `vulndb_sources`.
+    updates: serde_json::Value,
+    /// Scheduled pulls from `vulndb_pull`.
+    pull: serde_json::Value,
+}
+
+/// A source in force.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct VulnDbSourceView {
+    name: String,
+    format: String,
+    records: u64,
+    rejected: u64,
+    /// RFC 3339.
+    imported_at: String,
+}
+
+/// An import's report.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ImportReportView {
+    /// The new generation.
+    generation: u64,
+    /// Each source read, with its record and rejection counts.
+    sources: Vec<serde_json::Value>,
+    /// Sources from earlier imports still in force.
+    kept: Vec<String>,
+}
+
+/// The scan queue.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ScannerStatusView {
+    /// Scans by status (`queued`, `scanning`, `done`, `failed`).
+    scans: std::collections::BTreeMap<String, i64>,
+    /// The database generation the scanner matches with.
+    database_generation: Option<u64>,
+}
+
+/// What refers to an image.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ReferrersView {
+    referrers: Vec<ReferrerView>,
+    /// Cosign's tag-form signature (`sha256-<hex>.sig`), if any.
+    signature_tag: Option<SignatureTagView>,
+}
+
+/// An OCI 1.1 referrer.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ReferrerView {
+    digest: String,
+    media_type: String,
+    artifact_type: Option<String>,
+    size: i64,
+    annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct SignatureTagView {
+    tag: String,
+    digest: String,
+}
+
+/// Findings per day.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct HistoryView {
+    /// The first day (ms, UTC midnight).
+    since: i64,
+    days: Vec<DayView>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct DayView {
+    /// UTC midnight (ms).
+    day: i64,
+    /// Scanned images pushed that day.
+    images: i64,
+    counts: crate::api::openapi::SeverityCounts,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct Days {
+    /// How many days back: 1 to 366, default 30.
+    days: Option<i64>,
+}
+
 /// `GET /api/v1/vulndb`: the sources in force, their record counts, the
 /// generation and when it was imported (`null` before any import).
+#[utoipa::path(
+    get,
+    path = "/api/v1/vulndb",
+    tag = "scanning",
+    responses((status = 200, description = "The database's status", body = VulnDbStatusView)),
+)]
 pub(crate) async fn vulndb_status(State(reg): State<Arc<Registry>>, who: Who) -> ApiResult {
     who.need(&reg, Need::System).await?;
     let status = reg.vulndb_status().await?;
     Ok(reply(StatusCode::OK, json!({ "status": status })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ImportQuery {
     /// The source's file name (`debian.osv.jsonl.gz`): it says the format
     /// and replaces an earlier source of the same name.
     name: String,
+    /// Replace every source, not only one of the same name.
     #[serde(default)]
     replace_all: bool,
 }
@@ -192,6 +473,14 @@ pub(crate) struct ImportQuery {
 /// `POST /api/v1/vulndb?name=FILE[&replace_all=true]` with the file as
 /// the body (streamed to disk, never held): the same atomic import as
 /// `portcullis db import`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/vulndb",
+    tag = "scanning",
+    params(ImportQuery),
+    request_body(content = String, description = "The source file, streamed as the body: OSV JSON or JSON Lines, CVE JSON 5, NVD CVE API 2.0 or Debian tracker JSON, plain or gzip, zstd or zip", content_type = "application/octet-stream"),
+    responses((status = 201, description = "The import's report: a new generation is in force", body = ImportReportView)),
+)]
 pub(crate) async fn vulndb_import(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -211,6 +500,12 @@ pub(crate) async fn vulndb_import(
 
 /// `GET /api/v1/scanner`: the scan queue by status, and the database
 /// generation the scanner matches with.
+#[utoipa::path(
+    get,
+    path = "/api/v1/scanner",
+    tag = "scanning",
+    responses((status = 200, description = "The scan queue by status", body = ScannerStatusView)),
+)]
 pub(crate) async fn scanner_status(State(reg): State<Arc<Registry>>, who: Who) -> ApiResult {
     who.need(&reg, Need::System).await?;
     let counts: serde_json::Map<String, serde_json::Value> = reg
@@ -230,6 +525,13 @@ pub(crate) async fn scanner_status(State(reg): State<Arc<Registry>>, who: Who) -
 /// `GET …/repositories/NAME/referrers/DIGEST`: what refers to an image in
 /// this repository: OCI 1.1 referrers (signature bundles, SBOMs,
 /// attestations) and cosign's tag-form signature, if any.
+#[utoipa::path(
+    get,
+    path = "/api/v1/repositories/{name}/referrers/{digest}",
+    tag = "repositories",
+    params(super::RepositoryPath, ("digest" = String, Path, description = "A manifest digest (`sha256:…`)")),
+    responses((status = 200, description = "What refers to the image", body = ReferrersView)),
+)]
 pub(crate) async fn referrer_list(reg: &Registry, who: &Who, name: &str, digest: &str) -> ApiResult {
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
@@ -258,11 +560,14 @@ pub(crate) async fn referrer_list(reg: &Registry, who: &Who, name: &str, digest:
 
 /// `GET …/repositories/NAME/history?days=N` (at most 366, default 30):
 /// per day, the scanned images pushed and their findings per severity.
+#[utoipa::path(
+    get,
+    path = "/api/v1/repositories/{name}/history",
+    tag = "repositories",
+    params(super::RepositoryPath, Days),
+    responses((status = 200, description = "Per day, the scanned images pushed and their findings", body = HistoryView)),
+)]
 pub(crate) async fn repository_history(reg: &Registry, who: &Who, name: &str, query: &str) -> ApiResult {
-    #[derive(Deserialize)]
-    struct Days {
-        days: Option<i64>,
-    }
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
     let q: Days = serde_urlencoded_query(query)?;

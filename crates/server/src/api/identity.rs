@@ -9,10 +9,11 @@ use axum::http::StatusCode;
 use portcullis_auth::{password, Actions, ApiToken, Role, TokenScope};
 use portcullis_meta::{now_ms, Account, Grant, StoredToken};
 use portcullis_oci::RepositoryName;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
-use super::{json_body, reply, ApiResult, Who};
+use super::{json_body, reply, to_json, ApiResult, Who};
 use crate::access::{namespace_of, new_token, Need};
 use crate::{Registry, RegistryError};
 
@@ -29,8 +30,27 @@ fn valid_name(name: &str) -> Result<(), RegistryError> {
     }
 }
 
+/// An account: a user, an organization or a service account.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AccountView {
+    name: String,
+    /// `user`, `org` or `service`.
+    kind: String,
+    /// A system administrator.
+    admin: bool,
+    /// The namespace owning a service account.
+    owner: Option<String>,
+    created_at: i64,
+}
+
 fn account_json(a: &Account) -> serde_json::Value {
-    json!({"name": a.name, "kind": a.kind, "admin": a.admin, "owner": a.owner, "created_at": a.created_at})
+    to_json(&AccountView {
+        name: a.name.clone(),
+        kind: a.kind.clone(),
+        admin: a.admin,
+        owner: a.owner.clone(),
+        created_at: a.created_at,
+    })
 }
 
 async fn must_exist(reg: &Registry, name: &str, kind: Option<&str>) -> Result<Account, RegistryError> {
@@ -67,11 +87,15 @@ async fn delete_account(reg: &Registry, name: &str, ev: portcullis_meta::AuditEv
 
 // ---- users ------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewUser {
+    /// Lowercase letters, digits and `.` `_` `-` separators; at most 64.
+    #[schema(example = "alice")]
     name: String,
+    /// At least 12 characters.
     password: String,
+    /// A system administrator.
     #[serde(default)]
     admin: bool,
 }
@@ -95,12 +119,25 @@ async fn team_exists(reg: &Registry, org: &str, team: &str) -> Result<bool, Regi
     Ok(reg.meta.teams(org).await?.iter().any(|(t, _)| t == team))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "users",
+    responses((status = 200, description = "Every user", body = [AccountView])),
+)]
 pub(crate) async fn user_list(State(reg): State<Arc<Registry>>, who: Who) -> ApiResult {
     who.need(&reg, Need::System).await?;
     let users = reg.meta.accounts("user", None).await?;
     Ok(reply(StatusCode::OK, json_list(&users, account_json)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "users",
+    request_body = NewUser,
+    responses((status = 201, description = "The user", body = AccountView)),
+)]
 pub(crate) async fn user_create(State(reg): State<Arc<Registry>>, who: Who, body: Bytes) -> ApiResult {
     who.need(&reg, Need::System).await?;
     let u: NewUser = json_body(&body)?;
@@ -124,12 +161,26 @@ pub(crate) async fn user_create(State(reg): State<Arc<Registry>>, who: Who, body
     Ok(reply(StatusCode::CREATED, account_json(&account)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{name}",
+    tag = "users",
+    params(("name" = String, Path, description = "A user's name")),
+    responses((status = 200, description = "The user", body = AccountView)),
+)]
 pub(crate) async fn user_get(State(reg): State<Arc<Registry>>, who: Who, Path(name): Path<String>) -> ApiResult {
     who.need(&reg, Need::Account(&name)).await?;
     let a = must_exist(&reg, &name, Some("user")).await?;
     Ok(reply(StatusCode::OK, account_json(&a)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{name}",
+    tag = "users",
+    params(("name" = String, Path, description = "A user's name")),
+    responses((status = 204, description = "Deleted, with the repositories of its namespace")),
+)]
 pub(crate) async fn user_delete(State(reg): State<Arc<Registry>>, who: Who, Path(name): Path<String>) -> ApiResult {
     who.need(&reg, Need::System).await?;
     must_exist(&reg, &name, Some("user")).await?;
@@ -137,15 +188,24 @@ pub(crate) async fn user_delete(State(reg): State<Arc<Registry>>, who: Who, Path
     delete_account(&reg, &name, ev, "user").await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewPassword {
+    /// At least 12 characters.
     password: String,
     /// The current password: needed unless a system administrator sets
     /// someone else's.
     old_password: Option<String>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{name}/password",
+    tag = "users",
+    params(("name" = String, Path, description = "A user's name")),
+    request_body = NewPassword,
+    responses((status = 204, description = "Changed: the user's refresh tokens are revoked, registry tokens issued before are void")),
+)]
 pub(crate) async fn user_password(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -189,12 +249,67 @@ pub(crate) async fn user_password(
 
 // ---- organizations and teams -------------------------------------------
 
-#[derive(Deserialize)]
+/// A new organization, team or service account.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Named {
+    /// Lowercase letters, digits and `.` `_` `-` separators; at most 64.
     name: String,
 }
 
+/// A new organization.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct OrgCreated {
+    name: String,
+    /// The members of its `owners` team.
+    owners: Vec<String>,
+}
+
+/// An organization and its teams.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct OrgView {
+    name: String,
+    teams: Vec<TeamView>,
+}
+
+/// A team and its members.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TeamView {
+    name: String,
+    /// Account names.
+    members: Vec<String>,
+}
+
+/// A new team.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TeamCreated {
+    org: String,
+    name: String,
+}
+
+/// A team membership.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Membership {
+    org: String,
+    team: String,
+    member: String,
+}
+
+/// A current public key of a team member.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TeamKeyView {
+    id: String,
+    account: String,
+    pem: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs",
+    tag = "organizations",
+    request_body = Named,
+    responses((status = 201, description = "The organization; its creator is its first owner", body = OrgCreated)),
+)]
 pub(crate) async fn org_create(State(reg): State<Arc<Registry>>, who: Who, body: Bytes) -> ApiResult {
     who.need(&reg, Need::Authenticated).await?;
     let Some(p) = reg.principal(&who.caller).await? else {
@@ -212,37 +327,59 @@ pub(crate) async fn org_create(State(reg): State<Arc<Registry>>, who: Who, body:
     reg.meta
         .create_org(&o.name, &p.account.name, p.account.admin, &ev)
         .await?;
-    Ok(reply(
-        StatusCode::CREATED,
-        json!({"name": o.name, "owners": [p.account.name]}),
-    ))
+    let created = OrgCreated {
+        name: o.name,
+        owners: vec![p.account.name.clone()],
+    };
+    Ok(reply(StatusCode::CREATED, to_json(&created)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}",
+    tag = "organizations",
+    params(("org" = String, Path, description = "An organization's name")),
+    responses((status = 200, description = "The organization and its teams", body = OrgView)),
+)]
 pub(crate) async fn org_get(State(reg): State<Arc<Registry>>, who: Who, Path(org): Path<String>) -> ApiResult {
     who.need(&reg, Need::Namespace(&org, Role::Read)).await?;
-    Ok(reply(
-        StatusCode::OK,
-        json!({"name": org, "teams": org_teams(&reg, &org).await?}),
-    ))
+    let teams = org_teams(&reg, &org).await?;
+    Ok(reply(StatusCode::OK, to_json(&OrgView { name: org, teams })))
 }
 
 /// The teams of an organization that exists, each with its members.
-async fn org_teams(reg: &Registry, org: &str) -> Result<serde_json::Value, RegistryError> {
+async fn org_teams(reg: &Registry, org: &str) -> Result<Vec<TeamView>, RegistryError> {
     must_exist(reg, org, Some("org")).await?;
     let teams = reg.meta.teams(org).await?;
-    let render = |(name, members): &(String, Vec<String>)| json!({"name": name, "members": members});
-    Ok(json_list(&teams, render))
+    Ok(teams
+        .into_iter()
+        .map(|(name, members)| TeamView { name, members })
+        .collect())
 }
 
 /// `GET /api/v1/orgs/ORG/teams`: the teams and their members, for whoever
 /// may read the organization (as `GET /api/v1/orgs/ORG` shows them).
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/teams",
+    tag = "organizations",
+    params(("org" = String, Path, description = "An organization's name")),
+    responses((status = 200, description = "The teams, each with its members", body = [TeamView])),
+)]
 pub(crate) async fn team_list(State(reg): State<Arc<Registry>>, who: Who, Path(org): Path<String>) -> ApiResult {
     who.need(&reg, Need::Namespace(&org, Role::Read)).await?;
-    Ok(reply(StatusCode::OK, org_teams(&reg, &org).await?))
+    Ok(reply(StatusCode::OK, to_json(&org_teams(&reg, &org).await?)))
 }
 
 /// `GET /api/v1/orgs/ORG/teams/TEAM/members`: the team's member accounts,
 /// by name.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/teams/{team}/members",
+    tag = "organizations",
+    params(("org" = String, Path, description = "An organization's name"), ("team" = String, Path, description = "A team of the organization")),
+    responses((status = 200, description = "The members' account names", body = [String])),
+)]
 pub(crate) async fn member_list(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -261,6 +398,13 @@ pub(crate) async fn member_list(
     Ok(reply(StatusCode::OK, json!(members)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org}",
+    tag = "organizations",
+    params(("org" = String, Path, description = "An organization's name")),
+    responses((status = 204, description = "Deleted, with the repositories of its namespace")),
+)]
 pub(crate) async fn org_delete(State(reg): State<Arc<Registry>>, who: Who, Path(org): Path<String>) -> ApiResult {
     who.need(&reg, Need::Namespace(&org, Role::Admin)).await?;
     must_exist(&reg, &org, Some("org")).await?;
@@ -268,6 +412,14 @@ pub(crate) async fn org_delete(State(reg): State<Arc<Registry>>, who: Who, Path(
     delete_account(&reg, &org, ev, "organization").await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/orgs/{org}/teams",
+    tag = "organizations",
+    params(("org" = String, Path, description = "An organization's name")),
+    request_body = Named,
+    responses((status = 201, description = "The team", body = TeamCreated)),
+)]
 pub(crate) async fn team_create(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -280,9 +432,16 @@ pub(crate) async fn team_create(
     valid_name(&t.name)?;
     let ev = who.actor.event("team.create").detail(format!("{org}/{}", t.name));
     reg.meta.create_team(&org, &t.name, &ev).await?;
-    Ok(reply(StatusCode::CREATED, json!({"org": org, "name": t.name})))
+    Ok(reply(StatusCode::CREATED, to_json(&TeamCreated { org, name: t.name })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org}/teams/{team}",
+    tag = "organizations",
+    params(("org" = String, Path, description = "An organization's name"), ("team" = String, Path, description = "A team of the organization")),
+    responses((status = 204, description = "Deleted (never the `owners` team)")),
+)]
 pub(crate) async fn team_delete(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -299,6 +458,13 @@ pub(crate) async fn team_delete(
     )
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/orgs/{org}/teams/{team}/members/{account}",
+    tag = "organizations",
+    params(("org" = String, Path, description = "An organization's name"), ("team" = String, Path, description = "A team of the organization"), ("account" = String, Path, description = "A user or service account")),
+    responses((status = 200, description = "A member now", body = Membership)),
+)]
 pub(crate) async fn member_add(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -317,12 +483,21 @@ pub(crate) async fn member_add(
         .event("team.member.add")
         .detail(format!("{org}/{team} {account}"));
     reg.meta.add_member(&org, &team, &account, &ev).await?;
-    Ok(reply(
-        StatusCode::OK,
-        json!({"org": org, "team": team, "member": account}),
-    ))
+    let membership = Membership {
+        org,
+        team,
+        member: account,
+    };
+    Ok(reply(StatusCode::OK, to_json(&membership)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/orgs/{org}/teams/{team}/members/{account}",
+    tag = "organizations",
+    params(("org" = String, Path, description = "An organization's name"), ("team" = String, Path, description = "A team of the organization"), ("account" = String, Path, description = "A member")),
+    responses((status = 204, description = "Removed")),
+)]
 pub(crate) async fn member_remove(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -341,28 +516,68 @@ pub(crate) async fn member_remove(
 
 // ---- grants -----------------------------------------------------------
 
-#[derive(Deserialize)]
+/// A role on the namespace, or on one repository in it, for an account or
+/// a team: name exactly one of `account` and `team`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewGrant {
+    /// A repository in the namespace (`acme/app`); without it, the whole
+    /// namespace.
+    repository: Option<String>,
+    account: Option<String>,
+    /// A team of the namespace's organization.
+    team: Option<String>,
+    /// `read` (pull), `write` (pull, push) or `admin` (also delete,
+    /// settings, grants).
+    #[schema(example = "write")]
+    role: String,
+}
+
+/// A grant.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct GrantView {
+    id: String,
+    namespace: String,
     repository: Option<String>,
     account: Option<String>,
     team: Option<String>,
     role: String,
+    created_at: i64,
 }
 
 fn grant_json(g: &Grant) -> serde_json::Value {
-    json!({
-        "id": g.id, "namespace": g.namespace, "repository": g.repository, "account": g.account,
-        "team": g.team.as_ref().map(|(_, t)| t), "role": g.role, "created_at": g.created_at,
+    to_json(&GrantView {
+        id: g.id.clone(),
+        namespace: g.namespace.clone(),
+        repository: g.repository.clone(),
+        account: g.account.clone(),
+        team: g.team.as_ref().map(|(_, t)| t.clone()),
+        role: g.role.clone(),
+        created_at: g.created_at,
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/namespaces/{ns}/grants",
+    tag = "namespaces",
+    params(("ns" = String, Path, description = "A namespace: the name of the user or organization that owns it")),
+    responses((status = 200, description = "The grants in the namespace", body = [GrantView])),
+)]
 pub(crate) async fn grant_list(State(reg): State<Arc<Registry>>, who: Who, Path(ns): Path<String>) -> ApiResult {
     who.need(&reg, Need::Namespace(&ns, Role::Admin)).await?;
     let grants = reg.meta.grants(&ns).await?;
     Ok(reply(StatusCode::OK, json_list(&grants, grant_json)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/namespaces/{ns}/grants",
+    tag = "namespaces",
+    params(("ns" = String, Path, description = "A namespace: the name of the user or organization that owns it")),
+    request_body = NewGrant,
+    responses((status = 201, description = "The grant", body = GrantView)),
+)]
 pub(crate) async fn grant_create(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -407,6 +622,13 @@ pub(crate) async fn grant_create(
     Ok(reply(StatusCode::CREATED, grant_json(&grant)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/namespaces/{ns}/grants/{id}",
+    tag = "namespaces",
+    params(("ns" = String, Path, description = "A namespace: the name of the user or organization that owns it"), ("id" = String, Path, description = "The grant's id")),
+    responses((status = 204, description = "Deleted")),
+)]
 pub(crate) async fn grant_delete(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -423,6 +645,13 @@ pub(crate) async fn grant_delete(
 
 // ---- service accounts ----------------------------------------------------
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/namespaces/{ns}/service-accounts",
+    tag = "namespaces",
+    params(("ns" = String, Path, description = "A namespace: the name of the user or organization that owns it")),
+    responses((status = 200, description = "The namespace's service accounts", body = [AccountView])),
+)]
 pub(crate) async fn service_account_list(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -433,6 +662,14 @@ pub(crate) async fn service_account_list(
     Ok(reply(StatusCode::OK, json_list(&list, account_json)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/namespaces/{ns}/service-accounts",
+    tag = "namespaces",
+    params(("ns" = String, Path, description = "A namespace: the name of the user or organization that owns it")),
+    request_body = Named,
+    responses((status = 201, description = "The service account, named `NS+NAME`", body = AccountView)),
+)]
 pub(crate) async fn service_account_create(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -462,6 +699,13 @@ pub(crate) async fn service_account_create(
     Ok(reply(StatusCode::CREATED, account_json(&account)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/namespaces/{ns}/service-accounts/{name}",
+    tag = "namespaces",
+    params(("ns" = String, Path, description = "A namespace: the name of the user or organization that owns it"), ("name" = String, Path, description = "The service account: `NAME` or `NS+NAME`")),
+    responses((status = 204, description = "Deleted")),
+)]
 pub(crate) async fn service_account_delete(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -498,29 +742,82 @@ async fn token_need(reg: &Registry, who: &Who, account: &str) -> Result<Account,
         .ok_or_else(|| RegistryError::Absent(format!("no such account: {account}")))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewToken {
+    #[schema(example = "ci")]
     name: String,
+    /// `REPOSITORY-PATTERN:ACTIONS` (`acme/app-build:pull,push`,
+    /// `acme/*:pull`); at least one with actions.
+    #[schema(example = json!(["acme/app-build:pull,push"]))]
     scopes: Vec<String>,
     /// Days until it expires; at most 366.
     expires_in_days: Option<u32>,
 }
 
-fn token_json(t: &StoredToken) -> serde_json::Value {
-    json!({
-        "id": t.id, "account": t.account, "name": t.name, "kind": t.kind, "scopes": t.scopes.split_whitespace().collect::<Vec<_>>(),
-        "created_at": t.created_at, "expires_at": t.expires_at, "last_used_at": t.last_used_at,
-        "revoked_at": t.revoked_at,
-    })
+/// An API token or OAuth2 refresh token, without its secret.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TokenView {
+    id: String,
+    account: String,
+    name: String,
+    /// `api` or `refresh`.
+    kind: String,
+    scopes: Vec<String>,
+    created_at: i64,
+    expires_at: Option<i64>,
+    last_used_at: Option<i64>,
+    revoked_at: Option<i64>,
 }
 
+/// A new API token with its secret, shown this once.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct NewTokenView {
+    #[serde(flatten)]
+    view: TokenView,
+    /// `pct_<id>_<secret>`: send it as `Authorization: Bearer …`.
+    token: String,
+}
+
+fn token_view(t: &StoredToken) -> TokenView {
+    TokenView {
+        id: t.id.clone(),
+        account: t.account.clone(),
+        name: t.name.clone(),
+        kind: t.kind.clone(),
+        scopes: t.scopes.split_whitespace().map(str::to_string).collect(),
+        created_at: t.created_at,
+        expires_at: t.expires_at,
+        last_used_at: t.last_used_at,
+        revoked_at: t.revoked_at,
+    }
+}
+
+fn token_json(t: &StoredToken) -> serde_json::Value {
+    to_json(&token_view(t))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/accounts/{account}/tokens",
+    tag = "accounts",
+    params(("account" = String, Path, description = "An account: a user, or a service account (`acme+ci`)")),
+    responses((status = 200, description = "The account's API tokens and refresh tokens (never their secrets)", body = [TokenView])),
+)]
 pub(crate) async fn token_list(State(reg): State<Arc<Registry>>, who: Who, Path(account): Path<String>) -> ApiResult {
     token_need(&reg, &who, &account).await?;
     let list = reg.meta.tokens(&account).await?;
     Ok(reply(StatusCode::OK, json_list(&list, token_json)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/accounts/{account}/tokens",
+    tag = "accounts",
+    params(("account" = String, Path, description = "An account: a user, or a service account (`acme+ci`)")),
+    request_body = NewToken,
+    responses((status = 201, description = "The token, with its secret (shown this once)", body = NewTokenView)),
+)]
 pub(crate) async fn token_create(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -552,11 +849,20 @@ pub(crate) async fn token_create(
         .event("token.create")
         .detail(format!("{account} {} [{}]", t.id, stored.scopes));
     reg.meta.create_token(&stored, &ev).await?;
-    let mut body = token_json(&stored);
-    body["token"] = json!(t.reveal());
-    Ok(reply(StatusCode::CREATED, body))
+    let body = NewTokenView {
+        view: token_view(&stored),
+        token: t.reveal(),
+    };
+    Ok(reply(StatusCode::CREATED, to_json(&body)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/accounts/{account}/tokens/{id}",
+    tag = "accounts",
+    params(("account" = String, Path, description = "An account: a user, or a service account (`acme+ci`)"), ("id" = String, Path, description = "The token's id")),
+    responses((status = 204, description = "Revoked")),
+)]
 pub(crate) async fn token_revoke(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -575,9 +881,10 @@ pub(crate) async fn token_revoke(
 
 // ---- signing keys ---------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewKey {
+    #[schema(example = "laptop")]
     name: String,
     /// An ECDSA P-256 public key in PEM, as `cosign generate-key-pair` writes.
     pem: String,
@@ -595,12 +902,44 @@ fn account_key(account: &str, name: String, public: &portcullis_sign::PublicKey)
     }
 }
 
+/// A public key of an account.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct KeyView {
+    /// SHA-256 of the key's DER form, hex.
+    id: String,
+    account: String,
+    name: String,
+    pem: String,
+    created_at: i64,
+    revoked_at: Option<i64>,
+}
+
 fn key_json(k: &portcullis_meta::AccountKey) -> serde_json::Value {
-    json!({"id": k.id, "account": k.account, "name": k.name, "pem": k.pem,
-           "created_at": k.created_at, "revoked_at": k.revoked_at})
+    to_json(&KeyView {
+        id: k.id.clone(),
+        account: k.account.clone(),
+        name: k.name.clone(),
+        pem: k.pem.clone(),
+        created_at: k.created_at,
+        revoked_at: k.revoked_at,
+    })
+}
+
+/// The public half of a server-side signing key.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SigningKeyView {
+    key_id: String,
+    pem: String,
 }
 
 /// `GET /api/v1/accounts/NAME/keys`: the account's public keys.
+#[utoipa::path(
+    get,
+    path = "/api/v1/accounts/{account}/keys",
+    tag = "accounts",
+    params(("account" = String, Path, description = "An account: a user, or a service account (`acme+ci`)")),
+    responses((status = 200, description = "The account's public keys, revoked ones too", body = [KeyView])),
+)]
 pub(crate) async fn key_list(State(reg): State<Arc<Registry>>, who: Who, Path(account): Path<String>) -> ApiResult {
     token_need(&reg, &who, &account).await?;
     let list = reg.meta.keys_of(&account).await?;
@@ -612,6 +951,14 @@ pub(crate) const MAX_KEYS_PER_ACCOUNT: usize = 16;
 
 /// `POST /api/v1/accounts/NAME/keys`: registers a public key; signatures
 /// it made count for the account (and its teams) until it is revoked.
+#[utoipa::path(
+    post,
+    path = "/api/v1/accounts/{account}/keys",
+    tag = "accounts",
+    params(("account" = String, Path, description = "An account: a user, or a service account (`acme+ci`)")),
+    request_body = NewKey,
+    responses((status = 201, description = "The key", body = KeyView)),
+)]
 pub(crate) async fn key_add(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -642,6 +989,13 @@ pub(crate) async fn key_add(
 }
 
 /// `DELETE /api/v1/accounts/NAME/keys/ID`: its signatures stop counting now.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/accounts/{account}/keys/{id}",
+    tag = "accounts",
+    params(("account" = String, Path, description = "An account: a user, or a service account (`acme+ci`)"), ("id" = String, Path, description = "The key's id")),
+    responses((status = 204, description = "Revoked: its signatures stop counting now")),
+)]
 pub(crate) async fn key_revoke(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -656,10 +1010,12 @@ pub(crate) async fn key_revoke(
 }
 
 /// An existing key for `POST …/signing-key`: a cosign key file and its password.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ImportedKey {
+    /// The key file `cosign generate-key-pair` writes (`cosign.key`).
     cosign_key: String,
+    /// Its password (empty by default).
     #[serde(default)]
     password: String,
 }
@@ -668,6 +1024,14 @@ pub(crate) struct ImportedKey {
 /// a service account, made here or imported from a cosign key file (body
 /// `{"cosign_key": PEM, "password": …}`), sealed at rest; only its public
 /// half ever leaves the server.
+#[utoipa::path(
+    post,
+    path = "/api/v1/accounts/{account}/signing-key",
+    tag = "accounts",
+    params(("account" = String, Path, description = "A service account")),
+    request_body(content = Option<ImportedKey>, description = "Nothing (a key made here), or a cosign key file to import", content_type = "application/json"),
+    responses((status = 201, description = "The key's public half", body = SigningKeyView)),
+)]
 pub(crate) async fn signing_key_create(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -700,15 +1064,23 @@ pub(crate) async fn signing_key_create(
         .event("signing_key.create")
         .detail(format!("{account} {}", public.id));
     reg.meta.put_signing_key(&public, &sealed, &ev).await?;
-    Ok(reply(
-        StatusCode::CREATED,
-        json!({"key_id": public.id, "pem": public.pem}),
-    ))
+    let view = SigningKeyView {
+        key_id: public.id,
+        pem: public.pem,
+    };
+    Ok(reply(StatusCode::CREATED, to_json(&view)))
 }
 
 /// `GET /api/v1/orgs/ORG/teams/TEAM/keys`: the current public keys of the
 /// team's members, for verifiers (`portcullis verify --team`). Public keys
 /// are not secrets: any authenticated caller may read them.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orgs/{org}/teams/{team}/keys",
+    tag = "organizations",
+    params(("org" = String, Path, description = "An organization's name"), ("team" = String, Path, description = "A team of the organization")),
+    responses((status = 200, description = "The current public keys of the team's members", body = [TeamKeyView])),
+)]
 pub(crate) async fn team_keys(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -720,11 +1092,21 @@ pub(crate) async fn team_keys(
         return Err(RegistryError::Absent(format!("no team {org}/{team}")));
     }
     let keys = reg.meta.trusted_keys(&[format!("{org}/{team}")], &[]).await?;
-    let render = |(id, account, pem): &(String, String, String)| json!({"id": id, "account": account, "pem": pem});
-    Ok(reply(StatusCode::OK, json_list(&keys, render)))
+    let keys: Vec<TeamKeyView> = keys
+        .into_iter()
+        .map(|(id, account, pem)| TeamKeyView { id, account, pem })
+        .collect();
+    Ok(reply(StatusCode::OK, to_json(&keys)))
 }
 
 /// `GET /api/v1/accounts/NAME/signing-key`: its public half.
+#[utoipa::path(
+    get,
+    path = "/api/v1/accounts/{account}/signing-key",
+    tag = "accounts",
+    params(("account" = String, Path, description = "A service account")),
+    responses((status = 200, description = "The key's public half", body = SigningKeyView)),
+)]
 pub(crate) async fn signing_key_get(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -744,7 +1126,7 @@ pub(crate) async fn signing_key_get(
         .find(|k| k.id == id)
         .map(|k| k.pem)
         .unwrap_or_default();
-    Ok(reply(StatusCode::OK, json!({"key_id": id, "pem": pem})))
+    Ok(reply(StatusCode::OK, to_json(&SigningKeyView { key_id: id, pem })))
 }
 
 // ---- repositories -------------------------------------------------------
@@ -753,8 +1135,36 @@ pub(crate) fn repo_name(name: &str) -> Result<RepositoryName, RegistryError> {
     Ok(name.trim_start_matches('/').parse::<RepositoryName>()?)
 }
 
+/// A repository's settings.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RepositoryView {
+    name: String,
+    /// `public` (anonymous pull) or `private`.
+    visibility: String,
+    scan_on_push: bool,
+    /// Every tag immutable (cosign's signature tags grow, never move).
+    immutable_tags: bool,
+    /// Tags matching one of these globs are immutable.
+    immutable_tag_patterns: Vec<String>,
+    /// The repository's pull rule (`{}`: none).
+    #[schema(value_type = portcullis_policy::PullRule)]
+    pull_rule: serde_json::Value,
+    created_at: i64,
+    /// What the caller may do here (`GET` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    caller_may: Option<CallerMay>,
+}
+
+/// What the caller may do in a repository.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CallerMay {
+    push: bool,
+    delete: bool,
+    admin: bool,
+}
+
 /// A repository's settings as the API shows them.
-async fn repository_json(reg: &Registry, name: &RepositoryName) -> Result<serde_json::Value, RegistryError> {
+async fn repository_json(reg: &Registry, name: &RepositoryName) -> Result<RepositoryView, RegistryError> {
     let r = reg
         .meta
         .repository(name.as_str())
@@ -763,29 +1173,37 @@ async fn repository_json(reg: &Registry, name: &RepositoryName) -> Result<serde_
     let scan_on_push = reg.meta.scan_on_push(name.as_str()).await?;
     let im = reg.meta.repository_immutability(name.as_str()).await?;
     let (pull_rule, _) = reg.meta.pull_rules(name.as_str()).await?;
-    Ok(json!({
-        "name": r.name, "visibility": r.visibility, "scan_on_push": scan_on_push,
-        "immutable_tags": im.immutable_tags, "immutable_tag_patterns": im.immutable_tag_patterns,
-        "pull_rule": rule_json(&pull_rule), "created_at": r.created_at,
-    }))
+    Ok(RepositoryView {
+        name: r.name,
+        visibility: r.visibility,
+        scan_on_push,
+        immutable_tags: im.immutable_tags,
+        immutable_tag_patterns: im.immutable_tag_patterns,
+        pull_rule: rule_json(&pull_rule),
+        created_at: r.created_at,
+        caller_may: None,
+    })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/repositories/{name}",
+    tag = "repositories",
+    params(super::RepositoryPath),
+    responses((status = 200, description = "The repository's settings, and what the caller may do there", body = RepositoryView)),
+)]
 pub(crate) async fn repository_get(reg: &Registry, who: &Who, name: &str) -> ApiResult {
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
     let mut response = repository_json(reg, &name).await?;
     // What the caller may do here, so a client (the web UI) offers only that.
-    let mut may = serde_json::Map::new();
-    for (what, actions) in [
-        ("push", Actions::PUSH),
-        ("delete", Actions::DELETE),
-        ("admin", Actions::ALL),
-    ] {
-        let allowed = who.need(reg, Need::Repository(name.as_str(), actions)).await.is_ok();
-        may.insert(what.into(), json!(allowed));
-    }
-    response["caller_may"] = serde_json::Value::Object(may);
-    Ok(reply(StatusCode::OK, response))
+    let may = |actions| who.need(reg, Need::Repository(name.as_str(), actions));
+    response.caller_may = Some(CallerMay {
+        push: may(Actions::PUSH).await.is_ok(),
+        delete: may(Actions::DELETE).await.is_ok(),
+        admin: may(Actions::ALL).await.is_ok(),
+    });
+    Ok(reply(StatusCode::OK, to_json(&response)))
 }
 
 /// A stored pull rule as the API shows it (`{}` when there is none).
@@ -797,7 +1215,15 @@ fn rule_json(stored: &str) -> serde_json::Value {
 /// every signer it names must exist now, and the rule is stamped with the
 /// time it was saved, so a signer that later takes a deleted one's name is
 /// not trusted (`pull.rs` `check_signed`).
-async fn pull_rule_text(reg: &Registry, rule: &portcullis_policy::PullRule) -> Result<String, RegistryError> {
+/// The rule to store, stamped `saved_at` now, unless it is the rule
+/// already stored (`stored`, JSON): then its stamp stays, so saving a
+/// settings form that did not change the rule does not make a signer
+/// re-created under an old name count again.
+async fn pull_rule_text(
+    reg: &Registry,
+    rule: &portcullis_policy::PullRule,
+    stored: &str,
+) -> Result<String, RegistryError> {
     rule.check_valid().map_err(|e| RegistryError::Invalid(e.to_string()))?;
     if rule.is_empty() {
         return Ok(String::new());
@@ -820,21 +1246,41 @@ async fn pull_rule_text(reg: &Registry, rule: &portcullis_policy::PullRule) -> R
         }
     }
     let mut stamped = rule.clone();
-    stamped.saved_at = Some(portcullis_meta::now_ms());
+    let kept = serde_json::from_str::<portcullis_policy::PullRule>(stored)
+        .ok()
+        .filter(|old| {
+            portcullis_policy::PullRule {
+                saved_at: None,
+                ..old.clone()
+            } == *rule
+        })
+        .and_then(|old| old.saved_at);
+    stamped.saved_at = Some(kept.unwrap_or_else(portcullis_meta::now_ms));
     Ok(serde_json::to_string(&stamped).expect("json"))
 }
 
-/// Any setting may be given alone.
-#[derive(Deserialize)]
+/// Any setting may be given alone; at least one.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RepositorySettings {
+    /// `public` or `private`.
     visibility: Option<String>,
     scan_on_push: Option<bool>,
     immutable_tags: Option<bool>,
+    /// Globs (`v*`, `release-*`).
     immutable_tag_patterns: Option<Vec<String>>,
+    /// `{}` clears it.
     pull_rule: Option<portcullis_policy::PullRule>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/repositories/{name}",
+    tag = "repositories",
+    params(super::RepositoryPath),
+    request_body = RepositorySettings,
+    responses((status = 200, description = "The settings now (without `caller_may`)", body = RepositoryView)),
+)]
 pub(crate) async fn repository_update(reg: &Registry, who: &Who, name: &str, body: &[u8]) -> ApiResult {
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
@@ -850,7 +1296,7 @@ pub(crate) async fn repository_update(reg: &Registry, who: &Who, name: &str, bod
         ));
     }
     let pull_rule = match &s.pull_rule {
-        Some(rule) => Some(pull_rule_text(reg, rule).await?),
+        Some(rule) => Some(pull_rule_text(reg, rule, &reg.meta.pull_rules(name.as_str()).await?.0).await?),
         None => None,
     };
     if let Some(v) = &s.visibility {
@@ -897,18 +1343,32 @@ pub(crate) async fn repository_update(reg: &Registry, who: &Who, name: &str, bod
         .await?;
     reg.invalidate(name.as_str());
     reg.pull_rules.clear();
-    Ok(reply(StatusCode::OK, repository_json(reg, &name).await?))
+    Ok(reply(StatusCode::OK, to_json(&repository_json(reg, &name).await?)))
 }
 
-/// Either setting may be given alone.
-#[derive(Deserialize)]
+/// Any setting may be given alone; at least one.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NamespaceSettings {
+    /// Tag globs immutable in every repository of the namespace.
     immutable_tag_patterns: Option<Vec<String>>,
+    /// The namespace's half of every repository's pull rule (`{}` clears it).
     pull_rule: Option<portcullis_policy::PullRule>,
     /// Repositories (name patterns within the namespace) that only
     /// promotions and signatures write to.
     promotion_only: Option<Vec<String>>,
+}
+
+/// A namespace's settings.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct NamespaceSettingsView {
+    namespace: String,
+    immutable_tag_patterns: Vec<String>,
+    /// `{}`: none.
+    #[schema(value_type = portcullis_policy::PullRule)]
+    pull_rule: serde_json::Value,
+    /// Name patterns of the repositories only promotions write images to.
+    promotion_only: Vec<String>,
 }
 
 async fn namespace_json(reg: &Registry, ns: &str) -> ApiResult {
@@ -916,14 +1376,23 @@ async fn namespace_json(reg: &Registry, ns: &str) -> ApiResult {
     // The namespace's half of the rules of any repository in it.
     let (_, pull_rule) = reg.meta.pull_rules(&format!("{ns}/-")).await?;
     let promotion_only = reg.meta.namespace_promotion_only(ns).await?;
-    Ok(reply(
-        StatusCode::OK,
-        json!({"namespace": ns, "immutable_tag_patterns": patterns, "pull_rule": rule_json(&pull_rule),
-               "promotion_only": promotion_only}),
-    ))
+    let view = NamespaceSettingsView {
+        namespace: ns.to_string(),
+        immutable_tag_patterns: patterns,
+        pull_rule: rule_json(&pull_rule),
+        promotion_only,
+    };
+    Ok(reply(StatusCode::OK, to_json(&view)))
 }
 
 /// `GET /api/v1/namespaces/NS/settings`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/namespaces/{ns}/settings",
+    tag = "namespaces",
+    params(("ns" = String, Path, description = "A namespace: the name of the user or organization that owns it")),
+    responses((status = 200, description = "The namespace's settings", body = NamespaceSettingsView)),
+)]
 pub(crate) async fn namespace_settings_get(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -936,6 +1405,14 @@ pub(crate) async fn namespace_settings_get(
 
 /// `PUT /api/v1/namespaces/NS/settings`: tag patterns immutable in every
 /// repository of the namespace.
+#[utoipa::path(
+    put,
+    path = "/api/v1/namespaces/{ns}/settings",
+    tag = "namespaces",
+    params(("ns" = String, Path, description = "A namespace: the name of the user or organization that owns it")),
+    request_body = NamespaceSettings,
+    responses((status = 200, description = "The settings now", body = NamespaceSettingsView)),
+)]
 pub(crate) async fn namespace_settings_update(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -955,7 +1432,8 @@ pub(crate) async fn namespace_settings_update(
             .map_err(|e| RegistryError::Invalid(format!("promotion_only: {e}")))?;
     }
     let pull_rule = match &s.pull_rule {
-        Some(rule) => Some(pull_rule_text(&reg, rule).await?),
+        // The namespace's rule, through a name in it.
+        Some(rule) => Some(pull_rule_text(&reg, rule, &reg.meta.pull_rules(&format!("{ns}/-")).await?.1).await?),
         None => None,
     };
     if let Some(patterns) = &s.immutable_tag_patterns {
@@ -984,6 +1462,13 @@ pub(crate) async fn namespace_settings_update(
     namespace_json(&reg, &ns).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/repositories/{name}",
+    tag = "repositories",
+    params(super::RepositoryPath),
+    responses((status = 204, description = "Deleted, with its tags and manifests")),
+)]
 pub(crate) async fn repository_delete(reg: &Registry, who: &Who, name: &str) -> ApiResult {
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;

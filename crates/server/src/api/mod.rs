@@ -6,6 +6,7 @@
 mod admission;
 mod browse;
 mod identity;
+mod openapi;
 mod policies;
 mod scans;
 mod vulndb_sources;
@@ -21,7 +22,8 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use portcullis_meta::AuditQuery;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::access::{Actor, Caller, Need, Principal};
 use crate::token::LoginRecord;
@@ -29,6 +31,7 @@ use crate::{Registry, RegistryError};
 
 /// `(method, path, name)` of every management endpoint.
 pub const ENDPOINTS: &[(&str, &str, &str)] = &[
+    ("GET", "/api/v1/openapi.json", "openapi"),
     ("GET", "/api/v1/users", "user_list"),
     ("POST", "/api/v1/users", "user_create"),
     ("GET", "/api/v1/users/{name}", "user_get"),
@@ -146,6 +149,7 @@ fn handler(name: &str, m: MethodFilter) -> MethodRouter<Arc<Registry>> {
     use identity::*;
     use scans::*;
     match name {
+        "openapi" => on(m, openapi::openapi_json),
         "user_list" => on(m, user_list),
         "user_create" => on(m, user_create),
         "user_get" => on(m, user_get),
@@ -421,7 +425,7 @@ impl FromRequestParts<Arc<Registry>> for Who {
             .flatten()
         {
             Some((user, password)) => {
-                let p = crate::token::login(reg, &user, &password, addr.clone(), LoginRecord::FailuresOnly).await?;
+                let p = crate::token::login(reg, &user, &password, addr.clone(), LoginRecord::Occasionally).await?;
                 // A token sent as the password is named by its id already.
                 via = p.token_id.is_none().then_some("password");
                 Some(p)
@@ -451,21 +455,107 @@ pub(crate) fn reply(status: StatusCode, body: serde_json::Value) -> Response {
     (status, [("content-type", "application/json")], body.to_string()).into_response()
 }
 
-#[derive(serde::Deserialize)]
+/// A typed response body, rendered through a `Value` (keys sorted, as
+/// every `reply` body is).
+pub(crate) fn to_json<T: Serialize>(body: &T) -> serde_json::Value {
+    serde_json::to_value(body).expect("a response body is JSON")
+}
+
+/// The path parameter of a repository route: the catch-all `{*name}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub(crate) struct RepositoryPath {
+    /// A repository name, which may contain `/` (`acme/app`,
+    /// `acme/team/app`), sent as it is.
+    #[param(example = "acme/app")]
+    name: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AuditParams {
+    /// Only records by this account (or `system`, `anonymous`).
     actor: Option<String>,
+    /// Only records about this repository.
     repository: Option<String>,
+    /// Only records of this action (`push`, `login`, `token.create`, …).
     action: Option<String>,
+    /// Only records at or after this time (ms).
     since: Option<i64>,
+    /// Only records before this time (ms).
     until: Option<i64>,
+    /// Oldest first, after this sequence number (the previous page's `next`).
     after: Option<i64>,
     /// Newest first, older than this sequence number (`before=` alone:
     /// from the newest).
     before: Option<String>,
+    /// Records per page: 1 to 1000, default 100.
     limit: Option<i64>,
 }
 
+/// One audit record.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AuditRecordView {
+    /// Its place in the chain.
+    seq: i64,
+    at: i64,
+    /// The account that acted (`system` for the server's own work,
+    /// `anonymous`).
+    actor: String,
+    /// The API token it used, if any.
+    token_id: Option<String>,
+    action: String,
+    repository: Option<String>,
+    digest: Option<String>,
+    /// The client's address.
+    address: Option<String>,
+    /// `ok`, `failed`, `denied`, …
+    result: String,
+    detail: Option<String>,
+    /// How the actor authenticated, where no `login` record of its own
+    /// says so: `password` for a Basic login on the management API.
+    via: Option<String>,
+    /// The previous record's hash.
+    prev_hash: String,
+    /// HMAC-SHA-256 (under the audit key) over the fields and `prev_hash`.
+    hash: String,
+}
+
+/// A page of the audit trail.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AuditPage {
+    records: Vec<AuditRecordView>,
+    /// The `after` (or, paging with `before`, the `before`) of the next
+    /// page; `null` on the last one.
+    next: Option<i64>,
+}
+
+/// Whether the chain is intact.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AuditVerification {
+    /// Records walked.
+    records: i64,
+    intact: bool,
+    /// Where it breaks, when it does.
+    #[serde(rename = "break")]
+    broken: Option<AuditBreak>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AuditBreak {
+    seq: i64,
+    reason: String,
+}
+
 /// `GET /api/v1/audit`: the trail, filtered and paged by sequence number.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "audit",
+    params(AuditParams),
+    responses((status = 200, description = "A page of records, oldest first (newest first with `before`)", body = AuditPage)),
+)]
 pub(crate) async fn audit_list(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -497,27 +587,51 @@ pub(crate) async fn audit_list(
     let next = (records.len() as i64 == limit)
         .then(|| records.last().map(|r| r.seq))
         .flatten();
-    let records: Vec<_> = records.iter().map(audit_json).collect();
-    Ok(reply(StatusCode::OK, json!({"records": records, "next": next})))
+    let records: Vec<_> = records.iter().map(audit_view).collect();
+    Ok(reply(StatusCode::OK, to_json(&AuditPage { records, next })))
 }
 
 /// `GET /api/v1/audit/verify`: walks the whole chain (as `portcullis
 /// audit verify` does) and says whether it is intact, or where it breaks.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/verify",
+    tag = "audit",
+    responses((status = 200, description = "The chain walked", body = AuditVerification)),
+)]
 pub(crate) async fn audit_verify(State(reg): State<Arc<Registry>>, who: Who) -> ApiResult {
     who.need(&reg, Need::System).await?;
     let (records, broken) = reg.meta.verify_audit().await?;
-    Ok(reply(
-        StatusCode::OK,
-        json!({"records": records, "intact": broken.is_none(),
-               "break": broken.map(|b| json!({"seq": b.seq, "reason": b.reason}))}),
-    ))
+    let body = AuditVerification {
+        records,
+        intact: broken.is_none(),
+        broken: broken.map(|b| AuditBreak {
+            seq: b.seq,
+            reason: b.reason,
+        }),
+    };
+    Ok(reply(StatusCode::OK, to_json(&body)))
+}
+
+fn audit_view(r: &portcullis_meta::AuditRecord) -> AuditRecordView {
+    let e = r.event.clone();
+    AuditRecordView {
+        seq: r.seq,
+        at: r.at,
+        actor: e.actor,
+        token_id: e.token_id,
+        action: e.action,
+        repository: e.repository,
+        digest: e.digest,
+        address: e.address,
+        result: e.result,
+        detail: e.detail,
+        via: e.via,
+        prev_hash: r.prev_hash.clone(),
+        hash: r.hash.clone(),
+    }
 }
 
 pub fn audit_json(r: &portcullis_meta::AuditRecord) -> serde_json::Value {
-    let e = &r.event;
-    json!({
-        "seq": r.seq, "at": r.at, "actor": e.actor, "token_id": e.token_id, "action": e.action,
-        "repository": e.repository, "digest": e.digest, "address": e.address, "result": e.result,
-        "detail": e.detail, "via": e.via, "prev_hash": r.prev_hash, "hash": r.hash,
-    })
+    to_json(&audit_view(r))
 }

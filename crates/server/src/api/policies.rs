@@ -7,13 +7,109 @@ use portcullis_auth::Actions;
 use portcullis_meta::{now_ms, EvaluationRecord, StoredPolicy};
 use portcullis_oci::{Digest, Reference};
 use portcullis_policy::PromotionPolicy;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::identity::repo_name;
-use super::{json_body, reply, ApiResult, Who};
+use super::{json_body, reply, to_json, ApiResult, Who};
 use crate::access::{Caller, Need};
 use crate::{Registry, RegistryError};
+
+/// A stored promotion policy: the policy's fields and these.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct PolicyView {
+    target: String,
+    tag_template: String,
+    enabled: bool,
+    rules: Vec<portcullis_policy::Rule>,
+    copy_referrers: bool,
+    sign_as: Option<String>,
+    id: String,
+    /// The source repository.
+    repository: String,
+    /// Who created it: the policy acts with this account's rights.
+    owner: String,
+    created_at: i64,
+    updated_at: i64,
+    /// `POST` with `apply_existing` only.
+    evaluations: Option<Vec<EvaluationView>>,
+}
+
+/// The body of `POST …/policies`: a promotion policy, and whether to
+/// apply it at once to every tag of its source.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub(crate) struct NewPolicy {
+    /// The repository promoted images are copied to.
+    target: String,
+    /// The promoted tag: `%n` the source tag, `%D` the digest prefix,
+    /// DTR's date and time variables (UTC).
+    tag_template: String,
+    /// Default true.
+    enabled: Option<bool>,
+    /// All must hold (none: every image).
+    rules: Option<Vec<portcullis_policy::Rule>>,
+    /// Copy the image's signatures, SBOMs and attestations with it (default true).
+    copy_referrers: Option<bool>,
+    /// A service account whose server-side key signs each promoted image.
+    sign_as: Option<String>,
+    /// Also apply it now to every tag of its source (default false).
+    apply_existing: Option<bool>,
+}
+
+/// What a policy said of one image.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EvaluationView {
+    id: String,
+    policy_id: String,
+    repository: String,
+    tag: Option<String>,
+    digest: String,
+    /// `promoted`, `failed` (a rule did not hold), `pending` (no finished
+    /// scan yet), `refused` (the target would not take it) or `passed`.
+    outcome: String,
+    target_tag: Option<String>,
+    /// The rules with their outcomes and the facts they used, or the reason.
+    detail: serde_json::Value,
+    at: i64,
+}
+
+/// Evaluations of a policy run.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Evaluations {
+    evaluations: Vec<EvaluationView>,
+}
+
+/// A tag, where a promotion brought it from, and what policies said of it.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct TagView {
+    repository: String,
+    tag: String,
+    digest: String,
+    media_type: String,
+    promoted_from: Option<ProvenanceView>,
+    /// The latest 20, newest first.
+    evaluations: Vec<EvaluationView>,
+}
+
+/// Where a promotion brought a tag from.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ProvenanceView {
+    repository: String,
+    tag: Option<String>,
+    policy_id: String,
+    at: i64,
+    /// `promoted from REPO:TAG by policy ID`.
+    summary: String,
+    /// `null` when the policy does not sign (or is gone); else
+    /// `{"signed_by", "state"}` (`signed`, `failed` with why, `pending`).
+    signature: Option<serde_json::Value>,
+}
 
 fn policy_json(p: &StoredPolicy) -> serde_json::Value {
     let mut v: serde_json::Value = serde_json::from_str(&p.policy).unwrap_or(json!({}));
@@ -25,13 +121,22 @@ fn policy_json(p: &StoredPolicy) -> serde_json::Value {
     v
 }
 
+fn evaluation_view(e: &EvaluationRecord) -> EvaluationView {
+    EvaluationView {
+        id: e.id.clone(),
+        policy_id: e.policy_id.clone(),
+        repository: e.repository.clone(),
+        tag: e.tag.clone(),
+        digest: e.digest.clone(),
+        outcome: e.outcome.as_str().to_string(),
+        target_tag: e.target_tag.clone(),
+        detail: serde_json::from_str::<serde_json::Value>(&e.detail).unwrap_or(json!(e.detail)),
+        at: e.at,
+    }
+}
+
 pub(crate) fn evaluation_json(e: &EvaluationRecord) -> serde_json::Value {
-    json!({
-        "id": e.id, "policy_id": e.policy_id, "repository": e.repository, "tag": e.tag,
-        "digest": e.digest, "outcome": e.outcome.as_str(), "target_tag": e.target_tag,
-        "detail": serde_json::from_str::<serde_json::Value>(&e.detail).unwrap_or(json!(e.detail)),
-        "at": e.at,
-    })
+    to_json(&evaluation_view(e))
 }
 
 /// Parses and checks a policy, and that the caller may push to its target
@@ -87,6 +192,13 @@ async fn find(reg: &Registry, source: &str, id: &str) -> Result<StoredPolicy, Re
         .ok_or_else(|| RegistryError::Absent(format!("no policy {id} on {source}")))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/repositories/{name}/policies",
+    tag = "policies",
+    params(super::RepositoryPath),
+    responses((status = 200, description = "The repository's promotion policies", body = [PolicyView])),
+)]
 pub(crate) async fn policy_list(reg: &Registry, who: &Who, name: &str) -> ApiResult {
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
@@ -125,6 +237,14 @@ fn take_apply_existing(body: &[u8]) -> Result<(bool, Vec<u8>), RegistryError> {
 /// `POST …/policies`: a new policy; with `"apply_existing": true` it is
 /// also applied at once to every tag of its source, as `POST …/apply` does,
 /// and the response carries those `evaluations`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/repositories/{name}/policies",
+    tag = "policies",
+    params(super::RepositoryPath),
+    request_body = NewPolicy,
+    responses((status = 201, description = "The policy (with `evaluations` when `apply_existing` was set)", body = PolicyView)),
+)]
 pub(crate) async fn policy_create(reg: &Registry, who: &Who, name: &str, body: &[u8]) -> ApiResult {
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
@@ -159,12 +279,27 @@ pub(crate) async fn policy_create(reg: &Registry, who: &Who, name: &str, body: &
     Ok(reply(StatusCode::CREATED, out))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/repositories/{name}/policies/{id}",
+    tag = "policies",
+    params(super::RepositoryPath, ("id" = String, Path, description = "The policy's id")),
+    responses((status = 200, description = "The policy", body = PolicyView)),
+)]
 pub(crate) async fn policy_get(reg: &Registry, who: &Who, name: &str, id: &str) -> ApiResult {
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
     Ok(reply(StatusCode::OK, policy_json(&find(reg, name.as_str(), id).await?)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/repositories/{name}/policies/{id}",
+    tag = "policies",
+    params(super::RepositoryPath, ("id" = String, Path, description = "The policy's id")),
+    request_body = PromotionPolicy,
+    responses((status = 200, description = "The policy now", body = PolicyView)),
+)]
 pub(crate) async fn policy_update(reg: &Registry, who: &Who, name: &str, id: &str, body: &[u8]) -> ApiResult {
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
@@ -180,6 +315,13 @@ pub(crate) async fn policy_update(reg: &Registry, who: &Who, name: &str, id: &st
     Ok(reply(StatusCode::OK, policy_json(&find(reg, name.as_str(), id).await?)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/repositories/{name}/policies/{id}",
+    tag = "policies",
+    params(super::RepositoryPath, ("id" = String, Path, description = "The policy's id")),
+    responses((status = 204, description = "Deleted")),
+)]
 pub(crate) async fn policy_delete(reg: &Registry, who: &Who, name: &str, id: &str) -> ApiResult {
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
@@ -194,11 +336,29 @@ pub(crate) async fn policy_delete(reg: &Registry, who: &Who, name: &str, id: &st
 }
 
 /// `POST …/apply`: the policy over every tag of its source, now.
+#[utoipa::path(
+    post,
+    path = "/api/v1/repositories/{name}/policies/{id}/apply",
+    tag = "policies",
+    params(super::RepositoryPath, ("id" = String, Path, description = "The policy's id")),
+    responses((status = 200, description = "The policy's evaluation of every tag of its source, promotions made", body = Evaluations)),
+)]
 pub(crate) async fn policy_apply(reg: &Registry, who: &Who, name: &str, id: &str) -> ApiResult {
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
     let p = find(reg, name.as_str(), id).await?;
-    Ok(reply(StatusCode::OK, json!({"evaluations": applied(reg, &p).await?})))
+    // The promotions it makes are recorded as the policy owner's; who
+    // asked for them is recorded here.
+    let ev = who
+        .actor
+        .event("policy.apply")
+        .repository(name.as_str())
+        .detail(id.to_string());
+    reg.meta.audit(&[ev]).await?;
+    let evaluations = Evaluations {
+        evaluations: reg.apply_policy(&p).await?.iter().map(evaluation_view).collect(),
+    };
+    Ok(reply(StatusCode::OK, to_json(&evaluations)))
 }
 
 /// Runs a stored policy over every tag of its source now; its evaluations.
@@ -207,15 +367,26 @@ async fn applied(reg: &Registry, p: &StoredPolicy) -> Result<serde_json::Value, 
     Ok(json!(done.iter().map(evaluation_json).collect::<Vec<_>>()))
 }
 
-#[derive(Deserialize)]
+/// The image to try the policy on: give exactly one.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DryRun {
+    /// A tag of the source repository.
     tag: Option<String>,
+    /// A manifest digest in the source repository.
     digest: Option<String>,
 }
 
 /// `POST …/dry-run {"tag"|"digest"}`: every rule with its outcome and the
 /// facts it used; nothing is promoted or recorded.
+#[utoipa::path(
+    post,
+    path = "/api/v1/repositories/{name}/policies/{id}/dry-run",
+    tag = "policies",
+    params(super::RepositoryPath, ("id" = String, Path, description = "The policy's id")),
+    request_body = DryRun,
+    responses((status = 200, description = "Every rule with its outcome and the facts it used; nothing promoted or recorded", body = EvaluationView)),
+)]
 pub(crate) async fn policy_dry_run(reg: &Registry, who: &Who, name: &str, id: &str, body: &[u8]) -> ApiResult {
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
@@ -250,6 +421,13 @@ pub(crate) async fn policy_dry_run(reg: &Registry, who: &Who, name: &str, id: &s
     Ok(reply(StatusCode::OK, evaluation_json(&outcome.record)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/repositories/{name}/policies/{id}/evaluations",
+    tag = "policies",
+    params(super::RepositoryPath, ("id" = String, Path, description = "The policy's id"), ("limit" = Option<i64>, Query, description = "At most this many, newest first: 1 to 1000, default 100")),
+    responses((status = 200, description = "The policy's recorded evaluations, newest first", body = [EvaluationView])),
+)]
 pub(crate) async fn policy_evaluations(reg: &Registry, who: &Who, name: &str, id: &str, query: &str) -> ApiResult {
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::PULL)).await?;
@@ -270,6 +448,13 @@ pub(crate) async fn policy_evaluations(reg: &Registry, who: &Who, name: &str, id
 
 /// `GET …/tags/TAG`: the digest, where a promotion brought it from, and
 /// what the policies said of it.
+#[utoipa::path(
+    get,
+    path = "/api/v1/repositories/{name}/tags/{tag}",
+    tag = "repositories",
+    params(super::RepositoryPath, ("tag" = String, Path, description = "A tag")),
+    responses((status = 200, description = "The tag's digest, provenance and evaluations", body = TagView)),
+)]
 pub(crate) async fn tag_get(reg: &Registry, who: &Who, name: &str, tag: &str) -> ApiResult {
     let name = repo_name(name)?;
     portcullis_oci::validate_tag(tag)?;

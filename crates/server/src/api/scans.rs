@@ -16,15 +16,102 @@ use portcullis_scan::sbom;
 use portcullis_scan::summary::{counts_json, layer_view};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{reply, ApiResult, Who};
 use crate::access::Need;
 use crate::{Registry, RegistryError};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ScanQuery {
+    /// Required: a repository holding the manifest, which the caller may
+    /// pull from (push to, for `POST`).
+    #[param(required = true, example = "acme/app")]
     repository: Option<String>,
+    /// `/sbom` only: `spdx` (the default, SPDX 2.3 JSON) or `cyclonedx`
+    /// (CycloneDX 1.5 JSON).
     format: Option<String>,
+}
+
+/// An image's scan, or for an index its images' scans.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ScanView {
+    digest: String,
+    /// `not_scanned`, `queued`, `scanning`, `done` or `failed` (not for an index).
+    status: Option<String>,
+    error: Option<String>,
+    database_generation: Option<i64>,
+    summary: Option<crate::api::openapi::SeverityCounts>,
+    requested_at: Option<i64>,
+    finished_at: Option<i64>,
+    attempts: Option<i64>,
+    /// An index: `true`, with `manifests`.
+    index: Option<bool>,
+    /// An index's images, each as above with its `platform`.
+    manifests: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ScanQueued {
+    /// The image digests queued (an index's images).
+    queued: Vec<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct LayersView {
+    layers: Vec<LayerView>,
+}
+
+/// A layer and what it brought in.
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct LayerView {
+    #[serde(flatten)]
+    summary: portcullis_scan::summary::LayerSummary,
+    /// Compressed bytes.
+    size: Option<u64>,
+    /// The image history line that created it.
+    created_by: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ComponentsView {
+    /// The operating system, from `os-release`.
+    os: Option<serde_json::Value>,
+    components: Vec<ComponentView>,
+    /// What the scanner could not read.
+    warnings: Vec<String>,
+}
+
+/// A software component of the image.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ComponentView {
+    name: String,
+    version: String,
+    /// How it was installed: `deb`, `apk`, `rpm`, `python`, `npm`, `go`,
+    /// `cargo` or `maven`.
+    ecosystem: String,
+    purl: String,
+    license: Option<String>,
+    /// The layer that introduced it.
+    layer: String,
+    /// The file it was found in.
+    path: String,
+    /// The first id of each of its findings.
+    vulnerabilities: Vec<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct VulnerabilitiesView {
+    database_generation: Option<i64>,
+    vulnerabilities: Vec<portcullis_scan::matching::Finding>,
 }
 
 /// The manifest `digest` in the caller's view of `repository`.
@@ -70,6 +157,13 @@ fn record_json(digest: &str, r: Option<&ScanRecord>) -> serde_json::Value {
 }
 
 /// `GET`: status and counts per severity; for an index, each platform's.
+#[utoipa::path(
+    get,
+    path = "/api/v1/scans/{digest}",
+    tag = "scanning",
+    params(("digest" = String, Path, description = "An image or index manifest digest (`sha256:…`)"), ScanQuery),
+    responses((status = 200, description = "The scan's status and counts per severity; for an index, each platform's", body = ScanView)),
+)]
 pub(crate) async fn scan_get(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -100,6 +194,13 @@ pub(crate) async fn scan_get(
 }
 
 /// `POST`: scan now (again, if it was scanned before).
+#[utoipa::path(
+    post,
+    path = "/api/v1/scans/{digest}",
+    tag = "scanning",
+    params(("digest" = String, Path, description = "An image or index manifest digest (`sha256:…`)"), ScanQuery),
+    responses((status = 202, description = "Queued (again, if it was scanned before)", body = ScanQueued)),
+)]
 pub(crate) async fn scan_request(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -156,6 +257,13 @@ async fn finished(
 
 /// `GET …/layers`: which layer brought what, with each layer's size and
 /// the image history line that created it (when the config has one).
+#[utoipa::path(
+    get,
+    path = "/api/v1/scans/{digest}/layers",
+    tag = "scanning",
+    params(("digest" = String, Path, description = "An image or index manifest digest (`sha256:…`)"), ScanQuery),
+    responses((status = 200, description = "Each layer, bottom first, with what it brought in", body = LayersView)),
+)]
 pub(crate) async fn scan_layers(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -206,6 +314,13 @@ async fn layer_history(reg: &Registry, repo: &str, config: &Digest) -> Result<Ve
 }
 
 /// `GET …/components`: every component, with the ids of its findings.
+#[utoipa::path(
+    get,
+    path = "/api/v1/scans/{digest}/components",
+    tag = "scanning",
+    params(("digest" = String, Path, description = "An image or index manifest digest (`sha256:…`)"), ScanQuery),
+    responses((status = 200, description = "Every component, with the ids of its findings", body = ComponentsView)),
+)]
 pub(crate) async fn scan_components(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -242,6 +357,13 @@ pub(crate) async fn scan_components(
 
 /// `GET …/vulnerabilities`: component, version, ids, severity, fixed
 /// version, file and layer of each finding, worst first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/scans/{digest}/vulnerabilities",
+    tag = "scanning",
+    params(("digest" = String, Path, description = "An image or index manifest digest (`sha256:…`)"), ScanQuery),
+    responses((status = 200, description = "Every finding, worst first", body = VulnerabilitiesView)),
+)]
 pub(crate) async fn scan_vulnerabilities(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -257,6 +379,14 @@ pub(crate) async fn scan_vulnerabilities(
 
 /// `GET …/sbom?format=spdx|cyclonedx` (SPDX without `format`), as an
 /// attachment named after the repository and the digest.
+#[utoipa::path(
+    get,
+    path = "/api/v1/scans/{digest}/sbom",
+    tag = "scanning",
+    params(("digest" = String, Path, description = "An image or index manifest digest (`sha256:…`)"), ScanQuery),
+    responses((status = 200, description = "The SBOM, as an attachment (`Content-Disposition` names the file)",
+        content((serde_json::Value = "application/spdx+json"), (serde_json::Value = "application/vnd.cyclonedx+json")))),
+)]
 pub(crate) async fn scan_sbom(
     State(reg): State<Arc<Registry>>,
     who: Who,

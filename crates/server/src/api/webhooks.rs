@@ -10,45 +10,148 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use portcullis_auth::{Actions, Role};
 use portcullis_meta::{DeliveryLog, Webhook};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use super::identity::repo_name;
-use super::{json_body, reply, ApiResult, Who};
+use super::{json_body, reply, to_json, ApiResult, Who};
 use crate::access::Need;
 use crate::webhooks::{redact_url, scrub_url, About, EVENT_TYPES};
 use crate::{Registry, RegistryError};
 
-#[derive(Deserialize)]
+/// A webhook's fields. The secret, the header values, and the URL's query
+/// string and userinfo are write-only.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HookBody {
+    /// `http://` or `https://`; internal addresses only where
+    /// `webhook_allow` lets them.
+    #[schema(example = "https://ci.example.com/hooks/portcullis")]
     url: Option<String>,
+    /// Event types: `TAG_PUSH`, `TAG_DELETE`, `MANIFEST_PUSH`,
+    /// `MANIFEST_DELETE`, `SCAN_COMPLETED`, `SCAN_FAILED`, `PROMOTION`,
+    /// `IMAGE_SIGNED`.
+    #[schema(example = json!(["TAG_PUSH"]))]
     events: Option<Vec<String>>,
+    /// 16 to 256 bytes: the HMAC key of `X-Portcullis-Signature`.
     secret: Option<String>,
     enabled: Option<bool>,
+    /// Extra request headers (not `X-Portcullis-*`, `Content-Type`,
+    /// `Host`, `Content-Length`).
     headers: Option<std::collections::BTreeMap<String, String>>,
 }
 
+/// A webhook as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct WebhookView {
+    id: String,
+    /// Its repository, for a repository's hook.
+    repository: Option<String>,
+    /// Its namespace, for a namespace's hook.
+    namespace: Option<String>,
+    /// Redacted: no query string or userinfo.
+    url: String,
+    events: Vec<String>,
+    enabled: bool,
+    /// The names of its extra headers (never their values).
+    header_names: Vec<String>,
+    created_by: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+/// A delivery of an event to a hook.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DeliveryView {
+    id: String,
+    event_id: String,
+    event_seq: i64,
+    /// The event type.
+    #[serde(rename = "type")]
+    kind: String,
+    /// `pending`, `delivering`, `delivered` or `failed` (given up).
+    status: String,
+    /// When the next attempt is due.
+    next_at: i64,
+    created_at: i64,
+    finished_at: Option<i64>,
+    attempts: Vec<AttemptView>,
+}
+
+/// One attempt of a delivery.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AttemptView {
+    attempt: i64,
+    at: i64,
+    /// The HTTP status the target answered.
+    status_code: Option<i64>,
+    latency_ms: i64,
+    /// Why no answer came.
+    error: Option<String>,
+    /// The start of the answer's body.
+    response: Option<String>,
+}
+
+/// A page of deliveries.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DeliveryPage {
+    deliveries: Vec<DeliveryView>,
+    /// The `before` of the next page; `null` on the last one.
+    next_before: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EventQueued {
+    event_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DeliveryQueued {
+    /// The new delivery.
+    delivery_id: String,
+}
+
 fn hook_json(h: &Webhook) -> serde_json::Value {
-    json!({
-        "id": h.id, "repository": h.repository, "namespace": h.namespace, "url": redact_url(&h.url),
-        "events": h.events, "enabled": h.enabled,
-        "header_names": h.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-        "created_by": h.created_by, "created_at": h.created_at, "updated_at": h.updated_at,
+    to_json(&WebhookView {
+        id: h.id.clone(),
+        repository: h.repository.clone(),
+        namespace: h.namespace.clone(),
+        url: redact_url(&h.url),
+        events: h.events.clone(),
+        enabled: h.enabled,
+        header_names: h.headers.iter().map(|(k, _)| k.clone()).collect(),
+        created_by: h.created_by.clone(),
+        created_at: h.created_at,
+        updated_at: h.updated_at,
     })
 }
 
 /// A delivery of hook `h`; error texts recorded before reqwest's errors
 /// were stripped of the URL are scrubbed of it.
-fn delivery_json(h: &Webhook, d: &DeliveryLog) -> serde_json::Value {
-    json!({
-        "id": d.id, "event_id": d.event_id, "event_seq": d.event_seq, "type": d.kind, "status": d.status,
-        "next_at": d.next_at, "created_at": d.created_at, "finished_at": d.finished_at,
-        "attempts": d.attempts.iter().map(|a| json!({
-            "attempt": a.attempt, "at": a.at, "status_code": a.status_code, "latency_ms": a.latency_ms,
-            "error": a.error.as_deref().map(|e| scrub_url(e, &h.url)), "response": a.response,
-        })).collect::<Vec<_>>(),
-    })
+fn delivery_view(h: &Webhook, d: &DeliveryLog) -> DeliveryView {
+    DeliveryView {
+        id: d.id.clone(),
+        event_id: d.event_id.clone(),
+        event_seq: d.event_seq,
+        kind: d.kind.clone(),
+        status: d.status.clone(),
+        next_at: d.next_at,
+        created_at: d.created_at,
+        finished_at: d.finished_at,
+        attempts: d
+            .attempts
+            .iter()
+            .map(|a| AttemptView {
+                attempt: a.attempt,
+                at: a.at,
+                status_code: a.status_code,
+                latency_ms: a.latency_ms,
+                error: a.error.as_deref().map(|e| scrub_url(e, &h.url)),
+                response: a.response.clone(),
+            })
+            .collect(),
+    }
 }
 
 /// Applies a request to a hook (new or existing), checking every field.
@@ -165,6 +268,13 @@ async fn create(
     Ok(reply(StatusCode::CREATED, hook_json(&h)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/repositories/{name}/webhooks",
+    tag = "webhooks",
+    params(super::RepositoryPath),
+    responses((status = 200, description = "The repository's own webhooks", body = [WebhookView])),
+)]
 pub(crate) async fn repository_webhooks(reg: &Registry, who: &Who, name: &str) -> ApiResult {
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
@@ -178,12 +288,27 @@ pub(crate) async fn repository_webhooks(reg: &Registry, who: &Who, name: &str) -
     Ok(reply(StatusCode::OK, json!(list)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/repositories/{name}/webhooks",
+    tag = "webhooks",
+    params(super::RepositoryPath),
+    request_body(content = HookBody, description = "`url`, `events` and `secret` are required"),
+    responses((status = 201, description = "The webhook", body = WebhookView)),
+)]
 pub(crate) async fn repository_webhook_create(reg: &Registry, who: &Who, name: &str, body: &[u8]) -> ApiResult {
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
     create(reg, who, Some(name.to_string()), None, body).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/namespaces/{ns}/webhooks",
+    tag = "webhooks",
+    params(("ns" = String, Path, description = "A namespace: the name of the user or organization that owns it")),
+    responses((status = 200, description = "The namespace's webhooks (for every repository in it)", body = [WebhookView])),
+)]
 pub(crate) async fn namespace_webhooks(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -194,6 +319,14 @@ pub(crate) async fn namespace_webhooks(
     Ok(reply(StatusCode::OK, json!(list)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/namespaces/{ns}/webhooks",
+    tag = "webhooks",
+    params(("ns" = String, Path, description = "A namespace: the name of the user or organization that owns it")),
+    request_body(content = HookBody, description = "`url`, `events` and `secret` are required"),
+    responses((status = 201, description = "The webhook", body = WebhookView)),
+)]
 pub(crate) async fn namespace_webhook_create(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -204,10 +337,25 @@ pub(crate) async fn namespace_webhook_create(
     create(&reg, &who, None, Some(ns), &body).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The webhook's id")),
+    responses((status = 200, description = "The webhook", body = WebhookView)),
+)]
 pub(crate) async fn webhook_get(State(reg): State<Arc<Registry>>, who: Who, Path(id): Path<String>) -> ApiResult {
     Ok(reply(StatusCode::OK, hook_json(&find(&reg, &who, &id).await?)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The webhook's id")),
+    request_body(content = HookBody, description = "The fields to change"),
+    responses((status = 200, description = "The webhook now", body = WebhookView)),
+)]
 pub(crate) async fn webhook_update(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -228,6 +376,13 @@ pub(crate) async fn webhook_update(
     Ok(reply(StatusCode::OK, hook_json(&h)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The webhook's id")),
+    responses((status = 204, description = "Deleted")),
+)]
 pub(crate) async fn webhook_delete(State(reg): State<Arc<Registry>>, who: Who, Path(id): Path<String>) -> ApiResult {
     let h = find(&reg, &who, &id).await?;
     let ev = who
@@ -239,6 +394,13 @@ pub(crate) async fn webhook_delete(State(reg): State<Arc<Registry>>, who: Who, P
 }
 
 /// `POST …/test`: a `PING` to this hook only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/{id}/test",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The webhook's id")),
+    responses((status = 202, description = "A `PING` event queued for this hook only", body = EventQueued)),
+)]
 pub(crate) async fn webhook_test(State(reg): State<Arc<Registry>>, who: Who, Path(id): Path<String>) -> ApiResult {
     let h = find(&reg, &who, &id).await?;
     let scope = h
@@ -251,17 +413,33 @@ pub(crate) async fn webhook_test(State(reg): State<Arc<Registry>>, who: Who, Pat
     };
     let event = reg.event("PING", Some(&who.actor), about, json!({"hook_id": h.id}));
     let event_id = event.id.clone();
+    // A request the registry sends on the caller's word is on the trail.
+    let ev = who
+        .actor
+        .event("webhook.test")
+        .detail(format!("{} event {event_id}", h.id));
+    reg.meta.audit(&[ev]).await?;
     reg.meta.emit(&[event], Some(&h.id)).await?;
     reg.dispatcher.wake.notify_one();
-    Ok(reply(StatusCode::ACCEPTED, json!({"event_id": event_id})))
+    Ok(reply(StatusCode::ACCEPTED, to_json(&EventQueued { event_id })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct Page {
+    /// Older than this event sequence number (the previous page's `next_before`).
     before: Option<i64>,
+    /// Deliveries per page: 1 to 500, default 50.
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/webhooks/{id}/deliveries",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The webhook's id"), Page),
+    responses((status = 200, description = "A page of deliveries, newest first, each with its attempts", body = DeliveryPage)),
+)]
 pub(crate) async fn webhook_deliveries(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -274,10 +452,20 @@ pub(crate) async fn webhook_deliveries(
     let next = (list.len() as i64 == limit)
         .then(|| list.last().map(|d| d.event_seq))
         .flatten();
-    let list: Vec<_> = list.iter().map(|d| delivery_json(&h, d)).collect();
-    Ok(reply(StatusCode::OK, json!({"deliveries": list, "next_before": next})))
+    let page = DeliveryPage {
+        deliveries: list.iter().map(|d| delivery_view(&h, d)).collect(),
+        next_before: next,
+    };
+    Ok(reply(StatusCode::OK, to_json(&page)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/webhooks/{id}/deliveries/{delivery}/redeliver",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The webhook's id"), ("delivery" = String, Path, description = "A delivery of the webhook")),
+    responses((status = 202, description = "A new delivery of the same event, queued", body = DeliveryQueued)),
+)]
 pub(crate) async fn webhook_redeliver(
     State(reg): State<Arc<Registry>>,
     who: Who,
@@ -294,5 +482,8 @@ pub(crate) async fn webhook_redeliver(
         .await?
         .ok_or_else(|| RegistryError::Absent(format!("no delivery {delivery}")))?;
     reg.dispatcher.wake.notify_one();
-    Ok(reply(StatusCode::ACCEPTED, json!({"delivery_id": new})))
+    Ok(reply(
+        StatusCode::ACCEPTED,
+        to_json(&DeliveryQueued { delivery_id: new }),
+    ))
 }

@@ -7,6 +7,8 @@
 //! System administrators are exempt (the scanner reads storage, not this
 //! API).
 
+pub(crate) mod audit;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
