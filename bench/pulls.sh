@@ -14,6 +14,7 @@
 #
 #   bench/pulls.sh                     # 10 s per wrk run, a 256 MiB blob fetched 4 times
 #   WRK_SECS=3 BLOB_MIB=64 bench/pulls.sh
+#   PORTCULLIS_BIN=/tmp/pc-a bench/pulls.sh   # a build kept aside, to compare two in one session
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${BENCH_WORK:-bench/work}/pulls
@@ -30,7 +31,8 @@ for t in wrk docker-registry nginx curl; do
     break
   }
 done
-cargo build --release -j2 -q
+PC=${PORTCULLIS_BIN:-target/release/portcullis}
+[ -n "${PORTCULLIS_BIN:-}" ] || cargo build --release -j2 -q
 
 # One small image (config, one small layer) and one big blob.
 python3 - "$W" "$BLOB_MIB" <<'PY'
@@ -163,7 +165,7 @@ manifest dist 127.0.0.1:5612 "/v2/bench/small/manifests/$D_MANIFEST"
 kill "$dist"; wait "$dist" 2>/dev/null || true
 
 # Portcullis with its defaults: nothing anonymous, tokens, pull audit on.
-PORTCULLIS_ADMIN_PASSWORD=$PW RUST_LOG=warn target/release/portcullis serve --listen 127.0.0.1:5613 --data "$W/pc-data" >"$W/pc.log" 2>&1 & pids+=($!); pc=$!
+PORTCULLIS_ADMIN_PASSWORD=$PW RUST_LOG=warn "$PC" serve --listen 127.0.0.1:5613 --data "$W/pc-data" >"$W/pc.log" 2>&1 & pids+=($!); pc=$!
 wait_up 127.0.0.1:5613
 A=127.0.0.1:5613
 token() { curl -sf -u "admin:$PW" "http://$A/auth/token?service=portcullis&scope=$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'; }
@@ -177,7 +179,7 @@ metrics=$(curl -sf "http://$A/metrics")
 served=$(echo "$metrics" | awk '/^portcullis_http_requests_total\{/ && /route="manifest_get"/ && /status="200"/ {s+=$2} END {print s+0}')
 zero_copy=$(echo "$metrics" | awk '/^portcullis_blob_bytes_sent_zero_copy_total / {print $2}')
 kill -TERM "$pc"; wait "$pc" 2>/dev/null || true
-verify=$(target/release/portcullis audit verify --data "$W/pc-data" || true)
+verify=$("$PC" audit verify --data "$W/pc-data" || true)
 recorded=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT COUNT(*) FROM audit_log WHERE action = ?", ("pull",)).fetchone()[0])' "$W/pc-data/portcullis.db")
 
 ratio() { python3 -c "a,b=float('${1:-0}'),float('${2:-0}'); print(f'{a/b:.2f}' if b else '-')"; }

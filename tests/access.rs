@@ -1168,6 +1168,15 @@ async fn oauth2_password_and_refresh_grants_and_login_throttling() {
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     let refresh = body["refresh_token"].as_str().unwrap().to_string();
+    // Not a password on the management API (nor a bearer there).
+    let r = s
+        .anon
+        .get(s.url("/api/v1/accounts/carol/tokens"))
+        .header("authorization", basic_header("carol", &refresh))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "a refresh token sent as a Basic password");
     let c = claims_of(body["access_token"].as_str().unwrap());
     assert_eq!(c["access"][0]["actions"], json!(["pull", "push"]), "own namespace");
     let r = form(&[

@@ -426,6 +426,13 @@ impl FromRequestParts<Arc<Registry>> for Who {
         {
             Some((user, password)) => {
                 let p = crate::token::login(reg, &user, &password, addr.clone(), LoginRecord::Occasionally).await?;
+                // As on the bearer path: a refresh token (an unscoped token
+                // that is not a password) is for the token endpoint only.
+                if p.token_id.is_some() && p.scopes.is_none() {
+                    return Err(RegistryError::Unauthorized(
+                        "a refresh token is exchanged at the token endpoint, not sent as a password".into(),
+                    ));
+                }
                 // A token sent as the password is named by its id already.
                 via = p.token_id.is_none().then_some("password");
                 Some(p)
