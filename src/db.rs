@@ -378,7 +378,7 @@ pub async fn push(settings: &Settings, args: PushArgs) -> anyhow::Result<()> {
             (file, manifest)
         }
     };
-    let client = RegistryClient::for_image(&image, &args.registry.access())?;
+    let client = RegistryClient::for_image(&image, &args.registry.access(&image.host)?)?;
     let config = client.push_blob(b"{}").await?;
     let (layer, size) = client.push_blob_file(&file).await?;
     drop(scratch);
@@ -457,7 +457,11 @@ pub struct PullArgs {
 /// `db pull REF --key K…`; a refusal is a `VulnDbError::PullRefused`.
 pub async fn pull(settings: &Settings, args: PullArgs) -> anyhow::Result<()> {
     let options = portcullis_vulndb::PullOptions {
-        access: args.registry.access(),
+        access: match args.reference.parse::<portcullis_registry_client::ImageRef>() {
+            Ok(image) => args.registry.access(&image.host)?,
+            // The pull says what is wrong with the reference.
+            Err(_) => args.registry.access("")?,
+        },
         keys: signature::public_keys(&args.key)?,
         limits: limits(settings),
     };

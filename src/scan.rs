@@ -84,9 +84,17 @@ struct ScanReport {
 /// Scans and prints; `Ok(false)` when `--fail-on` is met.
 pub async fn run(settings: &Settings, args: ScanArgs) -> anyhow::Result<bool> {
     let target: Target = args.target.parse()?;
+    // `--creds`, else the login kept for the registry (as skopeo reads it).
+    let creds = match (&args.creds, &target) {
+        (Some(c), _) => Some(c.clone()),
+        (None, Target::Registry { host, .. }) => {
+            crate::remote::credentials::lookup(host)?.map(|s| format!("{}:{}", s.user, s.secret))
+        }
+        (None, _) => None,
+    };
     let access = Access {
         registry: portcullis_registry_client::Access {
-            creds: args.creds.clone(),
+            creds,
             tls_verify: args.tls_verify,
         },
         platform: args.platform.clone(),

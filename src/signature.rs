@@ -27,7 +27,9 @@ pub enum Form {
 /// How to reach the image's registry, as `portcullis scan` takes it.
 #[derive(clap::Args)]
 pub struct RegistryArgs {
-    /// USER:PASSWORD or USER:TOKEN, for the image's registry (and --registry).
+    /// USER:PASSWORD or USER:TOKEN, for the image's registry (and
+    /// --registry) [default: what `portcullis login` or `skopeo login`
+    /// keeps for the registry's host].
     #[arg(long, value_name = "USER:PASSWORD", env = "PORTCULLIS_CREDS", hide_env_values = true)]
     creds: Option<String>,
     /// `false` talks plain HTTP to the registry.
@@ -54,11 +56,17 @@ impl From<SignatureForm> for Form {
 }
 
 impl RegistryArgs {
-    pub fn access(&self) -> Access {
-        Access {
-            creds: self.creds.clone(),
+    /// How to reach `host`: `--creds`, else the login kept for it in the
+    /// containers auth file (as skopeo reads it), else anonymous.
+    pub fn access(&self, host: &str) -> anyhow::Result<Access> {
+        let creds = match &self.creds {
+            Some(c) => Some(c.clone()),
+            None => crate::remote::credentials::lookup(host)?.map(|s| format!("{}:{}", s.user, s.secret)),
+        };
+        Ok(Access {
+            creds,
             tls_verify: self.tls_verify,
-        }
+        })
     }
 }
 
@@ -174,7 +182,7 @@ pub async fn sign_image(
 pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
     let image: ImageRef = args.image.parse()?;
     let key = signing_key(&args.key)?;
-    let client = RegistryClient::for_image(&image, &args.registry.access())?;
+    let client = RegistryClient::for_image(&image, &args.registry.access(&image.host)?)?;
     let out = sign_image(&client, &image, &key, args.form).await?;
     match args.format {
         OutputFormat::Json => println!("{}", serde_json::to_string(&out)?),
@@ -248,7 +256,7 @@ struct VerifiedSignature {
 /// Verifies; `Ok(false)` when no signature verifies under the trusted keys.
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
     let image: ImageRef = args.image.parse()?;
-    let access = args.access.access();
+    let access = args.access.access(&image.host)?;
     let mut trusted: Vec<TrustedKey> = public_keys(&args.key)?
         .into_iter()
         .map(|key| TrustedKey { key, account: None })

@@ -764,6 +764,63 @@ async fn shared_with_skopeo(backend: &Backend) {
     let inspected: Value = serde_json::from_str(&out).unwrap();
     assert!(inspected["Digest"].as_str().unwrap().starts_with("sha256:"));
 
+    // sign, verify and scan docker:// use the login kept for the registry
+    // when no --creds is given (the repository is private: anonymous
+    // callers are refused).
+    common::openssl(
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "key.pem",
+        ],
+        dir.path(),
+    );
+    common::openssl(&["pkey", "-in", "key.pem", "-pubout", "-out", "pub.pem"], dir.path());
+    let key = dir.path().join("key.pem");
+    let public = dir.path().join("pub.pem");
+    let image = format!("{host}/admin/app:1");
+    let scan_data = dir.path().join("scan-data");
+    let scan = [
+        "scan",
+        &format!("docker://{image}"),
+        "--tls-verify=false",
+        "--format",
+        "json",
+        "--data",
+        scan_data.to_str().unwrap(),
+    ];
+    let (code, out, err) = admin
+        .run(
+            &["sign", &image, "--key", key.to_str().unwrap(), "--tls-verify=false"],
+            "",
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "sign with the login: {out}{err}");
+    let (code, out, err) = admin
+        .run(
+            &[
+                "verify",
+                &image,
+                "--key",
+                public.to_str().unwrap(),
+                "--tls-verify=false",
+            ],
+            "",
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "verify with the login: {out}{err}");
+    let (code, out, err) = admin.run(&scan, "", &[]).await;
+    assert_eq!(code, 0, "scan with the login: {err}");
+    assert!(serde_json::from_str::<Value>(&out).is_ok(), "{out}");
+    let (code, _, err) = Person::new().run(&scan, "", &[]).await;
+    assert_eq!(code, 2, "without a login the private image is refused: {err}");
+
     // The other way: skopeo keeps the password, portcullis uses it.
     let other = Person::new();
     let theirs = other.auth_file();

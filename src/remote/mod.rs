@@ -6,7 +6,7 @@
 //! server unreachable, bad input, 400, 5xx).
 
 mod client;
-mod credentials;
+pub(crate) mod credentials;
 mod identity;
 mod login;
 mod policy;
