@@ -87,9 +87,7 @@ pub async fn run(settings: &Settings, args: ScanArgs) -> anyhow::Result<bool> {
     // `--creds`, else the login kept for the registry (as skopeo reads it).
     let creds = match (&args.creds, &target) {
         (Some(c), _) => Some(c.clone()),
-        (None, Target::Registry { host, .. }) => {
-            crate::remote::credentials::lookup(host)?.map(|s| format!("{}:{}", s.user, s.secret))
-        }
+        (None, Target::Registry { host, .. }) => crate::remote::credentials::kept_creds(host)?,
         (None, _) => None,
     };
     let access = Access {

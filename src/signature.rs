@@ -61,7 +61,7 @@ impl RegistryArgs {
     pub fn access(&self, host: &str) -> anyhow::Result<Access> {
         let creds = match &self.creds {
             Some(c) => Some(c.clone()),
-            None => crate::remote::credentials::lookup(host)?.map(|s| format!("{}:{}", s.user, s.secret)),
+            None => crate::remote::credentials::kept_creds(host)?,
         };
         Ok(Access {
             creds,

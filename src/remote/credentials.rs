@@ -123,6 +123,16 @@ fn normalize_key(key: &str) -> &str {
     key.split('/').next().unwrap_or(key)
 }
 
+/// `USER:SECRET` kept for `host`, for commands whose `--creds` was not
+/// given. No auth file location at all (no HOME, no XDG_RUNTIME_DIR, no
+/// REGISTRY_AUTH_FILE) means no login kept; an unreadable file is an error.
+pub fn kept_creds(host: &str) -> anyhow::Result<Option<String>> {
+    if auth_file().is_err() {
+        return Ok(None);
+    }
+    Ok(lookup(host)?.map(|s| format!("{}:{}", s.user, s.secret)))
+}
+
 /// The credential kept for `host` (`HOST[:PORT]`), if any.
 pub fn lookup(host: &str) -> anyhow::Result<Option<Secret>> {
     for file in read_files()? {
