@@ -1143,3 +1143,36 @@ async fn a_policy_created_with_apply_existing_promotes_what_is_already_there() {
         assert_eq!(status_of(&s, "/api/v1/repositories/acme/prod/tags/1").await, 404);
     }
 }
+
+/// A failed scan is a policy's answer too: the evaluation recorded at push
+/// ("the scan is queued") is followed by a failed one naming the scan's
+/// error, so the policy page never keeps saying the image waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_scan_fails_the_policies_that_need_it() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let policy = json!({"target": "acme/release", "tag_template": "%n",
+                            "rules": [{"field": "vulnerability_critical", "operator": "lte", "values": ["0"]}]});
+        let (st, v) = call(
+            &s,
+            reqwest::Method::POST,
+            "/api/v1/repositories/acme/app/policies",
+            policy,
+        )
+        .await;
+        assert_eq!(st, 201, "{label}: {v}");
+        let id = v["id"].as_str().unwrap().to_string();
+        let (broken, _) = s
+            .push_image(
+                "acme/app",
+                "broken",
+                b"{\"b\":1}",
+                &[common::gzip(b"not a tar archive").as_slice()],
+            )
+            .await;
+        let e = evaluation(&s, "acme/app", &id, "broken", "failed").await;
+        let reason = e["detail"]["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains(&format!("the scan of {broken} failed")), "{label}: {e}");
+    }
+}

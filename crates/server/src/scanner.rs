@@ -483,6 +483,9 @@ async fn worker(weak: Weak<Registry>) {
                             if let Err(e) = reg.meta.fail_scan(&digest, &e, &events).await {
                                 tracing::warn!(%digest, error = %e, "recording a failed scan");
                             }
+                            // The policies say so too: their last word must
+                            // not stay "the scan is queued".
+                            reg.promote_on_scan(&digest).await;
                         }
                     }
                 }
