@@ -121,10 +121,7 @@ pub(crate) async fn write_tag(
 /// The image digest (`sha256:<hex>`) a cosign tag (`sha256-<hex>.sig`,
 /// `.att`, `.sbom`) is about.
 fn cosign_subject(tag: &str) -> Option<String> {
-    let (stem, kind) = tag.rsplit_once('.')?;
-    let hex = stem.strip_prefix("sha256-")?;
-    (["sig", "att", "sbom"].contains(&kind) && hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| format!("sha256:{hex}"))
+    portcullis_oci::cosign_tag_subject(tag).map(|(subject, _)| subject)
 }
 
 /// Layers a cosign tag may grow to: signature checks examine the first 32

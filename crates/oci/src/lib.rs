@@ -15,5 +15,5 @@ pub mod platform;
 pub use digest::{Algorithm, Digest, DigestHasher};
 pub use error::OciError;
 pub use manifest::{Descriptor, Manifest, ManifestKind, MAX_MANIFEST_BYTES};
-pub use name::{validate_tag, Reference, RepositoryName};
+pub use name::{cosign_tag_subject, validate_tag, Reference, RepositoryName};
 pub use platform::{index_entries, IndexEntry, Platform};

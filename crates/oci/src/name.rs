@@ -62,6 +62,17 @@ impl fmt::Display for RepositoryName {
     }
 }
 
+/// What a cosign tag (`sha256-<hex>.sig`, `.att`, `.sbom`) is about, by
+/// its name alone: the image digest `sha256:<hex>` and the suffix (`sig`,
+/// `att` or `sbom`). Whether the tag holds an artifact, and whether the
+/// image is there, is for the caller to check.
+pub fn cosign_tag_subject(tag: &str) -> Option<(String, &str)> {
+    let (stem, kind) = tag.rsplit_once('.')?;
+    let hex = stem.strip_prefix("sha256-")?;
+    (["sig", "att", "sbom"].contains(&kind) && hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| (format!("sha256:{hex}"), kind))
+}
+
 /// Checks a tag against `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
 pub fn validate_tag(tag: &str) -> Result<(), OciError> {
     let b = tag.as_bytes();

@@ -251,14 +251,17 @@ pub(crate) async fn tag_list(reg: &Registry, who: &Who, name: &str, query: &str)
 /// judges them); an image tagged so is a tag like any other, so no one
 /// who may push can hide one under another image's row.
 async fn accessory(reg: &Registry, repo: &str, t: &TagDetail) -> Result<Option<serde_json::Value>, RegistryError> {
-    let Some((hex, kind)) = [(".sig", "signature"), (".att", "attestation"), (".sbom", "SBOM")]
-        .into_iter()
-        .find_map(|(suffix, kind)| Some((t.name.strip_prefix("sha256-")?.strip_suffix(suffix)?, kind)))
-    else {
+    let Some((subject, suffix)) = portcullis_oci::cosign_tag_subject(&t.name) else {
         return Ok(None);
     };
-    let Ok(subject) = format!("sha256:{hex}").parse::<Digest>() else {
+    // A digest as the registry writes it (lowercase hex).
+    let Ok(subject) = subject.parse::<Digest>() else {
         return Ok(None);
+    };
+    let kind = match suffix {
+        "sig" => "signature",
+        "att" => "attestation",
+        _ => "SBOM",
     };
     let Ok(digest) = t.digest.parse::<Digest>() else {
         return Ok(None);
