@@ -29,6 +29,11 @@ const SCHEMA: &str = "3";
 const READER_CACHE_KIB: i64 = 2048;
 /// Reading connections, opened with the index.
 const POOL: usize = 4;
+/// What the decoded candidates of recently matched packages may take.
+/// Images share most of their packages (a base image, a language
+/// runtime), and decoding a package's entries is most of a lookup's cost;
+/// the bound keeps a server's memory independent of the database's size.
+const CANDIDATE_CACHE_BYTES: usize = 4 << 20;
 
 fn index_err(path: &Path) -> impl Fn(rusqlite::Error) -> VulnDbError + '_ {
     move |e| VulnDbError::Index(format!("{}: {e}", path.display()))
@@ -294,6 +299,69 @@ pub struct DiskIndex {
     pool: Mutex<Vec<Connection>>,
     returned: Condvar,
     advisories: u64,
+    recent: Mutex<CandidateCache>,
+}
+
+/// The decoded candidates of the packages looked up last, least recently
+/// used first, within [`CANDIDATE_CACHE_BYTES`]. A generation's index never
+/// changes, so an entry is never stale.
+#[derive(Default)]
+struct CandidateCache {
+    entries: hashlink::LinkedHashMap<(String, String), (Arc<Vec<Candidate>>, usize)>,
+    bytes: usize,
+}
+
+impl CandidateCache {
+    fn get(&mut self, key: &(String, String)) -> Option<Arc<Vec<Candidate>>> {
+        self.entries.to_back(key).map(|(c, _)| c.clone())
+    }
+
+    fn insert(&mut self, key: (String, String), found: Arc<Vec<Candidate>>) {
+        let size = key.0.len() + key.1.len() + std::mem::size_of::<(String, String)>() * 2 + heap_size(&found);
+        if size > CANDIDATE_CACHE_BYTES / 4 {
+            return;
+        }
+        if let Some((_, old)) = self.entries.insert(key, (found, size)) {
+            self.bytes -= old;
+        }
+        self.bytes += size;
+        while self.bytes > CANDIDATE_CACHE_BYTES {
+            match self.entries.pop_front() {
+                Some((_, (_, n))) => self.bytes -= n,
+                None => break,
+            }
+        }
+    }
+}
+
+/// About what decoded candidates take on the heap (allocator overhead
+/// aside): what the cache's bound counts.
+fn heap_size(found: &[Candidate]) -> usize {
+    use portcullis_scan::osv::{Event, Range};
+    use std::mem::size_of;
+    let text = |s: &String| s.capacity();
+    found.iter().fold(size_of::<Vec<Candidate>>(), |n, c| {
+        let a = &c.affected;
+        n + size_of::<Candidate>()
+            + a.ranges.iter().fold(0, |n, r| {
+                n + size_of::<Range>()
+                    + text(&r.kind)
+                    + r.events.iter().fold(0, |n, e| {
+                        n + size_of::<Event>()
+                            + match e {
+                                Event::Introduced(s) | Event::Fixed(s) | Event::LastAffected(s) | Event::Limit(s) => {
+                                    text(s)
+                                }
+                            }
+                    })
+            })
+            + a.versions.iter().fold(0, |n, v| n + size_of::<String>() + text(v))
+            + a.note.as_ref().map_or(0, |d| {
+                [&d.urgency, &d.nodsa, &d.nodsa_reason]
+                    .iter()
+                    .fold(0, |n, s| n + s.as_ref().map_or(0, text))
+            })
+    })
 }
 
 impl DiskIndex {
@@ -312,6 +380,7 @@ impl DiskIndex {
             pool: Mutex::new(pool),
             returned: Condvar::new(),
             advisories: advisories as u64,
+            recent: Mutex::default(),
         })
     }
 
@@ -378,18 +447,24 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> rusqlite::Result<T> {
 
 impl AdvisoryStore for DiskIndex {
     fn candidates(&self, ecosystem: &str, package: &str) -> Result<Arc<Vec<Candidate>>, LookupError> {
-        self.with(|conn| {
+        let key = (ecosystem.to_string(), package.to_string());
+        if let Some(found) = self.recent.lock().expect("cache").get(&key) {
+            return Ok(found);
+        }
+        let found = self.with(|conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT head, data FROM affected WHERE ecosystem = ?1 AND package = ?2 ORDER BY head, seq",
             )?;
             let rows = stmt.query_map(params![ecosystem, package], |r| {
                 Ok(Candidate {
                     head: r.get::<_, i64>(0)? as u64,
-                    affected: decode(&r.get::<_, Vec<u8>>(1)?)?,
+                    affected: decode(r.get_ref(1)?.as_blob()?)?,
                 })
             })?;
             Ok(Arc::new(rows.collect::<Result<Vec<_>, _>>()?))
-        })
+        })?;
+        self.recent.lock().expect("cache").insert(key, found.clone());
+        Ok(found)
     }
 
     fn head(&self, id: u64) -> Result<Arc<Head>, LookupError> {
@@ -455,4 +530,57 @@ impl AdvisoryStore for DiskIndex {
 /// Ids as the JSON array `json_each` reads.
 fn id_list(ids: &[&str]) -> String {
     serde_json::to_string(ids).expect("strings serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_scan::osv::Affected;
+
+    /// Candidates whose one `versions` entry is `len` bytes long.
+    fn entry(len: usize) -> Arc<Vec<Candidate>> {
+        Arc::new(vec![Candidate {
+            head: 1,
+            affected: Affected {
+                package: None,
+                ranges: vec![],
+                versions: vec!["v".repeat(len)],
+                note: None,
+            },
+        }])
+    }
+
+    fn key(name: &str) -> (String, String) {
+        ("PyPI".into(), name.into())
+    }
+
+    #[test]
+    fn the_candidate_cache_stays_within_its_bound_and_evicts_the_least_recently_used() {
+        let quarter = CANDIDATE_CACHE_BYTES / 4 - 1024;
+        let mut cache = CandidateCache::default();
+        for name in ["a", "b", "c"] {
+            cache.insert(key(name), entry(quarter));
+        }
+        // "a" used again: "b" is now the least recently used.
+        assert!(cache.get(&key("a")).is_some());
+        cache.insert(key("d"), entry(quarter));
+        cache.insert(key("e"), entry(quarter));
+        assert!(cache.bytes <= CANDIDATE_CACHE_BYTES, "{} bytes", cache.bytes);
+        let held: Vec<bool> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|n| cache.get(&key(n)).is_some())
+            .collect();
+        assert_eq!(held, [true, false, true, true, true]);
+        let counted: usize = cache.entries.values().map(|(_, n)| n).sum();
+        assert_eq!(counted, cache.bytes);
+    }
+
+    #[test]
+    fn a_package_too_big_for_a_quarter_of_the_cache_is_not_kept() {
+        let mut cache = CandidateCache::default();
+        cache.insert(key("small"), entry(10));
+        cache.insert(key("huge"), entry(CANDIDATE_CACHE_BYTES / 4));
+        assert!(cache.get(&key("huge")).is_none());
+        assert!(cache.get(&key("small")).is_some());
+    }
 }
