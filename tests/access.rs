@@ -1127,6 +1127,22 @@ async fn catalog_lists_only_what_the_caller_can_read_and_public_repos_are_pullab
                 && challenge.contains("/auth/token\",service=\"portcullis\",scope=\"repository:bob/theirs:pull\""),
             "{challenge}"
         );
+        // A reference that can't exist is answered only to those who may
+        // read the repository: a stranger is challenged, not told it's bad.
+        let r = s
+            .anon
+            .get(s.url("/v2/bob/theirs/manifests/.INVALID_MANIFEST_NAME"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let r = s
+            .anon
+            .get(s.url("/v2/pub/open/manifests/.INVALID_MANIFEST_NAME"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
         // A push to a public repository still needs a grant.
         let r = s.anon.post(s.url("/v2/pub/open/blobs/uploads/")).send().await.unwrap();
         assert_eq!(r.status(), 401);

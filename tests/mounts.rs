@@ -78,7 +78,7 @@ async fn mounts_from_the_challenge_alone_and_without_from() {
         let scopes = challenged_scopes(&r);
         assert_eq!(
             scopes,
-            ["repository:acme/app:push", "repository:acme/base:pull"],
+            ["repository:acme/app:pull,push", "repository:acme/base:pull"],
             "{label}"
         );
         let t = s.registry_token("dev", PW, &scopes).await;
@@ -100,7 +100,7 @@ async fn mounts_from_the_challenge_alone_and_without_from() {
         let scopes = challenged_scopes(&r);
         assert_eq!(
             scopes,
-            ["repository:acme/app2:push,pull", "repository:acme/base:pull"],
+            ["repository:acme/app2:pull,push", "repository:acme/base:pull"],
             "{label}"
         );
         let wider = s.registry_token("dev", PW, &scopes).await;
@@ -156,6 +156,23 @@ async fn mounts_from_the_challenge_alone_and_without_from() {
             .await
             .unwrap();
         assert_eq!(r.status(), 201, "{label}: a token naming the source");
+        // The conformance suite's automatic cross-mount: the blob is in the
+        // target already, and a client asks for exactly the challenged
+        // scope, which names pull as well as push.
+        let r = post(format!("/v2/acme/app3/blobs/uploads/?mount={base}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{label}");
+        let scopes = challenged_scopes(&r);
+        assert_eq!(scopes, ["repository:acme/app3:pull,push"], "{label}");
+        let exact = s.registry_token("dev", PW, &scopes).await;
+        let r = post(format!("/v2/acme/app3/blobs/uploads/?mount={base}"))
+            .bearer_auth(&exact)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{label}: {}", r.text().await.unwrap());
 
         // Held only where dev may not read: the same answer as a blob that
         // exists nowhere (a plain upload session), and no link made.

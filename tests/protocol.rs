@@ -768,11 +768,38 @@ async fn bad_names_and_methods_get_spec_errors() {
             StatusCode::BAD_REQUEST,
             "NAME_INVALID",
         ),
+        // Nothing can be stored under a reference that is neither a tag
+        // nor a digest: a read finds nothing (the conformance suite's
+        // `.INVALID_MANIFEST_NAME`), a push is refused as invalid.
         (
             reqwest::Method::GET,
+            "/v2/a/manifests/.INVALID_MANIFEST_NAME".into(),
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/v2/a/manifests/-bad".into(),
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v2/a/manifests/sha256:nothex".into(),
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+        ),
+        (
+            reqwest::Method::PUT,
             "/v2/a/manifests/-bad".into(),
             StatusCode::BAD_REQUEST,
             "TAG_INVALID",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v2/a/manifests/sha256:nothex".into(),
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
         ),
         (
             reqwest::Method::GET,
@@ -809,6 +836,13 @@ async fn bad_names_and_methods_get_spec_errors() {
         let r = s.http.request(method.clone(), s.url(&path)).send().await.unwrap();
         assert_eq!(code(r).await, (status, want.to_string()), "{method} {path}");
     }
+    let r = s
+        .http
+        .head(s.url("/v2/a/manifests/.INVALID_MANIFEST_NAME"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

@@ -628,6 +628,15 @@ impl Registry {
                 if self.permitted(caller, repo).await?.contains(want) {
                     return Ok(());
                 }
+                // A push is challenged for pull too, as Distribution does:
+                // a client asks for exactly the challenged scope, and a push
+                // token that can't pull can't check which blobs are there
+                // or mount one without `from`.
+                let want = if want.contains(Actions::PUSH) {
+                    want.union(Actions::PULL)
+                } else {
+                    want
+                };
                 match caller {
                     Caller::Anonymous => Err(RegistryError::Challenge {
                         scope: scope(repo, want),

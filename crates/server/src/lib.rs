@@ -217,6 +217,9 @@ fn endpoint<'a>(method: &Method, route: &'a Route) -> Option<(&'static str, Need
         (Route::Manifest(n, _), _) if read => ("manifest_get", repo(n, Actions::PULL)),
         (Route::Manifest(n, _), &Method::PUT) => ("manifest_put", repo(n, Actions::PUSH)),
         (Route::Manifest(n, _), &Method::DELETE) => ("manifest_delete", repo(n, Actions::DELETE)),
+        (Route::BadReference(n, _), _) if read => ("manifest_get", repo(n, Actions::PULL)),
+        (Route::BadReference(n, _), &Method::PUT) => ("manifest_put", repo(n, Actions::PUSH)),
+        (Route::BadReference(n, _), &Method::DELETE) => ("manifest_delete", repo(n, Actions::DELETE)),
         (Route::Blob(n, _), _) if read => ("blob_get", repo(n, Actions::PULL)),
         (Route::Blob(n, _), &Method::DELETE) => ("blob_delete", repo(n, Actions::DELETE)),
         (Route::Uploads(n), &Method::POST) => ("upload_start", repo(n, Actions::PUSH)),
@@ -316,6 +319,8 @@ async fn dispatch(State(reg): State<Arc<Registry>>, peer: token::Peer, request: 
         }
         (Method::PUT, Route::Manifest(n, rf)) => manifests::put(r, &actor, &n, &rf, query, &headers, body).await,
         (_, Route::Manifest(n, rf)) => manifests::delete(r, &actor, &n, &rf).await,
+        (Method::PUT, Route::BadReference(_, e)) => Err(e.into()),
+        (_, Route::BadReference(n, e)) => Err(RegistryError::ManifestUnknown(format!("{n}: {e}"))),
         (Method::DELETE, Route::Blob(n, d)) => blobs::delete(r, &actor, &n, &d).await,
         (_, Route::Blob(n, d)) => blobs::get(r, &n, &d, &headers, head, zero_copy.as_ref()).await,
         (_, Route::Uploads(n)) => match uploads::mount_source(r, &caller, &n, query).await {

@@ -10,6 +10,11 @@ pub enum Route {
     Catalog,
     Tags(RepositoryName),
     Manifest(RepositoryName, Reference),
+    /// A manifest path whose reference is neither a tag nor a digest. It is
+    /// answered after authorization, as the repository it names is valid:
+    /// a read finds nothing (404, as the distribution spec's conformance
+    /// suite and Distribution answer), a push is refused as invalid.
+    BadReference(RepositoryName, OciError),
     Blob(RepositoryName, Digest),
     Uploads(RepositoryName),
     Upload(RepositoryName, String),
@@ -31,7 +36,10 @@ pub fn parse(path: &str) -> Option<Result<Route, OciError>> {
         return Some(name(n).map(Route::Tags));
     }
     if let Some((n, r)) = rest.rsplit_once("/manifests/") {
-        return Some(name(n).and_then(|n| Ok(Route::Manifest(n, r.parse()?))));
+        return Some(name(n).map(|n| match r.parse() {
+            Ok(r) => Route::Manifest(n, r),
+            Err(e) => Route::BadReference(n, e),
+        }));
     }
     if let Some((n, r)) = rest.rsplit_once("/referrers/") {
         return Some(name(n).and_then(|n| Ok(Route::Referrers(n, r.parse()?))));
@@ -94,8 +102,18 @@ mod tests {
                 Some(Ok(Route::Referrers(n("a"), dg.clone()))),
             ),
             ("/v2/A/tags/list".into(), Some(Err(()))),
-            ("/v2/a/manifests/bad:digest".into(), Some(Err(()))),
-            ("/v2/a/manifests/-tag".into(), Some(Err(()))),
+            (
+                "/v2/a/manifests/bad:digest".into(),
+                Some(Ok(Route::BadReference(
+                    n("a"),
+                    OciError::UnsupportedAlgorithm("bad".into()),
+                ))),
+            ),
+            (
+                "/v2/a/manifests/-tag".into(),
+                Some(Ok(Route::BadReference(n("a"), OciError::InvalidTag("-tag".into())))),
+            ),
+            ("/v2/A/manifests/v1".into(), Some(Err(()))),
             ("/v2/a/blobs/sha256:abc".into(), Some(Err(()))),
             ("/v2/a/referrers/v1".into(), Some(Err(()))),
             ("/v2/a".into(), None),

@@ -87,7 +87,7 @@ pub(crate) async fn mount_source(
                 .any(|a| a.kind == "repository" && a.name == from.as_str());
             if !asked {
                 return Err(RegistryError::Challenge {
-                    scope: format!("repository:{target}:push,pull repository:{from}:pull"),
+                    scope: format!("repository:{target}:pull,push repository:{from}:pull"),
                     insufficient: true,
                 });
             }
