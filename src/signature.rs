@@ -166,8 +166,7 @@ pub async fn sign_image(
     key: &SigningKey,
     form: Form,
 ) -> anyhow::Result<Signed> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
-    let created = portcullis_vulndb::rfc3339(now.as_secs());
+    let created = now_rfc3339()?;
     let name = format!("{}/{}", image.host, image.repository);
     let signed = client.sign(&name, &image.reference, key, form.into(), &created).await?;
     Ok(Signed {
@@ -195,9 +194,39 @@ pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
 }
 
 /// A key trusted for this verification, and whose it is.
-struct TrustedKey {
-    key: PublicKey,
-    account: Option<String>,
+pub(crate) struct TrustedKey {
+    pub(crate) key: PublicKey,
+    pub(crate) account: Option<String>,
+}
+
+/// The keys `--key` and `--team` trust: the PEM files, and the current
+/// keys of the team's members, asked of `registry` (default: the image's
+/// registry, https unless --tls-verify=false).
+pub(crate) async fn trusted_keys(
+    keys: &[PathBuf],
+    team: Option<&str>,
+    registry: Option<&str>,
+    image: &ImageRef,
+    access: &Access,
+) -> anyhow::Result<Vec<TrustedKey>> {
+    let mut trusted: Vec<TrustedKey> = public_keys(keys)?
+        .into_iter()
+        .map(|key| TrustedKey { key, account: None })
+        .collect();
+    if let Some(team) = team {
+        let scheme = if access.tls_verify { "https" } else { "http" };
+        let registry = registry
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{scheme}://{}", image.host));
+        trusted.extend(team_keys(&registry, team, access).await?);
+    }
+    Ok(trusted)
+}
+
+/// Now, in RFC 3339: when a referrer was created.
+pub(crate) fn now_rfc3339() -> anyhow::Result<String> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    Ok(portcullis_vulndb::rfc3339(now.as_secs()))
 }
 
 /// The current keys of a team's members, from the Portcullis server that keeps them.
@@ -257,19 +286,14 @@ struct VerifiedSignature {
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
     let image: ImageRef = args.image.parse()?;
     let access = args.access.access(&image.host)?;
-    let mut trusted: Vec<TrustedKey> = public_keys(&args.key)?
-        .into_iter()
-        .map(|key| TrustedKey { key, account: None })
-        .collect();
-    if let Some(team) = &args.team {
-        // The team's server is the image's registry unless named.
-        let scheme = if access.tls_verify { "https" } else { "http" };
-        let registry = args
-            .registry
-            .clone()
-            .unwrap_or_else(|| format!("{scheme}://{}", image.host));
-        trusted.extend(team_keys(&registry, team, &access).await?);
-    }
+    let trusted = trusted_keys(
+        &args.key,
+        args.team.as_deref(),
+        args.registry.as_deref(),
+        &image,
+        &access,
+    )
+    .await?;
     let keys: Vec<PublicKey> = trusted.iter().map(|t| t.key.clone()).collect();
     let client = RegistryClient::for_image(&image, &access)?;
     let m = client.manifest(&image.reference).await?;

@@ -8,7 +8,7 @@
 use portcullis_oci::{media_type, Digest};
 use portcullis_sign::{
     bundle_layers, bundle_manifest, bundle_signer, candidates, payload, signature_manifest_adding, signature_tag,
-    signer, PublicKey, SigningKey, BUNDLE_MEDIA_TYPE, EMPTY_CONFIG,
+    signer, PublicKey, SigningKey, BUNDLE_MEDIA_TYPE, BUNDLE_PREDICATE_ANNOTATION, COSIGN_SIGN_PREDICATE, EMPTY_CONFIG,
 };
 
 use crate::{RegistryClient, Result};
@@ -112,7 +112,12 @@ impl RegistryClient {
                 let bundle = portcullis_sign::sign_bundle(key, &m.digest)?;
                 let b = self.push_blob(&bundle).await?;
                 let media_type = m.media_type.clone().unwrap_or_else(|| media_type::OCI_MANIFEST.into());
-                let manifest = bundle_manifest((&media_type, &m.digest, m.size), (&b, bundle.len()), created);
+                let manifest = bundle_manifest(
+                    (&media_type, &m.digest, m.size),
+                    (&b, bundle.len()),
+                    COSIGN_SIGN_PREDICATE,
+                    created,
+                );
                 self.put_referrer(&manifest, &m.digest, BUNDLE_MEDIA_TYPE)
                     .await?
                     .to_string()
@@ -152,6 +157,11 @@ impl RegistryClient {
                 break;
             }
             let kind = referrer["artifactType"].as_str().unwrap_or(EMPTY_CONFIG);
+            // An attestation's bundle (another predicate) is not a signature.
+            let claimed = referrer["annotations"][BUNDLE_PREDICATE_ANNOTATION].as_str();
+            if claimed.is_some_and(|t| t != COSIGN_SIGN_PREDICATE) {
+                continue;
+            }
             let (Some(referrer), true) = (
                 referrer["digest"].as_str(),
                 kind == BUNDLE_MEDIA_TYPE || kind == EMPTY_CONFIG,
