@@ -12,7 +12,7 @@ use portcullis_registry_client::{ImageRef, RegistryClient};
 use portcullis_sign::attestation::{build_statement, predicate, predicate_type, provenance, ProvenanceRule};
 use serde::Serialize;
 
-use crate::signature::{now_rfc3339, signing_key, trusted_keys, Form, OutputFormat, RegistryArgs};
+use crate::signature::{now_rfc3339, signing_key, Form, OutputFormat, RegistryArgs, SigningArgs, TrustArgs};
 
 #[derive(clap::Args)]
 pub struct AttestArgs {
@@ -26,18 +26,8 @@ pub struct AttestArgs {
     /// custom) or a predicate type URI.
     #[arg(long = "type", value_name = "TYPE", default_value = "custom")]
     kind: String,
-    /// A cosign key file (`cosign.key`; password from COSIGN_PASSWORD or a
-    /// prompt) or a PKCS#8 PEM private key.
-    #[arg(long, value_name = "FILE")]
-    key: PathBuf,
-    /// Which of cosign's two forms to write: the `.att` tag, or a sigstore
-    /// bundle referrer.
-    #[arg(long, value_enum, default_value = "tag")]
-    form: Form,
     #[command(flatten)]
-    registry: RegistryArgs,
-    #[arg(long, value_enum, default_value = "text")]
-    format: OutputFormat,
+    with: SigningArgs,
 }
 
 #[derive(clap::Args)]
@@ -48,18 +38,8 @@ pub struct VerifyAttestationArgs {
     /// The predicate type asked for: one of cosign's names or a URI.
     #[arg(long = "type", value_name = "TYPE")]
     kind: String,
-    /// A PEM public key (`cosign.pub`). Repeatable: any of them may have
-    /// signed. This or --team is required.
-    #[arg(long, value_name = "FILE")]
-    key: Vec<PathBuf>,
-    /// Trust the current keys of this Portcullis team's members. This or
-    /// --key is required.
-    #[arg(long, value_name = "ORG/TEAM")]
-    team: Option<String>,
-    /// Optional: the Portcullis server that knows --team,
-    /// http(s)://HOST[:PORT]. Default: the image's registry.
-    #[arg(long, value_name = "URL")]
-    registry: Option<String>,
+    #[command(flatten)]
+    trust: TrustArgs,
     /// SLSA provenance only: the builder id (v1 `runDetails.builder.id`,
     /// v0.2 `builder.id`) must match one of these globs. Repeatable.
     #[arg(long, value_name = "GLOB")]
@@ -93,22 +73,23 @@ pub async fn attest(args: AttestArgs) -> anyhow::Result<()> {
     let raw = std::fs::read(&args.predicate).with_context(|| format!("reading {}", args.predicate.display()))?;
     let created = now_rfc3339()?;
     let body = predicate(&args.kind, &raw, &created).with_context(|| format!("{}", args.predicate.display()))?;
-    let key = signing_key(&args.key)?;
-    let client = RegistryClient::for_image(&image, &args.registry.access(&image.host)?)?;
+    let with = &args.with;
+    let key = signing_key(&with.key)?;
+    let client = RegistryClient::for_image(&image, &with.registry.access(&image.host)?)?;
     let name = format!("{}/{}", image.host, image.repository);
     let statement = |digest: &portcullis_oci::Digest| build_statement(&name, digest, &uri, body);
     let done = client
-        .attest(&image.reference, &uri, statement, &key, args.form.into(), &created)
+        .attest(&image.reference, &uri, statement, &key, with.form.into(), &created)
         .await?;
     let out = Attested {
         image: image.to_string(),
         digest: done.digest.to_string(),
         predicate_type: uri,
         key_id: key.public.id.clone(),
-        form: args.form,
+        form: with.form,
         attestation: done.signature,
     };
-    match args.format {
+    match with.format {
         OutputFormat::Json => println!("{}", serde_json::to_string(&out)?),
         OutputFormat::Text => println!(
             "attested {}/{}@{} ({}) with key {} ({})",
@@ -146,14 +127,7 @@ pub async fn verify(args: VerifyAttestationArgs) -> anyhow::Result<bool> {
     let uri = predicate_type(&args.kind)?.to_string();
     let rule = ProvenanceRule::new(&args.builder_id, &args.source_uri)?;
     let access = args.access.access(&image.host)?;
-    let trusted = trusted_keys(
-        &args.key,
-        args.team.as_deref(),
-        args.registry.as_deref(),
-        &image,
-        &access,
-    )
-    .await?;
+    let trusted = args.trust.keys(&image, &access).await?;
     let keys: Vec<_> = trusted.iter().map(|t| t.key.clone()).collect();
     let client = RegistryClient::for_image(&image, &access)?;
     let m = client.manifest(&image.reference).await?;

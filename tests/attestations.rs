@@ -71,6 +71,24 @@ async fn run(s: &TestServer, args: &[&str]) -> (i32, Value, String, String) {
     (code, serde_json::from_str(&out).unwrap_or(Value::Null), out, err)
 }
 
+/// `portcullis attest IMAGE --type slsaprovenance1 --predicate FILE --key KEY` (tag form).
+async fn attest_provenance(s: &TestServer, image: &str, predicate: &str, key: &str) -> (i32, Value, String, String) {
+    run(
+        s,
+        &[
+            "attest",
+            image,
+            "--type",
+            "slsaprovenance1",
+            "--predicate",
+            predicate,
+            "--key",
+            key,
+        ],
+    )
+    .await
+}
+
 async fn blob(s: &TestServer, repo: &str, digest: &str) -> bytes::Bytes {
     let r = s
         .http
@@ -333,20 +351,8 @@ async fn verify_attestation_refuses_what_does_not_hold() {
         let b64 = base64::engine::general_purpose::STANDARD;
 
         // 1: attested by the CLI. 2: nothing.
-        let (code, _, _, err) = run(
-            &s,
-            &[
-                "attest",
-                &img(1),
-                "--type",
-                "slsaprovenance1",
-                "--predicate",
-                &path(dir, "provenance.json"),
-                "--key",
-                &path(dir, "alice.p8"),
-            ],
-        )
-        .await;
+        let (code, _, _, err) =
+            attest_provenance(&s, &img(1), &path(dir, "provenance.json"), &path(dir, "alice.p8")).await;
         assert_eq!(code, 0, "{label}: {err}");
         // 3: image 1's `.att` manifest under image 3's tag (a statement about image 1).
         let att1 = s
@@ -578,20 +584,7 @@ async fn verify_attestation_refuses_what_does_not_hold() {
         assert_eq!(code, 2);
         let (code, _, _, err) = run(&s, &["verify-attestation", &img(1), "--type", V1]).await;
         assert_eq!(code, 2, "neither --key nor --team: {err}");
-        let (code, _, _, err) = run(
-            &s,
-            &[
-                "attest",
-                &img(1),
-                "--type",
-                "slsaprovenance1",
-                "--predicate",
-                &path(dir, "alice.pub"),
-                "--key",
-                &path(dir, "alice.p8"),
-            ],
-        )
-        .await;
+        let (code, _, _, err) = attest_provenance(&s, &img(1), &path(dir, "alice.pub"), &path(dir, "alice.p8")).await;
         assert_eq!(code, 2);
         assert!(err.contains("not JSON"), "{err}");
     }

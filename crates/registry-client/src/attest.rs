@@ -9,10 +9,7 @@ use portcullis_sign::attestation::{
     attestation_layers, attestation_manifest_adding, attestation_tag, claimed_predicate_type, envelope,
     verify_attestation, ProvenanceRule, Rejection,
 };
-use portcullis_sign::{
-    bundle_envelope, bundle_layers, bundle_manifest, sign_statement_bundle, PublicKey, SigningKey, BUNDLE_MEDIA_TYPE,
-    BUNDLE_PREDICATE_ANNOTATION, COSIGN_SIGN_PREDICATE, EMPTY_CONFIG,
-};
+use portcullis_sign::{bundle_envelope, sign_statement_bundle, PublicKey, SigningKey, COSIGN_SIGN_PREDICATE};
 
 use crate::{RegistryClient, Result, SignatureForm, Signed};
 
@@ -115,10 +112,7 @@ impl RegistryClient {
         form: SignatureForm,
         created: &str,
     ) -> Result<Signed> {
-        // As `sign`: the empty config first (push rights checked), then a
-        // HEAD for the digest.
-        let config = self.push_blob(b"{}").await?;
-        let m = self.manifest_head(reference).await?;
+        let (config, m) = self.config_and_head(reference).await?;
         let body = statement(&m.digest);
         let signature = match form {
             SignatureForm::Tag => {
@@ -137,17 +131,7 @@ impl RegistryClient {
             }
             SignatureForm::Bundle => {
                 let bundle = sign_statement_bundle(key, &body)?;
-                let b = self.push_blob(&bundle).await?;
-                let media_type = m.media_type.clone().unwrap_or_else(|| media_type::OCI_MANIFEST.into());
-                let manifest = bundle_manifest(
-                    (&media_type, &m.digest, m.size),
-                    (&b, bundle.len()),
-                    predicate_type,
-                    created,
-                );
-                self.put_referrer(&manifest, &m.digest, BUNDLE_MEDIA_TYPE)
-                    .await?
-                    .to_string()
+                self.push_bundle(&m, &bundle, predicate_type, created).await?
             }
         };
         Ok(Signed {
@@ -190,36 +174,21 @@ impl RegistryClient {
             }
         }
         let mut examined = 0;
-        for referrer in self.referrers(digest, None).await? {
-            let kind = referrer["artifactType"].as_str().unwrap_or(EMPTY_CONFIG);
-            let claimed = referrer["annotations"][BUNDLE_PREDICATE_ANNOTATION].as_str();
-            let (Some(referrer), true) = (
-                referrer["digest"].as_str(),
-                kind == BUNDLE_MEDIA_TYPE || kind == EMPTY_CONFIG,
-            ) else {
-                continue;
-            };
-            if claimed == Some(COSIGN_SIGN_PREDICATE) {
-                continue;
-            }
-            if claimed.is_some_and(|t| t != predicate_type) {
-                verdict.other_types += 1;
-                continue;
-            }
-            if examined == MAX_EXAMINED {
-                break;
-            }
-            examined += 1;
-            let manifest = self.manifest(referrer).await?;
-            for (layer, size) in bundle_layers(&manifest.bytes) {
-                if size as usize > MAX_ATTESTATION_BLOB {
-                    verdict.refused.push(format!("a bundle of {size} bytes is not read"));
+        for (referrer, claimed) in self.bundle_referrers(digest).await? {
+            match claimed.as_deref() {
+                Some(COSIGN_SIGN_PREDICATE) => continue,
+                Some(t) if t != predicate_type => {
+                    verdict.other_types += 1;
                     continue;
                 }
-                let bytes = self.blob(&layer, MAX_ATTESTATION_BLOB).await?;
-                match bundle_envelope(&bytes) {
-                    Some(env) => verdict.judge(digest, &env, keys, wanted, SignatureForm::Bundle),
-                    None => verdict.refused.push("a bundle that is not a sigstore bundle".into()),
+                _ if examined == MAX_EXAMINED => break,
+                _ => examined += 1,
+            }
+            for bundle in self.referrer_bundles(&referrer, MAX_ATTESTATION_BLOB).await? {
+                match bundle.map(|b| bundle_envelope(&b)) {
+                    Ok(Some(env)) => verdict.judge(digest, &env, keys, wanted, SignatureForm::Bundle),
+                    Ok(None) => verdict.refused.push("a bundle that is not a sigstore bundle".into()),
+                    Err(size) => verdict.refused.push(format!("a bundle of {size} bytes is not read")),
                 }
             }
         }
