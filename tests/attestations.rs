@@ -708,3 +708,78 @@ fn attestations_written_by_others_are_read() {
         );
     }
 }
+
+/// A signed-only pull examines a bounded number of bundle referrers;
+/// attestation bundles (which `attest` adds one of per run, so a nightly
+/// scan attestation piles them up) are not signatures and never take a
+/// signature's place in that window, nor in `verify`'s. Referrers are read
+/// in digest order: forty attestations are made to sort before the one
+/// signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attestation_bundles_do_not_crowd_out_signatures() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path();
+        trusted_team(&s, &["alice", "dev"], &["alice"]).await;
+        register_key(&s, dir, "alice").await;
+        key_files(dir, "alice");
+        let grant = json!({"account": "dev", "role": "read"});
+        let (st, _) = common::call(&s, reqwest::Method::POST, "/api/v1/namespaces/acme/grants", grant).await;
+        assert_eq!(st, 201);
+        let key = portcullis_sign::SigningKey::from_pkcs8(&std::fs::read(dir.join("alice.der")).unwrap()).unwrap();
+        let (image, body) = s.push_image("acme/app", "1", b"{\"app\":1}", &[b"app layer"]).await;
+        let subject = ("application/vnd.oci.image.manifest.v1+json", &image, body.len() as u64);
+        s.push_blob("acme/app", b"{}").await;
+        // A referrer of `bundle` whose digest sorts as `wanted` says.
+        let attach = |bundle: Vec<u8>, predicate_type: &'static str, wanted: fn(&Digest) -> bool| {
+            let s = &s;
+            async move {
+                let b = s.push_blob("acme/app", &bundle).await;
+                let m = (0..)
+                    .map(|n| {
+                        let created = format!("2026-12-07T00:00:{:02}.{n}Z", n % 60);
+                        portcullis_sign::bundle_manifest(subject, (&b, bundle.len()), predicate_type, &created)
+                    })
+                    .find(|m| wanted(&Digest::sha256_of(m)))
+                    .unwrap();
+                let r = s.put_manifest("acme/app", Digest::sha256_of(&m).as_str(), m).await;
+                assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+            }
+        };
+        let signature = portcullis_sign::sign_bundle(&key, &image).unwrap();
+        attach(signature, portcullis_sign::COSIGN_SIGN_PREDICATE, |d| d.hex() >= "f").await;
+        let name = format!("{}/acme/app", host(&s));
+        for n in 0..40 {
+            let statement = attestation::build_statement(&name, &image, V1, json!({"run": n}));
+            let bundle = portcullis_sign::sign_statement_bundle(&key, &statement).unwrap();
+            attach(bundle, V1, |d| d.hex() < "f").await;
+        }
+        let rule = json!({"pull_rule": {"require_signed_by": {"teams": ["ci/gitlab"]}}});
+        let (st, v) = common::call(&s, reqwest::Method::PUT, "/api/v1/repositories/acme/app", rule).await;
+        assert_eq!(st, 200, "{v}");
+        let (st, text) = common::signing::reader_pull(&s, "dev", "acme/app", "1").await;
+        assert_eq!(st, 200, "{label}: {text}");
+        let img = format!("docker://{name}:1");
+        let alice_pub = path(dir, "alice.pub");
+        let (code, v, _, err) = run(&s, &["verify", &img, "--key", &alice_pub, "--format", "json"]).await;
+        assert_eq!((code, v["unverified"].as_u64()), (0, Some(0)), "{label}: {v} {err}");
+        let args = [
+            "verify-attestation",
+            &img,
+            "--type",
+            V1,
+            "--key",
+            &alice_pub,
+            "--format",
+            "json",
+        ];
+        let (code, v, _, err) = run(&s, &args).await;
+        assert_eq!(
+            (code, v["attestations"].as_array().map(Vec::len)),
+            (0, Some(40)),
+            "{label}: {err}"
+        );
+    }
+}

@@ -101,6 +101,15 @@ pub fn bundle_signer<'a>(image: &Digest, bundle: &[u8], keys: &'a [PublicKey]) -
     Some(key)
 }
 
+/// Whether a referrer's annotations say that its bundle is an attestation
+/// (a predicate type other than cosign's sign one): never a signature, so
+/// not one to spend a bound on signatures with.
+pub fn is_attestation_referrer(annotations: &serde_json::Value) -> bool {
+    annotations[BUNDLE_PREDICATE_ANNOTATION]
+        .as_str()
+        .is_some_and(|t| t != COSIGN_SIGN_PREDICATE)
+}
+
 /// The digest and size of the OCI empty descriptor (`{}`).
 fn empty_config() -> (Digest, usize) {
     (Digest::sha256_of(b"{}"), 2)
