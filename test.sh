@@ -24,6 +24,11 @@ if ! python3 -c 'import oras.client' 2>/dev/null; then
   echo "== installing oras (PyPI)"
   python3 -m pip install -q oras || { [ "$ci" = true ] && exit 1; }
 fi
+# Python's `cryptography` checks the DSSE envelopes of attestations (tests/verify_dsse.py).
+if ! python3 -c 'import cryptography' 2>/dev/null; then
+  echo "== installing cryptography (PyPI)"
+  python3 -m pip install -q cryptography || { [ "$ci" = true ] && exit 1; }
+fi
 # The SBOM projects' own validators check Portcullis's SPDX and CycloneDX output.
 if ! python3 -c 'import cyclonedx.validation.json, spdx_tools, lib4sbom, jsonschema' 2>/dev/null; then
   echo "== installing SBOM validators (PyPI)"

@@ -1,5 +1,6 @@
 //! `portcullis`: the command line, thin over the crates.
 
+mod attestation;
 mod db;
 mod manage;
 mod remote;
@@ -120,6 +121,15 @@ enum Command {
     /// Verify an image's signatures against public keys or a Portcullis
     /// team's current keys. Exits 0 verified, 1 not verified, 2 error.
     Verify(signature::VerifyArgs),
+    /// Attest an image in any registry: an in-toto statement (SLSA
+    /// provenance, an SBOM, …) signed with a cosign key file, in cosign's
+    /// `.att` tag form (default) or as a sigstore bundle referrer. Exits 2
+    /// on error.
+    Attest(attestation::AttestArgs),
+    /// Verify an image's attestations of one predicate type against public
+    /// keys or a Portcullis team's current keys, and for SLSA provenance
+    /// its builder and source. Exits 0 verified, 1 refused, 2 error.
+    VerifyAttestation(attestation::VerifyAttestationArgs),
     /// The offline vulnerability database (OSV records).
     Db {
         #[command(flatten)]
@@ -513,6 +523,20 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Verify(args) => match signature::verify(args).await {
+            Ok(true) => {}
+            Ok(false) => std::process::exit(1),
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                std::process::exit(2);
+            }
+        },
+        Command::Attest(args) => {
+            if let Err(e) = attestation::attest(args).await {
+                eprintln!("Error: {e:#}");
+                std::process::exit(2);
+            }
+        }
+        Command::VerifyAttestation(args) => match attestation::verify(args).await {
             Ok(true) => {}
             Ok(false) => std::process::exit(1),
             Err(e) => {

@@ -74,17 +74,26 @@ impl RegistryArgs {
 pub struct SignArgs {
     /// docker://HOST/REPO[:TAG|@DIGEST] or HOST/REPO[:TAG|@DIGEST].
     image: String,
+    #[command(flatten)]
+    with: SigningArgs,
+}
+
+/// How `sign` and `attest` sign and write: the key, the form, the
+/// registry's access and the output format.
+#[derive(clap::Args)]
+pub struct SigningArgs {
     /// A cosign key file (`cosign.key`; password from COSIGN_PASSWORD or a
     /// prompt) or a PKCS#8 PEM private key.
     #[arg(long, value_name = "FILE")]
-    key: PathBuf,
-    /// Which of cosign's two forms to write.
+    pub(crate) key: PathBuf,
+    /// Which of cosign's two forms to write: the tag (`.sig`, `.att`) or a
+    /// sigstore bundle referrer.
     #[arg(long, value_enum, default_value = "tag")]
-    form: Form,
+    pub(crate) form: Form,
     #[command(flatten)]
-    registry: RegistryArgs,
+    pub(crate) registry: RegistryArgs,
     #[arg(long, value_enum, default_value = "text")]
-    format: OutputFormat,
+    pub(crate) format: OutputFormat,
 }
 
 #[derive(clap::Args)]
@@ -98,6 +107,18 @@ pub struct SignArgs {
 pub struct VerifyArgs {
     /// docker://HOST/REPO[:TAG|@DIGEST] or HOST/REPO[:TAG|@DIGEST].
     image: String,
+    #[command(flatten)]
+    trust: TrustArgs,
+    #[command(flatten)]
+    access: RegistryArgs,
+    #[arg(long, value_enum, default_value = "text")]
+    format: OutputFormat,
+}
+
+/// Whose keys `verify` and `verify-attestation` trust. The commands make
+/// `--key` or `--team` required (the group `trust`).
+#[derive(clap::Args)]
+pub struct TrustArgs {
     /// A PEM public key (`cosign.pub`). Repeatable: any of them may have
     /// signed. This or --team is required.
     #[arg(long, value_name = "FILE")]
@@ -111,10 +132,6 @@ pub struct VerifyArgs {
     /// --tls-verify=false).
     #[arg(long, value_name = "URL")]
     registry: Option<String>,
-    #[command(flatten)]
-    access: RegistryArgs,
-    #[arg(long, value_enum, default_value = "text")]
-    format: OutputFormat,
 }
 
 fn password() -> anyhow::Result<String> {
@@ -166,8 +183,7 @@ pub async fn sign_image(
     key: &SigningKey,
     form: Form,
 ) -> anyhow::Result<Signed> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
-    let created = portcullis_vulndb::rfc3339(now.as_secs());
+    let created = now_rfc3339()?;
     let name = format!("{}/{}", image.host, image.repository);
     let signed = client.sign(&name, &image.reference, key, form.into(), &created).await?;
     Ok(Signed {
@@ -181,10 +197,11 @@ pub async fn sign_image(
 
 pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
     let image: ImageRef = args.image.parse()?;
-    let key = signing_key(&args.key)?;
-    let client = RegistryClient::for_image(&image, &args.registry.access(&image.host)?)?;
-    let out = sign_image(&client, &image, &key, args.form).await?;
-    match args.format {
+    let with = &args.with;
+    let key = signing_key(&with.key)?;
+    let client = RegistryClient::for_image(&image, &with.registry.access(&image.host)?)?;
+    let out = sign_image(&client, &image, &key, with.form).await?;
+    match with.format {
         OutputFormat::Json => println!("{}", serde_json::to_string(&out)?),
         OutputFormat::Text => println!(
             "signed {}/{}@{} with key {} ({})",
@@ -195,9 +212,36 @@ pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
 }
 
 /// A key trusted for this verification, and whose it is.
-struct TrustedKey {
-    key: PublicKey,
-    account: Option<String>,
+pub(crate) struct TrustedKey {
+    pub(crate) key: PublicKey,
+    pub(crate) account: Option<String>,
+}
+
+impl TrustArgs {
+    /// The keys trusted: the `--key` PEM files, and the current keys of
+    /// the `--team` members, asked of `--registry` (default: the image's
+    /// registry, https unless --tls-verify=false).
+    pub(crate) async fn keys(&self, image: &ImageRef, access: &Access) -> anyhow::Result<Vec<TrustedKey>> {
+        let mut trusted: Vec<TrustedKey> = public_keys(&self.key)?
+            .into_iter()
+            .map(|key| TrustedKey { key, account: None })
+            .collect();
+        if let Some(team) = &self.team {
+            let scheme = if access.tls_verify { "https" } else { "http" };
+            let registry = self
+                .registry
+                .clone()
+                .unwrap_or_else(|| format!("{scheme}://{}", image.host));
+            trusted.extend(team_keys(&registry, team, access).await?);
+        }
+        Ok(trusted)
+    }
+}
+
+/// Now, in RFC 3339: when a referrer was created.
+pub(crate) fn now_rfc3339() -> anyhow::Result<String> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    Ok(portcullis_vulndb::rfc3339(now.as_secs()))
 }
 
 /// The current keys of a team's members, from the Portcullis server that keeps them.
@@ -257,19 +301,7 @@ struct VerifiedSignature {
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
     let image: ImageRef = args.image.parse()?;
     let access = args.access.access(&image.host)?;
-    let mut trusted: Vec<TrustedKey> = public_keys(&args.key)?
-        .into_iter()
-        .map(|key| TrustedKey { key, account: None })
-        .collect();
-    if let Some(team) = &args.team {
-        // The team's server is the image's registry unless named.
-        let scheme = if access.tls_verify { "https" } else { "http" };
-        let registry = args
-            .registry
-            .clone()
-            .unwrap_or_else(|| format!("{scheme}://{}", image.host));
-        trusted.extend(team_keys(&registry, team, &access).await?);
-    }
+    let trusted = args.trust.keys(&image, &access).await?;
     let keys: Vec<PublicKey> = trusted.iter().map(|t| t.key.clone()).collect();
     let client = RegistryClient::for_image(&image, &access)?;
     let m = client.manifest(&image.reference).await?;

@@ -1009,7 +1009,8 @@ impl Drop for Distribution {
 
 /// `sign` and `verify` against another registry: CNCF Distribution 2.8 has
 /// no referrers API, so the bundle's referrer is recorded in the referrers
-/// tag schema's index, and `verify` finds both forms there.
+/// tag schema's index, and `verify` finds both forms there; so does
+/// `verify-attestation`, and attestations are not taken for signatures.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_and_verify_work_against_distribution() {
     if !common::have_tool("docker-registry") || !common::have_tool("skopeo") {
@@ -1068,16 +1069,16 @@ async fn sign_and_verify_work_against_distribution() {
 
     // The fallback index names the bundle's referrer manifest.
     let subject: Digest = signed["digest"].as_str().unwrap().parse().unwrap();
-    let index: Value = common::json_of(
-        reqwest::Client::new()
-            .get(format!(
-                "http://{}/v2/acme/app/manifests/sha256-{}",
-                registry.addr,
-                subject.hex()
-            ))
-            .header("accept", "application/vnd.oci.image.index.v1+json"),
-    )
-    .await;
+    let fallback_index = || async {
+        let url = format!(
+            "http://{}/v2/acme/app/manifests/sha256-{}",
+            registry.addr,
+            subject.hex()
+        );
+        let accept = "application/vnd.oci.image.index.v1+json";
+        common::json_of(reqwest::Client::new().get(url).header("accept", accept)).await
+    };
+    let index = fallback_index().await;
     assert_eq!(index["manifests"][0]["digest"], signed["signature"], "{index}");
 
     for (key, want, form) in [
@@ -1099,6 +1100,73 @@ async fn sign_and_verify_work_against_distribution() {
         assert_eq!(code, want, "{key}: {out} {err}");
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["signatures"][0]["form"].as_str(), form, "{v}");
+    }
+
+    // Attestations in both forms: the bundle's referrer is in the fallback
+    // index with its predicate type, and neither is taken for a signature.
+    std::fs::write(path("provenance.json"), r#"{"buildDefinition": {"externalParameters": {"source": "git+https://git.example/acme/app"}}, "runDetails": {"builder": {"id": "https://ci.example/runner"}}}"#).unwrap();
+    std::fs::write(path("notes.txt"), "reviewed").unwrap();
+    let (predicate, notes) = (path("provenance.json"), path("notes.txt"));
+    let attestations = [
+        (&alice_file, "slsaprovenance1", &predicate, "bundle"),
+        (&mallory_file, "custom", &notes, "tag"),
+    ];
+    for (key, kind, predicate, form) in attestations {
+        let args = [
+            "attest",
+            &image,
+            "--key",
+            key,
+            "--type",
+            kind,
+            "--predicate",
+            predicate,
+            "--form",
+            form,
+            "--tls-verify=false",
+        ];
+        let (code, out, err) = cli(&args, &[("COSIGN_PASSWORD", "pw")]).await;
+        assert_eq!(code, 0, "{out} {err}");
+    }
+    let index = fallback_index().await;
+    assert_eq!(
+        index["manifests"][1]["annotations"]["dev.sigstore.bundle.predicateType"], "https://slsa.dev/provenance/v1",
+        "{index}"
+    );
+    let stranger = path("stranger.pub");
+    let (code, out, _) = cli(&["verify", &image, "--key", &stranger, "--tls-verify=false"], &[]).await;
+    assert_eq!(code, 1);
+    assert!(out.contains("none of its 2 signature(s)"), "{out}");
+    let provenance_checks: [(&str, &str, &str, &[&str]); 2] = [
+        (
+            "alice.pub",
+            "slsaprovenance1",
+            "bundle",
+            &["--builder-id", "https://ci.example/*"],
+        ),
+        ("mallory.pub", "custom", "tag", &[]),
+    ];
+    for (key, kind, form, extra) in provenance_checks {
+        let key = path(key);
+        let args = [
+            &[
+                "verify-attestation",
+                &image,
+                "--type",
+                kind,
+                "--key",
+                &key,
+                "--tls-verify=false",
+                "--format",
+                "json",
+            ][..],
+            extra,
+        ]
+        .concat();
+        let (code, out, err) = cli(&args, &[]).await;
+        assert_eq!(code, 0, "{kind}: {out} {err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["attestations"][0]["form"], form, "{v}");
     }
 }
 

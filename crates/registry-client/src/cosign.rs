@@ -8,10 +8,10 @@
 use portcullis_oci::{media_type, Digest};
 use portcullis_sign::{
     bundle_layers, bundle_manifest, bundle_signer, candidates, payload, signature_manifest_adding, signature_tag,
-    signer, PublicKey, SigningKey, BUNDLE_MEDIA_TYPE, EMPTY_CONFIG,
+    signer, PublicKey, SigningKey, BUNDLE_MEDIA_TYPE, BUNDLE_PREDICATE_ANNOTATION, COSIGN_SIGN_PREDICATE, EMPTY_CONFIG,
 };
 
-use crate::{RegistryClient, Result};
+use crate::{ManifestHead, RegistryClient, Result};
 
 /// Signature payloads and bundles are a few KiB; anything bigger is not one.
 pub const MAX_SIGNATURE_BLOB: usize = 1 << 20;
@@ -89,11 +89,7 @@ impl RegistryClient {
         form: SignatureForm,
         created: &str,
     ) -> Result<Signed> {
-        // The empty config both forms need goes first, so the credentials in
-        // hand carry push; then a HEAD names the digest: a registry whose pull
-        // rules refuse the unsigned image its body still lets a pusher sign it.
-        let config = self.push_blob(b"{}").await?;
-        let m = self.manifest_head(reference).await?;
+        let (config, m) = self.config_and_head(reference).await?;
         let signature = match form {
             SignatureForm::Tag => {
                 let body = payload(name, &m.digest);
@@ -110,12 +106,7 @@ impl RegistryClient {
             }
             SignatureForm::Bundle => {
                 let bundle = portcullis_sign::sign_bundle(key, &m.digest)?;
-                let b = self.push_blob(&bundle).await?;
-                let media_type = m.media_type.clone().unwrap_or_else(|| media_type::OCI_MANIFEST.into());
-                let manifest = bundle_manifest((&media_type, &m.digest, m.size), (&b, bundle.len()), created);
-                self.put_referrer(&manifest, &m.digest, BUNDLE_MEDIA_TYPE)
-                    .await?
-                    .to_string()
+                self.push_bundle(&m, &bundle, COSIGN_SIGN_PREDICATE, created).await?
             }
         };
         Ok(Signed {
@@ -144,31 +135,88 @@ impl RegistryClient {
                 record(signer(digest, &c, &body, keys), SignatureForm::Tag);
             }
         }
-        // Some registries list a bundle under its config's type (the empty
-        // one), so the artifact type filters loosely and the layers decide.
-        let mut examined = 0;
-        for referrer in self.referrers(digest, None).await? {
-            if examined == MAX_EXAMINED {
-                break;
-            }
-            let kind = referrer["artifactType"].as_str().unwrap_or(EMPTY_CONFIG);
-            let (Some(referrer), true) = (
-                referrer["digest"].as_str(),
-                kind == BUNDLE_MEDIA_TYPE || kind == EMPTY_CONFIG,
-            ) else {
-                continue;
-            };
-            examined += 1;
-            let manifest = self.manifest(referrer).await?;
-            for (layer, size) in bundle_layers(&manifest.bytes) {
-                if size as usize > MAX_SIGNATURE_BLOB {
-                    record(None, SignatureForm::Bundle);
-                    continue;
-                }
-                let bundle = self.blob(&layer, MAX_SIGNATURE_BLOB).await?;
-                record(bundle_signer(digest, &bundle, keys), SignatureForm::Bundle);
+        // An attestation's bundle (another predicate) is not a signature.
+        let referrers = self
+            .bundle_referrers(digest)
+            .await?
+            .into_iter()
+            .filter(|(_, claimed)| claimed.as_deref().is_none_or(|t| t == COSIGN_SIGN_PREDICATE));
+        for (referrer, _) in referrers.take(MAX_EXAMINED) {
+            for bundle in self.referrer_bundles(&referrer, MAX_SIGNATURE_BLOB).await? {
+                record(
+                    bundle.ok().and_then(|b| bundle_signer(digest, &b, keys)),
+                    SignatureForm::Bundle,
+                );
             }
         }
         Ok(verdict)
+    }
+
+    /// Before a signature or an attestation is written: the empty config
+    /// both forms need goes first, so the credentials in hand carry push;
+    /// then a HEAD names the digest: a registry whose pull rules refuse the
+    /// unsigned image its body still lets a pusher sign it.
+    pub(crate) async fn config_and_head(&self, reference: &str) -> Result<(Digest, ManifestHead)> {
+        let config = self.push_blob(b"{}").await?;
+        Ok((config, self.manifest_head(reference).await?))
+    }
+
+    /// Pushes `bundle` and attaches it to the manifest `m` as a referrer
+    /// annotated with its statement's `predicate_type`, as cosign 3 does:
+    /// the referrer manifest's digest.
+    pub(crate) async fn push_bundle(
+        &self,
+        m: &ManifestHead,
+        bundle: &[u8],
+        predicate_type: &str,
+        created: &str,
+    ) -> Result<String> {
+        let b = self.push_blob(bundle).await?;
+        let media_type = m.media_type.clone().unwrap_or_else(|| media_type::OCI_MANIFEST.into());
+        let manifest = bundle_manifest(
+            (&media_type, &m.digest, m.size),
+            (&b, bundle.len()),
+            predicate_type,
+            created,
+        );
+        Ok(self
+            .put_referrer(&manifest, &m.digest, BUNDLE_MEDIA_TYPE)
+            .await?
+            .to_string())
+    }
+
+    /// The referrers of `digest` that may hold sigstore bundles (their
+    /// manifests' digests) with the predicate type each claims by
+    /// annotation; the caller bounds how many it reads. Some registries
+    /// list a bundle under its config's type (the empty one), so the
+    /// artifact type filters loosely and the layers decide.
+    pub(crate) async fn bundle_referrers(&self, digest: &Digest) -> Result<Vec<(String, Option<String>)>> {
+        Ok(self
+            .referrers(digest, None)
+            .await?
+            .iter()
+            .filter(|r| {
+                let kind = r["artifactType"].as_str().unwrap_or(EMPTY_CONFIG);
+                kind == BUNDLE_MEDIA_TYPE || kind == EMPTY_CONFIG
+            })
+            .filter_map(|r| {
+                let claimed = r["annotations"][BUNDLE_PREDICATE_ANNOTATION].as_str();
+                Some((r["digest"].as_str()?.to_string(), claimed.map(str::to_string)))
+            })
+            .collect())
+    }
+
+    /// The bundles the referrer manifest `referrer` holds: each layer's
+    /// bytes, or its declared size when that is past `max` (not read).
+    pub(crate) async fn referrer_bundles(&self, referrer: &str, max: usize) -> Result<Vec<Result<Vec<u8>, u64>>> {
+        let manifest = self.manifest(referrer).await?;
+        let mut out = Vec::new();
+        for (layer, size) in bundle_layers(&manifest.bytes) {
+            out.push(match size as usize > max {
+                true => Err(size),
+                false => Ok(self.blob(&layer, max).await?),
+            });
+        }
+        Ok(out)
     }
 }

@@ -2,7 +2,8 @@
 //! Distribution's token flow (or Basic), manifests and blobs checked
 //! against their digests, pushes of small blobs and manifests, and the
 //! referrers API with its tag-schema fallback, and cosign's signatures on
-//! what it reads and writes (`cosign.rs`). `portcullis scan docker://`,
+//! what it reads and writes (`cosign.rs`), and in-toto attestations in
+//! cosign's two forms (`attest.rs`). `portcullis scan docker://`,
 //! `portcullis sign`, `portcullis verify` and the vulnerability database's
 //! `db push`/`db pull` (and `serve`'s scheduled pull) share it, so
 //! everything that talks to another registry authenticates and checks
@@ -19,9 +20,11 @@ use reqwest::{Method, StatusCode};
 use thiserror::Error;
 use tokio::sync::Mutex;
 
+mod attest;
 mod cosign;
 mod reference;
 
+pub use attest::{AttestationVerdict, VerifiedAttestation, MAX_ATTESTATION_BLOB};
 pub use cosign::{SignatureForm, Signed, Verdict, MAX_SIGNATURE_BLOB};
 pub use reference::ImageRef;
 
@@ -650,12 +653,20 @@ impl RegistryClient {
             .as_array_mut()
             .ok_or_else(|| ClientError::Protocol(format!("the referrers index {tag} has no manifests")))?;
         if !entries.iter().any(|e| e["digest"] == digest.as_str()) {
-            entries.push(serde_json::json!({
+            let mut descriptor = serde_json::json!({
                 "mediaType": media_type::OCI_MANIFEST,
                 "digest": digest.as_str(),
                 "size": manifest.len(),
                 "artifactType": artifact_type,
-            }));
+            });
+            // The manifest's annotations, as the referrers API lists them.
+            let annotations = serde_json::from_slice::<serde_json::Value>(manifest)
+                .ok()
+                .and_then(|m| m.get("annotations").filter(|a| a.is_object()).cloned());
+            if let Some(a) = annotations {
+                descriptor["annotations"] = a;
+            }
+            entries.push(descriptor);
             let bytes = serde_json::to_vec(&index).expect("json");
             self.put_manifest(&tag, media_type::OCI_INDEX, &bytes).await?;
         }

@@ -13,24 +13,18 @@ use base64::Engine;
 use portcullis_oci::Digest;
 use serde_json::json;
 
+use crate::attestation::{verify_attestation, STATEMENTS};
 use crate::{PublicKey, SignError, SigningKey};
 
 pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
-pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
+/// The referrer manifest's annotation naming its statement's predicate type.
+pub const BUNDLE_PREDICATE_ANNOTATION: &str = "dev.sigstore.bundle.predicateType";
 /// The OCI empty descriptor's media type; its content is `{}`.
 pub const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
-const STATEMENTS: [&str; 2] = ["https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1"];
 /// More bundle layers than any honest referrer manifest carries: the rest
 /// are ignored.
 const MAX_BUNDLE_LAYERS: usize = 16;
-
-/// DSSE's pre-authentication encoding: what the signature covers.
-fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, payload.len()).into_bytes();
-    out.extend_from_slice(payload);
-    out
-}
 
 /// The in-toto statement cosign signs for an image.
 pub fn statement(image: &Digest) -> Vec<u8> {
@@ -46,20 +40,39 @@ pub fn statement(image: &Digest) -> Vec<u8> {
 /// A sigstore bundle signing `image` with `key`, as `cosign sign --key`
 /// writes it with the new bundle format and no transparency log.
 pub fn sign_bundle(key: &SigningKey, image: &Digest) -> Result<Vec<u8>, SignError> {
-    let body = statement(image);
-    let signature = key.sign(&pae(IN_TOTO_PAYLOAD_TYPE, &body))?;
+    sign_statement_bundle(key, &statement(image))
+}
+
+/// A sigstore bundle holding `statement` (an in-toto statement's bytes) in
+/// a DSSE envelope signed by `key`: a signature (cosign's sign predicate)
+/// or an attestation (any other).
+pub fn sign_statement_bundle(key: &SigningKey, statement: &[u8]) -> Result<Vec<u8>, SignError> {
+    let mut envelope = crate::attestation::envelope(key, statement)?;
+    // A bundle's signature carries no key id: the hint names the key.
+    envelope["signatures"][0]
+        .as_object_mut()
+        .expect("an object")
+        .remove("keyid");
     Ok(serde_json::to_vec(&json!({
         "mediaType": BUNDLE_MEDIA_TYPE,
         // An empty transparency log list, not none: Python's sigstore-models
         // refuses a bundle without the field.
         "verificationMaterial": {"publicKey": {"hint": key.public.hint()}, "tlogEntries": []},
-        "dsseEnvelope": {
-            "payload": B64.encode(&body),
-            "payloadType": IN_TOTO_PAYLOAD_TYPE,
-            "signatures": [{"sig": B64.encode(&signature)}],
-        },
+        "dsseEnvelope": envelope,
     }))
     .expect("json"))
+}
+
+/// The DSSE envelope of a sigstore bundle, if `bundle` is one.
+pub fn bundle_envelope(bundle: &[u8]) -> Option<serde_json::Value> {
+    let mut b: serde_json::Value = serde_json::from_slice(bundle).ok()?;
+    if !b["mediaType"]
+        .as_str()?
+        .starts_with("application/vnd.dev.sigstore.bundle")
+    {
+        return None;
+    }
+    Some(b["dsseEnvelope"].take())
 }
 
 /// The names the statement in `bundle` gives its subjects (cosign may give
@@ -83,33 +96,18 @@ pub fn bundle_subject_names(bundle: &[u8]) -> Vec<String> {
 /// The envelope must hold exactly one signature, as the bundle spec says
 /// and sigstore-js enforces; any other count is not verified.
 pub fn bundle_signer<'a>(image: &Digest, bundle: &[u8], keys: &'a [PublicKey]) -> Option<&'a PublicKey> {
-    let b: serde_json::Value = serde_json::from_slice(bundle).ok()?;
-    if !b["mediaType"]
-        .as_str()?
-        .starts_with("application/vnd.dev.sigstore.bundle")
-    {
-        return None;
-    }
-    let envelope = &b["dsseEnvelope"];
-    let payload_type = envelope["payloadType"].as_str()?;
-    if payload_type != IN_TOTO_PAYLOAD_TYPE {
-        return None;
-    }
-    let payload = B64.decode(envelope["payload"].as_str()?).ok()?;
-    let s: serde_json::Value = serde_json::from_slice(&payload).ok()?;
-    let names_image = s["subject"]
-        .as_array()?
-        .iter()
-        .any(|subject| subject["digest"][image.algorithm().as_str()] == image.hex());
-    if !STATEMENTS.contains(&s["_type"].as_str()?) || s["predicateType"] != COSIGN_SIGN_PREDICATE || !names_image {
-        return None;
-    }
-    let [signature] = envelope["signatures"].as_array()?.as_slice() else {
-        return None;
-    };
-    let signature = B64.decode(signature["sig"].as_str()?).ok()?;
-    let signed = pae(payload_type, &payload);
-    crate::find_key(keys, &signed, &signature)
+    let envelope = bundle_envelope(bundle)?;
+    let (key, _) = verify_attestation(image, &envelope, keys, COSIGN_SIGN_PREDICATE, true).ok()?;
+    Some(key)
+}
+
+/// Whether a referrer's annotations say that its bundle is an attestation
+/// (a predicate type other than cosign's sign one): never a signature, so
+/// not one to spend a bound on signatures with.
+pub fn is_attestation_referrer(annotations: &serde_json::Value) -> bool {
+    annotations[BUNDLE_PREDICATE_ANNOTATION]
+        .as_str()
+        .is_some_and(|t| t != COSIGN_SIGN_PREDICATE)
 }
 
 /// The digest and size of the OCI empty descriptor (`{}`).
@@ -118,8 +116,14 @@ fn empty_config() -> (Digest, usize) {
 }
 
 /// The referrer manifest that attaches a bundle to `subject` (the image's
-/// media type, digest and size), as cosign 3 pushes it.
-pub fn bundle_manifest(subject: (&str, &Digest, u64), bundle: (&Digest, usize), created: &str) -> Vec<u8> {
+/// media type, digest and size), as cosign 3 pushes it; `predicate_type` is
+/// its statement's (cosign's sign predicate for a signature).
+pub fn bundle_manifest(
+    subject: (&str, &Digest, u64),
+    bundle: (&Digest, usize),
+    predicate_type: &str,
+    created: &str,
+) -> Vec<u8> {
     let (config, config_size) = empty_config();
     serde_json::to_vec(&json!({
         "schemaVersion": 2,
@@ -130,7 +134,7 @@ pub fn bundle_manifest(subject: (&str, &Digest, u64), bundle: (&Digest, usize), 
         "subject": {"mediaType": subject.0, "digest": subject.1.as_str(), "size": subject.2},
         "annotations": {
             "dev.sigstore.bundle.content": "dsse-envelope",
-            "dev.sigstore.bundle.predicateType": COSIGN_SIGN_PREDICATE,
+            BUNDLE_PREDICATE_ANNOTATION: predicate_type,
             "org.opencontainers.image.created": created,
         },
     }))
@@ -159,6 +163,7 @@ pub fn bundle_layers(manifest: &[u8]) -> Vec<(Digest, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attestation::{pae, IN_TOTO_PAYLOAD_TYPE};
 
     #[test]
     fn bundles_verify_only_for_their_image_key_and_predicate() {
@@ -237,6 +242,7 @@ mod tests {
         let m = bundle_manifest(
             ("application/vnd.oci.image.manifest.v1+json", &image, 7),
             (&b, 6),
+            COSIGN_SIGN_PREDICATE,
             "2026-12-04T00:00:00Z",
         );
         let v: serde_json::Value = serde_json::from_slice(&m).unwrap();

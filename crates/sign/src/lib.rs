@@ -5,17 +5,21 @@
 //! annotation: base64 of an ASN.1 DER ECDSA P-256 signature over the
 //! payload's SHA-256. A payload binds the signature to one image through
 //! `critical.image.docker-manifest-digest`. The OCI 1.1 referrer form
-//! (a sigstore bundle) is in `bundle`; cosign's key files in `keyfile`.
+//! (a sigstore bundle) is in `bundle`; cosign's key files in `keyfile`;
+//! in-toto attestations (DSSE envelopes, `.att` tags, SLSA provenance) in
+//! `attestation`.
 //!
 //! Keys are ECDSA P-256 public keys in PEM (`-----BEGIN PUBLIC KEY-----`,
 //! SubjectPublicKeyInfo), as `cosign generate-key-pair` writes `cosign.pub`.
 //! Pure: the caller fetches manifests and blobs and passes bytes.
 
+pub mod attestation;
 mod bundle;
 mod keyfile;
 
 pub use bundle::{
-    bundle_layers, bundle_manifest, bundle_signer, bundle_subject_names, sign_bundle, statement, BUNDLE_MEDIA_TYPE,
+    bundle_envelope, bundle_layers, bundle_manifest, bundle_signer, bundle_subject_names, is_attestation_referrer,
+    sign_bundle, sign_statement_bundle, statement, BUNDLE_MEDIA_TYPE, BUNDLE_PREDICATE_ANNOTATION,
     COSIGN_SIGN_PREDICATE, EMPTY_CONFIG,
 };
 pub use keyfile::read_private_key;
@@ -46,6 +50,14 @@ pub enum SignError {
     ScryptLimit { n: u64, r: u32, p: u32 },
     #[error("the key's password is wrong (the key file does not decrypt with it)")]
     WrongPassword,
+    #[error("unknown predicate type {0}")]
+    UnknownPredicateType(String),
+    #[error("bad predicate: {0}")]
+    BadPredicate(String),
+    #[error("not an in-toto statement: {0}")]
+    BadStatement(String),
+    #[error("bad glob {0}")]
+    BadGlob(String),
 }
 
 /// The first PEM block of `text`: its label and decoded body.
@@ -382,6 +394,12 @@ pub fn signature_manifest(config: &Digest, config_size: usize, layers: &[(Digest
             })
         })
         .collect();
+    cosign_manifest(config, config_size, layers)
+}
+
+/// The manifest cosign pushes under a `.sig` or `.att` tag: an OCI image
+/// manifest with an empty config and the given layers.
+pub(crate) fn cosign_manifest(config: &Digest, config_size: usize, layers: Vec<serde_json::Value>) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",

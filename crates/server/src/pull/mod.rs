@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use portcullis_oci::{Digest, Reference};
 use portcullis_policy::{PullRule, ScanState, SignedBy};
 use portcullis_sign::{
-    bundle_layers, bundle_signer, bundle_subject_names, candidates, payload_reference, reference_names_repository,
-    signature_tag, signer, PublicKey,
+    bundle_layers, bundle_signer, bundle_subject_names, candidates, is_attestation_referrer, payload_reference,
+    reference_names_repository, signature_tag, signer, PublicKey,
 };
 
 use crate::access::Caller;
@@ -311,12 +311,20 @@ impl Registry {
             }
         }
         let mut bundles = Vec::new();
-        // Only bundle referrers (cosign's artifact type): SBOMs and other
-        // referrers can't crowd a signature out of the window.
+        // Only bundle referrers (cosign's artifact type) that are not
+        // attestations (by their predicate type annotation): SBOMs,
+        // attestations and other referrers can't crowd a signature out of
+        // the window.
         let bundle_referrers = referrers.iter().filter(|r| {
-            r.artifact_type
+            let attestation = r
+                .annotations
                 .as_deref()
-                .is_some_and(|t| t.starts_with("application/vnd.dev.sigstore.bundle"))
+                .and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok())
+                .is_some_and(|a| is_attestation_referrer(&a));
+            !attestation
+                && r.artifact_type
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with("application/vnd.dev.sigstore.bundle"))
         });
         'referrers: for r in bundle_referrers.take(MAX_REFERRERS) {
             let Ok(d) = r.digest.parse::<Digest>() else {
