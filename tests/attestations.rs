@@ -250,9 +250,9 @@ async fn both_forms_are_written_and_independent_verifiers_agree() {
         let alice_pub = path(dir, "alice.pub");
         let globs = [
             "--builder-id",
-            "https://ci.acme.example/*",
+            "https://ci.acme.example/runners/*",
             "--source-uri",
-            "git+https://git.acme.example/acme/*",
+            "https://git.acme.example/acme/*",
         ];
         let by_key = [
             &[
@@ -272,12 +272,10 @@ async fn both_forms_are_written_and_independent_verifiers_agree() {
         let forms: Vec<&str> = found.iter().map(|a| a["form"].as_str().unwrap()).collect();
         assert_eq!(forms, ["tag", "bundle"], "{v}");
         assert_eq!(found[0]["builder_id"], BUILDER);
+        assert_eq!(found[0]["source_uri"], "https://git.acme.example/acme/app");
         assert_eq!(
-            found[0]["source_uris"],
-            json!([
-                "https://git.acme.example/acme/app",
-                "git+https://git.acme.example/acme/app@refs/heads/main"
-            ])
+            found[0]["dependencies"],
+            json!(["git+https://git.acme.example/acme/app@refs/heads/main"])
         );
         assert_eq!(found[0]["statement"]["predicate"], provenance_v1());
         let (code, _, out, err) = run(&s, &by_key).await;
@@ -412,7 +410,7 @@ async fn verify_attestation_refuses_what_does_not_hold() {
                 "alice",
                 &[
                     "--builder-id",
-                    "https://ci.acme.example/*",
+                    "https://ci.acme.example/runners/*",
                     "--source-uri",
                     "https://git.acme.example/acme/app",
                 ],
@@ -460,9 +458,18 @@ async fn verify_attestation_refuses_what_does_not_hold() {
                 1,
                 "slsaprovenance1",
                 "alice",
-                &["--builder-id", "*"],
+                &["--builder-id", "**"],
                 0,
                 "",
+            ),
+            (
+                "* stays within a path segment",
+                1,
+                "slsaprovenance1",
+                "alice",
+                &["--builder-id", "*"],
+                1,
+                "matches none of [*]",
             ),
             (
                 "untrusted signer",
@@ -617,7 +624,7 @@ fn attestations_written_by_others_are_read() {
         predicate_type: &'static str,
         subject: &'static str,
         builder: &'static str,
-        sources: &'static [&'static str],
+        source: Option<&'static str>,
         rule: (&'static str, &'static str),
     }
     let samples = [
@@ -628,10 +635,7 @@ fn attestations_written_by_others_are_read() {
             predicate_type: V1,
             subject: "sha256:49a3aa6075e0f49f82843e74b5baa614ad2a588e6675612bf108a0a008c5ac25",
             builder: "https://github.com/actions/runner/github-hosted",
-            sources: &[
-                "https://github.com/malancas/attest-demo",
-                "git+https://github.com/malancas/attest-demo@refs/heads/main",
-            ],
+            source: Some("https://github.com/malancas/attest-demo"),
             rule: ("https://github.com/actions/runner/*", "https://github.com/malancas/*"),
         },
         Sample {
@@ -641,10 +645,10 @@ fn attestations_written_by_others_are_read() {
             predicate_type: "https://slsa.dev/provenance/v0.2",
             subject: "sha256:2892146b063a94cb4a4318c0e98d38af12dcf2b1e29237486b58463b59607bbd",
             builder: "https://github.com/slsa-framework/slsa-github-generator/.github/workflows/generator_generic_slsa3.yml@refs/tags/v1.10.0",
-            sources: &["git+https://github.com/slsa-framework/example-package@refs/heads/main"],
+            source: Some("git+https://github.com/slsa-framework/example-package@refs/heads/main"),
             rule: (
                 "https://github.com/slsa-framework/slsa-github-generator/.github/workflows/*@refs/tags/v*",
-                "git+https://github.com/slsa-framework/*",
+                "git+https://github.com/slsa-framework/*@refs/heads/*",
             ),
         },
         Sample {
@@ -654,7 +658,7 @@ fn attestations_written_by_others_are_read() {
             predicate_type: "https://slsa.dev/provenance/v0.2",
             subject: "sha256:e14396b283abcbacddba403a923a7fdecf2c54537a1d6a1ee1076767bec742d1",
             builder: "https://tekton.dev/chains/v2",
-            sources: &[],
+            source: None,
             rule: ("https://tekton.dev/chains/*", ""),
         },
         Sample {
@@ -664,8 +668,8 @@ fn attestations_written_by_others_are_read() {
             predicate_type: "https://slsa.dev/provenance/v0.2",
             subject: "sha256:f5ae5ced234922eebe6461d32228ba8ab9c3d0c0f3983a3bef707e6e1a1ab52a",
             builder: "https://gitlab.com/ggeorgiev_gitlab/playground/-/runners/14811533",
-            sources: &["https://gitlab.com/ggeorgiev_gitlab/playground"],
-            rule: ("https://gitlab.com/*/-/runners/*", "https://gitlab.com/ggeorgiev_gitlab/*"),
+            source: Some("https://gitlab.com/ggeorgiev_gitlab/playground"),
+            rule: ("https://gitlab.com/**/-/runners/*", "https://gitlab.com/ggeorgiev_gitlab/*"),
         },
     ];
     let (ours, _) = portcullis_sign::SigningKey::generate().unwrap();
@@ -691,7 +695,7 @@ fn attestations_written_by_others_are_read() {
         assert!(statement.names(&subject), "{}", s.file);
         let p = provenance(&statement.predicate_type, statement.predicate()).unwrap();
         assert_eq!(p.builder_id.as_deref(), Some(s.builder), "{}", s.file);
-        assert_eq!(p.source_uris, s.sources, "{}", s.file);
+        assert_eq!(p.source_uri.as_deref(), s.source, "{}", s.file);
         let (builder, source) = s.rule;
         let sources: Vec<String> = [source]
             .into_iter()
