@@ -151,7 +151,7 @@ impl RegistryClient {
                     &config,
                     2,
                     (&layer, env.len(), predicate_type),
-                );
+                )?;
                 self.put_manifest(&tag, media_type::OCI_MANIFEST, &manifest).await?;
                 tag
             }

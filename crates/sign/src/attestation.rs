@@ -459,23 +459,29 @@ impl ProvenanceRule {
 /// every layer of `existing` (the manifest already there, if any) stays, as
 /// cosign keeps them, but one with the added envelope's digest is replaced;
 /// the added layer is a DSSE envelope annotated with its predicate type.
+/// An existing manifest that can't be read as one with layers is an error,
+/// never silently replaced (its attestations would be lost).
 pub fn attestation_manifest_adding(
     existing: Option<&[u8]>,
     config: &Digest,
     config_size: usize,
     added: (&Digest, usize, &str),
-) -> Vec<u8> {
+) -> Result<Vec<u8>, SignError> {
     let (digest, size, predicate_type) = added;
-    let kept = existing
-        .and_then(|m| serde_json::from_slice::<Value>(m).ok())
-        .and_then(|m| m["layers"].as_array().cloned())
-        .unwrap_or_default();
+    let kept = match existing {
+        None => Vec::new(),
+        Some(m) => serde_json::from_slice::<Value>(m)
+            .map_err(|e| SignError::UnreadableAttestations(e.to_string()))?
+            .get_mut("layers")
+            .and_then(|l| l.as_array_mut().map(std::mem::take))
+            .ok_or_else(|| SignError::UnreadableAttestations("no layers".into()))?,
+    };
     let mut layers: Vec<Value> = kept.into_iter().filter(|l| l["digest"] != digest.as_str()).collect();
     layers.push(json!({
         "mediaType": DSSE_ENVELOPE, "digest": digest.as_str(), "size": size,
         "annotations": {SIGNATURE_ANNOTATION: "", PREDICATE_TYPE_ANNOTATION: predicate_type},
     }));
-    crate::cosign_manifest(config, config_size, layers)
+    Ok(crate::cosign_manifest(config, config_size, layers))
 }
 
 /// The DSSE envelope layers of an `.att` manifest: digest, size and the
@@ -751,10 +757,17 @@ mod tests {
     fn att_manifests_keep_every_layer_they_had() {
         let config = Digest::sha256_of(b"{}");
         let (a, b) = (Digest::sha256_of(b"a"), Digest::sha256_of(b"b"));
-        let one = attestation_manifest_adding(None, &config, 2, (&a, 10, SLSA_PROVENANCE_V1));
-        let two = attestation_manifest_adding(Some(&one), &config, 2, (&b, 20, COSIGN_CUSTOM));
-        let again = attestation_manifest_adding(Some(&two), &config, 2, (&b, 20, COSIGN_CUSTOM));
+        let one = attestation_manifest_adding(None, &config, 2, (&a, 10, SLSA_PROVENANCE_V1)).unwrap();
+        let two = attestation_manifest_adding(Some(&one), &config, 2, (&b, 20, COSIGN_CUSTOM)).unwrap();
+        let again = attestation_manifest_adding(Some(&two), &config, 2, (&b, 20, COSIGN_CUSTOM)).unwrap();
         assert_eq!(two, again, "the same envelope twice adds nothing");
+        // What can't be read is not replaced: its attestations would be lost.
+        for unreadable in [&b"not json"[..], br#"{"manifests": []}"#, br#"{"layers": {}}"#] {
+            assert!(matches!(
+                attestation_manifest_adding(Some(unreadable), &config, 2, (&b, 20, COSIGN_CUSTOM)),
+                Err(SignError::UnreadableAttestations(_))
+            ));
+        }
         let layers = attestation_layers(&two);
         assert_eq!(
             layers,
