@@ -1021,3 +1021,110 @@ async fn the_registry_attests_its_scans() {
         assert_eq!(code, 0, "{label}: {err}");
     }
 }
+
+/// A promotion is attested in its target repository: the policy, its rules
+/// and the facts each used, the database generation, source and target, as
+/// `schemas/promotion-v1.schema.json` describes (checked with Python's
+/// `jsonschema`). Signed by the registry's key, or by the policy's
+/// `sign_as` account's key when it has one. Both databases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotions_are_attested() {
+    const PROMOTION: &str = "https://portcullis.dev/attestation/promotion/v1";
+    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/promotion-v1.schema.json");
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path();
+        let (st, v) = common::call(&s, reqwest::Method::POST, "/api/v1/orgs", json!({"name": "acme"})).await;
+        assert_eq!(st, 201, "{label}: {v}");
+        let layer = common::tar_of(&[("srv/app/version", b"1")]);
+        let (image, _) = s.push_image("acme/build", "1", b"{\"promoted\":1}", &[&layer]).await;
+        let keys = registry_keys(&s).await;
+        std::fs::write(dir.join("registry.pub"), keys[0]["pem"].as_str().unwrap()).unwrap();
+        let (st, v) = common::call(
+            &s,
+            reqwest::Method::POST,
+            "/api/v1/namespaces/acme/service-accounts",
+            json!({"name": "release"}),
+        )
+        .await;
+        assert_eq!(st, 201, "{label}: {v}");
+        let (st, key) = common::call(
+            &s,
+            reqwest::Method::POST,
+            "/api/v1/accounts/acme+release/signing-key",
+            Value::Null,
+        )
+        .await;
+        assert_eq!(st, 201, "{label}: {key}");
+        std::fs::write(dir.join("release.pub"), key["pem"].as_str().unwrap()).unwrap();
+        let rules = json!([{"field": "tag", "operator": "eq", "values": ["1"]}]);
+        for (target, sign_as, signer, other) in [
+            ("acme/release", None, "registry.pub", "release.pub"),
+            ("acme/signed", Some("acme+release"), "release.pub", "registry.pub"),
+        ] {
+            let mut policy = json!({"target": target, "tag_template": "%n", "rules": rules, "apply_existing": true});
+            if let Some(a) = sign_as {
+                policy["sign_as"] = a.into();
+            }
+            let (st, p) = common::call(
+                &s,
+                reqwest::Method::POST,
+                "/api/v1/repositories/acme/build/policies",
+                policy,
+            )
+            .await;
+            assert_eq!(st, 201, "{label}: {p}");
+            assert_eq!(p["evaluations"][0]["outcome"], "promoted", "{label}: {p}");
+            let img = format!("docker://{}/{target}@{image}", host(&s));
+            let (code, v, _, err) = run(
+                &s,
+                &[
+                    "verify-attestation",
+                    &img,
+                    "--type",
+                    PROMOTION,
+                    "--key",
+                    &path(dir, signer),
+                    "--format",
+                    "json",
+                ],
+            )
+            .await;
+            assert_eq!(code, 0, "{label} {target}: {v} {err}");
+            let predicate = &v["attestations"][0]["statement"]["predicate"];
+            assert_eq!(predicate["policy"]["id"], p["id"], "{label}");
+            assert_eq!(predicate["source"]["tag"], "1");
+            assert_eq!(predicate["target"]["repository"], target);
+            assert_eq!(predicate["evaluation"]["images"][0]["rules"][0]["passed"], true);
+            let file = dir.join("predicate.json");
+            std::fs::write(&file, predicate.to_string()).unwrap();
+            let check = format!(
+                "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[2])), json.load(open(sys.argv[1])), format_checker=jsonschema.FormatChecker())"
+            );
+            let out = std::process::Command::new("python3")
+                .args(["-c", &check, schema, file.to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{label}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let (code, _, _, _) = run(
+                &s,
+                &[
+                    "verify-attestation",
+                    &img,
+                    "--type",
+                    PROMOTION,
+                    "--key",
+                    &path(dir, other),
+                ],
+            )
+            .await;
+            assert_eq!(code, 1, "{label} {target}: signed by the other key");
+        }
+    }
+}

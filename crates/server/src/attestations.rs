@@ -31,8 +31,23 @@ const MADE_BY_ANNOTATION: &str = "dev.portcullis.attestation.by";
 const MADE_BY_REGISTRY: &str = "registry";
 pub(crate) const CYCLONEDX: &str = "https://cyclonedx.org/bom";
 pub(crate) const VULN: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
+/// Portcullis's own predicate: an image passed a promotion policy
+/// (`schemas/promotion-v1.schema.json`).
+pub(crate) const PROMOTION: &str = "https://portcullis.dev/attestation/promotion/v1";
 /// Repositories of one image attested at most after a scan.
 const MAX_REPOSITORIES: usize = 16;
+
+/// One promotion, as the registry attests it in the target repository.
+pub(crate) struct PromotionRecord<'a> {
+    pub policy_id: &'a str,
+    pub policy: &'a portcullis_policy::PromotionPolicy,
+    /// The evaluation: each image's rules, with the facts each used.
+    pub evaluation: &'a Value,
+    pub source_repository: &'a str,
+    pub source_tag: &'a str,
+    pub digest: &'a str,
+    pub target_tag: &'a str,
+}
 
 /// What one scan found, as the registry attests it.
 pub(crate) struct ScanRecord<'a> {
@@ -139,10 +154,54 @@ impl Registry {
                 ),
                 (VULN, build_statement(&name, &image, VULN, vuln.clone())),
             ];
-            self.put_registry_attestations(repo, &image, &key, &statements, &record.finished)
+            self.put_registry_attestations(repo, &image, &key, &statements, &record.finished, true)
                 .await?;
         }
         Ok(())
+    }
+
+    /// Attests a promotion in its target repository: which policy, its
+    /// rules and the facts each used, the database generation, source and
+    /// target. Signed by the policy's `sign_as` key when it has one (the
+    /// account that vouches for releases), else by the registry's. A
+    /// failure is logged, never a failed promotion.
+    pub(crate) async fn attest_promotion(&self, record: PromotionRecord<'_>) {
+        if let Err(e) = self.try_attest_promotion(&record).await {
+            tracing::warn!(digest = %record.digest, policy = %record.policy_id, error = %e, "attesting a promotion");
+        }
+    }
+
+    async fn try_attest_promotion(&self, record: &PromotionRecord<'_>) -> Result<(), RegistryError> {
+        let key = match &record.policy.sign_as {
+            Some(account) => self.open_signing_key(account).await?.1,
+            None => self.registry_signing_key().await?,
+        };
+        let image: Digest = record.digest.parse()?;
+        let generation = self.meta.scan(record.digest).await?.and_then(|s| s.db_generation);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let predicate = json!({
+            "policy": {
+                "id": record.policy_id,
+                "repository": record.source_repository,
+                "target": record.policy.target,
+                "tag_template": record.policy.tag_template,
+                "rules": record.policy.rules,
+                "sign_as": record.policy.sign_as,
+            },
+            "evaluation": record.evaluation,
+            "database_generation": generation,
+            "source": {"repository": record.source_repository, "tag": record.source_tag, "digest": record.digest},
+            "target": {"repository": record.policy.target, "tag": record.target_tag},
+            "promoted_at": portcullis_vulndb::rfc3339(now),
+        });
+        let repo = record.policy.target.as_str();
+        let name = format!("{}/{repo}", self.public_host());
+        let statement = build_statement(&name, &image, PROMOTION, predicate);
+        let created = portcullis_vulndb::rfc3339(now);
+        self.put_registry_attestations(repo, &image, &key, &[(PROMOTION, statement)], &created, false)
+            .await
     }
 
     fn public_host(&self) -> &str {
@@ -150,8 +209,10 @@ impl Registry {
     }
 
     /// Attaches `statements` (predicate type, statement), each signed by
-    /// `key` in a sigstore bundle, as referrers of the image in `repo`, and
-    /// removes the registry's earlier referrers of the same types.
+    /// `key` in a sigstore bundle, as referrers of the image in `repo`;
+    /// with `replace`, removes the registry's earlier referrers of the same
+    /// types (a scan's record supersedes the last one; each promotion is
+    /// its own).
     async fn put_registry_attestations(
         &self,
         repo: &str,
@@ -159,6 +220,7 @@ impl Registry {
         key: &SigningKey,
         statements: &[(&str, Vec<u8>)],
         created: &str,
+        replace: bool,
     ) -> Result<(), RegistryError> {
         let Some(subject) = self.meta.get_manifest(repo, &Reference::Digest(image.clone())).await? else {
             return Ok(()); // deleted since the scan
@@ -199,7 +261,7 @@ impl Registry {
                 .await?;
             // The statement just attached replaces the registry's earlier
             // ones of its type.
-            for old in &earlier {
+            for old in earlier.iter().filter(|_| replace) {
                 let a: Value = old
                     .annotations
                     .as_deref()

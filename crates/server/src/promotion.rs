@@ -179,6 +179,16 @@ impl Registry {
                             record.detail = json!({"rules": detail, "signature": signature}).to_string();
                         }
                         if now {
+                            self.attest_promotion(crate::attestations::PromotionRecord {
+                                policy_id: &stored.id,
+                                policy: &policy,
+                                evaluation: &detail,
+                                source_repository: &stored.repository,
+                                source_tag: tag,
+                                digest,
+                                target_tag: &target_tag,
+                            })
+                            .await;
                             tracing::info!(
                                 log = "promotion",
                                 policy_id = %stored.id,

@@ -123,8 +123,8 @@ impl Registry {
         }))
     }
 
-    /// Signs `digest` in `repo` with `account`'s server-side key.
-    pub(crate) async fn sign_image(&self, repo: &str, digest: &str, account: &str) -> Result<String, RegistryError> {
+    /// `account`'s server-side signing key, opened: (key id, key).
+    pub(crate) async fn open_signing_key(&self, account: &str) -> Result<(String, SigningKey), RegistryError> {
         let (key_id, sealed) = self
             .meta
             .signing_key(account)
@@ -143,8 +143,13 @@ impl Registry {
                 .reseal_signing_key(account, &sealed, &resealed, &event)
                 .await?;
         }
-        let pkcs8 = opened.pkcs8;
-        let key = SigningKey::from_pkcs8(&pkcs8).map_err(|e| RegistryError::Internal(e.to_string()))?;
+        let key = SigningKey::from_pkcs8(&opened.pkcs8).map_err(|e| RegistryError::Internal(e.to_string()))?;
+        Ok((key_id, key))
+    }
+
+    /// Signs `digest` in `repo` with `account`'s server-side key.
+    pub(crate) async fn sign_image(&self, repo: &str, digest: &str, account: &str) -> Result<String, RegistryError> {
+        let (key_id, key) = self.open_signing_key(account).await?;
         let image: Digest = digest.parse()?;
         let host = self.webhooks.public_url.split_once("://").map_or("", |(_, h)| h);
         let body = payload(&format!("{host}/{repo}"), &image);
