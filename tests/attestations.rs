@@ -1078,20 +1078,26 @@ async fn promotions_are_attested() {
             assert_eq!(st, 201, "{label}: {p}");
             assert_eq!(p["evaluations"][0]["outcome"], "promoted", "{label}: {p}");
             let img = format!("docker://{}/{target}@{image}", host(&s));
-            let (code, v, _, err) = run(
-                &s,
-                &[
-                    "verify-attestation",
-                    &img,
-                    "--type",
-                    PROMOTION,
-                    "--key",
-                    &path(dir, signer),
-                    "--format",
-                    "json",
-                ],
-            )
-            .await;
+            let verify = |key: &'static str| {
+                let (s, img, key) = (&s, img.clone(), path(dir, key));
+                async move {
+                    run(
+                        s,
+                        &[
+                            "verify-attestation",
+                            &img,
+                            "--type",
+                            PROMOTION,
+                            "--key",
+                            &key,
+                            "--format",
+                            "json",
+                        ],
+                    )
+                    .await
+                }
+            };
+            let (code, v, _, err) = verify(signer).await;
             assert_eq!(code, 0, "{label} {target}: {v} {err}");
             let predicate = &v["attestations"][0]["statement"]["predicate"];
             assert_eq!(predicate["policy"]["id"], p["id"], "{label}");
@@ -1100,11 +1106,9 @@ async fn promotions_are_attested() {
             assert_eq!(predicate["evaluation"]["images"][0]["rules"][0]["passed"], true);
             let file = dir.join("predicate.json");
             std::fs::write(&file, predicate.to_string()).unwrap();
-            let check = format!(
-                "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[2])), json.load(open(sys.argv[1])), format_checker=jsonschema.FormatChecker())"
-            );
+            let check = "import json,sys,jsonschema; jsonschema.validate(json.load(open(sys.argv[2])), json.load(open(sys.argv[1])), format_checker=jsonschema.FormatChecker())";
             let out = std::process::Command::new("python3")
-                .args(["-c", &check, schema, file.to_str().unwrap()])
+                .args(["-c", check, schema, file.to_str().unwrap()])
                 .output()
                 .unwrap();
             assert!(
@@ -1112,18 +1116,7 @@ async fn promotions_are_attested() {
                 "{label}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            let (code, _, _, _) = run(
-                &s,
-                &[
-                    "verify-attestation",
-                    &img,
-                    "--type",
-                    PROMOTION,
-                    "--key",
-                    &path(dir, other),
-                ],
-            )
-            .await;
+            let (code, _, _, _) = verify(other).await;
             assert_eq!(code, 1, "{label} {target}: signed by the other key");
         }
     }
