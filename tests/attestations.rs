@@ -489,7 +489,7 @@ async fn verify_attestation_refuses_what_does_not_hold() {
                 "alice",
                 &[],
                 1,
-                "verifies under no trusted key",
+                "tampered: its signature names a trusted key but does not verify under it",
             ),
             (
                 "tampered bundle",
@@ -498,7 +498,7 @@ async fn verify_attestation_refuses_what_does_not_hold() {
                 "alice",
                 &[],
                 1,
-                "verifies under no trusted key",
+                "tampered: its signature names a trusted key",
             ),
             (
                 "another digest's bundle",

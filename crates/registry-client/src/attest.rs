@@ -7,9 +7,11 @@
 use portcullis_oci::{media_type, Digest};
 use portcullis_sign::attestation::{
     attestation_layers, attestation_manifest_adding, attestation_tag, claimed_predicate_type, envelope,
-    verify_attestation, ProvenanceRule, Rejection,
+    verify_attestation_by_rule, ProvenanceRule, Rejection,
 };
-use portcullis_sign::{bundle_envelope, sign_statement_bundle, PublicKey, SigningKey, COSIGN_SIGN_PREDICATE};
+use portcullis_sign::{
+    bundle_envelope, bundle_key_hint, sign_statement_bundle, PublicKey, SigningKey, COSIGN_SIGN_PREDICATE,
+};
 
 use crate::{RegistryClient, Result, SignatureForm, Signed};
 
@@ -75,18 +77,17 @@ impl AttestationVerdict {
         keys: &[PublicKey],
         wanted: (&str, &ProvenanceRule),
         form: SignatureForm,
+        hint: Option<&str>,
     ) {
         let (predicate_type, rule) = wanted;
         let one_signature = form == SignatureForm::Bundle;
-        match verify_attestation(image, envelope, keys, predicate_type, one_signature) {
-            Ok((key, statement)) => match rule.check(&statement) {
-                Ok(()) => self.verified.push(VerifiedAttestation {
-                    key_id: key.id.clone(),
-                    form,
-                    statement: statement.value,
-                }),
-                Err(why) => self.refused.push(why),
-            },
+        match verify_attestation_by_rule(image, envelope, keys, (&[predicate_type], rule), one_signature, hint) {
+            Ok((key, statement)) => self.verified.push(VerifiedAttestation {
+                key_id: key.id.clone(),
+                form,
+                statement: statement.value,
+            }),
+            Err(Rejection::Unmet(why)) => self.refused.push(why),
             Err(Rejection::OtherType(_)) => self.other_types += 1,
             // An envelope that does not verify tells its type only by what
             // it claims: counted where it claims to belong.
@@ -168,7 +169,7 @@ impl RegistryClient {
                 }
                 let bytes = self.blob(&layer, MAX_ATTESTATION_BLOB).await?;
                 match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                    Ok(env) => verdict.judge(digest, &env, keys, wanted, SignatureForm::Tag),
+                    Ok(env) => verdict.judge(digest, &env, keys, wanted, SignatureForm::Tag, None),
                     Err(e) => verdict.refused.push(format!("an envelope that is not JSON ({e})")),
                 }
             }
@@ -185,9 +186,11 @@ impl RegistryClient {
                 _ => examined += 1,
             }
             for bundle in self.referrer_bundles(&referrer, MAX_ATTESTATION_BLOB).await? {
-                match bundle.map(|b| bundle_envelope(&b)) {
-                    Ok(Some(env)) => verdict.judge(digest, &env, keys, wanted, SignatureForm::Bundle),
-                    Ok(None) => verdict.refused.push("a bundle that is not a sigstore bundle".into()),
+                match bundle.map(|b| (bundle_envelope(&b), bundle_key_hint(&b))) {
+                    Ok((Some(env), hint)) => {
+                        verdict.judge(digest, &env, keys, wanted, SignatureForm::Bundle, hint.as_deref())
+                    }
+                    Ok((None, _)) => verdict.refused.push("a bundle that is not a sigstore bundle".into()),
                     Err(size) => verdict.refused.push(format!("a bundle of {size} bytes is not read")),
                 }
             }

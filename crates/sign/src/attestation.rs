@@ -29,6 +29,8 @@ pub const STATEMENT_V1: &str = "https://in-toto.io/Statement/v1";
 pub(crate) const STATEMENTS: [&str; 2] = [STATEMENT_V1, "https://in-toto.io/Statement/v0.1"];
 pub const SLSA_PROVENANCE_V02: &str = "https://slsa.dev/provenance/v0.2";
 pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
+/// The predicate types a provenance requirement accepts.
+pub const SLSA_PROVENANCE: [&str; 2] = [SLSA_PROVENANCE_V1, SLSA_PROVENANCE_V02];
 /// cosign's `custom` predicate type.
 pub const COSIGN_CUSTOM: &str = "https://cosign.sigstore.dev/attestation/v1";
 
@@ -111,13 +113,17 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The DSSE envelope (as a JSON value) signing `statement` with `key`.
+/// The DSSE envelope (as a JSON value) signing `statement` with `key`. The
+/// signature's `keyid` is the key's hint (as a bundle's
+/// `verificationMaterial` gives it): unauthenticated, it only lets a
+/// verifier tell an envelope changed after signing by a trusted key from
+/// one signed by another key.
 pub fn envelope(key: &SigningKey, statement: &[u8]) -> Result<Value, SignError> {
     let signature = key.sign(&pae(IN_TOTO_PAYLOAD_TYPE, statement))?;
     Ok(json!({
         "payloadType": IN_TOTO_PAYLOAD_TYPE,
         "payload": B64.encode(statement),
-        "signatures": [{"keyid": "", "sig": B64.encode(signature)}],
+        "signatures": [{"keyid": key.public.hint(), "sig": B64.encode(signature)}],
     }))
 }
 
@@ -133,6 +139,12 @@ pub enum Rejection {
     OtherType(String),
     /// A statement about other artifacts, not the image.
     OtherSubject(Vec<String>),
+    /// Its signature names a trusted key (by hint or key id) but does not
+    /// verify under it: changed after signing.
+    Tampered,
+    /// A verified statement that does not satisfy the rule (wrong builder,
+    /// wrong source).
+    Unmet(String),
 }
 
 impl std::fmt::Display for Rejection {
@@ -144,7 +156,16 @@ impl std::fmt::Display for Rejection {
                 "its signature verifies under no trusted key (an untrusted signer, or an envelope changed after signing)"
             ),
             Rejection::OtherType(t) => write!(f, "of predicate type {t}"),
-            Rejection::OtherSubject(digests) => write!(f, "its subject is another image ({})", digests.join(", ")),
+            Rejection::OtherSubject(digests) => write!(
+                f,
+                "subject mismatch: its subject is another image ({})",
+                digests.join(", ")
+            ),
+            Rejection::Tampered => write!(
+                f,
+                "tampered: its signature names a trusted key but does not verify under it (the envelope changed after signing)"
+            ),
+            Rejection::Unmet(why) => f.write_str(why),
         }
     }
 }
@@ -268,6 +289,47 @@ pub fn verify_attestation<'a>(
     Ok((key, statement))
 }
 
+/// An attestation of `image` of one of `predicate_types` in `envelope`,
+/// signed by one of `keys`, that satisfies `rule`. `hint`: the key hint
+/// that came with the envelope (a bundle's), besides its signatures'
+/// `keyid`s; when no trusted key verifies and one of them names a trusted
+/// key, the envelope was changed after signing ([`Rejection::Tampered`]).
+pub fn verify_attestation_by_rule<'a>(
+    image: &Digest,
+    envelope: &Value,
+    keys: &'a [PublicKey],
+    wanted: (&[&str], &ProvenanceRule),
+    one_signature: bool,
+    hint: Option<&str>,
+) -> Result<(&'a PublicKey, Statement), Rejection> {
+    let (predicate_types, rule) = wanted;
+    let (key, statement) = match open_envelope(envelope, keys, one_signature) {
+        Err(Rejection::Untrusted) if names_trusted_key(envelope, keys, hint) => return Err(Rejection::Tampered),
+        other => other?,
+    };
+    if !predicate_types.contains(&statement.predicate_type.as_str()) {
+        return Err(Rejection::OtherType(statement.predicate_type));
+    }
+    if !statement.names(image) {
+        return Err(Rejection::OtherSubject(statement.subject_digests()));
+    }
+    rule.check(&statement).map_err(Rejection::Unmet)?;
+    Ok((key, statement))
+}
+
+/// Whether `hint` or a signature's `keyid` in `envelope` names one of `keys`
+/// (by its hint or its id).
+fn names_trusted_key(envelope: &Value, keys: &[PublicKey], hint: Option<&str>) -> bool {
+    let ids = envelope["signatures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(MAX_ENVELOPE_SIGNATURES)
+        .filter_map(|s| s["keyid"].as_str());
+    let named: Vec<&str> = ids.chain(hint).filter(|id| !id.is_empty()).collect();
+    keys.iter().any(|k| named.iter().any(|n| *n == k.id || *n == k.hint()))
+}
+
 /// What a SLSA provenance predicate says about its build.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Provenance {
@@ -363,10 +425,10 @@ impl ProvenanceRule {
         };
         if !self.builder_ids.is_empty() {
             match &p.builder_id {
-                None => return Err("the provenance names no builder id".into()),
+                None => return Err("wrong builder: the provenance names no builder id".into()),
                 Some(id) if !self.builder_ids.iter().any(|(_, m)| m.is_match(id)) => {
                     return Err(format!(
-                        "builder id {id} matches none of [{}]",
+                        "wrong builder: builder id {id} matches none of [{}]",
                         globs(&self.builder_ids)
                     ))
                 }
@@ -375,7 +437,7 @@ impl ProvenanceRule {
         }
         if !self.source_uris.is_empty() {
             if p.source_uris.is_empty() {
-                return Err("the provenance names no source URI".into());
+                return Err("wrong source: the provenance names no source URI".into());
             }
             let matched = p
                 .source_uris
@@ -383,7 +445,7 @@ impl ProvenanceRule {
                 .any(|s| self.source_uris.iter().any(|(_, m)| m.is_match(s)));
             if !matched {
                 return Err(format!(
-                    "source {} matches none of [{}]",
+                    "wrong source: source {} matches none of [{}]",
                     p.source_uris.join(", "),
                     globs(&self.source_uris)
                 ));
@@ -651,6 +713,111 @@ mod tests {
         }
         assert!(ProvenanceRule::new(&[], &[]).unwrap().check(&v02("x", "y")).is_ok());
         assert!(ProvenanceRule::new(&["a[".into()], &[]).is_err());
+    }
+
+    /// What a provenance requirement is told about each kind of envelope:
+    /// a tampered one (its key id names a trusted key) apart from one by
+    /// another signer, a subject mismatch, a wrong builder or source.
+    #[test]
+    fn provenance_requirements_name_what_is_missing() {
+        let (key, _) = SigningKey::generate().unwrap();
+        let (other, _) = SigningKey::generate().unwrap();
+        let image = Digest::sha256_of(b"image");
+        let keys = [key.public.clone()];
+        let predicate = json!({"runDetails": {"builder": {"id": "https://ci.acme.example/runners/7"}},
+                               "buildDefinition": {"externalParameters": {"source": "git+https://git.acme.example/acme/app"}}});
+        let v02 = json!({"builder": {"id": "https://ci.acme.example/runners/7"},
+                         "invocation": {"configSource": {"uri": "git+https://git.acme.example/acme/app"}}});
+        let good = signed(&key, &image, SLSA_PROVENANCE_V1, predicate.clone());
+        let mut tampered = good.clone();
+        let forged = build_statement("r.example/acme/app", &image, SLSA_PROVENANCE_V1, json!({}));
+        tampered["payload"] = B64.encode(forged).into();
+        let mut anonymous = tampered.clone();
+        anonymous["signatures"][0]["keyid"] = "".into();
+        let rule = |b: &str, s: &str| ProvenanceRule::new(&[b.to_string()], &[s.to_string()]).unwrap();
+        let right = rule("https://ci.acme.example/*", "git+https://git.acme.example/acme/*");
+        // (case, envelope, rule, hint, outcome: Ok or the refusal says)
+        let table: Vec<(&str, Value, ProvenanceRule, Option<String>, Result<(), &str>)> = vec![
+            ("v1", good.clone(), right.clone(), None, Ok(())),
+            (
+                "v0.2",
+                signed(&key, &image, SLSA_PROVENANCE_V02, v02),
+                right.clone(),
+                None,
+                Ok(()),
+            ),
+            (
+                "any builder, any source",
+                good.clone(),
+                ProvenanceRule::default(),
+                None,
+                Ok(()),
+            ),
+            (
+                "untrusted signer",
+                signed(&other, &image, SLSA_PROVENANCE_V1, predicate.clone()),
+                right.clone(),
+                None,
+                Err("verifies under no trusted key"),
+            ),
+            ("tampered", tampered, right.clone(), None, Err("tampered")),
+            (
+                "tampered, named by a bundle's hint",
+                anonymous.clone(),
+                right.clone(),
+                Some(key.public.hint()),
+                Err("tampered"),
+            ),
+            (
+                "changed, naming no key",
+                anonymous,
+                right.clone(),
+                None,
+                Err("verifies under no trusted key"),
+            ),
+            (
+                "subject mismatch",
+                signed(
+                    &key,
+                    &Digest::sha256_of(b"other"),
+                    SLSA_PROVENANCE_V1,
+                    predicate.clone(),
+                ),
+                right.clone(),
+                None,
+                Err("subject mismatch"),
+            ),
+            (
+                "wrong builder",
+                good.clone(),
+                rule("https://evil.example/*", "*"),
+                None,
+                Err("wrong builder: builder id https://ci.acme.example/runners/7"),
+            ),
+            (
+                "wrong source",
+                good.clone(),
+                rule("*", "git+https://evil.example/*"),
+                None,
+                Err("wrong source"),
+            ),
+            (
+                "not provenance",
+                signed(&key, &image, COSIGN_CUSTOM, json!({})),
+                right.clone(),
+                None,
+                Err("of predicate type"),
+            ),
+        ];
+        for (case, env, rule, hint, want) in table {
+            let got =
+                verify_attestation_by_rule(&image, &env, &keys, (&SLSA_PROVENANCE, &rule), false, hint.as_deref());
+            match (got, want) {
+                (Ok((k, _)), Ok(())) => assert_eq!(k.id, key.public.id, "{case}"),
+                (Err(r), Err(says)) => assert!(r.to_string().contains(says), "{case}: {r}"),
+                (got, want) => panic!("{case}: {:?}, want {want:?}", got.map(|(k, _)| k.id.clone())),
+            }
+        }
     }
 
     #[test]

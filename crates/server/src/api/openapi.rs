@@ -341,6 +341,7 @@ mod tests {
             "NamespaceSettings",
             "PullRule",
             "SignedBy",
+            "RequireProvenance",
             "PromotionPolicy",
             "NewPolicy",
             "Rule",
