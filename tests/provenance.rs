@@ -13,7 +13,9 @@ mod common;
 use std::path::Path;
 
 use base64::Engine;
-use common::signing::{admin_cli, attest_cli, host, key_files, path, reader_pull, register_key, review, trusted_team};
+use common::signing::{
+    admin_cli, attest_cli, host, key_files, path, reader_pull, register_key, review, trusted_team, PW,
+};
 use common::{backends, call, Backend, TestServer};
 use portcullis_oci::Digest;
 use portcullis_sign::attestation;
@@ -319,6 +321,35 @@ async fn pulls_and_admission_demand_provenance() {
             message.contains("index-bad") && !message.contains("index-good"),
             "{message}"
         );
+
+        // A real client, as the reader: skopeo gets the right image and the
+        // refusal of the tampered one.
+        assert!(
+            common::have_tool("skopeo") || !common::tools_required(),
+            "skopeo is needed"
+        );
+        if common::have_tool("skopeo") {
+            for (tag, served) in [("right-bundle", true), ("tampered", false)] {
+                let out = tokio::process::Command::new("skopeo")
+                    .args([
+                        "inspect",
+                        "--raw",
+                        "--tls-verify=false",
+                        "--creds",
+                        &format!("dev:{PW}"),
+                        &format!("docker://{}", name(tag)),
+                    ])
+                    .env("HOME", dir)
+                    .output()
+                    .await
+                    .unwrap();
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(out.status.success(), served, "{label} skopeo {tag}: {err}");
+                if !served {
+                    assert!(err.contains("tampered"), "{label}: {err}");
+                }
+            }
+        }
 
         // An attestation pushed later is seen at once (the verdict is cached
         // by what it depends on, and a new `.att` manifest is a new one).
