@@ -306,7 +306,13 @@ async fn verify_attestation_refuses_what_does_not_hold() {
         let bytes = serde_json::to_vec(&envelope).unwrap();
         let layer = s.push_blob("acme/app", &bytes).await;
         let config = s.push_blob("acme/app", b"{}").await;
-        let m = attestation::attestation_manifest_adding(None, &config, 2, (&layer, bytes.len(), V1));
+        let m = attestation::attestation_manifest_adding(
+            None,
+            &config,
+            2,
+            (&layer, bytes.len(), V1),
+            Some(&key.public.hint()),
+        );
         let r = s
             .put_manifest("acme/app", &format!("sha256-{}.att", images[3].hex()), m)
             .await;

@@ -126,6 +126,7 @@ impl RegistryClient {
                     &config,
                     2,
                     (&layer, env.len(), predicate_type),
+                    Some(&key.public.hint()),
                 );
                 self.put_manifest(&tag, media_type::OCI_MANIFEST, &manifest).await?;
                 tag
@@ -156,10 +157,11 @@ impl RegistryClient {
         let wanted = (predicate_type, rule);
         if let Some(att) = self.manifest_if_exists(&attestation_tag(digest)).await? {
             let layers = attestation_layers(&att.bytes);
-            for (layer, size, claimed) in layers.into_iter().take(MAX_EXAMINED) {
+            for layer in layers.into_iter().take(MAX_EXAMINED) {
+                let size = layer.size;
                 // The annotation only saves reading what claims another
                 // type; the signed statement decides.
-                if claimed.as_deref().is_some_and(|t| t != predicate_type) {
+                if layer.claimed.as_deref().is_some_and(|t| t != predicate_type) {
                     verdict.other_types += 1;
                     continue;
                 }
@@ -167,9 +169,10 @@ impl RegistryClient {
                     verdict.refused.push(format!("an envelope of {size} bytes is not read"));
                     continue;
                 }
-                let bytes = self.blob(&layer, MAX_ATTESTATION_BLOB).await?;
+                let bytes = self.blob(&layer.digest, MAX_ATTESTATION_BLOB).await?;
+                let hint = layer.hint.as_deref();
                 match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                    Ok(env) => verdict.judge(digest, &env, keys, wanted, SignatureForm::Tag, None),
+                    Ok(env) => verdict.judge(digest, &env, keys, wanted, SignatureForm::Tag, hint),
                     Err(e) => verdict.refused.push(format!("an envelope that is not JSON ({e})")),
                 }
             }

@@ -24,6 +24,11 @@ pub const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
 pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 /// The `.att` layer annotation naming the statement's predicate type.
 pub const PREDICATE_TYPE_ANNOTATION: &str = "predicateType";
+/// The `.att` layer annotation `portcullis attest` writes with its key's
+/// hint (as a sigstore bundle carries it): unauthenticated, it only tells
+/// an envelope changed after a trusted key signed it from one another key
+/// signed. cosign ignores it.
+pub const KEY_HINT_ANNOTATION: &str = "dev.portcullis.keyHint";
 /// The statement type written; both are read.
 pub const STATEMENT_V1: &str = "https://in-toto.io/Statement/v1";
 pub(crate) const STATEMENTS: [&str; 2] = [STATEMENT_V1, "https://in-toto.io/Statement/v0.1"];
@@ -113,17 +118,19 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The DSSE envelope (as a JSON value) signing `statement` with `key`. The
-/// signature's `keyid` is the key's hint (as a bundle's
-/// `verificationMaterial` gives it): unauthenticated, it only lets a
-/// verifier tell an envelope changed after signing by a trusted key from
-/// one signed by another key.
+/// The DSSE envelope (as a JSON value) signing `statement` with `key`. Its
+/// signature's `keyid` is empty, as cosign writes it: cosign (through
+/// go-securesystemslib) skips a verifier whose own key id differs from a
+/// non-empty `keyid`, so any other value would fail `cosign
+/// verify-attestation`. The key's hint travels beside the envelope instead
+/// (the `.att` layer's [`KEY_HINT_ANNOTATION`], a bundle's verification
+/// material).
 pub fn envelope(key: &SigningKey, statement: &[u8]) -> Result<Value, SignError> {
     let signature = key.sign(&pae(IN_TOTO_PAYLOAD_TYPE, statement))?;
     Ok(json!({
         "payloadType": IN_TOTO_PAYLOAD_TYPE,
         "payload": B64.encode(statement),
-        "signatures": [{"keyid": key.public.hint(), "sig": B64.encode(signature)}],
+        "signatures": [{"keyid": "", "sig": B64.encode(signature)}],
     }))
 }
 
@@ -459,11 +466,14 @@ impl ProvenanceRule {
 /// every layer of `existing` (the manifest already there, if any) stays, as
 /// cosign keeps them, but one with the added envelope's digest is replaced;
 /// the added layer is a DSSE envelope annotated with its predicate type.
+/// With `hint`, the layer carries the signing key's hint too
+/// ([`KEY_HINT_ANNOTATION`]).
 pub fn attestation_manifest_adding(
     existing: Option<&[u8]>,
     config: &Digest,
     config_size: usize,
     added: (&Digest, usize, &str),
+    hint: Option<&str>,
 ) -> Vec<u8> {
     let (digest, size, predicate_type) = added;
     let kept = existing
@@ -471,28 +481,47 @@ pub fn attestation_manifest_adding(
         .and_then(|m| m["layers"].as_array().cloned())
         .unwrap_or_default();
     let mut layers: Vec<Value> = kept.into_iter().filter(|l| l["digest"] != digest.as_str()).collect();
-    layers.push(json!({
+    let mut layer = json!({
         "mediaType": DSSE_ENVELOPE, "digest": digest.as_str(), "size": size,
         "annotations": {SIGNATURE_ANNOTATION: "", PREDICATE_TYPE_ANNOTATION: predicate_type},
-    }));
+    });
+    if let Some(hint) = hint {
+        layer["annotations"][KEY_HINT_ANNOTATION] = hint.into();
+    }
+    layers.push(layer);
     crate::cosign_manifest(config, config_size, layers)
 }
 
-/// The DSSE envelope layers of an `.att` manifest: digest, size and the
-/// predicate type its annotation claims (unverified: a hint for skipping).
-pub fn attestation_layers(manifest: &[u8]) -> Vec<(Digest, u64, Option<String>)> {
+/// A DSSE envelope layer of an `.att` manifest, with what its annotations
+/// claim (unverified: hints for skipping and for naming a refusal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestationLayer {
+    pub digest: Digest,
+    pub size: u64,
+    /// The predicate type its annotation claims.
+    pub claimed: Option<String>,
+    /// The key hint its annotation gives ([`KEY_HINT_ANNOTATION`]).
+    pub hint: Option<String>,
+}
+
+/// The DSSE envelope layers of an `.att` manifest (at most 256).
+pub fn attestation_layers(manifest: &[u8]) -> Vec<AttestationLayer> {
     let Ok(v) = serde_json::from_slice::<Value>(manifest) else {
         return Vec::new();
     };
+    let text = |l: &Value, key: &str| l["annotations"][key].as_str().map(str::to_string);
     v["layers"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|l| l["mediaType"] == DSSE_ENVELOPE)
         .filter_map(|l| {
-            let digest = l["digest"].as_str()?.parse().ok()?;
-            let claimed = l["annotations"][PREDICATE_TYPE_ANNOTATION].as_str().map(str::to_string);
-            Some((digest, l["size"].as_u64()?, claimed))
+            Some(AttestationLayer {
+                digest: l["digest"].as_str()?.parse().ok()?,
+                size: l["size"].as_u64()?,
+                claimed: text(l, PREDICATE_TYPE_ANNOTATION),
+                hint: text(l, KEY_HINT_ANNOTATION),
+            })
         })
         .take(256)
         .collect()
@@ -729,11 +758,14 @@ mod tests {
         let v02 = json!({"builder": {"id": "https://ci.acme.example/runners/7"},
                          "invocation": {"configSource": {"uri": "git+https://git.acme.example/acme/app"}}});
         let good = signed(&key, &image, SLSA_PROVENANCE_V1, predicate.clone());
+        assert_eq!(good["signatures"][0]["keyid"], "", "as cosign writes it");
         let mut tampered = good.clone();
         let forged = build_statement("r.example/acme/app", &image, SLSA_PROVENANCE_V1, json!({}));
         tampered["payload"] = B64.encode(forged).into();
-        let mut anonymous = tampered.clone();
-        anonymous["signatures"][0]["keyid"] = "".into();
+        let anonymous = tampered.clone();
+        // Another tool's envelope may name its key by id in `keyid`.
+        let mut named = tampered.clone();
+        named["signatures"][0]["keyid"] = key.public.id.clone().into();
         let rule = |b: &str, s: &str| ProvenanceRule::new(&[b.to_string()], &[s.to_string()]).unwrap();
         let right = rule("https://ci.acme.example/*", "git+https://git.acme.example/acme/*");
         // (case, envelope, rule, hint, outcome: Ok or the refusal says)
@@ -760,9 +792,15 @@ mod tests {
                 None,
                 Err("verifies under no trusted key"),
             ),
-            ("tampered", tampered, right.clone(), None, Err("tampered")),
             (
-                "tampered, named by a bundle's hint",
+                "tampered, named by its keyid",
+                named,
+                right.clone(),
+                None,
+                Err("tampered"),
+            ),
+            (
+                "tampered, named by the hint beside it",
                 anonymous.clone(),
                 right.clone(),
                 Some(key.public.hint()),
@@ -824,16 +862,21 @@ mod tests {
     fn att_manifests_keep_every_layer_they_had() {
         let config = Digest::sha256_of(b"{}");
         let (a, b) = (Digest::sha256_of(b"a"), Digest::sha256_of(b"b"));
-        let one = attestation_manifest_adding(None, &config, 2, (&a, 10, SLSA_PROVENANCE_V1));
-        let two = attestation_manifest_adding(Some(&one), &config, 2, (&b, 20, COSIGN_CUSTOM));
-        let again = attestation_manifest_adding(Some(&two), &config, 2, (&b, 20, COSIGN_CUSTOM));
+        let one = attestation_manifest_adding(None, &config, 2, (&a, 10, SLSA_PROVENANCE_V1), Some("h"));
+        let two = attestation_manifest_adding(Some(&one), &config, 2, (&b, 20, COSIGN_CUSTOM), None);
+        let again = attestation_manifest_adding(Some(&two), &config, 2, (&b, 20, COSIGN_CUSTOM), None);
         assert_eq!(two, again, "the same envelope twice adds nothing");
-        let layers = attestation_layers(&two);
+        let layer = |digest: &Digest, size: u64, claimed: &str, hint: Option<&str>| AttestationLayer {
+            digest: digest.clone(),
+            size,
+            claimed: Some(claimed.to_string()),
+            hint: hint.map(str::to_string),
+        };
         assert_eq!(
-            layers,
+            attestation_layers(&two),
             [
-                (a, 10, Some(SLSA_PROVENANCE_V1.to_string())),
-                (b, 20, Some(COSIGN_CUSTOM.to_string()))
+                layer(&a, 10, SLSA_PROVENANCE_V1, Some("h")),
+                layer(&b, 20, COSIGN_CUSTOM, None)
             ]
         );
         let image = Digest::sha256_of(b"image");

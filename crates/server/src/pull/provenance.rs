@@ -28,7 +28,8 @@ const MAX_REFERRERS: usize = 64;
 /// The largest envelope or bundle read (provenance is a few KiB).
 const MAX_ENVELOPE: u64 = 1 << 20;
 
-/// One envelope to judge: the envelope, the bundle's key hint, whether it
+/// One envelope to judge: the envelope, the key hint beside it (the `.att`
+/// layer's annotation, the bundle's verification material), whether it
 /// came in a bundle (which must hold exactly one signature).
 type Candidate = (serde_json::Value, Option<String>, bool);
 
@@ -86,7 +87,7 @@ impl Registry {
             .map(|m| attestation_layers(&m.content))
             .unwrap_or_default()
             .into_iter()
-            .filter(|(_, _, claimed)| claimed.as_deref().is_none_or(|t| SLSA_PROVENANCE.contains(&t)))
+            .filter(|l| l.claimed.as_deref().is_none_or(|t| SLSA_PROVENANCE.contains(&t)))
             .take(MAX_ENVELOPES)
             .collect();
         if layers.is_empty() && referrers.is_empty() {
@@ -115,10 +116,10 @@ impl Registry {
         // Read (I/O), then judge (CPU) apart.
         let mut candidates: Vec<Candidate> = Vec::new();
         let mut unreadable = 0;
-        for (layer, _, _) in &layers {
-            match self.small_blob(repo, layer, MAX_ENVELOPE).await? {
+        for layer in &layers {
+            match self.small_blob(repo, &layer.digest, MAX_ENVELOPE).await? {
                 Some(bytes) => match serde_json::from_slice(&bytes) {
-                    Ok(env) => candidates.push((env, None, false)),
+                    Ok(env) => candidates.push((env, layer.hint.clone(), false)),
                     Err(_) => unreadable += 1,
                 },
                 None => unreadable += 1,
