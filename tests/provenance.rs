@@ -52,8 +52,8 @@ fn v02() -> Value {
 /// acme's git server.
 fn rule() -> Value {
     json!({"signed_by": {"teams": ["ci/gitlab"], "accounts": []},
-           "builder_ids": ["https://ci.acme.example/*"],
-           "source_uris": ["git+https://git.acme.example/acme/*"]})
+           "builder_ids": ["https://ci.acme.example/**"],
+           "source_uris": ["https://git.acme.example/acme/*", "git+https://git.acme.example/acme/app@refs/heads/*"]})
 }
 
 /// What `portcullis attest` writes on one image, and what a rule says of it.
@@ -456,7 +456,7 @@ async fn promotion_demands_provenance_and_carries_it() {
                 "--key",
                 &alice,
                 "--builder-id",
-                "https://ci.acme.example/*",
+                "https://ci.acme.example/**",
                 "--format",
                 "json",
             ];

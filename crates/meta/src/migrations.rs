@@ -386,6 +386,17 @@ UPDATE schema_migrations SET applied_at = applied_at WHERE version < 0
     r#"
 ALTER TABLE audit_log ADD COLUMN via TEXT
 "#,
+    // 16: the registry's own attestation keys (it attests its scans),
+    // sealed with the key-encryption key. The newest signs; every one stays
+    // published, so what an older one signed still verifies.
+    r#"
+CREATE TABLE registry_keys (
+    id TEXT PRIMARY KEY,
+    sealed TEXT NOT NULL,
+    pem TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+)
+"#,
 ];
 
 /// The migration whose version rewrites stored tag templates

@@ -90,8 +90,9 @@ impl SignedBy {
 /// A rule that demands SLSA provenance: an in-toto statement of predicate
 /// type `https://slsa.dev/provenance/v0.2` or `/v1` about the image, in a
 /// DSSE envelope signed by a current key of `signed_by`, whose builder id
-/// matches one of `builder_ids` and one of whose source URIs matches one
-/// of `source_uris` (globs, `*` crossing `/`; an empty list asks nothing).
+/// matches one of `builder_ids` and whose source matches one
+/// of `source_uris` (globs, `*` within a path segment, `**` across; an
+/// empty list asks nothing).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

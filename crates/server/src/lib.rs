@@ -7,6 +7,7 @@
 
 pub mod access;
 mod api;
+mod attestations;
 mod blobs;
 mod cache;
 mod error;
@@ -85,6 +86,9 @@ pub struct Registry {
     key_imports: Arc<tokio::sync::Semaphore>,
     /// Taken by each push's promotions in turn (`promotion.rs`).
     promoting: tokio::sync::Mutex<()>,
+    /// Taken while the registry's first attestation key is made or a new
+    /// one added (`attestations.rs`), so two never race to be the newest.
+    registry_key_creation: tokio::sync::Mutex<()>,
 }
 
 /// How a [`Registry`] behaves beyond where its data lives.
@@ -139,6 +143,7 @@ impl Registry {
             webhooks: options.webhooks,
             kek,
             promoting: tokio::sync::Mutex::new(()),
+            registry_key_creation: tokio::sync::Mutex::new(()),
             key_imports: Arc::new(tokio::sync::Semaphore::new(signing::KEY_IMPORTS_AT_ONCE)),
         });
         tokio::spawn(pull::audit::writer(Arc::downgrade(&registry), pull_audit));

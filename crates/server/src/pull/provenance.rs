@@ -13,11 +13,10 @@
 use portcullis_oci::{Digest, Reference};
 use portcullis_policy::RequireProvenance;
 use portcullis_sign::attestation::{
-    attestation_layers, attestation_tag, verify_attestation_by_rule, ProvenanceRule, Rejection, SLSA_PROVENANCE,
+    attestation_layers, attestation_tag, read_bundle_envelope, read_envelope, verify_attestation_by_rule,
+    ProvenanceRule, Rejection, SLSA_PROVENANCE,
 };
-use portcullis_sign::{
-    bundle_envelope, bundle_key_hint, bundle_layers, reference_names_repository, BUNDLE_PREDICATE_ANNOTATION,
-};
+use portcullis_sign::{bundle_key_hint, bundle_layers, reference_names_repository, BUNDLE_PREDICATE_ANNOTATION};
 
 use crate::{Registry, RegistryError};
 
@@ -118,9 +117,9 @@ impl Registry {
         let mut unreadable = 0;
         for layer in &layers {
             match self.small_blob(repo, &layer.digest, MAX_ENVELOPE).await? {
-                Some(bytes) => match serde_json::from_slice(&bytes) {
-                    Ok(env) => candidates.push((env, layer.hint.clone(), false)),
-                    Err(_) => unreadable += 1,
+                Some(bytes) => match read_envelope(&bytes) {
+                    Some(env) => candidates.push((env, layer.hint.clone(), false)),
+                    None => unreadable += 1,
                 },
                 None => unreadable += 1,
             }
@@ -139,7 +138,7 @@ impl Registry {
                 }
                 bundles += 1;
                 match self.small_blob(repo, &layer, MAX_ENVELOPE).await? {
-                    Some(bytes) => match bundle_envelope(&bytes) {
+                    Some(bytes) => match read_bundle_envelope(&bytes) {
                         Some(env) => candidates.push((env, bundle_key_hint(&bytes), true)),
                         None => unreadable += 1,
                     },
