@@ -9,11 +9,9 @@
 
 mod common;
 
-use std::path::Path;
-
 use base64::Engine;
-use common::signing::{key_pair, register_key, trusted_team};
-use common::{backends, cli, openssl, TestServer};
+use common::signing::{admin_cli as run, attest_cli, host, key_files, path, register_key, trusted_team};
+use common::{backends, TestServer};
 use portcullis_oci::Digest;
 use portcullis_sign::attestation::{self, provenance, ProvenanceRule, Rejection, Statement};
 use serde_json::{json, Value};
@@ -38,55 +36,9 @@ fn provenance_v1() -> Value {
     })
 }
 
-/// An OpenSSL P-256 key as files: `NAME.p8` (PKCS#8 PEM, what `attest`
-/// takes), `NAME.der` (PKCS#8 DER) and `NAME.pub`.
-fn key_files(dir: &Path, name: &str) {
-    let key = format!("{name}.key");
-    if !dir.join(&key).exists() {
-        key_pair(dir, name);
-    }
-    let (p8, der, public) = (format!("{name}.p8"), format!("{name}.der"), format!("{name}.pub"));
-    openssl(&["pkcs8", "-topk8", "-nocrypt", "-in", &key, "-out", &p8], dir);
-    let args = [
-        "pkcs8", "-topk8", "-nocrypt", "-in", &key, "-outform", "DER", "-out", &der,
-    ];
-    openssl(&args, dir);
-    openssl(&["ec", "-in", &key, "-pubout", "-out", &public], dir);
-}
-
-fn path(dir: &Path, name: &str) -> String {
-    dir.join(name).to_str().unwrap().to_string()
-}
-
-fn host(s: &TestServer) -> String {
-    s.base.trim_start_matches("http://").to_string()
-}
-
-/// Runs the CLI against the test server as the administrator: (exit code,
-/// JSON on stdout or null, stdout, stderr).
-async fn run(s: &TestServer, args: &[&str]) -> (i32, Value, String, String) {
-    let creds = format!("admin:{}", s.admin_token);
-    let args = [args, &["--tls-verify=false", "--creds", &creds]].concat();
-    let (code, out, err) = cli(&args, &[]).await;
-    (code, serde_json::from_str(&out).unwrap_or(Value::Null), out, err)
-}
-
 /// `portcullis attest IMAGE --type slsaprovenance1 --predicate FILE --key KEY` (tag form).
 async fn attest_provenance(s: &TestServer, image: &str, predicate: &str, key: &str) -> (i32, Value, String, String) {
-    run(
-        s,
-        &[
-            "attest",
-            image,
-            "--type",
-            "slsaprovenance1",
-            "--predicate",
-            predicate,
-            "--key",
-            key,
-        ],
-    )
-    .await
+    attest_cli(s, image, ("slsaprovenance1", predicate, key, "tag"), &[]).await
 }
 
 async fn blob(s: &TestServer, repo: &str, digest: &str) -> bytes::Bytes {
@@ -158,23 +110,7 @@ async fn both_forms_are_written_and_independent_verifiers_agree() {
         let attest = |kind: &'static str, predicate: &'static str, form: &'static str| {
             let (img, key, predicate) = (img.clone(), path(dir, "alice.p8"), path(dir, predicate));
             let s = &s;
-            async move {
-                let args = [
-                    "attest",
-                    &img,
-                    "--type",
-                    kind,
-                    "--predicate",
-                    &predicate,
-                    "--key",
-                    &key,
-                    "--form",
-                    form,
-                    "--format",
-                    "json",
-                ];
-                run(s, &args).await
-            }
+            async move { attest_cli(s, &img, (kind, &predicate, &key, form), &["--format", "json"]).await }
         };
         // Two attestations in the tag form: the second is appended.
         let (code, v, _, err) = attest("slsaprovenance1", "provenance.json", "tag").await;
@@ -368,7 +304,7 @@ async fn verify_attestation_refuses_what_does_not_hold() {
         let bytes = serde_json::to_vec(&envelope).unwrap();
         let layer = s.push_blob("acme/app", &bytes).await;
         let config = s.push_blob("acme/app", b"{}").await;
-        let m = attestation::attestation_manifest_adding(None, &config, 2, (&layer, bytes.len(), V1)).unwrap();
+        let m = attestation::attestation_manifest_adding(None, &config, 2, (&layer, bytes.len(), V1), None).unwrap();
         let r = s
             .put_manifest("acme/app", &format!("sha256-{}.att", images[3].hex()), m)
             .await;
@@ -932,22 +868,9 @@ async fn the_registry_attests_its_scans() {
         }
 
         // Someone else's attestation stays through rescans.
-        let (code, _, _, err) = run(
-            &s,
-            &[
-                "attest",
-                &img1,
-                "--type",
-                "slsaprovenance1",
-                "--predicate",
-                &path(dir, "provenance.json"),
-                "--key",
-                &path(dir, "alice.p8"),
-                "--form",
-                "bundle",
-            ],
-        )
-        .await;
+        let (predicate, key) = (path(dir, "provenance.json"), path(dir, "alice.p8"));
+        let how = ("slsaprovenance1", predicate.as_str(), key.as_str(), "bundle");
+        let (code, _, _, err) = attest_cli(&s, &img1, how, &[]).await;
         assert_eq!(code, 0, "{label}: {err}");
 
         // Rotation: only an administrator; the new key signs from now on.

@@ -633,6 +633,46 @@ async fn round_trip(backend: &Backend) {
     admin
         .exits(2, &["repo", "settings", "acme/app", "--pull-rule", "{not json"])
         .await;
+    // Provenance demanded: by a pull rule's JSON, and by `policy create
+    // --require-provenance` (a disabled policy: nothing it would refuse runs).
+    let provenance = json!({"signed_by": {"teams": [], "accounts": ["admin"]},
+                            "builder_ids": ["https://ci.acme.example/*"], "source_uris": []});
+    let rule = json!({ "require_provenance": provenance }).to_string();
+    let changed = admin
+        .json(&["repo", "settings", "acme/app-build", "--pull-rule", &rule])
+        .await;
+    assert_eq!(changed["pull_rule"]["require_provenance"], provenance, "{changed}");
+    admin
+        .json(&["repo", "settings", "acme/app-build", "--pull-rule", "{}"])
+        .await;
+    let demanding = admin
+        .json(&[
+            "policy",
+            "create",
+            "acme/app-build",
+            "--target",
+            "acme/app",
+            "--disabled",
+            "--require-provenance",
+            &provenance.to_string(),
+        ])
+        .await;
+    assert_eq!(demanding["require_provenance"], provenance, "{demanding}");
+    let err = admin
+        .exits(
+            2,
+            &[
+                "policy",
+                "create",
+                "acme/app-build",
+                "--target",
+                "acme/app",
+                "--require-provenance",
+                r#"{"signed_by": {"accounts": ["nobody"]}}"#,
+            ],
+        )
+        .await;
+    assert!(err.contains("account nobody"), "{err}");
 
     // Bob: what his team may do, and refusals (1) for the rest.
     let bob = Person::new();
@@ -650,7 +690,8 @@ async fn round_trip(backend: &Backend) {
             .as_array()
             .unwrap()
             .len(),
-        2
+        3,
+        "the passing, failing and provenance-demanding policies"
     );
     let err = bob.exits(1, &["team", "create", "acme", "release"]).await;
     assert!(err.contains("HTTP 403"), "{err}");

@@ -14,7 +14,7 @@ pub enum PolicyCommand {
         /// The source repository (`acme/app-build`).
         repository: String,
         /// The policy as JSON (`-`: standard input) instead of the flags below.
-        #[arg(long, value_name = "FILE", conflicts_with_all = ["target", "tag_template", "rules", "sign_as", "disabled", "no_copy_referrers"])]
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["target", "tag_template", "rules", "sign_as", "require_provenance", "disabled", "no_copy_referrers"])]
         file: Option<String>,
         /// The repository passing images are copied to.
         #[arg(long, required_unless_present = "file")]
@@ -29,6 +29,11 @@ pub enum PolicyCommand {
         /// A robot account whose server-side key signs each promoted image.
         #[arg(long, value_name = "ACCOUNT")]
         sign_as: Option<String>,
+        /// Promote only images with verified SLSA provenance, as JSON:
+        /// `{"signed_by": {"accounts": ["acme+ci"]}, "builder_ids": ["https://ci.acme.example/*"],
+        /// "source_uris": ["git+https://git.acme.example/acme/app*"]}`.
+        #[arg(long, value_name = "JSON")]
+        require_provenance: Option<String>,
         /// Store it disabled.
         #[arg(long)]
         disabled: bool,
@@ -154,6 +159,7 @@ pub async fn run(c: Client, command: PolicyCommand) -> anyhow::Result<()> {
             tag_template,
             rules,
             sign_as,
+            require_provenance,
             disabled,
             no_copy_referrers,
             apply_existing,
@@ -182,6 +188,13 @@ pub async fn run(c: Client, command: PolicyCommand) -> anyhow::Result<()> {
                     });
                     if let Some(s) = sign_as {
                         b["sign_as"] = json!(s);
+                    }
+                    if let Some(p) = require_provenance {
+                        let v: Value = serde_json::from_str(&p).context("--require-provenance is not JSON")?;
+                        if !v.is_object() {
+                            bail!("--require-provenance: a JSON object, such as {{\"signed_by\": {{\"accounts\": [\"acme+ci\"]}}}}");
+                        }
+                        b["require_provenance"] = v;
                     }
                     b
                 }

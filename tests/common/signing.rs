@@ -193,3 +193,62 @@ pub fn review(uid: &str, kind: &str, images: &[&str]) -> Value {
         }
     })
 }
+
+/// An OpenSSL P-256 key as files: `NAME.p8` (PKCS#8 PEM, what `attest`
+/// takes), `NAME.der` (PKCS#8 DER) and `NAME.pub`; `NAME.key` is made
+/// unless there (`register_key` makes it).
+pub fn key_files(dir: &Path, name: &str) {
+    let key = format!("{name}.key");
+    if !dir.join(&key).exists() {
+        key_pair(dir, name);
+    }
+    let (p8, der, public) = (format!("{name}.p8"), format!("{name}.der"), format!("{name}.pub"));
+    openssl(&["pkcs8", "-topk8", "-nocrypt", "-in", &key, "-out", &p8], dir);
+    let args = [
+        "pkcs8", "-topk8", "-nocrypt", "-in", &key, "-outform", "DER", "-out", &der,
+    ];
+    openssl(&args, dir);
+    openssl(&["ec", "-in", &key, "-pubout", "-out", &public], dir);
+}
+
+/// `dir/name` as a string argument.
+pub fn path(dir: &Path, name: &str) -> String {
+    dir.join(name).to_str().unwrap().to_string()
+}
+
+/// The server's `host:port`, as image references name it.
+pub fn host(s: &TestServer) -> String {
+    s.base.trim_start_matches("http://").to_string()
+}
+
+/// Runs the CLI against the test server as the administrator: (exit code,
+/// JSON on stdout or null, stdout, stderr).
+pub async fn admin_cli(s: &TestServer, args: &[&str]) -> (i32, Value, String, String) {
+    let creds = format!("admin:{}", s.admin_token);
+    let args = [args, &["--tls-verify=false", "--creds", &creds]].concat();
+    let (code, out, err) = super::cli(&args, &[]).await;
+    (code, serde_json::from_str(&out).unwrap_or(Value::Null), out, err)
+}
+
+/// `portcullis attest IMAGE --type KIND --predicate FILE --key KEY --form
+/// FORM` and `extra`, as the administrator (the real CLI).
+pub async fn attest_cli(
+    s: &TestServer,
+    image: &str,
+    (kind, predicate, key, form): (&str, &str, &str, &str),
+    extra: &[&str],
+) -> (i32, Value, String, String) {
+    let args = [
+        "attest",
+        image,
+        "--type",
+        kind,
+        "--predicate",
+        predicate,
+        "--key",
+        key,
+        "--form",
+        form,
+    ];
+    admin_cli(s, &[&args[..], extra].concat()).await
+}

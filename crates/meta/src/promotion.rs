@@ -428,12 +428,13 @@ impl Meta {
             }
             i += 1;
         }
-        let signature_tag = c
+        // cosign's tags over the image: its signatures and attestations.
+        let cosign_tags: Vec<String> = c
             .digest
             .split_once(':')
-            .map(|(alg, hex)| format!("{alg}-{hex}.sig"))
+            .map(|(alg, hex)| [format!("{alg}-{hex}.sig"), format!("{alg}-{hex}.att")].to_vec())
             .unwrap_or_default();
-        let mut signature = None;
+        let mut tagged = Vec::new();
         if c.copy_referrers {
             let rows = sqlx::query(
                 "SELECT digest, media_type, content FROM manifests WHERE repo = $1 AND subject = $2 ORDER BY digest",
@@ -449,23 +450,25 @@ impl Meta {
                     order.push(digest);
                 }
             }
-            let row = sqlx::query(
-                "SELECT m.digest, m.media_type, m.content FROM tags t
-                 JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest
-                 WHERE t.repo = $1 AND t.name = $2",
-            )
-            .bind(c.source_repository)
-            .bind(&signature_tag)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(r) = row {
-                let (digest, media_type, content): (String, String, Vec<u8>) =
-                    (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-                if is_evidence(&media_type, &content) {
-                    if !order.contains(&digest) {
-                        order.push(digest.clone());
+            for tag in &cosign_tags {
+                let row = sqlx::query(
+                    "SELECT m.digest, m.media_type, m.content FROM tags t
+                     JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest
+                     WHERE t.repo = $1 AND t.name = $2",
+                )
+                .bind(c.source_repository)
+                .bind(tag)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(r) = row {
+                    let (digest, media_type, content): (String, String, Vec<u8>) =
+                        (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+                    if is_evidence(&media_type, &content) {
+                        if !order.contains(&digest) {
+                            order.push(digest.clone());
+                        }
+                        tagged.push((tag, digest));
                     }
-                    signature = Some(digest);
                 }
             }
         }
@@ -519,19 +522,10 @@ impl Meta {
             &event.actor,
         )
         .await?;
-        if let Some(sig) = signature {
-            match immutability::write_tag(
-                &mut tx,
-                &rules,
-                c.target_repository,
-                &signature_tag,
-                &sig,
-                now,
-                &event.actor,
-            )
-            .await
-            {
-                // The target keeps the signatures it has under a frozen tag.
+        for (tag, digest) in tagged {
+            match immutability::write_tag(&mut tx, &rules, c.target_repository, tag, &digest, now, &event.actor).await {
+                // The target keeps the signatures and attestations it has
+                // under a frozen tag.
                 Ok(()) | Err(MetaError::TagImmutable { .. }) => {}
                 Err(e) => return Err(e),
             }

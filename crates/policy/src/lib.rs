@@ -14,7 +14,7 @@ pub use admission::{admission_request, parse_image, AdmissionRequest, ImageRef};
 pub use freshness::age_text;
 pub use immutability::{parse_patterns, TagImmutability, TagPattern};
 pub use promotion::{CompiledPolicy, Evaluation, ImageFacts, PackageFact, PromotionPolicy, Rule, RuleResult};
-pub use pull::{PullRule, ScanState, SignedBy, SEVERITIES};
+pub use pull::{PullRule, RequireProvenance, ScanState, SignedBy, SEVERITIES};
 pub use template::{upgrade_template, TagTemplate};
 
 use thiserror::Error;

@@ -61,6 +61,10 @@ pub struct PromotionPolicy {
     /// A service account whose server-side key signs each promoted image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_as: Option<String>,
+    /// Promote only images with verified SLSA provenance by these signers,
+    /// builders and sources (as in pull rules); an index's every image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_provenance: Option<crate::RequireProvenance>,
 }
 
 fn yes() -> bool {
@@ -357,6 +361,9 @@ impl PromotionPolicy {
             });
         }
         let template = TagTemplate::parse(&self.tag_template)?;
+        if let Some(p) = &self.require_provenance {
+            p.check_valid()?;
+        }
         let checks = self
             .rules
             .iter()
@@ -571,6 +578,7 @@ mod tests {
                 rules: vec![r.clone()],
                 copy_referrers: true,
                 sign_as: None,
+                require_provenance: None,
             };
             let e = p.compile().unwrap_or_else(|e| panic!("{r:?}: {e}")).evaluate(&facts());
             assert_eq!(e.passed, *want, "{r:?}: {:?}", e.rules[0].facts);
@@ -589,6 +597,7 @@ mod tests {
             ],
             copy_referrers: true,
             sign_as: None,
+            require_provenance: None,
         };
         let e = p.compile().unwrap().evaluate(&facts());
         assert!(!e.passed);
@@ -633,6 +642,7 @@ mod tests {
                 rules: vec![r.clone()],
                 copy_referrers: true,
                 sign_as: None,
+                require_provenance: None,
             };
             let e = p.compile().unwrap_err().to_string();
             assert!(e.contains(why), "{r:?}: {e}");
@@ -647,6 +657,7 @@ mod tests {
             rules: vec![],
             copy_referrers: true,
             sign_as: None,
+            require_provenance: None,
         };
         assert!(p.compile().unwrap_err().to_string().contains("%q"));
     }
@@ -662,6 +673,7 @@ mod tests {
             rules: vec![rule("database_age", "lte", &["2d"], None)],
             copy_referrers: true,
             sign_as: None,
+            require_provenance: None,
         };
         assert!(!p.needs_scan() && p.needs_database_age());
         let compiled = p.compile().unwrap();

@@ -37,6 +37,12 @@ pub struct PullRule {
     /// these teams' members (`org/team`) or of these accounts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_signed_by: Option<SignedBy>,
+    /// Serve only images with a verified SLSA provenance attestation (v0.2
+    /// or v1, either of cosign's forms) about the image, signed by a
+    /// current key of these teams' members or accounts, whose builder and
+    /// source match these globs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_provenance: Option<RequireProvenance>,
     /// Refuse every image while the vulnerability database is older than
     /// this (`2d`, `36h`), or missing: its scan results can't be trusted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,6 +70,75 @@ pub struct SignedBy {
     pub match_reference: bool,
 }
 
+impl SignedBy {
+    /// Checks the signers named (`what` names the rule in errors).
+    pub fn check_valid(&self, what: &str) -> Result<(), PolicyError> {
+        if self.teams.is_empty() && self.accounts.is_empty() {
+            return Err(PolicyError::BadPolicy(format!("{what} names no team and no account")));
+        }
+        if let Some(t) = self
+            .teams
+            .iter()
+            .find(|t| t.split('/').count() != 2 || t.starts_with('/') || t.ends_with('/'))
+        {
+            return Err(PolicyError::BadPolicy(format!("team {t:?}: write teams as org/team")));
+        }
+        Ok(())
+    }
+}
+
+/// A rule that demands SLSA provenance: an in-toto statement of predicate
+/// type `https://slsa.dev/provenance/v0.2` or `/v1` about the image, in a
+/// DSSE envelope signed by a current key of `signed_by`, whose builder id
+/// matches one of `builder_ids` and whose source matches one
+/// of `source_uris` (globs, `*` within a path segment, `**` across; an
+/// empty list asks nothing).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RequireProvenance {
+    /// Whose keys may sign the attestation: members of `teams`, and
+    /// `accounts` (`match_reference`: the statement's subject must name
+    /// the repository).
+    pub signed_by: SignedBy,
+    /// Globs the provenance's builder id must match one of
+    /// (`https://github.com/slsa-framework/*`); empty: any builder.
+    #[serde(default)]
+    pub builder_ids: Vec<String>,
+    /// Globs one of the provenance's source URIs must match
+    /// (`git+https://git.example/acme/app@*`); empty: any source.
+    #[serde(default)]
+    pub source_uris: Vec<String>,
+}
+
+/// Globs of one list at most, and their length: the rule is judged on pulls.
+const MAX_GLOBS: usize = 64;
+const MAX_GLOB_BYTES: usize = 1024;
+
+impl RequireProvenance {
+    pub fn check_valid(&self) -> Result<(), PolicyError> {
+        self.signed_by.check_valid("require_provenance.signed_by")?;
+        for (list, name) in [(&self.builder_ids, "builder_ids"), (&self.source_uris, "source_uris")] {
+            if list.len() > MAX_GLOBS {
+                return Err(PolicyError::BadPolicy(format!(
+                    "require_provenance.{name}: at most {MAX_GLOBS} globs"
+                )));
+            }
+            for g in list {
+                if g.len() > MAX_GLOB_BYTES || g.trim().is_empty() {
+                    return Err(PolicyError::BadPolicy(format!(
+                        "require_provenance.{name}: {g:?} is empty or longer than {MAX_GLOB_BYTES} bytes"
+                    )));
+                }
+                globset::Glob::new(g).map_err(|e| {
+                    PolicyError::BadPolicy(format!("require_provenance.{name}: {g:?} is not a glob: {}", e.kind()))
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What the scanner knows of an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScanState {
@@ -77,18 +152,10 @@ pub enum ScanState {
 impl PullRule {
     pub fn check_valid(&self) -> Result<(), PolicyError> {
         if let Some(by) = &self.require_signed_by {
-            if by.teams.is_empty() && by.accounts.is_empty() {
-                return Err(PolicyError::BadPolicy(
-                    "require_signed_by names no team and no account".into(),
-                ));
-            }
-            if let Some(t) = by
-                .teams
-                .iter()
-                .find(|t| t.split('/').count() != 2 || t.starts_with('/') || t.ends_with('/'))
-            {
-                return Err(PolicyError::BadPolicy(format!("team {t:?}: write teams as org/team")));
-            }
+            by.check_valid("require_signed_by")?;
+        }
+        if let Some(p) = &self.require_provenance {
+            p.check_valid()?;
         }
         if let Some(age) = &self.max_database_age {
             crate::freshness::parse_limit(age).map_err(|e| PolicyError::BadPolicy(format!("max_database_age: {e}")))?;
@@ -118,6 +185,7 @@ impl PullRule {
             && !self.deny_unscanned
             && !self.deny_failed
             && self.require_signed_by.is_none()
+            && self.require_provenance.is_none()
             && self.max_database_age.is_none()
     }
 
@@ -282,6 +350,54 @@ mod tests {
         }
         .check_valid()
         .is_err());
+    }
+
+    #[test]
+    fn provenance_rules_are_checked() {
+        let rule = |teams: &[&str], accounts: &[&str], builders: &[&str], sources: &[&str]| PullRule {
+            require_provenance: Some(RequireProvenance {
+                signed_by: SignedBy {
+                    teams: teams.iter().map(|t| t.to_string()).collect(),
+                    accounts: accounts.iter().map(|a| a.to_string()).collect(),
+                    match_reference: false,
+                },
+                builder_ids: builders.iter().map(|b| b.to_string()).collect(),
+                source_uris: sources.iter().map(|s| s.to_string()).collect(),
+            }),
+            ..PullRule::default()
+        };
+        let long = "x".repeat(1025);
+        // (rule, None: valid, Some: the error says)
+        let table = [
+            (rule(&[], &["acme+ci"], &[], &[]), None),
+            (
+                rule(
+                    &["ci/builders"],
+                    &[],
+                    &["https://ci.acme.example/*"],
+                    &["git+https://*"],
+                ),
+                None,
+            ),
+            (rule(&[], &[], &["*"], &[]), Some("names no team and no account")),
+            (rule(&["builders"], &[], &[], &[]), Some("write teams as org/team")),
+            (
+                rule(&[], &["a"], &["a[b"], &[]),
+                Some("builder_ids: \"a[b\" is not a glob"),
+            ),
+            (rule(&[], &["a"], &[], &[" "]), Some("source_uris")),
+            (rule(&[], &["a"], &[], &[&long]), Some("longer than 1024")),
+        ];
+        for (r, want) in table {
+            match (r.check_valid(), want) {
+                (Ok(()), None) => assert!(!r.is_empty()),
+                (Err(e), Some(part)) => assert!(e.to_string().contains(part), "{r:?}: {e}"),
+                (got, want) => panic!("{r:?}: {got:?}, want {want:?}"),
+            }
+        }
+        let parsed: Result<PullRule, _> =
+            serde_json::from_str(r#"{"require_provenance": {"signed_by": {"accounts": ["a"]}, "builder": ["*"]}}"#);
+        assert!(parsed.unwrap_err().to_string().contains("builder"));
     }
 
     #[test]

@@ -151,6 +151,7 @@ impl RegistryClient {
                     &config,
                     2,
                     (&layer, env.len(), predicate_type),
+                    Some(&key.public.hint()),
                 )?;
                 self.put_manifest(&tag, media_type::OCI_MANIFEST, &manifest).await?;
                 tag
@@ -209,7 +210,8 @@ impl RegistryClient {
         // does not match) is a refusal of that entry, not of the others.
         if let Some(att) = self.manifest_if_exists(&attestation_tag(digest)).await? {
             let mut examined = 0;
-            for (layer, size, claimed) in attestation_layers(&att.bytes) {
+            for listed in attestation_layers(&att.bytes) {
+                let (layer, size, claimed) = (listed.digest, listed.size, listed.claimed);
                 // The annotation only saves reading what claims another
                 // type; the signed statement decides.
                 if claimed.as_deref().is_some_and(|t| t != predicate_type) {

@@ -311,11 +311,23 @@ pub(crate) async fn put(
     stored?;
     reg.dispatcher.wake.notify_one();
     reg.scan_on_push(name.as_str(), &manifest, &digest).await;
+    // An attestation (a `.att` tag, or a referrer) may be what a policy
+    // demanding provenance was waiting for.
+    let attested = subject.map(|d| d.to_string()).or_else(|| {
+        pushed_tags.iter().find_map(|t| {
+            let hex = t.strip_prefix("sha256-")?.strip_suffix(".att")?;
+            Some(format!("sha256:{hex}"))
+        })
+    });
     // Policies run after the answer: a push's latency never depends on how
     // many policies its repository has or what they ask.
     if !pushed_tags.is_empty() {
         let (reg, repo, digest) = (reg.clone(), name.to_string(), digest.clone());
         tokio::spawn(async move { reg.promote_pushed(&repo, &pushed_tags, &digest).await });
+    }
+    if let Some(about) = attested {
+        let (reg, repo) = (reg.clone(), name.to_string());
+        tokio::spawn(async move { reg.promote_on_attestation(&repo, &about).await });
     }
     let mut resp = crate::created(&format!("/v2/{name}/manifests/{digest}"), &digest);
     let h = resp.headers_mut();

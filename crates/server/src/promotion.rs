@@ -159,7 +159,9 @@ impl Registry {
             }
             return Ok(Outcome { record });
         }
-        let (outcome, detail, passed) = self.evaluate(&compiled, &stored.repository, tag, digest).await?;
+        let (outcome, detail, passed) = self
+            .evaluate(&compiled, &stored.repository, tag, digest, stored.updated_at)
+            .await?;
         record.outcome = outcome;
         record.detail = detail.to_string();
         if passed {
@@ -305,13 +307,17 @@ impl Registry {
     }
 
     /// (outcome, detail, passed) of the rules over every image `digest`
-    /// stands for: an index passes only if each of its images does.
+    /// stands for: an index passes only if each of its images does. With
+    /// `require_provenance`, each image's provenance is judged too (signers
+    /// created after `saved_at`, when the policy was last saved, are not
+    /// trusted).
     async fn evaluate(
         &self,
         compiled: &CompiledPolicy,
         repo: &str,
         tag: &str,
         digest: &str,
+        saved_at: i64,
     ) -> Result<(EvaluationOutcome, serde_json::Value, bool), RegistryError> {
         let needs_scan = compiled.policy.needs_scan();
         let images = self.images_reached_by_digest(repo, digest).await;
@@ -339,8 +345,19 @@ impl Registry {
                 Ok(mut facts) => {
                     facts.database_age = database_age;
                     let e = compiled.evaluate(&facts);
-                    all_pass &= e.passed;
-                    per_image.push(json!({"digest": image, "passed": e.passed, "rules": e.rules}));
+                    let mut entry = json!({"digest": image, "passed": e.passed, "rules": e.rules});
+                    let mut passed = e.passed;
+                    if let Some(required) = &compiled.policy.require_provenance {
+                        let verdict = self.provenance_verdict(repo, image, required, Some(saved_at)).await?;
+                        passed &= verdict.is_ok();
+                        entry["passed"] = passed.into();
+                        entry["provenance"] = match verdict {
+                            Ok(key_id) => json!({"passed": true, "key_id": key_id}),
+                            Err(why) => json!({"passed": false, "facts": why}),
+                        };
+                    }
+                    all_pass &= passed;
+                    per_image.push(entry);
                 }
                 Err((outcome, why)) => {
                     return Ok((outcome, json!({"digest": image, "reason": why}), false));
@@ -555,6 +572,29 @@ impl Registry {
             for p in policies.iter().filter(|p| enabled(p) && needs_scan(p)) {
                 if let Err(e) = self.run_policy(p, &tag, &tagged, false).await {
                     tracing::warn!(policy = %p.id, %repo, error = %e, "promotion after a scan");
+                }
+            }
+        }
+    }
+
+    /// After an attestation was pushed to `repo` about `subject` (a `.att`
+    /// tag or a bundle referrer): the policies of `repo` that demand
+    /// provenance, over every tag naming it (or an index listing it).
+    pub(crate) async fn promote_on_attestation(&self, repo: &str, subject: &str) {
+        let _turn = self.promoting.lock().await;
+        let tags = match self.meta.policy_tags_of(subject).await {
+            Ok(t) => t,
+            Err(e) => return tracing::warn!(%subject, error = %e, "finding tags to promote"),
+        };
+        let policies = match self.meta.policies(repo).await {
+            Ok(p) => p,
+            Err(e) => return tracing::warn!(%repo, error = %e, "reading promotion policies after an attestation"),
+        };
+        let demanding = |p: &&StoredPolicy| parsed(p).is_some_and(|p| p.enabled && p.require_provenance.is_some());
+        for (_, tag, tagged) in tags.iter().filter(|(r, _, _)| r == repo) {
+            for p in policies.iter().filter(demanding) {
+                if let Err(e) = self.run_policy(p, tag, tagged, false).await {
+                    tracing::warn!(policy = %p.id, %repo, error = %e, "promotion after an attestation");
                 }
             }
         }

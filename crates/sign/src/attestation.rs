@@ -22,11 +22,18 @@ pub const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
 pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 /// The `.att` layer annotation naming the statement's predicate type.
 pub const PREDICATE_TYPE_ANNOTATION: &str = "predicateType";
+/// The `.att` layer annotation `portcullis attest` writes with its key's
+/// hint (as a sigstore bundle carries it): unauthenticated, it only tells
+/// an envelope changed after a trusted key signed it from one another key
+/// signed. cosign ignores it.
+pub const KEY_HINT_ANNOTATION: &str = "dev.portcullis.keyHint";
 /// The statement type written; both are read.
 pub const STATEMENT_V1: &str = "https://in-toto.io/Statement/v1";
 pub(crate) const STATEMENTS: [&str; 2] = [STATEMENT_V1, "https://in-toto.io/Statement/v0.1"];
 pub const SLSA_PROVENANCE_V02: &str = "https://slsa.dev/provenance/v0.2";
 pub const SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
+/// The predicate types a provenance requirement accepts.
+pub const SLSA_PROVENANCE: [&str; 2] = [SLSA_PROVENANCE_V1, SLSA_PROVENANCE_V02];
 /// cosign's `custom` predicate type.
 pub const COSIGN_CUSTOM: &str = "https://cosign.sigstore.dev/attestation/v1";
 
@@ -117,7 +124,13 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The DSSE envelope (as a JSON value) signing `statement` with `key`.
+/// The DSSE envelope (as a JSON value) signing `statement` with `key`. Its
+/// signature's `keyid` is empty, as cosign writes it: cosign (through
+/// go-securesystemslib) skips a verifier whose own key id differs from a
+/// non-empty `keyid`, so any other value would fail `cosign
+/// verify-attestation`. The key's hint travels beside the envelope instead
+/// (the `.att` layer's [`KEY_HINT_ANNOTATION`], a bundle's verification
+/// material).
 pub fn envelope(key: &SigningKey, statement: &[u8]) -> Result<Value, SignError> {
     let signature = key.sign(&pae(IN_TOTO_PAYLOAD_TYPE, statement))?;
     Ok(json!({
@@ -139,6 +152,12 @@ pub enum Rejection {
     OtherType(String),
     /// A statement about other artifacts, not the image.
     OtherSubject(Vec<String>),
+    /// Its signature names a trusted key (by hint or key id) but does not
+    /// verify under it: changed after signing.
+    Tampered,
+    /// A verified statement that does not satisfy the rule (wrong builder,
+    /// wrong source).
+    Unmet(String),
 }
 
 impl std::fmt::Display for Rejection {
@@ -150,7 +169,16 @@ impl std::fmt::Display for Rejection {
                 "its signature verifies under no trusted key (an untrusted signer, or an envelope changed after signing)"
             ),
             Rejection::OtherType(t) => write!(f, "of predicate type {t}"),
-            Rejection::OtherSubject(digests) => write!(f, "its subject is another image ({})", digests.join(", ")),
+            Rejection::OtherSubject(digests) => write!(
+                f,
+                "subject mismatch: its subject is another image ({})",
+                digests.join(", ")
+            ),
+            Rejection::Tampered => write!(
+                f,
+                "tampered: its signature names a trusted key but does not verify under it (the envelope changed after signing)"
+            ),
+            Rejection::Unmet(why) => f.write_str(why),
         }
     }
 }
@@ -325,6 +353,47 @@ pub fn verify_attestation<'a>(
     Ok((key, statement))
 }
 
+/// An attestation of `image` of one of `predicate_types` in `envelope`,
+/// signed by one of `keys`, that satisfies `rule`. `hint`: the key hint
+/// that came with the envelope (a bundle's), besides its signatures'
+/// `keyid`s; when no trusted key verifies and one of them names a trusted
+/// key, the envelope was changed after signing ([`Rejection::Tampered`]).
+pub fn verify_attestation_by_rule<'a>(
+    image: &Digest,
+    envelope: &Value,
+    keys: &'a [PublicKey],
+    wanted: (&[&str], &ProvenanceRule),
+    one_signature: bool,
+    hint: Option<&str>,
+) -> Result<(&'a PublicKey, Statement), Rejection> {
+    let (predicate_types, rule) = wanted;
+    let (key, statement) = match open_envelope(envelope, keys, one_signature) {
+        Err(Rejection::Untrusted) if names_trusted_key(envelope, keys, hint) => return Err(Rejection::Tampered),
+        other => other?,
+    };
+    if !predicate_types.contains(&statement.predicate_type.as_str()) {
+        return Err(Rejection::OtherType(statement.predicate_type));
+    }
+    if !statement.names(image) {
+        return Err(Rejection::OtherSubject(statement.subject_digests()));
+    }
+    rule.check(&statement).map_err(Rejection::Unmet)?;
+    Ok((key, statement))
+}
+
+/// Whether `hint` or a signature's `keyid` in `envelope` names one of `keys`
+/// (by its hint or its id).
+fn names_trusted_key(envelope: &Value, keys: &[PublicKey], hint: Option<&str>) -> bool {
+    let ids = envelope["signatures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(MAX_ENVELOPE_SIGNATURES)
+        .filter_map(|s| s["keyid"].as_str());
+    let named: Vec<&str> = ids.chain(hint).filter(|id| !id.is_empty()).collect();
+    keys.iter().any(|k| named.iter().any(|n| *n == k.id || *n == k.hint()))
+}
+
 /// What a SLSA provenance predicate says about its build.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Provenance {
@@ -429,10 +498,10 @@ impl ProvenanceRule {
         };
         if !self.builder_ids.is_empty() {
             match &p.builder_id {
-                None => return Err("the provenance names no builder id".into()),
+                None => return Err("wrong builder: the provenance names no builder id".into()),
                 Some(id) if !self.builder_ids.iter().any(|(_, m)| m.is_match(id)) => {
                     return Err(format!(
-                        "builder id {id} matches none of [{}]",
+                        "wrong builder: builder id {id} matches none of [{}]",
                         globs(&self.builder_ids)
                     ))
                 }
@@ -441,10 +510,10 @@ impl ProvenanceRule {
         }
         if !self.source_uris.is_empty() {
             match &p.source_uri {
-                None => return Err("the provenance names no source URI".into()),
+                None => return Err("wrong source: the provenance names no source URI".into()),
                 Some(source) if !self.source_uris.iter().any(|(_, m)| m.is_match(source)) => {
                     return Err(format!(
-                        "source {source} matches none of [{}]",
+                        "wrong source: source {source} matches none of [{}]",
                         globs(&self.source_uris)
                     ))
                 }
@@ -461,11 +530,14 @@ impl ProvenanceRule {
 /// the added layer is a DSSE envelope annotated with its predicate type.
 /// An existing manifest that can't be read as one with layers is an error,
 /// never silently replaced (its attestations would be lost).
+/// With `hint`, the layer carries the signing key's hint too
+/// ([`KEY_HINT_ANNOTATION`]).
 pub fn attestation_manifest_adding(
     existing: Option<&[u8]>,
     config: &Digest,
     config_size: usize,
     added: (&Digest, usize, &str),
+    hint: Option<&str>,
 ) -> Result<Vec<u8>, SignError> {
     let (digest, size, predicate_type) = added;
     let kept = match existing {
@@ -477,28 +549,47 @@ pub fn attestation_manifest_adding(
             .ok_or_else(|| SignError::UnreadableAttestations("no layers".into()))?,
     };
     let mut layers: Vec<Value> = kept.into_iter().filter(|l| l["digest"] != digest.as_str()).collect();
-    layers.push(json!({
+    let mut layer = json!({
         "mediaType": DSSE_ENVELOPE, "digest": digest.as_str(), "size": size,
         "annotations": {SIGNATURE_ANNOTATION: "", PREDICATE_TYPE_ANNOTATION: predicate_type},
-    }));
+    });
+    if let Some(hint) = hint {
+        layer["annotations"][KEY_HINT_ANNOTATION] = hint.into();
+    }
+    layers.push(layer);
     Ok(crate::cosign_manifest(config, config_size, layers))
 }
 
-/// The DSSE envelope layers of an `.att` manifest: digest, size and the
-/// predicate type its annotation claims (unverified: a hint for skipping).
-pub fn attestation_layers(manifest: &[u8]) -> Vec<(Digest, u64, Option<String>)> {
+/// A DSSE envelope layer of an `.att` manifest, with what its annotations
+/// claim (unverified: hints for skipping and for naming a refusal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestationLayer {
+    pub digest: Digest,
+    pub size: u64,
+    /// The predicate type its annotation claims.
+    pub claimed: Option<String>,
+    /// The key hint its annotation gives ([`KEY_HINT_ANNOTATION`]).
+    pub hint: Option<String>,
+}
+
+/// The DSSE envelope layers of an `.att` manifest (at most 256).
+pub fn attestation_layers(manifest: &[u8]) -> Vec<AttestationLayer> {
     let Ok(v) = serde_json::from_slice::<Value>(manifest) else {
         return Vec::new();
     };
+    let text = |l: &Value, key: &str| l["annotations"][key].as_str().map(str::to_string);
     v["layers"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|l| l["mediaType"] == DSSE_ENVELOPE)
         .filter_map(|l| {
-            let digest = l["digest"].as_str()?.parse().ok()?;
-            let claimed = l["annotations"][PREDICATE_TYPE_ANNOTATION].as_str().map(str::to_string);
-            Some((digest, l["size"].as_u64()?, claimed))
+            Some(AttestationLayer {
+                digest: l["digest"].as_str()?.parse().ok()?,
+                size: l["size"].as_u64()?,
+                claimed: text(l, PREDICATE_TYPE_ANNOTATION),
+                hint: text(l, KEY_HINT_ANNOTATION),
+            })
         })
         .take(256)
         .collect()
@@ -753,27 +844,146 @@ mod tests {
         assert!(ProvenanceRule::new(&["a[".into()], &[]).is_err());
     }
 
+    /// What a provenance requirement is told about each kind of envelope:
+    /// a tampered one (its key id names a trusted key) apart from one by
+    /// another signer, a subject mismatch, a wrong builder or source.
+    #[test]
+    fn provenance_requirements_name_what_is_missing() {
+        let (key, _) = SigningKey::generate().unwrap();
+        let (other, _) = SigningKey::generate().unwrap();
+        let image = Digest::sha256_of(b"image");
+        let keys = [key.public.clone()];
+        let predicate = json!({"runDetails": {"builder": {"id": "https://ci.acme.example/runners/7"}},
+                               "buildDefinition": {"externalParameters": {"source": "git+https://git.acme.example/acme/app"}}});
+        let v02 = json!({"builder": {"id": "https://ci.acme.example/runners/7"},
+                         "invocation": {"configSource": {"uri": "git+https://git.acme.example/acme/app"}}});
+        let good = signed(&key, &image, SLSA_PROVENANCE_V1, predicate.clone());
+        assert_eq!(good["signatures"][0]["keyid"], "", "as cosign writes it");
+        let mut tampered = good.clone();
+        let forged = build_statement("r.example/acme/app", &image, SLSA_PROVENANCE_V1, json!({}));
+        tampered["payload"] = B64.encode(forged).into();
+        let anonymous = tampered.clone();
+        // Another tool's envelope may name its key by id in `keyid`.
+        let mut named = tampered.clone();
+        named["signatures"][0]["keyid"] = key.public.id.clone().into();
+        let rule = |b: &str, s: &str| ProvenanceRule::new(&[b.to_string()], &[s.to_string()]).unwrap();
+        let right = rule("https://ci.acme.example/**", "git+https://git.acme.example/acme/*");
+        // (case, envelope, rule, hint, outcome: Ok or the refusal says)
+        let table: Vec<(&str, Value, ProvenanceRule, Option<String>, Result<(), &str>)> = vec![
+            ("v1", good.clone(), right.clone(), None, Ok(())),
+            (
+                "v0.2",
+                signed(&key, &image, SLSA_PROVENANCE_V02, v02),
+                right.clone(),
+                None,
+                Ok(()),
+            ),
+            (
+                "any builder, any source",
+                good.clone(),
+                ProvenanceRule::default(),
+                None,
+                Ok(()),
+            ),
+            (
+                "untrusted signer",
+                signed(&other, &image, SLSA_PROVENANCE_V1, predicate.clone()),
+                right.clone(),
+                None,
+                Err("verifies under no trusted key"),
+            ),
+            (
+                "tampered, named by its keyid",
+                named,
+                right.clone(),
+                None,
+                Err("tampered"),
+            ),
+            (
+                "tampered, named by the hint beside it",
+                anonymous.clone(),
+                right.clone(),
+                Some(key.public.hint()),
+                Err("tampered"),
+            ),
+            (
+                "changed, naming no key",
+                anonymous,
+                right.clone(),
+                None,
+                Err("verifies under no trusted key"),
+            ),
+            (
+                "subject mismatch",
+                signed(
+                    &key,
+                    &Digest::sha256_of(b"other"),
+                    SLSA_PROVENANCE_V1,
+                    predicate.clone(),
+                ),
+                right.clone(),
+                None,
+                Err("subject mismatch"),
+            ),
+            (
+                "wrong builder",
+                good.clone(),
+                rule("https://evil.example/**", "**"),
+                None,
+                Err("wrong builder: builder id https://ci.acme.example/runners/7"),
+            ),
+            (
+                "wrong source",
+                good.clone(),
+                rule("**", "git+https://evil.example/**"),
+                None,
+                Err("wrong source"),
+            ),
+            (
+                "not provenance",
+                signed(&key, &image, COSIGN_CUSTOM, json!({})),
+                right.clone(),
+                None,
+                Err("of predicate type"),
+            ),
+        ];
+        for (case, env, rule, hint, want) in table {
+            let got =
+                verify_attestation_by_rule(&image, &env, &keys, (&SLSA_PROVENANCE, &rule), false, hint.as_deref());
+            match (got, want) {
+                (Ok((k, _)), Ok(())) => assert_eq!(k.id, key.public.id, "{case}"),
+                (Err(r), Err(says)) => assert!(r.to_string().contains(says), "{case}: {r}"),
+                (got, want) => panic!("{case}: {:?}, want {want:?}", got.map(|(k, _)| k.id.clone())),
+            }
+        }
+    }
+
     #[test]
     fn att_manifests_keep_every_layer_they_had() {
         let config = Digest::sha256_of(b"{}");
         let (a, b) = (Digest::sha256_of(b"a"), Digest::sha256_of(b"b"));
-        let one = attestation_manifest_adding(None, &config, 2, (&a, 10, SLSA_PROVENANCE_V1)).unwrap();
-        let two = attestation_manifest_adding(Some(&one), &config, 2, (&b, 20, COSIGN_CUSTOM)).unwrap();
-        let again = attestation_manifest_adding(Some(&two), &config, 2, (&b, 20, COSIGN_CUSTOM)).unwrap();
+        let one = attestation_manifest_adding(None, &config, 2, (&a, 10, SLSA_PROVENANCE_V1), Some("h")).unwrap();
+        let two = attestation_manifest_adding(Some(&one), &config, 2, (&b, 20, COSIGN_CUSTOM), None).unwrap();
+        let again = attestation_manifest_adding(Some(&two), &config, 2, (&b, 20, COSIGN_CUSTOM), None).unwrap();
         assert_eq!(two, again, "the same envelope twice adds nothing");
         // What can't be read is not replaced: its attestations would be lost.
         for unreadable in [&b"not json"[..], br#"{"manifests": []}"#, br#"{"layers": {}}"#] {
             assert!(matches!(
-                attestation_manifest_adding(Some(unreadable), &config, 2, (&b, 20, COSIGN_CUSTOM)),
+                attestation_manifest_adding(Some(unreadable), &config, 2, (&b, 20, COSIGN_CUSTOM), None),
                 Err(SignError::UnreadableAttestations(_))
             ));
         }
-        let layers = attestation_layers(&two);
+        let layer = |digest: &Digest, size: u64, claimed: &str, hint: Option<&str>| AttestationLayer {
+            digest: digest.clone(),
+            size,
+            claimed: Some(claimed.to_string()),
+            hint: hint.map(str::to_string),
+        };
         assert_eq!(
-            layers,
+            attestation_layers(&two),
             [
-                (a, 10, Some(SLSA_PROVENANCE_V1.to_string())),
-                (b, 20, Some(COSIGN_CUSTOM.to_string()))
+                layer(&a, 10, SLSA_PROVENANCE_V1, Some("h")),
+                layer(&b, 20, COSIGN_CUSTOM, None)
             ]
         );
         let image = Digest::sha256_of(b"image");

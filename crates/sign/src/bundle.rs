@@ -68,6 +68,14 @@ pub fn bundle_envelope(bundle: &[u8]) -> Option<serde_json::Value> {
     crate::attestation::read_bundle_envelope(bundle)
 }
 
+/// The public key hint of a key-based bundle (`verificationMaterial.publicKey.hint`).
+pub fn bundle_key_hint(bundle: &[u8]) -> Option<String> {
+    let b: serde_json::Value = serde_json::from_slice(bundle).ok()?;
+    b["verificationMaterial"]["publicKey"]["hint"]
+        .as_str()
+        .map(str::to_string)
+}
+
 /// The names the statement in `bundle` gives its subjects (cosign may give
 /// the repository there); empty when it gives none.
 pub fn bundle_subject_names(bundle: &[u8]) -> Vec<String> {

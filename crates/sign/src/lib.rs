@@ -18,9 +18,9 @@ mod bundle;
 mod keyfile;
 
 pub use bundle::{
-    bundle_envelope, bundle_layers, bundle_manifest, bundle_signer, bundle_subject_names, is_attestation_referrer,
-    sign_bundle, sign_statement_bundle, statement, BUNDLE_MEDIA_TYPE, BUNDLE_PREDICATE_ANNOTATION,
-    COSIGN_SIGN_PREDICATE, EMPTY_CONFIG,
+    bundle_envelope, bundle_key_hint, bundle_layers, bundle_manifest, bundle_signer, bundle_subject_names,
+    is_attestation_referrer, sign_bundle, sign_statement_bundle, statement, BUNDLE_MEDIA_TYPE,
+    BUNDLE_PREDICATE_ANNOTATION, COSIGN_SIGN_PREDICATE, EMPTY_CONFIG,
 };
 pub use keyfile::read_private_key;
 

@@ -91,6 +91,11 @@ pub struct PullRuleForm {
     teams: String,
     accounts: String,
     match_reference: bool,
+    provenance_teams: String,
+    provenance_accounts: String,
+    provenance_match_reference: bool,
+    builder_ids: String,
+    source_uris: String,
     max_database_age: String,
     severities: &'static [&'static str],
 }
@@ -99,7 +104,13 @@ impl PullRuleForm {
     fn of(rule: &Value) -> PullRuleForm {
         let lines = |v: &Value| view::items(v).map(s).collect::<Vec<_>>().join("\n");
         let by = &rule["require_signed_by"];
+        let provenance = &rule["require_provenance"];
         PullRuleForm {
+            provenance_teams: lines(&provenance["signed_by"]["teams"]),
+            provenance_accounts: lines(&provenance["signed_by"]["accounts"]),
+            provenance_match_reference: provenance["signed_by"]["match_reference"] == true,
+            builder_ids: lines(&provenance["builder_ids"]),
+            source_uris: lines(&provenance["source_uris"]),
             deny_severity: s(&rule["deny_severity"]),
             unknown_as: s(&rule["unknown_as"]),
             deny_unscanned: rule["deny_unscanned"] == true,
@@ -139,6 +150,18 @@ fn pull_rule_of_form(
             by["match_reference"] = json!(true);
         }
         rule.insert("require_signed_by".into(), by);
+    }
+    let (teams, accounts) = (lines("rule_provenance_teams"), lines("rule_provenance_accounts"));
+    let (builder_ids, source_uris) = (lines("rule_builder_ids"), lines("rule_source_uris"));
+    if !teams.is_empty() || !accounts.is_empty() || !builder_ids.is_empty() || !source_uris.is_empty() {
+        let mut by = json!({"teams": teams, "accounts": accounts});
+        if f.contains_key("rule_provenance_match_reference") {
+            by["match_reference"] = json!(true);
+        }
+        rule.insert(
+            "require_provenance".into(),
+            json!({"signed_by": by, "builder_ids": builder_ids, "source_uris": source_uris}),
+        );
     }
     Value::Object(rule)
 }
@@ -631,12 +654,17 @@ mod tests {
             ("rule_unknown_as", &r.unknown_as),
             ("rule_teams", &r.teams),
             ("rule_accounts", &r.accounts),
+            ("rule_provenance_teams", &r.provenance_teams),
+            ("rule_provenance_accounts", &r.provenance_accounts),
+            ("rule_builder_ids", &r.builder_ids),
+            ("rule_source_uris", &r.source_uris),
             ("rule_max_database_age", &r.max_database_age),
         ]);
         for (name, on) in [
             ("rule_deny_unscanned", r.deny_unscanned),
             ("rule_deny_failed", r.deny_failed),
             ("rule_match_reference", r.match_reference),
+            ("rule_provenance_match_reference", r.provenance_match_reference),
         ] {
             if on {
                 f.insert(name.into(), "on".into());
@@ -737,6 +765,18 @@ mod tests {
                 accounts: vec!["ci+release".into()],
                 match_reference: true,
             }),
+            require_provenance: Some(portcullis_policy::RequireProvenance {
+                signed_by: portcullis_policy::SignedBy {
+                    teams: vec!["ci/builders".into()],
+                    accounts: vec!["ci+build".into()],
+                    match_reference: true,
+                },
+                builder_ids: vec!["https://ci.acme.example/*".into()],
+                source_uris: vec![
+                    "git+https://git.acme.example/acme/*".into(),
+                    "https://git.acme.example/*".into(),
+                ],
+            }),
             max_database_age: Some("2d".into()),
             // Stamped by the registry, never sent by the form.
             saved_at: None,
@@ -778,6 +818,14 @@ mod tests {
             (
                 form(&[("rule_accounts", "ci+release")]),
                 json!({"require_signed_by": {"teams": [], "accounts": ["ci+release"]}}),
+            ),
+            (
+                form(&[
+                    ("rule_provenance_accounts", "acme+ci"),
+                    ("rule_builder_ids", "https://ci.acme.example/*\r\n"),
+                ]),
+                json!({"require_provenance": {"signed_by": {"teams": [], "accounts": ["acme+ci"]},
+                                              "builder_ids": ["https://ci.acme.example/*"], "source_uris": []}}),
             ),
         ];
         for (mut f, rule) in table {

@@ -1229,21 +1229,10 @@ async fn pull_rule_text(
         return Ok(String::new());
     }
     if let Some(by) = &rule.require_signed_by {
-        let missing: Vec<String> = reg
-            .meta
-            .signers_created(&by.teams, &by.accounts)
-            .await?
-            .into_iter()
-            .filter(|(_, created)| created.is_none())
-            .map(|(signer, _)| signer)
-            .collect();
-        if !missing.is_empty() {
-            return Err(RegistryError::Invalid(format!(
-                "require_signed_by names {} that do{} not exist",
-                missing.join(", "),
-                if missing.len() == 1 { "es" } else { "" }
-            )));
-        }
+        signers_exist(reg, by, "require_signed_by").await?;
+    }
+    if let Some(p) = &rule.require_provenance {
+        signers_exist(reg, &p.signed_by, "require_provenance.signed_by").await?;
     }
     let mut stamped = rule.clone();
     let kept = serde_json::from_str::<portcullis_policy::PullRule>(stored)
@@ -1257,6 +1246,31 @@ async fn pull_rule_text(
         .and_then(|old| old.saved_at);
     stamped.saved_at = Some(kept.unwrap_or_else(portcullis_meta::now_ms));
     Ok(serde_json::to_string(&stamped).expect("json"))
+}
+
+/// `Err(Invalid)` naming the teams and accounts of `by` that do not exist
+/// (`what`: the rule's field): a rule may name only signers there are.
+pub(crate) async fn signers_exist(
+    reg: &Registry,
+    by: &portcullis_policy::SignedBy,
+    what: &str,
+) -> Result<(), RegistryError> {
+    let missing: Vec<String> = reg
+        .meta
+        .signers_created(&by.teams, &by.accounts)
+        .await?
+        .into_iter()
+        .filter(|(_, created)| created.is_none())
+        .map(|(signer, _)| signer)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(RegistryError::Invalid(format!(
+        "{what} names {} that do{} not exist",
+        missing.join(", "),
+        if missing.len() == 1 { "es" } else { "" }
+    )))
 }
 
 /// Any setting may be given alone; at least one.

@@ -350,6 +350,7 @@ mod tests {
             "NamespaceSettings",
             "PullRule",
             "SignedBy",
+            "RequireProvenance",
             "PromotionPolicy",
             "NewPolicy",
             "Rule",

@@ -26,6 +26,7 @@ pub(crate) struct PolicyView {
     rules: Vec<portcullis_policy::Rule>,
     copy_referrers: bool,
     sign_as: Option<String>,
+    require_provenance: Option<portcullis_policy::RequireProvenance>,
     id: String,
     /// The source repository.
     repository: String,
@@ -56,6 +57,11 @@ pub(crate) struct NewPolicy {
     copy_referrers: Option<bool>,
     /// A service account whose server-side key signs each promoted image.
     sign_as: Option<String>,
+    /// Promote only images (every image of an index) with a verified SLSA
+    /// provenance attestation (v0.2 or v1, either of cosign's forms) about
+    /// them, signed by a current key of these teams' members or accounts,
+    /// whose builder id and source URI match these globs (empty: any).
+    require_provenance: Option<portcullis_policy::RequireProvenance>,
     /// Also apply it now to every tag of its source (default false).
     apply_existing: Option<bool>,
 }
@@ -152,6 +158,9 @@ async fn checked(reg: &Registry, who: &Who, source: &str, body: &[u8]) -> Result
     who.need(reg, Need::Repository(target.as_str(), Actions::PUSH))
         .await
         .map_err(|_| RegistryError::Denied(format!("you may not push to {target}, so no policy of yours may")))?;
+    if let Some(required) = &p.require_provenance {
+        super::identity::signers_exist(reg, &required.signed_by, "require_provenance.signed_by").await?;
+    }
     if let Some(account) = &p.sign_as {
         // The same check runs before every signature the policy makes.
         reg.may_sign_as(&who.caller, account).await.map_err(|e| match e {

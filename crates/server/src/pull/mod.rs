@@ -8,6 +8,7 @@
 //! API).
 
 pub(crate) mod audit;
+mod provenance;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -41,7 +42,11 @@ pub(crate) struct PullRuleCache {
     /// repository, the image, its signature artifacts and the keys asked
     /// about: a pull costs no ECDSA work while none of them changes, and
     /// any change (a new signature, a key revoked) is another entry.
-    verdicts: Mutex<HashMap<String, (Instant, Signed)>>,
+    verdicts: Verdicts<Signed>,
+    /// Provenance verdicts (`Ok(key id)` or why not), by a fingerprint of
+    /// the repository, the image, its `.att` manifest and referrers, the
+    /// keys and the rule: a new attestation is a new entry.
+    provenance: Verdicts<Result<String, String>>,
     /// Signature checks running at once, off the async workers.
     checking: std::sync::Arc<tokio::sync::Semaphore>,
 }
@@ -63,7 +68,8 @@ impl PullRuleCache {
     pub(crate) fn new(ttl: Duration) -> PullRuleCache {
         PullRuleCache {
             rules: crate::cache::TtlMap::new(ttl),
-            verdicts: Mutex::new(HashMap::new()),
+            verdicts: Verdicts::default(),
+            provenance: Verdicts::default(),
             checking: std::sync::Arc::new(tokio::sync::Semaphore::new(2)),
         }
     }
@@ -71,6 +77,34 @@ impl PullRuleCache {
     /// Forgets every cached rule (a repository's or namespace's changed).
     pub(crate) fn clear(&self) {
         self.rules.clear();
+    }
+}
+
+/// Verdicts by fingerprint, believed for [`VERDICT_TTL`], at most
+/// [`MAX_VERDICTS`] (past it the map starts again).
+pub(crate) struct Verdicts<V>(Mutex<HashMap<String, (Instant, V)>>);
+
+impl<V> Default for Verdicts<V> {
+    fn default() -> Self {
+        Verdicts(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<V: Clone> Verdicts<V> {
+    fn get(&self, fingerprint: &str) -> Option<V> {
+        let cache = self.0.lock().expect("not poisoned");
+        cache
+            .get(fingerprint)
+            .filter(|(at, _)| at.elapsed() < VERDICT_TTL)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn put(&self, fingerprint: String, verdict: V) {
+        let mut cache = self.0.lock().expect("not poisoned");
+        if cache.len() >= MAX_VERDICTS {
+            cache.clear();
+        }
+        cache.insert(fingerprint, (Instant::now(), verdict));
     }
 }
 
@@ -104,6 +138,13 @@ pub(crate) enum Signed {
     Unverified,
     /// Verified under the key with this id.
     By(String),
+}
+
+/// `team a/b, account c`: the signers a rule names, for its refusals.
+pub(crate) fn signers_text(by: &SignedBy) -> String {
+    let mut parts: Vec<String> = by.teams.iter().map(|t| format!("team {t}")).collect();
+    parts.extend(by.accounts.iter().map(|a| format!("account {a}")));
+    parts.join(", ")
 }
 
 /// The name of the rule a refusal from [`Registry::check_pull_rule`]
@@ -180,6 +221,14 @@ impl Registry {
             if let Some(by) = &rule.require_signed_by {
                 self.check_signed(repo, digest, by, rule.saved_at).await?;
             }
+            if let Some(required) = &rule.require_provenance {
+                if let Err(why) = self.provenance_verdict(repo, digest, required, rule.saved_at).await? {
+                    return Err(RegistryError::Denied(format!(
+                        "{digest} in {repo}: pull rule require_provenance ({}): {why}",
+                        signers_text(&required.signed_by)
+                    )));
+                }
+            }
         }
         let state = match self.meta.scan(digest).await? {
             None => ScanState::None,
@@ -208,10 +257,7 @@ impl Registry {
 
     /// `Err(DENIED)` unless a cosign signature in `repo` over `digest`, in
     /// the tag form or as a sigstore bundle referrer, verifies under a
-    /// current key of `by`'s teams or accounts.
-    /// A named signer that is gone, or was created after the rule was
-    /// saved (`saved_at`), fails the rule: a deleted team never loosens it,
-    /// and whoever takes its name later is not trusted.
+    /// current key of `by`'s teams or accounts (`signers_keys`).
     async fn check_signed(
         &self,
         repo: &str,
@@ -219,34 +265,15 @@ impl Registry {
         by: &SignedBy,
         saved_at: Option<i64>,
     ) -> Result<(), RegistryError> {
-        let who = || {
-            let mut parts: Vec<String> = by.teams.iter().map(|t| format!("team {t}")).collect();
-            parts.extend(by.accounts.iter().map(|a| format!("account {a}")));
-            parts.join(", ")
-        };
-        for (signer, created) in self.meta.signers_created(&by.teams, &by.accounts).await? {
-            let why = match created {
-                None => format!("{signer} no longer exists"),
-                Some(at) if saved_at.is_some_and(|saved| at > saved) => {
-                    format!("{signer} was created after the rule was saved (a new holder of the name)")
-                }
-                Some(_) => continue,
-            };
-            return Err(RegistryError::Denied(format!(
-                "{digest} in {repo}: pull rule require_signed_by ({}): {why}; save the rule again to trust it",
-                who()
-            )));
-        }
-        let trusted = self.meta.trusted_keys(&by.teams, &by.accounts).await?;
-        let keys: Vec<PublicKey> = trusted
-            .iter()
-            .filter_map(|(_, _, pem)| PublicKey::from_pem(pem).ok())
-            .collect();
         let denied = |why: String| {
             Err(RegistryError::Denied(format!(
                 "{digest} in {repo}: pull rule require_signed_by ({}): {why}",
-                who()
+                signers_text(by)
             )))
+        };
+        let keys = match self.signers_keys(by, saved_at).await? {
+            Ok(keys) => keys,
+            Err(why) => return denied(why),
         };
         let image: Digest = digest.parse()?;
         match self.signature_verdict(repo, &image, &keys, by.match_reference).await? {
@@ -258,6 +285,33 @@ impl Registry {
             Signed::Unverified => denied("no signature verifies under a current key of theirs".into()),
             Signed::By(_) => Ok(()),
         }
+    }
+
+    /// The current keys of `by`'s teams' members and accounts; `Ok(Err)`
+    /// says why the rule fails whatever was signed: a named signer that is
+    /// gone, or was created after the rule was saved (`saved_at`), fails
+    /// it, so a deleted team never loosens a rule, and whoever takes its
+    /// name later is not trusted.
+    pub(crate) async fn signers_keys(
+        &self,
+        by: &SignedBy,
+        saved_at: Option<i64>,
+    ) -> Result<Result<Vec<PublicKey>, String>, RegistryError> {
+        for (signer, created) in self.meta.signers_created(&by.teams, &by.accounts).await? {
+            let why = match created {
+                None => format!("{signer} no longer exists"),
+                Some(at) if saved_at.is_some_and(|saved| at > saved) => {
+                    format!("{signer} was created after the rule was saved (a new holder of the name)")
+                }
+                Some(_) => continue,
+            };
+            return Ok(Err(format!("{why}; save the rule again to trust it")));
+        }
+        let trusted = self.meta.trusted_keys(&by.teams, &by.accounts).await?;
+        Ok(Ok(trusted
+            .iter()
+            .filter_map(|(_, _, pem)| PublicKey::from_pem(pem).ok())
+            .collect()))
     }
 
     /// Whether a cosign signature in `repo` over `image` (tag form, then
@@ -294,7 +348,7 @@ impl Registry {
             parts.extend(keys.iter().map(|k| k.id.as_str()));
             Digest::sha256_of(parts.join("\n").as_bytes()).to_string()
         };
-        if let Some(verdict) = self.cached_verdict(&fingerprint) {
+        if let Some(verdict) = self.pull_rules.verdicts.get(&fingerprint) {
             return Ok(verdict);
         }
         // Read what is to be checked (I/O), then check it (CPU) apart.
@@ -349,8 +403,29 @@ impl Registry {
                 }
             }
         }
-        // The permit goes with the work: a caller that gives up (a client
-        // gone, an admission deadline) does not free it while it runs.
+        let (image_owned, keys_owned) = (image.clone(), keys.to_vec());
+        let verdict = self
+            .off_thread("signature check", move || {
+                let (image, keys) = (&image_owned, &keys_owned[..]);
+                tagged
+                    .iter()
+                    .find_map(|(c, payload)| signer(image, c, payload, keys))
+                    .or_else(|| bundles.iter().find_map(|b| bundle_signer(image, b, keys)))
+                    .map_or(Signed::Unverified, |k| Signed::By(k.id.clone()))
+            })
+            .await?;
+        self.pull_rules.verdicts.put(fingerprint, verdict.clone());
+        Ok(verdict)
+    }
+
+    /// Runs `check` (signature work) on the blocking pool, two at a time.
+    /// The permit goes with the work: a caller that gives up (a client
+    /// gone, an admission deadline) does not free it while it runs.
+    async fn off_thread<T: Send + 'static>(
+        &self,
+        what: &str,
+        check: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, RegistryError> {
         let permit = self
             .pull_rules
             .checking
@@ -358,39 +433,24 @@ impl Registry {
             .acquire_owned()
             .await
             .expect("never closed");
-        let (image_owned, keys_owned) = (image.clone(), keys.to_vec());
-        let verdict = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let (image, keys) = (&image_owned, &keys_owned[..]);
-            tagged
-                .iter()
-                .find_map(|(c, payload)| signer(image, c, payload, keys))
-                .or_else(|| bundles.iter().find_map(|b| bundle_signer(image, b, keys)))
-                .map_or(Signed::Unverified, |k| Signed::By(k.id.clone()))
+            check()
         })
         .await
-        .map_err(|e| RegistryError::Internal(format!("signature check: {e}")))?;
-        let mut cache = self.pull_rules.verdicts.lock().expect("not poisoned");
-        if cache.len() >= MAX_VERDICTS {
-            cache.clear();
-        }
-        cache.insert(fingerprint, (Instant::now(), verdict.clone()));
-        Ok(verdict)
-    }
-
-    fn cached_verdict(&self, fingerprint: &str) -> Option<Signed> {
-        let cache = self.pull_rules.verdicts.lock().expect("not poisoned");
-        cache
-            .get(fingerprint)
-            .filter(|(at, _)| at.elapsed() < VERDICT_TTL)
-            .map(|(_, v)| v.clone())
+        .map_err(|e| RegistryError::Internal(format!("{what}: {e}")))
     }
 
     /// A small blob of `repo` (a signature payload or bundle), if it is
     /// there and small enough to be one.
     async fn signature_blob(&self, repo: &str, digest: &Digest) -> Result<Option<Vec<u8>>, RegistryError> {
+        self.small_blob(repo, digest, MAX_PAYLOAD).await
+    }
+
+    /// A blob of `repo` of at most `max` bytes, if it is there.
+    async fn small_blob(&self, repo: &str, digest: &Digest, max: u64) -> Result<Option<Vec<u8>>, RegistryError> {
         match self.meta.blob_in_repo(repo, digest).await? {
-            Some(size) if size <= MAX_PAYLOAD => Ok(tokio::fs::read(self.store.blob_path(digest)).await.ok()),
+            Some(size) if size <= max => Ok(tokio::fs::read(self.store.blob_path(digest)).await.ok()),
             _ => Ok(None),
         }
     }
