@@ -20,6 +20,7 @@ mod ops;
 mod promotion;
 mod pull;
 mod reach;
+mod replication;
 pub mod route;
 mod vulndb;
 pub use vulndb::{PullSettings, UpdateSettings, VulnDbUpload};
@@ -146,6 +147,7 @@ impl Registry {
             scanner::Scanner::start(&registry);
             tokio::spawn(webhooks::dispatch(Arc::downgrade(&registry)));
             tokio::spawn(Registry::retry_failed_signings(Arc::downgrade(&registry)));
+            tokio::spawn(replication::schedule(Arc::downgrade(&registry)));
             tokio::spawn(vulndb::update::run(Arc::downgrade(&registry)));
             if registry.pulls_vulndb() {
                 tokio::spawn(vulndb::pull::run(Arc::downgrade(&registry)));
