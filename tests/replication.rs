@@ -1,12 +1,14 @@
 //! Pull replication from a real upstream on loopback: CNCF Distribution
 //! (`docker-registry`) behind htpasswd (bcrypt, made by Python's `crypt`
-//! over libxcrypt), on SQLite and PostgreSQL. A multi-arch index comes over
+//! over libxcrypt, at the lowest cost Distribution accepts: it checks the
+//! password on every request), on SQLite and PostgreSQL. A multi-arch index comes over
 //! whole with its cosign signature, byte-identical (skopeo reads both
 //! sides); under `require_signed_by` an image signed with the trusted key
 //! (tag form and bundle form) is imported and an unsigned one and one
 //! signed by another key are refused with their reasons; a blob altered in
 //! the upstream's storage is refused (digest mismatch); a moved upstream
-//! tag is copied again on the next run; a scheduled rule runs by itself and
+//! tag is copied again on the next run; a second Portcullis is replicated
+//! from through Docker's token flow; a scheduled rule runs by itself and
 //! mounts the blobs held here instead of downloading them; credentials
 //! appear in no response and no audit record; provenance is shown and
 //! audited; runs announce themselves through the outbox.
@@ -50,7 +52,7 @@ impl Upstream {
                 "-W",
                 "ignore",
                 "-c",
-                "import crypt,sys; print(sys.argv[1] + ':' + crypt.crypt(sys.argv[2], crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+                "import crypt,sys; print(sys.argv[1] + ':' + crypt.crypt(sys.argv[2], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))",
                 UPSTREAM_USER,
                 UPSTREAM_PASSWORD,
             ])
@@ -526,6 +528,35 @@ async fn one_backend(backend: &common::Backend) {
     // The stored row is sealed, not the password.
     let stored = s.registry.meta.upstream_registry("dist").await.unwrap().unwrap();
     assert!(!stored.sealed_password.unwrap().contains(UPSTREAM_PASSWORD));
+
+    // Another Portcullis upstream: Docker's token flow (the challenge,
+    // the token endpoint with the password, the bearer token).
+    let other_pc = TestServer::start(backend).await;
+    let (tool, _) = other_pc
+        .push_image("lib/tool", "2.1", b"{\"os\":\"linux\"}", &[b"tool layer"])
+        .await;
+    let (status, v) = call(
+        &s,
+        Method::POST,
+        "/api/v1/registries",
+        json!({"name": "pc", "url": other_pc.base, "username": "admin", "password": ADMIN_PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let (_, v) = call(&s, Method::POST, "/api/v1/registries/pc/test", Value::Null).await;
+    assert_eq!(v["ok"], true, "{label}: {v}");
+    let from_pc = create_rule(
+        &s,
+        json!({"name": "from-pc", "registry": "pc", "source": "lib/*", "tags": ["2.*"], "target": "mirror"}),
+    )
+    .await;
+    let run = run_rule(&s, &from_pc).await;
+    assert_eq!(run["status"], "completed", "{label}: {run}");
+    assert_eq!(tags_of(&run, "copied"), ["2.1"], "{run}");
+    assert_eq!(
+        local_digest(&s, "mirror/lib/tool", "2.1").await.as_deref(),
+        Some(tool.as_str())
+    );
 
     // A registry in use is not deleted; a rule goes with its runs.
     let (status, _) = call(&s, Method::DELETE, "/api/v1/registries/dist", Value::Null).await;

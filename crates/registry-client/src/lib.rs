@@ -381,8 +381,10 @@ impl RegistryClient {
                 // names two), else what this request needs.
                 let actions = if writes { "pull,push" } else { "pull" };
                 let ours = format!("repository:{}:{actions}", self.repository);
+                // A client of no repository (`ping`, `catalog`) asks for none.
                 let scopes: Vec<&str> = match get("scope") {
                     Some(s) => s.split(' ').filter(|s| !s.is_empty()).collect(),
+                    None if self.repository.is_empty() => Vec::new(),
                     None => vec![ours.as_str()],
                 };
                 let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", *s)).collect();
