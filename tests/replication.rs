@@ -7,7 +7,8 @@
 //! (tag form and bundle form) is imported and an unsigned one and one
 //! signed by another key are refused with their reasons; a blob altered in
 //! the upstream's storage is refused (digest mismatch); a moved upstream
-//! tag is copied again on the next run; a second Portcullis is replicated
+//! tag is copied again on the next run, and recorded as a conflict when the
+//! local tag is immutable; a second Portcullis is replicated
 //! from through Docker's token flow; a scheduled rule runs by itself and
 //! mounts the blobs held here instead of downloading them; credentials
 //! appear in no response and no audit record; provenance is shown and
@@ -425,6 +426,22 @@ async fn one_backend(backend: &common::Backend) {
         local_digest(&s, "mirror/app", "v1").await.as_deref(),
         Some(moved.as_str())
     );
+
+    // An immutable local tag is not moved: the run records the conflict.
+    let (status, v) = call(
+        &s,
+        Method::PUT,
+        "/api/v1/repositories/mirror/app",
+        json!({"immutable_tags": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    up.push_image("acme/app", "v2", "v2-rebuilt").await;
+    up.sign("acme/app", "v2", &trusted, SignatureForm::Tag).await;
+    let run = run_rule(&s, &signed).await;
+    assert_eq!(run["status"], "completed", "{label}: {run}");
+    assert!(reason(&run, "v2").starts_with("conflict: "), "{run}");
+    assert_eq!(tags_of(&run, "skipped"), ["v1"], "{run}");
 
     // 4. A blob altered upstream is refused: nothing of it is stored.
     let broken = create_rule(

@@ -86,6 +86,8 @@ pub struct Registry {
     key_imports: Arc<tokio::sync::Semaphore>,
     /// Taken by each push's promotions in turn (`promotion.rs`).
     promoting: tokio::sync::Mutex<()>,
+    /// Bounds the replication runs that copy at once (`replication.rs`).
+    replication_runs: Arc<tokio::sync::Semaphore>,
 }
 
 /// How a [`Registry`] behaves beyond where its data lives.
@@ -140,6 +142,7 @@ impl Registry {
             webhooks: options.webhooks,
             kek,
             promoting: tokio::sync::Mutex::new(()),
+            replication_runs: Arc::new(tokio::sync::Semaphore::new(replication::RUNS_AT_ONCE)),
             key_imports: Arc::new(tokio::sync::Semaphore::new(signing::KEY_IMPORTS_AT_ONCE)),
         });
         tokio::spawn(pull::audit::writer(Arc::downgrade(&registry), pull_audit));

@@ -48,6 +48,9 @@ const MAX_TAGS: usize = 10_000;
 const MAX_REFERRERS: usize = 32;
 /// Nesting of indexes followed (as `reach.rs` bounds it).
 const MAX_DEPTH: usize = 8;
+/// Runs that copy at once, whatever their rules (a run started beyond
+/// them waits for a turn, holding its rule).
+pub(crate) const RUNS_AT_ONCE: usize = 2;
 /// Entries kept per list in a run's record.
 const MAX_ITEMS: usize = 1_000;
 
@@ -219,6 +222,8 @@ impl Registry {
     }
 
     async fn run_replication(self: Arc<Self>, rule: ReplicationRule, mut run: ReplicationRun, actor: Actor) {
+        // At most RUNS_AT_ONCE runs copy at once; the others wait, claimed.
+        let _permit = self.replication_runs.clone().acquire_owned().await;
         let mut out = Outcome::default();
         let result = self.replicate(&rule, &run.id, &actor, &mut out).await;
         let failed = result.is_err() || out.errors > 0;
@@ -493,7 +498,7 @@ impl Registry {
             }
             let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
             let event = ctx.actor.event("replication.import").detail(detail);
-            crate::manifests::commit(
+            let committed = crate::manifests::commit(
                 self,
                 ctx.actor,
                 ctx.local,
@@ -503,8 +508,15 @@ impl Registry {
                 tag_refs,
                 event,
             )
-            .await?;
-            Ok(bytes)
+            .await;
+            match committed {
+                // The target's own rules (an immutable tag that would
+                // move, a promotion-only repository): a conflict to
+                // record, not a failure of the run.
+                Err(RegistryError::Denied(why)) => Err(Refusal::Policy(format!("conflict: {why}"))),
+                Err(e) => Err(e.into()),
+                Ok(()) => Ok(bytes),
+            }
         }
         .boxed()
     }
