@@ -9,7 +9,8 @@
 //! the upstream's storage is refused (digest mismatch); a moved upstream
 //! tag is copied again on the next run, and recorded as a conflict when the
 //! local tag is immutable; a second Portcullis is replicated
-//! from through Docker's token flow; a scheduled rule runs by itself and
+//! from through Docker's token flow; an HTTPS upstream whose certificate a
+//! private CA issued is reached with `ca_pem` (or `tls_verify: false`); a scheduled rule runs by itself and
 //! mounts the blobs held here instead of downloading them; credentials
 //! appear in no response and no audit record; provenance is shown and
 //! audited; runs announce themselves through the outbox.
@@ -35,7 +36,7 @@ struct Upstream {
     child: Child,
     host: String,
     data: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Upstream {
@@ -47,6 +48,12 @@ impl Drop for Upstream {
 
 impl Upstream {
     fn start() -> Upstream {
+        Upstream::start_with(false)
+    }
+
+    /// With `tls`, over HTTPS with a certificate from a CA made here
+    /// (`ca.crt` in [`Upstream::dir`]).
+    fn start_with(tls: bool) -> Upstream {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new("python3")
             .args([
@@ -65,11 +72,21 @@ impl Upstream {
         std::fs::write(dir.path().join("htpasswd"), entry).unwrap();
         let port = free_port();
         let data = dir.path().join("data");
-        let config = format!(
+        let mut config = format!(
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: upstream\n    path: {}\n",
             data.display(),
             dir.path().join("htpasswd").display()
         );
+        if tls {
+            common::tls_ca_and_server_cert(dir.path());
+            let d = dir.path().display();
+            config = config.replace(
+                &format!("  addr: 127.0.0.1:{port}\n"),
+                &format!(
+                    "  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {d}/server.crt\n    key: {d}/server.key\n"
+                ),
+            );
+        }
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
         let child = Command::new("docker-registry")
             .args(["serve", dir.path().join("config.yml").to_str().unwrap()])
@@ -84,12 +101,7 @@ impl Upstream {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Upstream {
-            child,
-            host,
-            data,
-            _dir: dir,
-        }
+        Upstream { child, host, data, dir }
     }
 
     fn client(&self, repo: &str) -> RegistryClient {
@@ -574,6 +586,44 @@ async fn one_backend(backend: &common::Backend) {
         local_digest(&s, "mirror/lib/tool", "2.1").await.as_deref(),
         Some(tool.as_str())
     );
+
+    // Over HTTPS with a private CA: trusted through ca_pem, refused
+    // without it, accepted with tls_verify false.
+    let secure = Upstream::start_with(true);
+    let ca = std::fs::read_to_string(secure.dir.path().join("ca.crt")).unwrap();
+    let https = format!("https://{}", secure.host);
+    let (status, v) = call(
+        &s,
+        Method::POST,
+        "/api/v1/registries",
+        json!({"name": "tls", "url": https, "username": UPSTREAM_USER, "password": UPSTREAM_PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let (_, v) = call(&s, Method::POST, "/api/v1/registries/tls/test", Value::Null).await;
+    assert_eq!(v["ok"], false, "{label}: an unknown CA: {v}");
+    let (status, v) = call(&s, Method::PUT, "/api/v1/registries/tls", json!({"ca_pem": ca})).await;
+    assert_eq!(status, 200, "{v}");
+    let (_, v) = call(&s, Method::POST, "/api/v1/registries/tls/test", Value::Null).await;
+    assert_eq!(v["ok"], true, "{label}: the CA given: {v}");
+    let (status, v) = call(
+        &s,
+        Method::PUT,
+        "/api/v1/registries/tls",
+        json!({"ca_pem": "", "tls_verify": false}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (_, v) = call(&s, Method::POST, "/api/v1/registries/tls/test", Value::Null).await;
+    assert_eq!(v["ok"], true, "{label}: not verified: {v}");
+    let (status, v) = call(
+        &s,
+        Method::PUT,
+        "/api/v1/registries/tls",
+        json!({"ca_pem": "not a certificate"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
 
     // A registry in use is not deleted; a rule goes with its runs.
     let (status, _) = call(&s, Method::DELETE, "/api/v1/registries/dist", Value::Null).await;
