@@ -1385,6 +1385,17 @@ async fn stored_tag_templates_are_upgraded_once() {
             .execute(&db.meta.pool)
             .await
             .unwrap();
+        for table in [
+            "replication_provenance",
+            "replication_runs",
+            "replication_rules",
+            "upstream_registries",
+        ] {
+            sqlx::query(&format!("DROP TABLE {table}"))
+                .execute(&db.meta.pool)
+                .await
+                .unwrap();
+        }
         sqlx::query(
             "INSERT INTO promotion_policies (id, repository, owner, policy, created_at, updated_at) VALUES ('p1', 'acme/build', 'acme', $1, 0, 0)",
         )
