@@ -324,8 +324,19 @@ impl Meta {
         Ok(())
     }
 
-    /// Starts a run of a claimed rule.
+    /// Starts a run of a claimed rule. A run of it still unfinished was
+    /// interrupted (its claim ran out, or this server restarted): it is
+    /// recorded as failed first.
     pub async fn start_replication_run(&self, run: &ReplicationRun) -> Result<()> {
+        sqlx::query(
+            "UPDATE replication_runs SET status = 'failed', finished_at = $1,
+             error = 'interrupted: the server stopped or lost the rule before the run finished'
+             WHERE rule_id = $2 AND finished_at IS NULL",
+        )
+        .bind(run.started_at)
+        .bind(&run.rule_id)
+        .execute(&self.pool)
+        .await?;
         sqlx::query(&format!(
             "INSERT INTO replication_runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, NULL, 'running', '[]', '[]', '[]', 0, NULL)"
         ))

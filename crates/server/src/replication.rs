@@ -534,6 +534,8 @@ impl Registry {
                 return Ok(0);
             }
         }
+        // A large blob takes a while: the run says it is alive first.
+        let _ = self.meta.renew_replication_claim(&ctx.rule.id, now_ms()).await;
         let id = self
             .store
             .start_upload(digest.algorithm())
