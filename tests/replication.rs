@@ -453,6 +453,7 @@ async fn one_backend(backend: &common::Backend) {
     let run = run_rule(&s, &signed).await;
     assert_eq!(run["status"], "completed", "{label}: {run}");
     assert!(reason(&run, "v2").starts_with("conflict: "), "{run}");
+    assert_eq!(run["bytes"], 0, "nothing downloaded for a tag that can't move: {run}");
     assert_eq!(tags_of(&run, "skipped"), ["v1"], "{run}");
 
     // 4. A blob altered upstream is refused: nothing of it is stored.

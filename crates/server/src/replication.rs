@@ -397,9 +397,21 @@ impl Registry {
             .meta
             .get_manifest(ctx.local.as_str(), &Reference::Tag(item.tag.clone()))
             .await?;
-        if local_tag.is_some_and(|m| m.digest == digest.as_str()) {
-            item.reason = Some("unchanged".into());
-            return Ok(false);
+        match local_tag {
+            Some(m) if m.digest == digest.as_str() => {
+                item.reason = Some("unchanged".into());
+                return Ok(false);
+            }
+            // Moved upstream, immutable here: nothing to download.
+            Some(m) => {
+                if let Some(rule) = self.meta.tag_immutable_by(ctx.local.as_str(), &item.tag).await? {
+                    return Err(Refusal::Policy(format!(
+                        "conflict: the upstream tag moved to {digest}, but {}:{} is immutable ({rule}) and names {}",
+                        ctx.local, item.tag, m.digest
+                    )));
+                }
+            }
+            None => {}
         }
         if !ctx.keys.is_empty() {
             let verdict = ctx.client.verify_signatures(&digest, ctx.keys).await?;
