@@ -81,6 +81,13 @@ pub async fn attest(args: AttestArgs) -> anyhow::Result<()> {
     let done = client
         .attest(&image.reference, &uri, statement, &key, with.form.into(), &created)
         .await?;
+    if image.digest().is_none() {
+        // As cosign warns: a tag can move between the push and this.
+        eprintln!(
+            "warning: {} is a tag; attested {} as it was when read. Attest by digest ({}/{}@{}) so that a moved tag can't take the attestation",
+            image.reference, done.digest, image.host, image.repository, done.digest
+        );
+    }
     let out = Attested {
         image: image.to_string(),
         digest: done.digest.to_string(),
@@ -115,9 +122,11 @@ struct Verified {
     key_id: String,
     account: Option<String>,
     form: Form,
-    /// SLSA provenance's builder id and source URIs, when it is that.
+    /// SLSA provenance's builder id, the build's source (what
+    /// `--source-uri` judges) and what else it consumed, when it is that.
     builder_id: Option<String>,
-    source_uris: Vec<String>,
+    source_uri: Option<String>,
+    dependencies: Vec<String>,
     statement: serde_json::Value,
 }
 
@@ -145,7 +154,8 @@ pub async fn verify(args: VerifyAttestationArgs) -> anyhow::Result<bool> {
                     .and_then(|t| t.account.clone()),
                 form: v.form.into(),
                 builder_id: p.builder_id,
-                source_uris: p.source_uris,
+                source_uri: p.source_uri,
+                dependencies: p.dependencies,
                 statement: v.statement.clone(),
             }
         })

@@ -664,6 +664,8 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
         ),
         "audit_verify" => (Method::GET, "/api/v1/audit/verify".into(), None),
         "openapi" => (Method::GET, "/api/v1/openapi.json".into(), None),
+        "registry_keys_get" => (Method::GET, "/api/v1/keys/registry".into(), None),
+        "registry_key_rotate" => (Method::POST, "/api/v1/keys/registry".into(), None),
         "repository_list" => (Method::GET, "/api/v1/repositories?q=acme".into(), None),
         "tag_list" => (Method::GET, "/api/v1/repositories/acme/app/tags".into(), None),
         "repository_history" => (Method::GET, "/api/v1/repositories/acme/app/history?days=7".into(), None),
@@ -846,6 +848,10 @@ fn matrix() -> Vec<(&'static str, [u16; 13])> {
         ("key_revoke", [U, 204, D, D, D, D, D, U, U, U, U, 204, D]),
         ("signing_key_create", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
         ("signing_key_get", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
+        // The registry's public keys are for anyone who verifies; only a
+        // system administrator rotates them.
+        ("registry_keys_get", [200; 13]),
+        ("registry_key_rotate", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
         ("repository_get", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
         ("repository_update", [U, D, D, 200, D, D, D, U, U, U, U, 200, 200]),
         // Policies of acme/app targeting acme/other: only the administrator

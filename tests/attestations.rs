@@ -250,9 +250,9 @@ async fn both_forms_are_written_and_independent_verifiers_agree() {
         let alice_pub = path(dir, "alice.pub");
         let globs = [
             "--builder-id",
-            "https://ci.acme.example/*",
+            "https://ci.acme.example/runners/*",
             "--source-uri",
-            "git+https://git.acme.example/acme/*",
+            "https://git.acme.example/acme/*",
         ];
         let by_key = [
             &[
@@ -272,12 +272,10 @@ async fn both_forms_are_written_and_independent_verifiers_agree() {
         let forms: Vec<&str> = found.iter().map(|a| a["form"].as_str().unwrap()).collect();
         assert_eq!(forms, ["tag", "bundle"], "{v}");
         assert_eq!(found[0]["builder_id"], BUILDER);
+        assert_eq!(found[0]["source_uri"], "https://git.acme.example/acme/app");
         assert_eq!(
-            found[0]["source_uris"],
-            json!([
-                "https://git.acme.example/acme/app",
-                "git+https://git.acme.example/acme/app@refs/heads/main"
-            ])
+            found[0]["dependencies"],
+            json!(["git+https://git.acme.example/acme/app@refs/heads/main"])
         );
         assert_eq!(found[0]["statement"]["predicate"], provenance_v1());
         let (code, _, out, err) = run(&s, &by_key).await;
@@ -370,7 +368,7 @@ async fn verify_attestation_refuses_what_does_not_hold() {
         let bytes = serde_json::to_vec(&envelope).unwrap();
         let layer = s.push_blob("acme/app", &bytes).await;
         let config = s.push_blob("acme/app", b"{}").await;
-        let m = attestation::attestation_manifest_adding(None, &config, 2, (&layer, bytes.len(), V1));
+        let m = attestation::attestation_manifest_adding(None, &config, 2, (&layer, bytes.len(), V1)).unwrap();
         let r = s
             .put_manifest("acme/app", &format!("sha256-{}.att", images[3].hex()), m)
             .await;
@@ -412,7 +410,7 @@ async fn verify_attestation_refuses_what_does_not_hold() {
                 "alice",
                 &[
                     "--builder-id",
-                    "https://ci.acme.example/*",
+                    "https://ci.acme.example/runners/*",
                     "--source-uri",
                     "https://git.acme.example/acme/app",
                 ],
@@ -460,9 +458,18 @@ async fn verify_attestation_refuses_what_does_not_hold() {
                 1,
                 "slsaprovenance1",
                 "alice",
-                &["--builder-id", "*"],
+                &["--builder-id", "**"],
                 0,
                 "",
+            ),
+            (
+                "* stays within a path segment",
+                1,
+                "slsaprovenance1",
+                "alice",
+                &["--builder-id", "*"],
+                1,
+                "matches none of [*]",
             ),
             (
                 "untrusted signer",
@@ -617,7 +624,7 @@ fn attestations_written_by_others_are_read() {
         predicate_type: &'static str,
         subject: &'static str,
         builder: &'static str,
-        sources: &'static [&'static str],
+        source: Option<&'static str>,
         rule: (&'static str, &'static str),
     }
     let samples = [
@@ -628,10 +635,7 @@ fn attestations_written_by_others_are_read() {
             predicate_type: V1,
             subject: "sha256:49a3aa6075e0f49f82843e74b5baa614ad2a588e6675612bf108a0a008c5ac25",
             builder: "https://github.com/actions/runner/github-hosted",
-            sources: &[
-                "https://github.com/malancas/attest-demo",
-                "git+https://github.com/malancas/attest-demo@refs/heads/main",
-            ],
+            source: Some("https://github.com/malancas/attest-demo"),
             rule: ("https://github.com/actions/runner/*", "https://github.com/malancas/*"),
         },
         Sample {
@@ -641,10 +645,10 @@ fn attestations_written_by_others_are_read() {
             predicate_type: "https://slsa.dev/provenance/v0.2",
             subject: "sha256:2892146b063a94cb4a4318c0e98d38af12dcf2b1e29237486b58463b59607bbd",
             builder: "https://github.com/slsa-framework/slsa-github-generator/.github/workflows/generator_generic_slsa3.yml@refs/tags/v1.10.0",
-            sources: &["git+https://github.com/slsa-framework/example-package@refs/heads/main"],
+            source: Some("git+https://github.com/slsa-framework/example-package@refs/heads/main"),
             rule: (
                 "https://github.com/slsa-framework/slsa-github-generator/.github/workflows/*@refs/tags/v*",
-                "git+https://github.com/slsa-framework/*",
+                "git+https://github.com/slsa-framework/*@refs/heads/*",
             ),
         },
         Sample {
@@ -654,7 +658,7 @@ fn attestations_written_by_others_are_read() {
             predicate_type: "https://slsa.dev/provenance/v0.2",
             subject: "sha256:e14396b283abcbacddba403a923a7fdecf2c54537a1d6a1ee1076767bec742d1",
             builder: "https://tekton.dev/chains/v2",
-            sources: &[],
+            source: None,
             rule: ("https://tekton.dev/chains/*", ""),
         },
         Sample {
@@ -664,8 +668,8 @@ fn attestations_written_by_others_are_read() {
             predicate_type: "https://slsa.dev/provenance/v0.2",
             subject: "sha256:f5ae5ced234922eebe6461d32228ba8ab9c3d0c0f3983a3bef707e6e1a1ab52a",
             builder: "https://gitlab.com/ggeorgiev_gitlab/playground/-/runners/14811533",
-            sources: &["https://gitlab.com/ggeorgiev_gitlab/playground"],
-            rule: ("https://gitlab.com/*/-/runners/*", "https://gitlab.com/ggeorgiev_gitlab/*"),
+            source: Some("https://gitlab.com/ggeorgiev_gitlab/playground"),
+            rule: ("https://gitlab.com/**/-/runners/*", "https://gitlab.com/ggeorgiev_gitlab/*"),
         },
     ];
     let (ours, _) = portcullis_sign::SigningKey::generate().unwrap();
@@ -691,7 +695,7 @@ fn attestations_written_by_others_are_read() {
         assert!(statement.names(&subject), "{}", s.file);
         let p = provenance(&statement.predicate_type, statement.predicate()).unwrap();
         assert_eq!(p.builder_id.as_deref(), Some(s.builder), "{}", s.file);
-        assert_eq!(p.source_uris, s.sources, "{}", s.file);
+        assert_eq!(p.source_uri.as_deref(), s.source, "{}", s.file);
         let (builder, source) = s.rule;
         let sources: Vec<String> = [source]
             .into_iter()
@@ -781,5 +785,239 @@ async fn attestation_bundles_do_not_crowd_out_signatures() {
             (0, Some(40)),
             "{label}: {err}"
         );
+    }
+}
+
+/// Polls the scan of `digest` in acme/app until it is done; bounded.
+async fn wait_scanned(s: &TestServer, digest: &Digest, after: Option<&Value>) -> Value {
+    let url = s.url(&format!("/api/v1/scans/{digest}?repository=acme/app"));
+    for _ in 0..300 {
+        let v: Value = s.http.get(&url).send().await.unwrap().json().await.unwrap();
+        match v["status"].as_str() {
+            Some("done") if after.is_none_or(|a| v["finished_at"] != a["finished_at"]) => return v,
+            Some("failed") => panic!("scan failed: {v}"),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    panic!("the scan of {digest} did not finish within 30 s");
+}
+
+/// The registry's published attestation keys.
+async fn registry_keys(s: &TestServer) -> Vec<Value> {
+    let v: Value = s
+        .anon
+        .get(s.url("/api/v1/keys/registry"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["keys"].as_array().unwrap().clone()
+}
+
+/// The registry's own referrers of `image` in acme/app: (predicate type,
+/// bundle layer digest), in the registry's listing order.
+async fn registry_referrers(s: &TestServer, image: &Digest) -> Vec<(String, String)> {
+    let index: Value = s
+        .http
+        .get(s.url(&format!("/v2/acme/app/referrers/{image}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for r in index["manifests"].as_array().unwrap() {
+        let a = &r["annotations"];
+        if a["dev.portcullis.attestation.by"] != "registry" {
+            continue;
+        }
+        let m = manifest(s, "acme/app", r["digest"].as_str().unwrap()).await;
+        out.push((
+            a["dev.sigstore.bundle.predicateType"].as_str().unwrap().to_string(),
+            m["layers"][0]["digest"].as_str().unwrap().to_string(),
+        ));
+    }
+    out.sort();
+    out
+}
+
+/// After each scan the registry attests it with two sigstore bundle
+/// referrers of the image (no tag is made): a CycloneDX SBOM and a cosign
+/// `vuln` record, signed by its own key, which anyone can fetch (`GET
+/// /api/v1/keys/registry`, no credentials). They verify with
+/// `verify-attestation` and with sigstore-js, and under no other key. After
+/// a rotation new scans are signed by the new key while what the old one
+/// signed still verifies with it; a rescan replaces the registry's own
+/// statements and keeps everyone else's. Both databases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_attests_its_scans() {
+    const VULN: &str = "https://cosign.sigstore.dev/attestation/vuln/v1";
+    const CDX: &str = "https://cyclonedx.org/bom";
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        let work = tempfile::tempdir().unwrap();
+        let dir = work.path();
+        key_files(dir, "alice");
+        std::fs::write(dir.join("provenance.json"), provenance_v1().to_string()).unwrap();
+        let layer = |n: &str| common::tar_of(&[("srv/app/version", n.as_bytes())]);
+        let (one, _) = s.push_image("acme/app", "1", b"{\"registry\":1}", &[&layer("1")]).await;
+        let scan = wait_scanned(&s, &one, None).await;
+
+        let keys = registry_keys(&s).await;
+        assert_eq!(keys.len(), 1, "{label}: {keys:?}");
+        assert_eq!(keys[0]["current"], true);
+        std::fs::write(dir.join("registry1.pub"), keys[0]["pem"].as_str().unwrap()).unwrap();
+        let img1 = format!("docker://{}/acme/app@{one}", host(&s));
+        let verify = |image: String, kind: &'static str, key: String| {
+            let s = &s;
+            async move {
+                run(
+                    s,
+                    &[
+                        "verify-attestation",
+                        &image,
+                        "--type",
+                        kind,
+                        "--key",
+                        &key,
+                        "--format",
+                        "json",
+                    ],
+                )
+                .await
+            }
+        };
+        let (code, v, _, err) = verify(img1.clone(), "vuln", path(dir, "registry1.pub")).await;
+        assert_eq!(code, 0, "{label}: {v} {err}");
+        assert_eq!(v["attestations"][0]["form"], "bundle");
+        let predicate = &v["attestations"][0]["statement"]["predicate"];
+        assert_eq!(
+            predicate["scanner"]["result"]["summary"], scan["summary"],
+            "{label}: {v}"
+        );
+        assert!(predicate["metadata"]["scanFinishedOn"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')));
+        assert_eq!(v["attestations"][0]["key_id"], keys[0]["id"]);
+        let (code, v, _, err) = verify(img1.clone(), "cyclonedx", path(dir, "registry1.pub")).await;
+        assert_eq!(code, 0, "{label}: {v} {err}");
+        assert_eq!(v["attestations"][0]["statement"]["predicate"]["bomFormat"], "CycloneDX");
+        let (code, _, _, _) = verify(img1.clone(), "vuln", path(dir, "alice.pub")).await;
+        assert_eq!(code, 1, "{label}: another key");
+        // No tag was made; an independent verifier agrees on the bundles.
+        let tags: Value = s
+            .http
+            .get(s.url("/v2/acme/app/tags/list"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(tags["tags"], json!(["1"]), "{label}");
+        let referrers = registry_referrers(&s, &one).await;
+        let kinds: Vec<&str> = referrers.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(kinds, [VULN, CDX], "{label}");
+        for (_, layer) in &referrers {
+            let file = dir.join("bundle.json");
+            std::fs::write(&file, blob(&s, "acme/app", layer).await).unwrap();
+            let (ok, out) = sigstore_js_verifies(file.to_str().unwrap(), &path(dir, "registry1.pub"), &one);
+            assert!(ok, "{label}: {out}");
+            let (ok, _) = sigstore_js_verifies(file.to_str().unwrap(), &path(dir, "alice.pub"), &one);
+            assert!(!ok, "{label}");
+        }
+
+        // Someone else's attestation stays through rescans.
+        let (code, _, _, err) = run(
+            &s,
+            &[
+                "attest",
+                &img1,
+                "--type",
+                "slsaprovenance1",
+                "--predicate",
+                &path(dir, "provenance.json"),
+                "--key",
+                &path(dir, "alice.p8"),
+                "--form",
+                "bundle",
+            ],
+        )
+        .await;
+        assert_eq!(code, 0, "{label}: {err}");
+
+        // Rotation: only an administrator; the new key signs from now on.
+        let r = s.anon.post(s.url("/api/v1/keys/registry")).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{label}");
+        let r = s.http.post(s.url("/api/v1/keys/registry")).send().await.unwrap();
+        assert_eq!(r.status(), 201, "{label}");
+        let keys = registry_keys(&s).await;
+        assert_eq!(keys.len(), 2, "{label}");
+        assert_eq!(
+            (keys[0]["current"].as_bool(), keys[1]["current"].as_bool()),
+            (Some(false), Some(true))
+        );
+        std::fs::write(dir.join("registry2.pub"), keys[1]["pem"].as_str().unwrap()).unwrap();
+        let (two, _) = s.push_image("acme/app", "2", b"{\"registry\":2}", &[&layer("2")]).await;
+        wait_scanned(&s, &two, None).await;
+        let img2 = format!("docker://{}/acme/app@{two}", host(&s));
+        assert_eq!(
+            verify(img2.clone(), "vuln", path(dir, "registry2.pub")).await.0,
+            0,
+            "{label}"
+        );
+        assert_eq!(verify(img2, "vuln", path(dir, "registry1.pub")).await.0, 1, "{label}");
+        assert_eq!(
+            verify(img1.clone(), "vuln", path(dir, "registry1.pub")).await.0,
+            0,
+            "{label}: the old key's attestation still verifies"
+        );
+
+        // A rescan: the registry's two statements are replaced (by the new
+        // key's), alice's provenance stays.
+        let r = s
+            .http
+            .post(s.url(&format!("/api/v1/scans/{one}?repository=acme/app")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{label}");
+        wait_scanned(&s, &one, Some(&scan)).await;
+        let mut after = Vec::new();
+        for _ in 0..100 {
+            after = registry_referrers(&s, &one).await;
+            if after.len() == 2 && after != referrers {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(after.len(), 2, "{label}: replaced, not added: {after:?}");
+        assert_eq!(
+            verify(img1.clone(), "vuln", path(dir, "registry2.pub")).await.0,
+            0,
+            "{label}"
+        );
+        assert_eq!(
+            verify(img1.clone(), "vuln", path(dir, "registry1.pub")).await.0,
+            1,
+            "{label}: replaced"
+        );
+        let (code, _, _, err) = run(
+            &s,
+            &[
+                "verify-attestation",
+                &img1,
+                "--type",
+                "slsaprovenance1",
+                "--key",
+                &path(dir, "alice.pub"),
+            ],
+        )
+        .await;
+        assert_eq!(code, 0, "{label}: {err}");
     }
 }

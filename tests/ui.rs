@@ -869,6 +869,56 @@ async fn repositories_named_like_api_routes_are_reachable() {
     }
 }
 
+/// The audit page's "How" column says how each actor came in: a password
+/// on the management API, or which API token, and from where. Both
+/// databases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_page_says_how_each_actor_came_in() {
+    for backend in backends() {
+        let s = TestServer::start(&backend).await;
+        let label = s.label();
+        s.push_image("acme/app", "v1", b"{\"how\":1}", &[b"how layer"]).await;
+        let api = "/api/v1/repositories/acme%2Fapp";
+        let r = s
+            .anon
+            .put(s.url(api))
+            .basic_auth("admin", Some(common::ADMIN_PASSWORD))
+            .json(&json!({"visibility": "public"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{label}");
+        let (st, v) = call(
+            &s,
+            Method::POST,
+            "/api/v1/accounts/admin/tokens",
+            json!({"name": "how", "scopes": ["acme/*:pull,push,delete"]}),
+        )
+        .await;
+        assert_eq!(st, 201, "{label}: {v}");
+        let (token, id) = (v["token"].as_str().unwrap(), v["id"].as_str().unwrap());
+        let r = s
+            .anon
+            .put(s.url(api))
+            .bearer_auth(token)
+            .json(&json!({"visibility": "private"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{label}");
+        let mut b = Browser::new(&s);
+        assert_eq!(b.sign_in("admin", common::ADMIN_PASSWORD).await, 303);
+        let (st, page, _) = b.get("/ui/audit?action=repository.update").await;
+        assert_eq!(st, 200, "{label}");
+        let row = |how: &str| format!("<td>admin</td><td>{how}</td><td>repository.update</td>");
+        assert!(page.contains(&row("password from 127.0.0.1")), "{label}: {page}");
+        assert!(
+            page.contains(&row(&format!("token {id} from 127.0.0.1"))),
+            "{label}: {page}"
+        );
+    }
+}
+
 /// An artifact manifest (one layer of `layer_type`) tagged `tag` in `repo`.
 async fn push_artifact(s: &TestServer, repo: &str, tag: &str, layer_type: &str, layer: &[u8]) {
     let config = s.push_blob(repo, b"{}").await;

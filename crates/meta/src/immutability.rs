@@ -387,6 +387,16 @@ impl Meta {
         ))
     }
 
+    /// A namespace's own pull rule (JSON, empty when unset).
+    pub async fn namespace_pull_rule(&self, namespace: &str) -> Result<String> {
+        let rule: Option<Option<String>> =
+            sqlx::query_scalar("SELECT pull_rule FROM namespace_settings WHERE namespace = $1")
+                .bind(namespace)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(rule.flatten().unwrap_or_default())
+    }
+
     /// Sets a repository's pull rule (JSON; empty clears it), creating the
     /// repository if needed.
     pub async fn set_repository_pull_rule(&self, repo: &str, json: &str, event: &AuditEvent) -> Result<()> {

@@ -163,4 +163,46 @@ impl Meta {
             .await?;
         row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
     }
+
+    /// The registry's attestation keys, oldest first: (id, sealed key,
+    /// public PEM, created at).
+    pub async fn registry_keys(&self) -> Result<Vec<RegistryKey>> {
+        let rows = sqlx::query("SELECT id, sealed, pem, created_at FROM registry_keys ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RegistryKey {
+                    id: r.try_get(0)?,
+                    sealed: r.try_get(1)?,
+                    pem: r.try_get(2)?,
+                    created_at: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds a registry attestation key (sealed by the caller); the newest
+    /// signs from now on.
+    pub async fn add_registry_key(&self, key: &RegistryKey, event: &AuditEvent) -> Result<()> {
+        let sql = "INSERT INTO registry_keys (id, sealed, pem, created_at) VALUES ($1, $2, $3, $4)";
+        let values = vec![
+            t(&key.id),
+            t(&key.sealed),
+            t(&key.pem),
+            Value::Int(Some(key.created_at)),
+        ];
+        self.write(&[(sql, values)], event).await?;
+        Ok(())
+    }
+}
+
+/// One of the registry's own attestation keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryKey {
+    /// `sha256:<hex>` of the public key's DER, as account keys are named.
+    pub id: String,
+    pub sealed: String,
+    pub pem: String,
+    pub created_at: i64,
 }

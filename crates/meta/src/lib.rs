@@ -25,7 +25,7 @@ pub use audit::{AuditAnchor, AuditEvent, AuditQuery, AuditRecord, ChainBreak};
 pub use browse::{DayFindings, RepositorySummary, TagDetail};
 pub use identity::{Account, Grant, RepositoryInfo, StoredToken};
 pub use immutability::{ImmutabilitySettings, RepositorySettingsChange};
-pub use keys::AccountKey;
+pub use keys::{AccountKey, RegistryKey};
 pub use outbox::OutboxEvent;
 pub use promotion::{EvaluationOutcome, EvaluationRecord, PromotionCopy, Provenance, StoredPolicy};
 pub use replication::{ReplicationProvenance, ReplicationRule, ReplicationRun, UpstreamRegistry};

@@ -386,7 +386,18 @@ UPDATE schema_migrations SET applied_at = applied_at WHERE version < 0
     r#"
 ALTER TABLE audit_log ADD COLUMN via TEXT
 "#,
-    // 16: replication from upstream registries. A registry's password is
+    // 16: the registry's own attestation keys (it attests its scans),
+    // sealed with the key-encryption key. The newest signs; every one stays
+    // published, so what an older one signed still verifies.
+    r#"
+CREATE TABLE registry_keys (
+    id TEXT PRIMARY KEY,
+    sealed TEXT NOT NULL,
+    pem TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+)
+"#,
+    // 17: replication from upstream registries. A registry's password is
     // sealed by the server (the meta crate never sees it in the clear); a
     // rule is claimed for a run through `running_since` (one run at a time
     // per rule, across replicas); runs keep what they copied, skipped and

@@ -103,6 +103,15 @@ impl Meta {
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
+    /// The repositories holding the manifest `digest`, by name.
+    pub async fn repositories_with_manifest(&self, digest: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT repo FROM manifests WHERE digest = $1 ORDER BY repo")
+            .bind(digest)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
     /// Stores (or, from a newer reader, replaces) a layer's facts.
     pub async fn put_layer_facts(&self, digest: &str, facts: &str) -> Result<()> {
         sqlx::query(

@@ -1390,6 +1390,7 @@ async fn stored_tag_templates_are_upgraded_once() {
             "replication_runs",
             "replication_rules",
             "upstream_registries",
+            "registry_keys",
         ] {
             sqlx::query(&format!("DROP TABLE {table}"))
                 .execute(&db.meta.pool)

@@ -6,18 +6,24 @@
 
 use portcullis_oci::{media_type, Digest};
 use portcullis_sign::attestation::{
-    attestation_layers, attestation_manifest_adding, attestation_tag, claimed_predicate_type, envelope,
+    attestation_layers, attestation_manifest_adding, attestation_tag, envelope, read_bundle_envelope, read_envelope,
     verify_attestation, ProvenanceRule, Rejection,
 };
-use portcullis_sign::{bundle_envelope, sign_statement_bundle, PublicKey, SigningKey, COSIGN_SIGN_PREDICATE};
+use portcullis_sign::{bundle_layers, sign_statement_bundle, PublicKey, SigningKey, COSIGN_SIGN_PREDICATE};
 
 use crate::{RegistryClient, Result, SignatureForm, Signed};
 
 /// SBOMs attested can be large; an envelope past this is not read.
 pub const MAX_ATTESTATION_BLOB: usize = 32 << 20;
 
-/// Attestations of each form examined at most, whatever a registry lists.
+/// Attestations of each form examined at most, whatever a registry lists
+/// (those that say they are of another type are not counted).
 const MAX_EXAMINED: usize = 64;
+
+/// Envelope and bundle bytes one verification reads at most: a pusher can
+/// list many large ones, and a verifier in CI must end in bounded memory
+/// and time.
+const MAX_EXAMINED_BYTES: u64 = 128 << 20;
 
 /// One attestation that verified and satisfied the rule.
 #[derive(Debug, Clone)]
@@ -68,6 +74,25 @@ impl AttestationVerdict {
         ))
     }
 
+    /// Whether `size` more bytes fit the verification's budget; a refusal
+    /// says so once when they don't.
+    fn spend(&mut self, budget: &mut u64, size: u64) -> bool {
+        if size <= *budget {
+            *budget -= size;
+            return true;
+        }
+        if *budget > 0 {
+            self.refused.push(format!(
+                "more attestations than the {MAX_EXAMINED_BYTES} bytes one verification reads"
+            ));
+            *budget = 0;
+        }
+        false
+    }
+
+    /// Judges one envelope. `claimed` is the type its listing claims for it
+    /// (an annotation): a refusal is counted under the type asked for
+    /// unless it claims another. An unverified payload is never parsed.
     fn judge(
         &mut self,
         image: &Digest,
@@ -75,6 +100,7 @@ impl AttestationVerdict {
         keys: &[PublicKey],
         wanted: (&str, &ProvenanceRule),
         form: SignatureForm,
+        claimed: Option<&str>,
     ) {
         let (predicate_type, rule) = wanted;
         let one_signature = form == SignatureForm::Bundle;
@@ -90,7 +116,7 @@ impl AttestationVerdict {
             Err(Rejection::OtherType(_)) => self.other_types += 1,
             // An envelope that does not verify tells its type only by what
             // it claims: counted where it claims to belong.
-            Err(r) => match claimed_predicate_type(envelope) {
+            Err(r) => match claimed {
                 Some(t) if t != predicate_type => self.other_types += 1,
                 _ => self.refused.push(r.to_string()),
             },
@@ -125,7 +151,7 @@ impl RegistryClient {
                     &config,
                     2,
                     (&layer, env.len(), predicate_type),
-                );
+                )?;
                 self.put_manifest(&tag, media_type::OCI_MANIFEST, &manifest).await?;
                 tag
             }
@@ -138,6 +164,31 @@ impl RegistryClient {
             digest: m.digest,
             signature,
         })
+    }
+
+    /// Reads one listed `.att` envelope or bundle (`layer`, its form, the
+    /// type its listing claims) and judges it; one that can't be read or
+    /// isn't one is a refusal of that entry, never of the others.
+    async fn examine(
+        &self,
+        verdict: &mut AttestationVerdict,
+        digest: &Digest,
+        listed: (&Digest, SignatureForm, Option<&str>),
+        keys: &[PublicKey],
+        wanted: (&str, &ProvenanceRule),
+    ) {
+        let (layer, form, claimed) = listed;
+        let (what, read): (&str, fn(&[u8]) -> Option<serde_json::Value>) = match form {
+            SignatureForm::Tag => ("DSSE envelope", read_envelope),
+            SignatureForm::Bundle => ("sigstore bundle", read_bundle_envelope),
+        };
+        match self.blob(layer, MAX_ATTESTATION_BLOB).await {
+            Err(e) => verdict.refused.push(format!("{what} {layer}: {e}")),
+            Ok(bytes) => match read(&bytes) {
+                Some(env) => verdict.judge(digest, &env, keys, wanted, form, claimed),
+                None => verdict.refused.push(format!("{layer} is not a {what}")),
+            },
+        }
     }
 
     /// Checks the attestations of `predicate_type` on the manifest `digest`
@@ -153,28 +204,35 @@ impl RegistryClient {
     ) -> Result<AttestationVerdict> {
         let mut verdict = AttestationVerdict::default();
         let wanted = (predicate_type, rule);
+        let mut budget = MAX_EXAMINED_BYTES;
+        // One unreadable entry (a listed blob that is gone, a digest that
+        // does not match) is a refusal of that entry, not of the others.
         if let Some(att) = self.manifest_if_exists(&attestation_tag(digest)).await? {
-            let layers = attestation_layers(&att.bytes);
-            for (layer, size, claimed) in layers.into_iter().take(MAX_EXAMINED) {
+            let mut examined = 0;
+            for (layer, size, claimed) in attestation_layers(&att.bytes) {
                 // The annotation only saves reading what claims another
                 // type; the signed statement decides.
                 if claimed.as_deref().is_some_and(|t| t != predicate_type) {
                     verdict.other_types += 1;
                     continue;
                 }
+                if examined == MAX_EXAMINED {
+                    break;
+                }
+                examined += 1;
                 if size as usize > MAX_ATTESTATION_BLOB {
                     verdict.refused.push(format!("an envelope of {size} bytes is not read"));
                     continue;
                 }
-                let bytes = self.blob(&layer, MAX_ATTESTATION_BLOB).await?;
-                match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                    Ok(env) => verdict.judge(digest, &env, keys, wanted, SignatureForm::Tag),
-                    Err(e) => verdict.refused.push(format!("an envelope that is not JSON ({e})")),
+                if !verdict.spend(&mut budget, size) {
+                    break;
                 }
+                let listed = (&layer, SignatureForm::Tag, claimed.as_deref());
+                self.examine(&mut verdict, digest, listed, keys, wanted).await;
             }
         }
         let mut examined = 0;
-        for (referrer, claimed) in self.bundle_referrers(digest).await? {
+        'referrers: for (referrer, claimed) in self.bundle_referrers(digest).await? {
             match claimed.as_deref() {
                 Some(COSIGN_SIGN_PREDICATE) => continue,
                 Some(t) if t != predicate_type => {
@@ -184,12 +242,24 @@ impl RegistryClient {
                 _ if examined == MAX_EXAMINED => break,
                 _ => examined += 1,
             }
-            for bundle in self.referrer_bundles(&referrer, MAX_ATTESTATION_BLOB).await? {
-                match bundle.map(|b| bundle_envelope(&b)) {
-                    Ok(Some(env)) => verdict.judge(digest, &env, keys, wanted, SignatureForm::Bundle),
-                    Ok(None) => verdict.refused.push("a bundle that is not a sigstore bundle".into()),
-                    Err(size) => verdict.refused.push(format!("a bundle of {size} bytes is not read")),
+            let manifest = match self.manifest(&referrer).await {
+                Ok(m) => m,
+                Err(e) => {
+                    verdict.refused.push(format!("referrer {referrer}: {e}"));
+                    continue;
                 }
+            };
+            // One layer read at a time, within the budget.
+            for (layer, size) in bundle_layers(&manifest.bytes) {
+                if size as usize > MAX_ATTESTATION_BLOB {
+                    verdict.refused.push(format!("a bundle of {size} bytes is not read"));
+                    continue;
+                }
+                if !verdict.spend(&mut budget, size) {
+                    break 'referrers;
+                }
+                let listed = (&layer, SignatureForm::Bundle, claimed.as_deref());
+                self.examine(&mut verdict, digest, listed, keys, wanted).await;
             }
         }
         Ok(verdict)

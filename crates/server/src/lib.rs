@@ -7,6 +7,7 @@
 
 pub mod access;
 mod api;
+mod attestations;
 mod blobs;
 mod cache;
 mod error;
@@ -88,6 +89,9 @@ pub struct Registry {
     promoting: tokio::sync::Mutex<()>,
     /// Bounds the replication runs that copy at once (`replication.rs`).
     replication_runs: Arc<tokio::sync::Semaphore>,
+    /// Taken while the registry's first attestation key is made or a new
+    /// one added (`attestations.rs`), so two never race to be the newest.
+    registry_key_creation: tokio::sync::Mutex<()>,
 }
 
 /// How a [`Registry`] behaves beyond where its data lives.
@@ -143,6 +147,7 @@ impl Registry {
             kek,
             promoting: tokio::sync::Mutex::new(()),
             replication_runs: Arc::new(tokio::sync::Semaphore::new(replication::RUNS_AT_ONCE)),
+            registry_key_creation: tokio::sync::Mutex::new(()),
             key_imports: Arc::new(tokio::sync::Semaphore::new(signing::KEY_IMPORTS_AT_ONCE)),
         });
         tokio::spawn(pull::audit::writer(Arc::downgrade(&registry), pull_audit));

@@ -234,6 +234,7 @@ impl Registry {
     }
 
     async fn scan_image(&self, digest: &str) -> Result<(), String> {
+        let started = now_rfc3339();
         let manifest = self
             .meta
             .manifest_by_digest(digest)
@@ -259,7 +260,8 @@ impl Registry {
         let index = self.scanner.index();
         let paths: Vec<std::path::PathBuf> = digests.iter().map(|d| self.store.blob_path(d)).collect();
         let limits = self.scanner.settings.limits;
-        let (layers, generation, findings, sbom) = tokio::task::spawn_blocking(move || {
+        let subject_digest = digest.to_string();
+        let (layers, generation, findings, sbom, cyclonedx) = tokio::task::spawn_blocking(move || {
             resolve_links(&mut facts, &limits, |i, wanted| {
                 let file = std::fs::File::open(&paths[i]).map_err(|e| format!("layer {}: {e}", digests[i]))?;
                 read_files(file, wanted, &limits).map_err(|e| format!("layer {}: {e}", digests[i]))
@@ -274,7 +276,17 @@ impl Registry {
                 None => (None, Vec::new()),
             };
             let sbom = sbom_to_bytes(&image);
-            Ok::<_, String>((layers, generation, findings, sbom))
+            // The SBOM the registry attests (`attestations.rs`).
+            let (created, serial) = (now_rfc3339(), uuid::Uuid::new_v4().to_string());
+            let subject = portcullis_scan::sbom::Subject {
+                name: &subject_digest,
+                manifest_digest: Some(&subject_digest),
+                created: &created,
+                serial: &serial,
+                tool_version: env!("CARGO_PKG_VERSION"),
+            };
+            let cyclonedx = portcullis_scan::sbom::Format::CycloneDx.document(&subject, &image, &findings);
+            Ok::<_, String>((layers, generation, findings, sbom, cyclonedx))
         })
         .await
         .map_err(|e| e.to_string())??;
@@ -296,6 +308,16 @@ impl Registry {
             .await
             .map_err(|e| e.to_string())?;
         self.dispatcher.wake.notify_one();
+        self.attest_scan(crate::attestations::ScanRecord {
+            digest,
+            cyclonedx,
+            findings: serde_json::to_value(&findings).expect("json"),
+            summary: crate::webhooks::summary_json(&severity),
+            generation,
+            started,
+            finished: now_rfc3339(),
+        })
+        .await;
         // A database loaded while this scan ran: the re-match it started
         // may have missed this row (not yet done). The index is set before
         // that re-match starts, so checking after the commit closes the gap.
@@ -580,4 +602,12 @@ async fn watch_database(weak: Weak<Registry>) {
         drop(reg);
         let _ = tokio::time::timeout(poll, changed.notified()).await;
     }
+}
+
+/// Now, as RFC 3339 UTC seconds.
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    portcullis_vulndb::rfc3339(secs)
 }

@@ -24,7 +24,7 @@ pub(crate) const KEY_IMPORTS_AT_ONCE: usize = 2;
 impl Registry {
     /// Stores small bytes as a blob of `repo`, through the same verified
     /// upload path clients use.
-    async fn put_small_blob(&self, repo: &str, bytes: &[u8]) -> Result<(Digest, usize), RegistryError> {
+    pub(crate) async fn put_small_blob(&self, repo: &str, bytes: &[u8]) -> Result<(Digest, usize), RegistryError> {
         let digest = Digest::sha256_of(bytes);
         let id = self.store.start_upload(portcullis_oci::Algorithm::Sha256).await?;
         let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::copy_from_slice(bytes))]);

@@ -9,8 +9,6 @@
 //! SLSA provenance predicate (v0.2 or v1) says about its builder and its
 //! source, judged against globs. Pure: the caller fetches the bytes.
 
-use std::collections::BTreeSet;
-
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use portcullis_oci::Digest;
@@ -63,6 +61,14 @@ pub fn predicate_type(name: &str) -> Result<&str, SignError> {
             && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
             && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
     });
+    // A statement of cosign's signing predicate is a signature, not an
+    // attestation: `attest` must not mint one, and `verify-attestation`
+    // would skip it.
+    if name == crate::bundle::COSIGN_SIGN_PREDICATE {
+        return Err(SignError::UnknownPredicateType(format!(
+            "{name:?} is cosign's signature predicate: sign with `portcullis sign`"
+        )));
+    }
     if scheme_ok && !name.contains(char::is_whitespace) {
         return Ok(name);
     }
@@ -249,6 +255,57 @@ pub fn claimed_predicate_type(envelope: &Value) -> Option<String> {
     Some(Statement::parse(&payload).ok()?.predicate_type)
 }
 
+/// The fields of a DSSE envelope verification reads; serde skips the rest
+/// without keeping it, so padding in a stranger's document costs no memory.
+#[derive(serde::Deserialize)]
+struct EnvelopeFields {
+    #[serde(rename = "payloadType")]
+    payload_type: String,
+    payload: String,
+    signatures: Vec<SignatureFields>,
+}
+
+#[derive(serde::Deserialize)]
+struct SignatureFields {
+    #[serde(default)]
+    keyid: Option<String>,
+    sig: String,
+}
+
+impl EnvelopeFields {
+    fn into_value(self) -> Value {
+        let signatures: Vec<Value> = self
+            .signatures
+            .into_iter()
+            .take(MAX_ENVELOPE_SIGNATURES + 1)
+            .map(|s| json!({"keyid": s.keyid, "sig": s.sig}))
+            .collect();
+        json!({"payloadType": self.payload_type, "payload": self.payload, "signatures": signatures})
+    }
+}
+
+/// A DSSE envelope document (an `.att` layer), cut to what verification
+/// reads; `None` when it is not one.
+pub fn read_envelope(bytes: &[u8]) -> Option<Value> {
+    Some(serde_json::from_slice::<EnvelopeFields>(bytes).ok()?.into_value())
+}
+
+/// The DSSE envelope of a sigstore bundle document, cut to what
+/// verification reads; `None` when it is not a bundle holding one.
+pub fn read_bundle_envelope(bytes: &[u8]) -> Option<Value> {
+    #[derive(serde::Deserialize)]
+    struct BundleFields {
+        #[serde(rename = "mediaType")]
+        media_type: String,
+        #[serde(rename = "dsseEnvelope")]
+        envelope: EnvelopeFields,
+    }
+    let b: BundleFields = serde_json::from_slice(bytes).ok()?;
+    b.media_type
+        .starts_with("application/vnd.dev.sigstore.bundle")
+        .then(|| b.envelope.into_value())
+}
+
 /// An attestation of `image` of `predicate_type` in `envelope`, signed by
 /// one of `keys`: the signer and the statement.
 pub fn verify_attestation<'a>(
@@ -273,51 +330,58 @@ pub fn verify_attestation<'a>(
 pub struct Provenance {
     /// v1 `runDetails.builder.id`; v0.2 `builder.id`.
     pub builder_id: Option<String>,
-    /// v1: the source URIs of `buildDefinition.externalParameters`
-    /// (`workflow.repository`, `source`, `source.uri`, `repository`,
-    /// `configSource.uri`) and every `resolvedDependencies[].uri`;
-    /// v0.2: `invocation.configSource.uri`. In that order, without repeats.
-    pub source_uris: Vec<String>,
+    /// The build's own source, the one a source rule judges. v1: the
+    /// first of `buildDefinition.externalParameters`' `workflow.repository`,
+    /// `source.uri`, `source`, `repository` and `configSource.uri`, else
+    /// the first `resolvedDependencies[].uri` (as slsa-verifier reads it);
+    /// v0.2: `invocation.configSource.uri`.
+    pub source_uri: Option<String>,
+    /// v1's `resolvedDependencies[].uri`: everything the build consumed
+    /// (base images, shared tasks, submodules). Shown, never matched: a
+    /// build of another repository can list this one among them.
+    pub dependencies: Vec<String>,
 }
 
-/// The builder and sources of a SLSA provenance statement (v0.2 or v1);
+/// The builder and source of a SLSA provenance statement (v0.2 or v1);
 /// `None` for any other predicate type.
 pub fn provenance(predicate_type: &str, predicate: &Value) -> Option<Provenance> {
     let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
-    let mut sources = Vec::new();
-    let builder_id = match predicate_type {
+    match predicate_type {
         SLSA_PROVENANCE_V1 => {
             let external = &predicate["buildDefinition"]["externalParameters"];
-            for v in [
+            let dependencies: Vec<String> = predicate["buildDefinition"]["resolvedDependencies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| text(&d["uri"]))
+                .collect();
+            let declared = [
                 &external["workflow"]["repository"],
-                &external["source"],
                 &external["source"]["uri"],
+                &external["source"],
                 &external["repository"],
                 &external["configSource"]["uri"],
-            ] {
-                sources.extend(text(v));
-            }
-            let dependencies = predicate["buildDefinition"]["resolvedDependencies"].as_array();
-            sources.extend(dependencies.into_iter().flatten().filter_map(|d| text(&d["uri"])));
-            text(&predicate["runDetails"]["builder"]["id"])
+            ]
+            .into_iter()
+            .find_map(text);
+            Some(Provenance {
+                builder_id: text(&predicate["runDetails"]["builder"]["id"]),
+                source_uri: declared.or_else(|| dependencies.first().cloned()),
+                dependencies,
+            })
         }
-        SLSA_PROVENANCE_V02 => {
-            sources.extend(text(&predicate["invocation"]["configSource"]["uri"]));
-            text(&predicate["builder"]["id"])
-        }
-        _ => return None,
-    };
-    let mut seen = BTreeSet::new();
-    sources.retain(|s| seen.insert(s.clone()));
-    Some(Provenance {
-        builder_id,
-        source_uris: sources,
-    })
+        SLSA_PROVENANCE_V02 => Some(Provenance {
+            builder_id: text(&predicate["builder"]["id"]),
+            source_uri: text(&predicate["invocation"]["configSource"]["uri"]),
+            dependencies: Vec::new(),
+        }),
+        _ => None,
+    }
 }
 
 /// Globs a provenance must match: its builder id one of `builder_ids`, and
-/// one of its source URIs one of `source_uris` (an empty list asks
-/// nothing). `*` matches any run of characters, `/` included.
+/// its source one of `source_uris` (an empty list asks nothing). `*` stays
+/// within a path segment (`acme/*` is not `acme/x/y`); `**` crosses them.
 #[derive(Debug, Clone, Default)]
 pub struct ProvenanceRule {
     builder_ids: Vec<(String, globset::GlobMatcher)>,
@@ -330,7 +394,9 @@ impl ProvenanceRule {
             globs
                 .iter()
                 .map(|g| {
-                    let m = globset::Glob::new(g)
+                    let m = globset::GlobBuilder::new(g)
+                        .literal_separator(true)
+                        .build()
                         .map_err(|e| SignError::BadGlob(format!("{g:?}: {}", e.kind())))?
                         .compile_matcher();
                     Ok((g.clone(), m))
@@ -374,19 +440,15 @@ impl ProvenanceRule {
             }
         }
         if !self.source_uris.is_empty() {
-            if p.source_uris.is_empty() {
-                return Err("the provenance names no source URI".into());
-            }
-            let matched = p
-                .source_uris
-                .iter()
-                .any(|s| self.source_uris.iter().any(|(_, m)| m.is_match(s)));
-            if !matched {
-                return Err(format!(
-                    "source {} matches none of [{}]",
-                    p.source_uris.join(", "),
-                    globs(&self.source_uris)
-                ));
+            match &p.source_uri {
+                None => return Err("the provenance names no source URI".into()),
+                Some(source) if !self.source_uris.iter().any(|(_, m)| m.is_match(source)) => {
+                    return Err(format!(
+                        "source {source} matches none of [{}]",
+                        globs(&self.source_uris)
+                    ))
+                }
+                Some(_) => {}
             }
         }
         Ok(())
@@ -397,23 +459,29 @@ impl ProvenanceRule {
 /// every layer of `existing` (the manifest already there, if any) stays, as
 /// cosign keeps them, but one with the added envelope's digest is replaced;
 /// the added layer is a DSSE envelope annotated with its predicate type.
+/// An existing manifest that can't be read as one with layers is an error,
+/// never silently replaced (its attestations would be lost).
 pub fn attestation_manifest_adding(
     existing: Option<&[u8]>,
     config: &Digest,
     config_size: usize,
     added: (&Digest, usize, &str),
-) -> Vec<u8> {
+) -> Result<Vec<u8>, SignError> {
     let (digest, size, predicate_type) = added;
-    let kept = existing
-        .and_then(|m| serde_json::from_slice::<Value>(m).ok())
-        .and_then(|m| m["layers"].as_array().cloned())
-        .unwrap_or_default();
+    let kept = match existing {
+        None => Vec::new(),
+        Some(m) => serde_json::from_slice::<Value>(m)
+            .map_err(|e| SignError::UnreadableAttestations(e.to_string()))?
+            .get_mut("layers")
+            .and_then(|l| l.as_array_mut().map(std::mem::take))
+            .ok_or_else(|| SignError::UnreadableAttestations("no layers".into()))?,
+    };
     let mut layers: Vec<Value> = kept.into_iter().filter(|l| l["digest"] != digest.as_str()).collect();
     layers.push(json!({
         "mediaType": DSSE_ENVELOPE, "digest": digest.as_str(), "size": size,
         "annotations": {SIGNATURE_ANNOTATION: "", PREDICATE_TYPE_ANNOTATION: predicate_type},
     }));
-    crate::cosign_manifest(config, config_size, layers)
+    Ok(crate::cosign_manifest(config, config_size, layers))
 }
 
 /// The DSSE envelope layers of an `.att` manifest: digest, size and the
@@ -466,6 +534,8 @@ mod tests {
             ("https:", None),
             ("1http://x", None),
             ("https://a b", None),
+            // cosign's signing predicate makes a signature, not an attestation.
+            ("https://sigstore.dev/cosign/sign/v1", None),
         ];
         for (name, want) in table {
             assert_eq!(predicate_type(name).ok(), *want, "{name:?}");
@@ -583,7 +653,8 @@ mod tests {
             value: json!({"predicate": {"builder": {"id": builder}, "invocation": {"configSource": {"uri": source}}}}),
         };
         let ci = "https://ci.acme.example/builders/*";
-        let rule = ProvenanceRule::new(&[ci.into()], &["git+https://git.acme.example/app*".into()]).unwrap();
+        let rule =
+            ProvenanceRule::new(&[ci.into()], &["git+https://git.acme.example/app@refs/heads/*".into()]).unwrap();
         let repo = "git+https://git.acme.example/app@refs/heads/main";
         let table: Vec<(&str, Statement, Result<(), &str>)> = vec![
             (
@@ -601,13 +672,42 @@ mod tests {
                 Ok(()),
             ),
             (
-                "v1 resolved dependency",
+                "v1 first resolved dependency",
                 v1(
                     "https://ci.acme.example/builders/1",
                     json!({}),
-                    json!([{"uri": "pkg:docker/debian"}, {"uri": repo}]),
+                    json!([{"uri": repo}, {"uri": "pkg:docker/debian"}]),
                 ),
                 Ok(()),
+            ),
+            // A build of another repository may consume this one (a
+            // submodule, a shared task): only the build's own source counts.
+            (
+                "v1 later resolved dependency",
+                v1(
+                    "https://ci.acme.example/builders/1",
+                    json!({}),
+                    json!([{"uri": "git+https://git.acme.example/tool"}, {"uri": repo}]),
+                ),
+                Err("source git+https://git.acme.example/tool matches none of"),
+            ),
+            (
+                "v1 declared source with this repository as a dependency",
+                v1(
+                    "https://ci.acme.example/builders/1",
+                    json!({"workflow": {"repository": "git+https://git.acme.example/tool"}}),
+                    json!([{"uri": repo}]),
+                ),
+                Err("source git+https://git.acme.example/tool matches none of"),
+            ),
+            (
+                "* stays within a path segment",
+                v1(
+                    "https://ci.acme.example/builders/1/evil",
+                    json!({"source": repo}),
+                    json!([]),
+                ),
+                Err("builder id https://ci.acme.example/builders/1/evil matches none of"),
             ),
             ("v0.2", v02("https://ci.acme.example/builders/2", repo), Ok(())),
             (
@@ -657,10 +757,17 @@ mod tests {
     fn att_manifests_keep_every_layer_they_had() {
         let config = Digest::sha256_of(b"{}");
         let (a, b) = (Digest::sha256_of(b"a"), Digest::sha256_of(b"b"));
-        let one = attestation_manifest_adding(None, &config, 2, (&a, 10, SLSA_PROVENANCE_V1));
-        let two = attestation_manifest_adding(Some(&one), &config, 2, (&b, 20, COSIGN_CUSTOM));
-        let again = attestation_manifest_adding(Some(&two), &config, 2, (&b, 20, COSIGN_CUSTOM));
+        let one = attestation_manifest_adding(None, &config, 2, (&a, 10, SLSA_PROVENANCE_V1)).unwrap();
+        let two = attestation_manifest_adding(Some(&one), &config, 2, (&b, 20, COSIGN_CUSTOM)).unwrap();
+        let again = attestation_manifest_adding(Some(&two), &config, 2, (&b, 20, COSIGN_CUSTOM)).unwrap();
         assert_eq!(two, again, "the same envelope twice adds nothing");
+        // What can't be read is not replaced: its attestations would be lost.
+        for unreadable in [&b"not json"[..], br#"{"manifests": []}"#, br#"{"layers": {}}"#] {
+            assert!(matches!(
+                attestation_manifest_adding(Some(unreadable), &config, 2, (&b, 20, COSIGN_CUSTOM)),
+                Err(SignError::UnreadableAttestations(_))
+            ));
+        }
         let layers = attestation_layers(&two);
         assert_eq!(
             layers,

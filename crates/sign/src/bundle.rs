@@ -65,14 +65,7 @@ pub fn sign_statement_bundle(key: &SigningKey, statement: &[u8]) -> Result<Vec<u
 
 /// The DSSE envelope of a sigstore bundle, if `bundle` is one.
 pub fn bundle_envelope(bundle: &[u8]) -> Option<serde_json::Value> {
-    let mut b: serde_json::Value = serde_json::from_slice(bundle).ok()?;
-    if !b["mediaType"]
-        .as_str()?
-        .starts_with("application/vnd.dev.sigstore.bundle")
-    {
-        return None;
-    }
-    Some(b["dsseEnvelope"].take())
+    crate::attestation::read_bundle_envelope(bundle)
 }
 
 /// The names the statement in `bundle` gives its subjects (cosign may give

@@ -56,6 +56,8 @@ pub enum SignError {
     BadPredicate(String),
     #[error("not an in-toto statement: {0}")]
     BadStatement(String),
+    #[error("the existing .att manifest is not an image manifest with layers; refusing to replace it: {0}")]
+    UnreadableAttestations(String),
     #[error("bad glob {0}")]
     BadGlob(String),
 }

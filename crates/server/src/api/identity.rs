@@ -1373,8 +1373,7 @@ pub(crate) struct NamespaceSettingsView {
 
 async fn namespace_json(reg: &Registry, ns: &str) -> ApiResult {
     let patterns = reg.meta.namespace_immutability(ns).await?;
-    // The namespace's half of the rules of any repository in it.
-    let (_, pull_rule) = reg.meta.pull_rules(&format!("{ns}/-")).await?;
+    let pull_rule = reg.meta.namespace_pull_rule(ns).await?;
     let promotion_only = reg.meta.namespace_promotion_only(ns).await?;
     let view = NamespaceSettingsView {
         namespace: ns.to_string(),
@@ -1432,8 +1431,7 @@ pub(crate) async fn namespace_settings_update(
             .map_err(|e| RegistryError::Invalid(format!("promotion_only: {e}")))?;
     }
     let pull_rule = match &s.pull_rule {
-        // The namespace's rule, through a name in it.
-        Some(rule) => Some(pull_rule_text(&reg, rule, &reg.meta.pull_rules(&format!("{ns}/-")).await?.1).await?),
+        Some(rule) => Some(pull_rule_text(&reg, rule, &reg.meta.namespace_pull_rule(&ns).await?).await?),
         None => None,
     };
     if let Some(patterns) = &s.immutable_tag_patterns {

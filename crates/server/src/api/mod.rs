@@ -8,6 +8,7 @@ mod browse;
 mod identity;
 mod openapi;
 mod policies;
+mod registry_keys;
 mod replication;
 mod scans;
 mod vulndb_sources;
@@ -80,6 +81,8 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
     ("DELETE", "/api/v1/accounts/{account}/keys/{id}", "key_revoke"),
     ("POST", "/api/v1/accounts/{account}/signing-key", "signing_key_create"),
     ("GET", "/api/v1/accounts/{account}/signing-key", "signing_key_get"),
+    ("GET", "/api/v1/keys/registry", "registry_keys_get"),
+    ("POST", "/api/v1/keys/registry", "registry_key_rotate"),
     ("GET", "/api/v1/repositories", "repository_list"),
     ("GET", "/api/v1/repositories/{*name}", "repository_get"),
     ("PUT", "/api/v1/repositories/{*name}", "repository_update"),
@@ -164,6 +167,8 @@ fn handler(name: &str, m: MethodFilter) -> MethodRouter<Arc<Registry>> {
     use scans::*;
     match name {
         "openapi" => on(m, openapi::openapi_json),
+        "registry_keys_get" => on(m, registry_keys::registry_keys_get),
+        "registry_key_rotate" => on(m, registry_keys::registry_key_rotate),
         "user_list" => on(m, user_list),
         "user_create" => on(m, user_create),
         "user_get" => on(m, user_get),

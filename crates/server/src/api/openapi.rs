@@ -15,7 +15,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, Secur
 use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{admission, browse, identity, policies, replication, scans, vulndb_sources, webhooks};
+use super::{admission, browse, identity, policies, registry_keys, replication, scans, vulndb_sources, webhooks};
 use crate::error::{ErrorBody, ErrorEntry};
 
 /// The path of the document itself.
@@ -79,6 +79,8 @@ pub(crate) struct SeverityCounts {
         identity::key_revoke,
         identity::signing_key_create,
         identity::signing_key_get,
+        registry_keys::registry_keys_get,
+        registry_keys::registry_key_rotate,
         identity::repository_get,
         identity::repository_update,
         identity::repository_delete,
@@ -147,6 +149,7 @@ pub(crate) struct SeverityCounts {
         (name = "scanning", description = "Scan results, SBOMs, the scanner and the vulnerability database"),
         (name = "replication", description = "Upstream registries and the rules that replicate from them"),
         (name = "admission", description = "The Kubernetes validating admission webhook"),
+        (name = "keys", description = "The keys the registry signs its own attestations with"),
         (name = "meta", description = "This document"),
     ),
 )]
@@ -192,9 +195,11 @@ impl Modify for Conventions {
         };
         for (path, item) in doc.paths.paths.iter_mut() {
             let ops: [&mut Option<Operation>; 4] = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete];
-            for op in ops.into_iter().flatten() {
-                if path == PATH {
-                    // Served to anyone: it describes no data.
+            for (i, op) in ops.into_iter().enumerate() {
+                let Some(op) = op else { continue };
+                // Served to anyone: this document describes no data, and
+                // the registry's public keys are for whoever verifies.
+                if path == PATH || (path == "/api/v1/keys/registry" && i == 0) {
                     op.security = Some(Vec::new());
                     continue;
                 }
@@ -324,7 +329,7 @@ mod tests {
                     responses.keys().any(|s| s.starts_with('2')),
                     "{key}: no success response"
                 );
-                if path != PATH {
+                if path != PATH && key != "GET /api/v1/keys/registry" {
                     assert_eq!(
                         responses["default"]["content"]["application/json"]["schema"]["$ref"],
                         "#/components/schemas/ErrorBody",
@@ -335,6 +340,10 @@ mod tests {
             }
         }
         assert_eq!(doc["paths"][PATH]["get"]["security"], serde_json::json!([]));
+        assert_eq!(
+            doc["paths"]["/api/v1/keys/registry"]["get"]["security"],
+            serde_json::json!([])
+        );
     }
 
     /// Request bodies refuse unknown fields (`deny_unknown_fields`), and
