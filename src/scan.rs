@@ -94,6 +94,7 @@ pub async fn run(settings: &Settings, args: ScanArgs) -> anyhow::Result<bool> {
         registry: portcullis_registry_client::Access {
             creds,
             tls_verify: args.tls_verify,
+            ..Default::default()
         },
         platform: args.platform.clone(),
     };

@@ -382,6 +382,7 @@ impl Settings {
                 access: portcullis_vulndb::Access {
                     creds: self.vulndb_pull_creds.clone().filter(|c| !c.is_empty()),
                     tls_verify: self.vulndb_pull_tls_verify,
+                    ..Default::default()
                 },
                 // Checked when the settings were loaded.
                 keys: self.vulndb_pull_keys().unwrap_or_default(),

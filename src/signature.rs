@@ -66,6 +66,7 @@ impl RegistryArgs {
         Ok(Access {
             creds,
             tls_verify: self.tls_verify,
+            ..Default::default()
         })
     }
 }

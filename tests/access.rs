@@ -693,6 +693,43 @@ async fn prepare(s: &TestServer, endpoint: &str, cell: usize, caller: &Caller) -
                 .into_bytes(),
             ),
         ),
+        "registry_list" => (Method::GET, "/api/v1/registries".into(), None),
+        "registry_create" => (Method::POST, "/api/v1/registries".into(), json_body(registry_body(&n))),
+        "registry_get" | "registry_update" | "registry_delete" | "registry_test" => {
+            api(s, Method::POST, "/api/v1/registries", registry_body(&n)).await;
+            let base = format!("/api/v1/registries/{n}");
+            match endpoint {
+                "registry_get" => (Method::GET, base, None),
+                "registry_update" => (Method::PUT, base, json_body(json!({"username": "someone-else"}))),
+                "registry_delete" => (Method::DELETE, base, None),
+                _ => (Method::POST, format!("{base}/test"), None),
+            }
+        }
+        "replication_rule_list" => (Method::GET, "/api/v1/replication-rules".into(), None),
+        "replication_rule_create" => {
+            api(s, Method::POST, "/api/v1/registries", registry_body(&n)).await;
+            (
+                Method::POST,
+                "/api/v1/replication-rules".into(),
+                json_body(replication_rule_body(&n)),
+            )
+        }
+        "replication_rule_get"
+        | "replication_rule_update"
+        | "replication_rule_delete"
+        | "replication_rule_run"
+        | "replication_rule_runs" => {
+            api(s, Method::POST, "/api/v1/registries", registry_body(&n)).await;
+            let rule = api(s, Method::POST, "/api/v1/replication-rules", replication_rule_body(&n)).await;
+            let base = format!("/api/v1/replication-rules/{}", rule["id"].as_str().unwrap());
+            match endpoint {
+                "replication_rule_get" => (Method::GET, base, None),
+                "replication_rule_update" => (Method::PUT, base, json_body(json!({"enabled": false}))),
+                "replication_rule_delete" => (Method::DELETE, base, None),
+                "replication_rule_run" => (Method::POST, format!("{base}/run"), None),
+                _ => (Method::GET, format!("{base}/runs"), None),
+            }
+        }
         other => panic!("the matrix has no request for endpoint {other}"),
     }
 }
@@ -703,6 +740,17 @@ fn fresh_key() -> String {
 }
 
 /// A hook to a loopback port nothing answers on (tests allow 127.0.0.1).
+/// An upstream registry nothing listens at (a test of it fails fast).
+fn registry_body(n: &str) -> Value {
+    json!({"name": n, "url": "http://127.0.0.1:9", "username": "bot", "password": "matrix-upstream-password"})
+}
+
+/// A pull rule from the registry `n` into the namespace `mirror`.
+fn replication_rule_body(n: &str) -> Value {
+    json!({"name": n, "registry": n, "direction": "pull", "source": "library/alpine", "tags": ["*"],
+           "target": "mirror", "interval_secs": 0})
+}
+
 fn hook_body() -> Value {
     json!({"url": "http://127.0.0.1:9/hook", "secret": "matrix-webhook-secret", "events": ["TAG_DELETE"]})
 }
@@ -746,6 +794,20 @@ fn matrix() -> Vec<(&'static str, [u16; 13])> {
             [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200],
         ),
         ("scan_sbom", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
+        // Upstream registries and replication rules: system administrators.
+        ("registry_list", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
+        ("registry_create", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
+        ("registry_get", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
+        ("registry_update", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
+        ("registry_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
+        ("registry_test", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
+        ("replication_rule_list", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
+        ("replication_rule_create", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
+        ("replication_rule_get", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
+        ("replication_rule_update", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
+        ("replication_rule_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
+        ("replication_rule_run", [U, D, D, D, D, D, D, U, U, U, U, 202, D]),
+        ("replication_rule_runs", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("token", [200, 200, 200, 200, 200, 200, 200, U, U, U, U, 200, U]),
         ("healthz", [200; 13]),
         ("readyz", [200; 13]),
@@ -883,6 +945,12 @@ fn audited_action(endpoint: &str) -> Option<&'static str> {
         "scan_request" => "scan.request",
         "vulndb_import" => "vulndb.import",
         "vulndb_sources_set" => "vulndb.sources.update",
+        "registry_create" => "registry.create",
+        "registry_update" => "registry.update",
+        "registry_delete" => "registry.delete",
+        "replication_rule_create" => "replication_rule.create",
+        "replication_rule_update" => "replication_rule.update",
+        "replication_rule_delete" => "replication_rule.delete",
         _ => return None,
     })
 }

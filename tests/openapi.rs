@@ -748,6 +748,39 @@ async fn responses_match_their_schemas() {
             )
             .await,
         );
+        // Replication: a registry nothing listens at, a rule, a run that fails.
+        let upstream = serde_json::json!({"name": "up", "url": "http://127.0.0.1:9", "username": "bot",
+                                          "password": "upstream-password"});
+        record(call("registry_create", post.clone(), "/api/v1/registries".into(), upstream).await);
+        record(call("registry_list", get.clone(), "/api/v1/registries".into(), Value::Null).await);
+        record(call("registry_get", get.clone(), "/api/v1/registries/up".into(), Value::Null).await);
+        let change = serde_json::json!({"tls_verify": true});
+        record(call("registry_update", put.clone(), "/api/v1/registries/up".into(), change).await);
+        record(
+            call(
+                "registry_test",
+                post.clone(),
+                "/api/v1/registries/up/test".into(),
+                Value::Null,
+            )
+            .await,
+        );
+        let rule = serde_json::json!({"name": "r", "registry": "up", "direction": "pull", "source": "library/alpine",
+                                      "tags": ["*"], "target": "mirror", "interval_secs": 0});
+        let rules = "/api/v1/replication-rules";
+        let rule = record(call("replication_rule_create", post.clone(), rules.into(), rule).await);
+        let base = format!("{rules}/{}", rule["id"].as_str().unwrap());
+        record(call("replication_rule_list", get.clone(), rules.into(), Value::Null).await);
+        record(call("replication_rule_get", get.clone(), base.clone(), Value::Null).await);
+        let change = serde_json::json!({"tags": ["3.*"]});
+        record(call("replication_rule_update", put.clone(), base.clone(), change).await);
+        record(call("replication_rule_run", post.clone(), format!("{base}/run"), Value::Null).await);
+        let finished = |v: &Value| {
+            v.as_array()
+                .is_some_and(|l| !l.is_empty() && l.iter().all(|r| !r["finished_at"].is_null()))
+        };
+        let runs = common::until(&s, &format!("{base}/runs"), finished).await;
+        record(("replication_rule_runs", 200, runs));
         record(call("scanner_status", get.clone(), "/api/v1/scanner".into(), Value::Null).await);
         record(call("vulndb_status", get.clone(), "/api/v1/vulndb".into(), Value::Null).await);
         record(

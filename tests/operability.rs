@@ -146,64 +146,7 @@ async fn tls_login_flow(database: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // A CA, and a server certificate for 127.0.0.1 signed by it.
-    common::openssl(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-subj",
-            "/CN=Portcullis Test CA",
-            "-days",
-            "2",
-        ],
-        d,
-    );
-    common::openssl(
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-        d,
-    );
-    std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    common::openssl(
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-        d,
-    );
+    common::tls_ca_and_server_cert(d);
     // Secure defaults: nothing anonymous; the first administrator's password
     // comes from the environment.
     let server = ServerProcess::spawn_env(

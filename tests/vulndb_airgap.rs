@@ -380,6 +380,7 @@ async fn serve_pulls_newly_pushed_signed_exports_by_itself() {
                     access: portcullis_vulndb::Access {
                         creds: Some(format!("admin:{ADMIN_PASSWORD}")),
                         tls_verify: false,
+                        ..Default::default()
                     },
                     keys: vec![key],
                     limits: portcullis_vulndb::Limits::default(),

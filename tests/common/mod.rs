@@ -588,6 +588,69 @@ pub fn openssl(args: &[&str], dir: &Path) -> Vec<u8> {
     out.stdout
 }
 
+/// In `d`: a test CA (`ca.crt`, `ca.key`) and a certificate for
+/// 127.0.0.1 signed by it (`server.crt`, `server.key`), valid two days.
+pub fn tls_ca_and_server_cert(d: &Path) {
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=Portcullis Test CA",
+            "-days",
+            "2",
+        ],
+        d,
+    );
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        d,
+    );
+    std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+        d,
+    );
+}
+
 /// Polls until `ready` holds for the JSON at `path` (at most 30 s);
 /// panics with the last answer otherwise.
 pub async fn until(s: &TestServer, path: &str, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {

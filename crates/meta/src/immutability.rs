@@ -250,6 +250,16 @@ pub(crate) async fn refuse_repositories(tx: &mut Tx<'_>, repos: &[String]) -> Re
 }
 
 impl Meta {
+    /// The rule that makes `tag` of `repo` immutable, if one does: a look
+    /// ahead for callers that would otherwise do work a write must refuse
+    /// (the write itself checks again, in its transaction).
+    pub async fn tag_immutable_by(&self, repo: &str, tag: &str) -> Result<Option<String>> {
+        let mut tx = self.pool.begin().await?;
+        let found = rules(&mut tx, repo).await?.rule_for(tag);
+        tx.rollback().await?;
+        Ok(found)
+    }
+
     /// A repository's immutability settings (defaults when it has none).
     pub async fn repository_immutability(&self, repo: &str) -> Result<ImmutabilitySettings> {
         let row = sqlx::query("SELECT immutable_tags, immutable_tag_patterns FROM repositories WHERE name = $1")

@@ -397,6 +397,69 @@ CREATE TABLE registry_keys (
     created_at BIGINT NOT NULL
 )
 "#,
+    // 17: replication from upstream registries. A registry's password is
+    // sealed by the server (the meta crate never sees it in the clear); a
+    // rule is claimed for a run through `running_since` (one run at a time
+    // per rule, across replicas); runs keep what they copied, skipped and
+    // refused (JSON lists); provenance says where an imported tag came from.
+    r#"
+CREATE TABLE upstream_registries (
+    name {text_c} PRIMARY KEY,
+    url TEXT NOT NULL,
+    username TEXT,
+    sealed_password TEXT,
+    ca_pem TEXT,
+    tls_verify BIGINT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE replication_rules (
+    id TEXT PRIMARY KEY,
+    name {text_c} NOT NULL UNIQUE,
+    registry {text_c} NOT NULL REFERENCES upstream_registries(name),
+    direction TEXT NOT NULL,
+    source TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    target TEXT NOT NULL,
+    require_keys TEXT NOT NULL,
+    interval_secs BIGINT NOT NULL,
+    enabled BIGINT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    running_since BIGINT,
+    last_run_at BIGINT
+);
+CREATE TABLE replication_runs (
+    id TEXT PRIMARY KEY,
+    rule_id TEXT NOT NULL REFERENCES replication_rules(id) ON DELETE CASCADE,
+    cause TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    finished_at BIGINT,
+    status TEXT NOT NULL,
+    copied TEXT NOT NULL,
+    skipped TEXT NOT NULL,
+    refused TEXT NOT NULL,
+    bytes BIGINT NOT NULL,
+    error TEXT
+);
+CREATE INDEX replication_runs_by_rule ON replication_runs (rule_id, started_at);
+CREATE TABLE replication_provenance (
+    repo {text_c} NOT NULL,
+    tag {text_c} NOT NULL,
+    digest TEXT NOT NULL,
+    registry TEXT NOT NULL,
+    upstream_repository TEXT NOT NULL,
+    upstream_tag TEXT NOT NULL,
+    upstream_digest TEXT NOT NULL,
+    verified_key TEXT,
+    rule_id TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    replicated_at BIGINT NOT NULL,
+    PRIMARY KEY (repo, tag)
+)
+"#,
 ];
 
 /// The migration whose version rewrites stored tag templates

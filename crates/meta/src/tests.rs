@@ -1385,10 +1385,18 @@ async fn stored_tag_templates_are_upgraded_once() {
             .execute(&db.meta.pool)
             .await
             .unwrap();
-        sqlx::query("DROP TABLE registry_keys")
-            .execute(&db.meta.pool)
-            .await
-            .unwrap();
+        for table in [
+            "replication_provenance",
+            "replication_runs",
+            "replication_rules",
+            "upstream_registries",
+            "registry_keys",
+        ] {
+            sqlx::query(&format!("DROP TABLE {table}"))
+                .execute(&db.meta.pool)
+                .await
+                .unwrap();
+        }
         sqlx::query(
             "INSERT INTO promotion_policies (id, repository, owner, policy, created_at, updated_at) VALUES ('p1', 'acme/build', 'acme', $1, 0, 0)",
         )
@@ -1451,5 +1459,80 @@ async fn audit_via_is_chained_and_old_records_keep_their_hashes() {
             let (_, broken) = m.verify_audit().await.unwrap();
             assert_eq!(broken.map(|b| b.seq), Some(seq), "{}: via {forged:?}", db.label);
         }
+    }
+}
+
+/// A replication rule is claimed by one run at a time; a claim whose lease
+/// ran out is taken over, and the run that held it is recorded as
+/// interrupted; a finished run releases the rule and dates its last run.
+#[tokio::test]
+async fn replication_claims_are_exclusive_and_interrupted_runs_recorded() {
+    for db in backends().await {
+        let label = db.label;
+        let m = &db.meta;
+        let registry = UpstreamRegistry {
+            name: "hub".into(),
+            url: "https://registry.example".into(),
+            sealed_password: Some("sealed".into()),
+            tls_verify: true,
+            created_by: "admin".into(),
+            ..UpstreamRegistry::default()
+        };
+        m.create_upstream_registry(&registry, &ev()).await.unwrap();
+        let rule = ReplicationRule {
+            id: "r1".into(),
+            name: "alpine".into(),
+            registry: "hub".into(),
+            direction: "pull".into(),
+            source: "library/alpine".into(),
+            tags: vec!["3.*".into()],
+            target: "mirror".into(),
+            interval_secs: 60,
+            enabled: true,
+            created_by: "admin".into(),
+            ..ReplicationRule::default()
+        };
+        m.create_replication_rule(&rule, &ev()).await.unwrap();
+        // Due at once (never run), and claimed by one run only.
+        assert_eq!(m.due_replication_rules(1_000, 100).await.unwrap().len(), 1, "{label}");
+        assert!(m.claim_replication_rule("r1", 1_000, 100).await.unwrap(), "{label}");
+        assert!(!m.claim_replication_rule("r1", 1_050, 100).await.unwrap(), "{label}");
+        assert!(m.due_replication_rules(1_050, 100).await.unwrap().is_empty(), "{label}");
+        let first = ReplicationRun {
+            id: "run1".into(),
+            rule_id: "r1".into(),
+            cause: "manual".into(),
+            started_at: 1_000,
+            ..ReplicationRun::default()
+        };
+        m.start_replication_run(&first).await.unwrap();
+        // The holder died: its lease runs out, another run takes over.
+        assert!(m.claim_replication_rule("r1", 2_000, 100).await.unwrap(), "{label}");
+        let second = ReplicationRun {
+            id: "run2".into(),
+            started_at: 2_000,
+            ..first.clone()
+        };
+        m.start_replication_run(&second).await.unwrap();
+        let runs = m.replication_runs("r1", 10).await.unwrap();
+        assert_eq!(runs.len(), 2, "{label}");
+        let old = runs.iter().find(|r| r.id == "run1").unwrap();
+        assert_eq!(old.status, "failed", "{label}");
+        assert!(old.error.as_deref().unwrap().starts_with("interrupted"), "{label}");
+        let done = ReplicationRun {
+            status: "completed".into(),
+            copied: "[]".into(),
+            skipped: "[]".into(),
+            refused: "[]".into(),
+            ..second
+        };
+        m.finish_replication_run(&done, &ev()).await.unwrap();
+        let r = m.replication_rule("r1").await.unwrap().unwrap();
+        assert!(r.running_since.is_none() && r.last_run_at.is_some(), "{label}");
+        // A registry a rule uses cannot be deleted; the rule goes with its runs.
+        assert!(m.delete_upstream_registry("hub", &ev()).await.is_err(), "{label}");
+        assert!(m.delete_replication_rule("r1", &ev()).await.unwrap(), "{label}");
+        assert!(m.replication_runs("r1", 10).await.unwrap().is_empty(), "{label}");
+        assert!(m.delete_upstream_registry("hub", &ev()).await.unwrap(), "{label}");
     }
 }

@@ -132,6 +132,12 @@ pub struct Access {
     pub creds: Option<String>,
     /// `false` talks plain HTTP, as skopeo's `--tls-verify=false` allows.
     pub tls_verify: bool,
+    /// Over HTTPS: certificate authorities (PEM) trusted besides the
+    /// system's, for a registry whose certificate a private CA issued.
+    pub ca_pem: Option<String>,
+    /// Over HTTPS: accept any certificate (a registry configured with
+    /// `tls_verify: false` and an `https://` URL). Never the default.
+    pub accept_invalid_certs: bool,
 }
 
 /// A manifest as the registry served it.
@@ -234,8 +240,23 @@ impl RegistryClient {
             })
             .transpose()?;
         let scheme = if access.tls_verify { "https" } else { "http" };
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
+        let mut builder = reqwest::Client::builder().user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = access.ca_pem.as_deref().filter(|p| !p.trim().is_empty()) {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| ClientError::Usage(format!("the CA certificates (PEM): {e}")))?;
+            if certs.is_empty() {
+                return Err(ClientError::Usage(
+                    "the CA certificates (PEM) hold no certificate".into(),
+                ));
+            }
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        if access.accept_invalid_certs {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let http = builder
             .build()
             .map_err(|e| ClientError::Usage(format!("HTTP client: {e}")))?;
         Ok(RegistryClient {
@@ -360,8 +381,10 @@ impl RegistryClient {
                 // names two), else what this request needs.
                 let actions = if writes { "pull,push" } else { "pull" };
                 let ours = format!("repository:{}:{actions}", self.repository);
+                // A client of no repository (`ping`, `catalog`) asks for none.
                 let scopes: Vec<&str> = match get("scope") {
                     Some(s) => s.split(' ').filter(|s| !s.is_empty()).collect(),
+                    None if self.repository.is_empty() => Vec::new(),
                     None => vec![ours.as_str()],
                 };
                 let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", *s)).collect();
@@ -548,6 +571,64 @@ impl RegistryClient {
         })
         .await
         .map_err(|e| ClientError::Protocol(format!("reading blob {digest}: {e}")))?
+    }
+
+    /// `GET /v2/`, authenticating as the registry asks: `Ok` when the
+    /// registry answered and took the credentials (a test of a connection).
+    pub async fn ping(&self) -> Result<()> {
+        self.send(Request::get("/v2/")).await?;
+        Ok(())
+    }
+
+    /// Every tag of the repository (`tags/list`, following `Link` pages),
+    /// at most `max`.
+    pub async fn tags(&self, max: usize) -> Result<Vec<String>> {
+        self.listing("tags/list", "tags", max).await
+    }
+
+    /// The repository names the registry lists (`/v2/_catalog`, paged), at
+    /// most `max`.
+    pub async fn catalog(&self, max: usize) -> Result<Vec<String>> {
+        self.listing("/v2/_catalog", "repositories", max).await
+    }
+
+    /// A paged listing: `first`'s JSON `key` array, then each `Link: <…>;
+    /// rel="next"` page, up to `max` names.
+    async fn listing(&self, first: &str, key: &str, max: usize) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        let mut path = first.to_string();
+        loop {
+            let resp = self.send(Request::get(&path)).await?;
+            let next = resp.headers().get("link").and_then(|v| v.to_str().ok()).and_then(|l| {
+                l.split_once('<')
+                    .and_then(|(_, r)| r.split_once('>'))
+                    .map(|(u, _)| u.to_string())
+            });
+            let body = Self::body(resp, 16 << 20, key).await?;
+            let page: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(format!("the {key} listing: {e}")))?;
+            for n in page[key].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
+                if names.len() == max {
+                    return Ok(names);
+                }
+                names.push(n.to_string());
+            }
+            match next {
+                Some(n) if n != path => path = n,
+                _ => return Ok(names),
+            }
+        }
+    }
+
+    /// A blob's bytes as they arrive, unchecked: the caller must verify
+    /// the digest of what it stores (the registry's upload path does).
+    pub async fn blob_stream(
+        &self,
+        digest: &Digest,
+    ) -> Result<impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static> {
+        let path = format!("blobs/{digest}");
+        let resp = self.send(Request::get(&path)).await?;
+        Ok(resp.bytes_stream().map_err(io::Error::other))
     }
 
     /// Uploads `bytes` as a blob (unless the repository has it) in one

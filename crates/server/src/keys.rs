@@ -256,6 +256,35 @@ pub fn unseal_signing_key(kek: &[u8; 32], account: &str, stored: &str) -> Option
     }
 }
 
+fn registry_aad(registry: &str) -> Vec<u8> {
+    [b"portcullis registry password\0".as_slice(), registry.as_bytes()].concat()
+}
+
+/// Seals an upstream registry's password as signing keys are sealed
+/// (AES-256-GCM under the key-encryption key), bound to the registry's
+/// name, for `upstream_registries.sealed_password`.
+pub fn seal_registry_password(kek: &[u8; 32], registry: &str, password: &str) -> String {
+    use base64::Engine;
+    let sealed = seal(kek, password.as_bytes(), &registry_aad(registry));
+    format!(
+        "{SEALED_V2}{}",
+        base64::engine::general_purpose::STANDARD.encode(sealed)
+    )
+}
+
+/// Opens what [`seal_registry_password`] made; `None` if it was sealed
+/// under another key-encryption key, for another registry, or altered.
+pub fn unseal_registry_password(kek: &[u8; 32], registry: &str, stored: &str) -> Option<String> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let bytes = unseal(
+        kek,
+        &b64.decode(stored.strip_prefix(SEALED_V2)?).ok()?,
+        &registry_aad(registry),
+    )?;
+    String::from_utf8(bytes).ok()
+}
+
 #[cfg(test)]
 mod kek_tests {
     use super::*;
@@ -276,6 +305,21 @@ mod kek_tests {
         assert_eq!(unseal(&kek, &sealed, b"").unwrap(), b"a pkcs8 key");
         assert!(unseal(&[7u8; 32], &sealed, b"").is_none());
         assert!(load(dir.path()).unwrap().is_empty(), "not mistaken for a token key");
+    }
+
+    #[test]
+    fn sealed_registry_passwords_open_only_for_their_registry() {
+        let kek = [7u8; 32];
+        let sealed = seal_registry_password(&kek, "hub", "s3cret");
+        assert!(!sealed.contains("s3cret"));
+        assert_eq!(
+            unseal_registry_password(&kek, "hub", &sealed).as_deref(),
+            Some("s3cret")
+        );
+        assert_eq!(unseal_registry_password(&kek, "other", &sealed), None);
+        assert_eq!(unseal_registry_password(&[8u8; 32], "hub", &sealed), None);
+        // A signing key's sealing does not open as a password, nor the reverse.
+        assert!(unseal_signing_key(&kek, "hub", &sealed).is_none());
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod ops;
 mod promotion;
 mod pull;
 mod reach;
+mod replication;
 pub mod route;
 mod vulndb;
 pub use vulndb::{PullSettings, UpdateSettings, VulnDbUpload};
@@ -86,6 +87,8 @@ pub struct Registry {
     key_imports: Arc<tokio::sync::Semaphore>,
     /// Taken by each push's promotions in turn (`promotion.rs`).
     promoting: tokio::sync::Mutex<()>,
+    /// Bounds the replication runs that copy at once (`replication.rs`).
+    replication_runs: Arc<tokio::sync::Semaphore>,
     /// Taken while the registry's first attestation key is made or a new
     /// one added (`attestations.rs`), so two never race to be the newest.
     registry_key_creation: tokio::sync::Mutex<()>,
@@ -143,6 +146,7 @@ impl Registry {
             webhooks: options.webhooks,
             kek,
             promoting: tokio::sync::Mutex::new(()),
+            replication_runs: Arc::new(tokio::sync::Semaphore::new(replication::RUNS_AT_ONCE)),
             registry_key_creation: tokio::sync::Mutex::new(()),
             key_imports: Arc::new(tokio::sync::Semaphore::new(signing::KEY_IMPORTS_AT_ONCE)),
         });
@@ -151,6 +155,7 @@ impl Registry {
             scanner::Scanner::start(&registry);
             tokio::spawn(webhooks::dispatch(Arc::downgrade(&registry)));
             tokio::spawn(Registry::retry_failed_signings(Arc::downgrade(&registry)));
+            tokio::spawn(replication::schedule(Arc::downgrade(&registry)));
             tokio::spawn(vulndb::update::run(Arc::downgrade(&registry)));
             if registry.pulls_vulndb() {
                 tokio::spawn(vulndb::pull::run(Arc::downgrade(&registry)));

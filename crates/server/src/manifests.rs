@@ -262,17 +262,55 @@ pub(crate) async fn put(
     for t in &extra_tags {
         validate_tag(t)?;
     }
-    refuse_unless_promoted(reg, name, &manifest).await?;
-    refuse_disguised_layers(reg, &manifest).await?;
     let mut tags: Vec<&str> = extra_tags.iter().map(String::as_str).collect();
     if let Reference::Tag(t) = reference {
         tags.push(t);
     }
+    let subject = manifest.subject.as_ref().map(|s| &s.digest);
+    let event = actor.event("push");
+    commit(reg, actor, name, &manifest, &bytes, &digest, tags, event).await?;
+    let mut resp = crate::created(&format!("/v2/{name}/manifests/{digest}"), &digest);
+    let h = resp.headers_mut();
+    if let Some(s) = subject {
+        h.insert("oci-subject", HeaderValue::from_str(s.as_str()).expect("ascii"));
+    }
+    if !extra_tags.is_empty() {
+        h.insert(
+            "oci-tag",
+            HeaderValue::from_str(&extra_tags.join(", ")).expect("tags are ascii"),
+        );
+    }
+    Ok(resp)
+}
+
+/// Stores a parsed manifest as a push does, whoever sends it (a client's
+/// push, a replication's import): the promotion-only and disguised-layer
+/// checks, the manifest with its tags, `event` (its repository, digest and
+/// tags filled in) and the `MANIFEST_PUSH`/`TAG_PUSH` events in one
+/// transaction, then what follows every push: the scan on push and, after
+/// the answer, the promotion policies of the tags written.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn commit(
+    reg: &std::sync::Arc<Registry>,
+    actor: &Actor,
+    name: &RepositoryName,
+    manifest: &Manifest,
+    bytes: &[u8],
+    digest: &Digest,
+    tags: Vec<&str>,
+    event: portcullis_meta::AuditEvent,
+) -> Result<(), RegistryError> {
+    refuse_unless_promoted(reg, name, manifest).await?;
+    refuse_disguised_layers(reg, manifest).await?;
     let pushed_tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
     let subject = manifest.subject.as_ref().map(|s| &s.digest);
-    let mut event = actor.event("push").repository(name.as_str()).digest(digest.as_str());
+    let mut event = event.repository(name.as_str()).digest(digest.as_str());
     if !tags.is_empty() {
-        event = event.detail(format!("tags={}", tags.join(",")));
+        let listed = format!("tags={}", tags.join(","));
+        event.detail = Some(match event.detail.take() {
+            Some(d) => format!("{listed} {d}"),
+            None => listed,
+        });
     }
     // MANIFEST_PUSH, then a TAG_PUSH per tag: written with the push.
     let about = About {
@@ -293,12 +331,12 @@ pub(crate) async fn put(
         .put_manifest(
             NewManifest {
                 repo: name.as_str(),
-                digest: &digest,
+                digest,
                 media_type: &manifest.media_type,
                 artifact_type: manifest.referrer_artifact_type(),
                 subject,
                 annotations: manifest.annotations.as_ref().map(|a| a.to_string()),
-                content: &bytes,
+                content: bytes,
                 blobs: manifest.required_blobs(),
                 children: manifest.required_manifests(),
                 tags,
@@ -310,7 +348,7 @@ pub(crate) async fn put(
     reg.manifests.invalidate(name.as_str());
     stored?;
     reg.dispatcher.wake.notify_one();
-    reg.scan_on_push(name.as_str(), &manifest, &digest).await;
+    reg.scan_on_push(name.as_str(), manifest, digest).await;
     // An attestation (a `.att` tag, or a referrer) may be what a policy
     // demanding provenance was waiting for.
     let attested = subject.map(|d| d.to_string()).or_else(|| {
@@ -329,18 +367,7 @@ pub(crate) async fn put(
         let (reg, repo) = (reg.clone(), name.to_string());
         tokio::spawn(async move { reg.promote_on_attestation(&repo, &about).await });
     }
-    let mut resp = crate::created(&format!("/v2/{name}/manifests/{digest}"), &digest);
-    let h = resp.headers_mut();
-    if let Some(s) = subject {
-        h.insert("oci-subject", HeaderValue::from_str(s.as_str()).expect("ascii"));
-    }
-    if !extra_tags.is_empty() {
-        h.insert(
-            "oci-tag",
-            HeaderValue::from_str(&extra_tags.join(", ")).expect("tags are ascii"),
-        );
-    }
-    Ok(resp)
+    Ok(())
 }
 
 pub(crate) async fn delete(reg: &Registry, actor: &Actor, name: &RepositoryName, reference: &Reference) -> Handled {

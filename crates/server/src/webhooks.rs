@@ -22,7 +22,7 @@ use crate::access::Actor;
 use crate::Registry;
 
 /// Event types, Docker Trusted Registry's names.
-pub const EVENT_TYPES: [&str; 8] = [
+pub const EVENT_TYPES: [&str; 10] = [
     "TAG_PUSH",
     "TAG_DELETE",
     "MANIFEST_PUSH",
@@ -31,6 +31,8 @@ pub const EVENT_TYPES: [&str; 8] = [
     "SCAN_FAILED",
     "PROMOTION",
     "IMAGE_SIGNED",
+    "REPLICATION_COMPLETED",
+    "REPLICATION_FAILED",
 ];
 
 /// The version of the payload format (`schemas/webhook-event.v1.json`).

@@ -9,6 +9,7 @@ mod identity;
 mod openapi;
 mod policies;
 mod registry_keys;
+mod replication;
 mod scans;
 mod vulndb_sources;
 mod webhooks;
@@ -146,6 +147,19 @@ pub const ENDPOINTS: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/scans/{digest}/components", "scan_components"),
     ("GET", "/api/v1/scans/{digest}/vulnerabilities", "scan_vulnerabilities"),
     ("GET", "/api/v1/scans/{digest}/sbom", "scan_sbom"),
+    ("GET", "/api/v1/registries", "registry_list"),
+    ("POST", "/api/v1/registries", "registry_create"),
+    ("GET", "/api/v1/registries/{name}", "registry_get"),
+    ("PUT", "/api/v1/registries/{name}", "registry_update"),
+    ("DELETE", "/api/v1/registries/{name}", "registry_delete"),
+    ("POST", "/api/v1/registries/{name}/test", "registry_test"),
+    ("GET", "/api/v1/replication-rules", "replication_rule_list"),
+    ("POST", "/api/v1/replication-rules", "replication_rule_create"),
+    ("GET", "/api/v1/replication-rules/{id}", "replication_rule_get"),
+    ("PUT", "/api/v1/replication-rules/{id}", "replication_rule_update"),
+    ("DELETE", "/api/v1/replication-rules/{id}", "replication_rule_delete"),
+    ("POST", "/api/v1/replication-rules/{id}/run", "replication_rule_run"),
+    ("GET", "/api/v1/replication-rules/{id}/runs", "replication_rule_runs"),
 ];
 
 fn handler(name: &str, m: MethodFilter) -> MethodRouter<Arc<Registry>> {
@@ -209,6 +223,19 @@ fn handler(name: &str, m: MethodFilter) -> MethodRouter<Arc<Registry>> {
         "scan_components" => on(m, scan_components),
         "scan_vulnerabilities" => on(m, scan_vulnerabilities),
         "scan_sbom" => on(m, scan_sbom),
+        "registry_list" => on(m, replication::registry_list),
+        "registry_create" => on(m, replication::registry_create),
+        "registry_get" => on(m, replication::registry_get),
+        "registry_update" => on(m, replication::registry_update),
+        "registry_delete" => on(m, replication::registry_delete),
+        "registry_test" => on(m, replication::registry_test),
+        "replication_rule_list" => on(m, replication::replication_rule_list),
+        "replication_rule_create" => on(m, replication::replication_rule_create),
+        "replication_rule_get" => on(m, replication::replication_rule_get),
+        "replication_rule_update" => on(m, replication::replication_rule_update),
+        "replication_rule_delete" => on(m, replication::replication_rule_delete),
+        "replication_rule_run" => on(m, replication::replication_rule_run),
+        "replication_rule_runs" => on(m, replication::replication_rule_runs),
         other => unreachable!("endpoint {other} has no handler"),
     }
 }

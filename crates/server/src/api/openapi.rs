@@ -15,7 +15,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, Secur
 use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{admission, browse, identity, policies, registry_keys, scans, vulndb_sources, webhooks};
+use super::{admission, browse, identity, policies, registry_keys, replication, scans, vulndb_sources, webhooks};
 use crate::error::{ErrorBody, ErrorEntry};
 
 /// The path of the document itself.
@@ -121,6 +121,19 @@ pub(crate) struct SeverityCounts {
         scans::scan_components,
         scans::scan_vulnerabilities,
         scans::scan_sbom,
+        replication::registry_list,
+        replication::registry_create,
+        replication::registry_get,
+        replication::registry_update,
+        replication::registry_delete,
+        replication::registry_test,
+        replication::replication_rule_list,
+        replication::replication_rule_create,
+        replication::replication_rule_get,
+        replication::replication_rule_update,
+        replication::replication_rule_delete,
+        replication::replication_rule_run,
+        replication::replication_rule_runs,
     ),
     components(schemas(ErrorBody, ErrorEntry, SeverityCounts)),
     modifiers(&Conventions),
@@ -134,6 +147,7 @@ pub(crate) struct SeverityCounts {
         (name = "webhooks", description = "Webhooks of a repository or a namespace, and their deliveries"),
         (name = "audit", description = "The tamper-evident audit trail"),
         (name = "scanning", description = "Scan results, SBOMs, the scanner and the vulnerability database"),
+        (name = "replication", description = "Upstream registries and the rules that replicate from them"),
         (name = "admission", description = "The Kubernetes validating admission webhook"),
         (name = "keys", description = "The keys the registry signs its own attestations with"),
         (name = "meta", description = "This document"),

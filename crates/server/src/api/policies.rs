@@ -98,6 +98,9 @@ pub(crate) struct TagView {
     digest: String,
     media_type: String,
     promoted_from: Option<ProvenanceView>,
+    /// Where a replication rule imported it from (while the tag still
+    /// names what was imported).
+    replicated_from: Option<ReplicatedFromView>,
     /// The latest 20, newest first.
     evaluations: Vec<EvaluationView>,
 }
@@ -115,6 +118,23 @@ pub(crate) struct ProvenanceView {
     /// `null` when the policy does not sign (or is gone); else
     /// `{"signed_by", "state"}` (`signed`, `failed` with why, `pending`).
     signature: Option<serde_json::Value>,
+}
+
+/// Where a replication brought a tag from.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ReplicatedFromView {
+    /// The upstream registry's name.
+    registry: String,
+    repository: String,
+    tag: String,
+    /// The upstream digest (the same as the local one: nothing is rewritten).
+    digest: String,
+    /// The id of the key whose signature verified, when the rule required one.
+    verified_key: Option<String>,
+    rule_id: String,
+    run_id: String,
+    at: i64,
 }
 
 fn policy_json(p: &StoredPolicy) -> serde_json::Value {
@@ -488,6 +508,16 @@ pub(crate) async fn tag_get(reg: &Registry, who: &Who, name: &str, tag: &str) ->
             "signature": reg.promotion_signature(&m.digest, &p.policy_id).await?,
         })),
     };
+    let replicated = reg
+        .meta
+        .replication_provenance(name.as_str(), tag)
+        .await?
+        .filter(|p| p.digest == m.digest)
+        .map(|p| {
+            json!({"registry": p.registry, "repository": p.upstream_repository, "tag": p.upstream_tag,
+                   "digest": p.upstream_digest, "verified_key": p.verified_key, "rule_id": p.rule_id,
+                   "run_id": p.run_id, "at": p.replicated_at})
+        });
     let evaluations: Vec<_> = reg
         .meta
         .evaluations(None, Some(&m.digest), 20)
@@ -498,6 +528,6 @@ pub(crate) async fn tag_get(reg: &Registry, who: &Who, name: &str, tag: &str) ->
     Ok(reply(
         StatusCode::OK,
         json!({"repository": name.as_str(), "tag": tag, "digest": m.digest, "media_type": m.media_type,
-               "promoted_from": provenance, "evaluations": evaluations}),
+               "promoted_from": provenance, "replicated_from": replicated, "evaluations": evaluations}),
     ))
 }

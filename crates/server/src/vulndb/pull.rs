@@ -38,6 +38,7 @@ impl Default for PullSettings {
                 access: portcullis_vulndb::Access {
                     creds: None,
                     tls_verify: true,
+                    ..Default::default()
                 },
                 keys: Vec::new(),
                 limits: portcullis_vulndb::Limits::default(),
