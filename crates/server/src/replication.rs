@@ -453,10 +453,22 @@ impl Registry {
         // Signatures and other referrers travel with the image; one that
         // fails to copy fails the tag's record, not the image already in.
         let attached = format!("attached to {digest} provenance={provenance}");
-        if let Some(sig) = ctx.client.manifest_if_exists(&signature_tag(&digest)).await? {
-            out.bytes += self
-                .copy_manifest(ctx, sig, vec![signature_tag(&digest)], &attached, 0)
-                .await?;
+        // Only what is evidence about this image travels with it, never
+        // what the upstream merely lists there: a `.sig` that is a cosign
+        // signature manifest (and no local one is replaced), and referrers
+        // that are artifacts (no index, nothing runnable) whose subject is
+        // this image. Anything else would be an image no rule checked.
+        let sig_tag = signature_tag(&digest);
+        let local_sig = self
+            .meta
+            .get_manifest(ctx.local.as_str(), &Reference::Tag(sig_tag.clone()))
+            .await?;
+        if local_sig.is_none() {
+            if let Some(sig) = ctx.client.manifest_if_exists(&sig_tag).await? {
+                if is_signature_manifest(&sig) {
+                    out.bytes += self.copy_manifest(ctx, sig, vec![sig_tag], &attached, 0).await?;
+                }
+            }
         }
         let referrers = ctx.client.referrers(&digest, None).await?;
         for r in referrers.iter().take(MAX_REFERRERS) {
@@ -471,6 +483,9 @@ impl Registry {
                 continue;
             }
             let m = ctx.client.manifest(d.as_str()).await?;
+            if !is_evidence_about(&m, &digest) {
+                continue;
+            }
             out.bytes += self.copy_manifest(ctx, m, Vec::new(), &attached, 0).await?;
         }
         Ok(true)
@@ -541,8 +556,14 @@ impl Registry {
         if self.meta.blob_in_repo(repo, digest).await?.is_some() {
             return Ok(0);
         }
-        for from in self.meta.repositories_with_blob(digest, 4).await? {
-            if self.meta.mount_blob(repo, &from, digest).await?.is_some() {
+        // Linked only from repositories under the rule's own target: a
+        // digest an upstream names proves nothing about having the bytes,
+        // so linking from anywhere would hand a private repository's layer
+        // to whoever reads the mirror.
+        let target = ctx.rule.target.as_str();
+        let under_target = |r: &str| r == target || r.strip_prefix(target).is_some_and(|rest| rest.starts_with('/'));
+        for from in self.meta.repositories_with_blob(digest, 64).await? {
+            if under_target(&from) && self.meta.mount_blob(repo, &from, digest).await?.is_some() {
                 return Ok(0);
             }
         }
@@ -616,9 +637,98 @@ pub(crate) async fn schedule(weak: Weak<Registry>) {
     }
 }
 
+/// Whether an upstream's `sha256-<hex>.sig` is a cosign signature manifest:
+/// one manifest (no index) whose every layer is a simple-signing payload.
+fn is_signature_manifest(fetched: &FetchedManifest) -> bool {
+    Manifest::parse(&fetched.bytes, fetched.media_type.as_deref()).is_ok_and(|m| {
+        m.required_manifests().is_empty()
+            && !m.layers.is_empty()
+            && m.layers.iter().all(|l| l.media_type == portcullis_sign::SIMPLE_SIGNING)
+    })
+}
+
+/// Whether an upstream referrer is evidence about `image`: an artifact
+/// (every layer a signature, attestation or SBOM type: it cannot run, and
+/// it is no index) whose own `subject` is `image`.
+fn is_evidence_about(fetched: &FetchedManifest, image: &Digest) -> bool {
+    Manifest::parse(&fetched.bytes, fetched.media_type.as_deref()).is_ok_and(|m| {
+        m.kind() == portcullis_oci::ManifestKind::Artifact && m.subject.as_ref().is_some_and(|s| &s.digest == image)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only evidence about the image travels with it: what an upstream
+    /// lists under `.sig` or as a referrer is copied only when it is a
+    /// signature manifest, or an artifact whose subject is the image.
+    #[test]
+    fn only_evidence_about_the_image_is_copied_with_it() {
+        let image = Digest::sha256_of(b"image");
+        let other = Digest::sha256_of(b"other");
+        let blob = Digest::sha256_of(b"blob");
+        let manifest = |layer_type: &str, subject: Option<&Digest>| {
+            let mut m = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": blob.as_str(), "size": 2},
+                "layers": [{"mediaType": layer_type, "digest": blob.as_str(), "size": 2}],
+            });
+            if let Some(s) = subject {
+                m["subject"] = serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": s.as_str(), "size": 2});
+            }
+            let bytes = serde_json::to_vec(&m).unwrap();
+            FetchedManifest {
+                digest: Digest::sha256_of(&bytes),
+                bytes,
+                media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
+            }
+        };
+        let index = {
+            let bytes = serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": other.as_str(), "size": 2}],
+            }))
+            .unwrap();
+            FetchedManifest {
+                digest: Digest::sha256_of(&bytes),
+                bytes,
+                media_type: Some("application/vnd.oci.image.index.v1+json".into()),
+            }
+        };
+        let runnable = "application/vnd.oci.image.layer.v1.tar+gzip";
+        let bundle = "application/vnd.dev.sigstore.bundle.v0.3+json";
+        // (what, manifest, as a .sig, as a referrer of `image`)
+        let table = [
+            (
+                "a cosign signature",
+                manifest(portcullis_sign::SIMPLE_SIGNING, None),
+                true,
+                false,
+            ),
+            ("a runnable image", manifest(runnable, None), false, false),
+            (
+                "a runnable image naming the image",
+                manifest(runnable, Some(&image)),
+                false,
+                false,
+            ),
+            ("a bundle about the image", manifest(bundle, Some(&image)), false, true),
+            (
+                "a bundle about another image",
+                manifest(bundle, Some(&other)),
+                false,
+                false,
+            ),
+            ("an index", index, false, false),
+        ];
+        for (what, m, sig, referrer) in table {
+            assert_eq!(is_signature_manifest(&m), sig, "{what} as .sig");
+            assert_eq!(is_evidence_about(&m, &image), referrer, "{what} as a referrer");
+        }
+    }
 
     #[test]
     fn local_repository_table() {
