@@ -336,6 +336,20 @@ async fn one_backend(backend: &common::Backend) {
     assert_eq!(status, 200, "{v}");
     let (_, v) = call(&s, Method::POST, "/api/v1/registries/wrong/test", Value::Null).await;
     assert_eq!(v["ok"], true, "{label}: {v}");
+    // A new address without the password again drops it: a sealed
+    // password never goes to a server it was not given for.
+    let (status, v) = call(
+        &s,
+        Method::PUT,
+        "/api/v1/registries/wrong",
+        json!({"url": format!("http://{}/", up.host.replace("127.0.0.1", "localhost"))}),
+    )
+    .await;
+    assert_eq!(
+        (status, v["has_password"].as_bool()),
+        (200, Some(false)),
+        "{label}: {v}"
+    );
     let (status, _) = call(&s, Method::DELETE, "/api/v1/registries/wrong", Value::Null).await;
     assert_eq!(status, 204);
     // Push replication is not in this slice: refused, not ignored.

@@ -159,6 +159,9 @@ pub struct ManifestHead {
 /// Every manifest media type this client asks for.
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
+/// Pages of a `_catalog` or tag listing followed at most.
+const MAX_LISTING_PAGES: usize = 1000;
+
 pub struct RegistryClient {
     http: reqwest::Client,
     base: String,
@@ -256,6 +259,12 @@ impl RegistryClient {
         if access.accept_invalid_certs {
             builder = builder.danger_accept_invalid_certs(true);
         }
+        // A registry that stops answering must not hold a caller (a
+        // replication run, a CI verification) forever. The read timeout is
+        // per read, so a large blob still flows.
+        builder = builder
+            .connect_timeout(std::time::Duration::from_secs(15))
+            .read_timeout(std::time::Duration::from_secs(120));
         let http = builder
             .build()
             .map_err(|e| ClientError::Usage(format!("HTTP client: {e}")))?;
@@ -597,7 +606,9 @@ impl RegistryClient {
     async fn listing(&self, first: &str, key: &str, max: usize) -> Result<Vec<String>> {
         let mut names = Vec::new();
         let mut path = first.to_string();
-        loop {
+        // Pages a listing follows at most: an upstream whose every page
+        // links to a new, empty one must not keep a caller forever.
+        for _ in 0..MAX_LISTING_PAGES {
             let resp = self.send(Request::get(&path)).await?;
             let next = resp.headers().get("link").and_then(|v| v.to_str().ok()).and_then(|l| {
                 l.split_once('<')
@@ -607,17 +618,43 @@ impl RegistryClient {
             let body = Self::body(resp, 16 << 20, key).await?;
             let page: serde_json::Value =
                 serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(format!("the {key} listing: {e}")))?;
-            for n in page[key].as_array().into_iter().flatten().filter_map(|v| v.as_str()) {
+            // No name is longer than a repository name or a tag may be.
+            for n in page[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str())
+                .filter(|n| n.len() <= 255)
+            {
                 if names.len() == max {
                     return Ok(names);
                 }
                 names.push(n.to_string());
             }
-            match next {
-                Some(n) if n != path => path = n,
+            match next.map(|n| self.same_origin_path(&n)) {
+                Some(Some(n)) if n != path => path = n,
+                // A next page on another origin would carry this
+                // registry's credentials there: not followed.
+                Some(None) => {
+                    return Err(ClientError::Protocol(format!(
+                        "the {key} listing links to another origin than {}",
+                        self.base
+                    )))
+                }
                 _ => return Ok(names),
             }
         }
+        Ok(names)
+    }
+
+    /// A `Link` target as a path on this registry: a path, or an absolute
+    /// URL of this registry's own origin; `None` for anything else.
+    fn same_origin_path(&self, link: &str) -> Option<String> {
+        if link.starts_with('/') {
+            return Some(link.to_string());
+        }
+        let rest = link.strip_prefix(self.base.as_str())?;
+        rest.starts_with('/').then(|| rest.to_string())
     }
 
     /// A blob's bytes as they arrive, unchecked: the caller must verify

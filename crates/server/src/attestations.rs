@@ -154,8 +154,12 @@ impl Registry {
                 ),
                 (VULN, build_statement(&name, &image, VULN, vuln.clone())),
             ];
-            self.put_registry_attestations(repo, &image, &key, &statements, &record.finished, true)
-                .await?;
+            if let Err(e) = self
+                .put_registry_attestations(repo, &image, &key, &statements, &record.finished, true)
+                .await
+            {
+                tracing::warn!(digest = %record.digest, %repo, error = %e, "attesting a scan");
+            }
         }
         Ok(())
     }
@@ -278,7 +282,12 @@ impl Registry {
                     .repository(repo)
                     .digest(image.as_str())
                     .detail(format!("{predicate_type} referrer {d}"));
-                self.meta.delete_manifest(repo, &d, &event).await?;
+                // One that can't go (an index or an immutable tag holds
+                // it) is left: it never stops the new statement or the
+                // other repositories' from being written.
+                if let Err(e) = self.meta.delete_manifest(repo, &d, &event).await {
+                    tracing::warn!(%repo, referrer = %d, error = %e, "removing an earlier registry attestation");
+                }
             }
         }
         self.invalidate(repo);

@@ -112,7 +112,14 @@ fn apply_registry(reg: &Registry, r: &mut UpstreamRegistry, b: RegistryBody) -> 
                 "url: the registry's base URL, without a path".into(),
             ));
         }
-        r.url = url.trim_end_matches('/').to_string();
+        let url = url.trim_end_matches('/').to_string();
+        // The password was given for the old address: it goes nowhere
+        // else unless it is given again (else an administrator could send
+        // a "write-only" password to a server of theirs and read it).
+        if !r.url.is_empty() && r.url != url && b.password.is_none() {
+            r.sealed_password = None;
+        }
+        r.url = url;
     }
     if let Some(u) = b.username {
         if u.contains(':') {
