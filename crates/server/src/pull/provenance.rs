@@ -173,11 +173,15 @@ fn judge(
         let wanted = (&SLSA_PROVENANCE[..], globs);
         match verify_attestation_by_rule(image, envelope, keys, wanted, *in_bundle, hint.as_deref()) {
             Ok((key, statement)) => {
+                // One subject entry must carry both this image's digest and
+                // a name of this repository: a statement about several
+                // artifacts must not lend one's name to another's digest.
                 let names_repo = || {
                     statement.value["subject"]
                         .as_array()
                         .into_iter()
                         .flatten()
+                        .filter(|s| s["digest"][image.algorithm().as_str()] == image.hex())
                         .filter_map(|s| s["name"].as_str())
                         .any(|n| reference_names_repository(n, repo))
                 };
@@ -208,4 +212,57 @@ fn judge(
         "none of {total} provenance attestation(s) passes: {}",
         reasons.join("; ")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_sign::attestation::{envelope, SLSA_PROVENANCE_V1};
+    use serde_json::json;
+
+    /// With `match_reference`, one subject entry must carry both the
+    /// image's digest and this repository's name: a trusted statement
+    /// about two artifacts does not lend one's name to the other's digest.
+    #[test]
+    fn a_subject_names_the_repository_with_the_images_own_digest() {
+        let (key, _) = portcullis_sign::SigningKey::generate().unwrap();
+        let (app, other) = (Digest::sha256_of(b"app"), Digest::sha256_of(b"other"));
+        let entry = |name: &str, d: &Digest| json!({"name": name, "digest": {"sha256": d.hex()}});
+        let statement = |subjects: Vec<serde_json::Value>| {
+            let s = json!({
+                "_type": "https://in-toto.io/Statement/v1",
+                "subject": subjects,
+                "predicateType": SLSA_PROVENANCE_V1,
+                "predicate": {"buildDefinition": {"buildType": "x", "externalParameters": {}},
+                              "runDetails": {"builder": {"id": "https://ci.example/b"}}},
+            });
+            envelope(&key, &serde_json::to_vec(&s).unwrap()).unwrap()
+        };
+        let rule = ProvenanceRule::new(&[], &[]).unwrap();
+        let keys = [key.public.clone()];
+        // (what, subjects, image checked in acme/app, passes)
+        let table = [
+            ("its own entry", vec![entry("reg.example/acme/app", &app)], &app, true),
+            (
+                "the name on another artifact's entry",
+                vec![
+                    entry("reg.example/acme/app", &app),
+                    entry("reg.example/acme/other", &other),
+                ],
+                &other,
+                false,
+            ),
+            (
+                "another repository's name",
+                vec![entry("reg.example/acme/other", &app)],
+                &app,
+                false,
+            ),
+        ];
+        for (what, subjects, image, passes) in table {
+            let candidates = [(statement(subjects), None, false)];
+            let verdict = judge(image, (&candidates[..], 0), &keys, &rule, "acme/app", true);
+            assert_eq!(verdict.is_ok(), passes, "{what}: {verdict:?}");
+        }
+    }
 }
