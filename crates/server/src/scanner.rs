@@ -303,11 +303,8 @@ impl Registry {
             counts: severity,
             events: &events,
         };
-        self.meta
-            .finish_scan(digest, &outcome)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.dispatcher.wake.notify_one();
+        // Attested before the result is committed: whoever sees the scan
+        // done (or hears SCAN_COMPLETED) finds its attestations there.
         self.attest_scan(crate::attestations::ScanRecord {
             digest,
             cyclonedx,
@@ -318,6 +315,11 @@ impl Registry {
             finished: now_rfc3339(),
         })
         .await;
+        self.meta
+            .finish_scan(digest, &outcome)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.dispatcher.wake.notify_one();
         // A database loaded while this scan ran: the re-match it started
         // may have missed this row (not yet done). The index is set before
         // that re-match starts, so checking after the commit closes the gap.
