@@ -159,6 +159,48 @@ pub struct ManifestHead {
 /// Every manifest media type this client asks for.
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
+/// Whether a registry at `base` may send this client's credentials to the
+/// token `realm` it names. A realm on another host is normal (Docker Hub's
+/// is), but an https registry's realm must be https too, and a registry
+/// that is not itself on a loopback, private or link-local address may not
+/// name one that is (a hostile upstream aiming the client at the
+/// machine's own network, a cloud metadata service).
+fn realm_allowed(base: &str, realm: &str) -> std::result::Result<(), String> {
+    let parsed = |u: &str| reqwest::Url::parse(u).map_err(|e| format!("the token realm {realm:?}: {e}"));
+    let (base, url) = (parsed(base)?, parsed(realm)?);
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("the token realm {realm} is not http or https"));
+    }
+    if base.scheme() == "https" && url.scheme() != "https" {
+        return Err(format!(
+            "the token realm {realm} is plain http for an https registry: credentials are not sent in clear text"
+        ));
+    }
+    let internal = |u: &reqwest::Url| {
+        let Some(host) = u.host_str() else { return true };
+        match host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+        {
+            Ok(std::net::IpAddr::V4(ip)) => {
+                ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
+            }
+            Ok(std::net::IpAddr::V6(ip)) => {
+                let first = ip.segments()[0];
+                ip.is_loopback() || ip.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+            }
+            Err(_) => host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost"),
+        }
+    };
+    if internal(&url) && !internal(&base) {
+        return Err(format!(
+            "the token realm {realm} is on an internal address, the registry is not: refused"
+        ));
+    }
+    Ok(())
+}
+
 /// Pages of a `_catalog` or tag listing followed at most.
 const MAX_LISTING_PAGES: usize = 1000;
 
@@ -386,6 +428,10 @@ impl RegistryClient {
                 let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
                 let realm =
                     get("realm").ok_or_else(|| ClientError::Protocol("bearer challenge without a realm".into()))?;
+                // The registry names where credentials go: never in clear
+                // text from an https registry, never into a private network
+                // from a public one.
+                realm_allowed(&self.base, realm).map_err(ClientError::Protocol)?;
                 // The challenge's own scopes when it names them (a mount's
                 // names two), else what this request needs.
                 let actions = if writes { "pull,push" } else { "pull" };
@@ -848,7 +894,32 @@ impl<R: Read> Read for Hashing<R> {
 
 #[cfg(test)]
 mod tests {
-    use super::challenge_params;
+    use super::{challenge_params, realm_allowed};
+
+    #[test]
+    fn credentials_go_only_to_realms_the_registry_may_name() {
+        // (registry, realm, allowed)
+        let table = [
+            ("https://registry-1.docker.io", "https://auth.docker.io/token", true),
+            ("https://ghcr.io", "https://ghcr.io/token", true),
+            ("http://127.0.0.1:5000", "http://127.0.0.1:5000/auth/token", true),
+            ("http://10.0.0.5:5000", "http://10.0.0.5:5001/token", true),
+            ("https://registry.example", "http://registry.example/token", false),
+            (
+                "https://registry.example",
+                "https://169.254.169.254/latest/meta-data",
+                false,
+            ),
+            ("https://registry.example", "https://127.0.0.1/token", false),
+            ("https://registry.example", "https://localhost/token", false),
+            ("https://registry.example", "https://[fd00::1]/token", false),
+            ("https://registry.example", "file:///etc/passwd", false),
+            ("https://registry.example", "not a url", false),
+        ];
+        for (base, realm, allowed) in table {
+            assert_eq!(realm_allowed(base, realm).is_ok(), allowed, "{base} -> {realm}");
+        }
+    }
 
     #[test]
     fn challenges_with_quoted_commas() {
