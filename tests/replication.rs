@@ -155,16 +155,29 @@ impl Upstream {
     /// Overwrites a blob's bytes in the upstream's storage (same length),
     /// so the registry serves bytes that do not hash to the digest.
     fn tamper(&self, digest: &Digest) {
-        let path = self
-            .data
-            .join("docker/registry/v2/blobs/sha256")
-            .join(&digest.hex()[..2])
-            .join(digest.hex())
-            .join("data");
+        let path = self.blob_file(digest);
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&path, bytes).unwrap();
+    }
+
+    /// Appends a MiB to a blob in the upstream's storage, so the registry
+    /// serves more bytes than the manifest declares.
+    fn grow(&self, digest: &Digest) {
+        let path = self.blob_file(digest);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend(std::iter::repeat_n(0u8, 1 << 20));
+        std::fs::write(&path, bytes).unwrap();
+    }
+
+    /// Where Distribution keeps a blob's bytes.
+    fn blob_file(&self, digest: &Digest) -> std::path::PathBuf {
+        self.data
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&digest.hex()[..2])
+            .join(digest.hex())
+            .join("data")
     }
 }
 
@@ -283,6 +296,14 @@ async fn one_backend(backend: &common::Backend) {
         v["layers"][0]["digest"].as_str().unwrap().parse::<Digest>().unwrap()
     };
     up.tamper(&layer);
+    // A blob that grew upstream: more bytes than its manifest declares.
+    let grown_image = up.push_image("acme/grown", "v1", "grown").await;
+    let grown = {
+        let m = up.client("acme/grown").manifest(grown_image.as_str()).await.unwrap();
+        let v: Value = serde_json::from_slice(&m.bytes).unwrap();
+        v["layers"][0]["digest"].as_str().unwrap().parse::<Digest>().unwrap()
+    };
+    up.grow(&grown);
 
     let s = TestServer::start(backend).await;
     let label = s.label();
@@ -470,19 +491,29 @@ async fn one_backend(backend: &common::Backend) {
     assert_eq!(run["bytes"], 0, "nothing downloaded for a tag that can't move: {run}");
     assert_eq!(tags_of(&run, "skipped"), ["v1"], "{run}");
 
-    // 4. A blob altered upstream is refused: nothing of it is stored.
-    let broken = create_rule(
-        &s,
-        json!({"name": "broken", "registry": "dist", "direction": "pull", "source": "acme/broken",
-               "tags": ["*"], "target": "mirror", "interval_secs": 0}),
-    )
-    .await;
-    let run = run_rule(&s, &broken).await;
-    assert_eq!(run["status"], "failed", "{label}: {run}");
-    let why = reason(&run, "v1");
-    assert!(why.contains("digest mismatch") && why.contains(layer.as_str()), "{why}");
-    assert!(local_digest(&s, "mirror/acme/broken", "v1").await.is_none());
-    assert!(s.registry.store.blob_size(&layer).await.unwrap().is_none());
+    // 4. A blob altered upstream is refused, and so is one that sends more
+    // than its manifest declares (cut off there): nothing of either is
+    // stored.
+    let mut refusing_rules = Vec::new();
+    for (name, blob, says) in [
+        ("broken", &layer, "digest mismatch"),
+        ("grown", &grown, "more than the"),
+    ] {
+        let rule = create_rule(
+            &s,
+            json!({"name": name, "registry": "dist", "direction": "pull", "source": format!("acme/{name}"),
+                   "tags": ["*"], "target": "mirror", "interval_secs": 0}),
+        )
+        .await;
+        let run = run_rule(&s, &rule).await;
+        assert_eq!(run["status"], "failed", "{label}: {run}");
+        let why = reason(&run, "v1");
+        assert!(why.contains(says) && why.contains(blob.as_str()), "{why}");
+        assert!(local_digest(&s, &format!("mirror/acme/{name}"), "v1").await.is_none());
+        assert!(s.registry.store.blob_size(blob).await.unwrap().is_none());
+        refusing_rules.push(rule);
+    }
+    let broken = &refusing_rules[0];
 
     // 5. A scheduled rule runs by itself. The blobs it needs are held here
     // already, but only outside its target ("mirror/…"): an upstream naming

@@ -521,7 +521,16 @@ impl Registry {
                 bytes += self.copy_manifest(ctx, m, Vec::new(), detail, depth + 1).await?;
             }
             for blob in manifest.required_blobs() {
-                bytes += self.copy_blob(ctx, blob).await?;
+                // The size the manifest declares bounds what is read.
+                let declared = manifest
+                    .config
+                    .iter()
+                    .chain(&manifest.layers)
+                    .filter(|d| &d.digest == blob)
+                    .map(|d| d.size)
+                    .max()
+                    .unwrap_or(0);
+                bytes += self.copy_blob(ctx, blob, declared).await?;
             }
             let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
             let event = ctx.actor.event("replication.import").detail(detail);
@@ -551,7 +560,7 @@ impl Registry {
     /// Makes `digest` readable in the local repository: already linked,
     /// mounted from a repository that holds it, or downloaded through the
     /// verified upload path (its digest checked before it is stored).
-    async fn copy_blob(&self, ctx: &TagCopy<'_>, digest: &Digest) -> Result<u64, Refusal> {
+    async fn copy_blob(&self, ctx: &TagCopy<'_>, digest: &Digest, declared: u64) -> Result<u64, Refusal> {
         let repo = ctx.local.as_str();
         if self.meta.blob_in_repo(repo, digest).await?.is_some() {
             return Ok(0);
@@ -575,7 +584,20 @@ impl Registry {
             .await
             .map_err(|e| Refusal::Error(format!("blob {digest}: {e}")))?;
         let stored = async {
-            let stream = ctx.client.blob_stream(digest).await?;
+            // An upstream that sends more than the manifest declares is
+            // cut off there: an endless body can't fill the disk before the
+            // digest check would refuse it.
+            let mut read = 0u64;
+            let stream = futures_util::StreamExt::map(ctx.client.blob_stream(digest).await?, move |chunk| {
+                let chunk = chunk?;
+                read += chunk.len() as u64;
+                if read > declared {
+                    return Err(std::io::Error::other(format!(
+                        "the upstream sent more than the {declared} bytes the manifest declares"
+                    )));
+                }
+                Ok(chunk)
+            });
             self.store
                 .append(id, None, Box::pin(stream))
                 .await
