@@ -726,44 +726,24 @@ async fn attestation_bundles_do_not_crowd_out_signatures() {
 
 /// Polls the scan of `digest` in acme/app until it is done; bounded.
 async fn wait_scanned(s: &TestServer, digest: &Digest, after: Option<&Value>) -> Value {
-    let url = s.url(&format!("/api/v1/scans/{digest}?repository=acme/app"));
-    for _ in 0..300 {
-        let v: Value = s.http.get(&url).send().await.unwrap().json().await.unwrap();
-        match v["status"].as_str() {
-            Some("done") if after.is_none_or(|a| v["finished_at"] != a["finished_at"]) => return v,
-            Some("failed") => panic!("scan failed: {v}"),
-            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-        }
-    }
-    panic!("the scan of {digest} did not finish within 30 s");
+    let path = format!("/api/v1/scans/{digest}?repository=acme/app");
+    common::until(s, &path, |v| {
+        assert_ne!(v["status"], "failed", "scan failed: {v}");
+        v["status"] == "done" && after.is_none_or(|a| v["finished_at"] != a["finished_at"])
+    })
+    .await
 }
 
 /// The registry's published attestation keys.
 async fn registry_keys(s: &TestServer) -> Vec<Value> {
-    let v: Value = s
-        .anon
-        .get(s.url("/api/v1/keys/registry"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = common::json_of(s.anon.get(s.url("/api/v1/keys/registry"))).await;
     v["keys"].as_array().unwrap().clone()
 }
 
 /// The registry's own referrers of `image` in acme/app: (predicate type,
 /// bundle layer digest), in the registry's listing order.
 async fn registry_referrers(s: &TestServer, image: &Digest) -> Vec<(String, String)> {
-    let index: Value = s
-        .http
-        .get(s.url(&format!("/v2/acme/app/referrers/{image}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let index = common::json_of(s.http.get(s.url(&format!("/v2/acme/app/referrers/{image}")))).await;
     let mut out = Vec::new();
     for r in index["manifests"].as_array().unwrap() {
         let a = &r["annotations"];
@@ -845,15 +825,7 @@ async fn the_registry_attests_its_scans() {
         let (code, _, _, _) = verify(img1.clone(), "vuln", path(dir, "alice.pub")).await;
         assert_eq!(code, 1, "{label}: another key");
         // No tag was made; an independent verifier agrees on the bundles.
-        let tags: Value = s
-            .http
-            .get(s.url("/v2/acme/app/tags/list"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let tags = common::json_of(s.http.get(s.url("/v2/acme/app/tags/list"))).await;
         assert_eq!(tags["tags"], json!(["1"]), "{label}");
         let referrers = registry_referrers(&s, &one).await;
         let kinds: Vec<&str> = referrers.iter().map(|(t, _)| t.as_str()).collect();

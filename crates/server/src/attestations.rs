@@ -182,9 +182,7 @@ impl Registry {
         };
         let image: Digest = record.digest.parse()?;
         let generation = self.meta.scan(record.digest).await?.and_then(|s| s.db_generation);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = crate::scanner::now_rfc3339();
         let predicate = json!({
             "policy": {
                 "id": record.policy_id,
@@ -198,18 +196,13 @@ impl Registry {
             "database_generation": generation,
             "source": {"repository": record.source_repository, "tag": record.source_tag, "digest": record.digest},
             "target": {"repository": record.policy.target, "tag": record.target_tag},
-            "promoted_at": portcullis_vulndb::rfc3339(now),
+            "promoted_at": now,
         });
         let repo = record.policy.target.as_str();
         let name = format!("{}/{repo}", self.public_host());
         let statement = build_statement(&name, &image, PROMOTION, predicate);
-        let created = portcullis_vulndb::rfc3339(now);
-        self.put_registry_attestations(repo, &image, &key, &[(PROMOTION, statement)], &created, false)
+        self.put_registry_attestations(repo, &image, &key, &[(PROMOTION, statement)], &now, false)
             .await
-    }
-
-    fn public_host(&self) -> &str {
-        self.webhooks.public_url.split_once("://").map_or("", |(_, h)| h)
     }
 
     /// Attaches `statements` (predicate type, statement), each signed by

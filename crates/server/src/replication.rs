@@ -465,7 +465,7 @@ impl Registry {
             .await?;
         if local_sig.is_none() {
             if let Some(sig) = ctx.client.manifest_if_exists(&sig_tag).await? {
-                if is_signature_manifest(&sig) {
+                if portcullis_sign::is_signature_manifest(&sig.bytes) {
                     out.bytes += self.copy_manifest(ctx, sig, vec![sig_tag], &attached, 0).await?;
                 }
             }
@@ -659,16 +659,6 @@ pub(crate) async fn schedule(weak: Weak<Registry>) {
     }
 }
 
-/// Whether an upstream's `sha256-<hex>.sig` is a cosign signature manifest:
-/// one manifest (no index) whose every layer is a simple-signing payload.
-fn is_signature_manifest(fetched: &FetchedManifest) -> bool {
-    Manifest::parse(&fetched.bytes, fetched.media_type.as_deref()).is_ok_and(|m| {
-        m.required_manifests().is_empty()
-            && !m.layers.is_empty()
-            && m.layers.iter().all(|l| l.media_type == portcullis_sign::SIMPLE_SIGNING)
-    })
-}
-
 /// Whether an upstream referrer is evidence about `image`: an artifact
 /// (every layer a signature, attestation or SBOM type: it cannot run, and
 /// it is no index) whose own `subject` is `image`.
@@ -747,7 +737,7 @@ mod tests {
             ("an index", index, false, false),
         ];
         for (what, m, sig, referrer) in table {
-            assert_eq!(is_signature_manifest(&m), sig, "{what} as .sig");
+            assert_eq!(portcullis_sign::is_signature_manifest(&m.bytes), sig, "{what} as .sig");
             assert_eq!(is_evidence_about(&m, &image), referrer, "{what} as a referrer");
         }
     }

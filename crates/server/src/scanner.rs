@@ -607,7 +607,7 @@ async fn watch_database(weak: Weak<Registry>) {
 }
 
 /// Now, as RFC 3339 UTC seconds.
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

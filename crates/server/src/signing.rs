@@ -36,6 +36,12 @@ impl Registry {
         Ok((digest, bytes.len()))
     }
 
+    /// This registry's host as clients name it (from `public_url`): what
+    /// its signatures and attestations name images under.
+    pub(crate) fn public_host(&self) -> &str {
+        self.webhooks.public_url.split_once("://").map_or("", |(_, h)| h)
+    }
+
     /// Creates `account`'s server-side key, sealed for it.
     pub(crate) fn new_sealed_key(&self, account: &str) -> Result<(SigningKey, String), RegistryError> {
         let (key, pkcs8) = SigningKey::generate().map_err(|e| RegistryError::Internal(e.to_string()))?;
@@ -151,8 +157,7 @@ impl Registry {
     pub(crate) async fn sign_image(&self, repo: &str, digest: &str, account: &str) -> Result<String, RegistryError> {
         let (key_id, key) = self.open_signing_key(account).await?;
         let image: Digest = digest.parse()?;
-        let host = self.webhooks.public_url.split_once("://").map_or("", |(_, h)| h);
-        let body = payload(&format!("{host}/{repo}"), &image);
+        let body = payload(&format!("{}/{repo}", self.public_host()), &image);
         let signature = key.sign(&body).map_err(|e| RegistryError::Internal(e.to_string()))?;
         let (p, size) = self.put_small_blob(repo, &body).await?;
         let (config, config_size) = self.put_small_blob(repo, b"{}").await?;
