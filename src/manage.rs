@@ -100,10 +100,7 @@ fn read_password(stdin: bool) -> anyhow::Result<(String, bool)> {
 }
 
 pub async fn user_create(meta: &Meta, name: &str, admin: bool, stdin: bool) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !name.contains('/') && name.parse::<portcullis_oci::RepositoryName>().is_ok(),
-        "{name:?} is not a valid account name"
-    );
+    portcullis_server::check_account_name(name).map_err(anyhow::Error::msg)?;
     let (pw, generated) = read_password(stdin)?;
     let account = Account {
         name: name.into(),

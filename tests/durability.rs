@@ -412,12 +412,12 @@ async fn gc_prunes_scan_data_of_deleted_images_and_audits_removals() {
                 .scan(old.as_str())
                 .await
                 .unwrap()
-                .is_some_and(|r| r.status == "done");
+                .is_some_and(|r| r.status == portcullis_meta::ScanStatus::Done);
             let kept_done = meta
                 .scan(kept.as_str())
                 .await
                 .unwrap()
-                .is_some_and(|r| r.status == "done");
+                .is_some_and(|r| r.status == portcullis_meta::ScanStatus::Done);
             if old_done && kept_done {
                 break;
             }

@@ -245,11 +245,12 @@ async fn logged_on(backend: &Backend) {
     assert_eq!(r.status(), 403, "an anonymous pull of an unsigned image");
 
     // The delivery is logged after its response, the update after its
-    // import; give the lines a moment.
+    // import, the promotion after its signature and attestation (its
+    // webhook may be delivered first); give the lines a moment.
     let deadline = Instant::now() + Duration::from_secs(30);
     let all = loop {
         let all = lines(&log);
-        let done = ["webhook_delivery", "vulndb_update"]
+        let done = ["webhook_delivery", "vulndb_update", "promotion"]
             .iter()
             .all(|k| !of_kind(&all, k).is_empty());
         if done || Instant::now() > deadline {

@@ -320,6 +320,29 @@ async fn pulls_and_admission_demand_provenance() {
             message.contains("index-bad") && !message.contains("index-good"),
             "{message}"
         );
+        // Each review is on the audit trail: who asked, about which
+        // images, and why a denial denied.
+        let (st, v) = call(&s, Method::GET, "/api/v1/audit?action=admission&limit=100", Value::Null).await;
+        assert_eq!(st, 200, "{v}");
+        let records = v["records"].as_array().unwrap();
+        assert_eq!(records.len(), CASES.len() + 1, "{label}: {v}");
+        let allowed = records.iter().filter(|r| r["result"] == "ok").count();
+        assert_eq!(
+            allowed,
+            CASES.iter().filter(|c| c.refused.is_none()).count(),
+            "{label}: {v}"
+        );
+        let last = records.last().unwrap();
+        assert_eq!(
+            (&last["actor"], &last["result"]),
+            (&json!("admin"), &json!("denied")),
+            "{last}"
+        );
+        let detail = last["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with("Pod ") && detail.contains("index-good") && detail.contains("index-bad: "),
+            "{detail}"
+        );
 
         // A real client, as the reader: skopeo gets the right image and the
         // refusal of the tampered one.
@@ -491,5 +514,16 @@ async fn promotion_demands_provenance_and_carries_it() {
         })
         .await;
         assert_eq!(reader_pull(&s, "dev", "acme/app", "late").await.0, 200, "{label}");
+
+        // The `.att` tags those attestations were pushed under travel with
+        // their images: no policy judges them as images of their own.
+        let (st, v) = call(&s, Method::GET, &list, Value::Null).await;
+        assert_eq!(st, 200, "{v}");
+        let judged: Vec<&str> = v.as_array().unwrap().iter().filter_map(|e| e["tag"].as_str()).collect();
+        assert!(judged.contains(&"late"), "{label}: {judged:?}");
+        assert!(
+            !judged.iter().any(|t| t.starts_with("sha256-")),
+            "{label}: cosign tags were evaluated as images: {judged:?}"
+        );
     }
 }

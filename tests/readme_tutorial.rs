@@ -18,7 +18,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{backends, database_args, free_port, have_tool, Backend, ServerProcess};
@@ -105,19 +104,6 @@ fn substitutions(registry: &str, receiver: &str) -> Vec<(&'static str, String)> 
     ]
 }
 
-/// Kills the script's process group (the README's background receiver
-/// with it) when dropped, whatever happened.
-struct Group(u32);
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", "--", &format!("-{}", self.0)])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_tutorial_runs_as_written() {
     // The tools the tutorial uses; under PORTCULLIS_REQUIRE_CLIENTS a missing one fails.
@@ -171,53 +157,15 @@ async fn run_tutorial(backend: &Backend, blocks: &[String]) {
     }
     let script_file = dir.path().join("tutorial.sh");
     std::fs::write(&script_file, &script).unwrap();
-    let (home, runtime, tmp) = (dir.path().join("home"), dir.path().join("run"), dir.path().join("tmp"));
-    for d in [&home, &runtime, &tmp] {
-        std::fs::create_dir(d).unwrap();
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_portcullis")).parent().unwrap();
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     let output_file = dir.path().join("output.txt");
-    let out = std::fs::File::create(&output_file).unwrap();
-
-    use std::os::unix::process::CommandExt;
-    let mut child = Command::new("bash")
+    let (tmp, runtime) = (dir.path().join("tmp"), dir.path().join("run"));
+    let mut child = common::isolated_bash(dir.path())
         .args(["-euo", "pipefail"])
         .arg(&script_file)
         .current_dir(checkout)
-        .env("PATH", path)
-        .env("HOME", &home)
-        .env("XDG_RUNTIME_DIR", &runtime)
-        .env("TMPDIR", &tmp)
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("XDG_DATA_HOME")
-        .env_remove("XDG_CACHE_HOME")
-        .env_remove("DOCKER_CONFIG")
-        .env_remove("PORTCULLIS_SERVER")
-        .env_remove("PORTCULLIS_CREDS")
-        .env_remove("PORTCULLIS_WEBHOOK_SECRET")
-        .env_remove("COSIGN_PASSWORD")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .process_group(0)
         .spawn()
         .unwrap();
-    let group = Group(child.id());
-    let deadline = Instant::now() + SCRIPT_DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    drop(group);
+    let status = common::wait_for_group(&mut child, Instant::now() + SCRIPT_DEADLINE).await;
     let output = std::fs::read_to_string(&output_file).unwrap_or_default();
     let server_log = || {
         let text = std::fs::read_to_string(&log).unwrap_or_default();

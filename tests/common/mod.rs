@@ -741,3 +741,88 @@ pub const OVERLAY_COMPONENTS: [(&str, &str, usize); 5] = [
     ("curl", "7.88.1-10", 1),
     ("base-files", "12.4+deb12u5", 1),
 ];
+
+/// A script's process group (its servers and receivers in the
+/// background), killed when dropped, whatever happened.
+pub struct ProcessGroup(pub u32);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.0)])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Waits for `child` (spawned as the leader of its process group) until
+/// `deadline`; `None` when it ran out of time (it is killed then). Its group
+/// is killed either way.
+pub async fn wait_for_group(child: &mut Child, deadline: std::time::Instant) -> Option<std::process::ExitStatus> {
+    let group = ProcessGroup(child.id());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    drop(group);
+    status
+}
+
+/// `bash` as a reader's shell would run a documented script, isolated: its
+/// own HOME, XDG_RUNTIME_DIR and TMPDIR under `dir` (so it never reads or
+/// writes the user's credentials), the built `portcullis` first on PATH,
+/// none of the variables that would point it at another server or
+/// credentials, no proxy, stdout and stderr into `dir/output.txt`, and in a
+/// process group of its own (see [`wait_for_group`]). The caller adds the
+/// arguments and the working directory.
+pub fn isolated_bash(dir: &std::path::Path) -> Command {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let (home, runtime, tmp) = (dir.join("home"), dir.join("run"), dir.join("tmp"));
+    for d in [&home, &runtime, &tmp] {
+        std::fs::create_dir(d).unwrap();
+    }
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_portcullis")).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let out = std::fs::File::create(dir.join("output.txt")).unwrap();
+    let mut command = Command::new("bash");
+    command
+        .env("PATH", path)
+        .env("HOME", &home)
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .env("TMPDIR", &tmp)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .process_group(0);
+    for name in [
+        "REGISTRY_AUTH_FILE",
+        "XDG_CONFIG_HOME",
+        "XDG_DATA_HOME",
+        "XDG_CACHE_HOME",
+        "DOCKER_CONFIG",
+        "PORTCULLIS_DATABASE",
+        "PORTCULLIS_SERVER",
+        "PORTCULLIS_CREDS",
+        "PORTCULLIS_WEBHOOK_SECRET",
+        "COSIGN_PASSWORD",
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        command.env_remove(name);
+    }
+    command
+}

@@ -30,7 +30,7 @@ pub use outbox::OutboxEvent;
 pub use promotion::{EvaluationOutcome, EvaluationRecord, PromotionCopy, Provenance, StoredPolicy};
 pub use replication::{ReplicationProvenance, ReplicationRule, ReplicationRun, UpstreamRegistry};
 pub use rows::SeverityCounts;
-pub use scans::{EventsFor, ScanOutcome, ScanRecord, MAX_SCAN_ATTEMPTS};
+pub use scans::{EventsFor, ScanOutcome, ScanRecord, ScanStatus, MAX_SCAN_ATTEMPTS};
 pub use sessions::UiSession;
 pub use webhooks::{AfterAttempt, Attempt, DeliveryLog, DueDelivery, Webhook};
 
@@ -83,8 +83,10 @@ pub enum Backend {
     Postgres,
 }
 
-/// Names no account may take: subjects the server uses itself.
-pub const RESERVED_NAMES: &[&str] = &["anonymous", "system"];
+/// Names no account may take: subjects the server uses itself (`anonymous`
+/// for callers without credentials; `system` and `portcullis`, the actors of
+/// the registry's own audit records, so a record by one is never a person's).
+pub const RESERVED_NAMES: &[&str] = &["anonymous", "system", "portcullis"];
 
 /// The password in `scheme://user:password@host/…`, if any.
 fn url_password(url: &str) -> Option<&str> {

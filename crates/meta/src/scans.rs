@@ -5,18 +5,65 @@ use sqlx::Row;
 
 use crate::audit::AuditEvent;
 use crate::rows::{severity_counts, SeverityCounts};
-use crate::{now_ms, Meta, Result};
+use crate::{now_ms, Meta, MetaError, Result};
 
 /// How many times an image is scanned before it stays failed: a scan that
 /// fails, or is interrupted by the server stopping, is retried at most this
 /// often (until someone asks for a scan explicitly).
 pub const MAX_SCAN_ATTEMPTS: i64 = 3;
 
+/// Where an image's scan stands; stored as its [`as_str`](Self::as_str)
+/// word, which the queries below name in SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanStatus {
+    /// Waiting for a scanner.
+    Queued,
+    /// A scanner took it (back to `Queued` if the server stops meanwhile).
+    Scanning,
+    /// Finished: layers, findings and the SBOM are stored.
+    Done,
+    /// Gave up, with the error (retried up to [`MAX_SCAN_ATTEMPTS`]).
+    Failed,
+}
+
+impl ScanStatus {
+    const ALL: [ScanStatus; 4] = [
+        ScanStatus::Queued,
+        ScanStatus::Scanning,
+        ScanStatus::Done,
+        ScanStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanStatus::Queued => "queued",
+            ScanStatus::Scanning => "scanning",
+            ScanStatus::Done => "done",
+            ScanStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for ScanStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ScanStatus {
+    type Err = MetaError;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| MetaError::Corrupt(format!("scan status {s:?}")))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanRecord {
     pub digest: String,
-    /// `queued`, `scanning`, `done` or `failed`.
-    pub status: String,
+    pub status: ScanStatus,
     pub error: Option<String>,
     /// JSON: the layer digests in order.
     pub layers: Option<String>,
@@ -65,7 +112,7 @@ const COLUMNS: &str = "digest, status, error, layers, findings, db_generation, c
 fn record(r: &sqlx::any::AnyRow) -> Result<ScanRecord> {
     Ok(ScanRecord {
         digest: r.try_get(0)?,
-        status: r.try_get(1)?,
+        status: r.try_get::<String, _>(1)?.parse()?,
         error: r.try_get(2)?,
         layers: r.try_get(3)?,
         findings: r.try_get(4)?,

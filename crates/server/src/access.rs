@@ -722,3 +722,21 @@ impl Registry {
 pub(crate) fn parse_scopes(s: &str) -> Result<Vec<TokenScope>, portcullis_auth::AuthError> {
     s.split_whitespace().map(str::parse).collect()
 }
+
+/// Account, organization and team names: one repository path component,
+/// so `acme/app` can name a namespace and a repository in it, and none of
+/// [`portcullis_meta::RESERVED_NAMES`] (`anonymous`, and `system` and
+/// `portcullis`, the actors of the registry's own audit records). `Err`
+/// says why not, for a person.
+pub fn check_account_name(name: &str) -> Result<(), String> {
+    let ok = name.len() <= 64 && !name.contains('/') && name.parse::<portcullis_oci::RepositoryName>().is_ok();
+    if !ok {
+        return Err(format!(
+            "{name:?} is not a valid name: lowercase letters, digits and . _ - separators"
+        ));
+    }
+    if portcullis_meta::RESERVED_NAMES.contains(&name) {
+        return Err(format!("{name:?} is reserved: the registry's own records use it"));
+    }
+    Ok(())
+}

@@ -7,7 +7,6 @@
 
 pub mod access;
 mod api;
-mod attestations;
 mod blobs;
 mod cache;
 mod error;
@@ -47,7 +46,7 @@ use portcullis_meta::{AuditEvent, Meta};
 use portcullis_store::BlobStore;
 use tracing::Instrument;
 
-pub use access::{AccessSettings, Anonymous, TrustedProxies};
+pub use access::{check_account_name, AccessSettings, Anonymous, TrustedProxies};
 pub use api::audit_json;
 pub use error::RegistryError;
 pub use gc::{collect_garbage_logged, GcReport, GcSettings};
@@ -85,12 +84,12 @@ pub struct Registry {
     kek: [u8; 32],
     /// Bounds the cosign key files decrypted at once (scrypt's memory).
     key_imports: Arc<tokio::sync::Semaphore>,
-    /// Taken by each push's promotions in turn (`promotion.rs`).
+    /// Taken by each push's promotions in turn (`promotion/`).
     promoting: tokio::sync::Mutex<()>,
     /// Bounds the replication runs that copy at once (`replication.rs`).
     replication_runs: Arc<tokio::sync::Semaphore>,
     /// Taken while the registry's first attestation key is made or a new
-    /// one added (`attestations.rs`), so two never race to be the newest.
+    /// one added (`signing/attestations.rs`), so two never race to be the newest.
     registry_key_creation: tokio::sync::Mutex<()>,
 }
 

@@ -276,7 +276,7 @@ impl Registry {
                 None => (None, Vec::new()),
             };
             let sbom = sbom_to_bytes(&image);
-            // The SBOM the registry attests (`attestations.rs`).
+            // The SBOM the registry attests (`signing/attestations.rs`).
             let (created, serial) = (now_rfc3339(), uuid::Uuid::new_v4().to_string());
             let subject = portcullis_scan::sbom::Subject {
                 name: &subject_digest,
@@ -305,7 +305,7 @@ impl Registry {
         };
         // Attested before the result is committed: whoever sees the scan
         // done (or hears SCAN_COMPLETED) finds its attestations there.
-        self.attest_scan(crate::attestations::ScanRecord {
+        self.attest_scan(crate::signing::attestations::ScanRecord {
             digest,
             cyclonedx,
             findings: serde_json::to_value(&findings).expect("json"),

@@ -290,7 +290,12 @@ pub(crate) async fn login(
     record: LoginRecord,
 ) -> Result<Principal, RegistryError> {
     check_sizes(user, secret)?;
-    let mut ev = AuditEvent::ok(user, "login");
+    // No account has a reserved name (the registry's own actors among
+    // them): a login claiming one is nobody's, and its record must not read
+    // as the registry's own.
+    let reserved = portcullis_meta::RESERVED_NAMES.contains(&user);
+    let mut ev = AuditEvent::ok(if reserved { "anonymous" } else { user }, "login");
+    let claimed = reserved.then(|| format!("as the reserved name {user:?}"));
     ev.address = addr.clone();
     let address = addr.as_deref().unwrap_or("?");
     let token = ApiToken::parse(secret);
@@ -304,8 +309,15 @@ pub(crate) async fn login(
     if let Attempt::Throttled { wait, first } = attempt {
         if first {
             ev.result = "denied".into();
-            ev.detail =
-                Some("throttled; further attempts until the lockout ends are counted, not recorded one by one".into());
+            let throttled = "throttled; further attempts until the lockout ends are counted, not recorded one by one";
+            ev.detail = Some(
+                claimed
+                    .iter()
+                    .map(String::as_str)
+                    .chain([throttled])
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            );
             reg.meta.audit(&[ev]).await?;
         }
         return Err(RegistryError::TooManyRequests(wait.as_secs().max(1)));
@@ -345,7 +357,7 @@ pub(crate) async fn login(
         }
         keys.iter().map(|k| t.take_refused(k)).max().unwrap_or(0)
     };
-    let mut notes: Vec<String> = Vec::new();
+    let mut notes: Vec<String> = claimed.into_iter().collect();
     if refused > 0 {
         notes.push(format!("{refused} attempts refused while throttled before this one"));
     }
@@ -375,7 +387,7 @@ pub(crate) async fn login(
             Ok(p)
         }
         Err(why) => {
-            notes.insert(0, why.to_string());
+            notes.insert(usize::from(reserved), why.to_string());
             ev.result = "failed".into();
             ev.detail = Some(notes.join("; "));
             reg.meta.audit(&[ev]).await?;

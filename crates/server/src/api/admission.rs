@@ -85,11 +85,38 @@ pub(crate) async fn admission(State(reg): State<Arc<Registry>>, who: Who, body: 
     if !problems.is_empty() {
         response["status"] = json!({"code": 403, "message": format!("Portcullis: {}", problems.join("; "))});
     }
+    // Every verdict is on the trail: who asked (the cluster's account),
+    // about which images, and why a denial denied.
+    let mut event = who
+        .actor
+        .event("admission")
+        .detail(admission_detail(&request, &problems));
+    if !problems.is_empty() {
+        event.result = "denied".into();
+    }
+    reg.meta.audit(&[event]).await?;
     Ok(reply(
         StatusCode::OK,
         json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}),
     ))
 }
+
+/// The audit record's detail: the object's kind, its images and what was
+/// wrong, at most [`MAX_DETAIL`] characters.
+fn admission_detail(request: &portcullis_policy::AdmissionRequest, problems: &[String]) -> String {
+    let mut detail = format!("{} {}", request.kind, request.images.join(","));
+    if !problems.is_empty() {
+        detail.push_str(": ");
+        detail.push_str(&problems.join("; "));
+    }
+    if detail.chars().count() > MAX_DETAIL {
+        detail = detail.chars().take(MAX_DETAIL).chain(['…']).collect();
+    }
+    detail
+}
+
+/// The longest detail an admission record keeps (a review may name 256 images).
+const MAX_DETAIL: usize = 2048;
 
 /// Why each failing image may not run; each (repository, digest) is
 /// judged once however many references resolve to it.

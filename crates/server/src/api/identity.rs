@@ -17,16 +17,33 @@ use super::{json_body, reply, to_json, ApiResult, Who};
 use crate::access::{namespace_of, new_token, Need};
 use crate::{Registry, RegistryError};
 
-/// Account, organization and team names: one repository path component,
-/// so `acme/app` can name a namespace and a repository in it.
+/// Account, organization and team names (see [`crate::check_account_name`]).
 fn valid_name(name: &str) -> Result<(), RegistryError> {
-    let ok = name.len() <= 64 && !name.contains('/') && name.parse::<RepositoryName>().is_ok();
-    if ok {
-        Ok(())
-    } else {
-        Err(RegistryError::Invalid(format!(
-            "{name:?} is not a valid name: lowercase letters, digits and . _ - separators"
-        )))
+    crate::check_account_name(name).map_err(RegistryError::Invalid)
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::valid_name;
+
+    #[test]
+    fn names_table() {
+        for (name, ok) in [
+            ("alice", true),
+            ("acme-ci", true),
+            ("a.b_c", true),
+            ("system", false),
+            ("portcullis", false),
+            ("anonymous", false),
+            ("portcullis2", true),
+            ("Alice", false),
+            ("acme/app", false),
+            ("", false),
+        ] {
+            assert_eq!(valid_name(name).is_ok(), ok, "{name:?}");
+        }
+        assert!(valid_name(&"a".repeat(64)).is_ok());
+        assert!(valid_name(&"a".repeat(65)).is_err());
     }
 }
 

@@ -145,7 +145,7 @@ fn record_json(digest: &str, r: Option<&ScanRecord>) -> serde_json::Value {
         None => json!({"digest": digest, "status": "not_scanned"}),
         Some(r) => json!({
             "digest": r.digest,
-            "status": r.status,
+            "status": r.status.as_str(),
             "error": r.error,
             "database_generation": r.db_generation,
             "summary": counts_json(r.counts.map(|n| n as usize)),
@@ -235,7 +235,7 @@ async fn finished(
         .meta
         .scan(digest.as_str())
         .await?
-        .filter(|r| r.status == "done")
+        .filter(|r| r.status == portcullis_meta::ScanStatus::Done)
         .ok_or_else(|| RegistryError::Absent(format!("no finished scan of {digest}")))?;
     let parse = |what: &str, text: Option<&str>| {
         RegistryError::Invalid(format!(

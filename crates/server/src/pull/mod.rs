@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use portcullis_meta::ScanStatus;
 use portcullis_oci::{Digest, Reference};
 use portcullis_policy::{PullRule, ScanState, SignedBy};
 use portcullis_sign::{
@@ -232,13 +233,13 @@ impl Registry {
         }
         let state = match self.meta.scan(digest).await? {
             None => ScanState::None,
-            Some(s) => match s.status.as_str() {
+            Some(s) => match s.status {
                 // Scanned before any vulnerability database was loaded:
                 // its counts say nothing yet.
-                "done" if s.db_generation.is_none() => ScanState::Pending,
-                "done" => ScanState::Done(s.counts.map(|n| n.max(0) as u64)),
-                "failed" => ScanState::Failed(s.error.unwrap_or_default()),
-                _ => ScanState::Pending,
+                ScanStatus::Done if s.db_generation.is_none() => ScanState::Pending,
+                ScanStatus::Done => ScanState::Done(s.counts.map(|n| n.max(0) as u64)),
+                ScanStatus::Failed => ScanState::Failed(s.error.unwrap_or_default()),
+                ScanStatus::Queued | ScanStatus::Scanning => ScanState::Pending,
             },
         };
         for rule in rules {

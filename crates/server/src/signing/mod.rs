@@ -4,6 +4,11 @@
 //! The signature is a push into the repository: a payload blob, an empty
 //! config and the `sha256-<hex>.sig` manifest (existing signatures kept),
 //! audited as `signature` with the key id and announced as `IMAGE_SIGNED`.
+//!
+//! [`attestations`]: the in-toto statements the registry signs itself,
+//! with its own key (after each scan and each promotion).
+
+pub(crate) mod attestations;
 
 use bytes::Bytes;
 use portcullis_meta::{AuditEvent, NewManifest};

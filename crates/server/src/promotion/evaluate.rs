@@ -1,26 +1,11 @@
-//! Promotion policies at work: after a push to a source repository, after
-//! an image's scan finishes, after a vulnerability database import, and on
-//! request (`apply`), each policy of the repository is evaluated over the
-//! image's facts (the policy crate decides) and a passing image is copied
-//! to the target (the meta crate's one-transaction `promote`). Every
-//! evaluation is recorded; an unchanged re-evaluation is not recorded again,
-//! so nothing retries in a loop.
-//!
-//! A promotion is a push into its target: the target's own policies run
-//! next, up to `MAX_CHAIN` links.
-//!
-//! A policy acts with its owner's rights as they are at each run, not as
-//! they were when it was saved: without pull on the source, push on the
-//! target and (with `sign_as`) the administration of the signing account,
-//! it is `suspended` and copies nothing. A promotion with `sign_as` is
-//! signed again at later triggers until the target carries a signature by
-//! that account's key. A database error is never taken for "nothing to do":
-//! it is returned (and logged by the trigger), and nothing is recorded, so
-//! the next trigger runs again.
+//! One policy over one image: the facts its rules need, the verdict, and
+//! the copy into the target when it passes.
 
 use portcullis_auth::Actions;
-use portcullis_meta::{now_ms, AuditEvent, EvaluationOutcome, EvaluationRecord, PromotionCopy, StoredPolicy};
-use portcullis_oci::{validate_tag, Digest, Reference};
+use portcullis_meta::{
+    now_ms, AuditEvent, EvaluationOutcome, EvaluationRecord, PromotionCopy, ScanStatus, StoredPolicy,
+};
+use portcullis_oci::validate_tag;
 use portcullis_policy::{CompiledPolicy, ImageFacts, PackageFact, PromotionPolicy};
 use serde_json::json;
 
@@ -32,23 +17,11 @@ pub(crate) struct Outcome {
     pub record: EvaluationRecord,
 }
 
-/// Promotions one promotion may set off in turn (a cycle of policies ends
-/// on its own, as a repeated promotion changes nothing; this bounds a long one).
-const MAX_CHAIN: usize = 8;
-
-/// How often promotions whose signing failed are tried again, and for how
-/// long after the failure.
-const SIGNING_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
-const SIGNING_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-/// Held while a promotion's signature is checked and made (signing is rare).
-static SIGNING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 impl Registry {
     /// The facts of one image (not an index) for the rules; `Ok(Err)` with
     /// the outcome (`pending` or `failed`) when its scan is not usable, `Err`
     /// when the database could not say.
-    async fn image_facts(
+    pub(super) async fn image_facts(
         &self,
         tag: &str,
         digest: &str,
@@ -68,23 +41,23 @@ impl Registry {
                 format!("{digest} has not been scanned"),
             )));
         };
-        match scan.status.as_str() {
+        match scan.status {
             // Zero findings from no database is not a clean image: wait for
             // a database (its import re-matches and re-runs the policies).
-            "done" if scan.db_generation.is_none() => {
+            ScanStatus::Done if scan.db_generation.is_none() => {
                 return Ok(Err((
                     EvaluationOutcome::Pending,
                     format!("{digest} was scanned before any vulnerability database was loaded"),
                 )))
             }
-            "done" => {}
-            "failed" => {
+            ScanStatus::Done => {}
+            ScanStatus::Failed => {
                 return Ok(Err((
                     EvaluationOutcome::Failed,
                     format!("the scan of {digest} failed: {}", scan.error.unwrap_or_default()),
                 )))
             }
-            other => {
+            other @ (ScanStatus::Queued | ScanStatus::Scanning) => {
                 return Ok(Err((
                     EvaluationOutcome::Pending,
                     format!("the scan of {digest} is {other}"),
@@ -127,7 +100,7 @@ impl Registry {
     /// `run_policy`, `depth` promotions down a chain (build → release →
     /// production): a promotion is a push into its target, so the target's
     /// own policies run next, up to `MAX_CHAIN` links.
-    async fn run_policy_at(
+    pub(super) async fn run_policy_at(
         &self,
         stored: &StoredPolicy,
         tag: &str,
@@ -177,11 +150,11 @@ impl Registry {
                         let mut signed = None;
                         if let Some(account) = &policy.sign_as {
                             let signature = self.ensure_signed(&policy.target, digest, account).await?;
-                            signed = Some(signature["state"] == "signed");
+                            signed = Some(signature.is_signed());
                             record.detail = json!({"rules": detail, "signature": signature}).to_string();
                         }
                         if now {
-                            self.attest_promotion(crate::attestations::PromotionRecord {
+                            self.attest_promotion(crate::signing::attestations::PromotionRecord {
                                 policy_id: &stored.id,
                                 policy: &policy,
                                 evaluation: &detail,
@@ -227,7 +200,7 @@ impl Registry {
     /// account, decided by the same `authorize` as a request of theirs.
     /// Grants are revoked and repositories deleted and made again after a
     /// policy is saved. `Err` only when the database could not say.
-    async fn suspension(
+    pub(super) async fn suspension(
         &self,
         stored: &StoredPolicy,
         policy: &PromotionPolicy,
@@ -259,59 +232,12 @@ impl Registry {
         Ok((!why.is_empty()).then(|| why.join("; ")))
     }
 
-    /// The policy's signature over a promoted `digest` in `repo`, made now
-    /// if it is not there yet: state `signed` with the key id, or `failed`
-    /// with why (tried again at the next trigger).
-    async fn ensure_signed(&self, repo: &str, digest: &str, account: &str) -> Result<serde_json::Value, RegistryError> {
-        // Check and sign as one step, so two triggers racing over the same
-        // image (a push and an `apply`) add one signature, not two.
-        let _one_at_a_time = SIGNING.lock().await;
-        let failed = |why: String| json!({"signed_by": account, "state": "failed", "error": why});
-        let signed = |key: String| json!({"signed_by": account, "state": "signed", "key_id": key});
-        Ok(match self.signed_by_server_key(repo, digest, account).await? {
-            Ok(Some(key)) => signed(key),
-            // A key that can't sign stays unable: no signature is added.
-            Err(why) => failed(why),
-            // The promotion stands either way; the record says how signing went.
-            Ok(None) => match self.sign_image(repo, digest, account).await {
-                Ok(key) => signed(key),
-                Err(e) => failed(e.to_string()),
-            },
-        })
-    }
-
-    /// The signature state of a promoted tag whose policy signs, for the
-    /// provenance API, as the policy's last run over `digest` left it
-    /// (`signed`, or `failed` with why); `pending` before any run signed.
-    /// Read from the records, so a read costs no signature check.
-    pub(crate) async fn promotion_signature(
-        &self,
-        digest: &str,
-        policy_id: &str,
-    ) -> Result<Option<serde_json::Value>, RegistryError> {
-        let policy = self.meta.policy(policy_id).await?;
-        let Some(account) = policy.as_ref().and_then(parsed).and_then(|p| p.sign_as) else {
-            return Ok(None);
-        };
-        let recorded = self
-            .meta
-            .evaluations(Some(policy_id), Some(digest), 20)
-            .await?
-            .iter()
-            .filter_map(|e| serde_json::from_str::<serde_json::Value>(&e.detail).ok())
-            .map(|d| d["signature"].clone())
-            .find(|s| s["signed_by"] == account.as_str());
-        Ok(Some(
-            recorded.unwrap_or_else(|| json!({"signed_by": account, "state": "pending"})),
-        ))
-    }
-
     /// (outcome, detail, passed) of the rules over every image `digest`
     /// stands for: an index passes only if each of its images does. With
     /// `require_provenance`, each image's provenance is judged too (signers
     /// created after `saved_at`, when the policy was last saved, are not
     /// trusted).
-    async fn evaluate(
+    pub(super) async fn evaluate(
         &self,
         compiled: &CompiledPolicy,
         repo: &str,
@@ -377,7 +303,7 @@ impl Registry {
     /// `Ok(Ok(false))` when this policy had promoted this image there
     /// already; `Ok(Err)` says why the target refused it; `Err` is the
     /// database failing.
-    async fn promote(
+    pub(super) async fn promote(
         &self,
         stored: &StoredPolicy,
         policy: &PromotionPolicy,
@@ -435,203 +361,4 @@ impl Registry {
             Err(e) => Ok(Err(e.to_string())),
         }
     }
-
-    /// Tries again, once a minute, to sign promotions whose signing failed
-    /// in the last day and that nothing has signed since. Only the
-    /// signature is retried, over the target tag the promotion made: no
-    /// promotion runs again (the source tag may have moved or gone), and a
-    /// record is written only when the state changes.
-    pub(crate) async fn retry_failed_signings(weak: std::sync::Weak<Registry>) {
-        loop {
-            tokio::time::sleep(SIGNING_RETRY).await;
-            let Some(reg) = weak.upgrade() else { return };
-            let since = now_ms() - SIGNING_RETRY_FOR.as_millis() as i64;
-            let due = match reg.meta.failed_signings(since, 100).await {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(error = %e, "listing promotions whose signing failed");
-                    continue;
-                }
-            };
-            for (policy_id, _, digest) in due {
-                if let Err(e) = reg.sign_again(&policy_id, &digest).await {
-                    tracing::warn!(policy = %policy_id, %digest, error = %e, "signing a promotion again");
-                }
-            }
-        }
-    }
-
-    /// One retry of [`Registry::retry_failed_signings`].
-    async fn sign_again(&self, policy_id: &str, digest: &str) -> Result<(), RegistryError> {
-        let Some(latest) = self
-            .meta
-            .evaluations(Some(policy_id), Some(digest), 1)
-            .await?
-            .into_iter()
-            .next()
-        else {
-            return Ok(());
-        };
-        let mut detail: serde_json::Value = serde_json::from_str(&latest.detail).unwrap_or_default();
-        if latest.outcome != EvaluationOutcome::Promoted || detail["signature"]["state"] != "failed" {
-            return Ok(());
-        }
-        let Some(stored) = self.meta.policy(policy_id).await? else {
-            return Ok(());
-        };
-        let Some(policy) = parsed(&stored).filter(|p| p.enabled) else {
-            return Ok(());
-        };
-        let Some(account) = policy.sign_as.clone() else {
-            return Ok(());
-        };
-        if self.suspension(&stored, &policy).await?.is_some() {
-            return Ok(());
-        }
-        let signature = self.ensure_signed(&policy.target, digest, &account).await?;
-        if signature["state"] == detail["signature"]["state"] {
-            return Ok(());
-        }
-        detail["signature"] = signature;
-        let record = EvaluationRecord {
-            id: uuid::Uuid::new_v4().to_string(),
-            detail: detail.to_string(),
-            at: now_ms(),
-            ..latest
-        };
-        self.meta.record_evaluation(&record).await?;
-        Ok(())
-    }
-
-    /// After a push's answer: its tags' policies, one push at a time in the
-    /// order they were answered, and only over tags that still name the
-    /// pushed digest (a later push of the same tag wins, never an earlier
-    /// one whose task ran late).
-    pub(crate) async fn promote_pushed(&self, repo: &str, tags: &[String], digest: &Digest) {
-        let _turn = self.promoting.lock().await;
-        let mut current = Vec::new();
-        for tag in tags {
-            match self.meta.get_manifest(repo, &Reference::Tag(tag.clone())).await {
-                Ok(Some(m)) if m.digest == digest.as_str() => current.push(tag.as_str()),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(%repo, %tag, error = %e, "reading a pushed tag before its promotion"),
-            }
-        }
-        self.promote_on_push(repo, &current, digest).await;
-    }
-
-    /// Runs every enabled policy of `repo` over the tags a push just set.
-    pub(crate) async fn promote_on_push(&self, repo: &str, tags: &[&str], digest: &Digest) {
-        if tags.is_empty() {
-            return;
-        }
-        let policies = match self.meta.policies(repo).await {
-            Ok(p) => p,
-            Err(e) => return tracing::warn!(%repo, error = %e, "reading promotion policies"),
-        };
-        for p in policies.iter().filter(|p| enabled(p)) {
-            for tag in tags {
-                if let Err(e) = self.run_policy(p, tag, digest.as_str(), false).await {
-                    tracing::warn!(policy = %p.id, %repo, error = %e, "promotion after a push");
-                }
-            }
-        }
-    }
-
-    /// The target's policies over what a promotion just tagged there.
-    async fn promote_onward(&self, repo: &str, tag: &str, digest: &str, depth: usize) {
-        if depth > MAX_CHAIN {
-            return tracing::warn!(%repo, %tag, "promotion chain longer than {MAX_CHAIN} links: stopped");
-        }
-        let policies = match self.meta.policies(repo).await {
-            Ok(p) => p,
-            Err(e) => return tracing::warn!(%repo, error = %e, "reading promotion policies after a promotion"),
-        };
-        for p in policies.iter().filter(|p| enabled(p)) {
-            if let Err(e) = self.run_policy_at(p, tag, digest, false, depth).await {
-                tracing::warn!(policy = %p.id, %repo, error = %e, "promotion after a promotion");
-            }
-        }
-    }
-
-    /// Runs the policies that wait for the scan of `digest`: every tag of
-    /// a policy's source that names it (or an index listing it).
-    pub(crate) async fn promote_on_scan(&self, digest: &str) {
-        let tags = match self.meta.policy_tags_of(digest).await {
-            Ok(t) => t,
-            Err(e) => return tracing::warn!(%digest, error = %e, "finding tags to promote"),
-        };
-        for (repo, tag, tagged) in tags {
-            let policies = match self.meta.policies(&repo).await {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(%repo, error = %e, "reading promotion policies after a scan");
-                    continue;
-                }
-            };
-            for p in policies.iter().filter(|p| enabled(p) && needs_scan(p)) {
-                if let Err(e) = self.run_policy(p, &tag, &tagged, false).await {
-                    tracing::warn!(policy = %p.id, %repo, error = %e, "promotion after a scan");
-                }
-            }
-        }
-    }
-
-    /// After an attestation was pushed to `repo` about `subject` (a `.att`
-    /// tag or a bundle referrer): the policies of `repo` that demand
-    /// provenance, over every tag naming it (or an index listing it).
-    pub(crate) async fn promote_on_attestation(&self, repo: &str, subject: &str) {
-        let _turn = self.promoting.lock().await;
-        let tags = match self.meta.policy_tags_of(subject).await {
-            Ok(t) => t,
-            Err(e) => return tracing::warn!(%subject, error = %e, "finding tags to promote"),
-        };
-        let policies = match self.meta.policies(repo).await {
-            Ok(p) => p,
-            Err(e) => return tracing::warn!(%repo, error = %e, "reading promotion policies after an attestation"),
-        };
-        let demanding = |p: &&StoredPolicy| parsed(p).is_some_and(|p| p.enabled && p.require_provenance.is_some());
-        for (_, tag, tagged) in tags.iter().filter(|(r, _, _)| r == repo) {
-            for p in policies.iter().filter(demanding) {
-                if let Err(e) = self.run_policy(p, tag, tagged, false).await {
-                    tracing::warn!(policy = %p.id, %repo, error = %e, "promotion after an attestation");
-                }
-            }
-        }
-    }
-
-    /// After a database import: the policies over the images whose counts
-    /// changed (every tag naming them), and no others: an image that now
-    /// passes is promoted; one that now fails stays where it is, its new
-    /// evaluation recorded.
-    pub(crate) async fn promote_after_rematch(&self, changed: &[String]) {
-        for digest in changed {
-            self.promote_on_scan(digest).await;
-        }
-    }
-
-    /// Every tag of the policy's source, now.
-    pub(crate) async fn apply_policy(&self, p: &StoredPolicy) -> Result<Vec<EvaluationRecord>, RegistryError> {
-        let mut out = Vec::new();
-        for (tag, digest) in self.meta.tagged(&p.repository).await? {
-            out.push(self.run_policy(p, &tag, &digest, false).await?.record);
-        }
-        Ok(out)
-    }
-}
-
-/// The stored policy's JSON; a row this version can't read is logged (it
-/// does not run), never silently skipped.
-fn parsed(p: &StoredPolicy) -> Option<PromotionPolicy> {
-    serde_json::from_str(&p.policy)
-        .inspect_err(|e| tracing::warn!(policy = %p.id, error = %e, "unreadable promotion policy"))
-        .ok()
-}
-
-fn enabled(p: &StoredPolicy) -> bool {
-    parsed(p).is_some_and(|p| p.enabled)
-}
-
-fn needs_scan(p: &StoredPolicy) -> bool {
-    parsed(p).is_some_and(|p| p.needs_scan())
 }
