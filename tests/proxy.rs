@@ -171,7 +171,7 @@ fn noise(seed: &str, n: usize) -> Vec<u8> {
     while out.len() < n {
         let d = Digest::sha256_of(&block);
         block = d.hex().as_bytes().to_vec();
-        out.extend_from_slice(&hex_bytes(&d.hex()));
+        out.extend_from_slice(&hex_bytes(d.hex()));
     }
     out.truncate(n);
     out
