@@ -366,6 +366,11 @@ async fn one_backend(backend: &common::Backend) {
     let cold = copy_to_layout(&here("hub/app:1"), &admin, &work.path().join("cold"), false, home);
     assert_eq!(cold, direct, "{label}: cold copy");
     until_cached(&s, "hub/app", "1").await;
+    // Stored like a push: scanned.
+    common::until(&s, &format!("/api/v1/scans/{app}?repository=hub/app"), |v| {
+        v["status"] == "done"
+    })
+    .await;
     let gets: Vec<usize> = app_blobs.iter().map(|b| up.blob_gets("library/app", b)).collect();
     assert!(gets.iter().all(|n| *n >= 1), "{label}: {gets:?}");
     let warm = copy_to_layout(&here("hub/app:1"), &admin, &work.path().join("warm"), false, home);
@@ -465,6 +470,16 @@ async fn one_backend(backend: &common::Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 403, "{label}");
+    let body: Value = r.json().await.unwrap();
+    assert!(body.to_string().contains("pull-through cache"), "{body}");
+    let r = s
+        .anon
+        .delete(s.url("/api/v1/repositories/hub/app"))
+        .basic_auth("repoadmin", Some(PW))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "{label}: the repository's administrator deletes it");
     let body: Value = r.json().await.unwrap();
     assert!(body.to_string().contains("pull-through cache"), "{body}");
     assert!(local_tags(&s, "hub/app").await.contains(&"1".to_string()));

@@ -1604,6 +1604,12 @@ async fn proxy_setting(
 pub(crate) async fn repository_delete(reg: &Registry, who: &Who, name: &str) -> ApiResult {
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
+    // A pull-through cache is purged by its namespace's administrators only.
+    if let Some(p) = reg.proxy_of(name.as_str()).await? {
+        if who.need(reg, Need::Namespace(&p.namespace, Role::Admin)).await.is_err() {
+            return Err(crate::proxy::refusal(&p));
+        }
+    }
     let ev = who.actor.event("repository.delete").repository(name.as_str());
     let deleted = reg.meta.delete_repository(name.as_str(), &ev).await?;
     reg.invalidate(name.as_str());
