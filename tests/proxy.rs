@@ -156,6 +156,14 @@ impl Upstream {
         std::fs::write(&path, bytes).unwrap();
     }
 
+    /// Reads (`GET`, `HEAD`) of `repo`'s manifests the upstream has logged.
+    fn manifest_reads(&self, repo: &str) -> usize {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let get = format!("\"GET /v2/{repo}/manifests/");
+        let head = format!("\"HEAD /v2/{repo}/manifests/");
+        log.lines().filter(|l| l.contains(&get) || l.contains(&head)).count()
+    }
+
     /// Successful `GET`s of `repo`'s blob `digest` the upstream has logged.
     fn blob_gets(&self, repo: &str, digest: &Digest) -> usize {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -283,6 +291,7 @@ async fn one_backend(backend: &common::Backend) {
     let (_, par_blobs) = up.push_image("library/par", "1", "parallel", 3_000_000).await;
     let (_, broken_blobs) = up.push_image("library/broken", "1", "broken", 100_000).await;
     up.tamper(&broken_blobs[1]);
+    up.push_image("library/ruled", "1", "ruled", 4096).await;
     let mut evictable = Vec::new();
     for name in ["e1", "e2", "e3"] {
         evictable.push(up.push_image(&format!("library/{name}"), "1", name, 200_000).await);
@@ -608,6 +617,41 @@ async fn one_backend(backend: &common::Backend) {
         "{label}: the evicted layer was not reclaimed"
     );
     assert!(s.registry.store.blob_size(&evictable[0].1[1]).await.unwrap().is_some());
+
+    // Pull rules: one that decides without the image (no vulnerability
+    // database is younger than a day: there is none) refuses before the
+    // upstream is asked; one that needs the image judges it once cached.
+    let (status, v) = call(
+        &s,
+        Method::PUT,
+        "/api/v1/namespaces/lim/settings",
+        json!({"pull_rule": {"max_database_age": "1d"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let anon_get = |path: &str| s.anon.get(s.url(path)).header("accept", ACCEPT).send();
+    let r = anon_get("/v2/lim/ruled/manifests/1").await.unwrap();
+    assert_eq!(r.status(), 403, "{label}");
+    assert!(r.text().await.unwrap().contains("max_database_age"), "{label}");
+    assert_eq!(up.manifest_reads("library/ruled"), 0, "{label}: the upstream was asked");
+    assert!(local_tags(&s, "lim/ruled").await.is_empty());
+    let (status, v) = call(
+        &s,
+        Method::PUT,
+        "/api/v1/namespaces/lim/settings",
+        json!({"pull_rule": {"require_signed_by": {"accounts": ["admin"]}}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let r = anon_get("/v2/lim/ruled/manifests/1").await.unwrap();
+    assert_eq!(r.status(), 403, "{label}");
+    assert!(r.text().await.unwrap().contains("not signed"), "{label}");
+    assert!(up.manifest_reads("library/ruled") > 0, "{label}");
+    assert_eq!(
+        local_tags(&s, "lim/ruled").await,
+        ["1"],
+        "{label}: judged on the cached image"
+    );
 
     // The upstream stops: the cached copy is served, with a warning.
     up.stop();
