@@ -460,6 +460,33 @@ CREATE TABLE replication_provenance (
     PRIMARY KEY (repo, tag)
 )
 "#,
+    // 18: pull-through caches. A namespace may proxy a namespace of an
+    // upstream registry (which can't be deleted while it does); each image
+    // the cache stored is listed with the bytes its blobs declare and when
+    // it was last pulled, for the size limit's least-recently-pulled
+    // eviction. Rows go with their manifest.
+    r#"
+CREATE TABLE proxy_namespaces (
+    namespace {text_c} PRIMARY KEY REFERENCES accounts(name) ON DELETE CASCADE,
+    registry {text_c} NOT NULL REFERENCES upstream_registries(name),
+    upstream_namespace TEXT NOT NULL,
+    ttl_secs BIGINT NOT NULL,
+    max_bytes BIGINT NOT NULL,
+    public BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE proxy_images (
+    repo {text_c} NOT NULL,
+    digest TEXT NOT NULL,
+    namespace {text_c} NOT NULL,
+    bytes BIGINT NOT NULL,
+    cached_at BIGINT NOT NULL,
+    pulled_at BIGINT NOT NULL,
+    PRIMARY KEY (repo, digest),
+    FOREIGN KEY (repo, digest) REFERENCES manifests(repo, digest) ON DELETE CASCADE
+);
+CREATE INDEX proxy_images_by_pull ON proxy_images (namespace, pulled_at)
+"#,
 ];
 
 /// The migration whose version rewrites stored tag templates

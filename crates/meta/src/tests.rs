@@ -1386,6 +1386,8 @@ async fn stored_tag_templates_are_upgraded_once() {
             .await
             .unwrap();
         for table in [
+            "proxy_images",
+            "proxy_namespaces",
             "replication_provenance",
             "replication_runs",
             "replication_rules",

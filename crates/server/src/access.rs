@@ -573,6 +573,9 @@ impl Registry {
                 public
             }
         };
+        // A public pull-through cache: anyone may pull (and so fill it),
+        // repositories not yet cached included.
+        let public = public || self.proxy_of(repo).await?.is_some_and(|p| p.public);
         let base = if public { Actions::PULL } else { Actions::NONE };
         Ok(base.union(self.access.settings.anonymous.actions()))
     }

@@ -113,7 +113,7 @@ pub(crate) async fn get(
     Ok(resp)
 }
 
-fn blob_response(status: StatusCode, digest: &Digest, len: u64, body: Body) -> Response {
+pub(crate) fn blob_response(status: StatusCode, digest: &Digest, len: u64, body: Body) -> Response {
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();

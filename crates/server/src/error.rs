@@ -68,6 +68,9 @@ pub enum RegistryError {
     /// A management object that already exists: 409.
     #[error("{0}")]
     Exists(String),
+    /// A pull-through cache's upstream did not serve what was asked: 502.
+    #[error("{0}")]
+    Upstream(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -99,6 +102,7 @@ impl RegistryError {
             Invalid(_) => (StatusCode::BAD_REQUEST, "INVALID"),
             Absent(_) => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             Exists(_) => (StatusCode::CONFLICT, "CONFLICT"),
+            Upstream(_) => (StatusCode::BAD_GATEWAY, "UNAVAILABLE"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
         }
     }

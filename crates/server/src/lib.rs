@@ -18,6 +18,7 @@ mod manifests;
 mod metrics;
 mod ops;
 mod promotion;
+mod proxy;
 mod pull;
 mod reach;
 mod replication;
@@ -88,6 +89,8 @@ pub struct Registry {
     promoting: tokio::sync::Mutex<()>,
     /// Bounds the replication runs that copy at once (`replication.rs`).
     replication_runs: Arc<tokio::sync::Semaphore>,
+    /// Pull-through caches' flights, pending blobs and tag checks (`proxy.rs`).
+    proxy: proxy::ProxyState,
     /// Taken while the registry's first attestation key is made or a new
     /// one added (`signing/attestations.rs`), so two never race to be the newest.
     registry_key_creation: tokio::sync::Mutex<()>,
@@ -141,6 +144,7 @@ impl Registry {
             puller: options.scan.pull.clone(),
             scanner: scanner::Scanner::new(options.scan),
             pull_rules: pull::PullRuleCache::new(options.manifest_cache_ttl),
+            proxy: proxy::ProxyState::new(options.manifest_cache_ttl),
             dispatcher: webhooks::Dispatcher::new(&options.webhooks),
             webhooks: options.webhooks,
             kek,
@@ -312,13 +316,29 @@ async fn dispatch(State(reg): State<Arc<Registry>>, peer: token::Peer, request: 
     );
     let query = uri.query().unwrap_or("");
     let head = method == Method::HEAD;
+    // A pull-through cache's namespace: served from its upstream, and closed to pushes.
+    let proxy = match route.repository() {
+        Some(n) => match reg.proxy_of(n.as_str()).await {
+            Ok(p) => p,
+            Err(e) => return named(name, Err(e)),
+        },
+        None => None,
+    };
+    if let Some(p) = &proxy {
+        if let Err(e) = reg.refuse_proxy_write(&caller, &method, &route, p).await {
+            return named(name, Err(e));
+        }
+    }
     let r = &reg;
     let result: Handled = match (method, route) {
         (_, Route::Base) => Ok(Body::from("{}").into_response()),
         (_, Route::Catalog) => listing::catalog(r, &caller, query).await,
         (_, Route::Tags(n)) => listing::tags(r, &n, query).await,
         (m, Route::Manifest(n, rf)) if m == Method::GET || head => {
-            let resp = manifests::get(r, &caller, &n, &rf, &headers, head).await;
+            let resp = match proxy {
+                Some(p) => r.proxy_manifest(p, &caller, &actor, &n, &rf, &headers, head).await,
+                None => manifests::get(r, &caller, &n, &rf, &headers, head).await,
+            };
             if let (false, Ok(ok)) = (head, &resp) {
                 let digest = header_str(ok.headers(), "docker-content-digest").unwrap_or_default();
                 reg.audit_pull(actor.event("pull").repository(n.as_str()).digest(digest))
@@ -331,7 +351,10 @@ async fn dispatch(State(reg): State<Arc<Registry>>, peer: token::Peer, request: 
         (Method::PUT, Route::BadReference(_, e)) => Err(e.into()),
         (_, Route::BadReference(n, e)) => Err(RegistryError::ManifestUnknown(format!("{n}: {e}"))),
         (Method::DELETE, Route::Blob(n, d)) => blobs::delete(r, &actor, &n, &d).await,
-        (_, Route::Blob(n, d)) => blobs::get(r, &n, &d, &headers, head, zero_copy.as_ref()).await,
+        (_, Route::Blob(n, d)) => match proxy {
+            Some(p) => r.proxy_blob_get(p, &n, &d, &headers, head, zero_copy.as_ref()).await,
+            None => blobs::get(r, &n, &d, &headers, head, zero_copy.as_ref()).await,
+        },
         (_, Route::Uploads(n)) => match uploads::mount_source(r, &caller, &n, query).await {
             Ok(from) => uploads::start(r, &n, &actor.name, query, from, body).await,
             Err(e) => Err(e),

@@ -18,7 +18,7 @@ use serde_json::json;
 
 /// Whether a client's `Accept` headers admit `stored`. No Accept, a
 /// wildcard, or no manifest type at all listed means "anything".
-fn accepts(headers: &HeaderMap, stored: &str) -> bool {
+pub(crate) fn accepts(headers: &HeaderMap, stored: &str) -> bool {
     let mut listed_manifest_type = false;
     for value in headers.get_all("accept").iter().filter_map(|v| v.to_str().ok()) {
         for item in value.split(',').map(media_type::essence) {

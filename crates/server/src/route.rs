@@ -21,6 +21,21 @@ pub enum Route {
     Referrers(RepositoryName, Digest),
 }
 
+impl Route {
+    /// The repository a manifest, blob or upload route names (what a
+    /// pull-through cache serves or refuses).
+    pub fn repository(&self) -> Option<&RepositoryName> {
+        match self {
+            Route::Manifest(n, _)
+            | Route::BadReference(n, _)
+            | Route::Blob(n, _)
+            | Route::Uploads(n)
+            | Route::Upload(n, _) => Some(n),
+            _ => None,
+        }
+    }
+}
+
 /// `None` when the path is not an API route at all (404 NOT_FOUND);
 /// `Some(Err)` when it is one with a bad name, digest or tag.
 pub fn parse(path: &str) -> Option<Result<Route, OciError>> {

@@ -319,6 +319,12 @@ impl BlobStore {
         .map_err(io::Error::other)?
     }
 
+    /// Opens an upload's bytes so far for reading (a pull-through cache
+    /// streams a blob to its clients from the upload while it arrives).
+    pub async fn open_upload(&self, id: Uuid) -> io::Result<tokio::fs::File> {
+        tokio::fs::File::open(self.upload_path(id)).await
+    }
+
     pub async fn cancel_upload(&self, id: Uuid) -> Result<(), StoreError> {
         let _session = self.lock_session(id).await;
         self.hashes.lock().unwrap().remove(&id);

@@ -1388,6 +1388,41 @@ pub(crate) struct NamespaceSettings {
     /// Repositories (name patterns within the namespace) that only
     /// promotions and signatures write to.
     promotion_only: Option<Vec<String>>,
+    /// Make the namespace a pull-through cache of an upstream registry's
+    /// namespace (`{}`: no longer one; what it cached stays).
+    proxy: Option<ProxySettings>,
+}
+
+/// A pull-through cache: `NS/REPO:TAG` is served from
+/// `NAMESPACE/REPO:TAG` on the registry.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProxySettings {
+    /// The upstream registry (`/api/v1/registries`); required unless clearing.
+    registry: Option<String>,
+    /// The namespace on the upstream (`library`); absent or empty: its top level.
+    namespace: Option<String>,
+    /// How long a tag's upstream digest is believed before it is asked
+    /// again (a `HEAD`); default 300, at most 604800.
+    ttl_secs: Option<u64>,
+    /// The bytes the cached images may declare together; past it the least
+    /// recently pulled are evicted. Absent or 0: no limit.
+    max_bytes: Option<u64>,
+    /// Anonymous callers may pull (and so fill the cache); default false.
+    public: Option<bool>,
+}
+
+/// A namespace's pull-through cache settings, and the bytes its cached
+/// images declare now.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ProxyView {
+    registry: String,
+    namespace: String,
+    ttl_secs: u64,
+    /// `null`: no limit.
+    max_bytes: Option<u64>,
+    public: bool,
+    used_bytes: u64,
 }
 
 /// A namespace's settings.
@@ -1400,17 +1435,31 @@ pub(crate) struct NamespaceSettingsView {
     pull_rule: serde_json::Value,
     /// Name patterns of the repositories only promotions write images to.
     promotion_only: Vec<String>,
+    /// `null`: the namespace is no pull-through cache.
+    proxy: Option<ProxyView>,
 }
 
 async fn namespace_json(reg: &Registry, ns: &str) -> ApiResult {
     let patterns = reg.meta.namespace_immutability(ns).await?;
     let pull_rule = reg.meta.namespace_pull_rule(ns).await?;
     let promotion_only = reg.meta.namespace_promotion_only(ns).await?;
+    let proxy = match reg.meta.proxy_namespace(ns).await? {
+        None => None,
+        Some(p) => Some(ProxyView {
+            used_bytes: reg.meta.proxy_usage(ns).await?.max(0) as u64,
+            registry: p.registry,
+            namespace: p.upstream_namespace,
+            ttl_secs: p.ttl_secs.max(0) as u64,
+            max_bytes: (p.max_bytes > 0).then_some(p.max_bytes as u64),
+            public: p.public,
+        }),
+    };
     let view = NamespaceSettingsView {
         namespace: ns.to_string(),
         immutable_tag_patterns: patterns,
         pull_rule: rule_json(&pull_rule),
         promotion_only,
+        proxy,
     };
     Ok(reply(StatusCode::OK, to_json(&view)))
 }
@@ -1452,11 +1501,15 @@ pub(crate) async fn namespace_settings_update(
     who.need(&reg, Need::Namespace(&ns, Role::Admin)).await?;
     must_exist(&reg, &ns, None).await?;
     let s: NamespaceSettings = json_body(&body)?;
-    if s.immutable_tag_patterns.is_none() && s.pull_rule.is_none() && s.promotion_only.is_none() {
+    if s.immutable_tag_patterns.is_none() && s.pull_rule.is_none() && s.promotion_only.is_none() && s.proxy.is_none() {
         return Err(RegistryError::Invalid(
-            "give immutable_tag_patterns, pull_rule or promotion_only".into(),
+            "give immutable_tag_patterns, pull_rule, promotion_only or proxy".into(),
         ));
     }
+    let proxy = match &s.proxy {
+        Some(p) => Some(proxy_setting(&reg, &ns, p).await?),
+        None => None,
+    };
     if let Some(patterns) = &s.promotion_only {
         portcullis_policy::parse_patterns(patterns, "")
             .map_err(|e| RegistryError::Invalid(format!("promotion_only: {e}")))?;
@@ -1488,7 +1541,74 @@ pub(crate) async fn namespace_settings_update(
         ));
         reg.meta.set_namespace_promotion_only(&ns, patterns, &ev).await?;
     }
+    match proxy {
+        None => {}
+        Some(None) => {
+            let ev = who.actor.event("namespace.update").detail(format!("{ns} proxy=none"));
+            reg.meta.clear_proxy_namespace(&ns, &ev).await?;
+        }
+        Some(Some(p)) => {
+            let ev = who.actor.event("namespace.update").detail(format!(
+                "{ns} proxy={}",
+                json!({"registry": p.registry, "namespace": p.upstream_namespace, "ttl_secs": p.ttl_secs,
+                       "max_bytes": p.max_bytes, "public": p.public})
+            ));
+            reg.meta.set_proxy_namespace(&p, &ev).await.map_err(|e| match e {
+                portcullis_meta::MetaError::Missing(_) => {
+                    RegistryError::Invalid(format!("registry {} does not exist", p.registry))
+                }
+                e => e.into(),
+            })?;
+        }
+    }
+    if s.proxy.is_some() {
+        reg.forget_proxy(&ns);
+    }
     namespace_json(&reg, &ns).await
+}
+
+/// The proxy settings asked for, checked: `None` clears them.
+async fn proxy_setting(
+    reg: &Registry,
+    ns: &str,
+    p: &ProxySettings,
+) -> Result<Option<portcullis_meta::ProxyNamespace>, RegistryError> {
+    let Some(registry) = p.registry.as_deref() else {
+        if p.namespace.is_some() || p.ttl_secs.is_some() || p.max_bytes.is_some() || p.public.is_some() {
+            return Err(RegistryError::Invalid(
+                "proxy: give the registry (or {} to make the namespace no proxy)".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    if reg.meta.upstream_registry(registry).await?.is_none() {
+        return Err(RegistryError::Invalid(format!(
+            "proxy: registry {registry} does not exist (POST /api/v1/registries first)"
+        )));
+    }
+    let upstream_namespace = p.namespace.clone().unwrap_or_default();
+    if !upstream_namespace.is_empty() && format!("{upstream_namespace}/x").parse::<RepositoryName>().is_err() {
+        return Err(RegistryError::Invalid(format!(
+            "proxy: namespace {upstream_namespace:?} is not a repository name prefix"
+        )));
+    }
+    let ttl_secs = p.ttl_secs.unwrap_or(crate::proxy::DEFAULT_TTL_SECS);
+    if ttl_secs > crate::proxy::MAX_TTL_SECS {
+        return Err(RegistryError::Invalid(format!(
+            "proxy: ttl_secs is at most {}",
+            crate::proxy::MAX_TTL_SECS
+        )));
+    }
+    let max_bytes = i64::try_from(p.max_bytes.unwrap_or(0))
+        .map_err(|_| RegistryError::Invalid("proxy: max_bytes is too large".into()))?;
+    Ok(Some(portcullis_meta::ProxyNamespace {
+        namespace: ns.to_string(),
+        registry: registry.to_string(),
+        upstream_namespace,
+        ttl_secs: ttl_secs as i64,
+        max_bytes,
+        public: p.public.unwrap_or(false),
+    }))
 }
 
 #[utoipa::path(
@@ -1501,6 +1621,12 @@ pub(crate) async fn namespace_settings_update(
 pub(crate) async fn repository_delete(reg: &Registry, who: &Who, name: &str) -> ApiResult {
     let name = repo_name(name)?;
     who.need(reg, Need::Repository(name.as_str(), Actions::ALL)).await?;
+    // A pull-through cache is purged by its namespace's administrators only.
+    if let Some(p) = reg.proxy_of(name.as_str()).await? {
+        if who.need(reg, Need::Namespace(&p.namespace, Role::Admin)).await.is_err() {
+            return Err(crate::proxy::refusal(&p));
+        }
+    }
     let ev = who.actor.event("repository.delete").repository(name.as_str());
     let deleted = reg.meta.delete_repository(name.as_str(), &ev).await?;
     reg.invalidate(name.as_str());

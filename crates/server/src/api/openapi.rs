@@ -362,6 +362,7 @@ mod tests {
             "ImportedKey",
             "RepositorySettings",
             "NamespaceSettings",
+            "ProxySettings",
             "PullRule",
             "SignedBy",
             "RequireProvenance",

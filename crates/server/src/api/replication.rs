@@ -265,6 +265,13 @@ pub(crate) async fn registry_delete(State(reg): State<Arc<Registry>>, who: Who, 
             rules.join(", ")
         )));
     }
+    let proxies = reg.meta.proxies_of_registry(&name).await?;
+    if !proxies.is_empty() {
+        return Err(RegistryError::Conflict(format!(
+            "registry {name} is the upstream of the pull-through cache namespaces {}",
+            proxies.join(", ")
+        )));
+    }
     let ev = who.actor.event("registry.delete").detail(name.clone());
     if !reg.meta.delete_upstream_registry(&name, &ev).await? {
         return Err(RegistryError::Absent(format!("no such registry: {name}")));

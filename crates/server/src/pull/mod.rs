@@ -196,6 +196,42 @@ impl Registry {
         }
     }
 
+    /// What `repo`'s rules decide before there is an image to judge (a
+    /// pull-through cache asks before it fetches): `Err(DENIED)` for an
+    /// unreadable rule, a vulnerability database older than a rule allows
+    /// and a named signer that is gone; `Ok(true)` when a rule remains
+    /// that must judge the image itself, `Ok(false)` when none does.
+    pub(crate) async fn pull_rule_precheck(&self, caller: &Caller, repo: &str) -> Result<bool, RegistryError> {
+        let rules = match self.pull_rule(repo).await? {
+            InForce::Rules(rules) if rules.is_empty() => return Ok(false),
+            _ if self.exempt(caller).await => return Ok(false),
+            InForce::Corrupt(why) => return Err(RegistryError::Denied(format!("{repo}: {why}"))),
+            InForce::Rules(rules) => rules,
+        };
+        if rules.iter().any(|r| r.max_database_age.is_some()) {
+            let age = self.database_age().await?;
+            for rule in &rules {
+                rule.judge_database(age)
+                    .map_err(|why| RegistryError::Denied(format!("{repo}: {why}")))?;
+            }
+        }
+        for rule in &rules {
+            let by = rule
+                .require_signed_by
+                .iter()
+                .chain(rule.require_provenance.iter().map(|p| &p.signed_by));
+            for by in by {
+                if let Err(why) = self.signers_keys(by, rule.saved_at).await? {
+                    return Err(RegistryError::Denied(format!(
+                        "{repo}: pull rule require_signed_by ({}): {why}",
+                        signers_text(by)
+                    )));
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// The pull rules of `repo` over `m`, with no one exempt (admission).
     pub(crate) async fn judge_pull(&self, repo: &str, m: &CachedManifest) -> Result<(), RegistryError> {
         match self.pull_rule(repo).await? {
