@@ -28,7 +28,7 @@ pub use immutability::{ImmutabilitySettings, RepositorySettingsChange};
 pub use keys::{AccountKey, RegistryKey};
 pub use outbox::OutboxEvent;
 pub use promotion::{EvaluationOutcome, EvaluationRecord, PromotionCopy, Provenance, StoredPolicy};
-pub use replication::{ReplicationProvenance, ReplicationRule, ReplicationRun, UpstreamRegistry};
+pub use replication::{PushJob, ReplicationProvenance, ReplicationRule, ReplicationRun, UpstreamRegistry};
 pub use rows::SeverityCounts;
 pub use scans::{EventsFor, ScanOutcome, ScanRecord, MAX_SCAN_ATTEMPTS};
 pub use sessions::UiSession;

@@ -757,6 +757,59 @@ impl RegistryClient {
         Ok(())
     }
 
+    /// Whether the repository has blob `digest` (a `HEAD`).
+    pub async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
+        let head = format!("blobs/{digest}");
+        let resp = self
+            .send_any(&Request {
+                method: Method::HEAD,
+                ..Request::get(&head)
+            })
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.status_error(Method::HEAD, &head, resp).await),
+        }
+    }
+
+    /// Sends the file at `path`, whose digest (`digest`) and size the
+    /// caller knows (a blob a registry stored verified), as a blob: mounted
+    /// from `mount_from` (a repository of the same registry that has it)
+    /// when the registry allows, else streamed from disk in one PUT.
+    /// `true` when it was mounted (nothing uploaded).
+    pub async fn send_blob_file(&self, digest: &Digest, path: &Path, size: u64, mount_from: Option<&str>) -> Result<bool> {
+        let start = match mount_from {
+            Some(from) => format!("blobs/uploads/?mount={digest}&from={from}"),
+            None => "blobs/uploads/".to_string(),
+        };
+        let started = self
+            .send(Request {
+                method: Method::POST,
+                ..Request::get(&start)
+            })
+            .await?;
+        // 201: mounted. 202: an upload session instead (no mount here).
+        if mount_from.is_some() && started.status() == StatusCode::CREATED {
+            return Ok(true);
+        }
+        let location = started
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ClientError::Protocol("upload started without a Location".into()))?;
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{separator}digest={digest}");
+        self.send(Request {
+            method: Method::PUT,
+            content_type: Some("application/octet-stream"),
+            body: Some(Body::File(path.to_path_buf(), size)),
+            ..Request::get(&put)
+        })
+        .await?;
+        Ok(false)
+    }
+
     /// Uploads a file as a blob (unless the repository has it), streamed
     /// from disk in one PUT; returns its digest and size.
     pub async fn push_blob_file(&self, path: &Path) -> Result<(Digest, u64)> {
