@@ -803,7 +803,10 @@ fn matrix() -> Vec<(&'static str, [u16; 13])> {
         ("registry_update", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("registry_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
         ("registry_test", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
-        ("replication_rule_list", [U, 200, 200, 200, 200, 200, 200, U, U, U, U, 200, 200]),
+        (
+            "replication_rule_list",
+            [U, 200, 200, 200, 200, 200, 200, U, U, U, U, 200, 200],
+        ),
         ("replication_rule_create", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
         ("replication_rule_get", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("replication_rule_update", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),

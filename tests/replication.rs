@@ -785,6 +785,19 @@ async fn push_index_here(s: &TestServer, repo: &str, tag: &str) -> Digest {
     Digest::sha256_of(&index)
 }
 
+/// The bytes of the index `repo:reference` on `s`.
+async fn index_bytes(s: &TestServer, repo: &str, reference: &str) -> Vec<u8> {
+    let r = s
+        .http
+        .get(s.url(&format!("/v2/{repo}/manifests/{reference}")))
+        .header("accept", "application/vnd.oci.image.index.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "index {repo}:{reference}");
+    r.bytes().await.unwrap().to_vec()
+}
+
 /// The runs of rule `id` on `s` once one with `cause` has finished: that run.
 async fn finished_run(s: &TestServer, id: &str, cause: &str) -> Value {
     let runs = common::until(s, &format!("/api/v1/replication-rules/{id}/runs"), |v| {
@@ -855,7 +868,7 @@ async fn push_one_backend(backend: &common::Backend) {
     sign_here(&s, "acme/build", "rc", &key, SignatureForm::Tag).await;
     sign_here(&s, "acme/build", "rc", &key, SignatureForm::Bundle).await;
     let r = s
-        .put_index("acme/build", "1.0", s.manifest_bytes("acme/build", "rc").await.to_vec())
+        .put_index("acme/build", "1.0", index_bytes(&s, "acme/build", "rc").await)
         .await;
     assert_eq!(r.status(), 201);
     let promoted = wait_for("the promotion", || async {
@@ -895,7 +908,7 @@ async fn push_one_backend(backend: &common::Backend) {
     }
     // Both children, and the bundle referrer (listed under the referrers
     // tag schema: Distribution 2.8 has no referrers API).
-    let index_json: Value = serde_json::from_slice(&s.manifest_bytes("acme/release", "1.0").await).unwrap();
+    let index_json: Value = serde_json::from_slice(&index_bytes(&s, "acme/release", "1.0").await).unwrap();
     for child in index_json["manifests"].as_array().unwrap() {
         let d = child["digest"].as_str().unwrap();
         let theirs = raw_digest(&format!("docker://{}/site/release@{d}", remote.host), &remote_creds);
@@ -917,7 +930,10 @@ async fn push_one_backend(backend: &common::Backend) {
     assert!(!ours.is_empty(), "{label}: the bundle was promoted with the image");
     let theirs = remote.client("site/release").referrers(&index, None).await.unwrap();
     for d in &ours {
-        assert!(theirs.iter().any(|t| t["digest"] == d.as_str()), "{label}: referrer {d} sent");
+        assert!(
+            theirs.iter().any(|t| t["digest"] == d.as_str()),
+            "{label}: referrer {d} sent"
+        );
         let raw = raw_digest(&format!("docker://{}/site/release@{d}", remote.host), &remote_creds);
         assert_eq!(raw.as_str(), d, "{label}: referrer {d} byte-identical");
     }
@@ -951,7 +967,11 @@ async fn push_one_backend(backend: &common::Backend) {
         "{label}: the second repository's layers mounted, not uploaded ({one} for one, {two} for two): {run}"
     );
     for repo in ["copy/acme/build", "copy/acme/release"] {
-        assert_eq!(remote.digest_of(repo, "1.0").await, Some(index.clone()), "{label}: {repo}");
+        assert_eq!(
+            remote.digest_of(repo, "1.0").await,
+            Some(index.clone()),
+            "{label}: {repo}"
+        );
     }
 
     // Another Portcullis, through Docker's token flow.
@@ -977,7 +997,10 @@ async fn push_one_backend(backend: &common::Backend) {
     for reference in [":1.0".to_string(), format!(":{sig_tag}")] {
         let ours = raw_digest(&format!("docker://{local}/acme/release{reference}"), &admin);
         let theirs = raw_digest(&format!("docker://{edge_host}/site/acme/release{reference}"), &admin);
-        assert_eq!(ours, theirs, "{label}: {reference} byte-identical on the second Portcullis");
+        assert_eq!(
+            ours, theirs,
+            "{label}: {reference} byte-identical on the second Portcullis"
+        );
     }
     let (_, theirs) = call(
         &edge,
@@ -988,14 +1011,21 @@ async fn push_one_backend(backend: &common::Backend) {
     .await;
     for d in &ours {
         assert!(
-            theirs["manifests"].as_array().unwrap().iter().any(|t| t["digest"] == d.as_str()),
+            theirs["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["digest"] == d.as_str()),
             "{label}: referrer {d} on the second Portcullis: {theirs}"
         );
     }
     // The password went nowhere it shows.
     let (_, audit) = call(&s, Method::GET, "/api/v1/audit?limit=1000", Value::Null).await;
     assert!(!audit.to_string().contains(UPSTREAM_PASSWORD), "{label}");
-    assert!(audit.to_string().contains("direction=push"), "{label}: the rule's record");
+    assert!(
+        audit.to_string().contains("direction=push"),
+        "{label}: the rule's record"
+    );
 }
 
 /// A push queued while the remote is down survives a SIGKILL of the
@@ -1100,7 +1130,10 @@ async fn a_queued_push_survives_a_killed_server() {
         assert!(killed.success());
         let _ = server.child.wait();
         remote.resume();
-        assert!(remote.digest_of("site/app", "v1").await.is_none(), "not sent before the restart");
+        assert!(
+            remote.digest_of("site/app", "v1").await.is_none(),
+            "not sent before the restart"
+        );
         server = common::ServerProcess::spawn_env(&data, &db_args, &envs);
         let arrived = wait_for("the push after the restart", || remote.digest_of("site/app", "v1")).await;
         assert_eq!(arrived, image);
@@ -1193,7 +1226,13 @@ async fn pull_requires_signatures_by_local_accounts_and_teams() {
                    "target": "acme/team", "require_signed_by": {"teams": ["ci/gitlab"]}}),
         )
         .await;
-        let (_, shown) = call(&s, Method::GET, &format!("/api/v1/replication-rules/{by_team}"), Value::Null).await;
+        let (_, shown) = call(
+            &s,
+            Method::GET,
+            &format!("/api/v1/replication-rules/{by_team}"),
+            Value::Null,
+        )
+        .await;
         assert_eq!(shown["require_signed_by"]["teams"], json!(["ci/gitlab"]), "{shown}");
         let run = run_rule(&s, &by_team).await;
         assert_eq!(run["status"], "completed", "{label}: {run}");
@@ -1262,17 +1301,40 @@ async fn pull_requires_signatures_by_local_accounts_and_teams() {
         )
         .await;
         assert_eq!(status, 200, "{label}: {v}");
-        let (status, v) = alice(Method::POST, format!("/api/v1/replication-rules/{mine}/run"), Value::Null).await;
+        let (status, v) = alice(
+            Method::POST,
+            format!("/api/v1/replication-rules/{mine}/run"),
+            Value::Null,
+        )
+        .await;
         assert_eq!(status, 202, "{label}: {v}");
         let run = finished_run(&s, &mine, "manual").await;
         assert_eq!(tags_of(&run, "copied"), ["team"], "{label}: {run}");
-        let (status, runs) = alice(Method::GET, format!("/api/v1/replication-rules/{mine}/runs"), Value::Null).await;
-        assert_eq!((status, runs.as_array().map(Vec::len)), (200, Some(1)), "{label}: {runs}");
+        let (status, runs) = alice(
+            Method::GET,
+            format!("/api/v1/replication-rules/{mine}/runs"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(
+            (status, runs.as_array().map(Vec::len)),
+            (200, Some(1)),
+            "{label}: {runs}"
+        );
         let (status, list) = alice(Method::GET, "/api/v1/replication-rules".into(), Value::Null).await;
         assert_eq!(status, 200);
-        let mut names: Vec<&str> = list.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        let mut names: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
         names.sort();
-        assert_eq!(names, ["alice-rule", "by-bob", "by-team"], "{label}: only rules into acme");
+        assert_eq!(
+            names,
+            ["alice-rule", "by-bob", "by-team"],
+            "{label}: only rules into acme"
+        );
         // Refused: a rule into another namespace, moving hers there,
         // another namespace's rule, a push rule, the registries.
         let refused = [
@@ -1286,10 +1348,26 @@ async fn pull_requires_signatures_by_local_accounts_and_teams() {
                 format!("/api/v1/replication-rules/{mine}"),
                 json!({"target": "ci/x"}),
             ),
-            (Method::GET, format!("/api/v1/replication-rules/{elsewhere}"), Value::Null),
-            (Method::PUT, format!("/api/v1/replication-rules/{elsewhere}"), json!({"enabled": false})),
-            (Method::POST, format!("/api/v1/replication-rules/{elsewhere}/run"), Value::Null),
-            (Method::DELETE, format!("/api/v1/replication-rules/{elsewhere}"), Value::Null),
+            (
+                Method::GET,
+                format!("/api/v1/replication-rules/{elsewhere}"),
+                Value::Null,
+            ),
+            (
+                Method::PUT,
+                format!("/api/v1/replication-rules/{elsewhere}"),
+                json!({"enabled": false}),
+            ),
+            (
+                Method::POST,
+                format!("/api/v1/replication-rules/{elsewhere}/run"),
+                Value::Null,
+            ),
+            (
+                Method::DELETE,
+                format!("/api/v1/replication-rules/{elsewhere}"),
+                Value::Null,
+            ),
             (
                 Method::POST,
                 "/api/v1/replication-rules".to_string(),
@@ -1301,7 +1379,13 @@ async fn pull_requires_signatures_by_local_accounts_and_teams() {
             let (status, v) = alice(method.clone(), path.clone(), body).await;
             assert_eq!(status, 403, "{label}: {method} {path}: {v}");
         }
-        let (_, shown) = call(&s, Method::GET, &format!("/api/v1/replication-rules/{mine}"), Value::Null).await;
+        let (_, shown) = call(
+            &s,
+            Method::GET,
+            &format!("/api/v1/replication-rules/{mine}"),
+            Value::Null,
+        )
+        .await;
         assert_eq!(shown["target"], "acme/alice", "{label}: not moved: {shown}");
         let (status, _) = alice(Method::DELETE, format!("/api/v1/replication-rules/{mine}"), Value::Null).await;
         assert_eq!(status, 204, "{label}");

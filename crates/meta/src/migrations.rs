@@ -460,7 +460,9 @@ CREATE TABLE replication_provenance (
     PRIMARY KEY (repo, tag)
 )
 "#,
-    // 18: push replication and signers by name. A rule may require
+    // 18: push replication, signers by name, claims by run. A rule's
+    // claim names the run holding it (`claimed_by`), so a run whose lease
+    // ran out cannot renew or release the next run's. A rule may require
     // signatures by local accounts' and teams' keys (`require_signers`, a
     // JSON `SignedBy`). The push queue holds a row per (push rule,
     // repository, tag) to send, written in the transaction of the event
@@ -468,6 +470,7 @@ CREATE TABLE replication_provenance (
     // replaces it), claimed by the run that pushes it, deleted when sent.
     r#"
 ALTER TABLE replication_rules ADD COLUMN require_signers TEXT NOT NULL DEFAULT '';
+ALTER TABLE replication_rules ADD COLUMN claimed_by TEXT;
 CREATE TABLE replication_push_queue (
     id TEXT PRIMARY KEY,
     rule_id TEXT NOT NULL REFERENCES replication_rules(id) ON DELETE CASCADE,

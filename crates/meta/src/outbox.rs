@@ -38,7 +38,8 @@ pub(crate) async fn append_events(tx: &mut Tx<'_>, events: &[OutboxEvent], only_
     // Push replication's queue fills in the same transaction: no event
     // that wants a push is committed without it (a test ping wants none).
     if only_hook.is_none() {
-        let numbered: Vec<(i64, &OutboxEvent)> = events.iter().enumerate().map(|(i, e)| (first + i as i64, e)).collect();
+        let numbered: Vec<(i64, &OutboxEvent)> =
+            events.iter().enumerate().map(|(i, e)| (first + i as i64, e)).collect();
         crate::replication::queue_pushes(tx, &numbered).await?;
     }
     for (i, e) in events.iter().enumerate() {

@@ -314,15 +314,16 @@ impl Meta {
         rows.iter().map(rule_row).collect()
     }
 
-    /// Claims rule `id` for a run (a conditional update: of two replicas or
-    /// two requests, one wins); `false` when a run holds it and its lease
-    /// of `lease_ms` has not run out.
-    pub async fn claim_replication_rule(&self, id: &str, now: i64, lease_ms: i64) -> Result<bool> {
+    /// Claims rule `id` for run `run_id` (a conditional update: of two
+    /// replicas or two requests, one wins); `false` when a run holds it and
+    /// its lease of `lease_ms` has not run out.
+    pub async fn claim_replication_rule(&self, id: &str, run_id: &str, now: i64, lease_ms: i64) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE replication_rules SET running_since = $1
-             WHERE id = $2 AND (running_since IS NULL OR running_since < $3)",
+            "UPDATE replication_rules SET running_since = $1, claimed_by = $2
+             WHERE id = $3 AND (running_since IS NULL OR running_since < $4)",
         )
         .bind(now)
+        .bind(run_id)
         .bind(id)
         .bind(now - lease_ms)
         .execute(&self.pool)
@@ -330,19 +331,38 @@ impl Meta {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Renews a claim's lease (a long run says it is alive).
-    pub async fn renew_replication_claim(&self, id: &str, now: i64) -> Result<()> {
-        sqlx::query("UPDATE replication_rules SET running_since = $1 WHERE id = $2 AND running_since IS NOT NULL")
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+    /// Renews run `run_id`'s claim on rule `id` (a long run says it is
+    /// alive); `false` when the run no longer holds it (its lease ran out
+    /// and another run took the rule): it must stop.
+    pub async fn renew_replication_claim(&self, id: &str, run_id: &str, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE replication_rules SET running_since = $1
+             WHERE id = $2 AND claimed_by = $3 AND running_since IS NOT NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives up run `run_id`'s claim on rule `id` (a run that did not start).
+    pub async fn release_replication_claim(&self, id: &str, run_id: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE replication_rules SET running_since = NULL, claimed_by = NULL WHERE id = $1 AND claimed_by = $2",
+        )
+        .bind(id)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// Starts a run of a claimed rule. A run of it still unfinished was
     /// interrupted (its claim ran out, or this server restarted): it is
-    /// recorded as failed first.
+    /// recorded as failed first (and, should it still be going, it finds
+    /// its claim gone at its next renewal and stops).
     pub async fn start_replication_run(&self, run: &ReplicationRun) -> Result<()> {
         sqlx::query(
             "UPDATE replication_runs SET status = 'failed', finished_at = $1,
@@ -384,9 +404,12 @@ impl Meta {
                     t(&run.id),
                 ],
             ),
+            // Released only by the run that holds it (one whose lease ran
+            // out does not free the run that took over).
             (
-                "UPDATE replication_rules SET running_since = NULL, last_run_at = $1 WHERE id = $2",
-                vec![int(now), t(&run.rule_id)],
+                "UPDATE replication_rules SET running_since = NULL, claimed_by = NULL, last_run_at = $1
+                 WHERE id = $2 AND claimed_by = $3",
+                vec![int(now), t(&run.rule_id), t(&run.id)],
             ),
         ];
         self.write(&statements, event).await?;

@@ -1496,8 +1496,14 @@ async fn replication_claims_are_exclusive_and_interrupted_runs_recorded() {
         m.create_replication_rule(&rule, &ev()).await.unwrap();
         // Due at once (never run), and claimed by one run only.
         assert_eq!(m.due_replication_rules(1_000, 100).await.unwrap().len(), 1, "{label}");
-        assert!(m.claim_replication_rule("r1", 1_000, 100).await.unwrap(), "{label}");
-        assert!(!m.claim_replication_rule("r1", 1_050, 100).await.unwrap(), "{label}");
+        assert!(
+            m.claim_replication_rule("r1", "run1", 1_000, 100).await.unwrap(),
+            "{label}"
+        );
+        assert!(
+            !m.claim_replication_rule("r1", "other", 1_050, 100).await.unwrap(),
+            "{label}"
+        );
         assert!(m.due_replication_rules(1_050, 100).await.unwrap().is_empty(), "{label}");
         let first = ReplicationRun {
             id: "run1".into(),
@@ -1508,13 +1514,28 @@ async fn replication_claims_are_exclusive_and_interrupted_runs_recorded() {
         };
         m.start_replication_run(&first).await.unwrap();
         // The holder died: its lease runs out, another run takes over.
-        assert!(m.claim_replication_rule("r1", 2_000, 100).await.unwrap(), "{label}");
+        assert!(
+            m.claim_replication_rule("r1", "run2", 2_000, 100).await.unwrap(),
+            "{label}"
+        );
         let second = ReplicationRun {
             id: "run2".into(),
             started_at: 2_000,
             ..first.clone()
         };
         m.start_replication_run(&second).await.unwrap();
+        // The first run, still going somewhere, can neither renew nor
+        // release the rule: it must stop; the second renews it.
+        assert!(
+            !m.renew_replication_claim("r1", "run1", 2_010).await.unwrap(),
+            "{label}"
+        );
+        m.release_replication_claim("r1", "run1").await.unwrap();
+        assert!(m.renew_replication_claim("r1", "run2", 2_020).await.unwrap(), "{label}");
+        assert!(
+            !m.claim_replication_rule("r1", "run3", 2_050, 100).await.unwrap(),
+            "{label}"
+        );
         let runs = m.replication_runs("r1", 10).await.unwrap();
         assert_eq!(runs.len(), 2, "{label}");
         let old = runs.iter().find(|r| r.id == "run1").unwrap();
@@ -1567,9 +1588,15 @@ async fn push_replication_is_queued_with_its_event() {
             created_by: "admin".into(),
             ..ReplicationRule::default()
         };
-        m.create_replication_rule(&rule("out", "push", true), &ev()).await.unwrap();
-        m.create_replication_rule(&rule("off", "push", false), &ev()).await.unwrap();
-        m.create_replication_rule(&rule("in", "pull", true), &ev()).await.unwrap();
+        m.create_replication_rule(&rule("out", "push", true), &ev())
+            .await
+            .unwrap();
+        m.create_replication_rule(&rule("off", "push", false), &ev())
+            .await
+            .unwrap();
+        m.create_replication_rule(&rule("in", "pull", true), &ev())
+            .await
+            .unwrap();
         let event = |kind: &str, repo: &str, tag: &str, digest: &str| {
             let mut e = ev();
             e.outbox = vec![OutboxEvent {
@@ -1596,7 +1623,11 @@ async fn push_replication_is_queued_with_its_event() {
         assert!(m.push_jobs("in", 10).await.unwrap().is_empty(), "{label}");
         let now = now_ms();
         let due = m.rules_with_due_pushes(now, 1_000).await.unwrap();
-        assert_eq!(due.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["out"], "{label}");
+        assert_eq!(
+            due.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["out"],
+            "{label}"
+        );
         let claimed = m.claim_push_jobs("out", "c1", now, 10).await.unwrap();
         assert_eq!((claimed.len(), claimed[0].attempts), (1, 1), "{label}");
         // The tag moves while the run sends the old digest: the new event
@@ -1605,12 +1636,24 @@ async fn push_replication_is_queued_with_its_event() {
         m.push_job_done(&claimed[0]).await.unwrap();
         let queued = m.push_jobs("out", 10).await.unwrap();
         assert_eq!(queued.len(), 1, "{label}");
-        assert_eq!((queued[0].digest.as_str(), queued[0].attempts), ("sha256:5", 0), "{label}");
+        assert_eq!(
+            (queued[0].digest.as_str(), queued[0].attempts),
+            ("sha256:5", 0),
+            "{label}"
+        );
         // A failure waits for its retry time; a success removes it.
         let claimed = m.claim_push_jobs("out", "c2", now_ms(), 10).await.unwrap();
-        m.push_job_failed(&claimed[0], now_ms() + 60_000, "remote down").await.unwrap();
-        assert!(m.claim_push_jobs("out", "c3", now_ms(), 10).await.unwrap().is_empty(), "{label}");
-        assert!(m.rules_with_due_pushes(now_ms(), 1_000).await.unwrap().is_empty(), "{label}");
+        m.push_job_failed(&claimed[0], now_ms() + 60_000, "remote down")
+            .await
+            .unwrap();
+        assert!(
+            m.claim_push_jobs("out", "c3", now_ms(), 10).await.unwrap().is_empty(),
+            "{label}"
+        );
+        assert!(
+            m.rules_with_due_pushes(now_ms(), 1_000).await.unwrap().is_empty(),
+            "{label}"
+        );
         let later = m.claim_push_jobs("out", "c4", now_ms() + 61_000, 10).await.unwrap();
         assert_eq!(later[0].attempts, 2, "{label}");
         assert_eq!(later[0].last_error.as_deref(), Some("remote down"), "{label}");

@@ -16,7 +16,9 @@ pub use freshness::age_text;
 pub use immutability::{parse_patterns, TagImmutability, TagPattern};
 pub use promotion::{CompiledPolicy, Evaluation, ImageFacts, PackageFact, PromotionPolicy, Rule, RuleResult};
 pub use pull::{PullRule, RequireProvenance, ScanState, SignedBy, SEVERITIES};
-pub use replication::{attachment_subject_hex, is_attachment_tag, is_repository_glob, repository_matcher, rule_selects};
+pub use replication::{
+    attachment_subject_hex, is_attachment_tag, is_repository_glob, repository_matcher, rule_selects,
+};
 pub use template::{upgrade_template, TagTemplate};
 
 use thiserror::Error;

@@ -72,7 +72,11 @@ mod tests {
             ("acme/*", &v, "other/app", sig.as_str(), false),
         ];
         for (source, tags, repo, tag, want) in table {
-            assert_eq!(rule_selects(source, tags, repo, tag), want, "{source} {tags:?} {repo}:{tag}");
+            assert_eq!(
+                rule_selects(source, tags, repo, tag),
+                want,
+                "{source} {tags:?} {repo}:{tag}"
+            );
         }
         assert!(is_attachment_tag(&format!("sha256-{hex}")));
         assert!(!is_attachment_tag("sha256-latest"));

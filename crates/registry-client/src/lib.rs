@@ -778,7 +778,13 @@ impl RegistryClient {
     /// from `mount_from` (a repository of the same registry that has it)
     /// when the registry allows, else streamed from disk in one PUT.
     /// `true` when it was mounted (nothing uploaded).
-    pub async fn send_blob_file(&self, digest: &Digest, path: &Path, size: u64, mount_from: Option<&str>) -> Result<bool> {
+    pub async fn send_blob_file(
+        &self,
+        digest: &Digest,
+        path: &Path,
+        size: u64,
+        mount_from: Option<&str>,
+    ) -> Result<bool> {
         let start = match mount_from {
             Some(from) => format!("blobs/uploads/?mount={digest}&from={from}"),
             None => "blobs/uploads/".to_string(),

@@ -17,8 +17,10 @@
 //! `REPLICATION_COMPLETED` or `REPLICATION_FAILED` in one transaction.
 //!
 //! One run at a time per rule: a run claims its rule in the database
-//! (`running_since`, a lease renewed per tag), so two replicas or two
-//! requests never run one rule at once. `serve` starts due rules every
+//! (`running_since` and `claimed_by`, a lease renewed per tag and blob and
+//! while it waits for a turn), so two replicas or two requests never run
+//! one rule at once; a run that finds its claim taken (its lease ran out)
+//! stops. `serve` starts due rules every
 //! [`TICK`].
 
 use std::collections::BTreeSet;
@@ -194,12 +196,6 @@ impl Registry {
         actor: Actor,
     ) -> Result<String, RegistryError> {
         let now = now_ms();
-        if !self.meta.claim_replication_rule(&rule.id, now, LEASE_MS).await? {
-            return Err(RegistryError::Conflict(format!(
-                "replication rule {} is running; one run at a time",
-                rule.name
-            )));
-        }
         let run = ReplicationRun {
             id: uuid::Uuid::new_v4().simple().to_string()[..16].to_string(),
             rule_id: rule.id.clone(),
@@ -208,8 +204,18 @@ impl Registry {
             status: "running".into(),
             ..ReplicationRun::default()
         };
+        if !self
+            .meta
+            .claim_replication_rule(&rule.id, &run.id, now, LEASE_MS)
+            .await?
+        {
+            return Err(RegistryError::Conflict(format!(
+                "replication rule {} is running; one run at a time",
+                rule.name
+            )));
+        }
         if let Err(e) = self.meta.start_replication_run(&run).await {
-            let _ = self.meta.renew_replication_claim(&rule.id, 0).await;
+            let _ = self.meta.release_replication_claim(&rule.id, &run.id).await;
             return Err(e.into());
         }
         let id = run.id.clone();
@@ -219,15 +225,47 @@ impl Registry {
     }
 
     async fn run_replication(self: Arc<Self>, rule: ReplicationRule, run: ReplicationRun, actor: Actor) {
-        // At most RUNS_AT_ONCE runs copy at once; the others wait, claimed.
-        let _permit = self.replication_runs.clone().acquire_owned().await;
+        let _permit = self.run_permit(&rule.id, &run.id).await;
         let mut out = Outcome::default();
         let result = if rule.direction == "push" {
-            self.push_everything(&rule, &mut out).await
+            self.push_everything(&rule, &run.id, &mut out).await
         } else {
             self.replicate(&rule, &run.id, &actor, &mut out).await
         };
         self.finish_run(&rule, run, &actor, out, result).await;
+    }
+
+    /// A turn to copy: at most [`RUNS_AT_ONCE`] runs copy at once, the
+    /// others wait, renewing their claim meanwhile so it does not lapse
+    /// (and let a second run of the rule start) while they queue.
+    async fn run_permit(&self, rule_id: &str, run_id: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let acquire = self.replication_runs.clone().acquire_owned();
+        tokio::pin!(acquire);
+        loop {
+            tokio::select! {
+                permit = &mut acquire => return permit.ok(),
+                _ = tokio::time::sleep(Duration::from_millis(LEASE_MS as u64 / 4)) => {
+                    let _ = self.meta.renew_replication_claim(rule_id, run_id, now_ms()).await;
+                }
+            }
+        }
+    }
+
+    /// Renews the run's claim on its rule: `Err` when the run no longer
+    /// holds it (its lease ran out and another run took over), so it stops
+    /// instead of running beside the other. A database that can't answer
+    /// is not taken for a lost claim.
+    async fn still_holds(&self, rule_id: &str, run_id: &str) -> Result<(), String> {
+        match self.meta.renew_replication_claim(rule_id, run_id, now_ms()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                Err("stopped: the run lost its claim on the rule (its lease ran out and another run took it)".into())
+            }
+            Err(e) => {
+                tracing::warn!(rule = rule_id, run = run_id, error = %e, "renewing a replication claim failed");
+                Ok(())
+            }
+        }
     }
 
     /// Records a finished run (pull or push): its record, audit record and
@@ -330,7 +368,11 @@ impl Registry {
         let named_signers = !by.accounts.is_empty() || !by.teams.is_empty();
         let mut signers_refuse = None;
         if named_signers {
-            match self.signers_keys(by, Some(rule.updated_at)).await.map_err(|e| e.to_string())? {
+            match self
+                .signers_keys(by, Some(rule.updated_at))
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 Ok(theirs) => keys.extend(theirs),
                 Err(why) => signers_refuse = Some(format!("{} ({why})", crate::pull::signers_text(by))),
             }
@@ -381,7 +423,7 @@ impl Registry {
                 .collect();
             wanted.sort();
             for tag in wanted {
-                let _ = self.meta.renew_replication_claim(&rule.id, now_ms()).await;
+                self.still_holds(&rule.id, run_id).await?;
                 let mut item = RunItem {
                     repository: repository.clone(),
                     tag: tag.clone(),
@@ -620,7 +662,9 @@ impl Registry {
             }
         }
         // A large blob takes a while: the run says it is alive first.
-        let _ = self.meta.renew_replication_claim(&ctx.rule.id, now_ms()).await;
+        self.still_holds(&ctx.rule.id, ctx.run_id)
+            .await
+            .map_err(Refusal::Error)?;
         let id = self
             .store
             .start_upload(digest.algorithm())

@@ -21,9 +21,9 @@ use utoipa::ToSchema;
 
 use super::{json_body, reply, to_json, ApiResult, Who};
 use crate::access::Need;
-use portcullis_auth::Role;
 use crate::replication::{is_glob, local_repository, source_matcher, RunItem};
 use crate::{keys, Registry, RegistryError};
+use portcullis_auth::Role;
 
 /// An upstream registry's fields. `password` is write-only.
 #[derive(Deserialize, ToSchema)]

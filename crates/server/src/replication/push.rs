@@ -48,7 +48,9 @@ const MAX_PUSH_AGE_MS: i64 = 2 * 86_400 * 1000;
 /// How long after `attempts` failed attempts a push is tried again.
 fn retry_delay_ms(attempts: i64) -> i64 {
     let exponent = u32::try_from(attempts.clamp(1, 20) - 1).unwrap_or(0);
-    RETRY_BASE_MS.saturating_mul(3i64.saturating_pow(exponent)).min(MAX_RETRY_MS)
+    RETRY_BASE_MS
+        .saturating_mul(3i64.saturating_pow(exponent))
+        .min(MAX_RETRY_MS)
 }
 
 /// What a push run keeps from one tag to the next.
@@ -62,7 +64,12 @@ struct Sender<'a> {
 
 impl Registry {
     /// `POST …/run` of a push rule: every local tag it selects.
-    pub(super) async fn push_everything(self: &Arc<Self>, rule: &ReplicationRule, out: &mut Outcome) -> Result<(), String> {
+    pub(super) async fn push_everything(
+        self: &Arc<Self>,
+        rule: &ReplicationRule,
+        run_id: &str,
+        out: &mut Outcome,
+    ) -> Result<(), String> {
         let patterns = portcullis_policy::parse_patterns(&rule.tags, "replication rule").map_err(|e| e.to_string())?;
         let repositories = if is_glob(&rule.source) {
             let matcher = source_matcher(&rule.source)?;
@@ -109,7 +116,7 @@ impl Registry {
                 last = Some(end);
             }
         }
-        self.push_tags(rule, &wanted, out).await.map(|_| ())
+        self.push_tags(rule, run_id, &wanted, out).await.map(|_| ())
     }
 
     /// Pushes each `(local repository, tag)`; for each, `None` when it was
@@ -117,6 +124,7 @@ impl Registry {
     async fn push_tags(
         self: &Arc<Self>,
         rule: &ReplicationRule,
+        run_id: &str,
         wanted: &[(String, String)],
         out: &mut Outcome,
     ) -> Result<Vec<Option<String>>, String> {
@@ -133,7 +141,12 @@ impl Registry {
         };
         let mut results = Vec::with_capacity(wanted.len());
         for (local, tag) in wanted {
-            let _ = self.meta.renew_replication_claim(&rule.id, now_ms()).await;
+            if let Err(why) = self.still_holds(&rule.id, run_id).await {
+                // The rest are left for the run that holds the rule now.
+                out.errors += 1;
+                results.resize(wanted.len(), Some(why));
+                break;
+            }
             out.repositories.insert(local.clone());
             let mut item = RunItem {
                 repository: String::new(),
@@ -197,7 +210,9 @@ impl Registry {
             .map_err(|e| Refusal::Error(format!("stored digest {}: {e}", manifest.digest)))?;
         item.digest = Some(manifest.digest.clone());
         if !sender.clients.contains_key(remote_repo) {
-            let client = self.upstream_client(sender.remote, remote_repo).map_err(Refusal::Error)?;
+            let client = self
+                .upstream_client(sender.remote, remote_repo)
+                .map_err(Refusal::Error)?;
             sender.clients.insert(remote_repo.to_string(), client);
         }
         let Sender { clients, holders, .. } = sender;
@@ -241,11 +256,17 @@ impl Registry {
         image: &Digest,
     ) -> Result<(u64, bool), Refusal> {
         let (mut bytes, mut any) = (0, false);
-        for tag in [signature_tag(image), portcullis_sign::attestation::attestation_tag(image)] {
+        for tag in [
+            signature_tag(image),
+            portcullis_sign::attestation::attestation_tag(image),
+        ] {
             let Some(m) = self.meta.get_manifest(local, &Reference::Tag(tag.clone())).await? else {
                 continue;
             };
-            if remote_digest(client, &tag).await?.is_some_and(|d| d.as_str() == m.digest) {
+            if remote_digest(client, &tag)
+                .await?
+                .is_some_and(|d| d.as_str() == m.digest)
+            {
                 continue;
             }
             bytes += self.send_manifest(client, holders, local, &m, &tag, 0).await?;
@@ -271,7 +292,10 @@ impl Registry {
             if m.media_type == portcullis_oci::media_type::OCI_MANIFEST {
                 // Listed under the referrers tag schema where the remote
                 // has no referrers API.
-                let artifact_type = parsed.referrer_artifact_type().unwrap_or(m.media_type.as_str()).to_string();
+                let artifact_type = parsed
+                    .referrer_artifact_type()
+                    .unwrap_or(m.media_type.as_str())
+                    .to_string();
                 client.put_referrer(&m.content, image, &artifact_type).await?;
             } else {
                 client.put_manifest(&m.digest, &m.media_type, &m.content).await?;
@@ -316,7 +340,9 @@ impl Registry {
             for blob in manifest.required_blobs() {
                 bytes += self.send_blob(client, holders, blob).await?;
             }
-            client.put_manifest(reference, &stored.media_type, &stored.content).await?;
+            client
+                .put_manifest(reference, &stored.media_type, &stored.content)
+                .await?;
             Ok(bytes)
         }
         .boxed()
@@ -353,7 +379,7 @@ impl Registry {
     /// the caller, the run started): each sent one leaves the queue, each
     /// failed one waits for its retry.
     async fn run_queued_pushes(self: Arc<Self>, rule: ReplicationRule, run: ReplicationRun) {
-        let _permit = self.replication_runs.clone().acquire_owned().await;
+        let _permit = self.run_permit(&rule.id, &run.id).await;
         let actor = Actor {
             name: rule.created_by.clone(),
             ..Actor::default()
@@ -363,7 +389,12 @@ impl Registry {
         self.finish_run(&rule, run, &actor, out, result).await;
     }
 
-    async fn push_claimed(self: &Arc<Self>, rule: &ReplicationRule, run_id: &str, out: &mut Outcome) -> Result<(), String> {
+    async fn push_claimed(
+        self: &Arc<Self>,
+        rule: &ReplicationRule,
+        run_id: &str,
+        out: &mut Outcome,
+    ) -> Result<(), String> {
         let now = now_ms();
         let jobs = self
             .meta
@@ -371,7 +402,7 @@ impl Registry {
             .await
             .map_err(|e| e.to_string())?;
         let wanted: Vec<(String, String)> = jobs.iter().map(|j| (j.repo.clone(), j.tag.clone())).collect();
-        let results = match self.push_tags(rule, &wanted, out).await {
+        let results = match self.push_tags(rule, run_id, &wanted, out).await {
             Ok(r) => r,
             Err(why) => vec![Some(why); jobs.len()],
         };
@@ -437,14 +468,6 @@ pub(crate) async fn push_queue(weak: Weak<Registry>) {
             }
         };
         for rule in rules {
-            match reg.meta.claim_replication_rule(&rule.id, now, LEASE_MS).await {
-                Ok(true) => {}
-                Ok(false) => continue, // another run holds it; its turn comes
-                Err(e) => {
-                    tracing::warn!(error = %e, "push replication: claiming a rule failed");
-                    continue;
-                }
-            }
             let run = ReplicationRun {
                 id: uuid::Uuid::new_v4().simple().to_string()[..16].to_string(),
                 rule_id: rule.id.clone(),
@@ -453,9 +476,17 @@ pub(crate) async fn push_queue(weak: Weak<Registry>) {
                 status: "running".into(),
                 ..ReplicationRun::default()
             };
+            match reg.meta.claim_replication_rule(&rule.id, &run.id, now, LEASE_MS).await {
+                Ok(true) => {}
+                Ok(false) => continue, // another run holds it; its turn comes
+                Err(e) => {
+                    tracing::warn!(error = %e, "push replication: claiming a rule failed");
+                    continue;
+                }
+            }
             if let Err(e) = reg.meta.start_replication_run(&run).await {
                 tracing::warn!(error = %RegistryError::from(e), "push replication: a run did not start");
-                let _ = reg.meta.renew_replication_claim(&rule.id, 0).await;
+                let _ = reg.meta.release_replication_claim(&rule.id, &run.id).await;
                 continue;
             }
             tokio::spawn(reg.clone().run_queued_pushes(rule, run));
