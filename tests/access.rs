@@ -794,14 +794,19 @@ fn matrix() -> Vec<(&'static str, [u16; 13])> {
             [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200],
         ),
         ("scan_sbom", [U, 200, 200, 200, D, 200, D, U, U, U, U, 200, 200]),
-        // Upstream registries and replication rules: system administrators.
+        // Upstream registries: system administrators. Replication rules:
+        // the target namespace's administrators (a list shows each
+        // caller the rules it manages).
         ("registry_list", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("registry_create", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
         ("registry_get", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("registry_update", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("registry_delete", [U, D, D, D, D, D, D, U, U, U, U, 204, D]),
         ("registry_test", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
-        ("replication_rule_list", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
+        (
+            "replication_rule_list",
+            [U, 200, 200, 200, 200, 200, 200, U, U, U, U, 200, 200],
+        ),
         ("replication_rule_create", [U, D, D, D, D, D, D, U, U, U, U, 201, D]),
         ("replication_rule_get", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),
         ("replication_rule_update", [U, D, D, D, D, D, D, U, U, U, U, 200, D]),

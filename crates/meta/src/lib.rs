@@ -30,7 +30,7 @@ pub use keys::{AccountKey, RegistryKey};
 pub use outbox::OutboxEvent;
 pub use promotion::{EvaluationOutcome, EvaluationRecord, PromotionCopy, Provenance, StoredPolicy};
 pub use proxy::{CachedImage, ProxyNamespace};
-pub use replication::{ReplicationProvenance, ReplicationRule, ReplicationRun, UpstreamRegistry};
+pub use replication::{PushJob, ReplicationProvenance, ReplicationRule, ReplicationRun, UpstreamRegistry};
 pub use rows::SeverityCounts;
 pub use scans::{EventsFor, ScanOutcome, ScanRecord, ScanStatus, MAX_SCAN_ATTEMPTS};
 pub use sessions::UiSession;

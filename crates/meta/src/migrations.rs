@@ -487,6 +487,33 @@ CREATE TABLE proxy_images (
 );
 CREATE INDEX proxy_images_by_pull ON proxy_images (namespace, pulled_at)
 "#,
+    // 19: push replication, signers by name, claims by run. A rule's
+    // claim names the run holding it (`claimed_by`), so a run whose lease
+    // ran out cannot renew or release the next run's. A rule may require
+    // signatures by local accounts' and teams' keys (`require_signers`, a
+    // JSON `SignedBy`). The push queue holds a row per (push rule,
+    // repository, tag) to send, written in the transaction of the event
+    // that wants it (`seq` is that event's; a newer event for the same tag
+    // replaces it), claimed by the run that pushes it, deleted when sent.
+    r#"
+ALTER TABLE replication_rules ADD COLUMN require_signers TEXT NOT NULL DEFAULT '';
+ALTER TABLE replication_rules ADD COLUMN claimed_by TEXT;
+CREATE TABLE replication_push_queue (
+    id TEXT PRIMARY KEY,
+    rule_id TEXT NOT NULL REFERENCES replication_rules(id) ON DELETE CASCADE,
+    repo {text_c} NOT NULL,
+    tag {text_c} NOT NULL,
+    digest TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    attempts BIGINT NOT NULL,
+    next_at BIGINT NOT NULL,
+    claim TEXT,
+    created_at BIGINT NOT NULL,
+    last_error TEXT,
+    UNIQUE (rule_id, repo, tag)
+);
+CREATE INDEX replication_push_queue_due ON replication_push_queue (next_at)
+"#,
 ];
 
 /// The migration whose version rewrites stored tag templates

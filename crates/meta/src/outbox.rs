@@ -1,7 +1,8 @@
 //! The webhook outbox's writer: events enter it inside the transaction of
 //! the change that caused it, with a delivery for each hook that wants
 //! them. Below the audit trail (which writes a record's events with it)
-//! and the webhooks module (which reads and delivers them).
+//! and the webhooks module (which reads and delivers them). Events that
+//! want a push replicated queue it here too (`replication::queue_pushes`).
 
 use sqlx::Row;
 
@@ -33,8 +34,16 @@ pub(crate) async fn append_events(tx: &mut Tx<'_>, events: &[OutboxEvent], only_
         .await?;
     let last: i64 = head.try_get(0)?;
     let now = now_ms();
+    let first = last - events.len() as i64 + 1;
+    // Push replication's queue fills in the same transaction: no event
+    // that wants a push is committed without it (a test ping wants none).
+    if only_hook.is_none() {
+        let numbered: Vec<(i64, &OutboxEvent)> =
+            events.iter().enumerate().map(|(i, e)| (first + i as i64, e)).collect();
+        crate::replication::queue_pushes(tx, &numbered).await?;
+    }
     for (i, e) in events.iter().enumerate() {
-        let seq = last - events.len() as i64 + 1 + i as i64;
+        let seq = first + i as i64;
         sqlx::query(
             "INSERT INTO outbox (seq, id, kind, repository, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )

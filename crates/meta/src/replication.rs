@@ -39,6 +39,9 @@ pub struct ReplicationRule {
     pub target: String,
     /// PEM public keys an image must be signed by (empty: no requirement).
     pub require_keys: Vec<String>,
+    /// Local accounts and teams whose registered keys may sign instead
+    /// (empty lists: none).
+    pub require_signers: portcullis_policy::SignedBy,
     /// Seconds between scheduled runs; 0 runs only when asked.
     pub interval_secs: i64,
     pub enabled: bool,
@@ -54,7 +57,7 @@ pub struct ReplicationRule {
 pub struct ReplicationRun {
     pub id: String,
     pub rule_id: String,
-    /// `manual` or `schedule`.
+    /// `manual`, `schedule` or `event` (a push rule's queued pushes).
     pub cause: String,
     pub started_at: i64,
     pub finished_at: Option<i64>,
@@ -103,7 +106,7 @@ fn registry_row(r: &sqlx::any::AnyRow) -> Result<UpstreamRegistry> {
 
 const RULE_COLUMNS: &str =
     "id, name, registry, direction, source, tags, target, require_keys, interval_secs, enabled, \
-     created_by, created_at, updated_at, running_since, last_run_at";
+     created_by, created_at, updated_at, running_since, last_run_at, require_signers";
 
 fn rule_row(r: &sqlx::any::AnyRow) -> Result<ReplicationRule> {
     Ok(ReplicationRule {
@@ -122,6 +125,7 @@ fn rule_row(r: &sqlx::any::AnyRow) -> Result<ReplicationRule> {
         updated_at: r.try_get(12)?,
         running_since: r.try_get(13)?,
         last_run_at: r.try_get(14)?,
+        require_signers: serde_json::from_str(&r.try_get::<String, _>(15)?).unwrap_or_default(),
     })
 }
 
@@ -163,7 +167,17 @@ fn rule_settings(r: &ReplicationRule) -> Vec<Value> {
         json_list(&r.require_keys),
         int(r.interval_secs),
         int(i64::from(r.enabled)),
+        t(signers_json(&r.require_signers)),
     ]
+}
+
+/// `''` for no signers, else the JSON of `SignedBy`.
+fn signers_json(by: &portcullis_policy::SignedBy) -> String {
+    if by.teams.is_empty() && by.accounts.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(by).expect("json")
+    }
 }
 
 impl Meta {
@@ -237,8 +251,8 @@ impl Meta {
 
     pub async fn create_replication_rule(&self, r: &ReplicationRule, event: &AuditEvent) -> Result<()> {
         let sql = "INSERT INTO replication_rules (id, name, registry, direction, source, tags, target, require_keys,
-                   interval_secs, enabled, created_by, created_at, updated_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)";
+                   interval_secs, enabled, require_signers, created_by, created_at, updated_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)";
         let mut values = vec![t(&r.id)];
         values.extend(rule_settings(r));
         values.extend([t(&r.created_by), int(now_ms())]);
@@ -248,7 +262,8 @@ impl Meta {
 
     pub async fn update_replication_rule(&self, r: &ReplicationRule, event: &AuditEvent) -> Result<bool> {
         let sql = "UPDATE replication_rules SET name = $1, registry = $2, direction = $3, source = $4, tags = $5,
-                   target = $6, require_keys = $7, interval_secs = $8, enabled = $9, updated_at = $10 WHERE id = $11";
+                   target = $6, require_keys = $7, interval_secs = $8, enabled = $9, require_signers = $10,
+                   updated_at = $11 WHERE id = $12";
         let mut values = rule_settings(r);
         values.extend([int(now_ms()), t(&r.id)]);
         self.write_if_changed(&[(sql, values)], event).await
@@ -257,6 +272,7 @@ impl Meta {
     /// Deletes a rule with its runs (the provenance of what it imported stays).
     pub async fn delete_replication_rule(&self, id: &str, event: &AuditEvent) -> Result<bool> {
         let statements: Vec<(&str, Vec<Value>)> = [
+            "DELETE FROM replication_push_queue WHERE rule_id = $1",
             "DELETE FROM replication_runs WHERE rule_id = $1",
             "DELETE FROM replication_rules WHERE id = $1",
         ]
@@ -298,15 +314,16 @@ impl Meta {
         rows.iter().map(rule_row).collect()
     }
 
-    /// Claims rule `id` for a run (a conditional update: of two replicas or
-    /// two requests, one wins); `false` when a run holds it and its lease
-    /// of `lease_ms` has not run out.
-    pub async fn claim_replication_rule(&self, id: &str, now: i64, lease_ms: i64) -> Result<bool> {
+    /// Claims rule `id` for run `run_id` (a conditional update: of two
+    /// replicas or two requests, one wins); `false` when a run holds it and
+    /// its lease of `lease_ms` has not run out.
+    pub async fn claim_replication_rule(&self, id: &str, run_id: &str, now: i64, lease_ms: i64) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE replication_rules SET running_since = $1
-             WHERE id = $2 AND (running_since IS NULL OR running_since < $3)",
+            "UPDATE replication_rules SET running_since = $1, claimed_by = $2
+             WHERE id = $3 AND (running_since IS NULL OR running_since < $4)",
         )
         .bind(now)
+        .bind(run_id)
         .bind(id)
         .bind(now - lease_ms)
         .execute(&self.pool)
@@ -314,19 +331,38 @@ impl Meta {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Renews a claim's lease (a long run says it is alive).
-    pub async fn renew_replication_claim(&self, id: &str, now: i64) -> Result<()> {
-        sqlx::query("UPDATE replication_rules SET running_since = $1 WHERE id = $2 AND running_since IS NOT NULL")
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+    /// Renews run `run_id`'s claim on rule `id` (a long run says it is
+    /// alive); `false` when the run no longer holds it (its lease ran out
+    /// and another run took the rule): it must stop.
+    pub async fn renew_replication_claim(&self, id: &str, run_id: &str, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE replication_rules SET running_since = $1
+             WHERE id = $2 AND claimed_by = $3 AND running_since IS NOT NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Gives up run `run_id`'s claim on rule `id` (a run that did not start).
+    pub async fn release_replication_claim(&self, id: &str, run_id: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE replication_rules SET running_since = NULL, claimed_by = NULL WHERE id = $1 AND claimed_by = $2",
+        )
+        .bind(id)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     /// Starts a run of a claimed rule. A run of it still unfinished was
     /// interrupted (its claim ran out, or this server restarted): it is
-    /// recorded as failed first.
+    /// recorded as failed first (and, should it still be going, it finds
+    /// its claim gone at its next renewal and stops).
     pub async fn start_replication_run(&self, run: &ReplicationRun) -> Result<()> {
         sqlx::query(
             "UPDATE replication_runs SET status = 'failed', finished_at = $1,
@@ -368,9 +404,12 @@ impl Meta {
                     t(&run.id),
                 ],
             ),
+            // Released only by the run that holds it (one whose lease ran
+            // out does not free the run that took over).
             (
-                "UPDATE replication_rules SET running_since = NULL, last_run_at = $1 WHERE id = $2",
-                vec![int(now), t(&run.rule_id)],
+                "UPDATE replication_rules SET running_since = NULL, claimed_by = NULL, last_run_at = $1
+                 WHERE id = $2 AND claimed_by = $3",
+                vec![int(now), t(&run.rule_id), t(&run.id)],
             ),
         ];
         self.write(&statements, event).await?;
@@ -442,5 +481,186 @@ impl Meta {
             })
         })
         .transpose()
+    }
+}
+
+/// A tag waiting to be pushed by a push rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushJob {
+    pub id: String,
+    pub rule_id: String,
+    pub repo: String,
+    pub tag: String,
+    /// The digest the event named (the run pushes what the tag names then).
+    pub digest: String,
+    /// The event's outbox sequence number; a newer event for the tag replaces it.
+    pub seq: i64,
+    /// Attempts so far, this one included once claimed.
+    pub attempts: i64,
+    pub created_at: i64,
+    pub last_error: Option<String>,
+}
+
+const JOB_COLUMNS: &str = "id, rule_id, repo, tag, digest, seq, attempts, created_at, last_error";
+
+fn job_row(r: &sqlx::any::AnyRow) -> Result<PushJob> {
+    Ok(PushJob {
+        id: r.try_get(0)?,
+        rule_id: r.try_get(1)?,
+        repo: r.try_get(2)?,
+        tag: r.try_get(3)?,
+        digest: r.try_get(4)?,
+        seq: r.try_get(5)?,
+        attempts: r.try_get(6)?,
+        created_at: r.try_get(7)?,
+        last_error: r.try_get(8)?,
+    })
+}
+
+/// Event types that queue pushes.
+const PUSHING_EVENTS: [&str; 2] = ["TAG_PUSH", "PROMOTION"];
+
+/// Queues, in the caller's transaction (the event's own), a push of each
+/// tag a `TAG_PUSH` or `PROMOTION` event names for every enabled push rule
+/// that selects it; `seq` is the event's sequence number. A tag already
+/// queued for a rule is queued again (due now, attempts reset), so a run
+/// that is sending its older digest does not drop it.
+pub(crate) async fn queue_pushes(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    events: &[(i64, &crate::OutboxEvent)],
+) -> Result<()> {
+    let wanted: Vec<(i64, String, String, String)> = events
+        .iter()
+        .filter(|(_, e)| PUSHING_EVENTS.contains(&e.kind.as_str()))
+        .filter_map(|(seq, e)| {
+            let p: serde_json::Value = serde_json::from_str(&e.payload).ok()?;
+            let tag = p["tag"].as_str()?.to_string();
+            let digest = p["digest"].as_str().unwrap_or_default().to_string();
+            Some((*seq, e.repository.clone(), tag, digest))
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let rules = sqlx::query(
+        "SELECT id, source, tags FROM replication_rules WHERE direction = 'push' AND enabled <> 0 ORDER BY id",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let now = now_ms();
+    for r in &rules {
+        let id: String = r.try_get(0)?;
+        let source: String = r.try_get(1)?;
+        let tags: Vec<String> = serde_json::from_str(&r.try_get::<String, _>(2)?).unwrap_or_default();
+        for (seq, repo, tag, digest) in &wanted {
+            if !portcullis_policy::rule_selects(&source, &tags, repo, tag) {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO replication_push_queue (id, rule_id, repo, tag, digest, seq, attempts, next_at,
+                 claim, created_at, last_error) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, NULL, $7, NULL)
+                 ON CONFLICT (rule_id, repo, tag) DO UPDATE SET digest = excluded.digest, seq = excluded.seq,
+                 attempts = 0, next_at = excluded.next_at, created_at = excluded.created_at, last_error = NULL",
+            )
+            .bind(uuid::Uuid::new_v4().simple().to_string())
+            .bind(&id)
+            .bind(repo)
+            .bind(tag)
+            .bind(digest)
+            .bind(*seq)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+impl Meta {
+    /// Enabled push rules with a queued push due at `now` and no run
+    /// holding them (or a holder whose lease of `lease_ms` ran out).
+    pub async fn rules_with_due_pushes(&self, now: i64, lease_ms: i64) -> Result<Vec<ReplicationRule>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RULE_COLUMNS} FROM replication_rules r
+             WHERE r.direction = 'push' AND r.enabled <> 0
+               AND (r.running_since IS NULL OR r.running_since < $2)
+               AND EXISTS (SELECT 1 FROM replication_push_queue q WHERE q.rule_id = r.id AND q.next_at <= $1)
+             ORDER BY r.name"
+        ))
+        .bind(now)
+        .bind(now - lease_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rule_row).collect()
+    }
+
+    /// Claims up to `limit` due pushes of a rule its caller holds (the
+    /// rule's claim keeps everyone else off them): each counts an attempt
+    /// and carries the run's `claim` until it is done or failed.
+    pub async fn claim_push_jobs(&self, rule_id: &str, claim: &str, now: i64, limit: i64) -> Result<Vec<PushJob>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE replication_push_queue SET claim = $1, attempts = attempts + 1
+             WHERE id IN (SELECT id FROM replication_push_queue WHERE rule_id = $2 AND next_at <= $3
+                          ORDER BY seq LIMIT $4)",
+        )
+        .bind(claim)
+        .bind(rule_id)
+        .bind(now)
+        .bind(limit)
+        .execute(&mut *tx)
+        .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM replication_push_queue WHERE rule_id = $1 AND claim = $2 ORDER BY seq"
+        ))
+        .bind(rule_id)
+        .bind(claim)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(job_row).collect()
+    }
+
+    /// A push was sent: the job is done, unless a newer event queued the
+    /// tag again meanwhile (then it stays, due).
+    pub async fn push_job_done(&self, job: &PushJob) -> Result<()> {
+        sqlx::query("DELETE FROM replication_push_queue WHERE id = $1 AND seq = $2")
+            .bind(&job.id)
+            .bind(job.seq)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("UPDATE replication_push_queue SET claim = NULL WHERE id = $1")
+            .bind(&job.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A push failed: tried again at `next_at` (or at once, when a newer
+    /// event queued the tag again meanwhile).
+    pub async fn push_job_failed(&self, job: &PushJob, next_at: i64, error: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE replication_push_queue SET claim = NULL, last_error = $1,
+             next_at = CASE WHEN seq = $2 THEN $3 ELSE next_at END WHERE id = $4",
+        )
+        .bind(error)
+        .bind(job.seq)
+        .bind(next_at)
+        .bind(&job.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The pushes queued for a rule, oldest first (at most `limit`).
+    pub async fn push_jobs(&self, rule_id: &str, limit: i64) -> Result<Vec<PushJob>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM replication_push_queue WHERE rule_id = $1 ORDER BY seq LIMIT $2"
+        ))
+        .bind(rule_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_row).collect()
     }
 }

@@ -1388,6 +1388,7 @@ async fn stored_tag_templates_are_upgraded_once() {
         for table in [
             "proxy_images",
             "proxy_namespaces",
+            "replication_push_queue",
             "replication_provenance",
             "replication_runs",
             "replication_rules",
@@ -1497,8 +1498,14 @@ async fn replication_claims_are_exclusive_and_interrupted_runs_recorded() {
         m.create_replication_rule(&rule, &ev()).await.unwrap();
         // Due at once (never run), and claimed by one run only.
         assert_eq!(m.due_replication_rules(1_000, 100).await.unwrap().len(), 1, "{label}");
-        assert!(m.claim_replication_rule("r1", 1_000, 100).await.unwrap(), "{label}");
-        assert!(!m.claim_replication_rule("r1", 1_050, 100).await.unwrap(), "{label}");
+        assert!(
+            m.claim_replication_rule("r1", "run1", 1_000, 100).await.unwrap(),
+            "{label}"
+        );
+        assert!(
+            !m.claim_replication_rule("r1", "other", 1_050, 100).await.unwrap(),
+            "{label}"
+        );
         assert!(m.due_replication_rules(1_050, 100).await.unwrap().is_empty(), "{label}");
         let first = ReplicationRun {
             id: "run1".into(),
@@ -1509,13 +1516,28 @@ async fn replication_claims_are_exclusive_and_interrupted_runs_recorded() {
         };
         m.start_replication_run(&first).await.unwrap();
         // The holder died: its lease runs out, another run takes over.
-        assert!(m.claim_replication_rule("r1", 2_000, 100).await.unwrap(), "{label}");
+        assert!(
+            m.claim_replication_rule("r1", "run2", 2_000, 100).await.unwrap(),
+            "{label}"
+        );
         let second = ReplicationRun {
             id: "run2".into(),
             started_at: 2_000,
             ..first.clone()
         };
         m.start_replication_run(&second).await.unwrap();
+        // The first run, still going somewhere, can neither renew nor
+        // release the rule: it must stop; the second renews it.
+        assert!(
+            !m.renew_replication_claim("r1", "run1", 2_010).await.unwrap(),
+            "{label}"
+        );
+        m.release_replication_claim("r1", "run1").await.unwrap();
+        assert!(m.renew_replication_claim("r1", "run2", 2_020).await.unwrap(), "{label}");
+        assert!(
+            !m.claim_replication_rule("r1", "run3", 2_050, 100).await.unwrap(),
+            "{label}"
+        );
         let runs = m.replication_runs("r1", 10).await.unwrap();
         assert_eq!(runs.len(), 2, "{label}");
         let old = runs.iter().find(|r| r.id == "run1").unwrap();
@@ -1536,5 +1558,112 @@ async fn replication_claims_are_exclusive_and_interrupted_runs_recorded() {
         assert!(m.delete_replication_rule("r1", &ev()).await.unwrap(), "{label}");
         assert!(m.replication_runs("r1", 10).await.unwrap().is_empty(), "{label}");
         assert!(m.delete_upstream_registry("hub", &ev()).await.unwrap(), "{label}");
+    }
+}
+
+/// A `TAG_PUSH` or `PROMOTION` event queues a push for each enabled push
+/// rule that selects its tag, in the event's own transaction; a newer
+/// event for the same tag replaces the queued one, and a run that sent
+/// the older digest does not remove it; a failure is retried later.
+#[tokio::test]
+async fn push_replication_is_queued_with_its_event() {
+    for db in backends().await {
+        let label = db.label;
+        let m = &db.meta;
+        let registry = UpstreamRegistry {
+            name: "dr".into(),
+            url: "https://dr.example".into(),
+            tls_verify: true,
+            created_by: "admin".into(),
+            ..UpstreamRegistry::default()
+        };
+        m.create_upstream_registry(&registry, &ev()).await.unwrap();
+        let rule = |id: &str, direction: &str, enabled: bool| ReplicationRule {
+            id: id.into(),
+            name: id.into(),
+            registry: "dr".into(),
+            direction: direction.into(),
+            source: "acme/release".into(),
+            tags: vec!["v*".into()],
+            target: "site".into(),
+            enabled,
+            created_by: "admin".into(),
+            ..ReplicationRule::default()
+        };
+        m.create_replication_rule(&rule("out", "push", true), &ev())
+            .await
+            .unwrap();
+        m.create_replication_rule(&rule("off", "push", false), &ev())
+            .await
+            .unwrap();
+        m.create_replication_rule(&rule("in", "pull", true), &ev())
+            .await
+            .unwrap();
+        let event = |kind: &str, repo: &str, tag: &str, digest: &str| {
+            let mut e = ev();
+            e.outbox = vec![OutboxEvent {
+                id: uuid::Uuid::new_v4().to_string(),
+                kind: kind.into(),
+                repository: repo.into(),
+                payload: serde_json::json!({"tag": tag, "digest": digest}).to_string(),
+            }];
+            e
+        };
+        let append = |e: AuditEvent| async move {
+            let mut tx = m.pool.begin().await.unwrap();
+            crate::audit::append(&mut tx, &e, &m.chain).await.unwrap();
+            tx.commit().await.unwrap();
+        };
+        append(event("PROMOTION", "acme/release", "v1", "sha256:1")).await;
+        append(event("TAG_PUSH", "acme/release", "latest", "sha256:2")).await; // not a v* tag
+        append(event("TAG_PUSH", "acme/other", "v1", "sha256:3")).await; // not the source
+        append(event("MANIFEST_PUSH", "acme/release", "v9", "sha256:4")).await; // not a pushing event
+        let queued = m.push_jobs("out", 10).await.unwrap();
+        assert_eq!(queued.len(), 1, "{label}: {queued:?}");
+        assert_eq!((queued[0].tag.as_str(), queued[0].digest.as_str()), ("v1", "sha256:1"));
+        assert!(m.push_jobs("off", 10).await.unwrap().is_empty(), "{label}");
+        assert!(m.push_jobs("in", 10).await.unwrap().is_empty(), "{label}");
+        let now = now_ms();
+        let due = m.rules_with_due_pushes(now, 1_000).await.unwrap();
+        assert_eq!(
+            due.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["out"],
+            "{label}"
+        );
+        let claimed = m.claim_push_jobs("out", "c1", now, 10).await.unwrap();
+        assert_eq!((claimed.len(), claimed[0].attempts), (1, 1), "{label}");
+        // The tag moves while the run sends the old digest: the new event
+        // survives the old one's completion.
+        append(event("TAG_PUSH", "acme/release", "v1", "sha256:5")).await;
+        m.push_job_done(&claimed[0]).await.unwrap();
+        let queued = m.push_jobs("out", 10).await.unwrap();
+        assert_eq!(queued.len(), 1, "{label}");
+        assert_eq!(
+            (queued[0].digest.as_str(), queued[0].attempts),
+            ("sha256:5", 0),
+            "{label}"
+        );
+        // A failure waits for its retry time; a success removes it.
+        let claimed = m.claim_push_jobs("out", "c2", now_ms(), 10).await.unwrap();
+        m.push_job_failed(&claimed[0], now_ms() + 60_000, "remote down")
+            .await
+            .unwrap();
+        assert!(
+            m.claim_push_jobs("out", "c3", now_ms(), 10).await.unwrap().is_empty(),
+            "{label}"
+        );
+        assert!(
+            m.rules_with_due_pushes(now_ms(), 1_000).await.unwrap().is_empty(),
+            "{label}"
+        );
+        let later = m.claim_push_jobs("out", "c4", now_ms() + 61_000, 10).await.unwrap();
+        assert_eq!(later[0].attempts, 2, "{label}");
+        assert_eq!(later[0].last_error.as_deref(), Some("remote down"), "{label}");
+        m.push_job_done(&later[0]).await.unwrap();
+        assert!(m.push_jobs("out", 10).await.unwrap().is_empty(), "{label}");
+        // Deleting the rule drops what it had queued.
+        append(event("TAG_PUSH", "acme/release", "v2", "sha256:6")).await;
+        assert!(m.delete_replication_rule("out", &ev()).await.unwrap(), "{label}");
+        assert!(m.push_jobs("out", 10).await.unwrap().is_empty(), "{label}");
     }
 }

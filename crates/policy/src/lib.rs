@@ -8,6 +8,7 @@ mod freshness;
 mod immutability;
 mod promotion;
 mod pull;
+mod replication;
 mod template;
 
 pub use admission::{admission_request, parse_image, AdmissionRequest, ImageRef};
@@ -15,6 +16,9 @@ pub use freshness::age_text;
 pub use immutability::{parse_patterns, TagImmutability, TagPattern};
 pub use promotion::{CompiledPolicy, Evaluation, ImageFacts, PackageFact, PromotionPolicy, Rule, RuleResult};
 pub use pull::{PullRule, RequireProvenance, ScanState, SignedBy, SEVERITIES};
+pub use replication::{
+    attachment_subject_hex, is_attachment_tag, is_repository_glob, repository_matcher, rule_selects,
+};
 pub use template::{upgrade_template, TagTemplate};
 
 use thiserror::Error;

@@ -176,29 +176,110 @@ fn realm_allowed(base: &str, realm: &str) -> std::result::Result<(), String> {
             "the token realm {realm} is plain http for an https registry: credentials are not sent in clear text"
         ));
     }
-    let internal = |u: &reqwest::Url| {
-        let Some(host) = u.host_str() else { return true };
-        match host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-        {
-            Ok(std::net::IpAddr::V4(ip)) => {
-                ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
-            }
-            Ok(std::net::IpAddr::V6(ip)) => {
-                let first = ip.segments()[0];
-                ip.is_loopback() || ip.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
-            }
-            Err(_) => host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost"),
-        }
-    };
-    if internal(&url) && !internal(&base) {
+    if names_internal(&url) && !names_internal(&base) {
         return Err(format!(
             "the token realm {realm} is on an internal address, the registry is not: refused"
         ));
     }
     Ok(())
+}
+
+/// Whether `ip` is on the machine's own network: loopback, private,
+/// link-local (a cloud metadata service), unspecified; in IPv6 also
+/// unique-local, and an IPv4-mapped address is judged as its IPv4 one.
+fn is_internal_ip(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(ip) => ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified(),
+        std::net::IpAddr::V6(ip) => {
+            if let Some(v4) = ip.to_ipv4_mapped() {
+                return is_internal_ip(std::net::IpAddr::V4(v4));
+            }
+            let first = ip.segments()[0];
+            ip.is_loopback() || ip.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Whether a URL names an internal address by itself (an address, or
+/// `localhost`); a host name's addresses are judged when it is resolved
+/// ([`Vetting`]).
+fn names_internal(u: &reqwest::Url) -> bool {
+    let Some(host) = u.host_str() else { return true };
+    match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+    {
+        Ok(ip) => is_internal_ip(ip),
+        Err(_) => host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost"),
+    }
+}
+
+/// Whether host `name`, resolved to `addrs`, may be connected to for a
+/// registry whose own host is `base_host` (its addresses `base_addrs`,
+/// asked only when needed): the registry's own name always; any other
+/// name (a token realm, a redirect's target) only if none of its
+/// addresses is internal, unless the registry itself is internal.
+fn vet_resolved(
+    name: &str,
+    addrs: &[std::net::SocketAddr],
+    base_host: &str,
+    base_addrs: impl FnOnce() -> Vec<std::net::SocketAddr>,
+) -> std::result::Result<(), String> {
+    if name.eq_ignore_ascii_case(base_host) {
+        return Ok(());
+    }
+    let Some(bad) = addrs.iter().find(|a| is_internal_ip(a.ip())) else {
+        return Ok(());
+    };
+    if base_addrs().iter().any(|a| is_internal_ip(a.ip())) {
+        return Ok(());
+    }
+    Err(format!(
+        "{name} resolves to {}, an internal address, and the registry {base_host} is not internal: refused",
+        bad.ip()
+    ))
+}
+
+/// The client's resolver: every host name it connects to (a token realm,
+/// a redirect's target) is judged by [`vet_resolved`] in the same
+/// resolution it connects with (no second look-up to rebind).
+struct Vetting {
+    base_host: String,
+}
+
+impl reqwest::dns::Resolve for Vetting {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let base_host = self.base_host.clone();
+        Box::pin(async move {
+            let name = name.as_str().to_string();
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            let base_addrs = if name.eq_ignore_ascii_case(&base_host) || !addrs.iter().any(|a| is_internal_ip(a.ip())) {
+                Vec::new()
+            } else {
+                tokio::net::lookup_host((base_host.as_str(), 0))
+                    .await
+                    .map(|a| a.collect())
+                    .unwrap_or_default()
+            };
+            vet_resolved(&name, &addrs, &base_host, || base_addrs)
+                .map_err(|e| Box::new(io::Error::other(e)) as Box<dyn std::error::Error + Send + Sync>)?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Whether the client follows a redirect from `from` to `to` for a
+/// registry at `base`: on the same origin, yes; to another origin (a
+/// registry's blob storage, Docker Hub's CDN) only over https and not to
+/// an internal address named outright (unless the registry is internal;
+/// host names are judged when resolved), and never from https to http.
+/// reqwest drops the credentials on a redirect to another host.
+fn redirect_allowed(base: &reqwest::Url, from: &reqwest::Url, to: &reqwest::Url) -> bool {
+    if to.origin() == from.origin() {
+        return true;
+    }
+    to.scheme() == "https" && (!names_internal(to) || names_internal(base))
 }
 
 /// Pages of a `_catalog` or tag listing followed at most.
@@ -307,6 +388,26 @@ impl RegistryClient {
         builder = builder
             .connect_timeout(std::time::Duration::from_secs(15))
             .read_timeout(std::time::Duration::from_secs(120));
+        // Where the registry may send this client: redirects and token
+        // realms are judged (an upstream aiming a replication run at the
+        // machine's own network or a metadata service is refused).
+        let base = reqwest::Url::parse(&format!("{scheme}://{host}"))
+            .map_err(|e| ClientError::Usage(format!("registry {host}: {e}")))?;
+        let base_host = base.host_str().unwrap_or_default().trim_matches(['[', ']']).to_string();
+        let redirect_base = base.clone();
+        builder = builder
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                let from = attempt.previous().last().cloned();
+                let allowed = attempt.previous().len() < 10
+                    && from.is_some_and(|from| redirect_allowed(&redirect_base, &from, attempt.url()));
+                if allowed {
+                    attempt.follow()
+                } else {
+                    let why = format!("a redirect to {} is not followed", attempt.url());
+                    attempt.error(why)
+                }
+            }))
+            .dns_resolver(std::sync::Arc::new(Vetting { base_host }));
         let http = builder
             .build()
             .map_err(|e| ClientError::Usage(format!("HTTP client: {e}")))?;
@@ -757,6 +858,65 @@ impl RegistryClient {
         Ok(())
     }
 
+    /// Whether the repository has blob `digest` (a `HEAD`).
+    pub async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
+        let head = format!("blobs/{digest}");
+        let resp = self
+            .send_any(&Request {
+                method: Method::HEAD,
+                ..Request::get(&head)
+            })
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.status_error(Method::HEAD, &head, resp).await),
+        }
+    }
+
+    /// Sends the file at `path`, whose digest (`digest`) and size the
+    /// caller knows (a blob a registry stored verified), as a blob: mounted
+    /// from `mount_from` (a repository of the same registry that has it)
+    /// when the registry allows, else streamed from disk in one PUT.
+    /// `true` when it was mounted (nothing uploaded).
+    pub async fn send_blob_file(
+        &self,
+        digest: &Digest,
+        path: &Path,
+        size: u64,
+        mount_from: Option<&str>,
+    ) -> Result<bool> {
+        let start = match mount_from {
+            Some(from) => format!("blobs/uploads/?mount={digest}&from={from}"),
+            None => "blobs/uploads/".to_string(),
+        };
+        let started = self
+            .send(Request {
+                method: Method::POST,
+                ..Request::get(&start)
+            })
+            .await?;
+        // 201: mounted. 202: an upload session instead (no mount here).
+        if mount_from.is_some() && started.status() == StatusCode::CREATED {
+            return Ok(true);
+        }
+        let location = started
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ClientError::Protocol("upload started without a Location".into()))?;
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{separator}digest={digest}");
+        self.send(Request {
+            method: Method::PUT,
+            content_type: Some("application/octet-stream"),
+            body: Some(Body::File(path.to_path_buf(), size)),
+            ..Request::get(&put)
+        })
+        .await?;
+        Ok(false)
+    }
+
     /// Uploads a file as a blob (unless the repository has it), streamed
     /// from disk in one PUT; returns its digest and size.
     pub async fn push_blob_file(&self, path: &Path) -> Result<(Digest, u64)> {
@@ -894,7 +1054,83 @@ impl<R: Read> Read for Hashing<R> {
 
 #[cfg(test)]
 mod tests {
-    use super::{challenge_params, realm_allowed};
+    use super::{challenge_params, realm_allowed, redirect_allowed, vet_resolved};
+
+    /// Host names are judged by their addresses, without a network: a
+    /// name that resolves to an internal address is refused for a
+    /// registry that is not internal, whatever the name.
+    #[test]
+    fn names_resolving_inside_are_refused_for_outside_registries() {
+        let addr = |s: &str| vec![format!("{s}:0").parse::<std::net::SocketAddr>().unwrap()];
+        let public = addr("93.184.216.34");
+        let private = addr("10.0.0.7");
+        // (name, its addresses, registry host, registry addresses, allowed)
+        let table = [
+            ("auth.docker.io", &public, "registry-1.docker.io", &public, true),
+            (
+                "metadata.example",
+                &addr("169.254.169.254"),
+                "registry.example",
+                &public,
+                false,
+            ),
+            ("token.example", &addr("127.0.0.1"), "registry.example", &public, false),
+            (
+                "token.example",
+                &addr("[::ffff:127.0.0.1]"),
+                "registry.example",
+                &public,
+                false,
+            ),
+            ("token.example", &addr("[fd00::1]"), "registry.example", &public, false),
+            ("token.example", &private, "registry.example", &public, false),
+            // The registry's own name, and any name for an internal registry.
+            ("registry.corp", &private, "registry.corp", &private, true),
+            ("auth.corp", &private, "registry.corp", &private, true),
+        ];
+        for (name, addrs, base, base_addrs, allowed) in table {
+            let got = vet_resolved(name, addrs, base, || base_addrs.clone());
+            assert_eq!(got.is_ok(), allowed, "{name} for {base}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn redirects_stay_on_the_origin_or_go_out_over_https() {
+        let u = |s: &str| reqwest::Url::parse(s).unwrap();
+        let hub = u("https://registry-1.docker.io");
+        let blob = u("https://registry-1.docker.io/v2/library/alpine/blobs/sha256:ab");
+        let local = u("http://127.0.0.1:5000");
+        // (registry, from, to, followed)
+        let table = [
+            (&hub, &blob, u("https://registry-1.docker.io/v2/other"), true),
+            (&hub, &blob, u("https://production.cloudflare.docker.com/x"), true),
+            (&hub, &blob, u("http://production.cloudflare.docker.com/x"), false),
+            (&hub, &blob, u("https://169.254.169.254/latest/meta-data"), false),
+            (&hub, &blob, u("https://127.0.0.1/x"), false),
+            (&hub, &blob, u("https://localhost/x"), false),
+            (
+                &local,
+                &u("http://127.0.0.1:5000/v2/a/blobs/x"),
+                u("http://127.0.0.1:5000/b"),
+                true,
+            ),
+            (
+                &local,
+                &u("http://127.0.0.1:5000/v2/a/blobs/x"),
+                u("http://127.0.0.1:6000/b"),
+                false,
+            ),
+            (
+                &local,
+                &u("http://127.0.0.1:5000/v2/a/blobs/x"),
+                u("https://10.0.0.5/b"),
+                true,
+            ),
+        ];
+        for (base, from, to, followed) in table {
+            assert_eq!(redirect_allowed(base, from, &to), followed, "{from} -> {to}");
+        }
+    }
 
     #[test]
     fn credentials_go_only_to_realms_the_registry_may_name() {

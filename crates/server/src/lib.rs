@@ -159,6 +159,7 @@ impl Registry {
             tokio::spawn(webhooks::dispatch(Arc::downgrade(&registry)));
             tokio::spawn(Registry::retry_failed_signings(Arc::downgrade(&registry)));
             tokio::spawn(replication::schedule(Arc::downgrade(&registry)));
+            tokio::spawn(replication::push_queue(Arc::downgrade(&registry)));
             tokio::spawn(vulndb::update::run(Arc::downgrade(&registry)));
             if registry.pulls_vulndb() {
                 tokio::spawn(vulndb::pull::run(Arc::downgrade(&registry)));

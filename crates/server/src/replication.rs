@@ -1,4 +1,5 @@
-//! Pull replication from upstream registries (issue 22, first slice).
+//! Replication: pulls from upstream registries here, and (`push.rs`)
+//! pushes from here to remote ones (issue 22).
 //!
 //! A run of a rule lists the upstream's repositories (a glob source) and
 //! tags, and for each matching tag whose upstream digest differs from the
@@ -16,8 +17,10 @@
 //! `REPLICATION_COMPLETED` or `REPLICATION_FAILED` in one transaction.
 //!
 //! One run at a time per rule: a run claims its rule in the database
-//! (`running_since`, a lease renewed per tag), so two replicas or two
-//! requests never run one rule at once. `serve` starts due rules every
+//! (`running_since` and `claimed_by`, a lease renewed per tag and blob and
+//! while it waits for a turn), so two replicas or two requests never run
+//! one rule at once; a run that finds its claim taken (its lease ran out)
+//! stops. `serve` starts due rules every
 //! [`TICK`].
 
 use std::collections::BTreeSet;
@@ -36,6 +39,9 @@ use utoipa::ToSchema;
 
 use crate::access::Actor;
 use crate::{keys, Registry, RegistryError};
+
+mod push;
+pub(crate) use push::push_queue;
 
 /// How often `serve` looks for due rules.
 pub(crate) const TICK: Duration = Duration::from_secs(1);
@@ -57,12 +63,13 @@ const MAX_ITEMS: usize = 1_000;
 /// One tag a run copied, skipped or refused.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub(crate) struct RunItem {
-    /// The upstream repository.
+    /// The repository on the other registry (the upstream one of a pull,
+    /// the remote one a push sends to).
     repository: String,
     tag: String,
-    /// The upstream manifest's digest, when it was read.
+    /// The manifest's digest, when it was read.
     digest: Option<String>,
-    /// The local repository it was (or would have been) written to.
+    /// The repository here (written by a pull, read by a push).
     local_repository: String,
     /// Why it was skipped or refused.
     reason: Option<String>,
@@ -119,22 +126,19 @@ impl From<portcullis_meta::MetaError> for Refusal {
 
 /// Whether a source names several repositories (a glob).
 pub(crate) fn is_glob(source: &str) -> bool {
-    source.contains(['*', '?', '[', '{'])
+    portcullis_policy::is_repository_glob(source)
 }
 
-/// The source as a matcher over upstream repository names: `*` stays
-/// within one path segment, `**` crosses them.
+/// The source as a matcher over repository names: `*` stays within one
+/// path segment, `**` crosses them.
 pub(crate) fn source_matcher(source: &str) -> Result<globset::GlobMatcher, String> {
-    globset::GlobBuilder::new(source)
-        .literal_separator(true)
-        .build()
-        .map(|g| g.compile_matcher())
-        .map_err(|e| format!("source {source:?}: {}", e.kind()))
+    portcullis_policy::repository_matcher(source).map_err(|e| e.to_string())
 }
 
-/// The local repository an upstream repository goes to: the target itself
+/// The repository an image goes to on the other side: the target itself
 /// when it names a repository (a `/` in it) and the source is one
-/// repository; else `<target>/<upstream repository>`.
+/// repository; else `<target>/<source repository>`. Pulls write it here,
+/// pushes to the remote registry.
 pub(crate) fn local_repository(source: &str, target: &str, upstream: &str) -> Result<RepositoryName, String> {
     let name = if target.contains('/') && !is_glob(source) {
         target.to_string()
@@ -145,14 +149,9 @@ pub(crate) fn local_repository(source: &str, target: &str, upstream: &str) -> Re
         .map_err(|e| format!("{name} is not a repository name here: {e}"))
 }
 
-/// Tags that travel with an image, not on their own: cosign's
-/// `sha256-<hex>.sig/.att/.sbom` and the referrers tag schema's `sha256-<hex>`.
+/// Tags that travel with an image, not on their own.
 fn is_attachment_tag(tag: &str) -> bool {
-    let Some(rest) = tag.strip_prefix("sha256-") else {
-        return false;
-    };
-    let hex = rest.split('.').next().unwrap_or("");
-    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    portcullis_policy::is_attachment_tag(tag)
 }
 
 impl Registry {
@@ -197,12 +196,6 @@ impl Registry {
         actor: Actor,
     ) -> Result<String, RegistryError> {
         let now = now_ms();
-        if !self.meta.claim_replication_rule(&rule.id, now, LEASE_MS).await? {
-            return Err(RegistryError::Conflict(format!(
-                "replication rule {} is running; one run at a time",
-                rule.name
-            )));
-        }
         let run = ReplicationRun {
             id: uuid::Uuid::new_v4().simple().to_string()[..16].to_string(),
             rule_id: rule.id.clone(),
@@ -211,8 +204,18 @@ impl Registry {
             status: "running".into(),
             ..ReplicationRun::default()
         };
+        if !self
+            .meta
+            .claim_replication_rule(&rule.id, &run.id, now, LEASE_MS)
+            .await?
+        {
+            return Err(RegistryError::Conflict(format!(
+                "replication rule {} is running; one run at a time",
+                rule.name
+            )));
+        }
         if let Err(e) = self.meta.start_replication_run(&run).await {
-            let _ = self.meta.renew_replication_claim(&rule.id, 0).await;
+            let _ = self.meta.release_replication_claim(&rule.id, &run.id).await;
             return Err(e.into());
         }
         let id = run.id.clone();
@@ -221,11 +224,60 @@ impl Registry {
         Ok(id)
     }
 
-    async fn run_replication(self: Arc<Self>, rule: ReplicationRule, mut run: ReplicationRun, actor: Actor) {
-        // At most RUNS_AT_ONCE runs copy at once; the others wait, claimed.
-        let _permit = self.replication_runs.clone().acquire_owned().await;
+    async fn run_replication(self: Arc<Self>, rule: ReplicationRule, run: ReplicationRun, actor: Actor) {
+        let _permit = self.run_permit(&rule.id, &run.id).await;
         let mut out = Outcome::default();
-        let result = self.replicate(&rule, &run.id, &actor, &mut out).await;
+        let result = if rule.direction == "push" {
+            self.push_everything(&rule, &run.id, &mut out).await
+        } else {
+            self.replicate(&rule, &run.id, &actor, &mut out).await
+        };
+        self.finish_run(&rule, run, &actor, out, result).await;
+    }
+
+    /// A turn to copy: at most [`RUNS_AT_ONCE`] runs copy at once, the
+    /// others wait, renewing their claim meanwhile so it does not lapse
+    /// (and let a second run of the rule start) while they queue.
+    async fn run_permit(&self, rule_id: &str, run_id: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let acquire = self.replication_runs.clone().acquire_owned();
+        tokio::pin!(acquire);
+        loop {
+            tokio::select! {
+                permit = &mut acquire => return permit.ok(),
+                _ = tokio::time::sleep(Duration::from_millis(LEASE_MS as u64 / 4)) => {
+                    let _ = self.meta.renew_replication_claim(rule_id, run_id, now_ms()).await;
+                }
+            }
+        }
+    }
+
+    /// Renews the run's claim on its rule: `Err` when the run no longer
+    /// holds it (its lease ran out and another run took over), so it stops
+    /// instead of running beside the other. A database that can't answer
+    /// is not taken for a lost claim.
+    async fn still_holds(&self, rule_id: &str, run_id: &str) -> Result<(), String> {
+        match self.meta.renew_replication_claim(rule_id, run_id, now_ms()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                Err("stopped: the run lost its claim on the rule (its lease ran out and another run took it)".into())
+            }
+            Err(e) => {
+                tracing::warn!(rule = rule_id, run = run_id, error = %e, "renewing a replication claim failed");
+                Ok(())
+            }
+        }
+    }
+
+    /// Records a finished run (pull or push): its record, audit record and
+    /// `REPLICATION_*` events in one transaction, releasing the rule.
+    async fn finish_run(
+        &self,
+        rule: &ReplicationRule,
+        mut run: ReplicationRun,
+        actor: &Actor,
+        out: Outcome,
+        result: Result<(), String>,
+    ) {
         let failed = result.is_err() || out.errors > 0;
         run.status = if failed { "failed" } else { "completed" }.into();
         run.error = result.err();
@@ -236,6 +288,7 @@ impl Registry {
         run.bytes = out.bytes as i64;
         let summary = json!({
             "rule_id": rule.id, "rule": rule.name, "run_id": run.id, "registry": rule.registry,
+            "direction": rule.direction,
             "status": run.status, "copied": out.copied.len(), "skipped": out.skipped.len(),
             "refused": out.refused.len(), "bytes": out.bytes, "error": run.error,
         });
@@ -249,8 +302,11 @@ impl Registry {
             "REPLICATION_COMPLETED"
         };
         let scopes: Vec<String> = if out.repositories.is_empty() {
-            // Nothing reached: the event goes to the target's hooks.
-            vec![if rule.target.contains('/') {
+            // Nothing reached: the event goes to the hooks of the local
+            // side, the target of a pull, the source's namespace of a push.
+            vec![if rule.direction == "push" {
+                format!("{}/", crate::access::namespace_of(&rule.source))
+            } else if rule.target.contains('/') {
                 rule.target.clone()
             } else {
                 format!("{}/", rule.target)
@@ -265,7 +321,7 @@ impl Registry {
                     repository: repo,
                     ..Default::default()
                 };
-                self.event(kind, Some(&actor), about, json!({ "replication": summary }))
+                self.event(kind, Some(actor), about, json!({ "replication": summary }))
             })
             .collect();
         if let Err(e) = self.meta.finish_replication_run(&run, &event).await {
@@ -300,11 +356,31 @@ impl Registry {
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("registry {} is gone", rule.registry))?;
-        let keys: Vec<PublicKey> = rule
+        let mut keys: Vec<PublicKey> = rule
             .require_keys
             .iter()
             .map(|pem| PublicKey::from_pem(pem).map_err(|e| format!("require_signed_by: {e}")))
             .collect::<Result<_, _>>()?;
+        // Accounts and teams sign with the keys registered to them now,
+        // found as pull rules and promotions find them; a signer gone or
+        // re-created since the rule was saved refuses every image.
+        let by = &rule.require_signers;
+        let named_signers = !by.accounts.is_empty() || !by.teams.is_empty();
+        let mut signers_refuse = None;
+        if named_signers {
+            match self
+                .signers_keys(by, Some(rule.updated_at))
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Ok(theirs) => keys.extend(theirs),
+                Err(why) => signers_refuse = Some(format!("{} ({why})", crate::pull::signers_text(by))),
+            }
+        }
+        let signatures = Signatures {
+            required: named_signers || !rule.require_keys.is_empty(),
+            refuse: signers_refuse,
+        };
         let tag_patterns =
             portcullis_policy::parse_patterns(&rule.tags, "replication rule").map_err(|e| e.to_string())?;
         let repositories = if is_glob(&rule.source) {
@@ -347,7 +423,7 @@ impl Registry {
                 .collect();
             wanted.sort();
             for tag in wanted {
-                let _ = self.meta.renew_replication_claim(&rule.id, now_ms()).await;
+                self.still_holds(&rule.id, run_id).await?;
                 let mut item = RunItem {
                     repository: repository.clone(),
                     tag: tag.clone(),
@@ -364,6 +440,7 @@ impl Registry {
                     actor,
                     local: &local,
                     keys: &keys,
+                    signatures: &signatures,
                 };
                 match self.replicate_tag(&ctx, &mut item, out).await {
                     Ok(true) => Outcome::push(&mut out.copied, item),
@@ -413,7 +490,15 @@ impl Registry {
             }
             None => {}
         }
-        if !ctx.keys.is_empty() {
+        if let Some(why) = &ctx.signatures.refuse {
+            return Err(Refusal::Policy(format!("require_signed_by: {why}")));
+        }
+        if ctx.signatures.required && ctx.keys.is_empty() {
+            return Err(Refusal::Policy(
+                "require_signed_by: no current key belongs to the signers it names".into(),
+            ));
+        }
+        if ctx.signatures.required {
             let verdict = ctx.client.verify_signatures(&digest, ctx.keys).await?;
             match verdict.verified.first() {
                 Some((key, form)) => {
@@ -577,7 +662,9 @@ impl Registry {
             }
         }
         // A large blob takes a while: the run says it is alive first.
-        let _ = self.meta.renew_replication_claim(&ctx.rule.id, now_ms()).await;
+        self.still_holds(&ctx.rule.id, ctx.run_id)
+            .await
+            .map_err(Refusal::Error)?;
         let id = self
             .store
             .start_upload(digest.algorithm())
@@ -631,10 +718,20 @@ struct TagCopy<'a> {
     actor: &'a Actor,
     local: &'a RepositoryName,
     keys: &'a [PublicKey],
+    signatures: &'a Signatures,
 }
 
-/// `serve`'s scheduler: every [`TICK`], starts each enabled pull rule
-/// whose interval has passed since its last run and that no run holds.
+/// What `require_signed_by` asks of every image of a run.
+struct Signatures {
+    /// A signature under one of the run's keys is required.
+    required: bool,
+    /// Why every image is refused (a named signer gone or re-created).
+    refuse: Option<String>,
+}
+
+/// `serve`'s scheduler: every [`TICK`], starts each enabled rule (a pull,
+/// or a full push) whose interval has passed since its last run and that
+/// no run holds.
 pub(crate) async fn schedule(weak: Weak<Registry>) {
     loop {
         tokio::time::sleep(TICK).await;
@@ -646,7 +743,7 @@ pub(crate) async fn schedule(weak: Weak<Registry>) {
                 continue;
             }
         };
-        for rule in due.into_iter().filter(|r| r.direction == "pull") {
+        for rule in due {
             let actor = Actor {
                 name: rule.created_by.clone(),
                 ..Actor::default()

@@ -1,6 +1,9 @@
-//! Upstream registries and pull replication rules (`replication.rs` runs
-//! them). System administrators only: a registry's credentials are the
-//! server's, and a rule writes wherever its target says. A registry's
+//! Upstream registries and replication rules, pull and push
+//! (`replication.rs` runs them). Registries are system administrators'
+//! (their credentials are the server's); a pull rule is managed by the
+//! administrators of the namespace it writes into and by system
+//! administrators, a push rule (it sends this registry's content out with
+//! a registry's credentials) by system administrators. A registry's
 //! password is sealed before it is stored and write-only: no response,
 //! log line or audit record shows it (`has_password` says whether one is
 //! set).
@@ -20,6 +23,7 @@ use super::{json_body, reply, to_json, ApiResult, Who};
 use crate::access::Need;
 use crate::replication::{is_glob, local_repository, source_matcher, RunItem};
 use crate::{keys, Registry, RegistryError};
+use portcullis_auth::Role;
 
 /// An upstream registry's fields. `password` is write-only.
 #[derive(Deserialize, ToSchema)]
@@ -304,13 +308,25 @@ pub(crate) async fn registry_test(State(reg): State<Arc<Registry>>, who: Who, Pa
     ))
 }
 
-/// Keys a replicated image must be signed by.
+/// Whose signature a replicated image must carry: one that verifies
+/// under any of these keys, or under a key registered to one of these
+/// accounts or to a member of one of these teams, admits it.
 #[derive(Deserialize, Serialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RequireSignedBy {
     /// ECDSA P-256 public keys (PEM); a signature in cosign's tag or
     /// bundle form that verifies under one of them admits an image.
+    #[serde(default)]
     keys: Vec<String>,
+    /// Local accounts (users, service accounts such as `acme+ci`) whose
+    /// registered keys may sign.
+    #[serde(default)]
+    #[schema(example = json!(["acme+ci"]))]
+    accounts: Vec<String>,
+    /// Local teams (`org/team`) whose members' registered keys may sign.
+    #[serde(default)]
+    #[schema(example = json!(["acme/release"]))]
+    teams: Vec<String>,
 }
 
 /// A replication rule's fields.
@@ -323,34 +339,40 @@ pub(crate) struct RuleBody {
     /// The upstream registry's name.
     #[schema(example = "hub")]
     registry: Option<String>,
-    /// `pull` (push replication is not built yet).
+    /// `pull` (default: from the registry into this one) or `push` (local
+    /// tags to the registry, when events write them and on `…/run`).
     #[schema(example = "pull")]
     direction: Option<String>,
-    /// An upstream repository, or a glob over repository names (`*`
-    /// within a path segment, `**` across them; listed through `/v2/_catalog`).
+    /// Pull: an upstream repository, or a glob over repository names
+    /// (`*` within a path segment, `**` across them; listed through
+    /// `/v2/_catalog`). Push: a local repository or a glob over local ones.
     #[schema(example = "library/alpine")]
     source: Option<String>,
     /// Tag globs (`*`, `?`, `[a-z]`, `{a,b}`).
     #[schema(example = json!(["3.*", "latest"]))]
     tags: Option<Vec<String>>,
-    /// A local repository (`mirror/alpine`, for a single source), or a
-    /// namespace the upstream repository's name goes under (`mirror` →
-    /// `mirror/library/alpine`).
+    /// Where images go: a repository (`mirror/alpine`, for a single
+    /// source), or a namespace the source repository's name goes under
+    /// (`mirror` → `mirror/library/alpine`); here for a pull, on the
+    /// registry for a push.
     #[schema(example = "mirror")]
     target: Option<String>,
-    /// Import only images a signature of one of these keys verifies.
+    /// Pull only: import only images a signature of one of these keys,
+    /// accounts or teams verifies (accounts and teams must exist).
     require_signed_by: Option<RequireSignedBy>,
     /// Seconds between scheduled runs (5 or more); 0 runs only when asked.
     interval_secs: Option<i64>,
     enabled: Option<bool>,
 }
 
-/// Keys required, with their ids.
+/// Signers required: keys, with their ids, accounts and teams.
 #[derive(Serialize, ToSchema)]
 pub(crate) struct RequiredKeys {
     keys: Vec<String>,
     /// `sha256:<hex>` of each key's DER, as run records name them.
     key_ids: Vec<String>,
+    accounts: Vec<String>,
+    teams: Vec<String>,
 }
 
 /// A replication rule as the API shows it.
@@ -379,7 +401,7 @@ pub(crate) struct RuleView {
 pub(crate) struct RunView {
     id: String,
     rule_id: String,
-    /// `manual` or `schedule`.
+    /// `manual`, `schedule`, or `event` (a push rule's queued pushes).
     cause: String,
     started_at: i64,
     finished_at: Option<i64>,
@@ -393,7 +415,9 @@ pub(crate) struct RunView {
     /// Tags not imported, each with its reason (a signature missing or by
     /// another key; a digest mismatch; an upstream error).
     refused: Vec<RunItem>,
-    /// Bytes of blobs downloaded (blobs held here are linked, not counted).
+    /// Bytes of blobs downloaded by a pull (blobs held here are linked, not
+    /// counted) or uploaded by a push (blobs the remote has, or mounted
+    /// there, not counted).
     bytes: i64,
     error: Option<String>,
 }
@@ -404,13 +428,17 @@ pub(crate) struct RunStarted {
 }
 
 fn rule_json(r: &ReplicationRule) -> serde_json::Value {
-    let require = (!r.require_keys.is_empty()).then(|| RequiredKeys {
+    let by = &r.require_signers;
+    let required = !r.require_keys.is_empty() || !by.accounts.is_empty() || !by.teams.is_empty();
+    let require = required.then(|| RequiredKeys {
         keys: r.require_keys.clone(),
         key_ids: r
             .require_keys
             .iter()
             .filter_map(|k| PublicKey::from_pem(k).ok().map(|k| k.id))
             .collect(),
+        accounts: by.accounts.clone(),
+        teams: by.teams.clone(),
     });
     to_json(&RuleView {
         id: r.id.clone(),
@@ -454,13 +482,8 @@ async fn apply_rule(reg: &Registry, r: &mut ReplicationRule, b: RuleBody) -> Res
     }
     if let Some(d) = b.direction {
         match d.as_str() {
-            "pull" => r.direction = d,
-            "push" => {
-                return Err(RegistryError::Invalid(
-                    "direction push is not supported yet; only pull".into(),
-                ))
-            }
-            other => return Err(RegistryError::Invalid(format!("direction {other:?}: pull"))),
+            "pull" | "push" => r.direction = d,
+            other => return Err(RegistryError::Invalid(format!("direction {other:?}: pull or push"))),
         }
     }
     if let Some(s) = b.source {
@@ -488,13 +511,36 @@ async fn apply_rule(reg: &Registry, r: &mut ReplicationRule, b: RuleBody) -> Res
     // The target must name repositories here, whatever the upstream lists.
     local_repository(&r.source, &r.target, "x/y").map_err(|e| RegistryError::Invalid(format!("target: {e}")))?;
     if let Some(req) = b.require_signed_by {
-        if req.keys.len() > 16 {
-            return Err(RegistryError::Invalid("require_signed_by: at most 16 keys".into()));
+        if req.keys.len() > 16 || req.accounts.len() + req.teams.len() > 16 {
+            return Err(RegistryError::Invalid(
+                "require_signed_by: at most 16 keys and 16 accounts and teams".into(),
+            ));
         }
         for k in &req.keys {
             PublicKey::from_pem(k).map_err(|e| RegistryError::Invalid(format!("require_signed_by: {e}")))?;
         }
+        let by = portcullis_policy::SignedBy {
+            teams: req.teams,
+            accounts: req.accounts,
+            match_reference: false,
+        };
+        if !by.teams.is_empty() || !by.accounts.is_empty() {
+            // Named as pull rules name them: they must exist now.
+            by.check_valid("require_signed_by")
+                .map_err(|e| RegistryError::Invalid(e.to_string()))?;
+            super::identity::signers_exist(reg, &by, "require_signed_by").await?;
+        }
         r.require_keys = req.keys;
+        r.require_signers = by;
+    }
+    // A push sends what is here; signatures are asked of what comes in.
+    let requires_signatures =
+        !r.require_keys.is_empty() || !r.require_signers.accounts.is_empty() || !r.require_signers.teams.is_empty();
+    if r.direction == "push" && requires_signatures {
+        return Err(RegistryError::Invalid(
+            "require_signed_by applies to pull rules; a push rule sends what is here (use pull rules on the source)"
+                .into(),
+        ));
     }
     if let Some(i) = b.interval_secs {
         if i != 0 && !(5..=366 * 86_400).contains(&i) {
@@ -510,6 +556,24 @@ async fn apply_rule(reg: &Registry, r: &mut ReplicationRule, b: RuleBody) -> Res
     Ok(())
 }
 
+/// The namespace a pull rule writes into: its target's, or the target
+/// itself when it names a namespace.
+fn target_namespace(target: &str) -> &str {
+    target.split_once('/').map_or(target, |(ns, _)| ns)
+}
+
+/// What managing rule `r` takes: a pull rule writes into its target's
+/// namespace, so that namespace's administrators manage it (and system
+/// administrators); a push rule sends this registry's content out with
+/// the registry's credentials, so only system administrators do.
+fn rule_need(r: &ReplicationRule) -> Need<'_> {
+    if r.direction == "push" {
+        Need::System
+    } else {
+        Need::Namespace(target_namespace(&r.target), Role::Admin)
+    }
+}
+
 async fn find_rule(reg: &Registry, id: &str) -> Result<ReplicationRule, RegistryError> {
     reg.meta
         .replication_rule(id)
@@ -517,16 +581,27 @@ async fn find_rule(reg: &Registry, id: &str) -> Result<ReplicationRule, Registry
         .ok_or_else(|| RegistryError::Absent(format!("no such replication rule: {id}")))
 }
 
+/// Rule `id`, if the caller may manage it. Whether a rule exists is
+/// told only to an authenticated caller (as repositories are).
+async fn find_managed_rule(reg: &Registry, who: &Who, id: &str) -> Result<ReplicationRule, RegistryError> {
+    who.need(reg, Need::Authenticated).await?;
+    let r = find_rule(reg, id).await?;
+    who.need(reg, rule_need(&r)).await?;
+    Ok(r)
+}
+
 fn rule_detail(r: &ReplicationRule) -> String {
     format!(
-        "{} {} registry={} source={} tags={} target={} keys={} interval={} enabled={}",
+        "{} {} registry={} direction={} source={} tags={} target={} keys={} signers={} interval={} enabled={}",
         r.id,
         r.name,
         r.registry,
+        r.direction,
         r.source,
         r.tags.join(","),
         r.target,
         r.require_keys.len(),
+        crate::pull::signers_text(&r.require_signers),
         r.interval_secs,
         r.enabled
     )
@@ -536,11 +611,18 @@ fn rule_detail(r: &ReplicationRule) -> String {
     get,
     path = "/api/v1/replication-rules",
     tag = "replication",
-    responses((status = 200, description = "The replication rules", body = [RuleView])),
+    responses((status = 200, description = "The replication rules the caller manages (all, for a system administrator)", body = [RuleView])),
 )]
 pub(crate) async fn replication_rule_list(State(reg): State<Arc<Registry>>, who: Who) -> ApiResult {
-    who.need(&reg, Need::System).await?;
-    let list: Vec<_> = reg.meta.replication_rules().await?.iter().map(rule_json).collect();
+    who.need(&reg, Need::Authenticated).await?;
+    let mut list = Vec::new();
+    for r in reg.meta.replication_rules().await? {
+        match who.need(&reg, rule_need(&r)).await {
+            Ok(()) => list.push(rule_json(&r)),
+            Err(RegistryError::Denied(_) | RegistryError::Unauthorized(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(reply(StatusCode::OK, json!(list)))
 }
 
@@ -552,8 +634,16 @@ pub(crate) async fn replication_rule_list(State(reg): State<Arc<Registry>>, who:
     responses((status = 201, description = "The rule", body = RuleView)),
 )]
 pub(crate) async fn replication_rule_create(State(reg): State<Arc<Registry>>, who: Who, body: Bytes) -> ApiResult {
-    who.need(&reg, Need::System).await?;
+    who.need(&reg, Need::Authenticated).await?;
     let b: RuleBody = json_body(&body)?;
+    // Who may create it depends on where it writes: asked before anything
+    // else of the body is looked up.
+    let prospective = ReplicationRule {
+        direction: b.direction.clone().unwrap_or_else(|| "pull".into()),
+        target: b.target.clone().unwrap_or_default().trim_end_matches('/').to_string(),
+        ..ReplicationRule::default()
+    };
+    who.need(&reg, rule_need(&prospective)).await?;
     if b.name.is_none() || b.registry.is_none() || b.source.is_none() || b.tags.is_none() || b.target.is_none() {
         return Err(RegistryError::Invalid(
             "a rule needs name, registry, source, tags and target".into(),
@@ -587,8 +677,8 @@ pub(crate) async fn replication_rule_get(
     who: Who,
     Path(id): Path<String>,
 ) -> ApiResult {
-    who.need(&reg, Need::System).await?;
-    Ok(reply(StatusCode::OK, rule_json(&find_rule(&reg, &id).await?)))
+    let r = find_managed_rule(&reg, &who, &id).await?;
+    Ok(reply(StatusCode::OK, rule_json(&r)))
 }
 
 #[utoipa::path(
@@ -605,10 +695,11 @@ pub(crate) async fn replication_rule_update(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult {
-    who.need(&reg, Need::System).await?;
-    let mut r = find_rule(&reg, &id).await?;
+    let mut r = find_managed_rule(&reg, &who, &id).await?;
     let b: RuleBody = json_body(&body)?;
     apply_rule(&reg, &mut r, b).await?;
+    // And where it writes now: a rule is not moved into another namespace.
+    who.need(&reg, rule_need(&r)).await?;
     let ev = who.actor.event("replication_rule.update").detail(rule_detail(&r));
     if !reg.meta.update_replication_rule(&r, &ev).await? {
         return Err(RegistryError::Absent(format!("no such replication rule: {id}")));
@@ -628,8 +719,7 @@ pub(crate) async fn replication_rule_delete(
     who: Who,
     Path(id): Path<String>,
 ) -> ApiResult {
-    who.need(&reg, Need::System).await?;
-    let r = find_rule(&reg, &id).await?;
+    let r = find_managed_rule(&reg, &who, &id).await?;
     let ev = who
         .actor
         .event("replication_rule.delete")
@@ -653,8 +743,7 @@ pub(crate) async fn replication_rule_run(
     who: Who,
     Path(id): Path<String>,
 ) -> ApiResult {
-    who.need(&reg, Need::System).await?;
-    let r = find_rule(&reg, &id).await?;
+    let r = find_managed_rule(&reg, &who, &id).await?;
     let run_id = reg.start_replication(r, "manual", who.actor.clone()).await?;
     Ok(reply(StatusCode::ACCEPTED, to_json(&RunStarted { run_id })))
 }
@@ -671,8 +760,7 @@ pub(crate) async fn replication_rule_runs(
     who: Who,
     Path(id): Path<String>,
 ) -> ApiResult {
-    who.need(&reg, Need::System).await?;
-    find_rule(&reg, &id).await?;
+    find_managed_rule(&reg, &who, &id).await?;
     let list: Vec<_> = reg.meta.replication_runs(&id, 50).await?.iter().map(run_json).collect();
     Ok(reply(StatusCode::OK, json!(list)))
 }
