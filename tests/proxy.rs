@@ -317,6 +317,7 @@ async fn one_backend(backend: &common::Backend) {
             "repoadmin",
             Some(json!({"account": "repoadmin", "repository": "hub/app", "role": "admin"})),
         ),
+        ("nsadmin", Some(json!({"account": "nsadmin", "role": "admin"}))),
         ("outsider", None),
     ] {
         let (status, v) = call(&s, Method::POST, "/api/v1/users", json!({"name": user, "password": PW})).await;
@@ -326,6 +327,19 @@ async fn one_backend(backend: &common::Backend) {
             assert!(status < 300, "{v}");
         }
     }
+    // A proxy spends the registry's credentials: the namespace's own
+    // administrator may not set one.
+    let r = s
+        .anon
+        .put(s.url("/api/v1/namespaces/hub/settings"))
+        .basic_auth("nsadmin", Some(PW))
+        .json(&json!({"proxy": {"registry": "dist", "namespace": "library", "public": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "{label}: a namespace administrator set a proxy");
+    let body: Value = r.json().await.unwrap();
+    assert!(body.to_string().contains("only a system administrator"), "{body}");
     // The upstream must be a registry here.
     let (status, v) = set_proxy(&s, "hub", json!({"registry": "dist", "namespace": "library"})).await;
     assert_eq!(status, 400, "{label}: {v}");

@@ -950,6 +950,39 @@ async fn push_one_backend(backend: &common::Backend) {
     .await;
     let run = run_rule(&s, &solo).await;
     assert_eq!(tags_of(&run, "copied"), ["1.0"], "{label}: {run}");
+    // A runnable image pushed under a name like an attachment is queued by
+    // its event, and refused there: the rule's tags (1.0) do not select
+    // it, whatever it is called.
+    let disguised = format!("sha256-{}.sig", "b".repeat(64));
+    let disguised_bare = format!("sha256-{}", "b".repeat(64));
+    for tag in [&disguised, &disguised_bare] {
+        s.push_image("acme/build", tag, b"{\"disguised\":1}", &[b"disguised layer"])
+            .await;
+    }
+    let queued = common::until(&s, &format!("/api/v1/replication-rules/{solo}/runs"), |v| {
+        v.as_array().is_some_and(|l| {
+            l.iter()
+                .filter(|r| r["cause"] == "event" && !r["finished_at"].is_null())
+                .flat_map(|r| r["refused"].as_array().cloned().unwrap_or_default())
+                .filter(|i| i["tag"] == disguised.as_str() || i["tag"] == disguised_bare.as_str())
+                .count()
+                >= 2
+        })
+    })
+    .await;
+    for tag in [&disguised, &disguised_bare] {
+        let refused = queued
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["refused"].as_array().cloned().unwrap_or_default())
+            .find(|i| i["tag"] == tag.as_str())
+            .unwrap();
+        assert!(
+            refused["reason"].as_str().unwrap().contains("not a cosign signature"),
+            "{label}: {refused}"
+        );
+    }
     let one = run["bytes"].as_i64().unwrap();
     assert!(one > 2 * LAYER_BYTES as i64, "{label}: both layers sent: {run}");
     let both = create_rule(

@@ -1507,7 +1507,15 @@ pub(crate) async fn namespace_settings_update(
         ));
     }
     let proxy = match &s.proxy {
-        Some(p) => Some(proxy_setting(&reg, &ns, p).await?),
+        // A proxy spends an upstream registry's credentials, which belong
+        // to the whole registry, and may open what they reach to anyone
+        // (`public`): a system administrator's decision, not a namespace's.
+        Some(p) => {
+            who.need(&reg, Need::System)
+                .await
+                .map_err(|_| RegistryError::Denied("proxy: only a system administrator may set it".into()))?;
+            Some(proxy_setting(&reg, &ns, p).await?)
+        }
         None => None,
     };
     if let Some(patterns) = &s.promotion_only {

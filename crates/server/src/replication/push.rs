@@ -220,6 +220,20 @@ impl Registry {
         // An attachment pushed on its own (a signature made after the
         // image was sent) goes where its image already is.
         if let Some(hex) = portcullis_policy::attachment_subject_hex(tag) {
+            // Only what the name promises travels as an attachment: a cosign
+            // `.sig`/`.att`/`.sbom` tag holding signatures, attestations or
+            // SBOMs. Anything else under such a name (a runnable image, a
+            // referrers-schema tag pushed by hand) is not selected by the
+            // rule's tags, so it is not sent.
+            let evidence = portcullis_oci::cosign_tag_subject(tag).is_some()
+                && Manifest::parse(&manifest.content, Some(&manifest.media_type))
+                    .is_ok_and(|m| m.kind() == portcullis_oci::ManifestKind::Artifact);
+            if !evidence {
+                return Err(Refusal::Policy(format!(
+                    "{tag} is named like an attachment but is not a cosign signature, attestation or SBOM; \
+                     the rule's tags do not select it"
+                )));
+            }
             let subject = format!("sha256:{hex}");
             if remote_digest(client, &subject).await?.is_none() {
                 item.reason = Some(format!("its image {subject} is not on the remote"));
